@@ -1,0 +1,13 @@
+// Shared declarations for the binding files (one init_<area> per file).
+#pragma once
+#include <nanobind/nanobind.h>
+
+namespace akvq::bind {
+namespace nb = nanobind;
+void init_errors(nb::module_& m);
+void init_gguf(nb::module_& m);
+void init_ops(nb::module_& m);
+void init_tokenizer(nb::module_& m);
+void init_sampling(nb::module_& m);
+void init_model(nb::module_& m);
+}  // namespace akvq::bind

@@ -1,0 +1,14 @@
+// The private extension module pyakvq._akvq. Only wiring: each area registers itself.
+#include <nanobind/nanobind.h>
+
+#include "common.h"
+
+NB_MODULE(_akvq, m) {
+  m.doc() = "pyakvq native engine (private; use the pyakvq package)";
+  akvq::bind::init_errors(m);
+  akvq::bind::init_gguf(m);
+  akvq::bind::init_ops(m);
+  akvq::bind::init_tokenizer(m);
+  akvq::bind::init_sampling(m);
+  akvq::bind::init_model(m);
+}

@@ -1,0 +1,60 @@
+// The KV cache component. Models talk to it only through append / attend / stats; the storage
+// layout is hidden. `f16` is the first storage mode; the AKVQ modes (2/4-bit after a WHT
+// rotation) plug in behind the same interface.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "cpu/thread_pool.h"
+
+namespace akvq::kv {
+
+struct KvConfig {
+  std::string mode = "f16";
+  int n_layer = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;
+  int n_ctx = 0;  // capacity in tokens
+  void validate() const;  // throws InvalidArgument naming the bad field / unknown mode
+};
+
+struct KvStats {
+  int64_t n_tokens = 0;
+  int64_t bytes = 0;          // bytes used by cached K and V (all layers)
+  int64_t bytes_reserved = 0; // bytes allocated
+  double bits_per_element = 0;
+};
+
+class KvCache {
+ public:
+  static std::unique_ptr<KvCache> create(const KvConfig& cfg);
+  virtual ~KvCache() = default;
+
+  const KvConfig& config() const { return cfg_; }
+  // Tokens stored in `layer` (all layers agree between forward passes).
+  virtual int n_tokens(int layer = 0) const = 0;
+  // Drops everything (n_tokens becomes 0).
+  virtual void clear() = 0;
+  // Keeps the first n tokens of every layer (n <= n_tokens()).
+  virtual void truncate(int n) = 0;
+
+  // Appends n_new tokens to `layer`; k, v: [n_new, n_head_kv, head_dim] (k already RoPE'd).
+  // Throws InvalidArgument when the cache would exceed n_ctx.
+  virtual void append(int layer, const float* k, const float* v, int n_new) = 0;
+
+  // Causal attention of the last n_q tokens of `layer` (already appended) over the cache.
+  // q: [n_q, n_head, head_dim], n_head a multiple of n_head_kv (GQA: head h uses kv head
+  // h / (n_head / n_head_kv)). Query i sees cached tokens [0, n_tokens - n_q + i].
+  // out: [n_q, n_head, head_dim]. scale multiplies q·k before the softmax.
+  virtual void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
+                      cpu::ThreadPool& pool) const = 0;
+
+  virtual KvStats stats() const = 0;
+
+ protected:
+  explicit KvCache(const KvConfig& cfg) : cfg_(cfg) {}
+  KvConfig cfg_;
+};
+
+}  // namespace akvq::kv

@@ -1,0 +1,79 @@
+// Llama-architecture decoder (arch `llama`, and half-split RoPE variants): RMSNorm, RoPE, GQA
+// attention through the KV cache, SwiGLU MLP, optional tied output embedding. f32 activations,
+// matmuls directly on the quantized weights of the memory-mapped file.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "cpu/thread_pool.h"
+#include "kv/kv_cache.h"
+#include "ops/ops.h"
+
+namespace akvq {
+namespace gguf {
+class File;
+}
+
+namespace models {
+
+struct LlamaHparams {
+  std::string arch;     // general.architecture
+  int n_vocab = 0;
+  int n_ctx_train = 0;
+  int n_embd = 0;
+  int n_layer = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;     // n_embd / n_head unless the file says otherwise
+  int n_ff = 0;
+  int n_rot = 0;        // rope.dimension_count (default head_dim)
+  float rope_theta = 10000.0f;
+  float rms_eps = 1e-5f;
+  ops::RopeMode rope_mode = ops::RopeMode::AdjacentPairs;
+};
+
+struct LlamaLayer {
+  TensorView attn_norm;  // [n_embd]
+  TensorView wq;         // ne {n_embd, n_head*head_dim}
+  TensorView wk;         // ne {n_embd, n_head_kv*head_dim}
+  TensorView wv;         // ne {n_embd, n_head_kv*head_dim}
+  TensorView wo;         // ne {n_head*head_dim, n_embd}
+  TensorView ffn_norm;   // [n_embd]
+  TensorView w_gate;     // ne {n_embd, n_ff}
+  TensorView w_up;       // ne {n_embd, n_ff}
+  TensorView w_down;     // ne {n_ff, n_embd}
+};
+
+// Scratch buffers for one forward chunk, grown on demand (no allocation in steady state).
+struct LlamaWorkspace {
+  std::vector<float> x, xn, q, k, v, attn, gate, up, logits_rows;
+  std::vector<int32_t> pos;
+};
+
+class Llama {
+ public:
+  // Binds the tensors of f (which must outlive this object) and validates every shape and type.
+  // Throws FormatError naming the tensor or key at fault.
+  explicit Llama(const gguf::File& f);
+
+  const LlamaHparams& hparams() const { return hp_; }
+  kv::KvConfig kv_config(int n_ctx, const std::string& mode) const;
+
+  // Runs ids[n] at positions cache.n_tokens() ... + n - 1, appending their K/V to the cache.
+  // logits: [n, n_vocab] when all_logits, else [1, n_vocab] for the last token (may be nullptr
+  // to skip the output projection).
+  void forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspace& ws,
+               cpu::ThreadPool& pool, float* logits, bool all_logits) const;
+
+ private:
+  LlamaHparams hp_;
+  TensorView tok_embd_;    // ne {n_embd, n_vocab}
+  TensorView out_norm_;    // [n_embd]
+  TensorView output_;      // ne {n_embd, n_vocab} (tok_embd_ when tied)
+  std::vector<LlamaLayer> layers_;
+};
+
+}  // namespace models
+}  // namespace akvq

@@ -1,0 +1,47 @@
+// The op interface used by models. Each op has a scalar reference (ops/ref.h) and backend
+// implementations; this header dispatches to the CPU backend (SIMD where available).
+// All activations are f32, row-major, innermost dimension last in the shape comments.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "cpu/thread_pool.h"
+
+namespace akvq::ops {
+
+// y[n_tok, n_out] = x[n_tok, n_in] · Wᵀ, where w is a weight with ne = {n_in, n_out} of any
+// supported type. Works directly on the quantized rows (no dequantized copy of w).
+void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::ThreadPool& pool);
+
+// out[n, ne0] = rows ids[n] of table w (ne = {ne0, n_rows}), dequantized. Throws
+// InvalidArgument for an id outside [0, n_rows).
+void get_rows(const TensorView& w, const int32_t* ids, int64_t n, float* out);
+
+// Dequantize n values (a multiple of the type's block size) of raw type t into out.
+void dequantize_row(DType t, const void* src, float* out, int64_t n);
+
+// y[n_tok, n] = x / rms(x) * w ; w may be nullptr (no weight). In-place allowed (y == x).
+void rms_norm(const float* x, const float* w, int64_t n_tok, int64_t n, float eps, float* y);
+
+enum class RopeMode { AdjacentPairs, HalfSplit };  // llama.cpp 'llama' files / NeoX & HF style
+
+// In place on x[n_tok, n_head, head_dim]: rotate the first n_rot dims of each head by position
+// pos[t] with frequencies theta^(-2i/n_rot).
+void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos,
+          float theta, RopeMode mode);
+
+// out[n] = silu(gate) * up ; in-place allowed (out == gate).
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+
+// x[n] += y[n]
+void add_inplace(float* x, const float* y, int64_t n);
+
+// In place softmax over x[n].
+void softmax(float* x, int64_t n);
+
+// dot / axpy helpers used by attention: f32 query against fp16 rows.
+float dot_f16(const float* x, const uint16_t* y, int64_t n);
+void axpy_f16(float a, const uint16_t* x, float* y, int64_t n);  // y += a * x
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
+
+}  // namespace akvq::ops
