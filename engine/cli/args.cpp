@@ -1,0 +1,117 @@
+#include "args.h"
+
+#include <akvq/error.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cmath>
+#include <cstdlib>
+#include <string>
+
+namespace akvq::cli {
+
+namespace {
+
+long long to_int(const std::string& flag, const std::string& v, long long lo, long long hi) {
+  errno = 0;
+  char* end = nullptr;
+  const long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0' || errno == ERANGE) throw InvalidArgument(flag + ": expected an integer, got '" + v + "'");
+  if (x < lo || x > hi)
+    throw InvalidArgument(flag + ": " + v + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+float to_float(const std::string& flag, const std::string& v) {
+  errno = 0;
+  char* end = nullptr;
+  const float x = std::strtof(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(x))
+    throw InvalidArgument(flag + ": expected a number, got '" + v + "'");
+  return x;
+}
+
+}  // namespace
+
+const char* usage() {
+  return "usage: akvq-cli -m MODEL (-p PROMPT | -f FILE) [options]\n"
+         "\n"
+         "Runs a GGUF language model on the CPU and streams the completion to stdout;\n"
+         "timings go to stderr.\n"
+         "\n"
+         "  -m, --model FILE        GGUF model file (required)\n"
+         "  -p, --prompt TEXT       prompt text\n"
+         "  -f, --file FILE         read the prompt from FILE\n"
+         "  -n, --n-predict N       tokens to generate (default 128)\n"
+         "  -c, --ctx-size N        context size in tokens (default 4096)\n"
+         "  -t, --threads N         threads (default: cores available)\n"
+         "  -b, --batch-size N      prompt chunk size (default 256)\n"
+         "      --temp T            temperature, 0 = greedy (default 0.8)\n"
+         "      --top-k K           top-k, 0 = off (default 40)\n"
+         "      --top-p P           top-p, 1 = off (default 0.95)\n"
+         "      --min-p P           min-p, 0 = off (default 0)\n"
+         "      --repeat-penalty R  repetition penalty, 1 = off (default 1)\n"
+         "      --repeat-last-n N   tokens the penalty looks back (default 64)\n"
+         "  -s, --seed N            random seed (default 0)\n"
+         "      --kv MODE           KV cache storage mode (default f16)\n"
+         "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
+         "      --no-special        treat special-token text in the prompt as plain text\n"
+         "  -h, --help              show this help\n";
+}
+
+Options parse_args(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw InvalidArgument(a + ": missing value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      o.help = true;
+    } else if (a == "-m" || a == "--model") {
+      o.model = value();
+    } else if (a == "-p" || a == "--prompt") {
+      o.prompt = value();
+    } else if (a == "-f" || a == "--file") {
+      o.prompt_file = value();
+    } else if (a == "-n" || a == "--n-predict") {
+      o.n_predict = static_cast<int>(to_int(a, value(), 0, 1 << 24));
+    } else if (a == "-c" || a == "--ctx-size") {
+      o.n_ctx = static_cast<int>(to_int(a, value(), 1, 1 << 24));
+    } else if (a == "-t" || a == "--threads") {
+      o.n_threads = static_cast<int>(to_int(a, value(), 1, 1024));
+    } else if (a == "-b" || a == "--batch-size") {
+      o.n_batch = static_cast<int>(to_int(a, value(), 1, 1 << 16));
+    } else if (a == "--temp") {
+      o.sampling.temperature = to_float(a, value());
+    } else if (a == "--top-k") {
+      o.sampling.top_k = static_cast<int>(to_int(a, value(), 0, 1 << 30));
+    } else if (a == "--top-p") {
+      o.sampling.top_p = to_float(a, value());
+    } else if (a == "--min-p") {
+      o.sampling.min_p = to_float(a, value());
+    } else if (a == "--repeat-penalty") {
+      o.sampling.repeat_penalty = to_float(a, value());
+    } else if (a == "--repeat-last-n") {
+      o.sampling.repeat_last_n = static_cast<int>(to_int(a, value(), 0, 1 << 24));
+    } else if (a == "-s" || a == "--seed") {
+      o.sampling.seed = static_cast<uint64_t>(to_int(a, value(), 0, INT64_MAX));
+    } else if (a == "--kv") {
+      o.kv = value();
+    } else if (a == "--stop") {
+      o.stop.push_back(value());
+    } else if (a == "--no-special") {
+      o.no_special = true;
+    } else {
+      throw InvalidArgument("unknown option '" + a + "' (see --help)");
+    }
+  }
+  if (o.help) return o;
+  if (o.model.empty()) throw InvalidArgument("no model given (-m FILE)");
+  if (o.prompt.empty() == o.prompt_file.empty()) throw InvalidArgument("give exactly one of -p PROMPT or -f FILE");
+  o.sampling.validate();
+  return o;
+}
+
+}  // namespace akvq::cli

@@ -1,0 +1,162 @@
+// Persistent thread pool. One job at a time: run() publishes the job by bumping a generation
+// counter; workers spin on it for a few tens of microseconds (with a pause instruction) and then
+// sleep on a condition variable. Tasks are handed out through an atomic counter; the calling
+// thread takes tasks too. run() returns after every worker has left the job.
+#include "cpu/thread_pool.h"
+
+#include <sched.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define AKVQ_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define AKVQ_CPU_RELAX() asm volatile("yield" ::: "memory")
+#else
+#define AKVQ_CPU_RELAX() ((void)0)
+#endif
+
+#include <akvq/error.h>
+
+namespace akvq::cpu {
+
+namespace {
+// Spin iterations before a worker sleeps. A pause costs ~10-40 ns depending on the CPU, so
+// this is a few tens of microseconds.
+constexpr int kSpinIters = 2000;
+}  // namespace
+
+struct ThreadPool::Impl {
+  int n_threads = 1;
+  std::vector<std::thread> workers;
+
+  // Current job (valid while a run() is in progress).
+  const std::function<void(int, int)>* fn = nullptr;
+  int n_tasks = 0;
+  alignas(64) std::atomic<int> next{0};
+  alignas(64) std::atomic<uint64_t> generation{0};
+  alignas(64) std::atomic<int> active{0};  // workers still inside the current job
+  alignas(64) std::atomic<int> sleepers{0};
+  std::atomic<bool> stop{false};
+  std::atomic<bool> failed{false};
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::mutex err_mu;
+  std::exception_ptr error;
+
+  void do_tasks(int thread) {
+    for (;;) {
+      const int t = next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= n_tasks || failed.load(std::memory_order_relaxed)) break;
+      try {
+        (*fn)(t, thread);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(err_mu);
+        if (!error) error = std::current_exception();
+        failed.store(true, std::memory_order_relaxed);
+      }
+    }
+  }
+
+  void worker_loop(int thread) {
+    uint64_t seen = 0;
+    for (;;) {
+      uint64_t g = generation.load(std::memory_order_acquire);
+      for (int i = 0; g == seen && i < kSpinIters; ++i) {
+        AKVQ_CPU_RELAX();
+        g = generation.load(std::memory_order_acquire);
+      }
+      if (g == seen) {
+        std::unique_lock<std::mutex> lk(mu);
+        sleepers.fetch_add(1, std::memory_order_seq_cst);
+        cv.wait(lk, [&] {
+          return generation.load(std::memory_order_seq_cst) != seen ||
+                 stop.load(std::memory_order_relaxed);
+        });
+        sleepers.fetch_sub(1, std::memory_order_relaxed);
+        g = generation.load(std::memory_order_acquire);
+      }
+      if (stop.load(std::memory_order_acquire)) return;
+      seen = g;
+      do_tasks(thread);
+      active.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+};
+
+ThreadPool::ThreadPool(int n_threads) : impl_(std::make_unique<Impl>()) {
+  if (n_threads < 1) throw InvalidArgument("[threads] thread count must be >= 1, got " + std::to_string(n_threads));
+  impl_->n_threads = n_threads;
+  impl_->workers.reserve(n_threads - 1);
+  for (int i = 1; i < n_threads; ++i) {
+    impl_->workers.emplace_back([this, i] { impl_->worker_loop(i); });
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lk(impl_->mu);
+    impl_->stop.store(true, std::memory_order_release);
+    impl_->generation.fetch_add(1, std::memory_order_seq_cst);
+  }
+  impl_->cv.notify_all();
+  for (auto& w : impl_->workers) w.join();
+}
+
+int ThreadPool::size() const { return impl_->n_threads; }
+
+void ThreadPool::run(int n_tasks, const std::function<void(int task, int thread)>& fn) {
+  if (n_tasks <= 0) return;
+  Impl& s = *impl_;
+  if (s.n_threads == 1 || n_tasks == 1) {  // nothing to share: run inline, exceptions propagate
+    for (int t = 0; t < n_tasks; ++t) fn(t, 0);
+    return;
+  }
+  s.fn = &fn;
+  s.n_tasks = n_tasks;
+  s.error = nullptr;
+  s.failed.store(false, std::memory_order_relaxed);
+  s.next.store(0, std::memory_order_relaxed);
+  s.active.store(static_cast<int>(s.workers.size()), std::memory_order_relaxed);
+  s.generation.fetch_add(1, std::memory_order_seq_cst);  // publishes the fields above
+  if (s.sleepers.load(std::memory_order_seq_cst) > 0) {
+    { std::lock_guard<std::mutex> lk(s.mu); }
+    s.cv.notify_all();
+  }
+  s.do_tasks(0);
+  // Wait for the workers to leave the job (they may still be finishing their last task).
+  for (int i = 0; s.active.load(std::memory_order_acquire) != 0; ++i) {
+    if (i < 100000) {
+      AKVQ_CPU_RELAX();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+  s.fn = nullptr;
+  if (s.error) {
+    std::exception_ptr e = s.error;
+    s.error = nullptr;
+    std::rethrow_exception(e);
+  }
+}
+
+int ThreadPool::default_threads() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n >= 1) return n;
+  }
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc >= 1 ? static_cast<int>(hc) : 1;
+}
+
+}  // namespace akvq::cpu

@@ -1,0 +1,39 @@
+// The f16 KV cache: K and V stored as IEEE half per layer, layout [n_tokens, n_head_kv, head_dim]
+// (one row of n_head_kv*head_dim values per token). Storage grows on demand (capacity doubles,
+// capped at n_ctx), so a large n_ctx costs no memory before it is used.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kv/kv_cache.h"
+
+namespace akvq::kv {
+
+class F16KvCache final : public KvCache {
+ public:
+  explicit F16KvCache(const KvConfig& cfg);
+
+  int n_tokens(int layer = 0) const override;
+  void clear() override;
+  void truncate(int n) override;
+  void append(int layer, const float* k, const float* v, int n_new) override;
+  void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
+              cpu::ThreadPool& pool) const override;
+  KvStats stats() const override;
+
+  // Tokens per split-K block below which a sequence is not split (exposed for tests).
+  static constexpr int kMinSplit = 128;
+
+ private:
+  void check_layer(int layer, const char* what) const;
+  void reserve(int layer, int n_tokens);
+
+  int64_t row_;                              // values per token: n_head_kv * head_dim
+  std::vector<int> n_;                       // [n_layer] tokens stored
+  std::vector<int> cap_;                     // [n_layer] tokens allocated
+  std::vector<std::vector<uint16_t>> k_;     // [n_layer][cap, n_head_kv, head_dim]
+  std::vector<std::vector<uint16_t>> v_;     // [n_layer][cap, n_head_kv, head_dim]
+  mutable std::vector<float> partial_;       // split-K partials [n_q, n_head, n_split, 2 + head_dim]
+};
+
+}  // namespace akvq::kv
