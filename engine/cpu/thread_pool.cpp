@@ -37,12 +37,15 @@ struct ThreadPool::Impl {
   int n_threads = 1;
   std::vector<std::thread> workers;
 
-  // Current job (valid while a run() is in progress).
+  // Current job; written by run() before the job is published, read by workers only after they
+  // have entered the job (see `state`).
   const std::function<void(int, int)>* fn = nullptr;
   int n_tasks = 0;
   alignas(64) std::atomic<int> next{0};
+  // (job id << 32) | closed bit | number of workers inside the job. A worker enters only an open
+  // job with the id it was woken for, so run() never waits for a worker that is still asleep.
+  alignas(64) std::atomic<uint64_t> state{0};
   alignas(64) std::atomic<uint64_t> generation{0};
-  alignas(64) std::atomic<int> active{0};  // workers still inside the current job
   alignas(64) std::atomic<int> sleepers{0};
   std::atomic<bool> stop{false};
   std::atomic<bool> failed{false};
@@ -51,6 +54,8 @@ struct ThreadPool::Impl {
   std::condition_variable cv;
   std::mutex err_mu;
   std::exception_ptr error;
+
+  static constexpr uint64_t kClosed = 1ull << 31;
 
   void do_tasks(int thread) {
     for (;;) {
@@ -64,6 +69,14 @@ struct ThreadPool::Impl {
         failed.store(true, std::memory_order_relaxed);
       }
     }
+  }
+
+  bool try_enter(uint64_t job) {
+    uint64_t s = state.load(std::memory_order_acquire);
+    while ((s >> 32) == (job & 0xffffffffu) && !(s & kClosed)) {
+      if (state.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) return true;
+    }
+    return false;
   }
 
   void worker_loop(int thread) {
@@ -86,8 +99,10 @@ struct ThreadPool::Impl {
       }
       if (stop.load(std::memory_order_acquire)) return;
       seen = g;
-      do_tasks(thread);
-      active.fetch_sub(1, std::memory_order_acq_rel);
+      if (try_enter(g)) {
+        do_tasks(thread);
+        state.fetch_sub(1, std::memory_order_acq_rel);
+      }
     }
   }
 };
@@ -105,7 +120,7 @@ ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
     impl_->stop.store(true, std::memory_order_release);
-    impl_->generation.fetch_add(1, std::memory_order_seq_cst);
+    impl_->generation.fetch_add(1, std::memory_order_seq_cst);  // wakes spinning workers too
   }
   impl_->cv.notify_all();
   for (auto& w : impl_->workers) w.join();
@@ -120,20 +135,25 @@ void ThreadPool::run(int n_tasks, const std::function<void(int task, int thread)
     for (int t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
+  const uint64_t job = s.generation.load(std::memory_order_relaxed) + 1;
   s.fn = &fn;
   s.n_tasks = n_tasks;
   s.error = nullptr;
   s.failed.store(false, std::memory_order_relaxed);
   s.next.store(0, std::memory_order_relaxed);
-  s.active.store(static_cast<int>(s.workers.size()), std::memory_order_relaxed);
-  s.generation.fetch_add(1, std::memory_order_seq_cst);  // publishes the fields above
+  s.state.store((job & 0xffffffffu) << 32, std::memory_order_relaxed);
+  s.generation.store(job, std::memory_order_seq_cst);  // publishes the fields above
   if (s.sleepers.load(std::memory_order_seq_cst) > 0) {
     { std::lock_guard<std::mutex> lk(s.mu); }
     s.cv.notify_all();
   }
   s.do_tasks(0);
-  // Wait for the workers to leave the job (they may still be finishing their last task).
-  for (int i = 0; s.active.load(std::memory_order_acquire) != 0; ++i) {
+  // Close the job once no worker is inside it (those inside may be finishing their last task);
+  // workers that have not entered yet will find it closed and skip it.
+  const uint64_t open = (job & 0xffffffffu) << 32;
+  for (int i = 0;; ++i) {
+    uint64_t expect = open;
+    if (s.state.compare_exchange_weak(expect, open | Impl::kClosed, std::memory_order_acq_rel)) break;
     if (i < 100000) {
       AKVQ_CPU_RELAX();
     } else {

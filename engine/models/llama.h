@@ -3,6 +3,7 @@
 // matmuls directly on the quantized weights of the memory-mapped file.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,10 @@ struct LlamaLayer {
 struct LlamaWorkspace {
   std::vector<float> x, xn, q, k, v, attn, gate, up, logits_rows;
   std::vector<int32_t> pos;
+  // Optional debug hook, called after each named step with the intermediate
+  // data [rows, cols] (e.g. "attn_norm", "q", "k", "v", "attn", "attn_out", "ffn_norm",
+  // "ffn_swiglu", "ffn_out", "l_out", layer -1 for "embd"/"out_norm"/"logits").
+  std::function<void(const char* name, int layer, const float* data, int64_t rows, int64_t cols)> hook;
 };
 
 class Llama {

@@ -1,0 +1,135 @@
+// Session: KV cache + workspace + thread pool over a shared Model; chunked evaluation.
+#include <string>
+
+#include "akvq/error.h"
+#include "api/model_impl.h"
+#include "cpu/thread_pool.h"
+#include "kv/kv_cache.h"
+
+namespace akvq {
+
+namespace {
+constexpr int kMaxCtx = 1 << 20;
+constexpr int kMaxThreads = 512;
+constexpr int kMaxBatch = 1 << 16;
+
+void check_field(const char* field, int v, int lo, int hi) {
+  if (v < lo || v > hi) {
+    throw InvalidArgument(std::string("[session] ") + field + " = " + std::to_string(v) +
+                          " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+}
+}  // namespace
+
+void SessionParams::validate() const {
+  check_field("n_ctx", n_ctx, 1, kMaxCtx);
+  check_field("n_threads", n_threads, 0, kMaxThreads);
+  check_field("n_batch", n_batch, 1, kMaxBatch);
+  if (kv.empty()) throw InvalidArgument("[session] kv: empty storage mode");
+}
+
+struct Session::Impl {
+  std::shared_ptr<const Model> model;
+  SessionParams params;
+  const models::Llama* llama = nullptr;
+  std::unique_ptr<cpu::ThreadPool> pool;
+  std::unique_ptr<kv::KvCache> cache;
+  models::LlamaWorkspace ws;
+  std::vector<int32_t> tokens;  // [n_past]
+  std::vector<float> logits;    // [n_vocab] of the last evaluated token
+
+  // Checks ids before anything is touched.
+  void check(const std::vector<int32_t>& ids) const {
+    if (ids.empty()) throw InvalidArgument("[session] eval: no tokens");
+    const int nv = llama->hparams().n_vocab;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 0 || ids[i] >= nv) {
+        throw InvalidArgument("[session] eval: token id " + std::to_string(ids[i]) + " at index " +
+                              std::to_string(i) + " out of range [0, " + std::to_string(nv) + ")");
+      }
+    }
+    if (tokens.size() + ids.size() > static_cast<size_t>(params.n_ctx)) {
+      throw InvalidArgument("[session] eval: context overflow: " + std::to_string(tokens.size()) +
+                            " tokens in the cache + " + std::to_string(ids.size()) +
+                            " new exceed n_ctx = " + std::to_string(params.n_ctx));
+    }
+  }
+
+  // Evaluates ids in chunks of n_batch. out: all logits [ids.size(), n_vocab] when all, else
+  // the last token's logits. On failure the cache is rolled back to where it was.
+  void run(const std::vector<int32_t>& ids, float* out, bool all) {
+    check(ids);
+    const int n_past = static_cast<int>(tokens.size());
+    const int n = static_cast<int>(ids.size());
+    const int64_t nv = llama->hparams().n_vocab;
+    try {
+      for (int off = 0; off < n; off += params.n_batch) {
+        const int len = std::min(params.n_batch, n - off);
+        const bool last = off + len == n;
+        float* lg = all ? out + off * nv : (last ? out : nullptr);
+        llama->forward(ids.data() + off, len, *cache, ws, *pool, lg, all);
+        tokens.insert(tokens.end(), ids.begin() + off, ids.begin() + off + len);
+      }
+    } catch (...) {
+      cache->truncate(n_past);
+      tokens.resize(n_past);
+      throw;
+    }
+  }
+};
+
+Session::Session(std::shared_ptr<const Model> model, const SessionParams& p)
+    : impl_(std::make_unique<Impl>()) {
+  if (!model) throw InvalidArgument("[session] model is null");
+  p.validate();
+  Impl& s = *impl_;
+  s.model = std::move(model);
+  s.params = p;
+  s.llama = s.model->impl().llama.get();
+  s.cache = kv::KvCache::create(s.llama->kv_config(p.n_ctx, p.kv));
+  s.pool = std::make_unique<cpu::ThreadPool>(p.n_threads > 0 ? p.n_threads
+                                                              : cpu::ThreadPool::default_threads());
+  s.logits.resize(s.llama->hparams().n_vocab);
+}
+
+Session::~Session() = default;
+
+const Model& Session::model() const { return *impl_->model; }
+const SessionParams& Session::params() const { return impl_->params; }
+int Session::n_past() const { return static_cast<int>(impl_->tokens.size()); }
+const std::vector<int32_t>& Session::tokens() const { return impl_->tokens; }
+
+void Session::reset() {
+  impl_->cache->clear();
+  impl_->tokens.clear();
+}
+
+void Session::truncate(int n) {
+  if (n < 0 || n > n_past()) {
+    throw InvalidArgument("[session] truncate(" + std::to_string(n) + "): the session holds " +
+                          std::to_string(n_past()) + " tokens");
+  }
+  impl_->cache->truncate(n);
+  impl_->tokens.resize(n);
+}
+
+const float* Session::eval(const std::vector<int32_t>& ids) {
+  impl_->run(ids, impl_->logits.data(), false);
+  return impl_->logits.data();
+}
+
+void Session::eval_all(const std::vector<int32_t>& ids, float* out) {
+  if (!out) throw InvalidArgument("[session] eval_all: output buffer is null");
+  impl_->run(ids, out, true);
+}
+
+KvSummary Session::kv_summary() const {
+  const kv::KvStats st = impl_->cache->stats();
+  KvSummary s;
+  s.n_tokens = st.n_tokens;
+  s.bytes = st.bytes;
+  s.bits_per_element = st.bits_per_element;
+  return s;
+}
+
+}  // namespace akvq

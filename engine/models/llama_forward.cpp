@@ -1,0 +1,91 @@
+// Llama forward pass: each layer is a straight line of named steps over the workspace buffers.
+#include <cmath>
+#include <string>
+
+#include "akvq/error.h"
+#include "models/llama.h"
+
+namespace akvq::models {
+
+namespace {
+// Grows v to at least n elements (never shrinks, so steady state allocates nothing).
+template <class T>
+T* need(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+}  // namespace
+
+void Llama::forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspace& ws,
+                    cpu::ThreadPool& pool, float* logits, bool all_logits) const {
+  const LlamaHparams& hp = hp_;
+  if (n < 1) throw InvalidArgument("[llama] forward: no tokens");
+  const int n_past = cache.n_tokens();
+  if (static_cast<int64_t>(n_past) + n > cache.config().n_ctx) {
+    throw InvalidArgument("[llama] forward: " + std::to_string(n_past) + " cached + " +
+                          std::to_string(n) + " new tokens exceed n_ctx = " +
+                          std::to_string(cache.config().n_ctx));
+  }
+  const int64_t E = hp.n_embd, Q = int64_t{hp.n_head} * hp.head_dim,
+                KV = int64_t{hp.n_head_kv} * hp.head_dim, F = hp.n_ff;
+  float* x = need(ws.x, n * E);       // [n, n_embd] residual stream
+  float* xn = need(ws.xn, n * E);     // [n, n_embd] normed input / projection output
+  float* q = need(ws.q, n * Q);       // [n, n_head, head_dim]
+  float* k = need(ws.k, n * KV);      // [n, n_head_kv, head_dim]
+  float* v = need(ws.v, n * KV);      // [n, n_head_kv, head_dim]
+  float* attn = need(ws.attn, n * Q); // [n, n_head, head_dim]
+  float* gate = need(ws.gate, n * F); // [n, n_ff]
+  float* up = need(ws.up, n * F);     // [n, n_ff]
+  int32_t* pos = need(ws.pos, n);     // [n]
+  for (int i = 0; i < n; ++i) pos[i] = n_past + i;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+
+  // debug hook: dump a named intermediate [rows, cols]
+  auto dump = [&](const char* name, int il, const float* data, int64_t rows, int64_t cols) {
+    if (ws.hook) ws.hook(name, il, data, rows, cols);
+  };
+
+  ops::get_rows(tok_embd_, ids, n, x);  // throws InvalidArgument for an id out of range
+  dump("embd", -1, x, n, E);
+  for (int il = 0; il < hp.n_layer; ++il) {
+    const LlamaLayer& L = layers_[il];
+    // attention block
+    ops::rms_norm(x, static_cast<const float*>(L.attn_norm.data), n, E, hp.rms_eps, xn);
+    dump("attn_norm", il, xn, n, E);
+    ops::matmul(L.wq, xn, n, q, pool);
+    ops::matmul(L.wk, xn, n, k, pool);
+    ops::matmul(L.wv, xn, n, v, pool);
+    ops::rope(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode);
+    ops::rope(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode);
+    dump("q", il, q, n, Q);
+    dump("k", il, k, n, KV);
+    dump("v", il, v, n, KV);
+    cache.append(il, k, v, n);
+    cache.attend(il, q, n, hp.n_head, scale, attn, pool);
+    dump("attn", il, attn, n, Q);
+    ops::matmul(L.wo, attn, n, xn, pool);  // xn: attention output [n, n_embd]
+    dump("attn_out", il, xn, n, E);
+    ops::add_inplace(x, xn, n * E);
+    // MLP block
+    ops::rms_norm(x, static_cast<const float*>(L.ffn_norm.data), n, E, hp.rms_eps, xn);
+    dump("ffn_norm", il, xn, n, E);
+    ops::matmul(L.w_gate, xn, n, gate, pool);
+    ops::matmul(L.w_up, xn, n, up, pool);
+    ops::swiglu(gate, up, gate, n * F);
+    dump("ffn_swiglu", il, gate, n, F);
+    ops::matmul(L.w_down, gate, n, xn, pool);  // xn: MLP output [n, n_embd]
+    dump("ffn_out", il, xn, n, E);
+    ops::add_inplace(x, xn, n * E);
+    dump("l_out", il, x, n, E);
+  }
+  if (!logits) return;
+  // output: only the rows asked for
+  const int n_out = all_logits ? n : 1;
+  const float* xo = x + (n - n_out) * E;
+  ops::rms_norm(xo, static_cast<const float*>(out_norm_.data), n_out, E, hp.rms_eps, xn);
+  dump("out_norm", -1, xn, n_out, E);
+  ops::matmul(output_, xn, n_out, logits, pool);
+  dump("logits", -1, logits, n_out, hp.n_vocab);
+}
+
+}  // namespace akvq::models

@@ -1,0 +1,74 @@
+// Byte layouts of the quantized weight blocks (ggml/GGUF spec) and of the 8-bit activation
+// formats that the quantized matmul uses for its right-hand side.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace akvq::ops {
+
+constexpr int kQK = 32;    // values per block of Q4_0 / Q4_1 / Q8_0
+constexpr int kQKK = 256;  // values per super-block of the K-quants
+
+// ---- weight blocks (packed, as stored in the file) ----
+struct BlockQ4_0 {  // x = (q - 8) * d; value j in the low nibble of qs[j], j+16 in the high one
+  uint16_t d;
+  uint8_t qs[16];
+};
+struct BlockQ4_1 {  // x = q * d + m, nibbles as Q4_0
+  uint16_t d, m;
+  uint8_t qs[16];
+};
+struct BlockQ8_0 {  // x = q * d
+  uint16_t d;
+  int8_t qs[32];
+};
+// Q4_K: 8 sub-blocks of 32 with 6-bit scale and min each, packed into scales[12]:
+// for j < 4: sc = s[j] & 63, mn = s[j+4] & 63;
+// for j >= 4: sc = (s[j+4] & 15) | ((s[j-4] >> 6) << 4), mn = (s[j+4] >> 4) | ((s[j] >> 6) << 4).
+// Value 64k + l (l < 32) = d*sc[2k]*(qs[32k+l] & 15) - dmin*mn[2k];
+// value 64k + 32 + l = d*sc[2k+1]*(qs[32k+l] >> 4) - dmin*mn[2k+1].
+struct BlockQ4_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qs[128];
+};
+// Q6_K: 16 groups of 16 with int8 scales. For half h (values 128h..128h+127) and l < 32:
+// q(128h + 32k + l) = ((ql[64h + 32(k&1) + l] >> 4(k>>1)) & 15) | (((qh[32h + l] >> 2k) & 3) << 4)
+// x = d * scales[i/16] * (q - 32).
+struct BlockQ6_K {
+  uint8_t ql[128];
+  uint8_t qh[64];
+  int8_t scales[16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 layout");
+static_assert(sizeof(BlockQ4_1) == 20, "Q4_1 layout");
+static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 layout");
+static_assert(sizeof(BlockQ4_K) == 144, "Q4_K layout");
+static_assert(sizeof(BlockQ6_K) == 210, "Q6_K layout");
+
+inline void q4k_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
+  if (j < 4) {
+    sc = s[j] & 63;
+    mn = s[j + 4] & 63;
+  } else {
+    sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+    mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+// ---- activation formats (one row of x quantized once per matmul) ----
+// Per 32 values: d = amax/127, q = round-half-even(x / d) (computed as x * (1/d)), s = d * sum(q).
+struct ActQ8 {
+  float d;
+  float s;
+  int8_t qs[32];
+};
+// Per 256 values: d = amax/127, q as above; bsums[g] = sum of q over values 16g..16g+15.
+struct ActQ8K {
+  float d;
+  int16_t bsums[16];
+  int8_t qs[256];
+};
+
+}  // namespace akvq::ops

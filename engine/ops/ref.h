@@ -1,0 +1,48 @@
+// Scalar reference implementations of every op in ops.h. They are written for clarity, not speed:
+// the SIMD paths are tested against them, and the quantized matmul falls back to the ref dot
+// kernels when no SIMD ISA is compiled in.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+#include "ops/ops.h"
+#include "ops/qblocks.h"
+
+namespace akvq::ops::ref {
+
+// out[n] = dequantized src (n a multiple of the block size). Bit-exact with gguf.quants.dequantize
+// (no fused multiply-add: this file is compiled without contraction).
+void dequantize_row(DType t, const void* src, float* out, int64_t n);
+
+// Activation quantization used by the quantized matmul. n must be a multiple of 32 / 256.
+void quantize_row_q8(const float* x, ActQ8* out, int64_t n);    // out[n/32]
+void quantize_row_q8k(const float* x, ActQ8K* out, int64_t n);  // out[n/256]
+
+// The activation format a weight type is multiplied with.
+enum class ActKind { F32, Q8, Q8K };
+ActKind act_kind(DType t);
+
+// Dot product of one weight row (n values of type t) with one activation row in the matching
+// format (f32 for float weights, ActQ8 or ActQ8K otherwise). Integer sums inside each block,
+// f32 accumulation across blocks.
+float vec_dot(DType t, const void* w_row, const void* x_act, int64_t n);
+
+// y[n_tok, n_out] = x[n_tok, n_in] · Wᵀ computed with the same activation quantization as the
+// fast path (quantize_row_q8/q8k, then vec_dot).
+void matmul_quant(const TensorView& w, const float* x, int64_t n_tok, float* y);
+// y[n_tok, n_out] = x · dequant(W)ᵀ in f32 with double accumulation (no activation rounding).
+void matmul_f32(const TensorView& w, const float* x, int64_t n_tok, float* y);
+
+void get_rows(const TensorView& w, const int32_t* ids, int64_t n, float* out);
+void rms_norm(const float* x, const float* w, int64_t n_tok, int64_t n, float eps, float* y);
+// Angles computed in double: pos * theta^(-2i/n_rot).
+void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos,
+          float theta, RopeMode mode);
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
+void add_inplace(float* x, const float* y, int64_t n);
+void softmax(float* x, int64_t n);
+float dot_f16(const float* x, const uint16_t* y, int64_t n);
+void axpy_f16(float a, const uint16_t* x, float* y, int64_t n);
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
+
+}  // namespace akvq::ops::ref

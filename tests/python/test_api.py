@@ -1,0 +1,177 @@
+"""The Python API on the real SmolLM2 model: loading, tokens, generation (greedy, sampled,
+streamed, stop strings), chat templates, evaluation, lifetime, threads and error handling."""
+
+import threading
+
+import gguf
+import jinja2
+import numpy as np
+import pytest
+
+import pyakvq
+
+
+@pytest.fixture(scope="module")
+def model(smollm2_path):
+    with pyakvq.Model(smollm2_path, n_ctx=512, n_threads=2) as m:
+        yield m
+
+
+def test_info_matches_file(model, smollm2_path):
+    r = gguf.GGUFReader(str(smollm2_path))
+
+    def field(k):
+        return r.fields[k].contents()
+
+    info = model.info
+    assert info["arch"] == field("general.architecture")
+    assert info["n_layer"] == field("llama.block_count")
+    assert info["n_embd"] == field("llama.embedding_length")
+    assert info["n_head"] == field("llama.attention.head_count")
+    assert info["n_head_kv"] == field("llama.attention.head_count_kv")
+    assert info["n_ff"] == field("llama.feed_forward_length")
+    assert info["n_vocab"] == len(r.fields["tokenizer.ggml.tokens"].data)
+    assert info["rope_theta"] == pytest.approx(field("llama.rope.freq_base"))
+    assert info["chat_template"] == field("tokenizer.chat_template")
+    assert info["n_ctx"] == 512 and info["n_threads"] == 2 and info["kv"] == "f16"
+
+
+def test_tokenize_roundtrip(model):
+    text = "Hello, world! Numbers 12345 and émojis 🚀 stay intact."
+    ids = model.tokenize(text)
+    assert all(isinstance(i, int) for i in ids)
+    assert model.detokenize(ids) == text
+
+
+def test_greedy_is_deterministic_and_stream_matches(model):
+    a = model.generate("The capital of France is", max_tokens=24, temperature=0)
+    b = model.generate("The capital of France is", max_tokens=24, temperature=0)
+    assert a == b and len(a) > 0
+    toks = list(model.generate("The capital of France is", max_tokens=24, temperature=0, stream=True))
+    assert all(isinstance(t, pyakvq.Token) and isinstance(t.id, int) for t in toks)
+    assert "".join(t.text for t in toks) == a
+    assert model.generate_ids("The capital of France is", max_tokens=24, temperature=0) == [t.id for t in toks]
+
+
+def test_generated_ids_follow_logits(model):
+    """Greedy generation picks the argmax of the model's logits at every step."""
+    prompt = model.tokenize("Once upon a time")
+    gen = model.generate_ids(prompt, max_tokens=8, temperature=0)
+    full = model.logits(prompt + gen)
+    for i, tok in enumerate(gen):
+        assert int(np.argmax(full[len(prompt) - 1 + i])) == tok
+
+
+def test_seeded_sampling(model):
+    kw = dict(max_tokens=24, temperature=1.0, top_k=0, top_p=1.0)
+    a = model.generate("My favourite animal is", seed=1, **kw)
+    b = model.generate("My favourite animal is", seed=1, **kw)
+    c = [model.generate("My favourite animal is", seed=s, **kw) for s in range(2, 6)]
+    assert a == b
+    assert any(x != a for x in c)
+
+
+def test_stop_strings(model):
+    full = model.generate("List the days of the week: Monday,", max_tokens=32, temperature=0)
+    words = [w for w in full.split(",") if w.strip()]
+    assert len(words) >= 2, full
+    stop = words[1].strip()[:4]
+    cut = full.index(stop)
+    got = model.generate("List the days of the week: Monday,", max_tokens=32, temperature=0, stop=[stop, "zzzz"])
+    assert got == full[:cut]
+    streamed = model.generate("List the days of the week: Monday,", max_tokens=32, temperature=0, stop=stop, stream=True)
+    assert "".join(t.text for t in streamed) == full[:cut]
+
+
+def test_chat_uses_the_file_template(model):
+    messages = [{"role": "user", "content": "What is 2+2?"}]
+    # Reference rendering: plain jinja2 on the template stored in the file.
+    ref = jinja2.Environment().from_string(model.info["chat_template"]).render(
+        messages=messages, add_generation_prompt=True
+    )
+    assert model.render_chat(messages) == ref
+    assert model.render_chat("What is 2+2?") == ref
+    reply = model.chat(messages, max_tokens=24, temperature=0)
+    assert isinstance(reply, str) and reply
+    assert "<|im_end|>" not in reply and "<|im_start|>" not in reply
+    ids = model.tokenize(ref, add_special=False)
+    assert reply == model.generate(ids, max_tokens=24, temperature=0)
+
+
+def test_eval_matches_logits(model):
+    ids = model.tokenize("The quick brown fox jumps over the lazy dog")
+    last = model.eval(ids)
+    allv = model.logits(ids)
+    assert last.shape == (model.n_vocab,) and allv.shape == (len(ids), model.n_vocab)
+    assert last.dtype == np.float32
+    np.testing.assert_allclose(last, allv[-1], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(model.eval("The quick brown fox jumps over the lazy dog"), last, atol=1e-3, rtol=0)
+
+
+def test_context_full_stops_cleanly(smollm2_path):
+    with pyakvq.Model(smollm2_path, n_ctx=16, n_threads=1) as m:
+        ids = m.tokenize("one two three four five six seven eight")
+        out = m.generate_ids(ids, max_tokens=100, temperature=0)
+        assert len(ids) + len(out) <= 16 + 1
+        with pytest.raises(ValueError, match="context"):
+            m.generate(ids * 3, max_tokens=4)
+        with pytest.raises(ValueError):
+            m.logits(ids * 3)
+
+
+def test_bad_inputs(smollm2_path, tmp_path, model):
+    with pytest.raises(OSError):
+        pyakvq.Model(tmp_path / "missing.gguf")
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 40)
+    with pytest.raises(ValueError, match="gguf"):
+        pyakvq.Model(bad)
+    with pytest.raises(ValueError, match="n_ctx"):
+        pyakvq.Model(smollm2_path, n_ctx=0)
+    with pytest.raises(ValueError, match="kv"):
+        pyakvq.Model(smollm2_path, kv="bogus")
+    with pytest.raises(ValueError, match="vocabulary"):
+        model.logits([1, 2, model.n_vocab + 5])
+    with pytest.raises(ValueError, match="empty"):
+        model.logits([])
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate("hi", temperature=-1)
+    with pytest.raises(ValueError, match="top_p"):
+        model.generate("hi", top_p=2.0)
+    with pytest.raises(TypeError):
+        model.generate(3.5)
+    with pytest.raises(ValueError, match="role"):
+        model.chat([{"role": "wizard", "content": "x"}])
+
+
+def test_close_and_context_manager(smollm2_path):
+    m = pyakvq.Model(smollm2_path, n_ctx=64, n_threads=1)
+    with m:
+        assert m.generate("Hi", max_tokens=2, temperature=0) is not None
+    with pytest.raises(RuntimeError, match="closed"):
+        m.generate("Hi", max_tokens=2)
+
+
+def test_two_models_in_two_threads(smollm2_path):
+    prompts = ["The sun is", "Water boils at"]
+    ref = []
+    with pyakvq.Model(smollm2_path, n_ctx=128, n_threads=1) as m:
+        for p in prompts:
+            ref.append(m.generate(p, max_tokens=16, temperature=0))
+    out = [None, None]
+    errors = []
+
+    def work(i):
+        try:
+            with pyakvq.Model(smollm2_path, n_ctx=128, n_threads=1) as m:
+                out[i] = m.generate(prompts[i], max_tokens=16, temperature=0)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    assert out == ref

@@ -1,0 +1,73 @@
+"""akvq-cli: help, errors, and the same greedy output as the Python API."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+import pyakvq
+
+
+def cli() -> str:
+    exe = os.environ.get("AKVQ_CLI") or shutil.which("akvq-cli")
+    if exe is None:
+        ext = os.environ.get("AKVQ_EXT_DIR")
+        if ext and (pathlib.Path(ext) / "akvq-cli").exists():
+            exe = str(pathlib.Path(ext) / "akvq-cli")
+    if exe is None:
+        pytest.fail("akvq-cli is not on PATH (pip install . puts it there)")
+    return exe
+
+
+def run(*args):
+    return subprocess.run([cli(), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def test_help():
+    r = run("--help")
+    assert r.returncode == 0
+    assert "-m, --model" in r.stdout and "--top-p" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ((), "no model"),
+        (("-m", "x.gguf"), "-p PROMPT"),
+        (("-m", "x.gguf", "-p", "hi", "-n", "abc"), "-n: expected an integer"),
+        (("-m", "x.gguf", "-p", "hi", "--top-p", "7"), "top_p"),
+        (("-m", "x.gguf", "-p", "hi", "--bogus"), "unknown option '--bogus'"),
+        (("-m", "x.gguf", "-p", "hi", "-t"), "-t: missing value"),
+    ],
+)
+def test_bad_arguments(args, needle):
+    r = run(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("akvq-cli: error:") and needle in lines[0], r.stderr
+
+
+def test_bad_model_file(tmp_path):
+    r = run("-m", tmp_path / "missing.gguf", "-p", "hi")
+    assert r.returncode == 1 and "error" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"NOTGGUF" * 10)
+    r = run("-m", bad, "-p", "hi")
+    assert r.returncode == 1 and "magic" in r.stderr.lower()
+
+
+def test_greedy_output_matches_python(smollm2_path):
+    prompt = "The three primary colours are"
+    r = run("-m", smollm2_path, "-p", prompt, "-n", 24, "--temp", 0, "-t", 2, "-c", 256)
+    assert r.returncode == 0, r.stderr
+    with pyakvq.Model(smollm2_path, n_ctx=256, n_threads=2) as m:
+        ref = m.generate(prompt, max_tokens=24, temperature=0)
+    assert r.stdout.rstrip("\n") == ref
+    assert "prompt:" in r.stderr and "generation:" in r.stderr and "tokens/s" in r.stderr
+
+
+def test_prompt_too_long(smollm2_path):
+    r = run("-m", smollm2_path, "-p", "word " * 100, "-c", 16)
+    assert r.returncode == 1 and "context" in r.stderr
