@@ -68,8 +68,10 @@ def main(argv=None) -> int:
         tg = statistics.median(bench_gen(m, a.gen) for _ in range(a.reps))
         info = m.info
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"model: {info['name']} ({info['file_type']}, {info['n_params'] / 1e6:.0f}M params), "
-          f"threads {a.threads}, kv {a.kv}")
+    print(
+        f"model: {info['name']} ({info['file_type']}, {info['n_params'] / 1e6:.0f}M params), "
+        f"threads {a.threads}, kv {a.kv}"
+    )
     print(f"| test | tokens/s |\n|---|---|\n| pp{a.prompt} | {pp:.1f} |\n| tg{a.gen} | {tg:.1f} |")
     print(f"peak RSS: {rss_mb:.0f} MB")
     if a.json:

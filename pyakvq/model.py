@@ -161,8 +161,16 @@ class Model:
         (not included) or when the context is full. Returns the text, or with stream=True an
         iterator of Token(id, text)."""
         it = self._generate(
-            self._prompt_ids(prompt), max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
-            repeat_last_n, seed, stop,
+            self._prompt_ids(prompt),
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            repeat_last_n,
+            seed,
+            stop,
         )
         if stream:
             return it
@@ -194,7 +202,10 @@ class Model:
         bos = self._piece(info["bos"])
         eos = self._piece(info["eos"])
         return _chat.render(
-            tmpl, _chat.normalize_messages(messages), bos_token=bos, eos_token=eos,
+            tmpl,
+            _chat.normalize_messages(messages),
+            bos_token=bos,
+            eos_token=eos,
             add_generation_prompt=add_generation_prompt,
         )
 
@@ -207,13 +218,17 @@ class Model:
         bos = self._piece(self._model.info["bos"])
         return bool(bos) and text.startswith(bos)
 
-    def _generate(self, ids, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
-                  repeat_last_n, seed, stop) -> Iterator[Token]:
+    def _generate(
+        self, ids, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop
+    ) -> Iterator[Token]:
         max_tokens = _check_int("max_tokens", max_tokens, 0)
         stops = normalize_stop(stop)
         sampler = _akvq.Sampler(
-            temperature=float(temperature), top_k=_check_int("top_k", top_k, 0), top_p=float(top_p),
-            min_p=float(min_p), repeat_penalty=float(repeat_penalty),
+            temperature=float(temperature),
+            top_k=_check_int("top_k", top_k, 0),
+            top_p=float(top_p),
+            min_p=float(min_p),
+            repeat_penalty=float(repeat_penalty),
             repeat_last_n=_check_int("repeat_last_n", repeat_last_n, 0),
             seed=self.seed if seed is None else _check_int("seed", seed, 0),
         )

@@ -70,9 +70,20 @@ def cpp_build() -> pathlib.Path:
     gen = ["-G", "Ninja"] if _tool("ninja") else []
     if not (ASAN_BUILD / "CMakeCache.txt").exists():
         r = subprocess.run(
-            ["cmake", "-S", str(ROOT), "-B", str(ASAN_BUILD), *gen, "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-             "-DAKVQ_BUILD_TESTS=ON", "-DAKVQ_CUDA=OFF", "-DAKVQ_SANITIZE=address,undefined"],
-            capture_output=True, text=True,
+            [
+                "cmake",
+                "-S",
+                str(ROOT),
+                "-B",
+                str(ASAN_BUILD),
+                *gen,
+                "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+                "-DAKVQ_BUILD_TESTS=ON",
+                "-DAKVQ_CUDA=OFF",
+                "-DAKVQ_SANITIZE=address,undefined",
+            ],
+            capture_output=True,
+            text=True,
         )
         assert r.returncode == 0, f"cmake configure failed:\n{r.stdout}\n{r.stderr}"
     jobs = str(max(1, min(os.cpu_count() or 1, 4)))

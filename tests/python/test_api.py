@@ -79,15 +79,19 @@ def test_stop_strings(model):
     cut = full.index(stop)
     got = model.generate("List the days of the week: Monday,", max_tokens=32, temperature=0, stop=[stop, "zzzz"])
     assert got == full[:cut]
-    streamed = model.generate("List the days of the week: Monday,", max_tokens=32, temperature=0, stop=stop, stream=True)
+    streamed = model.generate(
+        "List the days of the week: Monday,", max_tokens=32, temperature=0, stop=stop, stream=True
+    )
     assert "".join(t.text for t in streamed) == full[:cut]
 
 
 def test_chat_uses_the_file_template(model):
     messages = [{"role": "user", "content": "What is 2+2?"}]
     # Reference rendering: plain jinja2 on the template stored in the file.
-    ref = jinja2.Environment().from_string(model.info["chat_template"]).render(
-        messages=messages, add_generation_prompt=True
+    ref = (
+        jinja2.Environment()
+        .from_string(model.info["chat_template"])
+        .render(messages=messages, add_generation_prompt=True)
     )
     assert model.render_chat(messages) == ref
     assert model.render_chat("What is 2+2?") == ref
