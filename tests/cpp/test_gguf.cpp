@@ -415,7 +415,7 @@ TEST(GgufMalformed, TensorInfoErrors) {
   expect_format_error(mutate([](TensorSpec& t) { t.offset = 1ull << 62; }), {q, "exceeds file size"});
   expect_format_error(mutate([](TensorSpec& t) { t.offset = uint64_t(-32); }), {q, "overflows"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {32, 4}; }), {q, "data range [", "exceeds file size"});
-  expect_format_error(mutate([](TensorSpec& t) { t.offset = 32; }), {"tensors 'blk.0.attn_norm.weight'", q, "overlap"});
+  expect_format_error(mutate([](TensorSpec& t) { t.offset = 32; }), {"tensors 'blk.0.attn_norm.weight' [", "and 'blk.3.attn_q.weight' [", "overlap"});
   expect_format_error(mutate([](TensorSpec& t) { t.offset = 0; }), {"overlap"});
   expect_format_error(mutate([](TensorSpec& t) { t.name = "blk.0.attn_norm.weight"; }),
                       {"duplicate tensor 'blk.0.attn_norm.weight'"});
