@@ -1,0 +1,238 @@
+// f16 KV cache: attention against a naive f32 reference written here (softmax(q·kᵀ·scale)·v with
+// a causal mask and GQA), split-K on long contexts, and the error paths.
+//
+// Tolerances: `ref16` uses K/V rounded to fp16 like the cache, so only summation order and the
+// online softmax differ: |Δ| <= 2e-5 (outputs are O(1)). `ref32` uses the original f32 K/V: the
+// fp16 storage error (relative 2^-11 per element) gives |Δ| <= 4e-3.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "akvq/error.h"
+#include "core/fp16.h"
+#include "kv/kv_cache.h"
+#include "kv/kv_f16.h"
+
+using namespace akvq;
+
+namespace {
+
+struct Data {
+  int n_head_kv, head_dim;
+  std::vector<float> k, v;  // [n_tok, n_head_kv, head_dim]
+};
+
+std::vector<float> randu(size_t n, float lo, float hi, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::vector<float> x(n);
+  for (float& f : x) f = lo + (hi - lo) * static_cast<float>(g() >> 8) / 16777216.0f;
+  return x;
+}
+
+std::vector<float> round16(const std::vector<float>& x) {
+  std::vector<float> y(x.size());
+  for (size_t i = 0; i < x.size(); ++i) y[i] = fp16_to_f32(f32_to_fp16(x[i]));
+  return y;
+}
+
+// Naive reference: q [n_q, n_head, head_dim] attends over the first n_kv tokens of k, v; query i
+// sees tokens [0, n_kv - n_q + i]. Double accumulation.
+std::vector<float> reference(const std::vector<float>& k, const std::vector<float>& v, int n_kv,
+                             int n_head_kv, int head_dim, const std::vector<float>& q, int n_q,
+                             int n_head, float scale) {
+  std::vector<float> out(static_cast<size_t>(n_q) * n_head * head_dim);
+  const int group = n_head / n_head_kv;
+  for (int i = 0; i < n_q; ++i) {
+    for (int h = 0; h < n_head; ++h) {
+      const int kvh = h / group;
+      const int vis = n_kv - n_q + i + 1;
+      std::vector<double> s(vis);
+      double mx = -1e300;
+      for (int t = 0; t < vis; ++t) {
+        double d = 0;
+        for (int c = 0; c < head_dim; ++c) {
+          d += double(q[(size_t(i) * n_head + h) * head_dim + c]) *
+               k[(size_t(t) * n_head_kv + kvh) * head_dim + c];
+        }
+        s[t] = d * scale;
+        mx = std::max(mx, s[t]);
+      }
+      double sum = 0;
+      for (double& e : s) sum += (e = std::exp(e - mx));
+      for (int c = 0; c < head_dim; ++c) {
+        double acc = 0;
+        for (int t = 0; t < vis; ++t) acc += s[t] * v[(size_t(t) * n_head_kv + kvh) * head_dim + c];
+        out[(size_t(i) * n_head + h) * head_dim + c] = static_cast<float>(acc / sum);
+      }
+    }
+  }
+  return out;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, double(std::fabs(a[i] - b[i])));
+  return m;
+}
+
+kv::KvConfig config(int n_layer, int n_head_kv, int head_dim, int n_ctx) {
+  kv::KvConfig c;
+  c.n_layer = n_layer;
+  c.n_head_kv = n_head_kv;
+  c.head_dim = head_dim;
+  c.n_ctx = n_ctx;
+  return c;
+}
+
+struct Case {
+  int n_head_kv, n_head, head_dim, n_prefix, n_q, threads;
+  float q_amp;  // query amplitude: large values make the softmax peaky (online-softmax rescaling)
+};
+
+void run_case(const Case& c, uint32_t seed) {
+  SCOPED_TRACE("n_head_kv=" + std::to_string(c.n_head_kv) + " n_head=" + std::to_string(c.n_head) +
+               " head_dim=" + std::to_string(c.head_dim) + " n_prefix=" + std::to_string(c.n_prefix) +
+               " n_q=" + std::to_string(c.n_q) + " threads=" + std::to_string(c.threads));
+  const int n_kv = c.n_prefix + c.n_q;
+  const int64_t row = int64_t(c.n_head_kv) * c.head_dim;
+  const auto k = randu(n_kv * row, -1, 1, seed), v = randu(n_kv * row, -1, 1, seed + 1);
+  const auto q = randu(size_t(c.n_q) * c.n_head * c.head_dim, -c.q_amp, c.q_amp, seed + 2);
+  auto cache = kv::KvCache::create(config(2, c.n_head_kv, c.head_dim, n_kv + 5));
+  // layer 1 receives the data (layer 0 something else) to check layers are independent
+  const auto junk = randu(n_kv * row, -3, 3, seed + 3);
+  cache->append(0, junk.data(), junk.data(), n_kv);
+  // append in uneven pieces: prefix in chunks of 37, then the n_q query tokens at once
+  for (int t = 0; t < c.n_prefix; t += 37) {
+    const int m = std::min(37, c.n_prefix - t);
+    cache->append(1, k.data() + t * row, v.data() + t * row, m);
+  }
+  cache->append(1, k.data() + c.n_prefix * row, v.data() + c.n_prefix * row, c.n_q);
+  ASSERT_EQ(cache->n_tokens(1), n_kv);
+
+  cpu::ThreadPool pool(c.threads);
+  const float scale = 1.0f / std::sqrt(float(c.head_dim));
+  std::vector<float> out(q.size(), -7.0f);
+  cache->attend(1, q.data(), c.n_q, c.n_head, scale, out.data(), pool);
+
+  const auto r16 = reference(round16(k), round16(v), n_kv, c.n_head_kv, c.head_dim, q, c.n_q,
+                             c.n_head, scale);
+  const auto r32 = reference(k, v, n_kv, c.n_head_kv, c.head_dim, q, c.n_q, c.n_head, scale);
+  EXPECT_LE(max_abs_diff(out, r16), 2e-5);
+  EXPECT_LE(max_abs_diff(out, r32), 4e-3);
+}
+
+}  // namespace
+
+TEST(KvF16, AttendMatchesReferenceShort) {
+  // GQA 3:1 and 1:1, single and multiple queries, prefill from empty
+  run_case({2, 6, 64, 0, 1, 1, 1.0f}, 1);
+  run_case({2, 6, 64, 0, 9, 2, 1.0f}, 2);
+  run_case({2, 6, 64, 10, 1, 2, 1.0f}, 3);
+  run_case({2, 6, 64, 10, 3, 2, 1.0f}, 4);
+  run_case({4, 4, 32, 5, 17, 2, 1.0f}, 5);
+  run_case({1, 8, 128, 3, 70, 2, 1.0f}, 6);  // more queries than one score block
+}
+
+TEST(KvF16, AttendMatchesReferenceLongSplitK) {
+  // decode over long contexts: split-K engages (pairs < 8 * threads, n_kv >= 2 * kMinSplit)
+  run_case({3, 9, 64, 1000, 1, 2, 1.0f}, 10);
+  run_case({1, 1, 128, 2047, 1, 2, 1.0f}, 11);   // many splits, last one partial
+  run_case({1, 2, 64, 300, 2, 3, 1.0f}, 12);     // n_q = 2: second query sees one more token
+  run_case({2, 4, 64, 700, 1, 1, 1.0f}, 13);     // one thread: no split
+  run_case({2, 2, 64, 2 * kv::F16KvCache::kMinSplit - 1, 1, 2, 1.0f}, 14);  // just under
+  run_case({3, 9, 64, 600, 64, 2, 1.0f}, 15);    // chunked prefill over a long prefix
+}
+
+TEST(KvF16, AttendPeakySoftmax) {
+  // large scores: the running max changes often and exp() must not overflow
+  run_case({2, 6, 64, 200, 4, 2, 12.0f}, 20);
+  run_case({1, 2, 64, 900, 1, 2, 12.0f}, 21);
+}
+
+TEST(KvF16, LazyAllocationAndStats) {
+  auto cache = kv::KvCache::create(config(3, 2, 64, 4096));
+  kv::KvStats s = cache->stats();
+  EXPECT_EQ(s.n_tokens, 0);
+  EXPECT_EQ(s.bytes, 0);
+  EXPECT_EQ(s.bytes_reserved, 0);  // nothing allocated before use
+  EXPECT_EQ(s.bits_per_element, 16.0);
+  const auto x = randu(10 * 128, -1, 1, 5);
+  for (int l = 0; l < 3; ++l) cache->append(l, x.data(), x.data(), 10);
+  s = cache->stats();
+  EXPECT_EQ(s.n_tokens, 10);
+  EXPECT_EQ(s.bytes, 3 * 10 * 128 * 2 * 2);  // layers * tokens * row * (K,V) * 2 bytes
+  EXPECT_GE(s.bytes_reserved, s.bytes);
+  EXPECT_LT(s.bytes_reserved, 3 * 4096 * 128 * 2 * 2 / 4);  // far from the full context
+}
+
+TEST(KvF16, TruncateAndClear) {
+  auto cache = kv::KvCache::create(config(2, 1, 32, 64));
+  const auto k = randu(20 * 32, -1, 1, 7), v = randu(20 * 32, -1, 1, 8);
+  for (int l = 0; l < 2; ++l) cache->append(l, k.data(), v.data(), 20);
+  cache->truncate(12);
+  EXPECT_EQ(cache->n_tokens(0), 12);
+  EXPECT_EQ(cache->n_tokens(1), 12);
+  EXPECT_THROW(cache->truncate(13), InvalidArgument);
+  EXPECT_THROW(cache->truncate(-1), InvalidArgument);
+  // re-appending after truncation overwrites: attention equals a fresh cache with the same data
+  const auto k2 = randu(5 * 32, -1, 1, 9), v2 = randu(5 * 32, -1, 1, 10);
+  cache->append(0, k2.data(), v2.data(), 5);
+  auto fresh = kv::KvCache::create(config(2, 1, 32, 64));
+  fresh->append(0, k.data(), v.data(), 12);
+  fresh->append(0, k2.data(), v2.data(), 5);
+  cpu::ThreadPool pool(2);
+  const auto q = randu(3 * 2 * 32, -1, 1, 11);
+  std::vector<float> a(q.size()), b(q.size());
+  cache->attend(0, q.data(), 3, 2, 0.2f, a.data(), pool);
+  fresh->attend(0, q.data(), 3, 2, 0.2f, b.data(), pool);
+  EXPECT_EQ(a, b);
+  cache->clear();
+  EXPECT_EQ(cache->n_tokens(0), 0);
+  EXPECT_EQ(cache->n_tokens(1), 0);
+  EXPECT_EQ(cache->stats().bytes, 0);
+}
+
+TEST(KvF16, ContextOverflowThrowsAndKeepsState) {
+  auto cache = kv::KvCache::create(config(1, 1, 32, 16));
+  const auto x = randu(17 * 32, -1, 1, 3);
+  cache->append(0, x.data(), x.data(), 10);
+  try {
+    cache->append(0, x.data(), x.data(), 7);
+    FAIL() << "no exception";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("n_ctx = 16"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cache->n_tokens(0), 10);
+  cache->append(0, x.data(), x.data(), 6);  // exactly full is fine
+  EXPECT_EQ(cache->n_tokens(0), 16);
+  EXPECT_THROW(cache->append(0, x.data(), x.data(), 1), InvalidArgument);
+}
+
+TEST(KvF16, BadConfigAndArguments) {
+  kv::KvConfig c = config(1, 2, 64, 128);
+  c.mode = "q2_akvq";
+  try {
+    kv::KvCache::create(c);
+    FAIL() << "no exception";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("kv mode 'q2_akvq' is not supported (supported: f16)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(kv::KvCache::create(config(0, 2, 64, 128)), InvalidArgument);
+  EXPECT_THROW(kv::KvCache::create(config(1, 0, 64, 128)), InvalidArgument);
+  EXPECT_THROW(kv::KvCache::create(config(1, 2, 0, 128)), InvalidArgument);
+  EXPECT_THROW(kv::KvCache::create(config(1, 2, 64, 0)), InvalidArgument);
+  auto cache = kv::KvCache::create(config(1, 2, 64, 128));
+  const auto x = randu(4 * 128, -1, 1, 3);
+  EXPECT_THROW(cache->append(1, x.data(), x.data(), 1), InvalidArgument);  // layer out of range
+  cache->append(0, x.data(), x.data(), 2);
+  cpu::ThreadPool pool(1);
+  std::vector<float> out(3 * 3 * 64);
+  EXPECT_THROW(cache->attend(0, x.data(), 3, 2, 1.0f, out.data(), pool), InvalidArgument);  // n_q > n_kv
+  EXPECT_THROW(cache->attend(0, x.data(), 1, 3, 1.0f, out.data(), pool), InvalidArgument);  // 3 % 2
+}
