@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,17 +14,32 @@ class File;
 
 enum class TokenType : int32_t { Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
 
+// The tokenizer.ggml.* metadata as plain data (from_gguf reads it; tests build it directly).
+struct TokenizerVocab {
+  std::string model;                // tokenizer.ggml.model: "gpt2" | "llama"
+  std::string pre = "default";      // tokenizer.ggml.pre (gpt2 only)
+  std::vector<std::string> tokens;  // [n_vocab]
+  std::vector<float> scores;        // [n_vocab] or empty (llama: required)
+  std::vector<int32_t> types;       // [n_vocab] TokenType values, or empty (all normal)
+  std::vector<std::string> merges;  // gpt2: "left right", highest priority first
+  int64_t bos = -1, eos = -1, eot = -1, unk = -1;  // -1: absent
+  std::optional<bool> add_bos, add_eos, add_space_prefix;  // unset: the model's default
+};
+
 class Tokenizer {
  public:
   // Reads tokenizer.ggml.* keys; throws FormatError when they are missing or inconsistent
   // (e.g. merges naming unknown tokens, ids out of range) or the model/pre name is unsupported.
   static std::unique_ptr<Tokenizer> from_gguf(const gguf::File& f);
+  // Same validation, from plain data.
+  static std::unique_ptr<Tokenizer> from_vocab(const TokenizerVocab& v);
   virtual ~Tokenizer() = default;
 
   // add_special: prepend BOS when the vocabulary says so (tokenizer.ggml.add_bos_token; default
   // true for `llama`, false for `gpt2`), append EOS when add_eos_token says so.
-  // parse_special: text matching a control/user-defined token's text (e.g. "<|im_start|>")
-  // becomes that token instead of being split.
+  // parse_special: text matching a control token's text (e.g. "<|im_start|>") becomes that
+  // token instead of being split. User-defined tokens are always matched (as Hugging Face,
+  // SentencePiece and llama.cpp do). Longest match wins; the text between is tokenized normally.
   virtual std::vector<int32_t> encode(const std::string& text, bool add_special, bool parse_special) const = 0;
   // Text of one token as bytes (may be an incomplete UTF-8 sequence). Control tokens give ""
   // unless render_special.
@@ -31,6 +47,8 @@ class Tokenizer {
   // Concatenated pieces; for SentencePiece the leading space of the first piece is dropped
   // when the vocabulary adds a space prefix.
   virtual std::string decode(const std::vector<int32_t>& ids, bool render_special = false) const;
+  // Throws InvalidArgument when id is outside [0, n_vocab).
+  void check_id(int32_t id) const;
 
   int32_t n_vocab() const { return static_cast<int32_t>(tokens_.size()); }
   int32_t bos() const { return bos_; }  // -1 when none
