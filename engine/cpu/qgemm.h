@@ -1,0 +1,46 @@
+// CPU matmul micro-kernels. A kernel computes one tile of y = x · Wᵀ: R weight rows (R <= 4)
+// against T activation rows (T <= 4), over the whole inner dimension. The right-hand side is
+// prepared once per matmul (ops/matmul.cpp): quantized to ActQ8 / ActQ8K for quantized weights,
+// plain f32 for float weights.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace akvq::cpu {
+
+struct ActRows {
+  const uint8_t* data = nullptr;  // row t at data + t * stride: ActQ8[nb], ActQ8K[nb] or float[n_in]
+  size_t stride = 0;
+  // ActQ8 only: the block sums s of block b for tokens t, t+1, ... at s_tr + b * s_stride + t
+  // (transposed copy of ActQ8::s, padded so 8 floats can be loaded from any t < n_tok).
+  const float* s_tr = nullptr;
+  size_t s_stride = 0;
+};
+
+// y[t * ldy + r] = row r of w (rows w_stride bytes apart) · activation row t0 + t, for r < R, t < T.
+// n_in is the inner dimension (a multiple of the type's block size).
+using TileFn = void (*)(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0,
+                        int64_t n_in, float* y, int64_t ldy);
+
+constexpr int kMaxTileR = 4;
+constexpr int kMaxTileT = 4;
+
+struct TileKernels {
+  TileFn fn[kMaxTileR][kMaxTileT] = {};  // fn[R-1][T-1]; nullptr where not provided
+  int pref_r1 = 4;                       // preferred R when T == 1 (decode)
+  int pref_r = 2, pref_t = 4;            // preferred tile for several tokens (prefill)
+};
+
+// Kernels for weight type t compiled for this build's SIMD ISA, or nullptr when there are none
+// (the caller then uses the scalar reference dots).
+const TileKernels* simd_kernels(DType t);
+const TileKernels* simd_kernels_q32(DType t);    // Q4_0, Q4_1, Q8_0 (qgemm_q32.cpp)
+const TileKernels* simd_kernels_kquant(DType t);  // Q4_K, Q6_K (qgemm_kquant.cpp)
+const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.cpp)
+
+// Fast activation quantization, bit-identical to ops::ref::quantize_row_q8 (falls back to it).
+void quantize_row_q8(const float* x, void* out_act_q8, int64_t n);
+
+}  // namespace akvq::cpu

@@ -1,0 +1,176 @@
+// AVX2 tiles for the 32-value block types Q4_0, Q4_1 and Q8_0 against ActQ8 activations.
+// Per block: the weight block is unpacked once into 32 bytes and reused for T tokens; each
+// activation block is loaded once and reused for R rows. Integer dot with maddubs/madd, then
+// f32 fma with the product of the two block scales. The offset term of Q4_0/Q4_1
+// (m * dx * sum(xq) = m * s) is accumulated as a vector over the T tokens from the transposed s.
+#include "cpu/qgemm.h"
+#include "cpu/simd.h"
+#include "ops/qblocks.h"
+#include "ops/ref.h"
+
+namespace akvq::cpu {
+
+#ifdef AKVQ_AVX2
+namespace {
+
+using ops::ActQ8;
+
+struct KQ4_0 {
+  using Block = ops::BlockQ4_0;
+  static constexpr bool kHasMin = true;
+  static inline __m256i load(const Block* b) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs));
+    const __m128i m = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
+  }
+  static inline float min(const Block*, float d) { return -8.0f * d; }
+  static inline __m256i dot(__m256i q, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1));
+  }
+};
+
+struct KQ4_1 {
+  using Block = ops::BlockQ4_1;
+  static constexpr bool kHasMin = true;
+  static inline __m256i load(const Block* b) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b->qs));
+    const __m128i m = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
+  }
+  static inline float min(const Block* b, float) { return _cvtsh_ss(b->m); }
+  static inline __m256i dot(__m256i q, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1));
+  }
+};
+
+struct KQ8_0 {
+  using Block = ops::BlockQ8_0;
+  static constexpr bool kHasMin = false;
+  static inline __m256i load(const Block* b) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs));
+  }
+  static inline float min(const Block*, float) { return 0.0f; }
+  static inline __m256i dot(__m256i q, __m256i x) {  // signed x signed via |q| and sign(x, q)
+    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+  }
+};
+
+template <class K, int R, int T>
+void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y,
+          int64_t ldy) {
+  using Block = typename K::Block;
+  const int64_t nb = n_in / ops::kQK;
+  const Block* wr[R];
+  const ActQ8* xr[T];
+  for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const Block*>(w + r * w_stride);
+  for (int t = 0; t < T; ++t) xr[t] = reinterpret_cast<const ActQ8*>(x.data + (t0 + t) * x.stride);
+  __m256 acc[R][T];
+  __m256 accm[R];
+  for (int r = 0; r < R; ++r) {
+    accm[r] = _mm256_setzero_ps();
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
+  const float* s_tr = x.s_tr + t0;
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i q[R];
+    __m256 dw[R];
+    for (int r = 0; r < R; ++r) {
+      const Block* blk = wr[r] + b;
+      q[r] = K::load(blk);
+      const float d = _cvtsh_ss(blk->d);
+      dw[r] = _mm256_set1_ps(d);
+      if (K::kHasMin) {
+        accm[r] = _mm256_fmadd_ps(_mm256_set1_ps(K::min(blk, d)), _mm256_loadu_ps(s_tr + b * x.s_stride), accm[r]);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const ActQ8* xb = xr[t] + b;
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
+      const __m256 dx = _mm256_broadcast_ss(&xb->d);
+      for (int r = 0; r < R; ++r) {
+        const __m256 p = _mm256_cvtepi32_ps(K::dot(q[r], xv));
+        acc[r][t] = _mm256_fmadd_ps(p, _mm256_mul_ps(dw[r], dx), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    alignas(32) float m[8];
+    _mm256_store_ps(m, accm[r]);
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]) + (K::kHasMin ? m[t] : 0.0f);
+  }
+}
+
+template <class K>
+TileKernels make_kernels() {
+  TileKernels k;
+  k.fn[0][0] = tile<K, 1, 1>;
+  k.fn[1][0] = tile<K, 2, 1>;
+  k.fn[2][0] = tile<K, 3, 1>;
+  k.fn[3][0] = tile<K, 4, 1>;
+  k.fn[0][1] = tile<K, 1, 2>;
+  k.fn[1][1] = tile<K, 2, 2>;
+  k.fn[2][1] = tile<K, 3, 2>;
+  k.fn[3][1] = tile<K, 4, 2>;
+  k.fn[0][2] = tile<K, 1, 3>;
+  k.fn[1][2] = tile<K, 2, 3>;
+  k.fn[0][3] = tile<K, 1, 4>;
+  k.fn[1][3] = tile<K, 2, 4>;
+  k.pref_r1 = 4;
+  k.pref_r = 2;
+  k.pref_t = 4;
+  return k;
+}
+
+}  // namespace
+
+const TileKernels* simd_kernels_q32(DType t) {
+  static const TileKernels q4_0 = make_kernels<KQ4_0>();
+  static const TileKernels q4_1 = make_kernels<KQ4_1>();
+  static const TileKernels q8_0 = make_kernels<KQ8_0>();
+  switch (t) {
+    case DType::Q4_0: return &q4_0;
+    case DType::Q4_1: return &q4_1;
+    case DType::Q8_0: return &q8_0;
+    default: return nullptr;
+  }
+}
+
+void quantize_row_q8(const float* x, void* out_act, int64_t n) {
+  ActQ8* out = static_cast<ActQ8*>(out_act);
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < n / ops::kQK; ++b, x += ops::kQK) {
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+      v[i] = _mm256_loadu_ps(x + 8 * i);
+      amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_mask, v[i]));
+    }
+    const float d = hmax(amax) / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const __m256 idv = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int i = 0; i < 4; ++i) {
+      q[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], idv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    const int sum = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    const __m256i p01 = _mm256_packs_epi32(q[0], q[1]);  // lanes interleaved per 128 bits
+    const __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i p = _mm256_packs_epi16(p01, p23);
+    const __m256i fixed = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[b].qs), fixed);
+    out[b].d = d;
+    out[b].s = d * static_cast<float>(sum);
+  }
+}
+
+#else  // no AVX2
+
+const TileKernels* simd_kernels_q32(DType) { return nullptr; }
+void quantize_row_q8(const float* x, void* out, int64_t n) {
+  ops::ref::quantize_row_q8(x, static_cast<ops::ActQ8*>(out), n);
+}
+
+#endif
+
+}  // namespace akvq::cpu

@@ -1,0 +1,175 @@
+// The matmul driver: validates, quantizes the activation rows once (ActQ8 / ActQ8K), then splits
+// the output into tasks of (row chunk, token block) run on the thread pool. Inside a task, tiles
+// of R rows x T tokens are computed by the SIMD micro-kernels (cpu/qgemm.h), or by the scalar
+// reference dots when none are compiled in. Also get_rows and dequantize_row.
+#include <akvq/error.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/qgemm.h"
+#include "ops/matmul_detail.h"
+#include "ops/ops.h"
+#include "ops/ref.h"
+
+namespace akvq::ops {
+
+namespace {
+
+constexpr int64_t kTokenBlock = 64;  // tokens per task: their activations stay in L2
+
+void validate(const TensorView& w, const float* x, int64_t n_tok, const float* y) {
+  if (!dtype_info(static_cast<uint32_t>(w.type))) {
+    throw InvalidArgument("[ops] matmul '" + w.name + "': unsupported weight type " +
+                          dtype_name(static_cast<uint32_t>(w.type)));
+  }
+  const DTypeInfo& info = dtype_info(w.type);
+  if (w.ne[0] <= 0 || w.ne[0] % info.block != 0) {
+    throw InvalidArgument("[ops] matmul '" + w.name + "': inner size " + std::to_string(w.ne[0]) +
+                          " is not a positive multiple of the " + info.name + " block size " +
+                          std::to_string(info.block));
+  }
+  if (n_tok < 0) throw InvalidArgument("[ops] matmul '" + w.name + "': negative token count");
+  if (n_tok > 0 && (!w.data || !x || !y)) {
+    throw InvalidArgument("[ops] matmul '" + w.name + "': null data pointer");
+  }
+}
+
+// Scratch for the prepared activations of the calling thread.
+struct ActBuffer {
+  std::vector<uint8_t> rows;
+  std::vector<float> s_tr;
+};
+
+cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, bool simd,
+                         cpu::ThreadPool& pool) {
+  thread_local ActBuffer buf;
+  cpu::ActRows a;
+  const ref::ActKind kind = ref::act_kind(type);
+  if (kind == ref::ActKind::F32) {
+    a.data = reinterpret_cast<const uint8_t*>(x);
+    a.stride = static_cast<size_t>(n_in) * sizeof(float);
+    return a;
+  }
+  const bool q8 = kind == ref::ActKind::Q8;
+  const int64_t nb = n_in / (q8 ? kQK : kQKK);
+  a.stride = static_cast<size_t>(nb) * (q8 ? sizeof(ActQ8) : sizeof(ActQ8K));
+  if (buf.rows.size() < a.stride * n_tok) buf.rows.resize(a.stride * n_tok);
+  uint8_t* rows = buf.rows.data();
+  a.data = rows;
+  auto quantize = [&](int64_t t) {
+    const float* xt = x + t * n_in;
+    uint8_t* out = rows + t * a.stride;
+    if (!q8) {
+      ref::quantize_row_q8k(xt, reinterpret_cast<ActQ8K*>(out), n_in);
+    } else if (simd) {
+      cpu::quantize_row_q8(xt, out, n_in);
+    } else {
+      ref::quantize_row_q8(xt, reinterpret_cast<ActQ8*>(out), n_in);
+    }
+  };
+  const int n_thr = pool.size();
+  if (n_tok >= 4 && n_thr > 1) {
+    const int n_tasks = static_cast<int>(std::min<int64_t>(n_tok, 4 * n_thr));
+    pool.run(n_tasks, [&](int task, int) {
+      for (int64_t t = task * n_tok / n_tasks; t < (task + 1) * n_tok / n_tasks; ++t) quantize(t);
+    });
+  } else {
+    for (int64_t t = 0; t < n_tok; ++t) quantize(t);
+  }
+  if (q8) {  // transposed block sums for the vectorised offset term of Q4_0/Q4_1
+    a.s_stride = static_cast<size_t>((n_tok + 7) / 8 * 8 + 8);
+    if (buf.s_tr.size() < a.s_stride * nb) buf.s_tr.resize(a.s_stride * nb);
+    float* s = buf.s_tr.data();
+    for (int64_t b = 0; b < nb; ++b) {
+      float* sb = s + b * a.s_stride;
+      for (int64_t t = 0; t < n_tok; ++t) sb[t] = reinterpret_cast<const ActQ8*>(rows + t * a.stride)[b].s;
+      std::fill(sb + n_tok, sb + a.s_stride, 0.0f);
+    }
+    a.s_tr = s;
+  }
+  return a;
+}
+
+}  // namespace
+
+namespace detail {
+
+bool has_simd_kernels(DType t) { return cpu::simd_kernels(t) != nullptr; }
+
+void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::ThreadPool& pool,
+            const MatmulOptions& opt) {
+  validate(w, x, n_tok, y);
+  const int64_t n_in = w.ne[0], n_out = w.rows();
+  if (n_tok == 0 || n_out == 0) return;
+  const cpu::TileKernels* k = opt.simd ? cpu::simd_kernels(w.type) : nullptr;
+  const cpu::ActRows a = prepare_act(w.type, x, n_tok, n_in, k != nullptr, pool);
+
+  int R = 1, T = 1;
+  if (k) {
+    R = n_tok == 1 ? k->pref_r1 : k->pref_r;
+    T = n_tok == 1 ? 1 : k->pref_t;
+    if (opt.tile_r > 0) R = opt.tile_r;
+    if (opt.tile_t > 0) T = opt.tile_t;
+    bool ok = R >= 1 && T >= 1 && R <= cpu::kMaxTileR && T <= cpu::kMaxTileT;
+    for (int r = 1; ok && r <= R; ++r) {
+      for (int t = 1; ok && t <= T; ++t) ok = k->fn[r - 1][t - 1] != nullptr;
+    }
+    if (!ok) {  // every smaller tile is needed for the edges
+      throw InvalidArgument("[ops] matmul: no " + std::to_string(R) + "x" + std::to_string(T) +
+                            " tile kernel for " + dtype_info(w.type).name);
+    }
+  }
+  const int n_thr = pool.size();
+  const int64_t tb = std::max<int64_t>(T, kTokenBlock / T * T);
+  const int64_t n_tb = (n_tok + tb - 1) / tb;
+  int64_t chunk = opt.chunk_rows;
+  if (chunk <= 0) {  // about 4 chunks per thread in total, at least one tile high
+    const int64_t want_chunks = std::max<int64_t>(1, 4 * n_thr / n_tb);
+    chunk = (n_out + want_chunks - 1) / want_chunks;
+  }
+  chunk = std::max<int64_t>(R, (chunk + R - 1) / R * R);
+  const int64_t n_rc = (n_out + chunk - 1) / chunk;
+  const size_t w_stride = w.row_bytes();
+  const uint8_t* wdata = static_cast<const uint8_t*>(w.data);
+
+  pool.run(static_cast<int>(n_rc * n_tb), [&](int task, int) {
+    const int64_t r_begin = task / n_tb * chunk, r_end = std::min(n_out, r_begin + chunk);
+    const int64_t t_begin = task % n_tb * tb, t_end = std::min(n_tok, t_begin + tb);
+    for (int64_t r0 = r_begin; r0 < r_end; r0 += R) {
+      const int rr = static_cast<int>(std::min<int64_t>(R, r_end - r0));
+      for (int64_t t0 = t_begin; t0 < t_end; t0 += T) {
+        const int tt = static_cast<int>(std::min<int64_t>(T, t_end - t0));
+        float* yt = y + t0 * n_out + r0;
+        if (k) {
+          k->fn[rr - 1][tt - 1](wdata + r0 * w_stride, w_stride, a, t0, n_in, yt, n_out);
+        } else {
+          for (int t = 0; t < tt; ++t) {
+            for (int r = 0; r < rr; ++r) {
+              yt[t * n_out + r] = ref::vec_dot(w.type, wdata + (r0 + r) * w_stride,
+                                               a.data + (t0 + t) * a.stride, n_in);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace detail
+
+void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::ThreadPool& pool) {
+  detail::matmul(w, x, n_tok, y, pool, detail::MatmulOptions{});
+}
+
+void get_rows(const TensorView& w, const int32_t* ids, int64_t n, float* out) {
+  ref::get_rows(w, ids, n, out);
+}
+
+void dequantize_row(DType t, const void* src, float* out, int64_t n) {
+  ref::dequantize_row(t, src, out, n);
+}
+
+}  // namespace akvq::ops
