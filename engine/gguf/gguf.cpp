@@ -17,7 +17,9 @@
 namespace akvq::gguf {
 namespace {
 
-std::string os_reason(int err) { return std::error_code(err, std::generic_category()).message(); }
+std::string os_reason(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
 
 const char* type_text(ValueType t) {
   switch (t) {
@@ -54,13 +56,21 @@ bool int_in_range(const Value& v, int64_t lo, uint64_t hi) {
 
 bool Value::is_int() const {
   switch (type) {
-    case ValueType::U8: case ValueType::I8: case ValueType::U16: case ValueType::I16: case ValueType::U32:
-    case ValueType::I32: case ValueType::U64: case ValueType::I64: return true;
+    case ValueType::U8:
+    case ValueType::I8:
+    case ValueType::U16:
+    case ValueType::I16:
+    case ValueType::U32:
+    case ValueType::I32:
+    case ValueType::U64:
+    case ValueType::I64: return true;
     default: return false;
   }
 }
 
-bool Value::is_number() const { return is_int() || type == ValueType::F32 || type == ValueType::F64; }
+bool Value::is_number() const {
+  return is_int() || type == ValueType::F32 || type == ValueType::F64;
+}
 
 std::unique_ptr<File> File::open(const std::string& path) {
   std::unique_ptr<File> f(new File());
@@ -140,7 +150,9 @@ uint32_t File::get_u32(const std::string& key) const {
   return static_cast<uint32_t>(v->u);
 }
 
-uint32_t File::get_u32(const std::string& key, uint32_t def) const { return has(key) ? get_u32(key) : def; }
+uint32_t File::get_u32(const std::string& key, uint32_t def) const {
+  return has(key) ? get_u32(key) : def;
+}
 
 int64_t File::get_i64(const std::string& key, int64_t def) const {
   const Value* v = find(key);
@@ -159,7 +171,9 @@ float File::get_f32(const std::string& key) const {
   return static_cast<float>(v->f);
 }
 
-float File::get_f32(const std::string& key, float def) const { return has(key) ? get_f32(key) : def; }
+float File::get_f32(const std::string& key, float def) const {
+  return has(key) ? get_f32(key) : def;
+}
 
 bool File::get_bool(const std::string& key, bool def) const {
   const Value* v = find(key);

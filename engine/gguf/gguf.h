@@ -14,8 +14,19 @@
 namespace akvq::gguf {
 
 enum class ValueType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7,
-  STRING = 8, ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 
 // A metadata value. Scalars are kept widened; arrays keep their element type.
@@ -53,7 +64,7 @@ class File {
 
   // --- metadata ---
   const std::vector<std::string>& keys() const { return key_order_; }  // in file order
-  const Value* find(const std::string& key) const;                   // nullptr when absent
+  const Value* find(const std::string& key) const;                     // nullptr when absent
   bool has(const std::string& key) const { return find(key) != nullptr; }
   // Typed getters. Without a default they throw FormatError when the key is absent; they
   // throw FormatError when the stored type cannot represent the request (e.g. negative -> u32).
@@ -73,6 +84,10 @@ class File {
   const std::vector<TensorView>& tensors() const { return tensors_; }
   const TensorView* find_tensor(const std::string& name) const;  // nullptr when absent
   const TensorView& tensor(const std::string& name) const;       // throws FormatError when absent
+  // Offset of a tensor of this file relative to the data section (as stored in the file).
+  uint64_t tensor_offset(const TensorView& t) const {
+    return static_cast<uint64_t>(static_cast<const uint8_t*>(t.data) - base_) - data_offset_;
+  }
 
  private:
   File() = default;
@@ -84,7 +99,7 @@ class File {
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
   size_t data_offset_ = 0;
-  void* map_ = nullptr;        // mmap'ed region (nullptr for from_bytes)
+  void* map_ = nullptr;         // mmap'ed region (nullptr for from_bytes)
   std::vector<uint8_t> owned_;  // from_bytes copy
   std::vector<std::string> key_order_;
   std::unordered_map<std::string, Value> kv_;

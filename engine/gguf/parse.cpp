@@ -13,9 +13,9 @@
 namespace akvq::gguf {
 namespace {
 
-constexpr int kMaxArrayDepth = 8;                 // arrays nested deeper than this are rejected
-constexpr uint64_t kMaxArrayElements = 1u << 24;  // all array elements of one file together
-constexpr size_t kMinKvBytes = 8 + 1 + 4 + 1;     // key length, >= 1 key byte, type, 1-byte value
+constexpr int kMaxArrayDepth = 8;                          // arrays nested deeper than this are rejected
+constexpr uint64_t kMaxArrayElements = 1u << 24;           // all array elements of one file together
+constexpr size_t kMinKvBytes = 8 + 1 + 4 + 1;              // key length, >= 1 key byte, type, 1-byte value
 constexpr size_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // name len, n_dims, one dim, type, offset
 
 std::string hex_bytes(const uint8_t* p, size_t n) {
@@ -30,18 +30,17 @@ std::string hex_bytes(const uint8_t* p, size_t n) {
 }
 
 const char* value_type_name(uint32_t t) {
-  static const char* names[] = {"u8",  "i8",     "u16",   "i16", "u32", "i32", "f32",
+  static const char* names[] = {"u8",   "i8",     "u16",   "i16", "u32", "i32", "f32",
                                 "bool", "string", "array", "u64", "i64", "f64"};
   return t < sizeof(names) / sizeof(names[0]) ? names[t] : nullptr;
 }
 
 // Names of ggml types this engine does not load, for clearer messages.
 std::string ggml_type_text(uint32_t raw) {
-  static const char* names[] = {"F32",  "F16",    "Q4_0",   "Q4_1",   "Q4_2",   "Q4_3",  "Q5_0",
-                                "Q5_1", "Q8_0",   "Q8_1",   "Q2_K",   "Q3_K",   "Q4_K",  "Q5_K",
-                                "Q6_K", "Q8_K",   "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
-                                "IQ3_S", "IQ2_S", "IQ4_XS", "I8",     "I16",    "I32",   "I64",
-                                "F64",  "IQ1_M", "BF16"};
+  static const char* names[] = {"F32",     "F16",    "Q4_0",    "Q4_1",  "Q4_2",   "Q4_3",  "Q5_0",  "Q5_1",
+                                "Q8_0",    "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K",   "Q5_K",  "Q6_K",  "Q8_K",
+                                "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+                                "I8",      "I16",    "I32",     "I64",   "F64",    "IQ1_M", "BF16"};
   if (raw < sizeof(names) / sizeof(names[0])) return std::string(names[raw]) + " (" + std::to_string(raw) + ")";
   return "type " + std::to_string(raw);
 }
@@ -91,7 +90,7 @@ class Cursor {
     if (count > remaining() / min_bytes) {
       fail(what + " " + std::to_string(count) + " is impossible: the " + std::to_string(remaining()) +
            " bytes left after offset " + std::to_string(pos_) + " hold at most " +
-           std::to_string(remaining() / min_bytes));
+           std::to_string(remaining() / min_bytes) + " (truncated or corrupt file)");
     }
   }
 
@@ -106,10 +105,18 @@ class Cursor {
 // Smallest encoding of one array element of type t (for bounding counts).
 size_t min_value_bytes(ValueType t) {
   switch (t) {
-    case ValueType::U8: case ValueType::I8: case ValueType::BOOL: return 1;
-    case ValueType::U16: case ValueType::I16: return 2;
-    case ValueType::U32: case ValueType::I32: case ValueType::F32: return 4;
-    case ValueType::U64: case ValueType::I64: case ValueType::F64: case ValueType::STRING: return 8;
+    case ValueType::U8:
+    case ValueType::I8:
+    case ValueType::BOOL: return 1;
+    case ValueType::U16:
+    case ValueType::I16: return 2;
+    case ValueType::U32:
+    case ValueType::I32:
+    case ValueType::F32: return 4;
+    case ValueType::U64:
+    case ValueType::I64:
+    case ValueType::F64:
+    case ValueType::STRING: return 8;
     case ValueType::ARRAY: return 4 + 8;
   }
   return 1;
@@ -185,8 +192,12 @@ class MetaReader {
   uint64_t total_elements_ = 0;
 };
 
-bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_mul_overflow(a, b, out); }
-bool add_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_add_overflow(a, b, out); }
+bool mul_overflows(uint64_t a, uint64_t b, uint64_t* out) {
+  return __builtin_mul_overflow(a, b, out);
+}
+bool add_overflows(uint64_t a, uint64_t b, uint64_t* out) {
+  return __builtin_add_overflow(a, b, out);
+}
 
 struct RawTensor {
   TensorView view;
@@ -218,7 +229,7 @@ void File::parse() {
   c.check_count(n_kv, kMinKvBytes, "metadata count");
   if (n_tensors * kMinTensorInfoBytes + n_kv * kMinKvBytes > c.remaining()) {
     c.fail("tensor count " + std::to_string(n_tensors) + " and metadata count " + std::to_string(n_kv) +
-           " together cannot fit in the " + std::to_string(c.remaining()) + " bytes left");
+           " together cannot fit in the " + std::to_string(c.remaining()) + " bytes left (truncated or corrupt file)");
   }
 
   // ---- metadata ----
@@ -228,7 +239,8 @@ void File::parse() {
     c.set_context("metadata entry #" + std::to_string(k));
     const size_t key_pos = c.pos();
     std::string key = c.read_string("key");
-    if (key.empty()) c.fail("metadata entry #" + std::to_string(k) + " at offset " + std::to_string(key_pos) + " has an empty key");
+    if (key.empty())
+      c.fail("metadata entry #" + std::to_string(k) + " at offset " + std::to_string(key_pos) + " has an empty key");
     if (kv_.count(key)) c.fail("duplicate key '" + key + "' (metadata entry #" + std::to_string(k) + ")");
     c.set_context("key '" + key + "'");
     const uint32_t type = c.read<uint32_t>("value type");
@@ -280,8 +292,8 @@ void File::parse() {
     if (!info) c.fail(where + ": unsupported tensor type " + ggml_type_text(type));
     r.view.type = static_cast<DType>(type);
     if (r.view.ne[0] % info->block != 0) {
-      c.fail(where + ": first dimension " + std::to_string(r.view.ne[0]) + " is not a multiple of the " +
-             info->name + " block size " + std::to_string(info->block));
+      c.fail(where + ": first dimension " + std::to_string(r.view.ne[0]) + " is not a multiple of the " + info->name +
+             " block size " + std::to_string(info->block));
     }
     r.offset = c.read<uint64_t>("offset");
     raw.push_back(std::move(r));
@@ -299,7 +311,8 @@ void File::parse() {
       c.fail(where + ": offset " + std::to_string(r.offset) + " is not a multiple of the alignment " +
              std::to_string(alignment_));
     }
-    const uint64_t rows = static_cast<uint64_t>(v.ne[1]) * static_cast<uint64_t>(v.ne[2]) * static_cast<uint64_t>(v.ne[3]);
+    const uint64_t rows =
+        static_cast<uint64_t>(v.ne[1]) * static_cast<uint64_t>(v.ne[2]) * static_cast<uint64_t>(v.ne[3]);
     uint64_t nbytes = 0, begin = 0, end = 0;
     if (mul_overflows(rows, v.row_bytes(), &nbytes) || add_overflows(data_offset_, r.offset, &begin) ||
         add_overflows(begin, nbytes, &end)) {
@@ -320,8 +333,8 @@ void File::parse() {
     const size_t a = order[k - 1], b = order[k];
     if (ranges[b].first < ranges[a].second) {
       c.fail("tensors '" + raw[a].view.name + "' [" + std::to_string(ranges[a].first) + ", " +
-             std::to_string(ranges[a].second) + ") and '" + raw[b].view.name + "' [" +
-             std::to_string(ranges[b].first) + ", " + std::to_string(ranges[b].second) + ") overlap");
+             std::to_string(ranges[a].second) + ") and '" + raw[b].view.name + "' [" + std::to_string(ranges[b].first) +
+             ", " + std::to_string(ranges[b].second) + ") overlap");
     }
   }
   tensors_.reserve(raw.size());

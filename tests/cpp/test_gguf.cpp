@@ -102,7 +102,9 @@ std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
   return b;
 }
 
-std::unique_ptr<File> parse(const std::vector<uint8_t>& b) { return File::from_bytes(b.data(), b.size(), "test.gguf"); }
+std::unique_ptr<File> parse(const std::vector<uint8_t>& b) {
+  return File::from_bytes(b.data(), b.size(), "test.gguf");
+}
 
 // Expects FormatError whose message contains every fragment.
 void expect_format_error(const std::vector<uint8_t>& b, const std::vector<std::string>& fragments) {
@@ -160,8 +162,8 @@ TEST(Gguf, EveryValueTypeAndNestedArrays) {
       o.put<uint32_t>(2).put<uint64_t>(1).put<uint16_t>(3);
     });
     b.kv("nested3", 9, [](Bytes& o) {
-      o.put<uint32_t>(9).put<uint64_t>(1);                  // one element: an array
-      o.put<uint32_t>(9).put<uint64_t>(1);                  //   of one array
+      o.put<uint32_t>(9).put<uint64_t>(1);                     // one element: an array
+      o.put<uint32_t>(9).put<uint64_t>(1);                     //   of one array
       o.put<uint32_t>(8).put<uint64_t>(2).str("x").str("yz");  //     of two strings
     });
     const auto f = parse(b.bytes());
@@ -250,8 +252,8 @@ TEST(Gguf, TensorsWithCustomAlignment) {
     b.tensor("a", {8, 2}, 0, f32_bytes(w));
     std::vector<uint8_t> q(2 * 3 * 20);
     for (size_t k = 0; k < q.size(); ++k) q[k] = static_cast<uint8_t>(k * 7);
-    b.tensor("b", {64, 3}, 3, q);                                        // Q4_1 [3, 64]
-    b.tensor("c", {256, 1, 1, 1}, 14, std::vector<uint8_t>(210, 5));     // Q6_K, 4-D
+    b.tensor("b", {64, 3}, 3, q);                                          // Q4_1 [3, 64]
+    b.tensor("c", {256, 1, 1, 1}, 14, std::vector<uint8_t>(210, 5));       // Q6_K, 4-D
     b.tensor("d", {4, 3, 2}, 30, std::vector<uint8_t>(4 * 3 * 2 * 2, 0));  // BF16
     const auto f = parse(b.bytes());
     EXPECT_EQ(f->alignment(), align);
@@ -320,8 +322,7 @@ TEST(GgufMalformed, TruncatedAtEveryOffset) {
       const std::string msg = e.what();
       const bool ok = msg.find("truncated at offset") != std::string::npos ||
                       msg.find("exceeds file size") != std::string::npos ||
-                      msg.find("is impossible") != std::string::npos ||
-                      msg.find("cannot fit") != std::string::npos ||
+                      msg.find("is impossible") != std::string::npos || msg.find("cannot fit") != std::string::npos ||
                       msg.find("exceeds the") != std::string::npos;
       EXPECT_TRUE(ok) << n << ": " << msg;
     }
@@ -364,10 +365,12 @@ TEST(GgufMalformed, MetadataErrors) {
                       {"key 'x'", "bool value 2"});
   expect_format_error(with_kv([](Builder& b) { b.kv("x", 8, [](Bytes& o) { o.put<uint64_t>(1ull << 63); }); }),
                       {"key 'x'", "string length 9223372036854775808"});
-  expect_format_error(with_kv([](Builder& b) { b.kv("x", 9, [](Bytes& o) { o.put<uint32_t>(0).put<uint64_t>(1ull << 63); }); }),
-                      {"key 'x'", "array length 9223372036854775808 is impossible"});
-  expect_format_error(with_kv([](Builder& b) { b.kv("x", 9, [](Bytes& o) { o.put<uint32_t>(8).put<uint64_t>(1ull << 40); }); }),
-                      {"array length", "is impossible"});
+  expect_format_error(
+      with_kv([](Builder& b) { b.kv("x", 9, [](Bytes& o) { o.put<uint32_t>(0).put<uint64_t>(1ull << 63); }); }),
+      {"key 'x'", "array length 9223372036854775808 is impossible"});
+  expect_format_error(
+      with_kv([](Builder& b) { b.kv("x", 9, [](Bytes& o) { o.put<uint32_t>(8).put<uint64_t>(1ull << 40); }); }),
+      {"array length", "is impossible"});
   expect_format_error(with_kv([](Builder& b) { b.kv("x", 9, [](Bytes& o) { o.put<uint32_t>(77).put<uint64_t>(1); }); }),
                       {"key 'x'", "unknown array element type 77"});
   // 9 levels of nesting
@@ -389,7 +392,8 @@ TEST(GgufMalformed, MetadataErrors) {
     expect_format_error(img, {"key of metadata entry #0", "string length 18446744073709551615"});
   }
   // alignment: zero, not a power of two, wrong type
-  expect_format_error(with_kv([](Builder& b) { b.kv_u32("general.alignment", 0); }), {"general.alignment 0", "power of two"});
+  expect_format_error(with_kv([](Builder& b) { b.kv_u32("general.alignment", 0); }),
+                      {"general.alignment 0", "power of two"});
   expect_format_error(with_kv([](Builder& b) { b.kv_u32("general.alignment", 48); }), {"general.alignment 48"});
   expect_format_error(with_kv([](Builder& b) { b.kv("general.alignment", 10, [](Bytes& o) { o.put<uint64_t>(32); }); }),
                       {"general.alignment must be a u32, got u64"});
@@ -405,7 +409,8 @@ TEST(GgufMalformed, TensorInfoErrors) {
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {}; }), {q, "n_dims 0"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {32, 1, 1, 1, 3}; }), {q, "n_dims 5"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {32, 0}; }), {q, "dimension 1 is 0"});
-  expect_format_error(mutate([](TensorSpec& t) { t.ne = {32, uint64_t(-3)}; }), {q, "dimension 1 = 18446744073709551613 is too large"});
+  expect_format_error(mutate([](TensorSpec& t) { t.ne = {32, uint64_t(-3)}; }),
+                      {q, "dimension 1 = 18446744073709551613 is too large"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {1ull << 32, 1ull << 32}; }), {q, "element count overflows"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {32, 1ull << 58}; }), {q, "overflows"});
   expect_format_error(mutate([](TensorSpec& t) { t.type = 13; }), {q, "unsupported tensor type Q5_K (13)"});
@@ -415,7 +420,8 @@ TEST(GgufMalformed, TensorInfoErrors) {
   expect_format_error(mutate([](TensorSpec& t) { t.offset = 1ull << 62; }), {q, "exceeds file size"});
   expect_format_error(mutate([](TensorSpec& t) { t.offset = uint64_t(-32); }), {q, "overflows"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {32, 4}; }), {q, "data range [", "exceeds file size"});
-  expect_format_error(mutate([](TensorSpec& t) { t.offset = 32; }), {"tensors 'blk.0.attn_norm.weight' [", "and 'blk.3.attn_q.weight' [", "overlap"});
+  expect_format_error(mutate([](TensorSpec& t) { t.offset = 32; }),
+                      {"tensors 'blk.0.attn_norm.weight' [", "and 'blk.3.attn_q.weight' [", "overlap"});
   expect_format_error(mutate([](TensorSpec& t) { t.offset = 0; }), {"overlap"});
   expect_format_error(mutate([](TensorSpec& t) { t.name = "blk.0.attn_norm.weight"; }),
                       {"duplicate tensor 'blk.0.attn_norm.weight'"});
@@ -426,8 +432,8 @@ TEST(GgufMalformed, TensorInfoErrors) {
     const std::vector<uint8_t> img = b.bytes();
     const auto good = parse(valid_file().bytes());
     const size_t begin = good->data_offset() + 64;
-    expect_format_error(img, {"[gguf] test.gguf: tensor 'blk.3.attn_q.weight': data range [" + std::to_string(begin) +
-                                  ", " + std::to_string(begin + 4 * 34) + ") exceeds file size " +
-                                  std::to_string(img.size())});
+    expect_format_error(img,
+                        {"[gguf] test.gguf: tensor 'blk.3.attn_q.weight': data range [" + std::to_string(begin) + ", " +
+                         std::to_string(begin + 4 * 34) + ") exceeds file size " + std::to_string(img.size())});
   }
 }

@@ -1,0 +1,141 @@
+"""Malformed GGUF files must be rejected with a clear error, never a crash.
+
+The corpus (gguf_corpus.py) is derived from a small valid file written by the reference `gguf`
+package: truncations at every field boundary, bad magic/version, huge counts and lengths, bad type
+ids, bad dims, bad offsets, overlapping tensors, bad alignment, duplicate keys/tensors. Each case is
+opened (1) through the Python binding, which must raise ValueError whose message matches the case's
+regex, and (2) by tools_gguf_check built with AddressSanitizer + UBSan, which must print ERR for
+every file with no sanitizer report."""
+
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+import pytest
+from gguf_corpus import base_file, corpus, write_corpus
+
+from pyakvq._ext import _akvq
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ASAN_BUILD = ROOT / "build" / "asan"
+CASES = corpus()
+
+
+def test_base_file_is_valid(tmp_path):
+    p = tmp_path / "base.gguf"
+    p.write_bytes(base_file())
+    f = _akvq.GGUFFile(str(p))
+    assert f.alignment == 64
+    assert [t[0] for t in f.tensors()] == ["t.a", "t.b", "t.c"]
+
+
+def test_corpus_covers_every_kind():
+    names = {n for n, _, _ in CASES}
+    assert sum(n.startswith("trunc_") for n in names) > 80
+    for kind in [
+        "bad_magic",
+        "version_1",
+        "n_tensors_2p63",
+        "str_len_2p63",
+        "arr_count_2p63",
+        "value_type_13",
+        "tensor_type_13",
+        "dim_0",
+        "dim_negative",
+        "dims_product_overflow",
+        "offset_misaligned",
+        "offset_out_of_range",
+        "overlap",
+        "alignment_0",
+        "duplicate_key",
+        "duplicate_tensor",
+    ]:
+        assert kind in names
+
+
+@pytest.mark.parametrize("name,data,regex", CASES, ids=[c[0] for c in CASES])
+def test_binding_rejects(tmp_path, name, data, regex):
+    p = tmp_path / f"{name}.gguf"
+    p.write_bytes(data)
+    with pytest.raises(ValueError) as ei:
+        _akvq.GGUFFile(str(p))
+    msg = str(ei.value)
+    assert msg.startswith(f"[gguf] {p}: "), msg
+    assert re.search(regex, msg), f"{regex!r} not in {msg!r}"
+
+
+def test_missing_file_is_oserror(tmp_path):
+    p = tmp_path / "nope.gguf"
+    with pytest.raises(OSError, match="No such file"):
+        _akvq.GGUFFile(str(p))
+    with pytest.raises(OSError, match="directory"):
+        _akvq.GGUFFile(str(tmp_path))
+
+
+# ---- the same corpus through the reader built with AddressSanitizer + UBSan ----
+
+
+@pytest.fixture(scope="session")
+def asan_gguf_check() -> pathlib.Path:
+    """Builds only tools_gguf_check in build/asan (configured once, reused when present)."""
+    if shutil.which("cmake") is None or (shutil.which("c++") is None and shutil.which("g++") is None):
+        pytest.skip("cmake or a C++ compiler is missing: cannot build tools_gguf_check with ASan")
+    if not (ASAN_BUILD / "CMakeCache.txt").exists():
+        gen = ["-G", "Ninja"] if shutil.which("ninja") else []
+        # Same options as conftest.cpp_build, so both reuse one build directory.
+        r = subprocess.run(
+            [
+                "cmake",
+                "-S",
+                str(ROOT),
+                "-B",
+                str(ASAN_BUILD),
+                *gen,
+                "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
+                "-DAKVQ_BUILD_TESTS=ON",
+                "-DAKVQ_CUDA=OFF",
+                "-DAKVQ_SANITIZE=address,undefined",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, f"cmake configure failed:\n{r.stdout}\n{r.stderr}"
+    jobs = str(max(1, min(os.cpu_count() or 1, 4)))
+    r = subprocess.run(
+        ["cmake", "--build", str(ASAN_BUILD), "--target", "tools_gguf_check", "-j", jobs],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, f"build of tools_gguf_check failed:\n{r.stdout[-20000:]}\n{r.stderr[-20000:]}"
+    return ASAN_BUILD / "tools_gguf_check"
+
+
+def _run_checker(tool, paths):
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+    env.pop("LD_PRELOAD", None)  # the ASan runtime must come first
+    return subprocess.run([str(tool), *map(str, paths)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_asan_corpus(asan_gguf_check, tmp_path):
+    cases = write_corpus(tmp_path)
+    r = _run_checker(asan_gguf_check, [p for p, _ in cases])
+    report = r.stdout[-20000:] + r.stderr[-20000:]
+    assert r.returncode == 0, report
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, report
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(cases), report
+    for line, (path, regex) in zip(lines, cases, strict=True):
+        assert line.startswith(f"ERR {path}: [gguf] {path}: "), line
+        assert re.search(regex, line), f"{regex!r} not in {line!r}"
+
+
+def test_asan_valid_files(asan_gguf_check, tmp_path, smollm2_path):
+    base = tmp_path / "base.gguf"
+    base.write_bytes(base_file())
+    r = _run_checker(asan_gguf_check, [base, smollm2_path, tmp_path / "missing.gguf"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
+    assert r.stdout.splitlines()[:2] == [f"OK {base}", f"OK {smollm2_path}"]
+    assert re.match(rf"ERR {re.escape(str(tmp_path))}/missing.gguf: .*No such file", r.stdout.splitlines()[2])
