@@ -59,7 +59,10 @@ nb::ndarray<nb::numpy, T> owned_array(T* data, size_t ndim, const size_t* shape)
 nb::object tensor_bytes(const PyGGUFFile& self, const std::string& name) {
   const TensorView& t = self.f->tensor(name);
   auto* buf = new uint8_t[t.nbytes];
-  std::memcpy(buf, t.data, t.nbytes);
+  {
+    nb::gil_scoped_release nogil;
+    std::memcpy(buf, t.data, t.nbytes);
+  }
   const size_t shape[1] = {t.nbytes};
   return nb::cast(owned_array(buf, 1, shape));
 }

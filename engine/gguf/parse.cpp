@@ -13,8 +13,11 @@
 namespace akvq::gguf {
 namespace {
 
-constexpr int kMaxArrayDepth = 8;                          // arrays nested deeper than this are rejected
-constexpr uint64_t kMaxArrayElements = 1u << 24;           // all array elements of one file together
+constexpr int kMaxArrayDepth = 8;  // arrays nested deeper than this are rejected
+// All metadata array elements of one file together. Each element costs sizeof(Value) (~100 bytes)
+// in memory, so this caps what a small hostile file can make us allocate (~0.8 GB); real files hold
+// at most a few million (vocabularies of 256k tokens with scores, types and merges).
+constexpr uint64_t kMaxArrayElements = 1u << 23;
 constexpr size_t kMinKvBytes = 8 + 1 + 4 + 1;              // key length, >= 1 key byte, type, 1-byte value
 constexpr size_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // name len, n_dims, one dim, type, offset
 
@@ -43,6 +46,39 @@ std::string ggml_type_text(uint32_t raw) {
                                 "I8",      "I16",    "I32",     "I64",   "F64",    "IQ1_M", "BF16"};
   if (raw < sizeof(names) / sizeof(names[0])) return std::string(names[raw]) + " (" + std::to_string(raw) + ")";
   return "type " + std::to_string(raw);
+}
+
+// True when s is well-formed UTF-8 (no overlongs, surrogates or code points above U+10FFFF).
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned c = p[i];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      len = 2, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (n - i < len) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3f);
+    }
+    static const unsigned kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kMin[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
+    i += len;
+  }
+  return true;
 }
 
 // Bounds-checked little-endian reader over [base, base + size).
@@ -239,6 +275,10 @@ void File::parse() {
     c.set_context("metadata entry #" + std::to_string(k));
     const size_t key_pos = c.pos();
     std::string key = c.read_string("key");
+    if (!valid_utf8(key)) {
+      c.fail("metadata entry #" + std::to_string(k) + " at offset " + std::to_string(key_pos) +
+             ": key is not valid UTF-8");
+    }
     if (key.empty())
       c.fail("metadata entry #" + std::to_string(k) + " at offset " + std::to_string(key_pos) + " has an empty key");
     if (kv_.count(key)) c.fail("duplicate key '" + key + "' (metadata entry #" + std::to_string(k) + ")");
@@ -268,7 +308,12 @@ void File::parse() {
   for (uint64_t t = 0; t < n_tensors; ++t) {
     c.set_context("tensor info #" + std::to_string(t));
     RawTensor r;
+    const size_t name_pos = c.pos();
     r.view.name = c.read_string("name");
+    if (!valid_utf8(r.view.name)) {
+      c.fail("tensor info #" + std::to_string(t) + " at offset " + std::to_string(name_pos) +
+             ": name is not valid UTF-8");
+    }
     const std::string where = "tensor '" + r.view.name + "'";
     if (!tensor_index_.emplace(r.view.name, raw.size()).second) c.fail("duplicate " + where);
     c.set_context(where);

@@ -384,6 +384,21 @@ TEST(GgufMalformed, MetadataErrors) {
   expect_format_error(with_kv([](Builder& b) { b.kv_u32("llama.block_count", 3); }),
                       {"duplicate key 'llama.block_count'"});
   expect_format_error(with_kv([](Builder& b) { b.kv_u32("", 3); }), {"empty key"});
+  expect_format_error(with_kv([](Builder& b) { b.kv_u32("bad\xff", 3); }), {"key is not valid UTF-8"});
+  expect_format_error(with_kv([](Builder& b) { b.kv_u32("bad\xc0\xafkey", 3); }), {"not valid UTF-8"});  // overlong
+  expect_format_error(with_kv([](Builder& b) { b.kv_u32("\xed\xa0\x80", 3); }), {"not valid UTF-8"});    // surrogate
+  EXPECT_NO_THROW(parse(with_kv([](Builder& b) { b.kv_u32("caf\xc3\xa9.\xf0\x9f\x98\x80", 3); })));
+  // The total number of array elements is capped (each costs ~100 bytes of memory): 9M u8 > 8M.
+  {
+    const uint64_t n = 9u << 20;
+    expect_format_error(with_kv([&](Builder& b) {
+                          b.kv("big", 9, [&](Bytes& o) {
+                            o.put<uint32_t>(0).put<uint64_t>(n);
+                            o.b.resize(o.b.size() + n, 0);
+                          });
+                        }),
+                        {"key 'big'", "metadata array elements"});
+  }
   // A huge key length.
   {
     Builder b = valid_file();
@@ -423,6 +438,8 @@ TEST(GgufMalformed, TensorInfoErrors) {
   expect_format_error(mutate([](TensorSpec& t) { t.offset = 32; }),
                       {"tensors 'blk.0.attn_norm.weight' [", "and 'blk.3.attn_q.weight' [", "overlap"});
   expect_format_error(mutate([](TensorSpec& t) { t.offset = 0; }), {"overlap"});
+  expect_format_error(mutate([](TensorSpec& t) { t.name = "blk.\x80"; }),
+                      {"tensor info #1", "name is not valid UTF-8"});
   expect_format_error(mutate([](TensorSpec& t) { t.name = "blk.0.attn_norm.weight"; }),
                       {"duplicate tensor 'blk.0.attn_norm.weight'"});
   // Exact message format for a range error.

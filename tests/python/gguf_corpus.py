@@ -226,6 +226,7 @@ def corpus() -> list[tuple[str, bytes, str]]:
             r"general.alignment must be a u32, got i32",
         )
     )
+    add(("key_not_utf8", base[: key_b + 5] + b"\xff" + base[key_b + 6 :], r"key is not valid UTF-8"))
     add(("nested_too_deep", _write(_deep), r"key 'test.deep'.*nested deeper than"))
 
     # --- tensor infos
@@ -239,6 +240,7 @@ def corpus() -> list[tuple[str, bytes, str]]:
     )
     nb = ts["t.b"]["name_len"] + 8
     add(("duplicate_tensor", base[:nb] + b"t.a" + base[nb + 3 :], r"duplicate tensor 't.a'"))
+    add(("tensor_name_not_utf8", base[:nb] + b"t\xc0\xae" + base[nb + 3 :], r"name is not valid UTF-8"))
     add(("tensor_type_13", _patch(base, ts["t.b"]["type"], "I", 13), r"tensor 't.b'.*unsupported tensor type Q5_K"))
     add(
         (
