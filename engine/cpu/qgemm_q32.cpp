@@ -3,6 +3,9 @@
 // activation block is loaded once and reused for R rows. Integer dot with maddubs/madd, then
 // f32 fma with the product of the two block scales. The offset term of Q4_0/Q4_1
 // (m * dx * sum(xq) = m * s) is accumulated as a vector over the T tokens from the transposed s.
+#include <cstring>
+#include <type_traits>
+
 #include "cpu/qgemm.h"
 #include "cpu/simd.h"
 #include "ops/qblocks.h"
@@ -15,6 +18,13 @@ namespace {
 
 using ops::ActQ8;
 
+template <int R, class Block>
+inline __m128i pack_u16(const Block* const* wr, int64_t b) {
+  uint16_t v[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int r = 0; r < R; ++r) v[r] = wr[r][b].d;
+  return _mm_loadu_si128(reinterpret_cast<const __m128i*>(v));
+}
+
 struct KQ4_0 {
   using Block = ops::BlockQ4_0;
   static constexpr bool kHasMin = true;
@@ -24,6 +34,11 @@ struct KQ4_0 {
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
   }
   static inline float min(const Block*, float d) { return -8.0f * d; }
+  // fp16 scales of block b of R rows, packed for one cvtph: lane r = d_r.
+  template <int R>
+  static inline __m128i scales(const Block* const* wr, int64_t b) {
+    return pack_u16<R>(wr, b);
+  }
   static inline __m256i dot(__m256i q, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1));
   }
@@ -38,6 +53,13 @@ struct KQ4_1 {
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
   }
   static inline float min(const Block* b, float) { return _cvtsh_ss(b->m); }
+  // lanes 2r = d_r, 2r+1 = m_r (d and m are adjacent in the block)
+  template <int R>
+  static inline __m128i scales(const Block* const* wr, int64_t b) {
+    int32_t v[4] = {0, 0, 0, 0};
+    for (int r = 0; r < R; ++r) std::memcpy(&v[r], reinterpret_cast<const uint8_t*>(wr[r] + b), 4);
+    return _mm_setr_epi32(v[0], v[1], v[2], v[3]);
+  }
   static inline __m256i dot(__m256i q, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_set1_epi16(1));
   }
@@ -50,6 +72,10 @@ struct KQ8_0 {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs));
   }
   static inline float min(const Block*, float) { return 0.0f; }
+  template <int R>
+  static inline __m128i scales(const Block* const* wr, int64_t b) {
+    return pack_u16<R>(wr, b);
+  }
   static inline __m256i dot(__m256i q, __m256i x) {  // signed x signed via |q| and sign(x, q)
     const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
     return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
@@ -101,13 +127,48 @@ void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64
   }
 }
 
+// Decode tile (one token): the fp16 scales of the R rows are converted together, the offset
+// term is one vector fma for all rows (lanes = rows), and the activation block is loaded once.
+template <class K, int R>
+void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y,
+             int64_t) {
+  using Block = typename K::Block;
+  constexpr bool kQ41 = std::is_same<K, KQ4_1>::value;
+  const int64_t nb = n_in / ops::kQK;
+  const Block* wr[R];
+  for (int r = 0; r < R; ++r) wr[r] = reinterpret_cast<const Block*>(w + r * w_stride);
+  const ActQ8* xr = reinterpret_cast<const ActQ8*>(x.data + t0 * x.stride);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const ActQ8* xb = xr + b;
+    const __m256 sc = _mm256_cvtph_ps(K::template scales<R>(wr, b));
+    const __m256 dd = _mm256_mul_ps(sc, _mm256_broadcast_ss(&xb->d));  // d_r * dx
+    if (K::kHasMin) accm = _mm256_fmadd_ps(sc, _mm256_broadcast_ss(&xb->s), accm);
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
+    for (int r = 0; r < R; ++r) {
+      const __m256 p = _mm256_cvtepi32_ps(K::dot(K::load(wr[r] + b), xv));
+      const __m256 s = _mm256_permutevar8x32_ps(dd, _mm256_set1_epi32(kQ41 ? 2 * r : r));
+      acc[r] = _mm256_fmadd_ps(p, s, acc[r]);
+    }
+  }
+  alignas(32) float m[8];
+  _mm256_store_ps(m, accm);
+  for (int r = 0; r < R; ++r) {
+    // Q4_1: lane 2r+1 holds sum m_r * s; Q4_0: lane r holds sum d_r * s, the offset is -8 of it.
+    const float off = !K::kHasMin ? 0.0f : kQ41 ? m[2 * r + 1] : -8.0f * m[r];
+    y[r] = hsum(acc[r]) + off;
+  }
+}
+
 template <class K>
 TileKernels make_kernels() {
   TileKernels k;
-  k.fn[0][0] = tile<K, 1, 1>;
-  k.fn[1][0] = tile<K, 2, 1>;
-  k.fn[2][0] = tile<K, 3, 1>;
-  k.fn[3][0] = tile<K, 4, 1>;
+  k.fn[0][0] = tile_t1<K, 1>;
+  k.fn[1][0] = tile_t1<K, 2>;
+  k.fn[2][0] = tile_t1<K, 3>;
+  k.fn[3][0] = tile_t1<K, 4>;
   k.fn[0][1] = tile<K, 1, 2>;
   k.fn[1][1] = tile<K, 2, 2>;
   k.fn[2][1] = tile<K, 3, 2>;

@@ -1,0 +1,136 @@
+// Times ops::matmul on the shapes of SmolLM2-135M (Q4_1 layers, Q8_0 tied output) with random
+// weights, for n_tok = 1 (decode) and 64 (prefill), and prints GFLOP/s and GB/s of weights read.
+// Weight matrices are replicated (like the 30 layers of the model) and cycled through, so that
+// they come from DRAM as in real decoding rather than from cache.
+//   usage: tools_ops_bench [threads=2] [seconds per case=0.5] [MiB of weight copies=128]
+//   (0 MiB: a single copy, i.e. weights hot in cache: measures the kernels' compute speed)
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/fp16.h"
+#include "core/tensor.h"
+#include "cpu/thread_pool.h"
+#include "ops/ops.h"
+
+using namespace akvq;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double cpu_seconds() {  // CPU time of the calling thread: robust to a busy machine (1 thread)
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+struct Shape {
+  const char* name;
+  DType type;
+  int64_t n_in, n_out;
+  int per_step;  // calls per model step (30 layers x per-layer count, or 1 for the output)
+};
+
+// Random blocks with finite fp16 scales (payload bytes are arbitrary).
+std::vector<uint8_t> random_weights(DType t, int64_t n_in, int64_t n_out, std::mt19937& rng) {
+  std::vector<uint8_t> raw(row_bytes(t, n_in) * n_out);
+  for (auto& b : raw) b = static_cast<uint8_t>(rng());
+  const DTypeInfo& info = dtype_info(t);
+  for (size_t off = 0; off + info.block_bytes <= raw.size(); off += info.block_bytes) {
+    const uint16_t d = f32_to_fp16(0.01f);
+    raw[off] = d & 0xff, raw[off + 1] = d >> 8;
+    if (t == DType::Q4_1) raw[off + 2] = d & 0xff, raw[off + 3] = d >> 8;
+  }
+  return raw;
+}
+
+double read_bandwidth_gbs(cpu::ThreadPool& pool) {
+  const size_t n = (256u << 20) / sizeof(uint64_t);
+  std::vector<uint64_t> buf(n, 1);
+  std::vector<uint64_t> part(pool.size());
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+    pool.run(pool.size(), [&](int task, int) {
+      uint64_t s = 0;
+      for (size_t i = task * n / pool.size(); i < (task + 1) * n / pool.size(); i += 8) s += buf[i] + buf[i + 4];
+      part[task] = s;
+    });
+    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+    best = std::max(best, n * sizeof(uint64_t) / sec / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+  const double seconds = argc > 2 ? std::atof(argv[2]) : 0.5;
+  const size_t copy_bytes = (argc > 3 ? std::atoi(argv[3]) : 128) * size_t(1) << 20;
+  cpu::ThreadPool pool(threads);
+  std::mt19937 rng(1);
+  std::printf("threads=%d  streaming read bandwidth (1 line per 64 B): %.1f GB/s\n", threads,
+              read_bandwidth_gbs(pool));
+  const Shape shapes[] = {
+      {"attn_q/out 576->576", DType::Q4_1, 576, 576, 60},
+      {"attn_k/v 576->192", DType::Q4_1, 576, 192, 60},
+      {"ffn_gate/up 576->1536", DType::Q4_1, 576, 1536, 60},
+      {"ffn_down 1536->576", DType::Q4_1, 1536, 576, 30},
+      {"output 576->49152", DType::Q8_0, 576, 49152, 1},
+  };
+  std::printf("%-24s %-5s %5s %10s %10s %9s %12s\n", "shape", "type", "n_tok", "us/call", "GFLOP/s",
+              "GB/s(W)", "cpu-us/call");
+  double per_token_us[2] = {0, 0};  // summed over one model step: 30 layers + output
+  const int n_toks[2] = {1, 64};
+  for (const Shape& s : shapes) {
+    const size_t bytes = row_bytes(s.type, s.n_in) * s.n_out;
+    const int copies = static_cast<int>(std::max<size_t>(1, copy_bytes / bytes));
+    std::vector<std::vector<uint8_t>> raws;
+    std::vector<TensorView> ws;
+    for (int c = 0; c < copies; ++c) raws.push_back(random_weights(s.type, s.n_in, s.n_out, rng));
+    for (int c = 0; c < copies; ++c) {
+      TensorView w;
+      w.name = s.name;
+      w.type = s.type;
+      w.n_dims = 2;
+      w.ne[0] = s.n_in;
+      w.ne[1] = s.n_out;
+      w.data = raws[c].data();
+      w.nbytes = bytes;
+      ws.push_back(w);
+    }
+    for (int k = 0; k < 2; ++k) {
+      const int64_t n_tok = n_toks[k];
+      std::vector<float> x(n_tok * s.n_in), y(n_tok * s.n_out);
+      std::normal_distribution<float> nd;
+      for (auto& v : x) v = nd(rng);
+      ops::matmul(ws[0], x.data(), n_tok, y.data(), pool);  // warm-up
+      int64_t calls = 0;
+      const auto t0 = Clock::now();
+      const double c0 = cpu_seconds();
+      double sec = 0;
+      do {
+        for (int i = 0; i < 8; ++i, ++calls) ops::matmul(ws[calls % copies], x.data(), n_tok, y.data(), pool);
+        sec = std::chrono::duration<double>(Clock::now() - t0).count();
+      } while (sec < seconds);
+      const double us = sec / calls * 1e6;
+      const double cpu_us = (cpu_seconds() - c0) / calls * 1e6;  // caller thread only
+      const double flops = 2.0 * s.n_in * s.n_out * n_tok;
+      std::printf("%-24s %-5s %5lld %10.1f %10.1f %9.1f %12.1f\n", s.name, dtype_info(s.type).name,
+                  static_cast<long long>(n_tok), us, flops / us * 1e-3, bytes / us * 1e-3, cpu_us);
+      per_token_us[k] += s.per_step * us / n_tok;
+    }
+  }
+  std::printf("\nmatmuls of one SmolLM2-135M step (30 layers x {q,k,v,o,gate,up,down} + output):\n");
+  std::printf("  decode  (n_tok=1):  %.0f us/token -> %.0f tokens/s (matmul only)\n", per_token_us[0],
+              1e6 / per_token_us[0]);
+  std::printf("  prefill (n_tok=64): %.0f us/token -> %.0f tokens/s (matmul only)\n", per_token_us[1],
+              1e6 / per_token_us[1]);
+  return 0;
+}
