@@ -1,7 +1,8 @@
 // Hand-written pre-tokenizer matchers vs Hugging Face `tokenizers` (Split with the same regex;
 // smollm = Digits(individual_digits) + the GPT-2 regex). The expected pieces below were produced
-// by tokenizers 0.23 (pre_tokenize_str) for these strings; see tests/fixtures/make_tokenizer_fixtures.py
-// for the same pre-tokenizers used on the whole mixed-text corpus.
+// by tokenizers 0.23 (pre_tokenize_str) for these strings with
+// `python tests/fixtures/make_tokenizer_fixtures.py --cpp-cases`, which also runs the same
+// pre-tokenizers over the whole mixed-text corpus for the Python parity tests.
 #include <gtest/gtest.h>
 
 #include <string>
