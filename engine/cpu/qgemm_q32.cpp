@@ -162,21 +162,196 @@ void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, in
   }
 }
 
+// Decode tile for Q4_0 / Q4_1, two blocks at a time: the 16 packed bytes of blocks b and b+1 of a
+// row share one register, so one nibble split serves 64 values and one madd/cvt/fma pair serves
+// two blocks (lanes 0-3: block b, lanes 4-7: block b+1). The activation halves are regrouped to
+// match with two lane permutes shared by all rows. Scales: 4 bytes from each block start give
+// (d, m) for Q4_1 and (d, unused) for Q4_0 in lanes (2r, 2r+1) after one cvtph.
+template <int R>
+inline __m128i scales32(const uint8_t* const* wr, int64_t off) {
+  int32_t v[4] = {0, 0, 0, 0};
+  for (int r = 0; r < R; ++r) std::memcpy(&v[r], wr[r] + off, 4);
+  return _mm_setr_epi32(v[0], v[1], v[2], v[3]);
+}
+
+template <class K, int R>
+void tile_t1_q4(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in,
+                float* y, int64_t) {
+  using Block = typename K::Block;
+  constexpr bool kQ41 = std::is_same<K, KQ4_1>::value;
+  constexpr int64_t kBytes = sizeof(Block);
+  constexpr int64_t kQs = kQ41 ? 4 : 2;  // offset of qs in the block
+  const int64_t nb = n_in / ops::kQK;
+  const uint8_t* wr[R];
+  for (int r = 0; r < R; ++r) wr[r] = w + r * w_stride;
+  const ActQ8* xr = reinterpret_cast<const ActQ8*>(x.data + t0 * x.stride);
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const ActQ8* x0 = xr + b;
+    const ActQ8* x1 = x0 + 1;
+    const __m256i X0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0->qs));
+    const __m256i X1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1->qs));
+    const __m256i xlo = _mm256_permute2x128_si256(X0, X1, 0x20);  // x_b[0..15] | x_b1[0..15]
+    const __m256i xhi = _mm256_permute2x128_si256(X0, X1, 0x31);  // x_b[16..31] | x_b1[16..31]
+    const __m256 A0 = _mm256_cvtph_ps(scales32<R>(wr, b * kBytes));
+    const __m256 A1 = _mm256_cvtph_ps(scales32<R>(wr, (b + 1) * kBytes));
+    accm = _mm256_fmadd_ps(A0, _mm256_broadcast_ss(&x0->s), accm);
+    accm = _mm256_fmadd_ps(A1, _mm256_broadcast_ss(&x1->s), accm);
+    const __m256 D0 = _mm256_mul_ps(A0, _mm256_broadcast_ss(&x0->d));
+    const __m256 D1 = _mm256_mul_ps(A1, _mm256_broadcast_ss(&x1->d));
+    const __m256 Dlo = _mm256_permute2f128_ps(D0, D1, 0x20);  // rows 0, 1
+    const __m256 Dhi = _mm256_permute2f128_ps(D0, D1, 0x31);  // rows 2, 3
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* q = wr[r] + b * kBytes + kQs;
+      const __m256i v = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + kBytes)), 1);
+      const __m256i lo = _mm256_and_si256(v, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
+      const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+      const __m256 src = r < 2 ? Dlo : Dhi;
+      const __m256 sc = (r % 2 == 0) ? _mm256_permute_ps(src, 0x00) : _mm256_permute_ps(src, 0xaa);
+      acc[r] = _mm256_fmadd_ps(f, sc, acc[r]);
+    }
+  }
+  for (; b < nb; ++b) {  // odd block count: last block alone
+    const ActQ8* xb = xr + b;
+    const __m256 A = _mm256_cvtph_ps(scales32<R>(wr, b * kBytes));
+    accm = _mm256_fmadd_ps(A, _mm256_broadcast_ss(&xb->s), accm);
+    const __m256 D = _mm256_mul_ps(A, _mm256_broadcast_ss(&xb->d));
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
+    for (int r = 0; r < R; ++r) {
+      const __m256 f = _mm256_cvtepi32_ps(K::dot(K::load(reinterpret_cast<const Block*>(wr[r]) + b), xv));
+      acc[r] = _mm256_fmadd_ps(f, _mm256_permutevar8x32_ps(D, _mm256_set1_epi32(2 * r)), acc[r]);
+    }
+  }
+  alignas(32) float m[8];
+  _mm256_store_ps(m, accm);
+  for (int r = 0; r < R; ++r) {
+    // lane 2r+1: sum m_r * s (Q4_1); lane 2r: sum d_r * s, the Q4_0 offset is -8 times that
+    y[r] = hsum(acc[r]) + (kQ41 ? m[2 * r + 1] : -8.0f * m[2 * r]);
+  }
+}
+
+// Several tokens, Q4_0 / Q4_1, two blocks at a time (as tile_t1_q4): each row's two blocks are
+// unpacked once for T tokens, each token's two activation blocks are regrouped once for R rows.
+// The offset term m * s is a vector over tokens (transposed s) per row.
+template <class K, int R, int T>
+void tile_q4(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y,
+             int64_t ldy) {
+  using Block = typename K::Block;
+  constexpr bool kQ41 = std::is_same<K, KQ4_1>::value;
+  constexpr int64_t kBytes = sizeof(Block);
+  constexpr int64_t kQs = kQ41 ? 4 : 2;
+  const int64_t nb = n_in / ops::kQK;
+  const uint8_t* wr[R];
+  const ActQ8* xr[T];
+  for (int r = 0; r < R; ++r) wr[r] = w + r * w_stride;
+  for (int t = 0; t < T; ++t) xr[t] = reinterpret_cast<const ActQ8*>(x.data + (t0 + t) * x.stride);
+  const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+  __m256 acc[R][T];
+  __m256 accm[R];
+  for (int r = 0; r < R; ++r) {
+    accm[r] = _mm256_setzero_ps();
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
+  const float* s_tr = x.s_tr + t0;
+  const int mlane = kQ41 ? 1 : 0;  // lane of m (Q4_1) or d (Q4_0, offset -8 d) in scales32
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m256 A0 = _mm256_cvtph_ps(scales32<R>(wr, b * kBytes));
+    const __m256 A1 = _mm256_cvtph_ps(scales32<R>(wr, (b + 1) * kBytes));
+    const __m256 S0 = _mm256_loadu_ps(s_tr + b * x.s_stride);
+    const __m256 S1 = _mm256_loadu_ps(s_tr + (b + 1) * x.s_stride);
+    __m256i lo[R], hi[R];
+    __m256 dw[R];
+    for (int r = 0; r < R; ++r) {
+      accm[r] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(A0, _mm256_set1_epi32(2 * r + mlane)), S0, accm[r]);
+      accm[r] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(A1, _mm256_set1_epi32(2 * r + mlane)), S1, accm[r]);
+      const __m256 dlo = _mm256_permute2f128_ps(A0, A1, r < 2 ? 0x20 : 0x31);
+      dw[r] = (r % 2 == 0) ? _mm256_permute_ps(dlo, 0x00) : _mm256_permute_ps(dlo, 0xaa);
+      const uint8_t* q = wr[r] + b * kBytes + kQs;
+      const __m256i v = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + kBytes)), 1);
+      lo[r] = _mm256_and_si256(v, m4);
+      hi[r] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+    }
+    for (int t = 0; t < T; ++t) {
+      const ActQ8* x0 = xr[t] + b;
+      const __m256i X0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x0->qs));
+      const __m256i X1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>((x0 + 1)->qs));
+      const __m256i xlo = _mm256_permute2x128_si256(X0, X1, 0x20);
+      const __m256i xhi = _mm256_permute2x128_si256(X0, X1, 0x31);
+      const __m256 dx = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(&x0->d)),
+                                             _mm_broadcast_ss(&(x0 + 1)->d), 1);
+      for (int r = 0; r < R; ++r) {
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[r], xlo), _mm256_maddubs_epi16(hi[r], xhi));
+        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+        acc[r][t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw[r], dx), acc[r][t]);
+      }
+    }
+  }
+  for (; b < nb; ++b) {  // odd block count: last block alone
+    const __m256 A = _mm256_cvtph_ps(scales32<R>(wr, b * kBytes));
+    const __m256 S = _mm256_loadu_ps(s_tr + b * x.s_stride);
+    for (int r = 0; r < R; ++r) {
+      accm[r] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(A, _mm256_set1_epi32(2 * r + mlane)), S, accm[r]);
+      const __m256i q = K::load(reinterpret_cast<const Block*>(wr[r]) + b);
+      const __m256 d = _mm256_permutevar8x32_ps(A, _mm256_set1_epi32(2 * r));
+      for (int t = 0; t < T; ++t) {
+        const ActQ8* xb = xr[t] + b;
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb->qs));
+        const __m256 f = _mm256_cvtepi32_ps(K::dot(q, xv));
+        acc[r][t] = _mm256_fmadd_ps(f, _mm256_mul_ps(d, _mm256_broadcast_ss(&xb->d)), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    alignas(32) float m[8];
+    _mm256_store_ps(m, accm[r]);
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]) + (kQ41 ? m[t] : -8.0f * m[t]);
+  }
+}
+
 template <class K>
 TileKernels make_kernels() {
   TileKernels k;
-  k.fn[0][0] = tile_t1<K, 1>;
-  k.fn[1][0] = tile_t1<K, 2>;
-  k.fn[2][0] = tile_t1<K, 3>;
-  k.fn[3][0] = tile_t1<K, 4>;
-  k.fn[0][1] = tile<K, 1, 2>;
-  k.fn[1][1] = tile<K, 2, 2>;
-  k.fn[2][1] = tile<K, 3, 2>;
-  k.fn[3][1] = tile<K, 4, 2>;
-  k.fn[0][2] = tile<K, 1, 3>;
-  k.fn[1][2] = tile<K, 2, 3>;
-  k.fn[0][3] = tile<K, 1, 4>;
-  k.fn[1][3] = tile<K, 2, 4>;
+  if constexpr (K::kHasMin) {  // Q4_0, Q4_1
+    k.fn[0][0] = tile_t1_q4<K, 1>;
+    k.fn[1][0] = tile_t1_q4<K, 2>;
+    k.fn[2][0] = tile_t1_q4<K, 3>;
+    k.fn[3][0] = tile_t1_q4<K, 4>;
+  } else {
+    k.fn[0][0] = tile_t1<K, 1>;
+    k.fn[1][0] = tile_t1<K, 2>;
+    k.fn[2][0] = tile_t1<K, 3>;
+    k.fn[3][0] = tile_t1<K, 4>;
+  }
+  if constexpr (K::kHasMin) {
+    k.fn[0][1] = tile_q4<K, 1, 2>;
+    k.fn[1][1] = tile_q4<K, 2, 2>;
+    k.fn[2][1] = tile_q4<K, 3, 2>;
+    k.fn[3][1] = tile_q4<K, 4, 2>;
+    k.fn[0][2] = tile_q4<K, 1, 3>;
+    k.fn[1][2] = tile_q4<K, 2, 3>;
+    k.fn[0][3] = tile_q4<K, 1, 4>;
+    k.fn[1][3] = tile_q4<K, 2, 4>;
+  } else {
+    k.fn[0][1] = tile<K, 1, 2>;
+    k.fn[1][1] = tile<K, 2, 2>;
+    k.fn[2][1] = tile<K, 3, 2>;
+    k.fn[3][1] = tile<K, 4, 2>;
+    k.fn[0][2] = tile<K, 1, 3>;
+    k.fn[1][2] = tile<K, 2, 3>;
+    k.fn[0][3] = tile<K, 1, 4>;
+    k.fn[1][3] = tile<K, 2, 4>;
+  }
   k.pref_r1 = 4;
   k.pref_r = 2;
   k.pref_t = 4;

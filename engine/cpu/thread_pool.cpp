@@ -154,7 +154,7 @@ void ThreadPool::run(int n_tasks, const std::function<void(int task, int thread)
   for (int i = 0;; ++i) {
     uint64_t expect = open;
     if (s.state.compare_exchange_weak(expect, open | Impl::kClosed, std::memory_order_acq_rel)) break;
-    if (i < 100000) {
+    if (i < 4000) {  // a worker is finishing a task: short spin, then let it run
       AKVQ_CPU_RELAX();
     } else {
       std::this_thread::yield();

@@ -4,6 +4,7 @@
 // they come from DRAM as in real decoding rather than from cache.
 //   usage: tools_ops_bench [threads=2] [seconds per case=0.5] [MiB of weight copies=128]
 //   (0 MiB: a single copy, i.e. weights hot in cache: measures the kernels' compute speed)
+//   env AKVQ_TILE=RxT overrides the tile shape of the n_tok=64 runs (experiments).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include "core/fp16.h"
 #include "core/tensor.h"
 #include "cpu/thread_pool.h"
+#include "ops/matmul_detail.h"
 #include "ops/ops.h"
 
 using namespace akvq;
@@ -110,13 +112,15 @@ int main(int argc, char** argv) {
       std::vector<float> x(n_tok * s.n_in), y(n_tok * s.n_out);
       std::normal_distribution<float> nd;
       for (auto& v : x) v = nd(rng);
-      ops::matmul(ws[0], x.data(), n_tok, y.data(), pool);  // warm-up
+      ops::detail::MatmulOptions opt;
+      if (const char* e = std::getenv("AKVQ_TILE"); e && n_tok > 1) std::sscanf(e, "%dx%d", &opt.tile_r, &opt.tile_t);
+      ops::detail::matmul(ws[0], x.data(), n_tok, y.data(), pool, opt);  // warm-up
       int64_t calls = 0;
       const auto t0 = Clock::now();
       const double c0 = cpu_seconds();
       double sec = 0;
       do {
-        for (int i = 0; i < 8; ++i, ++calls) ops::matmul(ws[calls % copies], x.data(), n_tok, y.data(), pool);
+        for (int i = 0; i < 8; ++i, ++calls) ops::detail::matmul(ws[calls % copies], x.data(), n_tok, y.data(), pool, opt);
         sec = std::chrono::duration<double>(Clock::now() - t0).count();
       } while (sec < seconds);
       const double us = sec / calls * 1e6;
