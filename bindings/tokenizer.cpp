@@ -49,8 +49,7 @@ void init_tokenizer(nb::module_& m) {
             }
             return utf8_replace(s);
           },
-          nb::arg("ids"), nb::arg("render_special") = false,
-          "Text of the ids (invalid UTF-8 replaced with U+FFFD).")
+          nb::arg("ids"), nb::arg("render_special") = false, "Text of the ids (invalid UTF-8 replaced with U+FFFD).")
       .def(
           "piece",
           [](const Tokenizer& t, int32_t id, bool render_special) {
@@ -60,8 +59,9 @@ void init_tokenizer(nb::module_& m) {
           nb::arg("id"), nb::arg("render_special") = false, "Bytes of one token (may be partial UTF-8).")
       .def("is_eog", &Tokenizer::is_eog, nb::arg("id"), "True for end-of-generation tokens (EOS, end of turn).")
       .def("text", &Tokenizer::text, nb::arg("id"), "Raw vocabulary string of a token.")
-      .def("type", [](const Tokenizer& t, int32_t id) { return static_cast<int>(t.type(id)); }, nb::arg("id"),
-           "Token type (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).")
+      .def(
+          "type", [](const Tokenizer& t, int32_t id) { return static_cast<int>(t.type(id)); }, nb::arg("id"),
+          "Token type (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).")
       .def_prop_ro("n_vocab", &Tokenizer::n_vocab)
       .def_prop_ro("bos", &Tokenizer::bos)
       .def_prop_ro("eos", &Tokenizer::eos)

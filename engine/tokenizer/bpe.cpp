@@ -11,12 +11,15 @@
 namespace akvq {
 
 namespace {
-[[noreturn]] void fail(const std::string& msg) { throw FormatError("[tokenizer] " + msg); }
+[[noreturn]] void fail(const std::string& msg) {
+  throw FormatError("[tokenizer] " + msg);
+}
 }  // namespace
 
 BpeTokenizer::BpeTokenizer(const TokenizerVocab& v) {
   if (!pre_type_from_name(v.pre, &pre_))
-    fail("unsupported tokenizer.ggml.pre '" + v.pre + "' for gpt2 (supported: default, gpt-2, llama-bpe, qwen2, smollm)");
+    fail("unsupported tokenizer.ggml.pre '" + v.pre +
+         "' for gpt2 (supported: default, gpt-2, llama-bpe, qwen2, smollm)");
   ignore_merges_ = pre_ == PreType::Llama3;
   tokens_ = v.tokens;
   const size_t n = tokens_.size();
@@ -135,8 +138,10 @@ std::string BpeTokenizer::piece(int32_t id, bool render_special) const {
   std::string out;
   for (const unicode::Cp& c : unicode::decode_utf8(t)) {
     const int b = c.invalid ? -1 : unicode::byte_from_cp(c.cp);
-    if (b >= 0) out += static_cast<char>(b);
-    else out.append(t, c.off, c.len);
+    if (b >= 0)
+      out += static_cast<char>(b);
+    else
+      out.append(t, c.off, c.len);
   }
   return out;
 }

@@ -11,13 +11,25 @@ namespace {
 
 using unicode::Cp;
 
-inline bool is_l(const Cp& c) { return c.cls == unicode::kLetter; }
-inline bool is_n(const Cp& c) { return c.cls == unicode::kNumber; }
-inline bool is_s(const Cp& c) { return c.space; }
-inline bool is_crlf(const Cp& c) { return c.cp == '\r' || c.cp == '\n'; }
+inline bool is_l(const Cp& c) {
+  return c.cls == unicode::kLetter;
+}
+inline bool is_n(const Cp& c) {
+  return c.cls == unicode::kNumber;
+}
+inline bool is_s(const Cp& c) {
+  return c.space;
+}
+inline bool is_crlf(const Cp& c) {
+  return c.cp == '\r' || c.cp == '\n';
+}
 // [^\s\p{L}\p{N}]
-inline bool is_other(const Cp& c) { return !c.space && c.cls != unicode::kLetter && c.cls != unicode::kNumber; }
-inline uint32_t ascii_lower(uint32_t cp) { return (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp; }
+inline bool is_other(const Cp& c) {
+  return !c.space && c.cls != unicode::kLetter && c.cls != unicode::kNumber;
+}
+inline uint32_t ascii_lower(uint32_t cp) {
+  return (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
+}
 
 // 's|'t|'re|'ve|'m|'ll|'d at c[i]; case-insensitive for ASCII letters when `ci`.
 size_t match_contraction(const Cp* c, size_t i, size_t n, bool ci) {
@@ -41,9 +53,9 @@ size_t run_end(const Cp* c, size_t i, size_t n, Pred p) {
 // \s+(?!\S)|\s+ at a whitespace code point c[i].
 size_t match_space_tail(const Cp* c, size_t i, size_t n) {
   const size_t e = run_end(c, i, n, is_s);
-  if (e == n) return e - i;          // followed by the end: \s+(?!\S) takes all
-  if (e - 1 > i) return e - 1 - i;   // leave the last space to the next word
-  return e - i;                      // a single space before a non-space: \s+
+  if (e == n) return e - i;         // followed by the end: \s+(?!\S) takes all
+  if (e - 1 > i) return e - 1 - i;  // leave the last space to the next word
+  return e - i;                     // a single space before a non-space: \s+
 }
 
 size_t match_gpt2(const Cp* c, size_t i, size_t n) {
@@ -87,11 +99,16 @@ size_t match_llama3(const Cp* c, size_t i, size_t n, size_t max_digits) {
 }  // namespace
 
 bool pre_type_from_name(const std::string& name, PreType* out) {
-  if (name == "default" || name == "gpt-2" || name == "gpt2") *out = PreType::Gpt2;
-  else if (name == "llama-bpe" || name == "llama3" || name == "llama-v3") *out = PreType::Llama3;
-  else if (name == "qwen2") *out = PreType::Qwen2;
-  else if (name == "smollm") *out = PreType::SmolLM;
-  else return false;
+  if (name == "default" || name == "gpt-2" || name == "gpt2")
+    *out = PreType::Gpt2;
+  else if (name == "llama-bpe" || name == "llama3" || name == "llama-v3")
+    *out = PreType::Llama3;
+  else if (name == "qwen2")
+    *out = PreType::Qwen2;
+  else if (name == "smollm")
+    *out = PreType::SmolLM;
+  else
+    return false;
   return true;
 }
 

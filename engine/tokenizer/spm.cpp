@@ -12,7 +12,9 @@ namespace akvq {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& msg) { throw FormatError("[tokenizer] " + msg); }
+[[noreturn]] void fail(const std::string& msg) {
+  throw FormatError("[tokenizer] " + msg);
+}
 
 const char kSpaceMark[] = "\xE2\x96\x81";  // U+2581
 
@@ -34,8 +36,10 @@ std::string escape_spaces(const std::string& s) {
   std::string out;
   out.reserve(s.size() + s.size() / 4);
   for (char c : s) {
-    if (c == ' ') out += kSpaceMark;
-    else out += c;
+    if (c == ' ')
+      out += kSpaceMark;
+    else
+      out += c;
   }
   return out;
 }
@@ -93,7 +97,7 @@ void SpmTokenizer::encode_escaped(const std::string& text, std::vector<int32_t>&
   struct Cand {
     float score;
     int left, right;
-    size_t len;  // merged byte length, to detect stale entries
+    size_t len;                            // merged byte length, to detect stale entries
     bool operator<(const Cand& o) const {  // highest score, then leftmost on top
       return score != o.score ? score < o.score : left > o.left;
     }

@@ -13,7 +13,9 @@ namespace akvq {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& msg) { throw FormatError("[tokenizer] " + msg); }
+[[noreturn]] void fail(const std::string& msg) {
+  throw FormatError("[tokenizer] " + msg);
+}
 
 void check_opt_id(const char* what, int64_t id, size_t n) {
   if (id < -1 || id >= static_cast<int64_t>(n))
@@ -48,7 +50,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_vocab(const TokenizerVocab& v) {
   if (n == 0) fail("tokenizer.ggml.tokens is empty");
   if (n > static_cast<size_t>(INT32_MAX)) fail("too many tokens");
   if (!v.scores.empty() && v.scores.size() != n)
-    fail("tokenizer.ggml.scores has " + std::to_string(v.scores.size()) + " entries for " + std::to_string(n) + " tokens");
+    fail("tokenizer.ggml.scores has " + std::to_string(v.scores.size()) + " entries for " + std::to_string(n) +
+         " tokens");
   if (!v.types.empty() && v.types.size() != n)
     fail("tokenizer.ggml.token_type has " + std::to_string(v.types.size()) + " entries for " + std::to_string(n) +
          " tokens");
@@ -61,9 +64,12 @@ std::unique_ptr<Tokenizer> Tokenizer::from_vocab(const TokenizerVocab& v) {
   check_opt_id("unknown token", v.unk, n);
 
   std::unique_ptr<Tokenizer> t;
-  if (v.model == "gpt2") t = std::make_unique<BpeTokenizer>(v);
-  else if (v.model == "llama") t = std::make_unique<SpmTokenizer>(v);
-  else fail("unsupported tokenizer.ggml.model '" + v.model + "' (supported: gpt2, llama)");
+  if (v.model == "gpt2")
+    t = std::make_unique<BpeTokenizer>(v);
+  else if (v.model == "llama")
+    t = std::make_unique<SpmTokenizer>(v);
+  else
+    fail("unsupported tokenizer.ggml.model '" + v.model + "' (supported: gpt2, llama)");
 
   // end-of-generation set
   static const char* const kEogTexts[] = {"<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<end_of_turn>"};
@@ -77,7 +83,8 @@ std::unique_ptr<Tokenizer> Tokenizer::from_vocab(const TokenizerVocab& v) {
     }
   }
   auto add_eog = [&](int32_t id) {
-    if (id >= 0 && std::find(t->eog_ids_.begin(), t->eog_ids_.end(), id) == t->eog_ids_.end()) t->eog_ids_.push_back(id);
+    if (id >= 0 && std::find(t->eog_ids_.begin(), t->eog_ids_.end(), id) == t->eog_ids_.end())
+      t->eog_ids_.push_back(id);
   };
   add_eog(t->eos_);
   add_eog(t->eot_);
@@ -124,7 +131,8 @@ void SpecialMatcher::build(const std::vector<std::string>& tokens, const std::ve
         Entry{&tokens[i], static_cast<int32_t>(i), ty == TokenType::Control});
   }
   for (auto& v : by_first_)
-    std::stable_sort(v.begin(), v.end(), [](const Entry& a, const Entry& b) { return a.text->size() > b.text->size(); });
+    std::stable_sort(v.begin(), v.end(),
+                     [](const Entry& a, const Entry& b) { return a.text->size() > b.text->size(); });
 }
 
 std::vector<Fragment> SpecialMatcher::split(const std::string& text, bool parse_special) const {

@@ -12,17 +12,25 @@ namespace gguf {
 class File;
 }
 
-enum class TokenType : int32_t { Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+enum class TokenType : int32_t {
+  Undefined = 0,
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6
+};
 
 // The tokenizer.ggml.* metadata as plain data (from_gguf reads it; tests build it directly).
 struct TokenizerVocab {
-  std::string model;                // tokenizer.ggml.model: "gpt2" | "llama"
-  std::string pre = "default";      // tokenizer.ggml.pre (gpt2 only)
-  std::vector<std::string> tokens;  // [n_vocab]
-  std::vector<float> scores;        // [n_vocab] or empty (llama: required)
-  std::vector<int32_t> types;       // [n_vocab] TokenType values, or empty (all normal)
-  std::vector<std::string> merges;  // gpt2: "left right", highest priority first
-  int64_t bos = -1, eos = -1, eot = -1, unk = -1;  // -1: absent
+  std::string model;                                       // tokenizer.ggml.model: "gpt2" | "llama"
+  std::string pre = "default";                             // tokenizer.ggml.pre (gpt2 only)
+  std::vector<std::string> tokens;                         // [n_vocab]
+  std::vector<float> scores;                               // [n_vocab] or empty (llama: required)
+  std::vector<int32_t> types;                              // [n_vocab] TokenType values, or empty (all normal)
+  std::vector<std::string> merges;                         // gpt2: "left right", highest priority first
+  int64_t bos = -1, eos = -1, eot = -1, unk = -1;          // -1: absent
   std::optional<bool> add_bos, add_eos, add_space_prefix;  // unset: the model's default
 };
 

@@ -44,7 +44,9 @@ CpClass classify(uint32_t cp) {
   return kOther;
 }
 
-bool is_space(uint32_t cp) { return in_ranges(kWhiteSpace, kWhiteSpaceCount, cp, nullptr); }
+bool is_space(uint32_t cp) {
+  return in_ranges(kWhiteSpace, kWhiteSpaceCount, cp, nullptr);
+}
 
 size_t utf8_len_at(const std::string& s, size_t i) {
   const auto* p = reinterpret_cast<const uint8_t*>(s.data());
@@ -53,10 +55,20 @@ size_t utf8_len_at(const std::string& s, size_t i) {
   if (c < 0x80) return 1;
   size_t len;
   uint32_t cp, min;
-  if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
-  else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
-  else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
-  else return 0;
+  if ((c & 0xE0) == 0xC0) {
+    len = 2;
+    cp = c & 0x1F;
+    min = 0x80;
+  } else if ((c & 0xF0) == 0xE0) {
+    len = 3;
+    cp = c & 0x0F;
+    min = 0x800;
+  } else if ((c & 0xF8) == 0xF0) {
+    len = 4;
+    cp = c & 0x07;
+    min = 0x10000;
+  } else
+    return 0;
   if (i + len > n) return 0;
   for (size_t k = 1; k < len; ++k) {
     if ((p[i + k] & 0xC0) != 0x80) return 0;
@@ -124,9 +136,13 @@ bool valid_utf8(const std::string& s) {
   return true;
 }
 
-uint32_t byte_to_cp(uint8_t b) { return byte_map().to_cp[b]; }
+uint32_t byte_to_cp(uint8_t b) {
+  return byte_map().to_cp[b];
+}
 
-int byte_from_cp(uint32_t cp) { return cp < 512 ? byte_map().from_cp[cp] : -1; }
+int byte_from_cp(uint32_t cp) {
+  return cp < 512 ? byte_map().from_cp[cp] : -1;
+}
 
 std::string bytes_to_bytelevel(const std::string& bytes) {
   std::string out;

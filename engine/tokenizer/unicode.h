@@ -23,12 +23,12 @@ enum CpClass : uint8_t { kOther = 0, kLetter = 1, kNumber = 2, kPunct = 3 };
 
 // A code point decoded from UTF-8 with its byte span in the source string.
 struct Cp {
-  uint32_t cp;     // code point, or 0xFFFD for an invalid byte
-  uint32_t off;    // byte offset in the source
-  uint8_t len;     // bytes (1..4)
-  uint8_t cls;     // CpClass
-  bool space;      // White_Space property
-  bool invalid;    // an undecodable byte (treated as class other, not space)
+  uint32_t cp;   // code point, or 0xFFFD for an invalid byte
+  uint32_t off;  // byte offset in the source
+  uint8_t len;   // bytes (1..4)
+  uint8_t cls;   // CpClass
+  bool space;    // White_Space property
+  bool invalid;  // an undecodable byte (treated as class other, not space)
 };
 
 CpClass classify(uint32_t cp);

@@ -53,12 +53,17 @@ def unpack(ref, key: str) -> list[list[int]]:
 
 def compare(tok, texts, expected, add_special=False):
     assert len(texts) == len(expected)
-    for i, (t, want) in enumerate(zip(texts, expected)):
+    for i, (t, want) in enumerate(zip(texts, expected, strict=True)):
         got = tok.encode(t, add_special=add_special, parse_special=True)
         if got != want:
-            k = next((j for j, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
-            pieces = lambda ids: [tok.piece(x, True) for x in ids[max(0, k - 3) : k + 4]]  # noqa: E731
-            pytest.fail(f"text {i} {t[:80]!r}: first difference at token {k}: ours {pieces(got)} vs reference {pieces(want)}")
+            k = next((j for j, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), min(len(got), len(want)))
+
+            def pieces(ids, k=k):
+                return [tok.piece(x, True) for x in ids[max(0, k - 3) : k + 4]]
+
+            pytest.fail(
+                f"text {i} {t[:80]!r}: first difference at token {k}: ours {pieces(got)} vs reference {pieces(want)}"
+            )
 
 
 # ---- SmolLM2 (gpt2 byte-level BPE) against tokenizers ----
