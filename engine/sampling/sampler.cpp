@@ -1,0 +1,192 @@
+// Token sampler (see akvq/sampler.h for the pipeline).
+#include "akvq/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <string>
+
+#include "akvq/error.h"
+
+namespace akvq {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& what) { throw InvalidArgument("[sampler] " + what); }
+
+std::string num(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// Descending value, ties -> lower id first. A strict weak order for non-NaN values.
+bool before(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+// 53 random bits -> u in [0, 1); specified bit for bit (unlike std::uniform_real_distribution).
+double unit(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+}  // namespace
+
+void SamplingParams::validate() const {
+  if (!(temperature >= 0.0f) || std::isinf(temperature))
+    bad("temperature must be finite and >= 0 (<= 0 means greedy), got " + num(temperature));
+  if (top_k < 0) bad("top_k must be >= 0 (0 disables it), got " + std::to_string(top_k));
+  if (!(top_p > 0.0f && top_p <= 1.0f)) bad("top_p must be in (0, 1] (1 disables it), got " + num(top_p));
+  if (!(min_p >= 0.0f && min_p <= 1.0f)) bad("min_p must be in [0, 1] (0 disables it), got " + num(min_p));
+  if (!(repeat_penalty > 0.0f) || std::isinf(repeat_penalty))
+    bad("repeat_penalty must be finite and > 0 (1 disables it), got " + num(repeat_penalty));
+  if (repeat_last_n < -1)
+    bad("repeat_last_n must be >= -1 (-1: whole history, 0: none), got " + std::to_string(repeat_last_n));
+}
+
+Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) { p_.validate(); }
+
+void Sampler::reseed(uint64_t seed) {
+  p_.seed = seed;
+  rng_.seed(seed);
+}
+
+void Sampler::load(const float* logits, int32_t n_vocab, const std::vector<int32_t>& history) {
+  if (logits == nullptr) bad("logits is null");
+  if (n_vocab <= 0) bad("n_vocab must be > 0, got " + std::to_string(n_vocab));
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  cand_.resize(static_cast<size_t>(n_vocab));
+  for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {std::isnan(logits[i]) ? neg_inf : logits[i], i};
+
+  if (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0 || history.empty()) return;
+  const size_t window = p_.repeat_last_n < 0 ? history.size()
+                                             : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));
+  recent_.clear();
+  for (size_t i = history.size() - window; i < history.size(); ++i)
+    if (history[i] >= 0 && history[i] < n_vocab) recent_.push_back(history[i]);
+  std::sort(recent_.begin(), recent_.end());
+  recent_.erase(std::unique(recent_.begin(), recent_.end()), recent_.end());
+  for (int32_t id : recent_) {
+    float& l = cand_[id].first;
+    l = l > 0.0f ? l / p_.repeat_penalty : l * p_.repeat_penalty;
+  }
+}
+
+int32_t Sampler::argmax() const {
+  size_t best = 0;  // strict '>' over ids in increasing order: ties -> lowest id
+  for (size_t i = 1; i < cand_.size(); ++i)
+    if (cand_[i].first > cand_[best].first) best = i;
+  if (cand_[best].first == -std::numeric_limits<float>::infinity())
+    throw InvalidArgument("[sampler] every logit is NaN or -inf");
+  return cand_[best].second;
+}
+
+size_t Sampler::truncate(double* weight_sum) {
+  auto first = cand_.begin();
+  size_t m = cand_.size();
+  bool sorted = false;
+
+  // 3. top-k by partial sort: O(n log k), the full vocabulary is never sorted.
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < m) {
+    std::partial_sort(first, first + p_.top_k, cand_.end(), before);
+    m = static_cast<size_t>(p_.top_k);
+    sorted = true;
+  }
+  float l_max = sorted ? cand_[0].first : -std::numeric_limits<float>::infinity();
+  if (!sorted)
+    for (size_t i = 0; i < m; ++i) l_max = std::max(l_max, cand_[i].first);
+  if (l_max == -std::numeric_limits<float>::infinity())
+    throw InvalidArgument("[sampler] every logit is NaN or -inf");
+
+  // 4. softmax with temperature: weight = exp((l - l_max) / T) in (0, 1], the max has weight 1
+  //    (also when l_max is +inf). z normalises the top-k set, before top-p/min-p.
+  const float inv_t = 1.0f / p_.temperature;
+  double z = 0.0;
+  for (size_t i = 0; i < m; ++i) {
+    const float l = cand_[i].first;
+    const float w = l == l_max ? 1.0f : std::exp((l - l_max) * inv_t);
+    cand_[i].first = w;
+    z += w;
+  }
+
+  // 6. min-p (done first: it and top-p both keep a prefix of the descending order, so the result is
+  //    the shorter prefix; this order shrinks the set top-p may have to sort). p/p_max = weight.
+  //    Zero weights are dropped here too. Order-preserving compaction keeps draws reproducible.
+  const float w_min = p_.min_p;
+  if (sorted) {
+    while (m > 1 && !(cand_[m - 1].first > 0.0f && cand_[m - 1].first >= w_min)) --m;
+  } else {
+    size_t kept = 0;
+    for (size_t i = 0; i < m; ++i)
+      if (cand_[i].first > 0.0f && cand_[i].first >= w_min) cand_[kept++] = cand_[i];
+    m = kept;  // >= 1: the max has weight 1
+  }
+
+  // 5. top-p over probabilities w / z: smallest prefix with cumulative >= top_p. Without top-k the
+  //    prefix is found chunk by chunk: nth_element brings the next-largest chunk forward (O(n)), and
+  //    only a chunk that reaches the target is sorted. The strict order `before` makes the kept
+  //    prefix and its order canonical whatever the standard library's selection algorithm does.
+  if (p_.top_p < 1.0f) {
+    const double target = static_cast<double>(p_.top_p) * z;
+    size_t done = 0;  // cand_[0, done) is sorted, holds the largest weights, and sums to `cum`
+    double cum = 0.0;
+    size_t keep = m;
+    for (size_t chunk = 64;; chunk *= 4) {
+      const size_t c = sorted ? m : std::min(done + chunk, m);
+      if (!sorted && c < m) std::nth_element(first + done, first + c, first + m, before);
+      double s = 0.0;
+      for (size_t i = done; i < c; ++i) s += cand_[i].first;
+      if (cum + s < target && c < m) {  // the whole chunk is kept; go on with the next one
+        cum += s;
+        done = c;
+        continue;
+      }
+      if (!sorted) std::sort(first + done, first + c, before);
+      size_t i = done;
+      for (; i < c; ++i) {
+        cum += cand_[i].first;
+        if (cum >= target) break;
+      }
+      if (i < c) {
+        keep = i + 1;
+        break;
+      }
+      done = c;
+      if (c == m) break;  // rounding: the whole set is kept
+    }
+    m = keep;
+  }
+
+  double sum = 0.0;
+  for (size_t i = 0; i < m; ++i) sum += cand_[i].first;
+  *weight_sum = sum;
+  return m;
+}
+
+int32_t Sampler::sample(const float* logits, int32_t n_vocab, const std::vector<int32_t>& history) {
+  load(logits, n_vocab, history);
+  if (p_.temperature <= 0.0f) return argmax();
+  double sum = 0.0;
+  const size_t m = truncate(&sum);
+  const double u = unit(rng_) * sum;
+  double cum = 0.0;
+  for (size_t i = 0; i < m; ++i) {
+    cum += cand_[i].first;
+    if (u < cum) return cand_[i].second;
+  }
+  return cand_[m - 1].second;  // u within rounding of the total
+}
+
+std::vector<std::pair<int32_t, float>> Sampler::distribution(const float* logits, int32_t n_vocab,
+                                                             const std::vector<int32_t>& history) {
+  load(logits, n_vocab, history);
+  if (p_.temperature <= 0.0f) return {{argmax(), 1.0f}};
+  double sum = 0.0;
+  const size_t m = truncate(&sum);
+  std::sort(cand_.begin(), cand_.begin() + m, before);
+  std::vector<std::pair<int32_t, float>> out(m);
+  for (size_t i = 0; i < m; ++i)
+    out[i] = {cand_[i].second, static_cast<float>(cand_[i].first / sum)};
+  return out;
+}
+
+}  // namespace akvq
