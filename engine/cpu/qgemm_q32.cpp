@@ -280,7 +280,7 @@ void tile_q4(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, in
     for (int r = 0; r < R; ++r) {
       accm[r] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(A0, _mm256_set1_epi32(2 * r + mlane)), S0, accm[r]);
       accm[r] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(A1, _mm256_set1_epi32(2 * r + mlane)), S1, accm[r]);
-      const __m256 dlo = _mm256_permute2f128_ps(A0, A1, r < 2 ? 0x20 : 0x31);
+      const __m256 dlo = r < 2 ? _mm256_permute2f128_ps(A0, A1, 0x20) : _mm256_permute2f128_ps(A0, A1, 0x31);
       dw[r] = (r % 2 == 0) ? _mm256_permute_ps(dlo, 0x00) : _mm256_permute_ps(dlo, 0xaa);
       const uint8_t* q = wr[r] + b * kBytes + kQs;
       const __m256i v = _mm256_inserti128_si256(
