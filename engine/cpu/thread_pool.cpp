@@ -49,6 +49,7 @@ struct ThreadPool::Impl {
   alignas(64) std::atomic<int> sleepers{0};
   std::atomic<bool> stop{false};
   std::atomic<bool> failed{false};
+  std::atomic<bool> busy{false};  // a job is in flight (nested or concurrent run() goes inline)
 
   std::mutex mu;
   std::condition_variable cv;
@@ -131,10 +132,17 @@ int ThreadPool::size() const { return impl_->n_threads; }
 void ThreadPool::run(int n_tasks, const std::function<void(int task, int thread)>& fn) {
   if (n_tasks <= 0) return;
   Impl& s = *impl_;
-  if (s.n_threads == 1 || n_tasks == 1) {  // nothing to share: run inline, exceptions propagate
+  // Inline when there is nothing to share, and for a run() from inside a task or from a second
+  // thread while a job is in flight (thread index 0 is then shared; tasks must not rely on it
+  // being exclusive across such nested calls).
+  if (s.n_threads == 1 || n_tasks == 1 || s.busy.exchange(true, std::memory_order_acquire)) {
     for (int t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
+  struct Release {
+    std::atomic<bool>& b;
+    ~Release() { b.store(false, std::memory_order_release); }
+  } release{s.busy};
   const uint64_t job = s.generation.load(std::memory_order_relaxed) + 1;
   s.fn = &fn;
   s.n_tasks = n_tasks;

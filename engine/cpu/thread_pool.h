@@ -1,6 +1,8 @@
 // Persistent thread pool: workers are created once and wait (spin briefly, then sleep) for work.
 // run(n_tasks, fn) calls fn(task, thread) for every task in [0, n_tasks) across the pool and the
-// calling thread, and returns when all are done. Exceptions thrown by fn are rethrown in run().
+// calling thread, and returns when all are done. Exceptions thrown by fn are rethrown in run()
+// (the first one; tasks not yet started are then skipped). A run() issued from inside a task, or
+// from another thread while a job is in flight, executes its tasks inline on the calling thread.
 #pragma once
 #include <functional>
 #include <memory>

@@ -70,3 +70,12 @@ TEST(ThreadPool, RejectsZeroThreadsAndReportsDefault) {
   EXPECT_THROW(ThreadPool(0), akvq::InvalidArgument);
   EXPECT_GE(ThreadPool::default_threads(), 1);
 }
+
+TEST(ThreadPool, NestedRunExecutesInline) {
+  ThreadPool pool(2);
+  std::vector<std::atomic<int>> hits(8 * 8);
+  pool.run(8, [&](int outer, int) {
+    pool.run(8, [&](int inner, int) { hits[outer * 8 + inner].fetch_add(1); });
+  });
+  for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+}
