@@ -5,6 +5,8 @@
 //   usage: tools_ops_bench [threads=2] [seconds per case=0.5] [MiB of weight copies=128]
 //   (0 MiB: a single copy, i.e. weights hot in cache: measures the kernels' compute speed)
 //   env AKVQ_TILE=RxT overrides the tile shape of the n_tok=64 runs (experiments).
+//   env AKVQ_BENCH_GGUF=model.gguf also times all matmuls of one decode step on the real tensors
+//   of that file, once straight from the mmap and once from a heap copy.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +19,7 @@
 #include "core/fp16.h"
 #include "core/tensor.h"
 #include "cpu/thread_pool.h"
+#include "gguf/gguf.h"
 #include "ops/matmul_detail.h"
 #include "ops/ops.h"
 
@@ -67,6 +70,47 @@ double read_bandwidth_gbs(cpu::ThreadPool& pool) {
     best = std::max(best, n * sizeof(uint64_t) / sec / 1e9);
   }
   return best;
+}
+
+// Seconds per decode step: every 2-D weight of the file (layers + output) times one token.
+double model_step_seconds(const std::vector<TensorView>& ws, cpu::ThreadPool& pool, double seconds) {
+  std::vector<float> x(1 << 16, 0.5f), y(1 << 17);
+  int steps = 0;
+  const auto t0 = Clock::now();
+  double sec = 0;
+  do {
+    for (const TensorView& w : ws) ops::matmul(w, x.data(), 1, y.data(), pool);
+    ++steps;
+    sec = std::chrono::duration<double>(Clock::now() - t0).count();
+  } while (sec < seconds);
+  return sec / steps;
+}
+
+void bench_model(const char* path, cpu::ThreadPool& pool, double seconds) {
+  auto f = gguf::File::open(path);
+  std::vector<TensorView> ws;
+  size_t bytes = 0;
+  for (const TensorView& t : f->tensors()) {
+    if (t.n_dims != 2 || t.name == "token_embd.weight") continue;
+    ws.push_back(t);
+    bytes += t.nbytes;
+  }
+  if (!f->find_tensor("output.weight") && f->find_tensor("token_embd.weight")) {  // tied output
+    ws.push_back(f->tensor("token_embd.weight"));
+    bytes += ws.back().nbytes;
+  }
+  std::vector<std::vector<uint8_t>> copies;
+  std::vector<TensorView> heap = ws;
+  for (TensorView& t : heap) {
+    copies.emplace_back(static_cast<const uint8_t*>(t.data), static_cast<const uint8_t*>(t.data) + t.nbytes);
+    t.data = copies.back().data();
+  }
+  model_step_seconds(ws, pool, 0.2);  // page in
+  const double s_map = model_step_seconds(ws, pool, seconds);
+  const double s_heap = model_step_seconds(heap, pool, seconds);
+  std::printf("\n%s: %zu matmuls, %.1f MB of weights per decode step\n", path, ws.size(), bytes / 1e6);
+  std::printf("  mmap'ed weights: %.0f us/step -> %.0f tokens/s, %.1f GB/s\n", s_map * 1e6, 1 / s_map, bytes / s_map / 1e9);
+  std::printf("  heap copy:       %.0f us/step -> %.0f tokens/s, %.1f GB/s\n", s_heap * 1e6, 1 / s_heap, bytes / s_heap / 1e9);
 }
 
 }  // namespace
@@ -136,5 +180,6 @@ int main(int argc, char** argv) {
               1e6 / per_token_us[0]);
   std::printf("  prefill (n_tok=64): %.0f us/token -> %.0f tokens/s (matmul only)\n", per_token_us[1],
               1e6 / per_token_us[1]);
+  if (const char* path = std::getenv("AKVQ_BENCH_GGUF")) bench_model(path, pool, 4 * seconds);
   return 0;
 }
