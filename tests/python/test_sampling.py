@@ -1,0 +1,135 @@
+"""The sampler through the extension: validation errors, greedy, seeded draws against a numpy
+reference of the truncated distribution, repetition penalty; and top_k=1 == greedy on the real model.
+(The C++ tests in tests/cpp/test_sampler.cpp cover the cut points and the distribution in detail.)"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+_ext = pytest.importorskip("pyakvq._ext")
+Sampler = _ext._akvq.Sampler
+
+
+def reference(logits, temperature, top_k, top_p, min_p, history=(), repeat_penalty=1.0, repeat_last_n=64):
+    """penalty -> top-k -> softmax(l / T) -> top-p -> min-p -> renormalise; returns {id: p}."""
+    x = np.asarray(logits, dtype=np.float64).copy()
+    window = list(history)[-repeat_last_n:] if repeat_last_n > 0 else []
+    for t in set(window):
+        x[t] = x[t] / repeat_penalty if x[t] > 0 else x[t] * repeat_penalty
+    order = np.lexsort((np.arange(len(x)), -x))  # descending logit, ties -> lower id
+    if 0 < top_k < len(x):
+        order = order[:top_k]
+    p = np.exp((x[order] - x[order[0]]) / temperature)
+    p /= p.sum()
+    keep = len(order)
+    if top_p < 1:
+        keep = int(np.searchsorted(np.cumsum(p), top_p) + 1)
+    keep = min(keep, int((p >= min_p * p[0]).sum()))
+    q = p[:keep] / p[:keep].sum()
+    return dict(zip(order[:keep].tolist(), q.tolist(), strict=True))
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("temperature", -0.5),
+        ("temperature", float("nan")),
+        ("top_k", -3),
+        ("top_p", 0.0),
+        ("top_p", 1.5),
+        ("min_p", -0.1),
+        ("min_p", 2.0),
+        ("repeat_penalty", 0.0),
+        ("repeat_penalty", -1.0),
+    ],
+)
+def test_invalid_parameters_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        Sampler(**{field: value})
+
+
+def test_greedy_is_argmax_with_lowest_id_on_ties():
+    rng = np.random.default_rng(0)
+    s = Sampler(temperature=0.0)
+    for _ in range(10):
+        x = rng.normal(0, 3, 49152).astype(np.float32)
+        assert s.sample(x, []) == int(x.argmax())
+    x = np.zeros(100, np.float32)
+    x[[17, 42, 80]] = 5.0
+    assert s.sample(x, []) == 17
+    assert Sampler(temperature=1.3, top_k=1, seed=9).sample(x, []) == 17
+
+
+def test_bad_logits_raise():
+    s = Sampler(temperature=1.0)
+    with pytest.raises(ValueError):
+        s.sample(np.full(8, np.nan, np.float32), [])
+    with pytest.raises(ValueError):
+        s.sample(np.zeros(0, np.float32), [])
+
+
+@pytest.mark.parametrize(
+    "temperature,top_k,top_p,min_p",
+    [(0.7, 10, 0.95, 0.0), (1.0, 0, 0.8, 0.05), (1.4, 15, 1.0, 0.0), (1.0, 0, 1.0, 0.1)],
+)
+def test_seeded_draws_follow_the_truncated_distribution(temperature, top_k, top_p, min_p):
+    # 30000 draws; Pearson chi-square under its 1e-6 upper quantile (Wilson-Hilferty); the draws
+    # are deterministic for the seed, so the test is not flaky.
+    x = np.random.default_rng(3).normal(0, 1.5, 300).astype(np.float32)
+    want = reference(x, temperature, top_k, top_p, min_p)
+    s = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=5)
+    n = 30000
+    counts = np.bincount([s.sample(x, []) for _ in range(n)], minlength=len(x))
+    outside = sorted(set(np.nonzero(counts)[0].tolist()) - set(want))
+    assert not outside, f"drew ids outside the support: {outside}"
+    ids = np.array(list(want))
+    e = np.array([want[i] for i in ids]) * n
+    chi2 = float((((counts[ids] - e) ** 2) / e).sum())
+    df = len(ids) - 1
+    a = 2 / (9 * df)
+    bound = df * (1 - a + 4.753 * np.sqrt(a)) ** 3
+    assert chi2 < bound, f"chi2 {chi2:.1f} >= {bound:.1f} (df {df})"
+
+
+def test_same_seed_same_draws():
+    x = np.random.default_rng(1).normal(0, 1, 2000).astype(np.float32)
+
+    def draws(s):
+        h = []
+        for _ in range(100):
+            h.append(s.sample(x, h))
+        return h
+
+    kw = dict(temperature=1.0, top_k=0, top_p=0.9, repeat_penalty=1.1)
+    a = draws(Sampler(seed=11, **kw))
+    assert a == draws(Sampler(seed=11, **kw))
+    assert a != draws(Sampler(seed=12, **kw))
+    s = Sampler(seed=12, **kw)
+    s.reseed(11)
+    assert a == draws(s)
+
+
+def test_repetition_penalty_uses_recent_history():
+    x = np.array([2.0, -1.0, 1.5, 0.5], np.float32)
+    s = Sampler(temperature=0.0, repeat_penalty=2.0, repeat_last_n=2)
+    assert s.sample(x, []) == 0
+    assert s.sample(x, [0]) == 2  # 2 -> 1 < 1.5
+    assert s.sample(x, [0, 3, 3]) == 0  # id 0 is outside the last 2 tokens
+    # sampled: matches the penalised reference distribution
+    y = np.random.default_rng(2).normal(0, 1, 50).astype(np.float32)
+    hist = list(range(0, 50, 3))
+    want = reference(y, 1.0, 5, 1.0, 0.0, history=hist, repeat_penalty=1.5, repeat_last_n=64)
+    s = Sampler(temperature=1.0, top_k=5, top_p=1.0, repeat_penalty=1.5, repeat_last_n=64, seed=3)
+    got = {s.sample(y, hist) for _ in range(500)}
+    assert got == set(want)
+
+
+def test_top_k_1_is_greedy_on_the_real_model(smollm2_path):
+    pyakvq = pytest.importorskip("pyakvq")
+    with pyakvq.Model(smollm2_path, n_ctx=512, n_threads=2) as m:
+        prompt = "The three primary colours are"
+        greedy = m.generate_ids(prompt, max_tokens=16, temperature=0.0)
+        assert m.generate_ids(prompt, max_tokens=16, temperature=1.5, top_k=1, seed=7) == greedy
+        a = m.generate_ids(prompt, max_tokens=16, temperature=0.9, seed=7)
+        assert a == m.generate_ids(prompt, max_tokens=16, temperature=0.9, seed=7)
