@@ -13,7 +13,9 @@ namespace akvq {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& what) { throw InvalidArgument("[sampler] " + what); }
+[[noreturn]] void bad(const std::string& what) {
+  throw InvalidArgument("[sampler] " + what);
+}
 
 std::string num(double v) {
   char buf[64];
@@ -27,7 +29,9 @@ bool before(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>&
 }
 
 // 53 random bits -> u in [0, 1); specified bit for bit (unlike std::uniform_real_distribution).
-double unit(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+double unit(std::mt19937_64& rng) {
+  return static_cast<double>(rng() >> 11) * 0x1.0p-53;
+}
 
 }  // namespace
 
@@ -43,7 +47,9 @@ void SamplingParams::validate() const {
     bad("repeat_last_n must be >= -1 (-1: whole history, 0: none), got " + std::to_string(repeat_last_n));
 }
 
-Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) { p_.validate(); }
+Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {
+  p_.validate();
+}
 
 void Sampler::reseed(uint64_t seed) {
   p_.seed = seed;
@@ -58,8 +64,8 @@ void Sampler::load(const float* logits, int32_t n_vocab, const std::vector<int32
   for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {std::isnan(logits[i]) ? neg_inf : logits[i], i};
 
   if (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0 || history.empty()) return;
-  const size_t window = p_.repeat_last_n < 0 ? history.size()
-                                             : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));
+  const size_t window =
+      p_.repeat_last_n < 0 ? history.size() : std::min(history.size(), static_cast<size_t>(p_.repeat_last_n));
   recent_.clear();
   for (size_t i = history.size() - window; i < history.size(); ++i)
     if (history[i] >= 0 && history[i] < n_vocab) recent_.push_back(history[i]);
@@ -94,8 +100,7 @@ size_t Sampler::truncate(double* weight_sum) {
   float l_max = sorted ? cand_[0].first : -std::numeric_limits<float>::infinity();
   if (!sorted)
     for (size_t i = 0; i < m; ++i) l_max = std::max(l_max, cand_[i].first);
-  if (l_max == -std::numeric_limits<float>::infinity())
-    throw InvalidArgument("[sampler] every logit is NaN or -inf");
+  if (l_max == -std::numeric_limits<float>::infinity()) throw InvalidArgument("[sampler] every logit is NaN or -inf");
 
   // 4. softmax with temperature: weight = exp((l - l_max) / T) in (0, 1], the max has weight 1
   //    (also when l_max is +inf). z normalises the top-k set, before top-p/min-p.
@@ -184,8 +189,7 @@ std::vector<std::pair<int32_t, float>> Sampler::distribution(const float* logits
   const size_t m = truncate(&sum);
   std::sort(cand_.begin(), cand_.begin() + m, before);
   std::vector<std::pair<int32_t, float>> out(m);
-  for (size_t i = 0; i < m; ++i)
-    out[i] = {cand_[i].second, static_cast<float>(cand_[i].first / sum)};
+  for (size_t i = 0; i < m; ++i) out[i] = {cand_[i].second, static_cast<float>(cand_[i].first / sum)};
   return out;
 }
 

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cmath>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <numeric>
@@ -198,7 +198,7 @@ TEST(Sampler, EmpiricalDistributionMatchesExpected) {
   // under its 1e-6 tail quantile. The draws are deterministic for the seed, so this is not flaky.
   const auto r = random_logits(200, 11, 1.5f);
   for (const SamplingParams& p : {params(0.7f, 10, 0.95f, 0.0f, 42), params(1.0f, 0, 0.8f, 0.05f, 43),
-                                   params(1.5f, 12, 1.0f, 0.0f, 44), params(1.0f, 0, 1.0f, 0.0f, 45)}) {
+                                  params(1.5f, 12, 1.0f, 0.0f, 44), params(1.0f, 0, 1.0f, 0.0f, 45)}) {
     const auto want = expected(r, p);
     ASSERT_GE(want.size(), 3u);
     Sampler s(p);
@@ -228,9 +228,9 @@ TEST(Sampler, RepetitionPenalty) {
   // penalised: a positive logit is divided (2 -> 1), a negative one multiplied (-1 -> -2)
   const std::vector<float> l = {2.0f, -1.0f, 1.5f, 0.5f};
   EXPECT_EQ(s.sample(l.data(), 4, {}), 0);
-  EXPECT_EQ(s.sample(l.data(), 4, {0, 1, 0}), 2);  // 1, -2, 1.5, 0.5
-  EXPECT_EQ(s.sample(l.data(), 4, {0, 2}), 0);     // 1, -1, 0.75, 0.5
-  EXPECT_EQ(s.sample(l.data(), 4, {0, 0, 0, 0}), 2);  // once per distinct id, not per occurrence
+  EXPECT_EQ(s.sample(l.data(), 4, {0, 1, 0}), 2);       // 1, -2, 1.5, 0.5
+  EXPECT_EQ(s.sample(l.data(), 4, {0, 2}), 0);          // 1, -1, 0.75, 0.5
+  EXPECT_EQ(s.sample(l.data(), 4, {0, 0, 0, 0}), 2);    // once per distinct id, not per occurrence
   EXPECT_EQ(s.sample(l.data(), 4, {-1, 0, 99999}), 2);  // out-of-range ids are ignored
   // only the last repeat_last_n tokens count
   p.repeat_last_n = 2;

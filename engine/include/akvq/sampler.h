@@ -23,10 +23,10 @@
 namespace akvq {
 
 struct SamplingParams {
-  float temperature = 0.8f;  // <= 0: greedy
-  int32_t top_k = 40;         // <= 0: disabled
-  float top_p = 0.95f;        // (0, 1]; 1: disabled
-  float min_p = 0.0f;         // [0, 1]; 0: disabled
+  float temperature = 0.8f;     // <= 0: greedy
+  int32_t top_k = 40;           // <= 0: disabled
+  float top_p = 0.95f;          // (0, 1]; 1: disabled
+  float min_p = 0.0f;           // [0, 1]; 0: disabled
   float repeat_penalty = 1.0f;  // > 0; 1: disabled; llama.cpp semantics (divide positive, multiply negative logits)
   int32_t repeat_last_n = 64;   // how many recent tokens the penalty looks at; 0: none, -1: whole history
   uint64_t seed = 0;
@@ -57,7 +57,7 @@ class Sampler {
   SamplingParams p_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> cand_;  // scratch: (logit or weight, id)   [n_vocab]
-  std::vector<int32_t> recent_;                   // scratch: distinct penalised ids
+  std::vector<int32_t> recent_;                  // scratch: distinct penalised ids
 };
 
 }  // namespace akvq
