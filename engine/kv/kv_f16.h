@@ -34,6 +34,7 @@ class F16KvCache final : public KvCache {
   std::vector<std::vector<uint16_t>> k_;     // [n_layer][cap, n_head_kv, head_dim]
   std::vector<std::vector<uint16_t>> v_;     // [n_layer][cap, n_head_kv, head_dim]
   mutable std::vector<float> partial_;       // split-K partials [n_q, n_head, n_split, 2 + head_dim]
+  mutable std::vector<std::vector<float>> scratch_;  // [threads] attention tiles (see attend)
 };
 
 }  // namespace akvq::kv

@@ -1,63 +1,36 @@
-// Causal attention over the f16 cache with a block-wise online softmax.
+// Causal attention over the f16 cache: tiled, block-wise online softmax.
 //
-// Work items are (query token, query head, split) triples. Scores for a block of cached tokens
-// are computed first (ops::dot_f16), then the running max / sum / accumulator are rescaled once
-// per block and the block's V rows are accumulated (ops::axpy_f16). When there are few
-// (query, head) pairs for the threads (decode), each sequence is also split into ranges whose
-// partial results (max, sum, unnormalised accumulator) are merged afterwards (split-K).
+// A work item is (kv head, block of queries, split of the sequence). Its rows are the query
+// heads that share the kv head (GQA group) for each query in the block, so every K/V block is
+// converted to f32 once and reused by all rows. Per block of kBlock cached tokens:
+//   S[r, j] = (scale q_r) · K[j]         (same summation order for any batching: prefill and
+//                                          decode give bit-identical rows below the split-K size)
+//   m_r' = max(m_r, max_j S[r, j]);  acc_r *= exp(m_r - m_r');  l_r *= exp(m_r - m_r')
+//   P = exp(S - m_r');  l_r += Σ_j P[r, j];  acc_r += Σ_j P[r, j] V[j]
+// Query i sees cached tokens [0, n_kv - n_q + i]. With few items for the threads (decode), the
+// sequence is split into ranges whose partials (m, l, acc) are merged afterwards (split-K).
+#if defined(__GNUC__) && !defined(__clang__)
+// Compare-selects (max, clamps) only vectorize when comparisons may not trap; no value changes.
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
 
 #include "akvq/error.h"
+#include "kv/attend_tile.h"
 #include "kv/kv_f16.h"
-#include "ops/ops.h"
 
 namespace akvq::kv {
 
 namespace {
 
-constexpr int kBlock = 64;  // scores computed before each rescale of the accumulator
+constexpr int kBlock = 64;     // cached tokens per tile
+constexpr int kRowsItem = 48;  // target query rows (queries x group) per work item
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-struct Partial {
-  float m = -std::numeric_limits<float>::infinity();  // running max of scores
-  float sum = 0.0f;                                    // Σ exp(score - m)
-};
-
-// Attends q [head_dim] over tokens [t0, t1) of k, v (rows of `stride` values, this head's
-// columns already offset). acc [head_dim] receives Σ exp(s - m) v (unnormalised).
-Partial attend_range(const float* q, const uint16_t* k, const uint16_t* v, int64_t stride, int t0,
-                     int t1, int head_dim, float scale, float* acc) {
-  Partial p;
-  std::fill(acc, acc + head_dim, 0.0f);
-  float sc[kBlock];
-  for (int b = t0; b < t1; b += kBlock) {
-    const int nb = std::min(kBlock, t1 - b);
-    float bmax = -std::numeric_limits<float>::infinity();
-    for (int j = 0; j < nb; ++j) {
-      sc[j] = ops::dot_f16(q, k + (b + j) * stride, head_dim) * scale;
-      bmax = std::max(bmax, sc[j]);
-    }
-    if (bmax > p.m) {
-      const float f = std::exp(p.m - bmax);  // 0 on the first block
-      if (p.sum > 0.0f) {
-        for (int d = 0; d < head_dim; ++d) acc[d] *= f;
-      }
-      p.sum *= f;
-      p.m = bmax;
-    }
-    for (int j = 0; j < nb; ++j) {
-      const float e = std::exp(sc[j] - p.m);
-      p.sum += e;
-      ops::axpy_f16(e, v + (b + j) * stride, acc, head_dim);
-    }
-  }
-  return p;
-}
-
-// Query order that pairs short and long causal rows (0, n-1, 1, n-2, ...) so that contiguous or
-// round-robin task chunks get similar amounts of work.
+// Query-block order that pairs short and long causal blocks (0, n-1, 1, n-2, ...).
 inline int zigzag(int k, int n) { return (k & 1) ? n - 1 - k / 2 : k / 2; }
 
 }  // namespace
@@ -66,72 +39,139 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
                         cpu::ThreadPool& pool) const {
   check_layer(layer, "attend");
   const int n_kv = n_[layer];
-  const int head_dim = cfg_.head_dim;
+  const int hd = cfg_.head_dim;
+  const int n_head_kv = cfg_.n_head_kv;
   if (n_q < 1 || n_q > n_kv) {
     throw InvalidArgument("[kv] attend: n_q = " + std::to_string(n_q) + " but layer " +
                           std::to_string(layer) + " holds " + std::to_string(n_kv) + " tokens");
   }
-  if (n_head < cfg_.n_head_kv || n_head % cfg_.n_head_kv != 0) {
+  if (n_head < n_head_kv || n_head % n_head_kv != 0) {
     throw InvalidArgument("[kv] attend: n_head = " + std::to_string(n_head) +
-                          " is not a multiple of n_head_kv = " + std::to_string(cfg_.n_head_kv));
+                          " is not a multiple of n_head_kv = " + std::to_string(n_head_kv));
   }
-  const int group = n_head / cfg_.n_head_kv;
-  const uint16_t* kbase = k_[layer].data();
-  const uint16_t* vbase = v_[layer].data();
+  const int group = n_head / n_head_kv;
+  const int qb = std::max(1, std::min(n_q, kRowsItem / group));  // queries per item
+  const int n_qblk = (n_q + qb - 1) / qb;
+  const int rows_max = qb * group;
 
-  // split-K: only when (query, head) pairs alone cannot keep the threads evenly busy
-  const int pairs = n_q * n_head;
+  // split-K: only when the items alone cannot keep the threads evenly busy
+  const int items = n_head_kv * n_qblk;
   const int nth = pool.size();
   int n_split = 1;
-  if (nth > 1 && pairs < 8 * nth && n_kv >= 2 * kMinSplit) {
-    n_split = std::min((8 * nth + pairs - 1) / pairs, n_kv / kMinSplit);
+  if (nth > 1 && items < 8 * nth && n_kv >= 2 * kMinSplit) {
+    n_split = std::min((8 * nth + items - 1) / items, n_kv / kMinSplit);
   }
   const int chunk = (n_kv + n_split - 1) / n_split;  // tokens per split
-  const int64_t pstride = 2 + head_dim;               // Partial + accumulator
-  if (n_split > 1) partial_.resize(static_cast<size_t>(pairs) * n_split * pstride);
+  const int64_t pstride = 2 + hd;                     // partial: m, l, acc[hd]
+  if (n_split > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_split * pstride);
 
-  pool.run(pairs * n_split, [&](int task, int /*thread*/) {
+  // per-thread scratch: Q rows, scores, acc, m, l, K block, V block
+  const size_t per_thread = static_cast<size_t>(rows_max) * (2 * hd + kBlock + 2) + 2 * kBlock * hd;
+  if (scratch_.size() < static_cast<size_t>(nth)) scratch_.resize(nth);
+  for (auto& s : scratch_) {
+    if (s.size() < per_thread) s.resize(per_thread);
+  }
+  const uint16_t* kbase = k_[layer].data();
+  const uint16_t* vbase = v_[layer].data();
+  const int64_t stride = row_;
+
+  pool.run(items * n_split, [&](int task, int thread) {
     const int s = task % n_split;
-    const int h = (task / n_split) % n_head;
-    const int i = zigzag(task / n_split / n_head, n_q);
-    const int visible = n_kv - n_q + i + 1;  // causal: tokens [0, visible)
-    const int t0 = std::min(s * chunk, visible);
-    const int t1 = std::min(t0 + chunk, visible);
-    const int kvh = h / group;
-    const float* qrow = q + (static_cast<int64_t>(i) * n_head + h) * head_dim;
-    const uint16_t* kh = kbase + static_cast<int64_t>(kvh) * head_dim;
-    const uint16_t* vh = vbase + static_cast<int64_t>(kvh) * head_dim;
-    float* orow = out + (static_cast<int64_t>(i) * n_head + h) * head_dim;
-    if (n_split == 1) {
-      const Partial p = attend_range(qrow, kh, vh, row_, t0, t1, head_dim, scale, orow);
-      const float inv = 1.0f / p.sum;
-      for (int d = 0; d < head_dim; ++d) orow[d] *= inv;
-      return;
+    const int kvh = (task / n_split) % n_head_kv;
+    const int blk = zigzag(task / n_split / n_head_kv, n_qblk);
+    const int i0 = blk * qb, i1 = std::min(n_q, i0 + qb);
+    const int nr = (i1 - i0) * group;
+    float* Q = scratch_[thread].data();   // [nr, hd] scaled queries
+    float* S = Q + rows_max * hd;         // [nr, kBlock] scores
+    float* acc = S + rows_max * kBlock;   // [nr, hd]
+    float* m = acc + rows_max * hd;       // [nr]
+    float* l = m + rows_max;              // [nr]
+    float* Kf = l + rows_max;             // [kBlock, hd] K block in f32
+    float* Vf = Kf + kBlock * hd;         // [kBlock, hd] V block in f32
+
+    // row r = (query i0 + r / group, head kvh * group + r % group)
+    for (int r = 0; r < nr; ++r) {
+      const int i = i0 + r / group, h = kvh * group + r % group;
+      const float* qr = q + (static_cast<int64_t>(i) * n_head + h) * hd;
+      for (int d = 0; d < hd; ++d) Q[r * hd + d] = qr[d] * scale;
+      std::fill(acc + r * hd, acc + (r + 1) * hd, 0.0f);
+      m[r] = kNegInf;
+      l[r] = 0.0f;
     }
-    float* pp = partial_.data() + ((static_cast<int64_t>(i) * n_head + h) * n_split + s) * pstride;
-    const Partial p = attend_range(qrow, kh, vh, row_, t0, t1, head_dim, scale, pp + 2);
-    pp[0] = p.m;
-    pp[1] = p.sum;
+    const int t0 = s * chunk;
+    const int vis_last = n_kv - n_q + i1;  // tokens visible to the last query of the block
+    const int t1 = std::min(t0 + chunk, vis_last);
+    const uint16_t* kh = kbase + static_cast<int64_t>(kvh) * hd;
+    const uint16_t* vh = vbase + static_cast<int64_t>(kvh) * hd;
+
+    for (int b = t0; b < t1; b += kBlock) {
+      const int nb = std::min(kBlock, t1 - b);
+      for (int j = 0; j < nb; ++j) {
+        tile::f16_to_f32(kh + (b + j) * stride, Kf + j * hd, hd);
+        tile::f16_to_f32(vh + (b + j) * stride, Vf + j * hd, hd);
+      }
+      for (int r = 0; r < nr; ++r) {
+        const int i = i0 + r / group;
+        const int nbr = std::min(nb, n_kv - n_q + i + 1 - b);  // causal limit of this row
+        if (nbr <= 0) continue;
+        float* sr = S + r * kBlock;
+        const float* qr = Q + r * hd;
+        tile::scores_dot(qr, Kf, nbr, hd, sr);
+        std::fill(sr + nbr, sr + kBlock, kNegInf);  // masked / beyond the block
+        const float bmax = tile::max8<kBlock>(sr);
+        float* ar = acc + r * hd;
+        if (bmax > m[r]) {
+          const float f = std::exp(m[r] - bmax);  // 0 on the first block
+          if (l[r] > 0.0f) {
+            for (int d = 0; d < hd; ++d) ar[d] *= f;
+          }
+          l[r] *= f;
+          m[r] = bmax;
+        }
+        const float mr = m[r];
+        for (int j = 0; j < kBlock; ++j) sr[j] -= mr;
+        tile::exp_nonpos(sr, kBlock);
+        std::fill(sr + nbr, sr + kBlock, 0.0f);
+        l[r] += tile::sum8<kBlock>(sr);
+        tile::pv(sr, nbr, Vf, hd, ar);
+      }
+    }
+    for (int r = 0; r < nr; ++r) {
+      const int i = i0 + r / group, h = kvh * group + r % group;
+      const int64_t pair = static_cast<int64_t>(i) * n_head + h;
+      const float* ar = acc + r * hd;
+      if (n_split == 1) {
+        float* o = out + pair * hd;
+        const float inv = 1.0f / l[r];
+        for (int d = 0; d < hd; ++d) o[d] = ar[d] * inv;
+      } else {
+        float* pp = partial_.data() + (pair * n_split + s) * pstride;
+        pp[0] = m[r];
+        pp[1] = l[r];
+        std::copy(ar, ar + hd, pp + 2);
+      }
+    }
   });
   if (n_split == 1) return;
 
-  // merge: out = Σ_s exp(m_s - M) acc_s / Σ_s exp(m_s - M) sum_s
+  // merge: out = Σ_s exp(m_s - M) acc_s / Σ_s exp(m_s - M) l_s
+  const int64_t pairs = static_cast<int64_t>(n_q) * n_head;
   for (int64_t r = 0; r < pairs; ++r) {
     const float* pr = partial_.data() + r * n_split * pstride;
-    float M = -std::numeric_limits<float>::infinity();
+    float M = kNegInf;
     for (int s = 0; s < n_split; ++s) M = std::max(M, pr[s * pstride]);
-    float* orow = out + r * head_dim;
-    std::fill(orow, orow + head_dim, 0.0f);
+    float* o = out + r * hd;
+    std::fill(o, o + hd, 0.0f);
     float total = 0.0f;
     for (int s = 0; s < n_split; ++s) {
       const float* ps = pr + s * pstride;
       if (ps[1] == 0.0f) continue;  // empty range (beyond the causal limit)
       const float w = std::exp(ps[0] - M);
       total += w * ps[1];
-      for (int d = 0; d < head_dim; ++d) orow[d] += w * ps[2 + d];
+      for (int d = 0; d < hd; ++d) o[d] += w * ps[2 + d];
     }
     const float inv = 1.0f / total;
-    for (int d = 0; d < head_dim; ++d) orow[d] *= inv;
+    for (int d = 0; d < hd; ++d) o[d] *= inv;
   }
 }
 

@@ -8,12 +8,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "akvq/error.h"
 #include "core/fp16.h"
+#include "kv/attend_tile.h"
 #include "kv/kv_cache.h"
 #include "kv/kv_f16.h"
 
@@ -235,4 +237,39 @@ TEST(KvF16, BadConfigAndArguments) {
   std::vector<float> out(3 * 3 * 64);
   EXPECT_THROW(cache->attend(0, x.data(), 3, 2, 1.0f, out.data(), pool), InvalidArgument);  // n_q > n_kv
   EXPECT_THROW(cache->attend(0, x.data(), 1, 3, 1.0f, out.data(), pool), InvalidArgument);  // 3 % 2
+}
+
+TEST(KvTile, F16ToF32AllHalfs) {
+  std::vector<uint16_t> h(65536);
+  for (uint32_t i = 0; i < 65536; ++i) h[i] = static_cast<uint16_t>(i);
+  std::vector<float> y(65536);
+  kv::tile::f16_to_f32(h.data(), y.data(), 65536);
+  for (uint32_t i = 0; i < 65536; ++i) {
+    const float ref = fp16_to_f32(static_cast<uint16_t>(i));
+    if (std::isnan(ref)) {
+      EXPECT_TRUE(std::isnan(y[i])) << i;
+    } else {
+      EXPECT_EQ(y[i], ref) << i;  // bit-exact incl. signed zero, subnormals, inf
+      EXPECT_EQ(std::signbit(y[i]), std::signbit(ref)) << i;
+    }
+  }
+}
+
+TEST(KvTile, ExpNonPositive) {
+  // relative error vs std::exp below 3e-7 on [-87, 0]
+  std::vector<float> x;
+  for (float v = -87.0f; v <= 0.0f; v += 0.001953125f) x.push_back(v);
+  x.push_back(0.0f);
+  x.push_back(-1e-8f);
+  std::vector<float> y = x;
+  kv::tile::exp_nonpos(y.data(), static_cast<int>(y.size()));
+  double worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double ref = std::exp(double(x[i]));
+    worst = std::max(worst, std::fabs(y[i] - ref) / ref);
+  }
+  EXPECT_LT(worst, 3e-7);
+  float big[3] = {-100.0f, -std::numeric_limits<float>::infinity(), -1e30f};
+  kv::tile::exp_nonpos(big, 3);
+  for (float f : big) EXPECT_LT(f, 2e-38f);
 }

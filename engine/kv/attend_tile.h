@@ -1,0 +1,123 @@
+// Portable building blocks of the tiled f16 attention (kv_f16_attend.cpp), written as plain
+// loops over float arrays that the compiler vectorizes (-O3, -march=native): fp16 -> f32
+// conversion without branches, and exp() for x <= 0.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace akvq::kv::tile {
+
+// y[n] = fp16 x[n] (exact for zero, subnormals and normals; inf/nan map to inf/nan).
+inline void f16_to_f32(const uint16_t* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) {
+    const uint32_t h = x[i];
+    const uint32_t em = (h & 0x7fffu) << 13;  // exponent+mantissa moved to f32 position
+    float f;
+    std::memcpy(&f, &em, 4);
+    f *= 5.192296858534828e+33f;  // 2^112 rebiases the exponent (15 -> 127), subnormals too
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    b |= ((h & 0x7c00u) == 0x7c00u) ? 0x7f800000u : 0u;  // inf / nan
+    b |= (h & 0x8000u) << 16;
+    std::memcpy(&y[i], &b, 4);
+  }
+}
+
+// x[n] = exp(x[n]) for x <= 0 (relative error < 3e-7; x < -87, -inf and nan give ~1e-38).
+inline void exp_nonpos(float* x, int n) {
+  for (int i = 0; i < n; ++i) {
+    uint32_t u;  // clamp to -87 with an integer min: for x <= 0 larger bits = more negative
+    std::memcpy(&u, &x[i], 4);
+    u = std::min(u, 0xC2AE0000u);  // bits of -87.0f; also maps -inf / nan to -87
+    float v;
+    std::memcpy(&v, &u, 4);
+    const float t = v * 1.44269504f + 12582912.0f;  // + 1.5 * 2^23 rounds to an integer
+    uint32_t tb;
+    std::memcpy(&tb, &t, 4);
+    const float fn = t - 12582912.0f;                // round(v / ln2)
+    const float r = v - fn * 0.693145752f - fn * 1.42860677e-6f;  // |r| <= ln2/2
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const uint32_t bits = (tb - 0x4B400000u + 127u) << 23;  // 2^round(v / ln2)
+    float s;
+    std::memcpy(&s, &bits, 4);
+    x[i] = p * s;
+  }
+}
+
+// 8-float vectors (GCC/Clang vector extensions: portable SIMD without ISA intrinsics).
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));  // unaligned access
+inline v8 load8(const float* p) { return *reinterpret_cast<const v8u*>(p); }
+inline void store8(float* p, v8 v) { *reinterpret_cast<v8u*>(p) = v; }
+inline v8 splat8(float x) { return v8{x, x, x, x, x, x, x, x}; }
+
+// s[j] = q · k[j, 0:hd] for j < n, k [n, hd] row-major. The summation order depends only on hd,
+// so a row's scores are bit-identical however queries are batched (prefill == decode).
+inline void scores_dot(const float* q, const float* k, int n, int hd, float* s) {
+  for (int j = 0; j < n; ++j) {
+    const float* kj = k + j * hd;
+    v8 a0 = {}, a1 = {};
+    int d = 0;
+    for (; d + 16 <= hd; d += 16) a0 += load8(q + d) * load8(kj + d), a1 += load8(q + d + 8) * load8(kj + d + 8);
+    for (; d + 8 <= hd; d += 8) a0 += load8(q + d) * load8(kj + d);
+    a0 += a1;
+    float t = ((a0[0] + a0[1]) + (a0[2] + a0[3])) + ((a0[4] + a0[5]) + (a0[6] + a0[7]));
+    for (; d < hd; ++d) t += q[d] * kj[d];
+    s[j] = t;
+  }
+}
+
+// acc[0:8*NV] += Σ_j p[j] * v[j * ld + 0:8*NV], accumulators in registers.
+template <int NV>
+inline void pv_chunk(const float* p, int n, const float* v, int64_t ld, float* acc) {
+  v8 a[NV];
+  for (int c = 0; c < NV; ++c) a[c] = load8(acc + 8 * c);
+  for (int j = 0; j < n; ++j) {
+    const v8 pj = splat8(p[j]);
+    const float* vj = v + j * ld;
+    for (int c = 0; c < NV; ++c) a[c] += pj * load8(vj + 8 * c);
+  }
+  for (int c = 0; c < NV; ++c) store8(acc + 8 * c, a[c]);
+}
+
+// acc[hd] += Σ_j p[j] * v[j, 0:hd] for v [n, hd] row-major.
+inline void pv(const float* p, int n, const float* v, int hd, float* acc) {
+  int d = 0;
+  for (; d + 64 <= hd; d += 64) pv_chunk<8>(p, n, v + d, hd, acc + d);
+  for (; d + 32 <= hd; d += 32) pv_chunk<4>(p, n, v + d, hd, acc + d);
+  for (; d + 8 <= hd; d += 8) pv_chunk<1>(p, n, v + d, hd, acc + d);
+  for (; d < hd; ++d) {
+    float a = acc[d];
+    for (int j = 0; j < n; ++j) a += p[j] * v[j * hd + d];
+    acc[d] = a;
+  }
+}
+
+// Sum and max of x[kN] with 8 independent lanes (vectorizable without reassociation flags).
+template <int kN>
+inline float sum8(const float* x) {
+  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int j = 0; j < kN; j += 8) {
+    for (int l = 0; l < 8; ++l) p[l] += x[j + l];
+  }
+  return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+template <int kN>
+inline float max8(const float* x) {
+  float p[8] = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]};
+  for (int j = 8; j < kN; j += 8) {
+    for (int l = 0; l < 8; ++l) p[l] = p[l] > x[j + l] ? p[l] : x[j + l];
+  }
+  for (int l = 1; l < 8; ++l) p[0] = p[0] > p[l] ? p[0] : p[l];
+  return p[0];
+}
+
+}  // namespace akvq::kv::tile

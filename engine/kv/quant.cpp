@@ -1,0 +1,186 @@
+// QuantSpec validation, level tables (Lloyd–Max codebooks computed by Lloyd iteration), RowCodec
+// dispatch between the AVX2 kernels (quant_avx2.cpp) and the scalar references (quant_ref.cpp).
+#include "kv/quant.h"
+
+#include <akvq/error.h>
+
+#include <array>
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace akvq::kv {
+
+namespace {
+
+[[noreturn]] void bad(const char* field, const std::string& what) {
+  throw InvalidArgument(std::string("[kv] quant spec: ") + field + " " + what);
+}
+
+// Lloyd–Max quantizer of N(0,1) with k levels: alternate "thresholds = midpoints of levels" and
+// "level = conditional mean of its cell", E[X | a < X < b] = (φ(a) − φ(b)) / (Φ(b) − Φ(a)).
+std::vector<float> lloyd_max_gaussian(int k) {
+  const double inv_sqrt2pi = 0.39894228040143267794;
+  auto pdf = [&](double x) { return std::isinf(x) ? 0.0 : inv_sqrt2pi * std::exp(-0.5 * x * x); };
+  auto cdf = [](double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); };
+  std::vector<double> lv(k);
+  for (int i = 0; i < k; ++i) lv[i] = -3.0 + 6.0 * (i + 0.5) / k;
+  for (int it = 0; it < 100000; ++it) {
+    double change = 0;
+    std::vector<double> nl(k);
+    for (int i = 0; i < k; ++i) {
+      const double a = i == 0 ? -INFINITY : 0.5 * (lv[i - 1] + lv[i]);
+      const double b = i == k - 1 ? INFINITY : 0.5 * (lv[i] + lv[i + 1]);
+      nl[i] = (pdf(a) - pdf(b)) / (cdf(b) - cdf(a));
+      change = std::max(change, std::fabs(nl[i] - lv[i]));
+    }
+    lv = nl;
+    if (change < 1e-13) break;
+  }
+  return std::vector<float>(lv.begin(), lv.end());
+}
+
+struct Tables {
+  std::array<std::vector<float>, 9> uniform, gaussian;
+  Tables() {
+    for (int b : {2, 3, 4, 8}) {
+      uniform[b].resize(1u << b);
+      for (int c = 0; c < (1 << b); ++c) uniform[b][c] = static_cast<float>(c);
+    }
+    for (int b : {2, 3, 4}) gaussian[b] = lloyd_max_gaussian(1 << b);
+  }
+};
+
+const Tables& tables() {
+  static const Tables t;
+  return t;
+}
+
+}  // namespace
+
+Levels parse_levels(const std::string& s) {
+  if (s == "uniform") return Levels::Uniform;
+  if (s == "gaussian") return Levels::Gaussian;
+  bad("levels", "must be 'uniform' or 'gaussian' (got '" + s + "')");
+}
+
+const char* levels_name(Levels l) { return l == Levels::Gaussian ? "gaussian" : "uniform"; }
+
+int QuantSpec::group_size(int n) const {
+  if (group != 0) return group;
+  if (n <= 128) return n;
+  for (int g = 128; g >= 8; g -= 8) {
+    if (n % g == 0) return g;
+  }
+  return n;
+}
+
+void QuantSpec::validate(int n) const {
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+    bad("bits", "must be 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");
+  }
+  if (levels != Levels::Uniform && levels != Levels::Gaussian) bad("levels", "is not a known level kind");
+  if (levels == Levels::Gaussian && bits == 8) bad("levels", "'gaussian' supports 2, 3 or 4 bits (got 8)");
+  if (!(std::isfinite(clip) && clip > 0.0f)) bad("clip", "must be a finite number > 0 (got " + std::to_string(clip) + ")");
+  if (n <= 0 || n % 8 != 0) bad("group", "row length (head_dim) must be a positive multiple of 8 (got " + std::to_string(n) + ")");
+  if (group < 0) bad("group", "must be >= 0 (got " + std::to_string(group) + ")");
+  const int g = group_size(n);
+  if (g % 8 != 0 || n % g != 0) {
+    bad("group", "must be a multiple of 8 dividing head_dim " + std::to_string(n) + " (got " + std::to_string(g) + ")");
+  }
+}
+
+const float* level_table(int bits, Levels levels) {
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) bad("bits", "must be 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");
+  const Tables& t = tables();
+  if (levels == Levels::Gaussian) {
+    if (bits == 8) bad("levels", "'gaussian' supports 2, 3 or 4 bits (got 8)");
+    return t.gaussian[bits].data();
+  }
+  return t.uniform[bits].data();
+}
+
+size_t bytes_per_row(const QuantSpec& spec, int n) {
+  spec.validate(n);
+  return static_cast<size_t>(n / spec.group_size(n)) * 4 + static_cast<size_t>(n) * spec.bits / 8;
+}
+
+// ---------------------------------------------------------------- RowCodec
+
+RowCodec::RowCodec(const QuantSpec& spec, int n) : spec_(spec), n_(n) {
+  spec.validate(n);
+  group_ = spec.group_size(n);
+  spec_.group = group_;
+  row_bytes_ = static_cast<size_t>(n / group_) * 4 + static_cast<size_t>(n) * spec.bits / 8;
+  levels_ = level_table(spec.bits, spec.levels);
+  simd_ = simd::available(spec_, group_);
+}
+
+void RowCodec::quantize(const float* x, uint8_t* out) const {
+  ref::quantize_row(spec_, group_, levels_, x, n_, out);
+}
+
+void RowCodec::quantize_rows(const float* x, int64_t x_stride, int64_t n_rows, uint8_t* out,
+                             size_t out_stride) const {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    ref::quantize_row(spec_, group_, levels_, x + r * x_stride, n_, out + r * out_stride);
+  }
+}
+
+void RowCodec::dequantize(const uint8_t* row, float* out) const {
+  ref::dequantize_row(spec_, group_, levels_, row, n_, out);
+}
+
+void RowCodec::query_group_sums(const float* q, float* qsum) const {
+  for (int g = 0; g < n_ / group_; ++g) {
+    float s = 0;
+    for (int i = 0; i < group_; ++i) s += q[g * group_ + i];
+    qsum[g] = s;
+  }
+}
+
+void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, size_t stride,
+                      int64_t n_rows, float* out) const {
+  if (n_rows <= 0) return;
+  if (simd_) {
+    simd::scores(spec_, group_, levels_, q, qsum, n_, rows, stride, n_rows, out);
+  } else {
+    ref::scores(spec_, group_, levels_, q, qsum, n_, rows, stride, n_rows, out);
+  }
+}
+
+void RowCodec::accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows,
+                          float* acc) const {
+  if (n_rows <= 0) return;
+  if (simd_) {
+    simd::accumulate(spec_, group_, levels_, p, rows, stride, n_rows, n_, acc);
+  } else {
+    ref::accumulate(spec_, group_, levels_, p, rows, stride, n_rows, n_, acc);
+  }
+}
+
+// ---------------------------------------------------------------- free functions
+
+void quantize_row(const QuantSpec& spec, const float* x, int n, uint8_t* out) {
+  RowCodec(spec, n).quantize(x, out);
+}
+
+void dequantize_row(const QuantSpec& spec, const uint8_t* row, int n, float* out) {
+  RowCodec(spec, n).dequantize(row, out);
+}
+
+void query_group_sums(const QuantSpec& spec, const float* q, int n, float* qsum) {
+  RowCodec(spec, n).query_group_sums(q, qsum);
+}
+
+void scores_rows(const QuantSpec& spec, const float* q, const float* qsum, int n,
+                 const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
+  RowCodec(spec, n).scores(q, qsum, rows, stride, n_rows, out);
+}
+
+void accumulate_rows(const QuantSpec& spec, const float* p, const uint8_t* rows, size_t stride,
+                     int64_t n_rows, int n, float* acc) {
+  RowCodec(spec, n).accumulate(p, rows, stride, n_rows, acc);
+}
+
+}  // namespace akvq::kv

@@ -1,0 +1,143 @@
+// Packed per-token group quantization for the AKVQ cache, and the attention kernels that work on
+// the packed rows directly (no dequantized copy).
+//
+// A row holds n values (one token of one KV head, usually already WHT-rotated) split into
+// n_groups = n / G groups of G consecutive values. Every group g is stored as
+//     x̂ᵢ = offset_g + scale_g · L[codeᵢ]          (i in group g)
+// with fp16 scale_g and offset_g and b-bit codes; L is the spec's level table:
+//   Uniform  (asymmetric min/max RTN): L[c] = c, range [lo, hi] = clip·[min, max] of the group,
+//            scale = (hi − lo) / (2ᵇ − 1), offset = lo, code = clamp(round((x − lo) / scale)).
+//            (round half to even; scale and lo are rounded to fp16 before the codes are taken).
+//   Gaussian (Lloyd–Max levels for N(0,1), b <= 4): L = the optimal b-bit codebook of a standard
+//            normal, offset = group mean, scale = clip · group std (population), code = nearest
+//            level of (x − offset) / scale.
+// A constant group (max == min) stores scale 0 and offset = the value (exact up to fp16).
+//
+// Row layout (bytes_per_row(spec, n) = 4·n_groups + n·b/8, no padding, any alignment):
+//   [n_groups × {fp16 scale, fp16 offset}]  then the codes of group 0, group 1, ...
+// Codes are one LSB-first bit stream: value j of a row occupies bits [b·j, b·j + b) of the code
+// bytes, so every 8 values take exactly b bytes (2-bit: 4 per byte, 3-bit: 8 in 3 bytes,
+// 4-bit: low nibble first). G must be a multiple of 8.
+//
+// Attention on packed rows, for a (rotated) query q̃[n]:
+//   score_t = q̃·x̂_t = Σ_g ( scale_g · Σ_{i∈g} q̃ᵢ·L[codeᵢ] + offset_g · Σ_{i∈g} q̃ᵢ )
+// where Σ_{i∈g} q̃ᵢ is computed once per query (query_group_sums). Value accumulation
+//   acc[i] += Σ_t p_t · x̂_t[i] = Σ_t (p_t·scale_g)·L[codeᵢ] + Σ_t p_t·offset_g.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace akvq::kv {
+
+enum class Levels { Uniform, Gaussian };
+
+struct QuantSpec {
+  int bits = 2;                      // 2, 3, 4 or 8 (Gaussian: 2, 3 or 4)
+  int group = 0;                     // values per group, a multiple of 8 dividing n; 0 = default
+  float clip = 1.0f;                 // finite > 0; Uniform: range = clip·[min, max], Gaussian:
+                                     // scale = clip·std (usually <= 1 for Uniform)
+  Levels levels = Levels::Uniform;
+
+  // Throws InvalidArgument naming the field ("bits", "group", "clip", "levels") when the spec
+  // cannot quantize rows of n values (n = head_dim).
+  void validate(int n) const;
+  // The group size used for rows of n values: `group`, or when 0 the default = the largest
+  // multiple of 8 that divides n and is <= 128 (n itself when n <= 128).
+  int group_size(int n) const;
+};
+
+// "uniform" / "gaussian" (case-sensitive); throws InvalidArgument naming "levels" otherwise.
+Levels parse_levels(const std::string& s);
+const char* levels_name(Levels l);
+
+// The level table L[2^bits] of a spec (Uniform: 0, 1, ..., 2^b − 1; Gaussian: the Lloyd–Max
+// codebook of N(0,1), ascending, computed once by Lloyd iteration in double precision).
+const float* level_table(int bits, Levels levels);
+
+size_t bytes_per_row(const QuantSpec& spec, int n);
+
+// out[bytes_per_row] = packed x[n].
+void quantize_row(const QuantSpec& spec, const float* x, int n, uint8_t* out);
+// out[n] = x̂ of the packed row.
+void dequantize_row(const QuantSpec& spec, const uint8_t* row, int n, float* out);
+
+// A validated spec bound to a row length, with the kernels chosen once (use this in hot loops;
+// the free functions above and below build one per call). Cheap to copy.
+class RowCodec {
+ public:
+  RowCodec(const QuantSpec& spec, int n);  // validates
+
+  const QuantSpec& spec() const { return spec_; }
+  int n() const { return n_; }
+  int group() const { return group_; }
+  int n_groups() const { return n_ / group_; }
+  size_t row_bytes() const { return row_bytes_; }
+  const float* levels() const { return levels_; }
+
+  void quantize(const float* x, uint8_t* out) const;            // x[n] -> out[row_bytes]
+  // n_rows rows: x + r·x_stride (floats), out + r·out_stride (bytes).
+  void quantize_rows(const float* x, int64_t x_stride, int64_t n_rows, uint8_t* out,
+                     size_t out_stride) const;
+  void dequantize(const uint8_t* row, float* out) const;        // row -> out[n]
+
+  // qsum[n_groups] = per-group sums of q[n] (once per query, for scores()).
+  void query_group_sums(const float* q, float* qsum) const;
+  // out[t] = q · x̂_t for the n_rows packed rows at rows + t·stride (bytes), t in [0, n_rows).
+  void scores(const float* q, const float* qsum, const uint8_t* rows, size_t stride, int64_t n_rows,
+              float* out) const;
+  // acc[n] += Σ_t p[t] · x̂_t over the same kind of rows.
+  void accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows,
+                  float* acc) const;
+
+  // Whether the SIMD kernels serve this spec (false: scalar reference kernels).
+  bool simd() const { return simd_; }
+
+ private:
+  QuantSpec spec_;
+  int n_ = 0;
+  int group_ = 0;
+  size_t row_bytes_ = 0;
+  const float* levels_ = nullptr;
+  bool simd_ = false;
+};
+
+// Free-function forms of the attention kernels (validate, then dispatch like RowCodec).
+void query_group_sums(const QuantSpec& spec, const float* q, int n, float* qsum);
+void scores_rows(const QuantSpec& spec, const float* q, const float* qsum, int n,
+                 const uint8_t* rows, size_t stride, int64_t n_rows, float* out);
+void accumulate_rows(const QuantSpec& spec, const float* p, const uint8_t* rows, size_t stride,
+                     int64_t n_rows, int n, float* acc);
+
+// Scalar references of every kernel (used by the parity tests and as the fallback). They take a
+// validated spec, resolved group size and level table.
+namespace ref {
+void quantize_row(const QuantSpec& spec, int group, const float* levels, const float* x, int n,
+                  uint8_t* out);
+void dequantize_row(const QuantSpec& spec, int group, const float* levels, const uint8_t* row,
+                    int n, float* out);
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
+            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
+            float* out);
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
+                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc);
+// Code j (0 <= j < n) of a packed row's code stream.
+inline unsigned code_at(const uint8_t* codes, int bits, int j) {
+  const int bit = bits * j;
+  unsigned w = codes[bit >> 3];
+  if ((bit & 7) + bits > 8) w |= static_cast<unsigned>(codes[(bit >> 3) + 1]) << 8;
+  return (w >> (bit & 7)) & ((1u << bits) - 1);
+}
+}  // namespace ref
+
+// SIMD kernels (quant_avx2.cpp); `available` says whether this build has them for the spec.
+namespace simd {
+bool available(const QuantSpec& spec, int group);
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
+            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
+            float* out);
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
+                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc);
+}  // namespace simd
+
+}  // namespace akvq::kv

@@ -1,0 +1,293 @@
+// AVX2 attention kernels over packed KV rows (layout in quant.h). Codes are expanded 8 at a time
+// into int32 lanes with one variable shift (vpsrlvd) of a broadcast word and a mask, then mapped
+// to levels: uniform -> int->float convert, Gaussian -> a lane permute of the level table (two
+// permutes and a blend for 16 levels). Scores keep 2 accumulators per group and reduce 4 rows
+// at a time with horizontal adds; accumulate keeps a tile of up to 64 output channels in
+// registers while it walks the rows, and adds the per-group offset sums at the end.
+#include <algorithm>
+#include <cstring>
+
+#include "cpu/simd.h"
+#include "kv/quant.h"
+
+namespace akvq::kv::simd {
+
+#ifdef AKVQ_AVX2
+
+namespace {
+
+constexpr int kMaxGroups = 64;
+constexpr int64_t kRowBlock = 64;  // rows per block when a row spans several column tiles
+
+inline float half_at(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// 8 codes of B bits from p[B bytes] into int32 lanes.
+template <int B>
+inline __m256i unpack8(const uint8_t* p);
+
+template <>
+inline __m256i unpack8<2>(const uint8_t* p) {
+  uint16_t w;
+  std::memcpy(&w, p, 2);
+  const __m256i v = _mm256_set1_epi32(w);
+  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                          _mm256_set1_epi32(3));
+}
+template <>
+inline __m256i unpack8<3>(const uint8_t* p) {
+  const uint32_t w = p[0] | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16);
+  const __m256i v = _mm256_set1_epi32(static_cast<int>(w));
+  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21)),
+                          _mm256_set1_epi32(7));
+}
+template <>
+inline __m256i unpack8<4>(const uint8_t* p) {
+  uint32_t w;
+  std::memcpy(&w, p, 4);
+  const __m256i v = _mm256_set1_epi32(static_cast<int>(w));
+  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                          _mm256_set1_epi32(15));
+}
+template <>
+inline __m256i unpack8<8>(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
+// 16 codes of 2 bits from p[4 bytes]: values 0..7 in a, 8..15 in b.
+inline void unpack16_2(const uint8_t* p, __m256i& a, __m256i& b) {
+  uint32_t w;
+  std::memcpy(&w, p, 4);
+  const __m256i v = _mm256_set1_epi32(static_cast<int>(w));
+  const __m256i m = _mm256_set1_epi32(3);
+  a = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)), m);
+  b = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30)), m);
+}
+
+struct Lut {
+  __m256 lo, hi;  // levels 0..7 and 8..15 (Gaussian only)
+};
+
+template <int B, bool kGauss>
+Lut make_lut(const float* levels) {
+  Lut L{_mm256_setzero_ps(), _mm256_setzero_ps()};
+  if (kGauss) {
+    float t[16] = {};
+    for (int i = 0; i < (1 << B) && i < 16; ++i) t[i] = levels[i];
+    L.lo = _mm256_loadu_ps(t);
+    L.hi = _mm256_loadu_ps(t + 8);
+  }
+  return L;
+}
+
+template <int B, bool kGauss>
+inline __m256 level(__m256i c, const Lut& L) {
+  if constexpr (!kGauss) {
+    return _mm256_cvtepi32_ps(c);
+  } else if constexpr (B <= 3) {
+    return _mm256_permutevar8x32_ps(L.lo, c);
+  } else {
+    const __m256 lo = _mm256_permutevar8x32_ps(L.lo, c);
+    const __m256 hi = _mm256_permutevar8x32_ps(L.hi, c);
+    return _mm256_blendv_ps(lo, hi, _mm256_castsi256_ps(_mm256_slli_epi32(c, 28)));
+  }
+}
+
+// ---------------------------------------------------------------- scores
+
+// Σ_g scale_g · (q_g · L[codes_g]) as a vector of partial sums; *off = Σ_g offset_g · qsum_g.
+template <int B, bool kGauss, int CPG>
+inline __m256 row_dot(const uint8_t* row, int ng, int cpg_rt, const float* q, const float* qsum,
+                      const Lut& L, float* off) {
+  const int cpg = CPG ? CPG : cpg_rt;
+  const uint8_t* codes = row + 4 * ng;
+  __m256 r = _mm256_setzero_ps();
+  float o = 0;
+  for (int g = 0; g < ng; ++g) {
+    const float s = half_at(row + 4 * g);
+    o += half_at(row + 4 * g + 2) * qsum[g];
+    const uint8_t* c = codes + g * cpg * B;
+    const float* qg = q + g * cpg * 8;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 2 <= cpg; k += 2) {
+      __m256i c0, c1;
+      if constexpr (B == 2) {
+        unpack16_2(c + k * B, c0, c1);
+      } else {
+        c0 = unpack8<B>(c + k * B);
+        c1 = unpack8<B>(c + (k + 1) * B);
+      }
+      a0 = _mm256_fmadd_ps(level<B, kGauss>(c0, L), _mm256_loadu_ps(qg + 8 * k), a0);
+      a1 = _mm256_fmadd_ps(level<B, kGauss>(c1, L), _mm256_loadu_ps(qg + 8 * k + 8), a1);
+    }
+    if (k < cpg) a0 = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(c + k * B), L), _mm256_loadu_ps(qg + 8 * k), a0);
+    r = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(s), r);
+  }
+  *off = o;
+  return r;
+}
+
+template <int B, bool kGauss, int CPG>
+void scores_k(int group, const float* levels, const float* q, const float* qsum, int n,
+              const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
+  const int ng = n / group, cpg = group / 8;
+  const Lut L = make_lut<B, kGauss>(levels);
+  int64_t t = 0;
+  for (; t + 4 <= n_rows; t += 4) {
+    alignas(16) float off[4];
+    const uint8_t* r0 = rows + t * stride;
+    const __m256 v0 = row_dot<B, kGauss, CPG>(r0, ng, cpg, q, qsum, L, &off[0]);
+    const __m256 v1 = row_dot<B, kGauss, CPG>(r0 + stride, ng, cpg, q, qsum, L, &off[1]);
+    const __m256 v2 = row_dot<B, kGauss, CPG>(r0 + 2 * stride, ng, cpg, q, qsum, L, &off[2]);
+    const __m256 v3 = row_dot<B, kGauss, CPG>(r0 + 3 * stride, ng, cpg, q, qsum, L, &off[3]);
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v0, v1), _mm256_hadd_ps(v2, v3));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(out + t, _mm_add_ps(s, _mm_load_ps(off)));
+  }
+  for (; t < n_rows; ++t) {
+    float off;
+    const __m256 v = row_dot<B, kGauss, CPG>(rows + t * stride, ng, cpg, q, qsum, L, &off);
+    out[t] = cpu::hsum(v) + off;
+  }
+}
+
+template <int B, bool kGauss>
+void scores_cpg(int group, const float* levels, const float* q, const float* qsum, int n,
+                const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
+  switch (group / 8) {
+    case 4: return scores_k<B, kGauss, 4>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    case 8: return scores_k<B, kGauss, 8>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    case 16: return scores_k<B, kGauss, 16>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    default: return scores_k<B, kGauss, 0>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+  }
+}
+
+// ---------------------------------------------------------------- accumulate
+
+// acc[8·NCH] (channels chunk0·8 ...) += Σ_t p_t · scale_{t,g} · L[codes], rows [t0, t1).
+template <int B, bool kGauss, int NCH>
+void acc_tile(const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng,
+              int g, int chunk0, const Lut& L, float* acc) {
+  __m256 a[NCH];
+  for (int c = 0; c < NCH; ++c) a[c] = _mm256_loadu_ps(acc + 8 * c);
+  const size_t code_off = 4 * static_cast<size_t>(ng) + static_cast<size_t>(chunk0) * B;
+  for (int64_t t = t0; t < t1; ++t) {
+    const uint8_t* row = rows + t * stride;
+    const __m256 w = _mm256_set1_ps(p[t] * half_at(row + 4 * g));
+    const uint8_t* codes = row + code_off;
+    int c = 0;
+    if constexpr (B == 2) {
+      for (; c + 2 <= NCH; c += 2) {
+        __m256i c0, c1;
+        unpack16_2(codes + c * B, c0, c1);
+        a[c] = _mm256_fmadd_ps(level<B, kGauss>(c0, L), w, a[c]);
+        a[c + 1] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), w, a[c + 1]);
+      }
+    }
+    for (; c < NCH; ++c) a[c] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(codes + c * B), L), w, a[c]);
+  }
+  for (int c = 0; c < NCH; ++c) _mm256_storeu_ps(acc + 8 * c, a[c]);
+}
+
+template <int B, bool kGauss>
+void acc_tile_n(int nch, const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1,
+                int ng, int g, int chunk0, const Lut& L, float* acc) {
+  switch (nch) {
+    case 8: return acc_tile<B, kGauss, 8>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+    case 7: return acc_tile<B, kGauss, 7>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+    case 6: return acc_tile<B, kGauss, 6>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+    case 5: return acc_tile<B, kGauss, 5>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+    case 4: return acc_tile<B, kGauss, 4>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+    case 3: return acc_tile<B, kGauss, 3>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+    case 2: return acc_tile<B, kGauss, 2>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+    default: return acc_tile<B, kGauss, 1>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+  }
+}
+
+template <int B, bool kGauss>
+void accumulate_k(int group, const float* levels, const float* p, const uint8_t* rows,
+                  size_t stride, int64_t n_rows, int n, float* acc) {
+  const int ng = n / group, cpg = group / 8;
+  int nch = 8;
+  while (cpg % nch != 0) --nch;  // largest divisor of cpg that is <= 8: tiles stay in one group
+  const Lut L = make_lut<B, kGauss>(levels);
+  float osum[kMaxGroups] = {};
+  const int64_t block = (ng * cpg / nch > 1) ? kRowBlock : n_rows;
+  for (int64_t t0 = 0; t0 < n_rows; t0 += block) {
+    const int64_t t1 = std::min(n_rows, t0 + block);
+    for (int g = 0; g < ng; ++g) {
+      for (int k = 0; k < cpg; k += nch) {
+        acc_tile_n<B, kGauss>(nch, p, rows, stride, t0, t1, ng, g, g * cpg + k, L, acc + (g * cpg + k) * 8);
+      }
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      const uint8_t* row = rows + t * stride;
+      for (int g = 0; g < ng; ++g) osum[g] += p[t] * half_at(row + 4 * g + 2);
+    }
+  }
+  for (int g = 0; g < ng; ++g) {
+    const __m256 o = _mm256_set1_ps(osum[g]);
+    for (int j = g * group; j < (g + 1) * group; j += 8) {
+      _mm256_storeu_ps(acc + j, _mm256_add_ps(_mm256_loadu_ps(acc + j), o));
+    }
+  }
+}
+
+}  // namespace
+
+bool available(const QuantSpec& spec, int group) {
+  if (group <= 0 || group % 8 != 0) return false;
+  if (spec.bits == 8 && spec.levels != Levels::Uniform) return false;
+  return spec.bits == 2 || spec.bits == 3 || spec.bits == 4 || spec.bits == 8;
+}
+
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
+            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
+            float* out) {
+  const bool gs = spec.levels == Levels::Gaussian;
+  switch (spec.bits) {
+    case 2: return gs ? scores_cpg<2, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
+                      : scores_cpg<2, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    case 3: return gs ? scores_cpg<3, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
+                      : scores_cpg<3, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    case 4: return gs ? scores_cpg<4, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
+                      : scores_cpg<4, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    default: return scores_cpg<8, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+  }
+}
+
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
+                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc) {
+  if (n / group > kMaxGroups) return ref::accumulate(spec, group, levels, p, rows, stride, n_rows, n, acc);
+  const bool gs = spec.levels == Levels::Gaussian;
+  switch (spec.bits) {
+    case 2: return gs ? accumulate_k<2, true>(group, levels, p, rows, stride, n_rows, n, acc)
+                      : accumulate_k<2, false>(group, levels, p, rows, stride, n_rows, n, acc);
+    case 3: return gs ? accumulate_k<3, true>(group, levels, p, rows, stride, n_rows, n, acc)
+                      : accumulate_k<3, false>(group, levels, p, rows, stride, n_rows, n, acc);
+    case 4: return gs ? accumulate_k<4, true>(group, levels, p, rows, stride, n_rows, n, acc)
+                      : accumulate_k<4, false>(group, levels, p, rows, stride, n_rows, n, acc);
+    default: return accumulate_k<8, false>(group, levels, p, rows, stride, n_rows, n, acc);
+  }
+}
+
+#else  // no AVX2: the scalar references serve every spec
+
+bool available(const QuantSpec&, int) { return false; }
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
+            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
+            float* out) {
+  ref::scores(spec, group, levels, q, qsum, n, rows, stride, n_rows, out);
+}
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
+                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc) {
+  ref::accumulate(spec, group, levels, p, rows, stride, n_rows, n, acc);
+}
+
+#endif
+
+}  // namespace akvq::kv::simd

@@ -1,0 +1,153 @@
+// Scalar reference kernels of the packed KV rows: quantize, dequantize, scores, accumulate.
+// Quantization is also the production path (it runs once per token leaving the fp16 window).
+#include <akvq/error.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/fp16.h"
+#include "kv/quant.h"
+
+namespace akvq::kv::ref {
+
+namespace {
+
+// Forces v to be rounded to float before it is used (no FMA contraction across it), so the
+// uniform quantizer reproduces a plain float32 numpy evaluation of the same formula.
+inline float opaque(float v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(v));
+  return v;
+#else
+  volatile float t = v;
+  return t;
+#endif
+}
+
+inline uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+inline void wr16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v & 0xff);
+  p[1] = static_cast<uint8_t>(v >> 8);
+}
+
+// Writes b-bit code c as value j of the LSB-first code stream (bytes must start zeroed).
+inline void put_code(uint8_t* codes, int bits, int j, unsigned c) {
+  const int bit = bits * j;
+  const unsigned w = c << (bit & 7);
+  codes[bit >> 3] = static_cast<uint8_t>(codes[bit >> 3] | (w & 0xff));
+  if ((bit & 7) + bits > 8) codes[(bit >> 3) + 1] = static_cast<uint8_t>(codes[(bit >> 3) + 1] | (w >> 8));
+}
+
+// Nearest level of z in the ascending table lv[k] (ties go to the lower level).
+inline unsigned nearest(const float* lv, int k, float z) {
+  unsigned c = 0;
+  for (int i = 0; i + 1 < k; ++i) c += z > 0.5f * (lv[i] + lv[i + 1]) ? 1u : 0u;
+  return c;
+}
+
+}  // namespace
+
+void quantize_row(const QuantSpec& spec, int group, const float* levels, const float* x, int n,
+                  uint8_t* out) {
+  const int ng = n / group;
+  const int bits = spec.bits;
+  const unsigned qmax = (1u << bits) - 1;
+  uint8_t* codes = out + 4 * ng;
+  std::memset(codes, 0, static_cast<size_t>(n) * bits / 8);
+  for (int g = 0; g < ng; ++g) {
+    const float* xg = x + g * group;
+    float mn = xg[0], mx = xg[0];
+    for (int i = 1; i < group; ++i) {
+      mn = std::min(mn, xg[i]);
+      mx = std::max(mx, xg[i]);
+    }
+    uint16_t sh = 0, oh = 0;
+    if (mx == mn) {  // constant group: exact (up to fp16) with scale 0
+      oh = f32_to_fp16(mn);
+    } else if (spec.levels == Levels::Uniform) {
+      const float lo = opaque(spec.clip * mn), hi = opaque(spec.clip * mx);
+      sh = f32_to_fp16(opaque(hi - lo) / static_cast<float>(qmax));
+      oh = f32_to_fp16(lo);
+      const float s = fp16_to_f32(sh), o = fp16_to_f32(oh);
+      if (s != 0.0f) {
+        for (int i = 0; i < group; ++i) {
+          float v = std::nearbyint(opaque(xg[i] - o) / s);
+          v = v >= 0.0f ? std::min(v, static_cast<float>(qmax)) : 0.0f;  // also maps NaN to 0
+          put_code(codes, bits, g * group + i, static_cast<unsigned>(v));
+        }
+      }
+    } else {  // Gaussian: offset = mean, scale = clip · std, nearest Lloyd–Max level
+      double sum = 0;
+      for (int i = 0; i < group; ++i) sum += xg[i];
+      const double mean = sum / group;
+      double ss = 0;
+      for (int i = 0; i < group; ++i) ss += (xg[i] - mean) * (xg[i] - mean);
+      const double sd = std::sqrt(ss / group);
+      sh = f32_to_fp16(static_cast<float>(spec.clip * sd));
+      oh = f32_to_fp16(static_cast<float>(mean));
+      const float s = fp16_to_f32(sh), o = fp16_to_f32(oh);
+      if (s != 0.0f) {
+        const int k = 1 << bits;
+        for (int i = 0; i < group; ++i) {
+          put_code(codes, bits, g * group + i, nearest(levels, k, (xg[i] - o) / s));
+        }
+      }
+    }
+    wr16(out + 4 * g, sh);
+    wr16(out + 4 * g + 2, oh);
+  }
+}
+
+void dequantize_row(const QuantSpec& spec, int group, const float* levels, const uint8_t* row,
+                    int n, float* out) {
+  const int ng = n / group;
+  const uint8_t* codes = row + 4 * ng;
+  for (int g = 0; g < ng; ++g) {
+    const float s = fp16_to_f32(rd16(row + 4 * g)), o = fp16_to_f32(rd16(row + 4 * g + 2));
+    for (int i = 0; i < group; ++i) {
+      const int j = g * group + i;
+      out[j] = o + s * levels[code_at(codes, spec.bits, j)];
+    }
+  }
+}
+
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
+            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
+            float* out) {
+  const int ng = n / group;
+  for (int64_t t = 0; t < n_rows; ++t) {
+    const uint8_t* row = rows + t * stride;
+    const uint8_t* codes = row + 4 * ng;
+    float acc = 0;
+    for (int g = 0; g < ng; ++g) {
+      const float s = fp16_to_f32(rd16(row + 4 * g)), o = fp16_to_f32(rd16(row + 4 * g + 2));
+      float d = 0;
+      for (int i = 0; i < group; ++i) {
+        const int j = g * group + i;
+        d += q[j] * levels[code_at(codes, spec.bits, j)];
+      }
+      acc += s * d + o * qsum[g];
+    }
+    out[t] = acc;
+  }
+}
+
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
+                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc) {
+  const int ng = n / group;
+  for (int64_t t = 0; t < n_rows; ++t) {
+    const uint8_t* row = rows + t * stride;
+    const uint8_t* codes = row + 4 * ng;
+    for (int g = 0; g < ng; ++g) {
+      const float w = p[t] * fp16_to_f32(rd16(row + 4 * g));
+      const float po = p[t] * fp16_to_f32(rd16(row + 4 * g + 2));
+      for (int i = 0; i < group; ++i) {
+        const int j = g * group + i;
+        acc[j] += w * levels[code_at(codes, spec.bits, j)] + po;
+      }
+    }
+  }
+}
+
+}  // namespace akvq::kv::ref
