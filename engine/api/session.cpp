@@ -1,4 +1,5 @@
 // Session: KV cache + workspace + thread pool over a shared Model; chunked evaluation.
+#include <algorithm>
 #include <string>
 
 #include "akvq/error.h"
