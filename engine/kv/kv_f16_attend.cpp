@@ -2,7 +2,8 @@
 //
 // A work item is (kv head, block of queries, split of the sequence). Its rows are the query
 // heads that share the kv head (GQA group) for each query in the block, so every K/V block is
-// converted to f32 once and reused by all rows. Per block of kBlock cached tokens:
+// converted to f32 once and reused by all rows (with few queries, e.g. decode, an item takes
+// one head so that the threads get enough items). Per block of kBlock cached tokens:
 //   S[r, j] = (scale q_r) · K[j]         (same summation order for any batching: prefill and
 //                                          decode give bit-identical rows below the split-K size)
 //   m_r' = max(m_r, max_j S[r, j]);  acc_r *= exp(m_r - m_r');  l_r *= exp(m_r - m_r')
@@ -50,13 +51,17 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
                           " is not a multiple of n_head_kv = " + std::to_string(n_head_kv));
   }
   const int group = n_head / n_head_kv;
+  const int nth = pool.size();
   const int qb = std::max(1, std::min(n_q, kRowsItem / group));  // queries per item
   const int n_qblk = (n_q + qb - 1) / qb;
-  const int rows_max = qb * group;
+  // heads per item: the whole GQA group (K/V blocks shared), or one head when there would be
+  // too few items for the threads (decode)
+  const int hpi = n_head_kv * n_qblk < 4 * nth ? 1 : group;
+  const int n_sub = group / hpi;  // items per (kv head, query block)
+  const int rows_max = qb * hpi;
 
   // split-K: only when the items alone cannot keep the threads evenly busy
-  const int items = n_head_kv * n_qblk;
-  const int nth = pool.size();
+  const int items = n_head_kv * n_sub * n_qblk;
   int n_split = 1;
   if (nth > 1 && items < 8 * nth && n_kv >= 2 * kMinSplit) {
     n_split = std::min((8 * nth + items - 1) / items, n_kv / kMinSplit);
@@ -77,10 +82,12 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
 
   pool.run(items * n_split, [&](int task, int thread) {
     const int s = task % n_split;
-    const int kvh = (task / n_split) % n_head_kv;
-    const int blk = zigzag(task / n_split / n_head_kv, n_qblk);
+    const int sub = (task / n_split) % n_sub;
+    const int kvh = (task / n_split / n_sub) % n_head_kv;
+    const int blk = zigzag(task / n_split / n_sub / n_head_kv, n_qblk);
     const int i0 = blk * qb, i1 = std::min(n_q, i0 + qb);
-    const int nr = (i1 - i0) * group;
+    const int h0 = kvh * group + sub * hpi;  // first query head of this item
+    const int nr = (i1 - i0) * hpi;
     float* Q = scratch_[thread].data();   // [nr, hd] scaled queries
     float* S = Q + rows_max * hd;         // [nr, kBlock] scores
     float* acc = S + rows_max * kBlock;   // [nr, hd]
@@ -89,9 +96,9 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
     float* Kf = l + rows_max;             // [kBlock, hd] K block in f32
     float* Vf = Kf + kBlock * hd;         // [kBlock, hd] V block in f32
 
-    // row r = (query i0 + r / group, head kvh * group + r % group)
+    // row r = (query i0 + r / hpi, head h0 + r % hpi)
     for (int r = 0; r < nr; ++r) {
-      const int i = i0 + r / group, h = kvh * group + r % group;
+      const int i = i0 + r / hpi, h = h0 + r % hpi;
       const float* qr = q + (static_cast<int64_t>(i) * n_head + h) * hd;
       for (int d = 0; d < hd; ++d) Q[r * hd + d] = qr[d] * scale;
       std::fill(acc + r * hd, acc + (r + 1) * hd, 0.0f);
@@ -111,7 +118,7 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
         tile::f16_to_f32(vh + (b + j) * stride, Vf + j * hd, hd);
       }
       for (int r = 0; r < nr; ++r) {
-        const int i = i0 + r / group;
+        const int i = i0 + r / hpi;
         const int nbr = std::min(nb, n_kv - n_q + i + 1 - b);  // causal limit of this row
         if (nbr <= 0) continue;
         float* sr = S + r * kBlock;
@@ -137,7 +144,7 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
       }
     }
     for (int r = 0; r < nr; ++r) {
-      const int i = i0 + r / group, h = kvh * group + r % group;
+      const int i = i0 + r / hpi, h = h0 + r % hpi;
       const int64_t pair = static_cast<int64_t>(i) * n_head + h;
       const float* ar = acc + r * hd;
       if (n_split == 1) {
