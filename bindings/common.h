@@ -10,4 +10,5 @@ void init_ops(nb::module_& m);
 void init_tokenizer(nb::module_& m);
 void init_sampling(nb::module_& m);
 void init_model(nb::module_& m);
+void init_kvq(nb::module_& m);
 }  // namespace akvq::bind

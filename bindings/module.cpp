@@ -11,4 +11,5 @@ NB_MODULE(_akvq, m) {
   akvq::bind::init_tokenizer(m);
   akvq::bind::init_sampling(m);
   akvq::bind::init_model(m);
+  akvq::bind::init_kvq(m);
 }

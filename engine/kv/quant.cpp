@@ -64,7 +64,9 @@ Levels parse_levels(const std::string& s) {
   bad("levels", "must be 'uniform' or 'gaussian' (got '" + s + "')");
 }
 
-const char* levels_name(Levels l) { return l == Levels::Gaussian ? "gaussian" : "uniform"; }
+const char* levels_name(Levels l) {
+  return l == Levels::Gaussian ? "gaussian" : "uniform";
+}
 
 int QuantSpec::group_size(int n) const {
   if (group != 0) return group;
@@ -81,8 +83,10 @@ void QuantSpec::validate(int n) const {
   }
   if (levels != Levels::Uniform && levels != Levels::Gaussian) bad("levels", "is not a known level kind");
   if (levels == Levels::Gaussian && bits == 8) bad("levels", "'gaussian' supports 2, 3 or 4 bits (got 8)");
-  if (!(std::isfinite(clip) && clip > 0.0f)) bad("clip", "must be a finite number > 0 (got " + std::to_string(clip) + ")");
-  if (n <= 0 || n % 8 != 0) bad("group", "row length (head_dim) must be a positive multiple of 8 (got " + std::to_string(n) + ")");
+  if (!(std::isfinite(clip) && clip > 0.0f))
+    bad("clip", "must be a finite number > 0 (got " + std::to_string(clip) + ")");
+  if (n <= 0 || n % 8 != 0)
+    bad("group", "row length (head_dim) must be a positive multiple of 8 (got " + std::to_string(n) + ")");
   if (group < 0) bad("group", "must be >= 0 (got " + std::to_string(group) + ")");
   const int g = group_size(n);
   if (g % 8 != 0 || n % g != 0) {
@@ -91,7 +95,8 @@ void QuantSpec::validate(int n) const {
 }
 
 const float* level_table(int bits, Levels levels) {
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8) bad("bits", "must be 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+    bad("bits", "must be 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");
   const Tables& t = tables();
   if (levels == Levels::Gaussian) {
     if (bits == 8) bad("levels", "'gaussian' supports 2, 3 or 4 bits (got 8)");
@@ -120,8 +125,7 @@ void RowCodec::quantize(const float* x, uint8_t* out) const {
   ref::quantize_row(spec_, group_, levels_, x, n_, out);
 }
 
-void RowCodec::quantize_rows(const float* x, int64_t x_stride, int64_t n_rows, uint8_t* out,
-                             size_t out_stride) const {
+void RowCodec::quantize_rows(const float* x, int64_t x_stride, int64_t n_rows, uint8_t* out, size_t out_stride) const {
   for (int64_t r = 0; r < n_rows; ++r) {
     ref::quantize_row(spec_, group_, levels_, x + r * x_stride, n_, out + r * out_stride);
   }
@@ -139,8 +143,8 @@ void RowCodec::query_group_sums(const float* q, float* qsum) const {
   }
 }
 
-void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, size_t stride,
-                      int64_t n_rows, float* out) const {
+void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, size_t stride, int64_t n_rows,
+                      float* out) const {
   if (n_rows <= 0) return;
   if (simd_) {
     simd::scores(spec_, group_, levels_, q, qsum, n_, rows, stride, n_rows, out);
@@ -149,8 +153,7 @@ void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, si
   }
 }
 
-void RowCodec::accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows,
-                          float* acc) const {
+void RowCodec::accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows, float* acc) const {
   if (n_rows <= 0) return;
   if (simd_) {
     simd::accumulate(spec_, group_, levels_, p, rows, stride, n_rows, n_, acc);
@@ -173,13 +176,13 @@ void query_group_sums(const QuantSpec& spec, const float* q, int n, float* qsum)
   RowCodec(spec, n).query_group_sums(q, qsum);
 }
 
-void scores_rows(const QuantSpec& spec, const float* q, const float* qsum, int n,
-                 const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
+void scores_rows(const QuantSpec& spec, const float* q, const float* qsum, int n, const uint8_t* rows, size_t stride,
+                 int64_t n_rows, float* out) {
   RowCodec(spec, n).scores(q, qsum, rows, stride, n_rows, out);
 }
 
-void accumulate_rows(const QuantSpec& spec, const float* p, const uint8_t* rows, size_t stride,
-                     int64_t n_rows, int n, float* acc) {
+void accumulate_rows(const QuantSpec& spec, const float* p, const uint8_t* rows, size_t stride, int64_t n_rows, int n,
+                     float* acc) {
   RowCodec(spec, n).accumulate(p, rows, stride, n_rows, acc);
 }
 

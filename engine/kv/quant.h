@@ -33,10 +33,10 @@ namespace akvq::kv {
 enum class Levels { Uniform, Gaussian };
 
 struct QuantSpec {
-  int bits = 2;                      // 2, 3, 4 or 8 (Gaussian: 2, 3 or 4)
-  int group = 0;                     // values per group, a multiple of 8 dividing n; 0 = default
-  float clip = 1.0f;                 // finite > 0; Uniform: range = clip·[min, max], Gaussian:
-                                     // scale = clip·std (usually <= 1 for Uniform)
+  int bits = 2;       // 2, 3, 4 or 8 (Gaussian: 2, 3 or 4)
+  int group = 0;      // values per group, a multiple of 8 dividing n; 0 = default
+  float clip = 1.0f;  // finite > 0; Uniform: range = clip·[min, max], Gaussian:
+                      // scale = clip·std (usually <= 1 for Uniform)
   Levels levels = Levels::Uniform;
 
   // Throws InvalidArgument naming the field ("bits", "group", "clip", "levels") when the spec
@@ -75,20 +75,17 @@ class RowCodec {
   size_t row_bytes() const { return row_bytes_; }
   const float* levels() const { return levels_; }
 
-  void quantize(const float* x, uint8_t* out) const;            // x[n] -> out[row_bytes]
+  void quantize(const float* x, uint8_t* out) const;  // x[n] -> out[row_bytes]
   // n_rows rows: x + r·x_stride (floats), out + r·out_stride (bytes).
-  void quantize_rows(const float* x, int64_t x_stride, int64_t n_rows, uint8_t* out,
-                     size_t out_stride) const;
-  void dequantize(const uint8_t* row, float* out) const;        // row -> out[n]
+  void quantize_rows(const float* x, int64_t x_stride, int64_t n_rows, uint8_t* out, size_t out_stride) const;
+  void dequantize(const uint8_t* row, float* out) const;  // row -> out[n]
 
   // qsum[n_groups] = per-group sums of q[n] (once per query, for scores()).
   void query_group_sums(const float* q, float* qsum) const;
   // out[t] = q · x̂_t for the n_rows packed rows at rows + t·stride (bytes), t in [0, n_rows).
-  void scores(const float* q, const float* qsum, const uint8_t* rows, size_t stride, int64_t n_rows,
-              float* out) const;
+  void scores(const float* q, const float* qsum, const uint8_t* rows, size_t stride, int64_t n_rows, float* out) const;
   // acc[n] += Σ_t p[t] · x̂_t over the same kind of rows.
-  void accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows,
-                  float* acc) const;
+  void accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows, float* acc) const;
 
   // Whether the SIMD kernels serve this spec (false: scalar reference kernels).
   bool simd() const { return simd_; }
@@ -104,23 +101,20 @@ class RowCodec {
 
 // Free-function forms of the attention kernels (validate, then dispatch like RowCodec).
 void query_group_sums(const QuantSpec& spec, const float* q, int n, float* qsum);
-void scores_rows(const QuantSpec& spec, const float* q, const float* qsum, int n,
-                 const uint8_t* rows, size_t stride, int64_t n_rows, float* out);
-void accumulate_rows(const QuantSpec& spec, const float* p, const uint8_t* rows, size_t stride,
-                     int64_t n_rows, int n, float* acc);
+void scores_rows(const QuantSpec& spec, const float* q, const float* qsum, int n, const uint8_t* rows, size_t stride,
+                 int64_t n_rows, float* out);
+void accumulate_rows(const QuantSpec& spec, const float* p, const uint8_t* rows, size_t stride, int64_t n_rows, int n,
+                     float* acc);
 
 // Scalar references of every kernel (used by the parity tests and as the fallback). They take a
 // validated spec, resolved group size and level table.
 namespace ref {
-void quantize_row(const QuantSpec& spec, int group, const float* levels, const float* x, int n,
-                  uint8_t* out);
-void dequantize_row(const QuantSpec& spec, int group, const float* levels, const uint8_t* row,
-                    int n, float* out);
-void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
-            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
-            float* out);
-void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
-                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc);
+void quantize_row(const QuantSpec& spec, int group, const float* levels, const float* x, int n, uint8_t* out);
+void dequantize_row(const QuantSpec& spec, int group, const float* levels, const uint8_t* row, int n, float* out);
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
+            const uint8_t* rows, size_t stride, int64_t n_rows, float* out);
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
+                size_t stride, int64_t n_rows, int n, float* acc);
 // Code j (0 <= j < n) of a packed row's code stream.
 inline unsigned code_at(const uint8_t* codes, int bits, int j) {
   const int bit = bits * j;
@@ -133,11 +127,10 @@ inline unsigned code_at(const uint8_t* codes, int bits, int j) {
 // SIMD kernels (quant_avx2.cpp); `available` says whether this build has them for the spec.
 namespace simd {
 bool available(const QuantSpec& spec, int group);
-void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
-            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
-            float* out);
-void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
-                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc);
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
+            const uint8_t* rows, size_t stride, int64_t n_rows, float* out);
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
+                size_t stride, int64_t n_rows, int n, float* acc);
 }  // namespace simd
 
 }  // namespace akvq::kv

@@ -34,23 +34,20 @@ inline __m256i unpack8<2>(const uint8_t* p) {
   uint16_t w;
   std::memcpy(&w, p, 2);
   const __m256i v = _mm256_set1_epi32(w);
-  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
-                          _mm256_set1_epi32(3));
+  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)), _mm256_set1_epi32(3));
 }
 template <>
 inline __m256i unpack8<3>(const uint8_t* p) {
   const uint32_t w = p[0] | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16);
   const __m256i v = _mm256_set1_epi32(static_cast<int>(w));
-  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21)),
-                          _mm256_set1_epi32(7));
+  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21)), _mm256_set1_epi32(7));
 }
 template <>
 inline __m256i unpack8<4>(const uint8_t* p) {
   uint32_t w;
   std::memcpy(&w, p, 4);
   const __m256i v = _mm256_set1_epi32(static_cast<int>(w));
-  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
-                          _mm256_set1_epi32(15));
+  return _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)), _mm256_set1_epi32(15));
 }
 template <>
 inline __m256i unpack8<8>(const uint8_t* p) {
@@ -98,66 +95,77 @@ inline __m256 level(__m256i c, const Lut& L) {
 
 // ---------------------------------------------------------------- scores
 
-// Σ_g scale_g · (q_g · L[codes_g]) as a vector of partial sums; *off = Σ_g offset_g · qsum_g.
-template <int B, bool kGauss, int CPG>
-inline __m256 row_dot(const uint8_t* row, int ng, int cpg_rt, const float* q, const float* qsum,
-                      const Lut& L, float* off) {
+// Scores of R consecutive rows, interleaved chunk by chunk (R independent FMA chains share each
+// load of q). out[u] = Σ_g scale_g · (q_g · L[codes_g]) + Σ_g offset_g · qsum_g.
+template <int B, bool kGauss, int CPG, int R>
+inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, const float* q, const float* qsum,
+                     const Lut& L, __m256* r, float* off) {
   const int cpg = CPG ? CPG : cpg_rt;
-  const uint8_t* codes = row + 4 * ng;
-  __m256 r = _mm256_setzero_ps();
-  float o = 0;
+  const size_t code0 = 4 * static_cast<size_t>(ng);
+#pragma GCC unroll 4
+  for (int u = 0; u < R; ++u) r[u] = _mm256_setzero_ps(), off[u] = 0.0f;
   for (int g = 0; g < ng; ++g) {
-    const float s = half_at(row + 4 * g);
-    o += half_at(row + 4 * g + 2) * qsum[g];
-    const uint8_t* c = codes + g * cpg * B;
+    __m256 a[R];
+#pragma GCC unroll 4
+    for (int u = 0; u < R; ++u) a[u] = _mm256_setzero_ps();
+    const size_t cg = code0 + static_cast<size_t>(g) * cpg * B;
     const float* qg = q + g * cpg * 8;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int k = 0;
-    for (; k + 2 <= cpg; k += 2) {
-      __m256i c0, c1;
-      if constexpr (B == 2) {
-        unpack16_2(c + k * B, c0, c1);
-      } else {
-        c0 = unpack8<B>(c + k * B);
-        c1 = unpack8<B>(c + (k + 1) * B);
+    if constexpr (B == 2) {
+#pragma GCC unroll 8
+      for (; k + 2 <= cpg; k += 2) {
+        const __m256 q0 = _mm256_loadu_ps(qg + 8 * k), q1 = _mm256_loadu_ps(qg + 8 * k + 8);
+#pragma GCC unroll 4
+        for (int u = 0; u < R; ++u) {
+          __m256i c0, c1;
+          unpack16_2(row0 + u * stride + cg + k * B, c0, c1);
+          a[u] = _mm256_fmadd_ps(level<B, kGauss>(c0, L), q0, a[u]);
+          a[u] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), q1, a[u]);
+        }
       }
-      a0 = _mm256_fmadd_ps(level<B, kGauss>(c0, L), _mm256_loadu_ps(qg + 8 * k), a0);
-      a1 = _mm256_fmadd_ps(level<B, kGauss>(c1, L), _mm256_loadu_ps(qg + 8 * k + 8), a1);
     }
-    if (k < cpg) a0 = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(c + k * B), L), _mm256_loadu_ps(qg + 8 * k), a0);
-    r = _mm256_fmadd_ps(_mm256_add_ps(a0, a1), _mm256_set1_ps(s), r);
+#pragma GCC unroll 16
+    for (; k < cpg; ++k) {
+      const __m256 q0 = _mm256_loadu_ps(qg + 8 * k);
+#pragma GCC unroll 4
+      for (int u = 0; u < R; ++u) {
+        a[u] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(row0 + u * stride + cg + k * B), L), q0, a[u]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int u = 0; u < R; ++u) {
+      const uint8_t* h = row0 + u * stride + 4 * g;
+      r[u] = _mm256_fmadd_ps(a[u], _mm256_set1_ps(half_at(h)), r[u]);
+      off[u] += half_at(h + 2) * qsum[g];
+    }
   }
-  *off = o;
-  return r;
 }
 
 template <int B, bool kGauss, int CPG>
-void scores_k(int group, const float* levels, const float* q, const float* qsum, int n,
-              const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
+void scores_k(int group, const float* levels, const float* q, const float* qsum, int n, const uint8_t* rows,
+              size_t stride, int64_t n_rows, float* out) {
   const int ng = n / group, cpg = group / 8;
   const Lut L = make_lut<B, kGauss>(levels);
   int64_t t = 0;
   for (; t + 4 <= n_rows; t += 4) {
     alignas(16) float off[4];
-    const uint8_t* r0 = rows + t * stride;
-    const __m256 v0 = row_dot<B, kGauss, CPG>(r0, ng, cpg, q, qsum, L, &off[0]);
-    const __m256 v1 = row_dot<B, kGauss, CPG>(r0 + stride, ng, cpg, q, qsum, L, &off[1]);
-    const __m256 v2 = row_dot<B, kGauss, CPG>(r0 + 2 * stride, ng, cpg, q, qsum, L, &off[2]);
-    const __m256 v3 = row_dot<B, kGauss, CPG>(r0 + 3 * stride, ng, cpg, q, qsum, L, &off[3]);
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v0, v1), _mm256_hadd_ps(v2, v3));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    __m256 v[4];
+    rows_dot<B, kGauss, CPG, 4>(rows + t * stride, stride, ng, cpg, q, qsum, L, v, off);
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
     _mm_storeu_ps(out + t, _mm_add_ps(s, _mm_load_ps(off)));
   }
   for (; t < n_rows; ++t) {
     float off;
-    const __m256 v = row_dot<B, kGauss, CPG>(rows + t * stride, ng, cpg, q, qsum, L, &off);
+    __m256 v;
+    rows_dot<B, kGauss, CPG, 1>(rows + t * stride, stride, ng, cpg, q, qsum, L, &v, &off);
     out[t] = cpu::hsum(v) + off;
   }
 }
 
 template <int B, bool kGauss>
-void scores_cpg(int group, const float* levels, const float* q, const float* qsum, int n,
-                const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
+void scores_cpg(int group, const float* levels, const float* q, const float* qsum, int n, const uint8_t* rows,
+                size_t stride, int64_t n_rows, float* out) {
   switch (group / 8) {
     case 4: return scores_k<B, kGauss, 4>(group, levels, q, qsum, n, rows, stride, n_rows, out);
     case 8: return scores_k<B, kGauss, 8>(group, levels, q, qsum, n, rows, stride, n_rows, out);
@@ -170,9 +178,10 @@ void scores_cpg(int group, const float* levels, const float* q, const float* qsu
 
 // acc[8·NCH] (channels chunk0·8 ...) += Σ_t p_t · scale_{t,g} · L[codes], rows [t0, t1).
 template <int B, bool kGauss, int NCH>
-void acc_tile(const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng,
-              int g, int chunk0, const Lut& L, float* acc) {
+void acc_tile(const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng, int g, int chunk0,
+              const Lut& L, float* acc) {
   __m256 a[NCH];
+#pragma GCC unroll 8
   for (int c = 0; c < NCH; ++c) a[c] = _mm256_loadu_ps(acc + 8 * c);
   const size_t code_off = 4 * static_cast<size_t>(ng) + static_cast<size_t>(chunk0) * B;
   for (int64_t t = t0; t < t1; ++t) {
@@ -181,6 +190,7 @@ void acc_tile(const float* p, const uint8_t* rows, size_t stride, int64_t t0, in
     const uint8_t* codes = row + code_off;
     int c = 0;
     if constexpr (B == 2) {
+#pragma GCC unroll 4
       for (; c + 2 <= NCH; c += 2) {
         __m256i c0, c1;
         unpack16_2(codes + c * B, c0, c1);
@@ -188,14 +198,16 @@ void acc_tile(const float* p, const uint8_t* rows, size_t stride, int64_t t0, in
         a[c + 1] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), w, a[c + 1]);
       }
     }
+#pragma GCC unroll 8
     for (; c < NCH; ++c) a[c] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(codes + c * B), L), w, a[c]);
   }
+#pragma GCC unroll 8
   for (int c = 0; c < NCH; ++c) _mm256_storeu_ps(acc + 8 * c, a[c]);
 }
 
 template <int B, bool kGauss>
-void acc_tile_n(int nch, const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1,
-                int ng, int g, int chunk0, const Lut& L, float* acc) {
+void acc_tile_n(int nch, const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng, int g,
+                int chunk0, const Lut& L, float* acc) {
   switch (nch) {
     case 8: return acc_tile<B, kGauss, 8>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
     case 7: return acc_tile<B, kGauss, 7>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
@@ -209,8 +221,8 @@ void acc_tile_n(int nch, const float* p, const uint8_t* rows, size_t stride, int
 }
 
 template <int B, bool kGauss>
-void accumulate_k(int group, const float* levels, const float* p, const uint8_t* rows,
-                  size_t stride, int64_t n_rows, int n, float* acc) {
+void accumulate_k(int group, const float* levels, const float* p, const uint8_t* rows, size_t stride, int64_t n_rows,
+                  int n, float* acc) {
   const int ng = n / group, cpg = group / 8;
   int nch = 8;
   while (cpg % nch != 0) --nch;  // largest divisor of cpg that is <= 8: tiles stay in one group
@@ -245,46 +257,52 @@ bool available(const QuantSpec& spec, int group) {
   return spec.bits == 2 || spec.bits == 3 || spec.bits == 4 || spec.bits == 8;
 }
 
-void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
-            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
-            float* out) {
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
+            const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
   const bool gs = spec.levels == Levels::Gaussian;
   switch (spec.bits) {
-    case 2: return gs ? scores_cpg<2, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
-                      : scores_cpg<2, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-    case 3: return gs ? scores_cpg<3, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
-                      : scores_cpg<3, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-    case 4: return gs ? scores_cpg<4, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
-                      : scores_cpg<4, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    case 2:
+      return gs ? scores_cpg<2, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
+                : scores_cpg<2, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    case 3:
+      return gs ? scores_cpg<3, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
+                : scores_cpg<3, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+    case 4:
+      return gs ? scores_cpg<4, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
+                : scores_cpg<4, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
     default: return scores_cpg<8, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
   }
 }
 
-void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
-                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc) {
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
+                size_t stride, int64_t n_rows, int n, float* acc) {
   if (n / group > kMaxGroups) return ref::accumulate(spec, group, levels, p, rows, stride, n_rows, n, acc);
   const bool gs = spec.levels == Levels::Gaussian;
   switch (spec.bits) {
-    case 2: return gs ? accumulate_k<2, true>(group, levels, p, rows, stride, n_rows, n, acc)
-                      : accumulate_k<2, false>(group, levels, p, rows, stride, n_rows, n, acc);
-    case 3: return gs ? accumulate_k<3, true>(group, levels, p, rows, stride, n_rows, n, acc)
-                      : accumulate_k<3, false>(group, levels, p, rows, stride, n_rows, n, acc);
-    case 4: return gs ? accumulate_k<4, true>(group, levels, p, rows, stride, n_rows, n, acc)
-                      : accumulate_k<4, false>(group, levels, p, rows, stride, n_rows, n, acc);
+    case 2:
+      return gs ? accumulate_k<2, true>(group, levels, p, rows, stride, n_rows, n, acc)
+                : accumulate_k<2, false>(group, levels, p, rows, stride, n_rows, n, acc);
+    case 3:
+      return gs ? accumulate_k<3, true>(group, levels, p, rows, stride, n_rows, n, acc)
+                : accumulate_k<3, false>(group, levels, p, rows, stride, n_rows, n, acc);
+    case 4:
+      return gs ? accumulate_k<4, true>(group, levels, p, rows, stride, n_rows, n, acc)
+                : accumulate_k<4, false>(group, levels, p, rows, stride, n_rows, n, acc);
     default: return accumulate_k<8, false>(group, levels, p, rows, stride, n_rows, n, acc);
   }
 }
 
 #else  // no AVX2: the scalar references serve every spec
 
-bool available(const QuantSpec&, int) { return false; }
-void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
-            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
-            float* out) {
+bool available(const QuantSpec&, int) {
+  return false;
+}
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
+            const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
   ref::scores(spec, group, levels, q, qsum, n, rows, stride, n_rows, out);
 }
-void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
-                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc) {
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
+                size_t stride, int64_t n_rows, int n, float* acc) {
   ref::accumulate(spec, group, levels, p, rows, stride, n_rows, n, acc);
 }
 

@@ -25,7 +25,9 @@ inline float opaque(float v) {
 #endif
 }
 
-inline uint16_t rd16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+inline uint16_t rd16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
 inline void wr16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v & 0xff);
   p[1] = static_cast<uint8_t>(v >> 8);
@@ -48,8 +50,7 @@ inline unsigned nearest(const float* lv, int k, float z) {
 
 }  // namespace
 
-void quantize_row(const QuantSpec& spec, int group, const float* levels, const float* x, int n,
-                  uint8_t* out) {
+void quantize_row(const QuantSpec& spec, int group, const float* levels, const float* x, int n, uint8_t* out) {
   const int ng = n / group;
   const int bits = spec.bits;
   const unsigned qmax = (1u << bits) - 1;
@@ -99,8 +100,7 @@ void quantize_row(const QuantSpec& spec, int group, const float* levels, const f
   }
 }
 
-void dequantize_row(const QuantSpec& spec, int group, const float* levels, const uint8_t* row,
-                    int n, float* out) {
+void dequantize_row(const QuantSpec& spec, int group, const float* levels, const uint8_t* row, int n, float* out) {
   const int ng = n / group;
   const uint8_t* codes = row + 4 * ng;
   for (int g = 0; g < ng; ++g) {
@@ -112,9 +112,8 @@ void dequantize_row(const QuantSpec& spec, int group, const float* levels, const
   }
 }
 
-void scores(const QuantSpec& spec, int group, const float* levels, const float* q,
-            const float* qsum, int n, const uint8_t* rows, size_t stride, int64_t n_rows,
-            float* out) {
+void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
+            const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
   const int ng = n / group;
   for (int64_t t = 0; t < n_rows; ++t) {
     const uint8_t* row = rows + t * stride;
@@ -133,8 +132,8 @@ void scores(const QuantSpec& spec, int group, const float* levels, const float* 
   }
 }
 
-void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p,
-                const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc) {
+void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
+                size_t stride, int64_t n_rows, int n, float* acc) {
   const int ng = n / group;
   for (int64_t t = 0; t < n_rows; ++t) {
     const uint8_t* row = rows + t * stride;

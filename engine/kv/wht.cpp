@@ -41,9 +41,9 @@ void block_avx2(float* x, int m) {
   const __m256 s4 = _mm256_setr_ps(1, 1, 1, 1, -1, -1, -1, -1);
   for (int i = 0; i < m; i += 8) {
     __m256 v = _mm256_loadu_ps(x + i);
-    v = _mm256_fmadd_ps(v, s1, _mm256_permute_ps(v, 0xB1));                 // pairs
-    v = _mm256_fmadd_ps(v, s2, _mm256_permute_ps(v, 0x4E));                 // pairs of pairs
-    v = _mm256_fmadd_ps(v, s4, _mm256_permute2f128_ps(v, v, 0x01));         // halves
+    v = _mm256_fmadd_ps(v, s1, _mm256_permute_ps(v, 0xB1));          // pairs
+    v = _mm256_fmadd_ps(v, s2, _mm256_permute_ps(v, 0x4E));          // pairs of pairs
+    v = _mm256_fmadd_ps(v, s4, _mm256_permute2f128_ps(v, v, 0x01));  // halves
     _mm256_storeu_ps(x + i, v);
   }
   for (int h = 8; h < m; h <<= 1) {

@@ -13,7 +13,9 @@ void wht(float* x, int d);
 
 // In place on n_rows rows of d values; row r starts at x + r * stride (stride >= d, in floats).
 void wht_rows(float* x, int64_t n_rows, int d, int64_t stride);
-inline void wht_rows(float* x, int64_t n_rows, int d) { wht_rows(x, n_rows, d, d); }
+inline void wht_rows(float* x, int64_t n_rows, int d) {
+  wht_rows(x, n_rows, d, d);
+}
 
 // Scalar reference (same result up to rounding); used by the parity tests.
 void wht_ref(float* x, int d);

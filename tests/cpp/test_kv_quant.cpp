@@ -29,7 +29,9 @@ QuantSpec spec_of(int bits, int group, float clip = 1.0f, Levels lv = Levels::Un
   return s;
 }
 
-float half_at(const uint8_t* p) { return akvq::fp16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+float half_at(const uint8_t* p) {
+  return akvq::fp16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8)));
+}
 
 // Rows that look like rotated K/V: Gaussian, per-row scale, some with an offset.
 std::vector<float> rows_data(int n_rows, int n, std::mt19937& rng) {
@@ -55,8 +57,8 @@ void expect_throw_naming(const QuantSpec& s, int n, const std::string& field) {
 TEST(KvQuant, SpecValidationNamesTheField) {
   expect_throw_naming(spec_of(5, 64), 64, "bits");
   expect_throw_naming(spec_of(1, 64), 64, "bits");
-  expect_throw_naming(spec_of(2, 48), 64, "group");   // does not divide 64
-  expect_throw_naming(spec_of(2, 12), 48, "group");   // not a multiple of 8
+  expect_throw_naming(spec_of(2, 48), 64, "group");  // does not divide 64
+  expect_throw_naming(spec_of(2, 12), 48, "group");  // not a multiple of 8
   expect_throw_naming(spec_of(2, -8), 64, "group");
   expect_throw_naming(spec_of(2, 64, 0.0f), 64, "clip");
   expect_throw_naming(spec_of(2, 64, NAN), 64, "clip");
@@ -146,7 +148,8 @@ TEST(KvQuant, UniformRoundTripMatchesFormulaAndErrorBound) {
             codec.dequantize(row.data(), y.data());
             for (int g = 0; g < n / group; ++g) {
               float mn = xr[g * group], mx = mn;
-              for (int i = 0; i < group; ++i) mn = std::min(mn, xr[g * group + i]), mx = std::max(mx, xr[g * group + i]);
+              for (int i = 0; i < group; ++i)
+                mn = std::min(mn, xr[g * group + i]), mx = std::max(mx, xr[g * group + i]);
               const float sc = half_at(row.data() + 4 * g), lo = half_at(row.data() + 4 * g + 2);
               // the stored scale and offset are the fp16 roundings of the formula's
               EXPECT_EQ(lo, akvq::fp16_to_f32(akvq::f32_to_fp16(clip * mn)));
@@ -183,7 +186,7 @@ TEST(KvQuant, ClipClampsOutliers) {
   akvq::kv::dequantize_row(s, row.data(), n, y.data());
   EXPECT_EQ(half_at(row.data() + 2), -0.5f);
   EXPECT_NEAR(half_at(row.data()), 5.5f / 3.0f, 2e-3f);
-  EXPECT_EQ(y[0], -0.5f);                                  // -1 clamps to lo
+  EXPECT_EQ(y[0], -0.5f);                                 // -1 clamps to lo
   EXPECT_NEAR(y[5], -0.5f + 3 * half_at(row.data()), 0);  // 10 clamps to the top level
 }
 
@@ -278,8 +281,8 @@ void check_kernels(const Case& c, int n_rows, size_t pad, std::mt19937& rng) {
 
   std::vector<float> sc(n_rows), sc_ref(n_rows);
   codec.scores(q.data(), qsum.data(), rows.data(), stride, n_rows, sc.data());
-  akvq::kv::ref::scores(codec.spec(), codec.group(), codec.levels(), q.data(), qsum.data(), c.n, rows.data(),
-                        stride, n_rows, sc_ref.data());
+  akvq::kv::ref::scores(codec.spec(), codec.group(), codec.levels(), q.data(), qsum.data(), c.n, rows.data(), stride,
+                        n_rows, sc_ref.data());
   const std::string what = "n " + std::to_string(c.n) + " bits " + std::to_string(c.bits) + " group " +
                            std::to_string(c.group) + " " + akvq::kv::levels_name(c.lv) + " rows " +
                            std::to_string(n_rows);
@@ -298,8 +301,8 @@ void check_kernels(const Case& c, int n_rows, size_t pad, std::mt19937& rng) {
   for (int i = 0; i < c.n; ++i) acc[i] = acc_ref[i] = 0.5f * nd(rng);
   const std::vector<float> acc0 = acc;
   codec.accumulate(p.data(), rows.data(), stride, n_rows, acc.data());
-  akvq::kv::ref::accumulate(codec.spec(), codec.group(), codec.levels(), p.data(), rows.data(), stride,
-                            n_rows, c.n, acc_ref.data());
+  akvq::kv::ref::accumulate(codec.spec(), codec.group(), codec.levels(), p.data(), rows.data(), stride, n_rows, c.n,
+                            acc_ref.data());
   for (int i = 0; i < c.n; ++i) {
     double e = acc0[i], mag = std::fabs(acc0[i]);
     for (int t = 0; t < n_rows; ++t) {

@@ -95,7 +95,8 @@ TEST(Wht, OrthonormalAndSelfInverse) {
     for (int i = 0; i < d; ++i) {
       for (int j = 0; j < d; ++j) {
         double dot = 0;
-        for (int k = 0; k < d; ++k) dot += static_cast<double>(m[static_cast<size_t>(i) * d + k]) * m[static_cast<size_t>(j) * d + k];
+        for (int k = 0; k < d; ++k)
+          dot += static_cast<double>(m[static_cast<size_t>(i) * d + k]) * m[static_cast<size_t>(j) * d + k];
         ASSERT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-6) << "d=" << d << " " << i << "," << j;
         ASSERT_NEAR(m[static_cast<size_t>(i) * d + j], m[static_cast<size_t>(j) * d + i], 1e-7);
       }
