@@ -17,6 +17,7 @@ namespace akvq::kv::simd {
 namespace {
 
 constexpr int kMaxGroups = 64;
+constexpr int kMaxScaledN = 1024;  // longest row served by the 2-bit uniform scores kernel
 constexpr int64_t kRowBlock = 64;  // rows per block when a row spans several column tiles
 
 inline float half_at(const uint8_t* p) {
@@ -64,6 +65,37 @@ inline void unpack16_2(const uint8_t* p, __m256i& a, __m256i& b) {
   b = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30)), m);
 }
 
+// 2-bit uniform codes without per-lane shifts: broadcast the code word and keep lane i's bits
+// with a mask, so lane i of a low chunk holds c·4^i and of a high chunk c·2^(15+2i) (exact in
+// float). The kernels fold the inverse powers of two into q (scores) or into the accumulator
+// (accumulate), which is exact: the results equal the unscaled arithmetic bit for bit.
+inline __m256i mask_lo2() {
+  return _mm256_setr_epi32(3, 3 << 2, 3 << 4, 3 << 6, 3 << 8, 3 << 10, 3 << 12, 3 << 14);
+}
+inline __m256i mask_hi2() {
+  return _mm256_setr_epi32(3 << 15, 3 << 17, 3 << 19, 3 << 21, 3 << 23, 3 << 25, 3 << 27, 3 << 29);
+}
+inline __m256 scale_lo2() {
+  return _mm256_setr_ps(1.0f, 0x1p-2f, 0x1p-4f, 0x1p-6f, 0x1p-8f, 0x1p-10f, 0x1p-12f, 0x1p-14f);
+}
+inline __m256 scale_hi2() {
+  return _mm256_setr_ps(0x1p-15f, 0x1p-17f, 0x1p-19f, 0x1p-21f, 0x1p-23f, 0x1p-25f, 0x1p-27f, 0x1p-29f);
+}
+// 16 codes from p[4 bytes] (lo: values 0..7 scaled by 4^i, hi: values 8..15 by 2^(15+2i)).
+inline void masked16_2(const uint8_t* p, __m256& lo, __m256& hi) {
+  uint32_t w;
+  std::memcpy(&w, p, 4);
+  const __m256i v = _mm256_set1_epi32(static_cast<int>(w));
+  lo = _mm256_cvtepi32_ps(_mm256_and_si256(v, mask_lo2()));
+  hi = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 1), mask_hi2()));
+}
+// 8 codes from p[2 bytes], lane i scaled by 4^i.
+inline __m256 masked8_2(const uint8_t* p) {
+  uint16_t w;
+  std::memcpy(&w, p, 2);
+  return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_set1_epi32(w), mask_lo2()));
+}
+
 struct Lut {
   __m256 lo, hi;  // levels 0..7 and 8..15 (Gaussian only)
 };
@@ -97,7 +129,7 @@ inline __m256 level(__m256i c, const Lut& L) {
 
 // Scores of R consecutive rows, interleaved chunk by chunk (R independent FMA chains share each
 // load of q). out[u] = Σ_g scale_g · (q_g · L[codes_g]) + Σ_g offset_g · qsum_g.
-template <int B, bool kGauss, int CPG, int R>
+template <int B, bool kGauss, int CPG, int R, bool kScaled = false>
 inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, const float* q, const float* qsum,
                      const Lut& L, __m256* r, float* off) {
   const int cpg = CPG ? CPG : cpg_rt;
@@ -117,10 +149,17 @@ inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, con
         const __m256 q0 = _mm256_loadu_ps(qg + 8 * k), q1 = _mm256_loadu_ps(qg + 8 * k + 8);
 #pragma GCC unroll 4
         for (int u = 0; u < R; ++u) {
-          __m256i c0, c1;
-          unpack16_2(row0 + u * stride + cg + k * B, c0, c1);
-          a[u] = _mm256_fmadd_ps(level<B, kGauss>(c0, L), q0, a[u]);
-          a[u] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), q1, a[u]);
+          if constexpr (kScaled) {
+            __m256 f0, f1;
+            masked16_2(row0 + u * stride + cg + k * B, f0, f1);
+            a[u] = _mm256_fmadd_ps(f0, q0, a[u]);
+            a[u] = _mm256_fmadd_ps(f1, q1, a[u]);
+          } else {
+            __m256i c0, c1;
+            unpack16_2(row0 + u * stride + cg + k * B, c0, c1);
+            a[u] = _mm256_fmadd_ps(level<B, kGauss>(c0, L), q0, a[u]);
+            a[u] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), q1, a[u]);
+          }
         }
       }
     }
@@ -129,7 +168,11 @@ inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, con
       const __m256 q0 = _mm256_loadu_ps(qg + 8 * k);
 #pragma GCC unroll 4
       for (int u = 0; u < R; ++u) {
-        a[u] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(row0 + u * stride + cg + k * B), L), q0, a[u]);
+        if constexpr (kScaled) {
+          a[u] = _mm256_fmadd_ps(masked8_2(row0 + u * stride + cg + k * B), q0, a[u]);
+        } else {
+          a[u] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(row0 + u * stride + cg + k * B), L), q0, a[u]);
+        }
       }
     }
 #pragma GCC unroll 4
@@ -146,11 +189,26 @@ void scores_k(int group, const float* levels, const float* q, const float* qsum,
               size_t stride, int64_t n_rows, float* out) {
   const int ng = n / group, cpg = group / 8;
   const Lut L = make_lut<B, kGauss>(levels);
+  constexpr bool kScaled = B == 2 && !kGauss;
+  alignas(32) float qs[kScaled ? kMaxScaledN : 1];
+  if constexpr (kScaled) {  // q with the inverse lane scales of masked16_2 / masked8_2 folded in
+    for (int g = 0; g < ng; ++g) {
+      int k = 0;
+      for (; k + 2 <= cpg; k += 2) {
+        const int j = g * group + 8 * k;
+        _mm256_store_ps(qs + j, _mm256_mul_ps(_mm256_loadu_ps(q + j), scale_lo2()));
+        _mm256_store_ps(qs + j + 8, _mm256_mul_ps(_mm256_loadu_ps(q + j + 8), scale_hi2()));
+      }
+      if (k < cpg)
+        _mm256_store_ps(qs + g * group + 8 * k, _mm256_mul_ps(_mm256_loadu_ps(q + g * group + 8 * k), scale_lo2()));
+    }
+    q = qs;
+  }
   int64_t t = 0;
   for (; t + 4 <= n_rows; t += 4) {
     alignas(16) float off[4];
     __m256 v[4];
-    rows_dot<B, kGauss, CPG, 4>(rows + t * stride, stride, ng, cpg, q, qsum, L, v, off);
+    rows_dot<B, kGauss, CPG, 4, kScaled>(rows + t * stride, stride, ng, cpg, q, qsum, L, v, off);
     const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
     const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
     _mm_storeu_ps(out + t, _mm_add_ps(s, _mm_load_ps(off)));
@@ -158,7 +216,7 @@ void scores_k(int group, const float* levels, const float* q, const float* qsum,
   for (; t < n_rows; ++t) {
     float off;
     __m256 v;
-    rows_dot<B, kGauss, CPG, 1>(rows + t * stride, stride, ng, cpg, q, qsum, L, &v, &off);
+    rows_dot<B, kGauss, CPG, 1, kScaled>(rows + t * stride, stride, ng, cpg, q, qsum, L, &v, &off);
     out[t] = cpu::hsum(v) + off;
   }
 }
@@ -180,9 +238,15 @@ void scores_cpg(int group, const float* levels, const float* q, const float* qsu
 template <int B, bool kGauss, int NCH>
 void acc_tile(const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng, int g, int chunk0,
               const Lut& L, float* acc) {
+  constexpr bool kScaled = B == 2 && !kGauss;
+  // lane scales of masked16_2 / masked8_2 per register: pairs (lo, hi), an odd last one lo
+  auto lane_scale = [](int c) { return (c % 2 == 1) ? scale_hi2() : scale_lo2(); };
   __m256 a[NCH];
 #pragma GCC unroll 8
-  for (int c = 0; c < NCH; ++c) a[c] = _mm256_loadu_ps(acc + 8 * c);
+  for (int c = 0; c < NCH; ++c) {
+    a[c] = _mm256_loadu_ps(acc + 8 * c);
+    if constexpr (kScaled) a[c] = _mm256_div_ps(a[c], lane_scale(c));
+  }
   const size_t code_off = 4 * static_cast<size_t>(ng) + static_cast<size_t>(chunk0) * B;
   for (int64_t t = t0; t < t1; ++t) {
     const uint8_t* row = rows + t * stride;
@@ -192,17 +256,33 @@ void acc_tile(const float* p, const uint8_t* rows, size_t stride, int64_t t0, in
     if constexpr (B == 2) {
 #pragma GCC unroll 4
       for (; c + 2 <= NCH; c += 2) {
-        __m256i c0, c1;
-        unpack16_2(codes + c * B, c0, c1);
-        a[c] = _mm256_fmadd_ps(level<B, kGauss>(c0, L), w, a[c]);
-        a[c + 1] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), w, a[c + 1]);
+        if constexpr (kScaled) {
+          __m256 f0, f1;
+          masked16_2(codes + c * B, f0, f1);
+          a[c] = _mm256_fmadd_ps(f0, w, a[c]);
+          a[c + 1] = _mm256_fmadd_ps(f1, w, a[c + 1]);
+        } else {
+          __m256i c0, c1;
+          unpack16_2(codes + c * B, c0, c1);
+          a[c] = _mm256_fmadd_ps(level<B, kGauss>(c0, L), w, a[c]);
+          a[c + 1] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), w, a[c + 1]);
+        }
       }
     }
 #pragma GCC unroll 8
-    for (; c < NCH; ++c) a[c] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(codes + c * B), L), w, a[c]);
+    for (; c < NCH; ++c) {
+      if constexpr (kScaled) {
+        a[c] = _mm256_fmadd_ps(masked8_2(codes + c * B), w, a[c]);
+      } else {
+        a[c] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(codes + c * B), L), w, a[c]);
+      }
+    }
   }
 #pragma GCC unroll 8
-  for (int c = 0; c < NCH; ++c) _mm256_storeu_ps(acc + 8 * c, a[c]);
+  for (int c = 0; c < NCH; ++c) {
+    if constexpr (kScaled) a[c] = _mm256_mul_ps(a[c], lane_scale(c));
+    _mm256_storeu_ps(acc + 8 * c, a[c]);
+  }
 }
 
 template <int B, bool kGauss>
