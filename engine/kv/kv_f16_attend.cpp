@@ -54,16 +54,18 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   const int nth = pool.size();
   const int qb = std::max(1, std::min(n_q, kRowsItem / group));  // queries per item
   const int n_qblk = (n_q + qb - 1) / qb;
-  // heads per item: the whole GQA group (K/V blocks shared), or one head when there would be
-  // too few items for the threads (decode)
-  const int hpi = n_head_kv * n_qblk < 4 * nth ? 1 : group;
+  // Heads per item: the whole GQA group (K/V blocks converted once for all its rows). With too
+  // few items for the threads (decode), long sequences are split (split-K below); short ones
+  // get one head per item instead.
+  const bool can_split = nth > 1 && n_kv >= 2 * kMinSplit;
+  const int hpi = !can_split && n_head_kv * n_qblk < 4 * nth ? 1 : group;
   const int n_sub = group / hpi;  // items per (kv head, query block)
   const int rows_max = qb * hpi;
 
   // split-K: only when the items alone cannot keep the threads evenly busy
   const int items = n_head_kv * n_sub * n_qblk;
   int n_split = 1;
-  if (nth > 1 && items < 8 * nth && n_kv >= 2 * kMinSplit) {
+  if (can_split && items < 8 * nth) {
     n_split = std::min((8 * nth + items - 1) / items, n_kv / kMinSplit);
   }
   const int chunk = (n_kv + n_split - 1) / n_split;  // tokens per split

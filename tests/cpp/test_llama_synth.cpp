@@ -324,7 +324,8 @@ TEST_F(SessionSynth, ErrorsLeaveSessionUnchanged) {
   p.n_ctx = 16;
   p.n_threads = 1;
   Session s(model, p);
-  const float* lg = s.eval({1, 2, 3});
+  s.eval({1, 2});
+  const float* lg = s.eval({3});  // same shapes as the recomputation below: exact comparison
   std::vector<float> before(lg, lg + 260);
   EXPECT_THROW(s.eval({}), InvalidArgument);
   EXPECT_THROW(s.eval({4, 260}), InvalidArgument);
