@@ -7,11 +7,22 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 namespace akvq::kv::tile {
 
 // y[n] = fp16 x[n] (exact for zero, subnormals and normals; inf/nan map to inf/nan).
+// Uses the F16C conversion instruction when compiled in (8 values per instruction).
 inline void f16_to_f32(const uint16_t* x, float* y, int n) {
-  for (int i = 0; i < n; ++i) {
+  int i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
+  }
+#endif
+  for (; i < n; ++i) {
     const uint32_t h = x[i];
     const uint32_t em = (h & 0x7fffu) << 13;  // exponent+mantissa moved to f32 position
     float f;
