@@ -1,0 +1,181 @@
+"""pyakvq.perplexity (llama.cpp's protocol) against an independent numpy computation from
+Model.logits, the f16-vs-f16 reference figures, argument errors and the `python -m pyakvq` CLI."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyakvq
+from pyakvq import perplexity as ppl_mod
+from pyakvq.__main__ import parse_kv_opts
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PROSE = ROOT / "tests" / "fixtures" / "text" / "prose_en.txt"
+N_CTX = 256
+
+
+@pytest.fixture(scope="module")
+def prose() -> str:
+    return PROSE.read_text(encoding="utf-8")
+
+
+def numpy_perplexity(model_path, text, n_ctx, n_chunks):
+    """The protocol written out independently: tokens without specials; chunk c is tokens
+    [c*n_ctx, (c+1)*n_ctx) with its first token replaced by BOS when the model adds one; from an
+    empty cache (Model.logits), log p(token[j+1] | ..j) summed for j in [n_ctx/2, n_ctx-2]."""
+    with pyakvq.Model(model_path, n_ctx=n_ctx, n_threads=2) as m:
+        info = m.info
+        ids = m.tokenize(text, add_special=False)
+        nll, n = 0.0, 0
+        for c in range(n_chunks):
+            chunk = ids[c * n_ctx : c * n_ctx + n_ctx]
+            if info["add_bos"]:
+                chunk = [info["bos"]] + chunk[1:]
+            logits = m.logits(chunk).astype(np.float64)  # [n_ctx, n_vocab]
+            for j in range(n_ctx // 2, n_ctx - 1):
+                row = logits[j]
+                lse = np.logaddexp.reduce(row)
+                nll += lse - row[chunk[j + 1]]
+                n += 1
+    return math.exp(nll / n), n
+
+
+def test_f16_matches_numpy(smollm2_path, prose):
+    r = pyakvq_perplexity(smollm2_path, prose, n_ctx=N_CTX, kv="f16", n_threads=2, max_chunks=2)
+    want, n = numpy_perplexity(smollm2_path, prose, N_CTX, 2)
+    assert r["n_chunks"] == 2
+    assert r["n_tokens"] == n == 2 * (N_CTX // 2 - 1)
+    assert r["kv"] == "f16"
+    assert r["ppl"] == pytest.approx(want, rel=1e-6)
+    assert r["nll"] == pytest.approx(math.log(want), rel=1e-6)
+    assert 1 < r["ppl"] < 200  # a sane figure for English prose on SmolLM2
+    if r["bits_per_element"] is not None:
+        assert r["bits_per_element"] == pytest.approx(16.0)
+
+
+def pyakvq_perplexity(*a, **kw):
+    # pyakvq.perplexity is the function once the package exports it; the module's function otherwise
+    f = getattr(pyakvq, "perplexity", None)
+    if not callable(f):
+        f = ppl_mod.perplexity
+    return f(*a, **kw)
+
+
+def test_reference_f16_against_itself(smollm2_path, prose):
+    # a separate reference model: two f16 runs of the same chunks must agree exactly
+    (r,) = ppl_mod.perplexity_many(
+        smollm2_path,
+        prose,
+        [("f16", {})],
+        n_ctx=N_CTX,
+        reference="f16",
+        n_threads=2,
+        max_chunks=1,
+        share_reference=False,
+    )
+    assert r["reference"] == "f16"
+    assert abs(r["kl"]) < 1e-9
+    assert r["top1"] == 1.0
+    # the shared path gives the same perplexity
+    r2 = ppl_mod.perplexity(smollm2_path, prose, n_ctx=N_CTX, reference="f16", n_threads=2, max_chunks=1)
+    assert r2["kl"] == 0.0 and r2["top1"] == 1.0
+    assert r2["ppl"] == pytest.approx(r["ppl"], rel=1e-12)
+
+
+def test_chunk_tokens():
+    ids = list(range(10, 30))
+    assert ppl_mod.chunk_tokens(ids, 8, None) == [list(range(10, 18)), list(range(18, 26))]
+    assert ppl_mod.chunk_tokens(ids, 8, 1) == [[1, *range(11, 18)], [1, *range(19, 26)]]
+    assert ppl_mod.chunk_tokens(ids, 8, None, max_chunks=1) == [list(range(10, 18))]
+
+
+@pytest.mark.parametrize(
+    "kw, exc, needle",
+    [
+        ({"n_ctx": 255}, ValueError, "n_ctx"),
+        ({"n_ctx": 8}, ValueError, "n_ctx"),
+        ({"n_ctx": 256.0}, TypeError, "n_ctx"),
+        ({"max_chunks": 0}, ValueError, "max_chunks"),
+        ({"n_threads": 0}, ValueError, "n_threads"),
+        ({"reference": 16}, TypeError, "reference"),
+        ({"kv": 2}, TypeError, "kv"),
+    ],
+)
+def test_argument_errors(smollm2_path, prose, kw, exc, needle):
+    args = {"n_ctx": N_CTX, **kw}
+    with pytest.raises(exc, match=needle):
+        ppl_mod.perplexity(smollm2_path, prose, **args)
+
+
+def test_text_errors(smollm2_path):
+    with pytest.raises(ValueError, match="text has .* tokens, fewer than n_ctx=256"):
+        ppl_mod.perplexity(smollm2_path, "Too short to fill a chunk.", n_ctx=256)
+    with pytest.raises(TypeError, match="text"):
+        ppl_mod.perplexity(smollm2_path, b"bytes", n_ctx=256)
+
+
+def test_bad_kv_mode(smollm2_path, prose):
+    with pytest.raises(ValueError, match="bogus"):
+        ppl_mod.perplexity(smollm2_path, prose, n_ctx=N_CTX, kv="bogus", max_chunks=1)
+
+
+def test_parse_kv_opts():
+    assert parse_kv_opts(["bits=2", "clip=0.7", "tsa_layers=0,1", "name=x", "tsa_layers2="]) == {
+        "bits": 2,
+        "clip": 0.7,
+        "tsa_layers": [0, 1],
+        "name": "x",
+        "tsa_layers2": [],
+    }
+    with pytest.raises(ValueError, match="key=value"):
+        parse_kv_opts(["bits"])
+
+
+def _cli(*args):
+    env = dict(os.environ)
+    return subprocess.run(
+        [sys.executable, "-m", "pyakvq", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def test_cli_perplexity(smollm2_path, tmp_path):
+    out = tmp_path / "r.json"
+    r = _cli(
+        "perplexity",
+        smollm2_path,
+        PROSE,
+        "--ctx",
+        64,
+        "--chunks",
+        2,
+        "--threads",
+        2,
+        "--reference",
+        "f16",
+        "--json",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "PPL = " in r.stdout and "top-1 agreement = 1.0000" in r.stdout
+    d = json.loads(out.read_text())
+    assert d["n_chunks"] == 2 and d["n_tokens"] == 2 * 31 and d["kl"] == 0.0
+
+
+def test_cli_errors(smollm2_path):
+    r = _cli("perplexity", smollm2_path, PROSE, "--ctx", 15)
+    assert r.returncode == 2 and "pyakvq: error: n_ctx must be even" in r.stderr
+    r = _cli("perplexity", smollm2_path, PROSE, "--kv-opt", "bits")
+    assert r.returncode == 2 and "key=value" in r.stderr
+    r = _cli("perplexity")
+    assert r.returncode == 2
