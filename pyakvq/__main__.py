@@ -12,7 +12,7 @@ import pathlib
 import sys
 from typing import Any
 
-from . import perplexity as _ppl
+from .perplexity import perplexity as run_perplexity
 
 
 def parse_kv_value(v: str) -> Any:
@@ -49,7 +49,7 @@ def _perplexity(a: argparse.Namespace) -> int:
     def progress(ci: int, n: int, ppl: list[float]) -> None:
         print(f"[{ci + 1}/{n}] {ppl[0]:.4f}", file=sys.stderr, flush=True)
 
-    r = _ppl.perplexity(
+    r = run_perplexity(
         a.model,
         text,
         n_ctx=a.ctx,

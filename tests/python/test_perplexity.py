@@ -1,6 +1,7 @@
 """pyakvq.perplexity (llama.cpp's protocol) against an independent numpy computation from
 Model.logits, the f16-vs-f16 reference figures, argument errors and the `python -m pyakvq` CLI."""
 
+import importlib
 import json
 import math
 import os
@@ -12,12 +13,13 @@ import numpy as np
 import pytest
 
 import pyakvq
-from pyakvq import perplexity as ppl_mod
 from pyakvq.__main__ import parse_kv_opts
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROSE = ROOT / "tests" / "fixtures" / "text" / "prose_en.txt"
 N_CTX = 256
+# the module (pyakvq.perplexity is the function once the package exports it)
+ppl_mod = importlib.import_module("pyakvq.perplexity")
 
 
 @pytest.fixture(scope="module")
