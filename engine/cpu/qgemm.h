@@ -1,7 +1,7 @@
 // CPU matmul micro-kernels. A kernel computes one tile of y = x · Wᵀ: R weight rows (R <= 4)
 // against T activation rows (T <= 4), over the whole inner dimension. The right-hand side is
-// prepared once per matmul (ops/matmul.cpp): quantized to ActQ8 / ActQ8K for quantized weights,
-// plain f32 for float weights.
+// prepared once per matmul (ops/matmul.cpp): quantized to 16 bits (Q16 rows / ActQ16K, see
+// ops/qblocks.h) for quantized weights, plain f32 for float weights.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,18 +11,20 @@
 namespace akvq::cpu {
 
 struct ActRows {
-  const uint8_t* data = nullptr;  // row t at data + t * stride: ActQ8[nb], ActQ8K[nb] or float[n_in]
+  const uint8_t* data = nullptr;  // row t at data + t * stride: a Q16 row, ActQ16K[nb] or float[n_in]
   size_t stride = 0;
-  // ActQ8 only: the block sums s of block b for tokens t, t+1, ... at s_tr + b * s_stride + t
-  // (transposed copy of ActQ8::s, padded so 8 floats can be loaded from any t < n_tok).
+  // Q16 only: transposed copies of the per-block scales d and sums s of the rows: block b of
+  // tokens t, t+1, ... at d_tr / s_tr + b * tr_stride + t (padded so that 8 floats can be loaded
+  // from any t < n_tok).
+  const float* d_tr = nullptr;
   const float* s_tr = nullptr;
-  size_t s_stride = 0;
+  size_t tr_stride = 0;
 };
 
 // y[t * ldy + r] = row r of w (rows w_stride bytes apart) · activation row t0 + t, for r < R, t < T.
 // n_in is the inner dimension (a multiple of the type's block size).
-using TileFn = void (*)(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0,
-                        int64_t n_in, float* y, int64_t ldy);
+using TileFn = void (*)(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y,
+                        int64_t ldy);
 
 constexpr int kMaxTileR = 4;
 constexpr int kMaxTileT = 4;
@@ -36,11 +38,13 @@ struct TileKernels {
 // Kernels for weight type t compiled for this build's SIMD ISA, or nullptr when there are none
 // (the caller then uses the scalar reference dots).
 const TileKernels* simd_kernels(DType t);
-const TileKernels* simd_kernels_q32(DType t);    // Q4_0, Q4_1, Q8_0 (qgemm_q32.cpp)
+const TileKernels* simd_kernels_q32(DType t);     // Q4_0, Q4_1, Q8_0 (qgemm_q32.cpp)
 const TileKernels* simd_kernels_kquant(DType t);  // Q4_K, Q6_K (qgemm_kquant.cpp)
 const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.cpp)
 
-// Fast activation quantization, bit-identical to ops::ref::quantize_row_q8 (falls back to it).
-void quantize_row_q8(const float* x, void* out_act_q8, int64_t n);
+// Fast activation quantization (act_quant.cpp), bit-identical to ops::ref::quantize_row_q16 /
+// quantize_row_q16k (falls back to them without AVX2).
+void quantize_row_q16(const float* x, void* out_row, int64_t n);
+void quantize_row_q16k(const float* x, void* out_act_q16k, int64_t n);
 
 }  // namespace akvq::cpu

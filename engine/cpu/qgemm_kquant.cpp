@@ -1,6 +1,11 @@
-// AVX2 tiles for the K-quants (Q4_K, Q6_K) against ActQ8K activations (256-value super-blocks).
-// Each (row, token) pair runs a super-block dot; the tile keeps R rows' super-blocks hot in L1
-// while T tokens pass over them. Sub-block scales are applied with madd on the i16 products.
+// AVX2 tiles for the K-quants (Q4_K, Q6_K) against ActQ16K activations (int16, 256-value
+// super-blocks). Per super-block, each of the R rows is unpacked once into 256 int16 weights with
+// the sub-block scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: (q - 32) * sc, |.| <= 32 * 128),
+// kept in an L1 scratch, and T tokens are multiplied with it by madd.
+// Integer bounds (|x| <= 32767): each int32 lane sums 2 products per madd. Q4_K: 16 madds per
+// super-block -> 32 products per lane, <= 32 * 945 * 32767 < 2^30. Q6_K: summed per half
+// super-block -> 16 products per lane, <= 16 * 4096 * 32767 = 2147418112 < 2^31 - 1; the two
+// halves are converted to f32 separately.
 #include "cpu/qgemm.h"
 #include "cpu/simd.h"
 #include "ops/qblocks.h"
@@ -10,109 +15,111 @@ namespace akvq::cpu {
 #ifdef AKVQ_AVX2
 namespace {
 
-using ops::ActQ8K;
+using ops::ActQ16K;
 
-// Unpacked scales of one Q4_K super-block.
-struct Q4KScales {
-  int16_t sc[8];
-  int16_t mn[8];
+// One unpacked super-block of one row.
+struct Unpacked {
+  alignas(32) int16_t wq[256];
+  int32_t mn[8];  // Q4_K sub-block mins
   float d, dmin;
 };
 
 struct KQ4_K {
   using Block = ops::BlockQ4_K;
-  using Scales = Q4KScales;
-  static inline void scales(const Block* b, Scales& s) {
-    for (int j = 0; j < 8; ++j) {
-      int sc, mn;
-      ops::q4k_scale_min(b->scales, j, sc, mn);
-      s.sc[j] = static_cast<int16_t>(sc);
-      s.mn[j] = static_cast<int16_t>(mn);
-    }
-    s.d = _cvtsh_ss(b->d);
-    s.dmin = _cvtsh_ss(b->dmin);
-  }
-  // acc += d*dx*sum_j sc_j*dot_j ; returns the offset term -dmin*dx*sum_j mn_j*bsum_j.
-  static inline float dot(const Block* b, const Scales& s, const ActQ8K* x, __m256& acc) {
-    const __m256i m4 = _mm256_set1_epi8(15);
-    __m256i sumi = _mm256_setzero_si256();
+  static constexpr int kHalves = 1;  // one int32 accumulation per super-block
+  static inline void unpack(const Block* b, Unpacked& u) {
+    int sc[8];
+    for (int j = 0; j < 8; ++j) ops::q4k_scale_min(b->scales, j, sc[j], u.mn[j]);
+    const __m256i m4 = _mm256_set1_epi16(15);
     for (int k = 0; k < 4; ++k) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * k));
-      const __m256i lo = _mm256_and_si256(v, m4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qs + 64 * k));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qs + 64 * k + 32));
-      const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(s.sc[2 * k]));
-      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(s.sc[2 * k + 1]));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+      const uint8_t* q = b->qs + 32 * k;
+      const __m256i v0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+      const __m256i v1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
+      const __m256i s0 = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * k]));
+      const __m256i s1 = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * k + 1]));
+      __m256i* o = reinterpret_cast<__m256i*>(u.wq + 64 * k);
+      _mm256_store_si256(o + 0, _mm256_mullo_epi16(_mm256_and_si256(v0, m4), s0));
+      _mm256_store_si256(o + 1, _mm256_mullo_epi16(_mm256_and_si256(v1, m4), s0));
+      _mm256_store_si256(o + 2, _mm256_mullo_epi16(_mm256_srli_epi16(v0, 4), s1));
+      _mm256_store_si256(o + 3, _mm256_mullo_epi16(_mm256_srli_epi16(v1, 4), s1));
     }
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(s.d * x->d), acc);
-    int summ = 0;
-    for (int j = 0; j < 8; ++j) summ += s.mn[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
-    return -s.dmin * x->d * static_cast<float>(summ);
+    u.d = _cvtsh_ss(b->d);
+    u.dmin = _cvtsh_ss(b->dmin);
   }
-};
-
-struct Q6KScales {
-  __m256i sc16;  // the 16 int8 scales widened to i16
-  float d;
+  // the min term -dmin * dx * sum_j mn_j * sums_j (|sum| <= 8 * 63 * 32 * 32767 < 2^31)
+  static inline float offset(const Unpacked& u, const ActQ16K* x) {
+    int32_t summ = 0;
+    for (int j = 0; j < 8; ++j) summ += u.mn[j] * x->sums[j];
+    return -u.dmin * x->d * static_cast<float>(summ);
+  }
 };
 
 struct KQ6_K {
   using Block = ops::BlockQ6_K;
-  using Scales = Q6KScales;
-  static inline void scales(const Block* b, Scales& s) {
-    s.sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales)));
-    s.d = _cvtsh_ss(b->d);
-  }
-  static inline float dot(const Block* b, const Scales& s, const ActQ8K* x, __m256& acc) {
-    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3);
-    __m256i sumi = _mm256_setzero_si256();
+  static constexpr int kHalves = 2;
+  static inline void unpack(const Block* b, Unpacked& u) {
+    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi16(32);
     for (int h = 0; h < 2; ++h) {
       const __m256i A = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h));
       const __m256i B = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h + 32));
       const __m256i Q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + 32 * h));
-      __m256i q[4];
+      __m256i q[4];  // bytes 0..63 of values 128h + 32k + l
       q[0] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_slli_epi16(_mm256_and_si256(Q, m3), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(B, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 2), m3), 4));
+      q[1] =
+          _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 2), m3), 4));
       q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m3), 4));
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 6), m3), 4));
       for (int k = 0; k < 4; ++k) {
-        const int g = 8 * h + 2 * k;  // groups g (values 0..15 of this 32) and g+1 (16..31)
-        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qs + 128 * h + 32 * k));
-        const __m256i sc = _mm256_set_m128i(_mm_set1_epi16(b->scales[g + 1]), _mm_set1_epi16(b->scales[g]));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], xv), sc));
+        const int base = 128 * h + 32 * k, g = base / 16;  // groups g (values 0-15) and g+1
+        const __m256i lo = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(q[k])), c32);
+        const __m256i hi = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(q[k], 1)), c32);
+        __m256i* o = reinterpret_cast<__m256i*>(u.wq + base);
+        _mm256_store_si256(o, _mm256_mullo_epi16(lo, _mm256_set1_epi16(b->scales[g])));
+        _mm256_store_si256(o + 1, _mm256_mullo_epi16(hi, _mm256_set1_epi16(b->scales[g + 1])));
       }
     }
-    // q is stored +32: subtract 32 * sum_g sc_g * bsum_g.
-    const __m256i bs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->bsums));
-    sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(_mm256_madd_epi16(bs, s.sc16), 5));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(s.d * x->d), acc);
-    return 0.0f;
+    u.d = _cvtsh_ss(b->d);
+    u.dmin = 0.0f;
   }
+  static inline float offset(const Unpacked&, const ActQ16K*) { return 0.0f; }
 };
 
+// acc += d * dx * (unpacked row . x) over one super-block.
+template <class K>
+inline void sb_dot(const Unpacked& u, const ActQ16K* x, __m256& acc) {
+  constexpr int kPer = 16 / K::kHalves;  // madds per int32 accumulation
+  __m256 f = _mm256_setzero_ps();
+  for (int h = 0; h < K::kHalves; ++h) {
+    __m256i s = _mm256_setzero_si256();
+    for (int i = h * kPer; i < (h + 1) * kPer; ++i) {
+      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(u.wq + 16 * i));
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qs + 16 * i));
+      s = _mm256_add_epi32(s, _mm256_madd_epi16(w, v));
+    }
+    f = _mm256_add_ps(f, _mm256_cvtepi32_ps(s));
+  }
+  acc = _mm256_fmadd_ps(f, _mm256_set1_ps(u.d * x->d), acc);
+}
+
 template <class K, int R, int T>
-void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y,
-          int64_t ldy) {
+void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
   using Block = typename K::Block;
   const int64_t nb = n_in / ops::kQKK;
+  Unpacked u[R];
   __m256 acc[R][T];
   float off[R][T];
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps(), off[r][t] = 0.0f;
   }
   for (int64_t b = 0; b < nb; ++b) {
-    for (int r = 0; r < R; ++r) {
-      const Block* blk = reinterpret_cast<const Block*>(w + r * w_stride) + b;
-      typename K::Scales s;
-      K::scales(blk, s);
-      for (int t = 0; t < T; ++t) {
-        const ActQ8K* xb = reinterpret_cast<const ActQ8K*>(x.data + (t0 + t) * x.stride) + b;
-        off[r][t] += K::dot(blk, s, xb, acc[r][t]);
+    for (int r = 0; r < R; ++r) K::unpack(reinterpret_cast<const Block*>(w + r * w_stride) + b, u[r]);
+    for (int t = 0; t < T; ++t) {
+      const ActQ16K* xb = reinterpret_cast<const ActQ16K*>(x.data + (t0 + t) * x.stride) + b;
+      for (int r = 0; r < R; ++r) {
+        sb_dot<K>(u[r], xb, acc[r][t]);
+        off[r][t] += K::offset(u[r], xb);
       }
     }
   }
@@ -128,9 +135,13 @@ TileKernels make_kernels() {
   k.fn[1][0] = tile<K, 2, 1>;
   k.fn[0][1] = tile<K, 1, 2>;
   k.fn[1][1] = tile<K, 2, 2>;
+  k.fn[0][2] = tile<K, 1, 3>;
+  k.fn[1][2] = tile<K, 2, 3>;
+  k.fn[0][3] = tile<K, 1, 4>;
+  k.fn[1][3] = tile<K, 2, 4>;
   k.pref_r1 = 2;
   k.pref_r = 2;
-  k.pref_t = 2;
+  k.pref_t = 4;
   return k;
 }
 
@@ -148,7 +159,9 @@ const TileKernels* simd_kernels_kquant(DType t) {
 
 #else
 
-const TileKernels* simd_kernels_kquant(DType) { return nullptr; }
+const TileKernels* simd_kernels_kquant(DType) {
+  return nullptr;
+}
 
 #endif
 

@@ -1,10 +1,12 @@
-// The matmul driver: validates, quantizes the activation rows once (ActQ8 / ActQ8K), then splits
-// the output into tasks of (row chunk, token block) run on the thread pool. Inside a task, tiles
-// of R rows x T tokens are computed by the SIMD micro-kernels (cpu/qgemm.h), or by the scalar
-// reference dots when none are compiled in. Also get_rows and dequantize_row.
+// The matmul driver: validates, quantizes the activation rows once to 16 bits (Q16 rows /
+// ActQ16K, ops/qblocks.h), then splits the output into tasks of (row chunk, token block) run on
+// the thread pool. Inside a task, tiles of R rows x T tokens are computed by the SIMD
+// micro-kernels (cpu/qgemm.h), or by the scalar reference dots when none are compiled in.
+// Also get_rows and dequantize_row.
 #include <akvq/error.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -40,11 +42,10 @@ void validate(const TensorView& w, const float* x, int64_t n_tok, const float* y
 // Scratch for the prepared activations of the calling thread.
 struct ActBuffer {
   std::vector<uint8_t> rows;
-  std::vector<float> s_tr;
+  std::vector<float> tr;  // d_tr then s_tr
 };
 
-cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, bool simd,
-                         cpu::ThreadPool& pool) {
+cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, bool simd, cpu::ThreadPool& pool) {
   thread_local ActBuffer buf;
   cpu::ActRows a;
   const ref::ActKind kind = ref::act_kind(type);
@@ -53,21 +54,26 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
     a.stride = static_cast<size_t>(n_in) * sizeof(float);
     return a;
   }
-  const bool q8 = kind == ref::ActKind::Q8;
-  const int64_t nb = n_in / (q8 ? kQK : kQKK);
-  a.stride = static_cast<size_t>(nb) * (q8 ? sizeof(ActQ8) : sizeof(ActQ8K));
-  if (buf.rows.size() < a.stride * n_tok) buf.rows.resize(a.stride * n_tok);
-  uint8_t* rows = buf.rows.data();
+  const bool q16 = kind == ref::ActKind::Q16;
+  const int64_t nb = n_in / (q16 ? kQK : kQKK);
+  const size_t row_bytes = q16 ? static_cast<size_t>(act_q16_row_bytes(n_in)) : nb * sizeof(ActQ16K);
+  a.stride = (row_bytes + 63) / 64 * 64;  // rows 64-byte aligned
+  if (buf.rows.size() < a.stride * n_tok + 64) buf.rows.resize(a.stride * n_tok + 64);
+  uint8_t* rows = buf.rows.data() + (64 - reinterpret_cast<uintptr_t>(buf.rows.data()) % 64) % 64;
   a.data = rows;
   auto quantize = [&](int64_t t) {
     const float* xt = x + t * n_in;
     uint8_t* out = rows + t * a.stride;
-    if (!q8) {
-      ref::quantize_row_q8k(xt, reinterpret_cast<ActQ8K*>(out), n_in);
+    if (q16) {
+      if (simd) {
+        cpu::quantize_row_q16(xt, out, n_in);
+      } else {
+        ref::quantize_row_q16(xt, out, n_in);
+      }
     } else if (simd) {
-      cpu::quantize_row_q8(xt, out, n_in);
+      cpu::quantize_row_q16k(xt, out, n_in);
     } else {
-      ref::quantize_row_q8(xt, reinterpret_cast<ActQ8*>(out), n_in);
+      ref::quantize_row_q16k(xt, reinterpret_cast<ActQ16K*>(out), n_in);
     }
   };
   const int n_thr = pool.size();
@@ -79,16 +85,24 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
   } else {
     for (int64_t t = 0; t < n_tok; ++t) quantize(t);
   }
-  if (q8) {  // transposed block sums for the vectorised offset term of Q4_0/Q4_1
-    a.s_stride = static_cast<size_t>((n_tok + 7) / 8 * 8 + 8);
-    if (buf.s_tr.size() < a.s_stride * nb) buf.s_tr.resize(a.s_stride * nb);
-    float* s = buf.s_tr.data();
-    for (int64_t b = 0; b < nb; ++b) {
-      float* sb = s + b * a.s_stride;
-      for (int64_t t = 0; t < n_tok; ++t) sb[t] = reinterpret_cast<const ActQ8*>(rows + t * a.stride)[b].s;
-      std::fill(sb + n_tok, sb + a.s_stride, 0.0f);
+  if (q16) {  // transposed block scales and sums for the multi-token tiles
+    a.tr_stride = static_cast<size_t>((n_tok + 7) / 8 * 8 + 8);
+    const size_t n_tr = a.tr_stride * nb;
+    if (buf.tr.size() < 2 * n_tr) buf.tr.resize(2 * n_tr);
+    float* d_tr = buf.tr.data();
+    float* s_tr = d_tr + n_tr;
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const uint8_t* row = rows + t * a.stride;
+      const float* d = act_q16_d(row, n_in);
+      const float* s = act_q16_s(row, n_in);
+      for (int64_t b = 0; b < nb; ++b) d_tr[b * a.tr_stride + t] = d[b], s_tr[b * a.tr_stride + t] = s[b];
     }
-    a.s_tr = s;
+    for (int64_t b = 0; b < nb; ++b) {
+      std::fill(d_tr + b * a.tr_stride + n_tok, d_tr + (b + 1) * a.tr_stride, 0.0f);
+      std::fill(s_tr + b * a.tr_stride + n_tok, s_tr + (b + 1) * a.tr_stride, 0.0f);
+    }
+    a.d_tr = d_tr;
+    a.s_tr = s_tr;
   }
   return a;
 }
@@ -97,7 +111,9 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
 
 namespace detail {
 
-bool has_simd_kernels(DType t) { return cpu::simd_kernels(t) != nullptr; }
+bool has_simd_kernels(DType t) {
+  return cpu::simd_kernels(t) != nullptr;
+}
 
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::ThreadPool& pool,
             const MatmulOptions& opt) {
@@ -118,8 +134,8 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::T
       for (int t = 1; ok && t <= T; ++t) ok = k->fn[r - 1][t - 1] != nullptr;
     }
     if (!ok) {  // every smaller tile is needed for the edges
-      throw InvalidArgument("[ops] matmul: no " + std::to_string(R) + "x" + std::to_string(T) +
-                            " tile kernel for " + dtype_info(w.type).name);
+      throw InvalidArgument("[ops] matmul: no " + std::to_string(R) + "x" + std::to_string(T) + " tile kernel for " +
+                            dtype_info(w.type).name);
     }
   }
   const int n_thr = pool.size();
@@ -148,8 +164,7 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::T
         } else {
           for (int t = 0; t < tt; ++t) {
             for (int r = 0; r < rr; ++r) {
-              yt[t * n_out + r] = ref::vec_dot(w.type, wdata + (r0 + r) * w_stride,
-                                               a.data + (t0 + t) * a.stride, n_in);
+              yt[t * n_out + r] = ref::vec_dot(w.type, wdata + (r0 + r) * w_stride, a.data + (t0 + t) * a.stride, n_in);
             }
           }
         }

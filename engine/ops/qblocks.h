@@ -1,4 +1,4 @@
-// Byte layouts of the quantized weight blocks (ggml/GGUF spec) and of the 8-bit activation
+// Byte layouts of the quantized weight blocks (ggml/GGUF spec) and of the 16-bit activation
 // formats that the quantized matmul uses for its right-hand side.
 #pragma once
 #include <cstddef>
@@ -58,17 +58,37 @@ inline void q4k_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
 }
 
 // ---- activation formats (one row of x quantized once per matmul) ----
-// Per 32 values: d = amax/127, q = round-half-even(x / d) (computed as x * (1/d)), s = d * sum(q).
-struct ActQ8 {
+// 16-bit activations: the rounding of x is ~2^-16 of the block's largest value, far below the
+// weights' own quantization error (8-bit activations measurably moved the logits of real models).
+//
+// Q16, the right-hand side of Q4_0 / Q4_1 / Q8_0. Per block b of 32 values:
+//   d_b = amax_b / 32767 (f32), q = clamp(round-half-even(x * (1/d_b)), -32767, 32767) (int16),
+//   s_b = d_b * sum(q) (f32; the integer sum is exact), used for the offset term of Q4_0 / Q4_1.
+// Blocks with amax < kActTiny are stored as zeros (d = 0, q = 0), so that 1/d stays finite.
+// One row of n values (n a multiple of 32) is stored as int16 qs[n], then float d[n/32], then
+// float s[n/32]: the int16 blocks are 64 bytes each and stay aligned when the row is.
+constexpr float kActTiny = 1e-30f;
+constexpr int64_t act_q16_row_bytes(int64_t n) {
+  return 2 * n + 8 * (n / kQK);
+}
+inline const int16_t* act_q16_qs(const void* row) {
+  return static_cast<const int16_t*>(row);
+}
+inline const float* act_q16_d(const void* row, int64_t n) {
+  return reinterpret_cast<const float*>(static_cast<const uint8_t*>(row) + 2 * n);
+}
+inline const float* act_q16_s(const void* row, int64_t n) {
+  return act_q16_d(row, n) + n / kQK;
+}
+
+// Q16K, the right-hand side of the K-quants. Per super-block of 256 values: d = amax / 32767,
+// q as above; sums[j] = sum of q over values 32j..32j+31 (for the Q4_K min term).
+struct ActQ16K {
   float d;
-  float s;
-  int8_t qs[32];
+  int32_t pad[7];   // keeps qs 64-byte aligned within the block
+  int32_t sums[8];  // |sums[j]| <= 32 * 32767
+  int16_t qs[256];
 };
-// Per 256 values: d = amax/127, q as above; bsums[g] = sum of q over values 16g..16g+15.
-struct ActQ8K {
-  float d;
-  int16_t bsums[16];
-  int8_t qs[256];
-};
+static_assert(sizeof(ActQ16K) == 576, "ActQ16K layout");
 
 }  // namespace akvq::ops

@@ -14,21 +14,22 @@ namespace akvq::ops::ref {
 // (no fused multiply-add: this file is compiled without contraction).
 void dequantize_row(DType t, const void* src, float* out, int64_t n);
 
-// Activation quantization used by the quantized matmul. n must be a multiple of 32 / 256.
-void quantize_row_q8(const float* x, ActQ8* out, int64_t n);    // out[n/32]
-void quantize_row_q8k(const float* x, ActQ8K* out, int64_t n);  // out[n/256]
+// Activation quantization used by the quantized matmul (formats in qblocks.h). n must be a
+// multiple of 32 / 256.
+void quantize_row_q16(const float* x, void* out_row, int64_t n);  // act_q16_row_bytes(n) bytes
+void quantize_row_q16k(const float* x, ActQ16K* out, int64_t n);  // out[n/256]
 
 // The activation format a weight type is multiplied with.
-enum class ActKind { F32, Q8, Q8K };
+enum class ActKind { F32, Q16, Q16K };
 ActKind act_kind(DType t);
 
 // Dot product of one weight row (n values of type t) with one activation row in the matching
-// format (f32 for float weights, ActQ8 or ActQ8K otherwise). Integer sums inside each block,
-// f32 accumulation across blocks.
+// format (f32 for float weights, a Q16 row or ActQ16K[n/256] otherwise). Exact integer sums inside
+// each block (super-block for the K-quants), f32 accumulation across blocks.
 float vec_dot(DType t, const void* w_row, const void* x_act, int64_t n);
 
 // y[n_tok, n_out] = x[n_tok, n_in] · Wᵀ computed with the same activation quantization as the
-// fast path (quantize_row_q8/q8k, then vec_dot).
+// fast path (quantize_row_q16/q16k, then vec_dot).
 void matmul_quant(const TensorView& w, const float* x, int64_t n_tok, float* y);
 // y[n_tok, n_out] = x · dequant(W)ᵀ in f32 with double accumulation (no activation rounding).
 void matmul_f32(const TensorView& w, const float* x, int64_t n_tok, float* y);
@@ -36,8 +37,7 @@ void matmul_f32(const TensorView& w, const float* x, int64_t n_tok, float* y);
 void get_rows(const TensorView& w, const int32_t* ids, int64_t n, float* out);
 void rms_norm(const float* x, const float* w, int64_t n_tok, int64_t n, float eps, float* y);
 // Angles computed in double: pos * theta^(-2i/n_rot).
-void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos,
-          float theta, RopeMode mode);
+void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos, float theta, RopeMode mode);
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void add_inplace(float* x, const float* y, int64_t n);
 void softmax(float* x, int64_t n);

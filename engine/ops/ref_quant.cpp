@@ -115,40 +115,49 @@ void dequantize_row(DType t, const void* src, float* out, int64_t n) {
     case DType::Q4_K: dequant_q4_k(static_cast<const BlockQ4_K*>(src), out, n / kQKK); return;
     case DType::Q6_K: dequant_q6_k(static_cast<const BlockQ6_K*>(src), out, n / kQKK); return;
   }
-  throw InvalidArgument(std::string("[ops] dequantize_row: unsupported type ") +
-                        dtype_name(static_cast<uint32_t>(t)));
+  throw InvalidArgument(std::string("[ops] dequantize_row: unsupported type ") + dtype_name(static_cast<uint32_t>(t)));
 }
 
-void quantize_row_q8(const float* x, ActQ8* out, int64_t n) {
-  for (int64_t b = 0; b < n / kQK; ++b, x += kQK) {
-    float amax = 0.0f;
-    for (int j = 0; j < kQK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+namespace {
+
+// One block of n values to int16: d = amax / 32767, q = clamp(round-half-even(x * (1/d))).
+// Returns d (0 for a block with amax < kActTiny). The clamp never binds for finite x
+// (|x * (1/d)| <= 32767 + a few ulps).
+float quantize_block16(const float* x, int n, int16_t* q) {
+  float amax = 0.0f;
+  for (int j = 0; j < n; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+  const float d = amax >= kActTiny ? amax / 32767.0f : 0.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  for (int j = 0; j < n; ++j) {
+    const float v = std::fmin(std::fmax(std::nearbyint(x[j] * id), -32767.0f), 32767.0f);
+    q[j] = static_cast<int16_t>(v);
+  }
+  return d;
+}
+
+}  // namespace
+
+void quantize_row_q16(const float* x, void* out_row, int64_t n) {
+  int16_t* qs = static_cast<int16_t*>(out_row);
+  float* d = const_cast<float*>(act_q16_d(out_row, n));
+  float* s = d + n / kQK;
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    d[b] = quantize_block16(x + b * kQK, kQK, qs + b * kQK);
     int sum = 0;
-    for (int j = 0; j < kQK; ++j) {
-      const int q = static_cast<int>(std::nearbyint(x[j] * id));
-      out[b].qs[j] = static_cast<int8_t>(q);
-      sum += q;
-    }
-    out[b].d = d;
-    out[b].s = d * static_cast<float>(sum);
+    for (int j = 0; j < kQK; ++j) sum += qs[b * kQK + j];
+    s[b] = d[b] * static_cast<float>(sum);
   }
 }
 
-void quantize_row_q8k(const float* x, ActQ8K* out, int64_t n) {
+void quantize_row_q16k(const float* x, ActQ16K* out, int64_t n) {
   for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
-    float amax = 0.0f;
-    for (int j = 0; j < kQKK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    for (int j = 0; j < kQKK; ++j) out[b].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
-    for (int g = 0; g < 16; ++g) {
-      int s = 0;
-      for (int j = 0; j < 16; ++j) s += out[b].qs[16 * g + j];
-      out[b].bsums[g] = static_cast<int16_t>(s);
+    std::memset(&out[b], 0, sizeof(ActQ16K));
+    out[b].d = quantize_block16(x, kQKK, out[b].qs);
+    for (int j = 0; j < 8; ++j) {
+      int32_t sum = 0;
+      for (int l = 0; l < 32; ++l) sum += out[b].qs[32 * j + l];
+      out[b].sums[j] = sum;
     }
-    out[b].d = d;
   }
 }
 
@@ -158,11 +167,13 @@ ActKind act_kind(DType t) {
     case DType::F16:
     case DType::BF16: return ActKind::F32;
     case DType::Q4_K:
-    case DType::Q6_K: return ActKind::Q8K;
-    default: return ActKind::Q8;
+    case DType::Q6_K: return ActKind::Q16K;
+    default: return ActKind::Q16;
   }
 }
 
+// Integer bounds: Q4_0/Q4_1 block sums |sumi| <= 32*15*32767 < 2^24; Q8_0 <= 32*128*32767 < 2^28.
+// The K-quant super-block sums can exceed 2^31 (Q6_K: 256*32*128*32767), hence int64.
 float vec_dot(DType t, const void* w_row, const void* x_act, int64_t n) {
   float acc = 0.0f;
   switch (t) {
@@ -177,10 +188,12 @@ float vec_dot(DType t, const void* w_row, const void* x_act, int64_t n) {
     }
     case DType::Q4_0:
     case DType::Q4_1: {
-      const ActQ8* xa = static_cast<const ActQ8*>(x_act);
+      const int16_t* xq = act_q16_qs(x_act);
+      const float* xd = act_q16_d(x_act, n);
+      const float* xs = act_q16_s(x_act, n);
       const bool q41 = t == DType::Q4_1;
       const uint8_t* p = static_cast<const uint8_t*>(w_row);
-      for (int64_t b = 0; b < n / kQK; ++b) {
+      for (int64_t b = 0; b < n / kQK; ++b, xq += kQK) {
         float d, m;
         const uint8_t* qs;
         if (q41) {
@@ -190,38 +203,37 @@ float vec_dot(DType t, const void* w_row, const void* x_act, int64_t n) {
           const BlockQ4_0* wb = reinterpret_cast<const BlockQ4_0*>(p) + b;
           d = fp16_to_f32(wb->d), m = -8.0f * d, qs = wb->qs;
         }
-        int sumi = 0;
-        for (int j = 0; j < 16; ++j) {
-          sumi += (qs[j] & 15) * xa[b].qs[j] + (qs[j] >> 4) * xa[b].qs[j + 16];
-        }
-        acc += static_cast<float>(sumi) * (d * xa[b].d) + m * xa[b].s;
+        int32_t sumi = 0;
+        for (int j = 0; j < 16; ++j) sumi += (qs[j] & 15) * xq[j] + (qs[j] >> 4) * xq[j + 16];
+        acc += static_cast<float>(sumi) * (d * xd[b]) + m * xs[b];
       }
       return acc;
     }
     case DType::Q8_0: {
-      const ActQ8* xa = static_cast<const ActQ8*>(x_act);
+      const int16_t* xq = act_q16_qs(x_act);
+      const float* xd = act_q16_d(x_act, n);
       const BlockQ8_0* wb = static_cast<const BlockQ8_0*>(w_row);
-      for (int64_t b = 0; b < n / kQK; ++b) {
-        int sumi = 0;
-        for (int j = 0; j < kQK; ++j) sumi += wb[b].qs[j] * xa[b].qs[j];
-        acc += static_cast<float>(sumi) * (fp16_to_f32(wb[b].d) * xa[b].d);
+      for (int64_t b = 0; b < n / kQK; ++b, xq += kQK) {
+        int32_t sumi = 0;
+        for (int j = 0; j < kQK; ++j) sumi += wb[b].qs[j] * xq[j];
+        acc += static_cast<float>(sumi) * (fp16_to_f32(wb[b].d) * xd[b]);
       }
       return acc;
     }
     case DType::Q4_K: {
-      const ActQ8K* xa = static_cast<const ActQ8K*>(x_act);
+      const ActQ16K* xa = static_cast<const ActQ16K*>(x_act);
       const BlockQ4_K* wb = static_cast<const BlockQ4_K*>(w_row);
       for (int64_t b = 0; b < n / kQKK; ++b) {
-        int sumi = 0, summ = 0;
+        int64_t sumi = 0, summ = 0;
         for (int j = 0; j < 8; ++j) {
           int sc, mn;
           q4k_scale_min(wb[b].scales, j, sc, mn);
           const uint8_t* q = wb[b].qs + 32 * (j / 2);
           const int shift = 4 * (j % 2);
-          int s = 0;
+          int64_t s = 0;
           for (int l = 0; l < 32; ++l) s += ((q[l] >> shift) & 15) * xa[b].qs[32 * j + l];
           sumi += sc * s;
-          summ += mn * (xa[b].bsums[2 * j] + xa[b].bsums[2 * j + 1]);
+          summ += static_cast<int64_t>(mn) * xa[b].sums[j];
         }
         const float dx = xa[b].d;
         acc += fp16_to_f32(wb[b].d) * dx * static_cast<float>(sumi) -
@@ -230,12 +242,12 @@ float vec_dot(DType t, const void* w_row, const void* x_act, int64_t n) {
       return acc;
     }
     case DType::Q6_K: {
-      const ActQ8K* xa = static_cast<const ActQ8K*>(x_act);
+      const ActQ16K* xa = static_cast<const ActQ16K*>(x_act);
       const BlockQ6_K* wb = static_cast<const BlockQ6_K*>(w_row);
       for (int64_t b = 0; b < n / kQKK; ++b) {
-        int sumi = 0;
+        int64_t sumi = 0;
         for (int g = 0; g < 16; ++g) {
-          int s = 0;
+          int64_t s = 0;
           for (int l = 0; l < 16; ++l) s += (q6k_value(wb[b], 16 * g + l) - 32) * xa[b].qs[16 * g + l];
           sumi += wb[b].scales[g] * s;
         }
@@ -244,8 +256,7 @@ float vec_dot(DType t, const void* w_row, const void* x_act, int64_t n) {
       return acc;
     }
   }
-  throw InvalidArgument(std::string("[ops] vec_dot: unsupported type ") +
-                        dtype_name(static_cast<uint32_t>(t)));
+  throw InvalidArgument(std::string("[ops] vec_dot: unsupported type ") + dtype_name(static_cast<uint32_t>(t)));
 }
 
 void matmul_quant(const TensorView& w, const float* x, int64_t n_tok, float* y) {
@@ -254,17 +265,17 @@ void matmul_quant(const TensorView& w, const float* x, int64_t n_tok, float* y) 
   const ActKind kind = act_kind(w.type);
   for (int64_t t = 0; t < n_tok; ++t) {
     const float* xt = x + t * n_in;
-    std::vector<ActQ8> q8;
-    std::vector<ActQ8K> q8k;
+    std::vector<uint8_t> q16;
+    std::vector<ActQ16K> q16k;
     const void* xa = xt;
-    if (kind == ActKind::Q8) {
-      q8.resize(static_cast<size_t>(n_in / kQK));
-      quantize_row_q8(xt, q8.data(), n_in);
-      xa = q8.data();
-    } else if (kind == ActKind::Q8K) {
-      q8k.resize(static_cast<size_t>(n_in / kQKK));
-      quantize_row_q8k(xt, q8k.data(), n_in);
-      xa = q8k.data();
+    if (kind == ActKind::Q16) {
+      q16.resize(static_cast<size_t>(act_q16_row_bytes(n_in)));
+      quantize_row_q16(xt, q16.data(), n_in);
+      xa = q16.data();
+    } else if (kind == ActKind::Q16K) {
+      q16k.resize(static_cast<size_t>(n_in / kQKK));
+      quantize_row_q16k(xt, q16k.data(), n_in);
+      xa = q16k.data();
     }
     for (int64_t r = 0; r < n_out; ++r) y[t * n_out + r] = vec_dot(w.type, w.row(r), xa, n_in);
   }
@@ -288,8 +299,8 @@ void get_rows(const TensorView& w, const int32_t* ids, int64_t n, float* out) {
   const int64_t n_rows = w.rows(), ne0 = w.ne[0];
   for (int64_t i = 0; i < n; ++i) {
     if (ids[i] < 0 || ids[i] >= n_rows) {
-      throw InvalidArgument("[ops] get_rows '" + w.name + "': id " + std::to_string(ids[i]) +
-                            " outside [0, " + std::to_string(n_rows) + ")");
+      throw InvalidArgument("[ops] get_rows '" + w.name + "': id " + std::to_string(ids[i]) + " outside [0, " +
+                            std::to_string(n_rows) + ")");
     }
     dequantize_row(w.type, w.row(ids[i]), out + i * ne0, ne0);
   }

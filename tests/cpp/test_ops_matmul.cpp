@@ -1,20 +1,24 @@
 // Parity of the CPU matmul (SIMD tiles, threading, edges) with the scalar references.
 //
-// Tolerances:
-//  * vs ref::matmul_quant (same 8-bit activation quantization, integer block sums, f32
-//    accumulation in another order): |diff| <= 1e-5 * sum_i |w_i x_i| + 1e-6. Both sides round
-//    each block term and the running sum to f32 (2^-24 relative per operation, at most a few
-//    hundred terms), so this leaves a margin of ~10x while being ~1000x tighter than the error
-//    the activation quantization itself introduces.
-//  * vs ref::matmul_f32 (dequantized weights, double accumulation, x unrounded): the worst case
-//    of the activation rounding, sum_b (sum_{i in b} |w_i|) * amax_b(x) / 254, plus the f32 term.
-//    For float weights only the f32 term applies.
+// Tolerances (quantized weights multiply a 16-bit copy of x: Q16 blocks of 32, Q16K of 256):
+//  * vs ref::matmul_quant (same activation quantization, exact integer block sums, f32
+//    accumulation in another order): |diff| <= kQuantRel * sum_i |w_i x_i| + 1e-6. Both sides
+//    round each block term and the running sum to f32 (2^-24 relative per operation, at most a
+//    few hundred terms); measured max 1.1e-7 relative, so kQuantRel = 1e-6 leaves a margin ~9x.
+//  * vs ref::matmul_f32 (dequantized weights, double accumulation, x unrounded):
+//    |diff| <= 1e-4 * sum_i |w_i x_i| + 1e-6 (measured max 2.4e-5 relative), and also within the worst case of the
+//    activation rounding, sum_b (sum_{i in b} |w_i|) * amax_b(x) / 65534 * 1.01, plus 1e-5 relative for f32. For float
+//    weights only 1e-5 * sum_i |w_i x_i| + 1e-6 applies.
 //  * the scalar fallback path (simd=false) must equal ref::matmul_quant bit for bit.
 #include <gtest/gtest.h>
 
 #include <akvq/error.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -28,13 +32,16 @@ using namespace akvq;
 
 namespace {
 
-const DType kAllTypes[] = {DType::F32, DType::F16, DType::BF16, DType::Q4_0,
+constexpr double kQuantRel = 1e-6;  // fast path vs same-quantization reference
+constexpr double kF32Rel = 1e-4;    // quantized weights vs pure f32 reference (16-bit activations)
+
+const DType kAllTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0,
                            DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K};
 
 int act_block(DType t) {
   switch (ops::ref::act_kind(t)) {
-    case ops::ref::ActKind::Q8: return 32;
-    case ops::ref::ActKind::Q8K: return 256;
+    case ops::ref::ActKind::Q16: return 32;
+    case ops::ref::ActKind::Q16K: return 256;
     default: return 0;
   }
 }
@@ -64,17 +71,22 @@ void check_matmul(DType t, int64_t n_in, int64_t n_out, int64_t n_tok, cpu::Thre
       const size_t i = tk * n_out + r;
       const float* wr = wd.data() + r * n_in;
       const float* xr = x.data() + tk * n_in;
-      const double f32_tol = 1e-5 * test::abs_dot(wr, xr, n_in) + 1e-6;
-      const double q_tol = ab ? test::act_quant_bound(wr, xr, n_in, ab) : 0.0;
+      const double absdot = test::abs_dot(wr, xr, n_in);
+      const double f32_tol = 1e-5 * absdot + 1e-6;
       SCOPED_TRACE(::testing::Message() << dtype_info(t).name << " n_in=" << n_in << " n_out=" << n_out
                                         << " n_tok=" << n_tok << " tile=" << opt.tile_r << "x" << opt.tile_t
                                         << " simd=" << opt.simd << " t=" << tk << " r=" << r);
       if (opt.simd) {
-        ASSERT_NEAR(y[i], yq[i], f32_tol);
+        ASSERT_NEAR(y[i], yq[i], kQuantRel * absdot + 1e-6);
       } else {
         ASSERT_EQ(y[i], yq[i]);
       }
-      ASSERT_NEAR(y[i], yf[i], f32_tol + q_tol);
+      if (ab) {
+        ASSERT_NEAR(y[i], yf[i], kF32Rel * absdot + 1e-6);
+        ASSERT_NEAR(y[i], yf[i], f32_tol + test::act_quant_bound(wr, xr, n_in, ab));
+      } else {
+        ASSERT_NEAR(y[i], yf[i], f32_tol);
+      }
     }
   }
 }
@@ -149,21 +161,85 @@ TEST(OpsMatmul, RejectsBadShapes) {
 
 TEST(OpsMatmul, ActivationQuantizationMatchesReferenceBitForBit) {
   std::mt19937 rng(9);
-  for (int64_t n : {32, 96, 1536}) {
+  for (int64_t n : {256, 768, 1536}) {
     auto x = test::random_floats(static_cast<size_t>(n), rng, 3.0f);
     x[5] = 0.0f;
-    std::vector<float> zeros(32, 0.0f);
-    std::vector<ops::ActQ8> a(n / 32), b(n / 32);
-    cpu::quantize_row_q8(x.data(), a.data(), n);
-    ops::ref::quantize_row_q8(x.data(), b.data(), n);
-    for (int64_t i = 0; i < n / 32; ++i) {
-      EXPECT_EQ(a[i].d, b[i].d);
-      EXPECT_EQ(a[i].s, b[i].s);
-      for (int j = 0; j < 32; ++j) EXPECT_EQ(a[i].qs[j], b[i].qs[j]) << i << " " << j;
+    for (int i = 64; i < 96; ++i) x[i] = 0.0f;       // an all-zero block: d = 0, q = 0, s = 0
+    for (int i = 224; i < 256; ++i) x[i] *= 1e-33f;  // below kActTiny: stored as zeros
+    for (int i = 96; i < 128; ++i) x[i] *= 1e-25f;   // tiny but kept
+    std::vector<uint8_t> a(ops::act_q16_row_bytes(n)), b(a.size());
+    cpu::quantize_row_q16(x.data(), a.data(), n);
+    ops::ref::quantize_row_q16(x.data(), b.data(), n);
+    ASSERT_EQ(a, b);
+    const int16_t* q = ops::act_q16_qs(a.data());
+    const float* d = ops::act_q16_d(a.data(), n);
+    const float* s = ops::act_q16_s(a.data(), n);
+    EXPECT_EQ(d[2], 0.0f);
+    EXPECT_EQ(s[2], 0.0f);
+    EXPECT_EQ(q[70], 0);
+    EXPECT_EQ(d[7], 0.0f);
+    EXPECT_GT(d[3], 0.0f);
+    for (int64_t blk = 0; blk < n / 32; ++blk) {  // |x - q d| <= d/2 (+ a few ulp), extremes hit 32767
+      int amaxq = 0, sum = 0;
+      for (int j = 0; j < 32; ++j) {
+        const int64_t i = blk * 32 + j;
+        EXPECT_LE(std::fabs(x[i] - q[i] * d[blk]), d[blk] > 0 ? d[blk] * 0.5005f : ops::kActTiny) << i;
+        amaxq = std::max(amaxq, std::abs(static_cast<int>(q[i])));
+        sum += q[i];
+      }
+      if (d[blk] > 0) {
+        EXPECT_EQ(amaxq, 32767) << blk;
+      }
+      EXPECT_EQ(s[blk], d[blk] * static_cast<float>(sum));
     }
-    cpu::quantize_row_q8(zeros.data(), a.data(), 32);  // all-zero block: d = 0, q = 0
-    EXPECT_EQ(a[0].d, 0.0f);
-    EXPECT_EQ(a[0].qs[3], 0);
+    std::vector<ops::ActQ16K> ka(n / 256), kb(n / 256);
+    cpu::quantize_row_q16k(x.data(), ka.data(), n);
+    ops::ref::quantize_row_q16k(x.data(), kb.data(), n);
+    for (int64_t i = 0; i < n / 256; ++i) {
+      EXPECT_EQ(ka[i].d, kb[i].d);
+      for (int j = 0; j < 8; ++j) EXPECT_EQ(ka[i].sums[j], kb[i].sums[j]);
+      for (int j = 0; j < 256; ++j) ASSERT_EQ(ka[i].qs[j], kb[i].qs[j]) << i << " " << j;
+    }
+  }
+}
+
+TEST(OpsMatmul, ExtremeActivationsDoNotOverflow) {
+  // Weights at their largest integer magnitude against x = +-amax everywhere (every q = +-32767):
+  // the int32 block / super-block sums are at their bound and must still match the references.
+  cpu::ThreadPool pool(2);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t n_in = 512, n_out = 4;
+    std::mt19937 rng(77);
+    auto raw = test::random_weights(t, n_out, n_in, rng);
+    const DTypeInfo& info = dtype_info(t);
+    for (size_t off = 0; off < raw.size(); off += info.block_bytes) {
+      uint8_t* b = raw.data() + off;
+      switch (t) {
+        case DType::Q4_0:
+        case DType::Q4_1: std::memset(b + (t == DType::Q4_0 ? 2 : 4), 0xff, 16); break;  // q = 15
+        case DType::Q8_0: std::memset(b + 2, 0x80, 32); break;                           // q = -128
+        case DType::Q4_K: std::memset(b + 4, 0xff, 140); break;                          // q = 15, sc = mn = 63
+        case DType::Q6_K:
+          std::memset(b, 0, 192);          // q = 0 -> q - 32 = -32
+          std::memset(b + 192, 0x80, 16);  // scales -128
+          break;
+        default: break;
+      }
+    }
+    const TensorView w = test::view(t, raw, n_in, n_out);
+    for (float sign : {1.0f, -1.0f}) {
+      const int64_t n_tok = 5;
+      std::vector<float> x(n_tok * n_in, sign * 3.0f), y(n_tok * n_out), yq(n_tok * n_out), yf(n_tok * n_out);
+      ops::matmul(w, x.data(), n_tok, y.data(), pool);
+      ops::ref::matmul_quant(w, x.data(), n_tok, yq.data());
+      ops::ref::matmul_f32(w, x.data(), n_tok, yf.data());
+      const auto wd = test::dequant_all(w);
+      for (int64_t i = 0; i < n_tok * n_out; ++i) {
+        const double absdot = test::abs_dot(wd.data() + (i % n_out) * n_in, x.data(), n_in);
+        ASSERT_NEAR(y[i], yq[i], kQuantRel * absdot + 1e-6) << dtype_info(t).name << " " << i;
+        ASSERT_NEAR(y[i], yf[i], kF32Rel * absdot + 1e-6) << dtype_info(t).name << " " << i;
+      }
+    }
   }
 }
 

@@ -88,8 +88,9 @@ inline double abs_dot(const float* w, const float* x, int64_t n) {
   return s;
 }
 
-// Worst-case effect of rounding x to 8 bits per block (|x_i - xq_i| <= amax_b / 254):
-// sum_b (sum_{i in b} |w_i|) * amax_b / 254.
+// Worst-case effect of rounding x to 16 bits per block: |x_i - q_i d_b| <= d_b * (1/2 + 0.004)
+// with d_b = amax_b / 32767 (x * fl(1/d_b) is within 2 ulp of x / d_b <= 32767, i.e. 0.004),
+// so |err| <= sum_b (sum_{i in b} |w_i|) * amax_b / 65534 * 1.01.
 inline double act_quant_bound(const float* w, const float* x, int64_t n, int block) {
   double bound = 0.0;
   for (int64_t b = 0; b < n / block; ++b) {
@@ -98,7 +99,7 @@ inline double act_quant_bound(const float* w, const float* x, int64_t n, int blo
       aw += std::fabs(w[b * block + i]);
       amax = std::fmax(amax, std::fabs(x[b * block + i]));
     }
-    bound += aw * amax / 254.0;
+    bound += aw * amax / 65534.0 * 1.01;
   }
   return bound;
 }

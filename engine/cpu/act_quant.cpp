@@ -1,0 +1,76 @@
+// Fast 16-bit activation quantization for the quantized matmul (formats in ops/qblocks.h),
+// bit-identical to the scalar references ops::ref::quantize_row_q16 / quantize_row_q16k: the same
+// f32 amax, d = amax / 32767, one f32 multiply by 1/d, round-half-even, clamp, exact integer sums.
+#include <cstring>
+
+#include "cpu/qgemm.h"
+#include "cpu/simd.h"
+#include "ops/qblocks.h"
+#include "ops/ref.h"
+
+namespace akvq::cpu {
+
+#ifdef AKVQ_AVX2
+namespace {
+
+// x[n] (n a multiple of 32) -> q[n] int16 with one scale; sums32[k] = sum of q[32k..32k+31].
+// Returns d.
+inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 amax = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+  const float m = hmax(amax);
+  const float d = m >= ops::kActTiny ? m / 32767.0f : 0.0f;
+  const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+  const __m256 lo = _mm256_set1_ps(-32767.0f), hi = _mm256_set1_ps(32767.0f);
+  for (int k = 0; k < n / 32; ++k) {
+    __m256i v[4];
+    for (int i = 0; i < 4; ++i) {
+      __m256 r = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * k + 8 * i), id),
+                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      r = _mm256_min_ps(_mm256_max_ps(r, lo), hi);
+      v[i] = _mm256_cvtps_epi32(r);
+    }
+    sums32[k] = hsum_i32(_mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3])));
+    // packs interleaves the two sources per 128-bit lane; the qword permute restores the order
+    const __m256i p01 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[0], v[1]), 0xd8);
+    const __m256i p23 = _mm256_permute4x64_epi64(_mm256_packs_epi32(v[2], v[3]), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * k), p01);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32 * k + 16), p23);
+  }
+  return d;
+}
+
+}  // namespace
+
+void quantize_row_q16(const float* x, void* out_row, int64_t n) {
+  int16_t* qs = static_cast<int16_t*>(out_row);
+  float* d = const_cast<float*>(ops::act_q16_d(out_row, n));
+  float* s = d + n / ops::kQK;
+  for (int64_t b = 0; b < n / ops::kQK; ++b) {
+    int32_t sum;
+    d[b] = quantize_block16(x + b * ops::kQK, ops::kQK, qs + b * ops::kQK, &sum);
+    s[b] = d[b] * static_cast<float>(sum);
+  }
+}
+
+void quantize_row_q16k(const float* x, void* out_act, int64_t n) {
+  ops::ActQ16K* out = static_cast<ops::ActQ16K*>(out_act);
+  for (int64_t b = 0; b < n / ops::kQKK; ++b) {
+    std::memset(out[b].pad, 0, sizeof(out[b].pad));
+    out[b].d = quantize_block16(x + b * ops::kQKK, ops::kQKK, out[b].qs, out[b].sums);
+  }
+}
+
+#else  // no AVX2
+
+void quantize_row_q16(const float* x, void* out_row, int64_t n) {
+  ops::ref::quantize_row_q16(x, out_row, n);
+}
+void quantize_row_q16k(const float* x, void* out, int64_t n) {
+  ops::ref::quantize_row_q16k(x, static_cast<ops::ActQ16K*>(out), n);
+}
+
+#endif
+
+}  // namespace akvq::cpu
