@@ -58,12 +58,14 @@ struct Session::Impl {
 
   // Evaluates ids in chunks of n_batch. out: all logits [ids.size(), n_vocab] when all, else
   // the last token's logits. On failure the cache is rolled back to where it was.
-  void run(const std::vector<int32_t>& ids, float* out, bool all) {
+  void run(const std::vector<int32_t>& ids, float* out, bool all, TokenKind kind) {
     check(ids);
     const int n_past = static_cast<int>(tokens.size());
     const int n = static_cast<int>(ids.size());
     const int64_t nv = llama->hparams().n_vocab;
     try {
+      const std::vector<TokenKind> kinds(ids.size(), kind);
+      cache->set_kinds(kinds.data(), n);
       for (int off = 0; off < n; off += params.n_batch) {
         const int len = std::min(params.n_batch, n - off);
         const bool last = off + len == n;
@@ -87,7 +89,15 @@ Session::Session(std::shared_ptr<const Model> model, const SessionParams& p)
   s.model = std::move(model);
   s.params = p;
   s.llama = s.model->impl().llama.get();
-  s.cache = kv::KvCache::create(s.llama->kv_config(p.n_ctx, p.kv));
+  kv::KvConfig kc = s.llama->kv_config(p.n_ctx, p.kv);
+  kc.options = p.kv_options;
+  const gguf::File& f = *s.model->impl().file;
+  if (f.has("akvq.tsa_layers")) {  // per-model TSA layers written by the converter / profiler
+    const std::vector<int32_t> t = f.get_i32_array("akvq.tsa_layers");
+    kc.has_file_tsa = true;
+    kc.file_tsa_layers.assign(t.begin(), t.end());
+  }
+  s.cache = kv::KvCache::create(kc);
   s.pool = std::make_unique<cpu::ThreadPool>(p.n_threads > 0 ? p.n_threads
                                                               : cpu::ThreadPool::default_threads());
   s.logits.resize(s.llama->hparams().n_vocab);
@@ -114,23 +124,16 @@ void Session::truncate(int n) {
   impl_->tokens.resize(n);
 }
 
-const float* Session::eval(const std::vector<int32_t>& ids) {
-  impl_->run(ids, impl_->logits.data(), false);
+const float* Session::eval(const std::vector<int32_t>& ids, TokenKind kind) {
+  impl_->run(ids, impl_->logits.data(), false, kind);
   return impl_->logits.data();
 }
 
-void Session::eval_all(const std::vector<int32_t>& ids, float* out) {
+void Session::eval_all(const std::vector<int32_t>& ids, float* out, TokenKind kind) {
   if (!out) throw InvalidArgument("[session] eval_all: output buffer is null");
-  impl_->run(ids, out, true);
+  impl_->run(ids, out, true, kind);
 }
 
-KvSummary Session::kv_summary() const {
-  const kv::KvStats st = impl_->cache->stats();
-  KvSummary s;
-  s.n_tokens = st.n_tokens;
-  s.bytes = st.bytes;
-  s.bits_per_element = st.bits_per_element;
-  return s;
-}
+KvSummary Session::kv_summary() const { return impl_->cache->summary(); }
 
 }  // namespace akvq

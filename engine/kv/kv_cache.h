@@ -3,9 +3,12 @@
 // rotation) plug in behind the same interface.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "akvq/engine.h"
 #include "cpu/thread_pool.h"
 
 namespace akvq::kv {
@@ -16,6 +19,12 @@ struct KvConfig {
   int n_head_kv = 0;
   int head_dim = 0;
   int n_ctx = 0;  // capacity in tokens
+  // Raw kv options ("key" -> "value"), validated per mode by kv_options.h (resolve_kv_options).
+  std::map<std::string, std::string> options;
+  // TSA layers stored in the model file (`akvq.tsa_layers`), used when has_file_tsa and the
+  // `tsa_layers` option is absent; otherwise the default {0, 1}.
+  bool has_file_tsa = false;
+  std::vector<int> file_tsa_layers;
   void validate() const;  // throws InvalidArgument naming the bad field / unknown mode
 };
 
@@ -51,6 +60,19 @@ class KvCache {
                       cpu::ThreadPool& pool) const = 0;
 
   virtual KvStats stats() const = 0;
+  // Per-layer, per-precision-class accounting, pivots, resolved options (the public summary).
+  // Default: one class "fp16" per layer holding every token.
+  virtual KvSummary summary() const;
+
+  // Saliency hooks for the AKVQ modes (no-ops by default).
+  // The layer's input hidden state x [n, n_embd] for the next n tokens of `layer` (positions
+  // n_tokens(layer) ...), given BEFORE that layer's append (pivot detection).
+  virtual void observe(int layer, const float* x, int n, int n_embd) {
+    (void)layer, (void)x, (void)n, (void)n_embd;
+  }
+  // Kinds of the next n tokens to be appended (positions n_tokens(0) ...); tokens without a
+  // kind are Text.
+  virtual void set_kinds(const TokenKind* kinds, int n) { (void)kinds, (void)n; }
 
  protected:
   explicit KvCache(const KvConfig& cfg) : cfg_(cfg) {}

@@ -50,6 +50,7 @@ void Llama::forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspac
   for (int il = 0; il < hp.n_layer; ++il) {
     const LlamaLayer& L = layers_[il];
     // attention block
+    cache.observe(il, x, n, static_cast<int>(E));  // layer input, before attn_norm (pivots)
     ops::rms_norm(x, static_cast<const float*>(L.attn_norm.data), n, E, hp.rms_eps, xn);
     dump("attn_norm", il, xn, n, E);
     ops::matmul(L.wq, xn, n, q, pool);

@@ -3,6 +3,7 @@
 // Frontends (Python bindings, akvq-cli) use only this header, error.h and sampler.h.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,18 +57,39 @@ class Model {
   std::unique_ptr<Impl> impl_;
 };
 
+// Kind of a context token (the AKVQ cache keeps precision classes per kind).
+enum class TokenKind : uint8_t { Text = 0, Vision = 1, Generated = 2 };
+
 struct SessionParams {
   int n_ctx = 4096;      // capacity of the KV cache in tokens (> 0)
   int n_threads = 0;     // 0: default (cores available)
   std::string kv = "f16";  // KV cache storage mode
   int n_batch = 256;     // prefill chunk size
+  // KV cache options, raw "key" -> "value" (bits, group, window, pivots, clip, clip_k, clip_v,
+  // k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor); validated by the cache mode,
+  // unknown keys and bad values throw InvalidArgument naming the option.
+  std::map<std::string, std::string> kv_options;
   void validate() const;  // throws InvalidArgument naming the bad field
 };
 
+struct KvClassStats {
+  std::string name;  // e.g. "fp16_window", "fp16_pivot", "q2", "q4", "k4v2"
+  int64_t tokens = 0;
+  int64_t bytes = 0;  // K and V, all KV heads
+};
+struct KvLayerStats {
+  std::vector<KvClassStats> classes;
+  std::vector<int32_t> pivots;  // token positions of the pivots, ascending
+};
 struct KvSummary {
+  std::string mode;
   int64_t n_tokens = 0;
   int64_t bytes = 0;
+  // bytes * 8 / (n_tokens * n_layer * n_head_kv * head_dim * 2): codes, scales, window, pivots
   double bits_per_element = 0;
+  std::vector<KvLayerStats> layers;
+  std::vector<int32_t> tsa_layers;
+  std::map<std::string, std::string> options;  // resolved options (defaults filled in)
 };
 
 class Session {
@@ -87,9 +109,10 @@ class Session {
   // Appends ids to the context, evaluating them in chunks of n_batch. Returns the logits of
   // the last token [n_vocab] (valid until the next call). Throws InvalidArgument when ids is
   // empty, an id is out of range, or n_past + ids.size() > n_ctx (nothing is appended then).
-  const float* eval(const std::vector<int32_t>& ids);
+  // kind applies to every id of the call (KV precision classes).
+  const float* eval(const std::vector<int32_t>& ids, TokenKind kind = TokenKind::Text);
   // Same, writing the logits of every position of ids into out [ids.size(), n_vocab].
-  void eval_all(const std::vector<int32_t>& ids, float* out);
+  void eval_all(const std::vector<int32_t>& ids, float* out, TokenKind kind = TokenKind::Text);
 
   KvSummary kv_summary() const;
 

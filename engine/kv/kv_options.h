@@ -1,0 +1,58 @@
+// KV cache modes and options: parsing and validation of the raw kv_options map into a resolved
+// configuration (defaults filled in). Every default lives in the named constants below.
+//
+// Modes (AKVQ.md, baselines table):
+//   f16            fp16 K/V (no options)
+//   q8 / q4 / q2   per-token b-bit group quantization, no rotation, no window, no pivots
+//   wht2           WHT rotation + 2-bit per token, no window, no pivots
+//   akvq2 / akvq4  rotation, fp16 window, fp16 pivots, TSA layers (text at tsa_bits), b-bit rest
+//   kivi2          K 2-bit per channel (groups of 32 tokens), V 2-bit per token, fp16 window
+// The quantized per-token modes share one engine: every option applies to them (q2 with a window
+// is a legal ablation). kivi2 takes window, clip, clip_k, clip_v.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kv/quant.h"
+
+namespace akvq::kv {
+
+namespace defaults {
+constexpr int kWindow = 128;         // fp16 window of the akvq modes (tokens)
+constexpr int kPivots = 15;          // fp16 pivot tokens per layer of the akvq modes
+constexpr int kTsaBits = 4;          // text bits in TSA layers
+constexpr float kPivotFactor = 20;   // pivot: max|x| >= factor * median of per-token max|x|
+constexpr float kClip2 = 0.8f;       // clip ratio at <= 2 bits (uniform levels)
+constexpr float kClip4 = 1.0f;       // clip ratio at >= 3 bits (uniform) and for Gaussian levels
+constexpr int kKiviBlock = 32;       // kivi2: tokens per K group along the sequence
+inline const std::vector<int>& tsa_layers() {  // when the model file does not say
+  static const std::vector<int> v{0, 1};
+  return v;
+}
+}  // namespace defaults
+
+struct KvOptions {
+  std::string mode;
+  bool quantized = false;  // false: f16
+  bool kivi = false;
+  bool rotate = false;
+  int window = 0;
+  int pivots = 0;
+  float pivot_factor = defaults::kPivotFactor;
+  QuantSpec k_low, v_low;  // non-TSA layers, and vision tokens in TSA layers
+  QuantSpec k_tsa, v_tsa;  // text and generated tokens in TSA layers
+  std::vector<int> tsa_layers;                   // ascending
+  std::map<std::string, std::string> resolved;   // every applicable option, as strings
+};
+
+// Every mode name, in the order of AKVQ.md.
+const std::vector<std::string>& kv_modes();
+
+// Resolves mode + raw options for a cache of n_layer layers and rows of head_dim values.
+// file_tsa: the model's `akvq.tsa_layers` (nullptr when absent). Throws InvalidArgument:
+// "[kv] kv mode '...' is not supported (...)" or "[kv] kv option 'clip': ..." naming the option.
+KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string, std::string>& options,
+                             int n_layer, int head_dim, const std::vector<int>* file_tsa);
+
+}  // namespace akvq::kv

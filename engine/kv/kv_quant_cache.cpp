@@ -1,0 +1,343 @@
+// Quantized KV cache storage: append (window ring, eviction into precision classes, pivots,
+// kivi2 K blocks), truncate, accounting. Attention lives in kv_quant_attend.cpp.
+#include "kv/kv_quant_cache.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "akvq/error.h"
+#include "kv/attend_tile.h"
+#include "kv/wht.h"
+#include "ops/ops.h"
+
+namespace akvq::kv {
+
+namespace {
+constexpr int kBlk = defaults::kKiviBlock;
+
+std::string class_name(const QuantSpec& k, const QuantSpec& v) {
+  std::string s = k.bits == v.bits ? "q" + std::to_string(k.bits)
+                                   : "k" + std::to_string(k.bits) + "v" + std::to_string(v.bits);
+  if (k.levels == Levels::Gaussian) s += "g";
+  return s;
+}
+
+template <class T>
+void compact(std::vector<T>& data, const std::vector<char>& keep, size_t unit) {
+  size_t w = 0;
+  for (size_t r = 0; r < keep.size(); ++r) {
+    if (!keep[r]) continue;
+    if (w != r) std::memmove(&data[w * unit], &data[r * unit], unit * sizeof(T));
+    ++w;
+  }
+  data.resize(w * unit);
+}
+}  // namespace
+
+QuantKvCache::QuantKvCache(const KvConfig& cfg, KvOptions opt)
+    : KvCache(cfg),
+      opt_(std::move(opt)),
+      row_(static_cast<int64_t>(cfg.n_head_kv) * cfg.head_dim),
+      cap_w_(opt_.kivi ? opt_.window + kBlk : opt_.window),
+      tsa_(cfg.n_layer, 0),
+      L_(cfg.n_layer) {
+  for (int l : opt_.tsa_layers) tsa_[l] = 1;
+  const int hd = cfg.head_dim;
+  ck_.emplace_back(opt_.k_low, opt_.kivi ? kBlk : hd);
+  cv_.emplace_back(opt_.v_low, hd);
+  ck_.emplace_back(opt_.k_tsa, hd);
+  cv_.emplace_back(opt_.v_tsa, hd);
+  for (Layer& S : L_) {
+    for (Segment& g : S.seg) g.k.resize(cfg.n_head_kv), g.v.resize(cfg.n_head_kv);
+  }
+}
+
+void QuantKvCache::check_layer(int layer, const char* what) const {
+  if (layer < 0 || layer >= cfg_.n_layer) {
+    throw InvalidArgument(std::string("[kv] ") + what + ": layer " + std::to_string(layer) +
+                          " out of range [0, " + std::to_string(cfg_.n_layer) + ")");
+  }
+}
+
+int QuantKvCache::n_tokens(int layer) const {
+  check_layer(layer, "n_tokens");
+  return L_[layer].n;
+}
+
+void QuantKvCache::clear() {
+  for (Layer& S : L_) {
+    Layer fresh;
+    for (Segment& g : fresh.seg) g.k.resize(cfg_.n_head_kv), g.v.resize(cfg_.n_head_kv);
+    S = std::move(fresh);
+  }
+  kinds_.clear();
+}
+
+void QuantKvCache::set_kinds(const TokenKind* kinds, int n) {
+  if (n < 0 || (n > 0 && !kinds)) throw InvalidArgument("[kv] set_kinds: bad kinds array");
+  const size_t base = static_cast<size_t>(L_[0].n);
+  if (kinds_.size() < base + n) kinds_.resize(base + n, 0);
+  for (int i = 0; i < n; ++i) kinds_[base + i] = static_cast<uint8_t>(kinds[i]);
+}
+
+void QuantKvCache::observe(int layer, const float* x, int n, int n_embd) {
+  check_layer(layer, "observe");
+  if (opt_.pivots == 0 || n <= 0) return;
+  Layer& S = L_[layer];
+  const size_t p0 = static_cast<size_t>(S.n);
+  if (S.amax.size() < p0 + n) S.amax.resize(p0 + n, 0.0f);
+  for (int i = 0; i < n; ++i) {
+    const float* xi = x + static_cast<int64_t>(i) * n_embd;
+    float m = 0.0f;
+    for (int j = 0; j < n_embd; ++j) m = std::max(m, std::fabs(xi[j]));
+    S.amax[p0 + i] = m;
+  }
+}
+
+float QuantKvCache::median_amax(int layer) const {
+  std::vector<float> a = L_[layer].amax;
+  if (a.empty()) return 0.0f;
+  auto mid = a.begin() + a.size() / 2;
+  std::nth_element(a.begin(), mid, a.end());
+  return *mid;
+}
+
+void QuantKvCache::store(int layer, int cls, const float* k, const float* v, int32_t pos) {
+  Segment& g = L_[layer].seg[cls];
+  const int hd = cfg_.head_dim;
+  const size_t kb = ck_[cls].row_bytes(), vb = cv_[cls].row_bytes();
+  for (int h = 0; h < cfg_.n_head_kv; ++h) {
+    if (!opt_.kivi) {
+      const size_t ok = g.k[h].size();
+      g.k[h].resize(ok + kb);
+      ck_[cls].quantize(k + h * hd, g.k[h].data() + ok);
+    }
+    const size_t ov = g.v[h].size();
+    g.v[h].resize(ov + vb);
+    cv_[cls].quantize(v + h * hd, g.v[h].data() + ov);
+  }
+  g.pos.push_back(pos);
+}
+
+// A token leaves the window: pivot, or quantized into its class.
+void QuantKvCache::evict(int layer, const float* k, const float* v, int32_t pos, std::vector<float>& tmp) {
+  Layer& S = L_[layer];
+  const uint8_t kind = static_cast<size_t>(pos) < kinds_.size() ? kinds_[pos] : 0;
+  auto cls_of = [&](int32_t p) {
+    const uint8_t kd = static_cast<size_t>(p) < kinds_.size() ? kinds_[p] : 0;
+    return tsa_[layer] && kd != static_cast<uint8_t>(TokenKind::Vision) ? 1 : 0;
+  };
+  if (opt_.pivots > 0 && kind != static_cast<uint8_t>(TokenKind::Generated)) {
+    const float a = static_cast<size_t>(pos) < S.amax.size() ? S.amax[pos] : 0.0f;
+    if (a > 0.0f && med_ < 0) med_ = median_amax(layer);
+    if (a > 0.0f && a >= opt_.pivot_factor * med_) {
+      int slot = -1;
+      if (static_cast<int>(S.ppos.size()) < opt_.pivots) {
+        slot = static_cast<int>(S.ppos.size());
+        S.ppos.push_back(pos);
+        S.pscore.push_back(a);
+        S.pk.resize(S.pk.size() + row_);
+        S.pv.resize(S.pv.size() + row_);
+      } else {
+        const int j = static_cast<int>(std::min_element(S.pscore.begin(), S.pscore.end()) - S.pscore.begin());
+        if (a > S.pscore[j]) {  // displace the weakest pivot into its class
+          tmp.resize(2 * row_);
+          tile::f16_to_f32(S.pk.data() + j * row_, tmp.data(), static_cast<int>(row_));
+          tile::f16_to_f32(S.pv.data() + j * row_, tmp.data() + row_, static_cast<int>(row_));
+          store(layer, cls_of(S.ppos[j]), tmp.data(), tmp.data() + row_, S.ppos[j]);
+          slot = j;
+          S.ppos[j] = pos;
+          S.pscore[j] = a;
+        }
+      }
+      if (slot >= 0) {
+        ops::f32_to_f16_row(k, S.pk.data() + slot * row_, row_);
+        ops::f32_to_f16_row(v, S.pv.data() + slot * row_, row_);
+        return;
+      }
+    }
+  }
+  store(layer, cls_of(pos), k, v, pos);
+}
+
+// kivi2: the kBlk oldest ring tokens become one K block (per channel) and kBlk V rows.
+void QuantKvCache::flush_kivi(int layer) {
+  Layer& S = L_[layer];
+  const int hd = cfg_.head_dim, nkv = cfg_.n_head_kv;
+  std::vector<float> kt(static_cast<size_t>(hd) * kBlk), vrow(row_);
+  std::vector<float> kblk(static_cast<size_t>(kBlk) * row_);
+  KiviBlock b;
+  b.pos0 = S.wpos[S.w_head];
+  b.n_valid = kBlk;
+  for (int j = 0; j < kBlk; ++j) {
+    const int slot = (S.w_head + j) % cap_w_;
+    tile::f16_to_f32(S.wk.data() + slot * row_, kblk.data() + j * row_, static_cast<int>(row_));
+    tile::f16_to_f32(S.wv.data() + slot * row_, vrow.data(), static_cast<int>(row_));
+    store(layer, 0, nullptr, vrow.data(), S.wpos[slot]);
+  }
+  const size_t rb = ck_[0].row_bytes();
+  b.k.resize(nkv);
+  for (int h = 0; h < nkv; ++h) {
+    for (int c = 0; c < hd; ++c) {
+      for (int j = 0; j < kBlk; ++j) kt[c * kBlk + j] = kblk[j * row_ + h * hd + c];
+    }
+    b.k[h].resize(rb * hd);
+    ck_[0].quantize_rows(kt.data(), kBlk, hd, b.k[h].data(), rb);
+  }
+  S.kivi.push_back(std::move(b));
+  S.w_head = (S.w_head + kBlk) % cap_w_;
+  S.w_count -= kBlk;
+}
+
+void QuantKvCache::append(int layer, const float* k, const float* v, int n_new) {
+  check_layer(layer, "append");
+  if (n_new < 0) throw InvalidArgument("[kv] append: negative token count");
+  Layer& S = L_[layer];
+  if (static_cast<int64_t>(S.n) + n_new > cfg_.n_ctx) {
+    throw InvalidArgument("[kv] context full: layer " + std::to_string(layer) + " holds " + std::to_string(S.n) +
+                          " tokens, appending " + std::to_string(n_new) + " exceeds n_ctx = " +
+                          std::to_string(cfg_.n_ctx));
+  }
+  if (n_new == 0) return;
+  const int hd = cfg_.head_dim;
+  const size_t n_val = static_cast<size_t>(n_new) * row_;
+  S.sk.assign(k, k + n_val);
+  S.sv.assign(v, v + n_val);
+  if (opt_.rotate) {
+    wht_rows(S.sk.data(), static_cast<int64_t>(n_new) * cfg_.n_head_kv, hd);
+    wht_rows(S.sv.data(), static_cast<int64_t>(n_new) * cfg_.n_head_kv, hd);
+  }
+  S.n_stage = n_new;
+  med_ = -1;
+  if (cap_w_ > 0 && S.wk.empty()) {
+    S.wk.resize(static_cast<size_t>(cap_w_) * row_);
+    S.wv.resize(static_cast<size_t>(cap_w_) * row_);
+    S.wpos.resize(cap_w_);
+  }
+  std::vector<float> tmp(2 * row_), tmp2;
+  for (int i = 0; i < n_new; ++i) {
+    const float* ki = S.sk.data() + i * row_;
+    const float* vi = S.sv.data() + i * row_;
+    const int32_t pos = S.n + i;
+    if (cap_w_ == 0) {
+      evict(layer, ki, vi, pos, tmp2);
+      continue;
+    }
+    if (!opt_.kivi && S.w_count == cap_w_) {
+      const int slot = S.w_head;
+      tile::f16_to_f32(S.wk.data() + slot * row_, tmp.data(), static_cast<int>(row_));
+      tile::f16_to_f32(S.wv.data() + slot * row_, tmp.data() + row_, static_cast<int>(row_));
+      evict(layer, tmp.data(), tmp.data() + row_, S.wpos[slot], tmp2);
+      S.w_head = (S.w_head + 1) % cap_w_;
+      --S.w_count;
+    }
+    const int slot = (S.w_head + S.w_count) % cap_w_;
+    ops::f32_to_f16_row(ki, S.wk.data() + slot * row_, row_);
+    ops::f32_to_f16_row(vi, S.wv.data() + slot * row_, row_);
+    S.wpos[slot] = pos;
+    ++S.w_count;
+    if (opt_.kivi && S.w_count - opt_.window >= kBlk) flush_kivi(layer);
+  }
+  S.n += n_new;
+}
+
+void QuantKvCache::truncate(int n) {
+  int most = 0;
+  for (const Layer& S : L_) most = std::max(most, S.n);
+  if (n < 0 || n > most) {
+    throw InvalidArgument("[kv] truncate(" + std::to_string(n) + "): the cache holds " + std::to_string(most) +
+                          " tokens");
+  }
+  const int nkv = cfg_.n_head_kv;
+  for (Layer& S : L_) {
+    if (S.n <= n) continue;
+    while (S.w_count > 0 && S.wpos[(S.w_head + S.w_count - 1) % cap_w_] >= n) --S.w_count;
+    std::vector<char> keep(S.ppos.size());
+    for (size_t i = 0; i < keep.size(); ++i) keep[i] = S.ppos[i] < n;
+    compact(S.pk, keep, row_);
+    compact(S.pv, keep, row_);
+    compact(S.ppos, keep, 1);
+    compact(S.pscore, keep, 1);
+    for (int c = 0; c < 2; ++c) {
+      Segment& g = S.seg[c];
+      keep.assign(g.pos.size(), 0);
+      for (size_t i = 0; i < keep.size(); ++i) keep[i] = g.pos[i] < n;
+      for (int h = 0; h < nkv; ++h) {
+        if (!opt_.kivi) compact(g.k[h], keep, ck_[c].row_bytes());
+        compact(g.v[h], keep, cv_[c].row_bytes());
+      }
+      compact(g.pos, keep, 1);
+    }
+    while (!S.kivi.empty() && S.kivi.back().pos0 >= n) S.kivi.pop_back();
+    if (!S.kivi.empty()) S.kivi.back().n_valid = std::min(S.kivi.back().n_valid, n - S.kivi.back().pos0);
+    if (S.amax.size() > static_cast<size_t>(n)) S.amax.resize(n);
+    S.n = n;
+    S.n_stage = 0;
+  }
+  if (kinds_.size() > static_cast<size_t>(n)) kinds_.resize(n);
+}
+
+int64_t QuantKvCache::layer_bytes(int l, std::vector<KvClassStats>* classes) const {
+  const Layer& S = L_[l];
+  const int nkv = cfg_.n_head_kv;
+  std::vector<KvClassStats> cl;
+  if (cap_w_ > 0) cl.push_back({"fp16_window", S.w_count, int64_t{S.w_count} * row_ * 4});
+  if (opt_.pivots > 0) {
+    const int64_t np = static_cast<int64_t>(S.ppos.size());
+    cl.push_back({"fp16_pivot", np, np * row_ * 4});
+  }
+  if (opt_.kivi) {
+    int64_t kb = 0;
+    kb = static_cast<int64_t>(S.kivi.size()) * nkv * cfg_.head_dim * static_cast<int64_t>(ck_[0].row_bytes());
+    const int64_t n = S.seg[0].n();
+    cl.push_back({"kivi2", n, kb + n * nkv * static_cast<int64_t>(cv_[0].row_bytes())});
+  } else {
+    for (int c = 0; c < (tsa_[l] ? 2 : 1); ++c) {
+      const std::string name = class_name(ck_[c].spec(), cv_[c].spec());
+      const int64_t n = S.seg[c].n();
+      const int64_t b = n * nkv * static_cast<int64_t>(ck_[c].row_bytes() + cv_[c].row_bytes());
+      auto it = std::find_if(cl.begin(), cl.end(), [&](const KvClassStats& s) { return s.name == name; });
+      if (it == cl.end()) {
+        cl.push_back({name, n, b});
+      } else {
+        it->tokens += n, it->bytes += b;
+      }
+    }
+  }
+  int64_t total = 0;
+  for (const auto& c : cl) total += c.bytes;
+  if (classes) *classes = std::move(cl);
+  return total;
+}
+
+KvStats QuantKvCache::stats() const {
+  KvStats s;
+  s.n_tokens = L_[0].n;
+  for (int l = 0; l < cfg_.n_layer; ++l) s.bytes += layer_bytes(l, nullptr);
+  s.bytes_reserved = s.bytes;
+  const double elems = static_cast<double>(s.n_tokens) * cfg_.n_layer * row_ * 2;
+  s.bits_per_element = elems > 0 ? s.bytes * 8.0 / elems : 0.0;
+  return s;
+}
+
+KvSummary QuantKvCache::summary() const {
+  KvSummary s;
+  const KvStats st = stats();
+  s.mode = cfg_.mode;
+  s.n_tokens = st.n_tokens;
+  s.bytes = st.bytes;
+  s.bits_per_element = st.bits_per_element;
+  s.layers.resize(cfg_.n_layer);
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    layer_bytes(l, &s.layers[l].classes);
+    s.layers[l].pivots.assign(L_[l].ppos.begin(), L_[l].ppos.end());
+    std::sort(s.layers[l].pivots.begin(), s.layers[l].pivots.end());
+  }
+  s.tsa_layers.assign(opt_.tsa_layers.begin(), opt_.tsa_layers.end());
+  s.options = opt_.resolved;
+  return s;
+}
+
+}  // namespace akvq::kv

@@ -1,0 +1,99 @@
+// The quantized KV caches (every mode but f16): AKVQ (akvq2/akvq4), the per-token baselines
+// (q8/q4/q2/wht2) and KIVI-2 (kivi2), behind the KvCache interface.
+//
+// Per layer, per KV head, the cache holds (K rotated by the WHT after RoPE and V rotated, for the
+// rotated modes; positions kept for masking and truncation):
+//   window  an fp16 ring of the most recent R tokens               [R, n_head_kv, head_dim]
+//   pivots  an fp16 store of up to P pivot tokens                  [P, n_head_kv, head_dim]
+//   classes packed segments, one per precision class (RowCodec rows), per KV head
+//           class 0 "low": non-TSA layers and vision tokens in TSA layers (k_low / v_low)
+//           class 1 "tsa": text and generated tokens in TSA layers (k_tsa / v_tsa)
+//   kivi2:  K in blocks of 32 tokens quantized per channel (one RowCodec row of 32 values per
+//           channel), V per token in class 0; tokens stay in the window until 32 have left it.
+// Timeline: append() commits the chunk at once (tokens enter the window, the oldest leave it
+// into their class, pivots are decided as a token leaves the window) and also stages an f32
+// copy of the chunk: attend() reads the tokens before the chunk as stored (masked by position)
+// and the chunk itself at full precision (causal). truncate(n) drops the tokens at positions
+// >= n from every store; the window is NOT refilled from quantized tokens (after a truncate the
+// window may hold fewer than R tokens until new ones arrive).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "kv/kv_options.h"
+#include "kv/quant.h"
+
+namespace akvq::kv {
+
+class QuantKvCache final : public KvCache {
+ public:
+  QuantKvCache(const KvConfig& cfg, KvOptions opt);
+
+  int n_tokens(int layer = 0) const override;
+  void clear() override;
+  void truncate(int n) override;
+  void append(int layer, const float* k, const float* v, int n_new) override;
+  void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
+              cpu::ThreadPool& pool) const override;
+  KvStats stats() const override;
+  KvSummary summary() const override;
+  void observe(int layer, const float* x, int n, int n_embd) override;
+  void set_kinds(const TokenKind* kinds, int n) override;
+
+  const KvOptions& options() const { return opt_; }
+  bool is_tsa(int layer) const { return tsa_[layer] != 0; }
+  // Tokens per split-K block below which a sequence is not split (exposed for tests).
+  static constexpr int kMinSplit = 128;
+
+  // Read access for tests (layer l, KV head h): the rows of class c, their positions, etc.
+  struct Segment {
+    std::vector<int32_t> pos;               // [n] token positions (ascending except displaced pivots)
+    std::vector<std::vector<uint8_t>> k, v; // [n_head_kv][n * row bytes]
+    int n() const { return static_cast<int>(pos.size()); }
+  };
+  struct KiviBlock {  // kivi2 K: kKiviBlock tokens, per head hd rows of 32 values
+    int32_t pos0 = 0;  // first position (tokens pos0 .. pos0 + n_valid - 1)
+    int n_valid = 0;
+    std::vector<std::vector<uint8_t>> k;  // [n_head_kv][hd * row bytes]
+  };
+  struct Layer {
+    int n = 0;                       // tokens appended (positions 0 .. n-1)
+    std::vector<uint16_t> wk, wv;    // [cap_w, n_head_kv, head_dim] fp16 ring
+    std::vector<int32_t> wpos;       // [cap_w]
+    int w_head = 0, w_count = 0;     // oldest slot, tokens in the ring
+    std::vector<uint16_t> pk, pv;    // [n_piv, n_head_kv, head_dim]
+    std::vector<int32_t> ppos;       // [n_piv]
+    std::vector<float> pscore;       // [n_piv] max |x| of each pivot
+    Segment seg[2];
+    std::vector<KiviBlock> kivi;     // kivi2 K blocks (V rows in seg[0])
+    std::vector<float> sk, sv;       // staged chunk [n_stage, n_head_kv, head_dim] (rotated) f32
+    int n_stage = 0;
+    std::vector<float> amax;         // [observed] per-token max |x| of the layer input
+  };
+  const Layer& layer_state(int l) const { return L_[l]; }
+  const RowCodec& codec_k(int c) const { return ck_[c]; }
+  const RowCodec& codec_v(int c) const { return cv_[c]; }
+  int window_cap() const { return cap_w_; }
+
+ private:
+  void check_layer(int layer, const char* what) const;
+  void evict(int layer, const float* k, const float* v, int32_t pos, std::vector<float>& tmp);
+  void store(int layer, int cls, const float* k, const float* v, int32_t pos);
+  void flush_kivi(int layer);
+  float median_amax(int layer) const;
+  int64_t layer_bytes(int l, std::vector<KvClassStats>* classes) const;
+
+  KvOptions opt_;
+  int64_t row_;                       // n_head_kv * head_dim
+  int cap_w_;                         // ring capacity (window, + one kivi block for kivi2)
+  std::vector<char> tsa_;             // [n_layer]
+  std::vector<RowCodec> ck_, cv_;     // [2] class codecs (kivi2: ck_[0] works on 32-token rows)
+  std::vector<Layer> L_;
+  std::vector<uint8_t> kinds_;        // [positions] TokenKind
+  float med_ = -1;                    // median of the layer's max|x| (cached per append; -1 unknown)
+  mutable std::vector<float> partial_;
+  mutable std::vector<std::vector<float>> scratch_;
+};
+
+}  // namespace akvq::kv
