@@ -1,9 +1,11 @@
 // Bindings for the public engine API: Model (weights + tokenizer), Session (KV cache + compute),
 // Sampler. Thin: type conversion and GIL release only.
 #include <akvq/engine.h>
+#include <akvq/error.h>
 #include <akvq/sampler.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/map.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -50,6 +52,40 @@ nb::dict info_dict(const ModelInfo& i) {
   return d;
 }
 
+TokenKind parse_kind(const std::string& k) {
+  if (k == "text") return TokenKind::Text;
+  if (k == "vision") return TokenKind::Vision;
+  if (k == "generated") return TokenKind::Generated;
+  throw InvalidArgument("token kind must be 'text', 'vision' or 'generated', got '" + k + "'");
+}
+
+nb::dict summary_dict(const KvSummary& k) {
+  nb::dict d;
+  d["mode"] = k.mode;
+  d["n_tokens"] = k.n_tokens;
+  d["bytes"] = k.bytes;
+  d["bits_per_element"] = k.bits_per_element;
+  d["tsa_layers"] = k.tsa_layers;
+  d["options"] = k.options;
+  nb::list layers;
+  for (const KvLayerStats& l : k.layers) {
+    nb::list classes;
+    for (const KvClassStats& c : l.classes) {
+      nb::dict cd;
+      cd["name"] = c.name;
+      cd["tokens"] = c.tokens;
+      cd["bytes"] = c.bytes;
+      classes.append(cd);
+    }
+    nb::dict ld;
+    ld["classes"] = classes;
+    ld["pivots"] = l.pivots;
+    layers.append(ld);
+  }
+  d["layers"] = layers;
+  return d;
+}
+
 }  // namespace
 
 void init_model(nb::module_& m) {
@@ -84,17 +120,18 @@ void init_model(nb::module_& m) {
       .def(
           "__init__",
           [](Session* self, std::shared_ptr<Model> model, int n_ctx, int n_threads, const std::string& kv,
-             int n_batch) {
+             int n_batch, const std::map<std::string, std::string>& kv_options) {
             SessionParams p;
             p.n_ctx = n_ctx;
             p.n_threads = n_threads;
             p.kv = kv;
             p.n_batch = n_batch;
+            p.kv_options = kv_options;
             nb::gil_scoped_release r;
             new (self) Session(std::move(model), p);
           },
           nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("n_threads") = 0, nb::arg("kv") = "f16",
-          nb::arg("n_batch") = 256)
+          nb::arg("n_batch") = 256, nb::arg("kv_options") = std::map<std::string, std::string>())
       .def_prop_ro("n_past", &Session::n_past)
       .def_prop_ro("n_ctx", [](const Session& s) { return s.params().n_ctx; })
       .def_prop_ro("n_threads", [](const Session& s) { return s.params().n_threads; })
@@ -103,37 +140,32 @@ void init_model(nb::module_& m) {
       .def("truncate", &Session::truncate, nb::arg("n"))
       .def(
           "eval",
-          [](Session& self, const std::vector<int32_t>& ids) {
+          [](Session& self, const std::vector<int32_t>& ids, const std::string& kind) {
+            const TokenKind k = parse_kind(kind);
             const int n_vocab = self.model().info().n_vocab;
             std::vector<float> out(static_cast<size_t>(n_vocab));
             {
               nb::gil_scoped_release r;
-              const float* l = self.eval(ids);
+              const float* l = self.eval(ids, k);
               std::memcpy(out.data(), l, out.size() * sizeof(float));
             }
             return make_array(std::move(out), {static_cast<size_t>(n_vocab)});
           },
-          nb::arg("ids"))
+          nb::arg("ids"), nb::arg("kind") = "text")
       .def(
           "eval_all",
-          [](Session& self, const std::vector<int32_t>& ids) {
+          [](Session& self, const std::vector<int32_t>& ids, const std::string& kind) {
+            const TokenKind k = parse_kind(kind);
             const size_t n_vocab = static_cast<size_t>(self.model().info().n_vocab);
             std::vector<float> out(ids.size() * n_vocab);
             {
               nb::gil_scoped_release r;
-              self.eval_all(ids, out.data());
+              self.eval_all(ids, out.data(), k);
             }
             return make_array(std::move(out), {ids.size(), n_vocab});
           },
-          nb::arg("ids"))
-      .def("kv_summary", [](const Session& s) {
-        KvSummary k = s.kv_summary();
-        nb::dict d;
-        d["n_tokens"] = k.n_tokens;
-        d["bytes"] = k.bytes;
-        d["bits_per_element"] = k.bits_per_element;
-        return d;
-      });
+          nb::arg("ids"), nb::arg("kind") = "text")
+      .def("kv_summary", [](const Session& s) { return summary_dict(s.kv_summary()); });
 
   nb::class_<Sampler>(m, "Sampler")
       .def(

@@ -22,6 +22,24 @@ def _check_int(name: str, value, lo: int | None = None) -> int:
     return int(value)
 
 
+def _kv_options(opts: dict[str, Any] | None) -> dict[str, str]:
+    """kv_options as the engine takes them: option name -> text ("tsa_layers": [0, 1] -> "0,1")."""
+    if opts is None:
+        return {}
+    if not isinstance(opts, dict):
+        raise TypeError(f"kv_options must be a dict, got {type(opts).__name__}")
+    out = {}
+    for k, v in opts.items():
+        if not isinstance(k, str):
+            raise TypeError(f"kv_options keys must be str, got {k!r}")
+        if isinstance(v, bool):
+            raise ValueError(f"kv option {k!r}: expected a number, list or string, got {v!r}")
+        if isinstance(v, (list, tuple, set)):
+            v = ",".join(str(int(x)) for x in v) if v else "none"
+        out[k] = str(v)
+    return out
+
+
 class Model:
     """A language model loaded from a GGUF file, with its own KV cache.
 
@@ -40,9 +58,12 @@ class Model:
         kv: str = "f16",
         seed: int = 0,
         n_batch: int = 256,
+        kv_options: dict[str, Any] | None = None,
     ):
         n_ctx = _check_int("n_ctx", n_ctx, 1)
-        n_threads = 0 if n_threads is None else _check_int("n_threads", n_threads, 1)
+        if n_threads is None:
+            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        n_threads = _check_int("n_threads", n_threads, 1)
         n_batch = _check_int("n_batch", n_batch, 1)
         self.seed = _check_int("seed", seed, 0)
         if not isinstance(kv, str):
@@ -50,7 +71,9 @@ class Model:
         path = os.fspath(path)
         self._lock = threading.Lock()
         self._model = _akvq.Model.load(path)
-        self._session = _akvq.Session(self._model, n_ctx=n_ctx, n_threads=n_threads, kv=kv, n_batch=n_batch)
+        self._session = _akvq.Session(
+            self._model, n_ctx=n_ctx, n_threads=n_threads, kv=kv, n_batch=n_batch, kv_options=_kv_options(kv_options)
+        )
         self._kv = kv
 
     # ---- lifetime ----
@@ -87,6 +110,11 @@ class Model:
     @property
     def n_vocab(self) -> int:
         return self._model.info["n_vocab"]
+
+    def kv_stats(self) -> dict[str, Any]:
+        """The KV cache's accounting: mode, resolved options, tokens, bytes and bits per element,
+        and per layer the precision classes (name, tokens, bytes) and pivot positions."""
+        return self._sess().kv_summary()
 
     # ---- tokens ----
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
@@ -257,7 +285,7 @@ class Model:
                     pending = Token(tok, text)
                     if stopped or s.n_past >= n_ctx:
                         break
-                    logits = s.eval([tok])
+                    logits = s.eval([tok], "generated")
                 if pending is not None:
                     if not matcher.stopped:
                         tail = matcher.feed(dec.decode(b"", final=True))[0] + matcher.flush()

@@ -53,7 +53,10 @@ const char* usage() {
          "      --repeat-penalty R  repetition penalty, 1 = off (default 1)\n"
          "      --repeat-last-n N   tokens the penalty looks back (default 64)\n"
          "  -s, --seed N            random seed (default 0)\n"
-         "      --kv MODE           KV cache storage mode (default f16)\n"
+         "      --kv MODE           KV cache mode: f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4 (default f16)\n"
+         "      --kv-opt KEY=VALUE  KV cache option (repeatable): bits group window pivots clip\n"
+         "                          clip_k clip_v k_bits v_bits levels tsa_layers tsa_bits pivot_factor\n"
+         "      --kv-stats          print the KV cache's accounting to stderr at the end\n"
          "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
          "      --no-special        treat special-token text in the prompt as plain text\n"
          "  -h, --help              show this help\n";
@@ -99,6 +102,13 @@ Options parse_args(int argc, char** argv) {
       o.sampling.seed = static_cast<uint64_t>(to_int(a, value(), 0, INT64_MAX));
     } else if (a == "--kv") {
       o.kv = value();
+    } else if (a == "--kv-opt") {
+      const std::string kvo = value();
+      const size_t eq = kvo.find('=');
+      if (eq == std::string::npos || eq == 0) throw InvalidArgument("--kv-opt: expected KEY=VALUE, got '" + kvo + "'");
+      o.kv_options[kvo.substr(0, eq)] = kvo.substr(eq + 1);
+    } else if (a == "--kv-stats") {
+      o.kv_stats = true;
     } else if (a == "--stop") {
       o.stop.push_back(value());
     } else if (a == "--no-special") {

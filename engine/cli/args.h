@@ -2,6 +2,7 @@
 #pragma once
 #include <akvq/sampler.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ struct Options {
   int n_threads = 0;
   int n_batch = 256;
   std::string kv = "f16";
+  std::map<std::string, std::string> kv_options;  // --kv-opt key=value
+  bool kv_stats = false;
   std::vector<std::string> stop;
   bool no_special = false;  // don't turn "<|...|>" text in the prompt into special tokens
   bool help = false;

@@ -76,6 +76,22 @@ class StopWriter {
   size_t printed_ = 0;
 };
 
+// The KV cache's accounting: totals, then per layer the tokens/bytes of each precision class.
+void print_kv_stats(const akvq::KvSummary& k) {
+  std::fprintf(stderr, "kv cache:   mode %s, %lld tokens, %.2f MiB, %.3f bits/element\n", k.mode.c_str(),
+               static_cast<long long>(k.n_tokens), k.bytes / 1048576.0, k.bits_per_element);
+  std::string opts;
+  for (const auto& [key, v] : k.options) opts += (opts.empty() ? "" : " ") + key + "=" + v;
+  if (!opts.empty()) std::fprintf(stderr, "kv options: %s\n", opts.c_str());
+  for (size_t il = 0; il < k.layers.size(); ++il) {
+    std::string line;
+    for (const auto& c : k.layers[il].classes) {
+      line += "  " + c.name + " " + std::to_string(c.tokens) + " tok/" + std::to_string(c.bytes) + " B";
+    }
+    std::fprintf(stderr, "  layer %2zu:%s  pivots %zu\n", il, line.c_str(), k.layers[il].pivots.size());
+  }
+}
+
 int run(const akvq::cli::Options& o) {
   const auto t_load = Clock::now();
   std::shared_ptr<akvq::Model> model = akvq::Model::load(o.model);
@@ -84,6 +100,7 @@ int run(const akvq::cli::Options& o) {
   sp.n_threads = o.n_threads;
   sp.n_batch = o.n_batch;
   sp.kv = o.kv;
+  sp.kv_options = o.kv_options;
   akvq::Session session(model, sp);
   const double load_ms = ms_since(t_load);
 
@@ -111,7 +128,7 @@ int run(const akvq::cli::Options& o) {
     ++n_gen;
     if (out.add(model->token_piece(tok))) break;
     if (session.n_past() >= o.n_ctx) break;
-    logits = session.eval({tok});
+    logits = session.eval({tok}, akvq::TokenKind::Generated);
   }
   out.flush();
   const double gen_ms = ms_since(t_gen);
@@ -123,6 +140,7 @@ int run(const akvq::cli::Options& o) {
                ids.size() * 1000.0 / std::max(prompt_ms, 1e-9));
   std::fprintf(stderr, "generation: %8.1f ms / %5d tokens (%8.2f tokens/s)\n", gen_ms, n_gen,
                n_gen * 1000.0 / std::max(gen_ms, 1e-9));
+  if (o.kv_stats) print_kv_stats(session.kv_summary());
   return 0;
 }
 

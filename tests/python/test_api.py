@@ -1,6 +1,7 @@
 """The Python API on the real SmolLM2 model: loading, tokens, generation (greedy, sampled,
 streamed, stop strings), chat templates, evaluation, lifetime, threads and error handling."""
 
+import pathlib
 import threading
 
 import gguf
@@ -179,3 +180,41 @@ def test_two_models_in_two_threads(smollm2_path):
         t.join()
     assert not errors
     assert out == ref
+
+
+def test_kv_modes_and_stats(smollm2_path):
+    text = (pathlib.Path(__file__).parents[1] / "fixtures" / "text" / "prose_en.txt").read_text(encoding="utf-8")
+    for mode in ["f16", "q8", "q4", "q2", "kivi2", "wht2", "akvq2", "akvq4"]:
+        with pyakvq.Model(smollm2_path, n_ctx=512, n_threads=2, kv=mode) as m:
+            ids = m.tokenize(text)[:300]
+            m.eval(ids)
+            st = m.kv_stats()
+            assert st["mode"] == mode and st["n_tokens"] == 300
+            assert len(st["layers"]) == m.info["n_layer"]
+            per_layer = [sum(c["tokens"] for c in layer["classes"]) for layer in st["layers"]]
+            assert per_layer == [300] * m.info["n_layer"], (mode, per_layer)
+            assert st["bytes"] == sum(c["bytes"] for layer in st["layers"] for c in layer["classes"])
+            elems = 300 * m.info["n_layer"] * m.info["n_head_kv"] * m.info["head_dim"] * 2
+            assert st["bits_per_element"] == pytest.approx(st["bytes"] * 8 / elems)
+            if mode == "f16":
+                assert st["bits_per_element"] == 16
+            else:
+                assert st["bits_per_element"] < 16
+            out = m.generate(ids[:40], max_tokens=8, temperature=0)
+            assert isinstance(out, str)
+
+
+def test_kv_options(smollm2_path):
+    with pyakvq.Model(smollm2_path, n_ctx=256, n_threads=1, kv="akvq2", kv_options={"window": 16, "clip": 0.7}) as m:
+        m.eval(m.tokenize("word " * 100))
+        st = m.kv_stats()
+        assert st["options"]["window"] == "16"
+        assert float(st["options"]["clip"]) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="bogus"):
+        pyakvq.Model(smollm2_path, kv="akvq2", kv_options={"bogus": 1})
+    with pytest.raises(ValueError, match="clip"):
+        pyakvq.Model(smollm2_path, kv="akvq2", kv_options={"clip": -2})
+    with pytest.raises(ValueError, match="bits"):
+        pyakvq.Model(smollm2_path, kv="q2", kv_options={"bits": 7})
+    with pytest.raises(TypeError):
+        pyakvq.Model(smollm2_path, kv="akvq2", kv_options=[("window", 4)])

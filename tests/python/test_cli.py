@@ -71,3 +71,29 @@ def test_greedy_output_matches_python(smollm2_path):
 def test_prompt_too_long(smollm2_path):
     r = run("-m", smollm2_path, "-p", "word " * 100, "-c", 16)
     assert r.returncode == 1 and "context" in r.stderr
+
+
+def test_kv_mode_and_stats(smollm2_path):
+    r = run(
+        "-m",
+        smollm2_path,
+        "-p",
+        "The sky is",
+        "-n",
+        8,
+        "--temp",
+        0,
+        "-c",
+        256,
+        "--kv",
+        "akvq2",
+        "--kv-opt",
+        "window=4",
+        "--kv-stats",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "kv cache:   mode akvq2" in r.stderr and "bits/element" in r.stderr and "window=4" in r.stderr
+    r = run("-m", smollm2_path, "-p", "hi", "--kv", "akvq2", "--kv-opt", "nonsense=1")
+    assert r.returncode == 1 and "nonsense" in r.stderr
+    r = run("-m", smollm2_path, "-p", "hi", "--kv-opt", "novalue")
+    assert r.returncode == 2 and "KEY=VALUE" in r.stderr
