@@ -181,3 +181,29 @@ def test_cli_errors(smollm2_path):
     assert r.returncode == 2 and "key=value" in r.stderr
     r = _cli("perplexity")
     assert r.returncode == 2
+
+
+def test_quantized_modes_vs_f16(smollm2_path, prose):
+    """Lock-step run of quantized caches against f16 (skipped while the engine has no such modes):
+    a quantized cache costs KL > 0 and fewer than 16 bits; kv options reach the engine."""
+    configs = [("q2", {}), ("akvq2", {"window": 32}), ("akvq2", {})]
+    try:
+        rows = ppl_mod.perplexity_many(
+            smollm2_path, prose, configs, n_ctx=N_CTX, reference="f16", n_threads=2, max_chunks=1
+        )
+    except ValueError as e:
+        if "not supported" in str(e) or "kv options" in str(e):
+            pytest.skip(f"quantized KV modes not available: {e}")
+        raise
+    q2, akvq_w32, akvq = rows
+    for r in rows:
+        assert r["kl"] > 0  # (tiny for akvq2 at n_ctx 256: most keys are still in its fp16 window)
+        assert r["bits_per_element"] < 16
+        assert r["n_tokens"] == N_CTX // 2 - 1
+    assert 0.3 < q2["top1"] < 0.95 and 0.5 < akvq_w32["top1"] < 1
+    assert akvq_w32["kv_options"] == {"window": 32}
+    # the smaller window leaves more tokens quantized: fewer bits, larger divergence
+    assert akvq_w32["bits_per_element"] < akvq["bits_per_element"]
+    assert akvq_w32["kl"] > akvq["kl"]
+    # the method matters: naive 2-bit is far worse than AKVQ's 2-bit with the same window budget
+    assert q2["ppl"] > 1.2 * akvq_w32["ppl"]
