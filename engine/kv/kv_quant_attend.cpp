@@ -1,9 +1,11 @@
 // Causal attention over the quantized caches, on packed data (no dequantized copy).
 //
 // Tokens are read as a flat index space of spans: [class 0 rows][class 1 rows][pivots]
-// [window ring, oldest first][staged chunk]. Stored tokens (every span but the chunk) are visible
-// to every query when their position is < c0 (the first staged position); the chunk is read at
-// full precision with the causal limit pos <= n_kv - n_q + i. The query is scaled and rotated
+// [window ring, oldest first][snapshot][staged chunk]. The tokens before the chunk are read as
+// they were stored before it arrived: packed rows and pivots when their position is < lo (the
+// first position of the snapshot of window tokens this append evicted, else c0), window and
+// snapshot rows when < c0 (the first staged position); the chunk is read at full precision with
+// the causal limit pos <= n_kv - n_q + i. The query is scaled and rotated
 // once (q̃ = H·q·scale); packed K rows are scored with RowCodec::scores (kivi2 blocks with
 // RowCodec::accumulate over the channel rows), fp16 and f32 rows are converted per block of
 // kBlock tokens and scored by dot products. One online softmax (running max m, sum l) merges all
@@ -34,7 +36,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int zigzag(int k, int n) { return (k & 1) ? n - 1 - k / 2 : k / 2; }
 
-enum SpanType { kSeg0, kSeg1, kKivi, kPivot, kWin, kChunk };
+enum SpanType { kSeg0, kSeg1, kKivi, kPivot, kWin, kSnap, kChunk };
 struct Span {
   SpanType type;
   int64_t begin, count;  // flat index range
@@ -83,7 +85,8 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     throw InvalidArgument("[kv] attend: n_head = " + std::to_string(n_head) + " is not a multiple of n_head_kv = " +
                           std::to_string(n_head_kv));
   }
-  const int c0 = n_kv - S.n_stage;  // first staged position
+  const int c0 = n_kv - S.n_stage;                           // first staged position
+  const int lo = S.xpos.empty() ? c0 : S.xpos.front();       // packed rows / pivots visible below
 
   // flat index space
   std::vector<Span> spans;
@@ -103,6 +106,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     add(kWin, first, S.w_head);
     add(kWin, S.w_count - first, 0);
   }
+  add(kSnap, static_cast<int64_t>(S.xpos.size()), 0);
   add(kChunk, S.n_stage, 0);
   std::vector<int64_t> kivi_off(S.kivi.size() + 1, 0);  // first V row of each kivi block
   for (size_t b = 0; b < S.kivi.size(); ++b) kivi_off[b + 1] = kivi_off[b] + S.kivi[b].n_valid;
@@ -180,7 +184,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
             ck_[0].accumulate(Q + r * hd, kbk.k[kvh].data(), kb, hd, sr);  // sr[32] = Σ_c q̃_c K̂[c, j]
             for (int j = 0; j < nb; ++j) {
               const int64_t t = o0 + j;
-              if (t < a || t >= b || g.pos[t] >= c0) sr[j] = kNegInf;
+              if (t < a || t >= b || g.pos[t] >= lo) sr[j] = kNegInf;
             }
             if (softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) {
               cv_[0].accumulate(sr, g.v[kvh].data() + o0 * vb, vb, nb, acc + r * hd);
@@ -198,10 +202,11 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
           cls = sp.type == kSeg1 ? 1 : 0;
           g = &S.seg[cls];
           pos = g->pos.data() + j0;
-        } else if (sp.type == kPivot || sp.type == kWin) {
-          const uint16_t* kb = sp.type == kPivot ? S.pk.data() : S.wk.data();
-          const uint16_t* vb = sp.type == kPivot ? S.pv.data() : S.wv.data();
-          pos = (sp.type == kPivot ? S.ppos.data() : S.wpos.data()) + sp.off + j0;
+        } else if (sp.type == kPivot || sp.type == kWin || sp.type == kSnap) {
+          const bool piv = sp.type == kPivot, win = sp.type == kWin;
+          const uint16_t* kb = piv ? S.pk.data() : win ? S.wk.data() : S.xk.data();
+          const uint16_t* vb = piv ? S.pv.data() : win ? S.wv.data() : S.xv.data();
+          pos = (piv ? S.ppos.data() : win ? S.wpos.data() : S.xpos.data()) + sp.off + j0;
           for (int j = 0; j < nb; ++j) {
             const int64_t row = (sp.off + j0 + j) * row_ + static_cast<int64_t>(kvh) * hd;
             tile::f16_to_f32(kb + row, Kf + j * hd, hd);
@@ -230,8 +235,9 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
               if (c0 + j0 + j > lim) sr[j] = kNegInf;
             }
           } else {
+            const int cut = sp.type == kWin || sp.type == kSnap ? c0 : lo;
             for (int j = 0; j < nb; ++j) {
-              if (pos[j] >= c0) sr[j] = kNegInf;
+              if (pos[j] >= cut) sr[j] = kNegInf;
             }
           }
           if (!softmax_block(sr, nb, m[r], l[r], ar, hd)) continue;

@@ -173,6 +173,11 @@ void QuantKvCache::flush_kivi(int layer) {
   b.n_valid = kBlk;
   for (int j = 0; j < kBlk; ++j) {
     const int slot = (S.w_head + j) % cap_w_;
+    if (S.wpos[slot] < S.n) {  // pre-chunk window token: snapshot for this chunk's attention
+      S.xk.insert(S.xk.end(), S.wk.begin() + slot * row_, S.wk.begin() + (slot + 1) * row_);
+      S.xv.insert(S.xv.end(), S.wv.begin() + slot * row_, S.wv.begin() + (slot + 1) * row_);
+      S.xpos.push_back(S.wpos[slot]);
+    }
     tile::f16_to_f32(S.wk.data() + slot * row_, kblk.data() + j * row_, static_cast<int>(row_));
     tile::f16_to_f32(S.wv.data() + slot * row_, vrow.data(), static_cast<int>(row_));
     store(layer, 0, nullptr, vrow.data(), S.wpos[slot]);
@@ -210,6 +215,7 @@ void QuantKvCache::append(int layer, const float* k, const float* v, int n_new) 
     wht_rows(S.sv.data(), static_cast<int64_t>(n_new) * cfg_.n_head_kv, hd);
   }
   S.n_stage = n_new;
+  S.xk.clear(), S.xv.clear(), S.xpos.clear();
   med_ = -1;
   if (cap_w_ > 0 && S.wk.empty()) {
     S.wk.resize(static_cast<size_t>(cap_w_) * row_);
@@ -227,6 +233,11 @@ void QuantKvCache::append(int layer, const float* k, const float* v, int n_new) 
     }
     if (!opt_.kivi && S.w_count == cap_w_) {
       const int slot = S.w_head;
+      if (S.wpos[slot] < S.n) {  // pre-chunk window token: snapshot for this chunk's attention
+        S.xk.insert(S.xk.end(), S.wk.begin() + slot * row_, S.wk.begin() + (slot + 1) * row_);
+        S.xv.insert(S.xv.end(), S.wv.begin() + slot * row_, S.wv.begin() + (slot + 1) * row_);
+        S.xpos.push_back(S.wpos[slot]);
+      }
       tile::f16_to_f32(S.wk.data() + slot * row_, tmp.data(), static_cast<int>(row_));
       tile::f16_to_f32(S.wv.data() + slot * row_, tmp.data() + row_, static_cast<int>(row_));
       evict(layer, tmp.data(), tmp.data() + row_, S.wpos[slot], tmp2);
@@ -275,6 +286,7 @@ void QuantKvCache::truncate(int n) {
     if (S.amax.size() > static_cast<size_t>(n)) S.amax.resize(n);
     S.n = n;
     S.n_stage = 0;
+    S.xk.clear(), S.xv.clear(), S.xpos.clear();
   }
   if (kinds_.size() > static_cast<size_t>(n)) kinds_.resize(n);
 }

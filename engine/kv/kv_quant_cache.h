@@ -12,8 +12,10 @@
 //           channel), V per token in class 0; tokens stay in the window until 32 have left it.
 // Timeline: append() commits the chunk at once (tokens enter the window, the oldest leave it
 // into their class, pivots are decided as a token leaves the window) and also stages an f32
-// copy of the chunk: attend() reads the tokens before the chunk as stored (masked by position)
-// and the chunk itself at full precision (causal). truncate(n) drops the tokens at positions
+// copy of the chunk. attend() reads the tokens before the chunk as they were stored before the
+// chunk arrived, and the chunk itself at full precision (causal): the window tokens that this
+// append pushed out are kept in an fp16 snapshot (xk/xv, transient, not counted in the stats)
+// and read from there, their quantized copies masked by position. truncate(n) drops the tokens at positions
 // >= n from every store; the window is NOT refilled from quantized tokens (after a truncate the
 // window may hold fewer than R tokens until new ones arrive).
 #pragma once
@@ -69,6 +71,8 @@ class QuantKvCache final : public KvCache {
     std::vector<KiviBlock> kivi;     // kivi2 K blocks (V rows in seg[0])
     std::vector<float> sk, sv;       // staged chunk [n_stage, n_head_kv, head_dim] (rotated) f32
     int n_stage = 0;
+    std::vector<uint16_t> xk, xv;    // [n_snap, n_head_kv, head_dim] window tokens evicted by the
+    std::vector<int32_t> xpos;       // last append (positions ascending, all < the chunk's)
     std::vector<float> amax;         // [observed] per-token max |x| of the layer input
   };
   const Layer& layer_state(int l) const { return L_[l]; }

@@ -1,8 +1,8 @@
 // Quantized KV caches (q8/q4/q2/wht2/akvq2/akvq4/kivi2): attention on packed data against a
 // reference computed here on the dequantized cache.
 //
-// Reference: every cached token is reconstructed from the stores (fp16 window and pivots
-// converted, packed rows through dequantize_row, kivi2 K blocks dequantized per channel and
+// Reference: every cached token is reconstructed from the stores as they were before the chunk
+// (fp16 window, the snapshot of window tokens the chunk pushed out, and pivots converted, packed rows through dequantize_row, kivi2 K blocks dequantized per channel and
 // transposed; the staged chunk as f32), in the rotated basis. The reference attention
 // (double precision) runs in that basis with a dense rotation matrix H built here from the
 // Sylvester definition (block-diagonal for non-power-of-two head_dim): out = H·softmax(q̃·K̂ᵀ)·V̂
@@ -66,13 +66,14 @@ Deq dequant(const QuantKvCache& c, int layer) {
   const int64_t row = int64_t{hd} * nkv;
   const auto& S = c.layer_state(layer);
   const int n = S.n, c0 = S.n - S.n_stage;
+  const int lo = S.xpos.empty() ? c0 : S.xpos.front();  // the snapshot replaces packed/pivot rows from here
   Deq d;
   d.k.assign(static_cast<size_t>(n) * row, 0.0);
   d.v.assign(static_cast<size_t>(n) * row, 0.0);
   std::vector<int> seen(n, 0);
   std::vector<float> tmp(std::max(hd, 32));
-  auto put16 = [&](const std::vector<uint16_t>& K, const std::vector<uint16_t>& V, int slot, int pos) {
-    if (pos >= c0) return;
+  auto put16 = [&](const std::vector<uint16_t>& K, const std::vector<uint16_t>& V, int slot, int pos, int cut) {
+    if (pos >= cut) return;
     ++seen[pos];
     for (int64_t e = 0; e < row; ++e) {
       d.k[pos * row + e] = fp16_to_f32(K[slot * row + e]);
@@ -81,9 +82,10 @@ Deq dequant(const QuantKvCache& c, int layer) {
   };
   for (int w = 0; w < S.w_count; ++w) {
     const int slot = (S.w_head + w) % c.window_cap();
-    put16(S.wk, S.wv, slot, S.wpos[slot]);
+    put16(S.wk, S.wv, slot, S.wpos[slot], c0);
   }
-  for (size_t p = 0; p < S.ppos.size(); ++p) put16(S.pk, S.pv, static_cast<int>(p), S.ppos[p]);
+  for (size_t p = 0; p < S.xpos.size(); ++p) put16(S.xk, S.xv, static_cast<int>(p), S.xpos[p], c0);
+  for (size_t p = 0; p < S.ppos.size(); ++p) put16(S.pk, S.pv, static_cast<int>(p), S.ppos[p], lo);
   const bool kivi = c.options().kivi;
   for (int cls = 0; cls < 2; ++cls) {
     const auto& g = S.seg[cls];
@@ -91,7 +93,7 @@ Deq dequant(const QuantKvCache& c, int layer) {
     const auto& cv = c.codec_v(cls);
     for (int r = 0; r < g.n(); ++r) {
       const int pos = g.pos[r];
-      if (pos >= c0) continue;
+      if (pos >= lo) continue;
       ++seen[pos];
       for (int h = 0; h < nkv; ++h) {
         if (!kivi) {
@@ -109,7 +111,7 @@ Deq dequant(const QuantKvCache& c, int layer) {
       for (int ch = 0; ch < hd; ++ch) {
         kv::dequantize_row(ck.spec(), b.k[h].data() + ch * ck.row_bytes(), 32, tmp.data());
         for (int j = 0; j < b.n_valid; ++j) {
-          if (b.pos0 + j < c0) d.k[(b.pos0 + j) * row + h * hd + ch] = tmp[j];
+          if (b.pos0 + j < lo) d.k[(b.pos0 + j) * row + h * hd + ch] = tmp[j];
         }
       }
     }
