@@ -10,7 +10,6 @@ every file with no sanitizer report."""
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -18,8 +17,6 @@ from gguf_corpus import base_file, corpus, write_corpus
 
 from pyakvq._ext import _akvq
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-ASAN_BUILD = ROOT / "build" / "asan"
 CASES = corpus()
 
 
@@ -78,38 +75,9 @@ def test_missing_file_is_oserror(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def asan_gguf_check() -> pathlib.Path:
-    """Builds only tools_gguf_check in build/asan (configured once, reused when present)."""
-    if shutil.which("cmake") is None or (shutil.which("c++") is None and shutil.which("g++") is None):
-        pytest.skip("cmake or a C++ compiler is missing: cannot build tools_gguf_check with ASan")
-    if not (ASAN_BUILD / "CMakeCache.txt").exists():
-        gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-        # Same options as conftest.cpp_build, so both reuse one build directory.
-        r = subprocess.run(
-            [
-                "cmake",
-                "-S",
-                str(ROOT),
-                "-B",
-                str(ASAN_BUILD),
-                *gen,
-                "-DCMAKE_BUILD_TYPE=RelWithDebInfo",
-                "-DAKVQ_BUILD_TESTS=ON",
-                "-DAKVQ_CUDA=OFF",
-                "-DAKVQ_SANITIZE=address,undefined",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        assert r.returncode == 0, f"cmake configure failed:\n{r.stdout}\n{r.stderr}"
-    jobs = str(max(1, min(os.cpu_count() or 1, 4)))
-    r = subprocess.run(
-        ["cmake", "--build", str(ASAN_BUILD), "--target", "tools_gguf_check", "-j", jobs],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0, f"build of tools_gguf_check failed:\n{r.stdout[-20000:]}\n{r.stderr[-20000:]}"
-    return ASAN_BUILD / "tools_gguf_check"
+def asan_gguf_check(cpp_build) -> pathlib.Path:
+    """tools_gguf_check from the ASan/UBSan build of the C++ tests (conftest.cpp_build)."""
+    return cpp_build / "tools_gguf_check"
 
 
 def _run_checker(tool, paths):
