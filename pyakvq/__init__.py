@@ -2,6 +2,7 @@
 
 from .generation import Token
 from .model import Model
+from .perplexity import perplexity
 
-__all__ = ["Model", "Token"]
+__all__ = ["Model", "Token", "perplexity"]
 __version__ = "0.1.0"
