@@ -20,7 +20,8 @@ namespace {
 // DRAM once per token). Past a row's end this fetches the start of the next rows, which the next
 // tiles read.
 constexpr bool kPrefetch = true;
-constexpr int kPrefetchAhead = 512;  // bytes
+// Distance in bytes: 512 / 1024 / 2048 measured 8.2 / 7.2 / 6.7 ms per SmolLM2 decode step.
+constexpr int kPrefetchAhead = 2048;
 
 // Weight types. unpack: block -> lo (values 0-15), hi (values 16-31) as int16 lanes.
 // kMinLane: which lane of the 4 bytes at the block start, read as two fp16, carries the offset
