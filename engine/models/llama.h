@@ -1,6 +1,8 @@
-// Llama-architecture decoder (arch `llama`, and half-split RoPE variants): RMSNorm, RoPE, GQA
-// attention through the KV cache, SwiGLU MLP, optional tied output embedding. f32 activations,
-// matmuls directly on the quantized weights of the memory-mapped file.
+// Llama-architecture decoder: RMSNorm, RoPE, GQA attention through the KV cache, SwiGLU MLP,
+// optional tied output embedding. f32 activations, matmuls directly on the quantized weights of
+// the memory-mapped file. The archs that share this graph differ only by a few conventions
+// (LlamaArch): `llama` (llama.cpp permutes Q/K rows, so RoPE rotates adjacent pairs) and `qwen2`
+// (Q/K rows as in Hugging Face, half-split RoPE, biases on the Q/K/V projections).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -20,26 +22,40 @@ class File;
 namespace models {
 
 struct LlamaHparams {
-  std::string arch;     // general.architecture
+  std::string arch;  // general.architecture
   int n_vocab = 0;
   int n_ctx_train = 0;
   int n_embd = 0;
   int n_layer = 0;
   int n_head = 0;
   int n_head_kv = 0;
-  int head_dim = 0;     // n_embd / n_head unless the file says otherwise
+  int head_dim = 0;  // n_embd / n_head unless the file says otherwise
   int n_ff = 0;
-  int n_rot = 0;        // rope.dimension_count (default head_dim)
+  int n_rot = 0;  // rope.dimension_count (default head_dim)
   float rope_theta = 10000.0f;
   float rms_eps = 1e-5f;
   ops::RopeMode rope_mode = ops::RopeMode::AdjacentPairs;
+  bool qkv_bias = false;  // blk.N.attn_{q,k,v}.bias present (qwen2)
 };
+
+// Per-architecture conventions of the llama graph (one row per supported `general.architecture`).
+struct LlamaArch {
+  const char* name;         // general.architecture, also the prefix of the hyperparameter keys
+  ops::RopeMode rope_mode;  // how RoPE pairs the dimensions of a head
+  bool qkv_bias;            // attn_q/attn_k/attn_v carry a bias [n_out] (F32)
+};
+
+// The supported archs; nullptr for an unknown name.
+const LlamaArch* find_llama_arch(const std::string& name);
 
 struct LlamaLayer {
   TensorView attn_norm;  // [n_embd]
   TensorView wq;         // ne {n_embd, n_head*head_dim}
   TensorView wk;         // ne {n_embd, n_head_kv*head_dim}
   TensorView wv;         // ne {n_embd, n_head_kv*head_dim}
+  TensorView bq;         // [n_head*head_dim] F32 (qkv_bias only, else data == nullptr)
+  TensorView bk;         // [n_head_kv*head_dim] F32 (qkv_bias only)
+  TensorView bv;         // [n_head_kv*head_dim] F32 (qkv_bias only)
   TensorView wo;         // ne {n_head*head_dim, n_embd}
   TensorView ffn_norm;   // [n_embd]
   TensorView w_gate;     // ne {n_embd, n_ff}
@@ -69,14 +85,14 @@ class Llama {
   // Runs ids[n] at positions cache.n_tokens() ... + n - 1, appending their K/V to the cache.
   // logits: [n, n_vocab] when all_logits, else [1, n_vocab] for the last token (may be nullptr
   // to skip the output projection).
-  void forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspace& ws,
-               cpu::ThreadPool& pool, float* logits, bool all_logits) const;
+  void forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspace& ws, cpu::ThreadPool& pool, float* logits,
+               bool all_logits) const;
 
  private:
   LlamaHparams hp_;
-  TensorView tok_embd_;    // ne {n_embd, n_vocab}
-  TensorView out_norm_;    // [n_embd]
-  TensorView output_;      // ne {n_embd, n_vocab} (tok_embd_ when tied)
+  TensorView tok_embd_;  // ne {n_embd, n_vocab}
+  TensorView out_norm_;  // [n_embd]
+  TensorView output_;    // ne {n_embd, n_vocab} (tok_embd_ when tied)
   std::vector<LlamaLayer> layers_;
 };
 

@@ -14,29 +14,35 @@ T* need(std::vector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
 }
+
+// x[n, cols] += b[cols] for every row; no-op when the layer has no bias (b.data == nullptr).
+void add_bias(float* x, const TensorView& b, int64_t n, int64_t cols) {
+  if (!b.data) return;
+  const float* bias = static_cast<const float*>(b.data);
+  for (int64_t r = 0; r < n; ++r) ops::add_inplace(x + r * cols, bias, cols);
+}
 }  // namespace
 
-void Llama::forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspace& ws,
-                    cpu::ThreadPool& pool, float* logits, bool all_logits) const {
+void Llama::forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspace& ws, cpu::ThreadPool& pool,
+                    float* logits, bool all_logits) const {
   const LlamaHparams& hp = hp_;
   if (n < 1) throw InvalidArgument("[llama] forward: no tokens");
   const int n_past = cache.n_tokens();
   if (static_cast<int64_t>(n_past) + n > cache.config().n_ctx) {
-    throw InvalidArgument("[llama] forward: " + std::to_string(n_past) + " cached + " +
-                          std::to_string(n) + " new tokens exceed n_ctx = " +
-                          std::to_string(cache.config().n_ctx));
+    throw InvalidArgument("[llama] forward: " + std::to_string(n_past) + " cached + " + std::to_string(n) +
+                          " new tokens exceed n_ctx = " + std::to_string(cache.config().n_ctx));
   }
-  const int64_t E = hp.n_embd, Q = int64_t{hp.n_head} * hp.head_dim,
-                KV = int64_t{hp.n_head_kv} * hp.head_dim, F = hp.n_ff;
-  float* x = need(ws.x, n * E);       // [n, n_embd] residual stream
-  float* xn = need(ws.xn, n * E);     // [n, n_embd] normed input / projection output
-  float* q = need(ws.q, n * Q);       // [n, n_head, head_dim]
-  float* k = need(ws.k, n * KV);      // [n, n_head_kv, head_dim]
-  float* v = need(ws.v, n * KV);      // [n, n_head_kv, head_dim]
-  float* attn = need(ws.attn, n * Q); // [n, n_head, head_dim]
-  float* gate = need(ws.gate, n * F); // [n, n_ff]
-  float* up = need(ws.up, n * F);     // [n, n_ff]
-  int32_t* pos = need(ws.pos, n);     // [n]
+  const int64_t E = hp.n_embd, Q = int64_t{hp.n_head} * hp.head_dim, KV = int64_t{hp.n_head_kv} * hp.head_dim,
+                F = hp.n_ff;
+  float* x = need(ws.x, n * E);        // [n, n_embd] residual stream
+  float* xn = need(ws.xn, n * E);      // [n, n_embd] normed input / projection output
+  float* q = need(ws.q, n * Q);        // [n, n_head, head_dim]
+  float* k = need(ws.k, n * KV);       // [n, n_head_kv, head_dim]
+  float* v = need(ws.v, n * KV);       // [n, n_head_kv, head_dim]
+  float* attn = need(ws.attn, n * Q);  // [n, n_head, head_dim]
+  float* gate = need(ws.gate, n * F);  // [n, n_ff]
+  float* up = need(ws.up, n * F);      // [n, n_ff]
+  int32_t* pos = need(ws.pos, n);      // [n]
   for (int i = 0; i < n; ++i) pos[i] = n_past + i;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
 
@@ -56,6 +62,9 @@ void Llama::forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspac
     ops::matmul(L.wq, xn, n, q, pool);
     ops::matmul(L.wk, xn, n, k, pool);
     ops::matmul(L.wv, xn, n, v, pool);
+    add_bias(q, L.bq, n, Q);  // qkv bias (qwen2)
+    add_bias(k, L.bk, n, KV);
+    add_bias(v, L.bv, n, KV);
     ops::rope(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode);
     ops::rope(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode);
     dump("q", il, q, n, Q);

@@ -1,4 +1,5 @@
-// Llama: hyperparameters from `<arch>.*` keys and the validated weight table.
+// Llama graph loader: per-arch conventions, hyperparameters from `<arch>.*` keys and the validated
+// weight table.
 #include <string>
 
 #include "akvq/error.h"
@@ -9,22 +10,31 @@ namespace akvq::models {
 
 namespace {
 
+// The archs that run on the llama graph and how they differ.
+constexpr LlamaArch kArchs[] = {
+    // llama.cpp's converter permutes the Q/K rows of `llama` files so that RoPE rotates pairs.
+    {"llama", ops::RopeMode::AdjacentPairs, false},
+    // Qwen2: Q/K rows as in Hugging Face (rotate_half), biases on Q, K and V.
+    {"qwen2", ops::RopeMode::HalfSplit, true},
+};
+
 constexpr int64_t kMaxDim = 1 << 20;  // sanity bound on every size read from the file
 
-[[noreturn]] void fail(const std::string& msg) { throw FormatError("[llama] " + msg); }
+[[noreturn]] void fail(const std::string& msg) {
+  throw FormatError("[llama] " + msg);
+}
 
 int get_dim(const gguf::File& f, const std::string& key, int64_t lo, int64_t hi) {
   const uint32_t v = f.get_u32(key);
   if (v < lo || v > hi) {
-    fail("key '" + key + "' = " + std::to_string(v) + " is out of range [" + std::to_string(lo) +
-         ", " + std::to_string(hi) + "]");
+    fail("key '" + key + "' = " + std::to_string(v) + " is out of range [" + std::to_string(lo) + ", " +
+         std::to_string(hi) + "]");
   }
   return static_cast<int>(v);
 }
 
 // Finds `name`, checks its type class and exact shape (ne innermost first).
-TensorView bind(const gguf::File& f, const std::string& name, std::initializer_list<int64_t> ne,
-                bool norm) {
+TensorView bind(const gguf::File& f, const std::string& name, std::initializer_list<int64_t> ne, bool norm) {
   const TensorView* t = f.find_tensor(name);
   if (!t) fail("tensor '" + name + "' is missing");
   const int n_dims = static_cast<int>(ne.size());
@@ -40,13 +50,12 @@ TensorView bind(const gguf::File& f, const std::string& name, std::initializer_l
   for (; ok && i < 4; ++i) ok = t->ne[i] == 1;
   if (!ok) fail("tensor '" + name + "' has shape " + got + ", expected " + want);
   if (norm && t->type != DType::F32) {
-    fail("tensor '" + name + "' has type " + dtype_name(static_cast<uint32_t>(t->type)) +
-         ", expected F32");
+    fail("tensor '" + name + "' has type " + dtype_name(static_cast<uint32_t>(t->type)) + ", expected F32");
   }
   const DTypeInfo& info = dtype_info(t->type);
   if (t->ne[0] % info.block != 0) {
-    fail("tensor '" + name + "': row length " + std::to_string(t->ne[0]) +
-         " is not a multiple of the " + info.name + " block size");
+    fail("tensor '" + name + "': row length " + std::to_string(t->ne[0]) + " is not a multiple of the " + info.name +
+         " block size");
   }
   if (!t->data || t->nbytes < static_cast<size_t>(t->rows()) * t->row_bytes()) {
     fail("tensor '" + name + "': data is missing or too short");
@@ -56,31 +65,39 @@ TensorView bind(const gguf::File& f, const std::string& name, std::initializer_l
 
 }  // namespace
 
+const LlamaArch* find_llama_arch(const std::string& name) {
+  for (const LlamaArch& a : kArchs) {
+    if (name == a.name) return &a;
+  }
+  return nullptr;
+}
+
 Llama::Llama(const gguf::File& f) {
   LlamaHparams& hp = hp_;
   hp.arch = f.get_str("general.architecture");
-  if (hp.arch == "llama") {
-    hp.rope_mode = ops::RopeMode::AdjacentPairs;  // llama.cpp permutes Q/K rows for this arch
-  } else {
-    fail("unsupported architecture '" + hp.arch + "' (supported: llama)");
+  const LlamaArch* arch = find_llama_arch(hp.arch);
+  if (!arch) {
+    std::string names;
+    for (const LlamaArch& x : kArchs) names += (names.empty() ? "" : ", ") + std::string(x.name);
+    fail("unsupported architecture '" + hp.arch + "' (supported: " + names + ")");
   }
+  hp.rope_mode = arch->rope_mode;
+  hp.qkv_bias = arch->qkv_bias;
   const std::string a = hp.arch + ".";
   hp.n_embd = get_dim(f, a + "embedding_length", 1, kMaxDim);
   hp.n_layer = get_dim(f, a + "block_count", 1, 4096);
   hp.n_ff = get_dim(f, a + "feed_forward_length", 1, kMaxDim);
   hp.n_head = get_dim(f, a + "attention.head_count", 1, 4096);
-  hp.n_head_kv = f.has(a + "attention.head_count_kv")
-                     ? get_dim(f, a + "attention.head_count_kv", 1, hp.n_head)
-                     : hp.n_head;
+  hp.n_head_kv =
+      f.has(a + "attention.head_count_kv") ? get_dim(f, a + "attention.head_count_kv", 1, hp.n_head) : hp.n_head;
   hp.n_ctx_train = f.has(a + "context_length") ? get_dim(f, a + "context_length", 1, 1 << 24) : 0;
   if (hp.n_head % hp.n_head_kv != 0) {
-    fail("attention.head_count " + std::to_string(hp.n_head) +
-         " is not a multiple of attention.head_count_kv " + std::to_string(hp.n_head_kv));
+    fail("attention.head_count " + std::to_string(hp.n_head) + " is not a multiple of attention.head_count_kv " +
+         std::to_string(hp.n_head_kv));
   }
   if (f.has(a + "attention.key_length")) {
     hp.head_dim = get_dim(f, a + "attention.key_length", 2, 4096);
-    if (f.has(a + "attention.value_length") &&
-        get_dim(f, a + "attention.value_length", 2, 4096) != hp.head_dim) {
+    if (f.has(a + "attention.value_length") && get_dim(f, a + "attention.value_length", 2, 4096) != hp.head_dim) {
       fail("attention.value_length differs from attention.key_length (unsupported)");
     }
   } else {
@@ -90,8 +107,7 @@ Llama::Llama(const gguf::File& f) {
     }
     hp.head_dim = hp.n_embd / hp.n_head;
   }
-  hp.n_rot = f.has(a + "rope.dimension_count") ? get_dim(f, a + "rope.dimension_count", 2, hp.head_dim)
-                                              : hp.head_dim;
+  hp.n_rot = f.has(a + "rope.dimension_count") ? get_dim(f, a + "rope.dimension_count", 2, hp.head_dim) : hp.head_dim;
   if (hp.n_rot % 2 != 0) fail("rope.dimension_count " + std::to_string(hp.n_rot) + " is odd");
   hp.rope_theta = f.get_f32(a + "rope.freq_base", 10000.0f);
   hp.rms_eps = f.get_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
@@ -106,8 +122,8 @@ Llama::Llama(const gguf::File& f) {
   }
   hp.n_vocab = static_cast<int>(te->ne[1]);
 
-  const int64_t E = hp.n_embd, Q = int64_t{hp.n_head} * hp.head_dim,
-                KV = int64_t{hp.n_head_kv} * hp.head_dim, F = hp.n_ff, V = hp.n_vocab;
+  const int64_t E = hp.n_embd, Q = int64_t{hp.n_head} * hp.head_dim, KV = int64_t{hp.n_head_kv} * hp.head_dim,
+                F = hp.n_ff, V = hp.n_vocab;
   tok_embd_ = bind(f, "token_embd.weight", {E, V}, false);
   out_norm_ = bind(f, "output_norm.weight", {E}, true);
   output_ = f.find_tensor("output.weight") ? bind(f, "output.weight", {E, V}, false) : tok_embd_;
@@ -119,6 +135,11 @@ Llama::Llama(const gguf::File& f) {
     L.wq = bind(f, p + "attn_q.weight", {E, Q}, false);
     L.wk = bind(f, p + "attn_k.weight", {E, KV}, false);
     L.wv = bind(f, p + "attn_v.weight", {E, KV}, false);
+    if (hp.qkv_bias) {
+      L.bq = bind(f, p + "attn_q.bias", {Q}, true);
+      L.bk = bind(f, p + "attn_k.bias", {KV}, true);
+      L.bv = bind(f, p + "attn_v.bias", {KV}, true);
+    }
     L.wo = bind(f, p + "attn_output.weight", {Q, E}, false);
     L.ffn_norm = bind(f, p + "ffn_norm.weight", {E}, true);
     L.w_gate = bind(f, p + "ffn_gate.weight", {E, F}, false);
