@@ -147,7 +147,7 @@ def _cli(*args):
         text=True,
         timeout=300,
         env=env,
-        cwd=ROOT,
+        cwd=pathlib.Path(pyakvq.__file__).resolve().parents[1],  # where the package under test lives
     )
 
 
