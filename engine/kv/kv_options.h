@@ -19,11 +19,13 @@
 namespace akvq::kv {
 
 namespace defaults {
-constexpr int kWindow = 128;         // fp16 window of the akvq modes (tokens)
+constexpr int kWindow = 64;          // fp16 window of the akvq modes (tokens); 64 keeps akvq2 <= 3.0 bits
+                                     // per element at n_ctx 4096 (bench/RESULTS.md, AKVQ ablations)
 constexpr int kPivots = 15;          // fp16 pivot tokens per layer of the akvq modes
 constexpr int kTsaBits = 4;          // text bits in TSA layers
 constexpr float kPivotFactor = 20;   // pivot: max|x| >= factor * median of per-token max|x|
-constexpr float kClip2 = 0.8f;       // clip ratio at <= 2 bits (uniform levels)
+constexpr float kClip2 = 0.6f;       // clip ratio at <= 2 bits (uniform levels); the paper's 0.8 measured
+                                     // worse on SmolLM2 (bench/RESULTS.md, AKVQ ablations)
 constexpr float kClip4 = 1.0f;       // clip ratio at >= 3 bits (uniform) and for Gaussian levels
 constexpr int kKiviBlock = 32;       // kivi2: tokens per K group along the sequence
 inline const std::vector<int>& tsa_layers() {  // when the model file does not say

@@ -10,6 +10,7 @@
 #include "akvq/error.h"
 #include "cpu/thread_pool.h"
 #include "kv/kv_cache.h"
+#include "kv/kv_options.h"
 #include "kv/kv_quant_cache.h"
 
 using namespace akvq;
@@ -150,14 +151,14 @@ TEST(KvAkvqBook, OptionErrorsNameTheOption) {
   auto c = kv::KvCache::create(config("akvq2", 2, 1, 64, {{"clip", "0.7"}, {"tsa_layers", "none"}}));
   const auto o = c->summary().options;
   EXPECT_EQ(o.at("clip_k"), "0.7");
-  EXPECT_EQ(o.at("window"), "128");
+  EXPECT_EQ(o.at("window"), std::to_string(kv::defaults::kWindow));
   EXPECT_EQ(o.at("pivots"), "15");
   EXPECT_EQ(o.at("group"), "64");
   EXPECT_EQ(o.at("tsa_layers"), "none");
   EXPECT_EQ(o.at("tsa_bits"), "4");
   const auto d = kv::KvCache::create(config("akvq2", 4, 1, 64, {}))->summary();
   EXPECT_EQ(d.tsa_layers, (std::vector<int32_t>{0, 1}));
-  EXPECT_EQ(d.options.at("clip"), "0.8");
+  EXPECT_EQ(std::stof(d.options.at("clip")), kv::defaults::kClip2);
   kv::KvConfig f = config("akvq4", 4, 1, 64, {});
   f.has_file_tsa = true;
   f.file_tsa_layers = {3};
