@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #if defined(__F16C__)
 #include <immintrin.h>
@@ -129,6 +130,32 @@ inline float max8(const float* x) {
   }
   for (int l = 1; l < 8; ++l) p[0] = p[0] > p[l] ? p[0] : p[l];
   return p[0];
+}
+
+// Split-K merge. partial: [pairs, n_split, 2 + hd] rows of (running max m, sum l, acc[hd]) from
+// independent sequence ranges; an empty range has l == 0. out[pairs, hd] =
+// Σ_s exp(m_s - M)·acc_s / Σ_s exp(m_s - M)·l_s with M the max over non-empty ranges.
+inline void merge_split_partials(const float* partial, int64_t pairs, int n_split, int hd, float* out) {
+  const int64_t pstride = 2 + hd;
+  for (int64_t r = 0; r < pairs; ++r) {
+    const float* pr = partial + r * n_split * pstride;
+    float M = -std::numeric_limits<float>::infinity();
+    for (int s = 0; s < n_split; ++s) {
+      if (pr[s * pstride + 1] > 0.0f) M = std::max(M, pr[s * pstride]);
+    }
+    float* o = out + r * hd;
+    std::fill(o, o + hd, 0.0f);
+    float total = 0.0f;
+    for (int s = 0; s < n_split; ++s) {
+      const float* ps = pr + s * pstride;
+      if (ps[1] == 0.0f) continue;  // empty range (beyond the causal limit)
+      const float w = std::exp(ps[0] - M);
+      total += w * ps[1];
+      for (int d = 0; d < hd; ++d) o[d] += w * ps[2 + d];
+    }
+    const float inv = 1.0f / total;
+    for (int d = 0; d < hd; ++d) o[d] *= inv;
+  }
 }
 
 }  // namespace akvq::kv::tile

@@ -163,25 +163,7 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   });
   if (n_split == 1) return;
 
-  // merge: out = Σ_s exp(m_s - M) acc_s / Σ_s exp(m_s - M) l_s
-  const int64_t pairs = static_cast<int64_t>(n_q) * n_head;
-  for (int64_t r = 0; r < pairs; ++r) {
-    const float* pr = partial_.data() + r * n_split * pstride;
-    float M = kNegInf;
-    for (int s = 0; s < n_split; ++s) M = std::max(M, pr[s * pstride]);
-    float* o = out + r * hd;
-    std::fill(o, o + hd, 0.0f);
-    float total = 0.0f;
-    for (int s = 0; s < n_split; ++s) {
-      const float* ps = pr + s * pstride;
-      if (ps[1] == 0.0f) continue;  // empty range (beyond the causal limit)
-      const float w = std::exp(ps[0] - M);
-      total += w * ps[1];
-      for (int d = 0; d < hd; ++d) o[d] += w * ps[2 + d];
-    }
-    const float inv = 1.0f / total;
-    for (int d = 0; d < hd; ++d) o[d] *= inv;
-  }
+  tile::merge_split_partials(partial_.data(), static_cast<int64_t>(n_q) * n_head, n_split, hd, out);
 }
 
 }  // namespace akvq::kv
