@@ -62,7 +62,7 @@ void quantize_row_q16k(const float* x, void* out_act, int64_t n) {
   }
 }
 
-#else  // no AVX2
+#elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (the NEON versions are in act_quant_neon.cpp)
 
 void quantize_row_q16(const float* x, void* out_row, int64_t n) {
   ops::ref::quantize_row_q16(x, out_row, n);

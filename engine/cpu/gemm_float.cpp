@@ -86,7 +86,7 @@ const TileKernels* simd_kernels_float(DType t) {
   }
 }
 
-#else
+#elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (gemm_float_neon.cpp)
 
 const TileKernels* simd_kernels_float(DType) { return nullptr; }
 

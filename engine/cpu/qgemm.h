@@ -43,7 +43,7 @@ const TileKernels* simd_kernels_kquant(DType t);  // Q4_K, Q6_K (qgemm_kquant.cp
 const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.cpp)
 
 // Fast activation quantization (act_quant.cpp), bit-identical to ops::ref::quantize_row_q16 /
-// quantize_row_q16k (falls back to them without AVX2).
+// quantize_row_q16k (falls back to them without AVX2 or NEON).
 void quantize_row_q16(const float* x, void* out_row, int64_t n);
 void quantize_row_q16k(const float* x, void* out_act_q16k, int64_t n);
 

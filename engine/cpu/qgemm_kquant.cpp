@@ -157,7 +157,7 @@ const TileKernels* simd_kernels_kquant(DType t) {
   }
 }
 
-#else
+#elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (qgemm_kquant_neon.cpp)
 
 const TileKernels* simd_kernels_kquant(DType) {
   return nullptr;

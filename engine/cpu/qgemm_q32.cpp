@@ -233,7 +233,7 @@ const TileKernels* simd_kernels_q32(DType t) {
   }
 }
 
-#else  // no AVX2
+#elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (qgemm_q32_neon.cpp)
 
 const TileKernels* simd_kernels_q32(DType) {
   return nullptr;

@@ -1,5 +1,6 @@
-// Small AVX2 helpers shared by the CPU kernels: horizontal sums, fp16/bf16 loads, exp.
-// Only defined when AVX2+FMA+F16C are compiled in (AKVQ_AVX2); callers keep a scalar fallback.
+// Small SIMD helpers shared by the CPU kernels: horizontal sums, fp16/bf16 loads, exp.
+// AVX2 ones when AVX2+FMA+F16C are compiled in (AKVQ_AVX2); on 64-bit ARM (AKVQ_NEON) the NEON
+// kernels live in the *_neon.cpp files next to the AVX2 ones. Callers keep a scalar fallback.
 #pragma once
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -59,6 +60,31 @@ inline __m256 exp_ps(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+}  // namespace akvq::cpu
+#endif
+
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define AKVQ_NEON 1
+#include <arm_neon.h>
+
+#include <cstdint>
+
+namespace akvq::cpu {
+
+// 4 fp16 values -> f32 (exact; fcvtl is part of baseline ARMv8-A).
+inline float32x4_t load_f16x4(const uint16_t* p) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+// 4 bf16 values -> f32 (bf16 is the top half of an f32).
+inline float32x4_t load_bf16x4(const uint16_t* p) {
+  return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
+
+inline float f16_to_f32_neon(uint16_t h) {
+  return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
 }
 
 }  // namespace akvq::cpu
