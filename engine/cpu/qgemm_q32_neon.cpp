@@ -72,6 +72,12 @@ inline float32x4_t row_scales(const uint8_t* const* wr, int64_t off) {
   return load_f16x4(v);
 }
 
+// The offset multipliers of R rows (Q4_0: d itself, already loaded as A; Q4_1: m).
+template <class K, int R>
+inline float32x4_t min_scales(const uint8_t* const* wr, int64_t off, float32x4_t A) {
+  return K::kMinOff == 0 ? A : row_scales<R>(wr, off + (K::kMinOff > 0 ? K::kMinOff : 0));
+}
+
 // Integer dot of one unpacked weight block with 32 int16 activations: 4 int32 lanes.
 inline int32x4_t block_dot(const int16x8_t* w, const int16_t* xq) {
   int32x4_t s = vdupq_n_s32(0);
@@ -115,9 +121,9 @@ void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, in
         p[r] = vdupq_n_s32(0);
       }
     }
-    const float32x4_t D = vmulq_n_f32(row_scales<R>(wr, off), xd[b]);
-    acc = vfmaq_f32(acc, vcvtq_f32_s32(reduce4(p[0], p[1], p[2], p[3])), D);
-    if (K::kMinOff >= 0) accm = vfmaq_n_f32(accm, row_scales<R>(wr, off + (K::kMinOff > 0 ? K::kMinOff : 0)), xs[b]);
+    const float32x4_t A = row_scales<R>(wr, off);
+    acc = vfmaq_f32(acc, vcvtq_f32_s32(reduce4(p[0], p[1], p[2], p[3])), vmulq_n_f32(A, xd[b]));
+    if (K::kMinOff >= 0) accm = vfmaq_n_f32(accm, min_scales<K, R>(wr, off, A), xs[b]);
   }
   float a[4], m[4];
   vst1q_f32(a, acc);
@@ -143,8 +149,9 @@ void tile_q(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t off = b * K::kBytes;
     float dw[4], mw[4];
-    vst1q_f32(dw, row_scales<R>(wr, off));
-    if (K::kMinOff >= 0) vst1q_f32(mw, row_scales<R>(wr, off + (K::kMinOff > 0 ? K::kMinOff : 0)));
+    const float32x4_t A = row_scales<R>(wr, off);
+    vst1q_f32(dw, A);
+    if (K::kMinOff >= 0) vst1q_f32(mw, min_scales<K, R>(wr, off, A));
     const float32x4_t DX = vld1q_f32(d_tr + b * x.tr_stride);  // lanes >= T: padding, unused
     for (int r = 0; r < R; ++r) {
       int16x8_t wv[4];
