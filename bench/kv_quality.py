@@ -3,7 +3,7 @@ agreement of the next-token distributions against the f16 cache, effective bits 
 
     python bench/kv_quality.py --model M.gguf [--text FILE] [--ctx 1024,4096]
         [--kv f16,q8,q4,q2,kivi2,wht2,akvq2,akvq4] [--variant "akvq2:clip=0.6,window=64" ...]
-        [--threads 2] [--chunks N] [--json OUT]
+        [--threads 2] [--chunks N] [--n-batch 1] [--json OUT]
 
 All configurations of one n_ctx run in lock-step over the same chunks, so the f16 logits are
 computed once and shared. A mode the engine does not support (yet) is reported and skipped.
@@ -82,6 +82,13 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-opt", action="extend", nargs="+", default=[], metavar="MODE:k=v,...", dest="variant")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunks", type=int, default=None, help="at most this many chunks per n_ctx")
+    ap.add_argument(
+        "--n-batch",
+        type=int,
+        default=1,
+        help="tokens per forward pass (default 1: every scored token reads all older tokens from the cache as "
+        "stored, as in decoding; a larger batch attends to its own tokens at full precision)",
+    )
     ap.add_argument("--json", help="also write the results to this file")
     a = ap.parse_args(argv)
 
@@ -114,6 +121,7 @@ def main(argv=None) -> int:
             n_ctx=n_ctx,
             reference="f16",
             n_threads=a.threads,
+            n_batch=a.n_batch,
             max_chunks=a.chunks,
             progress=progress,
         )
@@ -125,7 +133,7 @@ def main(argv=None) -> int:
         r0 = rows[0]
         print(
             f"\n### n_ctx {n_ctx}: {r0['n_chunks']} chunks, {r0['n_tokens']} scored tokens, "
-            f"{pathlib.Path(a.text).name}, {time.perf_counter() - t0:.0f} s\n"
+            f"{pathlib.Path(a.text).name}, n_batch {a.n_batch}, {time.perf_counter() - t0:.0f} s\n"
         )
         print(table(rows, f16))
     if a.json:

@@ -80,7 +80,8 @@ std::string join(const std::vector<int>& v) {
 }
 
 float default_clip(int bits, Levels levels) {
-  return levels == Levels::Uniform && bits <= 2 ? defaults::kClip2 : defaults::kClip4;
+  if (bits > 2) return defaults::kClip4;
+  return levels == Levels::Uniform ? defaults::kClip2 : defaults::kClipGauss2;
 }
 
 }  // namespace
@@ -131,13 +132,20 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   if (const auto* s = get("window")) o.window = parse_int("window", *s, 0, kMaxWindow);
   if (const auto* s = get("pivots")) o.pivots = parse_int("pivots", *s, 0, kMaxPivots);
   if (const auto* s = get("pivot_factor")) o.pivot_factor = parse_float("pivot_factor", *s, 0.0f, 1e6f);
+  // levels: explicit, or auto (Gaussian below defaults::kGaussBelowBits bits in the akvq modes)
+  bool auto_levels = true;
   Levels levels = Levels::Uniform;
   if (const auto* s = get("levels")) {
+    auto_levels = *s == "auto";
     if (*s == "uniform") levels = Levels::Uniform;
     else if (*s == "gaussian") levels = Levels::Gaussian;
-    else bad("levels", "'" + *s + "' (expected uniform or gaussian)");
+    else if (!auto_levels) bad("levels", "'" + *s + "' (expected auto, uniform or gaussian)");
   }
-  if (levels == Levels::Gaussian) {
+  auto levels_for = [&](int b) {
+    if (!auto_levels) return levels;
+    return akvq && b < defaults::kGaussBelowBits ? Levels::Gaussian : Levels::Uniform;
+  };
+  if (!auto_levels && levels == Levels::Gaussian) {
     if (k_bits > 4) bad(get("k_bits") ? "k_bits" : "bits", std::to_string(k_bits) + " bits with gaussian levels (at most 4)");
     if (v_bits > 4) bad(get("v_bits") ? "v_bits" : "bits", std::to_string(v_bits) + " bits with gaussian levels (at most 4)");
     if (tsa_bits > 4) bad("tsa_bits", std::to_string(tsa_bits) + " bits with gaussian levels (at most 4)");
@@ -157,8 +165,8 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
     QuantSpec q;
     q.bits = b;
     q.group = group;
-    q.levels = levels;
-    q.clip = clip > 0 ? clip : default_clip(b, levels);
+    q.levels = levels_for(b);
+    q.clip = clip > 0 ? clip : default_clip(b, q.levels);
     return q;
   };
   if (o.kivi) k_bits = v_bits = 2;
@@ -198,7 +206,9 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   r["v_bits"] = std::to_string(v_bits);
   r["group"] = std::to_string(o.k_low.group_size(head_dim));
   r["pivots"] = std::to_string(o.pivots);
-  r["levels"] = levels_name(levels);
+  r["levels"] = auto_levels ? std::string("auto (") + levels_name(o.k_low.levels) + " at " + std::to_string(k_bits) +
+                                  " bits, " + levels_name(o.k_tsa.levels) + " at " + std::to_string(tsa_bits) + ")"
+                            : std::string(levels_name(levels));
   r["tsa_layers"] = join(o.tsa_layers);
   r["tsa_bits"] = std::to_string(tsa_bits);
   r["pivot_factor"] = fmt(o.pivot_factor);

@@ -26,7 +26,14 @@ constexpr int kTsaBits = 4;          // text bits in TSA layers
 constexpr float kPivotFactor = 20;   // pivot: max|x| >= factor * median of per-token max|x|
 constexpr float kClip2 = 0.6f;       // clip ratio at <= 2 bits (uniform levels); the paper's 0.8 measured
                                      // worse on SmolLM2 (bench/RESULTS.md, AKVQ ablations)
-constexpr float kClip4 = 1.0f;       // clip ratio at >= 3 bits (uniform) and for Gaussian levels
+constexpr float kClipGauss2 = 0.9f;  // clip ratio at <= 2 bits with Gaussian levels (same ablations)
+constexpr float kClip4 = 1.0f;       // clip ratio at >= 3 bits (uniform or Gaussian)
+// Levels when the `levels` option is not given ("auto"): the akvq modes use the Gaussian
+// (Lloyd–Max) levels below kGaussBelowBits bits — rotated rows are close to Gaussian, and at 2 bits
+// these measured better than uniform levels at every clip (bench/RESULTS.md) — and uniform levels
+// at 4 bits and more (min/max over a group of 64 is finer there). The baselines (q8 q4 q2 wht2)
+// keep uniform levels.
+constexpr int kGaussBelowBits = 4;
 constexpr int kKiviBlock = 32;       // kivi2: tokens per K group along the sequence
 inline const std::vector<int>& tsa_layers() {  // when the model file does not say
   static const std::vector<int> v{0, 1};

@@ -6,10 +6,11 @@
 // first position of the snapshot of window tokens this append evicted, else c0), window and
 // snapshot rows when < c0 (the first staged position); the chunk is read at full precision with
 // the causal limit pos <= n_kv - n_q + i. The query is scaled and rotated
-// once (q̃ = H·q·scale); packed K rows are scored with RowCodec::scores (kivi2 blocks with
+// once (q̃ = H·q·scale); packed K rows are scored with RowCodec::scores_multi, up to kMaxQueries
+// query rows (GQA heads, chunk positions) per pass over the codes (kivi2 blocks with
 // RowCodec::accumulate over the channel rows), fp16 and f32 rows are converted per block of
 // kBlock tokens and scored by dot products. One online softmax (running max m, sum l) merges all
-// spans; values accumulate in the rotated basis (RowCodec::accumulate on codes) and the
+// spans; values accumulate in the rotated basis (RowCodec::accumulate_multi on codes) and the
 // accumulator is un-rotated once per row at the end. Work items are (kv head, query block, heads
 // of the GQA group, split of the flat space); with few items (decode) and long contexts the flat
 // space is split into ranges whose partials (m, l, acc) are merged afterwards (split-K).
@@ -219,16 +220,31 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
             std::copy(S.sv.data() + row, S.sv.data() + row + hd, Vf + j * hd);
           }
         }
+        if (g) {  // packed rows: up to kMaxQueries query rows per pass over the codes
+          const RowCodec& kc = ck_[cls];
+          const RowCodec& vc = cv_[cls];
+          for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
+            kc.scores_multi(Q + r0 * hd, hd, qs + (r0 * 2 + cls) * ng, 2 * ng, std::min(kMaxQueries, nr - r0),
+                            g->k[kvh].data() + j0 * kc.row_bytes(), kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock);
+          }
+          for (int r = 0; r < nr; ++r) {
+            float* sr = S_ + r * kBlock;
+            for (int j = 0; j < nb; ++j) {
+              if (pos[j] >= lo) sr[j] = kNegInf;
+            }
+            if (!softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) std::fill(sr, sr + kBlock, 0.0f);
+          }
+          for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
+            vc.accumulate_multi(S_ + r0 * kBlock, kBlock, std::min(kMaxQueries, nr - r0),
+                                g->v[kvh].data() + j0 * vc.row_bytes(), vc.row_bytes(), nb, acc + r0 * hd, hd);
+          }
+          continue;
+        }
         for (int r = 0; r < nr; ++r) {
           const int i = i0 + r / hpi;
           float* sr = S_ + r * kBlock;
           float* ar = acc + r * hd;
-          if (g) {
-            ck_[cls].scores(Q + r * hd, qs + (r * 2 + cls) * ng, g->k[kvh].data() + j0 * ck_[cls].row_bytes(),
-                            ck_[cls].row_bytes(), nb, sr);
-          } else {
-            tile::scores_dot(Q + r * hd, Kf, nb, hd, sr);
-          }
+          tile::scores_dot(Q + r * hd, Kf, nb, hd, sr);
           if (sp.type == kChunk) {
             const int64_t lim = n_kv - n_q + i;  // last visible position
             for (int j = 0; j < nb; ++j) {
@@ -241,12 +257,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
             }
           }
           if (!softmax_block(sr, nb, m[r], l[r], ar, hd)) continue;
-          if (g) {
-            const size_t vb = cv_[cls].row_bytes();
-            cv_[cls].accumulate(sr, g->v[kvh].data() + j0 * vb, vb, nb, ar);
-          } else {
-            tile::pv(sr, nb, Vf, hd, ar);
-          }
+          tile::pv(sr, nb, Vf, hd, ar);
         }
       }
     }

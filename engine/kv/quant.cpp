@@ -118,7 +118,7 @@ RowCodec::RowCodec(const QuantSpec& spec, int n) : spec_(spec), n_(n) {
   spec_.group = group_;
   row_bytes_ = static_cast<size_t>(n / group_) * 4 + static_cast<size_t>(n) * spec.bits / 8;
   levels_ = level_table(spec.bits, spec.levels);
-  simd_ = simd::available(spec_, group_);
+  simd_ = simd::available(spec_, group_) && n_ <= simd::kMaxRow;
 }
 
 void RowCodec::quantize(const float* x, uint8_t* out) const {
@@ -159,6 +159,34 @@ void RowCodec::accumulate(const float* p, const uint8_t* rows, size_t stride, in
     simd::accumulate(spec_, group_, levels_, p, rows, stride, n_rows, n_, acc);
   } else {
     ref::accumulate(spec_, group_, levels_, p, rows, stride, n_rows, n_, acc);
+  }
+}
+
+void RowCodec::scores_multi(const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
+                            const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) const {
+  if (n_rows <= 0 || nq <= 0) return;
+  if (nq > kMaxQueries) throw InvalidArgument("[kv] scores_multi: nq > kMaxQueries");
+  if (simd_) {
+    simd::scores_multi(spec_, group_, levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out,
+                       out_stride);
+  } else {
+    for (int j = 0; j < nq; ++j) {
+      ref::scores(spec_, group_, levels_, q + j * q_stride, qsum + j * qsum_stride, n_, rows, stride, n_rows,
+                  out + j * out_stride);
+    }
+  }
+}
+
+void RowCodec::accumulate_multi(const float* p, size_t p_stride, int nq, const uint8_t* rows, size_t stride,
+                                int64_t n_rows, float* acc, size_t acc_stride) const {
+  if (n_rows <= 0 || nq <= 0) return;
+  if (nq > kMaxQueries) throw InvalidArgument("[kv] accumulate_multi: nq > kMaxQueries");
+  if (simd_) {
+    simd::accumulate_multi(spec_, group_, levels_, p, p_stride, nq, rows, stride, n_rows, n_, acc, acc_stride);
+  } else {
+    for (int j = 0; j < nq; ++j) {
+      ref::accumulate(spec_, group_, levels_, p + j * p_stride, rows, stride, n_rows, n_, acc + j * acc_stride);
+    }
   }
 }
 

@@ -64,6 +64,8 @@ void dequantize_row(const QuantSpec& spec, const uint8_t* row, int n, float* out
 
 // A validated spec bound to a row length, with the kernels chosen once (use this in hot loops;
 // the free functions above and below build one per call). Cheap to copy.
+constexpr int kMaxQueries = 4;  // queries per call of RowCodec::scores_multi / accumulate_multi
+
 class RowCodec {
  public:
   RowCodec(const QuantSpec& spec, int n);  // validates
@@ -86,6 +88,14 @@ class RowCodec {
   void scores(const float* q, const float* qsum, const uint8_t* rows, size_t stride, int64_t n_rows, float* out) const;
   // acc[n] += Σ_t p[t] · x̂_t over the same kind of rows.
   void accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows, float* acc) const;
+
+  // The same for nq <= kMaxQueries queries at once (each chunk of codes is expanded once for all):
+  // query j is q + j·q_stride with sums qsum + j·qsum_stride, its scores go to out + j·out_stride.
+  void scores_multi(const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
+                    const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) const;
+  // acc + j·acc_stride [n] += Σ_t (p + j·p_stride)[t] · x̂_t for j < nq <= kMaxQueries.
+  void accumulate_multi(const float* p, size_t p_stride, int nq, const uint8_t* rows, size_t stride, int64_t n_rows,
+                        float* acc, size_t acc_stride) const;
 
   // Whether the SIMD kernels serve this spec (false: scalar reference kernels).
   bool simd() const { return simd_; }
@@ -126,11 +136,18 @@ inline unsigned code_at(const uint8_t* codes, int bits, int j) {
 
 // SIMD kernels (quant_avx2.cpp); `available` says whether this build has them for the spec.
 namespace simd {
+constexpr int kMaxRow = 1024;  // longest row the SIMD kernels serve (longer rows use the references)
 bool available(const QuantSpec& spec, int group);
 void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
             const uint8_t* rows, size_t stride, int64_t n_rows, float* out);
 void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
                 size_t stride, int64_t n_rows, int n, float* acc);
+// nq <= kMaxQueries queries / weight vectors at once (strides in floats).
+void scores_multi(const QuantSpec& spec, int group, const float* levels, const float* q, size_t q_stride,
+                  const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,
+                  int64_t n_rows, float* out, size_t out_stride);
+void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
 }  // namespace simd
 
 }  // namespace akvq::kv

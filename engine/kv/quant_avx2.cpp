@@ -3,9 +3,12 @@
 // to levels: uniform -> int->float convert, Gaussian -> a lane permute of the level table (two
 // permutes and a blend for 16 levels). Scores keep 2 accumulators per group and reduce 4 rows
 // at a time with horizontal adds; accumulate keeps a tile of up to 64 output channels in
-// registers while it walks the rows, and adds the per-group offset sums at the end.
+// registers while it walks the rows, and adds the per-group offset sums at the end. Both take up
+// to kMaxQueries queries / weight vectors at once (the heads of a GQA group, the positions of a
+// chunk), so each chunk of codes is expanded once for all of them.
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "cpu/simd.h"
 #include "kv/quant.h"
@@ -17,7 +20,7 @@ namespace akvq::kv::simd {
 namespace {
 
 constexpr int kMaxGroups = 64;
-constexpr int kMaxScaledN = 1024;  // longest row served by the 2-bit uniform scores kernel
+constexpr int kMaxScaledN = kMaxRow;  // longest row served by the 2-bit uniform scores kernel
 constexpr int64_t kRowBlock = 64;  // rows per block when a row spans several column tiles
 
 inline float half_at(const uint8_t* p) {
@@ -127,205 +130,311 @@ inline __m256 level(__m256i c, const Lut& L) {
 
 // ---------------------------------------------------------------- scores
 
-// Scores of R consecutive rows, interleaved chunk by chunk (R independent FMA chains share each
-// load of q). out[u] = Σ_g scale_g · (q_g · L[codes_g]) + Σ_g offset_g · qsum_g.
-template <int B, bool kGauss, int CPG, int R, bool kScaled = false>
-inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, const float* q, const float* qsum,
-                     const Lut& L, __m256* r, float* off) {
+// Scores of R consecutive rows against NQ queries, interleaved chunk by chunk: each chunk of codes
+// is expanded once and feeds R·NQ independent FMA chains. For query j (at q + j·qst, group sums at
+// qsum + j·qsst): out[u·NQ + j] = Σ_g scale_g · (q_j,g · L[codes_g]) and off[u·NQ + j] = Σ_g
+// offset_g · qsum_j,g.
+template <int B, bool kGauss, int CPG, int R, int NQ, bool kScaled>
+inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, const float* q, size_t qst,
+                     const float* qsum, size_t qsst, const Lut& L, __m256* r, float* off) {
   const int cpg = CPG ? CPG : cpg_rt;
   const size_t code0 = 4 * static_cast<size_t>(ng);
-#pragma GCC unroll 4
-  for (int u = 0; u < R; ++u) r[u] = _mm256_setzero_ps(), off[u] = 0.0f;
+#pragma GCC unroll 16
+  for (int u = 0; u < R * NQ; ++u) r[u] = _mm256_setzero_ps(), off[u] = 0.0f;
   for (int g = 0; g < ng; ++g) {
-    __m256 a[R];
-#pragma GCC unroll 4
-    for (int u = 0; u < R; ++u) a[u] = _mm256_setzero_ps();
+    __m256 a[R * NQ];
+#pragma GCC unroll 16
+    for (int u = 0; u < R * NQ; ++u) a[u] = _mm256_setzero_ps();
     const size_t cg = code0 + static_cast<size_t>(g) * cpg * B;
     const float* qg = q + g * cpg * 8;
     int k = 0;
     if constexpr (B == 2) {
 #pragma GCC unroll 8
       for (; k + 2 <= cpg; k += 2) {
-        const __m256 q0 = _mm256_loadu_ps(qg + 8 * k), q1 = _mm256_loadu_ps(qg + 8 * k + 8);
+        __m256 q0[NQ], q1[NQ];
+#pragma GCC unroll 4
+        for (int j = 0; j < NQ; ++j) {
+          q0[j] = _mm256_loadu_ps(qg + j * qst + 8 * k);
+          q1[j] = _mm256_loadu_ps(qg + j * qst + 8 * k + 8);
+        }
 #pragma GCC unroll 4
         for (int u = 0; u < R; ++u) {
+          __m256 f0, f1;
           if constexpr (kScaled) {
-            __m256 f0, f1;
             masked16_2(row0 + u * stride + cg + k * B, f0, f1);
-            a[u] = _mm256_fmadd_ps(f0, q0, a[u]);
-            a[u] = _mm256_fmadd_ps(f1, q1, a[u]);
           } else {
             __m256i c0, c1;
             unpack16_2(row0 + u * stride + cg + k * B, c0, c1);
-            a[u] = _mm256_fmadd_ps(level<B, kGauss>(c0, L), q0, a[u]);
-            a[u] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), q1, a[u]);
+            f0 = level<B, kGauss>(c0, L);
+            f1 = level<B, kGauss>(c1, L);
+          }
+#pragma GCC unroll 4
+          for (int j = 0; j < NQ; ++j) {
+            a[u * NQ + j] = _mm256_fmadd_ps(f0, q0[j], a[u * NQ + j]);
+            a[u * NQ + j] = _mm256_fmadd_ps(f1, q1[j], a[u * NQ + j]);
           }
         }
       }
     }
 #pragma GCC unroll 16
     for (; k < cpg; ++k) {
-      const __m256 q0 = _mm256_loadu_ps(qg + 8 * k);
+      __m256 q0[NQ];
+#pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) q0[j] = _mm256_loadu_ps(qg + j * qst + 8 * k);
 #pragma GCC unroll 4
       for (int u = 0; u < R; ++u) {
+        __m256 f;
         if constexpr (kScaled) {
-          a[u] = _mm256_fmadd_ps(masked8_2(row0 + u * stride + cg + k * B), q0, a[u]);
+          f = masked8_2(row0 + u * stride + cg + k * B);
         } else {
-          a[u] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(row0 + u * stride + cg + k * B), L), q0, a[u]);
+          f = level<B, kGauss>(unpack8<B>(row0 + u * stride + cg + k * B), L);
         }
+#pragma GCC unroll 4
+        for (int j = 0; j < NQ; ++j) a[u * NQ + j] = _mm256_fmadd_ps(f, q0[j], a[u * NQ + j]);
       }
     }
 #pragma GCC unroll 4
     for (int u = 0; u < R; ++u) {
       const uint8_t* h = row0 + u * stride + 4 * g;
-      r[u] = _mm256_fmadd_ps(a[u], _mm256_set1_ps(half_at(h)), r[u]);
-      off[u] += half_at(h + 2) * qsum[g];
+      const __m256 sc = _mm256_set1_ps(half_at(h));
+      const float of = half_at(h + 2);
+#pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) {
+        r[u * NQ + j] = _mm256_fmadd_ps(a[u * NQ + j], sc, r[u * NQ + j]);
+        off[u * NQ + j] += of * qsum[j * qsst + g];
+      }
     }
   }
 }
 
-template <int B, bool kGauss, int CPG>
-void scores_k(int group, const float* levels, const float* q, const float* qsum, int n, const uint8_t* rows,
-              size_t stride, int64_t n_rows, float* out) {
+// Rows per pass for NQ queries: R·NQ accumulators plus R·NQ partial sums fit the 16 registers.
+template <int NQ>
+constexpr int rows_per_pass() {
+  return NQ == 1 ? 4 : NQ == 2 ? 2 : 1;
+}
+
+template <int B, bool kGauss, int CPG, int NQ>
+void scores_k(int group, const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
+              const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
   const int ng = n / group, cpg = group / 8;
   const Lut L = make_lut<B, kGauss>(levels);
   constexpr bool kScaled = B == 2 && !kGauss;
-  alignas(32) float qs[kScaled ? kMaxScaledN : 1];
+  alignas(32) float qs[kScaled ? NQ * kMaxScaledN : 1];
   if constexpr (kScaled) {  // q with the inverse lane scales of masked16_2 / masked8_2 folded in
-    for (int g = 0; g < ng; ++g) {
-      int k = 0;
-      for (; k + 2 <= cpg; k += 2) {
-        const int j = g * group + 8 * k;
-        _mm256_store_ps(qs + j, _mm256_mul_ps(_mm256_loadu_ps(q + j), scale_lo2()));
-        _mm256_store_ps(qs + j + 8, _mm256_mul_ps(_mm256_loadu_ps(q + j + 8), scale_hi2()));
+    for (int j = 0; j < NQ; ++j) {
+      const float* qj = q + j * qst;
+      float* d = qs + j * kMaxScaledN;
+      for (int g = 0; g < ng; ++g) {
+        int k = 0;
+        for (; k + 2 <= cpg; k += 2) {
+          const int i = g * group + 8 * k;
+          _mm256_store_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(qj + i), scale_lo2()));
+          _mm256_store_ps(d + i + 8, _mm256_mul_ps(_mm256_loadu_ps(qj + i + 8), scale_hi2()));
+        }
+        if (k < cpg) {
+          const int i = g * group + 8 * k;
+          _mm256_store_ps(d + i, _mm256_mul_ps(_mm256_loadu_ps(qj + i), scale_lo2()));
+        }
       }
-      if (k < cpg)
-        _mm256_store_ps(qs + g * group + 8 * k, _mm256_mul_ps(_mm256_loadu_ps(q + g * group + 8 * k), scale_lo2()));
     }
     q = qs;
+    qst = kMaxScaledN;
   }
+  constexpr int R = rows_per_pass<NQ>();
   int64_t t = 0;
-  for (; t + 4 <= n_rows; t += 4) {
-    alignas(16) float off[4];
-    __m256 v[4];
-    rows_dot<B, kGauss, CPG, 4, kScaled>(rows + t * stride, stride, ng, cpg, q, qsum, L, v, off);
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    _mm_storeu_ps(out + t, _mm_add_ps(s, _mm_load_ps(off)));
+  if constexpr (NQ == 1) {
+    for (; t + 4 <= n_rows; t += 4) {
+      alignas(16) float off[4];
+      __m256 v[4];
+      rows_dot<B, kGauss, CPG, 4, 1, kScaled>(rows + t * stride, stride, ng, cpg, q, qst, qsum, qsst, L, v, off);
+      const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+      const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+      _mm_storeu_ps(out + t, _mm_add_ps(s, _mm_load_ps(off)));
+    }
+  } else {
+    for (; t + R <= n_rows; t += R) {
+      float off[R * NQ];
+      __m256 v[R * NQ];
+      rows_dot<B, kGauss, CPG, R, NQ, kScaled>(rows + t * stride, stride, ng, cpg, q, qst, qsum, qsst, L, v, off);
+      for (int u = 0; u < R; ++u) {
+        for (int j = 0; j < NQ; ++j) out[j * ost + t + u] = cpu::hsum(v[u * NQ + j]) + off[u * NQ + j];
+      }
+    }
   }
   for (; t < n_rows; ++t) {
-    float off;
-    __m256 v;
-    rows_dot<B, kGauss, CPG, 1, kScaled>(rows + t * stride, stride, ng, cpg, q, qsum, L, &v, &off);
-    out[t] = cpu::hsum(v) + off;
+    float off[NQ];
+    __m256 v[NQ];
+    rows_dot<B, kGauss, CPG, 1, NQ, kScaled>(rows + t * stride, stride, ng, cpg, q, qst, qsum, qsst, L, v, off);
+    for (int j = 0; j < NQ; ++j) out[j * ost + t] = cpu::hsum(v[j]) + off[j];
+  }
+}
+
+template <int B, bool kGauss, int NQ>
+void scores_cpg(int group, const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
+                const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
+  switch (group / 8) {
+    case 4: return scores_k<B, kGauss, 4, NQ>(group, levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
+    case 8: return scores_k<B, kGauss, 8, NQ>(group, levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
+    case 16: return scores_k<B, kGauss, 16, NQ>(group, levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
+    default: return scores_k<B, kGauss, 0, NQ>(group, levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
   }
 }
 
 template <int B, bool kGauss>
-void scores_cpg(int group, const float* levels, const float* q, const float* qsum, int n, const uint8_t* rows,
-                size_t stride, int64_t n_rows, float* out) {
-  switch (group / 8) {
-    case 4: return scores_k<B, kGauss, 4>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-    case 8: return scores_k<B, kGauss, 8>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-    case 16: return scores_k<B, kGauss, 16>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-    default: return scores_k<B, kGauss, 0>(group, levels, q, qsum, n, rows, stride, n_rows, out);
+void scores_nq(int nq, int group, const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst,
+               int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
+  switch (nq) {
+    case 1: return scores_cpg<B, kGauss, 1>(group, levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
+    case 2: return scores_cpg<B, kGauss, 2>(group, levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
+    case 3: return scores_cpg<B, kGauss, 3>(group, levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
+    default: return scores_cpg<B, kGauss, 4>(group, levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
   }
 }
 
 // ---------------------------------------------------------------- accumulate
 
-// acc[8·NCH] (channels chunk0·8 ...) += Σ_t p_t · scale_{t,g} · L[codes], rows [t0, t1).
-template <int B, bool kGauss, int NCH>
-void acc_tile(const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng, int g, int chunk0,
-              const Lut& L, float* acc) {
+// For NQ weight vectors (p + j·pst) and accumulators (acc + j·ast):
+// acc_j[8·NCH] (channels chunk0·8 ...) += Σ_t p_j[t] · scale_{t,g} · L[codes], rows [t0, t1).
+template <int B, bool kGauss, int NCH, int NQ>
+void acc_tile(const float* p, size_t pst, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng, int g,
+              int chunk0, const Lut& L, float* acc, size_t ast) {
   constexpr bool kScaled = B == 2 && !kGauss;
   // lane scales of masked16_2 / masked8_2 per register: pairs (lo, hi), an odd last one lo
   auto lane_scale = [](int c) { return (c % 2 == 1) ? scale_hi2() : scale_lo2(); };
-  __m256 a[NCH];
+  __m256 a[NQ * NCH];
 #pragma GCC unroll 8
-  for (int c = 0; c < NCH; ++c) {
-    a[c] = _mm256_loadu_ps(acc + 8 * c);
-    if constexpr (kScaled) a[c] = _mm256_div_ps(a[c], lane_scale(c));
+  for (int j = 0; j < NQ; ++j) {
+#pragma GCC unroll 8
+    for (int c = 0; c < NCH; ++c) {
+      a[j * NCH + c] = _mm256_loadu_ps(acc + j * ast + 8 * c);
+      if constexpr (kScaled) a[j * NCH + c] = _mm256_div_ps(a[j * NCH + c], lane_scale(c));
+    }
   }
   const size_t code_off = 4 * static_cast<size_t>(ng) + static_cast<size_t>(chunk0) * B;
   for (int64_t t = t0; t < t1; ++t) {
     const uint8_t* row = rows + t * stride;
-    const __m256 w = _mm256_set1_ps(p[t] * half_at(row + 4 * g));
+    const float sc = half_at(row + 4 * g);
+    __m256 w[NQ];
+#pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j) w[j] = _mm256_set1_ps(p[j * pst + t] * sc);
     const uint8_t* codes = row + code_off;
     int c = 0;
     if constexpr (B == 2) {
 #pragma GCC unroll 4
       for (; c + 2 <= NCH; c += 2) {
+        __m256 f0, f1;
         if constexpr (kScaled) {
-          __m256 f0, f1;
           masked16_2(codes + c * B, f0, f1);
-          a[c] = _mm256_fmadd_ps(f0, w, a[c]);
-          a[c + 1] = _mm256_fmadd_ps(f1, w, a[c + 1]);
         } else {
           __m256i c0, c1;
           unpack16_2(codes + c * B, c0, c1);
-          a[c] = _mm256_fmadd_ps(level<B, kGauss>(c0, L), w, a[c]);
-          a[c + 1] = _mm256_fmadd_ps(level<B, kGauss>(c1, L), w, a[c + 1]);
+          f0 = level<B, kGauss>(c0, L);
+          f1 = level<B, kGauss>(c1, L);
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < NQ; ++j) {
+          a[j * NCH + c] = _mm256_fmadd_ps(f0, w[j], a[j * NCH + c]);
+          a[j * NCH + c + 1] = _mm256_fmadd_ps(f1, w[j], a[j * NCH + c + 1]);
         }
       }
     }
 #pragma GCC unroll 8
     for (; c < NCH; ++c) {
+      __m256 f;
       if constexpr (kScaled) {
-        a[c] = _mm256_fmadd_ps(masked8_2(codes + c * B), w, a[c]);
+        f = masked8_2(codes + c * B);
       } else {
-        a[c] = _mm256_fmadd_ps(level<B, kGauss>(unpack8<B>(codes + c * B), L), w, a[c]);
+        f = level<B, kGauss>(unpack8<B>(codes + c * B), L);
       }
+#pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) a[j * NCH + c] = _mm256_fmadd_ps(f, w[j], a[j * NCH + c]);
     }
   }
 #pragma GCC unroll 8
-  for (int c = 0; c < NCH; ++c) {
-    if constexpr (kScaled) a[c] = _mm256_mul_ps(a[c], lane_scale(c));
-    _mm256_storeu_ps(acc + 8 * c, a[c]);
+  for (int j = 0; j < NQ; ++j) {
+#pragma GCC unroll 8
+    for (int c = 0; c < NCH; ++c) {
+      if constexpr (kScaled) a[j * NCH + c] = _mm256_mul_ps(a[j * NCH + c], lane_scale(c));
+      _mm256_storeu_ps(acc + j * ast + 8 * c, a[j * NCH + c]);
+    }
   }
 }
 
-template <int B, bool kGauss>
-void acc_tile_n(int nch, const float* p, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng, int g,
-                int chunk0, const Lut& L, float* acc) {
+// Widest channel tile for NQ accumulators (NQ·NCH registers).
+template <int NQ>
+constexpr int max_tile() {
+  return NQ == 1 ? 8 : NQ == 4 ? 2 : 4;
+}
+
+template <int B, bool kGauss, int NQ>
+void acc_tile_n(int nch, const float* p, size_t pst, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1,
+                int ng, int g, int chunk0, const Lut& L, float* acc, size_t ast) {
+  if constexpr (max_tile<NQ>() >= 8) {
+    switch (nch) {
+      case 8: return acc_tile<B, kGauss, 8, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+      case 7: return acc_tile<B, kGauss, 7, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+      case 6: return acc_tile<B, kGauss, 6, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+      case 5: return acc_tile<B, kGauss, 5, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+      default: break;
+    }
+  }
+  if constexpr (max_tile<NQ>() >= 4) {
+    switch (nch) {
+      case 4: return acc_tile<B, kGauss, 4, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+      case 3: return acc_tile<B, kGauss, 3, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+      default: break;
+    }
+  }
   switch (nch) {
-    case 8: return acc_tile<B, kGauss, 8>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
-    case 7: return acc_tile<B, kGauss, 7>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
-    case 6: return acc_tile<B, kGauss, 6>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
-    case 5: return acc_tile<B, kGauss, 5>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
-    case 4: return acc_tile<B, kGauss, 4>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
-    case 3: return acc_tile<B, kGauss, 3>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
-    case 2: return acc_tile<B, kGauss, 2>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
-    default: return acc_tile<B, kGauss, 1>(p, rows, stride, t0, t1, ng, g, chunk0, L, acc);
+    case 2: return acc_tile<B, kGauss, 2, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+    default: return acc_tile<B, kGauss, 1, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
   }
 }
 
-template <int B, bool kGauss>
-void accumulate_k(int group, const float* levels, const float* p, const uint8_t* rows, size_t stride, int64_t n_rows,
-                  int n, float* acc) {
+template <int B, bool kGauss, int NQ>
+void accumulate_k(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
+                  int64_t n_rows, int n, float* acc, size_t ast) {
   const int ng = n / group, cpg = group / 8;
-  int nch = 8;
-  while (cpg % nch != 0) --nch;  // largest divisor of cpg that is <= 8: tiles stay in one group
+  int nch = max_tile<NQ>();
+  while (cpg % nch != 0) --nch;  // largest divisor of cpg that fits: tiles stay in one group
   const Lut L = make_lut<B, kGauss>(levels);
-  float osum[kMaxGroups] = {};
+  float osum[NQ][kMaxGroups] = {};
   const int64_t block = (ng * cpg / nch > 1) ? kRowBlock : n_rows;
   for (int64_t t0 = 0; t0 < n_rows; t0 += block) {
     const int64_t t1 = std::min(n_rows, t0 + block);
     for (int g = 0; g < ng; ++g) {
       for (int k = 0; k < cpg; k += nch) {
-        acc_tile_n<B, kGauss>(nch, p, rows, stride, t0, t1, ng, g, g * cpg + k, L, acc + (g * cpg + k) * 8);
+        acc_tile_n<B, kGauss, NQ>(nch, p, pst, rows, stride, t0, t1, ng, g, g * cpg + k, L, acc + (g * cpg + k) * 8,
+                                  ast);
       }
     }
     for (int64_t t = t0; t < t1; ++t) {
       const uint8_t* row = rows + t * stride;
-      for (int g = 0; g < ng; ++g) osum[g] += p[t] * half_at(row + 4 * g + 2);
+      for (int g = 0; g < ng; ++g) {
+        const float o = half_at(row + 4 * g + 2);
+        for (int j = 0; j < NQ; ++j) osum[j][g] += p[j * pst + t] * o;
+      }
     }
   }
-  for (int g = 0; g < ng; ++g) {
-    const __m256 o = _mm256_set1_ps(osum[g]);
-    for (int j = g * group; j < (g + 1) * group; j += 8) {
-      _mm256_storeu_ps(acc + j, _mm256_add_ps(_mm256_loadu_ps(acc + j), o));
+  for (int j = 0; j < NQ; ++j) {
+    float* aj = acc + j * ast;
+    for (int g = 0; g < ng; ++g) {
+      const __m256 o = _mm256_set1_ps(osum[j][g]);
+      for (int i = g * group; i < (g + 1) * group; i += 8) {
+        _mm256_storeu_ps(aj + i, _mm256_add_ps(_mm256_loadu_ps(aj + i), o));
+      }
     }
+  }
+}
+
+template <int B, bool kGauss>
+void accumulate_nq(int nq, int group, const float* levels, const float* p, size_t pst, const uint8_t* rows,
+                   size_t stride, int64_t n_rows, int n, float* acc, size_t ast) {
+  switch (nq) {
+    case 1: return accumulate_k<B, kGauss, 1>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+    case 2: return accumulate_k<B, kGauss, 2>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+    case 3: return accumulate_k<B, kGauss, 3>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+    default: return accumulate_k<B, kGauss, 4>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
   }
 }
 
@@ -339,36 +448,43 @@ bool available(const QuantSpec& spec, int group) {
 
 void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
             const uint8_t* rows, size_t stride, int64_t n_rows, float* out) {
-  const bool gs = spec.levels == Levels::Gaussian;
-  switch (spec.bits) {
-    case 2:
-      return gs ? scores_cpg<2, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
-                : scores_cpg<2, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-    case 3:
-      return gs ? scores_cpg<3, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
-                : scores_cpg<3, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-    case 4:
-      return gs ? scores_cpg<4, true>(group, levels, q, qsum, n, rows, stride, n_rows, out)
-                : scores_cpg<4, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-    default: return scores_cpg<8, false>(group, levels, q, qsum, n, rows, stride, n_rows, out);
-  }
+  scores_multi(spec, group, levels, q, 0, qsum, 0, 1, n, rows, stride, n_rows, out, 0);
 }
 
 void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
                 size_t stride, int64_t n_rows, int n, float* acc) {
-  if (n / group > kMaxGroups) return ref::accumulate(spec, group, levels, p, rows, stride, n_rows, n, acc);
+  accumulate_multi(spec, group, levels, p, 0, 1, rows, stride, n_rows, n, acc, 0);
+}
+
+void scores_multi(const QuantSpec& spec, int group, const float* levels, const float* q, size_t q_stride,
+                  const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,
+                  int64_t n_rows, float* out, size_t out_stride) {
   const bool gs = spec.levels == Levels::Gaussian;
+  const auto args = std::make_tuple(nq, group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out,
+                                    out_stride);
   switch (spec.bits) {
-    case 2:
-      return gs ? accumulate_k<2, true>(group, levels, p, rows, stride, n_rows, n, acc)
-                : accumulate_k<2, false>(group, levels, p, rows, stride, n_rows, n, acc);
-    case 3:
-      return gs ? accumulate_k<3, true>(group, levels, p, rows, stride, n_rows, n, acc)
-                : accumulate_k<3, false>(group, levels, p, rows, stride, n_rows, n, acc);
-    case 4:
-      return gs ? accumulate_k<4, true>(group, levels, p, rows, stride, n_rows, n, acc)
-                : accumulate_k<4, false>(group, levels, p, rows, stride, n_rows, n, acc);
-    default: return accumulate_k<8, false>(group, levels, p, rows, stride, n_rows, n, acc);
+    case 2: return gs ? std::apply(scores_nq<2, true>, args) : std::apply(scores_nq<2, false>, args);
+    case 3: return gs ? std::apply(scores_nq<3, true>, args) : std::apply(scores_nq<3, false>, args);
+    case 4: return gs ? std::apply(scores_nq<4, true>, args) : std::apply(scores_nq<4, false>, args);
+    default: return std::apply(scores_nq<8, false>, args);
+  }
+}
+
+void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
+  if (n / group > kMaxGroups) {
+    for (int j = 0; j < nq; ++j) {
+      ref::accumulate(spec, group, levels, p + j * p_stride, rows, stride, n_rows, n, acc + j * acc_stride);
+    }
+    return;
+  }
+  const bool gs = spec.levels == Levels::Gaussian;
+  const auto args = std::make_tuple(nq, group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+  switch (spec.bits) {
+    case 2: return gs ? std::apply(accumulate_nq<2, true>, args) : std::apply(accumulate_nq<2, false>, args);
+    case 3: return gs ? std::apply(accumulate_nq<3, true>, args) : std::apply(accumulate_nq<3, false>, args);
+    case 4: return gs ? std::apply(accumulate_nq<4, true>, args) : std::apply(accumulate_nq<4, false>, args);
+    default: return std::apply(accumulate_nq<8, false>, args);
   }
 }
 
@@ -384,6 +500,20 @@ void scores(const QuantSpec& spec, int group, const float* levels, const float* 
 void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
                 size_t stride, int64_t n_rows, int n, float* acc) {
   ref::accumulate(spec, group, levels, p, rows, stride, n_rows, n, acc);
+}
+void scores_multi(const QuantSpec& spec, int group, const float* levels, const float* q, size_t q_stride,
+                  const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,
+                  int64_t n_rows, float* out, size_t out_stride) {
+  for (int j = 0; j < nq; ++j) {
+    ref::scores(spec, group, levels, q + j * q_stride, qsum + j * qsum_stride, n, rows, stride, n_rows,
+                out + j * out_stride);
+  }
+}
+void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
+  for (int j = 0; j < nq; ++j) {
+    ref::accumulate(spec, group, levels, p + j * p_stride, rows, stride, n_rows, n, acc + j * acc_stride);
+  }
 }
 
 #endif

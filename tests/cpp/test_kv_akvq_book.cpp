@@ -86,8 +86,8 @@ TEST(KvAkvqBook, ClassesPerLayerTsaVsPsa) {
     EXPECT_EQ(s.n_tokens, 45);
     EXPECT_EQ(s.tsa_layers, (std::vector<int32_t>{0, 2}));
     // evicted: positions 0..36 = text 15, vision 20, generated 2; window: 37..44
-    const std::map<std::string, int64_t> tsa{{"fp16_window", 8}, {"fp16_pivot", 0}, {"q2", 20}, {"q4", 17}};
-    const std::map<std::string, int64_t> psa{{"fp16_window", 8}, {"fp16_pivot", 0}, {"q2", 37}};
+    const std::map<std::string, int64_t> tsa{{"fp16_window", 8}, {"fp16_pivot", 0}, {"q2g", 20}, {"q4", 17}};
+    const std::map<std::string, int64_t> psa{{"fp16_window", 8}, {"fp16_pivot", 0}, {"q2g", 37}};
     EXPECT_EQ(counts(s.layers[0]), tsa);
     EXPECT_EQ(counts(s.layers[1]), psa);
     EXPECT_EQ(counts(s.layers[2]), tsa);
@@ -107,9 +107,9 @@ TEST(KvAkvqBook, PivotsAtMassiveActivations) {
     for (int l = 0; l < 2; ++l) EXPECT_EQ(s.layers[l].pivots, (std::vector<int32_t>{0, 25})) << l;
     // layer 0 (TSA): evicted 37 = pivots 2 + text 14 + generated 2 (q4) + vision 19 (q2)
     EXPECT_EQ(counts(s.layers[0]), (std::map<std::string, int64_t>{
-                                       {"fp16_window", 8}, {"fp16_pivot", 2}, {"q2", 19}, {"q4", 16}}));
+                                       {"fp16_window", 8}, {"fp16_pivot", 2}, {"q2g", 19}, {"q4", 16}}));
     EXPECT_EQ(counts(s.layers[1]),
-              (std::map<std::string, int64_t>{{"fp16_window", 8}, {"fp16_pivot", 2}, {"q2", 35}}));
+              (std::map<std::string, int64_t>{{"fp16_window", 8}, {"fp16_pivot", 2}, {"q2g", 35}}));
   }
   // below the factor: no pivot
   auto c = kv::KvCache::create(config("akvq2", 1, 1, 32, {{"window", "4"}, {"pivot_factor", "1000"}}));
@@ -158,7 +158,8 @@ TEST(KvAkvqBook, OptionErrorsNameTheOption) {
   EXPECT_EQ(o.at("tsa_bits"), "4");
   const auto d = kv::KvCache::create(config("akvq2", 4, 1, 64, {}))->summary();
   EXPECT_EQ(d.tsa_layers, (std::vector<int32_t>{0, 1}));
-  EXPECT_EQ(std::stof(d.options.at("clip")), kv::defaults::kClip2);
+  EXPECT_EQ(std::stof(d.options.at("clip")), kv::defaults::kClipGauss2);
+  EXPECT_EQ(d.options.at("levels"), "auto (gaussian at 2 bits, uniform at 4)");
   kv::KvConfig f = config("akvq4", 4, 1, 64, {});
   f.has_file_tsa = true;
   f.file_tsa_layers = {3};
@@ -227,4 +228,37 @@ TEST(KvAkvqBook, BitsPerElementByHand) {
   const auto s = a->summary();
   EXPECT_EQ(s.bytes, bytes);
   EXPECT_EQ(s.layers[0].classes.size(), 3u);  // fp16_window, q2, q4 (no pivot class with pivots 0)
+}
+
+TEST(KvAkvqBook, LevelsAndClipDefaults) {
+  const std::vector<int> tsa{0, 1};
+  // akvq2: Gaussian levels at 2 bits with their clip, uniform 4-bit text classes in TSA layers
+  auto o = kv::resolve_kv_options("akvq2", {}, 4, 64, &tsa);
+  EXPECT_EQ(o.k_low.levels, kv::Levels::Gaussian);
+  EXPECT_EQ(o.v_low.levels, kv::Levels::Gaussian);
+  EXPECT_EQ(o.k_low.clip, kv::defaults::kClipGauss2);
+  EXPECT_EQ(o.k_tsa.levels, kv::Levels::Uniform);
+  EXPECT_EQ(o.k_tsa.clip, kv::defaults::kClip4);
+  // 3-bit K in the akvq modes: Gaussian, clip 1
+  o = kv::resolve_kv_options("akvq2", {{"k_bits", "3"}}, 4, 64, &tsa);
+  EXPECT_EQ(o.k_low.levels, kv::Levels::Gaussian);
+  EXPECT_EQ(o.k_low.clip, kv::defaults::kClip4);
+  EXPECT_EQ(o.v_low.levels, kv::Levels::Gaussian);
+  // explicit uniform: the uniform 2-bit clip
+  o = kv::resolve_kv_options("akvq2", {{"levels", "uniform"}}, 4, 64, &tsa);
+  EXPECT_EQ(o.k_low.levels, kv::Levels::Uniform);
+  EXPECT_EQ(o.k_low.clip, kv::defaults::kClip2);
+  EXPECT_EQ(o.resolved.at("levels"), "uniform");
+  // explicit gaussian applies to the 4-bit classes too; "auto" is the default spelled out
+  o = kv::resolve_kv_options("akvq2", {{"levels", "gaussian"}}, 4, 64, &tsa);
+  EXPECT_EQ(o.k_tsa.levels, kv::Levels::Gaussian);
+  o = kv::resolve_kv_options("akvq2", {{"levels", "auto"}}, 4, 64, &tsa);
+  EXPECT_EQ(o.k_low.levels, kv::Levels::Gaussian);
+  // akvq4 and the baselines keep uniform levels
+  for (const char* m : {"akvq4", "q2", "wht2", "q4", "q8"}) {
+    o = kv::resolve_kv_options(m, {}, 4, 64, &tsa);
+    EXPECT_EQ(o.k_low.levels, kv::Levels::Uniform) << m;
+    EXPECT_EQ(o.v_low.levels, kv::Levels::Uniform) << m;
+  }
+  EXPECT_EQ(kv::resolve_kv_options("q2", {}, 4, 64, &tsa).k_low.clip, kv::defaults::kClip2);
 }

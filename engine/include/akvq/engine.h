@@ -73,7 +73,7 @@ struct SessionParams {
 };
 
 struct KvClassStats {
-  std::string name;  // e.g. "fp16_window", "fp16_pivot", "q2", "q4", "k4v2"
+  std::string name;  // e.g. "fp16_window", "fp16_pivot", "q2", "q2g" (Gaussian levels), "q4", "k4v2"
   int64_t tokens = 0;
   int64_t bytes = 0;  // K and V, all KV heads
 };
