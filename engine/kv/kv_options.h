@@ -19,8 +19,9 @@
 namespace akvq::kv {
 
 namespace defaults {
-constexpr int kWindow = 64;          // fp16 window of the akvq modes (tokens); 64 keeps akvq2 <= 3.0 bits
-                                     // per element at n_ctx 4096 (bench/RESULTS.md, AKVQ ablations)
+constexpr int kWindow = 96;          // fp16 window of the akvq modes (tokens): the widest that keeps akvq2
+                                     // <= 3.0 bits per element at n_ctx 4096 even with all 15 pivots
+                                     // (2.95 + 15 x 0.0033); bench/RESULTS.md, AKVQ ablations
 constexpr int kPivots = 15;          // fp16 pivot tokens per layer of the akvq modes
 constexpr int kTsaBits = 4;          // text bits in TSA layers
 constexpr float kPivotFactor = 20;   // pivot: max|x| >= factor * median of per-token max|x|

@@ -262,3 +262,19 @@ TEST(KvAkvqBook, LevelsAndClipDefaults) {
   }
   EXPECT_EQ(kv::resolve_kv_options("q2", {}, 4, 64, &tsa).k_low.clip, kv::defaults::kClip2);
 }
+
+TEST(KvAkvqBook, DefaultAkvq2StaysWithinThreeBitsAt4096) {
+  // SmolLM2's cache shape (30 layers, 3 KV heads of 64), default options (window, 15 pivots, TSA
+  // layers {0, 1} at 4 bits), 4096 text tokens and enough massive activations to fill every
+  // pivot slot: the worst case of the default layout stays within 3.0 bits per element.
+  kv::KvConfig cfg = config("akvq2", 30, 3, 64, {});
+  cfg.n_ctx = 4096;
+  auto c = kv::KvCache::create(cfg);
+  std::map<int, float> massive;
+  for (int i = 0; i < 40; ++i) massive[100 * i + 3] = 1000.0f + i;
+  feed(*c, std::vector<TokenKind>(4096, TokenKind::Text), 512, massive);
+  const auto s = c->summary();
+  for (const auto& l : s.layers) EXPECT_EQ(l.pivots.size(), 15u);
+  EXPECT_LE(c->stats().bits_per_element, 3.0);
+  EXPECT_GT(c->stats().bits_per_element, 2.9);  // the window is as wide as the budget allows
+}
