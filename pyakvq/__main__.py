@@ -57,6 +57,7 @@ def _perplexity(a: argparse.Namespace) -> int:
         reference=a.reference,
         n_threads=a.threads,
         max_chunks=a.chunks,
+        n_batch=a.batch,
         progress=None if a.quiet else progress,
         **opts,
     )
@@ -93,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default=None, help="also report KL and top-1 vs this mode (e.g. f16)")
     p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
     p.add_argument("--chunks", type=int, default=None, help="evaluate at most this many chunks")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=256,
+        help="tokens per forward pass (default 256); 1 reads every older token from the cache as stored, "
+        "as decoding does (the strict figure for quantized caches)",
+    )
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-chunk progress on stderr")
     p.set_defaults(func=_perplexity)
