@@ -122,10 +122,14 @@ RowCodec::RowCodec(const QuantSpec& spec, int n) : spec_(spec), n_(n) {
 }
 
 void RowCodec::quantize(const float* x, uint8_t* out) const {
-  ref::quantize_row(spec_, group_, levels_, x, n_, out);
+  quantize_rows(x, n_, 1, out, row_bytes_);
 }
 
 void RowCodec::quantize_rows(const float* x, int64_t x_stride, int64_t n_rows, uint8_t* out, size_t out_stride) const {
+  if (simd_) {
+    simd::quantize_rows(spec_, group_, levels_, x, x_stride, n_rows, n_, out, out_stride);
+    return;
+  }
   for (int64_t r = 0; r < n_rows; ++r) {
     ref::quantize_row(spec_, group_, levels_, x + r * x_stride, n_, out + r * out_stride);
   }

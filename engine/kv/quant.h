@@ -119,6 +119,12 @@ void accumulate_rows(const QuantSpec& spec, const float* p, const uint8_t* rows,
 // Scalar references of every kernel (used by the parity tests and as the fallback). They take a
 // validated spec, resolved group size and level table.
 namespace ref {
+// fp16 scale and offset of one group (constant group: scale 0, offset = the value). Shared by the
+// SIMD quantizer, so both write the same headers.
+struct GroupHeader {
+  uint16_t scale = 0, offset = 0;
+};
+GroupHeader group_header(const QuantSpec& spec, const float* xg, int group);
 void quantize_row(const QuantSpec& spec, int group, const float* levels, const float* x, int n, uint8_t* out);
 void dequantize_row(const QuantSpec& spec, int group, const float* levels, const uint8_t* row, int n, float* out);
 void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
@@ -142,6 +148,9 @@ void scores(const QuantSpec& spec, int group, const float* levels, const float* 
             const uint8_t* rows, size_t stride, int64_t n_rows, float* out);
 void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
                 size_t stride, int64_t n_rows, int n, float* acc);
+// Bit-identical to ref::quantize_row (n_rows rows, x + r·x_stride floats -> out + r·out_stride).
+void quantize_rows(const QuantSpec& spec, int group, const float* levels, const float* x, int64_t x_stride,
+                   int64_t n_rows, int n, uint8_t* out, size_t out_stride);
 // nq <= kMaxQueries queries / weight vectors at once (strides in floats).
 void scores_multi(const QuantSpec& spec, int group, const float* levels, const float* q, size_t q_stride,
                   const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,

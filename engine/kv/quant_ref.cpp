@@ -1,5 +1,5 @@
 // Scalar reference kernels of the packed KV rows: quantize, dequantize, scores, accumulate.
-// Quantization is also the production path (it runs once per token leaving the fp16 window).
+// group_header is shared with the SIMD quantizer (quant_pack_avx2.cpp).
 #include <akvq/error.h>
 
 #include <algorithm>
@@ -50,6 +50,33 @@ inline unsigned nearest(const float* lv, int k, float z) {
 
 }  // namespace
 
+GroupHeader group_header(const QuantSpec& spec, const float* xg, int group) {
+  float mn = xg[0], mx = xg[0];
+  for (int i = 1; i < group; ++i) {
+    mn = std::min(mn, xg[i]);
+    mx = std::max(mx, xg[i]);
+  }
+  GroupHeader h;
+  if (mx == mn) {  // constant group: exact (up to fp16) with scale 0
+    h.offset = f32_to_fp16(mn);
+  } else if (spec.levels == Levels::Uniform) {
+    const unsigned qmax = (1u << spec.bits) - 1;
+    const float lo = opaque(spec.clip * mn), hi = opaque(spec.clip * mx);
+    h.scale = f32_to_fp16(opaque(hi - lo) / static_cast<float>(qmax));
+    h.offset = f32_to_fp16(lo);
+  } else {  // Gaussian: offset = mean, scale = clip · std
+    double sum = 0;
+    for (int i = 0; i < group; ++i) sum += xg[i];
+    const double mean = sum / group;
+    double ss = 0;
+    for (int i = 0; i < group; ++i) ss += (xg[i] - mean) * (xg[i] - mean);
+    const double sd = std::sqrt(ss / group);
+    h.scale = f32_to_fp16(static_cast<float>(spec.clip * sd));
+    h.offset = f32_to_fp16(static_cast<float>(mean));
+  }
+  return h;
+}
+
 void quantize_row(const QuantSpec& spec, int group, const float* levels, const float* x, int n, uint8_t* out) {
   const int ng = n / group;
   const int bits = spec.bits;
@@ -58,45 +85,20 @@ void quantize_row(const QuantSpec& spec, int group, const float* levels, const f
   std::memset(codes, 0, static_cast<size_t>(n) * bits / 8);
   for (int g = 0; g < ng; ++g) {
     const float* xg = x + g * group;
-    float mn = xg[0], mx = xg[0];
-    for (int i = 1; i < group; ++i) {
-      mn = std::min(mn, xg[i]);
-      mx = std::max(mx, xg[i]);
-    }
-    uint16_t sh = 0, oh = 0;
-    if (mx == mn) {  // constant group: exact (up to fp16) with scale 0
-      oh = f32_to_fp16(mn);
-    } else if (spec.levels == Levels::Uniform) {
-      const float lo = opaque(spec.clip * mn), hi = opaque(spec.clip * mx);
-      sh = f32_to_fp16(opaque(hi - lo) / static_cast<float>(qmax));
-      oh = f32_to_fp16(lo);
-      const float s = fp16_to_f32(sh), o = fp16_to_f32(oh);
-      if (s != 0.0f) {
-        for (int i = 0; i < group; ++i) {
-          float v = std::nearbyint(opaque(xg[i] - o) / s);
-          v = v >= 0.0f ? std::min(v, static_cast<float>(qmax)) : 0.0f;  // also maps NaN to 0
-          put_code(codes, bits, g * group + i, static_cast<unsigned>(v));
-        }
+    const GroupHeader h = group_header(spec, xg, group);
+    const float s = fp16_to_f32(h.scale), o = fp16_to_f32(h.offset);
+    if (s != 0.0f && spec.levels == Levels::Uniform) {
+      for (int i = 0; i < group; ++i) {
+        float v = std::nearbyint(opaque(xg[i] - o) / s);
+        v = v >= 0.0f ? std::min(v, static_cast<float>(qmax)) : 0.0f;  // also maps NaN to 0
+        put_code(codes, bits, g * group + i, static_cast<unsigned>(v));
       }
-    } else {  // Gaussian: offset = mean, scale = clip · std, nearest Lloyd–Max level
-      double sum = 0;
-      for (int i = 0; i < group; ++i) sum += xg[i];
-      const double mean = sum / group;
-      double ss = 0;
-      for (int i = 0; i < group; ++i) ss += (xg[i] - mean) * (xg[i] - mean);
-      const double sd = std::sqrt(ss / group);
-      sh = f32_to_fp16(static_cast<float>(spec.clip * sd));
-      oh = f32_to_fp16(static_cast<float>(mean));
-      const float s = fp16_to_f32(sh), o = fp16_to_f32(oh);
-      if (s != 0.0f) {
-        const int k = 1 << bits;
-        for (int i = 0; i < group; ++i) {
-          put_code(codes, bits, g * group + i, nearest(levels, k, (xg[i] - o) / s));
-        }
-      }
+    } else if (s != 0.0f) {  // nearest Lloyd–Max level
+      const int k = 1 << bits;
+      for (int i = 0; i < group; ++i) put_code(codes, bits, g * group + i, nearest(levels, k, (xg[i] - o) / s));
     }
-    wr16(out + 4 * g, sh);
-    wr16(out + 4 * g + 2, oh);
+    wr16(out + 4 * g, h.scale);
+    wr16(out + 4 * g + 2, h.offset);
   }
 }
 

@@ -1,11 +1,13 @@
 // RowCodec::scores_multi / accumulate_multi (several queries against the same packed rows, as the
 // heads of a GQA group or the positions of a chunk read them) against the same products computed
 // in double on the dequantized rows, for every bit width, levels, group size, 1..4 queries and
-// row counts around the kernels' row passes; strides with padding; nothing written outside.
+// row counts around the kernels' row passes; strides with padding; nothing written outside. And the
+// production quantizer (SIMD pack) against the scalar reference, byte for byte.
 #include <akvq/error.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -108,6 +110,55 @@ TEST(KvQuantMulti, TooManyQueriesIsAnError) {
                akvq::InvalidArgument);
   EXPECT_THROW(codec.accumulate_multi(out.data(), 1, kMaxQueries + 1, rows.data(), codec.row_bytes(), 1, q.data(), 64),
                akvq::InvalidArgument);
+}
+
+}  // namespace
+
+namespace {
+
+// The production quantizer (RowCodec::quantize_rows, SIMD when built with it) writes exactly the
+// bytes of the scalar reference: every bit width, levels, group size; rows with constant groups,
+// ties at half steps, NaN, ±inf and huge values; padded strides.
+TEST(KvQuantPack, QuantizeRowsIsBitIdenticalToTheReference) {
+  std::mt19937 rng(23);
+  std::normal_distribution<float> nd;
+  int n_cases = 0;
+  for (int n : {64, 128}) {
+    for (int bits : {2, 3, 4, 8}) {
+      for (int group : {8, 16, 32, 64, 128}) {
+        if (n % group != 0) continue;
+        for (Levels lv : {Levels::Uniform, Levels::Gaussian}) {
+          if (lv == Levels::Gaussian && bits == 8) continue;
+          for (float clip : {1.0f, 0.6f, 0.9f}) {
+            QuantSpec s;
+            s.bits = bits, s.group = group, s.clip = clip, s.levels = lv;
+            const RowCodec codec(s, n);
+            const int n_rows = 9;
+            const int64_t xst = n + 3;
+            std::vector<float> x(static_cast<size_t>(xst) * n_rows);
+            for (auto& v : x) v = 0.2f + 2.0f * nd(rng);
+            for (int i = 0; i < n; ++i) x[0 * xst + i] = 1.25f;                           // constant row
+            for (int i = 0; i < n; ++i) x[1 * xst + i] = static_cast<float>(i % 4) * 0.5f;  // ties
+            x[2 * xst + 5] = std::nanf("");
+            x[3 * xst + 1] = std::numeric_limits<float>::infinity();
+            x[4 * xst + 2] = -std::numeric_limits<float>::infinity();
+            x[5 * xst + 7] = 3e38f;
+            for (int i = 0; i < n; ++i) x[6 * xst + i] = 1e-30f * static_cast<float>(i);  // tiny range
+            const size_t ost = codec.row_bytes() + 2;
+            std::vector<uint8_t> got(ost * n_rows, 0x5A), want(ost * n_rows, 0x5A);
+            codec.quantize_rows(x.data(), xst, n_rows, got.data(), ost);
+            for (int r = 0; r < n_rows; ++r) {
+              akvq::kv::ref::quantize_row(s, codec.group(), codec.levels(), &x[r * xst], n, &want[r * ost]);
+            }
+            ASSERT_EQ(got, want) << "n " << n << " bits " << bits << " group " << group << " "
+                                 << akvq::kv::levels_name(lv) << " clip " << clip;
+            ++n_cases;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(n_cases, 100);
 }
 
 }  // namespace
