@@ -221,24 +221,7 @@ def test_batch_size_strict_vs_batched(smollm2_path, tmp_path):
     q256 = pyakvq.perplexity(smollm2_path, text, kv="akvq2", n_batch=256, window=16, **kw)
     assert q1["kl"] > q256["kl"] > 0
     out = tmp_path / "r.json"
-    r = _cli(
-        "perplexity",
-        smollm2_path,
-        PROSE,
-        "--ctx",
-        N_CTX,
-        "--chunks",
-        1,
-        "--threads",
-        2,
-        "--kv",
-        "akvq2",
-        "--kv-opt",
-        "window=16",
-        "--batch",
-        1,
-        "--json",
-        out,
-    )
+    args = ["--ctx", N_CTX, "--chunks", 1, "--threads", 2, "--kv", "akvq2", "--kv-opt", "window=16", "--batch", 1]
+    r = _cli("perplexity", smollm2_path, PROSE, *args, "--json", out)
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["ppl"] == pytest.approx(q1["ppl"], rel=1e-6)
