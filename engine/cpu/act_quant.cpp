@@ -1,8 +1,7 @@
 // Fast 16-bit activation quantization for the quantized matmul (formats in ops/qblocks.h),
 // bit-identical to the scalar references ops::ref::quantize_row_q16 / quantize_row_q16k: the same
 // f32 amax, d = amax / 32767, one f32 multiply by 1/d, round-half-even, clamp, exact integer sums.
-#include <cstring>
-
+#include "cpu/act_quant_rows.h"
 #include "cpu/qgemm.h"
 #include "cpu/simd.h"
 #include "ops/qblocks.h"
@@ -14,7 +13,7 @@ namespace akvq::cpu {
 namespace {
 
 // x[n] (n a multiple of 32) -> q[n] int16 with one scale; sums32[k] = sum of q[32k..32k+31].
-// Returns d.
+// Returns d. The row layouts around it are in act_quant_rows.h.
 inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 amax = _mm256_setzero_ps();
@@ -44,22 +43,11 @@ inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32
 }  // namespace
 
 void quantize_row_q16(const float* x, void* out_row, int64_t n) {
-  int16_t* qs = static_cast<int16_t*>(out_row);
-  float* d = const_cast<float*>(ops::act_q16_d(out_row, n));
-  float* s = d + n / ops::kQK;
-  for (int64_t b = 0; b < n / ops::kQK; ++b) {
-    int32_t sum;
-    d[b] = quantize_block16(x + b * ops::kQK, ops::kQK, qs + b * ops::kQK, &sum);
-    s[b] = d[b] * static_cast<float>(sum);
-  }
+  quantize_row_q16_with<quantize_block16>(x, out_row, n);
 }
 
 void quantize_row_q16k(const float* x, void* out_act, int64_t n) {
-  ops::ActQ16K* out = static_cast<ops::ActQ16K*>(out_act);
-  for (int64_t b = 0; b < n / ops::kQKK; ++b) {
-    std::memset(out[b].pad, 0, sizeof(out[b].pad));
-    out[b].d = quantize_block16(x + b * ops::kQKK, ops::kQKK, out[b].qs, out[b].sums);
-  }
+  quantize_row_q16k_with<quantize_block16>(x, out_act, n);
 }
 
 #elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (the NEON versions are in act_quant_neon.cpp)

@@ -1,12 +1,14 @@
 // AVX2 tiles for the K-quants (Q4_K, Q6_K) against ActQ16K activations (int16, 256-value
-// super-blocks). Per super-block, each of the R rows is unpacked once into 256 int16 weights with
-// the sub-block scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: (q - 32) * sc, |.| <= 32 * 128),
-// kept in an L1 scratch, and T tokens are multiplied with it by madd.
+// super-blocks); the tile loop over super-blocks is shared (qgemm_kquant_tiles.h), this file holds
+// the intrinsics. Each row's super-block is unpacked into 256 int16 weights with the sub-block
+// scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: (q - 32) * sc, |.| <= 32 * 128) and T tokens
+// are multiplied with it by madd.
 // Integer bounds (|x| <= 32767): each int32 lane sums 2 products per madd. Q4_K: 16 madds per
 // super-block -> 32 products per lane, <= 32 * 945 * 32767 < 2^30. Q6_K: summed per half
 // super-block -> 16 products per lane, <= 16 * 4096 * 32767 = 2147418112 < 2^31 - 1; the two
 // halves are converted to f32 separately.
 #include "cpu/qgemm.h"
+#include "cpu/qgemm_kquant_tiles.h"
 #include "cpu/simd.h"
 #include "ops/qblocks.h"
 
@@ -15,18 +17,10 @@ namespace akvq::cpu {
 #ifdef AKVQ_AVX2
 namespace {
 
+using kquant::Unpacked;
 using ops::ActQ16K;
 
-// One unpacked super-block of one row.
-struct Unpacked {
-  alignas(32) int16_t wq[256];
-  int32_t mn[8];  // Q4_K sub-block mins
-  float d, dmin;
-};
-
-struct KQ4_K {
-  using Block = ops::BlockQ4_K;
-  static constexpr int kHalves = 1;  // one int32 accumulation per super-block
+struct KQ4_K : kquant::Q4_K {
   static inline void unpack(const Block* b, Unpacked& u) {
     int sc[8];
     for (int j = 0; j < 8; ++j) ops::q4k_scale_min(b->scales, j, sc[j], u.mn[j]);
@@ -54,9 +48,7 @@ struct KQ4_K {
   }
 };
 
-struct KQ6_K {
-  using Block = ops::BlockQ6_K;
-  static constexpr int kHalves = 2;
+struct KQ6_K : kquant::Q6_K {
   static inline void unpack(const Block* b, Unpacked& u) {
     const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi16(32);
     for (int h = 0; h < 2; ++h) {
@@ -86,75 +78,32 @@ struct KQ6_K {
   static inline float offset(const Unpacked&, const ActQ16K*) { return 0.0f; }
 };
 
-// acc += d * dx * (unpacked row . x) over one super-block.
-template <class K>
-inline void sb_dot(const Unpacked& u, const ActQ16K* x, __m256& acc) {
-  constexpr int kPer = 16 / K::kHalves;  // madds per int32 accumulation
-  __m256 f = _mm256_setzero_ps();
-  for (int h = 0; h < K::kHalves; ++h) {
-    __m256i s = _mm256_setzero_si256();
-    for (int i = h * kPer; i < (h + 1) * kPer; ++i) {
-      const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(u.wq + 16 * i));
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qs + 16 * i));
-      s = _mm256_add_epi32(s, _mm256_madd_epi16(w, v));
-    }
-    f = _mm256_add_ps(f, _mm256_cvtepi32_ps(s));
-  }
-  acc = _mm256_fmadd_ps(f, _mm256_set1_ps(u.d * x->d), acc);
-}
-
-template <class K, int R, int T>
-void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
-  using Block = typename K::Block;
-  const int64_t nb = n_in / ops::kQKK;
-  Unpacked u[R];
-  __m256 acc[R][T];
-  float off[R][T];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps(), off[r][t] = 0.0f;
-  }
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int r = 0; r < R; ++r) K::unpack(reinterpret_cast<const Block*>(w + r * w_stride) + b, u[r]);
-    for (int t = 0; t < T; ++t) {
-      const ActQ16K* xb = reinterpret_cast<const ActQ16K*>(x.data + (t0 + t) * x.stride) + b;
-      for (int r = 0; r < R; ++r) {
-        sb_dot<K>(u[r], xb, acc[r][t]);
-        off[r][t] += K::offset(u[r], xb);
+struct Avx2 {
+  using Acc = __m256;  // [8] f32 partial sums of one row x one token
+  static inline Acc zero() { return _mm256_setzero_ps(); }
+  static inline float hsum(Acc a) { return cpu::hsum(a); }
+  // acc += d * dx * (unpacked row . x) over one super-block.
+  template <class K>
+  static inline void dot(const Unpacked& u, const ActQ16K* x, Acc& acc) {
+    constexpr int kPer = 16 / K::kHalves;  // madds per int32 accumulation
+    __m256 f = _mm256_setzero_ps();
+    for (int h = 0; h < K::kHalves; ++h) {
+      __m256i s = _mm256_setzero_si256();
+      for (int i = h * kPer; i < (h + 1) * kPer; ++i) {
+        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(u.wq + 16 * i));
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qs + 16 * i));
+        s = _mm256_add_epi32(s, _mm256_madd_epi16(w, v));
       }
+      f = _mm256_add_ps(f, _mm256_cvtepi32_ps(s));
     }
+    acc = _mm256_fmadd_ps(f, _mm256_set1_ps(u.d * x->d), acc);
   }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]) + off[r][t];
-  }
-}
-
-template <class K>
-TileKernels make_kernels() {
-  TileKernels k;
-  k.fn[0][0] = tile<K, 1, 1>;
-  k.fn[1][0] = tile<K, 2, 1>;
-  k.fn[0][1] = tile<K, 1, 2>;
-  k.fn[1][1] = tile<K, 2, 2>;
-  k.fn[0][2] = tile<K, 1, 3>;
-  k.fn[1][2] = tile<K, 2, 3>;
-  k.fn[0][3] = tile<K, 1, 4>;
-  k.fn[1][3] = tile<K, 2, 4>;
-  k.pref_r1 = 2;
-  k.pref_r = 2;
-  k.pref_t = 4;
-  return k;
-}
+};
 
 }  // namespace
 
 const TileKernels* simd_kernels_kquant(DType t) {
-  static const TileKernels q4_k = make_kernels<KQ4_K>();
-  static const TileKernels q6_k = make_kernels<KQ6_K>();
-  switch (t) {
-    case DType::Q4_K: return &q4_k;
-    case DType::Q6_K: return &q6_k;
-    default: return nullptr;
-  }
+  return find_tiles<kquant::Tiles, Avx2, KQ4_K, KQ6_K>(t);
 }
 
 #elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (qgemm_kquant_neon.cpp)

@@ -1,13 +1,14 @@
 // NEON tiles for the K-quants (Q4_K, Q6_K) against ActQ16K activations (int16, 256-value
-// super-blocks); the AVX2 ones are in qgemm_kquant.cpp and this file follows their scheme. Per
-// super-block, each of the R rows is unpacked once into 256 int16 weights with the sub-block
-// scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: (q - 32) * sc, |.| <= 32 * 128), kept in an
-// L1 scratch, and T tokens are multiplied with it by widening multiply-accumulates into two
-// int32x4 accumulators (low / high halves of each 8-lane vector).
+// super-blocks); the AVX2 ones are in qgemm_kquant.cpp and the tile loop over super-blocks is
+// shared (qgemm_kquant_tiles.h), this file holds the intrinsics. Each row's super-block is
+// unpacked into 256 int16 weights with the sub-block scales folded in (Q4_K: q * sc <= 15 * 63;
+// Q6_K: (q - 32) * sc, |.| <= 32 * 128) and T tokens are multiplied with it by widening
+// multiply-accumulates into two int32x4 accumulators (low / high halves of each 8-lane vector).
 // Integer bounds (|x| <= 32767): Q4_K: 32 vectors per super-block -> 32 products per lane,
 // <= 32 * 945 * 32767 < 2^30. Q6_K: summed per half super-block -> 16 products per lane,
 // <= 16 * 4096 * 32767 = 2147418112 < 2^31 - 1; every accumulator is converted to f32 on its own.
 #include "cpu/qgemm.h"
+#include "cpu/qgemm_kquant_tiles.h"
 #include "cpu/simd.h"
 #include "ops/qblocks.h"
 
@@ -16,14 +17,8 @@ namespace akvq::cpu {
 #ifdef AKVQ_NEON
 namespace {
 
+using kquant::Unpacked;
 using ops::ActQ16K;
-
-// One unpacked super-block of one row.
-struct Unpacked {
-  alignas(16) int16_t wq[256];
-  int32_t mn[8];  // Q4_K sub-block mins
-  float d, dmin;
-};
 
 inline int16x8_t widen_lo(uint8x16_t v) {
   return vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(v)));
@@ -32,9 +27,7 @@ inline int16x8_t widen_hi(uint8x16_t v) {
   return vreinterpretq_s16_u16(vmovl_high_u8(v));
 }
 
-struct KQ4_K {
-  using Block = ops::BlockQ4_K;
-  static constexpr int kHalves = 1;  // one int32 accumulation per super-block
+struct KQ4_K : kquant::Q4_K {
   static inline void unpack(const Block* b, Unpacked& u) {
     int sc[8];
     for (int j = 0; j < 8; ++j) ops::q4k_scale_min(b->scales, j, sc[j], u.mn[j]);
@@ -66,9 +59,7 @@ struct KQ4_K {
   }
 };
 
-struct KQ6_K {
-  using Block = ops::BlockQ6_K;
-  static constexpr int kHalves = 2;
+struct KQ6_K : kquant::Q6_K {
   static inline void unpack(const Block* b, Unpacked& u) {
     const uint8x16_t m4 = vdupq_n_u8(15), m3 = vdupq_n_u8(3);
     const int16x8_t c32 = vdupq_n_s16(32);
@@ -96,76 +87,33 @@ struct KQ6_K {
   static inline float offset(const Unpacked&, const ActQ16K*) { return 0.0f; }
 };
 
-// acc += d * dx * (unpacked row . x) over one super-block.
-template <class K>
-inline void sb_dot(const Unpacked& u, const ActQ16K* x, float32x4_t& acc) {
-  constexpr int kPer = 32 / K::kHalves;  // 8-lane vectors per int32 accumulation
-  float32x4_t f = vdupq_n_f32(0.0f);
-  for (int h = 0; h < K::kHalves; ++h) {
-    int32x4_t s0 = vdupq_n_s32(0), s1 = vdupq_n_s32(0);
-    for (int i = h * kPer; i < (h + 1) * kPer; ++i) {
-      const int16x8_t w = vld1q_s16(u.wq + 8 * i);
-      const int16x8_t v = vld1q_s16(x->qs + 8 * i);
-      s0 = vmlal_s16(s0, vget_low_s16(w), vget_low_s16(v));
-      s1 = vmlal_high_s16(s1, w, v);
-    }
-    f = vaddq_f32(f, vaddq_f32(vcvtq_f32_s32(s0), vcvtq_f32_s32(s1)));
-  }
-  acc = vfmaq_n_f32(acc, f, u.d * x->d);
-}
-
-template <class K, int R, int T>
-void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
-  using Block = typename K::Block;
-  const int64_t nb = n_in / ops::kQKK;
-  Unpacked u[R];
-  float32x4_t acc[R][T];
-  float off[R][T];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) acc[r][t] = vdupq_n_f32(0.0f), off[r][t] = 0.0f;
-  }
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int r = 0; r < R; ++r) K::unpack(reinterpret_cast<const Block*>(w + r * w_stride) + b, u[r]);
-    for (int t = 0; t < T; ++t) {
-      const ActQ16K* xb = reinterpret_cast<const ActQ16K*>(x.data + (t0 + t) * x.stride) + b;
-      for (int r = 0; r < R; ++r) {
-        sb_dot<K>(u[r], xb, acc[r][t]);
-        off[r][t] += K::offset(u[r], xb);
+struct Neon {
+  using Acc = float32x4_t;  // [4] f32 partial sums of one row x one token
+  static inline Acc zero() { return vdupq_n_f32(0.0f); }
+  static inline float hsum(Acc a) { return vaddvq_f32(a); }
+  // acc += d * dx * (unpacked row . x) over one super-block.
+  template <class K>
+  static inline void dot(const Unpacked& u, const ActQ16K* x, Acc& acc) {
+    constexpr int kPer = 32 / K::kHalves;  // 8-lane vectors per int32 accumulation
+    float32x4_t f = vdupq_n_f32(0.0f);
+    for (int h = 0; h < K::kHalves; ++h) {
+      int32x4_t s0 = vdupq_n_s32(0), s1 = vdupq_n_s32(0);
+      for (int i = h * kPer; i < (h + 1) * kPer; ++i) {
+        const int16x8_t w = vld1q_s16(u.wq + 8 * i);
+        const int16x8_t v = vld1q_s16(x->qs + 8 * i);
+        s0 = vmlal_s16(s0, vget_low_s16(w), vget_low_s16(v));
+        s1 = vmlal_high_s16(s1, w, v);
       }
+      f = vaddq_f32(f, vaddq_f32(vcvtq_f32_s32(s0), vcvtq_f32_s32(s1)));
     }
+    acc = vfmaq_n_f32(acc, f, u.d * x->d);
   }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) y[t * ldy + r] = vaddvq_f32(acc[r][t]) + off[r][t];
-  }
-}
-
-template <class K>
-TileKernels make_kernels() {
-  TileKernels k;
-  k.fn[0][0] = tile<K, 1, 1>;
-  k.fn[1][0] = tile<K, 2, 1>;
-  k.fn[0][1] = tile<K, 1, 2>;
-  k.fn[1][1] = tile<K, 2, 2>;
-  k.fn[0][2] = tile<K, 1, 3>;
-  k.fn[1][2] = tile<K, 2, 3>;
-  k.fn[0][3] = tile<K, 1, 4>;
-  k.fn[1][3] = tile<K, 2, 4>;
-  k.pref_r1 = 2;
-  k.pref_r = 2;
-  k.pref_t = 4;
-  return k;
-}
+};
 
 }  // namespace
 
 const TileKernels* simd_kernels_kquant(DType t) {
-  static const TileKernels q4_k = make_kernels<KQ4_K>();
-  static const TileKernels q6_k = make_kernels<KQ6_K>();
-  switch (t) {
-    case DType::Q4_K: return &q4_k;
-    case DType::Q6_K: return &q6_k;
-    default: return nullptr;
-  }
+  return find_tiles<kquant::Tiles, Neon, KQ4_K, KQ6_K>(t);
 }
 
 #endif  // AKVQ_NEON

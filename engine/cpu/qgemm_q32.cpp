@@ -1,6 +1,8 @@
 // AVX2 tiles for the 32-value block types Q4_0, Q4_1 and Q8_0 against Q16 activation rows
-// (int16 per block of 32, ops/qblocks.h). A weight block is unpacked once into two registers of
-// 16 int16 lanes (values 0-15 and 16-31) and multiplied with madd (int16 x int16 -> int32 pairs).
+// (int16 per block of 32, ops/qblocks.h); the block facts, the tile operands and the table are
+// shared (qgemm_q32_tiles.h), this file holds the intrinsics. A weight block is unpacked once into
+// two registers of 16 int16 lanes (values 0-15 and 16-31) and multiplied with madd (int16 x int16
+// -> int32 pairs).
 // Integer bounds per block: |w| <= 15 (Q4 nibbles) or 128 (Q8_0), |x| <= 32767, so a block sum is
 // at most 32 * 128 * 32767 < 2^28 and every partial sum fits int32. Each block's integer sum is
 // converted to f32 and scaled by d_w * d_x. The offset term of Q4_0 / Q4_1 (m * d_x * sum(q_x) =
@@ -8,6 +10,7 @@
 #include <cstring>
 
 #include "cpu/qgemm.h"
+#include "cpu/qgemm_q32_tiles.h"
 #include "cpu/simd.h"
 #include "ops/qblocks.h"
 
@@ -24,39 +27,28 @@ constexpr bool kPrefetch = true;
 constexpr int kPrefetchAhead = 2048;
 
 // Weight types. unpack: block -> lo (values 0-15), hi (values 16-31) as int16 lanes.
-// kMinLane: which lane of the 4 bytes at the block start, read as two fp16, carries the offset
-// multiplier (Q4_1: m in lane 1; Q4_0: d in lane 0, offset -8 d); -1: no offset term.
-struct KQ4_0 {
-  static constexpr int64_t kBytes = sizeof(ops::BlockQ4_0);
-  static constexpr int kMinLane = 0;
-  static constexpr float kMinMul = -8.0f;
+template <class B>
+struct KQ4 : B {  // Q4_0, Q4_1: value j in the low nibble of byte j, j + 16 in the high one
   static inline void unpack(const uint8_t* blk, __m256i& lo, __m256i& hi) {
-    const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
+    const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + B::kQsOff)));
     lo = _mm256_and_si256(v, _mm256_set1_epi16(15));
     hi = _mm256_srli_epi16(v, 4);
   }
 };
+using KQ4_0 = KQ4<q32::Q4_0>;
+using KQ4_1 = KQ4<q32::Q4_1>;
 
-struct KQ4_1 {
-  static constexpr int64_t kBytes = sizeof(ops::BlockQ4_1);
-  static constexpr int kMinLane = 1;
-  static constexpr float kMinMul = 1.0f;
+struct KQ8_0 : q32::Q8_0 {
   static inline void unpack(const uint8_t* blk, __m256i& lo, __m256i& hi) {
-    const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 4)));
-    lo = _mm256_and_si256(v, _mm256_set1_epi16(15));
-    hi = _mm256_srli_epi16(v, 4);
+    lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQsOff)));
+    hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQsOff + 16)));
   }
 };
 
-struct KQ8_0 {
-  static constexpr int64_t kBytes = sizeof(ops::BlockQ8_0);
-  static constexpr int kMinLane = -1;
-  static constexpr float kMinMul = 0.0f;
-  static inline void unpack(const uint8_t* blk, __m256i& lo, __m256i& hi) {
-    lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2)));
-    hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18)));
-  }
-};
+// Which lane of the 4 bytes at the block start, read as two fp16, carries the offset multiplier
+// (Q4_1: m in lane 1; Q4_0: d in lane 0); -1: no offset term.
+template <class K>
+constexpr int kMinLane = K::kMinOff < 0 ? -1 : K::kMinOff / 2;
 
 // The 4 bytes at offset off of R rows, converted as fp16 pairs: lane 2r = d_r, lane 2r+1 = m_r
 // (Q4_1) or unused. All three block types start with the fp16 d.
@@ -79,7 +71,7 @@ template <class K, int R>
 inline void t1_block(const uint8_t* const* wr, int64_t off, const int16_t* xq, float xd, float xs, __m256* acc,
                      __m256& accm) {
   const __m256 A = scales<R>(wr, off);
-  if (K::kMinLane >= 0) accm = _mm256_fmadd_ps(A, _mm256_set1_ps(xs), accm);
+  if (kMinLane<K> >= 0) accm = _mm256_fmadd_ps(A, _mm256_set1_ps(xs), accm);
   const __m256 D = _mm256_mul_ps(A, _mm256_set1_ps(xd));
   // lanes 2r of D -> both 128-bit halves, then an in-lane broadcast per row
   const __m256 D01 = _mm256_permute2f128_ps(D, D, 0x00), D23 = _mm256_permute2f128_ps(D, D, 0x11);
@@ -95,32 +87,33 @@ inline void t1_block(const uint8_t* const* wr, int64_t off, const int16_t* xq, f
   }
 }
 
+// This ISA's part of q32::Tiles: t1 (one token), multi (2..4 tokens), defined below.
+struct Avx2 {
+  template <class K, int R>
+  static void t1(const q32::Operands<R, 1>& o, float* y);
+  template <class K, int R, int T>
+  static void multi(const q32::Operands<R, T>& o, float* y, int64_t ldy);
+};
+
 template <class K, int R>
-void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t) {
-  const int64_t nb = n_in / ops::kQK;
-  const uint8_t* wr[R];
-  for (int r = 0; r < R; ++r) wr[r] = w + r * w_stride;
-  const uint8_t* row = x.data + t0 * x.stride;
-  const int16_t* xq = ops::act_q16_qs(row);
-  const float* xd = ops::act_q16_d(row, n_in);
-  const float* xs = ops::act_q16_s(row, n_in);
+void Avx2::t1(const q32::Operands<R, 1>& o, float* y) {
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   __m256 accm = _mm256_setzero_ps();
   int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
+  for (; b + 2 <= o.nb; b += 2) {
     if (kPrefetch) {
       for (int r = 0; r < R; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(wr[r] + b * K::kBytes + kPrefetchAhead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(o.wr[r] + b * K::kBytes + kPrefetchAhead), _MM_HINT_T0);
     }
-    t1_block<K, R>(wr, b * K::kBytes, xq + b * ops::kQK, xd[b], xs[b], acc, accm);
-    t1_block<K, R>(wr, (b + 1) * K::kBytes, xq + (b + 1) * ops::kQK, xd[b + 1], xs[b + 1], acc, accm);
+    t1_block<K, R>(o.wr, b * K::kBytes, o.xq[0] + b * ops::kQK, o.xd[b], o.xs[b], acc, accm);
+    t1_block<K, R>(o.wr, (b + 1) * K::kBytes, o.xq[0] + (b + 1) * ops::kQK, o.xd[b + 1], o.xs[b + 1], acc, accm);
   }
-  if (b < nb) t1_block<K, R>(wr, b * K::kBytes, xq + b * ops::kQK, xd[b], xs[b], acc, accm);
+  if (b < o.nb) t1_block<K, R>(o.wr, b * K::kBytes, o.xq[0] + b * ops::kQK, o.xd[b], o.xs[b], acc, accm);
   alignas(32) float m[8];
   _mm256_store_ps(m, accm);
   for (int r = 0; r < R; ++r) {
-    y[r] = hsum(acc[r]) + K::kMinMul * m[2 * r + (K::kMinLane > 0 ? 1 : 0)];
+    y[r] = hsum(acc[r]) + K::kMinMul * m[2 * r + (kMinLane<K> > 0 ? 1 : 0)];
   }
 }
 
@@ -137,29 +130,22 @@ inline __m256i reduce4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
 // rows x four tokens: the accumulators are one register per row pair (no spills at R = T = 4).
 // The activation blocks come from L1 for each row; their scales from the transposed d_tr / s_tr.
 template <class K, int R, int T>
-void tile_q(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
-  static_assert(T >= 2 && T <= 4, "tile_q: 2..4 tokens");
+void Avx2::multi(const q32::Operands<R, T>& o, float* y, int64_t ldy) {
+  static_assert(T >= 2 && T <= 4, "multi: 2..4 tokens");
   constexpr int P = (R + 1) / 2;  // row pairs (the last one may be a single row)
-  const int64_t nb = n_in / ops::kQK;
-  const uint8_t* wr[R];
-  const int16_t* xq[T];
-  for (int r = 0; r < R; ++r) wr[r] = w + r * w_stride;
-  for (int t = 0; t < T; ++t) xq[t] = ops::act_q16_qs(x.data + (t0 + t) * x.stride);
-  const float* d_tr = x.d_tr + t0;
-  const float* s_tr = x.s_tr + t0;
-  __m256 acc[P], accm[P];  // lanes: [row 2p: tokens 0-3 | row 2p+1: tokens 0-3]
+  __m256 acc[P], accm[P];         // lanes: [row 2p: tokens 0-3 | row 2p+1: tokens 0-3]
   __m256i sel_d[P], sel_m[P];
   for (int p = 0; p < P; ++p) {
     acc[p] = accm[p] = _mm256_setzero_ps();
     const int r1 = 2 * p + 1 < R ? 2 * p + 1 : 2 * p;
     sel_d[p] = _mm256_setr_epi32(4 * p, 4 * p, 4 * p, 4 * p, 2 * r1, 2 * r1, 2 * r1, 2 * r1);
-    const int ml = K::kMinLane > 0 ? K::kMinLane : 0;
+    const int ml = kMinLane<K> > 0 ? kMinLane<K> : 0;
     sel_m[p] = _mm256_add_epi32(sel_d[p], _mm256_set1_epi32(ml));
   }
-  for (int64_t b = 0; b < nb; ++b) {
+  for (int64_t b = 0; b < o.nb; ++b) {
     const int64_t off = b * K::kBytes;
-    const __m256 A = scales<R>(wr, off);
-    const __m256 DX = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(d_tr + b * x.tr_stride));
+    const __m256 A = scales<R>(o.wr, off);
+    const __m256 DX = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(o.d_tr + b * o.tr_stride));
     for (int p = 0; p < P; ++p) {
       __m256i h[2];
       for (int k = 0; k < 2; ++k) {
@@ -169,17 +155,17 @@ void tile_q(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int
           continue;
         }
         __m256i lo, hi;
-        K::unpack(wr[r] + off, lo, hi);
+        K::unpack(o.wr[r] + off, lo, hi);
         __m256i q[4];
-        for (int t = 0; t < 4; ++t) q[t] = t < T ? block_dot(lo, hi, xq[t] + b * ops::kQK) : _mm256_setzero_si256();
+        for (int t = 0; t < 4; ++t) q[t] = t < T ? block_dot(lo, hi, o.xq[t] + b * ops::kQK) : _mm256_setzero_si256();
         h[k] = reduce4(q[0], q[1], q[2], q[3]);
       }
       const __m256i c =
           _mm256_add_epi32(_mm256_permute2x128_si256(h[0], h[1], 0x20), _mm256_permute2x128_si256(h[0], h[1], 0x31));
       const __m256 sc = _mm256_mul_ps(_mm256_permutevar8x32_ps(A, sel_d[p]), DX);
       acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c), sc, acc[p]);
-      if (K::kMinLane >= 0) {
-        const __m256 SX = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(s_tr + b * x.tr_stride));
+      if (kMinLane<K> >= 0) {
+        const __m256 SX = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(o.s_tr + b * o.tr_stride));
         accm[p] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(A, sel_m[p]), SX, accm[p]);
       }
     }
@@ -194,43 +180,10 @@ void tile_q(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int
   }
 }
 
-template <class K>
-TileKernels make_kernels() {
-  TileKernels k;
-  k.fn[0][0] = tile_t1<K, 1>;
-  k.fn[1][0] = tile_t1<K, 2>;
-  k.fn[2][0] = tile_t1<K, 3>;
-  k.fn[3][0] = tile_t1<K, 4>;
-  k.fn[0][1] = tile_q<K, 1, 2>;
-  k.fn[1][1] = tile_q<K, 2, 2>;
-  k.fn[2][1] = tile_q<K, 3, 2>;
-  k.fn[3][1] = tile_q<K, 4, 2>;
-  k.fn[0][2] = tile_q<K, 1, 3>;
-  k.fn[1][2] = tile_q<K, 2, 3>;
-  k.fn[2][2] = tile_q<K, 3, 3>;
-  k.fn[3][2] = tile_q<K, 4, 3>;
-  k.fn[0][3] = tile_q<K, 1, 4>;
-  k.fn[1][3] = tile_q<K, 2, 4>;
-  k.fn[2][3] = tile_q<K, 3, 4>;
-  k.fn[3][3] = tile_q<K, 4, 4>;
-  k.pref_r1 = 4;
-  k.pref_r = 4;
-  k.pref_t = 4;
-  return k;
-}
-
 }  // namespace
 
 const TileKernels* simd_kernels_q32(DType t) {
-  static const TileKernels q4_0 = make_kernels<KQ4_0>();
-  static const TileKernels q4_1 = make_kernels<KQ4_1>();
-  static const TileKernels q8_0 = make_kernels<KQ8_0>();
-  switch (t) {
-    case DType::Q4_0: return &q4_0;
-    case DType::Q4_1: return &q4_1;
-    case DType::Q8_0: return &q8_0;
-    default: return nullptr;
-  }
+  return find_tiles<q32::Tiles, Avx2, KQ4_0, KQ4_1, KQ8_0>(t);
 }
 
 #elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (qgemm_q32_neon.cpp)

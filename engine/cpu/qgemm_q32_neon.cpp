@@ -1,7 +1,8 @@
 // NEON tiles for the 32-value block types Q4_0, Q4_1 and Q8_0 against Q16 activation rows
-// (int16 per block of 32, ops/qblocks.h); the AVX2 ones are in qgemm_q32.cpp. A weight block is
-// unpacked once into four registers of 8 int16 lanes (values 0-7, 8-15, 16-23, 24-31) and
-// multiplied with the activations by widening multiply-accumulates (int16 x int16 -> int32).
+// (int16 per block of 32, ops/qblocks.h); the AVX2 ones are in qgemm_q32.cpp, the block facts, the
+// tile operands and the table are shared (qgemm_q32_tiles.h). A weight block is unpacked once into
+// four registers of 8 int16 lanes (values 0-7, 8-15, 16-23, 24-31) and multiplied with the
+// activations by widening multiply-accumulates (int16 x int16 -> int32).
 // Integer bounds per block: |w| <= 15 (Q4 nibbles) or 128 (Q8_0), |x| <= 32767; each int32 lane
 // sums 8 products, at most 8 * 128 * 32767 < 2^25. Each block's integer sum is converted to f32
 // and scaled by d_w * d_x; the offset term of Q4_0 / Q4_1 (m * d_x * sum(q_x) = m * s) uses the
@@ -10,6 +11,7 @@
 #include <cstring>
 
 #include "cpu/qgemm.h"
+#include "cpu/qgemm_q32_tiles.h"
 #include "cpu/simd.h"
 #include "ops/qblocks.h"
 
@@ -20,14 +22,11 @@ namespace {
 
 constexpr int kPrefetchAhead = 2048;  // bytes ahead in each weight row (decode streams the weights)
 
-// A weight block as int16 lanes: w[0] values 0-7, w[1] 8-15, w[2] 16-23, w[3] 24-31.
-// kMinOff: byte offset of the fp16 offset multiplier (Q4_1: m; Q4_0: d, times -8); -1: none.
-struct KQ4_0 {
-  static constexpr int64_t kBytes = sizeof(ops::BlockQ4_0);
-  static constexpr int kMinOff = 0;
-  static constexpr float kMinMul = -8.0f;
+// Weight types. unpack: block -> w[0] values 0-7, w[1] 8-15, w[2] 16-23, w[3] 24-31 as int16 lanes.
+template <class B>
+struct KQ4 : B {  // Q4_0, Q4_1: value j in the low nibble of byte j, j + 16 in the high one
   static inline void unpack(const uint8_t* blk, int16x8_t* w) {
-    const uint8x16_t v = vld1q_u8(blk + 2);
+    const uint8x16_t v = vld1q_u8(blk + B::kQsOff);
     const uint8x16_t lo = vandq_u8(v, vdupq_n_u8(15)), hi = vshrq_n_u8(v, 4);
     w[0] = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(lo)));
     w[1] = vreinterpretq_s16_u16(vmovl_high_u8(lo));
@@ -35,28 +34,13 @@ struct KQ4_0 {
     w[3] = vreinterpretq_s16_u16(vmovl_high_u8(hi));
   }
 };
+using KQ4_0 = KQ4<q32::Q4_0>;
+using KQ4_1 = KQ4<q32::Q4_1>;
 
-struct KQ4_1 {
-  static constexpr int64_t kBytes = sizeof(ops::BlockQ4_1);
-  static constexpr int kMinOff = 2;
-  static constexpr float kMinMul = 1.0f;
+struct KQ8_0 : q32::Q8_0 {
   static inline void unpack(const uint8_t* blk, int16x8_t* w) {
-    const uint8x16_t v = vld1q_u8(blk + 4);
-    const uint8x16_t lo = vandq_u8(v, vdupq_n_u8(15)), hi = vshrq_n_u8(v, 4);
-    w[0] = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(lo)));
-    w[1] = vreinterpretq_s16_u16(vmovl_high_u8(lo));
-    w[2] = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(hi)));
-    w[3] = vreinterpretq_s16_u16(vmovl_high_u8(hi));
-  }
-};
-
-struct KQ8_0 {
-  static constexpr int64_t kBytes = sizeof(ops::BlockQ8_0);
-  static constexpr int kMinOff = -1;
-  static constexpr float kMinMul = 0.0f;
-  static inline void unpack(const uint8_t* blk, int16x8_t* w) {
-    const int8x16_t a = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 2));
-    const int8x16_t b = vld1q_s8(reinterpret_cast<const int8_t*>(blk + 18));
+    const int8x16_t a = vld1q_s8(reinterpret_cast<const int8_t*>(blk + kQsOff));
+    const int8x16_t b = vld1q_s8(reinterpret_cast<const int8_t*>(blk + kQsOff + 16));
     w[0] = vmovl_s8(vget_low_s8(a));
     w[1] = vmovl_high_s8(a);
     w[2] = vmovl_s8(vget_low_s8(b));
@@ -96,34 +80,35 @@ inline int32x4_t reduce4(int32x4_t p0, int32x4_t p1, int32x4_t p2, int32x4_t p3)
 
 // Decode tile (one token, R rows): the activation block is reused for every row; the R integer
 // dots are reduced into one register (lanes = rows), converted once and scaled by d_w * d_x.
+// This ISA's part of q32::Tiles: t1 (one token), multi (2..4 tokens), defined below.
+struct Neon {
+  template <class K, int R>
+  static void t1(const q32::Operands<R, 1>& o, float* y);
+  template <class K, int R, int T>
+  static void multi(const q32::Operands<R, T>& o, float* y, int64_t ldy);
+};
+
 template <class K, int R>
-void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t) {
-  const int64_t nb = n_in / ops::kQK;
-  const uint8_t* wr[R];
-  for (int r = 0; r < R; ++r) wr[r] = w + r * w_stride;
-  const uint8_t* row = x.data + t0 * x.stride;
-  const int16_t* xq = ops::act_q16_qs(row);
-  const float* xd = ops::act_q16_d(row, n_in);
-  const float* xs = ops::act_q16_s(row, n_in);
+void Neon::t1(const q32::Operands<R, 1>& o, float* y) {
   float32x4_t acc = vdupq_n_f32(0.0f), accm = vdupq_n_f32(0.0f);  // lanes = rows
-  for (int64_t b = 0; b < nb; ++b) {
+  for (int64_t b = 0; b < o.nb; ++b) {
     const int64_t off = b * K::kBytes;
     if ((b & 1) == 0) {
-      for (int r = 0; r < R; ++r) __builtin_prefetch(wr[r] + off + kPrefetchAhead);
+      for (int r = 0; r < R; ++r) __builtin_prefetch(o.wr[r] + off + kPrefetchAhead);
     }
     int32x4_t p[4];
     for (int r = 0; r < 4; ++r) {
       if (r < R) {
         int16x8_t wv[4];
-        K::unpack(wr[r] + off, wv);
-        p[r] = block_dot(wv, xq + b * ops::kQK);
+        K::unpack(o.wr[r] + off, wv);
+        p[r] = block_dot(wv, o.xq[0] + b * ops::kQK);
       } else {
         p[r] = vdupq_n_s32(0);
       }
     }
-    const float32x4_t A = row_scales<R>(wr, off);
-    acc = vfmaq_f32(acc, vcvtq_f32_s32(reduce4(p[0], p[1], p[2], p[3])), vmulq_n_f32(A, xd[b]));
-    if (K::kMinOff >= 0) accm = vfmaq_n_f32(accm, min_scales<K, R>(wr, off, A), xs[b]);
+    const float32x4_t A = row_scales<R>(o.wr, off);
+    acc = vfmaq_f32(acc, vcvtq_f32_s32(reduce4(p[0], p[1], p[2], p[3])), vmulq_n_f32(A, o.xd[b]));
+    if (K::kMinOff >= 0) accm = vfmaq_n_f32(accm, min_scales<K, R>(o.wr, off, A), o.xs[b]);
   }
   float a[4], m[4];
   vst1q_f32(a, acc);
@@ -135,31 +120,24 @@ void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, in
 // T tokens; the T integer dots of a row are reduced to one register (lanes = tokens) and scaled
 // with the transposed activation scales d_tr / s_tr: one accumulator per row.
 template <class K, int R, int T>
-void tile_q(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
-  static_assert(T >= 2 && T <= 4, "tile_q: 2..4 tokens");
-  const int64_t nb = n_in / ops::kQK;
-  const uint8_t* wr[R];
-  const int16_t* xq[T];
-  for (int r = 0; r < R; ++r) wr[r] = w + r * w_stride;
-  for (int t = 0; t < T; ++t) xq[t] = ops::act_q16_qs(x.data + (t0 + t) * x.stride);
-  const float* d_tr = x.d_tr + t0;
-  const float* s_tr = x.s_tr + t0;
+void Neon::multi(const q32::Operands<R, T>& o, float* y, int64_t ldy) {
+  static_assert(T >= 2 && T <= 4, "multi: 2..4 tokens");
   float32x4_t acc[R], accm[R];  // lanes = tokens
   for (int r = 0; r < R; ++r) acc[r] = accm[r] = vdupq_n_f32(0.0f);
-  for (int64_t b = 0; b < nb; ++b) {
+  for (int64_t b = 0; b < o.nb; ++b) {
     const int64_t off = b * K::kBytes;
     float dw[4], mw[4];
-    const float32x4_t A = row_scales<R>(wr, off);
+    const float32x4_t A = row_scales<R>(o.wr, off);
     vst1q_f32(dw, A);
-    if (K::kMinOff >= 0) vst1q_f32(mw, min_scales<K, R>(wr, off, A));
-    const float32x4_t DX = vld1q_f32(d_tr + b * x.tr_stride);  // lanes >= T: padding, unused
+    if (K::kMinOff >= 0) vst1q_f32(mw, min_scales<K, R>(o.wr, off, A));
+    const float32x4_t DX = vld1q_f32(o.d_tr + b * o.tr_stride);  // lanes >= T: padding, unused
     for (int r = 0; r < R; ++r) {
       int16x8_t wv[4];
-      K::unpack(wr[r] + off, wv);
+      K::unpack(o.wr[r] + off, wv);
       int32x4_t q[4];
-      for (int t = 0; t < 4; ++t) q[t] = t < T ? block_dot(wv, xq[t] + b * ops::kQK) : vdupq_n_s32(0);
+      for (int t = 0; t < 4; ++t) q[t] = t < T ? block_dot(wv, o.xq[t] + b * ops::kQK) : vdupq_n_s32(0);
       acc[r] = vfmaq_f32(acc[r], vcvtq_f32_s32(reduce4(q[0], q[1], q[2], q[3])), vmulq_n_f32(DX, dw[r]));
-      if (K::kMinOff >= 0) accm[r] = vfmaq_n_f32(accm[r], vld1q_f32(s_tr + b * x.tr_stride), mw[r]);
+      if (K::kMinOff >= 0) accm[r] = vfmaq_n_f32(accm[r], vld1q_f32(o.s_tr + b * o.tr_stride), mw[r]);
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -170,43 +148,10 @@ void tile_q(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int
   }
 }
 
-template <class K>
-TileKernels make_kernels() {
-  TileKernels k;
-  k.fn[0][0] = tile_t1<K, 1>;
-  k.fn[1][0] = tile_t1<K, 2>;
-  k.fn[2][0] = tile_t1<K, 3>;
-  k.fn[3][0] = tile_t1<K, 4>;
-  k.fn[0][1] = tile_q<K, 1, 2>;
-  k.fn[1][1] = tile_q<K, 2, 2>;
-  k.fn[2][1] = tile_q<K, 3, 2>;
-  k.fn[3][1] = tile_q<K, 4, 2>;
-  k.fn[0][2] = tile_q<K, 1, 3>;
-  k.fn[1][2] = tile_q<K, 2, 3>;
-  k.fn[2][2] = tile_q<K, 3, 3>;
-  k.fn[3][2] = tile_q<K, 4, 3>;
-  k.fn[0][3] = tile_q<K, 1, 4>;
-  k.fn[1][3] = tile_q<K, 2, 4>;
-  k.fn[2][3] = tile_q<K, 3, 4>;
-  k.fn[3][3] = tile_q<K, 4, 4>;
-  k.pref_r1 = 4;
-  k.pref_r = 4;
-  k.pref_t = 4;
-  return k;
-}
-
 }  // namespace
 
 const TileKernels* simd_kernels_q32(DType t) {
-  static const TileKernels q4_0 = make_kernels<KQ4_0>();
-  static const TileKernels q4_1 = make_kernels<KQ4_1>();
-  static const TileKernels q8_0 = make_kernels<KQ8_0>();
-  switch (t) {
-    case DType::Q4_0: return &q4_0;
-    case DType::Q4_1: return &q4_1;
-    case DType::Q8_0: return &q8_0;
-    default: return nullptr;
-  }
+  return find_tiles<q32::Tiles, Neon, KQ4_0, KQ4_1, KQ8_0>(t);
 }
 
 #endif  // AKVQ_NEON
