@@ -192,14 +192,7 @@ TEST(OpsMatmul, ActivationQuantizationMatchesReferenceBitForBit) {
       }
       EXPECT_EQ(s[blk], d[blk] * static_cast<float>(sum));
     }
-    std::vector<ops::ActQ16K> ka(n / 256), kb(n / 256);
-    cpu::quantize_row_q16k(x.data(), ka.data(), n);
-    ops::ref::quantize_row_q16k(x.data(), kb.data(), n);
-    for (int64_t i = 0; i < n / 256; ++i) {
-      EXPECT_EQ(ka[i].d, kb[i].d);
-      for (int j = 0; j < 8; ++j) EXPECT_EQ(ka[i].sums[j], kb[i].sums[j]);
-      for (int j = 0; j < 256; ++j) ASSERT_EQ(ka[i].qs[j], kb[i].qs[j]) << i << " " << j;
-    }
+    test::expect_q16k_matches_reference(x.data(), n);
   }
 }
 

@@ -11,6 +11,7 @@
 #include "ops/matmul_detail.h"
 #include "ops/qblocks.h"
 #include "ops/ref.h"
+#include "test_ops_util.h"
 
 using namespace akvq;
 
@@ -57,12 +58,5 @@ TEST(OpsSimd, ActivationQuantizationRoundsTiesToEven) {
   EXPECT_EQ(ops::act_q16_qs(a.data())[2], 2);   // 2.5 -> 2
   EXPECT_EQ(ops::act_q16_qs(a.data())[3], -4);  // -3.5 -> -4
   EXPECT_EQ(ops::act_q16_qs(a.data())[6], -6);  // -6.5 -> -6
-  std::vector<ops::ActQ16K> ka(n / 256), kb(n / 256);
-  cpu::quantize_row_q16k(x.data(), ka.data(), n);
-  ops::ref::quantize_row_q16k(x.data(), kb.data(), n);
-  for (int64_t i = 0; i < n / 256; ++i) {
-    EXPECT_EQ(ka[i].d, kb[i].d);
-    for (int j = 0; j < 8; ++j) EXPECT_EQ(ka[i].sums[j], kb[i].sums[j]);
-    for (int j = 0; j < 256; ++j) ASSERT_EQ(ka[i].qs[j], kb[i].qs[j]) << i << " " << j;
-  }
+  test::expect_q16k_matches_reference(x.data(), n);
 }

@@ -1,5 +1,7 @@
 // Helpers shared by the op tests: random weights of every type, tensor views, error bounds.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -9,9 +11,24 @@
 #include "core/dtype.h"
 #include "core/fp16.h"
 #include "core/tensor.h"
+#include "cpu/qgemm.h"
+#include "ops/qblocks.h"
 #include "ops/ref.h"
 
 namespace akvq::test {
+
+// The SIMD activation quantizer cpu::quantize_row_q16k writes exactly the reference's blocks for
+// x[n] (n a multiple of 256).
+inline void expect_q16k_matches_reference(const float* x, int64_t n) {
+  std::vector<ops::ActQ16K> ka(n / 256), kb(n / 256);
+  cpu::quantize_row_q16k(x, ka.data(), n);
+  ops::ref::quantize_row_q16k(x, kb.data(), n);
+  for (int64_t i = 0; i < n / 256; ++i) {
+    EXPECT_EQ(ka[i].d, kb[i].d);
+    for (int j = 0; j < 8; ++j) EXPECT_EQ(ka[i].sums[j], kb[i].sums[j]);
+    for (int j = 0; j < 256; ++j) ASSERT_EQ(ka[i].qs[j], kb[i].qs[j]) << i << " " << j;
+  }
+}
 
 // Random raw rows of type t: n_rows rows of n_in values. Quantized blocks get random payload
 // bytes and random but finite fp16 scales (sized so that values are O(1)).
