@@ -227,9 +227,12 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
             kc.scores_multi(Q + r0 * hd, hd, qs + (r0 * 2 + cls) * ng, 2 * ng, std::min(kMaxQueries, nr - r0),
                             g->k[kvh].data() + j0 * kc.row_bytes(), kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock);
           }
+          // rows stored after the snapshot started (pos >= lo) are hidden from every query row
+          bool hidden = false;
+          for (int j = 0; j < nb; ++j) hidden |= pos[j] >= lo;
           for (int r = 0; r < nr; ++r) {
             float* sr = S_ + r * kBlock;
-            for (int j = 0; j < nb; ++j) {
+            for (int j = 0; hidden && j < nb; ++j) {
               if (pos[j] >= lo) sr[j] = kNegInf;
             }
             if (!softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) std::fill(sr, sr + kBlock, 0.0f);
