@@ -39,8 +39,8 @@ struct Session::Impl {
   std::vector<int32_t> tokens;  // [n_past]
   std::vector<float> logits;    // [n_vocab] of the last evaluated token
 
-  // Checks ids before anything is touched.
-  void check(const std::vector<int32_t>& ids) const {
+  // Checks ids before anything is touched (n_keep: tokens of the cache that stay).
+  void check_ids(const std::vector<int32_t>& ids, size_t n_keep) const {
     if (ids.empty()) throw InvalidArgument("[session] eval: no tokens");
     const int nv = llama->hparams().n_vocab;
     for (size_t i = 0; i < ids.size(); ++i) {
@@ -49,8 +49,8 @@ struct Session::Impl {
                               std::to_string(i) + " out of range [0, " + std::to_string(nv) + ")");
       }
     }
-    if (tokens.size() + ids.size() > static_cast<size_t>(params.n_ctx)) {
-      throw InvalidArgument("[session] eval: context overflow: " + std::to_string(tokens.size()) +
+    if (n_keep + ids.size() > static_cast<size_t>(params.n_ctx)) {
+      throw InvalidArgument("[session] eval: context overflow: " + std::to_string(n_keep) +
                             " tokens in the cache + " + std::to_string(ids.size()) +
                             " new exceed n_ctx = " + std::to_string(params.n_ctx));
     }
@@ -58,8 +58,12 @@ struct Session::Impl {
 
   // Evaluates ids in chunks of n_batch. out: all logits [ids.size(), n_vocab] when all, else
   // the last token's logits. On failure the cache is rolled back to where it was.
+  // The largest n' <= n to which the session can be truncated with a state identical to a fresh
+  // evaluation of tokens[0, n').
+  int cache_restorable(int n) const { return n; }
+
   void run(const std::vector<int32_t>& ids, float* out, bool all, TokenKind kind) {
-    check(ids);
+    check_ids(ids, tokens.size());
     const int n_past = static_cast<int>(tokens.size());
     const int n = static_cast<int>(ids.size());
     const int64_t nv = llama->hparams().n_vocab;
@@ -132,6 +136,18 @@ const float* Session::eval(const std::vector<int32_t>& ids, TokenKind kind) {
 void Session::eval_all(const std::vector<int32_t>& ids, float* out, TokenKind kind) {
   if (!out) throw InvalidArgument("[session] eval_all: output buffer is null");
   impl_->run(ids, out, true, kind);
+}
+
+const float* Session::eval_prompt(const std::vector<int32_t>& ids, TokenKind kind, int* n_reused) {
+  impl_->check_ids(ids, 0);
+  const std::vector<int32_t>& cached = impl_->tokens;
+  int n = 0;
+  const int limit = static_cast<int>(std::min(cached.size(), ids.size() - 1));  // re-evaluate >= 1 token
+  while (n < limit && cached[n] == ids[n]) ++n;
+  n = impl_->cache_restorable(n);
+  truncate(n);
+  if (n_reused) *n_reused = n;
+  return eval(std::vector<int32_t>(ids.begin() + n, ids.end()), kind);
 }
 
 KvSummary Session::kv_summary() const { return impl_->cache->summary(); }

@@ -114,6 +114,14 @@ class Session {
   // Same, writing the logits of every position of ids into out [ids.size(), n_vocab].
   void eval_all(const std::vector<int32_t>& ids, float* out, TokenKind kind = TokenKind::Text);
 
+  // Evaluates a whole prompt for a new request and returns the logits of its last token
+  // [n_vocab]. Reuses the longest prefix of the cache whose state can be restored exactly (the
+  // state a fresh session reaches on the same tokens); everything after it is re-evaluated, so
+  // the result depends on ids alone, never on earlier calls. *n_reused (optional): tokens kept.
+  // Throws InvalidArgument like eval() (empty, bad id, longer than n_ctx).
+  const float* eval_prompt(const std::vector<int32_t>& ids, TokenKind kind = TokenKind::Text,
+                           int* n_reused = nullptr);
+
   KvSummary kv_summary() const;
 
  private:
