@@ -1,13 +1,21 @@
-# AKVQ_CUDA=AUTO|ON|OFF. AUTO enables CUDA when nvcc is found. Without CUDA the stub backend in
+# AKVQ_CUDA=AUTO|ON|OFF. AUTO enables CUDA when nvcc is found and there are kernels to build; ON
+# requires both and fails at configure time otherwise. Without CUDA the stub backend in
 # engine/cuda/stub.cpp reports is_available()==false and throws a clear error when asked for.
 set(AKVQ_CUDA_GLUE_SOURCES "")
 set(AKVQ_CUDA_LIBS "")
 set(AKVQ_WITH_CUDA OFF)
+file(GLOB AKVQ_CUDA_KERNELS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cu)
 string(TOUPPER "${AKVQ_CUDA}" _akvq_cuda)
+if(_akvq_cuda STREQUAL "ON" AND NOT AKVQ_CUDA_KERNELS)
+  message(FATAL_ERROR "AKVQ_CUDA=ON, but this version of pyakvq has no CUDA backend yet (no kernels in "
+                      "cuda/): configure with -DAKVQ_CUDA=OFF or AUTO to build the CPU engine")
+endif()
 if(_akvq_cuda STREQUAL "ON" OR _akvq_cuda STREQUAL "AUTO")
-  include(CheckLanguage)
-  check_language(CUDA)
-  if(CMAKE_CUDA_COMPILER)
+  if(AKVQ_CUDA_KERNELS)
+    include(CheckLanguage)
+    check_language(CUDA)
+  endif()
+  if(AKVQ_CUDA_KERNELS AND CMAKE_CUDA_COMPILER)
     set(AKVQ_WITH_CUDA ON)
   elseif(_akvq_cuda STREQUAL "ON")
     message(FATAL_ERROR "AKVQ_CUDA=ON but no CUDA compiler (nvcc) was found")
@@ -16,8 +24,7 @@ elseif(NOT _akvq_cuda STREQUAL "OFF")
   message(FATAL_ERROR "AKVQ_CUDA must be AUTO, ON or OFF (got '${AKVQ_CUDA}')")
 endif()
 
-file(GLOB AKVQ_CUDA_KERNELS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cu)
-if(AKVQ_WITH_CUDA AND AKVQ_CUDA_KERNELS)
+if(AKVQ_WITH_CUDA)
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
     set(CMAKE_CUDA_ARCHITECTURES "80-real;86-real;89-real;90-real;90-virtual")
   endif()
@@ -28,8 +35,7 @@ if(AKVQ_WITH_CUDA AND AKVQ_CUDA_KERNELS)
   file(GLOB AKVQ_CUDA_GLUE_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/backend.cpp)
   add_compile_definitions(AKVQ_WITH_CUDA=1)
 else()
-  # No kernels yet or CUDA disabled: the stub backend.
-  set(AKVQ_WITH_CUDA OFF)
+  # CUDA disabled, no nvcc, or no kernels yet: the stub backend.
   set(AKVQ_CUDA_GLUE_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/stub.cpp)
 endif()
 message(STATUS "pyakvq: CUDA backend ${AKVQ_WITH_CUDA} (AKVQ_CUDA=${AKVQ_CUDA})")

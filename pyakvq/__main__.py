@@ -1,7 +1,11 @@
 """The `pyakvq` command line (python -m pyakvq ...).
 
-python -m pyakvq perplexity MODEL FILE [--ctx N] [--kv MODE] [--kv-opt k=v ...]
-                            [--reference f16] [--threads N] [--chunks N] [--json OUT]
+python -m pyakvq perplexity -m MODEL -f FILE [-c N] [--kv MODE] [--kv-opt K=V ...] [-t N] [-b N]
+                            [--reference f16] [--chunks N] [--json OUT]
+
+The flags are akvq-cli's (and llama.cpp's): -m/--model, -f/--file, -c/--ctx-size, -t/--threads,
+-b/--batch-size, --kv, repeatable --kv-opt; MODEL and FILE may also be given as positionals, and the
+older spellings --ctx, --batch are kept as aliases.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import pathlib
 import sys
 from typing import Any
 
+from . import __version__
+from ._validate import MAX_BATCH, MAX_CTX, MAX_THREADS
 from .perplexity import perplexity as run_perplexity
 
 
@@ -77,39 +83,98 @@ def _perplexity(a: argparse.Namespace) -> int:
     return 0
 
 
+def _int_in(lo: int, hi: int | None, special: str = ""):
+    """An argparse type: an int in [lo, hi] (the limits of the Python API), else a parse error."""
+
+    def conv(v: str) -> int:
+        try:
+            x = int(v, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {v!r}") from None
+        if x < lo or (hi is not None and x > hi):
+            rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"{v} is out of range {rng}{special}")
+        return x
+
+    return conv
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pyakvq", description="pyakvq command line tools")
+    ap.add_argument("--version", action="version", version=f"pyakvq {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser(
         "perplexity",
         help="perplexity of a model over a text file (llama.cpp's protocol)",
-        description="Perplexity over FILE with non-overlapping chunks of --ctx tokens, scoring the "
+        description="Perplexity over FILE with non-overlapping chunks of -c tokens, scoring the "
         "second half of each chunk (llama.cpp's protocol), with KV cache mode --kv.",
     )
-    p.add_argument("model", metavar="MODEL", help="GGUF model file")
-    p.add_argument("file", metavar="FILE", help="UTF-8 text file")
-    p.add_argument("--ctx", type=int, default=1024, help="chunk size n_ctx (even, >= 16; default 1024)")
-    p.add_argument("--kv", default="f16", help="KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4)")
-    p.add_argument("--kv-opt", action="extend", nargs="+", metavar="K=V", help="KV option, e.g. bits=2 clip=0.7")
-    p.add_argument("--reference", default=None, help="also report KL and top-1 vs this mode (e.g. f16)")
-    p.add_argument("--threads", type=int, default=None, help="threads (default: all cores)")
-    p.add_argument("--chunks", type=int, default=None, help="evaluate at most this many chunks")
+    p.add_argument("model_pos", nargs="?", metavar="MODEL", help="GGUF model file (or -m)")
+    p.add_argument("file_pos", nargs="?", metavar="FILE", help="UTF-8 text file (or -f)")
+    p.add_argument("-m", "--model", help="GGUF model file")
+    p.add_argument("-f", "--file", help="UTF-8 text file")
     p.add_argument(
+        "-c",
+        "--ctx-size",
+        "--ctx",
+        dest="ctx",
+        type=_int_in(1, MAX_CTX),
+        default=1024,
+        metavar="N",
+        help=f"chunk size n_ctx (even, 16..{MAX_CTX}; default 1024)",
+    )
+    p.add_argument("--kv", default="f16", help="KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4)")
+    p.add_argument(
+        "--kv-opt", action="append", metavar="KEY=VALUE", help="KV cache option (repeatable), e.g. --kv-opt bits=2"
+    )
+    p.add_argument("--reference", default=None, help="also report KL and top-1 vs this mode (e.g. f16)")
+    p.add_argument(
+        "-t",
+        "--threads",
+        type=_int_in(1, MAX_THREADS),
+        default=None,
+        metavar="N",
+        help=f"threads, 1..{MAX_THREADS} (default: cores available)",
+    )
+    p.add_argument("--chunks", type=_int_in(1, None), default=None, help="evaluate at most this many chunks")
+    p.add_argument(
+        "-b",
+        "--batch-size",
         "--batch",
-        type=int,
+        dest="batch",
+        type=_int_in(1, MAX_BATCH),
         default=256,
-        help="tokens per forward pass (default 256); 1 reads every older token from the cache as stored, "
-        "as decoding does (the strict figure for quantized caches)",
+        metavar="N",
+        help=f"tokens per forward pass, 1..{MAX_BATCH} (default 256); 1 reads every older token from the "
+        "cache as stored, as decoding does (the strict figure for quantized caches)",
     )
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-chunk progress on stderr")
-    p.set_defaults(func=_perplexity)
+    p.set_defaults(func=_perplexity, parser=p)
     return ap
+
+
+def _resolve_files(a: argparse.Namespace) -> None:
+    """MODEL and FILE from -m/-f or the positionals (not both, and both needed)."""
+    p = a.parser
+    if a.model is not None and a.file is None and a.file_pos is None and a.model_pos is not None:
+        a.file_pos, a.model_pos = a.model_pos, None  # -m MODEL FILE: the one positional is FILE
+    if a.model_pos is not None and a.model is not None:
+        p.error("give the model once: as MODEL or as -m/--model")
+    if a.file_pos is not None and a.file is not None:
+        p.error("give the text file once: as FILE or as -f/--file")
+    a.model = a.model if a.model is not None else a.model_pos
+    a.file = a.file if a.file is not None else a.file_pos
+    missing = [n for n, v in (("MODEL (-m)", a.model), ("FILE (-f)", a.file)) if v is None]
+    if missing:
+        p.error(f"the following arguments are required: {', '.join(missing)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
+    if a.command == "perplexity":
+        _resolve_files(a)
     try:
         return a.func(a)
     except (ValueError, TypeError, OSError) as e:

@@ -9,35 +9,19 @@ from typing import Any
 
 import numpy as np
 
+from . import _validate as _v
 from . import chat as _chat
 from ._ext import _akvq
-from .generation import StopMatcher, Token, normalize_stop, utf8_decoder
+from .generation import StopMatcher, Token, utf8_decoder
 
 
-def _check_int(name: str, value, lo: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if lo is not None and value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
+def _check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
+    return _v.check_int(name, value, lo, hi)
 
 
 def _kv_options(opts: dict[str, Any] | None) -> dict[str, str]:
     """kv_options as the engine takes them: option name -> text ("tsa_layers": [0, 1] -> "0,1")."""
-    if opts is None:
-        return {}
-    if not isinstance(opts, dict):
-        raise TypeError(f"kv_options must be a dict, got {type(opts).__name__}")
-    out = {}
-    for k, v in opts.items():
-        if not isinstance(k, str):
-            raise TypeError(f"kv_options keys must be str, got {k!r}")
-        if isinstance(v, bool):
-            raise ValueError(f"kv option {k!r}: expected a number, list or string, got {v!r}")
-        if isinstance(v, (list, tuple, set)):
-            v = ",".join(str(int(x)) for x in v) if v else "none"
-        out[k] = str(v)
-    return out
+    return _v.kv_options(opts)
 
 
 class Model:
@@ -56,23 +40,27 @@ class Model:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         kv: str = "f16",
-        seed: int = 0,
+        seed: int | None = None,
         n_batch: int = 256,
         kv_options: dict[str, Any] | None = None,
     ):
-        n_ctx = _check_int("n_ctx", n_ctx, 1)
-        if n_threads is None:
-            n_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        n_threads = _check_int("n_threads", n_threads, 1)
-        n_batch = _check_int("n_batch", n_batch, 1)
-        self.seed = _check_int("seed", seed, 0)
-        if not isinstance(kv, str):
-            raise TypeError(f"kv must be a str, got {type(kv).__name__}")
-        path = os.fspath(path)
+        """path: the GGUF file. n_ctx: context size in tokens, [1, 2**20]. n_threads: [1, 512]
+        (None: every core this process may use). kv: KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2
+        akvq4). seed: default seed of generate(); None or -1: random each call. n_batch: prompt
+        tokens per forward pass, [1, 65536]. kv_options: options of the KV mode (see README)."""
+        path = _v.check_path("path", path)
+        n_ctx = _v.check_int("n_ctx", n_ctx, 1, _v.MAX_CTX)
+        n_threads = _v.check_n_threads(n_threads)
+        n_batch = _v.check_int("n_batch", n_batch, 1, _v.MAX_BATCH)
+        self.seed = _v.check_seed("seed", seed)
+        kv = _v.check_text("kv", kv, allow_nul=False)
+        opts = _v.kv_options(kv_options)
         self._lock = threading.Lock()
+        self._session = None
         self._model = _akvq.Model.load(path)
+        self._n_vocab = int(self._model.info["n_vocab"])
         self._session = _akvq.Session(
-            self._model, n_ctx=n_ctx, n_threads=n_threads, kv=kv, n_batch=n_batch, kv_options=_kv_options(kv_options)
+            self._model, n_ctx=n_ctx, n_threads=n_threads, kv=kv, n_batch=n_batch, kv_options=opts
         )
         self._kv = kv
 
@@ -109,7 +97,8 @@ class Model:
 
     @property
     def n_vocab(self) -> int:
-        return self._model.info["n_vocab"]
+        self._sess()
+        return self._n_vocab
 
     def kv_stats(self) -> dict[str, Any]:
         """The KV cache's accounting: mode, resolved options, tokens, bytes and bits per element,
@@ -118,38 +107,26 @@ class Model:
 
     # ---- tokens ----
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        text = _v.check_text("text", text)
+        add_special = _v.check_bool("add_special", add_special)
+        parse_special = _v.check_bool("parse_special", parse_special)
         self._sess()
         return self._model.tokenize(text, add_special, parse_special)
 
     def detokenize(self, ids: Sequence[int], render_special: bool = False) -> str:
-        self._sess()
-        return self._model.detokenize_bytes(self._ids(ids, allow_empty=True), render_special).decode(
-            "utf-8", errors="replace"
-        )
+        ids = self._ids(ids, allow_empty=True, name="ids")
+        render_special = _v.check_bool("render_special", render_special)
+        return self._model.detokenize_bytes(ids, render_special).decode("utf-8", errors="replace")
 
-    def _ids(self, ids, allow_empty: bool = False) -> list[int]:
-        if isinstance(ids, np.ndarray):
-            ids = ids.tolist()
-        if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
-            raise TypeError("token ids must be a sequence of ints")
-        out = []
-        n_vocab = self.n_vocab
-        for i, t in enumerate(ids):
-            if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
-                raise TypeError(f"token {i} is a {type(t).__name__}, not an int")
-            if not 0 <= t < n_vocab:
-                raise ValueError(f"token {i} has id {t}, outside the vocabulary [0, {n_vocab})")
-            out.append(int(t))
-        if not out and not allow_empty:
-            raise ValueError("no tokens to evaluate (empty prompt)")
-        return out
+    def _ids(self, ids, allow_empty: bool = False, name: str = "token_ids") -> list[int]:
+        return _v.token_ids(name, ids, self.n_vocab, allow_empty)
 
-    def _prompt_ids(self, prompt) -> list[int]:
+    def _prompt_ids(self, prompt, name: str = "prompt") -> list[int]:
         if isinstance(prompt, str):
-            return self._ids(self.tokenize(prompt, add_special=True))
-        return self._ids(prompt)
+            return self._ids(self.tokenize(_v.check_text(name, prompt), add_special=True), name=name)
+        if isinstance(prompt, (bytes, bytearray)):
+            raise TypeError(f"{name} must be a str or a sequence of token ids, got {type(prompt).__name__}")
+        return self._ids(prompt, name=name)
 
     # ---- evaluation ----
     def eval(self, prompt: str | Sequence[int]) -> np.ndarray:
@@ -249,16 +226,16 @@ class Model:
     def _generate(
         self, ids, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop
     ) -> Iterator[Token]:
-        max_tokens = _check_int("max_tokens", max_tokens, 0)
-        stops = normalize_stop(stop)
+        a = _v.sampling_args(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop)
+        max_tokens, stops = a.max_tokens, a.stop
         sampler = _akvq.Sampler(
-            temperature=float(temperature),
-            top_k=_check_int("top_k", top_k, 0),
-            top_p=float(top_p),
-            min_p=float(min_p),
-            repeat_penalty=float(repeat_penalty),
-            repeat_last_n=_check_int("repeat_last_n", repeat_last_n, 0),
-            seed=self.seed if seed is None else _check_int("seed", seed, 0),
+            temperature=a.temperature,
+            top_k=a.top_k,
+            top_p=a.top_p,
+            min_p=a.min_p,
+            repeat_penalty=a.repeat_penalty,
+            repeat_last_n=a.repeat_last_n,
+            seed=_v.resolve_seed(a.seed, self.seed),
         )
         n_ctx = self.n_ctx
         if len(ids) > n_ctx:

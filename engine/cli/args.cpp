@@ -3,10 +3,16 @@
 #include <akvq/error.h>
 
 #include <cerrno>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
+
+#ifndef AKVQ_VERSION
+#define AKVQ_VERSION "unknown"  // set by CMake from the project version
+#endif
 
 namespace akvq::cli {
 
@@ -16,9 +22,32 @@ long long to_int(const std::string& flag, const std::string& v, long long lo, lo
   errno = 0;
   char* end = nullptr;
   const long long x = std::strtoll(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || errno == ERANGE) throw InvalidArgument(flag + ": expected an integer, got '" + v + "'");
-  if (x < lo || x > hi)
-    throw InvalidArgument(flag + ": " + v + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  if (v.empty() || *end != '\0') throw InvalidArgument(flag + ": expected an integer, got '" + v + "'");
+  if (errno == ERANGE || x < lo || x > hi)
+    throw InvalidArgument(flag + ": " + v + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                          "]");
+  return x;
+}
+
+uint64_t random_seed() {
+  std::random_device rd;
+  return (static_cast<uint64_t>(rd()) << 32) | rd();
+}
+
+// -1 (a random seed, drawn here) or an unsigned 64-bit integer.
+uint64_t to_seed(const std::string& flag, const std::string& v, bool* random) {
+  *random = v == "-1";
+  if (*random) return random_seed();
+  const std::string range = " is out of range [-1, 18446744073709551615]";
+  if (!v.empty() && v[0] == '-') {  // a negative number other than -1 (or not a number at all)
+    to_int(flag, v, INT64_MIN, INT64_MAX);
+    throw InvalidArgument(flag + ": " + v + range);
+  }
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long x = std::strtoull(v.c_str(), &end, 10);
+  if (v.empty() || v[0] == '+' || *end != '\0') throw InvalidArgument(flag + ": expected an integer, got '" + v + "'");
+  if (errno == ERANGE) throw InvalidArgument(flag + ": " + v + range);
   return x;
 }
 
@@ -42,28 +71,55 @@ const char* usage() {
          "  -m, --model FILE        GGUF model file (required)\n"
          "  -p, --prompt TEXT       prompt text\n"
          "  -f, --file FILE         read the prompt from FILE\n"
-         "  -n, --n-predict N       tokens to generate (default 128)\n"
-         "  -c, --ctx-size N        context size in tokens (default 4096)\n"
-         "  -t, --threads N         threads (default: cores available)\n"
-         "  -b, --batch-size N      prompt chunk size (default 256)\n"
+         "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 128)\n"
+         "  -c, --ctx-size N        context size in tokens, 1..1048576 (default 4096)\n"
+         "  -t, --threads N         threads, 1..512 (default: cores available)\n"
+         "  -b, --batch-size N      prompt tokens per forward pass, 1..65536 (default 256)\n"
          "      --temp T            temperature, 0 = greedy (default 0.8)\n"
          "      --top-k K           top-k, 0 = off (default 40)\n"
          "      --top-p P           top-p, 1 = off (default 0.95)\n"
          "      --min-p P           min-p, 0 = off (default 0)\n"
          "      --repeat-penalty R  repetition penalty, 1 = off (default 1)\n"
-         "      --repeat-last-n N   tokens the penalty looks back (default 64)\n"
-         "  -s, --seed N            random seed (default 0)\n"
+         "      --repeat-last-n N   tokens the penalty looks back, -1 = all (default 64)\n"
+         "  -s, --seed N            sampling seed, -1 = random (default -1)\n"
          "      --kv MODE           KV cache mode: f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4 (default f16)\n"
          "      --kv-opt KEY=VALUE  KV cache option (repeatable): bits group window pivots clip\n"
          "                          clip_k clip_v k_bits v_bits levels tsa_layers tsa_bits pivot_factor\n"
          "      --kv-stats          print the KV cache's accounting to stderr at the end\n"
          "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
          "      --no-special        treat special-token text in the prompt as plain text\n"
-         "  -h, --help              show this help\n";
+         "  -h, --help              show this help\n"
+         "      --version           show the version\n";
+}
+
+const char* version() {
+  return "akvq-cli " AKVQ_VERSION;
+}
+
+int print_info(const Options& o) {
+  if (o.no_args) {
+    std::fputs(usage(), stderr);
+    return 2;
+  }
+  if (o.help) {
+    std::fputs(usage(), stdout);
+    return 0;
+  }
+  if (o.version) {
+    std::printf("%s\n", version());
+    return 0;
+  }
+  return -1;
 }
 
 Options parse_args(int argc, char** argv) {
   Options o;
+  bool has_prompt = false;
+  o.sampling.seed = random_seed();  // -s N replaces it
+  if (argc < 2) {
+    o.no_args = true;
+    return o;
+  }
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -72,24 +128,29 @@ Options parse_args(int argc, char** argv) {
     };
     if (a == "-h" || a == "--help") {
       o.help = true;
+    } else if (a == "--version") {
+      o.version = true;
     } else if (a == "-m" || a == "--model") {
       o.model = value();
     } else if (a == "-p" || a == "--prompt") {
       o.prompt = value();
+      has_prompt = true;  // -p "" is given (and refused later with its own message)
     } else if (a == "-f" || a == "--file") {
       o.prompt_file = value();
+      if (o.prompt_file.empty()) throw InvalidArgument(a + ": empty file name (use - for standard input)");
     } else if (a == "-n" || a == "--n-predict") {
-      o.n_predict = static_cast<int>(to_int(a, value(), 0, 1 << 24));
+      const long long n = to_int(a, value(), -1, INT32_MAX);
+      o.n_predict = n < 0 ? INT32_MAX : static_cast<int>(n);  // -1: the context size ends it
     } else if (a == "-c" || a == "--ctx-size") {
-      o.n_ctx = static_cast<int>(to_int(a, value(), 1, 1 << 24));
+      o.n_ctx = static_cast<int>(to_int(a, value(), 1, kMaxCtx));
     } else if (a == "-t" || a == "--threads") {
-      o.n_threads = static_cast<int>(to_int(a, value(), 1, 1024));
+      o.n_threads = static_cast<int>(to_int(a, value(), 1, kMaxThreads));
     } else if (a == "-b" || a == "--batch-size") {
-      o.n_batch = static_cast<int>(to_int(a, value(), 1, 1 << 16));
+      o.n_batch = static_cast<int>(to_int(a, value(), 1, kMaxBatch));
     } else if (a == "--temp") {
       o.sampling.temperature = to_float(a, value());
     } else if (a == "--top-k") {
-      o.sampling.top_k = static_cast<int>(to_int(a, value(), 0, 1 << 30));
+      o.sampling.top_k = static_cast<int>(to_int(a, value(), 0, INT32_MAX));
     } else if (a == "--top-p") {
       o.sampling.top_p = to_float(a, value());
     } else if (a == "--min-p") {
@@ -97,9 +158,9 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "--repeat-penalty") {
       o.sampling.repeat_penalty = to_float(a, value());
     } else if (a == "--repeat-last-n") {
-      o.sampling.repeat_last_n = static_cast<int>(to_int(a, value(), 0, 1 << 24));
+      o.sampling.repeat_last_n = static_cast<int>(to_int(a, value(), -1, INT32_MAX));
     } else if (a == "-s" || a == "--seed") {
-      o.sampling.seed = static_cast<uint64_t>(to_int(a, value(), 0, INT64_MAX));
+      o.sampling.seed = to_seed(a, value(), &o.seed_random);
     } else if (a == "--kv") {
       o.kv = value();
     } else if (a == "--kv-opt") {
@@ -117,9 +178,9 @@ Options parse_args(int argc, char** argv) {
       throw InvalidArgument("unknown option '" + a + "' (see --help)");
     }
   }
-  if (o.help) return o;
+  if (o.help || o.version) return o;
   if (o.model.empty()) throw InvalidArgument("no model given (-m FILE)");
-  if (o.prompt.empty() == o.prompt_file.empty()) throw InvalidArgument("give exactly one of -p PROMPT or -f FILE");
+  if (has_prompt == !o.prompt_file.empty()) throw InvalidArgument("give exactly one of -p PROMPT or -f FILE");
   o.sampling.validate();
   return o;
 }

@@ -154,10 +154,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "akvq-cli: error: %s\n", e.what());
     return 2;
   }
-  if (o.help) {
-    std::fputs(akvq::cli::usage(), stdout);
-    return 0;
-  }
+  if (const int rc = akvq::cli::print_info(o); rc >= 0) return rc;  // --help, --version, no arguments
   try {
     return run(o);
   } catch (const std::exception& e) {

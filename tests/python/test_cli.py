@@ -34,7 +34,7 @@ def test_help():
 @pytest.mark.parametrize(
     "args, needle",
     [
-        ((), "no model"),
+        (("-p", "hi"), "no model"),
         (("-m", "x.gguf"), "-p PROMPT"),
         (("-m", "x.gguf", "-p", "hi", "-n", "abc"), "-n: expected an integer"),
         (("-m", "x.gguf", "-p", "hi", "--top-p", "7"), "top_p"),

@@ -155,13 +155,15 @@ def test_cli_perplexity(smollm2_path, tmp_path):
     out = tmp_path / "r.json"
     r = _cli(
         "perplexity",
+        "-m",
         smollm2_path,
+        "-f",
         PROSE,
-        "--ctx",
+        "-c",
         64,
         "--chunks",
         2,
-        "--threads",
+        "-t",
         2,
         "--reference",
         "f16",
@@ -175,9 +177,9 @@ def test_cli_perplexity(smollm2_path, tmp_path):
 
 
 def test_cli_errors(smollm2_path):
-    r = _cli("perplexity", smollm2_path, PROSE, "--ctx", 15)
+    r = _cli("perplexity", "-m", smollm2_path, "-f", PROSE, "--ctx-size", 15)
     assert r.returncode == 2 and "pyakvq: error: n_ctx must be even" in r.stderr
-    r = _cli("perplexity", smollm2_path, PROSE, "--kv-opt", "bits")
+    r = _cli("perplexity", "-m", smollm2_path, "-f", PROSE, "--kv-opt", "bits")
     assert r.returncode == 2 and "key=value" in r.stderr
     r = _cli("perplexity")
     assert r.returncode == 2
@@ -221,6 +223,7 @@ def test_batch_size_strict_vs_batched(smollm2_path, tmp_path):
     q256 = pyakvq.perplexity(smollm2_path, text, kv="akvq2", n_batch=256, window=16, **kw)
     assert q1["kl"] > q256["kl"] > 0
     out = tmp_path / "r.json"
+    # positionals and the older long spellings (--ctx, --batch) still work
     args = ["--ctx", N_CTX, "--chunks", 1, "--threads", 2, "--kv", "akvq2", "--kv-opt", "window=16", "--batch", 1]
     r = _cli("perplexity", smollm2_path, PROSE, *args, "--json", out)
     assert r.returncode == 0, r.stderr
