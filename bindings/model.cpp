@@ -1,17 +1,22 @@
 // Bindings for the public engine API: Model (weights + tokenizer), Session (KV cache + compute),
-// Sampler. Thin: type conversion and GIL release only.
+// Sampler, Generator (the engine's generation loop), TextStream. Thin: type conversion and GIL
+// release only; every call that computes goes through EngineCall (safe interpreter exit).
 #include <akvq/engine.h>
 #include <akvq/error.h>
+#include <akvq/generate.h>
 #include <akvq/sampler.h>
 #include <nanobind/ndarray.h>
-#include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/map.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstring>
+#include <optional>
 
 #include "common.h"
+#include "engine_call.h"
 
 namespace akvq::bind {
 
@@ -92,16 +97,16 @@ void init_model(nb::module_& m) {
   nb::class_<Model>(m, "Model")
       .def_static(
           "load", [](const std::string& path) { return Model::load(path); }, nb::arg("path"),
-          nb::call_guard<nb::gil_scoped_release>())
+          nb::call_guard<EngineCall>())
       .def_prop_ro("info", [](const Model& self) { return info_dict(self.info()); })
       .def("tokenize", &Model::tokenize, nb::arg("text"), nb::arg("add_special") = true,
-           nb::arg("parse_special") = true, nb::call_guard<nb::gil_scoped_release>())
+           nb::arg("parse_special") = true, nb::call_guard<EngineCall>())
       .def(
           "detokenize_bytes",
           [](const Model& self, const std::vector<int32_t>& ids, bool render_special) {
             std::string s;
             {
-              nb::gil_scoped_release r;
+              EngineCall r;
               s = self.detokenize(ids, render_special);
             }
             return nb::bytes(s.data(), s.size());
@@ -119,15 +124,15 @@ void init_model(nb::module_& m) {
   nb::class_<Session>(m, "Session")
       .def(
           "__init__",
-          [](Session* self, std::shared_ptr<Model> model, int n_ctx, int n_threads, const std::string& kv,
-             int n_batch, const std::map<std::string, std::string>& kv_options) {
+          [](Session* self, std::shared_ptr<Model> model, int n_ctx, int n_threads, const std::string& kv, int n_batch,
+             const std::map<std::string, std::string>& kv_options) {
             SessionParams p;
             p.n_ctx = n_ctx;
             p.n_threads = n_threads;
             p.kv = kv;
             p.n_batch = n_batch;
             p.kv_options = kv_options;
-            nb::gil_scoped_release r;
+            EngineCall r;
             new (self) Session(std::move(model), p);
           },
           nb::arg("model"), nb::arg("n_ctx") = 4096, nb::arg("n_threads") = 0, nb::arg("kv") = "f16",
@@ -145,7 +150,7 @@ void init_model(nb::module_& m) {
             const int n_vocab = self.model().info().n_vocab;
             std::vector<float> out(static_cast<size_t>(n_vocab));
             {
-              nb::gil_scoped_release r;
+              EngineCall r;
               const float* l = self.eval(ids, k);
               std::memcpy(out.data(), l, out.size() * sizeof(float));
             }
@@ -159,7 +164,7 @@ void init_model(nb::module_& m) {
             const size_t n_vocab = static_cast<size_t>(self.model().info().n_vocab);
             std::vector<float> out(ids.size() * n_vocab);
             {
-              nb::gil_scoped_release r;
+              EngineCall r;
               self.eval_all(ids, out.data(), k);
             }
             return make_array(std::move(out), {ids.size(), n_vocab});
@@ -183,18 +188,101 @@ void init_model(nb::module_& m) {
             p.validate();
             new (self) Sampler(p);
           },
-          nb::arg("temperature") = 0.8f, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f,
-          nb::arg("min_p") = 0.0f, nb::arg("repeat_penalty") = 1.0f, nb::arg("repeat_last_n") = 64,
-          nb::arg("seed") = 0)
+          nb::arg("temperature") = 0.8f, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f, nb::arg("min_p") = 0.0f,
+          nb::arg("repeat_penalty") = 1.0f, nb::arg("repeat_last_n") = 64, nb::arg("seed") = 0)
       .def("reseed", &Sampler::reseed, nb::arg("seed"))
       .def(
           "sample",
           [](Sampler& self, nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> logits,
              const std::vector<int32_t>& history) {
-            nb::gil_scoped_release r;
+            EngineCall r;
             return self.sample(logits.data(), static_cast<int32_t>(logits.shape(0)), history);
           },
           nb::arg("logits"), nb::arg("history"));
+
+  nb::class_<TextStream>(m, "TextStream")
+      .def(nb::init<std::vector<std::string>>(), nb::arg("stop") = std::vector<std::string>())
+      .def(
+          "feed", [](TextStream& self, nb::bytes b) { return self.feed(std::string(b.c_str(), b.size())); },
+          nb::arg("data"))
+      .def("finish", &TextStream::finish)
+      .def_prop_ro("stopped", &TextStream::stopped);
+
+  // Generator(session, prompt, ...): the engine's generation loop over a Session (kept alive by
+  // the Generator). next() -> (id, text, finish_reason or None) or None when generation ended.
+  // seed None: a fresh random seed.
+  nb::class_<Generator>(m, "Generator")
+      .def(
+          "__init__",
+          [](Generator* self, Session& session, std::vector<int32_t> prompt, int max_tokens, float temperature,
+             int32_t top_k, float top_p, float min_p, float repeat_penalty, int32_t repeat_last_n,
+             std::optional<uint64_t> seed, std::vector<std::string> stop) {
+            GenerateParams p;
+            p.max_tokens = max_tokens;
+            p.sampling.temperature = temperature;
+            p.sampling.top_k = top_k;
+            p.sampling.top_p = top_p;
+            p.sampling.min_p = min_p;
+            p.sampling.repeat_penalty = repeat_penalty;
+            p.sampling.repeat_last_n = repeat_last_n;
+            p.sampling.seed = seed ? *seed : random_seed();
+            p.stop = std::move(stop);
+            new (self) Generator(session, std::move(prompt), p);
+          },
+          nb::arg("session"), nb::arg("prompt"), nb::arg("max_tokens") = 128, nb::arg("temperature") = 0.8f,
+          nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f, nb::arg("min_p") = 0.0f, nb::arg("repeat_penalty") = 1.0f,
+          nb::arg("repeat_last_n") = 64, nb::arg("seed") = nb::none(), nb::arg("stop") = std::vector<std::string>(),
+          nb::keep_alive<1, 2>())
+      .def("start", &Generator::start, nb::call_guard<EngineCall>())
+      .def("next",
+           [](Generator& self) -> nb::object {
+             GenerateStep st;
+             bool ok = false;
+             {
+               EngineCall r;
+               ok = self.next(st);
+             }
+             if (!ok) return nb::none();
+             nb::object finish = nb::none();
+             if (st.finish != FinishReason::None) finish = nb::str(finish_reason_name(st.finish));
+             return nb::make_tuple(st.id, nb::str(st.text.data(), st.text.size()), finish);
+           })
+      .def_prop_ro("done", &Generator::done)
+      .def_prop_ro("finish_reason",
+                   [](const Generator& g) -> nb::object {
+                     if (g.finish_reason() == FinishReason::None) return nb::none();
+                     return nb::str(finish_reason_name(g.finish_reason()));
+                   })
+      .def_prop_ro("n_prompt", &Generator::n_prompt)
+      .def_prop_ro("n_reused", &Generator::n_reused)
+      .def_prop_ro("n_generated", &Generator::n_generated)
+      .def_prop_ro("seed", &Generator::seed)
+      .def_prop_ro("timings", [](const Generator& g) {
+        nb::dict d;
+        d["prompt_ms"] = g.timings().prompt_ms;
+        d["gen_ms"] = g.timings().gen_ms;
+        return d;
+      });
+
+  // Safe interpreter exit while other threads are inside engine calls (see engine_call.h).
+  m.def(
+      "_shutdown",
+      [](double max_wait_s) {
+        nb::object threading = nb::module_::import_("threading");
+        nb::object main = threading.attr("main_thread")();
+        bool others_alive = false;
+        for (nb::handle t : threading.attr("enumerate")()) {
+          if (!t.is(main) && nb::cast<bool>(t.attr("is_alive")())) others_alive = true;
+        }
+        engine_shutdown(others_alive, max_wait_s);
+      },
+      nb::arg("max_wait_s") = 30.0);
+  m.def("_shutting_down", []() {
+    EngineCallState& s = engine_call_state();
+    std::lock_guard<std::mutex> lk(s.m);
+    return s.shutdown;
+  });
+  nb::module_::import_("atexit").attr("register")(m.attr("_shutdown"));
 }
 
 }  // namespace akvq::bind

@@ -12,7 +12,7 @@ import numpy as np
 from . import _validate as _v
 from . import chat as _chat
 from ._ext import _akvq
-from .generation import StopMatcher, Token, utf8_decoder
+from .generation import Token, TokenStream
 
 
 def _check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -31,8 +31,18 @@ class Model:
     >>> m.generate("The capital of France is", max_tokens=8, temperature=0)
 
     One Model is used by one thread at a time (calls are serialised by a lock); compute releases
-    the GIL, so several Models can run in parallel threads.
+    the GIL, so several Models can run in parallel threads. A Model runs one generation at a time:
+    a call that uses the KV cache (generate, chat, eval, logits, close) ends a stream still in
+    progress, which then raises RuntimeError if resumed; a paused or abandoned stream never blocks
+    other calls.
+
+    `last_finish_reason`: why the most recent generation on this Model ended ("stop", "length",
+    "eos" or "context"; None before any), for generate()/chat() returning a str; streams also say
+    it on their last Token and in their own `finish_reason`.
     """
+
+    last_finish_reason: str | None = None
+    _epoch = 0  # bumped by every call that takes over the KV cache (ends older streams)
 
     def __init__(
         self,
@@ -66,8 +76,10 @@ class Model:
 
     # ---- lifetime ----
     def close(self) -> None:
-        """Frees the KV cache and unmaps the file. The Model is unusable afterwards."""
+        """Frees the KV cache and unmaps the file. The Model is unusable afterwards; a stream still
+        in progress is ended (it raises RuntimeError if resumed). Closing twice is harmless."""
         with self._lock:
+            self._epoch += 1
             self._session = None
             self._model = None
 
@@ -81,6 +93,21 @@ class Model:
         if self._session is None:
             raise RuntimeError("this Model is closed")
         return self._session
+
+    def _claim(self) -> int:
+        """Takes over the KV cache for a new call (the lock is held): ends the stream in progress,
+        if any. Returns the new epoch."""
+        self._sess()
+        self._epoch += 1
+        return self._epoch
+
+    def _ended_message(self) -> str:
+        if self._session is None:
+            return "this stream was ended because its Model was closed"
+        return (
+            "this stream was ended by a later call on the same Model (a Model runs one generation at a "
+            "time: generate, chat, eval, logits or close end the stream in progress)"
+        )
 
     # ---- facts ----
     @property
@@ -103,7 +130,8 @@ class Model:
     def kv_stats(self) -> dict[str, Any]:
         """The KV cache's accounting: mode, resolved options, tokens, bytes and bits per element,
         and per layer the precision classes (name, tokens, bytes) and pivot positions."""
-        return self._sess().kv_summary()
+        with self._lock:
+            return self._sess().kv_summary()
 
     # ---- tokens ----
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
@@ -133,6 +161,7 @@ class Model:
         """Logits [n_vocab] of the last position of `prompt` (text or ids), from an empty cache."""
         ids = self._prompt_ids(prompt)
         with self._lock:
+            self._claim()
             s = self._sess()
             s.reset()
             return s.eval(ids)
@@ -141,6 +170,7 @@ class Model:
         """Logits [n_tokens, n_vocab] of every position of `token_ids`, from an empty cache."""
         ids = self._ids(token_ids)
         with self._lock:
+            self._claim()
             s = self._sess()
             s.reset()
             return s.eval_all(ids)
@@ -162,10 +192,17 @@ class Model:
     ) -> str | Iterator[Token]:
         """Continues `prompt` (text, tokenized with BOS as the model says, or token ids).
 
-        Stops after max_tokens, at an end-of-generation token (not included), at a stop string
-        (not included) or when the context is full. Returns the text, or with stream=True an
-        iterator of Token(id, text)."""
-        it = self._generate(
+        Stops after max_tokens ("length"), at an end-of-generation token ("eos", not included), at
+        a stop string ("stop", cut exactly: neither it nor anything after it is returned) or when
+        the context is full ("context"). Returns the text, and sets `last_finish_reason`; with
+        stream=True returns a TokenStream of Token(id, text, finish_reason), computed one token
+        per next(), whose last Token (and the stream's `finish_reason`) says why it ended.
+
+        Sampling: temperature 0 is greedy (deterministic); otherwise `seed` makes the draws
+        reproducible, None uses the Model's seed, and when that is None too (or -1) a fresh random
+        seed is drawn for each call."""
+        stream = _v.check_bool("stream", stream)
+        ts = self._generate(
             self._prompt_ids(prompt),
             max_tokens,
             temperature,
@@ -178,15 +215,15 @@ class Model:
             stop,
         )
         if stream:
-            return it
-        return "".join(t.text for t in it)
+            return ts
+        return "".join(t.text for t in ts._collect())
 
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 128, **kw) -> list[int]:
         """Like generate() but returns the generated token ids (stop strings are not applied)."""
         kw.pop("stream", None)
         if kw.get("stop"):
             raise ValueError("generate_ids() does not apply stop strings")
-        return [t.id for t in self.generate(prompt, max_tokens=max_tokens, stream=True, **kw)]
+        return [t.id for t in self.generate(prompt, max_tokens=max_tokens, stream=True, **kw)._collect()]
 
     def chat(
         self,
@@ -225,10 +262,17 @@ class Model:
 
     def _generate(
         self, ids, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop
-    ) -> Iterator[Token]:
+    ) -> TokenStream:
+        """A TokenStream over the engine's generation loop (nothing is evaluated until its first
+        step). Arguments are checked here, so that errors come from the call itself."""
         a = _v.sampling_args(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop)
-        max_tokens, stops = a.max_tokens, a.stop
-        sampler = _akvq.Sampler(
+        n_ctx = self.n_ctx
+        if len(ids) > n_ctx:
+            raise ValueError(f"prompt has {len(ids)} tokens, more than the context size n_ctx={n_ctx}")
+        gen = _akvq.Generator(
+            self._sess(),
+            ids,
+            max_tokens=a.max_tokens,
             temperature=a.temperature,
             top_k=a.top_k,
             top_p=a.top_p,
@@ -236,48 +280,6 @@ class Model:
             repeat_penalty=a.repeat_penalty,
             repeat_last_n=a.repeat_last_n,
             seed=_v.resolve_seed(a.seed, self.seed),
+            stop=a.stop,
         )
-        n_ctx = self.n_ctx
-        if len(ids) > n_ctx:
-            raise ValueError(f"prompt has {len(ids)} tokens, more than the context size n_ctx={n_ctx}")
-
-        def run() -> Iterator[Token]:
-            with self._lock:
-                s = self._sess()
-                logits = self._eval_prompt(s, ids)
-                history = list(ids)
-                dec = utf8_decoder()
-                matcher = StopMatcher(stops)
-                # One-token lag: text held back (a possible stop-string start, a split UTF-8
-                # character) is released with a later token or with the last one.
-                pending: Token | None = None
-                for _ in range(max_tokens):
-                    tok = sampler.sample(logits, history)
-                    if self._model.is_eog(tok):
-                        break
-                    history.append(tok)
-                    text, stopped = matcher.feed(dec.decode(self._model.piece(tok)))
-                    if pending is not None:
-                        yield pending
-                    pending = Token(tok, text)
-                    if stopped or s.n_past >= n_ctx:
-                        break
-                    logits = s.eval([tok], "generated")
-                if pending is not None:
-                    if not matcher.stopped:
-                        tail = matcher.feed(dec.decode(b"", final=True))[0] + matcher.flush()
-                        pending = Token(pending.id, pending.text + tail)
-                    yield pending
-
-        return run()
-
-    @staticmethod
-    def _eval_prompt(s, ids: list[int]) -> np.ndarray:
-        """Evaluates ids, reusing the longest common prefix already in the cache."""
-        cached = s.tokens
-        n = 0
-        limit = min(len(cached), len(ids) - 1)  # always evaluate at least one token
-        while n < limit and cached[n] == ids[n]:
-            n += 1
-        s.truncate(n)
-        return s.eval(ids[n:])
+        return TokenStream(self, gen)

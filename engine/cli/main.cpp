@@ -2,14 +2,15 @@
 // work is done through the public engine API.
 #include <akvq/engine.h>
 #include <akvq/error.h>
-#include <akvq/sampler.h>
+#include <akvq/generate.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -23,58 +24,35 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw akvq::IoError("cannot read prompt file '" + path + "'");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
+// The prompt text of -f: a file, or standard input for "-" (read as bytes, whole).
+std::string read_prompt_file(const std::string& path) {
+  const bool is_stdin = path == "-";
+  const std::string what = is_stdin ? std::string("standard input (-f -)") : "prompt file '" + path + "'";
+  if (!is_stdin) {
+    struct stat st{};
+    if (::stat(path.c_str(), &st) != 0) throw akvq::IoError("cannot read " + what + ": " + std::strerror(errno));
+    if (S_ISDIR(st.st_mode)) throw akvq::IoError("cannot read " + what + ": it is a directory, not a file");
+  }
+  std::FILE* f = is_stdin ? stdin : std::fopen(path.c_str(), "rb");
+  if (!f) throw akvq::IoError("cannot read " + what + ": " + std::strerror(errno));
+  std::string text;
+  char buf[1 << 16];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  const int err = errno;
+  if (!is_stdin) std::fclose(f);
+  if (failed) throw akvq::IoError("cannot read " + what + ": " + std::strerror(err));
+  if (text.empty()) throw akvq::InvalidArgument(what + " is empty: no prompt to continue");
+  return text;
 }
 
-// Prints generated text, holding back any tail that could start a stop string.
-class StopWriter {
- public:
-  explicit StopWriter(const std::vector<std::string>& stop) : stop_(stop) {}
-  // Returns true when a stop string was found (its text and what follows are not printed).
-  bool add(const std::string& piece) {
-    text_ += piece;
-    size_t cut = std::string::npos;
-    for (const auto& s : stop_) {
-      if (s.empty()) continue;
-      const size_t from = printed_ >= s.size() ? printed_ - s.size() + 1 : 0;
-      const size_t i = text_.find(s, from);
-      if (i != std::string::npos && i < cut) cut = i;
-    }
-    if (cut != std::string::npos) {
-      write(cut);
-      return true;
-    }
-    size_t hold = 0;
-    for (const auto& s : stop_) {
-      for (size_t k = std::min(s.size() - (s.empty() ? 0 : 1), text_.size() - printed_); k > 0; --k) {
-        if (text_.compare(text_.size() - k, k, s, 0, k) == 0) {
-          hold = std::max(hold, k);
-          break;
-        }
-      }
-    }
-    write(text_.size() - hold);
-    return false;
-  }
-  void flush() { write(text_.size()); }
-
- private:
-  void write(size_t end) {
-    if (end > printed_) {
-      std::fwrite(text_.data() + printed_, 1, end - printed_, stdout);
-      std::fflush(stdout);
-      printed_ = end;
-    }
-  }
-  std::vector<std::string> stop_;
-  std::string text_;
-  size_t printed_ = 0;
-};
+// Writes generated text to stdout as it comes; a failed write (disk full, closed pipe) throws.
+void write_out(const std::string& s) {
+  if (s.empty()) return;
+  if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size() || std::fflush(stdout) != 0)
+    throw akvq::IoError(std::string("cannot write the output to stdout: ") + std::strerror(errno));
+}
 
 // The KV cache's accounting: totals, then per layer the tokens/bytes of each precision class.
 void print_kv_stats(const akvq::KvSummary& k) {
@@ -93,6 +71,9 @@ void print_kv_stats(const akvq::KvSummary& k) {
 }
 
 int run(const akvq::cli::Options& o) {
+  if (o.prompt_file.empty() && o.prompt.empty())
+    throw akvq::InvalidArgument("the prompt is empty (-p \"\"): give the text to continue");
+  const std::string prompt = o.prompt_file.empty() ? o.prompt : read_prompt_file(o.prompt_file);
   const auto t_load = Clock::now();
   std::shared_ptr<akvq::Model> model = akvq::Model::load(o.model);
   akvq::SessionParams sp;
@@ -104,42 +85,33 @@ int run(const akvq::cli::Options& o) {
   akvq::Session session(model, sp);
   const double load_ms = ms_since(t_load);
 
-  const std::string prompt = o.prompt_file.empty() ? o.prompt : read_file(o.prompt_file);
   std::vector<int32_t> ids = model->tokenize(prompt, true, !o.no_special);
   if (ids.empty()) throw akvq::InvalidArgument("the prompt is empty after tokenization");
   if (static_cast<int>(ids.size()) > o.n_ctx)
     throw akvq::InvalidArgument("prompt has " + std::to_string(ids.size()) + " tokens, more than the context size " +
                                 std::to_string(o.n_ctx) + " (-c)");
 
-  akvq::Sampler sampler(o.sampling);
-  StopWriter out(o.stop);
-  const auto t_prompt = Clock::now();
-  const float* logits = session.eval(ids);
-  const double prompt_ms = ms_since(t_prompt);
+  akvq::GenerateParams gp;
+  gp.max_tokens = o.n_predict;
+  gp.sampling = o.sampling;
+  gp.stop = o.stop;
+  akvq::Generator gen(session, ids, gp);
+  akvq::GenerateStep step;
+  while (gen.next(step)) write_out(step.text);
+  write_out("\n");
 
-  std::vector<int32_t> history = ids;
-  const int n_vocab = model->info().n_vocab;
-  int n_gen = 0;
-  const auto t_gen = Clock::now();
-  for (int i = 0; i < o.n_predict; ++i) {
-    const int32_t tok = sampler.sample(logits, n_vocab, history);
-    if (model->is_eog(tok)) break;
-    history.push_back(tok);
-    ++n_gen;
-    if (out.add(model->token_piece(tok))) break;
-    if (session.n_past() >= o.n_ctx) break;
-    logits = session.eval({tok}, akvq::TokenKind::Generated);
-  }
-  out.flush();
-  const double gen_ms = ms_since(t_gen);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
-
+  const akvq::GenerateTimings& t = gen.timings();
+  const int n_gen = gen.n_generated();
   std::fprintf(stderr, "\nload:       %8.1f ms\n", load_ms);
-  std::fprintf(stderr, "prompt:     %8.1f ms / %5zu tokens (%8.2f tokens/s)\n", prompt_ms, ids.size(),
-               ids.size() * 1000.0 / std::max(prompt_ms, 1e-9));
-  std::fprintf(stderr, "generation: %8.1f ms / %5d tokens (%8.2f tokens/s)\n", gen_ms, n_gen,
-               n_gen * 1000.0 / std::max(gen_ms, 1e-9));
+  std::fprintf(stderr, "prompt:     %8.1f ms / %5d tokens (%8.2f tokens/s)\n", t.prompt_ms, gen.n_prompt(),
+               gen.n_prompt() * 1000.0 / std::max(t.prompt_ms, 1e-9));
+  std::fprintf(stderr, "generation: %8.1f ms / %5d tokens (%8.2f tokens/s)\n", t.gen_ms, n_gen,
+               n_gen * 1000.0 / std::max(t.gen_ms, 1e-9));
+  std::fprintf(stderr, "finish:     %s\n", akvq::finish_reason_name(gen.finish_reason()));
+  if (gen.finish_reason() == akvq::FinishReason::Context) {
+    std::fprintf(stderr, "akvq-cli: the context is full (-c %d tokens): generation stopped after %d tokens\n", o.n_ctx,
+                 n_gen);
+  }
   if (o.kv_stats) print_kv_stats(session.kv_summary());
   return 0;
 }
