@@ -225,30 +225,82 @@ class Model:
             raise ValueError("generate_ids() does not apply stop strings")
         return [t.id for t in self.generate(prompt, max_tokens=max_tokens, stream=True, **kw)._collect()]
 
+    # chat() keywords that go to generate(); every other keyword is a template variable.
+    _GENERATE_KEYWORDS = (
+        "max_tokens",
+        "temperature",
+        "top_k",
+        "top_p",
+        "min_p",
+        "repeat_penalty",
+        "repeat_last_n",
+        "seed",
+        "stop",
+        "stream",
+    )
+
     def chat(
         self,
         messages_or_prompt: str | Sequence[dict[str, Any]],
         template: str | None = None,
-        **gen,
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        documents: Sequence[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = True,
+        **kwargs,
     ) -> str | Iterator[Token]:
         """Renders the conversation with the model's chat template (or `template`; ChatML when the
-        file has none) and generates the assistant's reply. Keyword arguments as generate()."""
-        messages = _chat.normalize_messages(messages_or_prompt)
-        text = self.render_chat(messages, template=template)
+        file has none) as transformers' apply_chat_template does, and generates the reply.
+
+        messages_or_prompt: a prompt string (one user turn) or a list of messages: {"role",
+          "content"} with role system/user/assistant/tool (also ipython, developer, function);
+          content a string or a list of parts ({"type": "text", "text": ...}, image parts are
+          passed to the template); an assistant turn may carry "tool_calls", a tool turn
+          "tool_call_id"/"name"; keys set to None are dropped.
+        Template variables (as apply_chat_template takes them):
+          tools: JSON-schema tool definitions, [{"type": "function", "function": {...}}, ...];
+          documents: retrieval documents, [{"title": ..., "text": ...}, ...];
+          add_generation_prompt: open the assistant's turn (default True);
+          any other keyword (enable_thinking=False, date_string=..., ...) is passed to the template.
+        Generation keywords, passed to generate(): max_tokens, temperature, top_k, top_p, min_p,
+          repeat_penalty, repeat_last_n, seed, stop, stream.
+        A template that refuses the conversation (raise_exception, e.g. roles that must alternate)
+        raises ValueError with the template's message."""
+        gen = {k: kwargs.pop(k) for k in self._GENERATE_KEYWORDS if k in kwargs}
+        text = self.render_chat(
+            messages_or_prompt,
+            template=template,
+            add_generation_prompt=add_generation_prompt,
+            tools=tools,
+            documents=documents,
+            **kwargs,
+        )
         ids = self.tokenize(text, add_special=not self._starts_with_bos(text))
         return self.generate(ids, **gen)
 
-    def render_chat(self, messages, template: str | None = None, add_generation_prompt: bool = True) -> str:
+    def render_chat(
+        self,
+        messages,
+        template: str | None = None,
+        add_generation_prompt: bool = True,
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        documents: Sequence[dict[str, Any]] | None = None,
+        **variables,
+    ) -> str:
+        """The prompt text chat() generates from: the conversation rendered with the model's chat
+        template (or `template`) and the template variables, as chat() describes them."""
         info = self._model.info
         tmpl = template or info["chat_template"] or _chat.CHATML_TEMPLATE
-        bos = self._piece(info["bos"])
-        eos = self._piece(info["eos"])
         return _chat.render(
             tmpl,
-            _chat.normalize_messages(messages),
-            bos_token=bos,
-            eos_token=eos,
+            messages,
+            bos_token=self._piece(info["bos"]) if info["bos"] >= 0 else None,
+            eos_token=self._piece(info["eos"]) if info["eos"] >= 0 else None,
             add_generation_prompt=add_generation_prompt,
+            tools=tools,
+            documents=documents,
+            **variables,
         )
 
     def _piece(self, tid: int) -> str:
