@@ -118,9 +118,18 @@ std::string TextStream::decode(bool final) {
   raw_.erase(0, i);
 
   // A stop string anywhere in the unreleased text (released text never holds the start of one:
-  // a suffix that could start a stop string is always held back).
-  size_t cut = std::string::npos;
-  for (const std::string& s : stop_) cut = std::min(cut, text_.find(s));
+  // a suffix that could start a stop string is always held back). The text is cut before the
+  // occurrence that ends first (on a tie, the longer one), which is the one a generation meets
+  // first whatever the token boundaries are, so the result does not depend on them.
+  size_t cut = std::string::npos, cut_end = std::string::npos;
+  for (const std::string& s : stop_) {
+    const size_t i = text_.find(s);
+    if (i == std::string::npos) continue;
+    if (i + s.size() < cut_end || (i + s.size() == cut_end && i < cut)) {
+      cut = i;
+      cut_end = i + s.size();
+    }
+  }
   if (cut != std::string::npos) {
     std::string out = text_.substr(0, cut);
     text_.clear();

@@ -9,8 +9,10 @@
 // the token that completes it, invalid bytes become U+FFFD (one per maximal invalid subpart, as
 // Python's decode(errors="replace") does), and text that could be the start of a stop string is
 // held back until it is known not to be one. A stop string cuts the text exactly: neither it
-// nor anything after it is released. The last step says why generation ended (its finish
-// reason) and carries everything still held back; the end-of-generation token is never a step.
+// nor anything after it is released (with overlapping stop strings, the cut is before the
+// occurrence that ends first, on a tie the longer one: the same result for any token boundaries). The last step says
+// why generation ended (its finish reason) and carries everything still held back; the end-of-generation token is never
+// a step.
 #pragma once
 #include <cstdint>
 #include <string>
