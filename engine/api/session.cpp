@@ -16,8 +16,8 @@ constexpr int kMaxBatch = 1 << 16;
 
 void check_field(const char* field, int v, int lo, int hi) {
   if (v < lo || v > hi) {
-    throw InvalidArgument(std::string("[session] ") + field + " = " + std::to_string(v) +
-                          " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    throw InvalidArgument(std::string("[session] ") + field + " = " + std::to_string(v) + " is out of range [" +
+                          std::to_string(lo) + ", " + std::to_string(hi) + "]");
   }
 }
 }  // namespace
@@ -45,22 +45,22 @@ struct Session::Impl {
     const int nv = llama->hparams().n_vocab;
     for (size_t i = 0; i < ids.size(); ++i) {
       if (ids[i] < 0 || ids[i] >= nv) {
-        throw InvalidArgument("[session] eval: token id " + std::to_string(ids[i]) + " at index " +
-                              std::to_string(i) + " out of range [0, " + std::to_string(nv) + ")");
+        throw InvalidArgument("[session] eval: token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
+                              " out of range [0, " + std::to_string(nv) + ")");
       }
     }
     if (n_keep + ids.size() > static_cast<size_t>(params.n_ctx)) {
-      throw InvalidArgument("[session] eval: context overflow: " + std::to_string(n_keep) +
-                            " tokens in the cache + " + std::to_string(ids.size()) +
-                            " new exceed n_ctx = " + std::to_string(params.n_ctx));
+      throw InvalidArgument("[session] eval: context overflow: " + std::to_string(n_keep) + " tokens in the cache + " +
+                            std::to_string(ids.size()) + " new exceed n_ctx = " + std::to_string(params.n_ctx));
     }
   }
 
   // Evaluates ids in chunks of n_batch. out: all logits [ids.size(), n_vocab] when all, else
   // the last token's logits. On failure the cache is rolled back to where it was.
-  // The largest n' <= n to which the session can be truncated with a state identical to a fresh
-  // evaluation of tokens[0, n').
-  int cache_restorable(int n) const { return n; }
+  // The largest n' <= n to which the session can be truncated with the state a fresh session
+  // reaches on tokens[0, n'). Evaluation is batch-invariant (every kernel computes a token's row
+  // the same way whatever the chunk it is in, see KvCache::attend), so only the cache decides.
+  int cache_restorable(int n) const { return cache->restorable(n); }
 
   void run(const std::vector<int32_t>& ids, float* out, bool all, TokenKind kind) {
     check_ids(ids, tokens.size());
@@ -85,8 +85,7 @@ struct Session::Impl {
   }
 };
 
-Session::Session(std::shared_ptr<const Model> model, const SessionParams& p)
-    : impl_(std::make_unique<Impl>()) {
+Session::Session(std::shared_ptr<const Model> model, const SessionParams& p) : impl_(std::make_unique<Impl>()) {
   if (!model) throw InvalidArgument("[session] model is null");
   p.validate();
   Impl& s = *impl_;
@@ -102,17 +101,24 @@ Session::Session(std::shared_ptr<const Model> model, const SessionParams& p)
     kc.file_tsa_layers.assign(t.begin(), t.end());
   }
   s.cache = kv::KvCache::create(kc);
-  s.pool = std::make_unique<cpu::ThreadPool>(p.n_threads > 0 ? p.n_threads
-                                                              : cpu::ThreadPool::default_threads());
+  s.pool = std::make_unique<cpu::ThreadPool>(p.n_threads > 0 ? p.n_threads : cpu::ThreadPool::default_threads());
   s.logits.resize(s.llama->hparams().n_vocab);
 }
 
 Session::~Session() = default;
 
-const Model& Session::model() const { return *impl_->model; }
-const SessionParams& Session::params() const { return impl_->params; }
-int Session::n_past() const { return static_cast<int>(impl_->tokens.size()); }
-const std::vector<int32_t>& Session::tokens() const { return impl_->tokens; }
+const Model& Session::model() const {
+  return *impl_->model;
+}
+const SessionParams& Session::params() const {
+  return impl_->params;
+}
+int Session::n_past() const {
+  return static_cast<int>(impl_->tokens.size());
+}
+const std::vector<int32_t>& Session::tokens() const {
+  return impl_->tokens;
+}
 
 void Session::reset() {
   impl_->cache->clear();
@@ -123,6 +129,10 @@ void Session::truncate(int n) {
   if (n < 0 || n > n_past()) {
     throw InvalidArgument("[session] truncate(" + std::to_string(n) + "): the session holds " +
                           std::to_string(n_past()) + " tokens");
+  }
+  if (n == 0) {  // exact for every cache
+    reset();
+    return;
   }
   impl_->cache->truncate(n);
   impl_->tokens.resize(n);
@@ -145,11 +155,13 @@ const float* Session::eval_prompt(const std::vector<int32_t>& ids, TokenKind kin
   const int limit = static_cast<int>(std::min(cached.size(), ids.size() - 1));  // re-evaluate >= 1 token
   while (n < limit && cached[n] == ids[n]) ++n;
   n = impl_->cache_restorable(n);
-  truncate(n);
+  if (n < n_past()) truncate(n);
   if (n_reused) *n_reused = n;
   return eval(std::vector<int32_t>(ids.begin() + n, ids.end()), kind);
 }
 
-KvSummary Session::kv_summary() const { return impl_->cache->summary(); }
+KvSummary Session::kv_summary() const {
+  return impl_->cache->summary();
+}
 
 }  // namespace akvq

@@ -64,27 +64,44 @@ inline __m256i block_dot(__m256i lo, __m256i hi, const int16_t* xq) {
                           _mm256_madd_epi16(hi, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 16))));
 }
 
-// Decode tile (one token, R rows): the activation block is loaded once for all rows, the fp16
-// scales of the R rows are converted together and the offset term is one vector fma (lanes =
-// rows). Two blocks per iteration: one prefetch per row per 40 bytes, no branches.
+// p[0..3]: 8 int32 lanes each -> [sum of p0, p1, p2, p3 over lanes 0-3 | same over lanes 4-7].
+inline __m256i reduce4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
+  const __m256i a = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
+  const __m256i c = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(a, c), _mm256_unpackhi_epi64(a, c));
+}
+
+// Decode tile (one token, R rows): the activation block is loaded once for all rows; each row's
+// integer block dot is reduced exactly (lanes = rows) and added as one fma of float(dot) with
+// d_w * d_x, the same arithmetic per (row, token) as the multi-token tiles, so a token's result
+// does not depend on the tile it lands in (batch-invariant: decode == prefill bit for bit).
+// Two blocks per iteration: one prefetch per row per 40 bytes, no branches.
 template <class K, int R>
-inline void t1_block(const uint8_t* const* wr, int64_t off, const int16_t* xq, float xd, float xs, __m256* acc,
-                     __m256& accm) {
-  const __m256 A = scales<R>(wr, off);
-  if (kMinLane<K> >= 0) accm = _mm256_fmadd_ps(A, _mm256_set1_ps(xs), accm);
-  const __m256 D = _mm256_mul_ps(A, _mm256_set1_ps(xd));
-  // lanes 2r of D -> both 128-bit halves, then an in-lane broadcast per row
-  const __m256 D01 = _mm256_permute2f128_ps(D, D, 0x00), D23 = _mm256_permute2f128_ps(D, D, 0x11);
+inline void t1_block(const uint8_t* const* wr, int64_t off, const int16_t* xq, float xd, float xs, __m128& acc,
+                     __m128& accm) {
+  const __m256 A = scales<R>(wr, off);  // lanes 2r: d_r, 2r+1: m_r
+  const __m128 Dw = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(A, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0)));
+  if (kMinLane<K> >= 0) {
+    const int ml = kMinLane<K> > 0 ? 1 : 0;
+    const __m128 Mw =
+        _mm256_castps256_ps128(_mm256_permutevar8x32_ps(A, _mm256_setr_epi32(ml, 2 + ml, 4 + ml, 6 + ml, 0, 0, 0, 0)));
+    accm = _mm_fmadd_ps(Mw, _mm_set1_ps(xs), accm);
+  }
   const __m256i X0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
   const __m256i X1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 16));
-  for (int r = 0; r < R; ++r) {
-    __m256i lo, hi;
-    K::unpack(wr[r] + off, lo, hi);
-    const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(lo, X0), _mm256_madd_epi16(hi, X1));
-    const __m256 src = r < 2 ? D01 : D23;
-    const __m256 sc = (r % 2 == 0) ? _mm256_permute_ps(src, 0x00) : _mm256_permute_ps(src, 0xaa);
-    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), sc, acc[r]);
+  __m256i p[4];
+  for (int r = 0; r < 4; ++r) {
+    if (r < R) {
+      __m256i lo, hi;
+      K::unpack(wr[r] + off, lo, hi);
+      p[r] = _mm256_add_epi32(_mm256_madd_epi16(lo, X0), _mm256_madd_epi16(hi, X1));
+    } else {
+      p[r] = _mm256_setzero_si256();
+    }
   }
+  const __m256i h = reduce4(p[0], p[1], p[2], p[3]);
+  const __m128i c = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  acc = _mm_fmadd_ps(_mm_cvtepi32_ps(c), _mm_mul_ps(Dw, _mm_set1_ps(xd)), acc);
 }
 
 // This ISA's part of q32::Tiles: t1 (one token), multi (2..4 tokens), defined below.
@@ -97,9 +114,7 @@ struct Avx2 {
 
 template <class K, int R>
 void Avx2::t1(const q32::Operands<R, 1>& o, float* y) {
-  __m256 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-  __m256 accm = _mm256_setzero_ps();
+  __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();  // lanes = rows
   int64_t b = 0;
   for (; b + 2 <= o.nb; b += 2) {
     if (kPrefetch) {
@@ -110,18 +125,10 @@ void Avx2::t1(const q32::Operands<R, 1>& o, float* y) {
     t1_block<K, R>(o.wr, (b + 1) * K::kBytes, o.xq[0] + (b + 1) * ops::kQK, o.xd[b + 1], o.xs[b + 1], acc, accm);
   }
   if (b < o.nb) t1_block<K, R>(o.wr, b * K::kBytes, o.xq[0] + b * ops::kQK, o.xd[b], o.xs[b], acc, accm);
-  alignas(32) float m[8];
-  _mm256_store_ps(m, accm);
-  for (int r = 0; r < R; ++r) {
-    y[r] = hsum(acc[r]) + K::kMinMul * m[2 * r + (kMinLane<K> > 0 ? 1 : 0)];
-  }
-}
-
-// p[0..3]: 8 int32 lanes each -> [sum of p0, p1, p2, p3 over lanes 0-3 | same over lanes 4-7].
-inline __m256i reduce4(__m256i p0, __m256i p1, __m256i p2, __m256i p3) {
-  const __m256i a = _mm256_add_epi32(_mm256_unpacklo_epi32(p0, p1), _mm256_unpackhi_epi32(p0, p1));
-  const __m256i c = _mm256_add_epi32(_mm256_unpacklo_epi32(p2, p3), _mm256_unpackhi_epi32(p2, p3));
-  return _mm256_add_epi32(_mm256_unpacklo_epi64(a, c), _mm256_unpackhi_epi64(a, c));
+  alignas(16) float a[4], m[4];
+  _mm_store_ps(a, acc);
+  _mm_store_ps(m, accm);
+  for (int r = 0; r < R; ++r) y[r] = a[r] + K::kMinMul * m[r];
 }
 
 // Several tokens (2 <= T <= 4), R rows. Per block, each row's weights are unpacked once for the

@@ -30,8 +30,8 @@ struct KvConfig {
 
 struct KvStats {
   int64_t n_tokens = 0;
-  int64_t bytes = 0;          // bytes used by cached K and V (all layers)
-  int64_t bytes_reserved = 0; // bytes allocated
+  int64_t bytes = 0;           // bytes used by cached K and V (all layers)
+  int64_t bytes_reserved = 0;  // bytes allocated
   double bits_per_element = 0;
 };
 
@@ -47,12 +47,18 @@ class KvCache {
   virtual void clear() = 0;
   // Keeps the first n tokens of every layer (n <= n_tokens()).
   virtual void truncate(int n) = 0;
+  // The largest n' <= n (n <= n_tokens()) for which truncate(n') leaves exactly the state that
+  // appending tokens [0, n') to an empty cache gives. Default (caches that store every token
+  // once, as it arrived): n.
+  virtual int restorable(int n) const { return n; }
 
   // Appends n_new tokens to `layer`; k, v: [n_new, n_head_kv, head_dim] (k already RoPE'd).
   // Throws InvalidArgument when the cache would exceed n_ctx.
   virtual void append(int layer, const float* k, const float* v, int n_new) = 0;
 
   // Causal attention of the last n_q tokens of `layer` (already appended) over the cache.
+  // Batch-invariant: a query's output is bit for bit the same whatever n_q and the earlier
+  // split of the tokens into appends (no split-K whose boundaries depend on the batch).
   // q: [n_q, n_head, head_dim], n_head a multiple of n_head_kv (GQA: head h uses kv head
   // h / (n_head / n_head_kv)). Query i sees cached tokens [0, n_tokens - n_q + i].
   // out: [n_q, n_head, head_dim]. scale multiplies q·k before the softmax.
@@ -67,9 +73,7 @@ class KvCache {
   // Saliency hooks for the AKVQ modes (no-ops by default).
   // The layer's input hidden state x [n, n_embd] for the next n tokens of `layer` (positions
   // n_tokens(layer) ...), given BEFORE that layer's append (pivot detection).
-  virtual void observe(int layer, const float* x, int n, int n_embd) {
-    (void)layer, (void)x, (void)n, (void)n_embd;
-  }
+  virtual void observe(int layer, const float* x, int n, int n_embd) { (void)layer, (void)x, (void)n, (void)n_embd; }
   // Kinds of the next n tokens to be appended (positions n_tokens(0) ...); tokens without a
   // kind are Text.
   virtual void set_kinds(const TokenKind* kinds, int n) { (void)kinds, (void)n; }

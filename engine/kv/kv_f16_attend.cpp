@@ -27,12 +27,19 @@ namespace akvq::kv {
 
 namespace {
 
+// Split-K is off: a query's softmax must sum its keys in the same order whatever the batch
+// (decode == prefill bit for bit, so the state is a function of the tokens). A split whose
+// boundaries depend on positions alone could bring it back for long decodes on many threads.
+constexpr bool kSplitK = false;
+
 constexpr int kBlock = 64;     // cached tokens per tile
 constexpr int kRowsItem = 48;  // target query rows (queries x group) per work item
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Query-block order that pairs short and long causal blocks (0, n-1, 1, n-2, ...).
-inline int zigzag(int k, int n) { return (k & 1) ? n - 1 - k / 2 : k / 2; }
+inline int zigzag(int k, int n) {
+  return (k & 1) ? n - 1 - k / 2 : k / 2;
+}
 
 }  // namespace
 
@@ -43,8 +50,8 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   const int hd = cfg_.head_dim;
   const int n_head_kv = cfg_.n_head_kv;
   if (n_q < 1 || n_q > n_kv) {
-    throw InvalidArgument("[kv] attend: n_q = " + std::to_string(n_q) + " but layer " +
-                          std::to_string(layer) + " holds " + std::to_string(n_kv) + " tokens");
+    throw InvalidArgument("[kv] attend: n_q = " + std::to_string(n_q) + " but layer " + std::to_string(layer) +
+                          " holds " + std::to_string(n_kv) + " tokens");
   }
   if (n_head < n_head_kv || n_head % n_head_kv != 0) {
     throw InvalidArgument("[kv] attend: n_head = " + std::to_string(n_head) +
@@ -57,7 +64,7 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   // Heads per item: the whole GQA group (K/V blocks converted once for all its rows). With too
   // few items for the threads (decode), long sequences are split (split-K below); short ones
   // get one head per item instead.
-  const bool can_split = nth > 1 && n_kv >= 2 * kMinSplit;
+  const bool can_split = kSplitK && nth > 1 && n_kv >= 2 * kMinSplit;
   const int hpi = !can_split && n_head_kv * n_qblk < 4 * nth ? 1 : group;
   const int n_sub = group / hpi;  // items per (kv head, query block)
   const int rows_max = qb * hpi;
@@ -69,7 +76,7 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
     n_split = std::min((8 * nth + items - 1) / items, n_kv / kMinSplit);
   }
   const int chunk = (n_kv + n_split - 1) / n_split;  // tokens per split
-  const int64_t pstride = 2 + hd;                     // partial: m, l, acc[hd]
+  const int64_t pstride = 2 + hd;                    // partial: m, l, acc[hd]
   if (n_split > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_split * pstride);
 
   // per-thread scratch: Q rows, scores, acc, m, l, K block, V block
@@ -90,13 +97,13 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
     const int i0 = blk * qb, i1 = std::min(n_q, i0 + qb);
     const int h0 = kvh * group + sub * hpi;  // first query head of this item
     const int nr = (i1 - i0) * hpi;
-    float* Q = scratch_[thread].data();   // [nr, hd] scaled queries
-    float* S = Q + rows_max * hd;         // [nr, kBlock] scores
-    float* acc = S + rows_max * kBlock;   // [nr, hd]
-    float* m = acc + rows_max * hd;       // [nr]
-    float* l = m + rows_max;              // [nr]
-    float* Kf = l + rows_max;             // [kBlock, hd] K block in f32
-    float* Vf = Kf + kBlock * hd;         // [kBlock, hd] V block in f32
+    float* Q = scratch_[thread].data();  // [nr, hd] scaled queries
+    float* S = Q + rows_max * hd;        // [nr, kBlock] scores
+    float* acc = S + rows_max * kBlock;  // [nr, hd]
+    float* m = acc + rows_max * hd;      // [nr]
+    float* l = m + rows_max;             // [nr]
+    float* Kf = l + rows_max;            // [kBlock, hd] K block in f32
+    float* Vf = Kf + kBlock * hd;        // [kBlock, hd] V block in f32
 
     // row r = (query i0 + r / hpi, head h0 + r % hpi)
     for (int r = 0; r < nr; ++r) {

@@ -1,14 +1,13 @@
 // Causal attention over the quantized caches, on packed data (no dequantized copy).
 //
 // Tokens are read as a flat index space of spans: [class 0 rows][class 1 rows][pivots]
-// [window ring, oldest first][snapshot][staged chunk]. The tokens before the chunk are read as
-// they were stored before it arrived: packed rows and pivots when their position is < lo (the
-// first position of the snapshot of window tokens this append evicted, else c0), window and
-// snapshot rows when < c0 (the first staged position); the chunk is read at full precision with
-// the causal limit pos <= n_kv - n_q + i. The query is scaled and rotated
+// [window ring, oldest first][snapshot]. Query row i (position p_i = n_kv - n_q + i) reads every
+// token as the cache stores it once p_i has been appended (kv_quant_cache.h): packed rows with
+// eviction time e <= p_i, pivots and window tokens with pos <= p_i, snapshot tokens with
+// pos <= p_i < e. The query is scaled and rotated
 // once (q̃ = H·q·scale); packed K rows are scored with RowCodec::scores_multi, up to kMaxQueries
 // query rows (GQA heads, chunk positions) per pass over the codes (kivi2 blocks with
-// RowCodec::accumulate over the channel rows), fp16 and f32 rows are converted per block of
+// RowCodec::accumulate over the channel rows), fp16 rows are converted per block of
 // kBlock tokens and scored by dot products. One online softmax (running max m, sum l) merges all
 // spans; values accumulate in the rotated basis (RowCodec::accumulate_multi on codes) and the
 // accumulator is un-rotated once per row at the end. Work items are (kv head, query block, heads
@@ -31,17 +30,24 @@ namespace akvq::kv {
 
 namespace {
 
+// Split-K is off: a query's softmax must sum its keys in the same order whatever the batch
+// (decode == prefill bit for bit, so the state is a function of the tokens). A split whose
+// boundaries depend on positions alone could bring it back for long decodes on many threads.
+constexpr bool kSplitK = false;
+
 constexpr int kBlock = 64;     // tokens per tile
 constexpr int kRowsItem = 48;  // target query rows per work item
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-inline int zigzag(int k, int n) { return (k & 1) ? n - 1 - k / 2 : k / 2; }
+inline int zigzag(int k, int n) {
+  return (k & 1) ? n - 1 - k / 2 : k / 2;
+}
 
-enum SpanType { kSeg0, kSeg1, kKivi, kPivot, kWin, kSnap, kChunk };
+enum SpanType { kSeg0, kSeg1, kKivi };
 struct Span {
   SpanType type;
   int64_t begin, count;  // flat index range
-  int64_t off;           // first row in the store (ring slot for kWin)
+  int64_t off;           // first row in the store
 };
 
 // Online softmax over a block of scores sr[nb] (masked entries -inf); on return sr holds the
@@ -83,11 +89,10 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
                           " has " + std::to_string(S.n_stage) + " tokens from its last append");
   }
   if (n_head < n_head_kv || n_head % n_head_kv != 0) {
-    throw InvalidArgument("[kv] attend: n_head = " + std::to_string(n_head) + " is not a multiple of n_head_kv = " +
-                          std::to_string(n_head_kv));
+    throw InvalidArgument("[kv] attend: n_head = " + std::to_string(n_head) +
+                          " is not a multiple of n_head_kv = " + std::to_string(n_head_kv));
   }
-  const int c0 = n_kv - S.n_stage;                           // first staged position
-  const int lo = S.xpos.empty() ? c0 : S.xpos.front();       // packed rows / pivots visible below
+  const int c0 = n_kv - n_q;  // position of query row 0
 
   // flat index space
   std::vector<Span> spans;
@@ -101,14 +106,22 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     add(kSeg0, S.seg[0].n(), 0);
     add(kSeg1, S.seg[1].n(), 0);
   }
-  add(kPivot, static_cast<int64_t>(S.ppos.size()), 0);
-  if (S.w_count > 0) {
-    const int first = std::min(S.w_count, cap_w_ - S.w_head);
-    add(kWin, first, S.w_head);
-    add(kWin, S.w_count - first, 0);
+  // fp16 tokens (pivots, window, snapshot) in position order: each query reads the ones it sees
+  // in this order, in blocks of kBlock, so that decode and prefill sum them identically
+  struct F16Ref {
+    int32_t pos, e;         // visible to queries at positions pos <= p < e
+    const uint16_t *k, *v;  // [n_head_kv, head_dim]
+  };
+  std::vector<F16Ref> f16;
+  f16.reserve(S.ppos.size() + S.w_count + S.xpos.size());
+  constexpr int32_t kNever = std::numeric_limits<int32_t>::max();
+  for (size_t j = 0; j < S.ppos.size(); ++j) f16.push_back({S.ppos[j], kNever, &S.pk[j * row_], &S.pv[j * row_]});
+  for (int j = 0; j < S.w_count; ++j) {
+    const int slot = (S.w_head + j) % cap_w_;
+    f16.push_back({S.wpos[slot], kNever, &S.wk[slot * row_], &S.wv[slot * row_]});
   }
-  add(kSnap, static_cast<int64_t>(S.xpos.size()), 0);
-  add(kChunk, S.n_stage, 0);
+  for (size_t j = 0; j < S.xpos.size(); ++j) f16.push_back({S.xpos[j], S.xe[j], &S.xk[j * row_], &S.xv[j * row_]});
+  std::sort(f16.begin(), f16.end(), [](const F16Ref& x, const F16Ref& y) { return x.pos < y.pos; });
   std::vector<int64_t> kivi_off(S.kivi.size() + 1, 0);  // first V row of each kivi block
   for (size_t b = 0; b < S.kivi.size(); ++b) kivi_off[b + 1] = kivi_off[b] + S.kivi[b].n_valid;
 
@@ -116,7 +129,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   const int nth = pool.size();
   const int qb = std::max(1, std::min(n_q, kRowsItem / group));
   const int n_qblk = (n_q + qb - 1) / qb;
-  const bool can_split = nth > 1 && flat >= 2 * kMinSplit;
+  const bool can_split = kSplitK && nth > 1 && flat >= 2 * kMinSplit;
   const int hpi = !can_split && n_head_kv * n_qblk < 4 * nth ? 1 : group;
   const int n_sub = group / hpi;
   const int rows_max = qb * hpi;
@@ -144,14 +157,14 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     const int i0 = blk * qb, i1 = std::min(n_q, i0 + qb);
     const int h0 = kvh * group + sub * hpi;
     const int nr = (i1 - i0) * hpi;
-    float* Q = scratch_[thread].data();  // [nr, hd] scaled, rotated queries
-    float* S_ = Q + rows_max * hd;       // [nr, kBlock] scores
-    float* acc = S_ + rows_max * kBlock; // [nr, hd] (rotated basis)
-    float* m = acc + rows_max * hd;      // [nr]
-    float* l = m + rows_max;             // [nr]
-    float* qs = l + rows_max;            // [nr, 2, ng] group sums of Q per class
-    float* Kf = qs + rows_max * 2 * ng;  // [kBlock, hd]
-    float* Vf = Kf + kBlock * hd;        // [kBlock, hd]
+    float* Q = scratch_[thread].data();   // [nr, hd] scaled, rotated queries
+    float* S_ = Q + rows_max * hd;        // [nr, kBlock] scores
+    float* acc = S_ + rows_max * kBlock;  // [nr, hd] (rotated basis)
+    float* m = acc + rows_max * hd;       // [nr]
+    float* l = m + rows_max;              // [nr]
+    float* qs = l + rows_max;             // [nr, 2, ng] group sums of Q per class
+    float* Kf = qs + rows_max * 2 * ng;   // [kBlock, hd]
+    float* Vf = Kf + kBlock * hd;         // [kBlock, hd]
 
     for (int r = 0; r < nr; ++r) {
       const int i = i0 + r / hpi, h = h0 + r % hpi;
@@ -180,12 +193,13 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
           const KiviBlock& kbk = S.kivi[bi];
           const int nb = static_cast<int>(o1 - o0);
           for (int r = 0; r < nr; ++r) {
+            const int i = i0 + r / hpi;
             float* sr = S_ + r * kBlock;
             std::fill(sr, sr + kBlock, 0.0f);
             ck_[0].accumulate(Q + r * hd, kbk.k[kvh].data(), kb, hd, sr);  // sr[32] = Σ_c q̃_c K̂[c, j]
             for (int j = 0; j < nb; ++j) {
               const int64_t t = o0 + j;
-              if (t < a || t >= b || g.pos[t] >= lo) sr[j] = kNegInf;
+              if (t < a || t >= b || g.evict[t] > c0 + i) sr[j] = kNegInf;
             }
             if (softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) {
               cv_[0].accumulate(sr, g.v[kvh].data() + o0 * vb, vb, nb, acc + r * hd);
@@ -194,74 +208,56 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         }
         continue;
       }
-      for (int64_t j0 = a; j0 < b; j0 += kBlock) {
+      const int cls = sp.type == kSeg1 ? 1 : 0;
+      const Segment& g = S.seg[cls];
+      const RowCodec& kc = ck_[cls];
+      const RowCodec& vc = cv_[cls];
+      for (int64_t j0 = a; j0 < b; j0 += kBlock) {  // packed rows, up to kMaxQueries rows per pass
         const int nb = static_cast<int>(std::min<int64_t>(kBlock, b - j0));
-        const int32_t* pos = nullptr;
-        const Segment* g = nullptr;
-        int cls = 0;
-        if (sp.type == kSeg0 || sp.type == kSeg1) {
-          cls = sp.type == kSeg1 ? 1 : 0;
-          g = &S.seg[cls];
-          pos = g->pos.data() + j0;
-        } else if (sp.type == kPivot || sp.type == kWin || sp.type == kSnap) {
-          const bool piv = sp.type == kPivot, win = sp.type == kWin;
-          const uint16_t* kb = piv ? S.pk.data() : win ? S.wk.data() : S.xk.data();
-          const uint16_t* vb = piv ? S.pv.data() : win ? S.wv.data() : S.xv.data();
-          pos = (piv ? S.ppos.data() : win ? S.wpos.data() : S.xpos.data()) + sp.off + j0;
-          for (int j = 0; j < nb; ++j) {
-            const int64_t row = (sp.off + j0 + j) * row_ + static_cast<int64_t>(kvh) * hd;
-            tile::f16_to_f32(kb + row, Kf + j * hd, hd);
-            tile::f16_to_f32(vb + row, Vf + j * hd, hd);
-          }
-        } else {  // chunk (f32, rotated)
-          for (int j = 0; j < nb; ++j) {
-            const int64_t row = (j0 + j) * row_ + static_cast<int64_t>(kvh) * hd;
-            std::copy(S.sk.data() + row, S.sk.data() + row + hd, Kf + j * hd);
-            std::copy(S.sv.data() + row, S.sv.data() + row + hd, Vf + j * hd);
-          }
+        const int32_t* ev = g.evict.data() + j0;  // eviction times, ascending
+        if (ev[0] > c0 + i1 - 1) break;           // no query row of the item sees these rows
+        for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
+          kc.scores_multi(Q + r0 * hd, hd, qs + (r0 * 2 + cls) * ng, 2 * ng, std::min(kMaxQueries, nr - r0),
+                          g.k[kvh].data() + j0 * kc.row_bytes(), kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock);
         }
-        if (g) {  // packed rows: up to kMaxQueries query rows per pass over the codes
-          const RowCodec& kc = ck_[cls];
-          const RowCodec& vc = cv_[cls];
-          for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
-            kc.scores_multi(Q + r0 * hd, hd, qs + (r0 * 2 + cls) * ng, 2 * ng, std::min(kMaxQueries, nr - r0),
-                            g->k[kvh].data() + j0 * kc.row_bytes(), kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock);
-          }
-          // rows stored after the snapshot started (pos >= lo) are hidden from every query row
-          bool hidden = false;
-          for (int j = 0; j < nb; ++j) hidden |= pos[j] >= lo;
-          for (int r = 0; r < nr; ++r) {
-            float* sr = S_ + r * kBlock;
-            for (int j = 0; hidden && j < nb; ++j) {
-              if (pos[j] >= lo) sr[j] = kNegInf;
-            }
-            if (!softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) std::fill(sr, sr + kBlock, 0.0f);
-          }
-          for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
-            vc.accumulate_multi(S_ + r0 * kBlock, kBlock, std::min(kMaxQueries, nr - r0),
-                                g->v[kvh].data() + j0 * vc.row_bytes(), vc.row_bytes(), nb, acc + r0 * hd, hd);
-          }
-          continue;
-        }
+        // rows evicted after the first query row's position are hidden from the earlier rows
+        const bool hidden = ev[nb - 1] > c0 + i0;
         for (int r = 0; r < nr; ++r) {
           const int i = i0 + r / hpi;
           float* sr = S_ + r * kBlock;
-          float* ar = acc + r * hd;
-          tile::scores_dot(Q + r * hd, Kf, nb, hd, sr);
-          if (sp.type == kChunk) {
-            const int64_t lim = n_kv - n_q + i;  // last visible position
-            for (int j = 0; j < nb; ++j) {
-              if (c0 + j0 + j > lim) sr[j] = kNegInf;
-            }
-          } else {
-            const int cut = sp.type == kWin || sp.type == kSnap ? c0 : lo;
-            for (int j = 0; j < nb; ++j) {
-              if (pos[j] >= cut) sr[j] = kNegInf;
-            }
+          for (int j = 0; hidden && j < nb; ++j) {
+            if (ev[j] > c0 + i) sr[j] = kNegInf;
           }
-          if (!softmax_block(sr, nb, m[r], l[r], ar, hd)) continue;
-          tile::pv(sr, nb, Vf, hd, ar);
+          if (!softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) std::fill(sr, sr + kBlock, 0.0f);
         }
+        for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
+          vc.accumulate_multi(S_ + r0 * kBlock, kBlock, std::min(kMaxQueries, nr - r0),
+                              g.v[kvh].data() + j0 * vc.row_bytes(), vc.row_bytes(), nb, acc + r0 * hd, hd);
+        }
+      }
+    }
+    // fp16 tokens, per query position (its hpi rows share the converted blocks)
+    if (s == n_split - 1) {
+      for (int i = i0; i < i1; ++i) {
+        const int32_t p = c0 + i;
+        const int r_begin = (i - i0) * hpi, r_end = r_begin + hpi;
+        int nb = 0;
+        auto flush = [&]() {
+          for (int r = r_begin; r < r_end; ++r) {
+            float* sr = S_ + r * kBlock;
+            tile::scores_dot(Q + r * hd, Kf, nb, hd, sr);
+            if (softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) tile::pv(sr, nb, Vf, hd, acc + r * hd);
+          }
+          nb = 0;
+        };
+        for (const F16Ref& f : f16) {
+          if (f.pos > p) break;
+          if (f.e <= p) continue;
+          tile::f16_to_f32(f.k + static_cast<int64_t>(kvh) * hd, Kf + nb * hd, hd);
+          tile::f16_to_f32(f.v + static_cast<int64_t>(kvh) * hd, Vf + nb * hd, hd);
+          if (++nb == kBlock) flush();
+        }
+        if (nb > 0) flush();
       }
     }
     for (int r = 0; r < nr; ++r) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <string>
 
 #include "akvq/error.h"
@@ -18,8 +19,8 @@ namespace {
 constexpr int kBlk = defaults::kKiviBlock;
 
 std::string class_name(const QuantSpec& k, const QuantSpec& v) {
-  std::string s = k.bits == v.bits ? "q" + std::to_string(k.bits)
-                                   : "k" + std::to_string(k.bits) + "v" + std::to_string(v.bits);
+  std::string s =
+      k.bits == v.bits ? "q" + std::to_string(k.bits) : "k" + std::to_string(k.bits) + "v" + std::to_string(v.bits);
   if (k.levels == Levels::Gaussian) s += "g";
   return s;
 }
@@ -56,8 +57,8 @@ QuantKvCache::QuantKvCache(const KvConfig& cfg, KvOptions opt)
 
 void QuantKvCache::check_layer(int layer, const char* what) const {
   if (layer < 0 || layer >= cfg_.n_layer) {
-    throw InvalidArgument(std::string("[kv] ") + what + ": layer " + std::to_string(layer) +
-                          " out of range [0, " + std::to_string(cfg_.n_layer) + ")");
+    throw InvalidArgument(std::string("[kv] ") + what + ": layer " + std::to_string(layer) + " out of range [0, " +
+                          std::to_string(cfg_.n_layer) + ")");
   }
 }
 
@@ -96,15 +97,37 @@ void QuantKvCache::observe(int layer, const float* x, int n, int n_embd) {
   }
 }
 
-float QuantKvCache::median_amax(int layer) const {
-  std::vector<float> a = L_[layer].amax;
-  if (a.empty()) return 0.0f;
-  auto mid = a.begin() + a.size() / 2;
-  std::nth_element(a.begin(), mid, a.end());
-  return *mid;
+// Running median of the observed per-token max|x|: the element at sorted index size / 2 (the
+// upper median), kept as a max-heap of the lower half and a min-heap of the rest.
+void QuantKvCache::median_push(Layer& S, int32_t pos) {
+  if (opt_.pivots == 0 || static_cast<size_t>(pos) >= S.amax.size() || pos < S.n_med) return;
+  const float x = S.amax[pos];
+  S.n_med = pos + 1;
+  auto less = std::less<float>();
+  auto greater = std::greater<float>();
+  if (!S.med_hi.empty() && x >= S.med_hi.front()) {
+    S.med_hi.push_back(x), std::push_heap(S.med_hi.begin(), S.med_hi.end(), greater);
+  } else {
+    S.med_lo.push_back(x), std::push_heap(S.med_lo.begin(), S.med_lo.end(), less);
+  }
+  const size_t want_lo = (S.med_lo.size() + S.med_hi.size()) / 2;
+  while (S.med_lo.size() > want_lo) {
+    std::pop_heap(S.med_lo.begin(), S.med_lo.end(), less);
+    S.med_hi.push_back(S.med_lo.back()), S.med_lo.pop_back();
+    std::push_heap(S.med_hi.begin(), S.med_hi.end(), greater);
+  }
+  while (S.med_lo.size() < want_lo) {
+    std::pop_heap(S.med_hi.begin(), S.med_hi.end(), greater);
+    S.med_lo.push_back(S.med_hi.back()), S.med_hi.pop_back();
+    std::push_heap(S.med_lo.begin(), S.med_lo.end(), less);
+  }
 }
 
-void QuantKvCache::store(int layer, int cls, const float* k, const float* v, int32_t pos) {
+float QuantKvCache::median(const Layer& S) {
+  return S.med_hi.empty() ? 0.0f : S.med_hi.front();
+}
+
+void QuantKvCache::store(int layer, int cls, const float* k, const float* v, int32_t pos, int32_t t) {
   Segment& g = L_[layer].seg[cls];
   const int hd = cfg_.head_dim;
   const size_t kb = ck_[cls].row_bytes(), vb = cv_[cls].row_bytes();
@@ -119,10 +142,23 @@ void QuantKvCache::store(int layer, int cls, const float* k, const float* v, int
     cv_[cls].quantize(v + h * hd, g.v[h].data() + ov);
   }
   g.pos.push_back(pos);
+  g.evict.push_back(t);
 }
 
-// A token leaves the window: pivot, or quantized into its class.
-void QuantKvCache::evict(int layer, const float* k, const float* v, int32_t pos, std::vector<float>& tmp) {
+// A token leaves fp16 at time t (the position being appended). The chunk's queries before t
+// read it at fp16 from the snapshot; none exist when t is the chunk's first position.
+void QuantKvCache::snapshot(Layer& S, const uint16_t* k, const uint16_t* v, int32_t pos, int32_t t) {
+  if (t <= S.n) return;
+  S.xk.insert(S.xk.end(), k, k + row_);
+  S.xv.insert(S.xv.end(), v, v + row_);
+  S.xpos.push_back(pos);
+  S.xe.push_back(t);
+}
+
+// A token leaves the window at time t: pivot (stays fp16), or quantized into its class; then its
+// fp16 copy k16/v16 (the window slot; null without a window) goes to the snapshot.
+void QuantKvCache::evict(int layer, const float* k, const float* v, const uint16_t* k16, const uint16_t* v16,
+                         int32_t pos, int32_t t, std::vector<float>& tmp) {
   Layer& S = L_[layer];
   const uint8_t kind = static_cast<size_t>(pos) < kinds_.size() ? kinds_[pos] : 0;
   auto cls_of = [&](int32_t p) {
@@ -131,8 +167,7 @@ void QuantKvCache::evict(int layer, const float* k, const float* v, int32_t pos,
   };
   if (opt_.pivots > 0 && kind != static_cast<uint8_t>(TokenKind::Generated)) {
     const float a = static_cast<size_t>(pos) < S.amax.size() ? S.amax[pos] : 0.0f;
-    if (a > 0.0f && med_ < 0) med_ = median_amax(layer);
-    if (a > 0.0f && a >= opt_.pivot_factor * med_) {
+    if (a > 0.0f && a >= opt_.pivot_factor * median(S)) {
       int slot = -1;
       if (static_cast<int>(S.ppos.size()) < opt_.pivots) {
         slot = static_cast<int>(S.ppos.size());
@@ -143,10 +178,11 @@ void QuantKvCache::evict(int layer, const float* k, const float* v, int32_t pos,
       } else {
         const int j = static_cast<int>(std::min_element(S.pscore.begin(), S.pscore.end()) - S.pscore.begin());
         if (a > S.pscore[j]) {  // displace the weakest pivot into its class
-          tmp.resize(2 * row_);
+          snapshot(S, S.pk.data() + j * row_, S.pv.data() + j * row_, S.ppos[j], t);
+          tmp.resize(2 * row_);  // (not the caller's k / v: those live in the window or staging)
           tile::f16_to_f32(S.pk.data() + j * row_, tmp.data(), static_cast<int>(row_));
           tile::f16_to_f32(S.pv.data() + j * row_, tmp.data() + row_, static_cast<int>(row_));
-          store(layer, cls_of(S.ppos[j]), tmp.data(), tmp.data() + row_, S.ppos[j]);
+          store(layer, cls_of(S.ppos[j]), tmp.data(), tmp.data() + row_, S.ppos[j], t);
           slot = j;
           S.ppos[j] = pos;
           S.pscore[j] = a;
@@ -159,11 +195,12 @@ void QuantKvCache::evict(int layer, const float* k, const float* v, int32_t pos,
       }
     }
   }
-  store(layer, cls_of(pos), k, v, pos);
+  if (k16) snapshot(S, k16, v16, pos, t);
+  store(layer, cls_of(pos), k, v, pos, t);
 }
 
-// kivi2: the kBlk oldest ring tokens become one K block (per channel) and kBlk V rows.
-void QuantKvCache::flush_kivi(int layer) {
+// kivi2, at time t: the kBlk oldest ring tokens become one K block (per channel) and kBlk V rows.
+void QuantKvCache::flush_kivi(int layer, int32_t t) {
   Layer& S = L_[layer];
   const int hd = cfg_.head_dim, nkv = cfg_.n_head_kv;
   std::vector<float> kt(static_cast<size_t>(hd) * kBlk), vrow(row_);
@@ -171,16 +208,13 @@ void QuantKvCache::flush_kivi(int layer) {
   KiviBlock b;
   b.pos0 = S.wpos[S.w_head];
   b.n_valid = kBlk;
+  b.evict = t;
   for (int j = 0; j < kBlk; ++j) {
     const int slot = (S.w_head + j) % cap_w_;
-    if (S.wpos[slot] < S.n) {  // pre-chunk window token: snapshot for this chunk's attention
-      S.xk.insert(S.xk.end(), S.wk.begin() + slot * row_, S.wk.begin() + (slot + 1) * row_);
-      S.xv.insert(S.xv.end(), S.wv.begin() + slot * row_, S.wv.begin() + (slot + 1) * row_);
-      S.xpos.push_back(S.wpos[slot]);
-    }
+    snapshot(S, S.wk.data() + slot * row_, S.wv.data() + slot * row_, S.wpos[slot], t);
     tile::f16_to_f32(S.wk.data() + slot * row_, kblk.data() + j * row_, static_cast<int>(row_));
     tile::f16_to_f32(S.wv.data() + slot * row_, vrow.data(), static_cast<int>(row_));
-    store(layer, 0, nullptr, vrow.data(), S.wpos[slot]);
+    store(layer, 0, nullptr, vrow.data(), S.wpos[slot], t);
   }
   const size_t rb = ck_[0].row_bytes();
   b.k.resize(nkv);
@@ -202,8 +236,8 @@ void QuantKvCache::append(int layer, const float* k, const float* v, int n_new) 
   Layer& S = L_[layer];
   if (static_cast<int64_t>(S.n) + n_new > cfg_.n_ctx) {
     throw InvalidArgument("[kv] context full: layer " + std::to_string(layer) + " holds " + std::to_string(S.n) +
-                          " tokens, appending " + std::to_string(n_new) + " exceeds n_ctx = " +
-                          std::to_string(cfg_.n_ctx));
+                          " tokens, appending " + std::to_string(n_new) +
+                          " exceeds n_ctx = " + std::to_string(cfg_.n_ctx));
   }
   if (n_new == 0) return;
   const int hd = cfg_.head_dim;
@@ -215,32 +249,29 @@ void QuantKvCache::append(int layer, const float* k, const float* v, int n_new) 
     wht_rows(S.sv.data(), static_cast<int64_t>(n_new) * cfg_.n_head_kv, hd);
   }
   S.n_stage = n_new;
-  S.xk.clear(), S.xv.clear(), S.xpos.clear();
-  med_ = -1;
+  S.xk.clear(), S.xv.clear(), S.xpos.clear(), S.xe.clear();
   if (cap_w_ > 0 && S.wk.empty()) {
     S.wk.resize(static_cast<size_t>(cap_w_) * row_);
     S.wv.resize(static_cast<size_t>(cap_w_) * row_);
     S.wpos.resize(cap_w_);
   }
   std::vector<float> tmp(2 * row_), tmp2;
+  std::vector<uint16_t> h16;
   for (int i = 0; i < n_new; ++i) {
     const float* ki = S.sk.data() + i * row_;
     const float* vi = S.sv.data() + i * row_;
     const int32_t pos = S.n + i;
-    if (cap_w_ == 0) {
-      evict(layer, ki, vi, pos, tmp2);
+    median_push(S, pos);
+    if (cap_w_ == 0) {  // no window: the token is stored (and read) quantized at once
+      evict(layer, ki, vi, nullptr, nullptr, pos, pos, tmp2);
       continue;
     }
     if (!opt_.kivi && S.w_count == cap_w_) {
       const int slot = S.w_head;
-      if (S.wpos[slot] < S.n) {  // pre-chunk window token: snapshot for this chunk's attention
-        S.xk.insert(S.xk.end(), S.wk.begin() + slot * row_, S.wk.begin() + (slot + 1) * row_);
-        S.xv.insert(S.xv.end(), S.wv.begin() + slot * row_, S.wv.begin() + (slot + 1) * row_);
-        S.xpos.push_back(S.wpos[slot]);
-      }
       tile::f16_to_f32(S.wk.data() + slot * row_, tmp.data(), static_cast<int>(row_));
       tile::f16_to_f32(S.wv.data() + slot * row_, tmp.data() + row_, static_cast<int>(row_));
-      evict(layer, tmp.data(), tmp.data() + row_, S.wpos[slot], tmp2);
+      evict(layer, tmp.data(), tmp.data() + row_, S.wk.data() + slot * row_, S.wv.data() + slot * row_, S.wpos[slot],
+            pos, tmp2);
       S.w_head = (S.w_head + 1) % cap_w_;
       --S.w_count;
     }
@@ -249,9 +280,18 @@ void QuantKvCache::append(int layer, const float* k, const float* v, int n_new) 
     ops::f32_to_f16_row(vi, S.wv.data() + slot * row_, row_);
     S.wpos[slot] = pos;
     ++S.w_count;
-    if (opt_.kivi && S.w_count - opt_.window >= kBlk) flush_kivi(layer);
+    if (opt_.kivi && S.w_count - opt_.window >= kBlk) flush_kivi(layer, pos);
   }
   S.n += n_new;
+}
+
+int QuantKvCache::restorable(int n) const {
+  const int total = L_[0].n;
+  if (n >= total) return total;
+  if (cap_w_ == 0 && opt_.pivots == 0) return n;
+  bool evicted = false;
+  for (const Layer& S : L_) evicted |= S.seg[0].n() > 0 || S.seg[1].n() > 0 || !S.ppos.empty() || !S.kivi.empty();
+  return evicted ? 0 : n;
 }
 
 void QuantKvCache::truncate(int n) {
@@ -280,13 +320,18 @@ void QuantKvCache::truncate(int n) {
         compact(g.v[h], keep, cv_[c].row_bytes());
       }
       compact(g.pos, keep, 1);
+      compact(g.evict, keep, 1);
+      for (int32_t& e : g.evict) e = std::min(e, n);  // read quantized from now on
     }
     while (!S.kivi.empty() && S.kivi.back().pos0 >= n) S.kivi.pop_back();
     if (!S.kivi.empty()) S.kivi.back().n_valid = std::min(S.kivi.back().n_valid, n - S.kivi.back().pos0);
+    for (KiviBlock& b : S.kivi) b.evict = std::min(b.evict, n);
     if (S.amax.size() > static_cast<size_t>(n)) S.amax.resize(n);
+    S.med_lo.clear(), S.med_hi.clear(), S.n_med = 0;
+    for (int32_t p = 0; p < n; ++p) median_push(S, p);
     S.n = n;
     S.n_stage = 0;
-    S.xk.clear(), S.xv.clear(), S.xpos.clear();
+    S.xk.clear(), S.xv.clear(), S.xpos.clear(), S.xe.clear();
   }
   if (kinds_.size() > static_cast<size_t>(n)) kinds_.resize(n);
 }

@@ -10,14 +10,19 @@
 //           class 1 "tsa": text and generated tokens in TSA layers (k_tsa / v_tsa)
 //   kivi2:  K in blocks of 32 tokens quantized per channel (one RowCodec row of 32 values per
 //           channel), V per token in class 0; tokens stay in the window until 32 have left it.
-// Timeline: append() commits the chunk at once (tokens enter the window, the oldest leave it
-// into their class, pivots are decided as a token leaves the window) and also stages an f32
-// copy of the chunk. attend() reads the tokens before the chunk as they were stored before the
-// chunk arrived, and the chunk itself at full precision (causal): the window tokens that this
-// append pushed out are kept in an fp16 snapshot (xk/xv, transient, not counted in the stats)
-// and read from there, their quantized copies masked by position. truncate(n) drops the tokens at positions
-// >= n from every store; the window is NOT refilled from quantized tokens (after a truncate the
-// window may hold fewer than R tokens until new ones arrive).
+// One semantics for every batch split (the state is a function of the tokens): every query at
+// position i sees each token j <= i exactly as the cache stores it once token i has been appended
+// (what decoding sees). A token is read at fp16 (window ring, pivot store) until its eviction
+// time e (the position whose append pushed it out of the window, or displaced it from the
+// pivots, or flushed it into a kivi2 block), and from its packed row from e on. Packed rows keep
+// e next to their position and are appended in ascending e, so query i reads the rows with
+// e <= i. Within one append (a prefill chunk) the tokens that leave fp16 before the last query
+// also go to an fp16 snapshot (xk/xv/xpos/xe, transient, not counted in the stats) that the
+// chunk's earlier queries read for pos <= i < e. Pivots are decided as a token leaves the
+// window, against the median of the layer input's max|x| over positions [0, e] (a running
+// median), so the decision does not depend on the chunking either. truncate(n) drops the tokens
+// at positions >= n from every store; it does not bring evicted tokens back into the window
+// (not exact: Session re-evaluates instead, see Session::eval_prompt).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -35,6 +40,10 @@ class QuantKvCache final : public KvCache {
   int n_tokens(int layer = 0) const override;
   void clear() override;
   void truncate(int n) override;
+  // Exact only when no token before n has changed store since time n: without a window and
+  // pivots (every token is quantized as it arrives) any n; otherwise n_tokens(), or any n while
+  // nothing has left the window yet.
+  int restorable(int n) const override;
   void append(int layer, const float* k, const float* v, int n_new) override;
   void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
               cpu::ThreadPool& pool) const override;
@@ -50,30 +59,34 @@ class QuantKvCache final : public KvCache {
 
   // Read access for tests (layer l, KV head h): the rows of class c, their positions, etc.
   struct Segment {
-    std::vector<int32_t> pos;               // [n] token positions (ascending except displaced pivots)
-    std::vector<std::vector<uint8_t>> k, v; // [n_head_kv][n * row bytes]
+    std::vector<int32_t> pos;                // [n] token positions (ascending except displaced pivots)
+    std::vector<int32_t> evict;              // [n] eviction times e (ascending): read by queries i >= e
+    std::vector<std::vector<uint8_t>> k, v;  // [n_head_kv][n * row bytes]
     int n() const { return static_cast<int>(pos.size()); }
   };
-  struct KiviBlock {  // kivi2 K: kKiviBlock tokens, per head hd rows of 32 values
-    int32_t pos0 = 0;  // first position (tokens pos0 .. pos0 + n_valid - 1)
+  struct KiviBlock {    // kivi2 K: kKiviBlock tokens, per head hd rows of 32 values
+    int32_t pos0 = 0;   // first position (tokens pos0 .. pos0 + n_valid - 1)
+    int32_t evict = 0;  // eviction time of its tokens
     int n_valid = 0;
     std::vector<std::vector<uint8_t>> k;  // [n_head_kv][hd * row bytes]
   };
   struct Layer {
-    int n = 0;                       // tokens appended (positions 0 .. n-1)
-    std::vector<uint16_t> wk, wv;    // [cap_w, n_head_kv, head_dim] fp16 ring
-    std::vector<int32_t> wpos;       // [cap_w]
-    int w_head = 0, w_count = 0;     // oldest slot, tokens in the ring
-    std::vector<uint16_t> pk, pv;    // [n_piv, n_head_kv, head_dim]
-    std::vector<int32_t> ppos;       // [n_piv]
-    std::vector<float> pscore;       // [n_piv] max |x| of each pivot
+    int n = 0;                     // tokens appended (positions 0 .. n-1)
+    std::vector<uint16_t> wk, wv;  // [cap_w, n_head_kv, head_dim] fp16 ring
+    std::vector<int32_t> wpos;     // [cap_w]
+    int w_head = 0, w_count = 0;   // oldest slot, tokens in the ring
+    std::vector<uint16_t> pk, pv;  // [n_piv, n_head_kv, head_dim]
+    std::vector<int32_t> ppos;     // [n_piv]
+    std::vector<float> pscore;     // [n_piv] max |x| of each pivot
     Segment seg[2];
-    std::vector<KiviBlock> kivi;     // kivi2 K blocks (V rows in seg[0])
-    std::vector<float> sk, sv;       // staged chunk [n_stage, n_head_kv, head_dim] (rotated) f32
+    std::vector<KiviBlock> kivi;  // kivi2 K blocks (V rows in seg[0])
+    std::vector<float> sk, sv;    // staged chunk [n_stage, n_head_kv, head_dim] (rotated) f32
     int n_stage = 0;
-    std::vector<uint16_t> xk, xv;    // [n_snap, n_head_kv, head_dim] window tokens evicted by the
-    std::vector<int32_t> xpos;       // last append (positions ascending, all < the chunk's)
-    std::vector<float> amax;         // [observed] per-token max |x| of the layer input
+    std::vector<uint16_t> xk, xv;       // [n_snap, n_head_kv, head_dim] tokens that left fp16 during
+    std::vector<int32_t> xpos, xe;      // the last append before its last query: positions, eviction times
+    std::vector<float> amax;            // [observed] per-token max |x| of the layer input
+    std::vector<float> med_lo, med_hi;  // running median of amax[0, n_med): max-heap, min-heap
+    int n_med = 0;
   };
   const Layer& layer_state(int l) const { return L_[l]; }
   const RowCodec& codec_k(int c) const { return ck_[c]; }
@@ -82,20 +95,22 @@ class QuantKvCache final : public KvCache {
 
  private:
   void check_layer(int layer, const char* what) const;
-  void evict(int layer, const float* k, const float* v, int32_t pos, std::vector<float>& tmp);
-  void store(int layer, int cls, const float* k, const float* v, int32_t pos);
-  void flush_kivi(int layer);
-  float median_amax(int layer) const;
+  void evict(int layer, const float* k, const float* v, const uint16_t* k16, const uint16_t* v16, int32_t pos,
+             int32_t t, std::vector<float>& tmp);
+  void store(int layer, int cls, const float* k, const float* v, int32_t pos, int32_t t);
+  void snapshot(Layer& S, const uint16_t* k, const uint16_t* v, int32_t pos, int32_t t);
+  void flush_kivi(int layer, int32_t t);
+  void median_push(Layer& S, int32_t pos);
+  static float median(const Layer& S);
   int64_t layer_bytes(int l, std::vector<KvClassStats>* classes) const;
 
   KvOptions opt_;
-  int64_t row_;                       // n_head_kv * head_dim
-  int cap_w_;                         // ring capacity (window, + one kivi block for kivi2)
-  std::vector<char> tsa_;             // [n_layer]
-  std::vector<RowCodec> ck_, cv_;     // [2] class codecs (kivi2: ck_[0] works on 32-token rows)
+  int64_t row_;                    // n_head_kv * head_dim
+  int cap_w_;                      // ring capacity (window, + one kivi block for kivi2)
+  std::vector<char> tsa_;          // [n_layer]
+  std::vector<RowCodec> ck_, cv_;  // [2] class codecs (kivi2: ck_[0] works on 32-token rows)
   std::vector<Layer> L_;
-  std::vector<uint8_t> kinds_;        // [positions] TokenKind
-  float med_ = -1;                    // median of the layer's max|x| (cached per append; -1 unknown)
+  std::vector<uint8_t> kinds_;  // [positions] TokenKind
   mutable std::vector<float> partial_;
   mutable std::vector<std::vector<float>> scratch_;
 };

@@ -7,6 +7,7 @@
 // to kMaxQueries queries / weight vectors at once (the heads of a GQA group, the positions of a
 // chunk), so each chunk of codes is expanded once for all of them.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <tuple>
 
@@ -21,7 +22,7 @@ namespace {
 
 constexpr int kMaxGroups = 64;
 constexpr int kMaxScaledN = kMaxRow;  // longest row served by the 2-bit uniform scores kernel
-constexpr int64_t kRowBlock = 64;  // rows per block when a row spans several column tiles
+constexpr int64_t kRowBlock = 64;     // rows per block when a row spans several column tiles
 
 inline float half_at(const uint8_t* p) {
   uint16_t h;
@@ -201,7 +202,7 @@ inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, con
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) {
         r[u * NQ + j] = _mm256_fmadd_ps(a[u * NQ + j], sc, r[u * NQ + j]);
-        off[u * NQ + j] += of * qsum[j * qsst + g];
+        off[u * NQ + j] = std::fma(of, qsum[j * qsst + g], off[u * NQ + j]);  // explicit: same in every instantiation
       }
     }
   }
@@ -247,8 +248,12 @@ void scores_k(int group, const float* levels, const float* q, size_t qst, const 
       alignas(16) float off[4];
       __m256 v[4];
       rows_dot<B, kGauss, CPG, 4, 1, kScaled>(rows + t * stride, stride, ng, cpg, q, qst, qsum, qsst, L, v, off);
-      const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-      const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+      // the horizontal sums of 4 rows at once, in cpu::hsum's order (a row's score must not
+      // depend on how many rows or queries share the pass)
+      __m128 h[4];
+      for (int u = 0; u < 4; ++u) h[u] = _mm_add_ps(_mm256_castps256_ps128(v[u]), _mm256_extractf128_ps(v[u], 1));
+      _MM_TRANSPOSE4_PS(h[0], h[1], h[2], h[3]);
+      const __m128 s = _mm_add_ps(_mm_add_ps(h[0], h[2]), _mm_add_ps(h[1], h[3]));
       _mm_storeu_ps(out + t, _mm_add_ps(s, _mm_load_ps(off)));
     }
   } else {
@@ -367,8 +372,8 @@ constexpr int max_tile() {
 }
 
 template <int B, bool kGauss, int NQ>
-void acc_tile_n(int nch, const float* p, size_t pst, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1,
-                int ng, int g, int chunk0, const Lut& L, float* acc, size_t ast) {
+void acc_tile_n(int nch, const float* p, size_t pst, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng,
+                int g, int chunk0, const Lut& L, float* acc, size_t ast) {
   if constexpr (max_tile<NQ>() >= 8) {
     switch (nch) {
       case 8: return acc_tile<B, kGauss, 8, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
@@ -412,7 +417,7 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
       const uint8_t* row = rows + t * stride;
       for (int g = 0; g < ng; ++g) {
         const float o = half_at(row + 4 * g + 2);
-        for (int j = 0; j < NQ; ++j) osum[j][g] += p[j * pst + t] * o;
+        for (int j = 0; j < NQ; ++j) osum[j][g] = std::fma(p[j * pst + t], o, osum[j][g]);
       }
     }
   }
@@ -460,8 +465,8 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
                   const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,
                   int64_t n_rows, float* out, size_t out_stride) {
   const bool gs = spec.levels == Levels::Gaussian;
-  const auto args = std::make_tuple(nq, group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out,
-                                    out_stride);
+  const auto args =
+      std::make_tuple(nq, group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
   switch (spec.bits) {
     case 2: return gs ? std::apply(scores_nq<2, true>, args) : std::apply(scores_nq<2, false>, args);
     case 3: return gs ? std::apply(scores_nq<3, true>, args) : std::apply(scores_nq<3, false>, args);
