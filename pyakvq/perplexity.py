@@ -10,14 +10,12 @@ Protocol (as llama.cpp's `llama-perplexity`):
 - ppl = exp(mean negative log-likelihood over all scored tokens).
 
 The first half of a chunk is evaluated with Session.eval (only the last logits come back), the
-second half with Session.eval_all in pieces that are a multiple of n_batch. Batch boundaries matter
-for quantized caches: a batch attends to older tokens as stored in the cache and to itself at full
-precision. With n_batch=1 every scored token reads all older tokens as stored, exactly as decoding
-does (and as llama.cpp's perplexity does with its quantized caches, which it writes before
-attending): that is the strict figure, reported by bench/kv_quality.py. The default n_batch=256 is
-about twice as fast and more lenient (up to 255 more tokens at full precision). Boundaries fall at
-multiples of n_batch from the chunk start and at n_ctx/2, i.e. the same as one eval_all of the
-whole chunk whenever n_batch divides n_ctx/2. Log-softmax sums are done in float64.
+second half with Session.eval_all in pieces that are a multiple of n_batch. n_batch changes speed
+only: every scored token reads all older tokens as the cache stores them at its position, exactly
+as decoding does (and as llama.cpp's perplexity does with its quantized caches, which it writes
+before attending), and the engine's kernels are batch-invariant, so the figures are the same bit
+for bit for any n_batch (tests/python/test_state_invariance.py). Log-softmax sums are done in
+float64.
 """
 
 from __future__ import annotations
