@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_in(1, MAX_BATCH),
         default=256,
         metavar="N",
-        help=f"tokens per forward pass, 1..{MAX_BATCH} (default 256); 1 reads every older token from the "
-        "cache as stored, as decoding does (the strict figure for quantized caches)",
+        help=f"tokens per forward pass, 1..{MAX_BATCH} (default 256); speed only: the figures are the same for any "
+        "batch size",
     )
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-chunk progress on stderr")
