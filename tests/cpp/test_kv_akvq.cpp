@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -232,11 +233,8 @@ std::vector<Case> all_cases() {
   return v;
 }
 
-// Feeds n_total tokens in chunks of `chunk` into a 2-layer cache (layer 0 TSA for akvq),
-// with kinds cycling text/vision/generated and massive activations at a few positions, and
-// compares every attention (a sample of them for chunk 1) with the reference.
-void run_case(const Case& cs, int chunk, int n_total, int threads) {
-  SCOPED_TRACE(case_name(cs) + " chunk=" + std::to_string(chunk));
+// A 2-layer cache of 2 KV heads, 1024 tokens, for the case.
+std::unique_ptr<kv::KvCache> make_cache(const Case& cs) {
   kv::KvConfig cfg;
   cfg.mode = cs.mode;
   cfg.n_layer = 2;
@@ -244,7 +242,15 @@ void run_case(const Case& cs, int chunk, int n_total, int threads) {
   cfg.head_dim = cs.head_dim;
   cfg.n_ctx = 1024;
   cfg.options = cs.opts;
-  auto cache = kv::KvCache::create(cfg);
+  return kv::KvCache::create(cfg);
+}
+
+// Feeds n_total tokens in chunks of `chunk` into a 2-layer cache (layer 0 TSA for akvq),
+// with kinds cycling text/vision/generated and massive activations at a few positions, and
+// compares every attention (a sample of them for chunk 1) with the reference.
+void run_case(const Case& cs, int chunk, int n_total, int threads) {
+  SCOPED_TRACE(case_name(cs) + " chunk=" + std::to_string(chunk));
+  auto cache = make_cache(cs);
   auto* qc = dynamic_cast<QuantKvCache*>(cache.get());
   ASSERT_NE(qc, nullptr);
   cpu::ThreadPool pool(threads);
@@ -337,14 +343,7 @@ namespace {
 // Attention outputs [n_total, 2 layers, n_head, hd] for a token stream fed in chunks of `chunk`;
 // every position's inputs (layer input, K, V, query) depend on the position alone.
 std::vector<float> stream_outputs(const Case& cs, int chunk, int n_total, int threads) {
-  kv::KvConfig cfg;
-  cfg.mode = cs.mode;
-  cfg.n_layer = 2;
-  cfg.n_head_kv = 2;
-  cfg.head_dim = cs.head_dim;
-  cfg.n_ctx = 1024;
-  cfg.options = cs.opts;
-  auto cache = kv::KvCache::create(cfg);
+  auto cache = make_cache(cs);
   cpu::ThreadPool pool(threads);
   const int hd = cs.head_dim, n_head = 6, E = 32;
   const size_t per = static_cast<size_t>(n_head) * hd;
