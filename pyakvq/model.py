@@ -24,6 +24,16 @@ def _kv_options(opts: dict[str, Any] | None) -> dict[str, str]:
     return _v.kv_options(opts)
 
 
+class _Closed:
+    """Stands for the engine's model after close(): any use raises the closed-Model error."""
+
+    def __getattr__(self, name: str):
+        raise RuntimeError("this Model is closed")
+
+
+_CLOSED = _Closed()
+
+
 class Model:
     """A language model loaded from a GGUF file, with its own KV cache.
 
@@ -81,7 +91,7 @@ class Model:
         with self._lock:
             self._epoch += 1
             self._session = None
-            self._model = None
+            self._model = _CLOSED
 
     def __enter__(self) -> Model:
         return self
