@@ -65,7 +65,11 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   // few items for the threads (decode), long sequences are split (split-K below); short ones
   // get one head per item instead.
   const bool can_split = kSplitK && nth > 1 && n_kv >= 2 * kMinSplit;
-  const int hpi = !can_split && n_head_kv * n_qblk < 4 * nth ? 1 : group;
+  // Heads per item: the whole GQA group shares each pass over the keys; with few items (decode) a
+  // short sequence takes one head per item so the threads stay busy. Either way a row's arithmetic
+  // is the same (batch-invariant), only the work split changes.
+  const bool short_seq = n_kv < 4 * kMinSplit;
+  const int hpi = !can_split && short_seq && n_head_kv * n_qblk < 4 * nth ? 1 : group;
   const int n_sub = group / hpi;  // items per (kv head, query block)
   const int rows_max = qb * hpi;
 

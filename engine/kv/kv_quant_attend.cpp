@@ -130,7 +130,11 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   const int qb = std::max(1, std::min(n_q, kRowsItem / group));
   const int n_qblk = (n_q + qb - 1) / qb;
   const bool can_split = kSplitK && nth > 1 && flat >= 2 * kMinSplit;
-  const int hpi = !can_split && n_head_kv * n_qblk < 4 * nth ? 1 : group;
+  // Heads per item: the whole GQA group shares each pass over the keys; with few items (decode) a
+  // short sequence takes one head per item so the threads stay busy. Either way a row's arithmetic
+  // is the same (batch-invariant), only the work split changes.
+  const bool short_seq = flat < 4 * kMinSplit;
+  const int hpi = !can_split && short_seq && n_head_kv * n_qblk < 4 * nth ? 1 : group;
   const int n_sub = group / hpi;
   const int rows_max = qb * hpi;
   const int items = n_head_kv * n_sub * n_qblk;
