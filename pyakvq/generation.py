@@ -72,6 +72,11 @@ class TokenStream(Iterator[Token]):
         self._done = True
         self._gen = None
 
+    def _release(self) -> None:
+        """The Model was closed (its lock is held): drop the engine generator, which keeps the
+        Model's session alive. The stream then raises the closed-Model error if resumed."""
+        self._gen = None
+
     def _collect(self) -> list[Token]:
         """Runs the whole generation holding the Model's lock (generate() without stream)."""
         out = []

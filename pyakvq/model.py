@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -92,6 +93,8 @@ class Model:
             self._epoch += 1
             self._session = None
             self._model = _CLOSED
+            for ts in list(self.__dict__.get("_streams", ())):
+                ts._release()  # streams hold the engine's session: let it go now
 
     def __enter__(self) -> Model:
         return self
@@ -344,4 +347,6 @@ class Model:
             seed=_v.resolve_seed(a.seed, self.seed),
             stop=a.stop,
         )
-        return TokenStream(self, gen)
+        ts = TokenStream(self, gen)
+        self.__dict__.setdefault("_streams", weakref.WeakSet()).add(ts)
+        return ts

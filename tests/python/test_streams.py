@@ -131,6 +131,7 @@ def test_close_and_with_exit_end_a_live_stream(smollm2_path):
     it = m.generate(PROMPT, max_tokens=8, temperature=0, stream=True)
     bounded(next, it)
     bounded(m.close)
+    assert it._gen is None  # the stream no longer keeps the closed Model's KV cache alive
     with pytest.raises(RuntimeError, match="closed"):
         bounded(next, it)
     bounded(m.close)  # twice is fine
