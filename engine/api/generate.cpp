@@ -218,6 +218,7 @@ void Generator::start() {
     } else {
       sample(logits);
     }
+    done_ = pending_ < 0;  // finished without a token (max_tokens 0, end-of-generation first)
     timings_.gen_ms += ms_since(t1);
   } catch (...) {
     done_ = true;
@@ -228,10 +229,6 @@ void Generator::start() {
 bool Generator::next(GenerateStep& out) {
   if (!started_) start();
   if (done_) return false;
-  if (pending_ < 0) {  // finished before producing a token (max_tokens 0, end-of-generation first)
-    done_ = true;
-    return false;
-  }
   const auto t0 = Clock::now();
   try {
     check_session();

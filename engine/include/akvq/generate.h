@@ -98,7 +98,7 @@ class Generator {
   // A step that throws ends the generation (finish reason None).
   bool next(GenerateStep& out);
 
-  bool done() const { return done_; }
+  bool done() const { return done_; }  // the last step was returned (or there was none)
   FinishReason finish_reason() const { return finish_; }
   int n_prompt() const { return static_cast<int>(prompt_.size()); }
   int n_reused() const { return n_reused_; }  // prompt tokens kept from the cache
