@@ -21,8 +21,9 @@ class F16KvCache final : public KvCache {
               cpu::ThreadPool& pool) const override;
   KvStats stats() const override;
 
-  // Tokens per split-K block below which a sequence is not split (exposed for tests).
-  static constexpr int kMinSplit = 128;
+  // Tokens per split-K range: ranges [k * kPartTokens, (k + 1) * kPartTokens) of positions run
+  // their own online softmax and are merged in order, in decode and prefill alike.
+  static constexpr int kPartTokens = 1024;
 
  private:
   void check_layer(int layer, const char* what) const;

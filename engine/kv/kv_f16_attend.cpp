@@ -27,10 +27,9 @@ namespace akvq::kv {
 
 namespace {
 
-// Split-K is off: a query's softmax must sum its keys in the same order whatever the batch
-// (decode == prefill bit for bit, so the state is a function of the tokens). A split whose
-// boundaries depend on positions alone could bring it back for long decodes on many threads.
-constexpr bool kSplitK = false;
+// Split-K over fixed ranges of positions [k * kPartTokens, (k + 1) * kPartTokens): each range runs
+// its own online softmax and the partials are merged in range order, always (decode and prefill
+// alike), so a query's output depends on its position alone, bit for bit.
 
 constexpr int kBlock = 64;     // cached tokens per tile
 constexpr int kRowsItem = 48;  // target query rows (queries x group) per work item
@@ -61,25 +60,15 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   const int nth = pool.size();
   const int qb = std::max(1, std::min(n_q, kRowsItem / group));  // queries per item
   const int n_qblk = (n_q + qb - 1) / qb;
-  // Heads per item: the whole GQA group (K/V blocks converted once for all its rows). With too
-  // few items for the threads (decode), long sequences are split (split-K below); short ones
-  // get one head per item instead.
-  const bool can_split = kSplitK && nth > 1 && n_kv >= 2 * kMinSplit;
-  // Heads per item: the whole GQA group shares each pass over the keys; with few items (decode) a
-  // short sequence takes one head per item so the threads stay busy. Either way a row's arithmetic
-  // is the same (batch-invariant), only the work split changes.
-  const bool short_seq = n_kv < 4 * kMinSplit;
-  const int hpi = !can_split && short_seq && n_head_kv * n_qblk < 4 * nth ? 1 : group;
+  const int n_split = (n_kv + kPartTokens - 1) / kPartTokens;  // position ranges (split-K)
+  const int chunk = kPartTokens;                                 // tokens per range
+  // Heads per item: the whole GQA group (K/V blocks converted once for all its rows); with too
+  // few tasks for the threads (decode of a short sequence) one head per item instead. A row's
+  // arithmetic is the same either way.
+  const int hpi = n_head_kv * n_qblk * n_split < 4 * nth ? 1 : group;
   const int n_sub = group / hpi;  // items per (kv head, query block)
   const int rows_max = qb * hpi;
-
-  // split-K: only when the items alone cannot keep the threads evenly busy
   const int items = n_head_kv * n_sub * n_qblk;
-  int n_split = 1;
-  if (can_split && items < 8 * nth) {
-    n_split = std::min((8 * nth + items - 1) / items, n_kv / kMinSplit);
-  }
-  const int chunk = (n_kv + n_split - 1) / n_split;  // tokens per split
   const int64_t pstride = 2 + hd;                    // partial: m, l, acc[hd]
   if (n_split > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_split * pstride);
 

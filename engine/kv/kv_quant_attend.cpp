@@ -30,10 +30,6 @@ namespace akvq::kv {
 
 namespace {
 
-// Split-K is off: a query's softmax must sum its keys in the same order whatever the batch
-// (decode == prefill bit for bit, so the state is a function of the tokens). A split whose
-// boundaries depend on positions alone could bring it back for long decodes on many threads.
-constexpr bool kSplitK = false;
 
 constexpr int kBlock = 64;     // tokens per tile
 constexpr int kRowsItem = 48;  // target query rows per work item
@@ -43,12 +39,12 @@ inline int zigzag(int k, int n) {
   return (k & 1) ? n - 1 - k / 2 : k / 2;
 }
 
-enum SpanType { kSeg0, kSeg1, kKivi };
-struct Span {
-  SpanType type;
-  int64_t begin, count;  // flat index range
-  int64_t off;           // first row in the store
+enum PartType { kSeg0, kSeg1, kKivi, kF16 };
+struct Part {
+  PartType type;
+  int64_t a, b;  // packed rows [a, b) of the segment, or kivi2 blocks [a, b); none for kF16
 };
+
 
 // Online softmax over a block of scores sr[nb] (masked entries -inf); on return sr holds the
 // weights p (0 where masked) and m, l, acc[hd] are rescaled. False when nothing is visible.
@@ -94,18 +90,22 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   }
   const int c0 = n_kv - n_q;  // position of query row 0
 
-  // flat index space
-  std::vector<Span> spans;
-  int64_t flat = 0;
-  auto add = [&](SpanType t, int64_t count, int64_t off) {
-    if (count > 0) spans.push_back({t, flat, count, off}), flat += count;
-  };
+  // Parts: fixed ranges of each store, kPartRows packed rows (kivi2: whole K blocks) from its
+  // start, then the fp16 tokens. Each part runs its own online softmax and the parts' partials
+  // are merged in this order; a query's parts depend on its position alone (the stores only grow
+  // at their ends), so decode and prefill give the same bits. Parts run in parallel (split-K).
+  std::vector<Part> parts;
   if (opt_.kivi) {
-    add(kKivi, S.seg[0].n(), 0);
+    const int64_t nblk = static_cast<int64_t>(S.kivi.size()), per = kPartRows / defaults::kKiviBlock;
+    for (int64_t a = 0; a < nblk; a += per) parts.push_back({kKivi, a, std::min(nblk, a + per)});
   } else {
-    add(kSeg0, S.seg[0].n(), 0);
-    add(kSeg1, S.seg[1].n(), 0);
+    for (int c = 0; c < 2; ++c) {
+      const int64_t n = S.seg[c].n();
+      for (int64_t a = 0; a < n; a += kPartRows) parts.push_back({c ? kSeg1 : kSeg0, a, std::min(n, a + kPartRows)});
+    }
   }
+  parts.push_back({kF16, 0, 0});
+  const int n_part = static_cast<int>(parts.size());
   // fp16 tokens (pivots, window, snapshot) in position order: each query reads the ones it sees
   // in this order, in blocks of kBlock, so that decode and prefill sum them identically
   struct F16Ref {
@@ -129,22 +129,15 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   const int nth = pool.size();
   const int qb = std::max(1, std::min(n_q, kRowsItem / group));
   const int n_qblk = (n_q + qb - 1) / qb;
-  const bool can_split = kSplitK && nth > 1 && flat >= 2 * kMinSplit;
-  // Heads per item: the whole GQA group shares each pass over the keys; with few items (decode) a
-  // short sequence takes one head per item so the threads stay busy. Either way a row's arithmetic
-  // is the same (batch-invariant), only the work split changes.
-  const bool short_seq = flat < 4 * kMinSplit;
-  const int hpi = !can_split && short_seq && n_head_kv * n_qblk < 4 * nth ? 1 : group;
+  // Heads per item: the whole GQA group shares each pass over the codes; with too few tasks for
+  // the threads (decode of a short sequence) one head per item instead. A row's arithmetic is the
+  // same either way, only the work split changes.
+  const int hpi = n_head_kv * n_qblk * n_part < 4 * nth ? 1 : group;
   const int n_sub = group / hpi;
   const int rows_max = qb * hpi;
   const int items = n_head_kv * n_sub * n_qblk;
-  int n_split = 1;
-  if (can_split && items < 8 * nth) {
-    n_split = static_cast<int>(std::min<int64_t>((8 * nth + items - 1) / items, flat / kMinSplit));
-  }
-  const int64_t chunk = (flat + n_split - 1) / n_split;
   const int64_t pstride = 2 + hd;
-  if (n_split > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_split * pstride);
+  if (n_part > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_part * pstride);
 
   const int ng = std::max(ck_[0].n_groups(), ck_[1].n_groups());
   const size_t per_thread = static_cast<size_t>(rows_max) * (2 * hd + kBlock + 2 + 2 * ng) + 2 * kBlock * hd;
@@ -153,11 +146,12 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     if (s.size() < per_thread) s.resize(per_thread);
   }
 
-  pool.run(items * n_split, [&](int task, int thread) {
-    const int s = task % n_split;
-    const int sub = (task / n_split) % n_sub;
-    const int kvh = (task / n_split / n_sub) % n_head_kv;
-    const int blk = zigzag(task / n_split / n_sub / n_head_kv, n_qblk);
+  pool.run(items * n_part, [&](int task, int thread) {
+    const int s = task % n_part;
+    const Part& pt = parts[s];
+    const int sub = (task / n_part) % n_sub;
+    const int kvh = (task / n_part / n_sub) % n_head_kv;
+    const int blk = zigzag(task / n_part / n_sub / n_head_kv, n_qblk);
     const int i0 = blk * qb, i1 = std::min(n_q, i0 + qb);
     const int h0 = kvh * group + sub * hpi;
     const int nr = (i1 - i0) * hpi;
@@ -184,17 +178,13 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
       m[r] = kNegInf;
       l[r] = 0.0f;
     }
-    const int64_t f0 = s * chunk, f1 = std::min(flat, f0 + chunk);
-    for (const Span& sp : spans) {
-      const int64_t a = std::max(f0, sp.begin) - sp.begin, b = std::min(f1, sp.begin + sp.count) - sp.begin;
-      if (a >= b) continue;
-      if (sp.type == kKivi) {
+    if (pt.type == kKivi) {
         const Segment& g = S.seg[0];
         const size_t kb = ck_[0].row_bytes(), vb = cv_[0].row_bytes();
-        for (size_t bi = 0; bi < S.kivi.size(); ++bi) {
+        for (int64_t bi = pt.a; bi < pt.b; ++bi) {
           const int64_t o0 = kivi_off[bi], o1 = kivi_off[bi + 1];
-          if (o1 <= a || o0 >= b) continue;
           const KiviBlock& kbk = S.kivi[bi];
+          if (kbk.evict > c0 + i1 - 1) break;  // no query row of the item sees this block
           const int nb = static_cast<int>(o1 - o0);
           for (int r = 0; r < nr; ++r) {
             const int i = i0 + r / hpi;
@@ -203,21 +193,20 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
             ck_[0].accumulate(Q + r * hd, kbk.k[kvh].data(), kb, hd, sr);  // sr[32] = Σ_c q̃_c K̂[c, j]
             for (int j = 0; j < nb; ++j) {
               const int64_t t = o0 + j;
-              if (t < a || t >= b || g.evict[t] > c0 + i) sr[j] = kNegInf;
+              if (g.evict[t] > c0 + i) sr[j] = kNegInf;
             }
             if (softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) {
               cv_[0].accumulate(sr, g.v[kvh].data() + o0 * vb, vb, nb, acc + r * hd);
             }
           }
         }
-        continue;
-      }
-      const int cls = sp.type == kSeg1 ? 1 : 0;
+    } else if (pt.type != kF16) {
+      const int cls = pt.type == kSeg1 ? 1 : 0;
       const Segment& g = S.seg[cls];
       const RowCodec& kc = ck_[cls];
       const RowCodec& vc = cv_[cls];
-      for (int64_t j0 = a; j0 < b; j0 += kBlock) {  // packed rows, up to kMaxQueries rows per pass
-        const int nb = static_cast<int>(std::min<int64_t>(kBlock, b - j0));
+      for (int64_t j0 = pt.a; j0 < pt.b; j0 += kBlock) {  // packed rows, up to kMaxQueries rows per pass
+        const int nb = static_cast<int>(std::min<int64_t>(kBlock, pt.b - j0));
         const int32_t* ev = g.evict.data() + j0;  // eviction times, ascending
         if (ev[0] > c0 + i1 - 1) break;           // no query row of the item sees these rows
         for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
@@ -239,9 +228,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
                               g.v[kvh].data() + j0 * vc.row_bytes(), vc.row_bytes(), nb, acc + r0 * hd, hd);
         }
       }
-    }
-    // fp16 tokens, per query position (its hpi rows share the converted blocks)
-    if (s == n_split - 1) {
+    } else {  // fp16 tokens, per query position (its hpi rows share the converted blocks)
       for (int i = i0; i < i1; ++i) {
         const int32_t p = c0 + i;
         const int r_begin = (i - i0) * hpi, r_end = r_begin + hpi;
@@ -268,23 +255,23 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
       const int i = i0 + r / hpi, h = h0 + r % hpi;
       const int64_t pair = static_cast<int64_t>(i) * n_head + h;
       float* ar = acc + r * hd;
-      if (n_split == 1) {
+      if (n_part == 1) {
         float* o = out + pair * hd;
         const float inv = 1.0f / l[r];
         for (int d = 0; d < hd; ++d) o[d] = ar[d] * inv;
         if (opt_.rotate) wht(o, hd);
       } else {
-        float* pp = partial_.data() + (pair * n_split + s) * pstride;
+        float* pp = partial_.data() + (pair * n_part + s) * pstride;
         pp[0] = m[r];
         pp[1] = l[r];
         std::copy(ar, ar + hd, pp + 2);
       }
     }
   });
-  if (n_split == 1) return;
+  if (n_part == 1) return;
 
   const int64_t pairs = static_cast<int64_t>(n_q) * n_head;
-  tile::merge_split_partials(partial_.data(), pairs, n_split, hd, out);
+  tile::merge_split_partials(partial_.data(), pairs, n_part, hd, out);
   if (opt_.rotate) {
     for (int64_t r = 0; r < pairs; ++r) wht(out + r * hd, hd);  // back from the rotated basis
   }

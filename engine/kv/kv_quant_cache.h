@@ -54,8 +54,9 @@ class QuantKvCache final : public KvCache {
 
   const KvOptions& options() const { return opt_; }
   bool is_tsa(int layer) const { return tsa_[layer] != 0; }
-  // Tokens per split-K block below which a sequence is not split (exposed for tests).
-  static constexpr int kMinSplit = 128;
+  // Packed rows per split-K part (parts: fixed row ranges of each segment from its start, then the
+  // fp16 tokens; merged in order in decode and prefill alike). A multiple of 64 and of 32.
+  static constexpr int64_t kPartRows = 1024;
 
   // Read access for tests (layer l, KV head h): the rows of class c, their positions, etc.
   struct Segment {

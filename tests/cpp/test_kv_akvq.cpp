@@ -233,14 +233,14 @@ std::vector<Case> all_cases() {
   return v;
 }
 
-// A 2-layer cache of 2 KV heads, 1024 tokens, for the case.
+// A 2-layer cache of 2 KV heads, 4096 tokens, for the case.
 std::unique_ptr<kv::KvCache> make_cache(const Case& cs) {
   kv::KvConfig cfg;
   cfg.mode = cs.mode;
   cfg.n_layer = 2;
   cfg.n_head_kv = 2;
   cfg.head_dim = cs.head_dim;
-  cfg.n_ctx = 1024;
+  cfg.n_ctx = 4096;
   cfg.options = cs.opts;
   return kv::KvCache::create(cfg);
 }
@@ -396,6 +396,22 @@ TEST(KvAkvq, AttentionIsBatchInvariant) {
       }
       EXPECT_EQ(first, got.size()) << "chunk " << chunk << " threads " << threads << ": first differing value at "
                                    << first;
+    }
+  }
+}
+
+// Long streams: the packed rows span several parts (split-K ranges of kPartRows rows merged in a
+// fixed order); still bit for bit the same for decode, prefill chunks and thread counts.
+TEST(KvAkvq, AttentionIsBatchInvariantAcrossParts) {
+  const std::map<std::string, std::string> small{{"window", "16"}, {"pivots", "3"}, {"tsa_layers", "0"}};
+  for (const Case& cs : std::vector<Case>{{"q2", {}}, {"akvq2", small}, {"kivi2", {{"window", "16"}}}}) {
+    SCOPED_TRACE(case_name(cs));
+    const int n_total = 2200;
+    const auto ref = stream_outputs(cs, 1, n_total, 2);
+    for (const auto& [chunk, threads] : std::vector<std::pair<int, int>>{{512, 2}, {97, 3}}) {
+      const auto got = stream_outputs(cs, chunk, n_total, threads);
+      EXPECT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+          << "chunk " << chunk << " threads " << threads;
     }
   }
 }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -18,6 +19,7 @@
 #include "kv/attend_tile.h"
 #include "kv/kv_cache.h"
 #include "kv/kv_f16.h"
+#include "cpu/thread_pool.h"
 
 using namespace akvq;
 
@@ -140,12 +142,13 @@ TEST(KvF16, AttendMatchesReferenceShort) {
 }
 
 TEST(KvF16, AttendMatchesReferenceLongSplitK) {
-  // decode over long contexts: split-K engages (pairs < 8 * threads, n_kv >= 2 * kMinSplit)
+  // long contexts: several split-K ranges of kPartTokens positions, merged
   run_case({3, 9, 64, 1000, 1, 2, 1.0f}, 10);
   run_case({1, 1, 128, 2047, 1, 2, 1.0f}, 11);   // many splits, last one partial
   run_case({1, 2, 64, 300, 2, 3, 1.0f}, 12);     // n_q = 2: second query sees one more token
   run_case({2, 4, 64, 700, 1, 1, 1.0f}, 13);     // one thread: no split
-  run_case({2, 2, 64, 2 * kv::F16KvCache::kMinSplit - 1, 1, 2, 1.0f}, 14);  // just under
+  run_case({2, 2, 64, kv::F16KvCache::kPartTokens - 1, 1, 2, 1.0f}, 14);  // the first range just full
+  run_case({2, 2, 64, kv::F16KvCache::kPartTokens, 2, 2, 1.0f}, 16);      // queries on both sides
   run_case({3, 9, 64, 600, 64, 2, 1.0f}, 15);    // chunked prefill over a long prefix
 }
 
@@ -272,4 +275,38 @@ TEST(KvTile, ExpNonPositive) {
   float big[3] = {-100.0f, -std::numeric_limits<float>::infinity(), -1e30f};
   kv::tile::exp_nonpos(big, 3);
   for (float f : big) EXPECT_LT(f, 2e-38f);
+}
+
+// Batch invariance over several split-K ranges: feeding a 2200-token stream one token at a time
+// (decode) or in chunks of 512 / 97 on other thread counts gives every query the same output bit
+// for bit (inputs of a position depend on the position alone).
+TEST(KvF16, AttentionIsBatchInvariant) {
+  const int n_total = 2200, nkv = 2, n_head = 6, hd = 64;
+  auto run = [&](int chunk, int threads) {
+    kv::KvConfig cfg;
+    cfg.mode = "f16";
+    cfg.n_layer = 1, cfg.n_head_kv = nkv, cfg.head_dim = hd, cfg.n_ctx = 4096;
+    auto cache = kv::KvCache::create(cfg);
+    cpu::ThreadPool pool(threads);
+    std::vector<float> all(static_cast<size_t>(n_total) * n_head * hd);
+    for (int p0 = 0; p0 < n_total; p0 += chunk) {
+      const int n = std::min(chunk, n_total - p0);
+      std::vector<float> k, v, q;
+      for (int i = 0; i < n; ++i) {
+        std::mt19937 g(static_cast<uint32_t>(p0 + i));
+        std::normal_distribution<float> d;
+        for (int e = 0; e < nkv * hd; ++e) k.push_back(d(g)), v.push_back(d(g));
+        for (int e = 0; e < n_head * hd; ++e) q.push_back(2.0f * d(g));
+      }
+      cache->append(0, k.data(), v.data(), n);
+      cache->attend(0, q.data(), n, n_head, 0.125f, all.data() + static_cast<size_t>(p0) * n_head * hd, pool);
+    }
+    return all;
+  };
+  const auto ref = run(1, 2);
+  for (const auto& [chunk, threads] : std::vector<std::pair<int, int>>{{512, 2}, {97, 3}, {1, 1}}) {
+    const auto got = run(chunk, threads);
+    EXPECT_EQ(0, std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)))
+        << "chunk " << chunk << " threads " << threads;
+  }
 }

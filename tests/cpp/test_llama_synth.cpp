@@ -118,7 +118,8 @@ TEST(LlamaSynth, ForwardMatchesNaiveReference) {
 }
 
 TEST(LlamaSynth, PrefillEqualsDecode) {
-  // 300 tokens: decode crosses the split-K threshold (2 * kMinSplit tokens) with 2 threads
+  // decode (one token per forward) and prefill (300 at once) give the same logits bit for bit:
+  // the kernels are batch-invariant
   for (uint32_t wtype : {0u, 8u}) {
     SCOPED_TRACE("weight type " + std::to_string(wtype));
     SynthLlama m(5, true, wtype);
@@ -126,8 +127,7 @@ TEST(LlamaSynth, PrefillEqualsDecode) {
     const auto ids = seq(300, 11);
     const auto prefill = run_chunks(*l.llama, ids, 300, 2);
     const auto decode = run_chunks(*l.llama, ids, 1, 2);
-    const double tol = wtype == 0 ? 1e-4 : 3e-3;
-    EXPECT_LE(max_abs_diff(prefill.data(), decode.data(), prefill.size()), tol);
+    EXPECT_EQ(max_abs_diff(prefill.data(), decode.data(), prefill.size()), 0.0);
   }
 }
 
