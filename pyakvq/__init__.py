@@ -1,8 +1,8 @@
 """pyakvq: a native inference engine for vision-language models with a 2-bit AKVQ KV cache."""
 
-from .generation import Token
+from .generation import Token, TokenStream
 from .model import Model
 from .perplexity import perplexity
 
-__all__ = ["Model", "Token", "perplexity"]
+__all__ = ["Model", "Token", "TokenStream", "perplexity"]
 __version__ = "0.1.0"
