@@ -44,4 +44,26 @@ float dot_f16(const float* x, const uint16_t* y, int64_t n);
 void axpy_f16(float a, const uint16_t* x, float* y, int64_t n);  // y += a * x
 void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
 
+// --- Vision-transformer ops (ops/nn.cpp, ops/attention.cpp). Rows are split over the pool; a
+// row's result never depends on how many rows come with it (batch-invariant).
+
+// y[n_tok, n] = (x - mean) / sqrt(var + eps) * w + b per row, var the biased variance (LayerNorm);
+// w and b may be nullptr (1 and 0). In place allowed (y == x).
+void layer_norm(const float* x, const float* w, const float* b, int64_t n_tok, int64_t n, float eps, float* y,
+                cpu::ThreadPool& pool);
+
+// x[n_tok, n] += b[n] for every row.
+void add_bias(float* x, const float* b, int64_t n_tok, int64_t n, cpu::ThreadPool& pool);
+
+// In place on x[n_tok, n]: GELU, exact erf form 0.5 x (1 + erf(x / sqrt 2)).
+void gelu(float* x, int64_t n_tok, int64_t n, cpu::ThreadPool& pool);
+// In place on x[n_tok, n]: quick GELU, x * sigmoid(1.702 x).
+void quick_gelu(float* x, int64_t n_tok, int64_t n, cpu::ThreadPool& pool);
+
+// Non-causal multi-head attention within each of n_seq independent sequences of seq_len rows:
+// q, k, v, out: [n_seq * seq_len, n_head * head_dim] (head h at columns h * head_dim ...).
+// out[s, i, h] = softmax_j(scale * q[s, i, h] . k[s, j, h]) . v[s, j, h] over j < seq_len.
+void attention(const float* q, const float* k, const float* v, int n_seq, int seq_len, int n_head, int head_dim,
+               float scale, float* out, cpu::ThreadPool& pool);
+
 }  // namespace akvq::ops

@@ -45,4 +45,12 @@ float dot_f16(const float* x, const uint16_t* y, int64_t n);
 void axpy_f16(float a, const uint16_t* x, float* y, int64_t n);
 void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
 
+// Vision-transformer ops (ref_nn.cpp): double accumulation, std::erf / std::exp in double.
+void layer_norm(const float* x, const float* w, const float* b, int64_t n_tok, int64_t n, float eps, float* y);
+void add_bias(float* x, const float* b, int64_t n_tok, int64_t n);
+void gelu(float* x, int64_t n);
+void quick_gelu(float* x, int64_t n);
+void attention(const float* q, const float* k, const float* v, int n_seq, int seq_len, int n_head, int head_dim,
+               float scale, float* out);
+
 }  // namespace akvq::ops::ref

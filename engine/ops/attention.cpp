@@ -1,0 +1,170 @@
+// Non-causal multi-head attention of the vision transformer (ops.h: attention).
+//
+// A work item is (sequence, head, block of kQBlock queries). It copies the head's keys transposed
+// into Kt [head_dim, L16] (L16 = seq_len rounded up to 16, zero padded), then for groups of up to
+// 4 queries:
+//   S[i, j]  = Σ_d (scale q[i, d]) Kt[d, j]        (d in order: the same sum for any grouping)
+//   P[i, j]  = exp(S[i, j] - max_j S[i, j]),  l_i = Σ_j P[i, j]
+//   out[i]   = (Σ_j P[i, j] v[j]) / l_i
+// A row's arithmetic depends only on seq_len and head_dim, never on the other sequences or on
+// how the queries are grouped into items, so results are batch-invariant.
+#include <akvq/error.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "ops/ops.h"
+#include "ops/vec.h"
+
+namespace akvq::ops {
+
+namespace {
+
+using vec::load8;
+using vec::splat8;
+using vec::store8;
+using vec::v8;
+
+constexpr int kQBlock = 16;  // queries per work item
+constexpr int kQGroup = 4;   // queries sharing each key / value load
+
+// S[g, j0:j0+16] for the NQ queries Q[g, hd] against Kt[hd, ldk] columns j0 .. j0+15.
+template <int NQ>
+void scores16(const float* Q, int hd, const float* Kt, int ldk, int j0, float* S, int lds) {
+  v8 a[NQ][2];
+  for (int g = 0; g < NQ; ++g) a[g][0] = a[g][1] = splat8(0.0f);
+  for (int d = 0; d < hd; ++d) {
+    const v8 k0 = load8(Kt + static_cast<int64_t>(d) * ldk + j0);
+    const v8 k1 = load8(Kt + static_cast<int64_t>(d) * ldk + j0 + 8);
+    for (int g = 0; g < NQ; ++g) {
+      const v8 qd = splat8(Q[g * hd + d]);
+      a[g][0] += qd * k0;
+      a[g][1] += qd * k1;
+    }
+  }
+  for (int g = 0; g < NQ; ++g) {
+    store8(S + g * lds + j0, a[g][0]);
+    store8(S + g * lds + j0 + 8, a[g][1]);
+  }
+}
+
+// acc[g, d0 : d0 + 8 NV] = Σ_{j < n} P[g, j] V[j, d0 : d0 + 8 NV] for NQ queries.
+template <int NQ, int NV>
+void pv_chunk(const float* P, int ldp, int n, const float* V, int64_t ldv, int d0, float* acc, int hd) {
+  v8 a[NQ][NV];
+  for (int g = 0; g < NQ; ++g) {
+    for (int c = 0; c < NV; ++c) a[g][c] = splat8(0.0f);
+  }
+  for (int j = 0; j < n; ++j) {
+    const float* vj = V + j * ldv + d0;
+    v8 vv[NV];
+    for (int c = 0; c < NV; ++c) vv[c] = load8(vj + 8 * c);
+    for (int g = 0; g < NQ; ++g) {
+      const v8 p = splat8(P[g * ldp + j]);
+      for (int c = 0; c < NV; ++c) a[g][c] += p * vv[c];
+    }
+  }
+  for (int g = 0; g < NQ; ++g) {
+    for (int c = 0; c < NV; ++c) store8(acc + g * hd + d0 + 8 * c, a[g][c]);
+  }
+}
+
+template <int NQ>
+void pv(const float* P, int ldp, int n, const float* V, int64_t ldv, int hd, float* acc) {
+  int d = 0;
+  for (; d + 32 <= hd; d += 32) pv_chunk<NQ, 4>(P, ldp, n, V, ldv, d, acc, hd);
+  for (; d + 8 <= hd; d += 8) pv_chunk<NQ, 1>(P, ldp, n, V, ldv, d, acc, hd);
+  for (; d < hd; ++d) {
+    for (int g = 0; g < NQ; ++g) {
+      float s = 0.0f;
+      for (int j = 0; j < n; ++j) s += P[g * ldp + j] * V[j * ldv + d];
+      acc[g * hd + d] = s;
+    }
+  }
+}
+
+// Scores, softmax and P·V for NQ queries; acc[g, hd] = Σ_j P[g, j] v[j], inv_l[g] = 1 / Σ_j P[g, j].
+template <int NQ>
+void group(const float* Q, int hd, const float* Kt, int L, int L16, float* S, const float* V, int64_t ldv, float* acc,
+           float* inv_l) {
+  for (int j0 = 0; j0 < L16; j0 += 16) scores16<NQ>(Q, hd, Kt, L16, j0, S, L16);
+  for (int g = 0; g < NQ; ++g) {
+    float* s = S + g * L16;
+    float mx = s[0];
+    for (int j = 1; j < L; ++j) mx = s[j] > mx ? s[j] : mx;
+    for (int j = 0; j < L; ++j) s[j] = vec::exp_clamped(s[j] - mx);
+    v8 a = splat8(0.0f);
+    int j = 0;
+    for (; j + 8 <= L; j += 8) a += load8(s + j);
+    float l = vec::hsum8(a);
+    for (; j < L; ++j) l += s[j];
+    inv_l[g] = 1.0f / l;
+  }
+  pv<NQ>(S, L16, L, V, ldv, hd, acc);
+}
+
+}  // namespace
+
+void attention(const float* q, const float* k, const float* v, int n_seq, int seq_len, int n_head, int head_dim,
+               float scale, float* out, cpu::ThreadPool& pool) {
+  if (n_seq < 0 || seq_len < 0 || n_head < 1 || head_dim < 1) {
+    throw InvalidArgument("[ops] attention: bad sizes (n_seq " + std::to_string(n_seq) + ", seq_len " +
+                          std::to_string(seq_len) + ", n_head " + std::to_string(n_head) + ", head_dim " +
+                          std::to_string(head_dim) + ")");
+  }
+  if (n_seq == 0 || seq_len == 0) return;
+  if (!q || !k || !v || !out) throw InvalidArgument("[ops] attention: null data pointer");
+  const int L = seq_len, hd = head_dim;
+  const int L16 = (L + 15) / 16 * 16;  // key columns, zero padded
+  const int64_t E = static_cast<int64_t>(n_head) * hd;
+  const int n_qblk = (L + kQBlock - 1) / kQBlock;
+  const int n_items = n_seq * n_head * n_qblk;
+  const int nth = pool.size();
+  // per item: Kt [hd, L16], Q [kQGroup, hd], S [kQGroup, L16], acc [kQGroup, hd]
+  const size_t per_thread = static_cast<size_t>(hd) * L16 + kQGroup * (2 * static_cast<size_t>(hd) + L16);
+  std::vector<std::vector<float>> bufs(static_cast<size_t>(nth));
+  for (auto& b : bufs) b.resize(per_thread);
+
+  pool.run(n_items, [&](int item, int thread) {
+    const int blk = item % n_qblk;
+    const int h = (item / n_qblk) % n_head;
+    const int s = item / n_qblk / n_head;
+    float* Kt = bufs[thread].data();
+    float* Q = Kt + static_cast<size_t>(hd) * L16;
+    float* S = Q + kQGroup * hd;
+    float* acc = S + kQGroup * L16;
+    const int64_t r0 = static_cast<int64_t>(s) * L;
+    const float* kh = k + r0 * E + static_cast<int64_t>(h) * hd;
+    const float* vh = v + r0 * E + static_cast<int64_t>(h) * hd;
+    // keys of this head, transposed, zero padded to L16 columns
+    for (int j = 0; j < L; ++j) {
+      const float* kj = kh + j * E;
+      for (int d = 0; d < hd; ++d) Kt[static_cast<int64_t>(d) * L16 + j] = kj[d];
+    }
+    for (int d = 0; d < hd; ++d) std::fill(Kt + static_cast<int64_t>(d) * L16 + L, Kt + (d + 1) * L16, 0.0f);
+
+    const int i0 = blk * kQBlock, i1 = std::min(L, i0 + kQBlock);
+    for (int ig = i0; ig < i1; ig += kQGroup) {
+      const int nq = std::min(kQGroup, i1 - ig);
+      for (int g = 0; g < nq; ++g) {
+        const float* qi = q + (r0 + ig + g) * E + static_cast<int64_t>(h) * hd;
+        for (int d = 0; d < hd; ++d) Q[g * hd + d] = qi[d] * scale;
+      }
+      float inv_l[kQGroup];
+      switch (nq) {
+        case 4: group<4>(Q, hd, Kt, L, L16, S, vh, E, acc, inv_l); break;
+        case 3: group<3>(Q, hd, Kt, L, L16, S, vh, E, acc, inv_l); break;
+        case 2: group<2>(Q, hd, Kt, L, L16, S, vh, E, acc, inv_l); break;
+        default: group<1>(Q, hd, Kt, L, L16, S, vh, E, acc, inv_l); break;
+      }
+      for (int g = 0; g < nq; ++g) {
+        const float inv = inv_l[g];
+        float* o = out + (r0 + ig + g) * E + static_cast<int64_t>(h) * hd;
+        for (int d = 0; d < hd; ++d) o[d] = acc[g * hd + d] * inv;
+      }
+    }
+  });
+}
+
+}  // namespace akvq::ops

@@ -1,0 +1,51 @@
+// Portable 8-float vectors (GCC/Clang vector extensions) and branch-free exp() used by the
+// vision-transformer ops (nn.cpp, attention.cpp). The compiler maps v8 to AVX2 / NEON pairs /
+// scalar code; no ISA intrinsics here, so the same file builds for every target.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+namespace akvq::ops::vec {
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));  // unaligned access
+
+inline v8 load8(const float* p) {
+  return *reinterpret_cast<const v8u*>(p);
+}
+inline void store8(float* p, v8 v) {
+  *reinterpret_cast<v8u*>(p) = v;
+}
+inline v8 splat8(float x) {
+  return v8{x, x, x, x, x, x, x, x};
+}
+// ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)): a fixed order.
+inline float hsum8(v8 a) {
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+// e^x for any finite x: inputs are clamped to [-87, 88] (so e^-inf gives ~1.6e-38). Relative
+// error < 3e-7. Branch-free so loops over arrays of it vectorize.
+inline float exp_clamped(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float t = x * 1.44269504f + 12582912.0f;  // + 1.5 * 2^23 rounds to an integer
+  uint32_t tb;
+  std::memcpy(&tb, &t, 4);
+  const float fn = t - 12582912.0f;                             // round(x / ln2)
+  const float r = x - fn * 0.693145752f - fn * 1.42860677e-6f;  // |r| <= ln2 / 2
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const uint32_t bits = (tb - 0x4B400000u + 127u) << 23;  // 2^round(x / ln2)
+  float s;
+  std::memcpy(&s, &bits, 4);
+  return p * s;
+}
+
+}  // namespace akvq::ops::vec
