@@ -36,52 +36,101 @@ struct Session::Impl {
   std::unique_ptr<cpu::ThreadPool> pool;
   std::unique_ptr<kv::KvCache> cache;
   models::LlamaWorkspace ws;
-  std::vector<int32_t> tokens;  // [n_past]
-  std::vector<float> logits;    // [n_vocab] of the last evaluated token
+  std::vector<int32_t> tokens;   // [n_past] token ids (placeholders for embedding rows)
+  std::vector<TokenKind> kinds;  // [n_past]
+  std::vector<uint64_t> hashes;  // [n_past] 0 for token rows, content hash for embedding rows
+  std::vector<float> logits;     // [n_vocab] of the last evaluated token
 
-  // Checks ids before anything is touched (n_keep: tokens of the cache that stay).
-  void check_ids(const std::vector<int32_t>& ids, size_t n_keep) const {
-    if (ids.empty()) throw InvalidArgument("[session] eval: no tokens");
+  // Checks the input before anything is touched (n_keep: tokens of the cache that stay).
+  void check_input(const SessionInput& in, size_t n_keep) const {
+    if (in.empty()) throw InvalidArgument("[session] eval: no tokens");
     const int nv = llama->hparams().n_vocab;
-    for (size_t i = 0; i < ids.size(); ++i) {
-      if (ids[i] < 0 || ids[i] >= nv) {
-        throw InvalidArgument("[session] eval: token id " + std::to_string(ids[i]) + " at index " + std::to_string(i) +
+    bool has_embd = false;
+    for (size_t i = 0; i < in.size(); ++i) {
+      if (in.is_embedding(i)) {
+        has_embd = true;
+        continue;
+      }
+      const int32_t id = in.ids()[i];
+      if (id < 0 || id >= nv) {
+        throw InvalidArgument("[session] eval: token id " + std::to_string(id) + " at index " + std::to_string(i) +
                               " out of range [0, " + std::to_string(nv) + ")");
       }
     }
-    if (n_keep + ids.size() > static_cast<size_t>(params.n_ctx)) {
+    if (has_embd && in.n_embd() != llama->hparams().n_embd) {
+      throw InvalidArgument("[session] eval: embedding rows have width " + std::to_string(in.n_embd()) +
+                            " but the model's n_embd is " + std::to_string(llama->hparams().n_embd));
+    }
+    if (n_keep + in.size() > static_cast<size_t>(params.n_ctx)) {
       throw InvalidArgument("[session] eval: context overflow: " + std::to_string(n_keep) + " tokens in the cache + " +
-                            std::to_string(ids.size()) + " new exceed n_ctx = " + std::to_string(params.n_ctx));
+                            std::to_string(in.size()) + " new exceed n_ctx = " + std::to_string(params.n_ctx));
     }
   }
 
-  // Evaluates ids in chunks of n_batch. out: all logits [ids.size(), n_vocab] when all, else
-  // the last token's logits. On failure the cache is rolled back to where it was.
   // The largest n' <= n to which the session can be truncated with the state a fresh session
   // reaches on tokens[0, n'). Evaluation is batch-invariant (every kernel computes a token's row
   // the same way whatever the chunk it is in, see KvCache::attend), so only the cache decides.
   int cache_restorable(int n) const { return cache->restorable(n); }
 
-  void run(const std::vector<int32_t>& ids, float* out, bool all, TokenKind kind) {
-    check_ids(ids, tokens.size());
+  void keep(int n) {
+    tokens.resize(n);
+    kinds.resize(n);
+    hashes.resize(n);
+  }
+
+  // Evaluates the input in chunks of n_batch. out: all logits [in.size(), n_vocab] when all,
+  // else the last row's logits. On failure the cache is rolled back to where it was.
+  void run(const SessionInput& in, float* out, bool all) {
+    check_input(in, tokens.size());
     const int n_past = static_cast<int>(tokens.size());
-    const int n = static_cast<int>(ids.size());
+    const int n = static_cast<int>(in.size());
     const int64_t nv = llama->hparams().n_vocab;
+    const bool mixed = in.n_embd() > 0;
     try {
-      const std::vector<TokenKind> kinds(ids.size(), kind);
-      cache->set_kinds(kinds.data(), n);
+      cache->set_kinds(in.kinds().data(), n);
       for (int off = 0; off < n; off += params.n_batch) {
         const int len = std::min(params.n_batch, n - off);
         const bool last = off + len == n;
         float* lg = all ? out + off * nv : (last ? out : nullptr);
-        llama->forward(ids.data() + off, len, *cache, ws, *pool, lg, all);
-        tokens.insert(tokens.end(), ids.begin() + off, ids.begin() + off + len);
+        models::LlamaInput rows;
+        rows.ids = in.ids().data() + off;
+        if (mixed) {
+          rows.embd_index = in.embd_index().data() + off;
+          rows.embd = in.embeddings().data();
+        }
+        llama->forward(rows, len, *cache, ws, *pool, lg, all);
+        tokens.insert(tokens.end(), in.ids().begin() + off, in.ids().begin() + off + len);
+        kinds.insert(kinds.end(), in.kinds().begin() + off, in.kinds().begin() + off + len);
+        hashes.insert(hashes.end(), in.hashes().begin() + off, in.hashes().begin() + off + len);
       }
     } catch (...) {
       cache->truncate(n_past);
-      tokens.resize(n_past);
+      keep(n_past);
       throw;
     }
+  }
+
+  // Evaluates in after the longest restorable cached prefix that matches it (ids and hashes),
+  // re-evaluating at least its last row.
+  const float* eval_prompt(const SessionInput& in, int* n_reused) {
+    check_input(in, 0);
+    int n = 0;
+    const int limit = static_cast<int>(std::min(tokens.size(), in.size() - 1));
+    while (n < limit && tokens[n] == in.ids()[n] && hashes[n] == in.hashes()[n]) ++n;
+    n = cache_restorable(n);
+    if (n < static_cast<int>(tokens.size())) truncate(n);
+    if (n_reused) *n_reused = n;
+    run(n == 0 ? in : in.slice(static_cast<size_t>(n), in.size()), logits.data(), false);
+    return logits.data();
+  }
+
+  void truncate(int n) {
+    if (n == 0) {  // exact for every cache
+      cache->clear();
+    } else {
+      cache->truncate(n);
+    }
+    keep(n);
   }
 };
 
@@ -119,10 +168,15 @@ int Session::n_past() const {
 const std::vector<int32_t>& Session::tokens() const {
   return impl_->tokens;
 }
+const std::vector<TokenKind>& Session::kinds() const {
+  return impl_->kinds;
+}
+const std::vector<uint64_t>& Session::row_hashes() const {
+  return impl_->hashes;
+}
 
 void Session::reset() {
-  impl_->cache->clear();
-  impl_->tokens.clear();
+  impl_->truncate(0);
 }
 
 void Session::truncate(int n) {
@@ -130,34 +184,35 @@ void Session::truncate(int n) {
     throw InvalidArgument("[session] truncate(" + std::to_string(n) + "): the session holds " +
                           std::to_string(n_past()) + " tokens");
   }
-  if (n == 0) {  // exact for every cache
-    reset();
-    return;
-  }
-  impl_->cache->truncate(n);
-  impl_->tokens.resize(n);
+  impl_->truncate(n);
 }
 
 const float* Session::eval(const std::vector<int32_t>& ids, TokenKind kind) {
-  impl_->run(ids, impl_->logits.data(), false, kind);
+  impl_->run(SessionInput::from_tokens(ids, kind), impl_->logits.data(), false);
   return impl_->logits.data();
 }
 
 void Session::eval_all(const std::vector<int32_t>& ids, float* out, TokenKind kind) {
   if (!out) throw InvalidArgument("[session] eval_all: output buffer is null");
-  impl_->run(ids, out, true, kind);
+  impl_->run(SessionInput::from_tokens(ids, kind), out, true);
 }
 
 const float* Session::eval_prompt(const std::vector<int32_t>& ids, TokenKind kind, int* n_reused) {
-  impl_->check_ids(ids, 0);
-  const std::vector<int32_t>& cached = impl_->tokens;
-  int n = 0;
-  const int limit = static_cast<int>(std::min(cached.size(), ids.size() - 1));  // re-evaluate >= 1 token
-  while (n < limit && cached[n] == ids[n]) ++n;
-  n = impl_->cache_restorable(n);
-  if (n < n_past()) truncate(n);
-  if (n_reused) *n_reused = n;
-  return eval(std::vector<int32_t>(ids.begin() + n, ids.end()), kind);
+  return impl_->eval_prompt(SessionInput::from_tokens(ids, kind), n_reused);
+}
+
+const float* Session::eval_rows(const SessionInput& input) {
+  impl_->run(input, impl_->logits.data(), false);
+  return impl_->logits.data();
+}
+
+void Session::eval_all_rows(const SessionInput& input, float* out) {
+  if (!out) throw InvalidArgument("[session] eval_all_rows: output buffer is null");
+  impl_->run(input, out, true);
+}
+
+const float* Session::eval_prompt_rows(const SessionInput& input, int* n_reused) {
+  return impl_->eval_prompt(input, n_reused);
 }
 
 KvSummary Session::kv_summary() const {

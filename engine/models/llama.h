@@ -73,6 +73,14 @@ struct LlamaWorkspace {
   std::function<void(const char* name, int layer, const float* data, int64_t rows, int64_t cols)> hook;
 };
 
+// The rows of one forward call: token ids and/or embedding rows given directly (image features).
+struct LlamaInput {
+  const int32_t* ids = nullptr;         // [n] token ids (read for token rows only)
+  const int32_t* embd_index = nullptr;  // [n] row of embd for an embedding row, < 0 for a token row;
+                                        // nullptr: every row is a token
+  const float* embd = nullptr;          // [n_rows, n_embd] embedding rows
+};
+
 class Llama {
  public:
   // Binds the tensors of f (which must outlive this object) and validates every shape and type.
@@ -87,6 +95,10 @@ class Llama {
   // to skip the output projection).
   void forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspace& ws, cpu::ThreadPool& pool, float* logits,
                bool all_logits) const;
+  // Same for mixed rows: row i is the embedding of token in.ids[i], or the embedding row
+  // in.embd[in.embd_index[i]] itself. A row's result does not depend on the other rows' kind.
+  void forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorkspace& ws, cpu::ThreadPool& pool,
+               float* logits, bool all_logits) const;
 
  private:
   LlamaHparams hp_;

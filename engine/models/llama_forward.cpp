@@ -1,5 +1,6 @@
 // Llama forward pass: each layer is a straight line of named steps over the workspace buffers.
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "akvq/error.h"
@@ -24,6 +25,13 @@ void add_bias(float* x, const TensorView& b, int64_t n, int64_t cols) {
 }  // namespace
 
 void Llama::forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspace& ws, cpu::ThreadPool& pool,
+                    float* logits, bool all_logits) const {
+  LlamaInput in;
+  in.ids = ids;
+  forward(in, n, cache, ws, pool, logits, all_logits);
+}
+
+void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorkspace& ws, cpu::ThreadPool& pool,
                     float* logits, bool all_logits) const {
   const LlamaHparams& hp = hp_;
   if (n < 1) throw InvalidArgument("[llama] forward: no tokens");
@@ -51,7 +59,22 @@ void Llama::forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspac
     if (ws.hook) ws.hook(name, il, data, rows, cols);
   };
 
-  ops::get_rows(tok_embd_, ids, n, x);  // throws InvalidArgument for an id out of range
+  // input rows: token embeddings (runs of token rows at once) or the embedding rows as given
+  if (!in.embd_index) {
+    ops::get_rows(tok_embd_, in.ids, n, x);  // throws InvalidArgument for an id out of range
+  } else {
+    for (int i = 0; i < n;) {
+      if (in.embd_index[i] >= 0) {
+        std::memcpy(x + i * E, in.embd + static_cast<int64_t>(in.embd_index[i]) * E, sizeof(float) * E);
+        ++i;
+        continue;
+      }
+      int j = i + 1;
+      while (j < n && in.embd_index[j] < 0) ++j;
+      ops::get_rows(tok_embd_, in.ids + i, j - i, x + i * E);
+      i = j;
+    }
+  }
   dump("embd", -1, x, n, E);
   for (int il = 0; il < hp.n_layer; ++il) {
     const LlamaLayer& L = layers_[il];

@@ -5,6 +5,7 @@
 #include "akvq/error.h"
 #include "gguf/gguf.h"
 #include "models/llama.h"
+#include "models/weights.h"
 
 namespace akvq::models {
 
@@ -33,34 +34,8 @@ int get_dim(const gguf::File& f, const std::string& key, int64_t lo, int64_t hi)
   return static_cast<int>(v);
 }
 
-// Finds `name`, checks its type class and exact shape (ne innermost first).
 TensorView bind(const gguf::File& f, const std::string& name, std::initializer_list<int64_t> ne, bool norm) {
-  const TensorView* t = f.find_tensor(name);
-  if (!t) fail("tensor '" + name + "' is missing");
-  const int n_dims = static_cast<int>(ne.size());
-  std::string want = "{";
-  for (int64_t d : ne) want += (want.size() > 1 ? ", " : "") + std::to_string(d);
-  want += "}";
-  std::string got = "{";
-  for (int i = 0; i < t->n_dims; ++i) got += (i ? ", " : "") + std::to_string(t->ne[i]);
-  got += "}";
-  bool ok = t->n_dims == n_dims;
-  int i = 0;
-  for (int64_t d : ne) ok = ok && t->ne[i++] == d;
-  for (; ok && i < 4; ++i) ok = t->ne[i] == 1;
-  if (!ok) fail("tensor '" + name + "' has shape " + got + ", expected " + want);
-  if (norm && t->type != DType::F32) {
-    fail("tensor '" + name + "' has type " + dtype_name(static_cast<uint32_t>(t->type)) + ", expected F32");
-  }
-  const DTypeInfo& info = dtype_info(t->type);
-  if (t->ne[0] % info.block != 0) {
-    fail("tensor '" + name + "': row length " + std::to_string(t->ne[0]) + " is not a multiple of the " + info.name +
-         " block size");
-  }
-  if (!t->data || t->nbytes < static_cast<size_t>(t->rows()) * t->row_bytes()) {
-    fail("tensor '" + name + "': data is missing or too short");
-  }
-  return *t;
+  return bind_tensor(f, "[llama]", name, ne, norm);
 }
 
 }  // namespace

@@ -125,8 +125,8 @@ TEST(OpsNn, AttentionMatchesReference) {
   struct Case {
     int n_seq, seq_len, n_head, head_dim;
   };
-  const Case cases[] = {{1, 1, 1, 8}, {2, 5, 2, 8}, {3, 17, 3, 16}, {1, 50, 4, 64}, {2, 257, 2, 40}, {1, 300, 1, 12},
-                        {2, 33, 2, 3}};
+  const Case cases[] = {{1, 1, 1, 8},    {2, 5, 2, 8},    {3, 17, 3, 16}, {1, 50, 4, 64},
+                        {2, 257, 2, 40}, {1, 300, 1, 12}, {2, 33, 2, 3}};
   for (int nth : {1, 3}) {
     cpu::ThreadPool pool(nth);
     for (const Case& c : cases) {
@@ -140,8 +140,8 @@ TEST(OpsNn, AttentionMatchesReference) {
       float vmax = 0.0f;
       for (float f : v) vmax = std::max(vmax, std::fabs(f));
       for (size_t i = 0; i < o.size(); ++i) {
-        ASSERT_NEAR(o[i], orf[i], 2e-5 * vmax) << c.n_seq << "x" << c.seq_len << " h" << c.n_head << " d"
-                                                << c.head_dim << " at " << i;
+        ASSERT_NEAR(o[i], orf[i], 2e-5 * vmax)
+            << c.n_seq << "x" << c.seq_len << " h" << c.n_head << " d" << c.head_dim << " at " << i;
       }
     }
   }

@@ -60,6 +60,53 @@ class Model {
 // Kind of a context token (the AKVQ cache keeps precision classes per kind).
 enum class TokenKind : uint8_t { Text = 0, Vision = 1, Generated = 2 };
 
+// The id Session::tokens() shows for an embedding row unless the input names another one.
+constexpr int32_t kEmbeddingRowId = -1;
+
+// The input of a Session evaluation: rows in order, each either a token id or an embedding row
+// [n_embd] given directly (e.g. projected image features from VisionModel::encode; no fake token
+// ids), each with its kind (KV precision classes are kept per position). Embedding rows carry a
+// content hash so that prefix matching (Session::eval_prompt) compares what they hold.
+class SessionInput {
+ public:
+  SessionInput() = default;
+  static SessionInput from_tokens(const std::vector<int32_t>& ids, TokenKind kind = TokenKind::Text) {
+    SessionInput in;
+    in.add_tokens(ids, kind);
+    return in;
+  }
+
+  void add_tokens(const std::vector<int32_t>& ids, TokenKind kind = TokenKind::Text);
+  void add_token(int32_t id, TokenKind kind = TokenKind::Text);
+  // Appends rows [n_rows, n_embd] (copied). Every embedding row of an input has the same n_embd.
+  // content_id identifies the content for prefix matching (e.g. a hash of the image's pixels):
+  // row i gets a hash of (content_id, i); 0: a hash of the row's values. placeholder: the id
+  // Session::tokens() shows for these rows (e.g. the image token). Throws InvalidArgument on a
+  // null pointer, n_rows < 1, n_embd < 1 or a width different from earlier rows.
+  void add_embeddings(const float* rows, int n_rows, int n_embd, TokenKind kind = TokenKind::Vision,
+                      uint64_t content_id = 0, int32_t placeholder = kEmbeddingRowId);
+
+  size_t size() const { return ids_.size(); }
+  bool empty() const { return ids_.empty(); }
+  int n_embd() const { return n_embd_; }                       // width of the embedding rows (0: none)
+  const std::vector<int32_t>& ids() const { return ids_; }         // [size] token id or placeholder
+  const std::vector<TokenKind>& kinds() const { return kinds_; }   // [size]
+  const std::vector<uint64_t>& hashes() const { return hashes_; }  // [size] 0: token row, else content
+  const std::vector<int32_t>& embd_index() const { return embd_index_; }  // [size] -1 or row of embeddings()
+  const std::vector<float>& embeddings() const { return embd_; }   // [n_embedding_rows, n_embd]
+  bool is_embedding(size_t i) const { return embd_index_[i] >= 0; }
+  // Rows [begin, end) as a new input (embedding rows copied).
+  SessionInput slice(size_t begin, size_t end) const;
+
+ private:
+  std::vector<int32_t> ids_;
+  std::vector<TokenKind> kinds_;
+  std::vector<uint64_t> hashes_;
+  std::vector<int32_t> embd_index_;
+  std::vector<float> embd_;
+  int n_embd_ = 0;
+};
+
 struct SessionParams {
   int n_ctx = 4096;      // capacity of the KV cache in tokens (> 0)
   int n_threads = 0;     // 0: default (cores available)
@@ -102,7 +149,12 @@ class Session {
   const Model& model() const;
   const SessionParams& params() const;
   int n_past() const;                          // tokens in the cache
-  const std::vector<int32_t>& tokens() const;  // the tokens in the cache, in order
+  // The rows in the cache, in order: token ids (embedding rows show their placeholder id), their
+  // kinds, and their content hashes (0 for token rows; see SessionInput). Prefix matching
+  // compares ids and hashes.
+  const std::vector<int32_t>& tokens() const;
+  const std::vector<TokenKind>& kinds() const;
+  const std::vector<uint64_t>& row_hashes() const;
   void reset();                                // empty the cache
   void truncate(int n);                        // keep the first n tokens (n <= n_past)
 
@@ -121,6 +173,16 @@ class Session {
   // Throws InvalidArgument like eval() (empty, bad id, longer than n_ctx).
   const float* eval_prompt(const std::vector<int32_t>& ids, TokenKind kind = TokenKind::Text,
                            int* n_reused = nullptr);
+
+  // Mixed input (token ids and embedding rows, a kind per row, see SessionInput): the same three
+  // calls. Throws InvalidArgument as above, and when the embedding rows' width differs from the
+  // model's n_embd.
+  // Batch-invariant like the token path: a row's result does not depend on n_batch.
+  const float* eval_rows(const SessionInput& input);
+  void eval_all_rows(const SessionInput& input, float* out);  // out [input.size(), n_vocab]
+  // Prefix reuse compares token ids and embedding-row hashes (a changed image is re-evaluated);
+  // kinds are not compared (as for eval_prompt(ids)).
+  const float* eval_prompt_rows(const SessionInput& input, int* n_reused = nullptr);
 
   KvSummary kv_summary() const;
 

@@ -1,0 +1,135 @@
+// VisionModel: loading (one-file model or mmproj -> models::Llava), facts, encode.
+#include "akvq/vision.h"
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "akvq/error.h"
+#include "api/model_impl.h"
+#include "cpu/thread_pool.h"
+#include "gguf/gguf.h"
+#include "models/llava.h"
+
+namespace akvq {
+
+struct VisionModel::Impl {
+  std::shared_ptr<const Model> model;    // keeps the shared file alive (from_model)
+  std::unique_ptr<gguf::File> own_file;  // load(path)
+  const gguf::File* file = nullptr;
+  std::unique_ptr<models::Llava> llava;
+  VisionInfo info;
+
+  // encode state: one call at a time
+  std::mutex mu;
+  std::unique_ptr<cpu::ThreadPool> pool;
+  models::ClipWorkspace ws;
+  std::vector<float> hidden;
+
+  void bind(const gguf::File& f) {
+    file = &f;
+    llava = std::make_unique<models::Llava>(f);
+    const models::ClipHparams& hp = llava->clip().hparams();
+    VisionInfo& i = info;
+    i.path = f.path();
+    i.projector_type = f.get_str("clip.projector_type", "mlp");
+    i.image_size = hp.image_size;
+    i.patch_size = hp.patch_size;
+    i.n_patches = hp.n_patches();
+    i.n_tokens_per_image = hp.n_out();
+    i.n_embd_vision = hp.n_embd;
+    i.n_embd = llava->projector().n_embd_out();
+    i.n_layer = hp.n_layer;
+    i.feature_layer = hp.feature_layer;
+    i.n_head = hp.n_head;
+    i.n_ff = hp.n_ff;
+    i.eps = hp.eps;
+    i.activation = hp.act == models::ClipActivation::Gelu ? "gelu" : "quick_gelu";
+    i.select_strategy = hp.select == models::ClipSelect::Full ? "full" : "default";
+    i.image_mean = hp.image_mean;
+    i.image_std = hp.image_std;
+    i.pad_mode = f.get_str(models::clip_keys::kPadMode, "");
+    if (!i.pad_mode.empty() && i.pad_mode != "crop" && i.pad_mode != "pad") {
+      throw FormatError("[clip] " + f.path() + ": key '" + models::clip_keys::kPadMode + "' = '" + i.pad_mode +
+                        "' (expected 'crop' or 'pad')");
+    }
+    const int64_t tok = f.get_i64(models::clip_keys::kImageTokenId, -1);
+    if (tok < -1 || tok > INT32_MAX) {
+      throw FormatError("[clip] " + f.path() + ": key '" + models::clip_keys::kImageTokenId +
+                        "' = " + std::to_string(tok) + " is out of range");
+    }
+    i.image_token_id = static_cast<int32_t>(tok);
+    i.legacy_ffn_names = hp.ffn_swapped;
+  }
+
+  cpu::ThreadPool& pool_for(int n_threads) {
+    const int n = n_threads > 0 ? n_threads : cpu::ThreadPool::default_threads();
+    if (!pool || pool->size() != n) pool = std::make_unique<cpu::ThreadPool>(n);
+    return *pool;
+  }
+
+  void check_call(const float* pixels, int n_images, int n_threads) const {
+    if (n_images < 1) throw InvalidArgument("[vision] encode: no images (n_images = " + std::to_string(n_images) + ")");
+    if (!pixels) throw InvalidArgument("[vision] encode: pixels is null");
+    if (n_threads < 0 || n_threads > 512) {
+      throw InvalidArgument("[vision] encode: n_threads = " + std::to_string(n_threads) + " is out of range [0, 512]");
+    }
+  }
+};
+
+VisionModel::VisionModel() : impl_(std::make_unique<Impl>()) {}
+VisionModel::~VisionModel() = default;
+
+std::shared_ptr<VisionModel> VisionModel::load(const std::string& path) {
+  std::shared_ptr<VisionModel> m(new VisionModel());
+  m->impl_->own_file = gguf::File::open(path);
+  m->impl_->bind(*m->impl_->own_file);
+  return m;
+}
+
+std::shared_ptr<VisionModel> VisionModel::from_model(std::shared_ptr<const Model> model) {
+  if (!model) throw InvalidArgument("[vision] from_model: model is null");
+  std::shared_ptr<VisionModel> m(new VisionModel());
+  m->impl_->model = model;
+  m->impl_->bind(*model->impl().file);
+  VisionInfo& i = m->impl_->info;
+  if (i.image_token_id < 0) {  // the vocabulary's "<image>" token, when it has one
+    const std::vector<int32_t> ids = model->tokenize("<image>", false, true);
+    if (ids.size() == 1 && model->impl().tokenizer->text(ids[0]) == "<image>") i.image_token_id = ids[0];
+  }
+  m->check_compatible(*model);
+  return m;
+}
+
+const VisionInfo& VisionModel::info() const {
+  return impl_->info;
+}
+
+void VisionModel::check_compatible(const Model& text) const {
+  const int nv = impl_->info.n_embd, nt = text.info().n_embd;
+  if (nv != nt) {
+    throw InvalidArgument("[vision] the projector of " + impl_->info.path + " outputs rows of width " +
+                          std::to_string(nv) + " but the text model " + text.info().path + " has n_embd " +
+                          std::to_string(nt) + ": this mmproj does not belong to that model");
+  }
+}
+
+std::vector<float> VisionModel::encode(const float* pixels, int n_images, int n_threads) const {
+  Impl& im = *impl_;
+  im.check_call(pixels, n_images, n_threads);
+  std::vector<float> out(static_cast<size_t>(n_images) * im.info.n_tokens_per_image * im.info.n_embd);
+  std::lock_guard<std::mutex> lk(im.mu);
+  im.llava->encode_images(pixels, n_images, im.ws, im.hidden, im.pool_for(n_threads), out.data());
+  return out;
+}
+
+std::vector<float> VisionModel::encode_features(const float* pixels, int n_images, int n_threads) const {
+  Impl& im = *impl_;
+  im.check_call(pixels, n_images, n_threads);
+  std::vector<float> out(static_cast<size_t>(n_images) * im.info.n_tokens_per_image * im.info.n_embd_vision);
+  std::lock_guard<std::mutex> lk(im.mu);
+  im.llava->clip().encode(pixels, n_images, im.ws, im.pool_for(n_threads), out.data());
+  return out;
+}
+
+}  // namespace akvq

@@ -1,0 +1,62 @@
+// LLaVA projector (mm.0 -> GELU -> mm.2) and the image -> embeddings glue.
+#include "models/llava.h"
+
+#include <string>
+
+#include "akvq/error.h"
+#include "gguf/gguf.h"
+#include "models/weights.h"
+#include "ops/ops.h"
+
+namespace akvq::models {
+
+namespace {
+const std::string kTag = "[llava]";
+}
+
+LlavaProjector::LlavaProjector(const gguf::File& f, int n_embd_vision) {
+  const std::string type = f.get_str("clip.projector_type", "mlp");
+  if (type != "mlp") {
+    throw Unavailable(kTag + " " + f.path() + ": projector type '" + type + "' is not supported (supported: mlp)");
+  }
+  const TensorView* w1 = f.find_tensor("mm.0.weight");
+  const TensorView* w2 = f.find_tensor("mm.2.weight");
+  if (!w1 || !w2) {
+    throw FormatError(kTag + " " + f.path() + ": tensor '" + std::string(w1 ? "mm.2.weight" : "mm.0.weight") +
+                      "' of the projector is missing");
+  }
+  if (w1->n_dims != 2 || w2->n_dims != 2) {
+    throw FormatError(kTag + " " + f.path() + ": projector weights must be 2-D (mm.0.weight " + shape_str(*w1) +
+                      ", mm.2.weight " + shape_str(*w2) + ")");
+  }
+  n_in_ = n_embd_vision;
+  n_mid_ = static_cast<int>(w1->ne[1]);
+  n_out_ = static_cast<int>(w2->ne[1]);
+  w1_ = bind_tensor(f, kTag, "mm.0.weight", {n_in_, n_mid_}, false);
+  b1_ = load_f32(f, kTag, "mm.0.bias", n_mid_);
+  w2_ = bind_tensor(f, kTag, "mm.2.weight", {n_mid_, n_out_}, false);
+  b2_ = load_f32(f, kTag, "mm.2.bias", n_out_);
+}
+
+void LlavaProjector::forward(const float* x, int64_t n, std::vector<float>& hidden, cpu::ThreadPool& pool,
+                             float* out) const {
+  if (static_cast<int64_t>(hidden.size()) < n * n_mid_) hidden.resize(static_cast<size_t>(n * n_mid_));
+  float* h = hidden.data();         // [n, n_mid]
+  ops::matmul(w1_, x, n, h, pool);  // linear_1
+  ops::add_bias(h, b1_.data(), n, n_mid_, pool);
+  ops::gelu(h, n, n_mid_, pool);      // GELU (erf)
+  ops::matmul(w2_, h, n, out, pool);  // linear_2: [n, n_out]
+  ops::add_bias(out, b2_.data(), n, n_out_, pool);
+}
+
+Llava::Llava(const gguf::File& f) : clip_(f), proj_(f, clip_.hparams().n_embd) {}
+
+void Llava::encode_images(const float* pixels, int n_img, ClipWorkspace& ws, std::vector<float>& hidden,
+                          cpu::ThreadPool& pool, float* out) const {
+  const int64_t n = int64_t{n_img} * n_tokens_per_image();
+  std::vector<float> feats(static_cast<size_t>(n * clip_.hparams().n_embd));  // [n, n_embd_vision]
+  clip_.encode(pixels, n_img, ws, pool, feats.data());
+  proj_.forward(feats.data(), n, hidden, pool, out);
+}
+
+}  // namespace akvq::models

@@ -1,0 +1,32 @@
+// Binding model weights from a GGUF file: shape, type and data-length checks shared by the
+// architectures (llama, clip, llava). Every failure throws FormatError "<tag> tensor '...': ...".
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace akvq {
+namespace gguf {
+class File;
+}
+
+namespace models {
+
+// Finds `name` and checks its exact shape (ne innermost first, trailing dims 1), that its rows
+// are whole blocks of its type and that its data is all there. f32_only: the type must be F32
+// (norm weights, biases). tag prefixes the error messages, e.g. "[llama]".
+TensorView bind_tensor(const gguf::File& f, const std::string& tag, const std::string& name,
+                       std::initializer_list<int64_t> ne, bool f32_only);
+
+// The tensor `name` holding exactly n values of any supported type, dequantized to f32 (biases,
+// norms, embeddings read once at load). Shape: any whose elements number n.
+std::vector<float> load_f32(const gguf::File& f, const std::string& tag, const std::string& name, int64_t n);
+
+// "{a, b}" of the first n_dims sizes (for messages).
+std::string shape_str(const TensorView& t);
+
+}  // namespace models
+}  // namespace akvq
