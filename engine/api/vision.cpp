@@ -48,15 +48,16 @@ struct VisionModel::Impl {
     i.select_strategy = hp.select == models::ClipSelect::Full ? "full" : "default";
     i.image_mean = hp.image_mean;
     i.image_std = hp.image_std;
-    i.pad_mode = f.get_str(models::clip_keys::kPadMode, "");
+    const char* pad_key = models::clip_key(f, models::clip_keys::kPadMode);
+    i.pad_mode = f.get_str(pad_key, "");
     if (!i.pad_mode.empty() && i.pad_mode != "crop" && i.pad_mode != "pad") {
-      throw FormatError("[clip] " + f.path() + ": key '" + models::clip_keys::kPadMode + "' = '" + i.pad_mode +
+      throw FormatError("[clip] " + f.path() + ": key '" + pad_key + "' = '" + i.pad_mode +
                         "' (expected 'crop' or 'pad')");
     }
-    const int64_t tok = f.get_i64(models::clip_keys::kImageTokenId, -1);
+    const char* tok_key = models::clip_key(f, models::clip_keys::kImageTokenId);
+    const int64_t tok = f.get_i64(tok_key, -1);
     if (tok < -1 || tok > INT32_MAX) {
-      throw FormatError("[clip] " + f.path() + ": key '" + models::clip_keys::kImageTokenId +
-                        "' = " + std::to_string(tok) + " is out of range");
+      throw FormatError("[clip] " + f.path() + ": key '" + tok_key + "' = " + std::to_string(tok) + " is out of range");
     }
     i.image_token_id = static_cast<int32_t>(tok);
     i.legacy_ffn_names = hp.ffn_swapped;

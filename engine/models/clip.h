@@ -25,22 +25,25 @@ class File;
 namespace models {
 
 // GGUF keys of the vision tower beyond llama.cpp's (written by our converter). When absent the
-// values follow llama.cpp's reading of LLaVA files (see ClipHparams).
+// values follow llama.cpp's reading of LLaVA files (see ClipHparams). Each key is also read under
+// its `clip.vision.*` spelling (the second name) when the first is absent.
 namespace clip_keys {
 // i32: index into the encoder's hidden states as transformers numbers them (0 = embeddings after
 // pre-LN, i = output of block i, negative counts from the end: -1 = last block), over the blocks
-// stored in the file (block_count). Also read: llama.cpp's `clip.vision.feature_layer`
-// (array of non-negative indices in the same numbering; one element supported).
-constexpr const char* kFeatureLayer = "akvq.vision.feature_layer";
-constexpr const char* kFeatureLayerLlamaCpp = "clip.vision.feature_layer";
+// stored in the file (block_count). The `clip.vision.feature_layer` spelling may also be
+// llama.cpp's array of non-negative indices in the same numbering (one element supported).
+constexpr const char* kFeatureLayer[2] = {"akvq.vision.feature_layer", "clip.vision.feature_layer"};
 // string: "default" (drop the CLS row) | "full" (keep it).
-constexpr const char* kSelectStrategy = "akvq.vision.select_strategy";
+constexpr const char* kSelectStrategy[2] = {"akvq.vision.select_strategy", "clip.vision.select_strategy"};
 // i32: id of the image placeholder token of the text vocabulary (e.g. "<image>").
-constexpr const char* kImageTokenId = "akvq.vision.image_token_id";
+constexpr const char* kImageTokenId[2] = {"akvq.vision.image_token_id", "clip.vision.image_token_id"};
 // string: "crop" (resize shortest side + center crop) | "pad" (pad to a square with the mean
 // colour first, LLaVA-1.5's original preprocessing).
-constexpr const char* kPadMode = "akvq.vision.pad_mode";
+constexpr const char* kPadMode[2] = {"akvq.vision.pad_mode", "clip.vision.pad_mode"};
 }  // namespace clip_keys
+
+// The spelling of a clip_keys pair present in f (the first when neither is).
+const char* clip_key(const gguf::File& f, const char* const (&names)[2]);
 
 enum class ClipActivation { QuickGelu, Gelu };
 enum class ClipSelect { Default, Full };  // drop CLS | keep CLS

@@ -48,13 +48,12 @@ int resolve_feature_layer(const gguf::File& f, int n_layer) {
     }
     return static_cast<int>(idx < 0 ? n_layer + 1 + idx : idx);
   };
-  if (f.has(clip_keys::kFeatureLayer)) {
-    return check(clip_keys::kFeatureLayer, f.get_i64(clip_keys::kFeatureLayer, 0), true);
-  }
-  const std::string key = clip_keys::kFeatureLayerLlamaCpp;
-  if (const gguf::Value* v = f.find(key)) {
+  for (const char* name : clip_keys::kFeatureLayer) {
+    const std::string key = name;
+    const gguf::Value* v = f.find(key);
+    if (!v) continue;
     if (v->type != gguf::ValueType::ARRAY) return check(key, f.get_i64(key, 0), true);
-    const std::vector<int32_t> layers = f.get_i32_array(key);
+    const std::vector<int32_t> layers = f.get_i32_array(key);  // llama.cpp: non-negative indices
     if (layers.size() != 1) {
       throw Unavailable(kTag + " " + f.path() + ": key '" + key + "' lists " + std::to_string(layers.size()) +
                         " feature layers; only one is supported");
@@ -67,6 +66,10 @@ int resolve_feature_layer(const gguf::File& f, int n_layer) {
 }
 
 }  // namespace
+
+const char* clip_key(const gguf::File& f, const char* const (&names)[2]) {
+  return f.has(names[0]) || !f.has(names[1]) ? names[0] : names[1];
+}
 
 Clip::Clip(const gguf::File& f) {
   ClipHparams& hp = hp_;
@@ -102,14 +105,14 @@ Clip::Clip(const gguf::File& f) {
   hp.image_mean = get_rgb(f, "clip.vision.image_mean", {0.48145466f, 0.4578275f, 0.40821073f}, false);
   hp.image_std = get_rgb(f, "clip.vision.image_std", {0.26862954f, 0.26130258f, 0.27577711f}, true);
   hp.feature_layer = resolve_feature_layer(f, hp.n_layer);
-  const std::string strategy = f.get_str(clip_keys::kSelectStrategy, "default");
+  const char* skey = clip_key(f, clip_keys::kSelectStrategy);
+  const std::string strategy = f.get_str(skey, "default");
   if (strategy == "default") {
     hp.select = ClipSelect::Default;
   } else if (strategy == "full") {
     hp.select = ClipSelect::Full;
   } else {
-    fail(f,
-         "key '" + std::string(clip_keys::kSelectStrategy) + "' = '" + strategy + "' (expected 'default' or 'full')");
+    fail(f, "key '" + std::string(skey) + "' = '" + strategy + "' (expected 'default' or 'full')");
   }
 
   const int64_t E = hp.n_embd, F = hp.n_ff, P = hp.patch_size;

@@ -28,6 +28,68 @@ def load_weights() -> tuple[dict, dict[str, np.ndarray]]:
         return cfg, {k: z[k] for k in z.files if k != "config"}
 
 
+_ST_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16}
+
+
+def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """Tensors of a .safetensors file (F32, F16; BF16 widened to float32)."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        b, e = t["data_offsets"]
+        a = np.frombuffer(raw[8 + n + b : 8 + n + e], dtype=_ST_DTYPES[t["dtype"]]).reshape(t["shape"])
+        if t["dtype"] == "BF16":
+            a = (a.astype(np.uint32) << 16).view(np.float32)
+        out[name] = a
+    return out
+
+
+def load_hf_dir(d: str | pathlib.Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(config, state dict) of a Hugging Face LLaVA directory (one or many safetensors files), in the
+    schema of load_weights(); the text vocabulary is a placeholder (see _tokenizer)."""
+    d = pathlib.Path(d)
+    c = json.loads((d / "config.json").read_text())
+    v, t = c["vision_config"], c["text_config"]
+    sd = {}
+    for f in sorted(d.glob("*.safetensors")):
+        sd.update(_read_safetensors(f))
+    for name in list(sd):  # the saved layout: vision_tower[.vision_model].*, language_model.model.*
+        if name.startswith("vision_tower.") and not name.startswith(V):
+            sd[V + name[len("vision_tower.") :]] = sd.pop(name)
+    if "language_model.lm_head.weight" not in sd and "lm_head.weight" in sd:
+        sd["language_model.lm_head.weight"] = sd.pop("lm_head.weight")
+    rope = t.get("rope_parameters") or {"rope_theta": t.get("rope_theta", 10000.0)}
+    cfg = {
+        "image_size": v["image_size"],
+        "patch_size": v["patch_size"],
+        "vision_hidden": v["hidden_size"],
+        "vision_ff": v["intermediate_size"],
+        "vision_layers": v["num_hidden_layers"],
+        "vision_heads": v["num_attention_heads"],
+        "vision_eps": v.get("layer_norm_eps", 1e-5),
+        "vision_act": v.get("hidden_act", "quick_gelu"),
+        "text_hidden": t["hidden_size"],
+        "text_ff": t["intermediate_size"],
+        "text_layers": t["num_hidden_layers"],
+        "text_heads": t["num_attention_heads"],
+        "text_kv_heads": t.get("num_key_value_heads", t["num_attention_heads"]),
+        "rms_eps": t["rms_norm_eps"],
+        "rope_theta": float(rope["rope_theta"]),
+        "n_vocab": t["vocab_size"],
+        "image_token_id": c["image_token_index"],
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "feature_layer": c.get("vision_feature_layer", -2),
+        "strategy": c.get("vision_feature_select_strategy", "default"),
+        "placeholder_vocab": True,
+    }
+    return cfg, sd
+
+
 def _matmul_tensor(w: gguf.GGUFWriter, name: str, arr: np.ndarray, wtype: str) -> None:
     a = arr.astype(np.float32)
     if wtype == "q8_0" and a.shape[-1] % 32 == 0:
@@ -47,6 +109,20 @@ def _permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's row order for Q/K of arch `llama` (RoPE on adjacent pairs)."""
     out, inp = w.shape
     return w.reshape(n_head, 2, out // n_head // 2, inp).swapaxes(1, 2).reshape(out, inp)
+
+
+def _placeholder_tokenizer(w: gguf.GGUFWriter, n_vocab: int) -> None:
+    """A SentencePiece-style vocabulary of n_vocab made-up pieces (tests feed token ids directly)."""
+    tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+    types = [2, 3, 3] + [6] * 256
+    tokens += [f"\u2581w{i}" for i in range(len(tokens), n_vocab)]
+    types += [1] * (n_vocab - len(types))
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens[:n_vocab])
+    w.add_token_scores([-float(i) for i in range(n_vocab)])
+    w.add_token_types(types[:n_vocab])
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
 
 
 def _tokenizer(w: gguf.GGUFWriter, n_vocab: int) -> None:
@@ -81,10 +157,14 @@ def _text(w: gguf.GGUFWriter, cfg: dict, sd: dict, wtype: str) -> None:
     w.add_head_count_kv(cfg["text_kv_heads"])
     w.add_rope_freq_base(cfg["rope_theta"])
     w.add_layer_norm_rms_eps(cfg["rms_eps"])
-    _tokenizer(w, cfg["n_vocab"])
+    if cfg.get("placeholder_vocab"):
+        _placeholder_tokenizer(w, cfg["n_vocab"])
+    else:
+        _tokenizer(w, cfg["n_vocab"])
     _matmul_tensor(w, "token_embd.weight", sd[T + "embed_tokens.weight"], wtype)
     _f32(w, "output_norm.weight", sd[T + "norm.weight"])
-    _matmul_tensor(w, "output.weight", sd["language_model.lm_head.weight"], wtype)
+    if "language_model.lm_head.weight" in sd:  # else tied to the embedding
+        _matmul_tensor(w, "output.weight", sd["language_model.lm_head.weight"], wtype)
     for il in range(cfg["text_layers"]):
         p, b = f"{T}layers.{il}.", f"blk.{il}."
         _f32(w, b + "attn_norm.weight", sd[p + "input_layernorm.weight"])
@@ -122,7 +202,7 @@ def _vision(
     w.add_float32("clip.vision.attention.layer_norm_epsilon", cfg["vision_eps"])
     w.add_array("clip.vision.image_mean", cfg["image_mean"])
     w.add_array("clip.vision.image_std", cfg["image_std"])
-    w.add_bool("clip.use_gelu", bool(keys.pop("use_gelu", False)))
+    w.add_bool("clip.use_gelu", bool(keys.pop("use_gelu", cfg.get("vision_act") == "gelu")))
     for key, value in keys.items():
         if value is None:
             continue
@@ -175,12 +255,14 @@ def write(
     image_token: bool = True,
     extra_keys: dict | None = None,
     projector_out: int | None = None,
+    source: tuple[dict, dict] | None = None,
 ) -> pathlib.Path:
     """layout: "one" (text + vision, arch llama) | "text" (text only) | "mmproj" (arch clip).
     feature_layer / strategy: our `akvq.vision.*` keys (None: not written). extra_keys: more
     vision keys (e.g. {"use_gelu": True} or llama.cpp's "clip.vision.feature_layer": [2]).
-    projector_out: cut the projector's output width (a mismatching mmproj)."""
-    cfg, sd = load_weights()
+    projector_out: cut the projector's output width (a mismatching mmproj). source: (config, state
+    dict) from load_hf_dir (default: the clip_tiny fixture)."""
+    cfg, sd = source if source is not None else load_weights()
     if projector_out is not None:
         sd = dict(sd)
         sd["multi_modal_projector.linear_2.weight"] = sd["multi_modal_projector.linear_2.weight"][:projector_out]

@@ -14,6 +14,10 @@ Tolerances (measured on this machine, 2 threads; bounds leave margin):
   q8_0 weights (and activations rounded to 16 bits in the matmul): measured 1 - 8e-5 features,
     1 - 1.2e-4 projector, 1 - 1.1e-3 logits (this random model amplifies rounding: its weights are
     large); bounds cosine >= 0.999 (vision) and >= 0.995 (logits), top-1 equal.
+The converter engineer's fixtures (tests/fixtures/llava: 3 checkpoints, image 56/84 px with patch 14,
+feature layers -2 / -1 / +2, default and full, tied embeddings, bf16 storage, 1- and 3-image prompts)
+are written as GGUF by llava_gguf.load_hf_dir + write and checked the same way; measured 1 - 1e-13
+(features, projector), 1 - 2e-7 (last logits), max |Δ| / max |ref| 8e-7 (features), 7e-4 (logits).
 Bit-exact: one-file == two-file layout; legacy mmproj (block dropped, ffn names swapped, no post_ln)
 == the one-file file at feature layer -2; an image's rows alone == in a batch of images; logits of
 mixed rows for n_batch 1, 7 and 64.
@@ -64,19 +68,19 @@ def session(model, n_batch=64, kv="f16"):
     return A.Session(model, n_ctx=256, n_threads=2, kv=kv, n_batch=n_batch)
 
 
-def mixed_input(ids, embeddings, n_rows):
-    """SessionInput of a prompt whose runs of IMAGE_ID are replaced by the images' rows in order."""
+def mixed_input(ids, embeddings, n_rows, image_id=IMAGE_ID):
+    """SessionInput of a prompt whose runs of image_id are replaced by the images' rows in order."""
     inp = A.SessionInput()
     img, i = 0, 0
     while i < len(ids):
-        if ids[i] == IMAGE_ID:
-            inp.add_embeddings(embeddings[img], placeholder=IMAGE_ID)
-            assert ids[i : i + n_rows] == [IMAGE_ID] * n_rows
+        if ids[i] == image_id:
+            inp.add_embeddings(embeddings[img], placeholder=image_id)
+            assert ids[i : i + n_rows] == [image_id] * n_rows
             i += n_rows
             img += 1
         else:
             j = i
-            while j < len(ids) and ids[j] != IMAGE_ID:
+            while j < len(ids) and ids[j] != image_id:
                 j += 1
             inp.add_tokens(ids[i:j])
             i = j
@@ -103,6 +107,17 @@ def test_features_every_layer_and_strategy(tmp_path, layer, strategy):
     assert cosine(got, want) >= 0.9999
     scale = np.abs(want).max()
     assert np.abs(got - want).max() <= 2e-5 * scale, np.abs(got - want).max() / scale  # measured <= 7.7e-7
+
+
+def test_clip_vision_key_spellings(tmp_path):
+    # our keys under their clip.vision.* spelling (a scalar feature layer in transformers' numbering)
+    keys = {"clip.vision.feature_layer": -1, "clip.vision.select_strategy": "full", "clip.vision.pad_mode": "crop"}
+    keys["akvq.vision.pad_mode"] = None  # (not written)
+    path = llava_gguf.write(tmp_path / "s.gguf", layout="mmproj", extra_keys=keys)
+    vm = A.VisionModel.load(str(path))
+    i = vm.info
+    assert (i["feature_layer"], i["select_strategy"], i["pad_mode"]) == (N_LAYER, "full", "crop")
+    assert cosine(vm.encode_features(REF["pixels"]), REF["hidden_quick"][-1]) >= 0.9999
 
 
 def test_features_gelu(tmp_path):
@@ -278,6 +293,48 @@ def test_prefix_reuse_compares_image_content(files, kv):
     d.add_tokens(ids[:6])
     d.add_embeddings(emb[0], content_id=12345)
     assert c.hashes == d.hashes and c.hashes[6] != 0 and len(set(c.hashes[6:])) == 16
+
+
+# ---- the converter fixtures (tests/fixtures/llava: other sizes, tokenizers, strategies, layers) ----
+
+LLAVA_FIXTURES = sorted(p.parent for p in (llava_gguf.FIXTURES / "llava").glob("*/config.json"))
+
+
+@pytest.mark.parametrize("variant", LLAVA_FIXTURES, ids=lambda p: p.name)
+def test_llava_fixture_checkpoints(tmp_path, variant):
+    """The HF checkpoints of tests/fixtures/llava (f16 shards / f32 tied / bf16; feature layers -2,
+    -1, +2; default and full) written as one-file GGUFs (f32): features, projector outputs, last
+    logits of 1- and 3-image prompts and greedy tokens against that fixture's transformers outputs."""
+    cfg, sd = llava_gguf.load_hf_dir(variant)
+    with np.load(variant.parent / f"{variant.name}.npz") as z:
+        ref = {k: z[k] for k in z.files}
+    path = llava_gguf.write(
+        tmp_path / "m.gguf", source=(cfg, sd), feature_layer=cfg["feature_layer"], strategy=cfg["strategy"]
+    )
+    m = A.Model.load(str(path))
+    vm = A.VisionModel.from_model(m)
+    px = ref["pixel_values"]
+    feats = vm.encode_features(px)
+    assert feats.shape == ref["image_features"].shape
+    assert cosine(feats, ref["image_features"]) >= 0.9999
+    assert np.abs(feats - ref["image_features"]).max() <= 2e-5 * np.abs(ref["image_features"]).max()
+    emb = vm.encode(px)
+    assert cosine(emb, ref["projector_outputs"]) >= 0.9999
+    for p in ("p0", "p1"):
+        ids = ref[f"{p}_prompt_ids"].tolist()
+        inp = mixed_input(ids, emb[ref[f"{p}_image_idx"]], emb.shape[1], cfg["image_token_id"])
+        s = A.Session(m, n_ctx=256, n_threads=2, n_batch=32)
+        logits = s.eval_rows(inp)
+        want = ref[f"{p}_logits"]
+        assert cosine(logits, want) >= 0.9999 and int(np.argmax(logits)) == int(np.argmax(want))
+        greedy = []
+        for margin in ref[f"{p}_greedy_margin"]:
+            tok = int(np.argmax(logits))
+            greedy.append(tok)
+            if margin < 1e-3:  # a near tie: the reference's choice is not a stable target
+                break
+            logits = s.eval([tok], "generated")
+        assert greedy == ref[f"{p}_greedy_ids"][: len(greedy)].tolist()
 
 
 # ---- errors --------------------------------------------------------------------------------------
