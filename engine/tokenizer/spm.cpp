@@ -60,6 +60,11 @@ SpmTokenizer::SpmTokenizer(const TokenizerVocab& v) {
   add_bos_ = v.add_bos.value_or(true);
   add_eos_ = v.add_eos.value_or(false);
   add_space_prefix_ = v.add_space_prefix.value_or(true);
+  prepend_scheme_ = v.prepend_scheme;
+  if (!prepend_scheme_.empty() && prepend_scheme_ != "always" && prepend_scheme_ != "first" &&
+      prepend_scheme_ != "never")
+    fail("akvq.tokenizer.prepend_scheme '" + prepend_scheme_ + "' is not one of always, first, never");
+  if (prepend_scheme_ == "never") add_space_prefix_ = false;
 
   for (int& b : byte_token_) b = -1;
   for (size_t i = 0; i < n; ++i) {
@@ -157,7 +162,12 @@ std::vector<int32_t> SpmTokenizer::encode(const std::string& text, bool add_spec
       continue;
     }
     std::string raw = text.substr(f.begin, f.end - f.begin);
-    if (add_space_prefix_ && prev_special) raw.insert(raw.begin(), ' ');
+    bool prefix = add_space_prefix_ && prev_special;
+    if (!prepend_scheme_.empty()) {  // Hugging Face's Metaspace rule
+      if (prepend_scheme_ == "first" && f.begin != 0) prefix = false;
+      if (raw[0] == ' ') prefix = false;
+    }
+    if (prefix) raw.insert(raw.begin(), ' ');
     encode_escaped(escape_spaces(raw), out);
     prev_special = false;
   }

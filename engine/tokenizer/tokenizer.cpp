@@ -42,6 +42,7 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   if (f.has("tokenizer.ggml.add_eos_token")) v.add_eos = f.get_bool("tokenizer.ggml.add_eos_token", false);
   if (f.has("tokenizer.ggml.add_space_prefix"))
     v.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", true);
+  v.prepend_scheme = f.get_str("akvq.tokenizer.prepend_scheme", "");
   return from_vocab(v);
 }
 

@@ -32,6 +32,12 @@ struct TokenizerVocab {
   std::vector<std::string> merges;                         // gpt2: "left right", highest priority first
   int64_t bos = -1, eos = -1, eot = -1, unk = -1;          // -1: absent
   std::optional<bool> add_bos, add_eos, add_space_prefix;  // unset: the model's default
+  // akvq.tokenizer.prepend_scheme (llama only; written by our converter from Hugging Face's Metaspace
+  // pre-tokenizer). "" (absent): llama.cpp's rule, a space before the text and after every special
+  // token. "always" / "first" / "never": Hugging Face's rule, which adds no space to text that already
+  // starts with one and, for "first", only prefixes the start of the input (not text after a special
+  // token: `legacy: false` Llama tokenizers).
+  std::string prepend_scheme;
 };
 
 class Tokenizer {

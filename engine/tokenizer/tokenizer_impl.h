@@ -68,6 +68,7 @@ class SpmTokenizer final : public Tokenizer {
 
  private:
   bool add_space_prefix_ = true;
+  std::string prepend_scheme_;  // "" | "always" | "first" | "never" (TokenizerVocab::prepend_scheme)
   int32_t unk_ = -1;
   int32_t byte_token_[256];
   std::vector<float> scores_;
