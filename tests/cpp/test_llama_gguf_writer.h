@@ -1,4 +1,4 @@
-// A tiny in-memory GGUF v3 writer for tests: metadata (u32, f32, bool, string, string/f32/i32
+// A tiny in-memory GGUF v3 writer for tests: metadata (u32, i32, f32, bool, string, string/f32/i32
 // arrays) and tensors (F32, F16 or Q8_0 quantized here), aligned to 32 bytes.
 #pragma once
 #include <cmath>
@@ -14,6 +14,7 @@ namespace akvq::testing {
 class GgufWriter {
  public:
   void u32(const std::string& key, uint32_t v) { kv_header(key, 4), put(v); }
+  void i32(const std::string& key, int32_t v) { kv_header(key, 5), put(v); }
   void f32(const std::string& key, float v) { kv_header(key, 6), put(v); }
   void boolean(const std::string& key, bool v) { kv_header(key, 7), put<uint8_t>(v ? 1 : 0); }
   void str(const std::string& key, const std::string& v) { kv_header(key, 8), put_str(meta_, v); }
