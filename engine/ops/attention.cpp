@@ -1,8 +1,8 @@
 // Non-causal multi-head attention of the vision transformer (ops.h: attention).
 //
-// A work item is (sequence, head, block of kQBlock queries). It copies the head's keys transposed
-// into Kt [head_dim, L16] (L16 = seq_len rounded up to 16, zero padded), then for groups of up to
-// 4 queries:
+// A work item is (sequence, head, range of queries): the whole sequence unless that leaves too few
+// items for the threads. It copies the head's keys transposed into Kt [head_dim, L16] (L16 =
+// seq_len rounded up to 16, zero padded), then for groups of up to 4 queries:
 //   S[i, j]  = Σ_d (scale q[i, d]) Kt[d, j]        (d in order: the same sum for any grouping)
 //   P[i, j]  = exp(S[i, j] - max_j S[i, j]),  l_i = Σ_j P[i, j]
 //   out[i]   = (Σ_j P[i, j] v[j]) / l_i
@@ -26,8 +26,8 @@ using vec::splat8;
 using vec::store8;
 using vec::v8;
 
-constexpr int kQBlock = 16;  // queries per work item
-constexpr int kQGroup = 4;   // queries sharing each key / value load
+constexpr int kMinQueries = 16;  // queries per work item at least (the key transpose is shared)
+constexpr int kQGroup = 4;       // queries sharing each key / value load
 
 // S[g, j0:j0+16] for the NQ queries Q[g, hd] against Kt[hd, ldk] columns j0 .. j0+15.
 template <int NQ>
@@ -118,9 +118,11 @@ void attention(const float* q, const float* k, const float* v, int n_seq, int se
   const int L = seq_len, hd = head_dim;
   const int L16 = (L + 15) / 16 * 16;  // key columns, zero padded
   const int64_t E = static_cast<int64_t>(n_head) * hd;
-  const int n_qblk = (L + kQBlock - 1) / kQBlock;
-  const int n_items = n_seq * n_head * n_qblk;
   const int nth = pool.size();
+  // query ranges per (sequence, head): enough items for the threads, each range >= kMinQueries
+  const int want = std::max(1, (4 * nth + n_seq * n_head - 1) / (n_seq * n_head));
+  const int n_qblk = std::max(1, std::min(want, L / kMinQueries));
+  const int n_items = n_seq * n_head * n_qblk;
   // per item: Kt [hd, L16], Q [kQGroup, hd], S [kQGroup, L16], acc [kQGroup, hd]
   const size_t per_thread = static_cast<size_t>(hd) * L16 + kQGroup * (2 * static_cast<size_t>(hd) + L16);
   std::vector<std::vector<float>> bufs(static_cast<size_t>(nth));
@@ -137,14 +139,17 @@ void attention(const float* q, const float* k, const float* v, int n_seq, int se
     const int64_t r0 = static_cast<int64_t>(s) * L;
     const float* kh = k + r0 * E + static_cast<int64_t>(h) * hd;
     const float* vh = v + r0 * E + static_cast<int64_t>(h) * hd;
-    // keys of this head, transposed, zero padded to L16 columns
-    for (int j = 0; j < L; ++j) {
-      const float* kj = kh + j * E;
-      for (int d = 0; d < hd; ++d) Kt[static_cast<int64_t>(d) * L16 + j] = kj[d];
+    // keys of this head, transposed 8 keys at a time (contiguous writes), zero padded to L16
+    for (int j0 = 0; j0 < L16; j0 += 8) {
+      const int nj = std::max(0, std::min(8, L - j0));
+      for (int d = 0; d < hd; ++d) {
+        float* dst = Kt + static_cast<int64_t>(d) * L16 + j0;
+        for (int j = 0; j < nj; ++j) dst[j] = kh[(j0 + j) * E + d];
+        for (int j = nj; j < 8; ++j) dst[j] = 0.0f;
+      }
     }
-    for (int d = 0; d < hd; ++d) std::fill(Kt + static_cast<int64_t>(d) * L16 + L, Kt + (d + 1) * L16, 0.0f);
 
-    const int i0 = blk * kQBlock, i1 = std::min(L, i0 + kQBlock);
+    const int i0 = static_cast<int>(int64_t{L} * blk / n_qblk), i1 = static_cast<int>(int64_t{L} * (blk + 1) / n_qblk);
     for (int ig = i0; ig < i1; ig += kQGroup) {
       const int nq = std::min(kQGroup, i1 - ig);
       for (int g = 0; g < nq; ++g) {
