@@ -1,0 +1,314 @@
+"""The Llama-family text decoder (GGUF arch "llama"): hyperparameters, their checks against the weights,
+the llama.* keys and the tensor plan. Q and K rows are permuted as llama.cpp's converter does, so that
+RoPE rotates adjacent pairs (see permute_qk). Also registered on its own for text-only Llama checkpoints.
+
+Fields absent from config.json take transformers' LlamaConfig defaults (published checkpoints omit the
+fields that equal them); a shape field whose default does not fit the weights is reported as missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import names, quantize
+from .checkpoint import Checkpoint, Fields
+from .errors import CheckpointError, ConvertError, MissingFieldError
+from .registry import register
+from .writer import GGUFFile, TensorPlan
+
+# transformers' LlamaConfig defaults
+LLAMA_DEFAULTS = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "max_position_embeddings": 2048,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "hidden_act": "silu",
+}
+
+
+def permute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Rows of a Q or K projection [n_head * head_dim, n_in] from Hugging Face's half-split RoPE layout
+    to llama.cpp's adjacent pairs: per head, rows (0..d/2-1, d/2..d-1) interleave as (0, d/2, 1, d/2+1, ...)."""
+    rows = w.shape[0]
+    return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def unpermute_qk(w: np.ndarray, n_head: int) -> np.ndarray:
+    """The inverse of permute_qk."""
+    rows = w.shape[0]
+    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _permuted_reader(ckpt: Checkpoint, hf_name: str, n_head: int):
+    def read(rows=None) -> np.ndarray:  # whole tensor: the permutation mixes rows within a head
+        return permute_qk(ckpt.read(hf_name), n_head)
+
+    return read
+
+
+class _Dims:
+    """Config values with their provenance, checked against tensor shapes."""
+
+    def __init__(self, cfg: Fields, defaults: dict):
+        self.cfg = cfg
+        self.defaults = defaults
+        self.defaulted: set[str] = set()
+
+    def int(self, key: str, lo: int = 1, hi: int = 1 << 24) -> int:
+        if not self.cfg.has(key):
+            if key not in self.defaults:
+                self.cfg.int(key)  # raises MissingFieldError
+            self.defaulted.add(key)
+            return self.defaults[key]
+        return self.cfg.int(key, lo=lo, hi=hi)
+
+    def float(self, key: str) -> float:
+        if not self.cfg.has(key):
+            self.defaulted.add(key)
+            return float(self.defaults[key])
+        return self.cfg.float(key)
+
+    def check(self, key: str, value: int, actual: int, tensor: str) -> None:
+        if value == actual:
+            return
+        if key in self.defaulted:
+            raise MissingFieldError(
+                f"{self.cfg.where}: field '{self.cfg.name(key)}' is missing and transformers' default "
+                f"({value}) does not match tensor '{tensor}' ({actual})"
+            )
+        raise CheckpointError(
+            f"{self.cfg.where}: field '{self.cfg.name(key)}' = {value} does not match tensor '{tensor}' ({actual})"
+        )
+
+
+class LlamaText:
+    """The text part of a checkpoint. `tensors` maps GGUF names to table entries (names.Mapped)."""
+
+    def __init__(self, ckpt: Checkpoint, cfg: Fields, tensors: dict[str, names.Mapped], tie_default: bool = False):
+        self.ckpt = ckpt
+        self.cfg = cfg
+        self.tensors = tensors
+        d = _Dims(cfg, LLAMA_DEFAULTS)
+        act = cfg.str("hidden_act", "silu")
+        if act != "silu":
+            raise ConvertError(f"{cfg.where}: '{cfg.name('hidden_act')}' = {act!r} is not supported (Llama uses silu)")
+        for flag in ("attention_bias", "mlp_bias"):
+            if cfg.get(flag):
+                raise ConvertError(f"{cfg.where}: '{cfg.name(flag)}' = true is not supported by the llama arch")
+        self.n_embd = d.int("hidden_size")
+        self.n_ff = d.int("intermediate_size")
+        self.n_layer = d.int("num_hidden_layers", hi=4096)
+        self.n_head = d.int("num_attention_heads", hi=4096)
+        self.n_head_kv = cfg.int("num_key_value_heads", self.n_head, lo=1, hi=self.n_head)
+        if self.n_head % self.n_head_kv:
+            raise CheckpointError(
+                f"{cfg.where}: num_attention_heads {self.n_head} is not a multiple of "
+                f"num_key_value_heads {self.n_head_kv}"
+            )
+        self.head_dim = cfg.int("head_dim", 0, lo=2, hi=4096) or self.n_embd // self.n_head
+        if self.head_dim % 2:
+            raise CheckpointError(f"{cfg.where}: head_dim {self.head_dim} is odd")
+        self.n_ctx = d.int("max_position_embeddings")
+        self.rms_eps = d.float("rms_norm_eps")
+        self.rope_theta = self._rope_theta(cfg, d)
+        self.tied = bool(cfg.get("tie_word_embeddings", tie_default))
+
+        emb = self._meta("token_embd.weight")
+        self.n_vocab = emb.shape[0]
+        d.check("hidden_size", self.n_embd, emb.shape[1], emb.name)
+        vocab_cfg = d.int("vocab_size")
+        d.check("vocab_size", vocab_cfg, self.n_vocab, emb.name)
+        blocks = {m.bid for m in tensors.values() if m.bid is not None}
+        n_blocks = max(blocks) + 1 if blocks else 0
+        d.check("num_hidden_layers", self.n_layer, n_blocks, "blk.*")
+        q = self._meta("blk.0.attn_q.weight")
+        k = self._meta("blk.0.attn_k.weight")
+        if q.shape[0] != self.n_head * self.head_dim:
+            if "num_attention_heads" in d.defaulted:
+                d.check("num_attention_heads", self.n_head, q.shape[0] // self.head_dim, q.name)
+            raise CheckpointError(
+                f"{cfg.where}: num_attention_heads {self.n_head} x head_dim {self.head_dim} "
+                f"does not match tensor '{q.name}' ({q.shape[0]} rows)"
+            )
+        if k.shape[0] != self.n_head_kv * self.head_dim:
+            raise CheckpointError(
+                f"{cfg.where}: num_key_value_heads {self.n_head_kv} x head_dim {self.head_dim} "
+                f"does not match tensor '{k.name}' ({k.shape[0]} rows)"
+            )
+        d.check("intermediate_size", self.n_ff, self._meta("blk.0.ffn_gate.weight").shape[0], "ffn_gate")
+        if "output.weight" not in tensors and not self.tied:
+            raise CheckpointError(f"{ckpt.dir}: lm_head.weight is missing and tie_word_embeddings is false")
+        self.expected = self._expected_shapes()
+        for gname, shape in self.expected.items():
+            m = self._meta(gname)
+            if tuple(m.shape) != shape:
+                raise CheckpointError(
+                    f"{ckpt.dir}: tensor '{m.name}' has shape {list(m.shape)}, expected {list(shape)}"
+                )
+
+    @staticmethod
+    def _rope_theta(cfg: Fields, d: _Dims) -> float:
+        rp = cfg.get("rope_parameters")
+        scaling = cfg.get("rope_scaling")
+        if isinstance(rp, dict):
+            rtype = rp.get("rope_type", rp.get("type", "default"))
+            if rtype != "default":
+                raise ConvertError(
+                    f"{cfg.where}: rope type {rtype!r} ('{cfg.name('rope_parameters')}') is not supported"
+                )
+            if isinstance(rp.get("rope_theta"), (int, float)):
+                return float(rp["rope_theta"])
+        if isinstance(scaling, dict) and scaling.get("rope_type", scaling.get("type", "default")) != "default":
+            raise ConvertError(f"{cfg.where}: '{cfg.name('rope_scaling')}' = {scaling} is not supported")
+        return d.float("rope_theta")
+
+    def _meta(self, gguf_name: str):
+        m = self.tensors.get(gguf_name)
+        if m is None:
+            raise CheckpointError(f"{self.ckpt.dir}: the checkpoint has no tensor for '{gguf_name}'")
+        return self.ckpt.meta(m.hf_name)
+
+    def _expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        E, F, V = self.n_embd, self.n_ff, self.n_vocab
+        Q, KV = self.n_head * self.head_dim, self.n_head_kv * self.head_dim
+        out = {"token_embd.weight": (V, E), "output_norm.weight": (E,)}
+        if "output.weight" in self.tensors:
+            out["output.weight"] = (V, E)
+        for i in range(self.n_layer):
+            p = f"blk.{i}."
+            out.update(
+                {
+                    p + "attn_norm.weight": (E,),
+                    p + "attn_q.weight": (Q, E),
+                    p + "attn_k.weight": (KV, E),
+                    p + "attn_v.weight": (KV, E),
+                    p + "attn_output.weight": (E, Q),
+                    p + "ffn_norm.weight": (E,),
+                    p + "ffn_gate.weight": (F, E),
+                    p + "ffn_up.weight": (F, E),
+                    p + "ffn_down.weight": (E, F),
+                }
+            )
+        return out
+
+    # ---- output
+
+    def write_keys(self, out: GGUFFile) -> None:
+        a = "llama."
+        out.u32(a + "context_length", self.n_ctx)
+        out.u32(a + "embedding_length", self.n_embd)
+        out.u32(a + "block_count", self.n_layer)
+        out.u32(a + "feed_forward_length", self.n_ff)
+        out.u32(a + "rope.dimension_count", self.head_dim)
+        out.f32(a + "rope.freq_base", self.rope_theta)
+        out.u32(a + "attention.head_count", self.n_head)
+        out.u32(a + "attention.head_count_kv", self.n_head_kv)
+        out.f32(a + "attention.layer_norm_rms_epsilon", self.rms_eps)
+        out.u32(a + "vocab_size", self.n_vocab)
+        if self.head_dim * self.n_head != self.n_embd:
+            out.u32(a + "attention.key_length", self.head_dim)
+            out.u32(a + "attention.value_length", self.head_dim)
+
+    def plans(self, outtype: str) -> list[TensorPlan]:
+        """Tensor plans in llama.cpp's order: token_embd, blocks, output_norm, output."""
+        order = ["token_embd.weight"]
+        for i in range(self.n_layer):
+            order += [
+                f"blk.{i}.{n}"
+                for n in (
+                    "attn_norm.weight",
+                    "attn_q.weight",
+                    "attn_k.weight",
+                    "attn_v.weight",
+                    "attn_output.weight",
+                    "ffn_norm.weight",
+                    "ffn_gate.weight",
+                    "ffn_up.weight",
+                    "ffn_down.weight",
+                )
+            ]
+        order.append("output_norm.weight")
+        if "output.weight" in self.tensors:
+            order.append("output.weight")
+        plans = []
+        for gname in order:
+            m = self.tensors[gname]
+            shape = self.expected[gname]
+            qtype = quantize.tensor_type(
+                m.kind, outtype, shape, tied_output=self.tied and "output.weight" not in self.tensors
+            )
+            if gname.endswith("attn_q.weight") or gname.endswith("attn_k.weight"):
+                n = self.n_head if gname.endswith("attn_q.weight") else self.n_head_kv
+                read = _permuted_reader(self.ckpt, m.hf_name, n)
+                plans.append(TensorPlan(gname, shape, qtype, read, chunkable=False, source=m.hf_name))
+            else:
+                plans.append(TensorPlan(gname, shape, qtype, self.ckpt.reader(m.hf_name), source=m.hf_name))
+        return plans
+
+
+def map_tensors(ckpt: Checkpoint, parts) -> dict[str, dict[str, names.Mapped]]:
+    """part -> {gguf name -> entry} for every checkpoint tensor; a tensor the table does not know is an
+    error (nothing is dropped silently)."""
+    out: dict[str, dict[str, names.Mapped]] = {}
+    for hf in ckpt.tensors:
+        m = names.map_name(hf, parts)
+        if m is None:
+            raise CheckpointError(f"{ckpt.dir}: tensor '{hf}' is not one the converter knows")
+        if m.gguf_name is None:
+            continue
+        part = out.setdefault(m.part, {})
+        if m.gguf_name in part:
+            raise CheckpointError(
+                f"{ckpt.dir}: tensors '{part[m.gguf_name].hf_name}' and '{hf}' both map to '{m.gguf_name}'"
+            )
+        part[m.gguf_name] = m
+    return out
+
+
+@register(("LlamaForCausalLM",), ("llama",))
+class LlamaConverter:
+    """A text-only Llama checkpoint -> one GGUF (arch llama)."""
+
+    def __init__(self, ckpt: Checkpoint, opts):
+        self.ckpt = ckpt
+        self.opts = opts
+        parts = map_tensors(ckpt, names.LLAMA_PARTS)
+        self.text = LlamaText(ckpt, ckpt.config, parts.get("text", {}))
+
+    def outputs(self) -> list[GGUFFile]:
+        from .tokenizer import load_vocab
+
+        if self.opts.mmproj_out is not None:
+            raise ConvertError(f"{self.ckpt.dir}: --mmproj-out needs a vision model; this is a text-only Llama")
+        out = GGUFFile(self.opts.out, "llama")
+        common_header(out, self.ckpt, self.opts)
+        self.text.write_keys(out)
+        load_vocab(self.ckpt.dir, self.text.n_vocab, self.ckpt.config).write(out)
+        write_tsa(out, self.opts, self.text.n_layer)
+        for p in self.text.plans(self.opts.outtype):
+            out.add(p)
+        return [out]
+
+
+def common_header(out: GGUFFile, ckpt: Checkpoint, opts, description: str | None = None) -> None:
+    out.str("general.name", opts.name or ckpt.dir.resolve().name)
+    if description:
+        out.str("general.description", description)
+    out.u32("general.file_type", int(quantize.FILE_TYPES[opts.outtype]))
+    if opts.outtype in ("q8_0", "q4_0"):
+        out.u32("general.quantization_version", 2)
+
+
+def write_tsa(out: GGUFFile, opts, n_layer: int) -> None:
+    from gguf import GGUFValueType
+
+    if opts.tsa_layers is None:
+        return
+    for layer in opts.tsa_layers:
+        if not 0 <= layer < n_layer:
+            raise ConvertError(f"--tsa-layers: layer {layer} is out of range [0, {n_layer})")
+    out.arr("akvq.tsa_layers", sorted(set(opts.tsa_layers)), GGUFValueType.INT32)

@@ -1,0 +1,627 @@
+"""The converter (pyakvq.convert, akvq-convert) on the LLaVA fixture checkpoints of tests/fixtures/llava
+(see make_llava_fixtures.py): names, shapes, types and values of every tensor against the safetensors
+files (read here independently of the converter), the GGUF keys, the tokenizer as our engine reads it
+against transformers' token ids, llama.cpp's two-file layout, the legacy-quirk pair, and one clear
+error for each kind of bad input. Needs gguf and safetensors, not torch.
+
+Value tolerances (dequantized with gguf.quants.dequantize; Q/K rows un-permuted first):
+  f32   exact                       f16   exact against numpy's float16 rounding of the weights
+  bf16  |err| <= 2^-8 |w| (exact for the bf16 checkpoint)
+  q8_0  |err| <= max|w| / 127 over each 32-value block (one quantization step)
+  q4_0  |err| <= max|w| / 8 over each block (one step: a block's values span -8..7 steps)
+  norms and biases are f32 and exact in every output type.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import llava_convert as lc
+import numpy as np
+import pytest
+
+gguf = pytest.importorskip("gguf")
+pytest.importorskip("safetensors")
+
+from pyakvq.convert import (  # noqa: E402
+    CheckpointError,
+    ConvertError,
+    MissingFieldError,
+    MissingFileError,
+    UnknownArchitectureError,
+    convert,
+)
+
+ROOT = lc.ROOT
+OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_0")
+Q = gguf.GGMLQuantizationType
+
+
+# ---------------------------------------------------------------- independent readers
+
+
+def read_safetensors(d: pathlib.Path) -> dict[str, tuple[str, np.ndarray]]:
+    """name -> (safetensors dtype, float32 values) of every tensor of a checkpoint directory."""
+    out = {}
+    for f in sorted(d.glob("*.safetensors")):
+        raw = f.read_bytes()
+        n = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8 : 8 + n])
+        for name, t in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = t["data_offsets"]
+            buf = raw[8 + n + b : 8 + n + e]
+            if t["dtype"] == "BF16":
+                a = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+            else:
+                a = np.frombuffer(buf, {"F32": "<f4", "F16": "<f2"}[t["dtype"]]).astype(np.float32)
+            out[name] = (t["dtype"], a.reshape(t["shape"]))
+    return out
+
+
+def config(name: str) -> dict:
+    return json.loads((lc.FIXTURES / name / "config.json").read_text())
+
+
+def hf_source(gname: str) -> str:
+    """The checkpoint tensor a GGUF tensor comes from (transformers 5's saved LLaVA layout)."""
+    text = {
+        "token_embd.weight": "language_model.model.embed_tokens.weight",
+        "output_norm.weight": "language_model.model.norm.weight",
+        "output.weight": "language_model.lm_head.weight",
+    }
+    if gname in text:
+        return text[gname]
+    if gname.startswith("blk."):
+        _, i, rest = gname.split(".", 2)
+        sub = {
+            "attn_norm.weight": "input_layernorm.weight",
+            "attn_q.weight": "self_attn.q_proj.weight",
+            "attn_k.weight": "self_attn.k_proj.weight",
+            "attn_v.weight": "self_attn.v_proj.weight",
+            "attn_output.weight": "self_attn.o_proj.weight",
+            "ffn_norm.weight": "post_attention_layernorm.weight",
+            "ffn_gate.weight": "mlp.gate_proj.weight",
+            "ffn_up.weight": "mlp.up_proj.weight",
+            "ffn_down.weight": "mlp.down_proj.weight",
+        }[rest]
+        return f"language_model.model.layers.{i}.{sub}"
+    if gname.startswith("mm."):
+        return gname.replace("mm.0.", "multi_modal_projector.linear_1.").replace(
+            "mm.2.", "multi_modal_projector.linear_2."
+        )
+    vis = {
+        "v.class_embd": "embeddings.class_embedding",
+        "v.patch_embd.weight": "embeddings.patch_embedding.weight",
+        "v.position_embd.weight": "embeddings.position_embedding.weight",
+        "v.pre_ln.weight": "pre_layrnorm.weight",
+        "v.pre_ln.bias": "pre_layrnorm.bias",
+    }
+    if gname in vis:
+        return "vision_tower." + vis[gname]
+    _, _, i, part, wb = gname.split(".")
+    sub = {
+        "ln1": "layer_norm1",
+        "ln2": "layer_norm2",
+        "attn_q": "self_attn.q_proj",
+        "attn_k": "self_attn.k_proj",
+        "attn_v": "self_attn.v_proj",
+        "attn_out": "self_attn.out_proj",
+        "ffn_up": "mlp.fc1",
+        "ffn_down": "mlp.fc2",
+    }[part]
+    return f"vision_tower.encoder.layers.{i}.{sub}.{wb}"
+
+
+def expected_names(name: str) -> set[str]:
+    c = config(name)
+    t, v = c["text_config"], c["vision_config"]
+    out = {"token_embd.weight", "output_norm.weight"}
+    if not t["tie_word_embeddings"]:
+        out.add("output.weight")
+    for i in range(t["num_hidden_layers"]):
+        out |= {
+            f"blk.{i}.{n}.weight"
+            for n in (
+                "attn_norm",
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_norm",
+                "ffn_gate",
+                "ffn_up",
+                "ffn_down",
+            )
+        }
+    out |= {"v.class_embd", "v.patch_embd.weight", "v.position_embd.weight", "v.pre_ln.weight", "v.pre_ln.bias"}
+    for i in range(v["num_hidden_layers"]):
+        out |= {
+            f"v.blk.{i}.{n}.{wb}"
+            for n in ("ln1", "ln2", "attn_q", "attn_k", "attn_v", "attn_out", "ffn_up", "ffn_down")
+            for wb in ("weight", "bias")
+        }
+    out |= {"mm.0.weight", "mm.0.bias", "mm.2.weight", "mm.2.bias"}
+    return out
+
+
+def expected_type(gname: str, shape: tuple[int, ...], outtype: str, tied: bool):
+    """The README's type table, restated."""
+    if len(shape) == 1 or gname.endswith(".bias"):
+        return Q.F32
+    if gname in ("v.patch_embd.weight", "v.position_embd.weight"):
+        return Q.F32 if outtype == "f32" else Q.F16
+    t = {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[outtype]
+    if outtype == "q4_0" and (gname == "output.weight" or (gname == "token_embd.weight" and tied)):
+        t = Q.Q8_0
+    if t in (Q.Q8_0, Q.Q4_0) and shape[-1] % 32:
+        t = Q.F16
+    return t
+
+
+def unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Inverse of llama.cpp's Q/K row order (per head: rows reshaped (2, d/2) -> (d/2, 2))."""
+    r = w.shape[0]
+    return w.reshape(n_head, r // n_head // 2, 2, -1).swapaxes(1, 2).reshape(w.shape)
+
+
+def fields(path) -> dict:
+    r = gguf.GGUFReader(path)
+    return {k: f.contents() for k, f in r.fields.items() if not k.startswith("GGUF.")}
+
+
+@pytest.fixture(scope="module")
+def out_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("convert")
+
+
+@pytest.fixture(scope="module")
+def converted(out_dir):
+    """(checkpoint, outtype) -> one-file GGUF path, converted once per module."""
+    cache: dict[tuple[str, str], pathlib.Path] = {}
+
+    def get(name: str, outtype: str = "f32") -> pathlib.Path:
+        if (name, outtype) not in cache:
+            (p,) = lc.convert_fixture(name, out_dir, outtype=outtype)
+            cache[(name, outtype)] = p
+        return cache[(name, outtype)]
+
+    return get
+
+
+# ---------------------------------------------------------------- tensors
+
+
+@pytest.mark.parametrize("outtype", OUTTYPES)
+@pytest.mark.parametrize("name", lc.CHECKPOINTS)
+def test_tensors_names_shapes_types_values(converted, name, outtype):
+    c = config(name)
+    t = c["text_config"]
+    tied = t["tie_word_embeddings"]
+    src = read_safetensors(lc.FIXTURES / name)
+    r = gguf.GGUFReader(converted(name, outtype))
+    got = {x.name: x for x in r.tensors}
+    assert set(got) == expected_names(name)
+    for gname, x in got.items():
+        dtype, w = src[hf_source(gname)]
+        shape = tuple(int(d) for d in reversed(x.shape.tolist()))  # GGUF dims are innermost first
+        assert shape == w.shape, gname
+        assert x.tensor_type == expected_type(gname, shape, outtype, tied), gname
+        deq = gguf.quants.dequantize(np.asarray(x.data), x.tensor_type).reshape(shape)
+        if gname.endswith(("attn_q.weight", "attn_k.weight")) and not gname.startswith("v."):
+            heads = t["num_attention_heads"] if "attn_q" in gname else t["num_key_value_heads"]
+            deq = unpermute(deq, heads)
+        qt = x.tensor_type
+        if qt == Q.F32 or (qt == Q.BF16 and dtype == "BF16"):
+            np.testing.assert_array_equal(deq, w, err_msg=gname)
+        elif qt == Q.F16:
+            np.testing.assert_array_equal(deq, w.astype(np.float16).astype(np.float32), err_msg=gname)
+        elif qt == Q.BF16:
+            assert np.all(np.abs(deq - w) <= np.abs(w) * 2.0**-8), gname
+        else:
+            blocks = w.reshape(-1, 32)
+            amax = np.abs(blocks).max(axis=1, keepdims=True)
+            step = amax / (127.0 if qt == Q.Q8_0 else 8.0)
+            err = np.abs(deq.reshape(-1, 32) - blocks)
+            assert np.all(err <= step * 1.002 + 1e-12), (gname, float((err - step).max()))
+
+
+def test_qk_permutation_is_llama_cpps():
+    """Rows of one head (d = 4) go from halves (x0, x1 | x2, x3) to adjacent pairs (x0, x2, x1, x3)."""
+    from pyakvq.convert.llama_text import permute_qk, unpermute_qk
+
+    w = np.arange(8, dtype=np.float32).reshape(8, 1)  # 2 heads of 4 rows
+    p = permute_qk(w, 2)
+    assert p[:, 0].tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+    np.testing.assert_array_equal(unpermute_qk(p, 2), w)
+    np.testing.assert_array_equal(unpermute(p, 2), w)
+
+
+# ---------------------------------------------------------------- keys
+
+
+@pytest.mark.parametrize("name", lc.CHECKPOINTS)
+def test_keys(converted, name):
+    c = config(name)
+    t, v = c["text_config"], c["vision_config"]
+    ref, meta = lc.reference(name)
+    f = fields(converted(name, "q8_0"))
+    head_dim = t["hidden_size"] // t["num_attention_heads"]
+    assert f["general.architecture"] == "llama"
+    assert f["general.file_type"] == int(gguf.LlamaFileType.MOSTLY_Q8_0)
+    assert f["general.quantization_version"] == 2
+    expect = {
+        "llama.context_length": t["max_position_embeddings"],
+        "llama.embedding_length": t["hidden_size"],
+        "llama.block_count": t["num_hidden_layers"],
+        "llama.feed_forward_length": t["intermediate_size"],
+        "llama.rope.dimension_count": head_dim,
+        "llama.attention.head_count": t["num_attention_heads"],
+        "llama.attention.head_count_kv": t["num_key_value_heads"],
+        "llama.vocab_size": t["vocab_size"],
+        "clip.has_vision_encoder": True,
+        "clip.has_llava_projector": True,
+        "clip.projector_type": "mlp",
+        "clip.use_gelu": False,
+        "clip.vision.image_size": v["image_size"],
+        "clip.vision.patch_size": v["patch_size"],
+        "clip.vision.embedding_length": v["hidden_size"],
+        "clip.vision.feed_forward_length": v["intermediate_size"],
+        "clip.vision.block_count": v["num_hidden_layers"],
+        "clip.vision.attention.head_count": v["num_attention_heads"],
+        "clip.vision.projection_dim": t["hidden_size"],
+        "clip.vision.feature_layer": [meta["feature_layer_hidden_state_index"]],
+        "akvq.vision.hidden_act": "quick_gelu",
+        "akvq.vision.projector_hidden_act": "gelu",
+        "akvq.vision.select_strategy": c["vision_feature_select_strategy"],
+        "akvq.vision.image_token_id": c["image_token_index"],
+        "akvq.vision.image_token": "<image>",
+        "akvq.vision.resize_shortest_edge": v["image_size"],
+        "akvq.vision.resample": "bicubic",
+        "akvq.vision.pad_mode": "pad" if meta["variant"]["pad"] else "crop",
+    }
+    for k, want in expect.items():
+        assert f[k] == want, k
+    assert f["llama.rope.freq_base"] == pytest.approx(t["rope_parameters"]["rope_theta"])
+    assert f["llama.attention.layer_norm_rms_epsilon"] == pytest.approx(t["rms_norm_eps"])
+    assert f["clip.vision.attention.layer_norm_epsilon"] == pytest.approx(v["layer_norm_eps"])
+    assert f["akvq.vision.rescale_factor"] == pytest.approx(1 / 255)
+    assert f["clip.vision.image_mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
+    assert f["clip.vision.image_std"] == pytest.approx([0.26862954, 0.26130258, 0.27577711])
+    assert ("akvq.vision.pad_color" in f) == meta["variant"]["pad"]
+    if meta["variant"]["pad"]:
+        assert f["akvq.vision.pad_color"] == [122, 116, 104]
+    # the feature layer index selects the reference's features among the hidden states
+    idx = f["clip.vision.feature_layer"][0]
+    hs = ref["hidden_states"][:, idx]
+    feats = hs[:, 1:] if c["vision_feature_select_strategy"] == "default" else hs
+    np.testing.assert_array_equal(feats, ref["image_features"])
+    assert "akvq.tsa_layers" not in f
+    tpl = (lc.FIXTURES / name / "chat_template.jinja").read_text()
+    assert f["tokenizer.chat_template"] == tpl
+
+
+@pytest.mark.parametrize("name", lc.CHECKPOINTS)
+def test_tokenizer_fields(converted, name):
+    c = config(name)
+    t = c["text_config"]
+    f = fields(converted(name))
+    tj = json.loads((lc.FIXTURES / name / "tokenizer.json").read_text())
+    tokens, types = f["tokenizer.ggml.tokens"], f["tokenizer.ggml.token_type"]
+    assert len(tokens) == len(types) == t["vocab_size"]
+    img = c["image_token_index"]
+    assert tokens[img] == "<image>" and types[img] == 3  # special added token: control
+    unk = f.get("tokenizer.ggml.unknown_token_id")
+    for a in tj["added_tokens"]:  # special added tokens are control tokens (the unknown token stays unknown)
+        assert tokens[a["id"]] == a["content"] and types[a["id"]] == (2 if a["id"] == unk else 3)
+    n_tok = len(tj["model"]["vocab"]) + sum(1 for a in tj["added_tokens"] if a["id"] >= len(tj["model"]["vocab"]))
+    for i in range(n_tok, len(tokens)):  # embedding rows past the tokenizer: llama.cpp's filler
+        assert tokens[i] == f"[PAD{i}]" and types[i] == 5
+    if name.startswith("spm"):
+        assert f["tokenizer.ggml.model"] == "llama"
+        assert len(f["tokenizer.ggml.scores"]) == len(tokens)
+        assert f["tokenizer.ggml.bos_token_id"] == 1 and f["tokenizer.ggml.eos_token_id"] == 2
+        assert f["tokenizer.ggml.unknown_token_id"] == 0
+        assert f["tokenizer.ggml.add_bos_token"] is True
+        assert f["tokenizer.ggml.add_space_prefix"] is True
+        legacy = json.loads((lc.FIXTURES / f"{name}.json").read_text())["variant"]["legacy"]
+        assert f["akvq.tokenizer.prepend_scheme"] == ("always" if legacy else "first")
+        assert all(types[3 + b] == 6 and tokens[3 + b] == f"<0x{b:02X}>" for b in range(256))
+        assert "tokenizer.ggml.merges" not in f
+    else:
+        assert f["tokenizer.ggml.model"] == "gpt2"
+        assert f["tokenizer.ggml.pre"] == "gpt-2"
+        merges = [m if isinstance(m, str) else " ".join(m) for m in tj["model"]["merges"]]
+        assert f["tokenizer.ggml.merges"] == merges
+        assert "tokenizer.ggml.scores" not in f and "tokenizer.ggml.bos_token_id" not in f
+        assert f["tokenizer.ggml.eos_token_id"] == tokens.index("<|im_end|>")
+        assert f["tokenizer.ggml.add_bos_token"] is False
+
+
+# ---------------------------------------------------------------- our engine reads the text part
+
+
+@pytest.fixture(scope="module")
+def akvq():
+    return pytest.importorskip("pyakvq")
+
+
+@pytest.mark.parametrize("name", lc.CHECKPOINTS)
+def test_engine_tokenizes_like_transformers(akvq, converted, name):
+    ref, meta = lc.reference(name)
+    img = meta["image_token_id"]
+    with akvq.Model(str(converted(name)), n_ctx=256) as m:
+        assert m.n_vocab == config(name)["text_config"]["vocab_size"]
+        for k, p in enumerate(meta["prompts"]):
+            want = lc.collapse_image_tokens(ref[f"p{k}_prompt_ids"], img)
+            got = m.tokenize(p["text"])
+            assert got == want, (k, p["text"])
+            assert got.count(img) == len(p["images"])
+        for case in meta["tokenizer_cases"]:
+            assert m.tokenize(case["text"]) == case["ids"], case["text"]
+
+
+@pytest.mark.parametrize("outtype", OUTTYPES)
+def test_engine_loads_every_outtype(akvq, converted, outtype):
+    for name in lc.CHECKPOINTS:
+        with akvq.Model(str(converted(name, outtype)), n_ctx=64) as m:
+            lg = np.asarray(m.logits([1, 5, 9, 42]))
+            assert lg.shape[-1] == m.n_vocab and np.all(np.isfinite(lg)), name
+
+
+def test_tokenizer_json_only_gives_the_same_tokens(akvq, tmp_path):
+    """Without tokenizer.model the SentencePiece vocabulary comes from tokenizer.json (scores from the
+    merge ranks); the engine still tokenizes as transformers does."""
+    d = tmp_path / "ckpt"
+    shutil.copytree(lc.FIXTURES / "spm_default_pad", d)
+    (d / "tokenizer.model").unlink()
+    out = tmp_path / "tj.gguf"
+    convert(d, out, outtype="f16")
+    ref, meta = lc.reference("spm_default_pad")
+    with akvq.Model(str(out), n_ctx=256) as m:
+        for k, p in enumerate(meta["prompts"]):
+            assert m.tokenize(p["text"]) == lc.collapse_image_tokens(ref[f"p{k}_prompt_ids"], meta["image_token_id"])
+        for case in meta["tokenizer_cases"]:
+            assert m.tokenize(case["text"]) == case["ids"], case["text"]
+
+
+# ---------------------------------------------------------------- llama.cpp's two files, legacy quirks
+
+
+@pytest.mark.parametrize("name", lc.CHECKPOINTS)
+def test_mmproj_pair(converted, out_dir, name):
+    (out_dir / "pair").mkdir(exist_ok=True)
+    text, mm = lc.convert_fixture(name, out_dir / "pair", outtype="q8_0", mmproj=True)
+    one = gguf.GGUFReader(converted(name, "q8_0"))
+    rt, rm = gguf.GGUFReader(text), gguf.GGUFReader(mm)
+    ft, fm = fields(text), fields(mm)
+    assert ft["general.architecture"] == "llama" and fm["general.architecture"] == "clip"
+    assert not any(k.startswith(("clip.", "akvq.vision.")) for k in ft)
+    assert not any(k.startswith(("llama.", "tokenizer.")) for k in fm)
+    assert fm["clip.has_text_encoder"] is False and fm["clip.has_vision_encoder"] is True
+    f1 = fields(converted(name, "q8_0"))
+    for k, val in fm.items():  # the mmproj's clip.* / akvq.vision.* keys are the one-file's
+        if k.startswith(("clip.vision", "akvq.vision", "clip.projector_type", "clip.use_gelu")):
+            assert f1[k] == val, k
+    for k, val in ft.items():
+        if k != "general.name":
+            assert f1[k] == val, k
+    names_t = {x.name for x in rt.tensors}
+    names_m = {x.name for x in rm.tensors}
+    assert all(n.startswith(("v.", "mm.")) for n in names_m)
+    assert not any(n.startswith(("v.", "mm.")) for n in names_t)
+    by_name = {x.name: x for x in one.tensors}
+    assert names_t | names_m == set(by_name)
+    for x in list(rt.tensors) + list(rm.tensors):
+        y = by_name[x.name]
+        assert x.tensor_type == y.tensor_type and np.array_equal(np.asarray(x.data), np.asarray(y.data)), x.name
+
+
+def test_legacy_pair(tmp_path):
+    text, mm = lc.write_legacy_pair("spm_default_pad", tmp_path)
+    c = config("spm_default_pad")
+    n = c["vision_config"]["num_hidden_layers"]
+    fm, ft = fields(mm), fields(text)
+    assert fm["clip.vision.block_count"] == n - 1
+    assert "clip.vision.feature_layer" not in fm
+    assert not any(k.startswith("akvq.") for k in list(fm) + list(ft))
+    r = gguf.GGUFReader(mm)
+    names = {x.name: x for x in r.tensors}
+    assert not any(k.startswith(f"v.blk.{n - 1}.") or k.startswith("v.post_ln") for k in names)
+    src = read_safetensors(lc.FIXTURES / "spm_default_pad")
+    down = names["v.blk.0.ffn_down.weight"]  # holds fc1: [ff, hidden]
+    fc1 = src["vision_tower.encoder.layers.0.mlp.fc1.weight"][1]
+    assert tuple(reversed(down.shape.tolist())) == fc1.shape
+    np.testing.assert_array_equal(
+        gguf.quants.dequantize(np.asarray(down.data), down.tensor_type).reshape(fc1.shape),
+        fc1.astype(np.float16).astype(np.float32),
+    )
+    assert names["v.patch_embd.weight"].tensor_type == Q.F16
+    assert {x.name for x in gguf.GGUFReader(text).tensors} == {
+        k for k in expected_names("spm_default_pad") if not k.startswith(("v.", "mm."))
+    }
+
+
+def test_legacy_pair_features_match_the_one_file(akvq, converted, tmp_path):
+    """The encoder, when present, reads the legacy quirks into the same features."""
+    ext = pytest.importorskip("pyakvq._ext")._akvq
+    if not hasattr(ext, "VisionModel"):
+        pytest.skip("this build has no vision encoder")
+    _, mm = lc.write_legacy_pair("spm_default_pad", tmp_path, outtype="f32")
+    ref, _ = lc.reference("spm_default_pad")
+    legacy = ext.VisionModel.load(str(mm)).encode(ref["pixel_values"])
+    one = ext.VisionModel.load(str(converted("spm_default_pad", "f32"))).encode(ref["pixel_values"])
+    np.testing.assert_allclose(legacy, one, rtol=0, atol=1e-2 * np.abs(one).max())
+
+
+# ---------------------------------------------------------------- options, CLI
+
+
+def test_tsa_layers(tmp_path):
+    out = tmp_path / "tsa.gguf"
+    convert(lc.FIXTURES / "bpe_full_crop", out, outtype="f16", tsa_layers=[1, 0])
+    assert fields(out)["akvq.tsa_layers"] == [0, 1]
+    with pytest.raises(ConvertError, match=r"--tsa-layers: layer 2 is out of range \[0, 2\)"):
+        convert(lc.FIXTURES / "bpe_full_crop", tmp_path / "bad.gguf", tsa_layers=[2])
+    assert not (tmp_path / "bad.gguf").exists()
+
+
+def run_cli(*args, exe=None) -> subprocess.CompletedProcess:
+    cmd = [exe] if exe else [sys.executable, "-m", "pyakvq.convert"]
+    env = dict(os.environ)
+    if not exe:
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_cli_matches_the_api(converted, tmp_path):
+    api = converted("spm_default_pad", "q4_0")
+    out = tmp_path / "cli.gguf"
+    r = run_cli(lc.FIXTURES / "spm_default_pad", "-o", out, "--outtype", "q4_0", "--name", "spm_default_pad")
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {out}" in r.stdout
+    assert out.read_bytes() == api.read_bytes()
+    r = run_cli(
+        lc.FIXTURES / "bpe_full_crop",
+        "-o",
+        tmp_path / "t.gguf",
+        "--mmproj-out",
+        tmp_path / "m.gguf",
+        "--tsa-layers",
+        "0,1",
+        "-q",
+    )
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert fields(tmp_path / "t.gguf")["akvq.tsa_layers"] == [0, 1]
+    assert fields(tmp_path / "m.gguf")["general.architecture"] == "clip"
+    assert run_cli("--help").returncode == 0
+
+
+def test_installed_akvq_convert(tmp_path):
+    """The console script of an installed wheel, when there is one on PATH."""
+    exe = shutil.which("akvq-convert")
+    if exe is None:
+        pytest.skip("akvq-convert is not installed (pip install .)")
+    out = tmp_path / "x.gguf"
+    r = run_cli(lc.FIXTURES / "spm_pos_crop", "-o", out, "--outtype", "f16", exe=exe)
+    assert r.returncode == 0, r.stderr
+    assert fields(out)["general.architecture"] == "llama"
+
+
+# ---------------------------------------------------------------- errors
+
+
+def edited_copy(tmp_path, edit=None, name="spm_default_pad") -> pathlib.Path:
+    d = tmp_path / "ckpt"
+    shutil.copytree(lc.FIXTURES / name, d)
+    if edit is not None:
+        cfg = json.loads((d / "config.json").read_text())
+        edit(cfg)
+        (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def _arch(c):
+    c["architectures"] = ["FooForCausalLM"]
+
+
+def _text_type(c):
+    c["text_config"]["model_type"] = "mistral"
+
+
+def _no_layers(c):
+    del c["text_config"]["num_hidden_layers"]
+
+
+def _no_vision(c):
+    del c["vision_config"]
+
+
+def _no_arch(c):
+    del c["architectures"]
+    del c["model_type"]
+
+
+def _bad_feature_layer(c):
+    c["vision_feature_layer"] = -7
+
+
+def _rm(*files):
+    def f(d: pathlib.Path):
+        for x in files:
+            (d / x).unlink()
+
+    return f
+
+
+ERRORS = [
+    # (id, config edit, file edit, exception type, text the message must contain)
+    ("unknown-arch", _arch, None, UnknownArchitectureError, "unsupported architecture 'FooForCausalLM'"),
+    ("no-arch", _no_arch, None, UnknownArchitectureError, "neither 'architectures' nor 'model_type'"),
+    ("text-model-type", _text_type, None, UnknownArchitectureError, "text_config.model_type 'mistral'"),
+    (
+        "missing-field",
+        _no_layers,
+        None,
+        MissingFieldError,
+        "field 'text_config.num_hidden_layers' is missing and transformers' default (32)",
+    ),
+    ("missing-section", _no_vision, None, MissingFieldError, "required section 'vision_config' is missing"),
+    ("bad-feature-layer", _bad_feature_layer, None, CheckpointError, "vision_feature_layer -7 is out of range"),
+    ("missing-config", None, _rm("config.json"), MissingFileError, "config.json: file not found"),
+    (
+        "missing-shard",
+        None,
+        _rm("model-00003-of-00012.safetensors"),
+        MissingFileError,
+        "model-00003-of-00012.safetensors: safetensors shard listed in model.safetensors.index.json not found",
+    ),
+    (
+        "missing-tokenizer",
+        None,
+        _rm("tokenizer.json", "tokenizer.model"),
+        MissingFileError,
+        "no tokenizer (expected tokenizer.model or tokenizer.json)",
+    ),
+    ("missing-processor", None, _rm("processor_config.json"), MissingFileError, "no image processor settings"),
+]
+
+
+@pytest.mark.parametrize("case", ERRORS, ids=[e[0] for e in ERRORS])
+def test_errors(tmp_path, case):
+    _, cfg_edit, file_edit, exc, text = case
+    d = edited_copy(tmp_path, cfg_edit)
+    if file_edit is not None:
+        file_edit(d)
+    out = tmp_path / "out.gguf"
+    with pytest.raises(exc) as ei:
+        convert(d, out)
+    msg = str(ei.value)
+    assert text in msg and "\n" not in msg
+    r = run_cli(d, "-o", out)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == f"akvq-convert: error: {msg}"
+    assert not out.exists() and not out.with_name(out.name + ".part").exists()
+
+
+def test_error_missing_directory_and_bad_arguments(tmp_path):
+    with pytest.raises(MissingFileError, match="directory not found"):
+        convert(tmp_path / "nope", tmp_path / "x.gguf")
+    with pytest.raises(MissingFileError, match="the output directory"):
+        convert(lc.FIXTURES / "bpe_full_crop", tmp_path / "no" / "x.gguf")
+    with pytest.raises(ConvertError, match="unknown outtype 'q5_k'"):
+        convert(lc.FIXTURES / "bpe_full_crop", tmp_path / "x.gguf", outtype="q5_k")
+    r = run_cli(tmp_path / "nope", "-o", tmp_path / "x.gguf")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "directory not found" in r.stderr
+    r = run_cli(lc.FIXTURES / "bpe_full_crop", "-o", tmp_path / "x.gguf", "--outtype", "q5_k")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
+    r = run_cli(lc.FIXTURES / "bpe_full_crop", "-o", tmp_path / "x.gguf", "--tsa-layers", "a,b")
+    assert r.returncode == 2 and "comma-separated layer indices" in r.stderr
+    assert not (tmp_path / "x.gguf").exists()
