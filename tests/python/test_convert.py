@@ -625,3 +625,61 @@ def test_error_missing_directory_and_bad_arguments(tmp_path):
     r = run_cli(lc.FIXTURES / "bpe_full_crop", "-o", tmp_path / "x.gguf", "--tsa-layers", "a,b")
     assert r.returncode == 2 and "comma-separated layer indices" in r.stderr
     assert not (tmp_path / "x.gguf").exists()
+
+
+def test_other_checkpoint_layouts(converted, tmp_path):
+    """llava-hf's layout of transformers 4 (vision_tower.vision_model.*, rope_theta at the top of
+    text_config, fields at their defaults omitted, preprocessor_config.json) and the in-memory names of
+    transformers >= 4.52 (model.language_model.*, top-level lm_head, model.vision_tower.*) convert to the
+    same tensors and keys."""
+    from safetensors.numpy import save_file
+
+    src = lc.FIXTURES / "spm_default_pad"
+    tensors = {}
+    for f in sorted(src.glob("*.safetensors")):
+        raw = f.read_bytes()
+        n = int.from_bytes(raw[:8], "little")
+        for name, t in json.loads(raw[8 : 8 + n]).items():
+            if name != "__metadata__":
+                b, e = t["data_offsets"]
+                tensors[name] = np.frombuffer(raw[8 + n + b : 8 + n + e], "<f2").reshape(t["shape"])
+    layouts = {
+        "v4": lambda k: k.replace("vision_tower.", "vision_tower.vision_model."),
+        "memory": lambda k: (
+            k.replace("language_model.model.", "model.language_model.")
+            .replace("language_model.lm_head.", "lm_head.")
+            .replace("vision_tower.", "model.vision_tower.")
+            .replace("multi_modal_projector.", "model.multi_modal_projector.")
+        ),
+    }
+    want = gguf.GGUFReader(converted("spm_default_pad", "f16"))
+    want_fields = fields(converted("spm_default_pad", "f16"))
+    for layout, rename in layouts.items():
+        d = tmp_path / layout
+        d.mkdir()
+        for f in src.iterdir():
+            if f.suffix != ".safetensors" and f.name != "model.safetensors.index.json":
+                shutil.copy(f, d / f.name)
+        save_file({rename(k): v for k, v in tensors.items()}, str(d / "model.safetensors"))
+        if layout == "v4":
+            cfg = json.loads((d / "config.json").read_text())
+            t = cfg["text_config"]
+            t["rope_theta"] = t.pop("rope_parameters")["rope_theta"]
+            for k in ("hidden_act", "attention_bias", "mlp_bias", "head_dim"):
+                del t[k]
+            del cfg["vision_config"]["hidden_act"]
+            (d / "config.json").write_text(json.dumps(cfg))
+            pc = json.loads((d / "processor_config.json").read_text())
+            ip = pc["image_processor"] | {
+                "image_processor_type": "LlavaImageProcessor",
+                "processor_class": "LlavaProcessor",
+            }
+            (d / "preprocessor_config.json").write_text(json.dumps(ip))
+            (d / "processor_config.json").unlink()
+        out = tmp_path / f"{layout}.gguf"
+        convert(d, out, outtype="f16", name="spm_default_pad")
+        got = {x.name: x for x in gguf.GGUFReader(out).tensors}
+        assert set(got) == {x.name for x in want.tensors}, layout
+        for x in want.tensors:
+            assert np.array_equal(np.asarray(got[x.name].data), np.asarray(x.data)), (layout, x.name)
+        assert fields(out) == want_fields, layout
