@@ -168,21 +168,31 @@ std::string TextStream::finish() {
 
 // ---- Generator ----
 
-Generator::Generator(Session& session, std::vector<int32_t> prompt, const GenerateParams& params)
+Generator::Generator(Session& session, SessionInput prompt, const GenerateParams& params)
     : session_(session), prompt_(std::move(prompt)), params_(params), sampler_(params.sampling), text_(params.stop) {
   params_.validate();
   const int n_ctx = session_.params().n_ctx;
-  const int n_vocab = session_.model().info().n_vocab;
+  const ModelInfo& info = session_.model().info();
   if (prompt_.empty()) throw InvalidArgument("[generate] the prompt has no tokens");
   if (prompt_.size() > static_cast<size_t>(n_ctx)) {
     throw InvalidArgument("[generate] the prompt has " + std::to_string(prompt_.size()) +
                           " tokens, more than the context size n_ctx = " + std::to_string(n_ctx));
   }
+  bool has_embd = false;
   for (size_t i = 0; i < prompt_.size(); ++i) {
-    if (prompt_[i] < 0 || prompt_[i] >= n_vocab) {
-      throw InvalidArgument("[generate] prompt token " + std::to_string(i) + " has id " + std::to_string(prompt_[i]) +
-                            ", outside the vocabulary [0, " + std::to_string(n_vocab) + ")");
+    if (prompt_.is_embedding(i)) {
+      has_embd = true;
+      continue;
     }
+    const int32_t id = prompt_.ids()[i];
+    if (id < 0 || id >= info.n_vocab) {
+      throw InvalidArgument("[generate] prompt token " + std::to_string(i) + " has id " + std::to_string(id) +
+                            ", outside the vocabulary [0, " + std::to_string(info.n_vocab) + ")");
+    }
+  }
+  if (has_embd && prompt_.n_embd() != info.n_embd) {
+    throw InvalidArgument("[generate] the prompt's embedding rows have width " + std::to_string(prompt_.n_embd()) +
+                          " but the model's n_embd is " + std::to_string(info.n_embd));
   }
 }
 
@@ -209,9 +219,9 @@ void Generator::start() {
   started_ = true;
   try {
     const auto t0 = Clock::now();
-    const float* logits = session_.eval_prompt(prompt_, TokenKind::Text, &n_reused_);
+    const float* logits = session_.eval_prompt_rows(prompt_, &n_reused_);
     timings_.prompt_ms = ms_since(t0);
-    history_ = prompt_;
+    history_ = prompt_.ids();
     const auto t1 = Clock::now();
     if (params_.max_tokens == 0) {
       finish_ = FinishReason::Length;

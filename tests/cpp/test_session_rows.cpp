@@ -12,6 +12,7 @@
 
 #include "akvq/engine.h"
 #include "akvq/error.h"
+#include "akvq/generate.h"
 #include "gguf/gguf.h"
 #include "test_llama_synth.h"
 
@@ -199,4 +200,40 @@ TEST_F(SessionRows, ErrorsLeaveTheSessionUnchanged) {
   in.add_embeddings(many.data(), 1, kEmbd);
   EXPECT_THROW(in.add_embeddings(many.data(), 1, kEmbd - 1), InvalidArgument);
   EXPECT_THROW(in.slice(0, 2), InvalidArgument);
+}
+
+TEST_F(SessionRows, GeneratorTakesMixedRows) {
+  // The generation loop over a prompt with embedding rows: the same tokens as over the token prompt
+  // whose embeddings they are (sampled with a fixed seed), and the prefix reuse of a second run.
+  auto model = Model::load(path_);
+  const auto ids = ids_of(30, 13);
+  GenerateParams gp;
+  gp.max_tokens = 12;
+  gp.sampling.temperature = 1.0f;
+  gp.sampling.seed = 5;
+  auto run = [&](Session& s, const SessionInput& prompt, int* n_reused) {
+    Generator g(s, prompt, gp);
+    std::vector<int32_t> out;
+    GenerateStep st;
+    while (g.next(st)) out.push_back(st.id);
+    *n_reused = g.n_reused();
+    EXPECT_EQ(g.n_prompt(), 30);
+    return out;
+  };
+  Session a = make(model, 8), b = make(model, 8);
+  int n = -1;
+  const auto want = run(a, ids, &n);
+  const SessionInput in = mixed(ids, embd_rows(ids));
+  EXPECT_EQ(run(b, in, &n), want);
+  EXPECT_EQ(n, 0);
+  EXPECT_EQ(b.kinds()[10], TokenKind::Vision);
+  EXPECT_EQ(b.kinds()[30], TokenKind::Generated);
+  EXPECT_EQ(run(b, in, &n), want);
+  EXPECT_EQ(n, 29);
+  // embedding rows of the wrong width are refused before anything is evaluated
+  std::vector<float> narrow(2 * 16, 0.0f);
+  SessionInput bad;
+  bad.add_tokens({1});
+  bad.add_embeddings(narrow.data(), 2, 16);
+  EXPECT_THROW(Generator(b, bad, gp), InvalidArgument);
 }

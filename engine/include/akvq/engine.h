@@ -3,6 +3,7 @@
 // Frontends (Python bindings, akvq-cli) use only this header, error.h and sampler.h.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -70,10 +71,11 @@ constexpr int32_t kEmbeddingRowId = -1;
 class SessionInput {
  public:
   SessionInput() = default;
+  // Token rows only; implicit, so a token prompt is an input (e.g. for Generator).
+  SessionInput(const std::vector<int32_t>& ids, TokenKind kind = TokenKind::Text) { add_tokens(ids, kind); }
+  SessionInput(std::initializer_list<int32_t> ids) { add_tokens(ids); }
   static SessionInput from_tokens(const std::vector<int32_t>& ids, TokenKind kind = TokenKind::Text) {
-    SessionInput in;
-    in.add_tokens(ids, kind);
-    return in;
+    return SessionInput(ids, kind);
   }
 
   void add_tokens(const std::vector<int32_t>& ids, TokenKind kind = TokenKind::Text);

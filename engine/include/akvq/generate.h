@@ -88,8 +88,10 @@ struct GenerateTimings {
 class Generator {
  public:
   // Checks params and prompt (non-empty, ids in the vocabulary, at most n_ctx tokens) and
-  // throws InvalidArgument; evaluates nothing yet.
-  Generator(Session& session, std::vector<int32_t> prompt, const GenerateParams& params);
+  // throws InvalidArgument; evaluates nothing yet. The prompt: token ids (a std::vector<int32_t>
+  // converts), or token ids and embedding rows (e.g. images) with a kind per row, the embedding
+  // rows of the model's n_embd; prefix reuse compares ids and embedding-row hashes.
+  Generator(Session& session, SessionInput prompt, const GenerateParams& params);
 
   // Evaluates the prompt and samples the first token; next() calls it when needed.
   void start();
@@ -111,11 +113,11 @@ class Generator {
   void check_session() const;
 
   Session& session_;
-  std::vector<int32_t> prompt_;  // [n_prompt]
+  SessionInput prompt_;  // [n_prompt] rows
   GenerateParams params_;
   Sampler sampler_;
   TextStream text_;
-  std::vector<int32_t> history_;  // prompt + generated tokens (repetition penalty)
+  std::vector<int32_t> history_;  // prompt ids (placeholders for embedding rows) + generated tokens
   int32_t pending_ = -1;          // sampled, not yet returned
   int n_reused_ = 0;
   int n_generated_ = 0;
