@@ -11,5 +11,6 @@ void init_tokenizer(nb::module_& m);
 void init_sampling(nb::module_& m);
 void init_model(nb::module_& m);
 void init_kvq(nb::module_& m);
+void init_image(nb::module_& m);
 void init_vision(nb::module_& m);
 }  // namespace akvq::bind

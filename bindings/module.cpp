@@ -12,5 +12,6 @@ NB_MODULE(_akvq, m) {
   akvq::bind::init_sampling(m);
   akvq::bind::init_model(m);
   akvq::bind::init_kvq(m);
+  akvq::bind::init_image(m);
   akvq::bind::init_vision(m);  // after init_model: adds Session calls
 }
