@@ -209,12 +209,13 @@ void init_model(nb::module_& m) {
       .def_prop_ro("stopped", &TextStream::stopped);
 
   // Generator(session, prompt, ...): the engine's generation loop over a Session (kept alive by
-  // the Generator). next() -> (id, text, finish_reason or None) or None when generation ended.
+  // the Generator). prompt: a SessionInput, or a list of token ids (converted, see vision.cpp).
+  // next() -> (id, text, finish_reason or None) or None when generation ended.
   // seed None: a fresh random seed.
   nb::class_<Generator>(m, "Generator")
       .def(
           "__init__",
-          [](Generator* self, Session& session, std::vector<int32_t> prompt, int max_tokens, float temperature,
+          [](Generator* self, Session& session, SessionInput prompt, int max_tokens, float temperature,
              int32_t top_k, float top_p, float min_p, float repeat_penalty, int32_t repeat_last_n,
              std::optional<uint64_t> seed, std::vector<std::string> stop) {
             GenerateParams p;

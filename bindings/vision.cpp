@@ -127,6 +127,8 @@ void init_vision(nb::module_& m) {
 
   nb::class_<SessionInput>(m, "SessionInput")
       .def(nb::init<>())
+      // a list of token ids converts implicitly (e.g. the prompt of a Generator)
+      .def(nb::init_implicit<const std::vector<int32_t>&>(), nb::arg("ids"))
       .def(
           "add_tokens",
           [](SessionInput& self, const std::vector<int32_t>& ids, const std::string& kind) {

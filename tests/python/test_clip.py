@@ -233,6 +233,25 @@ def test_logits_f32_mixed_rows_and_greedy(files):
     assert greedy == REF["prompt2_greedy"].tolist()
 
 
+def test_generator_over_mixed_rows(files):
+    # the engine's generation loop (greedy) over a prompt with two images gives transformers' tokens
+    m = A.Model.load(files["one"])
+    vm = A.VisionModel.from_model(m)
+    inp = mixed_input(REF["prompt2_ids"].tolist(), vm.encode(REF["pixels"][:2]), 16)
+    s = session(m)
+    g = A.Generator(s, inp, max_tokens=len(REF["prompt2_greedy"]), temperature=0)
+    toks = []
+    while (step := g.next()) is not None:
+        toks.append(step[0])
+    assert toks == REF["prompt2_greedy"].tolist()
+    assert g.n_prompt == len(inp) and s.kinds[-1] == "generated"
+    g = A.Generator(s, inp, max_tokens=1, temperature=0)  # the same images: the prompt is reused
+    g.start()
+    assert g.n_reused == len(inp) - 1
+    ids = REF["prompt2_ids"].tolist()
+    assert A.Generator(s, ids[:5], max_tokens=1, temperature=0).n_prompt == 5  # a list of ids converts
+
+
 def test_logits_full_strategy_last_layer(tmp_path):
     one = llava_gguf.write(tmp_path / "o.gguf", layout="one", feature_layer=-1, strategy="full")
     _, _, _, out = _prompt_logits(str(one), prompt="prompt1")
