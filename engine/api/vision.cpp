@@ -1,6 +1,7 @@
 // VisionModel: loading (one-file model or mmproj -> models::Llava), facts, encode.
 #include "akvq/vision.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -63,6 +64,18 @@ struct VisionModel::Impl {
     i.legacy_ffn_names = hp.ffn_swapped;
   }
 
+  // Images go through the tower kMaxPass at a time (bounded scratch memory; an image's rows do
+  // not depend on the images encoded with it). fn(first image, count).
+  static constexpr int kMaxPass = 4;
+  template <class Fn>
+  void for_passes(int n_images, const Fn& fn) {
+    for (int b = 0; b < n_images; b += kMaxPass) fn(b, std::min(kMaxPass, n_images - b));
+  }
+  const float* pixels_of(const float* pixels, int b) const {
+    return pixels + static_cast<size_t>(b) * 3 * info.image_size * info.image_size;
+  }
+  size_t rows_of(int b) const { return static_cast<size_t>(b) * info.n_tokens_per_image; }
+
   cpu::ThreadPool& pool_for(int n_threads) {
     const int n = n_threads > 0 ? n_threads : cpu::ThreadPool::default_threads();
     if (!pool || pool->size() != n) pool = std::make_unique<cpu::ThreadPool>(n);
@@ -120,7 +133,10 @@ std::vector<float> VisionModel::encode(const float* pixels, int n_images, int n_
   im.check_call(pixels, n_images, n_threads);
   std::vector<float> out(static_cast<size_t>(n_images) * im.info.n_tokens_per_image * im.info.n_embd);
   std::lock_guard<std::mutex> lk(im.mu);
-  im.llava->encode_images(pixels, n_images, im.ws, im.hidden, im.pool_for(n_threads), out.data());
+  im.for_passes(n_images, [&](int b, int n) {
+    im.llava->encode_images(im.pixels_of(pixels, b), n, im.ws, im.hidden, im.pool_for(n_threads),
+                            out.data() + im.rows_of(b) * im.info.n_embd);
+  });
   return out;
 }
 
@@ -129,7 +145,10 @@ std::vector<float> VisionModel::encode_features(const float* pixels, int n_image
   im.check_call(pixels, n_images, n_threads);
   std::vector<float> out(static_cast<size_t>(n_images) * im.info.n_tokens_per_image * im.info.n_embd_vision);
   std::lock_guard<std::mutex> lk(im.mu);
-  im.llava->clip().encode(pixels, n_images, im.ws, im.pool_for(n_threads), out.data());
+  im.for_passes(n_images, [&](int b, int n) {
+    im.llava->clip().encode(im.pixels_of(pixels, b), n, im.ws, im.pool_for(n_threads),
+                            out.data() + im.rows_of(b) * im.info.n_embd_vision);
+  });
   return out;
 }
 

@@ -191,6 +191,8 @@ def test_batch_invariance_of_images(files):
     for b in range(px.shape[0]):
         assert np.array_equal(vm.encode(px[b : b + 1])[0], together[b])
     assert np.array_equal(vm.encode(px[[2, 0]], n_threads=1), together[[2, 0]])
+    nine = vm.encode(np.concatenate([px] * 3))  # several passes through the tower (4 images each)
+    assert np.array_equal(nine, np.concatenate([together] * 3))
 
 
 # ---- decoder on mixed rows ---------------------------------------------------------------------

@@ -54,7 +54,8 @@ class VisionModel {
 
   // pixels [n_images, 3, image_size, image_size] (normalized CHW floats) ->
   // [n_images * n_tokens_per_image, n_embd] projected rows, image after image. The images are
-  // encoded together; an image's rows are the same bit for bit whatever images come with it.
+  // encoded together (up to 4 per pass through the tower); an image's rows are the same bit for
+  // bit whatever images come with it.
   // n_threads 0: the default thread count. Thread-safe (concurrent calls run one at a time).
   std::vector<float> encode(const float* pixels, int n_images, int n_threads = 0) const;
   // The vision tower's selected hidden state before the projector:
