@@ -54,6 +54,19 @@ inline std::vector<uint8_t> zlib_stored(const std::vector<uint8_t>& raw) {
   return z;
 }
 
+// Recomputes the CRC of every complete chunk of a PNG file (so mutated chunk data gets past the
+// CRC check and reaches the decoder).
+inline void fix_png_crcs(std::vector<uint8_t>& png) {
+  size_t pos = 8;
+  while (pos + 12 <= png.size()) {
+    const uint32_t len = (uint32_t{png[pos]} << 24) | (png[pos + 1] << 16) | (png[pos + 2] << 8) | png[pos + 3];
+    if (len > png.size() - pos - 12) return;
+    const uint32_t crc = crc32(png.data() + pos + 4, 4 + len);
+    for (int i = 0; i < 4; ++i) png[pos + 8 + len + i] = static_cast<uint8_t>(crc >> (24 - 8 * i));
+    pos += 12 + len;
+  }
+}
+
 struct PngSpec {
   uint32_t width = 0, height = 0;
   uint8_t bit_depth = 8;
