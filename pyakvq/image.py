@@ -6,7 +6,8 @@ Accepted images: a path (str or os.PathLike), encoded bytes (PNG, JPEG or anythi
 reads), a PIL image, or a numpy uint8 array [H, W, 3] (RGB), [H, W] (gray) or [H, W, 4] (RGBA).
 Pillow decodes paths and bytes. Transparency (an alpha band or a transparency key) is composited
 onto white as transformers' convert_to_rgb does (alpha="white"), or ignored as PIL's
-convert("RGB") does (alpha="drop").
+convert("RGB") does (alpha="drop"). EXIF orientation is not applied (transformers does not apply
+it either).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def _open(data, what: str):
         im.load()
     except Image.UnidentifiedImageError:
         raise ValueError(f"{what}: not an image pillow can read (unsupported format or corrupt data)") from None
-    except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{what}: image too large ({e})") from None
+    except (OSError, SyntaxError) as e:
         if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
             raise
         raise ValueError(f"{what}: corrupt or truncated image ({e})") from None

@@ -43,6 +43,7 @@ void PreprocessConfig::validate() const {
 }
 
 std::array<uint8_t, 3> PreprocessConfig::pad_color() const {
+  if (pad_color_override) return *pad_color_override;
   std::array<uint8_t, 3> c{};
   for (int i = 0; i < 3; ++i) {
     const double v = std::trunc(static_cast<double>(mean[i]) * 255.0);

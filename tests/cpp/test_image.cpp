@@ -14,9 +14,12 @@
 
 #include "akvq/error.h"
 #include "akvq/image.h"
+#include "gguf/gguf.h"
 #include "image/geometry.h"
+#include "image/gguf_config.h"
 #include "image/resize.h"
 #include "test_image_util.h"
+#include "test_llama_gguf_writer.h"
 
 using namespace akvq;
 using akvq_test::make_png;
@@ -352,6 +355,61 @@ TEST(ImagePreprocess, ExtremeAspectRatioComputesOnlyTheCrop) {
   ASSERT_EQ(out.size(), cfg.n_values());
   const float x = static_cast<float>(10 * (1.0 / 255.0));
   EXPECT_EQ(out[12345], (x - cfg.mean[0]) / cfg.std[0]);
+}
+
+TEST(ImagePreprocess, ConfigFromModelFile) {
+  using akvq_test_gguf = akvq::testing::GgufWriter;
+  {  // our converter's keys
+    akvq_test_gguf w;
+    w.u32("clip.vision.image_size", 336);
+    w.u32("akvq.vision.resize_shortest_edge", 350);
+    w.f32_array("clip.vision.image_mean", {0.5f, 0.25f, 0.125f});
+    w.f32_array("clip.vision.image_std", {0.2f, 0.3f, 0.4f});
+    w.str("akvq.vision.resample", "bilinear");
+    w.f32("akvq.vision.rescale_factor", static_cast<float>(1.0 / 255.0));
+    w.str("akvq.vision.pad_mode", "pad");
+    w.i32_array("akvq.vision.pad_color", {1, 2, 3});
+    const std::vector<uint8_t> b = w.bytes();
+    const auto f = gguf::File::from_bytes(b.data(), b.size(), "m.gguf");
+    const PreprocessConfig c = image::preprocess_config_from_gguf(*f);
+    EXPECT_EQ(c.image_size, 350);
+    EXPECT_EQ(c.crop_height, 336);
+    EXPECT_EQ(c.crop_width, 336);
+    EXPECT_EQ(c.mean[2], 0.125f);
+    EXPECT_EQ(c.std[1], 0.3f);
+    EXPECT_EQ(c.resample, Resample::Bilinear);
+    EXPECT_EQ(c.rescale_factor, 1.0 / 255.0);  // the double transformers uses, not the stored float
+    EXPECT_EQ(c.mode, AspectMode::Pad);
+    EXPECT_EQ(c.pad_color(), (std::array<uint8_t, 3>{1, 2, 3}));
+  }
+  {  // llama.cpp's mmproj keys only: CLIP defaults, the mode the caller gives
+    akvq_test_gguf w;
+    w.u32("clip.vision.image_size", 224);
+    const std::vector<uint8_t> b = w.bytes();
+    const auto f = gguf::File::from_bytes(b.data(), b.size(), "mmproj.gguf");
+    const PreprocessConfig c = image::preprocess_config_from_gguf(*f, AspectMode::Crop);
+    EXPECT_EQ(c.image_size, 224);
+    EXPECT_EQ(c.resample, Resample::Bicubic);
+    EXPECT_EQ(c.mode, AspectMode::Crop);
+    EXPECT_EQ(c.pad_color(), (std::array<uint8_t, 3>{122, 116, 104}));
+    EXPECT_EQ(image::preprocess_config_from_gguf(*f).mode, AspectMode::Pad);
+  }
+  {  // bad values name the key
+    akvq_test_gguf w;
+    w.u32("clip.vision.image_size", 224);
+    w.str("akvq.vision.resample", "cubic");
+    const std::vector<uint8_t> b = w.bytes();
+    const auto f = gguf::File::from_bytes(b.data(), b.size(), "bad.gguf");
+    expect_error<FormatError>([&] { image::preprocess_config_from_gguf(*f); }, "akvq.vision.resample");
+  }
+  {
+    akvq_test_gguf w;
+    w.u32("clip.vision.image_size", 224);
+    w.f32_array("clip.vision.image_std", {0.2f, 0.0f, 0.4f});
+    const std::vector<uint8_t> b = w.bytes();
+    const auto f = gguf::File::from_bytes(b.data(), b.size(), "bad.gguf");
+    expect_error<FormatError>([&] { image::preprocess_config_from_gguf(*f); }, "std[1]");
+  }
 }
 
 // ---- decoding ----

@@ -8,13 +8,15 @@
 //   -> center crop crop_height x crop_width (zero padding where the crop exceeds the image)
 //   -> x / 255 -> (x - mean) / std, float CHW [3, crop_height, crop_width].
 //
-// Errors are typed (akvq/error.h): InvalidArgument (bad image or config), FormatError (corrupt,
-// truncated or unsupported file), IoError (file unreadable), Unavailable (a codec this build
-// lacks).
+// Decoding applies no EXIF orientation, gamma or colour profile (neither PIL's open nor
+// transformers does). Errors are typed (akvq/error.h): InvalidArgument (bad image or config),
+// FormatError (corrupt, truncated or unsupported file), IoError (file unreadable), Unavailable (a
+// codec this build lacks).
 #pragma once
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,12 +80,14 @@ struct PreprocessConfig {
   Resample resample = Resample::Bicubic;
   AspectMode mode = AspectMode::Crop;
   AlphaMode alpha = AlphaMode::White;  // used where the input still has alpha (decoding, to_rgb)
+  // Mode Pad's colour when a model file states it (akvq.vision.pad_color); else int(255 * mean).
+  std::optional<std::array<uint8_t, 3>> pad_color_override;
 
   // Throws InvalidArgument naming the field: sizes outside [1, 8192], std <= 0 or not finite,
   // mean not finite, rescale_factor <= 0 or not finite.
   void validate() const;
-  // The padding colour of mode Pad: int(255 * mean) per channel, as LLaVA-1.5 and transformers
-  // compute it (truncation; (122, 116, 104) for the CLIP mean).
+  // The padding colour of mode Pad: pad_color_override when set, else int(255 * mean) per channel
+  // as LLaVA-1.5 and transformers compute it (truncation; (122, 116, 104) for the CLIP mean).
   std::array<uint8_t, 3> pad_color() const;
   size_t n_values() const { return static_cast<size_t>(3) * crop_height * crop_width; }
 };
