@@ -8,7 +8,8 @@ llama.cpp's legacy two-file layout. Uses only numpy, gguf and pyakvq.convert (no
     text, mmproj = lc.write_legacy_pair("spm_default_pad", tmp_dir)
     ref, meta = lc.reference("spm_default_pad")     # the .npz arrays and the .json description
 
-As a script: python tests/python/llava_convert.py legacy HF_DIR TEXT.gguf MMPROJ.gguf
+As a script (with pyakvq importable: installed, or PYTHONPATH=. AKVQ_EXT_DIR=<build dir>):
+    python tests/python/llava_convert.py legacy HF_DIR TEXT.gguf MMPROJ.gguf
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "llava"
 CHECKPOINTS = ("spm_default_pad", "bpe_full_crop", "spm_pos_crop")
-
-if str(ROOT) not in sys.path:  # run as a script from anywhere
-    sys.path.insert(0, str(ROOT))
 
 
 def reference(name: str) -> tuple[dict[str, np.ndarray], dict]:

@@ -15,7 +15,6 @@ Value tolerances (dequantized with gguf.quants.dequantize; Q/K rows un-permuted 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -473,11 +472,13 @@ def test_tsa_layers(tmp_path):
 
 
 def run_cli(*args, exe=None) -> subprocess.CompletedProcess:
+    """`python -m pyakvq.convert` of the pyakvq this test imported (the command runs in the directory
+    above that package, with the inherited environment), or the console script `exe`."""
+    import pyakvq.convert
+
     cmd = [exe] if exe else [sys.executable, "-m", "pyakvq.convert"]
-    env = dict(os.environ)
-    if not exe:
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=300)
+    cwd = pathlib.Path(pyakvq.convert.__file__).resolve().parents[2]
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def test_cli_matches_the_api(converted, tmp_path):
