@@ -14,4 +14,5 @@ NB_MODULE(_akvq, m) {
   akvq::bind::init_kvq(m);
   akvq::bind::init_image(m);
   akvq::bind::init_vision(m);  // after init_model: adds Session calls
+  akvq::bind::init_multimodal(m);
 }

@@ -12,8 +12,16 @@ import numpy as np
 
 from . import _validate as _v
 from . import chat as _chat
+from . import image as _image
+from . import multimodal as _mm
 from ._ext import _akvq
 from .generation import Token, TokenStream
+
+
+def _v_messages(messages):
+    if not isinstance(messages, Sequence):
+        raise TypeError(f"messages must be a prompt string or a list of messages, got {type(messages).__name__}")
+    return messages
 
 
 def _check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -64,11 +72,15 @@ class Model:
         seed: int | None = None,
         n_batch: int = 256,
         kv_options: dict[str, Any] | None = None,
+        mmproj: str | os.PathLike | None = None,
     ):
         """path: the GGUF file. n_ctx: context size in tokens, [1, 2**20]. n_threads: [1, 512]
         (None: every core this process may use). kv: KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2
         akvq4). seed: default seed of generate(); None or -1: random each call. n_batch: prompt
-        tokens per forward pass, [1, 65536]. kv_options: options of the KV mode (see README)."""
+        tokens per forward pass, [1, 65536]. kv_options: options of the KV mode (see README).
+        mmproj: the vision tower of llama.cpp's two-file layout (an mmproj GGUF); without it the
+        vision tower of `path` is used when the file has one (ValueError when mmproj's projector
+        width differs from the model's embedding width)."""
         path = _v.check_path("path", path)
         n_ctx = _v.check_int("n_ctx", n_ctx, 1, _v.MAX_CTX)
         n_threads = _v.check_n_threads(n_threads)
@@ -78,8 +90,20 @@ class Model:
         opts = _v.kv_options(kv_options)
         self._lock = threading.Lock()
         self._session = None
+        self._vision = None
+        mmproj = None if mmproj is None else _v.check_path("mmproj", mmproj)
         self._model = _akvq.Model.load(path)
         self._n_vocab = int(self._model.info["n_vocab"])
+        if mmproj is not None:
+            vision = _akvq.VisionModel.load(mmproj)
+            vision.check_compatible(self._model)
+            self._vision = vision
+        else:
+            try:
+                self._vision = _akvq.VisionModel.from_model(self._model)
+            except RuntimeError as e:
+                if "no vision encoder" not in str(e):
+                    raise
         self._session = _akvq.Session(
             self._model, n_ctx=n_ctx, n_threads=n_threads, kv=kv, n_batch=n_batch, kv_options=opts
         )
@@ -93,6 +117,7 @@ class Model:
             self._epoch += 1
             self._session = None
             self._model = _CLOSED
+            self._vision = None
             for ts in list(self.__dict__.get("_streams", ())):
                 ts._release()  # streams hold the engine's session: let it go now
 
@@ -170,8 +195,16 @@ class Model:
         return self._ids(prompt, name=name)
 
     # ---- evaluation ----
-    def eval(self, prompt: str | Sequence[int]) -> np.ndarray:
-        """Logits [n_vocab] of the last position of `prompt` (text or ids), from an empty cache."""
+    def eval(self, prompt: str | Sequence[int], images: Sequence[Any] | None = None) -> np.ndarray:
+        """Logits [n_vocab] of the last position of `prompt` (text or ids), from an empty cache.
+        images: one image per image marker of the prompt (see generate())."""
+        if images is not None:
+            inp = self._image_input(prompt, images)
+            with self._lock:
+                self._claim()
+                s = self._sess()
+                s.reset()
+                return s.eval_rows(inp)
         ids = self._prompt_ids(prompt)
         with self._lock:
             self._claim()
@@ -202,8 +235,15 @@ class Model:
         seed: int | None = None,
         stop: str | Sequence[str] | None = None,
         stream: bool = False,
+        images: Sequence[Any] | None = None,
     ) -> str | Iterator[Token]:
         """Continues `prompt` (text, tokenized with BOS as the model says, or token ids).
+
+        images: for a model with a vision encoder, one image per image marker of the prompt (the
+        model's image token, `image_marker`, e.g. "<image>"; ValueError when the counts differ),
+        each a path, bytes, a PIL image or a uint8 array [H, W, 3]. Each marker becomes the image's
+        embedding rows; the images of a call are encoded together. A later call with the same text
+        and images reuses the KV cache; a different image is never served from it.
 
         Stops after max_tokens ("length"), at an end-of-generation token ("eos", not included), at
         a stop string ("stop", cut exactly: neither it nor anything after it is returned) or when
@@ -216,7 +256,7 @@ class Model:
         seed is drawn for each call."""
         stream = _v.check_bool("stream", stream)
         ts = self._generate(
-            self._prompt_ids(prompt),
+            self._prompt_ids(prompt) if images is None else self._image_input(prompt, images),
             max_tokens,
             temperature,
             top_k,
@@ -260,16 +300,23 @@ class Model:
         tools: Sequence[dict[str, Any]] | None = None,
         documents: Sequence[dict[str, Any]] | None = None,
         add_generation_prompt: bool = True,
+        images: Sequence[Any] | None = None,
         **kwargs,
     ) -> str | Iterator[Token]:
-        """Renders the conversation with the model's chat template (or `template`; ChatML when the
-        file has none) as transformers' apply_chat_template does, and generates the reply.
+        """Renders the conversation with the model's chat template (or `template`; when the file
+        has none: LLaVA-1.5's vicuna format for a model with a vision encoder, else ChatML) as
+        transformers' apply_chat_template does, and generates the reply.
 
+        chat(image_or_images, prompt, **gen): one user turn with the images first, then the
+          prompt (an image: a path to an existing file, bytes, a PIL image or a uint8 array
+          [H, W, 3]; several: a list of them). Also chat(prompt, images=[...]).
         messages_or_prompt: a prompt string (one user turn) or a list of messages: {"role",
           "content"} with role system/user/assistant/tool (also ipython, developer, function);
-          content a string or a list of parts ({"type": "text", "text": ...}, image parts are
-          passed to the template); an assistant turn may carry "tool_calls", a tool turn
-          "tool_call_id"/"name"; keys set to None are dropped.
+          content a string or a list of parts: {"type": "text", "text": ...}, {"type": "image",
+          "image": IMAGE} or the OpenAI API's {"type": "image_url", "image_url": {"url": URL}}
+          (URL: a base64 data URL or a local path); the template sees image parts as
+          {"type": "image"} and renders the model's image marker for each; an assistant turn may
+          carry "tool_calls", a tool turn "tool_call_id"/"name"; keys set to None are dropped.
         Template variables (as apply_chat_template takes them):
           tools: JSON-schema tool definitions, [{"type": "function", "function": {...}}, ...];
           documents: retrieval documents, [{"title": ..., "text": ...}, ...];
@@ -280,6 +327,21 @@ class Model:
         A template that refuses the conversation (raise_exception, e.g. roles that must alternate)
         raises ValueError with the template's message."""
         gen = {k: kwargs.pop(k) for k in self._GENERATE_KEYWORDS if k in kwargs}
+        if images is None and isinstance(template, str) and _mm.looks_like_images(messages_or_prompt):
+            images, messages_or_prompt, template = messages_or_prompt, template, None
+        if images is not None:
+            if not isinstance(messages_or_prompt, str):
+                raise TypeError("images= goes with a prompt string; in messages, give images as image parts")
+            images = list(images) if isinstance(images, (list, tuple)) else [images]
+            parts = [{"type": "image"} for _ in images] + [{"type": "text", "text": messages_or_prompt}]
+            messages_or_prompt = [{"role": "user", "content": parts}]
+        elif not isinstance(messages_or_prompt, str):
+            if self._vision is not None:
+                messages_or_prompt, found = _mm.extract_images(_v_messages(messages_or_prompt))
+                images = found or None
+            elif _mm.has_image_data(messages_or_prompt):
+                self._vision_model()  # raises: no vision encoder
+            # a text model's template sees image parts as given (as transformers renders them)
         text = self.render_chat(
             messages_or_prompt,
             template=template,
@@ -289,7 +351,7 @@ class Model:
             **kwargs,
         )
         ids = self.tokenize(text, add_special=not self._starts_with_bos(text))
-        return self.generate(ids, **gen)
+        return self.generate(ids, images=images, **gen)
 
     def render_chat(
         self,
@@ -304,7 +366,9 @@ class Model:
         """The prompt text chat() generates from: the conversation rendered with the model's chat
         template (or `template`) and the template variables, as chat() describes them."""
         info = self._model.info
-        tmpl = template or info["chat_template"] or _chat.CHATML_TEMPLATE
+        tmpl = template or info["chat_template"]
+        if not tmpl:
+            tmpl = _mm.vicuna_template(self.image_marker) if self._vision is not None else _chat.CHATML_TEMPLATE
         return _chat.render(
             tmpl,
             messages,
@@ -315,6 +379,61 @@ class Model:
             documents=documents,
             **variables,
         )
+
+    # ---- images ----
+    @property
+    def has_vision(self) -> bool:
+        """Whether this Model has a vision encoder (in its file, or from mmproj)."""
+        return self._vision is not None
+
+    @property
+    def vision_info(self) -> dict[str, Any] | None:
+        """Facts of the vision encoder (image size, tokens per image, image token, ...), or None."""
+        return None if self._vision is None else dict(self._vision.info)
+
+    @property
+    def image_marker(self) -> str:
+        """The text that stands for one image in a raw prompt (the model's image token, e.g. "<image>")."""
+        return self._piece(self._image_token())
+
+    def _vision_model(self):
+        self._sess()
+        if self._vision is None:
+            raise ValueError(
+                "this model has no vision encoder; pass mmproj=... (the mmproj GGUF of llama.cpp's two-file "
+                "layout) to give it images"
+            )
+        return self._vision
+
+    def _image_token(self) -> int:
+        tid = int(self._vision_model().info["image_token_id"])
+        if tid < 0:
+            raise ValueError(
+                "the model file names no image token (akvq.vision.image_token_id), so prompts cannot mark images"
+            )
+        return tid
+
+    def _image_input(self, prompt, images):
+        """The SessionInput of a prompt (text or ids) whose image markers become the images' rows."""
+        vision = self._vision_model()
+        image_id = self._image_token()
+        if not isinstance(images, (list, tuple)):
+            raise TypeError(f"images must be a list of images, got {type(images).__name__}")
+        ids = self._prompt_ids(prompt)
+        if not images:
+            n = ids.count(image_id)
+            if n:
+                raise ValueError(f"the prompt has {n} image marker{'s' * (n != 1)} but 0 images were given")
+            return ids
+        pixels = []
+        for k, img in enumerate(images):
+            try:
+                rgb = _image.to_rgb_array(img)
+                pixels.append(_akvq.vision_preprocess(vision, rgb))
+            except (TypeError, ValueError, OSError) as e:
+                raise type(e)(f"image {k}: {e}") from None
+        enc = _akvq.encode_images(vision, np.stack(pixels), self._sess().n_threads)
+        return _akvq.image_prompt_input(ids, image_id, enc, self.n_ctx)
 
     def _piece(self, tid: int) -> str:
         if tid < 0:

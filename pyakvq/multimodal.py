@@ -1,0 +1,123 @@
+"""Images in prompts: message parts with images (transformers' {"type": "image", "image": ...} and
+the OpenAI API's {"type": "image_url", "image_url": {"url": ...}}), and LLaVA-1.5's vicuna chat
+format for models whose file has no chat template."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+# LLaVA-1.5's conv_vicuna_v1 (the same text as akvq-cli's built-in "vicuna" format):
+#   "{system} USER: <image>\n{question} ASSISTANT: {answer}</s>USER: ..."
+LLAVA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions."
+)
+
+
+def vicuna_template(marker: str) -> str:
+    """LLaVA-1.5's vicuna format as a chat template; `marker` is the model's image token text."""
+    system = LLAVA_SYSTEM.replace("'", "\\'")
+    marker = marker.replace("\\", "\\\\").replace("'", "\\'")
+    return (
+        "{% if messages and messages[0]['role'] != 'system' %}{{ '" + system + " ' }}{% endif %}"
+        "{% for message in messages %}"
+        "{% if message['content'] is string %}{% set parts = [{'type': 'text', 'text': message['content']}] %}"
+        "{% else %}{% set parts = message['content'] %}{% endif %}"
+        "{% if message['role'] == 'system' %}"
+        "{% for part in parts if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}{{ ' ' }}"
+        "{% else %}{{ message['role'] | upper }}{{ ': ' }}"
+        "{% for part in parts if part['type'] == 'image' %}{{ '" + marker + "\n' }}{% endfor %}"
+        "{% for part in parts if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
+        "{% if message['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ ' ' }}{% endif %}"
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+    )
+
+
+def _image_url(url: Any, where: str):
+    """An OpenAI image_url: a data URL (base64) -> bytes; a local path or file:// URL -> the path."""
+    if isinstance(url, Mapping):
+        url = url.get("url")
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"{where}: image_url needs a 'url' string (a data: URL or a local path)")
+    if url.startswith("data:"):
+        head, sep, data = url.partition(",")
+        if not sep or not head.endswith(";base64"):
+            raise ValueError(f"{where}: only base64 data URLs are supported ('data:image/png;base64,...')")
+        try:
+            return base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{where}: the data URL is not valid base64") from None
+    if url.startswith("file://"):
+        return url[len("file://") :]
+    if "://" in url:
+        raise ValueError(f"{where}: remote image URLs are not fetched ({url.split('://')[0]}://); pass a local path")
+    return url
+
+
+def extract_images(messages: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Messages with image parts -> (messages whose image parts are {"type": "image"} only, the
+    images in the order they appear)."""
+    out: list[dict[str, Any]] = []
+    images: list[Any] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping):
+            out.append(msg)  # the renderer reports it
+            continue
+        content = msg.get("content")
+        if isinstance(content, (str, bytes)) or not isinstance(content, Sequence):
+            out.append(dict(msg))
+            continue
+        parts = []
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            where = f"messages[{i}].content[{j}]"
+            if kind == "image":
+                img = part.get("image", part.get("url", part.get("path")))
+                if img is None:
+                    raise ValueError(f"{where}: an image part needs its image ('image': path, bytes, PIL or array)")
+                images.append(img)
+                parts.append({"type": "image"})
+            elif kind == "image_url":
+                images.append(_image_url(part.get("image_url"), where))
+                parts.append({"type": "image"})
+            else:
+                parts.append(part)
+        m = dict(msg)
+        m["content"] = parts
+        out.append(m)
+    return out, images
+
+
+def has_image_data(messages: Any) -> bool:
+    """Whether some message part carries an image (an image part with its image, or an image_url)."""
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
+        return False
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, Mapping) else None
+        if isinstance(content, (str, bytes)) or not isinstance(content, Sequence):
+            continue
+        for part in content:
+            if isinstance(part, Mapping) and (
+                part.get("type") == "image_url"
+                or (part.get("type") == "image" and any(k in part for k in ("image", "url", "path")))
+            ):
+                return True
+    return False
+
+
+def looks_like_images(x: Any) -> bool:
+    """Whether chat()'s first argument is an image or a list of images rather than messages/a prompt."""
+    if isinstance(x, (bytes, bytearray, memoryview, os.PathLike)):
+        return True
+    if isinstance(x, str):
+        return os.path.isfile(x)
+    if type(x).__module__.startswith(("PIL.", "numpy")):
+        return True
+    if isinstance(x, (list, tuple)) and x:
+        return all(not isinstance(e, Mapping) for e in x)
+    return False

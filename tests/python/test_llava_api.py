@@ -1,0 +1,298 @@
+"""The LLaVA API end to end on the fixture checkpoints of tests/fixtures/llava, converted (f32) by the
+converter's command line: Model.generate / eval with images, chat with images and message parts,
+llama.cpp's two-file layout (mmproj=), a changed image after a first turn, akvq-cli --image, and
+every bad input of issue 8 point 6 (typed errors naming the image)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import llava_convert as lc
+import numpy as np
+import pytest
+
+import pyakvq
+from pyakvq.multimodal import LLAVA_SYSTEM
+
+pytest.importorskip("gguf")
+pytest.importorskip("safetensors")
+
+IMAGES = lc.FIXTURES / "images"
+
+
+def cosine(a, b) -> float:
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def convert_cli(name: str, out_dir: pathlib.Path, mmproj: bool = False) -> list[pathlib.Path]:
+    """Converts a fixture checkpoint (f32) with akvq-convert (or `python -m pyakvq.convert`, the same
+    command, when the package is not installed)."""
+    exe = shutil.which("akvq-convert")
+    cmd = [exe] if exe else [sys.executable, "-m", "pyakvq.convert"]
+    stem = out_dir / f"{name}.f32"
+    outs = [stem.with_suffix(".text.gguf"), stem.with_suffix(".mmproj.gguf")] if mmproj else [stem.with_suffix(".gguf")]
+    args = [str(lc.FIXTURES / name), "-o", str(outs[0]), "--outtype", "f32"]
+    if mmproj:
+        args += ["--mmproj-out", str(outs[1])]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(lc.ROOT), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=300, env=env, cwd=out_dir)
+    assert r.returncode == 0, r.stderr
+    return outs
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("llava_api")
+    out = {}
+    for name in lc.CHECKPOINTS:
+        (out[name],) = convert_cli(name, d)
+    out["text"], out["mmproj"] = convert_cli("spm_default_pad", d, mmproj=True)
+    out["bpe_text"], out["bpe_mmproj"] = convert_cli("bpe_full_crop", d, mmproj=True)
+    return out
+
+
+def prompt_case(name: str, p: int):
+    ref, meta = lc.reference(name)
+    pm = meta["prompts"][p]
+    return pm, [str(IMAGES / n) for n in pm["images"]], ref[f"p{p}_greedy_ids"].tolist(), ref[f"p{p}_logits"]
+
+
+def until_eos(ids: list[int], m: pyakvq.Model) -> list[int]:
+    """transformers' greedy tokens up to the model's end-of-generation token, where the engine's
+    generation loop stops (finish reason "eos", the token not included)."""
+    eog = {m.info["eos"]} | {i for i in range(m.n_vocab) if m.detokenize([i], True) in ("<|im_end|>", "</s>")}
+    for k, t in enumerate(ids):
+        if t in eog:
+            return ids[:k]
+    return ids
+
+
+def greedy(stream) -> list[int]:
+    return [t.id for t in stream]
+
+
+# ---- generate / eval / chat against transformers ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", lc.CHECKPOINTS)
+@pytest.mark.parametrize("p", [0, 1])
+def test_generate_and_eval_match_transformers(files, name, p):
+    pm, images, want_ids, want_logits = prompt_case(name, p)
+    with pyakvq.Model(files[name], n_ctx=512, n_threads=2) as m:
+        assert m.has_vision and m.image_marker == "<image>"
+        ts = m.generate(pm["text"], images=images, max_tokens=8, temperature=0, stream=True)
+        toks = list(ts)
+        want = until_eos(want_ids, m)
+        assert [t.id for t in toks] == want and ts.finish_reason == ("length" if want == want_ids else "eos")
+        text = m.generate(pm["text"], images=images, max_tokens=8, temperature=0)
+        assert text == "".join(t.text for t in toks)
+        logits = m.eval(pm["text"], images=images)
+        assert cosine(logits, want_logits) >= 0.9999
+        assert int(np.argmax(logits)) == int(np.argmax(want_logits))
+
+
+@pytest.mark.parametrize("name", lc.CHECKPOINTS)
+def test_chat_with_message_parts(files, name):
+    """The fixture's conversations with image parts, rendered by the file's chat template."""
+    with pyakvq.Model(files[name], n_ctx=512, n_threads=2) as m:
+        for p in (0, 1):
+            pm, images, want_ids, _ = prompt_case(name, p)
+            it = iter(images)
+            messages = [
+                {
+                    "role": msg["role"],
+                    "content": [
+                        {"type": "image", "image": next(it)} if part["type"] == "image" else part
+                        for part in msg["content"]
+                    ],
+                }
+                for msg in pm["messages"]
+            ]
+            assert m.render_chat(lc_strip(messages)) == pm["text"]
+            assert greedy(m.chat(messages, max_tokens=8, temperature=0, stream=True)) == until_eos(want_ids, m)
+
+
+def lc_strip(messages):
+    return [
+        {"role": m["role"], "content": [{"type": "image"} if q["type"] == "image" else q for q in m["content"]]}
+        for m in messages
+    ]
+
+
+def test_chat_image_forms(files):
+    """chat(image, prompt) and image parts as path, bytes, PIL image, array, data URL and file path."""
+    from PIL import Image
+
+    pm, images, want_ids, _ = prompt_case("spm_default_pad", 0)
+    question = pm["messages"][0]["content"][1]["text"]
+    path = images[0]
+    data = pathlib.Path(path).read_bytes()
+    arr = np.asarray(Image.open(path).convert("RGB"))
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    gen = dict(max_tokens=8, temperature=0, stream=True)
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=512, n_threads=2) as m:
+        for img in (path, pathlib.Path(path), data, Image.open(path), arr):
+            assert greedy(m.chat(img, question, **gen)) == want_ids
+        assert greedy(m.chat([path], question, **gen)) == want_ids
+        assert greedy(m.chat(question, images=[arr], **gen)) == want_ids
+        for part in (
+            {"type": "image_url", "image_url": {"url": url}},
+            {"type": "image_url", "image_url": {"url": path}},
+            {"type": "image_url", "image_url": {"url": "file://" + path}},
+        ):
+            msgs = [{"role": "user", "content": [part, {"type": "text", "text": question}]}]
+            assert greedy(m.chat(msgs, **gen)) == want_ids
+        # streamed answer, then a follow-up turn that reuses the cache (same image, same prefix)
+        ts = m.chat(path, question, **gen)
+        answer = "".join(t.text for t in ts)
+        msgs = [
+            {"role": "user", "content": [{"type": "image", "image": path}, {"type": "text", "text": question}]},
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "And its colour?"},
+        ]
+        ts = m.chat(msgs, **gen)
+        list(ts)
+        image_end = m.tokenize(pm["text"]).index(1000) + 16
+        assert ts.n_reused > image_end  # the image's rows are reused
+
+
+def test_vicuna_template_is_the_cli_format(files):
+    """chat()'s template for a vision model whose file has none: LLaVA-1.5's vicuna format, the same
+    text as akvq-cli's built-in "vicuna" format (pyakvq._akvq.format_image_chat)."""
+    from pyakvq._ext import _akvq
+
+    tmpl = pyakvq.multimodal.vicuna_template("<image>")
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=512) as m:
+        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Hi?"}]}]
+        got = m.render_chat(msgs, template=tmpl)
+        assert got == f"{LLAVA_SYSTEM} USER: <image>\n<image>\nHi? ASSISTANT:"
+        assert got == _akvq.format_image_chat("vicuna", "Hi?", 2)
+        two = msgs + [{"role": "assistant", "content": "A cat."}, {"role": "user", "content": "More?"}]
+        assert m.render_chat(two, template=tmpl) == got + " A cat.</s>USER: More? ASSISTANT:"
+        sys_msgs = [{"role": "system", "content": "Be brief."}] + msgs
+        assert m.render_chat(sys_msgs, template=tmpl) == "Be brief. USER: <image>\n<image>\nHi? ASSISTANT:"
+
+
+def test_two_file_layout(files):
+    for name, text, mmproj in (("spm_default_pad", "text", "mmproj"), ("bpe_full_crop", "bpe_text", "bpe_mmproj")):
+        with pyakvq.Model(files[text], n_ctx=512, n_threads=2) as plain:
+            assert not plain.has_vision
+        with pyakvq.Model(files[text], mmproj=files[mmproj], n_ctx=512, n_threads=2) as m:
+            for p in (0, 1):
+                pm, images, want_ids, want_logits = prompt_case(name, p)
+                got = greedy(m.generate(pm["text"], images=images, max_tokens=8, temperature=0, stream=True))
+                assert got == until_eos(want_ids, m)
+                assert cosine(m.eval(pm["text"], images=images), want_logits) >= 0.9999
+
+
+def test_changed_image_is_not_served_from_the_cache(files):
+    pm, images, _, _ = prompt_case("spm_default_pad", 0)
+    other = str(IMAGES / "square_64.png")
+    gen = dict(max_tokens=8, temperature=0, stream=True)
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=512, n_threads=2) as m:
+        first = m.generate(pm["text"], images=images, **gen)
+        a = greedy(first)
+        same = m.generate(pm["text"], images=images, **gen)
+        assert greedy(same) == a and same.n_reused == same.n_prompt - 1  # the whole prompt but its last row
+        changed = m.generate(pm["text"], images=[other], **gen)
+        b = greedy(changed)
+        image_pos = m.tokenize(pm["text"]).index(m.vision_info["image_token_id"])
+        assert changed.n_reused <= image_pos  # nothing from the first image's rows on is reused
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=512, n_threads=2) as fresh:
+        assert greedy(fresh.generate(pm["text"], images=[other], **gen)) == b
+        fresh_logits = fresh.eval(pm["text"], images=[other])
+        assert not np.array_equal(fresh_logits, fresh.eval(pm["text"], images=images))
+    assert a != b
+
+
+# ---- bad input -> typed errors ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model(files):
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=128, n_threads=2) as m:
+        yield m
+
+
+def test_bad_images_name_their_index(model, tmp_path):
+    good = str(IMAGES / "square_64.png")
+    prompt = "USER: <image>\n<image>\nWhat? ASSISTANT:"
+    png = (IMAGES / "landscape_120x80.png").read_bytes()
+    trunc = tmp_path / "trunc.png"
+    trunc.write_bytes(png[: len(png) // 2])
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not an image")
+    cases = [
+        (b"\x89PNG\r\n\x1a\n" + bytes(30), ValueError, "corrupt|truncated|not an image"),  # corrupt
+        (str(trunc), ValueError, "truncated|corrupt"),
+        (np.zeros((0, 5, 3), np.uint8), ValueError, "zero-size"),
+        (str(text_file), ValueError, "not an image|unsupported"),
+        (b"", ValueError, "empty"),
+        (np.zeros((8, 8, 3), np.float32), TypeError, "uint8"),
+        (np.zeros((8, 8, 5), np.uint8), ValueError, "shape"),
+        (np.zeros((8,), np.uint8), ValueError, "shape"),
+        (3.5, TypeError, "an image must be"),
+        (str(tmp_path / "missing.png"), FileNotFoundError, "missing.png"),
+    ]
+    for bad, exc, msg in cases:
+        for k, images in ((1, [good, bad]), (0, [bad, good])):
+            for call in (model.generate, model.eval):
+                with pytest.raises(exc, match=rf"^image {k}: .*({msg})"):
+                    call(prompt, images=images)
+    # nothing was evaluated: the Model still answers
+    assert len(model.generate(prompt, images=[good, good], max_tokens=2, temperature=0)) >= 0
+
+
+def test_marker_count_mismatch(model):
+    img = str(IMAGES / "square_64.png")
+    with pytest.raises(ValueError, match="2 image markers but 1 image was given"):
+        model.generate("<image> and <image>", images=[img])
+    with pytest.raises(ValueError, match="0 image markers but 2 images were given"):
+        model.eval("no marker", images=[img, img])
+    with pytest.raises(ValueError, match="1 image marker but 0 images"):
+        model.generate("<image>", images=[])
+    with pytest.raises(TypeError, match="list of images"):
+        model.generate("<image>", images=img)
+
+
+def test_prompt_and_images_longer_than_n_ctx(model):
+    img = str(IMAGES / "square_64.png")
+    prompt = "USER: " + "<image>\n" * 8 + "Describe. ASSISTANT:"
+    n_text = len(model.tokenize(prompt)) - 8
+    with pytest.raises(
+        ValueError, match=rf"takes {n_text + 128} tokens \(text {n_text}, 8 images x 16 = 128\).*n_ctx=128"
+    ):
+        model.generate(prompt, images=[img] * 8)
+    with pytest.raises(ValueError, match="8 images x 16 = 128"):
+        model.eval(prompt, images=[img] * 8)
+
+
+def test_mmproj_that_does_not_match(files):
+    with pytest.raises(ValueError, match=r"96.*64|64.*96"):
+        pyakvq.Model(files["spm_default_pad"], mmproj=files["bpe_mmproj"])
+    with pytest.raises(ValueError, match=r"64.*96|96.*64"):
+        pyakvq.Model(files["bpe_text"], mmproj=files["mmproj"])
+    with pytest.raises(OSError, match="nope.gguf"):
+        pyakvq.Model(files["text"], mmproj=files["text"].parent / "nope.gguf")
+
+
+def test_image_to_a_text_only_model(files):
+    img = str(IMAGES / "square_64.png")
+    with pyakvq.Model(files["text"], n_ctx=128) as m:
+        assert not m.has_vision and m.vision_info is None
+        for call in (
+            lambda: m.generate("<image> hi", images=[img]),
+            lambda: m.eval("<image> hi", images=[img]),
+            lambda: m.chat(img, "What is it?"),
+            lambda: m.chat([{"role": "user", "content": [{"type": "image", "image": img}]}]),
+        ):
+            with pytest.raises(ValueError, match=r"no vision encoder; pass mmproj="):
+                call()
+        assert isinstance(m.chat("hello", max_tokens=2, temperature=0), str)  # text chat unchanged
