@@ -63,14 +63,21 @@ float to_float(const std::string& flag, const std::string& v) {
 }  // namespace
 
 const char* usage() {
-  return "usage: akvq-cli -m MODEL (-p PROMPT | -f FILE) [options]\n"
+  return "usage: akvq-cli -m MODEL (-p PROMPT | -f FILE) [--image IMG ...] [options]\n"
          "\n"
-         "Runs a GGUF language model on the CPU and streams the completion to stdout;\n"
-         "timings go to stderr.\n"
+         "Runs a GGUF language (or vision-language) model on the CPU and streams the completion\n"
+         "to stdout; timings go to stderr.\n"
          "\n"
          "  -m, --model FILE        GGUF model file (required)\n"
          "  -p, --prompt TEXT       prompt text\n"
          "  -f, --file FILE         read the prompt from FILE\n"
+         "      --image FILE        PNG or JPEG image (repeatable, in order); a prompt without the\n"
+         "                          model's image marker (e.g. <image>) becomes one chat turn with\n"
+         "                          the images first; otherwise each marker takes one image\n"
+         "      --mmproj FILE       vision tower of llama.cpp's two-file layout (mmproj GGUF)\n"
+         "      --chat-template T   chat format of the prompt: vicuna (LLaVA-1.5, the default with\n"
+         "                          images), chatml, none (raw), or a FILE whose text has {images}\n"
+         "                          (the image markers, one per line) and {prompt} placeholders\n"
          "  -n, --n-predict N       tokens to generate, -1 = until the context is full (default 128)\n"
          "  -c, --ctx-size N        context size in tokens, 1..1048576 (default 4096)\n"
          "  -t, --threads N         threads, 1..512 (default: cores available)\n"
@@ -174,6 +181,15 @@ Options parse_args(int argc, char** argv) {
       o.stop.push_back(value());
     } else if (a == "--no-special") {
       o.no_special = true;
+    } else if (a == "--image") {
+      o.images.push_back(value());
+      if (o.images.back().empty()) throw InvalidArgument("--image: empty file name");
+    } else if (a == "--mmproj") {
+      o.mmproj = value();
+      if (o.mmproj.empty()) throw InvalidArgument("--mmproj: empty file name");
+    } else if (a == "--chat-template") {
+      o.chat_template = value();
+      if (o.chat_template.empty()) throw InvalidArgument("--chat-template: expected vicuna, chatml, none or a FILE");
     } else {
       throw InvalidArgument("unknown option '" + a + "' (see --help)");
     }

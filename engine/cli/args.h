@@ -20,11 +20,14 @@ struct Options {
   std::map<std::string, std::string> kv_options;  // --kv-opt key=value
   bool kv_stats = false;
   std::vector<std::string> stop;
-  bool no_special = false;  // don't turn "<|...|>" text in the prompt into special tokens
-  bool help = false;        // -h/--help: usage on stdout, exit 0
-  bool version = false;     // --version: version on stdout, exit 0
-  bool no_args = false;     // no arguments at all: usage on stderr, exit 2
-  bool seed_random = true;  // no -s, or -s -1: sampling.seed was drawn at random
+  bool no_special = false;          // don't turn "<|...|>" text in the prompt into special tokens
+  std::string mmproj;               // --mmproj FILE: vision tower of llama.cpp's two-file layout
+  std::vector<std::string> images;  // --image FILE (repeatable), in prompt order
+  std::string chat_template;        // --chat-template vicuna|chatml|none|FILE ("": vicuna with images)
+  bool help = false;                // -h/--help: usage on stdout, exit 0
+  bool version = false;             // --version: version on stdout, exit 0
+  bool no_args = false;             // no arguments at all: usage on stderr, exit 2
+  bool seed_random = true;          // no -s, or -s -1: sampling.seed was drawn at random
   SamplingParams sampling;
 };
 

@@ -3,6 +3,9 @@
 #include <akvq/engine.h>
 #include <akvq/error.h>
 #include <akvq/generate.h>
+#include <akvq/image.h>
+#include <akvq/multimodal.h>
+#include <akvq/vision.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -70,10 +73,74 @@ void print_kv_stats(const akvq::KvSummary& k) {
   }
 }
 
+// The prompt in the chat format --chat-template names (a built-in format or a FILE with {images}
+// and {prompt}); n_images markers go first.
+std::string format_prompt(const std::string& tmpl, const std::string& prompt, int n_images, const std::string& marker) {
+  if (tmpl == "vicuna" || tmpl == "chatml" || tmpl == "none")
+    return akvq::format_image_chat(tmpl, prompt, n_images, marker);
+  struct stat st{};
+  if (::stat(tmpl.c_str(), &st) != 0) {
+    throw akvq::InvalidArgument("--chat-template '" + tmpl +
+                                "': neither a built-in format (vicuna, chatml, none) nor a readable file");
+  }
+  const std::string text = read_prompt_file(tmpl);
+  std::string images;
+  for (int k = 0; k < n_images; ++k) images += marker + "\n";
+  std::string out;
+  for (size_t i = 0; i < text.size();) {
+    if (text.compare(i, 8, "{images}") == 0) {
+      out += images;
+      i += 8;
+    } else if (text.compare(i, 8, "{prompt}") == 0) {
+      out += prompt;
+      i += 8;
+    } else {
+      out += text[i++];
+    }
+  }
+  return out;
+}
+
+// The vision tower: --mmproj FILE (checked against the text model) or the model file's own.
+std::shared_ptr<akvq::VisionModel> load_vision(const akvq::cli::Options& o, const std::shared_ptr<akvq::Model>& model) {
+  if (!o.mmproj.empty()) {
+    std::shared_ptr<akvq::VisionModel> v = akvq::VisionModel::load(o.mmproj);
+    v->check_compatible(*model);
+    return v;
+  }
+  try {
+    return akvq::VisionModel::from_model(model);
+  } catch (const akvq::Unavailable& e) {
+    throw akvq::InvalidArgument(std::string("--image: this model has no vision encoder (") + e.what() +
+                                "); give its mmproj file with --mmproj FILE");
+  }
+}
+
+// Decodes and preprocesses the --image files (PNG/JPEG through the engine's decoders).
+std::vector<std::vector<float>> read_images(const akvq::cli::Options& o, const akvq::VisionModel& vision) {
+  if (!akvq::can_decode(akvq::ImageFormat::Png) && !akvq::can_decode(akvq::ImageFormat::Jpeg)) {
+    throw akvq::Unavailable("this build of akvq-cli cannot read images: it was built without libpng and libjpeg");
+  }
+  const akvq::PreprocessConfig cfg = akvq::preprocess_config(vision);
+  std::vector<std::vector<float>> pixels;
+  for (size_t k = 0; k < o.images.size(); ++k) {
+    try {
+      pixels.push_back(akvq::preprocess(akvq::load_image(o.images[k], cfg.alpha), cfg));
+    } catch (const akvq::Unavailable& e) {
+      throw akvq::Unavailable("--image '" + o.images[k] + "': this build cannot read it (" + e.what() + ")");
+    } catch (const akvq::IoError& e) {
+      throw akvq::IoError("--image '" + o.images[k] + "': " + e.what());
+    } catch (const std::exception& e) {
+      throw akvq::InvalidArgument("--image '" + o.images[k] + "': " + e.what());
+    }
+  }
+  return pixels;
+}
+
 int run(const akvq::cli::Options& o) {
   if (o.prompt_file.empty() && o.prompt.empty())
     throw akvq::InvalidArgument("the prompt is empty (-p \"\"): give the text to continue");
-  const std::string prompt = o.prompt_file.empty() ? o.prompt : read_prompt_file(o.prompt_file);
+  std::string prompt = o.prompt_file.empty() ? o.prompt : read_prompt_file(o.prompt_file);
   const auto t_load = Clock::now();
   std::shared_ptr<akvq::Model> model = akvq::Model::load(o.model);
   akvq::SessionParams sp;
@@ -85,17 +152,37 @@ int run(const akvq::cli::Options& o) {
   akvq::Session session(model, sp);
   const double load_ms = ms_since(t_load);
 
-  std::vector<int32_t> ids = model->tokenize(prompt, true, !o.no_special);
-  if (ids.empty()) throw akvq::InvalidArgument("the prompt is empty after tokenization");
-  if (static_cast<int>(ids.size()) > o.n_ctx)
-    throw akvq::InvalidArgument("prompt has " + std::to_string(ids.size()) + " tokens, more than the context size " +
-                                std::to_string(o.n_ctx) + " (-c)");
+  akvq::SessionInput input;
+  double image_ms = 0;
+  if (!o.images.empty()) {
+    const auto t_img = Clock::now();
+    std::shared_ptr<akvq::VisionModel> vision = load_vision(o, model);
+    const int32_t image_id = vision->info().image_token_id;
+    if (image_id < 0) throw akvq::InvalidArgument("--image: the model file names no image token");
+    const std::string marker = model->token_piece(image_id, true);
+    if (prompt.find(marker) == std::string::npos || !o.chat_template.empty()) {
+      prompt = format_prompt(o.chat_template.empty() ? "vicuna" : o.chat_template, prompt,
+                             static_cast<int>(o.images.size()), marker);
+    }
+    const std::vector<int32_t> ids = model->tokenize(prompt, true, true);
+    const akvq::EncodedImages enc = akvq::encode_images(*vision, read_images(o, *vision), o.n_threads);
+    input = akvq::image_prompt_input(ids, image_id, enc, o.n_ctx);
+    image_ms = ms_since(t_img);
+  } else {
+    if (!o.chat_template.empty()) prompt = format_prompt(o.chat_template, prompt, 0, "");
+    std::vector<int32_t> ids = model->tokenize(prompt, true, !o.no_special);
+    if (ids.empty()) throw akvq::InvalidArgument("the prompt is empty after tokenization");
+    if (static_cast<int>(ids.size()) > o.n_ctx)
+      throw akvq::InvalidArgument("prompt has " + std::to_string(ids.size()) + " tokens, more than the context size " +
+                                  std::to_string(o.n_ctx) + " (-c)");
+    input = akvq::SessionInput(ids);
+  }
 
   akvq::GenerateParams gp;
   gp.max_tokens = o.n_predict;
   gp.sampling = o.sampling;
   gp.stop = o.stop;
-  akvq::Generator gen(session, ids, gp);
+  akvq::Generator gen(session, input, gp);
   akvq::GenerateStep step;
   while (gen.next(step)) write_out(step.text);
   write_out("\n");
@@ -103,6 +190,10 @@ int run(const akvq::cli::Options& o) {
   const akvq::GenerateTimings& t = gen.timings();
   const int n_gen = gen.n_generated();
   std::fprintf(stderr, "\nload:       %8.1f ms\n", load_ms);
+  if (!o.images.empty()) {
+    std::fprintf(stderr, "images:     %8.1f ms / %5zu images (decode, preprocess, encode)\n", image_ms,
+                 o.images.size());
+  }
   std::fprintf(stderr, "prompt:     %8.1f ms / %5d tokens (%8.2f tokens/s)\n", t.prompt_ms, gen.n_prompt(),
                gen.n_prompt() * 1000.0 / std::max(t.prompt_ms, 1e-9));
   std::fprintf(stderr, "generation: %8.1f ms / %5d tokens (%8.2f tokens/s)\n", t.gen_ms, n_gen,

@@ -33,7 +33,7 @@ def cosine(a, b) -> float:
 
 def convert_cli(name: str, out_dir: pathlib.Path, mmproj: bool = False) -> list[pathlib.Path]:
     """Converts a fixture checkpoint (f32) with akvq-convert (or `python -m pyakvq.convert`, the same
-    command, when the package is not installed)."""
+    command, when the console script is not installed)."""
     exe = shutil.which("akvq-convert")
     cmd = [exe] if exe else [sys.executable, "-m", "pyakvq.convert"]
     stem = out_dir / f"{name}.f32"
@@ -41,8 +41,9 @@ def convert_cli(name: str, out_dir: pathlib.Path, mmproj: bool = False) -> list[
     args = [str(lc.FIXTURES / name), "-o", str(outs[0]), "--outtype", "f32"]
     if mmproj:
         args += ["--mmproj-out", str(outs[1])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(lc.ROOT), os.environ.get("PYTHONPATH", "")]))
-    r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=300, env=env, cwd=out_dir)
+    # the pyakvq this test imported: run in the directory above that package, environment inherited
+    cwd = pathlib.Path(pyakvq.__file__).resolve().parents[1]
+    r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=300, cwd=cwd)
     assert r.returncode == 0, r.stderr
     return outs
 
@@ -210,6 +211,122 @@ def test_changed_image_is_not_served_from_the_cache(files):
         fresh_logits = fresh.eval(pm["text"], images=[other])
         assert not np.array_equal(fresh_logits, fresh.eval(pm["text"], images=images))
     assert a != b
+
+
+# ---- akvq-cli --image ---------------------------------------------------------------------------------
+
+
+def cli() -> str:
+    exe = os.environ.get("AKVQ_CLI") or shutil.which("akvq-cli")
+    if exe is None:
+        ext = os.environ.get("AKVQ_EXT_DIR")
+        if ext and (pathlib.Path(ext) / "akvq-cli").exists():
+            exe = str(pathlib.Path(ext) / "akvq-cli")
+    if exe is None:
+        pytest.fail("akvq-cli is not on PATH (pip install . puts it there)")
+    return exe
+
+
+def run_cli(*args):
+    return subprocess.run([cli(), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def cli_can_read_images() -> bool:
+    c = pyakvq.image.codecs()
+    return c["png"] and c["jpeg"]
+
+
+@pytest.mark.parametrize("name", ["spm_default_pad", "bpe_full_crop"])
+def test_cli_same_answer_as_python(files, name):
+    if not cli_can_read_images():
+        pytest.skip("this build has no PNG/JPEG decoders")
+    with pyakvq.Model(files[name], n_ctx=512, n_threads=2) as m:
+        for p in (0, 1):
+            pm, images, want_ids, _ = prompt_case(name, p)
+            args = ["-m", files[name], "-p", pm["text"], "-n", 8, "--temp", 0, "-t", 2, "-c", 512]
+            for img in images:
+                args += ["--image", img]
+            r = run_cli(*args)
+            assert r.returncode == 0, r.stderr
+            want = m.generate(pm["text"], images=images, max_tokens=8, temperature=0)
+            assert greedy(m.generate(pm["text"], images=images, max_tokens=8, temperature=0, stream=True)) == until_eos(
+                want_ids, m
+            )
+            assert r.stdout == want + "\n"
+        # no marker in -p: one vicuna chat turn with the images first (the built-in format)
+        pm, images, _, _ = prompt_case(name, 1)
+        r = run_cli(
+            "-m",
+            files[name],
+            "-p",
+            "Compare them.",
+            "-n",
+            8,
+            "--temp",
+            0,
+            "-c",
+            512,
+            *sum((["--image", i] for i in images), []),
+        )
+        assert r.returncode == 0, r.stderr
+        vicuna = f"{LLAVA_SYSTEM} USER: <image>\n<image>\n<image>\nCompare them. ASSISTANT:"
+        assert r.stdout == m.generate(vicuna, images=images, max_tokens=8, temperature=0) + "\n"
+        r = run_cli(
+            "-m",
+            files[name],
+            "-p",
+            "Compare them.",
+            "-n",
+            8,
+            "--temp",
+            0,
+            "-c",
+            512,
+            "--chat-template",
+            "chatml",
+            "--image",
+            images[0],
+        )
+        chatml = "<|im_start|>user\n<image>\nCompare them.<|im_end|>\n<|im_start|>assistant\n"
+        assert (
+            r.returncode == 0 and r.stdout == m.generate(chatml, images=images[:1], max_tokens=8, temperature=0) + "\n"
+        )
+
+
+def test_cli_two_file_and_errors(files, tmp_path):
+    if not cli_can_read_images():
+        r = run_cli("-m", files["spm_default_pad"], "-p", "x", "--image", IMAGES / "square_64.png")
+        assert r.returncode == 1 and "cannot read" in r.stderr
+        return
+    img = IMAGES / "landscape_120x80.png"
+    pm, images, want_ids, _ = prompt_case("spm_default_pad", 0)
+    r = run_cli(
+        "-m", files["text"], "--mmproj", files["mmproj"], "-p", pm["text"], "-n", 8, "--temp", 0, "--image", images[0]
+    )
+    assert r.returncode == 0, r.stderr
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=512) as m:
+        assert r.stdout == m.generate(pm["text"], images=images, max_tokens=8, temperature=0) + "\n"
+
+    def err(*args):
+        r = run_cli(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode in (1, 2) and lines[-1].startswith("akvq-cli: error:"), r.stderr
+        return lines[-1]
+
+    base = ["-m", files["spm_default_pad"], "-n", 2, "--temp", 0]
+    assert "no vision encoder" in err("-m", files["text"], "-p", "x", "--image", img)
+    assert "n_embd" in err("-m", files["bpe_text"], "--mmproj", files["mmproj"], "-p", "x", "--image", img)
+    assert "2 image markers but 1 image" in err(*base, "-p", "<image> <image>", "--image", img)
+    corrupt = tmp_path / "bad.png"
+    corrupt.write_bytes(img.read_bytes()[:200])
+    assert "bad.png" in err(*base, "-p", "x", "--image", corrupt)
+    gif = tmp_path / "x.gif"
+    gif.write_bytes(b"GIF89a" + bytes(40))
+    assert "x.gif" in err(*base, "-p", "x", "--image", gif)
+    assert "missing.png" in err(*base, "-p", "x", "--image", tmp_path / "missing.png")
+    line = err(*base, "-c", 30, "-p", "x", "--image", img, "--image", img)
+    assert "n_ctx=30" in line and "2 images x 16 = 32" in line
+    assert "neither a built-in format" in err(*base, "-p", "x", "--chat-template", "nope", "--image", img)
 
 
 # ---- bad input -> typed errors ----------------------------------------------------------------------
