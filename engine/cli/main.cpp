@@ -160,7 +160,7 @@ int run(const akvq::cli::Options& o) {
     const int32_t image_id = vision->info().image_token_id;
     if (image_id < 0) throw akvq::InvalidArgument("--image: the model file names no image token");
     const std::string marker = model->token_piece(image_id, true);
-    if (prompt.find(marker) == std::string::npos || !o.chat_template.empty()) {
+    if (prompt.find(marker) == std::string::npos) {  // a question: one chat turn, images first
       prompt = format_prompt(o.chat_template.empty() ? "vicuna" : o.chat_template, prompt,
                              static_cast<int>(o.images.size()), marker);
     }

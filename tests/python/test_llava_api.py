@@ -293,6 +293,36 @@ def test_cli_same_answer_as_python(files, name):
         )
 
 
+def test_cli_chat_template_file(files, tmp_path):
+    if not cli_can_read_images():
+        pytest.skip("this build has no PNG/JPEG decoders")
+    tmpl = tmp_path / "fmt.txt"
+    tmpl.write_text("{images}Q: {prompt} A:")
+    img = str(IMAGES / "square_64.png")
+    r = run_cli(
+        "-m", files["spm_default_pad"], "-p", "Hi", "--chat-template", tmpl, "--image", img, "-n", 6, "--temp", 0
+    )
+    assert r.returncode == 0, r.stderr
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=512) as m:
+        assert r.stdout == m.generate("<image>\nQ: Hi A:", images=[img], max_tokens=6, temperature=0) + "\n"
+    # a prompt with markers is used as it is, whatever --chat-template says
+    r2 = run_cli(
+        "-m",
+        files["spm_default_pad"],
+        "-p",
+        "<image>\nQ: Hi A:",
+        "--chat-template",
+        "vicuna",
+        "--image",
+        img,
+        "-n",
+        6,
+        "--temp",
+        0,
+    )
+    assert r2.returncode == 0 and r2.stdout == r.stdout
+
+
 def test_cli_two_file_and_errors(files, tmp_path):
     if not cli_can_read_images():
         r = run_cli("-m", files["spm_default_pad"], "-p", "x", "--image", IMAGES / "square_64.png")
