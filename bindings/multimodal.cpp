@@ -77,6 +77,18 @@ void init_multimodal(nb::module_& m) {
       nb::arg("ids"), nb::arg("image_token_id"), nb::arg("images"), nb::arg("n_ctx") = 0,
       "SessionInput of prompt ids whose image tokens are replaced by the images' rows, in order.");
 
+  m.def(
+      "image_token_id", [](const Model& text, const VisionModel& vision) { return image_token_id(text, vision); },
+      nb::arg("text"), nb::arg("vision"));
+  m.def(
+      "image_marker", [](const Model& text, int32_t image_token) { return image_marker(text, image_token); },
+      nb::arg("text"), nb::arg("image_token"));
+  m.def(
+      "tokenize_image_prompt",
+      [](const Model& text, const std::string& prompt, int32_t image_token, bool add_special) {
+        return tokenize_image_prompt(text, prompt, image_token, add_special);
+      },
+      nb::arg("text"), nb::arg("prompt"), nb::arg("image_token"), nb::arg("add_special") = true);
   m.def("format_image_chat", &format_image_chat, nb::arg("format"), nb::arg("prompt"), nb::arg("n_images"),
         nb::arg("marker") = "<image>");
 }

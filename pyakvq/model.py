@@ -256,7 +256,7 @@ class Model:
         seed is drawn for each call."""
         stream = _v.check_bool("stream", stream)
         ts = self._generate(
-            self._prompt_ids(prompt) if images is None else self._image_input(prompt, images),
+            self._generate_input(prompt, images),
             max_tokens,
             temperature,
             top_k,
@@ -350,8 +350,10 @@ class Model:
             documents=documents,
             **kwargs,
         )
-        ids = self.tokenize(text, add_special=not self._starts_with_bos(text))
-        return self.generate(ids, images=images, **gen)
+        add_special = not self._starts_with_bos(text)
+        if images is not None:
+            return self.generate(self._image_input(text, images, add_special), **gen)
+        return self.generate(self.tokenize(text, add_special=add_special), **gen)
 
     def render_chat(
         self,
@@ -394,7 +396,7 @@ class Model:
     @property
     def image_marker(self) -> str:
         """The text that stands for one image in a raw prompt (the model's image token, e.g. "<image>")."""
-        return self._piece(self._image_token())
+        return _akvq.image_marker(self._model, self._image_token())
 
     def _vision_model(self):
         self._sess()
@@ -406,20 +408,25 @@ class Model:
         return self._vision
 
     def _image_token(self) -> int:
-        tid = int(self._vision_model().info["image_token_id"])
-        if tid < 0:
-            raise ValueError(
-                "the model file names no image token (akvq.vision.image_token_id), so prompts cannot mark images"
-            )
-        return tid
+        """The image token id; -1 for a pair without one (llama.cpp's published LLaVA-1.5 files), whose
+        prompts mark images with the text "<image>"."""
+        return int(_akvq.image_token_id(self._model, self._vision_model()))
 
-    def _image_input(self, prompt, images):
+    def _image_input(self, prompt, images, add_special: bool = True):
         """The SessionInput of a prompt (text or ids) whose image markers become the images' rows."""
         vision = self._vision_model()
         image_id = self._image_token()
         if not isinstance(images, (list, tuple)):
             raise TypeError(f"images must be a list of images, got {type(images).__name__}")
-        ids = self._prompt_ids(prompt)
+        if isinstance(prompt, str):
+            prompt = _v.check_text("prompt", prompt)
+            ids = list(_akvq.tokenize_image_prompt(self._model, prompt, image_id, add_special))
+            if not ids:
+                raise ValueError("prompt: no tokens to evaluate (empty prompt)")
+        elif image_id < 0:
+            raise ValueError('this model has no image token: give the prompt as text with "<image>" markers')
+        else:
+            ids = self._prompt_ids(prompt)
         if not images:
             n = ids.count(image_id)
             if n:
@@ -434,6 +441,11 @@ class Model:
                 raise type(e)(f"image {k}: {e}") from None
         enc = _akvq.encode_images(vision, np.stack(pixels), self._sess().n_threads)
         return _akvq.image_prompt_input(ids, image_id, enc, self.n_ctx)
+
+    def _generate_input(self, prompt, images):
+        if isinstance(prompt, _akvq.SessionInput):  # from chat(): images already in place
+            return prompt
+        return self._prompt_ids(prompt) if images is None else self._image_input(prompt, images)
 
     def _piece(self, tid: int) -> str:
         if tid < 0:

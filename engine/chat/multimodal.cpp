@@ -57,6 +57,40 @@ EncodedImages encode_images(const VisionModel& vision, const std::vector<std::ve
   return out;
 }
 
+int32_t image_token_id(const Model& text, const VisionModel& vision) {
+  const int32_t id = vision.info().image_token_id;
+  if (id >= 0) return id;
+  const std::vector<int32_t> ids = text.tokenize("<image>", false, true);
+  if (ids.size() == 1 && text.token_piece(ids[0], true) == "<image>") return ids[0];
+  return kImageSlot;
+}
+
+std::string image_marker(const Model& text, int32_t image_token) {
+  return image_token >= 0 ? text.token_piece(image_token, true) : std::string("<image>");
+}
+
+std::vector<int32_t> tokenize_image_prompt(const Model& text, const std::string& prompt, int32_t image_token,
+                                           bool add_special) {
+  if (image_token >= 0) return text.tokenize(prompt, add_special, true);
+  static const std::string marker = "<image>";
+  std::vector<int32_t> ids;
+  size_t begin = 0;
+  bool first = true;
+  for (;;) {
+    const size_t at = prompt.find(marker, begin);
+    const std::string piece = prompt.substr(begin, at == std::string::npos ? std::string::npos : at - begin);
+    if (!piece.empty() || (first && add_special)) {
+      const std::vector<int32_t> t = text.tokenize(piece, first && add_special, true);
+      ids.insert(ids.end(), t.begin(), t.end());
+    }
+    first = false;
+    if (at == std::string::npos) break;
+    ids.push_back(kImageSlot);
+    begin = at + marker.size();
+  }
+  return ids;
+}
+
 SessionInput image_prompt_input(const std::vector<int32_t>& ids, int32_t image_token_id, const EncodedImages& images,
                                 int n_ctx) {
   size_t n_markers = 0;

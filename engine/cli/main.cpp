@@ -157,14 +157,13 @@ int run(const akvq::cli::Options& o) {
   if (!o.images.empty()) {
     const auto t_img = Clock::now();
     std::shared_ptr<akvq::VisionModel> vision = load_vision(o, model);
-    const int32_t image_id = vision->info().image_token_id;
-    if (image_id < 0) throw akvq::InvalidArgument("--image: the model file names no image token");
-    const std::string marker = model->token_piece(image_id, true);
+    const int32_t image_id = akvq::image_token_id(*model, *vision);  // kImageSlot: "<image>" text marks images
+    const std::string marker = akvq::image_marker(*model, image_id);
     if (prompt.find(marker) == std::string::npos) {  // a question: one chat turn, images first
       prompt = format_prompt(o.chat_template.empty() ? "vicuna" : o.chat_template, prompt,
                              static_cast<int>(o.images.size()), marker);
     }
-    const std::vector<int32_t> ids = model->tokenize(prompt, true, true);
+    const std::vector<int32_t> ids = akvq::tokenize_image_prompt(*model, prompt, image_id, true);
     const akvq::EncodedImages enc = akvq::encode_images(*vision, read_images(o, *vision), o.n_threads);
     input = akvq::image_prompt_input(ids, image_id, enc, o.n_ctx);
     image_ms = ms_since(t_img);

@@ -193,6 +193,51 @@ def test_two_file_layout(files):
                 assert cosine(m.eval(pm["text"], images=images), want_logits) >= 0.9999
 
 
+def test_llama_cpp_legacy_pair(files, tmp_path):
+    """llama.cpp's published two-file layout (23 blocks, swapped ffn names, no akvq keys, no image
+    token in the mmproj): the image token comes from the text vocabulary; with the reference's ids
+    the greedy tokens are transformers' (the text tokenizer follows llama.cpp's space rule, so a text
+    prompt tokenizes differently there)."""
+    text, mmproj = lc.write_legacy_pair(lc.FIXTURES / "spm_default_pad", tmp_path, outtype="f32")
+    ref, _ = lc.reference("spm_default_pad")
+    with pyakvq.Model(text, mmproj=mmproj, n_ctx=512, n_threads=2) as m:
+        assert m.vision_info["image_token_id"] == -1 and m.image_marker == "<image>"
+        for p in (0, 1):
+            pm, images, want_ids, want_logits = prompt_case("spm_default_pad", p)
+            ids = lc.collapse_image_tokens(ref[f"p{p}_prompt_ids"], 1000)
+            assert greedy(m.generate(ids, images=images, max_tokens=8, temperature=0, stream=True)) == want_ids
+            assert cosine(m.eval(ids, images=images), want_logits) >= 0.9999
+        assert len(m.generate(pm["text"], images=images, max_tokens=2, temperature=0)) >= 0
+
+
+def test_prompt_without_an_image_token(files):
+    """A pair without any image token (llama.cpp's LLaVA-1.5 vocabulary has none): the text "<image>"
+    splits the prompt, the first piece tokenized with BOS, the others without, as llama.cpp does."""
+    from pyakvq._ext import _akvq
+
+    img = str(IMAGES / "square_64.png")
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=512, n_threads=2) as m:
+        ids = _akvq.tokenize_image_prompt(m._model, "USER: <image>\nWhat? ASSISTANT:", -1, True)
+        k = ids.index(-1)
+        assert ids[:k] == m.tokenize("USER: ") and ids.count(-1) == 1
+        assert ids[k + 1 :] == m.tokenize("\nWhat? ASSISTANT:", add_special=False)
+        assert _akvq.tokenize_image_prompt(m._model, "<image><image>", -1, True) == [m.info["bos"], -1, -1]
+        vision = m._vision
+        enc = _akvq.encode_images(vision, _akvq.vision_preprocess(vision, pyakvq.image.to_rgb_array(img))[None])
+        slots = _akvq.image_prompt_input(ids, -1, enc, 512)
+        same = [1000 if t == -1 else t for t in ids]
+        s = _akvq.Session(m._model, n_ctx=512, n_threads=2)
+        assert np.array_equal(s.eval_rows(slots), m.eval(same, images=[img]))
+        with pytest.raises(ValueError, match="1 image marker but 2 images"):
+            _akvq.image_prompt_input(ids, -1, _akvq.encode_images(vision, np.stack([enc_px(vision, img)] * 2)), 512)
+
+
+def enc_px(vision, img):
+    from pyakvq._ext import _akvq
+
+    return _akvq.vision_preprocess(vision, pyakvq.image.to_rgb_array(img))
+
+
 def test_changed_image_is_not_served_from_the_cache(files):
     pm, images, _, _ = prompt_case("spm_default_pad", 0)
     other = str(IMAGES / "square_64.png")

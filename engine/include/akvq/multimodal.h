@@ -33,6 +33,21 @@ uint64_t pixel_hash(const float* pixels, size_t n);
 EncodedImages encode_images(const VisionModel& vision, const std::vector<std::vector<float>>& pixels,
                             int n_threads = 0);
 
+// The image token of a text model + vision tower pair: the vision file's image token id, else the
+// text vocabulary's "<image>" token; -1 when neither has one (llama.cpp's published LLaVA-1.5
+// files): prompts then mark images with the text "<image>" (tokenize_image_prompt).
+int32_t image_token_id(const Model& text, const VisionModel& vision);
+// Marks an image's place in tokenized prompts of models without an image token.
+constexpr int32_t kImageSlot = -1;
+// The text that marks an image in a prompt: the image token's text, or "<image>".
+std::string image_marker(const Model& text, int32_t image_token);
+// Tokenizes a prompt whose image markers stand for images. With an image token (>= 0), the whole
+// text as Model::tokenize(prompt, add_special, parse_special = true) (the marker is that token).
+// Without (-1): the text is split at each "<image>", the first piece tokenized with add_special,
+// the later ones without (as llama.cpp's LLaVA tools do), each marker becoming kImageSlot.
+std::vector<int32_t> tokenize_image_prompt(const Model& text, const std::string& prompt, int32_t image_token,
+                                           bool add_special = true);
+
 // The decoder input of a tokenized prompt in which each image_token_id stands for one image, in
 // order: text rows (kind text) and each marker replaced by its image's rows (kind vision, content
 // hash of the image). Throws InvalidArgument when the markers and the images differ in number
