@@ -64,6 +64,15 @@ TokenKind parse_kind(const std::string& k) {
   throw InvalidArgument("token kind must be 'text', 'vision' or 'generated', got '" + k + "'");
 }
 
+// tokens by kind, indexed by TokenKind
+nb::dict kinds_dict(const int64_t (&n)[3]) {
+  nb::dict d;
+  d["text"] = n[static_cast<int>(TokenKind::Text)];
+  d["vision"] = n[static_cast<int>(TokenKind::Vision)];
+  d["generated"] = n[static_cast<int>(TokenKind::Generated)];
+  return d;
+}
+
 nb::dict summary_dict(const KvSummary& k) {
   nb::dict d;
   d["mode"] = k.mode;
@@ -80,11 +89,13 @@ nb::dict summary_dict(const KvSummary& k) {
       cd["name"] = c.name;
       cd["tokens"] = c.tokens;
       cd["bytes"] = c.bytes;
+      cd["kinds"] = kinds_dict(c.kinds);
       classes.append(cd);
     }
     nb::dict ld;
     ld["classes"] = classes;
     ld["pivots"] = l.pivots;
+    ld["kinds"] = kinds_dict(l.kinds);
     layers.append(ld);
   }
   d["layers"] = layers;

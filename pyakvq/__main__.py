@@ -2,6 +2,8 @@
 
 python -m pyakvq perplexity -m MODEL -f FILE [-c N] [--kv MODE] [--kv-opt K=V ...] [-t N] [-b N]
                             [--reference f16] [--chunks N] [--json OUT]
+python -m pyakvq profile -m MODEL [--mmproj F] --image IMG ... -p PROMPT [-p PROMPT ...]
+                         [--skip-first 5] [--factor 2] [--top-k 10] [--write-tsa OUT.gguf] [--json [OUT]]
 
 The flags are akvq-cli's (and llama.cpp's): -m/--model, -f/--file, -c/--ctx-size, -t/--threads,
 -b/--batch-size, --kv, repeatable --kv-opt; MODEL and FILE may also be given as positionals, and the
@@ -83,6 +85,45 @@ def _perplexity(a: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(a: argparse.Namespace) -> int:
+    from .model import Model
+    from .saliency import format_profile, profile_saliency, write_tsa_layers
+
+    m = Model(a.model, n_ctx=a.ctx, n_threads=a.threads, mmproj=a.mmproj)
+    try:
+        if a.image:
+            marker = m.image_marker
+            samples = []
+            for p in a.prompt:
+                n_mark = p.count(marker)
+                if n_mark == 0:  # a question: the images first, as one raw prompt
+                    text = "".join(f"{marker}\n" for _ in a.image) + p
+                    samples.append((text, list(a.image)))
+                elif n_mark == len(a.image):
+                    samples.append((p, list(a.image)))
+                else:
+                    raise ValueError(f"prompt has {n_mark} image markers but {len(a.image)} images were given")
+        else:
+            samples = [(p, None) for p in a.prompt]
+        r = profile_saliency(m, samples, skip_first=a.skip_first, top_k=a.top_k, factor=a.factor)
+    finally:
+        m.close()
+    if a.write_tsa:
+        if not r["tsa_layers"]:
+            print("pyakvq: no layer meets the TSA rule; writing an empty akvq.tsa_layers", file=sys.stderr)
+        write_tsa_layers(a.model, a.write_tsa, r["tsa_layers"])
+        r["written"] = str(a.write_tsa)
+    if a.json == "-":
+        print(json.dumps(r, indent=2))
+    else:
+        print(format_profile(r))
+        if a.write_tsa:
+            print(f"wrote {a.write_tsa} with akvq.tsa_layers = {r['tsa_layers']}")
+        if a.json:
+            pathlib.Path(a.json).write_text(json.dumps(r, indent=2) + "\n")
+    return 0
+
+
 def _int_in(lo: int, hi: int | None, special: str = ""):
     """An argparse type: an int in [lo, hi] (the limits of the Python API), else a parse error."""
 
@@ -151,6 +192,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="OUT", help="also write the result as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-chunk progress on stderr")
     p.set_defaults(func=_perplexity, parser=p)
+
+    p = sub.add_parser(
+        "profile",
+        help="saliency profile: attention received by text vs vision tokens per layer, TSA layers",
+        description="Measures per layer the mean attention that text and vision tokens receive from the "
+        "text after the last image (receivers from --skip-first on), the top receivers (pivot candidates), "
+        "and suggests TSA layers (text gets >= --factor times the attention per token of vision).",
+    )
+    p.add_argument("-m", "--model", required=True, help="GGUF model file")
+    p.add_argument("--mmproj", default=None, help="llama.cpp's mmproj GGUF (two-file layout)")
+    p.add_argument("--image", action="append", default=[], metavar="IMG", help="image file (repeatable)")
+    p.add_argument(
+        "-p",
+        "--prompt",
+        action="append",
+        required=True,
+        help="prompt (repeatable: one sample each); without image markers the images come first",
+    )
+    p.add_argument("-c", "--ctx-size", dest="ctx", type=_int_in(1, MAX_CTX), default=4096, metavar="N")
+    p.add_argument("-t", "--threads", type=_int_in(1, MAX_THREADS), default=None, metavar="N")
+    p.add_argument("--skip-first", type=_int_in(0, None), default=5, metavar="N", help="receivers skipped (default 5)")
+    p.add_argument("--top-k", type=_int_in(1, None), default=10, metavar="N", help="top receivers per layer")
+    p.add_argument("--factor", type=float, default=2.0, help="TSA rule factor (default 2)")
+    p.add_argument("--write-tsa", default=None, metavar="OUT", help="copy MODEL to OUT with akvq.tsa_layers set")
+    p.add_argument(
+        "--json", nargs="?", const="-", default=None, metavar="OUT", help="JSON to stdout (no OUT) or to OUT"
+    )
+    p.set_defaults(func=_profile, parser=p)
     return ap
 
 

@@ -1,5 +1,6 @@
 // Session: KV cache + workspace + thread pool over a shared Model; chunked evaluation.
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "akvq/error.h"
@@ -216,7 +217,86 @@ const float* Session::eval_prompt_rows(const SessionInput& input, int* n_reused)
 }
 
 KvSummary Session::kv_summary() const {
-  return impl_->cache->summary();
+  KvSummary s = impl_->cache->summary();
+  int64_t kinds[3] = {0, 0, 0};  // every layer stores the session's tokens
+  for (TokenKind k : impl_->kinds) ++kinds[static_cast<int>(k) < 3 ? static_cast<int>(k) : 0];
+  for (KvLayerStats& l : s.layers) {
+    std::copy(kinds, kinds + 3, l.kinds);
+    // a single class holding every token (f16): its kinds are the layer's
+    if (l.classes.size() == 1 && l.classes[0].tokens == n_past() &&
+        l.classes[0].kinds[0] + l.classes[0].kinds[1] + l.classes[0].kinds[2] == 0) {
+      std::copy(kinds, kinds + 3, l.classes[0].kinds);
+    }
+  }
+  return s;
+}
+
+namespace {
+// Head-averaged causal attention probabilities of queries [q0, n) of one layer.
+// q: [n, n_head, hd], k: [n, n_head_kv, hd] (RoPE'd); out: [n - q0, n] (zeros after the query).
+void attention_probs(const float* q, const float* k, int n, int q0, int n_head, int n_head_kv, int hd, float scale,
+                     float* out, cpu::ThreadPool& pool) {
+  const int nq = n - q0;
+  const int group = n_head / n_head_kv;
+  pool.run(nq, [&](int r, int) {
+    const int i = q0 + r;
+    std::vector<double> acc(static_cast<size_t>(i) + 1, 0.0), sc(static_cast<size_t>(i) + 1);
+    for (int h = 0; h < n_head; ++h) {
+      const float* qi = q + (int64_t{i} * n_head + h) * hd;
+      const int g = h / group;
+      double mx = -INFINITY;
+      for (int j = 0; j <= i; ++j) {
+        const float* kj = k + (int64_t{j} * n_head_kv + g) * hd;
+        double d = 0;
+        for (int c = 0; c < hd; ++c) d += static_cast<double>(qi[c]) * kj[c];
+        sc[j] = d * scale;
+        mx = std::max(mx, sc[j]);
+      }
+      double sum = 0;
+      for (int j = 0; j <= i; ++j) sum += (sc[j] = std::exp(sc[j] - mx));
+      for (int j = 0; j <= i; ++j) acc[j] += sc[j] / sum;
+    }
+    float* o = out + int64_t{r} * n;
+    for (int j = 0; j < n; ++j) o[j] = j <= i ? static_cast<float>(acc[j] / n_head) : 0.0f;
+  });
+}
+}  // namespace
+
+void Session::attention_profile(const SessionInput& input, int q_begin, float* out) {
+  Impl& s = *impl_;
+  if (!out) throw InvalidArgument("[session] attention_profile: output buffer is null");
+  s.check_input(input, 0);
+  const int n = static_cast<int>(input.size());
+  if (q_begin < 0 || q_begin >= n) {
+    throw InvalidArgument("[session] attention_profile: q_begin = " + std::to_string(q_begin) +
+                          " is outside the input [0, " + std::to_string(n) + ")");
+  }
+  const models::LlamaHparams& hp = s.llama->hparams();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
+  const int64_t per_layer = int64_t{n - q_begin} * n;
+  const float* q_layer = nullptr;  // the current layer's RoPE'd queries (workspace, valid until its append)
+  struct HookGuard {               // the hook is set for this call only
+    models::LlamaWorkspace& ws;
+    ~HookGuard() { ws.hook = nullptr; }
+  } guard{s.ws};
+  s.ws.hook = [&](const char* name, int il, const float* data, int64_t, int64_t) {
+    if (il < 0) return;
+    if (name[0] == 'q' && name[1] == 0) q_layer = data;
+    if (name[0] == 'k' && name[1] == 0 && q_layer) {
+      attention_probs(q_layer, data, n, q_begin, hp.n_head, hp.n_head_kv, hp.head_dim, scale, out + il * per_layer,
+                      *s.pool);
+    }
+  };
+  s.truncate(0);
+  SessionParams saved = s.params;
+  s.params.n_batch = n;  // one forward pass: every layer sees all queries and keys at once
+  try {
+    s.run(input, s.logits.data(), false);
+  } catch (...) {
+    s.params = saved;
+    throw;
+  }
+  s.params = saved;
 }
 
 }  // namespace akvq

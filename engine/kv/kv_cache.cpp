@@ -55,7 +55,11 @@ KvSummary KvCache::summary() const {
   const int64_t per_token = int64_t{cfg_.n_head_kv} * cfg_.head_dim * 2 * 2;  // K and V, fp16
   for (int l = 0; l < cfg_.n_layer; ++l) {
     const int64_t n = n_tokens(l);
-    s.layers[l].classes.push_back({"fp16", n, n * per_token});
+    KvClassStats c;  // kinds: filled in by the session, which knows them per position
+    c.name = "fp16";
+    c.tokens = n;
+    c.bytes = n * per_token;
+    s.layers[l].classes.push_back(c);
   }
   return s;
 }

@@ -340,27 +340,47 @@ int64_t QuantKvCache::layer_bytes(int l, std::vector<KvClassStats>* classes) con
   const Layer& S = L_[l];
   const int nkv = cfg_.n_head_kv;
   std::vector<KvClassStats> cl;
-  if (cap_w_ > 0) cl.push_back({"fp16_window", S.w_count, int64_t{S.w_count} * row_ * 4});
+  // a class entry; kinds counted from the positions it stores (only when the summary asks)
+  auto add = [&](const std::string& name, int64_t n, int64_t bytes, auto&& each_pos) {
+    auto it = std::find_if(cl.begin(), cl.end(), [&](const KvClassStats& s) { return s.name == name; });
+    if (it == cl.end()) {
+      KvClassStats c;
+      c.name = name;
+      cl.push_back(c);
+      it = cl.end() - 1;
+    }
+    it->tokens += n, it->bytes += bytes;
+    if (classes) {
+      each_pos([&](int32_t p) {
+        const uint8_t k = static_cast<size_t>(p) < kinds_.size() ? kinds_[p] : 0;
+        ++it->kinds[k < 3 ? k : 0];
+      });
+    }
+  };
+  auto over = [](const std::vector<int32_t>& v) {
+    return [&v](auto&& f) {
+      for (int32_t p : v) f(p);
+    };
+  };
+  if (cap_w_ > 0) {
+    add("fp16_window", S.w_count, int64_t{S.w_count} * row_ * 4, [&](auto&& f) {
+      for (int i = 0; i < S.w_count; ++i) f(S.wpos[(S.w_head + i) % cap_w_]);
+    });
+  }
   if (opt_.pivots > 0) {
     const int64_t np = static_cast<int64_t>(S.ppos.size());
-    cl.push_back({"fp16_pivot", np, np * row_ * 4});
+    add("fp16_pivot", np, np * row_ * 4, over(S.ppos));
   }
   if (opt_.kivi) {
     int64_t kb = 0;
     kb = static_cast<int64_t>(S.kivi.size()) * nkv * cfg_.head_dim * static_cast<int64_t>(ck_[0].row_bytes());
     const int64_t n = S.seg[0].n();
-    cl.push_back({"kivi2", n, kb + n * nkv * static_cast<int64_t>(cv_[0].row_bytes())});
+    add("kivi2", n, kb + n * nkv * static_cast<int64_t>(cv_[0].row_bytes()), over(S.seg[0].pos));
   } else {
     for (int c = 0; c < (tsa_[l] ? 2 : 1); ++c) {
-      const std::string name = class_name(ck_[c].spec(), cv_[c].spec());
       const int64_t n = S.seg[c].n();
       const int64_t b = n * nkv * static_cast<int64_t>(ck_[c].row_bytes() + cv_[c].row_bytes());
-      auto it = std::find_if(cl.begin(), cl.end(), [&](const KvClassStats& s) { return s.name == name; });
-      if (it == cl.end()) {
-        cl.push_back({name, n, b});
-      } else {
-        it->tokens += n, it->bytes += b;
-      }
+      add(class_name(ck_[c].spec(), cv_[c].spec()), n, b, over(S.seg[c].pos));
     }
   }
   int64_t total = 0;
@@ -368,7 +388,6 @@ int64_t QuantKvCache::layer_bytes(int l, std::vector<KvClassStats>* classes) con
   if (classes) *classes = std::move(cl);
   return total;
 }
-
 KvStats QuantKvCache::stats() const {
   KvStats s;
   s.n_tokens = L_[0].n;

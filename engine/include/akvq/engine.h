@@ -125,10 +125,13 @@ struct KvClassStats {
   std::string name;  // e.g. "fp16_window", "fp16_pivot", "q2", "q2g" (Gaussian levels), "q4", "k4v2"
   int64_t tokens = 0;
   int64_t bytes = 0;  // K and V, all KV heads
+  // tokens of the class by kind, indexed by TokenKind (text, vision, generated)
+  int64_t kinds[3] = {0, 0, 0};
 };
 struct KvLayerStats {
   std::vector<KvClassStats> classes;
   std::vector<int32_t> pivots;  // token positions of the pivots, ascending
+  int64_t kinds[3] = {0, 0, 0};  // tokens stored in the layer by kind, indexed by TokenKind
 };
 struct KvSummary {
   std::string mode;
@@ -187,6 +190,15 @@ class Session {
   const float* eval_prompt_rows(const SessionInput& input, int* n_reused = nullptr);
 
   KvSummary kv_summary() const;
+
+  // Analysis path (saliency profiling, not used by evaluation or generation): evaluates input
+  // from an empty cache in one forward pass and writes, per layer, the attention probabilities of
+  // the queries at positions [q_begin, n) over the keys [0, n), averaged over the query heads:
+  // softmax(scale * q.k) from the layer's RoPE'd queries and keys as computed (full precision,
+  // whatever the cache mode; double accumulation); entries after a query's own position are 0.
+  // out: [n_layer, n - q_begin, n], n = input.size(). The session then holds input as after
+  // eval_rows. Throws InvalidArgument like eval_rows, and for q_begin outside [0, n).
+  void attention_profile(const SessionInput& input, int q_begin, float* out);
 
  private:
   struct Impl;
