@@ -68,6 +68,7 @@ nb::dict vision_info(const VisionInfo& i) {
   d["n_ff"] = i.n_ff;
   d["eps"] = i.eps;
   d["activation"] = i.activation;
+  d["projector_activation"] = i.projector_activation;
   d["select_strategy"] = i.select_strategy;
   d["image_mean"] = nb::make_tuple(i.image_mean[0], i.image_mean[1], i.image_mean[2]);
   d["image_std"] = nb::make_tuple(i.image_std[0], i.image_std[1], i.image_std[2]);

@@ -45,7 +45,8 @@ struct VisionModel::Impl {
     i.n_head = hp.n_head;
     i.n_ff = hp.n_ff;
     i.eps = hp.eps;
-    i.activation = hp.act == models::ClipActivation::Gelu ? "gelu" : "quick_gelu";
+    i.activation = ops::activation_name(hp.act);
+    i.projector_activation = ops::activation_name(llava->projector().activation());
     i.select_strategy = hp.select == models::ClipSelect::Full ? "full" : "default";
     i.image_mean = hp.image_mean;
     i.image_std = hp.image_std;

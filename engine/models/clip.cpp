@@ -99,11 +99,7 @@ void Clip::encode(const float* pixels, int n_img, ClipWorkspace& ws, cpu::Thread
     dump("ln2", il, xn, N, E);
     ops::matmul(L.w_fc1, xn, N, ff, pool);
     ops::add_bias(ff, L.b_fc1.data(), N, F, pool);
-    if (hp.act == ClipActivation::Gelu) {
-      ops::gelu(ff, N, F, pool);
-    } else {
-      ops::quick_gelu(ff, N, F, pool);
-    }
+    ops::activation(hp.act, ff, N, F, pool);
     dump("ffn_act", il, ff, N, F);
     ops::matmul(L.w_fc2, ff, N, xn, pool);  // xn: MLP output [N, n_embd]
     ops::add_bias(xn, L.b_fc2.data(), N, E, pool);

@@ -16,6 +16,7 @@
 
 #include "core/tensor.h"
 #include "cpu/thread_pool.h"
+#include "ops/ops.h"
 
 namespace akvq {
 namespace gguf {
@@ -45,22 +46,21 @@ constexpr const char* kPadMode[2] = {"akvq.vision.pad_mode", "clip.vision.pad_mo
 // The spelling of a clip_keys pair present in f (the first when neither is).
 const char* clip_key(const gguf::File& f, const char* const (&names)[2]);
 
-enum class ClipActivation { QuickGelu, Gelu };
 enum class ClipSelect { Default, Full };  // drop CLS | keep CLS
 
 struct ClipHparams {
-  int image_size = 0;                              // clip.vision.image_size (square input, pixels)
-  int patch_size = 0;                              // clip.vision.patch_size
-  int n_embd = 0;                                  // clip.vision.embedding_length (hidden width)
-  int n_ff = 0;                                    // clip.vision.feed_forward_length
-  int n_head = 0;                                  // clip.vision.attention.head_count
-  int head_dim = 0;                                // n_embd / n_head
-  int n_layer = 0;                                 // clip.vision.block_count: blocks stored in the file
-  float eps = 1e-5f;                               // clip.vision.attention.layer_norm_epsilon
-  ClipActivation act = ClipActivation::QuickGelu;  // clip.use_gelu
-  std::array<float, 3> image_mean{};               // clip.vision.image_mean
-  std::array<float, 3> image_std{};                // clip.vision.image_std
-  int feature_layer = 0;                           // resolved index into hidden states, in [0, n_layer]: blocks to run
+  int image_size = 0;                                // clip.vision.image_size (square input, pixels)
+  int patch_size = 0;                                // clip.vision.patch_size
+  int n_embd = 0;                                    // clip.vision.embedding_length (hidden width)
+  int n_ff = 0;                                      // clip.vision.feed_forward_length
+  int n_head = 0;                                    // clip.vision.attention.head_count
+  int head_dim = 0;                                  // n_embd / n_head
+  int n_layer = 0;                                   // clip.vision.block_count: blocks stored in the file
+  float eps = 1e-5f;                                 // clip.vision.attention.layer_norm_epsilon
+  ops::Activation act = ops::Activation::QuickGelu;  // akvq.vision.hidden_act, else clip.use_gelu
+  std::array<float, 3> image_mean{};                 // clip.vision.image_mean
+  std::array<float, 3> image_std{};                  // clip.vision.image_std
+  int feature_layer = 0;  // resolved index into hidden states, in [0, n_layer]: blocks to run
   ClipSelect select = ClipSelect::Default;
   bool ffn_swapped = false;  // legacy: ffn_down holds fc1, ffn_up holds fc2
   bool has_class_embd = true;

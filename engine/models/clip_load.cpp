@@ -97,7 +97,14 @@ Clip::Clip(const gguf::File& f) {
   hp.head_dim = hp.n_embd / hp.n_head;
   hp.eps = f.get_f32("clip.vision.attention.layer_norm_epsilon", 1e-5f);
   if (!(hp.eps > 0.0f && hp.eps < 1.0f)) fail(f, "attention.layer_norm_epsilon out of range");
-  hp.act = f.get_bool("clip.use_gelu", false) ? ClipActivation::Gelu : ClipActivation::QuickGelu;
+  hp.act = f.get_bool("clip.use_gelu", false) ? ops::Activation::Gelu : ops::Activation::QuickGelu;
+  if (f.has("akvq.vision.hidden_act")) {  // transformers' name (our converter)
+    const std::string name = f.get_str("akvq.vision.hidden_act");
+    if (!ops::activation_from_name(name.c_str(), &hp.act)) {
+      throw Unavailable(kTag + " " + f.path() + ": vision activation 'akvq.vision.hidden_act' = '" + name +
+                        "' is not supported (gelu, gelu_pytorch_tanh, quick_gelu, silu, relu)");
+    }
+  }
   if (f.get_bool("clip.use_silu", false)) {
     throw Unavailable(kTag + " " + f.path() + ": clip.use_silu (SiLU MLP) is not supported");
   }

@@ -19,6 +19,11 @@ LlavaProjector::LlavaProjector(const gguf::File& f, int n_embd_vision) {
   if (type != "mlp") {
     throw Unavailable(kTag + " " + f.path() + ": projector type '" + type + "' is not supported (supported: mlp)");
   }
+  const std::string act = f.get_str("akvq.vision.projector_hidden_act", "gelu");
+  if (!ops::activation_from_name(act.c_str(), &act_)) {
+    throw Unavailable(kTag + " " + f.path() + ": projector activation '" + act +
+                      "' is not supported (gelu, gelu_pytorch_tanh, quick_gelu, silu, relu)");
+  }
   const TensorView* w1 = f.find_tensor("mm.0.weight");
   const TensorView* w2 = f.find_tensor("mm.2.weight");
   if (!w1 || !w2) {
@@ -44,8 +49,8 @@ void LlavaProjector::forward(const float* x, int64_t n, std::vector<float>& hidd
   float* h = hidden.data();         // [n, n_mid]
   ops::matmul(w1_, x, n, h, pool);  // linear_1
   ops::add_bias(h, b1_.data(), n, n_mid_, pool);
-  ops::gelu(h, n, n_mid_, pool);      // GELU (erf)
-  ops::matmul(w2_, h, n, out, pool);  // linear_2: [n, n_out]
+  ops::activation(act_, h, n, n_mid_, pool);  // GELU (erf) for LLaVA
+  ops::matmul(w2_, h, n, out, pool);          // linear_2: [n, n_out]
   ops::add_bias(out, b2_.data(), n, n_out_, pool);
 }
 

@@ -1,5 +1,6 @@
 // LLaVA glue: the CLIP vision tower (models/clip.h) followed by the multimodal projector
-// (llama.cpp's projector type `mlp`: Linear `mm.0` -> GELU (erf) -> Linear `mm.2`), mapping
+// (llama.cpp's projector type `mlp`: Linear `mm.0` -> GELU (erf; or the file's
+// akvq.vision.projector_hidden_act) -> Linear `mm.2`), mapping
 // images to rows of the text model's embedding space.
 #pragma once
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include "core/tensor.h"
 #include "cpu/thread_pool.h"
 #include "models/clip.h"
+#include "ops/ops.h"
 
 namespace akvq {
 namespace gguf {
@@ -26,15 +28,17 @@ class LlavaProjector {
 
   int n_embd_in() const { return n_in_; }
   int n_embd_out() const { return n_out_; }  // must equal the text model's n_embd
+  ops::Activation activation() const { return act_; }
   // x [n, n_embd_in] -> out [n, n_embd_out]; hidden: scratch grown to [n, n_mid].
   void forward(const float* x, int64_t n, std::vector<float>& hidden, cpu::ThreadPool& pool, float* out) const;
 
  private:
   int n_in_ = 0, n_mid_ = 0, n_out_ = 0;
-  TensorView w1_;          // mm.0.weight ne {n_in, n_mid}
-  std::vector<float> b1_;  // [n_mid]
-  TensorView w2_;          // mm.2.weight ne {n_mid, n_out}
-  std::vector<float> b2_;  // [n_out]
+  ops::Activation act_ = ops::Activation::Gelu;  // akvq.vision.projector_hidden_act (default gelu, erf)
+  TensorView w1_;                                // mm.0.weight ne {n_in, n_mid}
+  std::vector<float> b1_;                        // [n_mid]
+  TensorView w2_;                                // mm.2.weight ne {n_mid, n_out}
+  std::vector<float> b2_;                        // [n_out]
 };
 
 // Vision tower + projector of one file.

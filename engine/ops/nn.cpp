@@ -1,6 +1,7 @@
-// Row-wise vision-transformer ops of ops.h: LayerNorm, bias add, GELU (erf), quick GELU. Each
-// row is computed by the same code whatever rows come with it (vector body over the columns,
-// scalar tail for the last n % 8 columns), and rows are split over the thread pool.
+// Row-wise vision-transformer ops of ops.h: LayerNorm, bias add, activations (GELU erf / tanh,
+// quick GELU, SiLU, ReLU). Each row is computed by the same code whatever rows come with it
+// (vector body over the columns, scalar tail for the last n % 8 columns), and rows are split over
+// the thread pool.
 #include <akvq/error.h>
 
 #include <algorithm>
@@ -94,6 +95,41 @@ inline float quick_gelu1(float x) {
   return x / (1.0f + vec::exp_clamped(-1.702f * x));
 }
 
+// 0.5 x (1 + tanh(u)) = x sigmoid(2 u), u = sqrt(2/pi) (x + 0.044715 x^3)
+inline float gelu_tanh1(float x) {
+  const float u2 = 1.5957691216f * (x + 0.044715f * x * x * x);
+  return x / (1.0f + vec::exp_clamped(-u2));
+}
+
+inline float silu1(float x) {
+  return x / (1.0f + vec::exp_clamped(-x));
+}
+
+inline float relu1(float x) {
+  return x > 0.0f ? x : 0.0f;
+}
+
+template <float (*F)(float)>
+void map_rows(const char* op, float* x, int64_t n_tok, int64_t n, int64_t cost, cpu::ThreadPool& pool) {
+  check_rows(op, x, n_tok, n);
+  for_rows(n_tok, cost * n, pool, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* xr = x + r * n;
+      for (int64_t i = 0; i < n; ++i) xr[i] = F(xr[i]);
+    }
+  });
+}
+
+struct ActivationName {
+  Activation a;
+  const char* name;
+};
+constexpr ActivationName kActivations[] = {{Activation::Gelu, "gelu"},
+                                           {Activation::GeluTanh, "gelu_pytorch_tanh"},
+                                           {Activation::QuickGelu, "quick_gelu"},
+                                           {Activation::Silu, "silu"},
+                                           {Activation::Relu, "relu"}};
+
 }  // namespace
 
 void layer_norm(const float* x, const float* w, const float* b, int64_t n_tok, int64_t n, float eps, float* y,
@@ -121,23 +157,38 @@ void add_bias(float* x, const float* b, int64_t n_tok, int64_t n, cpu::ThreadPoo
 }
 
 void gelu(float* x, int64_t n_tok, int64_t n, cpu::ThreadPool& pool) {
-  check_rows("gelu", x, n_tok, n);
-  for_rows(n_tok, 16 * n, pool, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float* xr = x + r * n;
-      for (int64_t i = 0; i < n; ++i) xr[i] = gelu1(xr[i]);
-    }
-  });
+  map_rows<gelu1>("gelu", x, n_tok, n, 16, pool);
 }
 
 void quick_gelu(float* x, int64_t n_tok, int64_t n, cpu::ThreadPool& pool) {
-  check_rows("quick_gelu", x, n_tok, n);
-  for_rows(n_tok, 8 * n, pool, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      float* xr = x + r * n;
-      for (int64_t i = 0; i < n; ++i) xr[i] = quick_gelu1(xr[i]);
+  map_rows<quick_gelu1>("quick_gelu", x, n_tok, n, 8, pool);
+}
+
+void activation(Activation a, float* x, int64_t n_tok, int64_t n, cpu::ThreadPool& pool) {
+  switch (a) {
+    case Activation::Gelu: return gelu(x, n_tok, n, pool);
+    case Activation::QuickGelu: return quick_gelu(x, n_tok, n, pool);
+    case Activation::GeluTanh: return map_rows<gelu_tanh1>("gelu_pytorch_tanh", x, n_tok, n, 10, pool);
+    case Activation::Silu: return map_rows<silu1>("silu", x, n_tok, n, 8, pool);
+    case Activation::Relu: return map_rows<relu1>("relu", x, n_tok, n, 1, pool);
+  }
+}
+
+bool activation_from_name(const char* name, Activation* out) {
+  for (const ActivationName& e : kActivations) {
+    if (std::string(name) == e.name) {
+      *out = e.a;
+      return true;
     }
-  });
+  }
+  return false;
+}
+
+const char* activation_name(Activation a) {
+  for (const ActivationName& e : kActivations) {
+    if (e.a == a) return e.name;
+  }
+  return "?";
 }
 
 }  // namespace akvq::ops

@@ -60,6 +60,15 @@ void gelu(float* x, int64_t n_tok, int64_t n, cpu::ThreadPool& pool);
 // In place on x[n_tok, n]: quick GELU, x * sigmoid(1.702 x).
 void quick_gelu(float* x, int64_t n_tok, int64_t n, cpu::ThreadPool& pool);
 
+// The activations of vision towers and projectors, by transformers' names: gelu (erf),
+// gelu_pytorch_tanh (0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))), quick_gelu, silu, relu.
+enum class Activation { Gelu, GeluTanh, QuickGelu, Silu, Relu };
+// The Activation of a name (false for an unknown name), and the name of an Activation.
+bool activation_from_name(const char* name, Activation* out);
+const char* activation_name(Activation a);
+// In place on x[n_tok, n].
+void activation(Activation a, float* x, int64_t n_tok, int64_t n, cpu::ThreadPool& pool);
+
 // Non-causal multi-head attention within each of n_seq independent sequences of seq_len rows:
 // q, k, v, out: [n_seq * seq_len, n_head * head_dim] (head h at columns h * head_dim ...).
 // out[s, i, h] = softmax_j(scale * q[s, i, h] . k[s, j, h]) . v[s, j, h] over j < seq_len.

@@ -50,6 +50,7 @@ void layer_norm(const float* x, const float* w, const float* b, int64_t n_tok, i
 void add_bias(float* x, const float* b, int64_t n_tok, int64_t n);
 void gelu(float* x, int64_t n);
 void quick_gelu(float* x, int64_t n);
+void activation(Activation a, float* x, int64_t n);
 void attention(const float* q, const float* k, const float* v, int n_seq, int seq_len, int n_head, int head_dim,
                float scale, float* out);
 

@@ -42,6 +42,27 @@ void quick_gelu(float* x, int64_t n) {
   }
 }
 
+void activation(Activation a, float* x, int64_t n) {
+  switch (a) {
+    case Activation::Gelu: gelu(x, n); return;
+    case Activation::QuickGelu: quick_gelu(x, n); return;
+    default: break;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    double y = 0.0;
+    if (a == Activation::GeluTanh) {
+      // 0.5 v (1 + tanh(u)) written as v sigmoid(2 u): no cancellation in the negative tail
+      y = v / (1.0 + std::exp(-2.0 * std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
+    } else if (a == Activation::Silu) {
+      y = v / (1.0 + std::exp(-v));
+    } else {
+      y = v > 0.0 ? v : 0.0;
+    }
+    x[i] = static_cast<float>(y);
+  }
+}
+
 void attention(const float* q, const float* k, const float* v, int n_seq, int seq_len, int n_head, int head_dim,
                float scale, float* out) {
   const int64_t E = static_cast<int64_t>(n_head) * head_dim;

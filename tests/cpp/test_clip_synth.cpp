@@ -75,7 +75,9 @@ struct SynthClip {
     bool legacy = false;  // last block not stored, fc1/fc2 as ffn_down/ffn_up, no keys
     std::string skip;     // a tensor left out
     std::string projector = "mlp";
-    int image_size = 0;  // override clip.vision.image_size
+    std::string proj_act;    // akvq.vision.projector_hidden_act when set
+    std::string hidden_act;  // akvq.vision.hidden_act when set
+    int image_size = 0;      // override clip.vision.image_size
   };
 
   std::unique_ptr<gguf::File> file(const Opts& o) const {
@@ -93,6 +95,8 @@ struct SynthClip {
     wr.boolean("clip.use_gelu", o.gelu);
     if (!o.legacy && !o.no_key) wr.i32("akvq.vision.feature_layer", o.feature_layer);
     if (o.full) wr.str("akvq.vision.select_strategy", "full");
+    if (!o.proj_act.empty()) wr.str("akvq.vision.projector_hidden_act", o.proj_act);
+    if (!o.hidden_act.empty()) wr.str("akvq.vision.hidden_act", o.hidden_act);
     for (const auto& [name, x] : w) {
       if (name == o.skip) continue;
       std::string n = name;
@@ -252,34 +256,56 @@ TEST(ClipSynth, EveryFeatureLayerStrategyAndActivation) {
   }
 }
 
-TEST(ClipSynth, ProjectorAfterTheTower) {
+TEST(ClipSynth, ProjectorAfterTheTowerEveryActivation) {
   const SynthClip m(5);
   const auto px = pixels(3, m.S, 6);
-  const auto f = m.file({});
-  const models::Llava llava(*f);
-  EXPECT_EQ(llava.projector().n_embd_out(), m.O);
-  cpu::ThreadPool pool(2);
-  models::ClipWorkspace ws;
-  std::vector<float> hidden, out(size_t(3) * 16 * m.O);
-  llava.encode_images(px.data(), 3, ws, hidden, pool, out.data());
   const auto feat = select(m.hidden(px, 3, m.L - 1, false), 3, 17, m.E, false);
-  std::vector<double> want;
-  const auto &w1 = m.w.at("mm.0.weight"), &b1 = m.w.at("mm.0.bias"), &w2 = m.w.at("mm.2.weight"),
-             &b2 = m.w.at("mm.2.bias");
-  for (size_t t = 0; t < feat.size() / m.E; ++t) {
-    std::vector<double> h(m.M);
-    for (int o = 0; o < m.M; ++o) {
-      double s = b1[o];
-      for (int i = 0; i < m.E; ++i) s += w1[size_t(o) * m.E + i] * feat[t * m.E + i];
-      h[o] = 0.5 * s * std::erfc(-s / std::sqrt(2.0));
+  const std::map<std::string, double (*)(double)> acts = {
+      {"", [](double s) { return 0.5 * s * std::erfc(-s / std::sqrt(2.0)); }},  // default: gelu (erf)
+      {"gelu", [](double s) { return 0.5 * s * std::erfc(-s / std::sqrt(2.0)); }},
+      {"gelu_pytorch_tanh",
+       [](double s) { return 0.5 * s * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (s + 0.044715 * s * s * s))); }},
+      {"quick_gelu", [](double s) { return s / (1.0 + std::exp(-1.702 * s)); }},
+      {"silu", [](double s) { return s / (1.0 + std::exp(-s)); }},
+      {"relu", [](double s) { return s > 0 ? s : 0.0; }},
+  };
+  for (const auto& [name, fn] : acts) {
+    SCOPED_TRACE(name);
+    SynthClip::Opts o;
+    o.proj_act = name;
+    const auto f = m.file(o);
+    const models::Llava llava(*f);
+    EXPECT_EQ(llava.projector().n_embd_out(), m.O);
+    cpu::ThreadPool pool(2);
+    models::ClipWorkspace ws;
+    std::vector<float> hidden, out(size_t(3) * 16 * m.O);
+    llava.encode_images(px.data(), 3, ws, hidden, pool, out.data());
+    std::vector<double> want;
+    const auto &w1 = m.w.at("mm.0.weight"), &b1 = m.w.at("mm.0.bias"), &w2 = m.w.at("mm.2.weight"),
+               &b2 = m.w.at("mm.2.bias");
+    for (size_t t = 0; t < feat.size() / m.E; ++t) {
+      std::vector<double> h(m.M);
+      for (int o2 = 0; o2 < m.M; ++o2) {
+        double s = b1[o2];
+        for (int i = 0; i < m.E; ++i) s += w1[size_t(o2) * m.E + i] * feat[t * m.E + i];
+        h[o2] = fn(s);
+      }
+      for (int o2 = 0; o2 < m.O; ++o2) {
+        double s = b2[o2];
+        for (int i = 0; i < m.M; ++i) s += w2[size_t(o2) * m.M + i] * h[i];
+        want.push_back(s);
+      }
     }
-    for (int o = 0; o < m.O; ++o) {
-      double s = b2[o];
-      for (int i = 0; i < m.M; ++i) s += w2[size_t(o) * m.M + i] * h[i];
-      want.push_back(s);
-    }
+    expect_close(out, want);
   }
-  expect_close(out, want);
+  // the vision MLP's activation by name overrides clip.use_gelu
+  SynthClip::Opts o;
+  o.hidden_act = "gelu";
+  o.feature_layer = -1;
+  const auto f = m.file(o);
+  const models::Clip clip(*f);
+  EXPECT_EQ(clip.hparams().act, ops::Activation::Gelu);
+  expect_close(features(clip, px, 3), select(m.hidden(px, 3, m.L, true), 3, 17, m.E, false));
 }
 
 TEST(ClipSynth, LegacyFileEqualsFeatureLayerMinusTwo) {
@@ -363,6 +389,12 @@ TEST(ClipSynth, LoadErrorsNameTheCulprit) {
   o = {};
   o.projector = "ldp";
   expect_msg(o, "projector type 'ldp' is not supported", true);
+  o = {};
+  o.proj_act = "gelu_new";
+  expect_msg(o, "projector activation 'gelu_new' is not supported", true);
+  o = {};
+  o.hidden_act = "tanh";
+  expect_msg(o, "'akvq.vision.hidden_act' = 'tanh' is not supported", true);
   o = {};
   o.feature_layer = 4;
   expect_msg(o, "'akvq.vision.feature_layer' = 4 is out of range [-4, 3]", false);

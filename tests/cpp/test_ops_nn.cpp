@@ -106,6 +106,32 @@ TEST(OpsNn, GeluAndQuickGelu) {
   }
 }
 
+TEST(OpsNn, EveryActivation) {
+  std::mt19937 rng(17);
+  cpu::ThreadPool pool(3);
+  for (auto a : {ops::Activation::Gelu, ops::Activation::GeluTanh, ops::Activation::QuickGelu, ops::Activation::Silu,
+                 ops::Activation::Relu}) {
+    ops::Activation back;
+    ASSERT_TRUE(ops::activation_from_name(ops::activation_name(a), &back));
+    EXPECT_EQ(back, a);
+    for (int64_t n : kSizes) {
+      const int64_t n_tok = 9;
+      auto x = test::random_floats(n * n_tok, rng, 3.0f);
+      x[0] = -25.0f, x[n * n_tok - 1] = 11.0f;
+      auto y = x, yr = x;
+      ops::activation(a, y.data(), n_tok, n, pool);
+      ops::ref::activation(a, yr.data(), n * n_tok);
+      for (size_t i = 0; i < y.size(); ++i) {
+        const double rel = 1e-6 + 1e-7 * x[i] * x[i];  // as for gelu (tanh form: exp of ~1.6 x + 0.07 x^3)
+        const double tail = a == ops::Activation::GeluTanh ? 1e-7 * std::fabs(x[i] * x[i] * x[i]) : 0.0;
+        ASSERT_NEAR(y[i], yr[i], (rel + tail) * std::fabs(yr[i]) + 1e-30) << ops::activation_name(a) << " " << x[i];
+      }
+    }
+  }
+  ops::Activation a;
+  EXPECT_FALSE(ops::activation_from_name("gelu_new", &a));
+}
+
 TEST(OpsNn, GeluKnownValues) {
   cpu::ThreadPool pool(1);
   float x[4] = {1.0f, -1.0f, 2.0f, 0.5f};
@@ -114,6 +140,13 @@ TEST(OpsNn, GeluKnownValues) {
   EXPECT_NEAR(x[1], -0.15865525393145707, 2e-7);
   EXPECT_NEAR(x[2], 1.9544997361036416, 4e-7);
   EXPECT_NEAR(x[3], 0.34573123063700656, 1e-7);
+  float z[3] = {1.0f, 1.0f, -1.0f};
+  ops::activation(ops::Activation::GeluTanh, z, 1, 1, pool);
+  ops::activation(ops::Activation::Silu, z + 1, 1, 1, pool);
+  ops::activation(ops::Activation::Relu, z + 2, 1, 1, pool);
+  EXPECT_NEAR(z[0], 0.8411919906082768, 2e-7);  // 0.5 (1 + tanh(sqrt(2/pi) 1.044715))
+  EXPECT_NEAR(z[1], 0.7310585786300049, 2e-7);  // sigmoid(1)
+  EXPECT_EQ(z[2], 0.0f);
   float y[2] = {1.0f, -2.0f};
   ops::quick_gelu(y, 1, 2, pool);
   EXPECT_NEAR(y[0], 1.0 / (1.0 + std::exp(-1.702)), 2e-7);

@@ -150,7 +150,7 @@ def test_info_facts(files):
     i = vm.info
     assert (i["image_size"], i["patch_size"], i["n_patches"]) == (32, 8, 16)
     assert (i["n_embd_vision"], i["n_embd"], i["n_layer"], i["feature_layer"]) == (64, 64, 3, 2)
-    assert (i["n_head"], i["n_ff"], i["activation"]) == (4, 128, "quick_gelu")
+    assert (i["n_head"], i["n_ff"], i["activation"], i["projector_activation"]) == (4, 128, "quick_gelu", "gelu")
     assert i["image_mean"] == pytest.approx(CFG["image_mean"]) and i["image_std"] == pytest.approx(CFG["image_std"])
     assert i["image_token_id"] == IMAGE_ID and i["pad_mode"] == "pad" and not i["legacy_ffn_names"]
     # without our keys: llama.cpp's reading (the last stored block, CLS dropped); the image token

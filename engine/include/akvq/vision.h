@@ -27,7 +27,8 @@ struct VisionInfo {
   int n_head = 0;
   int n_ff = 0;
   float eps = 0;
-  std::string activation;             // "quick_gelu" | "gelu"
+  std::string activation;             // vision MLP: "quick_gelu" | "gelu" (transformers' names)
+  std::string projector_activation;   // between mm.0 and mm.2: "gelu" (erf) for LLaVA
   std::string select_strategy;        // "default" (CLS dropped) | "full"
   std::array<float, 3> image_mean{};  // normalization of the [0, 1] pixels: (x - mean) / std
   std::array<float, 3> image_std{};
