@@ -64,6 +64,8 @@ nb::dict vision_info(const VisionInfo& i) {
   d["n_embd"] = i.n_embd;
   d["n_layer"] = i.n_layer;
   d["feature_layer"] = i.feature_layer;
+  d["feature_layers"] = i.feature_layers;
+  d["n_embd_features"] = i.n_embd_features;
   d["n_head"] = i.n_head;
   d["n_ff"] = i.n_ff;
   d["eps"] = i.eps;
@@ -121,7 +123,7 @@ void init_vision(nb::module_& m) {
       .def(
           "encode_features",
           [](const VisionModel& self, PixelArray pixels, int n_threads) {
-            return encode_call(self, pixels, static_cast<size_t>(self.info().n_embd_vision),
+            return encode_call(self, pixels, static_cast<size_t>(self.info().n_embd_features),
                                [&](const float* p, int n) { return self.encode_features(p, n, n_threads); });
           },
           nb::arg("pixels"), nb::arg("n_threads") = 0);

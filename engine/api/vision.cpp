@@ -42,6 +42,8 @@ struct VisionModel::Impl {
     i.n_embd = llava->projector().n_embd_out();
     i.n_layer = hp.n_layer;
     i.feature_layer = hp.feature_layer;
+    i.feature_layers = hp.feature_layers;
+    i.n_embd_features = hp.n_embd_out();
     i.n_head = hp.n_head;
     i.n_ff = hp.n_ff;
     i.eps = hp.eps;
@@ -144,11 +146,11 @@ std::vector<float> VisionModel::encode(const float* pixels, int n_images, int n_
 std::vector<float> VisionModel::encode_features(const float* pixels, int n_images, int n_threads) const {
   Impl& im = *impl_;
   im.check_call(pixels, n_images, n_threads);
-  std::vector<float> out(static_cast<size_t>(n_images) * im.info.n_tokens_per_image * im.info.n_embd_vision);
+  std::vector<float> out(static_cast<size_t>(n_images) * im.info.n_tokens_per_image * im.info.n_embd_features);
   std::lock_guard<std::mutex> lk(im.mu);
   im.for_passes(n_images, [&](int b, int n) {
     im.llava->clip().encode(im.pixels_of(pixels, b), n, im.ws, im.pool_for(n_threads),
-                            out.data() + im.rows_of(b) * im.info.n_embd_vision);
+                            out.data() + im.rows_of(b) * im.info.n_embd_features);
   });
   return out;
 }

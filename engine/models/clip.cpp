@@ -72,6 +72,23 @@ void Clip::encode(const float* pixels, int n_img, ClipWorkspace& ws, cpu::Thread
     ops::layer_norm(x, pre_ln_w_.data(), or_null(pre_ln_b_), N, E, hp.eps, x, pool);
     dump("pre_ln", -1, x, N, E);
   }
+  // selected hidden states (index 0: here; il + 1: after block il): the rows of each image, CLS
+  // dropped ("default") or kept ("full"), at column offset slot * n_embd of out
+  const int skip = hp.select == ClipSelect::Default ? cls : 0;
+  const int n_out = n_pos - skip;
+  const int64_t W = hp.n_embd_out();
+  auto take = [&](int index) {
+    for (size_t slot = 0; slot < hp.feature_layers.size(); ++slot) {
+      if (hp.feature_layers[slot] != index) continue;
+      for (int b = 0; b < n_img; ++b) {
+        for (int r = 0; r < n_out; ++r) {
+          std::memcpy(out + (int64_t{b} * n_out + r) * W + static_cast<int64_t>(slot) * E,
+                      x + (int64_t{b} * n_pos + skip + r) * E, sizeof(float) * E);
+        }
+      }
+    }
+  };
+  take(0);
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
   for (int il = 0; il < static_cast<int>(layers_.size()); ++il) {
@@ -106,13 +123,7 @@ void Clip::encode(const float* pixels, int n_img, ClipWorkspace& ws, cpu::Thread
     dump("ffn_out", il, xn, N, E);
     ops::add_inplace(x, xn, N * E);
     dump("l_out", il, x, N, E);
-  }
-
-  // selected hidden state: drop the CLS row of each image ("default") or keep it ("full")
-  const int skip = hp.select == ClipSelect::Default ? cls : 0;
-  const int n_out = n_pos - skip;
-  for (int b = 0; b < n_img; ++b) {
-    std::memcpy(out + int64_t{b} * n_out * E, x + (int64_t{b} * n_pos + skip) * E, sizeof(float) * n_out * E);
+    take(il + 1);
   }
 }
 

@@ -31,8 +31,9 @@ namespace models {
 namespace clip_keys {
 // i32: index into the encoder's hidden states as transformers numbers them (0 = embeddings after
 // pre-LN, i = output of block i, negative counts from the end: -1 = last block), over the blocks
-// stored in the file (block_count). The `clip.vision.feature_layer` spelling may also be
-// llama.cpp's array of non-negative indices in the same numbering (one element supported).
+// stored in the file (block_count). Or an i32 array (llama.cpp's `clip.vision.feature_layer`,
+// non-negative indices in the same numbering): the hidden states of the listed layers,
+// concatenated along the features in that order (transformers' list-valued vision_feature_layer).
 constexpr const char* kFeatureLayer[2] = {"akvq.vision.feature_layer", "clip.vision.feature_layer"};
 // string: "default" (drop the CLS row) | "full" (keep it).
 constexpr const char* kSelectStrategy[2] = {"akvq.vision.select_strategy", "clip.vision.select_strategy"};
@@ -60,13 +61,15 @@ struct ClipHparams {
   ops::Activation act = ops::Activation::QuickGelu;  // akvq.vision.hidden_act, else clip.use_gelu
   std::array<float, 3> image_mean{};                 // clip.vision.image_mean
   std::array<float, 3> image_std{};                  // clip.vision.image_std
-  int feature_layer = 0;  // resolved index into hidden states, in [0, n_layer]: blocks to run
+  std::vector<int> feature_layers;                   // resolved indices into hidden states, in [0, n_layer], in order
+  int feature_layer = 0;                             // the deepest of them: blocks that run
   ClipSelect select = ClipSelect::Default;
   bool ffn_swapped = false;  // legacy: ffn_down holds fc1, ffn_up holds fc2
   bool has_class_embd = true;
   int n_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
-  int n_pos() const { return n_patches() + (has_class_embd ? 1 : 0); }              // rows per image
-  int n_out() const { return select == ClipSelect::Full ? n_pos() : n_patches(); }  // output rows per image
+  int n_pos() const { return n_patches() + (has_class_embd ? 1 : 0); }                 // rows per image
+  int n_out() const { return select == ClipSelect::Full ? n_pos() : n_patches(); }     // output rows per image
+  int n_embd_out() const { return n_embd * static_cast<int>(feature_layers.size()); }  // output width
 };
 
 // One pre-LN block. Matmul weights are views into the file; 1-D parameters are f32 copies
@@ -101,8 +104,8 @@ class Clip {
 
   const ClipHparams& hparams() const { return hp_; }
 
-  // pixels [n_img, 3, image_size, image_size] normalized CHW -> out [n_img * n_out, n_embd]
-  // (the selected hidden state). All images go through every matmul together.
+  // pixels [n_img, 3, image_size, image_size] normalized CHW -> out [n_img * n_out, n_embd_out]
+  // (the selected hidden state(s)). All images go through every matmul together.
   void encode(const float* pixels, int n_img, ClipWorkspace& ws, cpu::ThreadPool& pool, float* out) const;
 
  private:

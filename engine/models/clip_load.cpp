@@ -1,5 +1,6 @@
 // CLIP vision tower loader: `clip.vision.*` hyperparameters, our `akvq.vision.*` keys, the `v.*`
 // weight table and the legacy quirks of published llama.cpp mmproj files.
+#include <algorithm>
 #include <string>
 
 #include "akvq/error.h"
@@ -38,8 +39,8 @@ std::array<float, 3> get_rgb(const gguf::File& f, const std::string& key, std::a
   return {v[0], v[1], v[2]};
 }
 
-// Resolves the feature layer to an index in [0, n_layer] (see clip_keys::kFeatureLayer).
-int resolve_feature_layer(const gguf::File& f, int n_layer) {
+// Resolves the feature layer(s) to indices in [0, n_layer] (see clip_keys::kFeatureLayer).
+std::vector<int> resolve_feature_layers(const gguf::File& f, int n_layer) {
   auto check = [&](const std::string& key, int64_t idx, bool allow_negative) {
     const int64_t lo = allow_negative ? -(int64_t{n_layer} + 1) : 0;
     if (idx < lo || idx > n_layer) {
@@ -52,17 +53,18 @@ int resolve_feature_layer(const gguf::File& f, int n_layer) {
     const std::string key = name;
     const gguf::Value* v = f.find(key);
     if (!v) continue;
-    if (v->type != gguf::ValueType::ARRAY) return check(key, f.get_i64(key, 0), true);
+    if (v->type != gguf::ValueType::ARRAY) return {check(key, f.get_i64(key, 0), true)};
     const std::vector<int32_t> layers = f.get_i32_array(key);  // llama.cpp: non-negative indices
-    if (layers.size() != 1) {
-      throw Unavailable(kTag + " " + f.path() + ": key '" + key + "' lists " + std::to_string(layers.size()) +
-                        " feature layers; only one is supported");
+    if (layers.empty() || layers.size() > 64) {
+      fail(f, "key '" + key + "' lists " + std::to_string(layers.size()) + " feature layers (1 to 64)");
     }
-    return check(key, layers[0], false);
+    std::vector<int> out;
+    for (int32_t l : layers) out.push_back(check(key, l, false));
+    return out;
   }
   // llama.cpp's reading of LLaVA files: the unused last block(s) are not stored, the feature is
   // the output of the last stored block.
-  return n_layer;
+  return {n_layer};
 }
 
 }  // namespace
@@ -111,7 +113,8 @@ Clip::Clip(const gguf::File& f) {
   // OpenAI CLIP's normalization when the file does not say (llama.cpp files always do).
   hp.image_mean = get_rgb(f, "clip.vision.image_mean", {0.48145466f, 0.4578275f, 0.40821073f}, false);
   hp.image_std = get_rgb(f, "clip.vision.image_std", {0.26862954f, 0.26130258f, 0.27577711f}, true);
-  hp.feature_layer = resolve_feature_layer(f, hp.n_layer);
+  hp.feature_layers = resolve_feature_layers(f, hp.n_layer);
+  hp.feature_layer = *std::max_element(hp.feature_layers.begin(), hp.feature_layers.end());
   const char* skey = clip_key(f, clip_keys::kSelectStrategy);
   const std::string strategy = f.get_str(skey, "default");
   if (strategy == "default") {

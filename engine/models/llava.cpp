@@ -54,12 +54,12 @@ void LlavaProjector::forward(const float* x, int64_t n, std::vector<float>& hidd
   ops::add_bias(out, b2_.data(), n, n_out_, pool);
 }
 
-Llava::Llava(const gguf::File& f) : clip_(f), proj_(f, clip_.hparams().n_embd) {}
+Llava::Llava(const gguf::File& f) : clip_(f), proj_(f, clip_.hparams().n_embd_out()) {}
 
 void Llava::encode_images(const float* pixels, int n_img, ClipWorkspace& ws, std::vector<float>& hidden,
                           cpu::ThreadPool& pool, float* out) const {
   const int64_t n = int64_t{n_img} * n_tokens_per_image();
-  std::vector<float> feats(static_cast<size_t>(n * clip_.hparams().n_embd));  // [n, n_embd_vision]
+  std::vector<float> feats(static_cast<size_t>(n * clip_.hparams().n_embd_out()));  // [n, n_embd_features]
   clip_.encode(pixels, n_img, ws, pool, feats.data());
   proj_.forward(feats.data(), n, hidden, pool, out);
 }

@@ -22,7 +22,8 @@ namespace models {
 
 class LlavaProjector {
  public:
-  // Binds `mm.0.*` / `mm.2.*` of f (outliving this object); n_embd_vision: the tower's width.
+  // Binds `mm.0.*` / `mm.2.*` of f (outliving this object); n_embd_vision: the width of the
+  // tower's output (n_embd times the number of feature layers).
   // Throws FormatError naming the tensor, Unavailable for a projector type other than `mlp`.
   LlavaProjector(const gguf::File& f, int n_embd_vision);
 

@@ -75,9 +75,10 @@ struct SynthClip {
     bool legacy = false;  // last block not stored, fc1/fc2 as ffn_down/ffn_up, no keys
     std::string skip;     // a tensor left out
     std::string projector = "mlp";
-    std::string proj_act;    // akvq.vision.projector_hidden_act when set
-    std::string hidden_act;  // akvq.vision.hidden_act when set
-    int image_size = 0;      // override clip.vision.image_size
+    std::vector<int32_t> layers;  // llama.cpp's clip.vision.feature_layer array instead of our key
+    std::string proj_act;         // akvq.vision.projector_hidden_act when set
+    std::string hidden_act;       // akvq.vision.hidden_act when set
+    int image_size = 0;           // override clip.vision.image_size
   };
 
   std::unique_ptr<gguf::File> file(const Opts& o) const {
@@ -93,7 +94,11 @@ struct SynthClip {
     wr.u32("clip.vision.attention.head_count", H);
     wr.f32("clip.vision.attention.layer_norm_epsilon", 1e-5f);
     wr.boolean("clip.use_gelu", o.gelu);
-    if (!o.legacy && !o.no_key) wr.i32("akvq.vision.feature_layer", o.feature_layer);
+    if (!o.layers.empty()) {
+      wr.i32_array("clip.vision.feature_layer", o.layers);
+    } else if (!o.legacy && !o.no_key) {
+      wr.i32("akvq.vision.feature_layer", o.feature_layer);
+    }
     if (o.full) wr.str("akvq.vision.select_strategy", "full");
     if (!o.proj_act.empty()) wr.str("akvq.vision.projector_hidden_act", o.proj_act);
     if (!o.hidden_act.empty()) wr.str("akvq.vision.hidden_act", o.hidden_act);
@@ -225,7 +230,7 @@ std::vector<double> select(const std::vector<double>& h, int n_img, int n_pos, i
 std::vector<float> features(const models::Clip& clip, const std::vector<float>& px, int n_img, int threads = 2) {
   cpu::ThreadPool pool(threads);
   models::ClipWorkspace ws;
-  std::vector<float> out(size_t(n_img) * clip.hparams().n_out() * clip.hparams().n_embd);
+  std::vector<float> out(size_t(n_img) * clip.hparams().n_out() * clip.hparams().n_embd_out());
   clip.encode(px.data(), n_img, ws, pool, out.data());
   return out;
 }
@@ -306,6 +311,30 @@ TEST(ClipSynth, ProjectorAfterTheTowerEveryActivation) {
   const models::Clip clip(*f);
   EXPECT_EQ(clip.hparams().act, ops::Activation::Gelu);
   expect_close(features(clip, px, 3), select(m.hidden(px, 3, m.L, true), 3, 17, m.E, false));
+}
+
+TEST(ClipSynth, SeveralFeatureLayersConcatenate) {
+  // llama.cpp's array key (transformers' list-valued vision_feature_layer): the listed hidden states
+  // side by side, in the listed order
+  const SynthClip m(15);
+  const auto px = pixels(2, m.S, 16);
+  for (bool full : {false, true}) {
+    SynthClip::Opts o;
+    o.layers = {3, 0, 1};
+    o.full = full;
+    const auto f = m.file(o);
+    const models::Clip clip(*f);
+    EXPECT_EQ(clip.hparams().feature_layer, 3);
+    EXPECT_EQ(clip.hparams().n_embd_out(), 3 * m.E);
+    const int rows = full ? 17 : 16;
+    std::vector<std::vector<double>> parts;
+    for (int l : o.layers) parts.push_back(select(m.hidden(px, 2, l, false), 2, 17, m.E, full));
+    std::vector<double> want;
+    for (int r = 0; r < 2 * rows; ++r) {
+      for (const auto& p : parts) want.insert(want.end(), p.begin() + r * m.E, p.begin() + (r + 1) * m.E);
+    }
+    expect_close(features(clip, px, 2), want);
+  }
 }
 
 TEST(ClipSynth, LegacyFileEqualsFeatureLayerMinusTwo) {
@@ -401,18 +430,8 @@ TEST(ClipSynth, LoadErrorsNameTheCulprit) {
   o = {};
   o.image_size = 18;
   expect_msg(o, "image_size 18 is not a multiple of patch_size 4", false);
-  // llama.cpp's array of feature layers: one supported, several not
-  akvq::testing::GgufWriter wr;
-  wr.str("general.architecture", "clip");
-  wr.u32("clip.vision.image_size", 16);
-  wr.u32("clip.vision.patch_size", 4);
-  wr.u32("clip.vision.embedding_length", 32);
-  wr.u32("clip.vision.feed_forward_length", 48);
-  wr.u32("clip.vision.block_count", 3);
-  wr.u32("clip.vision.attention.head_count", 2);
-  wr.i32_array("clip.vision.feature_layer", {1, 3});
-  wr.tensor("v.patch_embd.weight", {4, 4, 3, 32}, std::vector<float>(4 * 4 * 3 * 32, 0.0f));
-  const auto bytes = wr.bytes();
-  const auto f = gguf::File::from_bytes(bytes.data(), bytes.size(), "two-layers");
-  EXPECT_THROW(models::Clip c(*f), Unavailable);
+  // several feature layers widen the projector's input: a projector for one layer does not fit
+  o = {};
+  o.layers = {1, 3};
+  expect_msg(o, "tensor 'mm.0.weight' has shape {32, 40}, expected {64, 40}", false);
 }

@@ -256,13 +256,19 @@ def write(
     extra_keys: dict | None = None,
     projector_out: int | None = None,
     source: tuple[dict, dict] | None = None,
+    projector_in_tiles: int = 1,
 ) -> pathlib.Path:
     """layout: "one" (text + vision, arch llama) | "text" (text only) | "mmproj" (arch clip).
     feature_layer / strategy: our `akvq.vision.*` keys (None: not written). extra_keys: more
     vision keys (e.g. {"use_gelu": True} or llama.cpp's "clip.vision.feature_layer": [2]).
     projector_out: cut the projector's output width (a mismatching mmproj). source: (config, state
-    dict) from load_hf_dir (default: the clip_tiny fixture)."""
+    dict) from load_hf_dir (default: the clip_tiny fixture). projector_in_tiles: repeat mm.0's input
+    columns (scaled), for files with several feature layers."""
     cfg, sd = source if source is not None else load_weights()
+    if projector_in_tiles > 1:  # a projector taking several feature layers side by side
+        sd = dict(sd)
+        w1 = sd["multi_modal_projector.linear_1.weight"].astype(np.float32)
+        sd["multi_modal_projector.linear_1.weight"] = np.tile(w1, (1, projector_in_tiles)) / projector_in_tiles
     if projector_out is not None:
         sd = dict(sd)
         sd["multi_modal_projector.linear_2.weight"] = sd["multi_modal_projector.linear_2.weight"][:projector_out]

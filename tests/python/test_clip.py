@@ -120,6 +120,20 @@ def test_clip_vision_key_spellings(tmp_path):
     assert cosine(vm.encode_features(REF["pixels"]), REF["hidden_quick"][-1]) >= 0.9999
 
 
+def test_several_feature_layers(tmp_path):
+    # llama.cpp's array key with two hidden states (transformers' list-valued vision_feature_layer):
+    # concatenated along the features, in the listed order
+    keys = {"clip.vision.feature_layer": [3, 1]}
+    path = llava_gguf.write(tmp_path / "m.gguf", layout="mmproj", extra_keys=keys, projector_in_tiles=2)
+    vm = A.VisionModel.load(str(path))
+    i = vm.info
+    assert (i["feature_layers"], i["feature_layer"], i["n_embd_features"]) == ([3, 1], 3, 128)
+    got = vm.encode_features(REF["pixels"])
+    want = np.concatenate([REF["hidden_quick"][3][:, 1:], REF["hidden_quick"][1][:, 1:]], axis=-1)
+    assert got.shape == want.shape and cosine(got, want) >= 0.9999
+    assert vm.encode(REF["pixels"]).shape == (3, 16, 64)
+
+
 def test_features_gelu(tmp_path):
     path = llava_gguf.write(
         tmp_path / "g.gguf", layout="mmproj", feature_layer=-1, strategy="full", extra_keys={"use_gelu": True}

@@ -18,12 +18,14 @@ struct VisionInfo {
   std::string projector_type;  // "mlp"
   int image_size = 0;          // input images are image_size x image_size (after preprocessing)
   int patch_size = 0;
-  int n_patches = 0;           // (image_size / patch_size)^2
-  int n_tokens_per_image = 0;  // rows per image: n_patches ("default") or n_patches + 1 ("full")
-  int n_embd_vision = 0;       // width of the vision tower
-  int n_embd = 0;              // width of the projected rows (the text model's n_embd)
-  int n_layer = 0;             // blocks stored in the file
-  int feature_layer = 0;       // hidden state used, in [0, n_layer] (= blocks that run)
+  int n_patches = 0;                // (image_size / patch_size)^2
+  int n_tokens_per_image = 0;       // rows per image: n_patches ("default") or n_patches + 1 ("full")
+  int n_embd_vision = 0;            // width of the vision tower
+  int n_embd = 0;                   // width of the projected rows (the text model's n_embd)
+  int n_layer = 0;                  // blocks stored in the file
+  int feature_layer = 0;            // the deepest hidden state used, in [0, n_layer] (= blocks run)
+  std::vector<int> feature_layers;  // hidden states used, concatenated in this order (usually one)
+  int n_embd_features = 0;          // width of encode_features rows: n_embd_vision * feature_layers
   int n_head = 0;
   int n_ff = 0;
   float eps = 0;
@@ -59,8 +61,8 @@ class VisionModel {
   // bit whatever images come with it.
   // n_threads 0: the default thread count. Thread-safe (concurrent calls run one at a time).
   std::vector<float> encode(const float* pixels, int n_images, int n_threads = 0) const;
-  // The vision tower's selected hidden state before the projector:
-  // [n_images * n_tokens_per_image, n_embd_vision].
+  // The vision tower's selected hidden state(s) before the projector:
+  // [n_images * n_tokens_per_image, n_embd_features].
   std::vector<float> encode_features(const float* pixels, int n_images, int n_threads = 0) const;
 
   struct Impl;
