@@ -8,7 +8,9 @@ with one image, for a fixture checkpoint and for LLaVA-1.5-7B-shaped random weig
 when not given. The prompt is BOS, 10 text tokens, the image marker, then text up to 576 + 247 =
 823 rows (llama.cpp's llava-cli measurement: one image + a short question). Times are wall clock;
 encode runs --repeat times (best and first reported: the first touches the mapped weights), the 7B
-prefill once (fixture: best of --repeat). Prints the load average before and after (2 shared cores).
+prefill once (fixture: best of --repeat). The process's CPU seconds of each step are printed too:
+on a loaded machine, CPU seconds / threads bounds what the step takes on idle cores. Prints the
+load average before and after (2 shared cores).
 Peak RSS is the process's (mapped weight pages that were touched count).
 """
 
@@ -60,11 +62,12 @@ def run_model(path, n_threads: int, text_tokens: int, repeat: int, prefill_repea
     info = m.vision_info
     image_id = int(_akvq.image_token_id(m._model, vision))
     pixels = np.stack([_akvq.vision_preprocess(vision, test_image())])
-    enc_times = []
+    enc_times, enc_cpu = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         enc = _akvq.encode_images(vision, pixels, n_threads)
         enc_times.append(time.perf_counter() - t)
+        enc_cpu.append(time.process_time() - c)
     n_img = int(info["n_tokens_per_image"])
     rng = np.random.default_rng(1)
     lo, hi = 259, m.n_vocab - 1
@@ -74,12 +77,13 @@ def run_model(path, n_threads: int, text_tokens: int, repeat: int, prefill_repea
     inp = _akvq.image_prompt_input(ids, image_id, enc, m.n_ctx)
     n_rows = len(inp)
     s = m._sess()
-    pre = []
+    pre, pre_cpu = [], []
     for _ in range(prefill_repeat):
         s.reset()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         s.eval_rows(inp)
         pre.append(time.perf_counter() - t)
+        pre_cpu.append(time.process_time() - c)
     m.close()
     best = min(pre)
     return {
@@ -90,7 +94,9 @@ def run_model(path, n_threads: int, text_tokens: int, repeat: int, prefill_repea
         "rows": n_rows,
         "encode_s_first": enc_times[0],
         "encode_s_best": min(enc_times),
+        "encode_cpu_s": enc_cpu,
         "prefill_s": best,
+        "prefill_cpu_s": pre_cpu[pre.index(best)],
         "prefill_tps": n_rows / best,
         "prompt_with_image_s": min(enc_times) + best,
     }
@@ -126,6 +132,12 @@ def main(argv=None) -> int:
             f"| {r['model']} | {r['image_tokens']} | {r['rows']} "
             f"| {r['encode_s_first']:.4g} / {r['encode_s_best']:.4g} "
             f"| {r['prefill_s']:.4g} | {r['prefill_tps']:.1f} | {r['prompt_with_image_s']:.4g} |"
+        )
+    for r in rows:  # CPU seconds: what the runs cost whatever the contention (/ threads: an idle wall bound)
+        print(
+            f"{r['model']}: encode CPU s {', '.join(f'{x:.4g}' for x in r['encode_cpu_s'])}; "
+            f"prefill CPU s {r['prefill_cpu_s']:.4g} ({r['rows'] / (r['prefill_cpu_s'] / a.threads):.1f} tok/s "
+            f"at {a.threads} fully used threads)"
         )
     print(f"peak RSS of this process: {rss:.0f} MB")
     if a.json:
