@@ -12,7 +12,7 @@
 
 namespace akvq::bind {
 
-void init_saliency(nb::module_& m) {
+void init_saliency(nb::module_& /*m*/) {  // adds to Session (registered by init_model)
   using F32Array = nb::ndarray<nb::numpy, float>;
   nb::object session = nb::borrow(nb::type<Session>());
   session.attr("attention_profile") = nb::cpp_function(
