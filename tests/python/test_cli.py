@@ -1,24 +1,11 @@
 """akvq-cli: help, errors, and the same greedy output as the Python API."""
 
-import os
-import pathlib
-import shutil
 import subprocess
 
 import pytest
+from test_helpers import cli
 
 import pyakvq
-
-
-def cli() -> str:
-    exe = os.environ.get("AKVQ_CLI") or shutil.which("akvq-cli")
-    if exe is None:
-        ext = os.environ.get("AKVQ_EXT_DIR")
-        if ext and (pathlib.Path(ext) / "akvq-cli").exists():
-            exe = str(pathlib.Path(ext) / "akvq-cli")
-    if exe is None:
-        pytest.fail("akvq-cli is not on PATH (pip install . puts it there)")
-    return exe
 
 
 def run(*args):

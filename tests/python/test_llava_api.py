@@ -6,7 +6,6 @@ every bad input of issue 8 point 6 (typed errors naming the image)."""
 from __future__ import annotations
 
 import base64
-import os
 import pathlib
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ import sys
 import llava_convert as lc
 import numpy as np
 import pytest
+from test_helpers import cli
 
 import pyakvq
 from pyakvq.multimodal import LLAVA_SYSTEM
@@ -261,15 +261,6 @@ def test_changed_image_is_not_served_from_the_cache(files):
 # ---- akvq-cli --image ---------------------------------------------------------------------------------
 
 
-def cli() -> str:
-    exe = os.environ.get("AKVQ_CLI") or shutil.which("akvq-cli")
-    if exe is None:
-        ext = os.environ.get("AKVQ_EXT_DIR")
-        if ext and (pathlib.Path(ext) / "akvq-cli").exists():
-            exe = str(pathlib.Path(ext) / "akvq-cli")
-    if exe is None:
-        pytest.fail("akvq-cli is not on PATH (pip install . puts it there)")
-    return exe
 
 
 def run_cli(*args):

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, precondition, rule
+from test_helpers import bounded
 
 import pyakvq
 
@@ -32,24 +33,6 @@ STOPS = [None, " ", "e"]
 ENDED = "ended by a later call"
 
 
-def bounded(fn, *args, **kw):
-    """fn(*args, **kw) in a new daemon thread; fails if it does not return within TIMEOUT."""
-    box = {}
-
-    def work():
-        try:
-            box["value"] = fn(*args, **kw)
-        except BaseException as e:  # noqa: BLE001
-            box["error"] = e
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(TIMEOUT)
-    if t.is_alive():
-        pytest.fail(f"{getattr(fn, '__name__', fn)} did not return within {TIMEOUT} s (hung)")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 class Oracle:

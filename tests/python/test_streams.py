@@ -3,6 +3,7 @@ call ends it, and resuming it raises a clear error), kv_stats() takes the Model'
 interpreter exits cleanly while daemon threads are inside engine calls. Every call here is
 bounded in time, so a regression fails instead of hanging the suite."""
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -10,37 +11,23 @@ import textwrap
 import threading
 
 import pytest
+from test_helpers import bounded
 
 import pyakvq
 
 # Subprocesses run outside the repository, so `import pyakvq` finds the installed package (or the
 # one on PYTHONPATH in a development setup), never the source tree's uncompiled copy via the cwd.
 _NEUTRAL_CWD = tempfile.gettempdir()
+# ... with a relative PYTHONPATH / AKVQ_EXT_DIR (a development setup run from the repository) made absolute.
+_ENV = dict(os.environ)
+if _ENV.get("PYTHONPATH"):
+    _ENV["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in _ENV["PYTHONPATH"].split(os.pathsep) if p)
+if _ENV.get("AKVQ_EXT_DIR"):
+    _ENV["AKVQ_EXT_DIR"] = os.path.abspath(_ENV["AKVQ_EXT_DIR"])
 
 TIMEOUT = 60  # seconds; a call that takes longer is taken as hung
 PROMPT = "Once upon a time"
 ENDED = "ended by a later call"
-
-
-def bounded(fn, *args, timeout=TIMEOUT, **kw):
-    """Runs fn in a daemon thread and returns its result; fails the test if it does not return
-    within `timeout` (the thread is left behind, the test goes on)."""
-    box = {}
-
-    def work():
-        try:
-            box["value"] = fn(*args, **kw)
-        except BaseException as e:  # noqa: BLE001
-            box["error"] = e
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        pytest.fail(f"{getattr(fn, '__name__', fn)} did not return within {timeout} s (hung)")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +227,14 @@ def test_exit_with_daemon_threads_inside_engine_calls(smollm2_path, call, n_thre
     print nanobind leak warnings."""
     delay = 0.05 if n_threads == 1 else 0.3
     code = EXIT_SCRIPT.format(path=str(smollm2_path), call=CALLS[call], n_threads=n_threads, delay=delay)
-    r = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120, cwd=_NEUTRAL_CWD)
+    r = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=_NEUTRAL_CWD,
+        env=_ENV,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr == ""
 
@@ -260,7 +254,9 @@ def idle():
 threading.Thread(target=idle, daemon=True).start()
 time.sleep(0.5)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=_NEUTRAL_CWD)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=_NEUTRAL_CWD, env=_ENV
+    )
     assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
 
 
@@ -274,5 +270,7 @@ m = pyakvq.Model({str(smollm2_path)!r}, n_ctx=64, n_threads=1)
 m.generate("Hi", max_tokens=2, temperature=0)
 assert not _akvq._shutting_down()
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=_NEUTRAL_CWD)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=_NEUTRAL_CWD, env=_ENV
+    )
     assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
