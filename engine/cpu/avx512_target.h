@@ -1,0 +1,23 @@
+// Compiles the code between AKVQ_AVX512_BEGIN and AKVQ_AVX512_END for AVX-512 F/BW/VL/DQ + VNNI +
+// BF16, whatever the build's -march, so that an AVX2 build carries the AVX-512 kernels and picks
+// them at run time (cpu/isa.h). Only functions defined between the two marks get the target:
+// templates and inline functions of headers included before BEGIN keep the build's ISA, so no
+// AVX-512 code can leak into the rest of the program through a shared inline definition.
+// Include every header (and <immintrin.h>) before AKVQ_AVX512_BEGIN.
+#pragma once
+
+#if defined(AKVQ_HAVE_AVX512_KERNELS)
+#include <immintrin.h>
+
+#if defined(__clang__)
+#define AKVQ_AVX512_BEGIN                                                                                    \
+  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,"   \
+          "avx512bf16,avx2,fma,f16c\"))), apply_to = function)")
+#define AKVQ_AVX512_END _Pragma("clang attribute pop")
+#else
+#define AKVQ_AVX512_BEGIN \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c\")")
+#define AKVQ_AVX512_END _Pragma("GCC pop_options")
+#endif
+
+#endif
