@@ -15,9 +15,14 @@
           "avx512bf16,avx2,fma,f16c\"))), apply_to = function)")
 #define AKVQ_AVX512_END _Pragma("clang attribute pop")
 #else
-#define AKVQ_AVX512_BEGIN \
-  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c\")")
-#define AKVQ_AVX512_END _Pragma("GCC pop_options")
+// GCC 12 reports the _mm512_undefined_* placeholders inside its own intrinsics (slli, cvt,
+// permutexvar ...) as uninitialized once they are inlined into a target region: silenced here only.
+#define AKVQ_AVX512_BEGIN                                                                                      \
+  _Pragma("GCC push_options")                                                                                 \
+      _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c\")")       \
+          _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")               \
+              _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define AKVQ_AVX512_END _Pragma("GCC diagnostic pop") _Pragma("GCC pop_options")
 #endif
 
 #endif

@@ -2,6 +2,7 @@
 // of 8 weights is converted once and used for T tokens; each x vector is used for R rows. The tile
 // loop is shared (gemm_float_tiles.h); this file holds the loads and the vector traits.
 #include "cpu/gemm_float_tiles.h"
+#include "cpu/isa.h"
 #include "cpu/qgemm.h"
 #include "cpu/simd.h"
 
@@ -44,6 +45,10 @@ const TileKernels* simd_kernels_float(DType) {
 #endif
 
 const TileKernels* simd_kernels(DType t) {
+  if (active_isa() == Isa::Scalar) return nullptr;
+  if (active_isa() == Isa::Avx512) {
+    if (const TileKernels* k = simd_kernels_q32_avx512(t)) return k;
+  }
   if (const TileKernels* k = simd_kernels_q32(t)) return k;
   if (const TileKernels* k = simd_kernels_kquant(t)) return k;
   return simd_kernels_float(t);

@@ -29,8 +29,14 @@ using TileFn = void (*)(const uint8_t* w, size_t w_stride, const ActRows& x, int
 constexpr int kMaxTileR = 4;
 constexpr int kMaxTileT = 4;
 
+// The right-hand side a kernel set reads: Native = the weight type's usual format (Q16 rows,
+// ActQ16K or f32, ops/qblocks.h); Q16X = the byte-split groups of the AVX-512 kernels
+// (ops/qblocks.h), whose offset lanes and high bytes depend on the weight type.
+enum class ActFormat { Native, Q16X };
+
 struct TileKernels {
   TileFn fn[kMaxTileR][kMaxTileT] = {};  // fn[R-1][T-1]; nullptr where not provided
+  ActFormat act = ActFormat::Native;
   int pref_r1 = 4;                       // preferred R when T == 1 (decode)
   int pref_r = 2, pref_t = 4;            // preferred tile for several tokens (prefill)
 };
@@ -39,6 +45,7 @@ struct TileKernels {
 // (the caller then uses the scalar reference dots).
 const TileKernels* simd_kernels(DType t);
 const TileKernels* simd_kernels_q32(DType t);     // Q4_0, Q4_1, Q8_0 (qgemm_q32.cpp)
+const TileKernels* simd_kernels_q32_avx512(DType t);  // same types, AVX-512 VNNI (qgemm_q32_avx512.cpp)
 const TileKernels* simd_kernels_kquant(DType t);  // Q4_K, Q6_K (qgemm_kquant.cpp)
 const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.cpp)
 
@@ -46,5 +53,8 @@ const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.
 // quantize_row_q16k (falls back to them without AVX2 or NEON).
 void quantize_row_q16(const float* x, void* out_row, int64_t n);
 void quantize_row_q16k(const float* x, void* out_act_q16k, int64_t n);
+// Q16X row (ops/qblocks.h) of x[n] for weights of type `weight` (Q4_0, Q4_1 or Q8_0), n a
+// multiple of 32: the integers and scales of quantize_row_q16, regrouped (act_quant_q16x.cpp).
+void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight);
 
 }  // namespace akvq::cpu

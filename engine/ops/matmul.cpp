@@ -45,10 +45,29 @@ struct ActBuffer {
   std::vector<float> tr;  // d_tr then s_tr
 };
 
-cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, bool simd, cpu::ThreadPool& pool) {
+cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, const cpu::TileKernels* k,
+                         cpu::ThreadPool& pool) {
   thread_local ActBuffer buf;
   cpu::ActRows a;
+  const bool simd = k != nullptr;
   const ref::ActKind kind = ref::act_kind(type);
+  if (k && k->act == cpu::ActFormat::Q16X) {  // byte-split groups of the AVX-512 kernels
+    a.stride = static_cast<size_t>(act_q16x_row_bytes(n_in));
+    if (buf.rows.size() < a.stride * n_tok + 64) buf.rows.resize(a.stride * n_tok + 64);
+    uint8_t* rows = buf.rows.data() + (64 - reinterpret_cast<uintptr_t>(buf.rows.data()) % 64) % 64;
+    a.data = rows;
+    auto quantize = [&](int64_t t) { cpu::quantize_row_q16x(x + t * n_in, rows + t * a.stride, n_in, type); };
+    const int n_thr = pool.size();
+    if (n_tok >= 4 && n_thr > 1) {
+      const int n_tasks = static_cast<int>(std::min<int64_t>(n_tok, 4 * n_thr));
+      pool.run(n_tasks, [&](int task, int) {
+        for (int64_t t = task * n_tok / n_tasks; t < (task + 1) * n_tok / n_tasks; ++t) quantize(t);
+      });
+    } else {
+      for (int64_t t = 0; t < n_tok; ++t) quantize(t);
+    }
+    return a;
+  }
   if (kind == ref::ActKind::F32) {
     a.data = reinterpret_cast<const uint8_t*>(x);
     a.stride = static_cast<size_t>(n_in) * sizeof(float);
@@ -121,7 +140,7 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::T
   const int64_t n_in = w.ne[0], n_out = w.rows();
   if (n_tok == 0 || n_out == 0) return;
   const cpu::TileKernels* k = opt.simd ? cpu::simd_kernels(w.type) : nullptr;
-  const cpu::ActRows a = prepare_act(w.type, x, n_tok, n_in, k != nullptr, pool);
+  const cpu::ActRows a = prepare_act(w.type, x, n_tok, n_in, k, pool);
 
   int R = 1, T = 1;
   if (k) {

@@ -81,6 +81,25 @@ inline const float* act_q16_s(const void* row, int64_t n) {
   return act_q16_d(row, n) + n / kQK;
 }
 
+// Q16X, the right-hand side of the AVX-512 kernels for Q4_0 / Q4_1 / Q8_0: the Q16 integers q
+// (the same values as above) split into bytes, q = 256 * h + l with h = q >> 8 (-128..127) and
+// l = q & 255 (0..255), so that the byte dot instruction (u8 x s8 -> s32, four products per lane)
+// computes the exact 16-bit product in two passes. Values are taken in groups of 4 blocks
+// (128 values; the missing blocks of a row's last group are zeros); group g is kQ16XGroupBytes:
+//   h[128]: byte 16k + i = h of value i of block 4g+k, byte 64 + 16k + i = h of value 16 + i
+//           (k < 4, i < 16): the order of two 4-bit weight registers (low nibbles, high nibbles);
+//           for Q8_0 weights (the signed operand there): h + 128 as uint8
+//   l[128]: l, same order (uint8)
+//   d16[16] f32: lane j = d of block 4g + j/4 (the lanes of the byte dot's int32 results)
+//   o16[16]: lane 4k = the offset term of block 4g+k, other lanes 0: int32 -8 * sum(q) (folds
+//            Q4_0's -8 into the integer dot), f32 s = d * sum(q) for Q4_1; unused for Q8_0.
+// A row of n values is ceil(n / 128) groups (64-byte aligned when the row is).
+constexpr int64_t kQ16XGroup = 128;
+constexpr int64_t kQ16XGroupBytes = 384;
+constexpr int64_t act_q16x_row_bytes(int64_t n) {
+  return (n + kQ16XGroup - 1) / kQ16XGroup * kQ16XGroupBytes;
+}
+
 // Q16K, the right-hand side of the K-quants. Per super-block of 256 values: d = amax / 32767,
 // q as above; sums[j] = sum of q over values 32j..32j+31 (for the Q4_K min term).
 struct ActQ16K {

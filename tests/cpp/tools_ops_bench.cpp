@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
@@ -123,13 +124,37 @@ int main(int argc, char** argv) {
   std::mt19937 rng(1);
   std::printf("threads=%d  streaming read bandwidth (1 line per 64 B): %.1f GB/s\n", threads,
               read_bandwidth_gbs(pool));
-  const Shape shapes[] = {
+  // env AKVQ_BENCH_SHAPES=1.1b|7b: the matrices of a 1.1B Llama (22 layers, 2048 wide, GQA 32/4,
+  // FFN 5632) or of Llama-2-7B, all of type AKVQ_BENCH_TYPE (q4_0 default, q4_1, q8_0).
+  std::vector<Shape> shapes = {
       {"attn_q/out 576->576", DType::Q4_1, 576, 576, 60},
       {"attn_k/v 576->192", DType::Q4_1, 576, 192, 60},
       {"ffn_gate/up 576->1536", DType::Q4_1, 576, 1536, 60},
       {"ffn_down 1536->576", DType::Q4_1, 1536, 576, 30},
       {"output 576->49152", DType::Q8_0, 576, 49152, 1},
   };
+  const char* model_name = "SmolLM2-135M";
+  if (const char* e = std::getenv("AKVQ_BENCH_SHAPES")) {
+    DType t = DType::Q4_0;
+    if (const char* te = std::getenv("AKVQ_BENCH_TYPE")) {
+      if (std::string(te) == "q4_1") t = DType::Q4_1;
+      if (std::string(te) == "q8_0") t = DType::Q8_0;
+    }
+    if (std::string(e) == "1.1b") {
+      model_name = "1.1B";
+      shapes = {{"attn_q/out 2048->2048", t, 2048, 2048, 44},
+                {"attn_k/v 2048->256", t, 2048, 256, 44},
+                {"ffn_gate/up 2048->5632", t, 2048, 5632, 44},
+                {"ffn_down 5632->2048", t, 5632, 2048, 22},
+                {"output 2048->32000", t, 2048, 32000, 1}};
+    } else if (std::string(e) == "7b") {
+      model_name = "7B";
+      shapes = {{"attn_qkvo 4096->4096", t, 4096, 4096, 128},
+                {"ffn_gate/up 4096->11008", t, 4096, 11008, 64},
+                {"ffn_down 11008->4096", t, 11008, 4096, 32},
+                {"output 4096->32000", t, 4096, 32000, 1}};
+    }
+  }
   std::printf("%-24s %-5s %5s %10s %10s %9s %12s\n", "shape", "type", "n_tok", "us/call", "GFLOP/s",
               "GB/s(W)", "cpu-us/call");
   double per_token_us[2] = {0, 0};  // summed over one model step: 30 layers + output
@@ -175,7 +200,7 @@ int main(int argc, char** argv) {
       per_token_us[k] += s.per_step * us / n_tok;
     }
   }
-  std::printf("\nmatmuls of one SmolLM2-135M step (30 layers x {q,k,v,o,gate,up,down} + output):\n");
+  std::printf("\nmatmuls of one %s step (every layer matrix + output):\n", model_name);
   std::printf("  decode  (n_tok=1):  %.0f us/token -> %.0f tokens/s (matmul only)\n", per_token_us[0],
               1e6 / per_token_us[0]);
   std::printf("  prefill (n_tok=64): %.0f us/token -> %.0f tokens/s (matmul only)\n", per_token_us[1],

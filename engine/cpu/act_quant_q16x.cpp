@@ -1,0 +1,59 @@
+// Q16X activation rows (ops/qblocks.h) for the AVX-512 kernels: the row is quantized to
+// Q16 by quantize_row_q16 (the same integers and scales as every other path) and rearranged into
+// byte-split groups of 4 blocks. Plain C++: it is O(n) per token, next to O(n * n_out) of the
+// matmul.
+#include <cstring>
+#include <vector>
+
+#include "core/dtype.h"
+#include "cpu/qgemm.h"
+#include "ops/qblocks.h"
+
+namespace akvq::cpu {
+
+void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight) {
+  const bool offset_high = weight == DType::Q8_0;
+  thread_local std::vector<uint8_t> tmp;
+  const size_t need = static_cast<size_t>(ops::act_q16_row_bytes(n));
+  if (tmp.size() < need) tmp.resize(need);
+  quantize_row_q16(x, tmp.data(), n);
+  const int16_t* q = ops::act_q16_qs(tmp.data());
+  const float* d = ops::act_q16_d(tmp.data(), n);
+  const float* s = ops::act_q16_s(tmp.data(), n);
+  const int64_t nb = n / ops::kQK;
+  uint8_t* out = static_cast<uint8_t*>(out_row);
+  const int64_t ng = (n + ops::kQ16XGroup - 1) / ops::kQ16XGroup;
+  std::memset(out, 0, static_cast<size_t>(ng * ops::kQ16XGroupBytes));
+  for (int64_t g = 0; g < ng; ++g) {
+    uint8_t* grp = out + g * ops::kQ16XGroupBytes;
+    uint8_t* h = grp;
+    uint8_t* l = grp + 128;
+    float* d16 = reinterpret_cast<float*>(grp + 256);
+    uint8_t* o16 = grp + 320;
+    for (int k = 0; k < 4; ++k) {
+      const int64_t b = 4 * g + k;
+      if (b >= nb) {  // missing block: h must still read as 0 (Q8_0: 128)
+        if (offset_high) {
+          std::memset(h + 16 * k, 128, 16);
+          std::memset(h + 64 + 16 * k, 128, 16);
+        }
+        continue;
+      }
+      int32_t sum = 0;
+      for (int i = 0; i < ops::kQK; ++i) {
+        const int v = q[b * ops::kQK + i];
+        sum += v;
+        const int pos = (i < 16 ? 0 : 64) + 16 * k + (i & 15);
+        const int hi = v >> 8;  // arithmetic shift: floor(v / 256)
+        h[pos] = static_cast<uint8_t>(offset_high ? hi + 128 : hi);
+        l[pos] = static_cast<uint8_t>(v & 255);
+      }
+      for (int j = 0; j < 4; ++j) d16[4 * k + j] = d[b];
+      const int32_t off = -8 * sum;  // Q4_0: (nibble - 8) folded into the integer dot
+      if (weight == DType::Q4_0) std::memcpy(o16 + 16 * k, &off, 4);
+      if (weight == DType::Q4_1) std::memcpy(o16 + 16 * k, &s[b], 4);
+    }
+  }
+}
+
+}  // namespace akvq::cpu

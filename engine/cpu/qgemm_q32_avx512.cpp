@@ -1,0 +1,208 @@
+// AVX-512 VNNI tiles for Q4_0, Q4_1 and Q8_0 against Q16X activation rows (ops/qblocks.h), chosen
+// at run time (cpu/isa.h). Work goes in groups of 4 weight blocks (128 values): one 512-bit
+// register holds the low nibbles of the 4 blocks (values 0-15 of each), one the high nibbles
+// (values 16-31), and the byte dot instruction vpdpbusd (u8 x s8 -> 4 products summed per int32
+// lane) multiplies them with the activation bytes in the same order, so lanes 4k..4k+3 carry
+// block k's partial sums and need no horizontal reduction per block.
+//
+// The 16-bit activations q = 256 h + l (h signed, l unsigned byte) are multiplied exactly in two
+// passes: A = ((w . h) << 8) + (l . w). For the 4-bit types the nibble w (0..15) is the unsigned
+// operand of the h pass and the signed one of the l pass; for Q8_0 (signed w) the h bytes are
+// stored + 128 and 32768 * sum(w) is subtracted. Q4_0's -8 enters the integer dot as -8 * sum(q)
+// (lane 4k of the group's offset lanes). Bounds per lane (8 products): Q4 |A| <= 8*15*32767 +
+// 8*32*32767 < 2^24, so A converts to f32 exactly; Q8_0 |A| <= 8*128*32767 < 2^25 (rounded once).
+// Per (row, token) and group: acc += f32(A) * (d_w * d_x) lane by lane (+ m_w * s_x in lane 4k for
+// Q4_1); the 16 lanes are summed once at the end. Every (row, token) pair is computed by the same
+// sequence whatever the tile, so decode equals prefill bit for bit.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "cpu/avx512_target.h"
+#include "cpu/qgemm.h"
+#include "cpu/tile_driver.h"
+#include "ops/qblocks.h"
+
+namespace akvq::cpu {
+
+#if defined(AKVQ_HAVE_AVX512_KERNELS)
+namespace {
+
+struct WQ4_0 {
+  static constexpr DType kType = DType::Q4_0;
+  static constexpr int64_t kBytes = sizeof(ops::BlockQ4_0);
+  static constexpr int kQsOff = 2;
+};
+struct WQ4_1 {
+  static constexpr DType kType = DType::Q4_1;
+  static constexpr int64_t kBytes = sizeof(ops::BlockQ4_1);
+  static constexpr int kQsOff = 4;
+};
+struct WQ8_0 {
+  static constexpr DType kType = DType::Q8_0;
+  static constexpr int64_t kBytes = sizeof(ops::BlockQ8_0);
+  static constexpr int kQsOff = 2;
+};
+
+constexpr int kPrefetchAhead = 2048;  // bytes ahead of the group being read, per row
+
+AKVQ_AVX512_BEGIN
+
+// One group of 4 blocks of one weight row, ready for the dots.
+struct WGroup {
+  __m512i lo, hi;  // [64] bytes each: Q4 nibbles (values 0-15 | 16-31 of each block); Q8_0 halves
+  __m512 dw;       // [16] d_w of block j / 4 in lane j
+  __m512 mw;       // Q4_1: [16] m_w of block k in lane 4k, other lanes 0
+  __m512i c;       // Q8_0: [16] 32768 * sum of the lane's 8 weights
+};
+
+inline __m512i join4(__m128i a, __m128i b, __m128i c, __m128i d) {
+  const __m512i v = _mm512_inserti32x4(_mm512_castsi128_si512(a), b, 1);
+  return _mm512_inserti32x4(_mm512_inserti32x4(v, c, 2), d, 3);
+}
+
+inline __m512 expand4(__m128 v) {  // lanes 4k..4k+3 = v[k]
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                               _mm512_castps128_ps512(v));
+}
+
+inline __m128 half4(const uint16_t h[4]) {
+  return _mm_cvtph_ps(_mm_setr_epi16(static_cast<short>(h[0]), static_cast<short>(h[1]), static_cast<short>(h[2]),
+                                     static_cast<short>(h[3]), 0, 0, 0, 0));
+}
+
+// Blocks 4g .. 4g + n - 1 of a row (n = 4 when Full); missing blocks are zeros.
+template <class K, bool Full>
+inline void load_group(const uint8_t* row, int64_t g, int n, WGroup& w) {
+  const uint8_t* blk = row + 4 * g * K::kBytes;
+  __m128i qa[4], qb[4];
+  uint16_t d[4] = {0, 0, 0, 0}, m[4] = {0, 0, 0, 0};
+  for (int k = 0; k < 4; ++k) {
+    if (Full || k < n) {
+      const uint8_t* b = blk + k * K::kBytes;
+      qa[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + K::kQsOff));
+      if (K::kType == DType::Q8_0) qb[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + K::kQsOff + 16));
+      std::memcpy(&d[k], b, 2);
+      if (K::kType == DType::Q4_1) std::memcpy(&m[k], b + 2, 2);
+    } else {
+      qa[k] = qb[k] = _mm_setzero_si128();
+    }
+  }
+  w.dw = expand4(half4(d));
+  if constexpr (K::kType == DType::Q8_0) {
+    w.lo = join4(qa[0], qa[1], qa[2], qa[3]);
+    w.hi = join4(qb[0], qb[1], qb[2], qb[3]);
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w.lo), ones, w.hi);
+    w.c = _mm512_slli_epi32(s, 15);
+  } else {
+    const __m512i v = join4(qa[0], qa[1], qa[2], qa[3]);
+    const __m512i mask = _mm512_set1_epi8(15);
+    w.lo = _mm512_and_si512(v, mask);
+    w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+    if constexpr (K::kType == DType::Q4_1) {
+      w.mw = _mm512_maskz_permutexvar_ps(0x1111, _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                         _mm512_castps128_ps512(half4(m)));
+    }
+  }
+}
+
+// acc + the group's contribution of one (row, token): a = the token's Q16X group.
+template <class K>
+inline __m512 group_dot(const WGroup& w, const uint8_t* a, __m512 acc) {
+  const __m512i h0 = _mm512_load_si512(a), h1 = _mm512_load_si512(a + 64);
+  const __m512i l0 = _mm512_load_si512(a + 128), l1 = _mm512_load_si512(a + 192);
+  __m512i A;
+  if constexpr (K::kType == DType::Q8_0) {  // h + 128 unsigned, w signed
+    A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, w.lo), h1, w.hi);
+  } else {  // nibble unsigned, h signed
+    A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.lo, h0), w.hi, h1);
+  }
+  A = _mm512_slli_epi32(A, 8);
+  A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(A, l0, w.lo), l1, w.hi);  // l unsigned, w signed
+  if constexpr (K::kType == DType::Q4_0) A = _mm512_add_epi32(A, _mm512_load_si512(a + 320));
+  if constexpr (K::kType == DType::Q8_0) A = _mm512_sub_epi32(A, w.c);
+  const __m512 dx = _mm512_load_ps(reinterpret_cast<const float*>(a + 256));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(A), _mm512_mul_ps(w.dw, dx), acc);
+  if constexpr (K::kType == DType::Q4_1) {
+    acc = _mm512_fmadd_ps(w.mw, _mm512_load_ps(reinterpret_cast<const float*>(a + 320)), acc);
+  }
+  return acc;
+}
+
+// y[t * ldy + r] = row r . token t0 + t for r < R, t < T (rows w_stride bytes apart).
+template <class K, int R, int T>
+void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
+  const int64_t nb = n_in / ops::kQK, ng = (nb + 3) / 4, n_full = nb / 4;
+  const uint8_t* wr[R];
+  const uint8_t* xa[T];
+  for (int r = 0; r < R; ++r) wr[r] = w + r * w_stride;
+  for (int t = 0; t < T; ++t) xa[t] = x.data + (t0 + t) * x.stride;
+  __m512 acc[R][T];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < ng; ++g) {
+    WGroup wg[R];
+    for (int r = 0; r < R; ++r) {
+      const char* p = reinterpret_cast<const char*>(wr[r] + 4 * g * K::kBytes + kPrefetchAhead);
+      for (int o = 0; o < 4 * K::kBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+      if (g < n_full) {
+        load_group<K, true>(wr[r], g, 4, wg[r]);
+      } else {
+        load_group<K, false>(wr[r], g, static_cast<int>(nb - 4 * g), wg[r]);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      const uint8_t* a = xa[t] + g * ops::kQ16XGroupBytes;
+      for (int r = 0; r < R; ++r) acc[r][t] = group_dot<K>(wg[r], a, acc[r][t]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+  }
+}
+
+template <class V, class K>
+struct Tiles {
+  static constexpr TileShape kShape = {4, 4, 4, 4, 3};
+  template <int R, int T>
+  static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
+    tile<K, R, T>(w, w_stride, x, t0, n_in, y, ldy);
+  }
+};
+
+AKVQ_AVX512_END
+
+struct Avx512 {};
+
+template <class K>
+const TileKernels* table() {
+  static const TileKernels k = [] {
+    TileKernels t = make_tile_table<Tiles<Avx512, K>>();
+    t.act = ActFormat::Q16X;
+    return t;
+  }();
+  return &k;
+}
+
+}  // namespace
+
+const TileKernels* simd_kernels_q32_avx512(DType t) {
+  switch (t) {
+    case DType::Q4_0: return table<WQ4_0>();
+    case DType::Q4_1: return table<WQ4_1>();
+    case DType::Q8_0: return table<WQ8_0>();
+    default: return nullptr;
+  }
+}
+
+#else
+
+const TileKernels* simd_kernels_q32_avx512(DType) {
+  return nullptr;
+}
+
+#endif
+
+}  // namespace akvq::cpu
