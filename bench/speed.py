@@ -1,10 +1,16 @@
 """Prompt and generation speed of a GGUF model, like llama-bench's pp/tg tests.
 
     python bench/speed.py --model M.gguf [--prompt 512] [--gen 128] [--threads 2] [--reps 3]
+        [--bandwidth-mib 1024]
 
 Prompt: evaluate `--prompt` tokens from an empty cache. Generation: `--gen` greedy single-token
 steps after a short prompt (end-of-generation tokens are ignored so every run does the same work).
-Prints tokens/s (median of --reps runs) and the process's peak RSS.
+Prints tokens/s (median of --reps runs), the process's peak RSS, and the memory side: the machine's
+read bandwidth (a STREAM-like probe with the same thread count over --bandwidth-mib MiB; 0 skips
+it) and the GB/s of weights each workload moves — tg: the bytes of every weight a decode step
+reads (all decoder tensors except the token_embd row gather; a tied output counted once) times
+tokens/s; pp: those bytes once per prompt evaluation (a lower bound: weights are read at least
+once per batch) — with the fraction of the probe's bandwidth.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import sys
 import time
 
 import numpy as np
+from gguf import GGUFReader
 
 import pyakvq
+from pyakvq import _akvq
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -50,6 +58,27 @@ def bench_gen(m: pyakvq.Model, n_gen: int) -> float:
     return n_gen / (time.perf_counter() - t0)
 
 
+def decode_weight_bytes(path: str) -> int:
+    """Bytes of the weights one decode step reads from the GGUF at `path`: every decoder tensor
+    (blk.*, output_norm, output) but token_embd, a row gather — unless output.weight is absent
+    (tied), then token_embd is the output matrix and counts once. Vision tensors are not counted."""
+    tensors = {t.name: int(t.n_bytes) for t in GGUFReader(path).tensors}
+    n = sum(b for name, b in tensors.items() if name.startswith(("blk.", "output")))
+    if "output.weight" not in tensors:
+        n += tensors.get("token_embd.weight", 0)
+    return n
+
+
+def memory_rows(weight_bytes: int, bw_gbs: float | None, pp: float, n_prompt: int, tg: float) -> dict[str, float]:
+    """GB/s of weights moved per workload (tg: per step x tokens/s; pp: once per prompt of n_prompt
+    tokens at pp tokens/s) and, when the probe ran (bw_gbs > 0), their fraction of it."""
+    out = {"tg_weight_gbs": weight_bytes * tg / 1e9, "pp_weight_gbs": weight_bytes * pp / n_prompt / 1e9}
+    if bw_gbs:
+        out["tg_bandwidth_fraction"] = out["tg_weight_gbs"] / bw_gbs
+        out["pp_bandwidth_fraction"] = out["pp_weight_gbs"] / bw_gbs
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -58,8 +87,13 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kv", default="f16")
+    ap.add_argument("--bandwidth-mib", type=int, default=1024, help="read-bandwidth probe size; 0: no probe")
     ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args(argv)
+    if a.bandwidth_mib < 0:
+        ap.error("--bandwidth-mib must be >= 0")
+    bw = _akvq.read_bandwidth_gbs(a.threads, mib=a.bandwidth_mib, reps=3) if a.bandwidth_mib else None
+    weight_bytes = decode_weight_bytes(a.model)
 
     with pyakvq.Model(a.model, n_ctx=max(a.prompt, a.gen + 16) + 16, n_threads=a.threads, kv=a.kv) as m:
         ids = prompt_ids(m, a.prompt)
@@ -74,8 +108,17 @@ def main(argv=None) -> int:
     )
     print(f"| test | tokens/s |\n|---|---|\n| pp{a.prompt} | {pp:.1f} |\n| tg{a.gen} | {tg:.1f} |")
     print(f"peak RSS: {rss_mb:.0f} MB")
+    mem = memory_rows(weight_bytes, bw, pp, a.prompt, tg)
+    probe = f"{bw:.1f} GB/s ({a.threads} threads, {a.bandwidth_mib} MiB)" if bw else "not measured"
+    print(f"weights read per decode step: {weight_bytes / 1e9:.3f} GB; read bandwidth probe: {probe}")
+    print("| test | weights GB/s | of probe |\n|---|---|---|")
+    for test, key in ((f"pp{a.prompt}", "pp"), (f"tg{a.gen}", "tg")):
+        frac = mem.get(f"{key}_bandwidth_fraction")
+        print(f"| {test} | {mem[key + '_weight_gbs']:.1f} | {'' if frac is None else f'{100 * frac:.0f}%'} |")
     if a.json:
-        pathlib.Path(a.json).write_text(json.dumps({"prompt_tps": pp, "gen_tps": tg, "peak_rss_mb": rss_mb}))
+        res = {"prompt_tps": pp, "gen_tps": tg, "peak_rss_mb": rss_mb}
+        res |= {"read_bandwidth_gbs": bw, "weight_bytes_per_step": weight_bytes, **mem}
+        pathlib.Path(a.json).write_text(json.dumps(res))
     return 0
 
 

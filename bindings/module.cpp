@@ -16,4 +16,5 @@ NB_MODULE(_akvq, m) {
   akvq::bind::init_vision(m);  // after init_model: adds Session calls
   akvq::bind::init_multimodal(m);
   akvq::bind::init_saliency(m);  // after init_vision: Session.attention_profile
+  akvq::bind::init_bandwidth(m);
 }

@@ -1,0 +1,32 @@
+// Memory read-bandwidth probe for the benchmarks (bench/speed.py, bench/compare_llamacpp.py).
+#include <akvq/error.h>
+
+#include <string>
+
+#include "common.h"
+#include "cpu/bandwidth.h"
+#include "cpu/thread_pool.h"
+
+namespace akvq::bind {
+
+void init_bandwidth(nb::module_& m) {
+  m.def(
+      "read_bandwidth_gbs",
+      [](int threads, int64_t mib, int reps) {
+        if (threads < 1) {
+          throw InvalidArgument("[bandwidth] threads must be >= 1, got " + std::to_string(threads));
+        }
+        if (mib < 1) throw InvalidArgument("[bandwidth] mib must be >= 1, got " + std::to_string(mib));
+        if (reps < 1) throw InvalidArgument("[bandwidth] reps must be >= 1, got " + std::to_string(reps));
+        nb::gil_scoped_release nogil;
+        cpu::ThreadPool pool(threads);
+        return cpu::read_bandwidth_gbs(pool, static_cast<size_t>(mib) << 20, reps);
+      },
+      nb::arg("threads"), nb::arg("mib") = 1024, nb::arg("reps") = 3,
+      "Read bandwidth of this machine in GB/s (1e9 bytes/s): `threads` threads sum a buffer of `mib`\n"
+      "MiB (allocated and written once; default 1 GiB, far above the L3) in parallel; best of `reps`\n"
+      "passes. Raises ValueError if threads, mib or reps < 1, MemoryError if the buffer cannot be\n"
+      "allocated.");
+}
+
+}  // namespace akvq::bind
