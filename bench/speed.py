@@ -92,7 +92,6 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.bandwidth_mib < 0:
         ap.error("--bandwidth-mib must be >= 0")
-    bw = _akvq.read_bandwidth_gbs(a.threads, mib=a.bandwidth_mib, reps=3) if a.bandwidth_mib else None
     weight_bytes = decode_weight_bytes(a.model)
 
     with pyakvq.Model(a.model, n_ctx=max(a.prompt, a.gen + 16) + 16, n_threads=a.threads, kv=a.kv) as m:
@@ -101,7 +100,8 @@ def main(argv=None) -> int:
         pp = statistics.median(bench_prompt(m, ids) for _ in range(a.reps))
         tg = statistics.median(bench_gen(m, a.gen) for _ in range(a.reps))
         info = m.info
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the probe's buffer
+    bw = _akvq.read_bandwidth_gbs(a.threads, mib=a.bandwidth_mib, reps=3) if a.bandwidth_mib else None
     print(
         f"model: {info['name']} ({info['file_type']}, {info['n_params'] / 1e6:.0f}M params), "
         f"threads {a.threads}, kv {a.kv}"
