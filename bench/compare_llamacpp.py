@@ -79,11 +79,15 @@ def worker_llama(model: str, workload: str, n: int, threads: int, n_ctx: int) ->
         llm.eval(ids[:n])
         sec = time.perf_counter() - t0
     else:
+        import numpy as np  # llama-cpp-python depends on numpy
+
+        n_vocab = llm.n_vocab()
         llm.eval(llm.tokenize(GEN_PROMPT.encode("utf-8"), add_bos=True))
         t0 = time.perf_counter()
         for _ in range(n):
-            nxt = int(llm.scores[llm.n_tokens - 1].argmax())
-            llm.eval([nxt])
+            # Llama.scores is not filled without logits_all: read the last token's logits directly
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,))
+            llm.eval([int(logits.argmax())])
         sec = time.perf_counter() - t0
     return {"tps": n / sec}
 
