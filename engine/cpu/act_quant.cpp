@@ -14,14 +14,14 @@ namespace {
 
 // x[n] (n a multiple of 32) -> q[n] int16 with one scale; sums32[k] = sum of q[32k..32k+31].
 // Returns d. The row layouts around it are in act_quant_rows.h.
-inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32) {
+inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32, int qmax) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   __m256 amax = _mm256_setzero_ps();
   for (int i = 0; i < n; i += 8) amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
   const float m = hmax(amax);
-  const float d = m >= ops::kActTiny ? m / 32767.0f : 0.0f;
+  const float d = m >= ops::kActTiny ? m / static_cast<float>(qmax) : 0.0f;
   const __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-  const __m256 lo = _mm256_set1_ps(-32767.0f), hi = _mm256_set1_ps(32767.0f);
+  const __m256 lo = _mm256_set1_ps(-static_cast<float>(qmax)), hi = _mm256_set1_ps(static_cast<float>(qmax));
   for (int k = 0; k < n / 32; ++k) {
     __m256i v[4];
     for (int i = 0; i < 4; ++i) {
@@ -42,21 +42,21 @@ inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32
 
 }  // namespace
 
-void quantize_row_q16(const float* x, void* out_row, int64_t n) {
-  quantize_row_q16_with<quantize_block16>(x, out_row, n);
+void quantize_row_q16(const float* x, void* out_row, int64_t n, int qmax) {
+  quantize_row_q16_with<quantize_block16>(x, out_row, n, qmax);
 }
 
-void quantize_row_q16k(const float* x, void* out_act, int64_t n) {
-  quantize_row_q16k_with<quantize_block16>(x, out_act, n);
+void quantize_row_q16k(const float* x, void* out_act, int64_t n, int qmax) {
+  quantize_row_q16k_with<quantize_block16>(x, out_act, n, qmax);
 }
 
 #elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (the NEON versions are in act_quant_neon.cpp)
 
-void quantize_row_q16(const float* x, void* out_row, int64_t n) {
-  ops::ref::quantize_row_q16(x, out_row, n);
+void quantize_row_q16(const float* x, void* out_row, int64_t n, int qmax) {
+  ops::ref::quantize_row_q16(x, out_row, n, qmax);
 }
-void quantize_row_q16k(const float* x, void* out, int64_t n) {
-  ops::ref::quantize_row_q16k(x, static_cast<ops::ActQ16K*>(out), n);
+void quantize_row_q16k(const float* x, void* out, int64_t n, int qmax) {
+  ops::ref::quantize_row_q16k(x, static_cast<ops::ActQ16K*>(out), n, qmax);
 }
 
 #endif

@@ -13,13 +13,13 @@ namespace {
 
 // x[n] (n a multiple of 32) -> q[n] int16 with one scale; sums32[k] = sum of q[32k..32k+31].
 // Returns d. The row layouts around it are in act_quant_rows.h.
-inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32) {
+inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32, int qmax) {
   float32x4_t amax = vdupq_n_f32(0.0f);
   for (int i = 0; i < n; i += 4) amax = vmaxq_f32(amax, vabsq_f32(vld1q_f32(x + i)));
   const float m = vmaxvq_f32(amax);
-  const float d = m >= ops::kActTiny ? m / 32767.0f : 0.0f;
+  const float d = m >= ops::kActTiny ? m / static_cast<float>(qmax) : 0.0f;
   const float32x4_t id = vdupq_n_f32(d != 0.0f ? 1.0f / d : 0.0f);
-  const float32x4_t lo = vdupq_n_f32(-32767.0f), hi = vdupq_n_f32(32767.0f);
+  const float32x4_t lo = vdupq_n_f32(-static_cast<float>(qmax)), hi = vdupq_n_f32(static_cast<float>(qmax));
   for (int k = 0; k < n / 32; ++k) {
     int32x4_t sum = vdupq_n_s32(0);
     for (int i = 0; i < 8; i += 2) {
@@ -39,12 +39,12 @@ inline float quantize_block16(const float* x, int n, int16_t* q, int32_t* sums32
 
 }  // namespace
 
-void quantize_row_q16(const float* x, void* out_row, int64_t n) {
-  quantize_row_q16_with<quantize_block16>(x, out_row, n);
+void quantize_row_q16(const float* x, void* out_row, int64_t n, int qmax) {
+  quantize_row_q16_with<quantize_block16>(x, out_row, n, qmax);
 }
 
-void quantize_row_q16k(const float* x, void* out_act, int64_t n) {
-  quantize_row_q16k_with<quantize_block16>(x, out_act, n);
+void quantize_row_q16k(const float* x, void* out_act, int64_t n, int qmax) {
+  quantize_row_q16k_with<quantize_block16>(x, out_act, n, qmax);
 }
 
 #endif  // AKVQ_NEON

@@ -11,12 +11,13 @@
 
 namespace akvq::cpu {
 
-void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight) {
+void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax) {
   const bool offset_high = weight == DType::Q8_0;
   thread_local std::vector<uint8_t> tmp;
   const size_t need = static_cast<size_t>(ops::act_q16_row_bytes(n));
   if (tmp.size() < need) tmp.resize(need);
-  quantize_row_q16(x, tmp.data(), n);
+  quantize_row_q16(x, tmp.data(), n, qmax);
+  const bool split = qmax > 127;  // 8-bit levels: h = q, l = 0
   const int16_t* q = ops::act_q16_qs(tmp.data());
   const float* d = ops::act_q16_d(tmp.data(), n);
   const float* s = ops::act_q16_s(tmp.data(), n);
@@ -44,9 +45,9 @@ void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight) {
         const int v = q[b * ops::kQK + i];
         sum += v;
         const int pos = (i < 16 ? 0 : 64) + 16 * k + (i & 15);
-        const int hi = v >> 8;  // arithmetic shift: floor(v / 256)
+        const int hi = split ? v >> 8 : v;  // arithmetic shift: floor(v / 256)
         h[pos] = static_cast<uint8_t>(offset_high ? hi + 128 : hi);
-        l[pos] = static_cast<uint8_t>(v & 255);
+        l[pos] = static_cast<uint8_t>(split ? v & 255 : 0);
       }
       for (int j = 0; j < 4; ++j) d16[4 * k + j] = d[b];
       const int32_t off = -8 * sum;  // Q4_0: (nibble - 8) folded into the integer dot

@@ -44,10 +44,11 @@ const TileKernels* simd_kernels_float(DType) {
 
 #endif
 
-const TileKernels* simd_kernels(DType t) {
+const TileKernels* simd_kernels(DType t, int act_bits) {
   if (active_isa() == Isa::Scalar) return nullptr;
   if (active_isa() == Isa::Avx512) {
-    if (const TileKernels* k = simd_kernels_q32_avx512(t)) return k;
+    if (const TileKernels* k = simd_kernels_q32_avx512(t, act_bits)) return k;
+    if (const TileKernels* k = simd_kernels_float_avx512(t)) return k;
   }
   if (const TileKernels* k = simd_kernels_q32(t)) return k;
   if (const TileKernels* k = simd_kernels_kquant(t)) return k;

@@ -31,30 +31,52 @@ constexpr int kMaxTileT = 4;
 
 // The right-hand side a kernel set reads: Native = the weight type's usual format (Q16 rows,
 // ActQ16K or f32, ops/qblocks.h); Q16X = the byte-split groups of the AVX-512 kernels
-// (ops/qblocks.h), whose offset lanes and high bytes depend on the weight type.
-enum class ActFormat { Native, Q16X };
+// (ops/qblocks.h), whose offset lanes and high bytes depend on the weight type; Q8X = the same
+// groups for 8-bit activation levels (h = q, l = 0: one byte pass).
+enum class ActFormat { Native, Q16X, Q8X };
 
 struct TileKernels {
   TileFn fn[kMaxTileR][kMaxTileT] = {};  // fn[R-1][T-1]; nullptr where not provided
   ActFormat act = ActFormat::Native;
+  uint8_t packing = 0;  // the weight layout fn reads: 0 = the file's blocks, else a Packing
   int pref_r1 = 4;                       // preferred R when T == 1 (decode)
   int pref_r = 2, pref_t = 4;            // preferred tile for several tokens (prefill)
 };
 
 // Kernels for weight type t compiled for this build's SIMD ISA, or nullptr when there are none
 // (the caller then uses the scalar reference dots).
-const TileKernels* simd_kernels(DType t);
+// act_bits (TensorView::act_bits): 8 picks kernels specialised for 8-bit activation levels where
+// the ISA has them; every other kernel set reads both precisions.
+const TileKernels* simd_kernels(DType t, int act_bits = 16);
 const TileKernels* simd_kernels_q32(DType t);     // Q4_0, Q4_1, Q8_0 (qgemm_q32.cpp)
-const TileKernels* simd_kernels_q32_avx512(DType t);  // same types, AVX-512 VNNI (qgemm_q32_avx512.cpp)
+const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits);  // same types, AVX-512 VNNI (qgemm_q32_avx512.cpp)
 const TileKernels* simd_kernels_kquant(DType t);  // Q4_K, Q6_K (qgemm_kquant.cpp)
 const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.cpp)
 
+// Weight layouts made at load (ops/pack.h). G4 (Q4_0, Q4_1, Q8_0): each row's blocks in groups of
+// 4 with the group's fp16 scales first: d[4] (Q4_1: then m[4]), then the quants of the 4 blocks,
+// Q4: the 16 nibble bytes of each block in turn (64 bytes), Q8_0: bytes 0-15 of each block, then
+// bytes 16-31 of each block (128 bytes); a group takes exactly the bytes of its 4 blocks, so rows
+// keep their size and offsets, and the last nb % 4 blocks of a row stay as in the file.
+enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1 };
+
+// The layout the active kernels read best for weights of type t (kPackNone: the file's).
+uint8_t preferred_packing(DType t);
+// Kernels of the active ISA for type t in layout `packing`, or nullptr.
+const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits = 16);
+const TileKernels* simd_kernels_q32_avx512_g4(DType t, int act_bits);  // qgemm_q32_avx512.cpp
+// Rewrites n_rows rows of n_in values (type t, file layout) from src into dst in `packing`.
+// Throws InvalidArgument for a type / layout pair it does not know.
+void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n_in);
+
 // Fast activation quantization (act_quant.cpp), bit-identical to ops::ref::quantize_row_q16 /
 // quantize_row_q16k (falls back to them without AVX2 or NEON).
-void quantize_row_q16(const float* x, void* out_row, int64_t n);
-void quantize_row_q16k(const float* x, void* out_act_q16k, int64_t n);
+// qmax: ops::kActQ16Max or ops::kActQ8Max (8-bit levels).
+void quantize_row_q16(const float* x, void* out_row, int64_t n, int qmax = 32767);
+void quantize_row_q16k(const float* x, void* out_act_q16k, int64_t n, int qmax = 32767);
 // Q16X row (ops/qblocks.h) of x[n] for weights of type `weight` (Q4_0, Q4_1 or Q8_0), n a
 // multiple of 32: the integers and scales of quantize_row_q16, regrouped (act_quant_q16x.cpp).
-void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight);
+// With 8-bit levels (qmax = 127) h = q and l = 0, and the kernels skip the l pass.
+void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax);
 
 }  // namespace akvq::cpu

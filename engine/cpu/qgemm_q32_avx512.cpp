@@ -11,7 +11,8 @@
 // stored + 128 and 32768 * sum(w) is subtracted. Q4_0's -8 enters the integer dot as -8 * sum(q)
 // (lane 4k of the group's offset lanes). Bounds per lane (8 products): Q4 |A| <= 8*15*32767 +
 // 8*32*32767 < 2^24, so A converts to f32 exactly; Q8_0 |A| <= 8*128*32767 < 2^25 (rounded once).
-// Per (row, token) and group: acc += f32(A) * (d_w * d_x) lane by lane (+ m_w * s_x in lane 4k for
+// With 8-bit activation levels (Q8X groups, TensorView::act_bits == 8) h = q and the l pass and
+// the shift are skipped: A = w . h. Per (row, token) and group: acc += f32(A) * (d_w * d_x) lane by lane (+ m_w * s_x in lane 4k for
 // Q4_1); the 16 lanes are summed once at the end. Every (row, token) pair is computed by the same
 // sequence whatever the tile, so decode equals prefill bit for bit.
 #include <algorithm>
@@ -53,7 +54,7 @@ struct WGroup {
   __m512i lo, hi;  // [64] bytes each: Q4 nibbles (values 0-15 | 16-31 of each block); Q8_0 halves
   __m512 dw;       // [16] d_w of block j / 4 in lane j
   __m512 mw;       // Q4_1: [16] m_w of block k in lane 4k, other lanes 0
-  __m512i c;       // Q8_0: [16] 32768 * sum of the lane's 8 weights
+  __m512i c;       // Q8_0: [16] 128 * sum of the lane's 8 weights, << 8 with the l pass
 };
 
 inline __m512i join4(__m128i a, __m128i b, __m128i c, __m128i d) {
@@ -71,8 +72,9 @@ inline __m128 half4(const uint16_t h[4]) {
                                      static_cast<short>(h[3]), 0, 0, 0, 0));
 }
 
-// Blocks 4g .. 4g + n - 1 of a row (n = 4 when Full); missing blocks are zeros.
-template <class K, bool Full>
+// Blocks 4g .. 4g + n - 1 of a row (n = 4 when Full); missing blocks are zeros. L: the
+// activations have an l pass (16-bit levels).
+template <class K, bool Full, bool L>
 inline void load_group(const uint8_t* row, int64_t g, int n, WGroup& w) {
   const uint8_t* blk = row + 4 * g * K::kBytes;
   __m128i qa[4], qb[4];
@@ -94,7 +96,7 @@ inline void load_group(const uint8_t* row, int64_t g, int n, WGroup& w) {
     w.hi = join4(qb[0], qb[1], qb[2], qb[3]);
     const __m512i ones = _mm512_set1_epi8(1);
     const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w.lo), ones, w.hi);
-    w.c = _mm512_slli_epi32(s, 15);
+    w.c = _mm512_slli_epi32(s, L ? 15 : 7);
   } else {
     const __m512i v = join4(qa[0], qa[1], qa[2], qa[3]);
     const __m512i mask = _mm512_set1_epi8(15);
@@ -107,19 +109,47 @@ inline void load_group(const uint8_t* row, int64_t g, int n, WGroup& w) {
   }
 }
 
-// acc + the group's contribution of one (row, token): a = the token's Q16X group.
-template <class K>
+// A full group of 4 blocks in the G4 layout (cpu/qgemm.h): scales first, then the quants.
+template <class K, bool L>
+inline void load_group_g4(const uint8_t* row, int64_t g, WGroup& w) {
+  const uint8_t* p = row + 4 * g * K::kBytes;
+  w.dw = expand4(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  if constexpr (K::kType == DType::Q8_0) {
+    w.lo = _mm512_loadu_si512(p + 8);
+    w.hi = _mm512_loadu_si512(p + 72);
+    const __m512i ones = _mm512_set1_epi8(1);
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w.lo), ones, w.hi);
+    w.c = _mm512_slli_epi32(s, L ? 15 : 7);
+  } else {
+    constexpr int kQ = K::kType == DType::Q4_1 ? 16 : 8;
+    const __m512i v = _mm512_loadu_si512(p + kQ);
+    const __m512i mask = _mm512_set1_epi8(15);
+    w.lo = _mm512_and_si512(v, mask);
+    w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+    if constexpr (K::kType == DType::Q4_1) {
+      w.mw = _mm512_maskz_permutexvar_ps(0x1111, _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                         _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(
+                                             reinterpret_cast<const __m128i*>(p + 8)))));
+    }
+  }
+}
+
+// acc + the group's contribution of one (row, token): a = the token's Q16X group (L) or Q8X
+// group (!L: 8-bit levels, h = q, no l pass).
+template <class K, bool L>
 inline __m512 group_dot(const WGroup& w, const uint8_t* a, __m512 acc) {
   const __m512i h0 = _mm512_load_si512(a), h1 = _mm512_load_si512(a + 64);
-  const __m512i l0 = _mm512_load_si512(a + 128), l1 = _mm512_load_si512(a + 192);
   __m512i A;
   if constexpr (K::kType == DType::Q8_0) {  // h + 128 unsigned, w signed
     A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, w.lo), h1, w.hi);
   } else {  // nibble unsigned, h signed
     A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.lo, h0), w.hi, h1);
   }
-  A = _mm512_slli_epi32(A, 8);
-  A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(A, l0, w.lo), l1, w.hi);  // l unsigned, w signed
+  if constexpr (L) {
+    const __m512i l0 = _mm512_load_si512(a + 128), l1 = _mm512_load_si512(a + 192);
+    A = _mm512_slli_epi32(A, 8);
+    A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(A, l0, w.lo), l1, w.hi);  // l unsigned, w signed
+  }
   if constexpr (K::kType == DType::Q4_0) A = _mm512_add_epi32(A, _mm512_load_si512(a + 320));
   if constexpr (K::kType == DType::Q8_0) A = _mm512_sub_epi32(A, w.c);
   const __m512 dx = _mm512_load_ps(reinterpret_cast<const float*>(a + 256));
@@ -130,8 +160,9 @@ inline __m512 group_dot(const WGroup& w, const uint8_t* a, __m512 acc) {
   return acc;
 }
 
-// y[t * ldy + r] = row r . token t0 + t for r < R, t < T (rows w_stride bytes apart).
-template <class K, int R, int T>
+// y[t * ldy + r] = row r . token t0 + t for r < R, t < T (rows w_stride bytes apart; G4: rows in
+// the G4 layout, else the file's).
+template <class K, bool G4, bool L, int R, int T>
 void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
   const int64_t nb = n_in / ops::kQK, ng = (nb + 3) / 4, n_full = nb / 4;
   const uint8_t* wr[R];
@@ -147,15 +178,17 @@ void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64
     for (int r = 0; r < R; ++r) {
       const char* p = reinterpret_cast<const char*>(wr[r] + 4 * g * K::kBytes + kPrefetchAhead);
       for (int o = 0; o < 4 * K::kBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
-      if (g < n_full) {
-        load_group<K, true>(wr[r], g, 4, wg[r]);
+      if (G4 && g < n_full) {
+        load_group_g4<K, L>(wr[r], g, wg[r]);
+      } else if (g < n_full) {
+        load_group<K, true, L>(wr[r], g, 4, wg[r]);
       } else {
-        load_group<K, false>(wr[r], g, static_cast<int>(nb - 4 * g), wg[r]);
+        load_group<K, false, L>(wr[r], g, static_cast<int>(nb - 4 * g), wg[r]);
       }
     }
     for (int t = 0; t < T; ++t) {
       const uint8_t* a = xa[t] + g * ops::kQ16XGroupBytes;
-      for (int r = 0; r < R; ++r) acc[r][t] = group_dot<K>(wg[r], a, acc[r][t]);
+      for (int r = 0; r < R; ++r) acc[r][t] = group_dot<K, L>(wg[r], a, acc[r][t]);
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -168,38 +201,56 @@ struct Tiles {
   static constexpr TileShape kShape = {4, 4, 4, 4, 3};
   template <int R, int T>
   static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
-    tile<K, R, T>(w, w_stride, x, t0, n_in, y, ldy);
+    tile<K, V::kG4, V::kL, R, T>(w, w_stride, x, t0, n_in, y, ldy);
   }
 };
 
 AKVQ_AVX512_END
 
-struct Avx512 {};
+template <bool G4, bool L>
+struct Avx512 {
+  static constexpr bool kG4 = G4;  // weights in the G4 layout
+  static constexpr bool kL = L;    // 16-bit activation levels (an l pass)
+};
 
-template <class K>
+template <class K, bool G4, bool L>
 const TileKernels* table() {
   static const TileKernels k = [] {
-    TileKernels t = make_tile_table<Tiles<Avx512, K>>();
-    t.act = ActFormat::Q16X;
+    TileKernels t = make_tile_table<Tiles<Avx512<G4, L>, K>>();
+    t.act = L ? ActFormat::Q16X : ActFormat::Q8X;
+    t.packing = G4 ? kPackG4 : kPackNone;
     return t;
   }();
   return &k;
 }
 
-}  // namespace
-
-const TileKernels* simd_kernels_q32_avx512(DType t) {
+template <bool G4, bool L>
+const TileKernels* find(DType t) {
   switch (t) {
-    case DType::Q4_0: return table<WQ4_0>();
-    case DType::Q4_1: return table<WQ4_1>();
-    case DType::Q8_0: return table<WQ8_0>();
+    case DType::Q4_0: return table<WQ4_0, G4, L>();
+    case DType::Q4_1: return table<WQ4_1, G4, L>();
+    case DType::Q8_0: return table<WQ8_0, G4, L>();
     default: return nullptr;
   }
 }
 
+}  // namespace
+
+const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits) {
+  return act_bits == 8 ? find<false, false>(t) : find<false, true>(t);
+}
+
+const TileKernels* simd_kernels_q32_avx512_g4(DType t, int act_bits) {
+  return act_bits == 8 ? find<true, false>(t) : find<true, true>(t);
+}
+
 #else
 
-const TileKernels* simd_kernels_q32_avx512(DType) {
+const TileKernels* simd_kernels_q32_avx512(DType, int) {
+  return nullptr;
+}
+
+const TileKernels* simd_kernels_q32_avx512_g4(DType, int) {
   return nullptr;
 }
 

@@ -12,6 +12,7 @@
 #include "core/tensor.h"
 #include "cpu/thread_pool.h"
 #include "kv/kv_cache.h"
+#include "ops/pack.h"
 #include "ops/ops.h"
 
 namespace akvq {
@@ -106,6 +107,7 @@ class Llama {
   TensorView out_norm_;  // [n_embd]
   TensorView output_;    // ne {n_embd, n_vocab} (tok_embd_ when tied)
   std::vector<LlamaLayer> layers_;
+  ops::PackedWeights packed_;  // matmul weights repacked for the active kernels (ops/pack.h)
 };
 
 }  // namespace models

@@ -121,6 +121,10 @@ Llama::Llama(const gguf::File& f) {
     L.w_up = bind(f, p + "ffn_up.weight", {E, F}, false);
     L.w_down = bind(f, p + "ffn_down.weight", {F, E}, false);
   }
+  for (LlamaLayer& L : layers_) {
+    for (TensorView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) packed_.pack(*w);
+  }
+  packed_.pack(output_);
 }
 
 kv::KvConfig Llama::kv_config(int n_ctx, const std::string& mode) const {

@@ -34,6 +34,10 @@ void validate(const TensorView& w, const float* x, int64_t n_tok, const float* y
                           std::to_string(info.block));
   }
   if (n_tok < 0) throw InvalidArgument("[ops] matmul '" + w.name + "': negative token count");
+  if (w.act_bits != 8 && w.act_bits != 16) {
+    throw InvalidArgument("[ops] matmul '" + w.name + "': activation precision " + std::to_string(w.act_bits) +
+                          " bits (8 or 16)");
+  }
   if (n_tok > 0 && (!w.data || !x || !y)) {
     throw InvalidArgument("[ops] matmul '" + w.name + "': null data pointer");
   }
@@ -46,17 +50,17 @@ struct ActBuffer {
 };
 
 cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, const cpu::TileKernels* k,
-                         cpu::ThreadPool& pool) {
+                         int qmax, cpu::ThreadPool& pool) {
   thread_local ActBuffer buf;
   cpu::ActRows a;
   const bool simd = k != nullptr;
   const ref::ActKind kind = ref::act_kind(type);
-  if (k && k->act == cpu::ActFormat::Q16X) {  // byte-split groups of the AVX-512 kernels
+  if (k && k->act != cpu::ActFormat::Native) {  // byte-split groups of the AVX-512 kernels
     a.stride = static_cast<size_t>(act_q16x_row_bytes(n_in));
     if (buf.rows.size() < a.stride * n_tok + 64) buf.rows.resize(a.stride * n_tok + 64);
     uint8_t* rows = buf.rows.data() + (64 - reinterpret_cast<uintptr_t>(buf.rows.data()) % 64) % 64;
     a.data = rows;
-    auto quantize = [&](int64_t t) { cpu::quantize_row_q16x(x + t * n_in, rows + t * a.stride, n_in, type); };
+    auto quantize = [&](int64_t t) { cpu::quantize_row_q16x(x + t * n_in, rows + t * a.stride, n_in, type, qmax); };
     const int n_thr = pool.size();
     if (n_tok >= 4 && n_thr > 1) {
       const int n_tasks = static_cast<int>(std::min<int64_t>(n_tok, 4 * n_thr));
@@ -85,14 +89,14 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
     uint8_t* out = rows + t * a.stride;
     if (q16) {
       if (simd) {
-        cpu::quantize_row_q16(xt, out, n_in);
+        cpu::quantize_row_q16(xt, out, n_in, qmax);
       } else {
-        ref::quantize_row_q16(xt, out, n_in);
+        ref::quantize_row_q16(xt, out, n_in, qmax);
       }
     } else if (simd) {
-      cpu::quantize_row_q16k(xt, out, n_in);
+      cpu::quantize_row_q16k(xt, out, n_in, qmax);
     } else {
-      ref::quantize_row_q16k(xt, reinterpret_cast<ActQ16K*>(out), n_in);
+      ref::quantize_row_q16k(xt, reinterpret_cast<ActQ16K*>(out), n_in, qmax);
     }
   };
   const int n_thr = pool.size();
@@ -139,8 +143,14 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::T
   validate(w, x, n_tok, y);
   const int64_t n_in = w.ne[0], n_out = w.rows();
   if (n_tok == 0 || n_out == 0) return;
-  const cpu::TileKernels* k = opt.simd ? cpu::simd_kernels(w.type) : nullptr;
-  const cpu::ActRows a = prepare_act(w.type, x, n_tok, n_in, k, pool);
+  const cpu::TileKernels* k = nullptr;
+  const uint8_t* wdata = static_cast<const uint8_t*>(w.data);
+  if (opt.simd && w.packed) {  // the packed copy when the active kernels read its layout
+    k = cpu::simd_kernels_packed(w.type, w.packing, w.act_bits);
+    if (k) wdata = static_cast<const uint8_t*>(w.packed);
+  }
+  if (opt.simd && !k) k = cpu::simd_kernels(w.type, w.act_bits);
+  const cpu::ActRows a = prepare_act(w.type, x, n_tok, n_in, k, ref::act_qmax(w), pool);
 
   int R = 1, T = 1;
   if (k) {
@@ -168,7 +178,6 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::T
   chunk = std::max<int64_t>(R, (chunk + R - 1) / R * R);
   const int64_t n_rc = (n_out + chunk - 1) / chunk;
   const size_t w_stride = w.row_bytes();
-  const uint8_t* wdata = static_cast<const uint8_t*>(w.data);
 
   pool.run(static_cast<int>(n_rc * n_tb), [&](int task, int) {
     const int64_t r_begin = task / n_tb * chunk, r_end = std::min(n_out, r_begin + chunk);

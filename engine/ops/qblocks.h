@@ -68,6 +68,8 @@ inline void q4k_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
 // One row of n values (n a multiple of 32) is stored as int16 qs[n], then float d[n/32], then
 // float s[n/32]: the int16 blocks are 64 bytes each and stay aligned when the row is.
 constexpr float kActTiny = 1e-30f;
+constexpr int kActQ16Max = 32767;  // 16-bit activations (default)
+constexpr int kActQ8Max = 127;     // 8-bit activations (TensorView::act_bits == 8): same format
 constexpr int64_t act_q16_row_bytes(int64_t n) {
   return 2 * n + 8 * (n / kQK);
 }

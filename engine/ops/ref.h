@@ -15,9 +15,14 @@ namespace akvq::ops::ref {
 void dequantize_row(DType t, const void* src, float* out, int64_t n);
 
 // Activation quantization used by the quantized matmul (formats in qblocks.h). n must be a
-// multiple of 32 / 256.
-void quantize_row_q16(const float* x, void* out_row, int64_t n);  // act_q16_row_bytes(n) bytes
-void quantize_row_q16k(const float* x, ActQ16K* out, int64_t n);  // out[n/256]
+// multiple of 32 / 256. qmax: kActQ16Max (16-bit levels) or kActQ8Max (8-bit levels, the same
+// format with |q| <= 127).
+void quantize_row_q16(const float* x, void* out_row, int64_t n, int qmax = kActQ16Max);  // act_q16_row_bytes(n) bytes
+void quantize_row_q16k(const float* x, ActQ16K* out, int64_t n, int qmax = kActQ16Max);  // out[n/256]
+// The qmax the matmul uses for weight w (TensorView::act_bits: 8 -> kActQ8Max, else kActQ16Max).
+inline int act_qmax(const TensorView& w) {
+  return w.act_bits == 8 ? kActQ8Max : kActQ16Max;
+}
 
 // The activation format a weight type is multiplied with.
 enum class ActKind { F32, Q16, Q16K };

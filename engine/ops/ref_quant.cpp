@@ -120,16 +120,17 @@ void dequantize_row(DType t, const void* src, float* out, int64_t n) {
 
 namespace {
 
-// One block of n values to int16: d = amax / 32767, q = clamp(round-half-even(x * (1/d))).
-// Returns d (0 for a block with amax < kActTiny). The clamp never binds for finite x
-// (|x * (1/d)| <= 32767 + a few ulps).
-float quantize_block16(const float* x, int n, int16_t* q) {
+// One block of n values to integers: d = amax / qmax, q = clamp(round-half-even(x * (1/d)), ±qmax)
+// (qmax = kActQ16Max, or kActQ8Max for 8-bit activations). Returns d (0 for a block with
+// amax < kActTiny). The clamp never binds for finite x (|x * (1/d)| <= qmax + a few ulps).
+float quantize_block16(const float* x, int n, int16_t* q, int qmax) {
   float amax = 0.0f;
   for (int j = 0; j < n; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-  const float d = amax >= kActTiny ? amax / 32767.0f : 0.0f;
+  const float fq = static_cast<float>(qmax);
+  const float d = amax >= kActTiny ? amax / fq : 0.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   for (int j = 0; j < n; ++j) {
-    const float v = std::fmin(std::fmax(std::nearbyint(x[j] * id), -32767.0f), 32767.0f);
+    const float v = std::fmin(std::fmax(std::nearbyint(x[j] * id), -fq), fq);
     q[j] = static_cast<int16_t>(v);
   }
   return d;
@@ -137,22 +138,22 @@ float quantize_block16(const float* x, int n, int16_t* q) {
 
 }  // namespace
 
-void quantize_row_q16(const float* x, void* out_row, int64_t n) {
+void quantize_row_q16(const float* x, void* out_row, int64_t n, int qmax) {
   int16_t* qs = static_cast<int16_t*>(out_row);
   float* d = const_cast<float*>(act_q16_d(out_row, n));
   float* s = d + n / kQK;
   for (int64_t b = 0; b < n / kQK; ++b) {
-    d[b] = quantize_block16(x + b * kQK, kQK, qs + b * kQK);
+    d[b] = quantize_block16(x + b * kQK, kQK, qs + b * kQK, qmax);
     int sum = 0;
     for (int j = 0; j < kQK; ++j) sum += qs[b * kQK + j];
     s[b] = d[b] * static_cast<float>(sum);
   }
 }
 
-void quantize_row_q16k(const float* x, ActQ16K* out, int64_t n) {
+void quantize_row_q16k(const float* x, ActQ16K* out, int64_t n, int qmax) {
   for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK) {
     std::memset(&out[b], 0, sizeof(ActQ16K));
-    out[b].d = quantize_block16(x, kQKK, out[b].qs);
+    out[b].d = quantize_block16(x, kQKK, out[b].qs, qmax);
     for (int j = 0; j < 8; ++j) {
       int32_t sum = 0;
       for (int l = 0; l < 32; ++l) sum += out[b].qs[32 * j + l];
@@ -263,6 +264,7 @@ void matmul_quant(const TensorView& w, const float* x, int64_t n_tok, float* y) 
   const int64_t n_in = w.ne[0], n_out = w.rows();
   check_blocks(w.type, n_in, "matmul_quant");
   const ActKind kind = act_kind(w.type);
+  const int qmax = act_qmax(w);
   for (int64_t t = 0; t < n_tok; ++t) {
     const float* xt = x + t * n_in;
     std::vector<uint8_t> q16;
@@ -270,11 +272,11 @@ void matmul_quant(const TensorView& w, const float* x, int64_t n_tok, float* y) 
     const void* xa = xt;
     if (kind == ActKind::Q16) {
       q16.resize(static_cast<size_t>(act_q16_row_bytes(n_in)));
-      quantize_row_q16(xt, q16.data(), n_in);
+      quantize_row_q16(xt, q16.data(), n_in, qmax);
       xa = q16.data();
     } else if (kind == ActKind::Q16K) {
       q16k.resize(static_cast<size_t>(n_in / kQKK));
-      quantize_row_q16k(xt, q16k.data(), n_in);
+      quantize_row_q16k(xt, q16k.data(), n_in, qmax);
       xa = q16k.data();
     }
     for (int64_t r = 0; r < n_out; ++r) y[t * n_out + r] = vec_dot(w.type, w.row(r), xa, n_in);

@@ -4,6 +4,8 @@
 // they come from DRAM as in real decoding rather than from cache.
 //   usage: tools_ops_bench [threads=2] [seconds per case=0.5] [MiB of weight copies=128]
 //   (0 MiB: a single copy, i.e. weights hot in cache: measures the kernels' compute speed)
+//   env AKVQ_BENCH_ACT=8 uses 8-bit activation levels (TensorView::act_bits).
+//   env AKVQ_BENCH_PACK=0 keeps the file layout (default: weights packed for the active kernels).
 //   env AKVQ_TILE=RxT overrides the tile shape of the n_tok=64 runs (experiments).
 //   env AKVQ_BENCH_GGUF=model.gguf also times all matmuls of one decode step on the real tensors
 //   of that file, once straight from the mmap and once from a heap copy.
@@ -23,6 +25,7 @@
 #include "gguf/gguf.h"
 #include "ops/matmul_detail.h"
 #include "ops/ops.h"
+#include "ops/pack.h"
 
 using namespace akvq;
 using Clock = std::chrono::steady_clock;
@@ -125,7 +128,8 @@ int main(int argc, char** argv) {
   std::printf("threads=%d  streaming read bandwidth (1 line per 64 B): %.1f GB/s\n", threads,
               read_bandwidth_gbs(pool));
   // env AKVQ_BENCH_SHAPES=1.1b|7b: the matrices of a 1.1B Llama (22 layers, 2048 wide, GQA 32/4,
-  // FFN 5632) or of Llama-2-7B, all of type AKVQ_BENCH_TYPE (q4_0 default, q4_1, q8_0).
+  // FFN 5632) or of Llama-2-7B, all of type AKVQ_BENCH_TYPE (q4_0 default, q4_1, q8_0);
+  // AKVQ_BENCH_SHAPES=clip: the f16 matrices of CLIP ViT-L/14-336 (24 blocks), prefill 577 tokens.
   std::vector<Shape> shapes = {
       {"attn_q/out 576->576", DType::Q4_1, 576, 576, 60},
       {"attn_k/v 576->192", DType::Q4_1, 576, 192, 60},
@@ -134,6 +138,8 @@ int main(int argc, char** argv) {
       {"output 576->49152", DType::Q8_0, 576, 49152, 1},
   };
   const char* model_name = "SmolLM2-135M";
+  const bool pack = !std::getenv("AKVQ_BENCH_PACK") || std::string(std::getenv("AKVQ_BENCH_PACK")) != "0";
+  int n_toks[2] = {1, 64};  // decode, prefill
   if (const char* e = std::getenv("AKVQ_BENCH_SHAPES")) {
     DType t = DType::Q4_0;
     if (const char* te = std::getenv("AKVQ_BENCH_TYPE")) {
@@ -147,6 +153,13 @@ int main(int argc, char** argv) {
                 {"ffn_gate/up 2048->5632", t, 2048, 5632, 44},
                 {"ffn_down 5632->2048", t, 5632, 2048, 22},
                 {"output 2048->32000", t, 2048, 32000, 1}};
+    } else if (std::string(e) == "clip") {  // CLIP ViT-L/14-336 (LLaVA-1.5): f16, 577 tokens
+      model_name = "CLIP-L/336";
+      shapes = {{"attn_qkv 1024->1024", DType::F16, 1024, 1024, 72},
+                {"attn_out 1024->1024", DType::F16, 1024, 1024, 24},
+                {"mlp_fc1 1024->4096", DType::F16, 1024, 4096, 24},
+                {"mlp_fc2 4096->1024", DType::F16, 4096, 1024, 24}};
+      n_toks[1] = 577;
     } else if (std::string(e) == "7b") {
       model_name = "7B";
       shapes = {{"attn_qkvo 4096->4096", t, 4096, 4096, 128},
@@ -158,12 +171,12 @@ int main(int argc, char** argv) {
   std::printf("%-24s %-5s %5s %10s %10s %9s %12s\n", "shape", "type", "n_tok", "us/call", "GFLOP/s",
               "GB/s(W)", "cpu-us/call");
   double per_token_us[2] = {0, 0};  // summed over one model step: 30 layers + output
-  const int n_toks[2] = {1, 64};
   for (const Shape& s : shapes) {
     const size_t bytes = row_bytes(s.type, s.n_in) * s.n_out;
     const int copies = static_cast<int>(std::max<size_t>(1, copy_bytes / bytes));
     std::vector<std::vector<uint8_t>> raws;
     std::vector<TensorView> ws;
+    ops::PackedWeights packed;
     for (int c = 0; c < copies; ++c) raws.push_back(random_weights(s.type, s.n_in, s.n_out, rng));
     for (int c = 0; c < copies; ++c) {
       TensorView w;
@@ -174,6 +187,8 @@ int main(int argc, char** argv) {
       w.ne[1] = s.n_out;
       w.data = raws[c].data();
       w.nbytes = bytes;
+      if (const char* e = std::getenv("AKVQ_BENCH_ACT"); e && std::string(e) == "8") w.act_bits = 8;
+      if (pack) packed.pack(w);  // as models do at load (ops/pack.h)
       ws.push_back(w);
     }
     for (int k = 0; k < 2; ++k) {
@@ -203,7 +218,7 @@ int main(int argc, char** argv) {
   std::printf("\nmatmuls of one %s step (every layer matrix + output):\n", model_name);
   std::printf("  decode  (n_tok=1):  %.0f us/token -> %.0f tokens/s (matmul only)\n", per_token_us[0],
               1e6 / per_token_us[0]);
-  std::printf("  prefill (n_tok=64): %.0f us/token -> %.0f tokens/s (matmul only)\n", per_token_us[1],
+  std::printf("  prefill (n_tok=%d): %.0f us/token -> %.0f tokens/s (matmul only)\n", n_toks[1], per_token_us[1],
               1e6 / per_token_us[1]);
   if (const char* path = std::getenv("AKVQ_BENCH_GGUF")) bench_model(path, pool, 4 * seconds);
   return 0;

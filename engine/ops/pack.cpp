@@ -1,0 +1,34 @@
+// PackedWeights (ops/pack.h).
+#include "ops/pack.h"
+
+#include <akvq/error.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "cpu/qgemm.h"
+
+namespace akvq::ops {
+
+void PackedWeights::FreeDeleter::operator()(uint8_t* p) const {
+  std::free(p);
+}
+
+bool PackedWeights::pack(TensorView& w) {
+  const uint8_t packing = cpu::preferred_packing(w.type);
+  if (packing == cpu::kPackNone || !w.data || w.n_dims < 1) return false;
+  const size_t bytes = w.row_bytes() * static_cast<size_t>(w.rows());
+  void* p = nullptr;
+  if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
+    throw Error("[ops] out of memory packing '" + w.name + "' (" + std::to_string(bytes) + " bytes)");
+  }
+  std::unique_ptr<uint8_t, FreeDeleter> buf(static_cast<uint8_t*>(p));
+  cpu::pack_rows(w.type, packing, static_cast<const uint8_t*>(w.data), buf.get(), w.rows(), w.ne[0]);
+  w.packed = buf.get();
+  w.packing = packing;
+  bufs_.push_back(std::move(buf));
+  bytes_ += bytes;
+  return true;
+}
+
+}  // namespace akvq::ops

@@ -1,0 +1,226 @@
+// The matmul on every ISA the CPU offers (cpu/isa.h): AVX2 and, where the CPU has it, AVX-512
+// (skipped with a reason elsewhere). Per ISA: parity with the same-quantization scalar reference
+// (tolerance of test_ops_matmul.cpp: 1e-6 * sum|w x| + 1e-6), batch invariance (a token's row is
+// bit-identical whatever tile, chunk or batch computes it), and the weights packed at load
+// (ops/pack.h) giving bit-identical results to the file layout; all of it for 16-bit and 8-bit
+// activation levels (TensorView::act_bits), and the 8-bit levels within their rounding bound.
+#include <gtest/gtest.h>
+
+#include <akvq/error.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "cpu/isa.h"
+#include "cpu/qgemm.h"
+#include "cpu/simd.h"
+#include "ops/matmul_detail.h"
+#include "ops/pack.h"
+#include "ops/ref.h"
+#include "test_ops_util.h"
+
+using namespace akvq;
+
+namespace {
+
+const DType kTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16, DType::F32};
+
+// Sets the ISA cap for one test and restores "no cap" after it.
+struct IsaScope {
+  explicit IsaScope(cpu::Isa isa) { cpu::set_isa_cap(isa); }
+  ~IsaScope() { cpu::set_isa_cap(cpu::Isa::Avx512); }
+};
+
+bool cpu_has(cpu::Isa isa) {
+  if (isa == cpu::Isa::Avx512) {
+    const cpu::CpuFeatures& f = cpu::cpu_features();
+    return cpu::avx512_compiled() && f.avx512 && f.avx512_vnni && f.avx512_bf16;
+  }
+#if defined(AKVQ_AVX2)
+  return isa == cpu::Isa::Avx2;
+#else
+  return false;
+#endif
+}
+
+std::vector<int64_t> inner_sizes(DType t) {
+  const int64_t b = dtype_info(t).block;
+  if (b == 1) return {37, 200};
+  if (b == 32) return {32, 96, 160, 576};  // 1, 3, 5 and 18 blocks: full groups of 4 and tails
+  return {256, 768};
+}
+
+class MatmulIsa : public ::testing::TestWithParam<cpu::Isa> {
+ protected:
+  void SetUp() override {
+    if (!cpu_has(GetParam())) GTEST_SKIP() << "this CPU/build has no " << cpu::isa_name(GetParam()) << " kernels";
+    scope_ = std::make_unique<IsaScope>(GetParam());
+    ASSERT_EQ(cpu::active_isa(), GetParam());
+  }
+  std::unique_ptr<IsaScope> scope_;
+};
+
+TEST_P(MatmulIsa, MatchesSameQuantizationReference) {
+  cpu::ThreadPool pool(2);
+  std::mt19937 rng(11);
+  for (int bits : {16, 8}) {
+  for (DType t : kTypes) {
+    for (int64_t n_in : inner_sizes(t)) {
+      for (int64_t n_tok : {1, 3, 8}) {
+        const int64_t n_out = 13;
+        const auto raw = test::random_weights(t, n_out, n_in, rng);
+        TensorView w = test::view(t, raw, n_in, n_out);
+        w.act_bits = static_cast<uint8_t>(bits);
+        const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+        std::vector<float> y(n_tok * n_out), yq(n_tok * n_out);
+        ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, {});
+        ops::ref::matmul_quant(w, x.data(), n_tok, yq.data());
+        const auto wd = test::dequant_all(w);
+        for (int64_t tk = 0; tk < n_tok; ++tk) {
+          for (int64_t r = 0; r < n_out; ++r) {
+            const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
+            ASSERT_NEAR(y[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
+                << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " n_tok=" << n_tok << " t=" << tk
+                << " r=" << r;
+          }
+        }
+      }
+    }
+  }
+  }
+}
+
+// One token alone (decode) == the same token inside any batch, tile shape and chunking.
+TEST_P(MatmulIsa, EveryTokenIsBitIdenticalWhateverTheBatch) {
+  cpu::ThreadPool pool(3);
+  std::mt19937 rng(12);
+  for (int bits : {16, 8}) {
+  for (DType t : kTypes) {
+    const cpu::TileKernels* k = cpu::simd_kernels(t, bits);
+    if (!k) continue;
+    const int64_t n_in = inner_sizes(t).back(), n_out = 11, n_tok = 9;
+    const auto raw = test::random_weights(t, n_out, n_in, rng);
+    TensorView w = test::view(t, raw, n_in, n_out);
+    w.act_bits = static_cast<uint8_t>(bits);
+    const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+    std::vector<float> single(n_tok * n_out);
+    for (int64_t tk = 0; tk < n_tok; ++tk) {
+      ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
+    }
+    for (int R = 1; R <= cpu::kMaxTileR; ++R) {
+      for (int T = 1; T <= cpu::kMaxTileT; ++T) {
+        if (!k->fn[R - 1][T - 1]) continue;
+        ops::detail::MatmulOptions opt;
+        opt.tile_r = R;
+        opt.tile_t = T;
+        opt.chunk_rows = 3;
+        std::vector<float> y(n_tok * n_out);
+        ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
+        ASSERT_EQ(0, std::memcmp(y.data(), single.data(), y.size() * sizeof(float)))
+            << dtype_info(t).name << " bits=" << bits << " tile " << R << "x" << T;
+      }
+    }
+  }
+  }
+}
+
+// A weight packed for the active kernels computes exactly what its file layout computes; the
+// file view stays valid for everything else (get_rows, the scalar path, another ISA).
+TEST_P(MatmulIsa, PackedWeightsEqualTheFileLayoutBitForBit) {
+  cpu::ThreadPool pool(2);
+  std::mt19937 rng(13);
+  for (int bits : {16, 8}) {
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K}) {
+    for (int64_t n_in : inner_sizes(t)) {
+      const int64_t n_out = 7;
+      const auto raw = test::random_weights(t, n_out, n_in, rng);
+      TensorView w = test::view(t, raw, n_in, n_out);
+      w.act_bits = static_cast<uint8_t>(bits);
+      const TensorView plain = w;
+      ops::PackedWeights store;
+      const bool packed = store.pack(w);
+      EXPECT_EQ(packed, cpu::preferred_packing(t) != cpu::kPackNone);
+      EXPECT_EQ(packed, w.packed != nullptr);
+      EXPECT_EQ(store.bytes(), packed ? raw.size() : 0u);
+      if (packed) {
+        EXPECT_EQ(GetParam(), cpu::Isa::Avx512);
+        if (n_in >= 128) {
+          EXPECT_NE(0, std::memcmp(w.packed, raw.data(), raw.size())) << "the layout should differ";
+        }
+      }
+      for (int64_t n_tok : {1, 5}) {
+        const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+        std::vector<float> a(n_tok * n_out), b(n_tok * n_out);
+        ops::detail::matmul(w, x.data(), n_tok, a.data(), pool, {});
+        ops::detail::matmul(plain, x.data(), n_tok, b.data(), pool, {});
+        ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+            << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " n_tok=" << n_tok;
+      }
+    }
+  }
+  }
+}
+
+// 8-bit levels: each activation block is rounded to amax / 127 steps, so a result is within
+// sum_b (sum_{i in b} |w_i|) * amax_b / 254 of the exact f32 product (plus f32 rounding); and it
+// differs from the 16-bit result (the option does something).
+TEST_P(MatmulIsa, EightBitActivationsStayWithinTheirRoundingBound) {
+  cpu::ThreadPool pool(2);
+  std::mt19937 rng(14);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K}) {
+    const int64_t n_in = inner_sizes(t).back(), n_out = 9, n_tok = 4;
+    const int block = dtype_info(t).block == 256 ? 256 : 32;
+    const auto raw = test::random_weights(t, n_out, n_in, rng);
+    TensorView w = test::view(t, raw, n_in, n_out);
+    const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+    std::vector<float> y8(n_tok * n_out), y16(n_tok * n_out), yf(n_tok * n_out);
+    ops::detail::matmul(w, x.data(), n_tok, y16.data(), pool, {});
+    w.act_bits = 8;
+    ops::detail::matmul(w, x.data(), n_tok, y8.data(), pool, {});
+    ops::ref::matmul_f32(w, x.data(), n_tok, yf.data());
+    const auto wd = test::dequant_all(w);
+    int n_diff = 0;
+    for (int64_t tk = 0; tk < n_tok; ++tk) {
+      for (int64_t r = 0; r < n_out; ++r) {
+        const float* wr = wd.data() + r * n_in;
+        const float* xr = x.data() + tk * n_in;
+        double bound = 1e-5 * test::abs_dot(wr, xr, n_in) + 1e-6;
+        for (int64_t b = 0; b < n_in; b += block) {
+          double sw = 0, amax = 0;
+          for (int i = 0; i < block; ++i) sw += std::fabs(wr[b + i]), amax = std::fmax(amax, std::fabs(xr[b + i]));
+          bound += sw * amax / 254.0 * 1.01;
+        }
+        const size_t i = tk * n_out + r;
+        ASSERT_NEAR(y8[i], yf[i], bound) << dtype_info(t).name << " t=" << tk << " r=" << r;
+        n_diff += y8[i] != y16[i];
+      }
+    }
+    EXPECT_GT(n_diff, n_tok * n_out / 2) << dtype_info(t).name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, MatmulIsa, ::testing::Values(cpu::Isa::Avx2, cpu::Isa::Avx512),
+                         [](const ::testing::TestParamInfo<cpu::Isa>& i) { return std::string(cpu::isa_name(i.param)); });
+
+TEST(MatmulIsa, AKnownLayoutOnlyAndAScalarCapMeansNoKernels) {
+  std::vector<uint8_t> src(64), dst(64);
+  EXPECT_THROW(cpu::pack_rows(DType::F16, cpu::kPackG4, src.data(), dst.data(), 1, 32), InvalidArgument);
+  EXPECT_THROW(cpu::pack_rows(DType::Q4_0, 7, src.data(), dst.data(), 1, 32), InvalidArgument);
+  TensorView bad;
+  bad.act_bits = 4;
+  bad.type = DType::Q4_0;
+  bad.n_dims = 2;
+  bad.ne[0] = 32;
+  std::vector<float> x(32), y(1);
+  bad.data = src.data();
+  cpu::ThreadPool pool(1);
+  EXPECT_THROW(ops::detail::matmul(bad, x.data(), 1, y.data(), pool, {}), InvalidArgument);
+  IsaScope scalar(cpu::Isa::Scalar);
+  EXPECT_EQ(cpu::active_isa(), cpu::Isa::Scalar);
+  EXPECT_EQ(cpu::simd_kernels(DType::Q4_0), nullptr);
+  EXPECT_EQ(cpu::preferred_packing(DType::Q4_0), cpu::kPackNone);
+}
+
+}  // namespace
