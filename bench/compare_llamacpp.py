@@ -24,6 +24,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -172,6 +173,12 @@ def run_json(cmd: list[str], timeout: float, env: dict[str, str] | None = None) 
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"{' '.join(cmd)}: no result within {timeout:.0f} s") from None
+    if r.returncode == -signal.SIGILL:
+        raise RuntimeError(
+            f"{' '.join(cmd)}: illegal instruction: the build uses instructions this CPU or VM does not allow "
+            "(llama.cpp built with GGML_NATIVE enables AMX where the CPU reports it; rebuild with "
+            f"-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)\n{r.stderr[-2000:]}"
+        )
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: exit status {r.returncode}\n{r.stderr[-2000:]}")
     return r.stdout

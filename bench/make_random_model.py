@@ -35,7 +35,7 @@ SHAPES: dict[str, LlamaShape] = {
     "1.1b": LlamaShape(n_vocab=32000, n_embd=2048, n_layer=22, n_head=32, n_head_kv=4, n_ff=5632, n_ctx=4096),
     "7b": LlamaShape(n_vocab=32000, n_embd=4096, n_layer=32, n_head=32, n_head_kv=32, n_ff=11008, n_ctx=4096),
     # head_dim 64 like the big shapes; every row a multiple of 256 (one Q4_K super-block)
-    "test": LlamaShape(n_vocab=512, n_embd=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=512, n_ctx=512),
+    "test": LlamaShape(n_vocab=512, n_embd=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=512, n_ctx=2048),
 }
 
 
