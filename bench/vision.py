@@ -2,13 +2,14 @@
 with one image, for a fixture checkpoint and for LLaVA-1.5-7B-shaped random weights.
 
     PYTHONPATH=. AKVQ_EXT_DIR=build/rel python bench/vision.py [--fixture spm_default_pad]
-        [--model7b llava7b_random.gguf] [-t 2] [--text-tokens 247] [--repeat 3] [--json OUT]
+        [--model7b llava7b_random.gguf] [-t 2] [--text-tokens 247] [--repeat 3] [--encode-only] [--json OUT]
 
 --model7b: a file from bench/make_random_llava.py (CLIP-L/14-336 f16 + 7B Q4_0 decoder); skipped
 when not given. The prompt is BOS, 10 text tokens, the image marker, then text up to 576 + 247 =
 823 rows (llama.cpp's llava-cli measurement: one image + a short question). Times are wall clock;
 encode runs --repeat times (best and first reported: the first touches the mapped weights), the 7B
-prefill once (fixture: best of --repeat). The process's CPU seconds of each step are printed too:
+prefill once (fixture: best of --repeat); --encode-only skips the prefills (the 7B one costs
+minutes) and encodes the 7B shape --repeat times. The process's CPU seconds of each step are printed too:
 on a loaded machine, CPU seconds / threads bounds what the step takes on idle cores. Prints the
 load average before and after (2 shared cores).
 Peak RSS is the process's (mapped weight pages that were touched count).
@@ -77,7 +78,9 @@ def run_model(path, n_threads: int, text_tokens: int, repeat: int, prefill_repea
     inp = _akvq.image_prompt_input(ids, image_id, enc, m.n_ctx)
     n_rows = len(inp)
     s = m._sess()
-    pre, pre_cpu = [], []
+    pre, pre_cpu = [float("nan")], [float("nan")]
+    if prefill_repeat:
+        pre, pre_cpu = [], []
     for _ in range(prefill_repeat):
         s.reset()
         t, c = time.perf_counter(), time.process_time()
@@ -85,7 +88,7 @@ def run_model(path, n_threads: int, text_tokens: int, repeat: int, prefill_repea
         pre.append(time.perf_counter() - t)
         pre_cpu.append(time.process_time() - c)
     m.close()
-    best = min(pre)
+    best = min(pre)  # nan when the prefill was skipped
     return {
         "model": label,
         "path": str(path),
@@ -109,6 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--text-tokens", type=int, default=247, help="text rows of the prompt (823 - 576)")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--encode-only", action="store_true", help="time the image encode only, no prefill")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     rows = []
@@ -119,9 +123,13 @@ def main(argv=None) -> int:
 
         with tempfile.TemporaryDirectory() as d:
             (p,) = lc.convert_fixture(a.fixture, d, outtype="f32")
-            rows.append(run_model(p, a.threads, 15, a.repeat, a.repeat, f"fixture {a.fixture} (f32)"))
+            pre_rep = 0 if a.encode_only else a.repeat
+            rows.append(run_model(p, a.threads, 15, a.repeat, pre_rep, f"fixture {a.fixture} (f32)"))
     if a.model7b:
-        rows.append(run_model(a.model7b, a.threads, a.text_tokens, 2, 1, "LLaVA-1.5-7B shape (CLIP f16, Q4_0)"))
+        enc_rep, pre_rep = (a.repeat, 0) if a.encode_only else (2, 1)
+        rows.append(
+            run_model(a.model7b, a.threads, a.text_tokens, enc_rep, pre_rep, "LLaVA-1.5-7B shape (CLIP f16, Q4_0)")
+        )
     load1 = os.getloadavg()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"machine: {cpu_model()}, {a.threads} threads, load average before {load0[0]:.2f}, after {load1[0]:.2f}")

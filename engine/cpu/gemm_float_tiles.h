@@ -5,6 +5,8 @@
 //   V (vector traits): Acc (f32 partial sums of one row x one token), G8 (8 f32 values), zero(),
 //                      hsum(Acc), load_x(const float* p) -> G8, fma(w, x, acc) -> acc + w * x
 //   L (weight type, derived from F32 / F16 / BF16 below): load(const Elem* p) -> G8
+// The AVX-512 tiles (gemm_float_avx512.cpp, 16 lanes, masked tail) have their own loop: code
+// compiled for AVX-512 cannot share a template defined outside its target region (avx512_target.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +15,14 @@
 #include "core/fp16.h"
 #include "cpu/qgemm.h"
 #include "cpu/tile_driver.h"
+
+namespace akvq::cpu {
+
+// F32, F16, BF16 tiles for AVX-512 (gemm_float_avx512.cpp); nullptr for other types or when the
+// build has no AVX-512 kernels. The caller checks active_isa().
+const TileKernels* simd_kernels_float_avx512(DType t);
+
+}  // namespace akvq::cpu
 
 namespace akvq::cpu::gemmf {
 
