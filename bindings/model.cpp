@@ -54,6 +54,8 @@ nb::dict info_dict(const ModelInfo& i) {
   d["add_bos"] = i.add_bos;
   d["file_type"] = i.file_type;
   d["n_params"] = i.n_params;
+  d["act_bits"] = i.act_bits;
+  d["packed_bytes"] = i.packed_bytes;
   return d;
 }
 
@@ -107,7 +109,13 @@ nb::dict summary_dict(const KvSummary& k) {
 void init_model(nb::module_& m) {
   nb::class_<Model>(m, "Model")
       .def_static(
-          "load", [](const std::string& path) { return Model::load(path); }, nb::arg("path"),
+          "load",
+          [](const std::string& path, int act_bits) {
+            ModelParams p;
+            p.act_bits = act_bits;
+            return Model::load(path, p);
+          },
+          nb::arg("path"), nb::arg("act_bits") = 16,
           nb::call_guard<EngineCall>())
       .def_prop_ro("info", [](const Model& self) { return info_dict(self.info()); })
       .def("tokenize", &Model::tokenize, nb::arg("text"), nb::arg("add_special") = true,

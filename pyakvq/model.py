@@ -73,6 +73,7 @@ class Model:
         n_batch: int = 256,
         kv_options: dict[str, Any] | None = None,
         mmproj: str | os.PathLike | None = None,
+        act_bits: int = 16,
     ):
         """path: the GGUF file. n_ctx: context size in tokens, [1, 2**20]. n_threads: [1, 512]
         (None: every core this process may use). kv: KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2
@@ -80,7 +81,9 @@ class Model:
         tokens per forward pass, [1, 65536]. kv_options: options of the KV mode (see README).
         mmproj: the vision tower of llama.cpp's two-file layout (an mmproj GGUF); without it the
         vision tower of `path` is used when the file has one (ValueError when mmproj's projector
-        width differs from the model's embedding width)."""
+        width differs from the model's embedding width). act_bits: precision of the activations
+        the quantized matmuls use, 16 (default) or 8 (faster prompt processing on AVX-512 CPUs,
+        slightly different logits; bench/RESULTS.md states the agreement with transformers)."""
         path = _v.check_path("path", path)
         n_ctx = _v.check_int("n_ctx", n_ctx, 1, _v.MAX_CTX)
         n_threads = _v.check_n_threads(n_threads)
@@ -92,7 +95,9 @@ class Model:
         self._session = None
         self._vision = None
         mmproj = None if mmproj is None else _v.check_path("mmproj", mmproj)
-        self._model = _akvq.Model.load(path)
+        if isinstance(act_bits, bool) or not isinstance(act_bits, int) or act_bits not in (8, 16):
+            raise ValueError(f"act_bits must be 8 or 16, got {act_bits!r}")
+        self._model = _akvq.Model.load(path, act_bits=int(act_bits))
         self._n_vocab = int(self._model.info["n_vocab"])
         if mmproj is not None:
             vision = _akvq.VisionModel.load(mmproj)

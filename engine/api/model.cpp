@@ -31,12 +31,19 @@ std::string dominant_type(const gguf::File& f) {
 Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
 
-std::shared_ptr<Model> Model::load(const std::string& path) {
+void ModelParams::validate() const {
+  if (act_bits != 8 && act_bits != 16) {
+    throw InvalidArgument("act_bits must be 8 or 16, got " + std::to_string(act_bits));
+  }
+}
+
+std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& params) {
+  params.validate();
   std::shared_ptr<Model> m(new Model());
   Impl& im = *m->impl_;
   im.file = gguf::File::open(path);
   const gguf::File& f = *im.file;
-  im.llama = std::make_unique<models::Llama>(f);
+  im.llama = std::make_unique<models::Llama>(f, params.act_bits);
   im.tokenizer = Tokenizer::from_gguf(f);
   const models::LlamaHparams& hp = im.llama->hparams();
   const Tokenizer& tok = *im.tokenizer;
@@ -57,6 +64,8 @@ std::shared_ptr<Model> Model::load(const std::string& path) {
   info.n_head_kv = hp.n_head_kv;
   info.head_dim = hp.head_dim;
   info.n_ff = hp.n_ff;
+  info.act_bits = params.act_bits;
+  info.packed_bytes = static_cast<int64_t>(im.llama->packed_bytes());
   info.rope_theta = hp.rope_theta;
   info.rms_eps = hp.rms_eps;
   info.tokenizer_model = f.get_str("tokenizer.ggml.model", "");

@@ -142,7 +142,9 @@ int run(const akvq::cli::Options& o) {
     throw akvq::InvalidArgument("the prompt is empty (-p \"\"): give the text to continue");
   std::string prompt = o.prompt_file.empty() ? o.prompt : read_prompt_file(o.prompt_file);
   const auto t_load = Clock::now();
-  std::shared_ptr<akvq::Model> model = akvq::Model::load(o.model);
+  akvq::ModelParams mp;
+  mp.act_bits = o.act_bits;
+  std::shared_ptr<akvq::Model> model = akvq::Model::load(o.model, mp);
   akvq::SessionParams sp;
   sp.n_ctx = o.n_ctx;
   sp.n_threads = o.n_threads;

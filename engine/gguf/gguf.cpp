@@ -106,6 +106,16 @@ std::unique_ptr<File> File::open(const std::string& path) {
   return f;
 }
 
+void File::release_pages(const void* p, size_t n) const {
+  if (!map_ || !p || n == 0) return;
+  const uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + n;
+  const uintptr_t map_lo = reinterpret_cast<uintptr_t>(map_), map_hi = map_lo + size_;
+  if (lo < map_lo || hi > map_hi) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t a = (lo + page - 1) / page * page, b = hi / page * page;
+  if (b > a) ::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+}
+
 std::unique_ptr<File> File::from_bytes(const void* data, size_t size, const std::string& name) {
   std::unique_ptr<File> f(new File());
   f->path_ = name;

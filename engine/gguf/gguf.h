@@ -61,6 +61,10 @@ class File {
   size_t alignment() const { return alignment_; }
   size_t file_size() const { return size_; }
   size_t data_offset() const { return data_offset_; }
+  // Drops the whole pages of [p, p + n) from this process's memory when the file is memory-mapped
+  // (they are read back from the file if touched again; a hint, nothing changes for readers).
+  // For weights whose packed copy replaces them (ops/pack.h). No-op for in-memory images.
+  void release_pages(const void* p, size_t n) const;
 
   // --- metadata ---
   const std::vector<std::string>& keys() const { return key_order_; }  // in file order

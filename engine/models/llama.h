@@ -86,7 +86,9 @@ class Llama {
  public:
   // Binds the tensors of f (which must outlive this object) and validates every shape and type.
   // Throws FormatError naming the tensor or key at fault.
-  explicit Llama(const gguf::File& f);
+  // act_bits: the activation precision of every matmul weight (TensorView::act_bits, 8 or 16).
+  explicit Llama(const gguf::File& f, int act_bits = 16);
+  size_t packed_bytes() const { return packed_.bytes(); }  // weights repacked at load
 
   const LlamaHparams& hparams() const { return hp_; }
   kv::KvConfig kv_config(int n_ctx, const std::string& mode) const;

@@ -47,7 +47,7 @@ const LlamaArch* find_llama_arch(const std::string& name) {
   return nullptr;
 }
 
-Llama::Llama(const gguf::File& f) {
+Llama::Llama(const gguf::File& f, int act_bits) {
   LlamaHparams& hp = hp_;
   hp.arch = f.get_str("general.architecture");
   const LlamaArch* arch = find_llama_arch(hp.arch);
@@ -122,9 +122,13 @@ Llama::Llama(const gguf::File& f) {
     L.w_down = bind(f, p + "ffn_down.weight", {F, E}, false);
   }
   for (LlamaLayer& L : layers_) {
-    for (TensorView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) packed_.pack(*w);
+    for (TensorView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      w->act_bits = static_cast<uint8_t>(act_bits);
+      if (packed_.pack(*w)) f.release_pages(w->data, w->nbytes);  // only the packed copy is read
+    }
   }
-  packed_.pack(output_);
+  output_.act_bits = static_cast<uint8_t>(act_bits);
+  if (packed_.pack(output_) && output_.data != tok_embd_.data) f.release_pages(output_.data, output_.nbytes);
 }
 
 kv::KvConfig Llama::kv_config(int n_ctx, const std::string& mode) const {

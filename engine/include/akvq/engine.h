@@ -33,12 +33,26 @@ struct ModelInfo {
   bool add_bos = false;
   std::string file_type;        // dominant weight type, e.g. "Q4_1"
   int64_t n_params = 0;
+  int act_bits = 16;            // activation precision of the quantized matmuls (ModelParams)
+  int64_t packed_bytes = 0;     // memory of the weights repacked at load for the active kernels
+};
+
+// How a model is loaded.
+struct ModelParams {
+  // Precision of the activations the quantized matmuls multiply the weights with: 16 (default:
+  // ~2^-16 of each block's largest value, far below the weights' own error) or 8 (~2^-8, as
+  // llama.cpp's Q8 activations: about twice as fast prefill with the AVX-512 kernels, slightly
+  // different logits). Float weights (F32/F16/BF16) always use f32 activations.
+  int act_bits = 16;
+  void validate() const;  // throws InvalidArgument naming the bad field
 };
 
 class Model {
  public:
-  // Memory-maps and validates the GGUF file. Throws IoError / FormatError.
-  static std::shared_ptr<Model> load(const std::string& path);
+  // Memory-maps and validates the GGUF file; the matmul weights are repacked for the active
+  // kernels when they prefer another layout (ModelInfo::packed_bytes). Throws IoError /
+  // FormatError, InvalidArgument for bad params.
+  static std::shared_ptr<Model> load(const std::string& path, const ModelParams& params = {});
   ~Model();
 
   const ModelInfo& info() const;
