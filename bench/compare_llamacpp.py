@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             a.llama_python = sys.executable
         cmd = [a.llama_python, str(pathlib.Path(__file__).resolve()), "--worker", "llama-info", "--model", "-"]
         llama_info |= last_json_line(run_json(cmd, 300))
+    load_start = os.getloadavg()[0]
     workloads = [(w, n) for w, n in (("pp", a.pp), ("tg", a.tg)) if n > 0]
     samples: dict[tuple[str, str], dict[str, list[float]]] = {}
     for model in a.model:
@@ -340,12 +341,15 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = summarize(samples)
     cpu = cpu_model()
+    load = (load_start, os.getloadavg()[0])
     print(f"\nCPU: {cpu}; threads {a.threads}; reps {a.reps} (median); ratio = pyakvq / llama.cpp")
+    print(f"load average (1 min) at start / end: {load[0]:.1f} / {load[1]:.1f} on {os.cpu_count()} CPUs")
     for k, v in llama_info.items():
         print(f"llama.cpp {k}: {v}")
     print(format_table(rows))
     if a.json:
-        res = {"cpu": cpu, "threads": a.threads, "reps": a.reps, "llama_cpp": llama_info, "rows": rows}
+        res = {"cpu": cpu, "threads": a.threads, "reps": a.reps, "load_avg": load, "llama_cpp": llama_info}
+        res["rows"] = rows
         pathlib.Path(a.json).write_text(json.dumps(res, indent=1))
     return 0
 
