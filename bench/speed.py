@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     print("| test | weights GB/s | of probe |\n|---|---|---|")
     for test, key in ((f"pp{a.prompt}", "pp"), (f"tg{a.gen}", "tg")):
         frac = mem.get(f"{key}_bandwidth_fraction")
-        print(f"| {test} | {mem[key + '_weight_gbs']:.1f} | {'' if frac is None else f'{100 * frac:.0f}%'} |")
+        print(f"| {test} | {mem[key + '_weight_gbs']:.2f} | {'' if frac is None else f'{100 * frac:.0f}%'} |")
     if a.json:
         res = {"prompt_tps": pp, "gen_tps": tg, "peak_rss_mb": rss_mb}
         res |= {"read_bandwidth_gbs": bw, "weight_bytes_per_step": weight_bytes, **mem}
