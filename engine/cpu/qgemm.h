@@ -49,7 +49,10 @@ struct TileKernels {
 // the ISA has them; every other kernel set reads both precisions.
 const TileKernels* simd_kernels(DType t, int act_bits = 16);
 const TileKernels* simd_kernels_q32(DType t);     // Q4_0, Q4_1, Q8_0 (qgemm_q32.cpp)
-const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits);  // same types, AVX-512 VNNI (qgemm_q32_avx512.cpp)
+// AVX-512 VNNI kernels (run-time dispatch): Q4_0, Q4_1, Q8_0 (qgemm_q32_avx512.cpp; act_bits picks
+// the 16- or 8-bit activation kernels), and through it Q4_K (qgemm_kquant_avx512.cpp).
+const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits);
+const TileKernels* simd_kernels_kquant_avx512(DType t);
 const TileKernels* simd_kernels_kquant(DType t);  // Q4_K, Q6_K (qgemm_kquant.cpp)
 const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.cpp)
 

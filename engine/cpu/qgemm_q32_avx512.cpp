@@ -237,6 +237,7 @@ const TileKernels* find(DType t) {
 }  // namespace
 
 const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits) {
+  if (const TileKernels* k = simd_kernels_kquant_avx512(t)) return k;  // K-quants read ActQ16K rows
   return act_bits == 8 ? find<false, false>(t) : find<false, true>(t);
 }
 

@@ -145,6 +145,9 @@ int main(int argc, char** argv) {
     if (const char* te = std::getenv("AKVQ_BENCH_TYPE")) {
       if (std::string(te) == "q4_1") t = DType::Q4_1;
       if (std::string(te) == "q8_0") t = DType::Q8_0;
+      if (std::string(te) == "q4_k") t = DType::Q4_K;
+      if (std::string(te) == "q6_k") t = DType::Q6_K;
+      if (std::string(te) == "f16") t = DType::F16;
     }
     if (std::string(e) == "1.1b") {
       model_name = "1.1B";
