@@ -82,9 +82,7 @@ void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorksp
     cache.observe(il, x, n, static_cast<int>(E));  // layer input, before attn_norm (pivots)
     ops::rms_norm(x, static_cast<const float*>(L.attn_norm.data), n, E, hp.rms_eps, xn);
     dump("attn_norm", il, xn, n, E);
-    ops::matmul(L.wq, xn, n, q, pool);
-    ops::matmul(L.wk, xn, n, k, pool);
-    ops::matmul(L.wv, xn, n, v, pool);
+    ops::matmul_group({{&L.wq, q}, {&L.wk, k}, {&L.wv, v}}, xn, n, pool);
     add_bias(q, L.bq, n, Q);  // qkv bias (qwen2)
     add_bias(k, L.bk, n, KV);
     add_bias(v, L.bv, n, KV);
@@ -102,8 +100,7 @@ void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorksp
     // MLP block
     ops::rms_norm(x, static_cast<const float*>(L.ffn_norm.data), n, E, hp.rms_eps, xn);
     dump("ffn_norm", il, xn, n, E);
-    ops::matmul(L.w_gate, xn, n, gate, pool);
-    ops::matmul(L.w_up, xn, n, up, pool);
+    ops::matmul_group({{&L.w_gate, gate}, {&L.w_up, up}}, xn, n, pool);
     ops::swiglu(gate, up, gate, n * F);
     dump("ffn_swiglu", il, gate, n, F);
     ops::matmul(L.w_down, gate, n, xn, pool);  // xn: MLP output [n, n_embd]

@@ -138,18 +138,42 @@ bool has_simd_kernels(DType t) {
   return cpu::simd_kernels(t) != nullptr;
 }
 
-void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::ThreadPool& pool,
-            const MatmulOptions& opt) {
-  validate(w, x, n_tok, y);
-  const int64_t n_in = w.ne[0], n_out = w.rows();
-  if (n_tok == 0 || n_out == 0) return;
-  const cpu::TileKernels* k = nullptr;
-  const uint8_t* wdata = static_cast<const uint8_t*>(w.data);
-  if (opt.simd && w.packed) {  // the packed copy when the active kernels read its layout
-    k = cpu::simd_kernels_packed(w.type, w.packing, w.act_bits);
-    if (k) wdata = static_cast<const uint8_t*>(w.packed);
+namespace {
+
+// The kernels for w and the weight bytes they read (the packed copy when they read its layout).
+const cpu::TileKernels* select_kernels(const TensorView& w, bool simd, const uint8_t*& wdata) {
+  wdata = static_cast<const uint8_t*>(w.data);
+  if (!simd) return nullptr;
+  if (w.packed) {
+    if (const cpu::TileKernels* k = cpu::simd_kernels_packed(w.type, w.packing, w.act_bits)) {
+      wdata = static_cast<const uint8_t*>(w.packed);
+      return k;
+    }
   }
-  if (opt.simd && !k) k = cpu::simd_kernels(w.type, w.act_bits);
+  return cpu::simd_kernels(w.type, w.act_bits);
+}
+
+}  // namespace
+
+// ys[i][n_tok, rows of ws[i]] = x · ws[i]ᵀ for weights that share the inner size, type and
+// kernels: x is quantized once and all the tiles run in one pass of the thread pool.
+void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const float* x, int64_t n_tok,
+                  cpu::ThreadPool& pool, const MatmulOptions& opt) {
+  if (n_w < 1) return;
+  const TensorView& w = *ws[0];
+  const uint8_t* wdata[kMaxGroup];
+  if (n_w > kMaxGroup) throw InvalidArgument("[ops] matmul_group: more than 4 weights");
+  const cpu::TileKernels* k = select_kernels(w, opt.simd, wdata[0]);
+  for (int i = 0; i < n_w; ++i) {
+    validate(*ws[i], x, n_tok, ys[i]);
+    const cpu::TileKernels* ki = select_kernels(*ws[i], opt.simd, wdata[i]);
+    if (i > 0 && (ki != k || ws[i]->type != w.type || ws[i]->ne[0] != w.ne[0] || ws[i]->act_bits != w.act_bits)) {
+      for (int j = 0; j < n_w; ++j) matmul_group(&ws[j], &ys[j], 1, x, n_tok, pool, opt);  // not groupable
+      return;
+    }
+  }
+  const int64_t n_in = w.ne[0];
+  if (n_tok == 0) return;
   const cpu::ActRows a = prepare_act(w.type, x, n_tok, n_in, k, ref::act_qmax(w), pool);
 
   int R = 1, T = 1;
@@ -170,29 +194,40 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::T
   const int n_thr = pool.size();
   const int64_t tb = std::max<int64_t>(T, kTokenBlock / T * T);
   const int64_t n_tb = (n_tok + tb - 1) / tb;
+  int64_t total_rows = 0;
+  for (int i = 0; i < n_w; ++i) total_rows += ws[i]->rows();
+  // Row chunks: about 4 per thread over all the weights together, at least one tile high.
   int64_t chunk = opt.chunk_rows;
-  if (chunk <= 0) {  // about 4 chunks per thread in total, at least one tile high
+  if (chunk <= 0) {
     const int64_t want_chunks = std::max<int64_t>(1, 4 * n_thr / n_tb);
-    chunk = (n_out + want_chunks - 1) / want_chunks;
+    chunk = (total_rows + want_chunks - 1) / want_chunks;
   }
   chunk = std::max<int64_t>(R, (chunk + R - 1) / R * R);
-  const int64_t n_rc = (n_out + chunk - 1) / chunk;
-  const size_t w_stride = w.row_bytes();
+  int64_t first_task[kMaxGroup + 1] = {0};  // tasks of weight i: [first_task[i], first_task[i + 1])
+  for (int i = 0; i < n_w; ++i) first_task[i + 1] = first_task[i] + (ws[i]->rows() + chunk - 1) / chunk * n_tb;
+  if (first_task[n_w] == 0) return;
 
-  pool.run(static_cast<int>(n_rc * n_tb), [&](int task, int) {
-    const int64_t r_begin = task / n_tb * chunk, r_end = std::min(n_out, r_begin + chunk);
-    const int64_t t_begin = task % n_tb * tb, t_end = std::min(n_tok, t_begin + tb);
+  pool.run(static_cast<int>(first_task[n_w]), [&](int task, int) {
+    int i = 0;
+    while (task >= first_task[i + 1]) ++i;
+    const TensorView& wi = *ws[i];
+    const int64_t n_out = wi.rows(), local = task - first_task[i];
+    const size_t w_stride = wi.row_bytes();
+    const uint8_t* wd = wdata[i];
+    float* y = ys[i];
+    const int64_t r_begin = local / n_tb * chunk, r_end = std::min(n_out, r_begin + chunk);
+    const int64_t t_begin = local % n_tb * tb, t_end = std::min(n_tok, t_begin + tb);
     for (int64_t r0 = r_begin; r0 < r_end; r0 += R) {
       const int rr = static_cast<int>(std::min<int64_t>(R, r_end - r0));
       for (int64_t t0 = t_begin; t0 < t_end; t0 += T) {
         const int tt = static_cast<int>(std::min<int64_t>(T, t_end - t0));
         float* yt = y + t0 * n_out + r0;
         if (k) {
-          k->fn[rr - 1][tt - 1](wdata + r0 * w_stride, w_stride, a, t0, n_in, yt, n_out);
+          k->fn[rr - 1][tt - 1](wd + r0 * w_stride, w_stride, a, t0, n_in, yt, n_out);
         } else {
           for (int t = 0; t < tt; ++t) {
             for (int r = 0; r < rr; ++r) {
-              yt[t * n_out + r] = ref::vec_dot(w.type, wdata + (r0 + r) * w_stride, a.data + (t0 + t) * a.stride, n_in);
+              yt[t * n_out + r] = ref::vec_dot(wi.type, wd + (r0 + r) * w_stride, a.data + (t0 + t) * a.stride, n_in);
             }
           }
         }
@@ -201,10 +236,29 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::T
   });
 }
 
+void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::ThreadPool& pool,
+            const MatmulOptions& opt) {
+  const TensorView* ws[1] = {&w};
+  float* ys[1] = {y};
+  matmul_group(ws, ys, 1, x, n_tok, pool, opt);
+}
+
 }  // namespace detail
 
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::ThreadPool& pool) {
   detail::matmul(w, x, n_tok, y, pool, detail::MatmulOptions{});
+}
+
+void matmul_group(std::initializer_list<MatmulTarget> targets, const float* x, int64_t n_tok, cpu::ThreadPool& pool) {
+  const TensorView* ws[detail::kMaxGroup];
+  float* ys[detail::kMaxGroup];
+  int n = 0;
+  for (const MatmulTarget& t : targets) {
+    if (n == detail::kMaxGroup) throw InvalidArgument("[ops] matmul_group: more than 4 weights");
+    ws[n] = t.w;
+    ys[n++] = t.y;
+  }
+  detail::matmul_group(ws, ys, n, x, n_tok, pool, detail::MatmulOptions{});
 }
 
 void get_rows(const TensorView& w, const int32_t* ids, int64_t n, float* out) {

@@ -3,6 +3,7 @@
 // All activations are f32, row-major, innermost dimension last in the shape comments.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 
 #include "core/tensor.h"
 #include "cpu/thread_pool.h"
@@ -12,6 +13,15 @@ namespace akvq::ops {
 // y[n_tok, n_out] = x[n_tok, n_in] · Wᵀ, where w is a weight with ne = {n_in, n_out} of any
 // supported type. Works directly on the quantized rows (no dequantized copy of w).
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, cpu::ThreadPool& pool);
+
+// Several matmuls of the same x (e.g. Q/K/V, gate/up; at most 4): y_i[n_tok, rows of w_i] =
+// x · w_iᵀ. x is quantized once and all the tiles share one pass of the thread pool when the
+// weights share type and inner size (else one matmul each); each y_i is exactly matmul's.
+struct MatmulTarget {
+  const TensorView* w;
+  float* y;
+};
+void matmul_group(std::initializer_list<MatmulTarget> targets, const float* x, int64_t n_tok, cpu::ThreadPool& pool);
 
 // out[n, ne0] = rows ids[n] of table w (ne = {ne0, n_rows}), dequantized. Throws
 // InvalidArgument for an id outside [0, n_rows).

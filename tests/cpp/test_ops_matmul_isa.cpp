@@ -224,3 +224,56 @@ TEST(MatmulIsa, AKnownLayoutOnlyAndAScalarCapMeansNoKernels) {
 }
 
 }  // namespace
+
+namespace {
+
+// matmul_group (Q/K/V, gate/up) gives each output exactly what its own matmul gives, for
+// groupable weights (same type and inner size) and for mixed ones, any token count.
+TEST_P(MatmulIsa, GroupEqualsSeparateMatmulsBitForBit) {
+  cpu::ThreadPool pool(2);
+  std::mt19937 rng(15);
+  const int64_t n_in = 576;
+  struct W {
+    DType t;
+    int64_t rows;
+  };
+  for (const auto& set : {std::vector<W>{{DType::Q4_0, 37}, {DType::Q4_0, 5}, {DType::Q4_0, 9}},
+                          std::vector<W>{{DType::Q4_K, 0}, {DType::Q4_K, 11}},
+                          std::vector<W>{{DType::Q8_0, 13}, {DType::F16, 7}, {DType::Q4_1, 3}, {DType::Q8_0, 2}}}) {
+    for (int64_t n_tok : {1, 6, 70}) {
+      const int64_t n = static_cast<int64_t>(set.size());
+      std::vector<std::vector<uint8_t>> raws;
+      std::vector<TensorView> ws;
+      for (const W& w : set) {
+        const int64_t in = dtype_info(w.t).block == 256 ? 768 : n_in;
+        raws.push_back(test::random_weights(w.t, std::max<int64_t>(w.rows, 1), in, rng));
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t in = dtype_info(set[i].t).block == 256 ? 768 : n_in;
+        ws.push_back(test::view(set[i].t, raws[i], in, std::max<int64_t>(set[i].rows, 1)));
+      }
+      const int64_t in = ws[0].ne[0];
+      bool same_in = true;
+      for (const TensorView& w : ws) same_in = same_in && w.ne[0] == in;
+      if (!same_in) continue;
+      const auto x = test::random_floats(static_cast<size_t>(n_tok * in), rng);
+      std::vector<std::vector<float>> ya(n), yb(n);
+      const TensorView* wp[4];
+      float* yp[4];
+      for (int64_t i = 0; i < n; ++i) {
+        ya[i].assign(n_tok * ws[i].rows(), NAN);
+        yb[i].assign(n_tok * ws[i].rows(), NAN);
+        ops::detail::matmul(ws[i], x.data(), n_tok, yb[i].data(), pool, {});
+        wp[i] = &ws[i];
+        yp[i] = ya[i].data();
+      }
+      ops::detail::matmul_group(wp, yp, static_cast<int>(n), x.data(), n_tok, pool, {});
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(0, std::memcmp(ya[i].data(), yb[i].data(), ya[i].size() * sizeof(float)))
+            << "weight " << i << " " << dtype_info(ws[i].type).name << " n_tok=" << n_tok;
+      }
+    }
+  }
+}
+
+}  // namespace
