@@ -132,7 +132,11 @@ def main(argv=None) -> int:
         )
     load1 = os.getloadavg()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"machine: {cpu_model()}, {a.threads} threads, load average before {load0[0]:.2f}, after {load1[0]:.2f}")
+    isa = os.environ.get("AKVQ_ISA", "best")  # AKVQ_ISA=avx2 caps the kernels (engine/cpu/isa.h)
+    print(
+        f"machine: {cpu_model()}, {a.threads} threads, ISA {isa}, "
+        f"load average before {load0[0]:.2f}, after {load1[0]:.2f}"
+    )
     print("| model | image tokens | rows | encode (first / best) s | prefill s | prefill tok/s | encode + prefill s |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
@@ -142,11 +146,13 @@ def main(argv=None) -> int:
             f"| {r['prefill_s']:.4g} | {r['prefill_tps']:.1f} | {r['prompt_with_image_s']:.4g} |"
         )
     for r in rows:  # CPU seconds: what the runs cost whatever the contention (/ threads: an idle wall bound)
-        print(
-            f"{r['model']}: encode CPU s {', '.join(f'{x:.4g}' for x in r['encode_cpu_s'])}; "
-            f"prefill CPU s {r['prefill_cpu_s']:.4g} ({r['rows'] / (r['prefill_cpu_s'] / a.threads):.1f} tok/s "
-            f"at {a.threads} fully used threads)"
-        )
+        pre = "prefill skipped (--encode-only)"
+        if r["prefill_cpu_s"] == r["prefill_cpu_s"]:  # not nan
+            tps = r["rows"] / (r["prefill_cpu_s"] / a.threads)
+            pre = f"prefill CPU s {r['prefill_cpu_s']:.4g} ({tps:.1f} tok/s at {a.threads} fully used threads)"
+        enc = ", ".join(f"{x:.4g}" for x in r["encode_cpu_s"])
+        bound = min(r["encode_cpu_s"]) / a.threads
+        print(f"{r['model']}: encode CPU s {enc} (best / {a.threads} threads: {bound:.3g} s); {pre}")
     print(f"peak RSS of this process: {rss:.0f} MB")
     if a.json:
         out = {"rows": rows, "peak_rss_mb": rss, "load_before": load0, "load_after": load1, "cpu": cpu_model()}
