@@ -128,3 +128,19 @@ def test_isa_cap_keeps_results_close(smollm2_path, tmp_path):
         got[isa] = (np.load(out), int(r.stdout.strip()))
     assert got["avx2"][1] == 0, "the AVX2 kernels read the file layout"
     np.testing.assert_allclose(got[""][0], got["avx2"][0], atol=0.05, rtol=0)
+
+
+def test_cpu_info_names_the_kernels_in_use(tmp_path):
+    info = pyakvq.cpu_info()
+    assert info["isa"] in ("avx512", "avx2", "neon", "scalar")
+    if info["isa"] == "avx512":
+        assert info["avx512"] and info["avx512_vnni"] and info["avx512_bf16"] and info["avx512_kernels_compiled"]
+    for cap, want in (("avx2", {"avx2", "neon", "scalar"}), ("scalar", {"scalar"})):
+        r = subprocess.run(
+            ["python", "-c", "import pyakvq; print(pyakvq.cpu_info()['isa'])"],
+            env=dict(os.environ, AKVQ_ISA=cap),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0 and r.stdout.strip() in want, (cap, r.stdout, r.stderr)
