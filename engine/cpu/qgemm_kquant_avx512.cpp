@@ -1,9 +1,10 @@
-// AVX-512 tiles for Q4_K against ActQ16K activations (the same 16-bit super-blocks as the AVX2
+// AVX-512 tiles for Q4_K and Q6_K against ActQ16K activations (the same 16-bit super-blocks as the AVX2
 // tiles, or their 8-bit levels), chosen at run time (cpu/isa.h). The tile loop is the shared one
 // of qgemm_kquant_tiles.h: each row's super-block is unpacked once into 256 int16 weights with the
-// 6-bit sub-block scales folded in (q * sc <= 15 * 63), and every token is multiplied with it by
+// sub-block scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: |(q - 32) * sc| <= 32 * 128), and every token is multiplied with it by
 // vpdpwssd (int16 x int16, two products summed per int32 lane): 8 instructions per super-block
-// and token. Bounds: 16 products per lane, <= 16 * 945 * 32767 < 2^29, so the super-block's
+// and token. Bounds: 16 products per lane, Q4_K <= 16 * 945 * 32767 < 2^29, Q6_K <= 16 * 4096 *
+// 32767 = 2147418112 < 2^31 - 1, so the super-block's
 // integer sums are exact; they are converted once and scaled by d_w * d_x, and the min term
 // (-dmin * d_x * sum_j mn_j * sums_j) is summed exactly in integers as in the AVX2 tiles.
 // Every (row, token) pair is computed by the same sequence whatever the tile (batch-invariant).
@@ -68,12 +69,43 @@ struct K4_K : kquant::Q4_K {
   }
 };
 
+struct K6_K : kquant::Q6_K {
+  // Half h (values 128h .. 128h + 127): ql bytes A = ql[64h ..], B = ql[64h + 32 ..], qh bytes Q =
+  // qh[32h ..]; value 128h + 32k + l = nibble (k < 2: low, else high) of (k odd ? B : A)[l] | 2 bits
+  // of Q[l] at shift 2k, minus 32, times the int8 scale of its group of 16.
+  static inline void unpack(const Block* b, Unpacked& u) {
+    const __m512i m4 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), c32 = _mm512_set1_epi16(32);
+    const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales)));  // [16]
+    const __m512i sc16 = _mm512_castsi256_si512(sc);
+    for (int h = 0; h < 2; ++h) {
+      const __m512i AB = _mm512_loadu_si512(b->ql + 64 * h);  // [A | B]
+      const __m256i Q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + 32 * h));
+      const __m512i QQ = _mm512_inserti64x4(_mm512_castsi256_si512(Q), _mm256_srli_epi16(Q, 2), 1);  // [Q | Q >> 2]
+      const __m512i q01 = _mm512_or_si512(_mm512_and_si512(AB, m4), _mm512_slli_epi16(_mm512_and_si512(QQ, m3), 4));
+      const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(AB, 4), m4),
+                                          _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(QQ, 4), m3), 4));
+      const __m512i qk[2] = {q01, q23};  // bytes of values k = 0, 1 and k = 2, 3
+      for (int k = 0; k < 4; ++k) {
+        const __m256i bytes = k & 1 ? _mm512_extracti64x4_epi64(qk[k / 2], 1) : _mm512_castsi512_si256(qk[k / 2]);
+        const int g = 8 * h + 2 * k;  // groups g (l < 16) and g + 1
+        const __m512i idx = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(g)),
+                                               _mm256_set1_epi16(static_cast<int16_t>(g + 1)), 1);
+        const __m512i v = _mm512_sub_epi16(_mm512_cvtepu8_epi16(bytes), c32);
+        _mm512_store_si512(u.wq + 128 * h + 32 * k, _mm512_mullo_epi16(v, _mm512_permutexvar_epi16(idx, sc16)));
+      }
+    }
+    u.d = _cvtsh_ss(b->d);
+    u.dmin = 0.0f;
+  }
+  static inline float offset(const Unpacked&, const ActQ16K*) { return 0.0f; }
+};
+
 AKVQ_AVX512_END
 
 }  // namespace
 
 const TileKernels* simd_kernels_kquant_avx512(DType t) {
-  return find_tiles<kquant::Tiles, V512, K4_K>(t);
+  return find_tiles<kquant::Tiles, V512, K4_K, K6_K>(t);
 }
 
 #else
