@@ -42,6 +42,16 @@ def cpu_model() -> str:
     return platform.processor()
 
 
+def kernel_isa() -> str:
+    """The matmul kernel set in use (pyakvq.cpu_info(); AKVQ_ISA=avx2 caps it)."""
+    try:
+        import pyakvq
+
+        return pyakvq.cpu_info()["isa"]
+    except (ImportError, AttributeError, KeyError):
+        return os.environ.get("AKVQ_ISA", "best")
+
+
 def test_image(size=(640, 480), seed=0) -> np.ndarray:
     """A smooth RGB test image [H, W, 3] uint8 (values do not matter for speed)."""
     w, h = size
@@ -132,7 +142,7 @@ def main(argv=None) -> int:
         )
     load1 = os.getloadavg()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    isa = os.environ.get("AKVQ_ISA", "best")  # AKVQ_ISA=avx2 caps the kernels (engine/cpu/isa.h)
+    isa = kernel_isa()
     print(
         f"machine: {cpu_model()}, {a.threads} threads, ISA {isa}, "
         f"load average before {load0[0]:.2f}, after {load1[0]:.2f}"
