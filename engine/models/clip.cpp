@@ -96,9 +96,7 @@ void Clip::encode(const float* pixels, int n_img, ClipWorkspace& ws, cpu::Thread
     // attention block
     ops::layer_norm(x, L.ln1_w.data(), L.ln1_b.data(), N, E, hp.eps, xn, pool);
     dump("ln1", il, xn, N, E);
-    ops::matmul(L.wq, xn, N, q, pool);
-    ops::matmul(L.wk, xn, N, k, pool);
-    ops::matmul(L.wv, xn, N, v, pool);
+    ops::matmul_group({{&L.wq, q}, {&L.wk, k}, {&L.wv, v}}, xn, N, pool);  // one pool pass for the three
     ops::add_bias(q, L.bq.data(), N, E, pool);
     ops::add_bias(k, L.bk.data(), N, E, pool);
     ops::add_bias(v, L.bv.data(), N, E, pool);
