@@ -2,7 +2,7 @@
 
     python bench/compare_llamacpp.py --model M.gguf [--model M2.gguf] [--pp 512] [--tg 64]
         [--threads 2] [--reps 2] [--llama-python /path/to/python | --llama-bench /path/to/llama-bench]
-        [--json OUT]
+        [--act-bits 16[,8]] [--json OUT]
 
 llama.cpp runs either through a llama-bench binary (--llama-bench: one `-r 1 -o json` run per
 measurement, its own warm-up) or through the llama-cpp-python package, possibly installed in
@@ -13,7 +13,9 @@ Workloads, the same for both engines: pp N = evaluate N prompt tokens from an em
 tg N = N single-token steps (greedy: the argmax is fed back, nothing is sampled) after a short
 prompt, both after one untimed warm-up evaluation of 32 tokens. pyakvq is measured with
 bench/speed.py's functions. Prints tokens/s (median over reps) and ratio = pyakvq / llama.cpp,
-with llama.cpp's version and system info and the CPU model.
+with llama.cpp's version and system info and the CPU model. --act-bits 16,8 also measures pyakvq
+with 8-bit activations (Model(act_bits=8), the precision llama.cpp uses), as engine "pyakvq-a8"
+with its own ratio column.
 """
 
 from __future__ import annotations
@@ -93,14 +95,14 @@ def worker_llama(model: str, workload: str, n: int, threads: int, n_ctx: int) ->
     return {"tps": n / sec}
 
 
-def worker_pyakvq(model: str, workload: str, n: int, threads: int, n_ctx: int) -> dict:
+def worker_pyakvq(model: str, workload: str, n: int, threads: int, n_ctx: int, act_bits: int = 16) -> dict:
     """Tokens/s of one pyakvq measurement, with bench/speed.py's functions."""
     sys.path.insert(0, str(ROOT / "bench"))
     import speed
 
     import pyakvq
 
-    with pyakvq.Model(model, n_ctx=n_ctx, n_threads=threads) as m:
+    with pyakvq.Model(model, n_ctx=n_ctx, n_threads=threads, act_bits=act_bits) as m:
         ids = speed.prompt_ids(m, max(n, WARMUP_TOKENS))
         speed.bench_prompt(m, ids[:WARMUP_TOKENS])  # untimed warm-up
         tps = speed.bench_prompt(m, ids[:n]) if workload == "pp" else speed.bench_gen(m, n)
@@ -207,6 +209,8 @@ def measure(a: argparse.Namespace, engine: str, model: str, workload: str, n: in
     worker = "llama" if engine == "llama.cpp" else "pyakvq"
     cmd = [python, str(pathlib.Path(__file__).resolve()), "--worker", worker, "--model", model]
     cmd += ["--workload", workload, "--n", str(n), "--threads", str(a.threads), "--n-ctx", str(n_ctx)]
+    if worker == "pyakvq":
+        cmd += ["--act-bits", engine.removeprefix("pyakvq-a") if engine != "pyakvq" else "16"]
     return last_json_line(run_json(cmd, a.timeout, pyakvq_env() if worker == "pyakvq" else None))
 
 
@@ -236,15 +240,20 @@ def cpu_model() -> str:
 
 
 def summarize(samples: dict[tuple[str, str], dict[str, list[float]]]) -> list[dict]:
-    """Rows {model, workload, llama.cpp/pyakvq samples and medians, ratio = pyakvq / llama.cpp}."""
+    """Rows {model, workload, per engine samples and medians, ratio = pyakvq / llama.cpp (and
+    ratio_<engine> for further pyakvq variants such as pyakvq-a8)}."""
     rows = []
     for (model, workload), by_engine in samples.items():
         row: dict = {"model": model, "workload": workload}
-        for e in ENGINES:
-            row[f"{e}_tps"] = by_engine[e]
-            row[f"{e}_median"] = statistics.median(by_engine[e]) if by_engine[e] else None
-        lo, py = row["llama.cpp_median"], row["pyakvq_median"]
-        row["ratio"] = py / lo if lo and py else None
+        for e, v in by_engine.items():
+            row[f"{e}_tps"] = v
+            row[f"{e}_median"] = statistics.median(v) if v else None
+        lo = row["llama.cpp_median"]
+        for e in by_engine:
+            if e == "llama.cpp":
+                continue
+            py = row[f"{e}_median"]
+            row["ratio" if e == "pyakvq" else f"ratio_{e}"] = py / lo if lo and py else None
         rows.append(row)
     return rows
 
@@ -255,12 +264,17 @@ def format_table(rows: list[dict]) -> str:
     def f(v: float | None, fmt: str) -> str:
         return "—" if v is None else format(v, fmt)
 
-    lines = ["| model | workload | llama.cpp t/s | pyakvq t/s | ratio |", "|---|---|---|---|---|"]
+    extra = sorted({k[len("ratio_") :] for r in rows for k in r if k.startswith("ratio_")})
+    head = "| model | workload | llama.cpp t/s | pyakvq t/s | ratio |"
+    head += "".join(f" {e} t/s | ratio {e} |" for e in extra)
+    lines = [head, "|---|---|---|---|---|" + "---|---|" * len(extra)]
     for r in rows:
-        lines.append(
+        line = (
             f"| {pathlib.Path(r['model']).name} | {r['workload']} | {f(r['llama.cpp_median'], '.1f')} | "
-            f"{f(r['pyakvq_median'], '.1f')} | {f(r['ratio'], '.2f')} |"
+            f"{f(r.get('pyakvq_median'), '.1f')} | {f(r.get('ratio'), '.2f')} |"
         )
+        line += "".join(f" {f(r.get(f'{e}_median'), '.1f')} | {f(r.get(f'ratio_{e}'), '.2f')} |" for e in extra)
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -274,6 +288,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--llama-bench", help="llama-bench binary (instead of llama-cpp-python)")
     ap.add_argument("--llama-python", help="interpreter with llama_cpp (default: this one if it has it)")
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per measurement")
+    ap.add_argument("--act-bits", default="16", help="pyakvq activation precisions, e.g. 16,8")
     ap.add_argument("--json", help="also write the results to this file")
     # internal: one measurement in this process
     ap.add_argument("--worker", choices=("llama", "pyakvq", "llama-info"), help=argparse.SUPPRESS)
@@ -284,6 +299,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("pp", "tg", "threads", "reps"):
         if getattr(a, name) < (1 if name in ("threads", "reps") else 0):
             ap.error(f"--{name} must be >= {1 if name in ('threads', 'reps') else 0}")
+    try:
+        a.act_bits = [int(b) for b in str(a.act_bits).split(",")]
+    except ValueError:
+        ap.error(f"--act-bits {a.act_bits!r}: expected a comma list of 16 and/or 8")
+    if not a.act_bits or any(b not in (8, 16) for b in a.act_bits) or len(set(a.act_bits)) != len(a.act_bits):
+        ap.error(f"--act-bits {a.act_bits!r}: expected a comma list of 16 and/or 8")
     if a.pp == 0 and a.tg == 0:
         ap.error("nothing to measure: --pp and --tg are both 0")
     if a.llama_bench and a.llama_python:
@@ -303,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker_llama_info()))
         return 0
     if a.worker:
-        fn = worker_llama if a.worker == "llama" else worker_pyakvq
-        print(json.dumps(fn(a.model[0], a.workload, a.n, a.threads, a.n_ctx)))
+        if a.worker == "llama":
+            print(json.dumps(worker_llama(a.model[0], a.workload, a.n, a.threads, a.n_ctx)))
+        else:
+            print(json.dumps(worker_pyakvq(a.model[0], a.workload, a.n, a.threads, a.n_ctx, a.act_bits[0])))
         return 0
 
     llama_info: dict = {}
@@ -321,16 +344,17 @@ def main(argv: list[str] | None = None) -> int:
             a.llama_python = sys.executable
         cmd = [a.llama_python, str(pathlib.Path(__file__).resolve()), "--worker", "llama-info", "--model", "-"]
         llama_info |= last_json_line(run_json(cmd, 300))
+    engines = ["llama.cpp"] + ["pyakvq" if b == 16 else f"pyakvq-a{b}" for b in a.act_bits]
     load_start = os.getloadavg()[0]
     workloads = [(w, n) for w, n in (("pp", a.pp), ("tg", a.tg)) if n > 0]
     samples: dict[tuple[str, str], dict[str, list[float]]] = {}
     for model in a.model:
         for w, n in workloads:
-            samples[(model, f"{w}{n}")] = {e: [] for e in ENGINES}
+            samples[(model, f"{w}{n}")] = {e: [] for e in engines}
     for rep in range(a.reps):
         for model in a.model:
             for w, n in workloads:
-                for e in ENGINES:
+                for e in engines:
                     r = measure(a, e, model, w, n)
                     samples[(model, f"{w}{n}")][e].append(r["tps"])
                     if e == "llama.cpp" and "build_commit" in r:

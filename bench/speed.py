@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--kv", default="f16")
+    ap.add_argument("--act-bits", type=int, default=16, choices=(8, 16), help="activation precision (Model act_bits)")
     ap.add_argument("--bandwidth-mib", type=int, default=1024, help="read-bandwidth probe size; 0: no probe")
     ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args(argv)
@@ -94,7 +95,9 @@ def main(argv=None) -> int:
         ap.error("--bandwidth-mib must be >= 0")
     weight_bytes = decode_weight_bytes(a.model)
 
-    with pyakvq.Model(a.model, n_ctx=max(a.prompt, a.gen + 16) + 16, n_threads=a.threads, kv=a.kv) as m:
+    with pyakvq.Model(
+        a.model, n_ctx=max(a.prompt, a.gen + 16) + 16, n_threads=a.threads, kv=a.kv, act_bits=a.act_bits
+    ) as m:
         ids = prompt_ids(m, a.prompt)
         bench_prompt(m, ids[:32])  # warm up (page in the weights)
         pp = statistics.median(bench_prompt(m, ids) for _ in range(a.reps))
@@ -104,7 +107,7 @@ def main(argv=None) -> int:
     bw = _akvq.read_bandwidth_gbs(a.threads, mib=a.bandwidth_mib, reps=3) if a.bandwidth_mib else None
     print(
         f"model: {info['name']} ({info['file_type']}, {info['n_params'] / 1e6:.0f}M params), "
-        f"threads {a.threads}, kv {a.kv}"
+        f"threads {a.threads}, kv {a.kv}, act_bits {a.act_bits}, kernels {pyakvq.cpu_info()['isa']}"
     )
     print(f"| test | tokens/s |\n|---|---|\n| pp{a.prompt} | {pp:.1f} |\n| tg{a.gen} | {tg:.1f} |")
     print(f"peak RSS: {rss_mb:.0f} MB")

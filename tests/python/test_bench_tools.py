@@ -185,3 +185,14 @@ def test_compare_end_to_end(test_models, tmp_path):
     assert [r["workload"] for r in res["rows"]] == ["pp16", "tg4"]
     for r in res["rows"]:
         assert r["llama.cpp_median"] > 0 and r["pyakvq_median"] > 0
+
+
+def test_compare_act_bits_variants_get_their_own_ratio():
+    rows = compare_llamacpp.summarize({("m.gguf", "pp8"): {"llama.cpp": [10.0], "pyakvq": [20.0], "pyakvq-a8": [40.0]}})
+    assert rows[0]["ratio"] == pytest.approx(2.0) and rows[0]["ratio_pyakvq-a8"] == pytest.approx(4.0)
+    table = compare_llamacpp.format_table(rows)
+    assert "pyakvq-a8 t/s" in table and "| 40.0 | 4.00 |" in table
+    only8 = compare_llamacpp.summarize({("m.gguf", "tg4"): {"llama.cpp": [10.0], "pyakvq-a8": [5.0]}})
+    assert "0.50" in compare_llamacpp.format_table(only8)
+    with pytest.raises(SystemExit):
+        compare_llamacpp.parse_args(["--model", __file__, "--act-bits", "4"])
