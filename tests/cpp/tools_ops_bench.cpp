@@ -21,6 +21,8 @@
 #include "core/dtype.h"
 #include "core/fp16.h"
 #include "core/tensor.h"
+#include "cpu/bandwidth.h"
+#include "cpu/isa.h"
 #include "cpu/thread_pool.h"
 #include "gguf/gguf.h"
 #include "ops/matmul_detail.h"
@@ -56,24 +58,6 @@ std::vector<uint8_t> random_weights(DType t, int64_t n_in, int64_t n_out, std::m
     if (t == DType::Q4_1) raw[off + 2] = d & 0xff, raw[off + 3] = d >> 8;
   }
   return raw;
-}
-
-double read_bandwidth_gbs(cpu::ThreadPool& pool) {
-  const size_t n = (256u << 20) / sizeof(uint64_t);
-  std::vector<uint64_t> buf(n, 1);
-  std::vector<uint64_t> part(pool.size());
-  double best = 0;
-  for (int rep = 0; rep < 3; ++rep) {
-    const auto t0 = Clock::now();
-    pool.run(pool.size(), [&](int task, int) {
-      uint64_t s = 0;
-      for (size_t i = task * n / pool.size(); i < (task + 1) * n / pool.size(); i += 8) s += buf[i] + buf[i + 4];
-      part[task] = s;
-    });
-    const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
-    best = std::max(best, n * sizeof(uint64_t) / sec / 1e9);
-  }
-  return best;
 }
 
 // Seconds per decode step: every 2-D weight of the file (layers + output) times one token.
@@ -125,8 +109,8 @@ int main(int argc, char** argv) {
   const size_t copy_bytes = (argc > 3 ? std::atoi(argv[3]) : 128) * size_t(1) << 20;
   cpu::ThreadPool pool(threads);
   std::mt19937 rng(1);
-  std::printf("threads=%d  streaming read bandwidth (1 line per 64 B): %.1f GB/s\n", threads,
-              read_bandwidth_gbs(pool));
+  std::printf("threads=%d  read bandwidth (cpu/bandwidth.h probe, 1 GiB): %.1f GB/s; kernels %s\n", threads,
+              cpu::read_bandwidth_gbs(pool), cpu::isa_name(cpu::active_isa()));
   // env AKVQ_BENCH_SHAPES=1.1b|7b: the matrices of a 1.1B Llama (22 layers, 2048 wide, GQA 32/4,
   // FFN 5632) or of Llama-2-7B, all of type AKVQ_BENCH_TYPE (q4_0 default, q4_1, q8_0);
   // AKVQ_BENCH_SHAPES=clip: the f16 matrices of CLIP ViT-L/14-336 (24 blocks), prefill 577 tokens.
