@@ -1,8 +1,11 @@
 // QuantSpec validation, level tables (Lloyd–Max codebooks computed by Lloyd iteration), RowCodec
-// dispatch between the AVX2 kernels (quant_avx2.cpp) and the scalar references (quant_ref.cpp).
+// dispatch between the AVX-512 attention kernels (quant_avx512.cpp, 2-bit, when the CPU has
+// them), the AVX2 kernels (quant_avx2.cpp) and the scalar references (quant_ref.cpp).
 #include "kv/quant.h"
 
 #include <akvq/error.h>
+
+#include "cpu/isa.h"
 
 #include <array>
 #include <cmath>
@@ -119,6 +122,7 @@ RowCodec::RowCodec(const QuantSpec& spec, int n) : spec_(spec), n_(n) {
   row_bytes_ = static_cast<size_t>(n / group_) * 4 + static_cast<size_t>(n) * spec.bits / 8;
   levels_ = level_table(spec.bits, spec.levels);
   simd_ = simd::available(spec_, group_) && n_ <= simd::kMaxRow;
+  wide_ = cpu::active_isa() == cpu::Isa::Avx512 && simd512::available(spec_, group_, n_) && n_ <= simd::kMaxRow;
 }
 
 void RowCodec::quantize(const float* x, uint8_t* out) const {
@@ -150,7 +154,9 @@ void RowCodec::query_group_sums(const float* q, float* qsum) const {
 void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, size_t stride, int64_t n_rows,
                       float* out) const {
   if (n_rows <= 0) return;
-  if (simd_) {
+  if (wide_) {
+    simd512::scores_multi(spec_, group_, levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
+  } else if (simd_) {
     simd::scores(spec_, group_, levels_, q, qsum, n_, rows, stride, n_rows, out);
   } else {
     ref::scores(spec_, group_, levels_, q, qsum, n_, rows, stride, n_rows, out);
@@ -159,7 +165,9 @@ void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, si
 
 void RowCodec::accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows, float* acc) const {
   if (n_rows <= 0) return;
-  if (simd_) {
+  if (wide_) {
+    simd512::accumulate_multi(spec_, group_, levels_, p, 0, 1, rows, stride, n_rows, n_, acc, 0);
+  } else if (simd_) {
     simd::accumulate(spec_, group_, levels_, p, rows, stride, n_rows, n_, acc);
   } else {
     ref::accumulate(spec_, group_, levels_, p, rows, stride, n_rows, n_, acc);
@@ -170,7 +178,10 @@ void RowCodec::scores_multi(const float* q, size_t q_stride, const float* qsum, 
                             const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) const {
   if (n_rows <= 0 || nq <= 0) return;
   if (nq > kMaxQueries) throw InvalidArgument("[kv] scores_multi: nq > kMaxQueries");
-  if (simd_) {
+  if (wide_) {
+    simd512::scores_multi(spec_, group_, levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out,
+                          out_stride);
+  } else if (simd_) {
     simd::scores_multi(spec_, group_, levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out,
                        out_stride);
   } else {
@@ -185,7 +196,9 @@ void RowCodec::accumulate_multi(const float* p, size_t p_stride, int nq, const u
                                 int64_t n_rows, float* acc, size_t acc_stride) const {
   if (n_rows <= 0 || nq <= 0) return;
   if (nq > kMaxQueries) throw InvalidArgument("[kv] accumulate_multi: nq > kMaxQueries");
-  if (simd_) {
+  if (wide_) {
+    simd512::accumulate_multi(spec_, group_, levels_, p, p_stride, nq, rows, stride, n_rows, n_, acc, acc_stride);
+  } else if (simd_) {
     simd::accumulate_multi(spec_, group_, levels_, p, p_stride, nq, rows, stride, n_rows, n_, acc, acc_stride);
   } else {
     for (int j = 0; j < nq; ++j) {

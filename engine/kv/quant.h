@@ -99,6 +99,8 @@ class RowCodec {
 
   // Whether the SIMD kernels serve this spec (false: scalar reference kernels).
   bool simd() const { return simd_; }
+  // Whether the AVX-512 attention kernels serve it (chosen once here, from cpu::active_isa()).
+  bool avx512() const { return wide_; }
 
  private:
   QuantSpec spec_;
@@ -107,6 +109,7 @@ class RowCodec {
   size_t row_bytes_ = 0;
   const float* levels_ = nullptr;
   bool simd_ = false;
+  bool wide_ = false;
 };
 
 // Free-function forms of the attention kernels (validate, then dispatch like RowCodec).
@@ -158,5 +161,17 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
                       const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
 }  // namespace simd
+
+// AVX-512 attention kernels (quant_avx512.cpp) for 2-bit rows, uniform or Gaussian levels, groups
+// of a multiple of 16 values; `available` is false when the build has no AVX-512 kernels (the
+// CPU's support is RowCodec's check). Same contracts as the simd:: multi kernels.
+namespace simd512 {
+bool available(const QuantSpec& spec, int group, int n);
+void scores_multi(const QuantSpec& spec, int group, const float* levels, const float* q, size_t q_stride,
+                  const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,
+                  int64_t n_rows, float* out, size_t out_stride);
+void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
+}  // namespace simd512
 
 }  // namespace akvq::kv

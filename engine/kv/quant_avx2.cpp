@@ -1,7 +1,8 @@
 // AVX2 attention kernels over packed KV rows (layout in quant.h). Codes are expanded 8 at a time
 // into int32 lanes with one variable shift (vpsrlvd) of a broadcast word and a mask, then mapped
 // to levels: uniform -> int->float convert, Gaussian -> a lane permute of the level table (two
-// permutes and a blend for 16 levels). Scores keep 2 accumulators per group and reduce 4 rows
+// permutes and a blend for 16 levels; at 2 bits an in-lane vpermilps, which reads only bits [1:0]
+// of each lane, so the shifted word needs no mask). Scores keep 2 accumulators per group and reduce 4 rows
 // at a time with horizontal adds; accumulate keeps a tile of up to 64 output channels in
 // registers while it walks the rows, and adds the per-group offset sums at the end. Both take up
 // to kMaxQueries queries / weight vectors at once (the heads of a GQA group, the positions of a
@@ -59,14 +60,34 @@ inline __m256i unpack8<8>(const uint8_t* p) {
   return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
 }
 
-// 16 codes of 2 bits from p[4 bytes]: values 0..7 in a, 8..15 in b.
+// 16 codes of 2 bits from p[4 bytes]: values 0..7 in a, 8..15 in b (kMask false: each code in
+// bits [1:0] of its lane with the later codes above it, for a consumer that reads only those bits).
+template <bool kMask = true>
 inline void unpack16_2(const uint8_t* p, __m256i& a, __m256i& b) {
   uint32_t w;
   std::memcpy(&w, p, 4);
   const __m256i v = _mm256_set1_epi32(static_cast<int>(w));
-  const __m256i m = _mm256_set1_epi32(3);
-  a = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)), m);
-  b = _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30)), m);
+  a = _mm256_srlv_epi32(v, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+  b = _mm256_srlv_epi32(v, _mm256_setr_epi32(16, 18, 20, 22, 24, 26, 28, 30));
+  if constexpr (kMask) {
+    a = _mm256_and_si256(a, _mm256_set1_epi32(3));
+    b = _mm256_and_si256(b, _mm256_set1_epi32(3));
+  }
+}
+// 8 codes of 2 bits from p[2 bytes], unmasked as above.
+inline __m256i unpack8_2_unmasked(const uint8_t* p) {
+  uint16_t w;
+  std::memcpy(&w, p, 2);
+  return _mm256_srlv_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14));
+}
+// Codes for level<B, kGauss>: the 2-bit Gaussian permute needs no mask.
+template <int B, bool kGauss>
+inline __m256i codes8(const uint8_t* p) {
+  if constexpr (B == 2 && kGauss) {
+    return unpack8_2_unmasked(p);
+  } else {
+    return unpack8<B>(p);
+  }
 }
 
 // 2-bit uniform codes without per-lane shifts: broadcast the code word and keep lane i's bits
@@ -110,6 +131,7 @@ Lut make_lut(const float* levels) {
   if (kGauss) {
     float t[16] = {};
     for (int i = 0; i < (1 << B) && i < 16; ++i) t[i] = levels[i];
+    if (B == 2) std::copy(t, t + 4, t + 4);  // vpermilps: the 4 levels in each 128-bit half
     L.lo = _mm256_loadu_ps(t);
     L.hi = _mm256_loadu_ps(t + 8);
   }
@@ -120,7 +142,9 @@ template <int B, bool kGauss>
 inline __m256 level(__m256i c, const Lut& L) {
   if constexpr (!kGauss) {
     return _mm256_cvtepi32_ps(c);
-  } else if constexpr (B <= 3) {
+  } else if constexpr (B == 2) {
+    return _mm256_permutevar_ps(L.lo, c);  // bits [1:0] of each lane
+  } else if constexpr (B == 3) {
     return _mm256_permutevar8x32_ps(L.lo, c);
   } else {
     const __m256 lo = _mm256_permutevar8x32_ps(L.lo, c);
@@ -165,7 +189,7 @@ inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, con
             masked16_2(row0 + u * stride + cg + k * B, f0, f1);
           } else {
             __m256i c0, c1;
-            unpack16_2(row0 + u * stride + cg + k * B, c0, c1);
+            unpack16_2<!kGauss>(row0 + u * stride + cg + k * B, c0, c1);
             f0 = level<B, kGauss>(c0, L);
             f1 = level<B, kGauss>(c1, L);
           }
@@ -188,7 +212,7 @@ inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, con
         if constexpr (kScaled) {
           f = masked8_2(row0 + u * stride + cg + k * B);
         } else {
-          f = level<B, kGauss>(unpack8<B>(row0 + u * stride + cg + k * B), L);
+          f = level<B, kGauss>(codes8<B, kGauss>(row0 + u * stride + cg + k * B), L);
         }
 #pragma GCC unroll 4
         for (int j = 0; j < NQ; ++j) a[u * NQ + j] = _mm256_fmadd_ps(f, q0[j], a[u * NQ + j]);
@@ -332,7 +356,7 @@ void acc_tile(const float* p, size_t pst, const uint8_t* rows, size_t stride, in
           masked16_2(codes + c * B, f0, f1);
         } else {
           __m256i c0, c1;
-          unpack16_2(codes + c * B, c0, c1);
+          unpack16_2<!kGauss>(codes + c * B, c0, c1);
           f0 = level<B, kGauss>(c0, L);
           f1 = level<B, kGauss>(c1, L);
         }
@@ -349,7 +373,7 @@ void acc_tile(const float* p, size_t pst, const uint8_t* rows, size_t stride, in
       if constexpr (kScaled) {
         f = masked8_2(codes + c * B);
       } else {
-        f = level<B, kGauss>(unpack8<B>(codes + c * B), L);
+        f = level<B, kGauss>(codes8<B, kGauss>(codes + c * B), L);
       }
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) a[j * NCH + c] = _mm256_fmadd_ps(f, w[j], a[j * NCH + c]);

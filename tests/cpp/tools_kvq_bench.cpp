@@ -2,7 +2,10 @@
 // For each format: scores (q · row for every row) and accumulate (acc += p_t · row_t) over
 // n_rows rows of head_dim values, repeated over `heads` separate buffers (1 = the rows stay in
 // cache; 90 = a SmolLM2 cache of 30 layers × 3 KV heads, read from memory as in decode).
-// usage: tools_kvq_bench [n_rows=4096] [head_dim=64] [heads=1,90] [reps]
+// The quantized formats run nq queries per pass over the codes (RowCodec::scores_multi /
+// accumulate_multi), as decode does for the heads of a GQA group (3 on SmolLM2) and prefill for
+// 4 query rows; times are per row for all nq queries. AKVQ_ISA=avx2 caps the kernels at AVX2.
+// usage: tools_kvq_bench [n_rows=4096] [head_dim=64] [heads=1,90] [reps] [nq=3]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -12,6 +15,7 @@
 #include <vector>
 
 #include "core/fp16.h"
+#include "cpu/isa.h"
 #include "kv/quant.h"
 #include "kv/wht.h"
 #include "ops/ops.h"
@@ -55,9 +59,17 @@ int main(int argc, char** argv) {
   std::vector<int> heads_list = {1, 90};
   if (argc > 3) heads_list = {std::atoi(argv[3])};
   const int reps_arg = argc > 4 ? std::atoi(argv[4]) : 0;
+  const int nq = argc > 5 ? std::atoi(argv[5]) : 3;
+  if (nq < 1 || nq > akvq::kv::kMaxQueries || d <= 0 || n_rows <= 0) {
+    std::fprintf(stderr, "tools_kvq_bench: need n_rows > 0, head_dim > 0, 1 <= nq <= %d\n", akvq::kv::kMaxQueries);
+    return 2;
+  }
+  std::printf("isa %s, %d quer%s per pass for the quantized formats (f16: one)\n",
+              akvq::cpu::isa_name(akvq::cpu::active_isa()), nq, nq == 1 ? "y" : "ies");
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
-  std::vector<float> q(d), p(n_rows), out(n_rows), acc(d, 0.0f);
+  std::vector<float> q(static_cast<size_t>(d) * nq), p(static_cast<size_t>(n_rows) * nq),
+      out(static_cast<size_t>(n_rows) * nq), acc(static_cast<size_t>(d) * nq, 0.0f);
   for (auto& v : q) v = nd(rng);
   for (auto& v : p) v = std::uniform_real_distribution<float>(0, 1)(rng);
 
@@ -115,29 +127,32 @@ int main(int argc, char** argv) {
       const size_t rb = codec.row_bytes();
       std::vector<uint8_t> rows(rb * total);
       codec.quantize_rows(x.data(), d, total, rows.data(), rb);
-      std::vector<float> qsum(codec.n_groups());
-      codec.query_group_sums(q.data(), qsum.data());
+      const int ng = codec.n_groups();
+      std::vector<float> qsum(static_cast<size_t>(ng) * nq);
+      for (int j = 0; j < nq; ++j) codec.query_group_sums(q.data() + j * d, qsum.data() + j * ng);
       Result r;
       r.ns_scores = time_ns(
                         [&] {
                           for (int h = 0; h < heads; ++h) {
-                            codec.scores(q.data(), qsum.data(), rows.data() + static_cast<size_t>(h) * n_rows * rb, rb,
-                                         n_rows, out.data());
+                            codec.scores_multi(q.data(), d, qsum.data(), ng, nq,
+                                               rows.data() + static_cast<size_t>(h) * n_rows * rb, rb, n_rows,
+                                               out.data(), n_rows);
                             g_sink = out[n_rows - 1];
                           }
                         },
                         reps) /
                     total;
-      r.ns_acc = time_ns(
-                     [&] {
-                       for (int h = 0; h < heads; ++h) {
-                         codec.accumulate(p.data(), rows.data() + static_cast<size_t>(h) * n_rows * rb, rb, n_rows,
-                                          acc.data());
-                         g_sink = acc[0];
-                       }
-                     },
-                     reps) /
-                 total;
+      r.ns_acc =
+          time_ns(
+              [&] {
+                for (int h = 0; h < heads; ++h) {
+                  codec.accumulate_multi(p.data(), n_rows, nq, rows.data() + static_cast<size_t>(h) * n_rows * rb, rb,
+                                         n_rows, acc.data(), d);
+                  g_sink = acc[0];
+                }
+              },
+              reps) /
+          total;
       char name[64];
       std::snprintf(name, sizeof name, "%s G%d", f.name, codec.group());
       report(name, rb, total, r);
