@@ -1,5 +1,5 @@
 // CPU matmul micro-kernels. A kernel computes one tile of y = x · Wᵀ: R weight rows (R <= 4)
-// against T activation rows (T <= 4), over the whole inner dimension. The right-hand side is
+// against T activation rows (T <= kMaxTileT = 6), over the whole inner dimension. The right-hand side is
 // prepared once per matmul (ops/matmul.cpp): quantized to 16 bits (Q16 rows / ActQ16K, see
 // ops/qblocks.h) for quantized weights, plain f32 for float weights.
 #pragma once
@@ -27,7 +27,7 @@ using TileFn = void (*)(const uint8_t* w, size_t w_stride, const ActRows& x, int
                         int64_t ldy);
 
 constexpr int kMaxTileR = 4;
-constexpr int kMaxTileT = 4;
+constexpr int kMaxTileT = 6;
 
 // The right-hand side a kernel set reads: Native = the weight type's usual format (Q16 rows,
 // ActQ16K or f32, ops/qblocks.h); Q16X = the byte-split groups of the AVX-512 kernels
