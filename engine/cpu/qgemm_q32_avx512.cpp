@@ -54,7 +54,7 @@ struct WGroup {
   __m512i lo, hi;  // [64] bytes each: Q4 nibbles (values 0-15 | 16-31 of each block); Q8_0 halves
   __m512 dw;       // [16] d_w of block j / 4 in lane j
   __m512 mw;       // Q4_1: [16] m_w of block k in lane 4k, other lanes 0
-  __m512i c;       // Q8_0: [16] 128 * sum of the lane's 8 weights, << 8 with the l pass
+  __m512i c;       // Q8_0: [16] -128 * sum of the lane's 8 weights (<< 8 with the l pass)
 };
 
 inline __m512i join4(__m128i a, __m128i b, __m128i c, __m128i d) {
@@ -96,7 +96,7 @@ inline void load_group(const uint8_t* row, int64_t g, int n, WGroup& w) {
     w.hi = join4(qb[0], qb[1], qb[2], qb[3]);
     const __m512i ones = _mm512_set1_epi8(1);
     const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w.lo), ones, w.hi);
-    w.c = _mm512_slli_epi32(s, L ? 15 : 7);
+    w.c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, L ? 15 : 7));
   } else {
     const __m512i v = join4(qa[0], qa[1], qa[2], qa[3]);
     const __m512i mask = _mm512_set1_epi8(15);
@@ -119,7 +119,7 @@ inline void load_group_g4(const uint8_t* row, int64_t g, WGroup& w) {
     w.hi = _mm512_loadu_si512(p + 72);
     const __m512i ones = _mm512_set1_epi8(1);
     const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, w.lo), ones, w.hi);
-    w.c = _mm512_slli_epi32(s, L ? 15 : 7);
+    w.c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(s, L ? 15 : 7));
   } else {
     constexpr int kQ = K::kType == DType::Q4_1 ? 16 : 8;
     const __m512i v = _mm512_loadu_si512(p + kQ);
@@ -139,19 +139,23 @@ inline void load_group_g4(const uint8_t* row, int64_t g, WGroup& w) {
 template <class K, bool L>
 inline __m512 group_dot(const WGroup& w, const uint8_t* a, __m512 acc) {
   const __m512i h0 = _mm512_load_si512(a), h1 = _mm512_load_si512(a + 64);
-  __m512i A;
+  // The integer offset (Q4_0: -8 * sum(q) in lane 4k; Q8_0: -128 * sum(w), << 8 with the l pass)
+  // seeds the accumulation with 8-bit levels and is added after the shift with 16-bit ones.
+  __m512i off = _mm512_setzero_si512();
+  if constexpr (K::kType == DType::Q4_0) off = _mm512_load_si512(a + 320);
+  if constexpr (K::kType == DType::Q8_0) off = w.c;
+  __m512i A = L ? _mm512_setzero_si512() : off;
   if constexpr (K::kType == DType::Q8_0) {  // h + 128 unsigned, w signed
-    A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), h0, w.lo), h1, w.hi);
+    A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(A, h0, w.lo), h1, w.hi);
   } else {  // nibble unsigned, h signed
-    A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), w.lo, h0), w.hi, h1);
+    A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(A, w.lo, h0), w.hi, h1);
   }
   if constexpr (L) {
     const __m512i l0 = _mm512_load_si512(a + 128), l1 = _mm512_load_si512(a + 192);
     A = _mm512_slli_epi32(A, 8);
     A = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(A, l0, w.lo), l1, w.hi);  // l unsigned, w signed
+    if constexpr (K::kType != DType::Q4_1) A = _mm512_add_epi32(A, off);
   }
-  if constexpr (K::kType == DType::Q4_0) A = _mm512_add_epi32(A, _mm512_load_si512(a + 320));
-  if constexpr (K::kType == DType::Q8_0) A = _mm512_sub_epi32(A, w.c);
   const __m512 dx = _mm512_load_ps(reinterpret_cast<const float*>(a + 256));
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(A), _mm512_mul_ps(w.dw, dx), acc);
   if constexpr (K::kType == DType::Q4_1) {
@@ -176,8 +180,10 @@ void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64
   for (int64_t g = 0; g < ng; ++g) {
     WGroup wg[R];
     for (int r = 0; r < R; ++r) {
-      const char* p = reinterpret_cast<const char*>(wr[r] + 4 * g * K::kBytes + kPrefetchAhead);
-      for (int o = 0; o < 4 * K::kBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+      if constexpr (T == 1) {  // decode streams the weights once; prefill re-reads them from cache
+        const char* p = reinterpret_cast<const char*>(wr[r] + 4 * g * K::kBytes + kPrefetchAhead);
+        for (int o = 0; o < 4 * K::kBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+      }
       if (G4 && g < n_full) {
         load_group_g4<K, L>(wr[r], g, wg[r]);
       } else if (g < n_full) {
