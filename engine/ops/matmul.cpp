@@ -192,7 +192,11 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
     }
   }
   const int n_thr = pool.size();
-  const int64_t tb = std::max<int64_t>(T, kTokenBlock / T * T);
+  // Token blocks of at most ~kTokenBlock tokens, all about the same size (577 tokens: 10 x 58,
+  // not 9 x 64 + 1), a multiple of the tile's T.
+  const int64_t tb_max = std::max<int64_t>(T, kTokenBlock / T * T);
+  const int64_t n_tb0 = (n_tok + tb_max - 1) / tb_max;
+  const int64_t tb = ((n_tok + n_tb0 - 1) / n_tb0 + T - 1) / T * T;
   const int64_t n_tb = (n_tok + tb - 1) / tb;
   int64_t total_rows = 0;
   for (int i = 0; i < n_w; ++i) total_rows += ws[i]->rows();
