@@ -21,9 +21,13 @@ namespace akvq::ops {
 
 namespace {
 
+using vec::load16;
 using vec::load8;
+using vec::splat16;
 using vec::splat8;
+using vec::store16;
 using vec::store8;
+using vec::v16;
 using vec::v8;
 
 constexpr int kMinQueries = 16;  // queries per work item at least (the key transpose is shared)
@@ -32,24 +36,37 @@ constexpr int kQGroup = 4;       // queries sharing each key / value load
 // S[g, j0:j0+16] for the NQ queries Q[g, hd] against Kt[hd, ldk] columns j0 .. j0+15.
 template <int NQ>
 void scores16(const float* Q, int hd, const float* Kt, int ldk, int j0, float* S, int lds) {
-  v8 a[NQ][2];
-  for (int g = 0; g < NQ; ++g) a[g][0] = a[g][1] = splat8(0.0f);
+  v16 a[NQ];
+  for (int g = 0; g < NQ; ++g) a[g] = splat16(0.0f);
   for (int d = 0; d < hd; ++d) {
-    const v8 k0 = load8(Kt + static_cast<int64_t>(d) * ldk + j0);
-    const v8 k1 = load8(Kt + static_cast<int64_t>(d) * ldk + j0 + 8);
+    const v16 k = load16(Kt + static_cast<int64_t>(d) * ldk + j0);
+    for (int g = 0; g < NQ; ++g) a[g] += splat16(Q[g * hd + d]) * k;
+  }
+  for (int g = 0; g < NQ; ++g) store16(S + g * lds + j0, a[g]);
+}
+
+// acc[g, d0 : d0 + 16 NV] = Σ_{j < n} P[g, j] V[j, d0 : d0 + 16 NV] for NQ queries.
+template <int NQ, int NV>
+void pv_chunk16(const float* P, int ldp, int n, const float* V, int64_t ldv, int d0, float* acc, int hd) {
+  v16 a[NQ][NV];
+  for (int g = 0; g < NQ; ++g) {
+    for (int c = 0; c < NV; ++c) a[g][c] = splat16(0.0f);
+  }
+  for (int j = 0; j < n; ++j) {
+    const float* vj = V + j * ldv + d0;
+    v16 vv[NV];
+    for (int c = 0; c < NV; ++c) vv[c] = load16(vj + 16 * c);
     for (int g = 0; g < NQ; ++g) {
-      const v8 qd = splat8(Q[g * hd + d]);
-      a[g][0] += qd * k0;
-      a[g][1] += qd * k1;
+      const v16 p = splat16(P[g * ldp + j]);
+      for (int c = 0; c < NV; ++c) a[g][c] += p * vv[c];
     }
   }
   for (int g = 0; g < NQ; ++g) {
-    store8(S + g * lds + j0, a[g][0]);
-    store8(S + g * lds + j0 + 8, a[g][1]);
+    for (int c = 0; c < NV; ++c) store16(acc + g * hd + d0 + 16 * c, a[g][c]);
   }
 }
 
-// acc[g, d0 : d0 + 8 NV] = Σ_{j < n} P[g, j] V[j, d0 : d0 + 8 NV] for NQ queries.
+// The same with 8-float chunks (head sizes that are not a multiple of 16).
 template <int NQ, int NV>
 void pv_chunk(const float* P, int ldp, int n, const float* V, int64_t ldv, int d0, float* acc, int hd) {
   v8 a[NQ][NV];
@@ -73,7 +90,8 @@ void pv_chunk(const float* P, int ldp, int n, const float* V, int64_t ldv, int d
 template <int NQ>
 void pv(const float* P, int ldp, int n, const float* V, int64_t ldv, int hd, float* acc) {
   int d = 0;
-  for (; d + 32 <= hd; d += 32) pv_chunk<NQ, 4>(P, ldp, n, V, ldv, d, acc, hd);
+  for (; d + 64 <= hd; d += 64) pv_chunk16<NQ, 4>(P, ldp, n, V, ldv, d, acc, hd);
+  for (; d + 16 <= hd; d += 16) pv_chunk16<NQ, 1>(P, ldp, n, V, ldv, d, acc, hd);
   for (; d + 8 <= hd; d += 8) pv_chunk<NQ, 1>(P, ldp, n, V, ldv, d, acc, hd);
   for (; d < hd; ++d) {
     for (int g = 0; g < NQ; ++g) {

@@ -5,6 +5,13 @@
 #include <cstdint>
 #include <cstring>
 
+// These helpers pass vectors by value; GCC warns that 32/64-byte vectors change the calling
+// convention when the build's ISA lacks AVX/AVX-512. Every translation unit of the engine is
+// compiled with the same flags and the helpers are inline, so no call crosses two conventions.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
 namespace akvq::ops::vec {
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -13,14 +20,29 @@ typedef float v8u __attribute__((vector_size(32), aligned(4)));  // unaligned ac
 inline v8 load8(const float* p) {
   return *reinterpret_cast<const v8u*>(p);
 }
-inline void store8(float* p, v8 v) {
+inline void store8(float* p, const v8& v) {
   *reinterpret_cast<v8u*>(p) = v;
 }
 inline v8 splat8(float x) {
   return v8{x, x, x, x, x, x, x, x};
 }
+// 16-float vectors: one AVX-512 register where the build targets it, two AVX2 / four NEON
+// registers elsewhere (the compiler splits them).
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));  // unaligned access
+
+inline v16 load16(const float* p) {
+  return *reinterpret_cast<const v16u*>(p);
+}
+inline void store16(float* p, const v16& v) {
+  *reinterpret_cast<v16u*>(p) = v;
+}
+inline v16 splat16(float x) {
+  return v16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+}
+
 // ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)): a fixed order.
-inline float hsum8(v8 a) {
+inline float hsum8(const v8& a) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
