@@ -9,6 +9,7 @@
 // (-dmin * d_x * sum_j mn_j * sums_j) is summed exactly in integers as in the AVX2 tiles.
 // Every (row, token) pair is computed by the same sequence whatever the tile (batch-invariant).
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/avx512_target.h"
 #include "cpu/qgemm.h"
@@ -46,10 +47,30 @@ struct V512 {
   }
 };
 
+// The 8 6-bit scales and mins of a Q4_K super-block (ops/qblocks.h: q4k_scale_min) four at a
+// time: with the 12 bytes as words w0, w1, w2, bytes j of
+//   sc[0..3] = w0 & 63,  mn[0..3] = w1 & 63,
+//   sc[4..7] = (w2 & 15) | (w0 >> 6) << 4,  mn[4..7] = (w2 >> 4 & 15) | (w1 >> 6) << 4.
+inline void q4k_scales_mins(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
+  uint32_t w0, w1, w2;
+  std::memcpy(&w0, s, 4);
+  std::memcpy(&w1, s + 4, 4);
+  std::memcpy(&w2, s + 8, 4);
+  const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+  const uint32_t s03 = w0 & lo6, m03 = w1 & lo6;
+  const uint32_t s47 = (w2 & lo4) | (((w0 >> 6) & lo2) << 4);
+  const uint32_t m47 = ((w2 >> 4) & lo4) | (((w1 >> 6) & lo2) << 4);
+  std::memcpy(sc, &s03, 4);
+  std::memcpy(sc + 4, &s47, 4);
+  std::memcpy(mn, &m03, 4);
+  std::memcpy(mn + 4, &m47, 4);
+}
+
 struct K4_K : kquant::Q4_K {
   static inline void unpack(const Block* b, Unpacked& u) {
-    int sc[8];
-    for (int j = 0; j < 8; ++j) ops::q4k_scale_min(b->scales, j, sc[j], u.mn[j]);
+    uint8_t sc[8], mn[8];
+    q4k_scales_mins(b->scales, sc, mn);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u.mn), _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn))));
     const __m512i m4 = _mm512_set1_epi16(15);
     for (int k = 0; k < 4; ++k) {
       // bytes 32k .. 32k + 31: low nibbles = values 64k + l, high nibbles = values 64k + 32 + l
@@ -61,11 +82,15 @@ struct K4_K : kquant::Q4_K {
     u.d = _cvtsh_ss(b->d);
     u.dmin = _cvtsh_ss(b->dmin);
   }
-  // the min term -dmin * dx * sum_j mn_j * sums_j (|sum| <= 8 * 63 * 32 * 32767 < 2^31)
+  // the min term -dmin * dx * sum_j mn_j * sums_j (|sum| <= 8 * 63 * 32 * 32767 < 2^31; the
+  // int32 lanes add exactly, in any order)
   static inline float offset(const Unpacked& u, const ActQ16K* x) {
-    int32_t summ = 0;
-    for (int j = 0; j < 8; ++j) summ += u.mn[j] * x->sums[j];
-    return -u.dmin * x->d * static_cast<float>(summ);
+    const __m256i p = _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(u.mn)),
+                                         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->sums)));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return -u.dmin * x->d * static_cast<float>(_mm_cvtsi128_si32(s));
   }
 };
 
