@@ -10,17 +10,18 @@
 #include <immintrin.h>
 
 #if defined(__clang__)
-#define AKVQ_AVX512_BEGIN                                                                                    \
-  _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,"   \
-          "avx512bf16,avx2,fma,f16c\"))), apply_to = function)")
+// _Pragma takes one string literal: the line must not be split.
+// clang-format off
+#define AKVQ_AVX512_BEGIN _Pragma("clang attribute push(__attribute__((target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c\"))), apply_to = function)")
+// clang-format on
 #define AKVQ_AVX512_END _Pragma("clang attribute pop")
 #else
 // GCC 12 reports the _mm512_undefined_* placeholders inside its own intrinsics (slli, cvt,
 // permutexvar ...) as uninitialized once they are inlined into a target region: silenced here only.
-#define AKVQ_AVX512_BEGIN                                                                                      \
-  _Pragma("GCC push_options")                                                                                 \
-      _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c\")")       \
-          _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")               \
+#define AKVQ_AVX512_BEGIN                                                                               \
+  _Pragma("GCC push_options")                                                                           \
+      _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma,f16c\")") \
+          _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")          \
               _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
 #define AKVQ_AVX512_END _Pragma("GCC diagnostic pop") _Pragma("GCC pop_options")
 #endif

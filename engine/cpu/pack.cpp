@@ -36,7 +36,7 @@ void pack_row_g4(const G4Facts& f, const uint8_t* src, uint8_t* dst, int64_t nb)
     uint8_t* d = dst + 4 * g * f.block_bytes;
     for (int k = 0; k < 4; ++k) {
       const uint8_t* b = s + k * f.block_bytes;
-      std::memcpy(d + 2 * k, b, 2);                          // d[k]
+      std::memcpy(d + 2 * k, b, 2);                                  // d[k]
       if (f.scale_bytes == 4) std::memcpy(d + 8 + 2 * k, b + 2, 2);  // m[k]
     }
     uint8_t* q = d + 4 * f.scale_bytes;  // after 8 (Q4_1: 16) bytes of scales
@@ -69,7 +69,8 @@ const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits) {
 void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n_in) {
   G4Facts f;
   if (packing != kPackG4 || !g4_facts(t, f)) {
-    throw InvalidArgument("[ops] no weight layout " + std::to_string(packing) + " for type " + dtype_name(static_cast<uint32_t>(t)));
+    throw InvalidArgument("[ops] no weight layout " + std::to_string(packing) + " for type " +
+                          dtype_name(static_cast<uint32_t>(t)));
   }
   const int64_t nb = n_in / ops::kQK;
   const size_t rb = static_cast<size_t>(nb * f.block_bytes);

@@ -38,9 +38,9 @@ enum class ActFormat { Native, Q16X, Q8X };
 struct TileKernels {
   TileFn fn[kMaxTileR][kMaxTileT] = {};  // fn[R-1][T-1]; nullptr where not provided
   ActFormat act = ActFormat::Native;
-  uint8_t packing = 0;  // the weight layout fn reads: 0 = the file's blocks, else a Packing
-  int pref_r1 = 4;                       // preferred R when T == 1 (decode)
-  int pref_r = 2, pref_t = 4;            // preferred tile for several tokens (prefill)
+  uint8_t packing = 0;         // the weight layout fn reads: 0 = the file's blocks, else a Packing
+  int pref_r1 = 4;             // preferred R when T == 1 (decode)
+  int pref_r = 2, pref_t = 4;  // preferred tile for several tokens (prefill)
 };
 
 // Kernels for weight type t compiled for this build's SIMD ISA, or nullptr when there are none
@@ -48,7 +48,7 @@ struct TileKernels {
 // act_bits (TensorView::act_bits): 8 picks kernels specialised for 8-bit activation levels where
 // the ISA has them; every other kernel set reads both precisions.
 const TileKernels* simd_kernels(DType t, int act_bits = 16);
-const TileKernels* simd_kernels_q32(DType t);     // Q4_0, Q4_1, Q8_0 (qgemm_q32.cpp)
+const TileKernels* simd_kernels_q32(DType t);  // Q4_0, Q4_1, Q8_0 (qgemm_q32.cpp)
 // AVX-512 VNNI kernels (run-time dispatch): Q4_0, Q4_1, Q8_0 (qgemm_q32_avx512.cpp; act_bits picks
 // the 16- or 8-bit activation kernels), and through it Q4_K (qgemm_kquant_avx512.cpp).
 const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits);

@@ -1,8 +1,8 @@
 // AVX-512 tiles for Q4_K and Q6_K against ActQ16K activations (the same 16-bit super-blocks as the AVX2
 // tiles, or their 8-bit levels), chosen at run time (cpu/isa.h). The tile loop is the shared one
 // of qgemm_kquant_tiles.h: each row's super-block is unpacked once into 256 int16 weights with the
-// sub-block scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: |(q - 32) * sc| <= 32 * 128), and every token is multiplied with it by
-// vpdpwssd (int16 x int16, two products summed per int32 lane): 8 instructions per super-block
+// sub-block scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: |(q - 32) * sc| <= 32 * 128), and every token is
+// multiplied with it by vpdpwssd (int16 x int16, two products summed per int32 lane): 8 instructions per super-block
 // and token. Bounds: 16 products per lane, Q4_K <= 16 * 945 * 32767 < 2^29, Q6_K <= 16 * 4096 *
 // 32767 = 2147418112 < 2^31 - 1, so the super-block's
 // integer sums are exact; they are converted once and scaled by d_w * d_x, and the min term
@@ -70,14 +70,17 @@ struct K4_K : kquant::Q4_K {
   static inline void unpack(const Block* b, Unpacked& u) {
     uint8_t sc[8], mn[8];
     q4k_scales_mins(b->scales, sc, mn);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u.mn), _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn))));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(u.mn),
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn))));
     const __m512i m4 = _mm512_set1_epi16(15);
     for (int k = 0; k < 4; ++k) {
       // bytes 32k .. 32k + 31: low nibbles = values 64k + l, high nibbles = values 64k + 32 + l
       const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * k)));
       __m512i* o = reinterpret_cast<__m512i*>(u.wq + 64 * k);
-      _mm512_store_si512(o + 0, _mm512_mullo_epi16(_mm512_and_si512(v, m4), _mm512_set1_epi16(static_cast<int16_t>(sc[2 * k]))));
-      _mm512_store_si512(o + 1, _mm512_mullo_epi16(_mm512_srli_epi16(v, 4), _mm512_set1_epi16(static_cast<int16_t>(sc[2 * k + 1]))));
+      _mm512_store_si512(
+          o + 0, _mm512_mullo_epi16(_mm512_and_si512(v, m4), _mm512_set1_epi16(static_cast<int16_t>(sc[2 * k]))));
+      _mm512_store_si512(
+          o + 1, _mm512_mullo_epi16(_mm512_srli_epi16(v, 4), _mm512_set1_epi16(static_cast<int16_t>(sc[2 * k + 1]))));
     }
     u.d = _cvtsh_ss(b->d);
     u.dmin = _cvtsh_ss(b->dmin);

@@ -12,8 +12,8 @@
 // (lane 4k of the group's offset lanes). Bounds per lane (8 products): Q4 |A| <= 8*15*32767 +
 // 8*32*32767 < 2^24, so A converts to f32 exactly; Q8_0 |A| <= 8*128*32767 < 2^25 (rounded once).
 // With 8-bit activation levels (Q8X groups, TensorView::act_bits == 8) h = q and the l pass and
-// the shift are skipped: A = w . h. Per (row, token) and group: acc += f32(A) * (d_w * d_x) lane by lane (+ m_w * s_x in lane 4k for
-// Q4_1); the 16 lanes are summed once at the end. Every (row, token) pair is computed by the same
+// the shift are skipped: A = w . h. Per (row, token) and group: acc += f32(A) * (d_w * d_x) lane by lane (+ m_w * s_x
+// in lane 4k for Q4_1); the 16 lanes are summed once at the end. Every (row, token) pair is computed by the same
 // sequence whatever the tile, so decode equals prefill bit for bit.
 #include <algorithm>
 #include <cstdint>
@@ -127,9 +127,9 @@ inline void load_group_g4(const uint8_t* row, int64_t g, WGroup& w) {
     w.lo = _mm512_and_si512(v, mask);
     w.hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
     if constexpr (K::kType == DType::Q4_1) {
-      w.mw = _mm512_maskz_permutexvar_ps(0x1111, _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                                         _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(
-                                             reinterpret_cast<const __m128i*>(p + 8)))));
+      w.mw = _mm512_maskz_permutexvar_ps(
+          0x1111, _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+          _mm512_castps128_ps512(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8)))));
     }
   }
 }

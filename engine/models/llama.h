@@ -12,8 +12,8 @@
 #include "core/tensor.h"
 #include "cpu/thread_pool.h"
 #include "kv/kv_cache.h"
-#include "ops/pack.h"
 #include "ops/ops.h"
+#include "ops/pack.h"
 
 namespace akvq {
 namespace gguf {

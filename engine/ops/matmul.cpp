@@ -49,8 +49,8 @@ struct ActBuffer {
   std::vector<float> tr;  // d_tr then s_tr
 };
 
-cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, const cpu::TileKernels* k,
-                         int qmax, cpu::ThreadPool& pool) {
+cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, const cpu::TileKernels* k, int qmax,
+                         cpu::ThreadPool& pool) {
   thread_local ActBuffer buf;
   cpu::ActRows a;
   const bool simd = k != nullptr;

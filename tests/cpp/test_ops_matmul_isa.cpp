@@ -66,29 +66,29 @@ TEST_P(MatmulIsa, MatchesSameQuantizationReference) {
   cpu::ThreadPool pool(2);
   std::mt19937 rng(11);
   for (int bits : {16, 8}) {
-  for (DType t : kTypes) {
-    for (int64_t n_in : inner_sizes(t)) {
-      for (int64_t n_tok : {1, 3, 8}) {
-        const int64_t n_out = 13;
-        const auto raw = test::random_weights(t, n_out, n_in, rng);
-        TensorView w = test::view(t, raw, n_in, n_out);
-        w.act_bits = static_cast<uint8_t>(bits);
-        const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
-        std::vector<float> y(n_tok * n_out), yq(n_tok * n_out);
-        ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, {});
-        ops::ref::matmul_quant(w, x.data(), n_tok, yq.data());
-        const auto wd = test::dequant_all(w);
-        for (int64_t tk = 0; tk < n_tok; ++tk) {
-          for (int64_t r = 0; r < n_out; ++r) {
-            const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
-            ASSERT_NEAR(y[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
-                << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " n_tok=" << n_tok << " t=" << tk
-                << " r=" << r;
+    for (DType t : kTypes) {
+      for (int64_t n_in : inner_sizes(t)) {
+        for (int64_t n_tok : {1, 3, 8}) {
+          const int64_t n_out = 13;
+          const auto raw = test::random_weights(t, n_out, n_in, rng);
+          TensorView w = test::view(t, raw, n_in, n_out);
+          w.act_bits = static_cast<uint8_t>(bits);
+          const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+          std::vector<float> y(n_tok * n_out), yq(n_tok * n_out);
+          ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, {});
+          ops::ref::matmul_quant(w, x.data(), n_tok, yq.data());
+          const auto wd = test::dequant_all(w);
+          for (int64_t tk = 0; tk < n_tok; ++tk) {
+            for (int64_t r = 0; r < n_out; ++r) {
+              const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
+              ASSERT_NEAR(y[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
+                  << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " n_tok=" << n_tok << " t=" << tk
+                  << " r=" << r;
+            }
           }
         }
       }
     }
-  }
   }
 }
 
@@ -97,32 +97,32 @@ TEST_P(MatmulIsa, EveryTokenIsBitIdenticalWhateverTheBatch) {
   cpu::ThreadPool pool(3);
   std::mt19937 rng(12);
   for (int bits : {16, 8}) {
-  for (DType t : kTypes) {
-    const cpu::TileKernels* k = cpu::simd_kernels(t, bits);
-    if (!k) continue;
-    const int64_t n_in = inner_sizes(t).back(), n_out = 11, n_tok = 9;
-    const auto raw = test::random_weights(t, n_out, n_in, rng);
-    TensorView w = test::view(t, raw, n_in, n_out);
-    w.act_bits = static_cast<uint8_t>(bits);
-    const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
-    std::vector<float> single(n_tok * n_out);
-    for (int64_t tk = 0; tk < n_tok; ++tk) {
-      ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
-    }
-    for (int R = 1; R <= cpu::kMaxTileR; ++R) {
-      for (int T = 1; T <= cpu::kMaxTileT; ++T) {
-        if (!k->fn[R - 1][T - 1]) continue;
-        ops::detail::MatmulOptions opt;
-        opt.tile_r = R;
-        opt.tile_t = T;
-        opt.chunk_rows = 3;
-        std::vector<float> y(n_tok * n_out);
-        ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
-        ASSERT_EQ(0, std::memcmp(y.data(), single.data(), y.size() * sizeof(float)))
-            << dtype_info(t).name << " bits=" << bits << " tile " << R << "x" << T;
+    for (DType t : kTypes) {
+      const cpu::TileKernels* k = cpu::simd_kernels(t, bits);
+      if (!k) continue;
+      const int64_t n_in = inner_sizes(t).back(), n_out = 11, n_tok = 9;
+      const auto raw = test::random_weights(t, n_out, n_in, rng);
+      TensorView w = test::view(t, raw, n_in, n_out);
+      w.act_bits = static_cast<uint8_t>(bits);
+      const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+      std::vector<float> single(n_tok * n_out);
+      for (int64_t tk = 0; tk < n_tok; ++tk) {
+        ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
+      }
+      for (int R = 1; R <= cpu::kMaxTileR; ++R) {
+        for (int T = 1; T <= cpu::kMaxTileT; ++T) {
+          if (!k->fn[R - 1][T - 1]) continue;
+          ops::detail::MatmulOptions opt;
+          opt.tile_r = R;
+          opt.tile_t = T;
+          opt.chunk_rows = 3;
+          std::vector<float> y(n_tok * n_out);
+          ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
+          ASSERT_EQ(0, std::memcmp(y.data(), single.data(), y.size() * sizeof(float)))
+              << dtype_info(t).name << " bits=" << bits << " tile " << R << "x" << T;
+        }
       }
     }
-  }
   }
 }
 
@@ -132,34 +132,34 @@ TEST_P(MatmulIsa, PackedWeightsEqualTheFileLayoutBitForBit) {
   cpu::ThreadPool pool(2);
   std::mt19937 rng(13);
   for (int bits : {16, 8}) {
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K}) {
-    for (int64_t n_in : inner_sizes(t)) {
-      const int64_t n_out = 7;
-      const auto raw = test::random_weights(t, n_out, n_in, rng);
-      TensorView w = test::view(t, raw, n_in, n_out);
-      w.act_bits = static_cast<uint8_t>(bits);
-      const TensorView plain = w;
-      ops::PackedWeights store;
-      const bool packed = store.pack(w);
-      EXPECT_EQ(packed, cpu::preferred_packing(t) != cpu::kPackNone);
-      EXPECT_EQ(packed, w.packed != nullptr);
-      EXPECT_EQ(store.bytes(), packed ? raw.size() : 0u);
-      if (packed) {
-        EXPECT_EQ(GetParam(), cpu::Isa::Avx512);
-        if (n_in >= 128) {
-          EXPECT_NE(0, std::memcmp(w.packed, raw.data(), raw.size())) << "the layout should differ";
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K}) {
+      for (int64_t n_in : inner_sizes(t)) {
+        const int64_t n_out = 7;
+        const auto raw = test::random_weights(t, n_out, n_in, rng);
+        TensorView w = test::view(t, raw, n_in, n_out);
+        w.act_bits = static_cast<uint8_t>(bits);
+        const TensorView plain = w;
+        ops::PackedWeights store;
+        const bool packed = store.pack(w);
+        EXPECT_EQ(packed, cpu::preferred_packing(t) != cpu::kPackNone);
+        EXPECT_EQ(packed, w.packed != nullptr);
+        EXPECT_EQ(store.bytes(), packed ? raw.size() : 0u);
+        if (packed) {
+          EXPECT_EQ(GetParam(), cpu::Isa::Avx512);
+          if (n_in >= 128) {
+            EXPECT_NE(0, std::memcmp(w.packed, raw.data(), raw.size())) << "the layout should differ";
+          }
+        }
+        for (int64_t n_tok : {1, 5}) {
+          const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+          std::vector<float> a(n_tok * n_out), b(n_tok * n_out);
+          ops::detail::matmul(w, x.data(), n_tok, a.data(), pool, {});
+          ops::detail::matmul(plain, x.data(), n_tok, b.data(), pool, {});
+          ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+              << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " n_tok=" << n_tok;
         }
       }
-      for (int64_t n_tok : {1, 5}) {
-        const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
-        std::vector<float> a(n_tok * n_out), b(n_tok * n_out);
-        ops::detail::matmul(w, x.data(), n_tok, a.data(), pool, {});
-        ops::detail::matmul(plain, x.data(), n_tok, b.data(), pool, {});
-        ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
-            << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " n_tok=" << n_tok;
-      }
     }
-  }
   }
 }
 
@@ -202,7 +202,9 @@ TEST_P(MatmulIsa, EightBitActivationsStayWithinTheirRoundingBound) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, MatmulIsa, ::testing::Values(cpu::Isa::Avx2, cpu::Isa::Avx512),
-                         [](const ::testing::TestParamInfo<cpu::Isa>& i) { return std::string(cpu::isa_name(i.param)); });
+                         [](const ::testing::TestParamInfo<cpu::Isa>& i) {
+                           return std::string(cpu::isa_name(i.param));
+                         });
 
 TEST(MatmulIsa, AKnownLayoutOnlyAndAScalarCapMeansNoKernels) {
   std::vector<uint8_t> src(64), dst(64);
