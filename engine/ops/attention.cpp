@@ -143,8 +143,11 @@ void attention(const float* q, const float* k, const float* v, int n_seq, int se
   const int n_items = n_seq * n_head * n_qblk;
   // per item: Kt [hd, L16], Q [kQGroup, hd], S [kQGroup, L16], acc [kQGroup, hd]
   const size_t per_thread = static_cast<size_t>(hd) * L16 + kQGroup * (2 * static_cast<size_t>(hd) + L16);
-  std::vector<std::vector<float>> bufs(static_cast<size_t>(nth));
-  for (auto& b : bufs) b.resize(per_thread);
+  thread_local std::vector<std::vector<float>> bufs;  // kept across calls: no page faults per layer
+  if (bufs.size() < static_cast<size_t>(nth)) bufs.resize(static_cast<size_t>(nth));
+  for (auto& b : bufs) {
+    if (b.size() < per_thread) b.resize(per_thread);
+  }
 
   pool.run(n_items, [&](int item, int thread) {
     const int blk = item % n_qblk;
