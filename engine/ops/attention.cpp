@@ -143,7 +143,10 @@ void attention(const float* q, const float* k, const float* v, int n_seq, int se
   const int n_items = n_seq * n_head * n_qblk;
   // per item: Kt [hd, L16], Q [kQGroup, hd], S [kQGroup, L16], acc [kQGroup, hd]
   const size_t per_thread = static_cast<size_t>(hd) * L16 + kQGroup * (2 * static_cast<size_t>(hd) + L16);
-  thread_local std::vector<std::vector<float>> bufs;  // kept across calls: no page faults per layer
+  // kept across calls (no page faults per layer); the workers reach the caller's copy through
+  // the reference (a thread_local named inside the lambda would be each worker's own)
+  thread_local std::vector<std::vector<float>> scratch;
+  std::vector<std::vector<float>>& bufs = scratch;
   if (bufs.size() < static_cast<size_t>(nth)) bufs.resize(static_cast<size_t>(nth));
   for (auto& b : bufs) {
     if (b.size() < per_thread) b.resize(per_thread);
