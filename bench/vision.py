@@ -62,12 +62,14 @@ def test_image(size=(640, 480), seed=0) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def run_model(path, n_threads: int, text_tokens: int, repeat: int, prefill_repeat: int, label: str) -> dict:
+def run_model(
+    path, n_threads: int, text_tokens: int, repeat: int, prefill_repeat: int, label: str, act_bits: int = 16
+) -> dict:
     import pyakvq
     from pyakvq._ext import _akvq
 
     t0 = time.perf_counter()
-    m = pyakvq.Model(path, n_ctx=4096, n_threads=n_threads)
+    m = pyakvq.Model(path, n_ctx=4096, n_threads=n_threads, act_bits=act_bits)
     vision = m._vision_model()
     load_s = time.perf_counter() - t0
     info = m.vision_info
@@ -123,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--text-tokens", type=int, default=247, help="text rows of the prompt (823 - 576)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--encode-only", action="store_true", help="time the image encode only, no prefill")
+    ap.add_argument("--act-bits", type=int, default=16, choices=(8, 16), help="activation precision (Model act_bits)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
     rows = []
@@ -134,11 +137,19 @@ def main(argv=None) -> int:
         with tempfile.TemporaryDirectory() as d:
             (p,) = lc.convert_fixture(a.fixture, d, outtype="f32")
             pre_rep = 0 if a.encode_only else a.repeat
-            rows.append(run_model(p, a.threads, 15, a.repeat, pre_rep, f"fixture {a.fixture} (f32)"))
+            rows.append(run_model(p, a.threads, 15, a.repeat, pre_rep, f"fixture {a.fixture} (f32)", a.act_bits))
     if a.model7b:
         enc_rep, pre_rep = (a.repeat, 0) if a.encode_only else (2, 1)
         rows.append(
-            run_model(a.model7b, a.threads, a.text_tokens, enc_rep, pre_rep, "LLaVA-1.5-7B shape (CLIP f16, Q4_0)")
+            run_model(
+                a.model7b,
+                a.threads,
+                a.text_tokens,
+                enc_rep,
+                pre_rep,
+                f"LLaVA-1.5-7B shape (CLIP f16, Q4_0), act_bits {a.act_bits}",
+                a.act_bits,
+            )
         )
     load1 = os.getloadavg()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
