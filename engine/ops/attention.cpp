@@ -45,54 +45,49 @@ void scores16(const float* Q, int hd, const float* Kt, int ldk, int j0, float* S
   for (int g = 0; g < NQ; ++g) store16(S + g * lds + j0, a[g]);
 }
 
-// acc[g, d0 : d0 + 16 NV] = Σ_{j < n} P[g, j] V[j, d0 : d0 + 16 NV] for NQ queries.
-template <int NQ, int NV>
-void pv_chunk16(const float* P, int ldp, int n, const float* V, int64_t ldv, int d0, float* acc, int hd) {
-  v16 a[NQ][NV];
-  for (int g = 0; g < NQ; ++g) {
-    for (int c = 0; c < NV; ++c) a[g][c] = splat16(0.0f);
-  }
-  for (int j = 0; j < n; ++j) {
-    const float* vj = V + j * ldv + d0;
-    v16 vv[NV];
-    for (int c = 0; c < NV; ++c) vv[c] = load16(vj + 16 * c);
-    for (int g = 0; g < NQ; ++g) {
-      const v16 p = splat16(P[g * ldp + j]);
-      for (int c = 0; c < NV; ++c) a[g][c] += p * vv[c];
-    }
-  }
-  for (int g = 0; g < NQ; ++g) {
-    for (int c = 0; c < NV; ++c) store16(acc + g * hd + d0 + 16 * c, a[g][c]);
-  }
-}
+// Vector widths for pv_chunk: 16 floats (one AVX-512 register where the build has it) and 8.
+struct W16 {
+  using V = v16;
+  static constexpr int kW = 16;
+  static V load(const float* p) { return load16(p); }
+  static void store(float* p, const V& v) { store16(p, v); }
+  static V splat(float x) { return splat16(x); }
+};
+struct W8 {
+  using V = v8;
+  static constexpr int kW = 8;
+  static V load(const float* p) { return load8(p); }
+  static void store(float* p, const V& v) { store8(p, v); }
+  static V splat(float x) { return splat8(x); }
+};
 
-// The same with 8-float chunks (head sizes that are not a multiple of 16).
-template <int NQ, int NV>
+// acc[g, d0 : d0 + W NV] = Σ_{j < n} P[g, j] V[j, d0 : d0 + W NV] for NQ queries.
+template <class W, int NQ, int NV>
 void pv_chunk(const float* P, int ldp, int n, const float* V, int64_t ldv, int d0, float* acc, int hd) {
-  v8 a[NQ][NV];
+  typename W::V a[NQ][NV];
   for (int g = 0; g < NQ; ++g) {
-    for (int c = 0; c < NV; ++c) a[g][c] = splat8(0.0f);
+    for (int c = 0; c < NV; ++c) a[g][c] = W::splat(0.0f);
   }
   for (int j = 0; j < n; ++j) {
     const float* vj = V + j * ldv + d0;
-    v8 vv[NV];
-    for (int c = 0; c < NV; ++c) vv[c] = load8(vj + 8 * c);
+    typename W::V vv[NV];
+    for (int c = 0; c < NV; ++c) vv[c] = W::load(vj + W::kW * c);
     for (int g = 0; g < NQ; ++g) {
-      const v8 p = splat8(P[g * ldp + j]);
+      const typename W::V p = W::splat(P[g * ldp + j]);
       for (int c = 0; c < NV; ++c) a[g][c] += p * vv[c];
     }
   }
   for (int g = 0; g < NQ; ++g) {
-    for (int c = 0; c < NV; ++c) store8(acc + g * hd + d0 + 8 * c, a[g][c]);
+    for (int c = 0; c < NV; ++c) W::store(acc + g * hd + d0 + W::kW * c, a[g][c]);
   }
 }
 
 template <int NQ>
 void pv(const float* P, int ldp, int n, const float* V, int64_t ldv, int hd, float* acc) {
   int d = 0;
-  for (; d + 64 <= hd; d += 64) pv_chunk16<NQ, 4>(P, ldp, n, V, ldv, d, acc, hd);
-  for (; d + 16 <= hd; d += 16) pv_chunk16<NQ, 1>(P, ldp, n, V, ldv, d, acc, hd);
-  for (; d + 8 <= hd; d += 8) pv_chunk<NQ, 1>(P, ldp, n, V, ldv, d, acc, hd);
+  for (; d + 64 <= hd; d += 64) pv_chunk<W16, NQ, 4>(P, ldp, n, V, ldv, d, acc, hd);
+  for (; d + 16 <= hd; d += 16) pv_chunk<W16, NQ, 1>(P, ldp, n, V, ldv, d, acc, hd);
+  for (; d + 8 <= hd; d += 8) pv_chunk<W8, NQ, 1>(P, ldp, n, V, ldv, d, acc, hd);
   for (; d < hd; ++d) {
     for (int g = 0; g < NQ; ++g) {
       float s = 0.0f;

@@ -49,6 +49,26 @@ struct ActBuffer {
   std::vector<float> tr;  // d_tr then s_tr
 };
 
+// n_tok rows of `stride` bytes (a multiple of 64) in buf, 64-byte aligned.
+uint8_t* aligned_rows(ActBuffer& buf, size_t stride, int64_t n_tok) {
+  if (buf.rows.size() < stride * n_tok + 64) buf.rows.resize(stride * n_tok + 64);
+  return buf.rows.data() + (64 - reinterpret_cast<uintptr_t>(buf.rows.data()) % 64) % 64;
+}
+
+// fn(t) for t < n_tok, spread over the pool when there are enough tokens.
+template <class Fn>
+void for_each_token(int64_t n_tok, cpu::ThreadPool& pool, const Fn& fn) {
+  const int n_thr = pool.size();
+  if (n_tok >= 4 && n_thr > 1) {
+    const int n_tasks = static_cast<int>(std::min<int64_t>(n_tok, 4 * n_thr));
+    pool.run(n_tasks, [&](int task, int) {
+      for (int64_t t = task * n_tok / n_tasks; t < (task + 1) * n_tok / n_tasks; ++t) fn(t);
+    });
+  } else {
+    for (int64_t t = 0; t < n_tok; ++t) fn(t);
+  }
+}
+
 cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in, const cpu::TileKernels* k, int qmax,
                          cpu::ThreadPool& pool) {
   thread_local ActBuffer buf;
@@ -57,19 +77,10 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
   const ref::ActKind kind = ref::act_kind(type);
   if (k && k->act != cpu::ActFormat::Native) {  // byte-split groups of the AVX-512 kernels
     a.stride = static_cast<size_t>(act_q16x_row_bytes(n_in));
-    if (buf.rows.size() < a.stride * n_tok + 64) buf.rows.resize(a.stride * n_tok + 64);
-    uint8_t* rows = buf.rows.data() + (64 - reinterpret_cast<uintptr_t>(buf.rows.data()) % 64) % 64;
+    uint8_t* rows = aligned_rows(buf, a.stride, n_tok);
     a.data = rows;
-    auto quantize = [&](int64_t t) { cpu::quantize_row_q16x(x + t * n_in, rows + t * a.stride, n_in, type, qmax); };
-    const int n_thr = pool.size();
-    if (n_tok >= 4 && n_thr > 1) {
-      const int n_tasks = static_cast<int>(std::min<int64_t>(n_tok, 4 * n_thr));
-      pool.run(n_tasks, [&](int task, int) {
-        for (int64_t t = task * n_tok / n_tasks; t < (task + 1) * n_tok / n_tasks; ++t) quantize(t);
-      });
-    } else {
-      for (int64_t t = 0; t < n_tok; ++t) quantize(t);
-    }
+    for_each_token(n_tok, pool,
+                   [&](int64_t t) { cpu::quantize_row_q16x(x + t * n_in, rows + t * a.stride, n_in, type, qmax); });
     return a;
   }
   if (kind == ref::ActKind::F32) {
@@ -81,10 +92,9 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
   const int64_t nb = n_in / (q16 ? kQK : kQKK);
   const size_t row_bytes = q16 ? static_cast<size_t>(act_q16_row_bytes(n_in)) : nb * sizeof(ActQ16K);
   a.stride = (row_bytes + 63) / 64 * 64;  // rows 64-byte aligned
-  if (buf.rows.size() < a.stride * n_tok + 64) buf.rows.resize(a.stride * n_tok + 64);
-  uint8_t* rows = buf.rows.data() + (64 - reinterpret_cast<uintptr_t>(buf.rows.data()) % 64) % 64;
+  uint8_t* rows = aligned_rows(buf, a.stride, n_tok);
   a.data = rows;
-  auto quantize = [&](int64_t t) {
+  for_each_token(n_tok, pool, [&](int64_t t) {
     const float* xt = x + t * n_in;
     uint8_t* out = rows + t * a.stride;
     if (q16) {
@@ -98,16 +108,7 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
     } else {
       ref::quantize_row_q16k(xt, reinterpret_cast<ActQ16K*>(out), n_in, qmax);
     }
-  };
-  const int n_thr = pool.size();
-  if (n_tok >= 4 && n_thr > 1) {
-    const int n_tasks = static_cast<int>(std::min<int64_t>(n_tok, 4 * n_thr));
-    pool.run(n_tasks, [&](int task, int) {
-      for (int64_t t = task * n_tok / n_tasks; t < (task + 1) * n_tok / n_tasks; ++t) quantize(t);
-    });
-  } else {
-    for (int64_t t = 0; t < n_tok; ++t) quantize(t);
-  }
+  });
   if (q16) {  // transposed block scales and sums for the multi-token tiles
     a.tr_stride = static_cast<size_t>((n_tok + 7) / 8 * 8 + 8);
     const size_t n_tr = a.tr_stride * nb;

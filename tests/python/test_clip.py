@@ -28,6 +28,7 @@ from __future__ import annotations
 import llava_gguf
 import numpy as np
 import pytest
+from test_helpers import cosine
 
 A = pytest.importorskip("pyakvq._ext")._akvq
 
@@ -36,12 +37,6 @@ with np.load(llava_gguf.REFERENCE) as _z:
 CFG, _ = llava_gguf.load_weights()
 IMAGE_ID = CFG["image_token_id"]
 N_LAYER = CFG["vision_layers"]
-
-
-def cosine(a, b) -> float:
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @pytest.fixture(scope="module")

@@ -41,3 +41,12 @@ def bounded(fn, *args, timeout: float = 60, **kw):
     if "error" in box:
         raise box["error"]
     return box.get("value")
+
+
+def cosine(a, b) -> float:
+    """Cosine similarity of two arrays of any shape (flattened, in float64)."""
+    import numpy as np
+
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))

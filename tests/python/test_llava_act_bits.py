@@ -13,6 +13,7 @@ from __future__ import annotations
 import llava_convert as lc
 import numpy as np
 import pytest
+from test_helpers import cosine
 
 import pyakvq
 
@@ -20,12 +21,6 @@ pytest.importorskip("gguf")
 pytest.importorskip("safetensors")
 
 MIN_COSINE = {16: 0.999, 8: 0.998}
-
-
-def cosine(a, b) -> float:
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import sys
 import llava_convert as lc
 import numpy as np
 import pytest
-from test_helpers import cli
+from test_helpers import cli, cosine
 
 import pyakvq
 from pyakvq.multimodal import LLAVA_SYSTEM
@@ -23,12 +23,6 @@ pytest.importorskip("gguf")
 pytest.importorskip("safetensors")
 
 IMAGES = lc.FIXTURES / "images"
-
-
-def cosine(a, b) -> float:
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def convert_cli(name: str, out_dir: pathlib.Path, mmproj: bool = False) -> list[pathlib.Path]:
@@ -259,8 +253,6 @@ def test_changed_image_is_not_served_from_the_cache(files):
 
 
 # ---- akvq-cli --image ---------------------------------------------------------------------------------
-
-
 
 
 def run_cli(*args):
