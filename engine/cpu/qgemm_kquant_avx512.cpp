@@ -128,12 +128,45 @@ struct K6_K : kquant::Q6_K {
   static inline float offset(const Unpacked&, const ActQ16K*) { return 0.0f; }
 };
 
+// The tile loop of kquant::Tiles (qgemm_kquant_tiles.h), defined here again so that it is
+// compiled for AVX-512 with the kernels it calls: the shared template is defined before
+// AKVQ_AVX512_BEGIN and would keep the build's ISA, passing 512-bit values through calls.
+template <class V, class K>
+struct Tiles512 {
+  static constexpr TileShape kShape = kquant::Tiles<V, K>::kShape;
+
+  template <int R, int T>
+  static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
+    using Block = typename K::Block;
+    const int64_t nb = n_in / ops::kQKK;
+    Unpacked u[R];
+    typename V::Acc acc[R][T];
+    float off[R][T];
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < T; ++t) acc[r][t] = V::zero(), off[r][t] = 0.0f;
+    }
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int r = 0; r < R; ++r) K::unpack(reinterpret_cast<const Block*>(w + r * w_stride) + b, u[r]);
+      for (int t = 0; t < T; ++t) {
+        const ActQ16K* xb = reinterpret_cast<const ActQ16K*>(x.data + (t0 + t) * x.stride) + b;
+        for (int r = 0; r < R; ++r) {
+          V::template dot<K>(u[r], xb, acc[r][t]);
+          off[r][t] += K::offset(u[r], xb);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int t = 0; t < T; ++t) y[t * ldy + r] = V::hsum(acc[r][t]) + off[r][t];
+    }
+  }
+};
+
 AKVQ_AVX512_END
 
 }  // namespace
 
 const TileKernels* simd_kernels_kquant_avx512(DType t) {
-  return find_tiles<kquant::Tiles, V512, K4_K, K6_K>(t);
+  return find_tiles<Tiles512, V512, K4_K, K6_K>(t);
 }
 
 #else
