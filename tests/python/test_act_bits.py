@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -122,7 +123,11 @@ def test_isa_cap_keeps_results_close(smollm2_path, tmp_path):
         env = dict(os.environ, AKVQ_ISA=isa)
         out = tmp_path / f"l{isa or 'best'}.npy"
         r = subprocess.run(
-            ["python", str(script), str(smollm2_path), str(out)], env=env, capture_output=True, text=True, timeout=300
+            [sys.executable, str(script), str(smollm2_path), str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert r.returncode == 0, r.stderr
         got[isa] = (np.load(out), int(r.stdout.strip()))
@@ -135,9 +140,13 @@ def test_cpu_info_names_the_kernels_in_use(tmp_path):
     assert info["isa"] in ("avx512", "avx2", "neon", "scalar")
     if info["isa"] == "avx512":
         assert info["avx512"] and info["avx512_vnni"] and info["avx512_bf16"] and info["avx512_kernels_compiled"]
+    # a script file, not `python -c`: -c would put the working directory (the source tree, whose
+    # pyakvq/ has no built extension in an installed run) first on sys.path
+    script = tmp_path / "isa.py"
+    script.write_text("import pyakvq\nprint(pyakvq.cpu_info()['isa'])\n")
     for cap, want in (("avx2", {"avx2", "neon", "scalar"}), ("scalar", {"scalar"})):
         r = subprocess.run(
-            ["python", "-c", "import pyakvq; print(pyakvq.cpu_info()['isa'])"],
+            [sys.executable, str(script)],
             env=dict(os.environ, AKVQ_ISA=cap),
             capture_output=True,
             text=True,
