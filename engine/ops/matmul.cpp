@@ -164,10 +164,11 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
   const TensorView& w = *ws[0];
   const uint8_t* wdata[kMaxGroup];
   if (n_w > kMaxGroup) throw InvalidArgument("[ops] matmul_group: more than 4 weights");
-  const cpu::TileKernels* k = select_kernels(w, opt.simd, wdata[0]);
+  const cpu::TileKernels* k = nullptr;  // the kernels of ws[0], which every weight must share
   for (int i = 0; i < n_w; ++i) {
     validate(*ws[i], x, n_tok, ys[i]);
     const cpu::TileKernels* ki = select_kernels(*ws[i], opt.simd, wdata[i]);
+    if (i == 0) k = ki;
     if (i > 0 && (ki != k || ws[i]->type != w.type || ws[i]->ne[0] != w.ne[0] || ws[i]->act_bits != w.act_bits)) {
       for (int j = 0; j < n_w; ++j) matmul_group(&ws[j], &ys[j], 1, x, n_tok, pool, opt);  // not groupable
       return;
