@@ -77,6 +77,7 @@ nb::dict vision_info(const VisionInfo& i) {
   d["pad_mode"] = i.pad_mode;
   d["image_token_id"] = i.image_token_id;
   d["legacy_ffn_names"] = i.legacy_ffn_names;
+  d["packed_bytes"] = i.packed_bytes;
   return d;
 }
 

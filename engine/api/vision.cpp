@@ -65,6 +65,7 @@ struct VisionModel::Impl {
     }
     i.image_token_id = static_cast<int32_t>(tok);
     i.legacy_ffn_names = hp.ffn_swapped;
+    i.packed_bytes = static_cast<int64_t>(llava->clip().packed_bytes() + llava->projector().packed_bytes());
   }
 
   // Images go through the tower kMaxPass at a time (bounded scratch memory; an image's rows do

@@ -54,19 +54,47 @@ void pack_row_g4(const G4Facts& f, const uint8_t* src, uint8_t* dst, int64_t nb)
               static_cast<size_t>((nb - 4 * n_full) * f.block_bytes));
 }
 
+// P16: panel p, element (16 p + j, i) at 16 (p n_in + i) + j (E: the 4- or 2-byte element).
+template <class E>
+void pack_rows_p16(const uint8_t* src_bytes, uint8_t* dst_bytes, int64_t n_rows, int64_t n_in) {
+  const E* src = reinterpret_cast<const E*>(src_bytes);
+  E* dst = reinterpret_cast<E*>(dst_bytes);
+  for (int64_t p = 0; p < n_rows / 16; ++p) {
+    const E* rows = src + 16 * p * n_in;
+    E* panel = dst + 16 * p * n_in;
+    for (int64_t i = 0; i < n_in; ++i) {
+      for (int j = 0; j < 16; ++j) panel[16 * i + j] = rows[j * n_in + i];
+    }
+  }
+}
+
+bool is_float(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16;
+}
+
 }  // namespace
 
-uint8_t preferred_packing(DType t) {
+uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only) {
   if (active_isa() != Isa::Avx512) return kPackNone;
+  if (batch_only && n_rows > 0 && n_rows % 16 == 0 && simd_kernels_float_p16_avx512(t)) return kPackP16;
   return simd_kernels_q32_avx512_g4(t, 16) ? kPackG4 : kPackNone;
 }
 
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits) {
   if (packing == kPackG4 && active_isa() == Isa::Avx512) return simd_kernels_q32_avx512_g4(t, act_bits);
+  if (packing == kPackP16 && active_isa() == Isa::Avx512) return simd_kernels_float_p16_avx512(t);
   return nullptr;
 }
 
 void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n_in) {
+  if (packing == kPackP16 && is_float(t) && n_rows % 16 == 0) {
+    if (t == DType::F32) {
+      pack_rows_p16<uint32_t>(src, dst, n_rows, n_in);
+    } else {
+      pack_rows_p16<uint16_t>(src, dst, n_rows, n_in);
+    }
+    return;
+  }
   G4Facts f;
   if (packing != kPackG4 || !g4_facts(t, f)) {
     throw InvalidArgument("[ops] no weight layout " + std::to_string(packing) + " for type " +

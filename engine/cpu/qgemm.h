@@ -27,18 +27,23 @@ using TileFn = void (*)(const uint8_t* w, size_t w_stride, const ActRows& x, int
                         int64_t ldy);
 
 constexpr int kMaxTileR = 4;
-constexpr int kMaxTileT = 6;
+constexpr int kMaxTileT = 12;
 
 // The right-hand side a kernel set reads: Native = the weight type's usual format (Q16 rows,
 // ActQ16K or f32, ops/qblocks.h); Q16X = the byte-split groups of the AVX-512 kernels
 // (ops/qblocks.h), whose offset lanes and high bytes depend on the weight type; Q8X = the same
-// groups for 8-bit activation levels (h = q, l = 0: one byte pass).
-enum class ActFormat { Native, Q16X, Q8X };
+// groups for 8-bit activation levels (h = q, l = 0: one byte pass); F32T = f32 rows interleaved
+// by tiles of kActTileT tokens for the P16 panel tiles: value i of token t at
+// data + (t / kActTileT) * stride + (kActTileT * i + t % kActTileT) * 4 bytes (stride = bytes of one
+// tile, the last tile zero padded), so the tokens of a tile are read as one stream.
+enum class ActFormat { Native, Q16X, Q8X, F32T };
+constexpr int kActTileT = 12;
 
 struct TileKernels {
   TileFn fn[kMaxTileR][kMaxTileT] = {};  // fn[R-1][T-1]; nullptr where not provided
   ActFormat act = ActFormat::Native;
   uint8_t packing = 0;         // the weight layout fn reads: 0 = the file's blocks, else a Packing
+  int row_unit = 1;            // weight rows per unit of R: fn[R-1][T-1] computes R * row_unit rows
   int pref_r1 = 4;             // preferred R when T == 1 (decode)
   int pref_r = 2, pref_t = 4;  // preferred tile for several tokens (prefill)
 };
@@ -61,10 +66,18 @@ const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.
 // Q4: the 16 nibble bytes of each block in turn (64 bytes), Q8_0: bytes 0-15 of each block, then
 // bytes 16-31 of each block (128 bytes); a group takes exactly the bytes of its 4 blocks, so rows
 // keep their size and offsets, and the last nb % 4 blocks of a row stay as in the file.
-enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1 };
+// P16 (F32, F16, BF16; n_rows a multiple of 16): rows in panels of 16, each panel inner-index
+// major: element (row 16p + j, index i) at panel p's start + (16 i + j) elements; a panel takes
+// the bytes of its 16 rows. Read by the AVX-512 panel tiles (gemm_float_panel_avx512.cpp), which
+// are fast for many tokens and slow for one: only weights that are always multiplied by whole
+// batches (the vision tower, the projector) use it.
+enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2 };
 
-// The layout the active kernels read best for weights of type t (kPackNone: the file's).
-uint8_t preferred_packing(DType t);
+// The layout the active kernels read best for a weight of type t with n_rows rows (kPackNone:
+// the file's). batch_only: the weight only ever multiplies many rows at once (no decode).
+uint8_t preferred_packing(DType t, int64_t n_rows = 0, bool batch_only = false);
+// P16 panel tiles for F32 / F16 / BF16 (row_unit 16), or nullptr (other types, no AVX-512 build).
+const TileKernels* simd_kernels_float_p16_avx512(DType t);
 // Kernels of the active ISA for type t in layout `packing`, or nullptr.
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits = 16);
 const TileKernels* simd_kernels_q32_avx512_g4(DType t, int act_bits);  // qgemm_q32_avx512.cpp

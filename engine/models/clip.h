@@ -17,6 +17,7 @@
 #include "core/tensor.h"
 #include "cpu/thread_pool.h"
 #include "ops/ops.h"
+#include "ops/pack.h"
 
 namespace akvq {
 namespace gguf {
@@ -103,6 +104,7 @@ class Clip {
   explicit Clip(const gguf::File& f);
 
   const ClipHparams& hparams() const { return hp_; }
+  size_t packed_bytes() const { return packed_.bytes(); }  // matmul weights repacked at load
 
   // pixels [n_img, 3, image_size, image_size] normalized CHW -> out [n_img * n_out, n_embd_out]
   // (the selected hidden state(s)). All images go through every matmul together.
@@ -116,6 +118,7 @@ class Clip {
   std::vector<float> pos_embd_;             // [n_pos, n_embd]
   std::vector<float> pre_ln_w_, pre_ln_b_;  // [n_embd] or empty (no pre-LN)
   std::vector<ClipLayer> layers_;           // the feature_layer blocks that run
+  ops::PackedWeights packed_;               // the matmul weights in the layout of the batch kernels
 };
 
 }  // namespace models

@@ -175,6 +175,15 @@ Clip::Clip(const gguf::File& f) {
     L.w_fc2 = bind_tensor(f, kTag, p + fc2 + ".weight", {F, E}, false);
     L.b_fc2 = load_f32(f, kTag, p + fc2 + ".bias", E);
   }
+  // Every matmul of the tower multiplies all patches of all images at once: the batch layouts
+  // apply (ops/pack.h), and the file pages they replace are released.
+  auto pack = [&](TensorView& w) {
+    if (packed_.pack(w, true)) f.release_pages(w.data, w.nbytes);
+  };
+  pack(patch_w_);
+  for (ClipLayer& L : layers_) {
+    for (TensorView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_fc1, &L.w_fc2}) pack(*w);
+  }
 }
 
 }  // namespace akvq::models

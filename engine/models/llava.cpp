@@ -41,6 +41,9 @@ LlavaProjector::LlavaProjector(const gguf::File& f, int n_embd_vision) {
   b1_ = load_f32(f, kTag, "mm.0.bias", n_mid_);
   w2_ = bind_tensor(f, kTag, "mm.2.weight", {n_mid_, n_out_}, false);
   b2_ = load_f32(f, kTag, "mm.2.bias", n_out_);
+  for (TensorView* w : {&w1_, &w2_}) {  // always applied to all the image rows at once
+    if (packed_.pack(*w, true)) f.release_pages(w->data, w->nbytes);
+  }
 }
 
 void LlavaProjector::forward(const float* x, int64_t n, std::vector<float>& hidden, cpu::ThreadPool& pool,

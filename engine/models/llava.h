@@ -12,6 +12,7 @@
 #include "cpu/thread_pool.h"
 #include "models/clip.h"
 #include "ops/ops.h"
+#include "ops/pack.h"
 
 namespace akvq {
 namespace gguf {
@@ -30,6 +31,7 @@ class LlavaProjector {
   int n_embd_in() const { return n_in_; }
   int n_embd_out() const { return n_out_; }  // must equal the text model's n_embd
   ops::Activation activation() const { return act_; }
+  size_t packed_bytes() const { return packed_.bytes(); }  // weights repacked at load
   // x [n, n_embd_in] -> out [n, n_embd_out]; hidden: scratch grown to [n, n_mid].
   void forward(const float* x, int64_t n, std::vector<float>& hidden, cpu::ThreadPool& pool, float* out) const;
 
@@ -40,6 +42,7 @@ class LlavaProjector {
   std::vector<float> b1_;                        // [n_mid]
   TensorView w2_;                                // mm.2.weight ne {n_mid, n_out}
   std::vector<float> b2_;                        // [n_out]
+  ops::PackedWeights packed_;                    // w1_, w2_ in the layout of the batch kernels
 };
 
 // Vision tower + projector of one file.

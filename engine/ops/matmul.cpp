@@ -75,6 +75,22 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
   cpu::ActRows a;
   const bool simd = k != nullptr;
   const ref::ActKind kind = ref::act_kind(type);
+  if (k && k->act == cpu::ActFormat::F32T) {  // tokens interleaved by tiles (cpu/qgemm.h)
+    constexpr int TT = cpu::kActTileT;
+    const int64_t n_tiles = (n_tok + TT - 1) / TT;
+    a.stride = static_cast<size_t>(n_in) * TT * sizeof(float);
+    float* rows = reinterpret_cast<float*>(aligned_rows(buf, a.stride, n_tiles));
+    a.data = reinterpret_cast<const uint8_t*>(rows);
+    for_each_token(n_tiles, pool, [&](int64_t tile) {
+      float* dst = rows + tile * n_in * TT;
+      for (int l = 0; l < TT; ++l) {
+        const int64_t t = tile * TT + l;
+        const float* src = t < n_tok ? x + t * n_in : nullptr;
+        for (int64_t i = 0; i < n_in; ++i) dst[i * TT + l] = src ? src[i] : 0.0f;
+      }
+    });
+    return a;
+  }
   if (k && k->act != cpu::ActFormat::Native) {  // byte-split groups of the AVX-512 kernels
     a.stride = static_cast<size_t>(act_q16x_row_bytes(n_in));
     uint8_t* rows = aligned_rows(buf, a.stride, n_tok);
@@ -178,7 +194,7 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
   if (n_tok == 0) return;
   const cpu::ActRows a = prepare_act(w.type, x, n_tok, n_in, k, ref::act_qmax(w), pool);
 
-  int R = 1, T = 1;
+  int R = 1, T = 1;  // tile: R units of k->row_unit rows x T tokens
   if (k) {
     R = n_tok == 1 ? k->pref_r1 : k->pref_r;
     T = n_tok == 1 ? 1 : k->pref_t;
@@ -192,7 +208,15 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
       throw InvalidArgument("[ops] matmul: no " + std::to_string(R) + "x" + std::to_string(T) + " tile kernel for " +
                             dtype_info(w.type).name);
     }
+    for (int i = 0; i < n_w; ++i) {
+      if (ws[i]->rows() % k->row_unit != 0) {
+        throw InvalidArgument("[ops] matmul '" + ws[i]->name + "': " + std::to_string(ws[i]->rows()) +
+                              " rows in a layout of panels of " + std::to_string(k->row_unit));
+      }
+    }
   }
+  const int unit = k ? k->row_unit : 1;
+  const int64_t R_rows = int64_t{R} * unit;
   const int n_thr = pool.size();
   // Token blocks of at most ~kTokenBlock tokens, all about the same size (577 tokens: 10 x 58,
   // not 9 x 64 + 1), a multiple of the tile's T.
@@ -208,7 +232,7 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
     const int64_t want_chunks = std::max<int64_t>(1, 4 * n_thr / n_tb);
     chunk = (total_rows + want_chunks - 1) / want_chunks;
   }
-  chunk = std::max<int64_t>(R, (chunk + R - 1) / R * R);
+  chunk = std::max<int64_t>(R_rows, (chunk + R_rows - 1) / R_rows * R_rows);
   int64_t first_task[kMaxGroup + 1] = {0};  // tasks of weight i: [first_task[i], first_task[i + 1])
   for (int i = 0; i < n_w; ++i) first_task[i + 1] = first_task[i] + (ws[i]->rows() + chunk - 1) / chunk * n_tb;
   if (first_task[n_w] == 0) return;
@@ -223,13 +247,13 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
     float* y = ys[i];
     const int64_t r_begin = local / n_tb * chunk, r_end = std::min(n_out, r_begin + chunk);
     const int64_t t_begin = local % n_tb * tb, t_end = std::min(n_tok, t_begin + tb);
-    for (int64_t r0 = r_begin; r0 < r_end; r0 += R) {
-      const int rr = static_cast<int>(std::min<int64_t>(R, r_end - r0));
+    for (int64_t r0 = r_begin; r0 < r_end; r0 += R_rows) {
+      const int rr = static_cast<int>(std::min<int64_t>(R_rows, r_end - r0));  // a multiple of unit
       for (int64_t t0 = t_begin; t0 < t_end; t0 += T) {
         const int tt = static_cast<int>(std::min<int64_t>(T, t_end - t0));
         float* yt = y + t0 * n_out + r0;
         if (k) {
-          k->fn[rr - 1][tt - 1](wd + r0 * w_stride, w_stride, a, t0, n_in, yt, n_out);
+          k->fn[rr / unit - 1][tt - 1](wd + r0 * w_stride, w_stride, a, t0, n_in, yt, n_out);
         } else {
           for (int t = 0; t < tt; ++t) {
             for (int r = 0; r < rr; ++r) {

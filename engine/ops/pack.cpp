@@ -14,8 +14,8 @@ void PackedWeights::FreeDeleter::operator()(uint8_t* p) const {
   std::free(p);
 }
 
-bool PackedWeights::pack(TensorView& w) {
-  const uint8_t packing = cpu::preferred_packing(w.type);
+bool PackedWeights::pack(TensorView& w, bool batch_only) {
+  const uint8_t packing = cpu::preferred_packing(w.type, w.rows(), batch_only);
   if (packing == cpu::kPackNone || !w.data || w.n_dims < 1) return false;
   const size_t bytes = w.row_bytes() * static_cast<size_t>(w.rows());
   void* p = nullptr;

@@ -15,7 +15,9 @@ class PackedWeights {
  public:
   // Gives w a packed copy when the active kernels prefer another layout for its type; else
   // leaves it as it is. Returns true when it packed. Costs w.nbytes of memory.
-  bool pack(TensorView& w);
+  // batch_only: w is only ever multiplied by many rows at once (a vision tower, a projector), so
+  // layouts that are slow for a single row may be chosen (cpu/qgemm.h: kPackP16).
+  bool pack(TensorView& w, bool batch_only = false);
   size_t bytes() const { return bytes_; }  // memory held by the packed copies
 
  private:

@@ -19,6 +19,7 @@
 #include "cpu/qgemm.h"
 #include "ops/matmul_detail.h"
 #include "ops/ops.h"
+#include "ops/pack.h"
 #include "ops/ref.h"
 #include "test_ops_util.h"
 
@@ -143,6 +144,86 @@ TEST_P(GemmFloat, ResultDoesNotDependOnTileChunkOrBatch) {
           ASSERT_EQ(std::memcmp(&y[i], &alone[i], sizeof(float)), 0)
               << dtype_info(t).name << " tile " << R << "x" << T << " chunk " << chunk << " token " << i / n_out
               << " row " << i % n_out << ": " << y[i] << " vs " << alone[i];
+        }
+      }
+    }
+  }
+}
+
+// The P16 panel layout (cpu/qgemm.h) is chosen only for batch-only weights whose row count is a
+// multiple of 16, and only where its AVX-512 tiles run; the packed bytes are the file's rows
+// transposed by panel, and the file view is left as it was.
+TEST_P(GemmFloat, PanelLayoutOnlyForBatchOnlyWeightsOnAvx512) {
+  const bool avx512 = GetParam() == cpu::Isa::Avx512;
+  std::mt19937 rng(77);
+  for (DType t : kFloatTypes) {
+    EXPECT_EQ(cpu::preferred_packing(t, 32, true), avx512 ? cpu::kPackP16 : cpu::kPackNone) << dtype_info(t).name;
+    EXPECT_EQ(cpu::preferred_packing(t, 32, false), cpu::kPackNone) << dtype_info(t).name;
+    EXPECT_EQ(cpu::preferred_packing(t, 40, true), cpu::kPackNone) << dtype_info(t).name;
+    const int64_t n_in = 5, n_out = 32;
+    const auto raw = test::random_weights(t, n_out, n_in, rng);
+    const auto copy = raw;
+    TensorView w = test::view(t, raw, n_in, n_out);
+    ops::PackedWeights store;
+    ASSERT_EQ(store.pack(w, true), avx512);
+    EXPECT_EQ(0, std::memcmp(raw.data(), copy.data(), raw.size())) << "the file bytes must not change";
+    if (!avx512) continue;
+    EXPECT_EQ(w.packing, cpu::kPackP16);
+    EXPECT_EQ(store.bytes(), raw.size());
+    const size_t es = t == DType::F32 ? 4 : 2;
+    const auto* packed = static_cast<const uint8_t*>(w.packed);
+    for (int64_t row = 0; row < n_out; ++row) {
+      for (int64_t i = 0; i < n_in; ++i) {
+        const size_t at = static_cast<size_t>((row / 16) * 16 * n_in + 16 * i + row % 16) * es;
+        ASSERT_EQ(0, std::memcmp(packed + at, raw.data() + (row * n_in + i) * es, es))
+            << dtype_info(t).name << " row " << row << " index " << i;
+      }
+    }
+  }
+}
+
+// Panel tiles: every tile shape and chunking gives the bits of the 1 x 1 tile (one FMA chain per
+// (row, token) in inner order), within the tolerances of the references.
+TEST_P(GemmFloat, PanelTilesMatchReferencesAndEachOther) {
+  if (GetParam() != cpu::Isa::Avx512) GTEST_SKIP() << "the P16 panel tiles are AVX-512 only";
+  cpu::ThreadPool pool(3);
+  std::mt19937 rng(91);
+  for (DType t : kFloatTypes) {
+    for (int64_t n_in : {1, 7, 16, 37, 1029}) {
+      const int64_t n_out = 48, n_tok = 29;
+      const auto raw = test::random_weights(t, n_out, n_in, rng);
+      TensorView w = test::view(t, raw, n_in, n_out);
+      const TensorView plain = w;
+      ops::PackedWeights store;
+      ASSERT_TRUE(store.pack(w, true));
+      const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+      std::vector<float> yf(n_tok * n_out), one(n_tok * n_out, NAN);
+      ops::ref::matmul_f32(plain, x.data(), n_tok, yf.data());
+      ops::detail::MatmulOptions o1;
+      o1.tile_r = 1;
+      o1.tile_t = 1;
+      ops::detail::matmul(w, x.data(), n_tok, one.data(), pool, o1);
+      const auto wd = test::dequant_all(plain);
+      for (int64_t tk = 0; tk < n_tok; ++tk) {
+        for (int64_t r = 0; r < n_out; ++r) {
+          const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
+          ASSERT_NEAR(one[tk * n_out + r], yf[tk * n_out + r], 1e-5 * absdot + 1e-6)
+              << dtype_info(t).name << " n_in=" << n_in << " t=" << tk << " r=" << r;
+        }
+      }
+      const cpu::TileKernels* k = cpu::simd_kernels_packed(t, cpu::kPackP16);
+      ASSERT_NE(k, nullptr);
+      EXPECT_EQ(k->row_unit, 16);
+      for (const auto& [R, T] : tiles_of(k)) {
+        for (int chunk : {0, 16, 40}) {
+          ops::detail::MatmulOptions opt;
+          opt.tile_r = R;
+          opt.tile_t = T;
+          opt.chunk_rows = chunk;
+          std::vector<float> y(n_tok * n_out, NAN);
+          ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
+          ASSERT_EQ(0, std::memcmp(y.data(), one.data(), y.size() * sizeof(float)))
+              << dtype_info(t).name << " n_in=" << n_in << " tile " << R << "x" << T << " chunk " << chunk;
         }
       }
     }

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <random>
 #include <string>
@@ -50,6 +51,19 @@ struct Shape {
 // Random blocks with finite fp16 scales (payload bytes are arbitrary).
 std::vector<uint8_t> random_weights(DType t, int64_t n_in, int64_t n_out, std::mt19937& rng) {
   std::vector<uint8_t> raw(row_bytes(t, n_in) * n_out);
+  if (t == DType::F32 || t == DType::F16 || t == DType::BF16) {  // finite normal values (random bytes
+    std::normal_distribution<float> nd(0.0f, 0.02f);               // would be NaNs and denormals)
+    const size_t n = static_cast<size_t>(n_in * n_out);
+    for (size_t i = 0; i < n; ++i) {
+      const float v = nd(rng);
+      if (t == DType::F32) std::memcpy(raw.data() + 4 * i, &v, 4);
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      const uint16_t h = t == DType::F16 ? f32_to_fp16(v) : static_cast<uint16_t>(bits >> 16);  // bf16: truncated
+      if (t != DType::F32) std::memcpy(raw.data() + 2 * i, &h, 2);
+    }
+    return raw;
+  }
   for (auto& b : raw) b = static_cast<uint8_t>(rng());
   const DTypeInfo& info = dtype_info(t);
   for (size_t off = 0; off + info.block_bytes <= raw.size(); off += info.block_bytes) {
@@ -124,6 +138,7 @@ int main(int argc, char** argv) {
   const char* model_name = "SmolLM2-135M";
   const bool pack = !std::getenv("AKVQ_BENCH_PACK") || std::string(std::getenv("AKVQ_BENCH_PACK")) != "0";
   int n_toks[2] = {1, 64};  // decode, prefill
+  bool batch_only = false;  // the CLIP shapes are packed as the vision tower's weights are
   if (const char* e = std::getenv("AKVQ_BENCH_SHAPES")) {
     DType t = DType::Q4_0;
     if (const char* te = std::getenv("AKVQ_BENCH_TYPE")) {
@@ -132,6 +147,8 @@ int main(int argc, char** argv) {
       if (std::string(te) == "q4_k") t = DType::Q4_K;
       if (std::string(te) == "q6_k") t = DType::Q6_K;
       if (std::string(te) == "f16") t = DType::F16;
+      if (std::string(te) == "f32") t = DType::F32;
+      if (std::string(te) == "bf16") t = DType::BF16;
     }
     if (std::string(e) == "1.1b") {
       model_name = "1.1B";
@@ -142,11 +159,13 @@ int main(int argc, char** argv) {
                 {"output 2048->32000", t, 2048, 32000, 1}};
     } else if (std::string(e) == "clip") {  // CLIP ViT-L/14-336 (LLaVA-1.5): f16, 577 tokens
       model_name = "CLIP-L/336";
-      shapes = {{"attn_qkv 1024->1024", DType::F16, 1024, 1024, 72},
-                {"attn_out 1024->1024", DType::F16, 1024, 1024, 24},
-                {"mlp_fc1 1024->4096", DType::F16, 1024, 4096, 24},
-                {"mlp_fc2 4096->1024", DType::F16, 4096, 1024, 24}};
+      const DType ft = t == DType::Q4_0 ? DType::F16 : t;  // f16 unless AKVQ_BENCH_TYPE says
+      shapes = {{"attn_qkv 1024->1024", ft, 1024, 1024, 72},
+                {"attn_out 1024->1024", ft, 1024, 1024, 24},
+                {"mlp_fc1 1024->4096", ft, 1024, 4096, 24},
+                {"mlp_fc2 4096->1024", ft, 4096, 1024, 24}};
       n_toks[1] = 577;
+      batch_only = true;
     } else if (std::string(e) == "7b") {
       model_name = "7B";
       shapes = {{"attn_qkvo 4096->4096", t, 4096, 4096, 128},
@@ -175,7 +194,7 @@ int main(int argc, char** argv) {
       w.data = raws[c].data();
       w.nbytes = bytes;
       if (const char* e = std::getenv("AKVQ_BENCH_ACT"); e && std::string(e) == "8") w.act_bits = 8;
-      if (pack) packed.pack(w);  // as models do at load (ops/pack.h)
+      if (pack) packed.pack(w, batch_only);  // as models do at load (ops/pack.h)
       ws.push_back(w);
     }
     for (int k = 0; k < 2; ++k) {

@@ -37,6 +37,7 @@ struct VisionInfo {
   std::string pad_mode;           // "crop" | "pad" (LLaVA-1.5's pad to square); "" when unstated
   int32_t image_token_id = -1;    // the text vocabulary's image token, -1 when the file has none
   bool legacy_ffn_names = false;  // fc1/fc2 were stored as ffn_down/ffn_up (old llama.cpp files)
+  int64_t packed_bytes = 0;       // memory of the tower's and projector's weights repacked at load
 };
 
 class VisionModel {
