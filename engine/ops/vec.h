@@ -46,17 +46,22 @@ inline float hsum8(const v8& a) {
   return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+typedef uint32_t v16u32 __attribute__((vector_size(64)));
+
 // e^x for any finite x: inputs are clamped to [-87, 88] (so e^-inf gives ~1.6e-38). Relative
-// error < 3e-7. Branch-free so loops over arrays of it vectorize.
-inline float exp_clamped(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  x = x > 88.0f ? 88.0f : x;
-  const float t = x * 1.44269504f + 12582912.0f;  // + 1.5 * 2^23 rounds to an integer
-  uint32_t tb;
-  std::memcpy(&tb, &t, 4);
-  const float fn = t - 12582912.0f;                             // round(x / ln2)
-  const float r = x - fn * 0.693145752f - fn * 1.42860677e-6f;  // |r| <= ln2 / 2
-  float p = 1.0f / 5040.0f;
+// error < 3e-7. Branch-free; F = float (U = uint32_t) or v16 (U = v16u32), the same operations
+// lane by lane, so a value gets the same bits from either form.
+template <class F, class U>
+inline F exp_clamped_any(F x) {
+  const F lo = F{} - 87.0f, hi = F{} + 88.0f;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  const F t = x * 1.44269504f + 12582912.0f;  // + 1.5 * 2^23 rounds to an integer
+  U tb;
+  std::memcpy(&tb, &t, sizeof(F));
+  const F fn = t - 12582912.0f;                             // round(x / ln2)
+  const F r = x - fn * 0.693145752f - fn * 1.42860677e-6f;  // |r| <= ln2 / 2
+  F p = F{} + 1.0f / 5040.0f;
   p = p * r + 1.0f / 720.0f;
   p = p * r + 1.0f / 120.0f;
   p = p * r + 1.0f / 24.0f;
@@ -64,10 +69,16 @@ inline float exp_clamped(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  const uint32_t bits = (tb - 0x4B400000u + 127u) << 23;  // 2^round(x / ln2)
-  float s;
-  std::memcpy(&s, &bits, 4);
+  const U bits = (tb - 0x4B400000u + 127u) << 23;  // 2^round(x / ln2)
+  F s;
+  std::memcpy(&s, &bits, sizeof(F));
   return p * s;
+}
+inline float exp_clamped(float x) {
+  return exp_clamped_any<float, uint32_t>(x);
+}
+inline v16 exp_clamped16(v16 x) {
+  return exp_clamped_any<v16, v16u32>(x);
 }
 
 }  // namespace akvq::ops::vec

@@ -159,7 +159,8 @@ TEST(OpsNn, AttentionMatchesReference) {
     int n_seq, seq_len, n_head, head_dim;
   };
   const Case cases[] = {{1, 1, 1, 8},    {2, 5, 2, 8},    {3, 17, 3, 16}, {1, 50, 4, 64},
-                        {2, 257, 2, 40}, {1, 300, 1, 12}, {2, 33, 2, 3}};
+                        {2, 257, 2, 40}, {1, 300, 1, 12}, {2, 33, 2, 3},  {1, 16, 2, 8},
+                        {1, 64, 1, 16},  {1, 577, 2, 64}};  // no padding column; CLIP-L's 577
   for (int nth : {1, 3}) {
     cpu::ThreadPool pool(nth);
     for (const Case& c : cases) {
