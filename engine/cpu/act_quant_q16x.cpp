@@ -1,7 +1,10 @@
 // Q16X activation rows (ops/qblocks.h) for the AVX-512 kernels: the row is quantized to
 // Q16 by quantize_row_q16 (the same integers and scales as every other path) and rearranged into
-// byte-split groups of 4 blocks. Plain C++: it is O(n) per token, next to O(n * n_out) of the
+// byte-split groups of 4 blocks; for Q4_K weights (8-bit levels) the ActQ8K super-blocks of
+// quantize_row_q16k. Plain C++: it is O(n) per token, next to O(n * n_out) of the
 // matmul.
+#include <akvq/error.h>
+
 #include <cstring>
 #include <vector>
 
@@ -11,7 +14,39 @@
 
 namespace akvq::cpu {
 
+namespace {
+
+// Q4_K (8-bit levels): ActQ8K super-blocks from the ActQ16K ones of quantize_row_q16k.
+void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax) {
+  const int64_t nb = n / ops::kQKK;
+  thread_local std::vector<ops::ActQ16K> tmp;
+  if (tmp.size() < static_cast<size_t>(nb)) tmp.resize(static_cast<size_t>(nb));
+  quantize_row_q16k(x, tmp.data(), n, qmax);
+  ops::ActQ8K* out = static_cast<ops::ActQ8K*>(out_row);
+  for (int64_t b = 0; b < nb; ++b) {
+    const ops::ActQ16K& a = tmp[static_cast<size_t>(b)];
+    ops::ActQ8K& o = out[b];
+    std::memset(&o, 0, sizeof(o));
+    o.d = a.d;
+    for (int j = 0; j < 8; ++j) o.ms[j] = a.d * static_cast<float>(a.sums[j]);
+    for (int c = 0; c < 4; ++c) {
+      const int m = c / 2, h = c % 2;
+      for (int l = 0; l < 32; ++l) {
+        o.qs[64 * c + l] = static_cast<int8_t>(a.qs[32 * (4 * m + h) + l]);
+        o.qs[64 * c + 32 + l] = static_cast<int8_t>(a.qs[32 * (4 * m + 2 + h) + l]);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax) {
+  if (weight == DType::Q4_K) {
+    if (qmax > 127) throw InvalidArgument("[ops] Q8X rows for Q4_K weights hold 8-bit levels only");
+    quantize_row_q8k(x, out_row, n, qmax);
+    return;
+  }
   const bool offset_high = weight == DType::Q8_0;
   thread_local std::vector<uint8_t> tmp;
   const size_t need = static_cast<size_t>(ops::act_q16_row_bytes(n));

@@ -21,6 +21,7 @@
 
 #include "cpu/avx512_target.h"
 #include "cpu/qgemm.h"
+#include "cpu/qgemm_kquant_avx512.h"
 #include "cpu/tile_driver.h"
 #include "ops/qblocks.h"
 
@@ -243,6 +244,9 @@ const TileKernels* find(DType t) {
 }  // namespace
 
 const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits) {
+  if (act_bits == 8) {
+    if (const TileKernels* k = simd_kernels_kquant_avx512_act8(t)) return k;  // Q4_K: Q8X rows
+  }
   if (const TileKernels* k = simd_kernels_kquant_avx512(t)) return k;  // K-quants read ActQ16K rows
   return act_bits == 8 ? find<false, false>(t) : find<false, true>(t);
 }
