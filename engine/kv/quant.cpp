@@ -1,6 +1,7 @@
 // QuantSpec validation, level tables (Lloyd–Max codebooks computed by Lloyd iteration), RowCodec
 // dispatch between the AVX-512 attention kernels (quant_avx512.cpp, 2-bit, when the CPU has
-// them), the AVX2 kernels (quant_avx2.cpp) and the scalar references (quant_ref.cpp).
+// them), the AVX2 or NEON kernels (quant_avx2.cpp, quant_neon.cpp) and the scalar references
+// (quant_ref.cpp).
 #include "kv/quant.h"
 
 #include <akvq/error.h>

@@ -143,7 +143,8 @@ inline unsigned code_at(const uint8_t* codes, int bits, int j) {
 }
 }  // namespace ref
 
-// SIMD kernels (quant_avx2.cpp); `available` says whether this build has them for the spec.
+// SIMD kernels (quant_avx2.cpp on x86-64, quant_neon.cpp on 64-bit ARM: 2- and 4-bit only);
+// `available` says whether this build has them for the spec.
 namespace simd {
 constexpr int kMaxRow = 1024;  // longest row the SIMD kernels serve (longer rows use the references)
 bool available(const QuantSpec& spec, int group);

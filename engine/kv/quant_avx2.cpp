@@ -517,7 +517,7 @@ void accumulate_multi(const QuantSpec& spec, int group, const float* levels, con
   }
 }
 
-#else  // no AVX2: the scalar references serve every spec
+#elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (quant_neon.cpp): the scalar references serve all
 
 bool available(const QuantSpec&, int) {
   return false;
