@@ -95,7 +95,7 @@ void quantize_rows(const QuantSpec& spec, int group, const float* levels, const 
   }
 }
 
-#else  // no AVX2: the scalar reference
+#elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (quant_pack_neon.cpp): the scalar reference
 
 void quantize_rows(const QuantSpec& spec, int group, const float* levels, const float* x, int64_t x_stride,
                    int64_t n_rows, int n, uint8_t* out, size_t out_stride) {
