@@ -74,15 +74,23 @@ bool is_float(DType t) {
 
 }  // namespace
 
+const TileKernels* simd_kernels_float_p16(DType t) {
+  switch (active_isa()) {
+    case Isa::Avx512: return simd_kernels_float_p16_avx512(t);
+    case Isa::Avx2: return simd_kernels_float_p16_avx2(t);
+    default: return nullptr;
+  }
+}
+
 uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only) {
+  if (batch_only && n_rows > 0 && n_rows % 16 == 0 && simd_kernels_float_p16(t)) return kPackP16;
   if (active_isa() != Isa::Avx512) return kPackNone;
-  if (batch_only && n_rows > 0 && n_rows % 16 == 0 && simd_kernels_float_p16_avx512(t)) return kPackP16;
   return simd_kernels_q32_avx512_g4(t, 16) ? kPackG4 : kPackNone;
 }
 
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits) {
   if (packing == kPackG4 && active_isa() == Isa::Avx512) return simd_kernels_q32_avx512_g4(t, act_bits);
-  if (packing == kPackP16 && active_isa() == Isa::Avx512) return simd_kernels_float_p16_avx512(t);
+  if (packing == kPackP16) return simd_kernels_float_p16(t);
   return nullptr;
 }
 

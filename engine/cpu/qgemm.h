@@ -68,7 +68,7 @@ const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.
 // keep their size and offsets, and the last nb % 4 blocks of a row stay as in the file.
 // P16 (F32, F16, BF16; n_rows a multiple of 16): rows in panels of 16, each panel inner-index
 // major: element (row 16p + j, index i) at panel p's start + (16 i + j) elements; a panel takes
-// the bytes of its 16 rows. Read by the AVX-512 panel tiles (gemm_float_panel_avx512.cpp), which
+// the bytes of its 16 rows. Read by the panel tiles (gemm_float_panel_avx512.cpp, _avx2.cpp), which
 // are fast for many tokens and slow for one: only weights that are always multiplied by whole
 // batches (the vision tower, the projector) use it.
 enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2 };
@@ -76,8 +76,11 @@ enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2 };
 // The layout the active kernels read best for a weight of type t with n_rows rows (kPackNone:
 // the file's). batch_only: the weight only ever multiplies many rows at once (no decode).
 uint8_t preferred_packing(DType t, int64_t n_rows = 0, bool batch_only = false);
-// P16 panel tiles for F32 / F16 / BF16 (row_unit 16), or nullptr (other types, no AVX-512 build).
-const TileKernels* simd_kernels_float_p16_avx512(DType t);
+// P16 panel tiles for F32 / F16 / BF16 (row_unit 16) of the active ISA, or nullptr (other types,
+// no such kernels: NEON, scalar builds).
+const TileKernels* simd_kernels_float_p16(DType t);
+const TileKernels* simd_kernels_float_p16_avx512(DType t);  // nullptr without AVX-512 kernels
+const TileKernels* simd_kernels_float_p16_avx2(DType t);    // nullptr without AVX2
 // Kernels of the active ISA for type t in layout `packing`, or nullptr.
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits = 16);
 const TileKernels* simd_kernels_q32_avx512_g4(DType t, int act_bits);  // qgemm_q32_avx512.cpp
