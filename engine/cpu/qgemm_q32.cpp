@@ -152,7 +152,8 @@ void Avx2::multi(const q32::Operands<R, T>& o, float* y, int64_t ldy) {
   for (int64_t b = 0; b < o.nb; ++b) {
     const int64_t off = b * K::kBytes;
     const __m256 A = scales<R>(o.wr, off);
-    const __m256 DX = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(o.d_tr + b * o.tr_stride));
+    const __m128 dx4 = _mm_loadu_ps(o.d_tr + b * o.tr_stride);  // (_mm256_broadcast_ps kept acc in memory)
+    const __m256 DX = _mm256_set_m128(dx4, dx4);
     for (int p = 0; p < P; ++p) {
       __m256i h[2];
       for (int k = 0; k < 2; ++k) {
@@ -172,7 +173,8 @@ void Avx2::multi(const q32::Operands<R, T>& o, float* y, int64_t ldy) {
       const __m256 sc = _mm256_mul_ps(_mm256_permutevar8x32_ps(A, sel_d[p]), DX);
       acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c), sc, acc[p]);
       if (kMinLane<K> >= 0) {
-        const __m256 SX = _mm256_broadcast_ps(reinterpret_cast<const __m128*>(o.s_tr + b * o.tr_stride));
+        const __m128 sx4 = _mm_loadu_ps(o.s_tr + b * o.tr_stride);
+        const __m256 SX = _mm256_set_m128(sx4, sx4);
         accm[p] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(A, sel_m[p]), SX, accm[p]);
       }
     }
