@@ -70,7 +70,7 @@ void panel_tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, fl
 
 template <class V, class L>
 struct PanelTiles {
-  static constexpr TileShape kShape = {1, 6, 1, 1, 6};
+  static constexpr TileShape kShape = {1, 6, 1, 1, 6, ActFormat::F32T, kPackP16, 16};
   template <int R, int T>
   static void fn(const uint8_t* w, size_t, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
     static_assert(R == 1, "one panel per tile");
@@ -80,25 +80,10 @@ struct PanelTiles {
 
 struct Avx2 {};
 
-template <class L>
-const TileKernels* panel_table() {
-  static const TileKernels k = [] {
-    TileKernels t = make_tile_table<PanelTiles<Avx2, L>>();
-    t.row_unit = 16;
-    t.packing = kPackP16;
-    t.act = ActFormat::F32T;
-    return t;
-  }();
-  return &k;
-}
-
 }  // namespace
 
 const TileKernels* simd_kernels_float_p16_avx2(DType t) {
-  if (t == DType::F32) return panel_table<PF32>();
-  if (t == DType::F16) return panel_table<PF16>();
-  if (t == DType::BF16) return panel_table<PBF16>();
-  return nullptr;
+  return find_tiles<PanelTiles, Avx2, PF32, PF16, PBF16>(t);
 }
 
 #else

@@ -84,7 +84,7 @@ void panel_tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0,
 
 template <class V, class L>
 struct PanelTiles {
-  static constexpr TileShape kShape = {2, kActTileT, 2, 2, kActTileT};
+  static constexpr TileShape kShape = {2, kActTileT, 2, 2, kActTileT, ActFormat::F32T, kPackP16, 16};
   template <int R, int T>
   static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
     panel_tile<L, R, T>(w, w_stride, x, t0, n_in, y, ldy);
@@ -95,26 +95,10 @@ AKVQ_AVX512_END
 
 struct Avx512 {};
 
-// The table of one weight type, with its row unit (16 rows per panel).
-template <class L>
-const TileKernels* panel_table() {
-  static const TileKernels k = [] {
-    TileKernels t = make_tile_table<PanelTiles<Avx512, L>>();
-    t.row_unit = 16;
-    t.act = ActFormat::F32T;
-    t.packing = kPackP16;
-    return t;
-  }();
-  return &k;
-}
-
 }  // namespace
 
 const TileKernels* simd_kernels_float_p16_avx512(DType t) {
-  if (t == DType::F32) return panel_table<PF32>();
-  if (t == DType::F16) return panel_table<PF16>();
-  if (t == DType::BF16) return panel_table<PBF16>();
-  return nullptr;
+  return find_tiles<PanelTiles, Avx512, PF32, PF16, PBF16>(t);
 }
 
 #else

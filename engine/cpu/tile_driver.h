@@ -17,6 +17,9 @@ namespace akvq::cpu {
 struct TileShape {
   int max_r, max_t;             // fn[R-1][T-1] is filled for every R <= max_r, T <= max_t
   int pref_r1, pref_r, pref_t;  // TileKernels::pref_*
+  ActFormat act = ActFormat::Native;  // TileKernels::act, packing, row_unit
+  uint8_t packing = 0;
+  int row_unit = 1;
 };
 
 namespace tile_detail {
@@ -41,6 +44,9 @@ TileKernels make_tile_table() {
   k.pref_r1 = Tiles::kShape.pref_r1;
   k.pref_r = Tiles::kShape.pref_r;
   k.pref_t = Tiles::kShape.pref_t;
+  k.act = Tiles::kShape.act;
+  k.packing = Tiles::kShape.packing;
+  k.row_unit = Tiles::kShape.row_unit;
   return k;
 }
 
