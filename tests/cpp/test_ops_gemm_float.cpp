@@ -83,6 +83,18 @@ std::vector<std::pair<int, int>> tiles_of(const cpu::TileKernels* k) {
   return out;
 }
 
+// y [n_tok, rows of w] computed with R x T tiles and row chunks of `chunk` (0: the default).
+std::vector<float> run_tiled(const TensorView& w, const float* x, int64_t n_tok, int R, int T, int chunk,
+                             cpu::ThreadPool& pool) {
+  ops::detail::MatmulOptions opt;
+  opt.tile_r = R;
+  opt.tile_t = T;
+  opt.chunk_rows = chunk;
+  std::vector<float> y(n_tok * w.rows(), NAN);
+  ops::detail::matmul(w, x, n_tok, y.data(), pool, opt);
+  return y;
+}
+
 }  // namespace
 
 TEST_P(GemmFloat, KernelSetFollowsTheIsa) {
@@ -134,12 +146,7 @@ TEST_P(GemmFloat, ResultDoesNotDependOnTileChunkOrBatch) {
     }
     for (const auto& [R, T] : tiles_of(cpu::simd_kernels(t))) {
       for (int chunk : {0, 1, 5}) {
-        ops::detail::MatmulOptions opt;
-        opt.tile_r = R;
-        opt.tile_t = T;
-        opt.chunk_rows = chunk;
-        std::vector<float> y(n_tok * n_out, NAN);
-        ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
+        const std::vector<float> y = run_tiled(w, x.data(), n_tok, R, T, chunk, pool);
         for (size_t i = 0; i < y.size(); ++i) {
           ASSERT_EQ(std::memcmp(&y[i], &alone[i], sizeof(float)), 0)
               << dtype_info(t).name << " tile " << R << "x" << T << " chunk " << chunk << " token " << i / n_out
@@ -197,12 +204,9 @@ TEST_P(GemmFloat, PanelTilesMatchReferencesAndEachOther) {
       ops::PackedWeights store;
       ASSERT_TRUE(store.pack(w, true));
       const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
-      std::vector<float> yf(n_tok * n_out), one(n_tok * n_out, NAN);
+      std::vector<float> yf(n_tok * n_out);
       ops::ref::matmul_f32(plain, x.data(), n_tok, yf.data());
-      ops::detail::MatmulOptions o1;
-      o1.tile_r = 1;
-      o1.tile_t = 1;
-      ops::detail::matmul(w, x.data(), n_tok, one.data(), pool, o1);
+      const std::vector<float> one = run_tiled(w, x.data(), n_tok, 1, 1, 0, pool);
       const auto wd = test::dequant_all(plain);
       for (int64_t tk = 0; tk < n_tok; ++tk) {
         for (int64_t r = 0; r < n_out; ++r) {
@@ -213,8 +217,7 @@ TEST_P(GemmFloat, PanelTilesMatchReferencesAndEachOther) {
       }
       if (GetParam() == cpu::Isa::Avx512) {  // the same chains with 8-lane vectors
         const IsaCap avx2(cpu::Isa::Avx2);
-        std::vector<float> y2(n_tok * n_out, NAN);
-        ops::detail::matmul(w, x.data(), n_tok, y2.data(), pool, o1);
+        const std::vector<float> y2 = run_tiled(w, x.data(), n_tok, 1, 1, 0, pool);
         ASSERT_EQ(0, std::memcmp(y2.data(), one.data(), y2.size() * sizeof(float)))
             << dtype_info(t).name << " n_in=" << n_in << ": AVX2 and AVX-512 panel tiles differ";
       }
@@ -223,12 +226,7 @@ TEST_P(GemmFloat, PanelTilesMatchReferencesAndEachOther) {
       EXPECT_EQ(k->row_unit, 16);
       for (const auto& [R, T] : tiles_of(k)) {
         for (int chunk : {0, 16, 40}) {
-          ops::detail::MatmulOptions opt;
-          opt.tile_r = R;
-          opt.tile_t = T;
-          opt.chunk_rows = chunk;
-          std::vector<float> y(n_tok * n_out, NAN);
-          ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
+          const std::vector<float> y = run_tiled(w, x.data(), n_tok, R, T, chunk, pool);
           ASSERT_EQ(0, std::memcmp(y.data(), one.data(), y.size() * sizeof(float)))
               << dtype_info(t).name << " n_in=" << n_in << " tile " << R << "x" << T << " chunk " << chunk;
         }
