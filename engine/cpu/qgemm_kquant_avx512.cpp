@@ -102,11 +102,11 @@ inline void unpack(const BlockQ4_K* b, U16& u) {
   for (int k = 0; k < 4; ++k) {
     // bytes 32k .. 32k + 31: low nibbles = values 64k + l, high nibbles = values 64k + 32 + l
     const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * k)));
+    const __m512i s0 = _mm512_set1_epi16(static_cast<int16_t>(sc[2 * k]));
+    const __m512i s1 = _mm512_set1_epi16(static_cast<int16_t>(sc[2 * k + 1]));
     __m512i* o = reinterpret_cast<__m512i*>(u.wq + 64 * k);
-    _mm512_store_si512(o + 0,
-                       _mm512_mullo_epi16(_mm512_and_si512(v, m4), _mm512_set1_epi16(static_cast<int16_t>(sc[2 * k]))));
-    _mm512_store_si512(
-        o + 1, _mm512_mullo_epi16(_mm512_srli_epi16(v, 4), _mm512_set1_epi16(static_cast<int16_t>(sc[2 * k + 1]))));
+    _mm512_store_si512(o + 0, _mm512_mullo_epi16(_mm512_and_si512(v, m4), s0));
+    _mm512_store_si512(o + 1, _mm512_mullo_epi16(_mm512_srli_epi16(v, 4), s1));
   }
   u.dw = _mm512_set1_ps(_cvtsh_ss(b->d));
   u.mn = q4k_min_lanes(mn8, b->dmin);
@@ -255,7 +255,7 @@ void tile8(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int6
 
 template <class V, class K>
 struct Tiles16 {
-  static constexpr TileShape kShape = {4, 6, 4, 2, 4};
+  static constexpr TileShape kShape = {4, 6, 2, 2, 4};
   template <int R, int T>
   static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
     tile16<K, R, T>(w, w_stride, x, t0, n_in, y, ldy);
@@ -264,7 +264,7 @@ struct Tiles16 {
 
 template <class V, class K>
 struct Tiles8 {
-  static constexpr TileShape kShape = {4, 6, 4, 2, 4};
+  static constexpr TileShape kShape = {4, 6, 2, 2, 4};
   template <int R, int T>
   static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
     tile8<R, T>(w, w_stride, x, t0, n_in, y, ldy);

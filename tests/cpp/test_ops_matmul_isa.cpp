@@ -201,6 +201,63 @@ TEST_P(MatmulIsa, EightBitActivationsStayWithinTheirRoundingBound) {
   }
 }
 
+// Q4_K with 8-bit levels on AVX-512 reads Q8X rows of ActQ8K super-blocks: the integers and
+// sums of quantize_row_q16k (qmax 127) as bytes in the chunk order of ops/qblocks.h; Q6_K keeps
+// its ActQ16K tiles, and 16-bit levels have no Q8X rows for Q4_K.
+TEST_P(MatmulIsa, Q4KEightBitRowsHoldTheQ16KIntegersInNibbleOrder) {
+  const cpu::TileKernels* k8 = cpu::simd_kernels(DType::Q4_K, 8);
+  const cpu::TileKernels* k16 = cpu::simd_kernels(DType::Q4_K, 16);
+  ASSERT_NE(k8, nullptr);
+  ASSERT_NE(k16, nullptr);
+  EXPECT_EQ(k16->act, cpu::ActFormat::Native);
+  EXPECT_EQ(cpu::simd_kernels(DType::Q6_K, 8)->act, cpu::ActFormat::Native);
+  if (GetParam() != cpu::Isa::Avx512) {
+    EXPECT_EQ(k8->act, cpu::ActFormat::Native);
+    return;
+  }
+  EXPECT_EQ(k8->act, cpu::ActFormat::Q8X);
+  std::mt19937 rng(16);
+  const int64_t n = 768, nb = n / 256;
+  auto x = test::random_floats(n, rng);
+  for (int i = 0; i < 32; ++i) x[256 + i] = 0.0f;  // a zero sub-block
+  std::vector<ops::ActQ16K> ref(nb);
+  ops::ref::quantize_row_q16k(x.data(), ref.data(), n, ops::kActQ8Max);
+  std::vector<uint8_t> row(static_cast<size_t>(ops::act_q16x_row_bytes(n)));
+  ASSERT_GE(row.size(), nb * sizeof(ops::ActQ8K));
+  cpu::quantize_row_q16x(x.data(), row.data(), n, DType::Q4_K, ops::kActQ8Max);
+  const auto* q8 = reinterpret_cast<const ops::ActQ8K*>(row.data());
+  for (int64_t b = 0; b < nb; ++b) {
+    EXPECT_EQ(q8[b].d, ref[b].d);
+    for (int j = 0; j < 7; ++j) EXPECT_EQ(q8[b].pad[j], 0.0f);
+    for (int j = 0; j < 8; ++j) EXPECT_EQ(q8[b].ms[j], ref[b].d * static_cast<float>(ref[b].sums[j]));
+    for (int c = 0; c < 4; ++c) {
+      for (int i = 0; i < 64; ++i) {
+        const int sb = 4 * (c / 2) + c % 2 + (i < 32 ? 0 : 2);
+        ASSERT_EQ(q8[b].qs[64 * c + i], ref[b].qs[32 * sb + i % 32]) << "b=" << b << " c=" << c << " i=" << i;
+      }
+    }
+  }
+  EXPECT_THROW(cpu::quantize_row_q16x(x.data(), row.data(), n, DType::Q4_K, ops::kActQ16Max), InvalidArgument);
+
+  // The integer bounds at their limit: every nibble 15, every scale and min 63, |q| = 127.
+  const int64_t n_out = 2;
+  std::vector<uint8_t> raw(n_out * nb * sizeof(ops::BlockQ4_K), 0xff);
+  for (int64_t b = 0; b < n_out * nb; ++b) {
+    auto* blk = reinterpret_cast<ops::BlockQ4_K*>(raw.data()) + b;
+    blk->d = 0x3c00;     // 1.0
+    blk->dmin = 0x3800;  // 0.5
+  }
+  TensorView w = test::view(DType::Q4_K, raw, n, n_out);
+  w.act_bits = 8;
+  std::vector<float> xs(2 * n);
+  for (int64_t i = 0; i < n; ++i) xs[i] = 1.0f, xs[n + i] = i % 2 ? -1.0f : 1.0f;
+  std::vector<float> y(2 * n_out), yq(2 * n_out);
+  cpu::ThreadPool pool(1);
+  ops::detail::matmul(w, xs.data(), 2, y.data(), pool, {});
+  ops::ref::matmul_quant(w, xs.data(), 2, yq.data());
+  for (int i = 0; i < 2 * n_out; ++i) EXPECT_NEAR(y[i], yq[i], 1e-6 * std::fabs(yq[i]) + 1e-3) << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, MatmulIsa, ::testing::Values(cpu::Isa::Avx2, cpu::Isa::Avx512),
                          [](const ::testing::TestParamInfo<cpu::Isa>& i) {
                            return std::string(cpu::isa_name(i.param));
