@@ -11,8 +11,9 @@
 //             group scale (scores) or into the accumulators (accumulate); powers of two are exact, so
 //             the results equal the unscaled arithmetic bit for bit.
 //   Gaussian: a tbl lookup of the float levels' bytes (one register of 4 levels at 2 bits, four
-//             registers of 16 at 4 bits); see Gauss2 for how the byte indices are made (3 vector ops
-//             per 4 values at 2 bits, 3.25 at 4 bits, against 2.25 / 2.5 for uniform levels).
+//             registers of 16 at 4 bits); see the comment above Gauss2 for the byte indices (3 vector
+//             ops per 4 values with the load at 2 bits, 2.75 at 4 bits, against 2.25 / 2.5 for
+//             uniform levels).
 // A kernel reads q (scores) and acc (accumulate) in the order the expander produces (X::load16 /
 // X::store16: plain loads, or the de-interleaving vld4q / vld2q that match the Gaussian expanders).
 // Scores walk R rows at once against NQ queries (one accumulator per row and query, reduced per
@@ -127,12 +128,13 @@ struct Uniform4 {
 
 // Gaussian levels: tables of the levels' bytes laid out as T[c + K·j] = byte j of L[c] (K = 2^b
 // levels), so that the index bytes of a code c are c + K·(0, 1, 2, 3): the code in the low bits,
-// a constant in the high ones (one bsl / orr). x16 expands 16 codes into the lanes of a 4x4
-// transpose (2 bits: vector v, lane k = value 4k + v) or of a de-interleave (4 bits: even and odd
-// values of each 8), which is the order vld4q / vld2q read the matching q or acc values in: the
-// byte of every code is broadcast to its lane by one tbl, and each vector of codes then needs at
-// most a constant shift. x8 keeps the natural order: per-lane shifts and a mask place the code,
-// one multiply-accumulate spreads it over the lane's bytes and adds the byte offsets.
+// a constant in the high ones (one shift-insert, sli or sri). x16 expands 16 codes into the lanes
+// of a 4x4 transpose (2 bits: vector v, lane k = value 4k + v) or of a de-interleave (4 bits: even
+// and odd values of each 8), which is the order vld4q / vld2q read the matching q or acc values
+// in: the byte of every code is broadcast to its lane by one tbl, and each vector of codes then
+// needs at most a constant shift before the insert. x8 keeps the natural order: per-lane shifts
+// and a mask place the code, one multiply-accumulate spreads it over the lane's bytes and adds the
+// byte offsets.
 
 inline uint8x16_t bytes16(const uint8_t (&b)[16]) {
   return vld1q_u8(b);
@@ -148,22 +150,20 @@ inline uint8x16_t spread(uint32x4_t c) {
 struct Gauss2 {
   static constexpr int kBits = 2;
   static constexpr bool kScaled = false;
-  uint8x16_t t_lo;    // T[c + 4j] = byte j of L[c]
-  uint8x16_t t_hi;    // T[4c + j] = byte j of L[c] (for codes already in bits [2, 4))
-  uint8x16_t rep;     // byte k of the word -> the 4 bytes of lane k
-  uint8x16_t pat_lo;  // 0, 4, 8, 12 in every lane
-  uint8x16_t pat_hi;  // 0, 1, 2, 3 in every lane
-  int32x4_t s0, s1;   // x8: per-lane shifts of values 0-3 / 4-7 to bits [0, 2)
+  uint8x16_t table;  // T[c + 4j] = byte j of L[c]
+  uint8x16_t rep;    // byte k of the word -> the 4 bytes of lane k
+  uint8x16_t j1;     // 0, 1, 2, 3 in every lane
+  uint8x16_t j4;     // 0, 4, 8, 12 in every lane
+  int32x4_t s0, s1;  // x8: per-lane shifts of values 0-3 / 4-7 to bits [0, 2)
   explicit Gauss2(const float* levels) {
-    uint8_t lv[16], lo[16];
+    uint8_t lv[16], tb[16];
     std::memcpy(lv, levels, 16);
     for (int c = 0; c < 4; ++c) {
-      for (int j = 0; j < 4; ++j) lo[c + 4 * j] = lv[4 * c + j];
+      for (int j = 0; j < 4; ++j) tb[c + 4 * j] = lv[4 * c + j];
     }
     const uint8_t r[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
-    const uint8_t pl[16] = {0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12, 0, 4, 8, 12};
-    const uint8_t ph[16] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
-    t_lo = bytes16(lo), t_hi = bytes16(lv), rep = bytes16(r), pat_lo = bytes16(pl), pat_hi = bytes16(ph);
+    const uint8_t b1[16] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
+    table = bytes16(tb), rep = bytes16(r), j1 = bytes16(b1), j4 = vshlq_n_u8(j1, 2);
     s0 = lanes_s(0, -2, -4, -6);
     s1 = vsubq_s32(s0, vdupq_n_s32(8));
   }
@@ -174,16 +174,17 @@ struct Gauss2 {
     v[0] = t.val[0], v[1] = t.val[1], v[2] = t.val[2], v[3] = t.val[3];
   }
   static void store16(float* p, const float32x4_t* v) { vst4q_f32(p, float32x4x4_t{{v[0], v[1], v[2], v[3]}}); }
+  // Byte k of the codes in all 4 bytes of lane k (one tbl), then per vector: the code in bits [0, 2)
+  // with 4j above it: sli keeps the code bits of (d >> 2i) and inserts j·4, sri inserts d >> 6.
   inline void x16(const uint8_t* p, float32x4_t* f) const {
     const uint8x16_t d = vqtbl1q_u8(vreinterpretq_u8_u32(broadcast32(p)), rep);
-    const uint8x16_t m3 = vdupq_n_u8(3), m12 = vdupq_n_u8(12);
-    f[0] = vreinterpretq_f32_u8(vqtbl1q_u8(t_lo, vbslq_u8(m3, d, pat_lo)));
-    f[1] = vreinterpretq_f32_u8(vqtbl1q_u8(t_hi, vbslq_u8(m12, d, pat_hi)));
-    f[2] = vreinterpretq_f32_u8(vqtbl1q_u8(t_hi, vbslq_u8(m12, vshrq_n_u8(d, 2), pat_hi)));
-    f[3] = vreinterpretq_f32_u8(vqtbl1q_u8(t_lo, vorrq_u8(vshrq_n_u8(d, 6), pat_lo)));
+    f[3] = vreinterpretq_f32_u8(vqtbl1q_u8(table, vsriq_n_u8(j4, d, 6)));
+    f[2] = vreinterpretq_f32_u8(vqtbl1q_u8(table, vsliq_n_u8(vshrq_n_u8(d, 4), j1, 2)));
+    f[1] = vreinterpretq_f32_u8(vqtbl1q_u8(table, vsliq_n_u8(vshrq_n_u8(d, 2), j1, 2)));
+    f[0] = vreinterpretq_f32_u8(vqtbl1q_u8(table, vsliq_n_u8(d, j1, 2)));
   }
   inline float32x4_t level(uint32x4_t v, int32x4_t s) const {
-    return vreinterpretq_f32_u8(vqtbl1q_u8(t_lo, spread<4>(vandq_u32(vshlq_u32(v, s), vdupq_n_u32(3)))));
+    return vreinterpretq_f32_u8(vqtbl1q_u8(table, spread<4>(vandq_u32(vshlq_u32(v, s), vdupq_n_u32(3)))));
   }
   inline void x8(const uint8_t* p, float32x4_t* f) const {
     const uint32x4_t v = broadcast16(p);
@@ -197,7 +198,8 @@ struct Gauss4 {
   static constexpr bool kScaled = false;
   uint8x16x4_t t;         // T[c + 16j] = byte j of L[c]
   uint8x16_t rep0, rep1;  // bytes 0-3 / 4-7 of the codes -> the 4 bytes of lanes 0-3
-  uint8x16_t pat;         // 0, 16, 32, 48 in every lane
+  uint8x16_t j1;          // 0, 1, 2, 3 in every lane
+  uint8x16_t j16;         // 0, 16, 32, 48 in every lane
   int32x4_t s0, s1;       // x8: per-lane shifts of values 0-3 / 4-7 to bits [0, 4)
   explicit Gauss4(const float* levels) {
     uint8_t lv[64], tb[64];
@@ -207,9 +209,8 @@ struct Gauss4 {
     }
     t = vld1q_u8_x4(tb);
     const uint8_t r0[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
-    const uint8_t r1[16] = {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7};
-    const uint8_t pt[16] = {0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48, 0, 16, 32, 48};
-    rep0 = bytes16(r0), rep1 = bytes16(r1), pat = bytes16(pt);
+    const uint8_t b1[16] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3};
+    rep0 = bytes16(r0), rep1 = vaddq_u8(rep0, vdupq_n_u8(4)), j1 = bytes16(b1), j16 = vshlq_n_u8(j1, 4);
     s0 = lanes_s(0, -4, -8, -12);
     s1 = vsubq_s32(s0, vdupq_n_s32(16));
   }
@@ -223,15 +224,17 @@ struct Gauss4 {
     vst2q_f32(p, float32x4x2_t{{v[0], v[1]}});
     vst2q_f32(p + 8, float32x4x2_t{{v[2], v[3]}});
   }
+  // Bytes 0-3 / 4-7 of the codes in all 4 bytes of lanes 0-3 (two tbl), then per vector: sli keeps
+  // the low nibble and inserts 16j above it, sri inserts the high nibble below 16j.
   inline void x16(const uint8_t* p, float32x4_t* f) const {
     uint64_t w;
     std::memcpy(&w, p, 8);
     const uint8x16_t wv = vreinterpretq_u8_u64(vdupq_n_u64(w));
-    const uint8x16_t d0 = vqtbl1q_u8(wv, rep0), d1 = vqtbl1q_u8(wv, rep1), m15 = vdupq_n_u8(15);
-    f[0] = vreinterpretq_f32_u8(vqtbl4q_u8(t, vbslq_u8(m15, d0, pat)));
-    f[1] = vreinterpretq_f32_u8(vqtbl4q_u8(t, vorrq_u8(vshrq_n_u8(d0, 4), pat)));
-    f[2] = vreinterpretq_f32_u8(vqtbl4q_u8(t, vbslq_u8(m15, d1, pat)));
-    f[3] = vreinterpretq_f32_u8(vqtbl4q_u8(t, vorrq_u8(vshrq_n_u8(d1, 4), pat)));
+    const uint8x16_t d0 = vqtbl1q_u8(wv, rep0), d1 = vqtbl1q_u8(wv, rep1);
+    f[1] = vreinterpretq_f32_u8(vqtbl4q_u8(t, vsriq_n_u8(j16, d0, 4)));
+    f[0] = vreinterpretq_f32_u8(vqtbl4q_u8(t, vsliq_n_u8(d0, j1, 4)));
+    f[3] = vreinterpretq_f32_u8(vqtbl4q_u8(t, vsriq_n_u8(j16, d1, 4)));
+    f[2] = vreinterpretq_f32_u8(vqtbl4q_u8(t, vsliq_n_u8(d1, j1, 4)));
   }
   inline float32x4_t level(uint32x4_t v, int32x4_t s) const {
     return vreinterpretq_f32_u8(vqtbl4q_u8(t, spread<16>(vandq_u32(vshlq_u32(v, s), vdupq_n_u32(15)))));
@@ -312,7 +315,7 @@ inline void rows_dot(const X& x, const uint8_t* row0, size_t stride, int ng, int
 // Rows per pass for NQ queries (R·NQ accumulators and partial sums, 4·NQ query vectors).
 template <int NQ>
 constexpr int rows_per_pass() {
-  return NQ == 1 ? 4 : NQ == 2 ? 2 : 1;
+  return NQ == 1 ? 4 : 2;
 }
 
 template <class X, int G16, int NQ>
