@@ -1,6 +1,7 @@
 """Cross-builds the C++ unit tests for 64-bit ARM (NEON kernels, cmake/aarch64-linux-gnu.cmake) and
-runs the op / KV-quantization / WHT subset under qemu-user. Skips when the cross toolchain, qemu or
-the GTest sources (libgtest-dev) are missing. The build goes to build/aarch64 and is reused."""
+runs the op / KV-quantization (NEON KV cache kernels included) / WHT subset under qemu-user. Skips
+when the cross toolchain, qemu or the GTest sources (libgtest-dev) are missing. The build goes to
+build/aarch64 and is reused."""
 
 import os
 import pathlib
@@ -67,3 +68,6 @@ def test_aarch64_neon_ops_under_qemu(aarch64_build):
     # the NEON tiles were compiled in and selected (not the scalar fallback), and the parity tests ran
     assert "[       OK ] OpsSimd.EveryTypeHasTileKernelsWhenSimdIsCompiledIn" in r.stdout, out
     assert "[       OK ] OpsMatmul.EveryTileShapeAndChunking" in r.stdout, out
+    # the NEON KV cache kernels (engine/kv/quant_neon.cpp) serve 2 and 4 bits and match the references
+    assert "[       OK ] KvQuantSimd.NeonServesTwoAndFourBits" in r.stdout, out
+    assert "[       OK ] KvQuantSimd.OddGroupSizesAndTailsMatchDequantizedAttention" in r.stdout, out
