@@ -17,7 +17,7 @@
 // A kernel reads q (scores) and acc (accumulate) in the order the expander produces (X::load16 /
 // X::store16: plain loads, or the de-interleaving vld4q / vld2q that match the Gaussian expanders).
 // Scores walk R rows at once against NQ queries (one accumulator per row and query, reduced per
-// group with the group scale, and across lanes at the end); accumulate keeps a tile of up to 64
+// group with the group scale, and across lanes at the end); accumulate keeps a tile of up to 32
 // output channels per weight vector in registers while it walks the rows, and adds the per-group
 // offset sums at the end. A row's result never depends on how many rows or queries share a pass.
 #include <algorithm>
@@ -428,10 +428,11 @@ void acc_tile(const X& x, const float* p, size_t pst, const uint8_t* rows, size_
   }
 }
 
-// Widest channel tile for NQ accumulators (NQ·TC/4 registers of the 32).
+// Widest channel tile for NQ accumulators (NQ·TC/4 registers of the 32; wider tiles spill the
+// expanded codes and masks).
 template <int NQ>
 constexpr int max_tile() {
-  return NQ == 1 ? 64 : NQ == 2 ? 32 : 16;
+  return NQ <= 2 ? 32 : 16;
 }
 
 template <class X, int NQ>
@@ -439,14 +440,10 @@ void accumulate_k(const X& x, int group, const float* p, size_t pst, const uint8
                   int n, float* acc, size_t ast) {
   const int ng = n / group;
   int tc = max_tile<NQ>();
-  while (group % tc != 0) tc /= 2;  // the widest tile (64, 32, 16 or 8 channels) that divides the group
+  while (group % tc != 0) tc /= 2;  // the widest tile (32, 16 or 8 channels) dividing the group
   auto tile = [&](int64_t t0, int64_t t1, int g, int ch0) {
     float* a = acc + ch0;
     switch (tc) {
-      case 64:
-        if constexpr (max_tile<NQ>() >= 64)
-          return acc_tile<X, 64, NQ>(x, p, pst, rows, stride, t0, t1, ng, g, ch0, a, ast);
-        break;
       case 32:
         if constexpr (max_tile<NQ>() >= 32)
           return acc_tile<X, 32, NQ>(x, p, pst, rows, stride, t0, t1, ng, g, ch0, a, ast);
