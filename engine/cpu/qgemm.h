@@ -96,6 +96,8 @@ void quantize_row_q16k(const float* x, void* out_act_q16k, int64_t n, int qmax =
 // Q16X row (ops/qblocks.h) of x[n] for weights of type `weight` (Q4_0, Q4_1 or Q8_0), n a
 // multiple of 32: the integers and scales of quantize_row_q16, regrouped (act_quant_q16x.cpp).
 // With 8-bit levels (qmax = 127) h = q and l = 0, and the kernels skip the l pass.
+// Q4_K (qmax = 127 only, n a multiple of 256; else InvalidArgument): the ActQ8K super-blocks of
+// ops/qblocks.h, from the integers of quantize_row_q16k.
 void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax);
 
 }  // namespace akvq::cpu
