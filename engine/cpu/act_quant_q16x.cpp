@@ -1,7 +1,7 @@
 // Q16X activation rows (ops/qblocks.h) for the AVX-512 kernels: the row is quantized to
 // Q16 by quantize_row_q16 (the same integers and scales as every other path) and rearranged into
-// byte-split groups of 4 blocks; for Q4_K weights (8-bit levels) the ActQ8K super-blocks of
-// quantize_row_q16k. Plain C++: it is O(n) per token, next to O(n * n_out) of the
+// byte-split groups of 4 blocks; ActQ8K rows (Q4_K weights, 8-bit levels) are the super-blocks
+// of quantize_row_q16k rearranged. Plain C++: it is O(n) per token, next to O(n * n_out) of the
 // matmul.
 #include <akvq/error.h>
 
@@ -14,10 +14,8 @@
 
 namespace akvq::cpu {
 
-namespace {
-
-// Q4_K (8-bit levels): ActQ8K super-blocks from the ActQ16K ones of quantize_row_q16k.
 void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax) {
+  if (qmax > 127) throw InvalidArgument("[ops] ActQ8K rows (Q4_K weights) hold 8-bit levels only");
   const int64_t nb = n / ops::kQKK;
   thread_local std::vector<ops::ActQ16K> tmp;
   if (tmp.size() < static_cast<size_t>(nb)) tmp.resize(static_cast<size_t>(nb));
@@ -39,14 +37,7 @@ void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax) {
   }
 }
 
-}  // namespace
-
 void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax) {
-  if (weight == DType::Q4_K) {
-    if (qmax > 127) throw InvalidArgument("[ops] Q8X rows for Q4_K weights hold 8-bit levels only");
-    quantize_row_q8k(x, out_row, n, qmax);
-    return;
-  }
   const bool offset_high = weight == DType::Q8_0;
   thread_local std::vector<uint8_t> tmp;
   const size_t need = static_cast<size_t>(ops::act_q16_row_bytes(n));

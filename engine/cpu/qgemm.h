@@ -32,11 +32,12 @@ constexpr int kMaxTileT = 12;
 // The right-hand side a kernel set reads: Native = the weight type's usual format (Q16 rows,
 // ActQ16K or f32, ops/qblocks.h); Q16X = the byte-split groups of the AVX-512 kernels
 // (ops/qblocks.h), whose offset lanes and high bytes depend on the weight type; Q8X = the same
-// groups for 8-bit activation levels (h = q, l = 0: one byte pass); F32T = f32 rows interleaved
+// groups for 8-bit activation levels (h = q, l = 0: one byte pass); Q8K = ActQ8K super-blocks
+// (ops/qblocks.h) of the AVX-512 Q4_K tiles with 8-bit levels; F32T = f32 rows interleaved
 // by tiles of kActTileT tokens for the P16 panel tiles: value i of token t at
 // data + (t / kActTileT) * stride + (kActTileT * i + t % kActTileT) * 4 bytes (stride = bytes of one
 // tile, the last tile zero padded), so the tokens of a tile are read as one stream.
-enum class ActFormat { Native, Q16X, Q8X, F32T };
+enum class ActFormat { Native, Q16X, Q8X, Q8K, F32T };
 constexpr int kActTileT = 12;
 
 struct TileKernels {
@@ -96,8 +97,9 @@ void quantize_row_q16k(const float* x, void* out_act_q16k, int64_t n, int qmax =
 // Q16X row (ops/qblocks.h) of x[n] for weights of type `weight` (Q4_0, Q4_1 or Q8_0), n a
 // multiple of 32: the integers and scales of quantize_row_q16, regrouped (act_quant_q16x.cpp).
 // With 8-bit levels (qmax = 127) h = q and l = 0, and the kernels skip the l pass.
-// Q4_K (qmax = 127 only, n a multiple of 256; else InvalidArgument): the ActQ8K super-blocks of
-// ops/qblocks.h, from the integers of quantize_row_q16k.
 void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax);
+// ActQ8K row (ops/qblocks.h: n / 256 super-blocks) of x[n], n a multiple of 256: the integers of
+// quantize_row_q16k with 8-bit levels, in the Q4_K nibble order. qmax > 127: InvalidArgument.
+void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax);
 
 }  // namespace akvq::cpu

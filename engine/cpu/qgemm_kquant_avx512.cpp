@@ -7,7 +7,7 @@
 // products per lane, Q4_K <= 16 * 945 * 32767 < 2^29, Q6_K <= 16 * 4096 * 32767 = 2147418112 <
 // 2^31 - 1, so the super-block's integer sums S are exact.
 //
-// Q4_K with 8-bit levels (Q8X rows: ActQ8K super-blocks, ops/qblocks.h, whose bytes follow the
+// Q4_K with 8-bit levels (Q8K rows: ActQ8K super-blocks, ops/qblocks.h, whose bytes follow the
 // file's nibble order): no unpack; the nibble registers of a row (and, shift) meet the token's
 // bytes in vpdpbusd (u8 x s8, 4 products per int32 lane, <= 4 * 15 * 127 = 7620, so a lane is
 // an exact int16), two such results are packed to words (vpackssdw, no saturation) and one
@@ -186,7 +186,7 @@ void tile16(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int
   }
 }
 
-// ---- Q4_K with 8-bit levels: Q8X rows (ActQ8K super-blocks), byte dots on the nibbles ----
+// ---- Q4_K with 8-bit levels: Q8K rows (ActQ8K super-blocks), byte dots on the nibbles ----
 
 // One Q4_K super-block of one row, ready for the byte dots.
 struct W8 {
@@ -264,7 +264,7 @@ struct Tiles16 {
 
 template <class V, class K>
 struct Tiles8 {
-  static constexpr TileShape kShape = {4, 6, 2, 2, 5};  // 2 x 5 measured best (tools_ops_bench)
+  static constexpr TileShape kShape = {4, 6, 2, 2, 5, ActFormat::Q8K};  // 2 x 5 measured best
   template <int R, int T>
   static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
     tile8<R, T>(w, w_stride, x, t0, n_in, y, ldy);
@@ -282,13 +282,7 @@ const TileKernels* simd_kernels_kquant_avx512(DType t) {
 }
 
 const TileKernels* simd_kernels_kquant_avx512_act8(DType t) {
-  if (t != DType::Q4_K) return nullptr;
-  static const TileKernels k = [] {
-    TileKernels tk = make_tile_table<Tiles8<Avx512, WQ4_K>>();
-    tk.act = ActFormat::Q8X;
-    return tk;
-  }();
-  return &k;
+  return find_tiles<Tiles8, Avx512, WQ4_K>(t);
 }
 
 #else

@@ -6,8 +6,8 @@
 
 namespace akvq::cpu {
 
-// Q4_K with 8-bit activation levels (TensorView::act_bits == 8): Q8X rows, whose super-blocks
-// are ops::ActQ8K. nullptr for every other type (Q6_K keeps the ActQ16K tiles at both levels).
+// Q4_K with 8-bit activation levels (TensorView::act_bits == 8): ActFormat::Q8K rows of
+// ops::ActQ8K super-blocks. nullptr for every other type (Q6_K keeps the ActQ16K tiles at both levels).
 const TileKernels* simd_kernels_kquant_avx512_act8(DType t);
 
 }  // namespace akvq::cpu

@@ -245,7 +245,7 @@ const TileKernels* find(DType t) {
 
 const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits) {
   if (act_bits == 8) {
-    if (const TileKernels* k = simd_kernels_kquant_avx512_act8(t)) return k;  // Q4_K: Q8X rows
+    if (const TileKernels* k = simd_kernels_kquant_avx512_act8(t)) return k;  // Q4_K: Q8K rows
   }
   if (const TileKernels* k = simd_kernels_kquant_avx512(t)) return k;  // K-quants read ActQ16K rows
   return act_bits == 8 ? find<false, false>(t) : find<false, true>(t);

@@ -85,10 +85,20 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
       float* dst = rows + tile * n_in * TT;
       for (int l = 0; l < TT; ++l) {
         const int64_t t = tile * TT + l;
-        const float* src = t < n_tok ? x + t * n_in : nullptr;
-        for (int64_t i = 0; i < n_in; ++i) dst[i * TT + l] = src ? src[i] : 0.0f;
+        if (t < n_tok) {
+          for (int64_t i = 0; i < n_in; ++i) dst[i * TT + l] = x[t * n_in + i];
+        } else {  // the last tile's missing tokens
+          for (int64_t i = 0; i < n_in; ++i) dst[i * TT + l] = 0.0f;
+        }
       }
     });
+    return a;
+  }
+  if (k && k->act == cpu::ActFormat::Q8K) {  // ActQ8K super-blocks (Q4_K, 8-bit levels)
+    a.stride = static_cast<size_t>(n_in / kQKK) * sizeof(ActQ8K);  // a multiple of 64
+    uint8_t* rows = aligned_rows(buf, a.stride, n_tok);
+    a.data = rows;
+    for_each_token(n_tok, pool, [&](int64_t t) { cpu::quantize_row_q8k(x + t * n_in, rows + t * a.stride, n_in, qmax); });
     return a;
   }
   if (k && k->act != cpu::ActFormat::Native) {  // byte-split groups of the AVX-512 kernels

@@ -96,8 +96,6 @@ inline const float* act_q16_s(const void* row, int64_t n) {
 //   o16[16]: lane 4k = the offset term of block 4g+k, other lanes 0: int32 -8 * sum(q) (folds
 //            Q4_0's -8 into the integer dot), f32 s = d * sum(q) for Q4_1; unused for Q8_0.
 // A row of n values is ceil(n / 128) groups (64-byte aligned when the row is).
-// For Q4_K weights the row is instead n / 256 ActQ8K super-blocks (below; 8-bit levels only),
-// which fit in the same act_q16x_row_bytes(n).
 constexpr int64_t kQ16XGroup = 128;
 constexpr int64_t kQ16XGroupBytes = 384;
 constexpr int64_t act_q16x_row_bytes(int64_t n) {
@@ -114,7 +112,7 @@ struct ActQ16K {
 };
 static_assert(sizeof(ActQ16K) == 576, "ActQ16K layout");
 
-// Q8X for Q4_K weights, the right-hand side of the AVX-512 Q4_K tiles with 8-bit levels
+// Q8K rows (cpu/qgemm.h: ActFormat::Q8K), the right-hand side of the AVX-512 Q4_K tiles with 8-bit levels
 // (TensorView::act_bits == 8): the ActQ16K integers of qmax = 127 as bytes, in the order of the
 // Q4_K nibbles. 64-byte chunk c = 2m + h (m, h < 2) holds sub-block 4m + h (bytes 0..31) and
 // sub-block 4m + 2 + h (bytes 32..63): chunk 2m pairs with the low nibbles of the weights'

@@ -201,9 +201,9 @@ TEST_P(MatmulIsa, EightBitActivationsStayWithinTheirRoundingBound) {
   }
 }
 
-// Q4_K with 8-bit levels on AVX-512 reads Q8X rows of ActQ8K super-blocks: the integers and
+// Q4_K with 8-bit levels on AVX-512 reads Q8K rows of ActQ8K super-blocks: the integers and
 // sums of quantize_row_q16k (qmax 127) as bytes in the chunk order of ops/qblocks.h; Q6_K keeps
-// its ActQ16K tiles, and 16-bit levels have no Q8X rows for Q4_K.
+// its ActQ16K tiles, and 16-bit levels have no Q8K rows.
 TEST_P(MatmulIsa, Q4KEightBitRowsHoldTheQ16KIntegersInNibbleOrder) {
   const cpu::TileKernels* k8 = cpu::simd_kernels(DType::Q4_K, 8);
   const cpu::TileKernels* k16 = cpu::simd_kernels(DType::Q4_K, 16);
@@ -215,16 +215,15 @@ TEST_P(MatmulIsa, Q4KEightBitRowsHoldTheQ16KIntegersInNibbleOrder) {
     EXPECT_EQ(k8->act, cpu::ActFormat::Native);
     return;
   }
-  EXPECT_EQ(k8->act, cpu::ActFormat::Q8X);
+  EXPECT_EQ(k8->act, cpu::ActFormat::Q8K);
   std::mt19937 rng(16);
   const int64_t n = 768, nb = n / 256;
   auto x = test::random_floats(n, rng);
   for (int i = 0; i < 32; ++i) x[256 + i] = 0.0f;  // a zero sub-block
   std::vector<ops::ActQ16K> ref(nb);
   ops::ref::quantize_row_q16k(x.data(), ref.data(), n, ops::kActQ8Max);
-  std::vector<uint8_t> row(static_cast<size_t>(ops::act_q16x_row_bytes(n)));
-  ASSERT_GE(row.size(), nb * sizeof(ops::ActQ8K));
-  cpu::quantize_row_q16x(x.data(), row.data(), n, DType::Q4_K, ops::kActQ8Max);
+  std::vector<uint8_t> row(nb * sizeof(ops::ActQ8K));
+  cpu::quantize_row_q8k(x.data(), row.data(), n, ops::kActQ8Max);
   const auto* q8 = reinterpret_cast<const ops::ActQ8K*>(row.data());
   for (int64_t b = 0; b < nb; ++b) {
     EXPECT_EQ(q8[b].d, ref[b].d);
@@ -237,7 +236,7 @@ TEST_P(MatmulIsa, Q4KEightBitRowsHoldTheQ16KIntegersInNibbleOrder) {
       }
     }
   }
-  EXPECT_THROW(cpu::quantize_row_q16x(x.data(), row.data(), n, DType::Q4_K, ops::kActQ16Max), InvalidArgument);
+  EXPECT_THROW(cpu::quantize_row_q8k(x.data(), row.data(), n, ops::kActQ16Max), InvalidArgument);
 
   // The integer bounds at their limit: every nibble 15, every scale and min 63, |q| = 127.
   const int64_t n_out = 2;
