@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "cpu/gemm_float_tiles.h"
 #include "cpu/qgemm.h"
 #include "cpu/simd.h"
 #include "cpu/tile_driver.h"
@@ -18,28 +19,15 @@ namespace akvq::cpu {
 #ifdef AKVQ_AVX2
 namespace {
 
-// Weight types: load(p) -> f32 of p[0..7].
-struct PF32 {
-  using Elem = float;
-  static constexpr DType kType = DType::F32;
+// Weight types (gemm_float_tiles.h): load(p) -> f32 of p[0..7] (the loads of cpu/simd.h).
+struct PF32 : gemmf::F32 {
   static inline __m256 load(const float* p) { return _mm256_loadu_ps(p); }
 };
-
-struct PF16 {
-  using Elem = uint16_t;
-  static constexpr DType kType = DType::F16;
-  static inline __m256 load(const uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  }
+struct PF16 : gemmf::F16 {
+  static inline __m256 load(const uint16_t* p) { return load_f16x8(p); }
 };
-
-struct PBF16 {
-  using Elem = uint16_t;
-  static constexpr DType kType = DType::BF16;
-  static inline __m256 widen(__m128i h) {  // bf16 -> f32: the 16 bits become the high half
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
-  static inline __m256 load(const uint16_t* p) { return widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+struct PBF16 : gemmf::BF16 {
+  static inline __m256 load(const uint16_t* p) { return load_bf16x8(p); }
 };
 
 // y[t * ldy + j] = row j [n_in] . token t0 + t [n_in] for j < 16, t < T; w: one panel.
