@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kv/quant.h"
+#include "kv_attention_check.h"
 
 namespace {
 
@@ -21,63 +22,6 @@ using akvq::kv::kMaxQueries;
 using akvq::kv::Levels;
 using akvq::kv::QuantSpec;
 using akvq::kv::RowCodec;
-
-constexpr float kCanary = -7.25f;
-
-void check_multi(int n, int bits, int group, Levels lv, int nq, int n_rows, std::mt19937& rng) {
-  QuantSpec s;
-  s.bits = bits;
-  s.group = group;
-  s.clip = bits == 2 ? 0.7f : 1.0f;
-  s.levels = lv;
-  const RowCodec codec(s, n);
-  const size_t stride = codec.row_bytes() + (n_rows % 2 ? 5 : 0);
-  std::normal_distribution<float> nd;
-  std::uniform_real_distribution<float> u(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(n_rows) * n);
-  for (auto& v : x) v = 0.3f + 1.7f * nd(rng);
-  std::vector<uint8_t> rows(stride * n_rows);
-  codec.quantize_rows(x.data(), n, n_rows, rows.data(), stride);
-  std::vector<float> xh(x.size());
-  for (int r = 0; r < n_rows; ++r) codec.dequantize(&rows[r * stride], &xh[static_cast<size_t>(r) * n]);
-
-  const size_t qst = n + 8, qsst = codec.n_groups() + 3, ost = n_rows + 5, pst = n_rows + 2, ast = n + 16;
-  std::vector<float> q(qst * nq), qsum(qsst * nq), p(pst * nq);
-  for (auto& v : q) v = nd(rng);
-  for (auto& v : p) v = u(rng);
-  for (int j = 0; j < nq; ++j) codec.query_group_sums(&q[j * qst], &qsum[j * qsst]);
-  std::vector<float> out(ost * nq, kCanary), acc(ast * nq, kCanary);
-  for (int j = 0; j < nq; ++j) {
-    for (int i = 0; i < n; ++i) acc[j * ast + i] = 0.5f * nd(rng);
-  }
-  const std::vector<float> acc0 = acc;
-  codec.scores_multi(q.data(), qst, qsum.data(), qsst, nq, rows.data(), stride, n_rows, out.data(), ost);
-  codec.accumulate_multi(p.data(), pst, nq, rows.data(), stride, n_rows, acc.data(), ast);
-
-  const std::string what = "n " + std::to_string(n) + " bits " + std::to_string(bits) + " group " +
-                           std::to_string(group) + " " + akvq::kv::levels_name(lv) + " nq " + std::to_string(nq) +
-                           " rows " + std::to_string(n_rows);
-  for (int j = 0; j < nq; ++j) {
-    for (int t = 0; t < n_rows; ++t) {
-      double e = 0, mag = 0;
-      for (int i = 0; i < n; ++i) {
-        const double term = static_cast<double>(q[j * qst + i]) * xh[static_cast<size_t>(t) * n + i];
-        e += term, mag += std::fabs(term);
-      }
-      ASSERT_NEAR(out[j * ost + t], e, 1e-5 * mag + 1e-6) << what << " score j=" << j << " t=" << t;
-    }
-    for (size_t t = n_rows; t < ost; ++t) ASSERT_EQ(out[j * ost + t], kCanary) << what << " wrote past row " << t;
-    for (int i = 0; i < n; ++i) {
-      double e = acc0[j * ast + i], mag = std::fabs(e);
-      for (int t = 0; t < n_rows; ++t) {
-        const double term = static_cast<double>(p[j * pst + t]) * xh[static_cast<size_t>(t) * n + i];
-        e += term, mag += std::fabs(term);
-      }
-      ASSERT_NEAR(acc[j * ast + i], e, 1e-5 * mag + 1e-6) << what << " acc j=" << j << " i=" << i;
-    }
-    for (size_t i = n; i < ast; ++i) ASSERT_EQ(acc[j * ast + i], kCanary) << what << " wrote past channel " << i;
-  }
-}
 
 TEST(KvQuantMulti, ManyQueriesEqualAttentionOnDequantizedRows) {
   std::mt19937 rng(11);
@@ -90,7 +34,7 @@ TEST(KvQuantMulti, ManyQueriesEqualAttentionOnDequantizedRows) {
           if (lv == Levels::Gaussian && bits == 8) continue;
           for (int nq = 1; nq <= kMaxQueries; ++nq) {
             for (int n_rows : {1, 2, 3, 5, 64}) {
-              check_multi(n, bits, group, lv, nq, n_rows, rng);
+              akvq::test::check_attention_multi(n, bits, group, lv, nq, n_rows, rng);
               ++n_cases;
             }
           }
