@@ -18,6 +18,8 @@ sys.path.insert(0, str(BENCH))
 
 import vlm_quality as vq  # noqa: E402  (bench/ is not a package)
 
+if not vq.SHAPES_PY.is_file():
+    pytest.skip(f"{vq.SHAPES_PY} is missing (the demo's scene generator)", allow_module_level=True)
 sh = vq.load_shapes()
 
 
