@@ -1,5 +1,6 @@
 """pyakvq: a native inference engine for vision-language models with a 2-bit AKVQ KV cache."""
 
+from .demo import demo_model_path
 from .generation import Token, TokenStream
 from .model import Model
 from .perplexity import perplexity
@@ -17,5 +18,14 @@ def cpu_info() -> dict:
     return dict(_akvq.cpu_info())
 
 
-__all__ = ["Model", "Token", "TokenStream", "cpu_info", "perplexity", "profile_saliency", "write_tsa_layers"]
+__all__ = [
+    "Model",
+    "Token",
+    "TokenStream",
+    "cpu_info",
+    "demo_model_path",
+    "perplexity",
+    "profile_saliency",
+    "write_tsa_layers",
+]
 __version__ = "0.1.0"

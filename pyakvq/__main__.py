@@ -1,5 +1,8 @@
-"""The `pyakvq` command line (python -m pyakvq ...).
+"""The `pyakvq` command line (the `pyakvq` console script, or python -m pyakvq ...).
 
+pyakvq chat [-m MODEL] [--mmproj F] [--image IMG ...] [-n N] [--temp T] [--seed S] [--kv MODE]
+            [--kv-opt K=V ...] [-t N] [-c N] QUESTION
+pyakvq convert HF_DIR -o OUT.gguf [...]      (akvq-convert's arguments)
 python -m pyakvq perplexity -m MODEL -f FILE [-c N] [--kv MODE] [--kv-opt K=V ...] [-t N] [-b N]
                             [--reference f16] [--chunks N] [--json OUT]
 python -m pyakvq profile -m MODEL [--mmproj F] --image IMG ... -p PROMPT [-p PROMPT ...]
@@ -7,15 +10,18 @@ python -m pyakvq profile -m MODEL [--mmproj F] --image IMG ... -p PROMPT [-p PRO
 
 The flags are akvq-cli's (and llama.cpp's): -m/--model, -f/--file, -c/--ctx-size, -t/--threads,
 -b/--batch-size, --kv, repeatable --kv-opt; MODEL and FILE may also be given as positionals, and the
-older spellings --ctx, --batch are kept as aliases.
+older spellings --ctx, --batch are kept as aliases. `chat` without -m uses the demo model shipped
+with the package (pyakvq.demo_model_path()).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
+import time
 from typing import Any
 
 from . import __version__
@@ -124,6 +130,167 @@ def _profile(a: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """A subcommand's parser; with one_line_errors=True a bad argument gives one line on stderr,
+    `<prog>: error: <what> (see <prog> --help)`, and exit status 2 (no usage block)."""
+
+    def __init__(self, *args, one_line_errors: bool = False, **kw):
+        super().__init__(*args, **kw)
+        self.one_line_errors = one_line_errors
+
+    def error(self, message: str):
+        if not self.one_line_errors:
+            super().error(message)
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _ChatError(Exception):
+    """Bad input to `pyakvq chat` found before the model runs (one line, exit status 2)."""
+
+
+def _float_min(lo: float):
+    """An argparse type: a float >= lo."""
+
+    def conv(v: str) -> float:
+        try:
+            x = float(v)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
+        if not x >= lo or x == float("inf"):
+            raise argparse.ArgumentTypeError(f"{v} is out of range (a finite number >= {lo:g})")
+        return x
+
+    return conv
+
+
+def _read_images(paths: list[str]) -> list[Any]:
+    """The --image files decoded (as Model.chat decodes paths: pillow, RGB over white), so that a
+    missing or unreadable image is reported, by its name, before the model is loaded."""
+    from .image import to_rgb_array  # noqa: PLC0415
+
+    out = []
+    for path in paths:
+        what = f"--image {path!r}"
+        if not os.path.exists(path):
+            raise _ChatError(f"{what}: no such file")
+        if os.path.isdir(path):
+            raise _ChatError(f"{what}: is a directory, not an image file")
+        try:
+            out.append(to_rgb_array(path))
+        except (OSError, ValueError, TypeError) as e:
+            msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            msg = msg.removeprefix(f"{path!r}: ")
+            raise _ChatError(f"{what}: cannot read it ({msg})") from None
+    return out
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f} ms"
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / max(seconds, 1e-9):8.2f} tokens/s"
+
+
+def _chat(a: argparse.Namespace) -> int:
+    from .demo import demo_model_path  # noqa: PLC0415
+    from .model import Model  # noqa: PLC0415
+
+    err = sys.stderr
+    if a.question is not None and a.prompt is not None:
+        a.parser.error("give the question once: as QUESTION or as -p/--prompt")
+    question = a.question if a.question is not None else a.prompt
+    if question is None:
+        a.parser.error("the following arguments are required: QUESTION")
+    if not question.strip():
+        a.parser.error("the question is empty")
+    try:
+        opts = parse_kv_opts(a.kv_opt)
+        model_path = a.model if a.model is not None else demo_model_path()
+        for what, path in (("-m/--model", model_path), ("--mmproj", a.mmproj)):
+            if path is not None and not os.path.isfile(path):
+                raise _ChatError(f"{what} {os.fspath(path)!r}: no such file")
+        t_img = time.perf_counter()
+        images = _read_images(a.image)
+        image_s = time.perf_counter() - t_img
+
+        t_load = time.perf_counter()
+        m = Model(
+            model_path,
+            n_ctx=a.ctx,
+            n_threads=a.threads,
+            kv=a.kv,
+            kv_options=opts,
+            mmproj=a.mmproj,
+        )
+        load_s = time.perf_counter() - t_load
+        if images and not m.has_vision:
+            m.close()
+            raise _ChatError(
+                f"{os.fspath(model_path)!r} has no vision encoder: it cannot take --image (give --mmproj, the "
+                "vision tower of llama.cpp's two-file layout, or a LLaVA model)"
+            )
+    except (_ChatError, ValueError, TypeError, OSError) as e:
+        print(f"pyakvq chat: error: {e}", file=err)
+        return 2
+
+    with m:
+        gen = {"max_tokens": a.max_tokens, "temperature": a.temp, "seed": a.seed, "stream": True}
+        if a.top_k is not None:
+            gen["top_k"] = a.top_k
+        if a.top_p is not None:
+            gen["top_p"] = a.top_p
+        try:
+            t_chat = time.perf_counter()
+            stream = m.chat(question, images=images, **gen) if images else m.chat(question, **gen)
+            image_s += time.perf_counter() - t_chat  # rendering, preprocessing and encoding the images
+            engine_gen = getattr(stream, "_gen", None)  # the engine's Generator: its timings
+            t_first = None
+            t0 = time.perf_counter()
+            for tok in stream:
+                if t_first is None:
+                    t_first = time.perf_counter()
+                sys.stdout.write(tok.text)
+                sys.stdout.flush()
+            t_end = time.perf_counter()
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        except KeyboardInterrupt:
+            print(file=err)
+            return 130
+        except (ValueError, TypeError, OSError) as e:
+            sys.stdout.flush()
+            print(f"pyakvq chat: error: {e}", file=err)
+            return 2
+        except RuntimeError as e:
+            sys.stdout.flush()
+            print(f"pyakvq chat: error: {e}", file=err)
+            return 1
+
+        timings = getattr(engine_gen, "timings", None)
+        if timings is not None:
+            prompt_s, gen_s = timings["prompt_ms"] / 1000, timings["gen_ms"] / 1000
+        else:  # measured here: the first token's step evaluates the prompt
+            t_first = t_first if t_first is not None else t_end
+            prompt_s, gen_s = t_first - t0, t_end - t_first
+        n_gen = stream.n_generated
+        print(f"\nmodel:      {model_path}", file=err)
+        print(f"load:       {_ms(load_s)}", file=err)
+        if images:
+            print(f"images:     {_ms(image_s)} / {len(images):5d} images (decode, preprocess, encode)", file=err)
+        print(
+            f"prompt:     {_ms(prompt_s)} / {stream.n_prompt:5d} tokens ({_rate(stream.n_prompt, prompt_s)})", file=err
+        )
+        print(f"generation: {_ms(gen_s)} / {n_gen:5d} tokens ({_rate(n_gen, gen_s)})", file=err)
+        print(f"finish:     {stream.finish_reason}", file=err)
+        if stream.finish_reason == "context":
+            print(f"pyakvq chat: the context is full (-c {a.ctx} tokens): generation stopped", file=err)
+    return 0
+
+
 def _int_in(lo: int, hi: int | None, special: str = ""):
     """An argparse type: an int in [lo, hi] (the limits of the Python API), else a parse error."""
 
@@ -141,9 +308,95 @@ def _int_in(lo: int, hi: int | None, special: str = ""):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="pyakvq", description="pyakvq command line tools")
+    ap = argparse.ArgumentParser(
+        prog="pyakvq",
+        description="pyakvq command line tools: chat with a vision-language model (the packaged demo model by "
+        "default), convert checkpoints, measure perplexity, profile attention saliency.",
+        epilog="`pyakvq COMMAND --help` describes a command.",
+    )
     ap.add_argument("--version", action="version", version=f"pyakvq {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands", parser_class=_Parser)
+    p = sub.add_parser(
+        "chat",
+        one_line_errors=True,
+        help="ask a question about images (default model: the demo VLM shipped with pyakvq)",
+        description="Asks QUESTION about the --image files (none: a text-only chat) in one chat turn, "
+        "formatted with the model's chat template (images first), and streams the answer to stdout; "
+        "timings go to stderr. Without -m the demo model shipped with the package is used "
+        "(pyakvq.demo_model_path(); the environment variable AKVQ_DEMO_MODEL overrides it). "
+        "Decoding is greedy by default (--temp 0): the same question gives the same answer. "
+        "Bad input (a missing or unreadable file, a bad option) exits with status 2 and one line on stderr.",
+        epilog='example: pyakvq chat --image examples/red_circle.png "What color is the shape?"',
+    )
+    p.add_argument("question", nargs="?", metavar="QUESTION", help="the question (or -p)")
+    p.add_argument("-p", "--prompt", default=None, help="the question, as akvq-cli takes it")
+    p.add_argument("-m", "--model", default=None, help="GGUF model file (default: the packaged demo model)")
+    p.add_argument("--mmproj", default=None, help="llama.cpp's mmproj GGUF (two-file layout)")
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="IMG",
+        help="image file (repeatable; in order, before the question)",
+    )
+    p.add_argument(
+        "-n",
+        "--max-tokens",
+        "--n-predict",
+        dest="max_tokens",
+        type=_int_in(0, 2**31 - 1),
+        default=128,
+        metavar="N",
+        help="generate at most N tokens (default 128)",
+    )
+    p.add_argument(
+        "--temp",
+        "--temperature",
+        dest="temp",
+        type=_float_min(0.0),
+        default=0.0,
+        metavar="T",
+        help="sampling temperature (default 0: greedy decoding, deterministic; > 0 samples, see --seed)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_int_in(-1, 2**64 - 1),
+        default=None,
+        metavar="S",
+        help="sampling seed for --temp > 0, in [0, 2^64) (default or -1: a fresh random seed)",
+    )
+    p.add_argument("--top-k", type=_int_in(0, 2**31 - 1), default=None, metavar="K", help="top-k (default 40)")
+    p.add_argument("--top-p", type=_float_min(0.0), default=None, metavar="P", help="top-p in (0, 1] (default 0.95)")
+    p.add_argument("--kv", default="f16", help="KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4; default f16)")
+    p.add_argument(
+        "--kv-opt", action="append", metavar="KEY=VALUE", help="KV cache option (repeatable), e.g. --kv-opt window=128"
+    )
+    p.add_argument(
+        "-t",
+        "--threads",
+        type=_int_in(1, MAX_THREADS),
+        default=None,
+        metavar="N",
+        help=f"threads, 1..{MAX_THREADS} (default: cores available)",
+    )
+    p.add_argument(
+        "-c",
+        "--ctx-size",
+        dest="ctx",
+        type=_int_in(1, MAX_CTX),
+        default=4096,
+        metavar="N",
+        help=f"context size in tokens, 1..{MAX_CTX} (default 4096)",
+    )
+    p.set_defaults(func=_chat, parser=p)
+
+    # Only listed here: main() hands `pyakvq convert ...` to the converter's own parser.
+    sub.add_parser(
+        "convert",
+        add_help=False,
+        help="convert a Hugging Face checkpoint into a GGUF file (akvq-convert; pyakvq convert --help)",
+    )
+
     p = sub.add_parser(
         "perplexity",
         help="perplexity of a model over a text file (llama.cpp's protocol)",
@@ -240,8 +493,17 @@ def _resolve_files(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs the command line `argv` (default: sys.argv[1:]); returns the exit status: 0 done, 2 bad
+    input or arguments (one line on stderr), 1 anything else."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "convert":  # the converter's own command line, as akvq-convert
+        from .convert.__main__ import main as convert_main  # noqa: PLC0415
+
+        return convert_main(argv[1:])
     ap = build_parser()
-    a = ap.parse_args(argv)
+    a, extra = ap.parse_known_args(argv)
+    if extra:
+        a.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if a.command == "perplexity":
         _resolve_files(a)
     try:

@@ -65,7 +65,7 @@ class Model:
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | None = None,
         n_ctx: int = 4096,
         n_threads: int | None = None,
         kv: str = "f16",
@@ -75,15 +75,22 @@ class Model:
         mmproj: str | os.PathLike | None = None,
         act_bits: int = 16,
     ):
-        """path: the GGUF file. n_ctx: context size in tokens, [1, 2**20]. n_threads: [1, 512]
-        (None: every core this process may use). kv: KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2
-        akvq4). seed: default seed of generate(); None or -1: random each call. n_batch: prompt
-        tokens per forward pass, [1, 65536]. kv_options: options of the KV mode (see README).
-        mmproj: the vision tower of llama.cpp's two-file layout (an mmproj GGUF); without it the
-        vision tower of `path` is used when the file has one (ValueError when mmproj's projector
-        width differs from the model's embedding width). act_bits: precision of the activations
-        the quantized matmuls use, 16 (default) or 8 (faster prompt processing on AVX-512 CPUs,
-        slightly different logits; bench/RESULTS.md states the agreement with transformers)."""
+        """path: the GGUF file; None (the default): the demo VLM shipped with the package,
+        pyakvq.demo_model_path() (the environment variable AKVQ_DEMO_MODEL overrides it;
+        FileNotFoundError naming the path when it is missing). n_ctx: context size in tokens,
+        [1, 2**20]. n_threads: [1, 512] (None: every core this process may use). kv: KV cache mode
+        (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4). seed: default seed of generate(); None or -1: random
+        each call. n_batch: prompt tokens per forward pass, [1, 65536]. kv_options: options of the
+        KV mode (see README). mmproj: the vision tower of llama.cpp's two-file layout (an mmproj
+        GGUF); without it the vision tower of `path` is used when the file has one (ValueError when
+        mmproj's projector width differs from the model's embedding width). act_bits: precision of
+        the activations the quantized matmuls use, 16 (default) or 8 (faster prompt processing on
+        AVX-512 CPUs, slightly different logits; bench/RESULTS.md states the agreement with
+        transformers)."""
+        if path is None:
+            from .demo import demo_model_path  # noqa: PLC0415
+
+            path = demo_model_path()
         path = _v.check_path("path", path)
         n_ctx = _v.check_int("n_ctx", n_ctx, 1, _v.MAX_CTX)
         n_threads = _v.check_n_threads(n_threads)
