@@ -27,14 +27,14 @@ DEMO_IN_REPO = ROOT / "pyakvq" / "data" / "demo-vlm.gguf"
 
 def _env(**extra: str) -> dict[str, str]:
     """This process's environment for the child: PYTHONPATH and AKVQ_EXT_DIR made absolute (the
-    child runs in another directory), no AKVQ_DEMO_MODEL unless given, UTF-8 output."""
+    child runs in another directory), no AKVQ_DEMO_MODEL unless given, UTF-8 output without colours."""
     env = dict(os.environ)
     if env.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.pathsep.join(str(pathlib.Path(p).resolve()) for p in env["PYTHONPATH"].split(os.pathsep))
     if env.get("AKVQ_EXT_DIR"):
         env["AKVQ_EXT_DIR"] = str(pathlib.Path(env["AKVQ_EXT_DIR"]).resolve())
     env.pop("AKVQ_DEMO_MODEL", None)
-    env["PYTHONIOENCODING"] = "utf-8"
+    env.update(PYTHONIOENCODING="utf-8", NO_COLOR="1", PYTHON_COLORS="0")  # plain help text (Python >= 3.14)
     env.update(extra)
     return env
 
