@@ -1,0 +1,419 @@
+"""Trains the demo VLM from scratch on generated shape scenes and converts it to the GGUF that ships
+in the package (pyakvq/data/demo-vlm.gguf).
+
+    python models/demo/train.py --out /tmp/demo            # ~30 CPU minutes on 2 cores
+    python models/demo/train.py --out /tmp/demo --steps 200 --no-convert   # a quick trial
+
+Needs torch, transformers (5.x), tokenizers and pillow (only here: the package does not). Seeded:
+the data of stage-2 step i comes from random.Random(seed * 1_000_003 + i), of stage-1 step i from
+seed * 1_000_003 + 500_000 + i, the quick evaluations from 10_000 + step and 99_999; with the same
+thread count a rerun trains the same model. The benchmark's test set (bench/vlm_quality.py) uses a
+seed none of these reach.
+
+The model is LLaVA-1.5's architecture, small:
+  vision  CLIP ViT, 96 x 96 input (LLaVA-1.5's pad-to-square, then bicubic resize), patch 12 -> 8 x 8
+          = 64 patches + CLS, width 128, 3 layers, 4 heads, quick_gelu; features of the last layer
+          with CLS (strategy "full") -> 65 rows per image
+  project Linear(128 -> 256) -> GELU -> Linear(256 -> 256)
+  text    Llama, width 256, 4 layers, 4 query heads / 2 KV heads (GQA) of 64, SwiGLU 704, RoPE
+          theta 10000, 2048 positions, untied output
+  vocab   byte-level BPE (GPT-2 pre-tokenizer, no BOS) trained on the task's texts, plus </s>,
+          <pad>, <image>
+The chat format is LLaVA-1.5's vicuna ("{system} USER: <image>\\n{question} ASSISTANT: {answer}</s>");
+with several images each marker is numbered: "Image 1: <image>\\nImage 2: <image>\\n...".
+
+Training, two stages:
+  1. the vision tower alone (--vision-steps batches of 64 scenes) with an auxiliary head (AuxHead:
+     colour, shape and position from the max-pooled patch features and from the CLS feature);
+  2. the whole model (vision tower at --vision-lr-scale of the learning rate, the auxiliary loss kept
+     at --aux-weight on single-image batches) on conversations of 2-4 questions: about one image
+     (colour, shape, and a description, position or either again; descriptions make the model read
+     every attribute), or about one of 2..16 numbered images. The first 10% of the steps are
+     single-image; then a third single-image, two thirds multi-image.
+AdamW, warmup then cosine decay, gradient clipping 1.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pathlib
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import shapes  # noqa: E402
+
+IMAGE_SIZE = 96
+PATCH = 12
+ROWS_PER_IMAGE = (IMAGE_SIZE // PATCH) ** 2 + 1  # strategy "full": CLS + 64 patches
+SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+    "detailed, and polite answers to the user's questions."
+)
+
+# LLaVA-1.5's vicuna format; several images are numbered ("Image k: <image>\n"), one image is not.
+CHAT_TEMPLATE = (
+    "{%- set ns = namespace(n=0) -%}"
+    "{%- for message in messages -%}{%- if message['content'] is not string -%}"
+    "{%- for part in message['content'] -%}{%- if part['type'] == 'image' -%}{%- set ns.n = ns.n + 1 -%}"
+    "{%- endif -%}{%- endfor -%}{%- endif -%}{%- endfor -%}"
+    "{%- set ns2 = namespace(k=0) -%}"
+    "{%- if messages and messages[0]['role'] != 'system' -%}{{ '" + SYSTEM.replace("'", "\\'") + " ' }}{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}{%- set parts = [{'type': 'text', 'text': message['content']}] -%}"
+    "{%- else -%}{%- set parts = message['content'] -%}{%- endif -%}"
+    "{%- if message['role'] == 'system' -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{{ part['text'] }}{%- endfor -%}{{ ' ' }}"
+    "{%- else -%}{{ message['role'] | upper }}{{ ': ' }}"
+    "{%- for part in parts if part['type'] == 'image' -%}{%- set ns2.k = ns2.k + 1 -%}"
+    "{%- if ns.n > 1 -%}{{ 'Image ' ~ ns2.k ~ ': ' }}{%- endif -%}{{ '<image>\n' }}{%- endfor -%}"
+    "{%- for part in parts if part['type'] == 'text' -%}{{ part['text'] }}{%- endfor -%}"
+    "{%- if message['role'] == 'assistant' -%}{{ eos_token }}{%- else -%}{{ ' ' }}{%- endif -%}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ 'ASSISTANT:' }}{%- endif -%}"
+)
+
+
+def corpus_lines(n: int = 3000) -> list[str]:
+    """Texts the BPE vocabulary is trained on: every question, answer and prompt frame."""
+    rng = random.Random(7)
+    lines = [SYSTEM, "USER: ASSISTANT:"]
+    lines += [f"Image {k}: " for k in range(1, shapes.MAX_IMAGES + 1)]
+    for q in shapes.COLOR_QUESTIONS + shapes.SHAPE_QUESTIONS + shapes.POSITION_QUESTIONS + shapes.DESCRIBE_QUESTIONS:
+        lines.append(q)
+    for k in range(1, shapes.MAX_IMAGES + 1):
+        lines += [shapes.color_question_multi(k), shapes.shape_question_multi(k), shapes.describe_question_multi(k)]
+    for _ in range(n):
+        _, s = shapes.draw_scene(rng)
+        lines += [shapes.describe_answer(s), shapes.color_answer(s), shapes.shape_answer(s), shapes.position_answer(s)]
+    return lines
+
+
+def make_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    t = Tokenizer(models.BPE())
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    t.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    t.train_from_iterator(corpus_lines(), trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=t, eos_token="</s>", pad_token="<pad>", bos_token=None,
+                                  unk_token=None)
+    tok.add_tokens(["<image>"], special_tokens=True)
+    tok.image_token = "<image>"
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def build(tok):
+    import torch
+    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
+                              LlavaProcessor)
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    n_vocab = (len(tok) + 63) // 64 * 64
+    image_token = tok.convert_tokens_to_ids("<image>")
+    vc = CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
+                          image_size=IMAGE_SIZE, patch_size=PATCH, projection_dim=64, hidden_act="quick_gelu",
+                          layer_norm_eps=1e-5)
+    tc = LlamaConfig(vocab_size=n_vocab, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
+                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5,
+                     rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=None,
+                     eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlavaConfig(vision_config=vc, text_config=tc, image_token_index=image_token, vision_feature_layer=-1,
+                      vision_feature_select_strategy="full", projector_hidden_act="gelu",
+                      tie_word_embeddings=False, image_seq_length=ROWS_PER_IMAGE)
+    for c in (cfg, cfg.text_config, cfg.vision_config):
+        c._attn_implementation = "sdpa"
+    model = LlavaForConditionalGeneration(cfg)
+    ip = LlavaImageProcessorPil(do_pad=True, size={"shortest_edge": IMAGE_SIZE},
+                                crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, resample=3)
+    proc = LlavaProcessor(image_processor=ip, tokenizer=tok, patch_size=PATCH, vision_feature_select_strategy="full",
+                          chat_template=CHAT_TEMPLATE, image_token="<image>", num_additional_image_tokens=1)
+    return model, proc, torch
+
+
+def sample(rng: random.Random, n_images: int):
+    """(turns, [(image, scene)]) of one training conversation: the images come with the first question, then
+    2-4 questions in all, each a (question, answer). Every answer is trained on, so one encoding of
+    the images teaches several answers."""
+    drawn = [shapes.draw_scene(rng) for _ in range(n_images)]
+    scenes = [s for _, s in drawn]
+    if n_images == 1:
+        s = scenes[0]
+        qa = [(rng.choice(shapes.COLOR_QUESTIONS), shapes.color_answer(s)),
+              (rng.choice(shapes.SHAPE_QUESTIONS), shapes.shape_answer(s)),
+              shapes.single_qa(rng, s)]
+        rng.shuffle(qa)
+    else:
+        qa = [shapes.multi_qa(rng, scenes) for _ in range(rng.randint(2, 4))]
+    return qa, drawn
+
+
+class Encoder:
+    """Examples -> padded tensors (input_ids, attention_mask, labels, pixel_values)."""
+
+    def __init__(self, proc, torch):
+        self.proc, self.torch = proc, torch
+        self.tok = proc.tokenizer
+        self.image_token = self.tok.convert_tokens_to_ids("<image>")
+        self.eos = self.tok.eos_token_id
+        self.pad = self.tok.pad_token_id
+
+    def _ids(self, text: str) -> list[int]:
+        out = []
+        for t in self.tok(text, add_special_tokens=False)["input_ids"]:
+            # each marker becomes the image's rows, as the processor and the engine do
+            out.extend([t] * ROWS_PER_IMAGE if t == self.image_token else [t])
+        return out
+
+    def prompt_ids(self, messages) -> list[int]:
+        return self._ids(self.proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+    def conversation(self, qa, n_images: int) -> tuple[list[int], list[int]]:
+        """(ids, labels) of a conversation rendered turn by turn with the chat template; labels
+        are -100 except on the answers and their </s>."""
+        msgs, ids, labels, prev = [], [], [], ""
+        for i, (q, a) in enumerate(qa):
+            content = [{"type": "image"} for _ in range(n_images if i == 0 else 0)] + [{"type": "text", "text": q}]
+            msgs.append({"role": "user", "content": content})
+            text = self.proc.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            assert text.startswith(prev), "the chat template is not prefix-stable"
+            p = self._ids(text[len(prev):])
+            ans = self.tok(" " + a, add_special_tokens=False)["input_ids"] + [self.eos]
+            ids += p + ans
+            labels += [-100] * len(p) + ans
+            msgs.append({"role": "assistant", "content": a})
+            prev = text + " " + a + self.tok.eos_token
+        return ids, labels
+
+    def batch(self, examples):
+        torch = self.torch
+        seqs, labs, pix = [], [], []
+        for qa, images in examples:
+            ids, labels = self.conversation(qa, len(images))
+            seqs.append(ids)
+            labs.append(labels)
+            pix.extend(images)
+        n = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), n), self.pad, dtype=torch.long)
+        lab = torch.full((len(seqs), n), -100, dtype=torch.long)
+        att = torch.zeros((len(seqs), n), dtype=torch.long)
+        for i, (s, l) in enumerate(zip(seqs, labs)):
+            ids[i, : len(s)] = torch.tensor(s)
+            lab[i, : len(l)] = torch.tensor(l)
+            att[i, : len(s)] = 1
+        pv = self.proc.image_processor(pix, return_tensors="pt")["pixel_values"]
+        return ids, att, lab, pv
+
+
+class AuxHead:
+    """The vision tower's training signal of its own (stage 1, kept as an auxiliary loss in stage 2):
+    on the layer the projector reads, one linear layer on each patch feature, max-pooled over the
+    patches, and one on the CLS feature each classify colour (6), shape (3) and position (5). The
+    CLS row then summarises the image, which the decoder finds next to the image's "Image k:"
+    label in multi-image prompts. Discarded after training."""
+
+    def __init__(self, torch, width: int):
+        self.torch = torch
+        n = len(shapes.COLORS) + len(shapes.SHAPES) + len(shapes.POSITIONS)
+        self.patch = torch.nn.Linear(width, n)
+        self.cls = torch.nn.Linear(width, n)
+        self.cuts = (0, len(shapes.COLORS), len(shapes.COLORS) + len(shapes.SHAPES), n)
+
+    def parameters(self) -> list:
+        return list(self.patch.parameters()) + list(self.cls.parameters())
+
+    def loss(self, model, pixel_values, scenes) -> tuple:
+        """(loss, [colour, shape, position accuracy of the CLS classifier])"""
+        torch = self.torch
+        feats = model.model.vision_tower(pixel_values=pixel_values, output_hidden_states=True).hidden_states[-1]
+        targets = torch.tensor([(list(shapes.COLORS).index(s.color), shapes.SHAPES.index(s.shape),
+                                 shapes.POSITIONS.index(s.position)) for s in scenes])
+        total, acc = 0.0, []
+        for logits in (self.patch(feats[:, 1:]).max(dim=1).values, self.cls(feats[:, 0])):  # [n, 14] each
+            acc = []
+            for i in range(3):
+                lg = logits[:, self.cuts[i]: self.cuts[i + 1]]
+                total = total + torch.nn.functional.cross_entropy(lg, targets[:, i])
+                acc.append((lg.argmax(-1) == targets[:, i]).float().mean().item())
+        return total, acc
+
+
+def pretrain_vision(model, proc, aux, torch, steps: int, lr: float, seed: int, batch: int = 64) -> list[float]:
+    """Stage 1: the vision tower alone with the auxiliary head, on batches of single scenes.
+    Returns the last batch's colour / shape / position accuracy."""
+    from tqdm import tqdm
+
+    params = list(model.model.vision_tower.parameters()) + aux.parameters()
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.05)
+    acc = [0.0, 0.0, 0.0]
+    bar = tqdm(range(steps), desc="vision", mininterval=5)
+    for step in bar:
+        rng = random.Random(seed * 1_000_003 + 500_000 + step)
+        drawn = [shapes.draw_scene(rng) for _ in range(batch)]
+        pv = proc.image_processor([im for im, _ in drawn], return_tensors="pt")["pixel_values"]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, warmup=50)
+        loss, acc = aux.loss(model, pv, [s for _, s in drawn])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.set_postfix(loss=f"{loss.item():.3f}", acc="/".join(f"{a:.2f}" for a in acc), refresh=False)
+    return acc
+
+
+def plan(step: int, steps: int, rng: random.Random) -> tuple[int, int]:
+    """(examples in the batch, images per example) of a step."""
+    if step < 0.1 * steps or step % 3 == 0:
+        return 16, 1
+    n = rng.randint(2, shapes.MAX_IMAGES)
+    return max(2, 32 // n), n
+
+
+def lr_at(step: int, steps: int, peak: float, warmup: int = 150) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def evaluate(model, enc, torch, seed: int, n: int = 48) -> dict[str, float]:
+    """Greedy answers on fresh scenes: single-image colour / shape, 8-image colour."""
+    rng = random.Random(seed)
+    model.eval()
+    res = {}
+    cases = {
+        "color1": lambda: (1, shapes.COLOR_QUESTIONS[0], "color"),
+        "shape1": lambda: (1, shapes.SHAPE_QUESTIONS[0], "shape"),
+        "color8": lambda: (8, None, "color"),
+    }
+    for name, make in cases.items():
+        ok = 0
+        for _ in range(n):
+            n_img, q, key = make()
+            drawn = [shapes.draw_scene(rng) for _ in range(n_img)]
+            k = rng.randrange(n_img)
+            if q is None:
+                q = shapes.color_question_multi(k + 1)
+            msgs = [{"role": "user", "content": [{"type": "image"} for _ in drawn] + [{"type": "text", "text": q}]}]
+            ids = torch.tensor([enc.prompt_ids(msgs)])
+            pv = enc.proc.image_processor([im for im, _ in drawn], return_tensors="pt")["pixel_values"]
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), pixel_values=pv,
+                                     max_new_tokens=8, do_sample=False, pad_token_id=enc.pad)
+            text = enc.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            ok += shapes.answer_words(text)[key] == getattr(drawn[k][1], key)
+        res[name] = ok / n
+    model.train()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True, help="work directory (HF checkpoint in OUT/hf, GGUF in OUT/demo-vlm.gguf)")
+    ap.add_argument("--steps", type=int, default=2000, help="stage 2: the whole model")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--vision-steps", type=int, default=1200, help="stage 1: the vision tower alone (AuxHead)")
+    ap.add_argument("--vision-lr-scale", type=float, default=0.3, help="stage 2 learning rate of the vision tower")
+    ap.add_argument("--aux-weight", type=float, default=0.3, help="stage 2 weight of the AuxHead loss")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=0, help="steps between quick evaluations (0: only at the end)")
+    ap.add_argument("--outtype", default="q8_0", help="akvq-convert --outtype of the GGUF")
+    ap.add_argument("--no-convert", action="store_true")
+    ap.add_argument("--install", action="store_true", help="copy the GGUF to pyakvq/data/demo-vlm.gguf")
+    args = ap.parse_args()
+
+    import torch
+    from tqdm import tqdm
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = make_tokenizer()
+    model, proc, _ = build(tok)
+    enc = Encoder(proc, torch)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"vocab {len(tok)} (rows {model.config.text_config.vocab_size}), parameters {n_params / 1e6:.2f} M",
+          flush=True)
+    aux = AuxHead(torch, model.config.vision_config.hidden_size)
+    t0 = time.time()
+    vacc = pretrain_vision(model, proc, aux, torch, args.vision_steps, args.lr, args.seed)
+    print(f"vision stage: {time.time() - t0:.0f} s, colour/shape/position accuracy of the last batch {vacc}",
+          flush=True)
+    groups = {}
+    for n, p in list(model.named_parameters()) + [(f"aux.{i}", p) for i, p in enumerate(aux.parameters())]:
+        vision = "vision_tower" in n or n.startswith("aux.")
+        key = (vision, p.ndim >= 2 and "embed" not in n)
+        groups.setdefault(key, []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "weight_decay": 0.05 if wd else 0.0,
+                              "scale": args.vision_lr_scale if vision else 1.0}
+                             for (vision, wd), ps in groups.items()], lr=args.lr, betas=(0.9, 0.98))
+    model.train()
+    log = []
+    ema = None
+    bar = tqdm(range(args.steps), desc="train", mininterval=5)
+    for step in bar:
+        rng = random.Random(args.seed * 1_000_003 + step)
+        bs, n_img = plan(step, args.steps, rng)
+        examples = [sample(rng, n_img) for _ in range(bs)]
+        ids, att, lab, pv = enc.batch([(qa, [im for im, _ in drawn]) for qa, drawn in examples])
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr) * g["scale"]
+        loss = model(input_ids=ids, attention_mask=att, pixel_values=pv, labels=lab).loss
+        if n_img == 1 and args.aux_weight > 0:  # keeps the vision features sharp (AuxHead)
+            loss = loss + args.aux_weight * aux.loss(model, pv, [d[0][1] for _, d in examples])[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        bar.set_postfix(loss=f"{ema:.3f}", imgs=n_img, refresh=False)
+        if args.eval_every and (step + 1) % args.eval_every == 0:
+            r = evaluate(model, enc, torch, seed=10_000 + step, n=24)
+            log.append({"step": step + 1, "loss": ema, **r, "seconds": time.time() - t0})
+            tqdm.write(json.dumps(log[-1]))
+    train_s = time.time() - t0  # both stages
+    r = evaluate(model, enc, torch, seed=99_999, n=48)
+    summary = {"steps": args.steps, "seed": args.seed, "threads": args.threads, "train_seconds": round(train_s),
+               "loss": ema, "parameters": n_params, "vision_stage_accuracy": vacc, "eval": r, "log": log}
+    print(json.dumps(summary), flush=True)
+    hf = out / "hf"
+    if hf.exists():
+        shutil.rmtree(hf)
+    model.save_pretrained(str(hf))
+    proc.save_pretrained(str(hf))
+    (out / "train.json").write_text(json.dumps(summary, indent=1))
+    if args.no_convert:
+        return
+    gguf = out / "demo-vlm.gguf"
+    # The installed akvq-convert, else this Python's pyakvq (e.g. PYTHONPATH=. AKVQ_EXT_DIR=build/dev).
+    conv = [shutil.which("akvq-convert")] if shutil.which("akvq-convert") else [sys.executable, "-m", "pyakvq.convert"]
+    subprocess.run(conv + [str(hf), "-o", str(gguf), "--outtype", args.outtype, "--name", "pyakvq demo VLM (shapes)",
+                           "-q"], check=True, cwd=ROOT)
+    print(f"wrote {gguf} ({gguf.stat().st_size / 1e6:.1f} MB)")
+    if args.install:
+        dest = ROOT / "pyakvq" / "data" / "demo-vlm.gguf"
+        dest.parent.mkdir(exist_ok=True)
+        shutil.copyfile(gguf, dest)
+        print(f"installed {dest}")
+
+
+if __name__ == "__main__":
+    main()
