@@ -155,6 +155,11 @@ def test_demo_answers_position_and_description():
     assert len(wrong) <= 1, f"{len(wrong)} of {n} answers wrong:\n" + "\n".join(wrong)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 9, open: the shipped demo has not learned to pick image k out of several (it answers "
+    "about the last image; bench/RESULTS.md, demo VLM); strict, so a model that learns it makes this XPASS",
+)
 def test_demo_answers_about_one_of_several_images():
     demo_or_skip()
     shapes = load_shapes()
@@ -169,7 +174,7 @@ def test_demo_answers_about_one_of_several_images():
             a = _ask(m, images, q)
             if shapes.answer_words(a)["color"] != c:
                 wrong.append(f"{[s.caption() for _, s in scenes]}: {q!r} -> {a!r}")
-    assert len(wrong) <= 1, f"{len(wrong)} of {len(colors)} answers wrong:\n" + "\n".join(wrong)
+    assert not wrong, f"{len(wrong)} of {len(colors)} answers wrong:\n" + "\n".join(wrong)
 
 
 def test_demo_answers_the_readme_examples():
