@@ -307,6 +307,22 @@ def _int_in(lo: int, hi: int | None, special: str = ""):
     return conv
 
 
+def _add_kv_and_threads(p: argparse.ArgumentParser) -> None:
+    """--kv, repeatable --kv-opt and -t/--threads: the same flags as akvq-cli's."""
+    p.add_argument("--kv", default="f16", help="KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4; default f16)")
+    p.add_argument(
+        "--kv-opt", action="append", metavar="KEY=VALUE", help="KV cache option (repeatable), e.g. --kv-opt window=128"
+    )
+    p.add_argument(
+        "-t",
+        "--threads",
+        type=_int_in(1, MAX_THREADS),
+        default=None,
+        metavar="N",
+        help=f"threads, 1..{MAX_THREADS} (default: cores available)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="pyakvq",
@@ -367,18 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--top-k", type=_int_in(0, 2**31 - 1), default=None, metavar="K", help="top-k (default 40)")
     p.add_argument("--top-p", type=_float_min(0.0), default=None, metavar="P", help="top-p in (0, 1] (default 0.95)")
-    p.add_argument("--kv", default="f16", help="KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4; default f16)")
-    p.add_argument(
-        "--kv-opt", action="append", metavar="KEY=VALUE", help="KV cache option (repeatable), e.g. --kv-opt window=128"
-    )
-    p.add_argument(
-        "-t",
-        "--threads",
-        type=_int_in(1, MAX_THREADS),
-        default=None,
-        metavar="N",
-        help=f"threads, 1..{MAX_THREADS} (default: cores available)",
-    )
+    _add_kv_and_threads(p)
     p.add_argument(
         "-c",
         "--ctx-size",
@@ -417,19 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"chunk size n_ctx (even, 16..{MAX_CTX}; default 1024)",
     )
-    p.add_argument("--kv", default="f16", help="KV cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4)")
-    p.add_argument(
-        "--kv-opt", action="append", metavar="KEY=VALUE", help="KV cache option (repeatable), e.g. --kv-opt bits=2"
-    )
+    _add_kv_and_threads(p)
     p.add_argument("--reference", default=None, help="also report KL and top-1 vs this mode (e.g. f16)")
-    p.add_argument(
-        "-t",
-        "--threads",
-        type=_int_in(1, MAX_THREADS),
-        default=None,
-        metavar="N",
-        help=f"threads, 1..{MAX_THREADS} (default: cores available)",
-    )
     p.add_argument("--chunks", type=_int_in(1, None), default=None, help="evaluate at most this many chunks")
     p.add_argument(
         "-b",
