@@ -99,7 +99,7 @@ def test_model_path_errors(smollm2_path, tmp_path):
         ("", ValueError, "path is empty"),
         (str(tmp_path / "x\udcff.gguf"), ValueError, "path is not valid UTF-8"),
         (12, TypeError, "path must be a str or os.PathLike, got int"),
-        (None, TypeError, "path must be a str or os.PathLike"),
+        (3.5, TypeError, "path must be a str or os.PathLike, got float"),  # (None: the demo model)
     ]:
         with pytest.raises(exc) as ei:
             pyakvq.Model(bad)
