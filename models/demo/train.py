@@ -54,10 +54,20 @@ import shapes  # noqa: E402
 IMAGE_SIZE = 96
 PATCH = 12
 ROWS_PER_IMAGE = (IMAGE_SIZE // PATCH) ** 2 + 1  # strategy "full": CLS + 64 patches
-SYSTEM = (
-    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-    "detailed, and polite answers to the user's questions."
-)
+
+
+def _load_by_path(name: str, path: pathlib.Path):
+    """A module of the package loaded from its file (importing pyakvq itself needs the compiled
+    extension, which the training environment lacks)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SYSTEM = _load_by_path("akvq_multimodal", ROOT / "pyakvq" / "multimodal.py").LLAVA_SYSTEM  # LLaVA-1.5's
 
 # LLaVA-1.5's vicuna format; several images are numbered ("Image k: <image>\n"), one image is not.
 CHAT_TEMPLATE = (
