@@ -239,9 +239,10 @@ def resolve_modes(path: str, names: list[str], threads: int | None) -> dict[str,
 
 
 def answer_budget(m) -> int:
-    """Tokens enough for every expected answer ("Yellow.", "A triangle.") plus 2."""
+    """Tokens enough for every expected answer ("Yellow.", "A triangle.", "Image 16: yellow.") plus 2."""
     sh = load_shapes()
     answers = [f"{c.capitalize()}." for c in sh.COLORS] + [f"A {s}." for s in sh.SHAPES]
+    answers += [sh.multi_answer(sh.MAX_IMAGES, a) for a in answers]
     return max(len(m.tokenize(" " + a, add_special=False)) for a in answers) + 2
 
 

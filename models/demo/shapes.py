@@ -174,16 +174,23 @@ def single_qa(rng: random.Random, s: Scene) -> tuple[str, str]:
     return rng.choice(POSITION_QUESTIONS), position_answer(s)
 
 
-def multi_qa(rng: random.Random, scenes: list[Scene]) -> tuple[str, str]:
-    """A (question, answer) about image k of a multi-image prompt."""
-    k = rng.randrange(len(scenes))
+def multi_answer(k: int, answer: str) -> str:
+    """The answer about image k (from 1) of several: it names the image first ("Image 5: red."),
+    so the token the answer is read from follows that image's number."""
+    return f"Image {k}: {answer[0].lower()}{answer[1:]}"
+
+
+def multi_qa(rng: random.Random, scenes: list[Scene], k: int | None = None) -> tuple[str, str]:
+    """A (question, answer) about image k (from 0; random when None) of a multi-image prompt."""
+    if k is None:
+        k = rng.randrange(len(scenes))
     s = scenes[k]
     kind = rng.random()
     if kind < 0.6:
-        return color_question_multi(k + 1), color_answer(s)
+        return color_question_multi(k + 1), multi_answer(k + 1, color_answer(s))
     if kind < 0.8:
-        return shape_question_multi(k + 1), shape_answer(s)
-    return describe_question_multi(k + 1), describe_answer(s)
+        return shape_question_multi(k + 1), multi_answer(k + 1, shape_answer(s))
+    return describe_question_multi(k + 1), multi_answer(k + 1, describe_answer(s))
 
 
 def answer_words(text: str) -> dict[str, str | None]:

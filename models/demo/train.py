@@ -1,7 +1,7 @@
 """Trains the demo VLM from scratch on generated shape scenes and converts it to the GGUF that ships
 in the package (pyakvq/data/demo-vlm.gguf).
 
-    python models/demo/train.py --out /tmp/demo            # ~30 CPU minutes on 2 cores
+    python models/demo/train.py --out /tmp/demo            # ~32 minutes on 2 cores
     python models/demo/train.py --out /tmp/demo --steps 200 --no-convert   # a quick trial
 
 Needs torch, transformers (5.x), tokenizers and pillow (only here: the package does not). Seeded:
@@ -20,16 +20,21 @@ The model is LLaVA-1.5's architecture, small:
   vocab   byte-level BPE (GPT-2 pre-tokenizer, no BOS) trained on the task's texts, plus </s>,
           <pad>, <image>
 The chat format is LLaVA-1.5's vicuna ("{system} USER: <image>\\n{question} ASSISTANT: {answer}</s>");
-with several images each marker is numbered: "Image 1: <image>\\nImage 2: <image>\\n...".
+with several images each is followed by its number, as a caption under a figure:
+"<image>\\nImage 1.\\n<image>\\nImage 2.\\n...".
 
 Training, two stages:
   1. the vision tower alone (--vision-steps batches of 64 scenes) with an auxiliary head (AuxHead:
-     colour, shape and position from the max-pooled patch features and from the CLS feature);
-  2. the whole model (vision tower at --vision-lr-scale of the learning rate, the auxiliary loss kept
-     at --aux-weight on single-image batches) on conversations of 2-4 questions: about one image
-     (colour, shape, and a description, position or either again; descriptions make the model read
-     every attribute), or about one of 2..16 numbered images. The first 10% of the steps are
-     single-image; then a third single-image, two thirds multi-image.
+     colour, shape and position from every patch feature and from the CLS feature), so that every
+     row of an image carries what it shows;
+  2. the projector and the decoder, the vision tower frozen (as LLaVA-1.5 freezes CLIP), on
+     conversations of 3 questions about one image (colour, shape, and a description, position or
+     either again; descriptions make the model read every attribute) or of up to 4-10 questions
+     about distinct images of a prompt of 2..16 numbered images, whose answers name the image first
+     ("Image 5: red."); no image is asked about twice, so no answer can be copied from an earlier
+     one. Single images only for the first 10% of the
+     steps, then one step in four; the multi-image steps draw at most 4 images at first, up to 16
+     from half-way (finding image k among a few images is learned first, then carried to many).
 AdamW, warmup then cosine decay, gradient clipping 1.0.
 """
 
@@ -69,7 +74,9 @@ def _load_by_path(name: str, path: pathlib.Path):
 
 SYSTEM = _load_by_path("akvq_multimodal", ROOT / "pyakvq" / "multimodal.py").LLAVA_SYSTEM  # LLaVA-1.5's
 
-# LLaVA-1.5's vicuna format; several images are numbered ("Image k: <image>\n"), one image is not.
+# LLaVA-1.5's vicuna format; with several images each is followed by its number ("<image>\nImage k.\n"):
+# the number's tokens come right after the image's rows, where one attention step can gather what
+# they show; one image gets no number.
 CHAT_TEMPLATE = (
     "{%- set ns = namespace(n=0) -%}"
     "{%- for message in messages -%}{%- if message['content'] is not string -%}"
@@ -84,7 +91,7 @@ CHAT_TEMPLATE = (
     "{%- for part in parts if part['type'] == 'text' -%}{{ part['text'] }}{%- endfor -%}{{ ' ' }}"
     "{%- else -%}{{ message['role'] | upper }}{{ ': ' }}"
     "{%- for part in parts if part['type'] == 'image' -%}{%- set ns2.k = ns2.k + 1 -%}"
-    "{%- if ns.n > 1 -%}{{ 'Image ' ~ ns2.k ~ ': ' }}{%- endif -%}{{ '<image>\n' }}{%- endfor -%}"
+    "{{ '<image>\n' }}{%- if ns.n > 1 -%}{{ 'Image ' ~ ns2.k ~ '.\n' }}{%- endif -%}{%- endfor -%}"
     "{%- for part in parts if part['type'] == 'text' -%}{{ part['text'] }}{%- endfor -%}"
     "{%- if message['role'] == 'assistant' -%}{{ eos_token }}{%- else -%}{{ ' ' }}{%- endif -%}"
     "{%- endif -%}{%- endfor -%}"
@@ -96,6 +103,7 @@ def corpus_lines(n: int = 3000) -> list[str]:
     """Texts the BPE vocabulary is trained on: every question, answer and prompt frame."""
     rng = random.Random(7)
     lines = [SYSTEM, "USER: ASSISTANT:"]
+    lines += [f"Image {k}.\n" for k in range(1, shapes.MAX_IMAGES + 1)]
     lines += [f"Image {k}: " for k in range(1, shapes.MAX_IMAGES + 1)]
     for q in shapes.COLOR_QUESTIONS + shapes.SHAPE_QUESTIONS + shapes.POSITION_QUESTIONS + shapes.DESCRIBE_QUESTIONS:
         lines.append(q)
@@ -159,7 +167,7 @@ def build(tok):
 
 def sample(rng: random.Random, n_images: int):
     """(turns, [(image, scene)]) of one training conversation: the images come with the first question, then
-    2-4 questions in all, each a (question, answer). Every answer is trained on, so one encoding of
+    3 questions about one image, 4-10 about several (each image at most once), each a (question, answer). Every answer is trained on, so one encoding of
     the images teaches several answers."""
     drawn = [shapes.draw_scene(rng) for _ in range(n_images)]
     scenes = [s for _, s in drawn]
@@ -170,7 +178,10 @@ def sample(rng: random.Random, n_images: int):
               shapes.single_qa(rng, s)]
         rng.shuffle(qa)
     else:
-        qa = [shapes.multi_qa(rng, scenes) for _ in range(rng.randint(2, 4))]
+        # each image asked about at most once: a second question about image k could be answered
+        # by copying the earlier answer's text instead of looking at the image
+        ks = rng.sample(range(n_images), min(n_images, rng.randint(4, 10)))
+        qa = [shapes.multi_qa(rng, scenes, k) for k in ks]
     return qa, drawn
 
 
@@ -232,11 +243,11 @@ class Encoder:
 
 
 class AuxHead:
-    """The vision tower's training signal of its own (stage 1, kept as an auxiliary loss in stage 2):
-    on the layer the projector reads, one linear layer on each patch feature, max-pooled over the
-    patches, and one on the CLS feature each classify colour (6), shape (3) and position (5). The
-    CLS row then summarises the image, which the decoder finds next to the image's "Image k:"
-    label in multi-image prompts. Discarded after training."""
+    """The vision tower's training signal of its own (stage 1): on the layer the projector reads,
+    one linear layer on every patch feature (the loss averaged over the patches) and one on the CLS
+    feature each classify colour (6), shape (3) and position (5). Every row of an image then
+    carries what the image shows, so the decoder can read it from whichever rows its attention
+    lands on, e.g. the last rows, next to the image's "Image k." label. Discarded after training."""
 
     def __init__(self, torch, width: int):
         self.torch = torch
@@ -255,12 +266,15 @@ class AuxHead:
         targets = torch.tensor([(list(shapes.COLORS).index(s.color), shapes.SHAPES.index(s.shape),
                                  shapes.POSITIONS.index(s.position)) for s in scenes])
         total, acc = 0.0, []
-        for logits in (self.patch(feats[:, 1:]).max(dim=1).values, self.cls(feats[:, 0])):  # [n, 14] each
+        n_patch = feats.shape[1] - 1
+        per_patch = self.patch(feats[:, 1:]).flatten(0, 1)  # [n * 64, 14]
+        for logits, tgt in ((per_patch, targets.repeat_interleave(n_patch, dim=0)),
+                            (self.cls(feats[:, 0]), targets)):  # [n, 14]
             acc = []
             for i in range(3):
                 lg = logits[:, self.cuts[i]: self.cuts[i + 1]]
-                total = total + torch.nn.functional.cross_entropy(lg, targets[:, i])
-                acc.append((lg.argmax(-1) == targets[:, i]).float().mean().item())
+                total = total + torch.nn.functional.cross_entropy(lg, tgt[:, i])
+                acc.append((lg.argmax(-1) == tgt[:, i]).float().mean().item())
         return total, acc
 
 
@@ -288,11 +302,15 @@ def pretrain_vision(model, proc, aux, torch, steps: int, lr: float, seed: int, b
 
 
 def plan(step: int, steps: int, rng: random.Random) -> tuple[int, int]:
-    """(examples in the batch, images per example) of a step."""
-    if step < 0.1 * steps or step % 3 == 0:
+    """(conversations in the batch, images per conversation) of a stage-2 step: single images for
+    the first 10% of the steps, then one step in four; the multi-image steps draw 2..n_max images,
+    n_max growing from 4 to 16 between 10% and 50% of the steps."""
+    if step < 0.1 * steps or step % 4 == 0:
         return 16, 1
-    n = rng.randint(2, shapes.MAX_IMAGES)
-    return max(2, 32 // n), n
+    grow = min(1.0, max(0.0, (step / steps - 0.1) / 0.4))
+    n_max = 4 + round(grow * (shapes.MAX_IMAGES - 4))
+    n = rng.randint(2, n_max)
+    return max(2, 40 // n), n
 
 
 def lr_at(step: int, steps: int, peak: float, warmup: int = 150) -> float:
@@ -336,11 +354,9 @@ def evaluate(model, enc, torch, seed: int, n: int = 48) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="work directory (HF checkpoint in OUT/hf, GGUF in OUT/demo-vlm.gguf)")
-    ap.add_argument("--steps", type=int, default=2000, help="stage 2: the whole model")
+    ap.add_argument("--steps", type=int, default=2400, help="stage 2: projector and decoder")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--vision-steps", type=int, default=1200, help="stage 1: the vision tower alone (AuxHead)")
-    ap.add_argument("--vision-lr-scale", type=float, default=0.3, help="stage 2 learning rate of the vision tower")
-    ap.add_argument("--aux-weight", type=float, default=0.3, help="stage 2 weight of the AuxHead loss")
+    ap.add_argument("--vision-steps", type=int, default=1000, help="stage 1: the vision tower alone (AuxHead)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=0, help="steps between quick evaluations (0: only at the end)")
@@ -367,14 +383,14 @@ def main() -> None:
     vacc = pretrain_vision(model, proc, aux, torch, args.vision_steps, args.lr, args.seed)
     print(f"vision stage: {time.time() - t0:.0f} s, colour/shape/position accuracy of the last batch {vacc}",
           flush=True)
-    groups = {}
-    for n, p in list(model.named_parameters()) + [(f"aux.{i}", p) for i, p in enumerate(aux.parameters())]:
-        vision = "vision_tower" in n or n.startswith("aux.")
-        key = (vision, p.ndim >= 2 and "embed" not in n)
-        groups.setdefault(key, []).append(p)
-    opt = torch.optim.AdamW([{"params": ps, "weight_decay": 0.05 if wd else 0.0,
-                              "scale": args.vision_lr_scale if vision else 1.0}
-                             for (vision, wd), ps in groups.items()], lr=args.lr, betas=(0.9, 0.98))
+    # Stage 2 keeps the vision tower frozen, as LLaVA-1.5 keeps CLIP: its features already carry
+    # colour, shape and position (the auxiliary head's accuracy above) in every row.
+    for p in model.model.vision_tower.parameters():
+        p.requires_grad_(False)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "embed" not in n]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.98))
     model.train()
     log = []
     ema = None
@@ -385,10 +401,8 @@ def main() -> None:
         examples = [sample(rng, n_img) for _ in range(bs)]
         ids, att, lab, pv = enc.batch([(qa, [im for im, _ in drawn]) for qa, drawn in examples])
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr) * g["scale"]
+            g["lr"] = lr_at(step, args.steps, args.lr)
         loss = model(input_ids=ids, attention_mask=att, pixel_values=pv, labels=lab).loss
-        if n_img == 1 and args.aux_weight > 0:  # keeps the vision features sharp (AuxHead)
-            loss = loss + args.aux_weight * aux.loss(model, pv, [d[0][1] for _, d in examples])[0]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

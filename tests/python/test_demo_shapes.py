@@ -81,6 +81,25 @@ def test_multi_questions_name_the_image():
         q, a = shapes.multi_qa(rng, scenes)
         k = int(q.rstrip("?.").split()[-1])
         s = scenes[k - 1]
+        assert a.startswith(f"Image {k}: "), (q, a)  # the answer names the image first
         words = shapes.answer_words(a)
         assert words["color"] in (None, s.color) and words["shape"] in (None, s.shape)
         assert words["color"] == s.color or words["shape"] == s.shape
+
+
+def test_training_conversations_ask_each_image_once():
+    """train.sample: a multi-image conversation never asks twice about one image (a second answer
+    could be copied from the first instead of read off the image); single images get 3 questions."""
+    import train  # models/demo/train.py; imports torch only inside its functions
+
+    rng = random.Random(5)
+    for n in (1, 2, 3, 8, 16):
+        for _ in range(20):
+            qa, drawn = train.sample(rng, n)
+            assert len(drawn) == n
+            if n == 1:
+                assert len(qa) == 3
+                continue
+            ks = [int(q.rstrip("?.").split()[-1]) for q, _ in qa]
+            assert len(ks) == len(set(ks)) == min(n, len(ks)) and all(1 <= k <= n for k in ks), ks
+            assert 2 <= len(qa) <= 10
