@@ -1,5 +1,5 @@
 // CPU matmul micro-kernels. A kernel computes one tile of y = x · Wᵀ: R weight rows (R <= 4)
-// against T activation rows (T <= kMaxTileT = 6), over the whole inner dimension. The right-hand side is
+// against T activation rows (T <= kMaxTileT = 12), over the whole inner dimension. The right-hand side is
 // prepared once per matmul (ops/matmul.cpp): quantized to 16 bits (Q16 rows / ActQ16K, see
 // ops/qblocks.h) for quantized weights, plain f32 for float weights.
 #pragma once
