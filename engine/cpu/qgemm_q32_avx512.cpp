@@ -205,7 +205,9 @@ void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64
 
 template <class V, class K>
 struct Tiles {
-  static constexpr TileShape kShape = {4, 4, 4, 4, 3};
+  // 4 x 8 measured best (tools_ops_bench, 64 tokens: 7B Q4_0 matmuls 1.04x the 4 x 3 tile with 16-bit
+  // activations, 1.14x with 8-bit; each row group's load feeds 8 tokens)
+  static constexpr TileShape kShape = {4, 8, 4, 4, 8};
   template <int R, int T>
   static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
     tile<K, V::kG4, V::kL, R, T>(w, w_stride, x, t0, n_in, y, ldy);
