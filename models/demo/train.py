@@ -32,9 +32,9 @@ Training, two stages:
      either again; descriptions make the model read every attribute) or of up to 4-10 questions
      about distinct images of a prompt of 2..16 numbered images, whose answers name the image first
      ("Image 5: red."); no image is asked about twice, so no answer can be copied from an earlier
-     one. Single images only for the first 10% of the
-     steps, then one step in four; the multi-image steps draw at most 4 images at first, up to 16
-     from half-way (finding image k among a few images is learned first, then carried to many).
+     one. Single images only for the first 10% of the steps, then one step in four; the
+     multi-image steps draw at most 4 images at first, up to 16 from half-way (finding image k
+     among a few images is learned first, then carried to many).
 AdamW, warmup then cosine decay, gradient clipping 1.0.
 """
 
