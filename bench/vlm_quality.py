@@ -5,7 +5,7 @@
         [--saliency-prompts 4] [--json OUT]
 
 A fresh test set of generated scenes (models/demo/shapes.py; --seed must differ from the training
-data seeds, TRAIN_SEEDS): n single images, each asked its colour and its shape, and n prompts of 8 and of 16
+data seeds, training_seeds()): n single images, each asked its colour and its shape, and n prompts of 8 and of 16
 images, each asked the colour of image k (k uniform). Labels are balanced where it is cheap (the 18
 colour x shape pairs cycle over the single images, the asked colour cycles over the multi prompts).
 Questions: shapes.COLOR_QUESTIONS[0], SHAPE_QUESTIONS[0], color_question_multi(k); greedy answers of
@@ -66,11 +66,7 @@ except ImportError:  # run from a checkout: the package next to bench/
     import pyakvq
 
 SHAPES_PY = ROOT / "models" / "demo" / "shapes.py"
-# The random.Random seeds models/demo/train.py draws its data from (defaults: seed 0, 2000 steps of
-# stage 2, 1000 of stage 1, quick evaluations every 400 steps, the final evaluation).
-TRAIN_SEEDS = frozenset(range(2000)) | frozenset(range(500_000, 501_000)) | frozenset(
-    10_000 + s for s in range(2000)) | {99_999}
-TRAIN_SEEDS_TEXT = "0..1999, 10000..11999, 99999, 500000..500999"
+TRAIN_PY = ROOT / "models" / "demo" / "train.py"
 MULTI_SIZES = (8, 16)
 
 # name -> (kv mode, kv_options). "akvq2-nowht" is filled in from akvq2's resolved options.
@@ -100,6 +96,21 @@ def load_shapes():
     sys.modules["shapes"] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def training_seeds() -> tuple[range, ...]:
+    """The random.Random seeds models/demo/train.py draws its training data from at its defaults
+    (its data_seeds(); the file is imported by path, without torch)."""
+    load_shapes()  # train.py imports shapes: the same module
+    spec = importlib.util.spec_from_file_location("akvq_demo_train", TRAIN_PY)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.data_seeds()
+
+
+def seeds_text(ranges: tuple[range, ...]) -> str:
+    """'0..2399, 500000..500999'"""
+    return ", ".join(f"{r.start}..{r.stop - 1}" for r in ranges)
 
 
 def default_model() -> str:
@@ -471,7 +482,7 @@ def format_report(res: dict[str, Any]) -> str:
         "",
         f"Machine: {res['machine']}; {res['threads']} thread(s); pyakvq at {res['git']}.",
         f"Model: {res['model_id']}. Command: `{res['command']}`.",
-        f"Test set: seed {res['seed']} (training: seeds {TRAIN_SEEDS_TEXT}): {res['n_single']} single images (colour and shape "
+        f"Test set: seed {res['seed']} (training: seeds {seeds_text(training_seeds())}): {res['n_single']} single images (colour and shape "
         f"asked), {res['n_multi']} prompts each of {' and '.join(map(str, MULTI_SIZES))} images "
         "(colour of image k, k uniform); "
         f"greedy, at most {res['max_tokens']} answer tokens; accuracy in %.",
@@ -587,8 +598,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Runs the whole benchmark and returns its results (format_report renders them)."""
     t_all = time.perf_counter()
-    if seed in TRAIN_SEEDS:
-        log(f"warning: seed {seed} is one of the training seeds ({TRAIN_SEEDS_TEXT})")
+    train_seeds = training_seeds()
+    if any(seed in r for r in train_seeds):
+        log(f"warning: seed {seed} is one of the training seeds ({seeds_text(train_seeds)})")
     testset = make_testset(seed, n_single, n_multi)
     qs = questions(testset)
     specs = resolve_modes(path, modes, threads)

@@ -255,7 +255,7 @@ void tile8(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int6
 
 template <class V, class K>
 struct Tiles16 {
-  // 4 x 12 measured best (tools_ops_bench, ffn_gate 2048 -> 5632, 64 tokens: Q4_K 1.2x, Q6_K 1.35x the
+  // 4 x 12 measured best (tools_ops_bench, ffn_gate 2048 -> 5632, 64 tokens: Q4_K 1.2x, Q6_K 1.38x the
   // 2 x 5 tile: each row's unpack feeds 12 tokens)
   static constexpr TileShape kShape = {4, 12, 2, 4, 12};
   template <int R, int T>

@@ -38,7 +38,8 @@ struct Q6_K {
 
 template <class V, class K>
 struct Tiles {
-  // 2 x 12: each row's unpack feeds 12 tokens (AVX2, ffn_gate 2048 -> 5632, 64 tokens: 1.2x the 2 x 4 tile)
+  // 2 x 12: each row's unpack feeds 12 tokens (AVX2, ffn_gate 2048 -> 5632, 64 tokens: 1.2x the 2 x 4 tile;
+  // NEON shares the shape, its speed not measured)
   static constexpr TileShape kShape = {2, 12, 2, 2, 12};
 
   // y[t * ldy + r] = row r . token t0 + t, rows w_stride bytes apart, n_in a multiple of 256.

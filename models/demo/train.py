@@ -6,7 +6,7 @@ in the package (pyakvq/data/demo-vlm.gguf).
 
 Needs torch, transformers (5.x), tokenizers and pillow (only here: the package does not). Seeded:
 the data of stage-2 step i comes from random.Random(seed * 1_000_003 + i), of stage-1 step i from
-seed * 1_000_003 + 500_000 + i, the quick evaluations from 10_000 + step and 99_999; with the same
+seed * 1_000_003 + 500_000 + i (data_seeds), the quick evaluations from 10_000 + step and 99_999; with the same
 thread count a rerun trains the same model. The benchmark's test set (bench/vlm_quality.py) uses a
 seed none of these reach.
 
@@ -59,6 +59,7 @@ import shapes  # noqa: E402
 IMAGE_SIZE = 96
 PATCH = 12
 ROWS_PER_IMAGE = (IMAGE_SIZE // PATCH) ** 2 + 1  # strategy "full": CLS + 64 patches
+STEPS, VISION_STEPS = 2400, 1000  # the defaults of stages 2 and 1 (they make the shipped model)
 
 
 def _load_by_path(name: str, path: pathlib.Path):
@@ -166,9 +167,10 @@ def build(tok):
 
 
 def sample(rng: random.Random, n_images: int):
-    """(turns, [(image, scene)]) of one training conversation: the images come with the first question, then
-    3 questions about one image, 4-10 about several (each image at most once), each a (question, answer). Every answer is trained on, so one encoding of
-    the images teaches several answers."""
+    """(turns, [(image, scene)]) of one training conversation: the images come with the first
+    question; 3 questions about one image, min(n, 4..10) about several (each image at most once),
+    each a (question, answer). Every answer is trained on, so one encoding of the images teaches
+    several answers."""
     drawn = [shapes.draw_scene(rng) for _ in range(n_images)]
     scenes = [s for _, s in drawn]
     if n_images == 1:
@@ -278,17 +280,26 @@ class AuxHead:
         return total, acc
 
 
-def pretrain_vision(model, proc, aux, torch, steps: int, lr: float, seed: int, batch: int = 64) -> list[float]:
-    """Stage 1: the vision tower alone with the auxiliary head, on batches of single scenes.
-    Returns the last batch's colour / shape / position accuracy."""
+def data_seeds(seed: int = 0, steps: int = STEPS, vision_steps: int = VISION_STEPS) -> tuple[range, range]:
+    """The random.Random seeds the training data is drawn from: (stage 2, stage 1), step i of a
+    stage from element i. (The quick evaluations' scenes, from 10_000 + step and 99_999, train
+    nothing.) bench/vlm_quality.py keeps its test set out of these."""
+    base = seed * 1_000_003
+    return range(base, base + steps), range(base + 500_000, base + 500_000 + vision_steps)
+
+
+def pretrain_vision(model, proc, aux, torch, seeds: range, lr: float, batch: int = 64) -> list[float]:
+    """Stage 1: the vision tower alone with the auxiliary head, on batches of single scenes, one
+    step per seed. Returns the last batch's colour / shape / position accuracy."""
     from tqdm import tqdm
 
     params = list(model.model.vision_tower.parameters()) + aux.parameters()
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.05)
     acc = [0.0, 0.0, 0.0]
+    steps = len(seeds)
     bar = tqdm(range(steps), desc="vision", mininterval=5)
     for step in bar:
-        rng = random.Random(seed * 1_000_003 + 500_000 + step)
+        rng = random.Random(seeds[step])
         drawn = [shapes.draw_scene(rng) for _ in range(batch)]
         pv = proc.image_processor([im for im, _ in drawn], return_tensors="pt")["pixel_values"]
         for g in opt.param_groups:
@@ -354,9 +365,9 @@ def evaluate(model, enc, torch, seed: int, n: int = 48) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="work directory (HF checkpoint in OUT/hf, GGUF in OUT/demo-vlm.gguf)")
-    ap.add_argument("--steps", type=int, default=2400, help="stage 2: projector and decoder")
+    ap.add_argument("--steps", type=int, default=STEPS, help="stage 2: projector and decoder")
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--vision-steps", type=int, default=1000, help="stage 1: the vision tower alone (AuxHead)")
+    ap.add_argument("--vision-steps", type=int, default=VISION_STEPS, help="stage 1: the vision tower alone (AuxHead)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=0, help="steps between quick evaluations (0: only at the end)")
@@ -380,23 +391,26 @@ def main() -> None:
           flush=True)
     aux = AuxHead(torch, model.config.vision_config.hidden_size)
     t0 = time.time()
-    vacc = pretrain_vision(model, proc, aux, torch, args.vision_steps, args.lr, args.seed)
+    seeds2, seeds1 = data_seeds(args.seed, args.steps, args.vision_steps)
+    vacc = pretrain_vision(model, proc, aux, torch, seeds1, args.lr)
     print(f"vision stage: {time.time() - t0:.0f} s, colour/shape/position accuracy of the last batch {vacc}",
           flush=True)
     # Stage 2 keeps the vision tower frozen, as LLaVA-1.5 keeps CLIP: its features already carry
     # colour, shape and position (the auxiliary head's accuracy above) in every row.
     for p in model.model.vision_tower.parameters():
         p.requires_grad_(False)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim >= 2 and "embed" not in n]
-    rest = [p for n, p in model.named_parameters() if p.requires_grad and not (p.ndim >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": rest, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98))
+    groups = {True: [], False: []}  # weight decay on the matrices but the embeddings
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            groups[p.ndim >= 2 and "embed" not in n].append(p)
+    opt = torch.optim.AdamW([{"params": groups[True], "weight_decay": 0.05},
+                             {"params": groups[False], "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
     model.train()
     log = []
     ema = None
     bar = tqdm(range(args.steps), desc="train", mininterval=5)
     for step in bar:
-        rng = random.Random(args.seed * 1_000_003 + step)
+        rng = random.Random(seeds2[step])
         bs, n_img = plan(step, args.steps, rng)
         examples = [sample(rng, n_img) for _ in range(bs)]
         ids, att, lab, pv = enc.batch([(qa, [im for im, _ in drawn]) for qa, drawn in examples])

@@ -101,5 +101,5 @@ def test_training_conversations_ask_each_image_once():
                 assert len(qa) == 3
                 continue
             ks = [int(q.rstrip("?.").split()[-1]) for q, _ in qa]
-            assert len(ks) == len(set(ks)) == min(n, len(ks)) and all(1 <= k <= n for k in ks), ks
-            assert 2 <= len(qa) <= 10
+            assert len(ks) == len(set(ks)) and all(1 <= k <= n for k in ks), ks
+            assert min(n, 4) <= len(qa) <= min(n, 10)
