@@ -339,6 +339,30 @@ class Model:
         A template that refuses the conversation (raise_exception, e.g. roles that must alternate)
         raises ValueError with the template's message."""
         gen = {k: kwargs.pop(k) for k in self._GENERATE_KEYWORDS if k in kwargs}
+        inp = self._chat_input(
+            messages_or_prompt,
+            template,
+            tools=tools,
+            documents=documents,
+            add_generation_prompt=add_generation_prompt,
+            images=images,
+            **kwargs,
+        )
+        return self.generate(inp, **gen)
+
+    def _chat_input(
+        self,
+        messages_or_prompt,
+        template: str | None = None,
+        *,
+        tools=None,
+        documents=None,
+        add_generation_prompt: bool = True,
+        images=None,
+        **kwargs,
+    ):
+        """The prompt chat() generates from, with chat()'s arguments (no generation keywords): token
+        ids, or a SessionInput holding the images' rows."""
         if images is None and isinstance(template, str) and _mm.looks_like_images(messages_or_prompt):
             images, messages_or_prompt, template = messages_or_prompt, template, None
         if images is not None:
@@ -364,8 +388,8 @@ class Model:
         )
         add_special = not self._starts_with_bos(text)
         if images is not None:
-            return self.generate(self._image_input(text, images, add_special), **gen)
-        return self.generate(self.tokenize(text, add_special=add_special), **gen)
+            return self._image_input(text, images, add_special)
+        return self.tokenize(text, add_special=add_special)
 
     def render_chat(
         self,
