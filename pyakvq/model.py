@@ -391,6 +391,22 @@ class Model:
             return self._image_input(text, images, add_special)
         return self.tokenize(text, add_special=add_special)
 
+    def create_completion(self, prompt: str | Sequence[int], **kwargs) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """An OpenAI-style text completion (llama-cpp-python's create_completion); see
+        pyakvq.completions.create_completion for the arguments and the result's shape."""
+        from .completions import create_completion  # noqa: PLC0415
+
+        return create_completion(self, prompt, **kwargs)
+
+    def create_chat_completion(
+        self, messages: Sequence[dict[str, Any]], **kwargs
+    ) -> dict[str, Any] | Iterator[dict[str, Any]]:
+        """An OpenAI-style chat completion (llama-cpp-python's create_chat_completion); see
+        pyakvq.completions.create_chat_completion for the arguments and the result's shape."""
+        from .completions import create_chat_completion  # noqa: PLC0415
+
+        return create_chat_completion(self, messages, **kwargs)
+
     def render_chat(
         self,
         messages,
