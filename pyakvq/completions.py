@@ -1,0 +1,670 @@
+"""OpenAI-shaped completions: `create_completion` and `create_chat_completion` return the dicts
+(and, when streaming, the chunk iterators) that the OpenAI API and llama-cpp-python return.
+
+One implementation serves the Python API (`Model.create_completion`, `Model.create_chat_completion`)
+and the HTTP server (pyakvq/server): the sampling arguments are checked into a `Sampling`, the
+tokens of each choice come from `Model.generate(stream=True)` or from a `BatchEngine`, and a
+`ResultBuilder` turns them into chunks and results.
+
+Shapes (as OpenAI documents them):
+- completion: {"id": "cmpl-...", "object": "text_completion", "created", "model",
+  "choices": [{"index", "text", "logprobs", "finish_reason"}], "usage"}; a stream yields
+  "text_completion" chunks with the text of each token and a last chunk with the finish reason.
+- chat: {"id": "chatcmpl-...", "object": "chat.completion", "created", "model",
+  "choices": [{"index", "message": {"role": "assistant", "content"}, "logprobs", "finish_reason"}],
+  "usage"}; a stream yields "chat.completion.chunk"s: the role first, then content deltas, then an
+  empty delta with the finish reason.
+- usage: {"prompt_tokens", "completion_tokens", "total_tokens"}; the prompt is counted once for
+  all `n` choices, completion_tokens sums the generated tokens of every choice.
+- finish_reason: the engine's "stop" (a stop string) and "eos" (end of generation) are OpenAI's
+  "stop"; "length" (max_tokens) and "context" (the context is full) are "length".
+- logprobs (log-softmax of the model's logits): chat: {"content": [{"token", "logprob", "bytes",
+  "top_logprobs": [{"token", "logprob", "bytes"}, ...]}]} with `top_logprobs` alternatives per
+  token; completions: {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}, ...],
+  "text_offset"} where each dict holds the `logprobs` best alternatives and the sampled token.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _validate as _v
+
+#: the engine's finish reasons -> OpenAI's
+FINISH_REASON = {"stop": "stop", "eos": "stop", "length": "length", "context": "length"}
+#: most alternatives per token (OpenAI's limit for chat top_logprobs)
+MAX_LOGPROBS = 20
+#: most choices per request
+MAX_N = 128
+
+
+def openai_finish_reason(reason: str | None) -> str | None:
+    """The engine's finish reason ("stop", "eos", "length", "context") as OpenAI names it."""
+    return None if reason is None else FINISH_REASON.get(reason, reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# arguments
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Checked generation arguments of one request. max_tokens None: up to the end of the
+    context. seed None: the Model's seed, else random per choice. logprobs None: no log
+    probabilities; K in [0, 20]: the sampled token's and K alternatives."""
+
+    max_tokens: int | None
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repeat_penalty: float
+    repeat_last_n: int
+    seed: int | None
+    stop: list[str]
+    logprobs: int | None
+    n: int
+
+    def generate_kwargs(self, index: int, n_prompt: int, n_ctx: int, default_seed: int | None = None) -> dict[str, Any]:
+        """Keywords of Model.generate / BatchEngine.submit for choice `index` of a prompt of
+        n_prompt tokens. Choice i of a seeded request uses seed + i (reproducible, and the choices
+        differ when sampling)."""
+        max_tokens = self.max_tokens
+        room = n_ctx - n_prompt
+        if max_tokens is None or max_tokens > room:
+            max_tokens = max(room, 0)  # the engine stops with "context" when the context fills
+        seed = self.seed if self.seed is not None else default_seed
+        if seed is not None and seed != -1:
+            seed = (seed + index) % (_v.UINT64_MAX + 1)
+        elif seed == -1:
+            seed = None
+        kw: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "min_p": self.min_p,
+            "repeat_penalty": self.repeat_penalty,
+            "repeat_last_n": self.repeat_last_n,
+            "seed": seed,
+            "stop": list(self.stop) or None,
+        }
+        if self.logprobs is not None:
+            kw["logprobs"] = self.logprobs
+        return kw
+
+
+def check_sampling(
+    *,
+    max_tokens: Any,
+    temperature: Any,
+    top_k: Any,
+    top_p: Any,
+    min_p: Any,
+    repeat_penalty: Any,
+    repeat_last_n: Any,
+    seed: Any,
+    stop: Any,
+    logprobs: Any,
+    n: Any,
+) -> Sampling:
+    """Checks the arguments (TypeError for a wrong type, ValueError for a bad value, each naming
+    the argument) and returns them as a Sampling."""
+    n = _v.check_int("n", n, 1, MAX_N)
+    if max_tokens is not None:
+        max_tokens = _v.check_int("max_tokens", max_tokens, 0, _v.INT32_MAX)
+    if logprobs is not None:
+        logprobs = _v.check_int("logprobs", logprobs, 0, MAX_LOGPROBS)
+    a = _v.sampling_args(
+        0 if max_tokens is None else max_tokens,
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repeat_penalty,
+        repeat_last_n,
+        seed,
+        stop,
+    )
+    return Sampling(
+        max_tokens=max_tokens,
+        temperature=a.temperature,
+        top_k=a.top_k,
+        top_p=a.top_p,
+        min_p=a.min_p,
+        repeat_penalty=a.repeat_penalty,
+        repeat_last_n=a.repeat_last_n,
+        seed=a.seed,
+        stop=a.stop,
+        logprobs=logprobs,
+        n=n,
+    )
+
+
+def check_response_format(response_format: Any) -> None:
+    """Only plain text output is produced: None or {"type": "text"}; anything else is refused."""
+    if response_format is None:
+        return
+    if not isinstance(response_format, Mapping):
+        raise TypeError(
+            f"response_format must be an object like {{'type': 'text'}}, got {type(response_format).__name__}"
+        )
+    kind = response_format.get("type")
+    if kind != "text":
+        raise ValueError(
+            f"response_format {{'type': {kind!r}}} is not supported: this server produces plain text only "
+            "(response_format {'type': 'text'} or none)"
+        )
+
+
+def chat_logprobs(logprobs: Any, top_logprobs: Any) -> int | None:
+    """The chat API's logprobs (bool) and top_logprobs (0..20, needs logprobs) -> K or None."""
+    if logprobs is not None:
+        logprobs = _v.check_bool("logprobs", logprobs)
+    if top_logprobs is not None:
+        top_logprobs = _v.check_int("top_logprobs", top_logprobs, 0, MAX_LOGPROBS)
+        if not logprobs:
+            raise ValueError("top_logprobs needs logprobs=true")
+    if not logprobs:
+        return None
+    return top_logprobs or 0
+
+
+def max_tokens_of(max_tokens: Any, max_completion_tokens: Any) -> Any:
+    """max_completion_tokens (the chat API's newer name) or max_tokens; both: they must agree."""
+    if max_completion_tokens is None:
+        return max_tokens
+    if max_tokens is not None and max_tokens != max_completion_tokens:
+        raise ValueError(
+            f"max_tokens ({max_tokens!r}) and max_completion_tokens ({max_completion_tokens!r}) differ: give one"
+        )
+    return max_completion_tokens
+
+
+def check_prompt_fits(n_prompt: int, n_ctx: int) -> None:
+    if n_prompt >= n_ctx:
+        raise ValueError(
+            f"the prompt has {n_prompt} tokens, which leaves no room in the context of n_ctx={n_ctx} tokens"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+def _num(x: float) -> float:
+    """A log probability as JSON can carry it (-inf -> a very small finite number)."""
+    x = float(x)
+    return x if math.isfinite(x) else -9999.0
+
+
+class _Choice:
+    __slots__ = ("text", "n_tokens", "finish_reason", "lp_content", "lp_tokens", "lp_values", "lp_top", "lp_offset")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.n_tokens = 0
+        self.finish_reason: str | None = None
+        self.lp_content: list[dict[str, Any]] = []  # chat
+        self.lp_tokens: list[str] = []  # completions
+        self.lp_values: list[float] = []
+        self.lp_top: list[dict[str, float] | None] = []
+        self.lp_offset: list[int] = []
+
+
+class ResultBuilder:
+    """Turns the Tokens of `n` choices into OpenAI chunks (streaming) or one result.
+
+    kind: "chat" or "text". piece(id) -> the bytes of a token (for logprobs). logprobs: K or
+    None (see Sampling). text_offset: where the completion starts in the legacy text_offset
+    (the length of an echoed prompt)."""
+
+    def __init__(
+        self,
+        kind: str,
+        model_name: str,
+        n: int,
+        piece: Callable[[int], bytes],
+        logprobs: int | None = None,
+        include_usage: bool = False,
+        text_offset: int = 0,
+    ):
+        if kind not in ("chat", "text"):
+            raise ValueError(f"kind must be 'chat' or 'text', got {kind!r}")
+        self.kind = kind
+        self.model = model_name
+        self.id = ("chatcmpl-" if kind == "chat" else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.logprobs = logprobs
+        self.include_usage = include_usage
+        self._piece = piece
+        self._pieces: dict[int, tuple[str, bytes]] = {}
+        self._text_offset0 = text_offset
+        self.choices = [_Choice() for _ in range(n)]
+
+    # ---- pieces ----
+    def _tok(self, tid: int) -> tuple[str, bytes]:
+        p = self._pieces.get(tid)
+        if p is None:
+            b = bytes(self._piece(tid))
+            p = (b.decode("utf-8", errors="replace"), b)
+            self._pieces[tid] = p
+        return p
+
+    def _lp_record(self, ch: _Choice, tok: Any) -> dict[str, Any] | None:
+        """Records the logprobs of `tok` in `ch`; returns its chat entry (chat) or None."""
+        if self.logprobs is None:
+            return None
+        lp = getattr(tok, "logprob", None)
+        if lp is None:
+            raise RuntimeError(
+                "the engine returned no log probabilities although they were asked for (logprobs needs "
+                "an engine that computes them)"
+            )
+        top = getattr(tok, "top_logprobs", None) or ()
+        text, raw = self._tok(tok.id)
+        if self.kind == "chat":
+            entry = {
+                "token": text,
+                "logprob": _num(lp),
+                "bytes": list(raw),
+                "top_logprobs": [
+                    {"token": self._tok(t)[0], "logprob": _num(v), "bytes": list(self._tok(t)[1])}
+                    for t, v in top[: self.logprobs]
+                ],
+            }
+            ch.lp_content.append(entry)
+            return entry
+        offset = ch.lp_offset[-1] + len(ch.lp_tokens[-1]) if ch.lp_tokens else self._text_offset0
+        ch.lp_offset.append(offset)
+        ch.lp_tokens.append(text)
+        ch.lp_values.append(_num(lp))
+        alts: dict[str, float] = {}
+        for t, v in top[: self.logprobs]:
+            alts.setdefault(self._tok(t)[0], _num(v))
+        alts.setdefault(text, _num(lp))  # the sampled token is always there (OpenAI: up to logprobs + 1)
+        ch.lp_top.append(alts)
+        return None
+
+    def _text_logprobs(self, ch: _Choice, start: int) -> dict[str, Any] | None:
+        if self.logprobs is None:
+            return None
+        return {
+            "tokens": ch.lp_tokens[start:],
+            "token_logprobs": ch.lp_values[start:],
+            "top_logprobs": ch.lp_top[start:],
+            "text_offset": ch.lp_offset[start:],
+        }
+
+    # ---- streaming ----
+    def _chunk(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if self.include_usage:
+            d["usage"] = None
+        return d
+
+    def start_chunk(self, index: int) -> dict[str, Any] | None:
+        """The first chunk of choice `index` (chat: the assistant's role; text: none)."""
+        if self.kind != "chat":
+            return None
+        return self._chunk(
+            [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+        )
+
+    def add(self, index: int, tok: Any) -> dict[str, Any] | None:
+        """Records one Token of choice `index`; returns its chunk (None when it carries nothing:
+        no text and no logprobs)."""
+        ch = self.choices[index]
+        ch.text.append(tok.text)
+        ch.n_tokens += 1
+        start = len(ch.lp_tokens)
+        entry = self._lp_record(ch, tok)
+        if not tok.text and self.logprobs is None:
+            return None
+        if self.kind == "chat":
+            return self._chunk(
+                [
+                    {
+                        "index": index,
+                        "delta": {"content": tok.text},
+                        "logprobs": None if entry is None else {"content": [entry], "refusal": None},
+                        "finish_reason": None,
+                    }
+                ]
+            )
+        return self._chunk(
+            [{"index": index, "text": tok.text, "logprobs": self._text_logprobs(ch, start), "finish_reason": None}]
+        )
+
+    def finish(self, index: int, reason: str | None) -> dict[str, Any]:
+        """Ends choice `index` with the engine's finish reason; returns its last chunk."""
+        ch = self.choices[index]
+        ch.finish_reason = openai_finish_reason(reason) or "stop"
+        if self.kind == "chat":
+            c = {"index": index, "delta": {}, "logprobs": None, "finish_reason": ch.finish_reason}
+        else:
+            c = {"index": index, "text": "", "logprobs": None, "finish_reason": ch.finish_reason}
+        return self._chunk([c])
+
+    def usage(self, n_prompt: int) -> dict[str, int]:
+        n_gen = sum(c.n_tokens for c in self.choices)
+        return {"prompt_tokens": n_prompt, "completion_tokens": n_gen, "total_tokens": n_prompt + n_gen}
+
+    def usage_chunk(self, n_prompt: int) -> dict[str, Any]:
+        """The last chunk when the client asked for stream_options.include_usage: no choices."""
+        d = self._chunk([])
+        d["usage"] = self.usage(n_prompt)
+        return d
+
+    # ---- whole result ----
+    def result(self, n_prompt: int, prefix: str = "") -> dict[str, Any]:
+        """The completion (every choice finished); prefix: an echoed prompt (text completions)."""
+        choices = []
+        for i, ch in enumerate(self.choices):
+            text = "".join(ch.text)
+            if self.kind == "chat":
+                lp = None if self.logprobs is None else {"content": ch.lp_content, "refusal": None}
+                choices.append(
+                    {
+                        "index": i,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": lp,
+                        "finish_reason": ch.finish_reason,
+                    }
+                )
+            else:
+                choices.append(
+                    {
+                        "index": i,
+                        "text": prefix + text,
+                        "logprobs": self._text_logprobs(ch, 0),
+                        "finish_reason": ch.finish_reason,
+                    }
+                )
+        return {
+            "id": self.id,
+            "object": "chat.completion" if self.kind == "chat" else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage(n_prompt),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# generation
+
+
+def default_model_name(llm: Any) -> str:
+    """The name results carry when none is given: the model file's path."""
+    try:
+        return str(llm.info["path"])
+    except Exception:  # noqa: BLE001 - a name only
+        return "pyakvq"
+
+
+def _piece_fn(llm: Any) -> Callable[[int], bytes]:
+    return lambda tid: llm._model.piece(int(tid), True)
+
+
+class Source:
+    """The tokens of one choice: `open()` returns an iterator of Token (once), `cancel()` ends it
+    (frees an engine slot; harmless when it has ended or was never opened)."""
+
+    def __init__(self, start: Callable[[], Any] | None = None, stream: Any = None):
+        self._start = start
+        self.stream = stream
+
+    def open(self) -> Any:
+        if self.stream is None:
+            self.stream = self._start()
+        return self.stream
+
+    def cancel(self) -> None:
+        st = self.stream
+        if st is None:
+            self._start = None
+            return
+        f = getattr(st, "cancel", None) or getattr(st, "close", None)
+        if f is not None:
+            f()
+
+
+def open_sources(llm: Any, engine: Any, inp: Any, s: Sampling) -> list[Source]:
+    """One Source per choice. With an engine every choice is submitted now (they decode together;
+    QueueFull/ValueError/TypeError are raised here, after cancelling what was submitted); with a
+    Model each generation starts when its Source is opened (a Model runs one generation at a time)."""
+    n_prompt, n_ctx = len(inp), llm.n_ctx
+    check_prompt_fits(n_prompt, n_ctx)
+    kws = [s.generate_kwargs(i, n_prompt, n_ctx, llm.seed) for i in range(s.n)]
+    if engine is None:
+        return [Source(start=lambda kw=kw: llm.generate(inp, stream=True, **kw)) for kw in kws]
+    sources: list[Source] = []
+    try:
+        for kw in kws:
+            sources.append(Source(stream=engine.submit(inp, **kw)))
+    except BaseException:
+        for src in sources:
+            src.cancel()
+        raise
+    return sources
+
+
+def _finish_reason(it: Any, last: Any) -> str | None:
+    return getattr(it, "finish_reason", None) or getattr(last, "finish_reason", None)
+
+
+def _run(
+    builder: ResultBuilder, sources: list[Source], n_prompt: int, stream: bool, prefix: str = ""
+) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    if stream:
+        return _chunks(builder, sources, n_prompt, prefix)
+    try:
+        for i, src in enumerate(sources):
+            it = src.open()
+            last = None
+            for tok in it:
+                builder.add(i, tok)
+                last = tok
+            builder.finish(i, _finish_reason(it, last))
+    finally:
+        for src in sources:
+            src.cancel()
+    return builder.result(n_prompt, prefix)
+
+
+def _chunks(builder: ResultBuilder, sources: list[Source], n_prompt: int, prefix: str) -> Iterator[dict[str, Any]]:
+    try:
+        for i, src in enumerate(sources):
+            it = src.open()
+            first = builder.start_chunk(i)
+            if first is not None:
+                yield first
+            if prefix:
+                yield builder._chunk([{"index": i, "text": prefix, "logprobs": None, "finish_reason": None}])
+            last = None
+            for tok in it:
+                last = tok
+                c = builder.add(i, tok)
+                if c is not None:
+                    yield c
+            yield builder.finish(i, _finish_reason(it, last))
+        if builder.include_usage:
+            yield builder.usage_chunk(n_prompt)
+    finally:  # an abandoned iterator frees the engine's slots
+        for src in sources:
+            src.cancel()
+
+
+def create_completion(
+    llm: Any,
+    prompt: str | Sequence[int],
+    /,
+    *,
+    engine: Any = None,
+    model: str | None = None,
+    images: Sequence[Any] | None = None,
+    max_tokens: int | None = 16,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    top_k: int = 40,
+    min_p: float = 0.05,
+    repeat_penalty: float = 1.0,
+    repeat_last_n: int = 64,
+    seed: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    stream: bool = False,
+    n: int = 1,
+    logprobs: int | None = None,
+    echo: bool = False,
+    suffix: str | None = None,
+    stream_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    """An OpenAI text completion of `prompt` (text, tokenized as Model.generate does, or token
+    ids) by the Model `llm`, in llama-cpp-python's shape (see the module docstring).
+
+    engine: a pyakvq.batch.BatchEngine over `llm` (generation then goes through it; choices run
+    together); None: `llm.generate`. model: the name results carry (default: the model's path).
+    images: one image per image marker of the prompt (as Model.generate takes them).
+    max_tokens None: up to the end of the context. n: choices (seeded choice i uses seed + i).
+    logprobs: K in [0, 20], the sampled token's log probability and the K best alternatives.
+    echo: the prompt text is put before the completion. stream: an iterator of chunks instead;
+    stream_options={"include_usage": True} ends it with a usage chunk.
+    Bad arguments raise TypeError/ValueError (before anything is generated)."""
+    stream = _v.check_bool("stream", stream)
+    echo = _v.check_bool("echo", echo)
+    if suffix is not None:
+        raise ValueError("suffix is not supported (no fill-in-the-middle)")
+    s = check_sampling(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        repeat_last_n=repeat_last_n,
+        seed=seed,
+        stop=stop,
+        logprobs=logprobs,
+        n=n,
+    )
+    if echo and s.logprobs is not None:
+        raise ValueError("echo with logprobs is not supported (the prompt's log probabilities are not computed)")
+    include_usage = _include_usage(stream_options, stream)
+    inp = llm._generate_input(prompt, images)
+    prefix = ""
+    if echo:
+        prefix = prompt if isinstance(prompt, str) else llm.detokenize(list(inp.ids) if hasattr(inp, "ids") else inp)
+    builder = ResultBuilder(
+        "text",
+        model if model is not None else default_model_name(llm),
+        s.n,
+        _piece_fn(llm),
+        s.logprobs,
+        include_usage,
+        text_offset=len(prefix),
+    )
+    sources = open_sources(llm, engine, inp, s)
+    return _run(builder, sources, len(inp), stream, prefix)
+
+
+def _include_usage(stream_options: Any, stream: bool) -> bool:
+    if stream_options is None:
+        return False
+    if not isinstance(stream_options, Mapping):
+        raise TypeError(f"stream_options must be an object, got {type(stream_options).__name__}")
+    if not stream:
+        raise ValueError("stream_options is only allowed with stream=true")
+    unknown = set(stream_options) - {"include_usage"}
+    if unknown:
+        raise ValueError(f"stream_options: unknown field {sorted(unknown)[0]!r} (supported: include_usage)")
+    v = stream_options.get("include_usage", False)
+    return _v.check_bool("stream_options.include_usage", v)
+
+
+def create_chat_completion(
+    llm: Any,
+    messages: Sequence[Mapping[str, Any]],
+    /,
+    *,
+    engine: Any = None,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    max_completion_tokens: int | None = None,
+    temperature: float = 0.2,
+    top_p: float = 0.95,
+    top_k: int = 40,
+    min_p: float = 0.05,
+    repeat_penalty: float = 1.0,
+    repeat_last_n: int = 64,
+    seed: int | None = None,
+    stop: str | Sequence[str] | None = None,
+    stream: bool = False,
+    n: int = 1,
+    logprobs: bool | None = None,
+    top_logprobs: int | None = None,
+    response_format: Mapping[str, Any] | None = None,
+    stream_options: Mapping[str, Any] | None = None,
+    chat_template_kwargs: Mapping[str, Any] | None = None,
+) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    """An OpenAI chat completion by the Model `llm`: `messages` rendered with the model's chat
+    template as Model.chat does (image parts, OpenAI image_url parts with data URLs or local paths
+    included), in llama-cpp-python's shape (see the module docstring).
+
+    engine, model, n, seed, stop, stream, stream_options: as create_completion.
+    max_tokens / max_completion_tokens: at most this many tokens (None: up to the end of the
+    context). logprobs=True: the sampled tokens' log probabilities, with top_logprobs (0..20)
+    alternatives each. response_format: only {"type": "text"} (anything else: ValueError).
+    chat_template_kwargs: template variables (e.g. {"enable_thinking": False}).
+    Bad arguments raise TypeError/ValueError (before anything is generated)."""
+    stream = _v.check_bool("stream", stream)
+    check_response_format(response_format)
+    s = check_sampling(
+        max_tokens=max_tokens_of(max_tokens, max_completion_tokens),
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        repeat_last_n=repeat_last_n,
+        seed=seed,
+        stop=stop,
+        logprobs=chat_logprobs(logprobs, top_logprobs),
+        n=n,
+    )
+    include_usage = _include_usage(stream_options, stream)
+    if chat_template_kwargs is None:
+        chat_template_kwargs = {}
+    elif not isinstance(chat_template_kwargs, Mapping):
+        raise TypeError(f"chat_template_kwargs must be a dict, got {type(chat_template_kwargs).__name__}")
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise TypeError(f"messages must be a list of messages, got {type(messages).__name__}")
+    inp = llm._chat_input(list(messages), **dict(chat_template_kwargs))
+    builder = ResultBuilder(
+        "chat", model if model is not None else default_model_name(llm), s.n, _piece_fn(llm), s.logprobs, include_usage
+    )
+    sources = open_sources(llm, engine, inp, s)
+    return _run(builder, sources, len(inp), stream)
+
+
+__all__ = [
+    "FINISH_REASON",
+    "MAX_LOGPROBS",
+    "ResultBuilder",
+    "Sampling",
+    "check_sampling",
+    "create_chat_completion",
+    "create_completion",
+    "openai_finish_reason",
+]
