@@ -1,0 +1,428 @@
+"""The OpenAI-compatible HTTP API over a BatchEngine (FastAPI/Starlette, served by uvicorn).
+
+Routes: POST /v1/chat/completions, POST /v1/completions (Server-Sent Events when "stream" is
+true, ending with `data: [DONE]`), GET /v1/models, GET /v1/models/{id}, GET /health, GET /metrics
+(Prometheus text). Every route but /health needs the API key when one is set. Errors are the
+OpenAI error JSON. A client that goes away (streaming or not) has its sequences cancelled at once,
+which frees their engine slots."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import completions as _c
+from . import images as _images
+from . import requests as _rq
+from .config import ServerConfig
+from .errors import APIError, bad_request, error_body
+from .metrics import CONTENT_TYPE, Metrics
+
+try:
+    from ..batch import QueueFull
+except ImportError:  # pragma: no cover - the batch engine is being built alongside
+
+    class QueueFull(RuntimeError):  # type: ignore[no-redef]
+        pass
+
+
+ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+async def _send_json(send: Callable[[dict], Awaitable[None]], status: int, obj: Any, headers=()) -> None:
+    body = _dumps(obj)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _Guard:
+    """ASGI middleware: counts responses by route and status, checks the API key (every route but
+    /health) and refuses a declared body larger than the limit (413) before it is read."""
+
+    def __init__(self, app: Any, cfg: ServerConfig, metrics: Metrics):
+        self.app = app
+        self.cfg = cfg
+        self.metrics = metrics
+        self._key = None if cfg.api_key is None else cfg.api_key.encode("utf-8")
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        for k, v in headers:
+            if k.lower() == b"authorization":
+                scheme, _, token = v.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key)
+        return False
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        route = path if path in ROUTES else ("/v1/models/{id}" if path.startswith("/v1/models/") else "other")
+        status = [500]
+
+        async def send_counted(msg: dict) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+            await send(msg)
+
+        try:
+            headers = scope.get("headers", [])
+            if self._key is not None and path != "/health" and not self._authorized(headers):
+                err = error_body(401, "invalid or missing API key (send 'Authorization: Bearer KEY')")
+                err["error"]["code"] = "invalid_api_key"
+                await _send_json(send_counted, 401, err, [(b"www-authenticate", b"Bearer")])
+                return
+            for k, v in headers:
+                if k.lower() == b"content-length":
+                    try:
+                        n = int(v)
+                    except ValueError:
+                        n = -1
+                    if n < 0:
+                        await _send_json(send_counted, 400, error_body(400, "bad Content-Length header"))
+                        return
+                    if n > self.cfg.max_body_bytes:
+                        await _send_json(
+                            send_counted,
+                            413,
+                            error_body(
+                                413,
+                                f"the request body ({n} bytes) is larger than this server's limit of "
+                                f"{self.cfg.max_body_bytes} bytes",
+                                code="request_too_large",
+                            ),
+                            [(b"connection", b"close")],
+                        )
+                        return
+            await self.app(scope, receive, send_counted)
+        finally:
+            self.metrics.count(route, status[0])
+
+
+async def _wait_disconnect(receive: Any) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return
+
+
+def _cancel_all(sources: list[_c.Source]) -> None:
+    for src in sources:
+        src.cancel()
+
+
+async def _drive(builder: _c.ResultBuilder, i: int, src: _c.Source, emit: Callable[[Any], None] | None) -> None:
+    """Feeds choice i's tokens to the builder (and its chunks to `emit`)."""
+    st = src.stream
+    last = None
+    async for tok in st:
+        last = tok
+        c = builder.add(i, tok)
+        if emit is not None and c is not None:
+            emit(c)
+    c = builder.finish(i, getattr(st, "finish_reason", None) or getattr(last, "finish_reason", None))
+    if emit is not None:
+        emit(c)
+
+
+def _engine_error(e: BaseException) -> APIError:
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, (ValueError, TypeError)):
+        return bad_request(str(e))
+    return APIError(500, f"generation failed: {e}")
+
+
+class _Completion(Response):
+    """A non-streaming completion: generates while watching for the client to go away (then the
+    sequences are cancelled and nothing is sent)."""
+
+    def __init__(self, builder: _c.ResultBuilder, sources: list[_c.Source], n_prompt: int, prefix: str, metrics):
+        super().__init__()
+        self.builder, self.sources, self.n_prompt, self.prefix, self.metrics = (
+            builder,
+            sources,
+            n_prompt,
+            prefix,
+            metrics,
+        )
+
+    async def _work(self) -> dict[str, Any]:
+        await asyncio.gather(*(_drive(self.builder, i, s, None) for i, s in enumerate(self.sources)))
+        return self.builder.result(self.n_prompt, self.prefix)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        work = asyncio.ensure_future(self._work())
+        watch = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not work.done():
+                _cancel_all(self.sources)
+                work.cancel()
+                if watch.done():
+                    self.metrics.disconnected()
+            watch.cancel()
+            await asyncio.gather(work, watch, return_exceptions=True)
+        if work.cancelled():
+            return
+        if work.exception() is not None:
+            err = _engine_error(work.exception())
+            await _send_json(send, err.status, err.body())
+            return
+        await _send_json(send, 200, work.result())
+
+
+class _EventStream(Response):
+    """A streaming completion as Server-Sent Events: `data: {chunk}` per chunk, `data: [DONE]`
+    last. When the client goes away the sequences are cancelled at once."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, builder: _c.ResultBuilder, sources: list[_c.Source], n_prompt: int, prefix: str, metrics):
+        super().__init__()
+        self.builder, self.sources, self.n_prompt, self.prefix, self.metrics = (
+            builder,
+            sources,
+            n_prompt,
+            prefix,
+            metrics,
+        )
+
+    async def _pump(self, send: Any) -> None:
+        b = self.builder
+
+        async def event(obj: Any) -> None:
+            data = b"data: " + (obj if isinstance(obj, bytes) else _dumps(obj)) + b"\n\n"
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                ],
+            }
+        )
+        for i in range(len(self.sources)):
+            first = b.start_chunk(i)
+            if first is not None:
+                await event(first)
+            if self.prefix:
+                await event(b._chunk([{"index": i, "text": self.prefix, "logprobs": None, "finish_reason": None}]))
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        done = object()
+
+        async def run(i: int, src: _c.Source) -> None:
+            try:
+                await _drive(b, i, src, queue.put_nowait)
+            except Exception as e:  # noqa: BLE001 - reported to the client
+                queue.put_nowait(e)
+            finally:
+                queue.put_nowait(done)
+
+        tasks = [asyncio.ensure_future(run(i, s)) for i, s in enumerate(self.sources)]
+        try:
+            remaining = len(tasks)
+            while remaining:
+                item = await queue.get()
+                if item is done:
+                    remaining -= 1
+                elif isinstance(item, BaseException):
+                    await event(_engine_error(item).body())
+                    break
+                else:
+                    await event(item)
+            else:
+                if b.include_usage:
+                    await event(b.usage_chunk(self.n_prompt))
+            await event(b"[DONE]")
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            _cancel_all(self.sources)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        pump = asyncio.ensure_future(self._pump(send))
+        watch = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not pump.done():
+                _cancel_all(self.sources)  # at once: the slots are free before the tasks unwind
+                pump.cancel()
+                if watch.done():
+                    self.metrics.disconnected()
+            watch.cancel()
+            await asyncio.gather(pump, watch, return_exceptions=True)
+
+
+def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> FastAPI:
+    """The ASGI app serving `model` through `engine` (a pyakvq.batch.BatchEngine over it)."""
+    cfg = config or ServerConfig()
+    metrics = Metrics()
+    prep_lock = threading.Lock()  # prompts (templates, image decoding and encoding) one at a time
+    created = int(time.time())
+    n_ctx = model.n_ctx
+    max_prompt = n_ctx if cfg.max_prompt_tokens is None else min(cfg.max_prompt_tokens, n_ctx)
+
+    app = FastAPI(title="pyakvq", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.model = model
+    app.state.engine = engine
+    app.state.config = cfg
+    app.state.metrics = metrics
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, e: APIError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        if e.status_code == 404:
+            msg = f"unknown route {request.method} {request.url.path}"
+        elif e.status_code == 405:
+            msg = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            msg = str(e.detail)
+        return JSONResponse(error_body(e.status_code, msg), status_code=e.status_code, headers=e.headers)
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, e: Exception) -> JSONResponse:
+        return JSONResponse(error_body(500, f"internal error: {type(e).__name__}: {e}"), status_code=500)
+
+    async def read_json(request: Request) -> dict[str, Any]:
+        chunks, n = [], 0
+        async for c in request.stream():
+            n += len(c)
+            if n > cfg.max_body_bytes:
+                raise APIError(
+                    413,
+                    f"the request body is larger than this server's limit of {cfg.max_body_bytes} bytes",
+                    code="request_too_large",
+                )
+            chunks.append(c)
+        return _rq.parse_json(b"".join(chunks))
+
+    def check_prompt(n_prompt: int) -> None:
+        if n_prompt > max_prompt or n_prompt >= n_ctx:
+            limit = f"this server's limit of {max_prompt} prompt tokens"
+            if n_prompt >= n_ctx:
+                limit = f"the context size of {n_ctx} tokens (the reply needs room)"
+            raise bad_request(
+                f"the prompt has {n_prompt} tokens, more than {limit}", "messages", "context_length_exceeded"
+            )
+
+    def prepare_chat(req: _rq.ChatRequest) -> Any:
+        with prep_lock:
+            decoded = {
+                id(ref): _images.decode(_images.fetch(ref.url, cfg, ref.where), cfg, ref.where) for ref in req.images
+            }
+            messages = []
+            for m in req.messages:
+                m = dict(m)
+                if isinstance(m.get("content"), list):
+                    m["content"] = [
+                        {"type": "image", "image": decoded[id(p["image"])]} if p.get("type") == "image" else p
+                        for p in m["content"]
+                    ]
+                messages.append(m)
+            try:
+                inp = model._chat_input(messages, **req.template_kwargs)
+            except (TypeError, ValueError) as e:
+                raise bad_request(str(e), "messages") from None
+        check_prompt(len(inp))
+        return inp
+
+    def prepare_completion(req: _rq.CompletionRequest) -> tuple[Any, str]:
+        try:
+            inp = model._generate_input(req.prompt, None)
+        except (TypeError, ValueError) as e:
+            raise bad_request(str(e), "prompt") from None
+        check_prompt(len(inp))
+        prefix = ""
+        if req.echo:
+            prefix = req.prompt if isinstance(req.prompt, str) else model.detokenize(req.prompt)
+        return inp, prefix
+
+    def respond(kind: str, inp: Any, s: _c.Sampling, stream: bool, include_usage: bool, prefix: str = "") -> Response:
+        try:
+            sources = _c.open_sources(model, engine, inp, s)
+        except QueueFull as e:
+            raise APIError(503, f"the server is busy: {e}; retry later", code="queue_full") from None
+        except (TypeError, ValueError) as e:
+            raise bad_request(str(e)) from None
+        builder = _c.ResultBuilder(
+            kind,
+            cfg.model_name,
+            s.n,
+            lambda t: model._model.piece(int(t), True),
+            s.logprobs,
+            include_usage,
+            text_offset=len(prefix),
+        )
+        cls = _EventStream if stream else _Completion
+        return cls(builder, sources, len(inp), prefix, metrics)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        req = _rq.parse_chat(await read_json(request), cfg)
+        inp = await asyncio.to_thread(prepare_chat, req)
+        return respond("chat", inp, req.sampling, req.stream, req.include_usage)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        req = _rq.parse_completion(await read_json(request), cfg)
+        inp, prefix = await asyncio.to_thread(prepare_completion, req)
+        return respond("text", inp, req.sampling, req.stream, req.include_usage, prefix)
+
+    def model_card() -> dict[str, Any]:
+        return {"id": cfg.model_name, "object": "model", "created": created, "owned_by": "pyakvq"}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        if model_id != cfg.model_name:
+            raise APIError(404, f"the model {model_id!r} does not exist", param="model", code="model_not_found")
+        return model_card()
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(engine.stats(), cfg.model_name), media_type=CONTENT_TYPE)
+
+    app.add_middleware(_Guard, cfg=cfg, metrics=metrics)
+    return app

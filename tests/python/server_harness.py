@@ -1,0 +1,51 @@
+"""Test helper: runs a pyakvq server (uvicorn) in a background thread on a free loopback port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+
+
+class RunningServer:
+    """uvicorn serving `app` on 127.0.0.1:<free port> in a daemon thread; `base_url` is
+    http://127.0.0.1:PORT. start() waits (at most `timeout` seconds) until GET /health answers."""
+
+    def __init__(self, app: Any):
+        import uvicorn  # noqa: PLC0415
+
+        self.app = app
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=5)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    def start(self, timeout: float = 30.0) -> RunningServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if not self._thread.is_alive():
+                raise RuntimeError("the server thread ended during start-up")
+            try:
+                r = httpx.get(self.base_url + "/health", timeout=2.0)
+                if r.status_code == 200:
+                    return self
+            except httpx.HTTPError as e:
+                last = e
+            time.sleep(0.05)  # polling interval while waiting for the port to answer
+        self.stop()
+        raise TimeoutError(f"the server did not answer /health within {timeout} s ({last})")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._sock.close()
