@@ -291,6 +291,12 @@ def _chat(a: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(a: argparse.Namespace) -> int:
+    from .server.cli import run  # noqa: PLC0415
+
+    return run(a, parse_kv_opts)
+
+
 def _int_in(lo: int, hi: int | None, special: str = ""):
     """An argparse type: an int in [lo, hi] (the limits of the Python API), else a parse error."""
 
@@ -467,6 +473,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", nargs="?", const="-", default=None, metavar="OUT", help="JSON to stdout (no OUT) or to OUT"
     )
     p.set_defaults(func=_profile, parser=p)
+
+    from .server import cli as serve_cli  # noqa: PLC0415 - argparse only, no FastAPI import
+
+    p = sub.add_parser(
+        "serve",
+        one_line_errors=True,
+        help="serve a model over an OpenAI-compatible HTTP API (needs pip install 'pyakvq[server]')",
+        description=serve_cli.DESCRIPTION,
+        epilog="example: pyakvq serve --kv akvq2 --parallel 8 --kv-memory 512M --port 8000",
+    )
+    serve_cli.add_arguments(p, _int_in, _add_kv_and_threads, MAX_CTX)
+    p.set_defaults(func=_serve, parser=p)
     return ap
 
 

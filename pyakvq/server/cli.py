@@ -1,0 +1,188 @@
+"""`pyakvq serve`: its flags (added to the subcommand's parser by pyakvq.__main__) and the run.
+
+This module imports neither FastAPI nor uvicorn until the server starts, so `pyakvq --help` works
+without the `server` extra."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .config import ServerConfig, parse_bytes
+
+DESCRIPTION = (
+    "Serves a model over an OpenAI-compatible HTTP API: POST /v1/chat/completions (messages with "
+    "image_url parts as data: URLs), POST /v1/completions (both stream Server-Sent Events when asked), "
+    "GET /v1/models, /health and /metrics (Prometheus text). Requests are decoded together by the "
+    "batched engine (--parallel sequences at once, within --kv-memory bytes of KV cache). Binds to "
+    "127.0.0.1 unless --host says otherwise; with --api-key every route but /health needs "
+    "'Authorization: Bearer KEY'. Needs the server extra: pip install 'pyakvq[server]'."
+)
+
+
+def _bytes_arg(v: str) -> int:
+    try:
+        return parse_bytes(v)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_arguments(
+    p: argparse.ArgumentParser,
+    int_in: Callable[..., Callable[[str], int]],
+    add_kv_and_threads: Callable[[argparse.ArgumentParser], None],
+    max_ctx: int,
+) -> None:
+    """The flags of `pyakvq serve`. int_in(lo, hi) and add_kv_and_threads(p) are pyakvq.__main__'s
+    helpers (the same --kv/--kv-opt/-t flags and range checks as the other commands)."""
+    p.add_argument("-m", "--model", default=None, help="GGUF model file (default: the packaged demo model)")
+    p.add_argument("--mmproj", default=None, help="llama.cpp's mmproj GGUF (two-file layout)")
+    p.add_argument(
+        "--model-name",
+        default=None,
+        metavar="NAME",
+        help="the model id clients send and /v1/models lists (default: the file name without .gguf)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int_in(0, 65535), default=8000, metavar="PORT", help="TCP port (default 8000)")
+    add_kv_and_threads(p)
+    p.add_argument(
+        "-c",
+        "--ctx-size",
+        dest="ctx",
+        type=int_in(1, max_ctx),
+        default=4096,
+        metavar="N",
+        help=f"context size per sequence in tokens, 1..{max_ctx} (default 4096)",
+    )
+    p.add_argument(
+        "-np",
+        "--parallel",
+        type=int_in(1, 1024),
+        default=4,
+        metavar="N",
+        help="sequences decoded together at most (default 4; fewer when --kv-memory fits fewer)",
+    )
+    p.add_argument(
+        "--kv-memory",
+        type=_bytes_arg,
+        default=None,
+        metavar="BYTES",
+        help="KV cache memory for all sequences, e.g. 512M or 2G (binary units); default: --parallel full contexts",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int_in(0, 1 << 20),
+        default=64,
+        metavar="N",
+        help="requests that may wait for a free sequence; more are answered 503 (default 64)",
+    )
+    p.add_argument(
+        "--api-key", default=None, metavar="KEY", help="require 'Authorization: Bearer KEY' (also AKVQ_API_KEY)"
+    )
+    p.add_argument("--allow-remote-images", action="store_true", help="fetch http(s) image URLs (off: only data: URLs)")
+    p.add_argument(
+        "--allow-local-images", action="store_true", help="read image_url paths and file:// URLs on this machine"
+    )
+    p.add_argument(
+        "--max-body",
+        type=_bytes_arg,
+        default=32 << 20,
+        metavar="BYTES",
+        help="largest request body, images included (default 32M); larger: 413",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int_in(1, None),
+        default=4096 * 4096,
+        metavar="N",
+        help="largest image in pixels, checked before decoding (default 16777216 = 4096x4096)",
+    )
+    p.add_argument(
+        "--max-images", type=int_in(0, 1024), default=8, metavar="N", help="images per request at most (default 8)"
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int_in(1, None),
+        default=None,
+        metavar="N",
+        help="longest prompt in tokens, images included (default: the context size)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="uvicorn's log level (default info)",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[str, Any]]) -> int:
+    """Loads the model, starts the engine and serves until interrupted. Returns the exit status
+    (2: bad input, one line on stderr)."""
+    err = sys.stderr
+    try:
+        import uvicorn  # noqa: PLC0415
+
+        from .app import create_app  # noqa: PLC0415
+    except ImportError as e:
+        print(f"pyakvq serve: error: {e.name or e} is missing: pip install 'pyakvq[server]'", file=err)
+        return 2
+    from ..batch import BatchEngine  # noqa: PLC0415
+    from ..demo import demo_model_path  # noqa: PLC0415
+    from ..model import Model  # noqa: PLC0415
+
+    api_key = a.api_key if a.api_key is not None else os.environ.get("AKVQ_API_KEY") or None
+    try:
+        opts = parse_kv_opts(a.kv_opt)
+        path = a.model if a.model is not None else demo_model_path()
+        for what, f in (("-m/--model", path), ("--mmproj", a.mmproj)):
+            if f is not None and not os.path.isfile(f):
+                raise ValueError(f"{what} {os.fspath(f)!r}: no such file")
+        model = Model(path, n_ctx=a.ctx, n_threads=a.threads, kv=a.kv, kv_options=opts, mmproj=a.mmproj)
+        engine = BatchEngine(model, n_parallel=a.parallel, kv_memory=a.kv_memory, max_queue=a.max_queue)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"pyakvq serve: error: {e}", file=err)
+        return 2
+    name = a.model_name or os.path.basename(os.fspath(path)).removesuffix(".gguf")
+    cfg = ServerConfig(
+        model_name=name,
+        api_key=api_key,
+        max_body_bytes=a.max_body,
+        max_image_pixels=a.max_image_pixels,
+        max_images=a.max_images,
+        max_prompt_tokens=a.max_prompt_tokens,
+        allow_local_images=a.allow_local_images,
+        allow_remote_images=a.allow_remote_images,
+    )
+    app = create_app(model, engine, cfg)
+    if not _is_loopback(a.host) and api_key is None:
+        print(
+            f"pyakvq serve: warning: listening on {a.host} without --api-key: anyone who reaches it may use it",
+            file=err,
+        )
+    print(
+        f"pyakvq serve: {path} as {name!r}, kv {a.kv}, {engine.n_slots} sequences x {a.ctx} tokens, "
+        f"http://{a.host}:{a.port}/v1",
+        file=err,
+    )
+    # Connections beyond the queue, the running sequences and some headroom are answered 503 by uvicorn.
+    limit = a.max_queue + engine.n_slots + 64
+    try:
+        uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, limit_concurrency=limit)
+    finally:
+        engine.close()
+        model.close()
+    return 0
