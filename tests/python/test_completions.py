@@ -1,0 +1,306 @@
+"""The OpenAI-shaped Python API (pyakvq.completions through Model.create_completion and
+Model.create_chat_completion): result and chunk shapes, usage, finish reasons, n choices, seeds,
+logprobs, argument errors; on the packaged demo VLM (greedy answers checked against Model.chat),
+over Model.generate and over a BatchEngine."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+
+import numpy as np
+import pytest
+
+import pyakvq
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RED = str(ROOT / "examples" / "red_circle.png")
+BLUE = str(ROOT / "examples" / "blue_square.png")
+
+
+def _msgs(image: str, question: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": question}]}]
+
+
+@pytest.fixture(scope="module")
+def demo():
+    with pyakvq.Model(n_ctx=512) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def engine(demo):
+    from pyakvq.batch import BatchEngine
+
+    e = BatchEngine(demo, n_parallel=4)
+    yield e
+    e.close()
+
+
+def _n_prompt_expected(m, image_msgs) -> int:
+    """Prompt tokens counted independently of the implementation: the rendered text's tokens, each
+    image marker standing for the vision tower's rows."""
+    placeholder = [
+        {"role": msg["role"], "content": [p if p["type"] == "text" else {"type": "image"} for p in msg["content"]]}
+        for msg in image_msgs
+    ]
+    n_text = len(m.tokenize(m.render_chat(placeholder)))
+    n_images = sum(p["type"] != "text" for msg in image_msgs for p in msg["content"])
+    return n_text + n_images * (m.vision_info["n_tokens_per_image"] - 1)
+
+
+# ---- chat ----
+
+
+def test_chat_completion_shape_answer_and_usage(demo):
+    msgs = _msgs(RED, "What is in the picture?")
+    ref = demo.chat(RED, "What is in the picture?", temperature=0)
+    ref_ids = demo.generate_ids(demo._chat_input(msgs), temperature=0)
+    r = demo.create_chat_completion(msgs, temperature=0)
+    assert set(r) == {"id", "object", "created", "model", "choices", "usage"}
+    assert r["object"] == "chat.completion" and r["id"].startswith("chatcmpl-")
+    assert isinstance(r["created"], int) and r["model"] == demo.info["path"]
+    (c,) = r["choices"]
+    assert c["index"] == 0 and c["logprobs"] is None
+    assert c["message"] == {"role": "assistant", "content": ref}
+    assert "red" in ref.lower()
+    assert c["finish_reason"] == "stop"  # the engine's "eos"
+    n_prompt = _n_prompt_expected(demo, msgs)
+    assert r["usage"] == {
+        "prompt_tokens": n_prompt,
+        "completion_tokens": len(ref_ids),
+        "total_tokens": n_prompt + len(ref_ids),
+    }
+    assert demo.create_chat_completion(msgs, temperature=0, model="demo")["model"] == "demo"
+
+
+def test_chat_stream_chunks_equal_the_result(demo):
+    msgs = _msgs(BLUE, "What color is the shape?")
+    full = demo.create_chat_completion(msgs, temperature=0)
+    chunks = list(demo.create_chat_completion(msgs, temperature=0, stream=True, stream_options={"include_usage": True}))
+    assert len({c["id"] for c in chunks}) == 1 and chunks[0]["id"].startswith("chatcmpl-")
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    body, usage = chunks[1:-1], chunks[-1]
+    text = "".join(c["choices"][0]["delta"].get("content", "") for c in body)
+    assert text == full["choices"][0]["message"]["content"] and "blue" in text.lower()
+    assert [c["choices"][0]["finish_reason"] for c in body[:-1]] == [None] * (len(body) - 1)
+    assert body[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert usage["choices"] == [] and usage["usage"] == full["usage"]
+    # without stream_options no usage field in chunks
+    assert all("usage" not in c for c in demo.create_chat_completion(msgs, temperature=0, stream=True))
+
+
+def test_chat_finish_reasons(demo):
+    msgs = _msgs(RED, "What is in the picture?")
+    full = demo.create_chat_completion(msgs, temperature=0)["choices"][0]["message"]["content"]
+    assert full.count("circle") == 1
+    r = demo.create_chat_completion(msgs, temperature=0, stop=["circle", "zzz"])
+    assert r["choices"][0]["message"]["content"] == full.split("circle")[0]
+    assert r["choices"][0]["finish_reason"] == "stop"
+    r = demo.create_chat_completion(msgs, temperature=0, max_tokens=2)
+    assert r["choices"][0]["finish_reason"] == "length" and r["usage"]["completion_tokens"] == 2
+    assert full.startswith(r["choices"][0]["message"]["content"])
+    r = demo.create_chat_completion(msgs, temperature=0, max_completion_tokens=0)
+    assert r["choices"][0] == {
+        "index": 0,
+        "message": {"role": "assistant", "content": ""},
+        "logprobs": None,
+        "finish_reason": "length",
+    }
+
+
+def test_context_full_is_length(demo):
+    n_prompt = _n_prompt_expected(demo, _msgs(RED, "x"))
+    with pyakvq.Model(n_ctx=n_prompt + 3) as small:
+        # a completion that does not end by itself within 3 tokens: high temperature, fixed seed
+        r = small.create_chat_completion(_msgs(RED, "x"), temperature=50.0, top_k=0, top_p=1.0, min_p=0.0, seed=5)
+        u = r["usage"]
+        assert u["prompt_tokens"] == n_prompt and u["completion_tokens"] <= 3
+        if u["completion_tokens"] == 3:  # the context filled up (rather than an end-of-generation token)
+            assert r["choices"][0]["finish_reason"] == "length"
+        with pytest.raises(ValueError, match="context"):
+            small.create_chat_completion(_msgs(RED, "a much longer question " * 3))
+
+
+def test_n_choices_and_seeds(demo):
+    msgs = _msgs(RED, "What is in the picture?")
+    kw = {"temperature": 1.5, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "max_tokens": 12}
+    r = demo.create_chat_completion(msgs, n=3, seed=11, **kw)
+    assert [c["index"] for c in r["choices"]] == [0, 1, 2]
+    texts = [c["message"]["content"] for c in r["choices"]]
+    again = demo.create_chat_completion(msgs, n=3, seed=11, **kw)
+    assert [c["message"]["content"] for c in again["choices"]] == texts  # reproducible
+    for i in range(3):  # choice i is the single completion with seed + i
+        one = demo.create_chat_completion(msgs, seed=11 + i, **kw)
+        assert one["choices"][0]["message"]["content"] == texts[i]
+    assert r["usage"]["completion_tokens"] == sum(
+        demo.create_chat_completion(msgs, seed=11 + i, **kw)["usage"]["completion_tokens"] for i in range(3)
+    )
+    assert r["usage"]["prompt_tokens"] == _n_prompt_expected(demo, msgs)  # counted once
+    # streaming n > 1: every choice's chunks carry its index, each ends with its finish reason
+    chunks = list(demo.create_chat_completion(msgs, n=3, seed=11, stream=True, **kw))
+    for i in range(3):
+        mine = [c["choices"][0] for c in chunks if c["choices"][0]["index"] == i]
+        assert "".join(c["delta"].get("content", "") for c in mine) == texts[i]
+        assert mine[-1]["finish_reason"] == r["choices"][i]["finish_reason"]
+
+
+def test_sampling_differs_between_seeds(demo):
+    kw = {"temperature": 2.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "max_tokens": 8}
+    outs = {demo.create_completion("USER: hello ASSISTANT:", seed=s, **kw)["choices"][0]["text"] for s in range(6)}
+    assert len(outs) >= 2, outs
+
+
+# ---- text completions ----
+
+
+def test_completion_shape_echo_and_ids(demo):
+    prompt = "USER: What color is the sky? ASSISTANT:"
+    ref = demo.generate(prompt, max_tokens=16, temperature=0)
+    r = demo.create_completion(prompt, temperature=0)
+    assert r["object"] == "text_completion" and r["id"].startswith("cmpl-")
+    (c,) = r["choices"]
+    assert c["text"] == ref and c["logprobs"] is None and c["index"] == 0
+    n_prompt = len(demo.tokenize(prompt))
+    assert r["usage"]["prompt_tokens"] == n_prompt
+    assert r["usage"]["total_tokens"] == n_prompt + r["usage"]["completion_tokens"]
+    assert c["finish_reason"] == ("length" if r["usage"]["completion_tokens"] == 16 else "stop")
+    ids = demo.tokenize(prompt)
+    assert demo.create_completion(ids, temperature=0)["choices"][0]["text"] == ref
+    assert demo.create_completion(prompt, temperature=0, echo=True)["choices"][0]["text"] == prompt + ref
+    chunks = list(demo.create_completion(prompt, temperature=0, stream=True))
+    assert all(ch["object"] == "text_completion" and ch["id"] == chunks[0]["id"] for ch in chunks)
+    assert "".join(ch["choices"][0]["text"] for ch in chunks) == ref
+    assert chunks[-1]["choices"][0]["finish_reason"] == c["finish_reason"]
+
+
+def test_abandoned_stream_leaves_the_model_usable(demo):
+    it = demo.create_completion("USER: hi ASSISTANT:", max_tokens=50, temperature=0, stream=True)
+    next(it)
+    it.close()
+    assert demo.create_chat_completion(_msgs(RED, "What color is the shape?"), temperature=0)["choices"][0][
+        "finish_reason"
+    ] in ("stop", "length")
+
+
+@pytest.mark.parametrize(
+    ("kw", "exc", "match"),
+    [
+        ({"n": 0}, ValueError, "n must be"),
+        ({"n": 1.5}, TypeError, "n must be an int"),
+        ({"temperature": -1}, ValueError, "temperature"),
+        ({"top_p": 0}, ValueError, "top_p"),
+        ({"max_tokens": -2}, ValueError, "max_tokens"),
+        ({"stop": 5}, TypeError, "stop"),
+        ({"logprobs": True, "top_logprobs": 21}, ValueError, "top_logprobs"),
+        ({"top_logprobs": 2}, ValueError, "needs logprobs"),
+        ({"response_format": {"type": "json_object"}}, ValueError, "not supported"),
+        ({"stream_options": {"include_usage": True}}, ValueError, "only allowed with stream"),
+        ({"max_tokens": 3, "max_completion_tokens": 4}, ValueError, "differ"),
+        ({"frequency_penalty": 1.0}, TypeError, "frequency_penalty"),
+    ],
+)
+def test_chat_argument_errors(demo, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        demo.create_chat_completion(_msgs(RED, "hi"), **kw)
+
+
+def test_completion_argument_errors(demo):
+    with pytest.raises(ValueError, match="logprobs"):
+        demo.create_completion("hi", logprobs=21)
+    with pytest.raises(ValueError, match="suffix"):
+        demo.create_completion("hi", suffix="x")
+    with pytest.raises(ValueError, match="echo with logprobs"):
+        demo.create_completion("hi", echo=True, logprobs=1)
+    with pytest.raises(ValueError, match="vocabulary"):
+        demo.create_completion([10**6])
+
+
+# ---- logprobs (need the engine's log probabilities on Token) ----
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    return x - (x.max() + np.log(np.exp(x - x.max()).sum()))
+
+
+def test_chat_logprobs(demo):
+    msgs = _msgs(RED, "What is in the picture?")
+    r = demo.create_chat_completion(msgs, temperature=0, logprobs=True, top_logprobs=3)
+    c = r["choices"][0]
+    content = c["logprobs"]["content"]
+    assert len(content) == r["usage"]["completion_tokens"]
+    assert "".join(e["token"] for e in content) == c["message"]["content"]
+    for e in content:
+        assert e["logprob"] <= 0 and e["bytes"] == list(e["token"].encode())
+        top = e["top_logprobs"]
+        assert len(top) == 3
+        assert [t["logprob"] for t in top] == sorted((t["logprob"] for t in top), reverse=True)
+        # greedy: the chosen token is the best alternative, with the same log probability
+        assert top[0]["token"] == e["token"] and math.isclose(top[0]["logprob"], e["logprob"], abs_tol=1e-6)
+    # the first token's log probability is the log-softmax of the prompt's last logits
+    inp = demo._chat_input(msgs)
+    lsm = _log_softmax(demo.eval(demo.render_chat(_placeholder(msgs)), images=[RED]))
+    first = demo.generate_ids(inp, max_tokens=1, temperature=0)[0]
+    assert math.isclose(content[0]["logprob"], lsm[first], abs_tol=2e-3)
+    best = np.argsort(-lsm)[:3]
+    assert [t["logprob"] for t in content[0]["top_logprobs"]] == pytest.approx(lsm[best].tolist(), abs=2e-3)
+    # logprobs=True without top_logprobs: the chosen token only
+    r0 = demo.create_chat_completion(msgs, temperature=0, logprobs=True)
+    assert all(e["top_logprobs"] == [] for e in r0["choices"][0]["logprobs"]["content"])
+    # streaming: each chunk carries its tokens' entries, together the same as the result
+    chunks = list(demo.create_chat_completion(msgs, temperature=0, logprobs=True, top_logprobs=3, stream=True))
+    streamed = [e for ch in chunks if ch["choices"][0]["logprobs"] for e in ch["choices"][0]["logprobs"]["content"]]
+    assert streamed == content
+
+
+def _placeholder(msgs):
+    return [
+        {"role": m["role"], "content": [p if p["type"] == "text" else {"type": "image"} for p in m["content"]]}
+        for m in msgs
+    ]
+
+
+def test_completion_logprobs(demo):
+    prompt = "USER: What color is the sky? ASSISTANT:"
+    r = demo.create_completion(prompt, temperature=0, logprobs=2, max_tokens=6)
+    c = r["choices"][0]
+    lp = c["logprobs"]
+    n = r["usage"]["completion_tokens"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == len(lp["text_offset"]) == n
+    assert lp["text_offset"][0] == 0
+    assert all(
+        b - a == len(t) for a, b, t in zip(lp["text_offset"], lp["text_offset"][1:], lp["tokens"][:-1], strict=True)
+    )
+    for tok, v, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"], strict=True):
+        assert v <= 0 and top[tok] == v and 2 <= len(top) <= 3
+        assert max(top.values()) == v  # greedy
+    lsm = _log_softmax(demo.eval(prompt))
+    assert math.isclose(lp["token_logprobs"][0], lsm.max(), abs_tol=2e-3)
+
+
+# ---- over a BatchEngine ----
+
+
+def test_engine_path_equals_model_path(demo, engine):
+    msgs = _msgs(RED, "What is in the picture?")
+    a = demo.create_chat_completion(msgs, temperature=0, n=2)
+    b = demo.create_chat_completion(msgs, temperature=0, n=2, engine=engine)
+    assert [c["message"] for c in b["choices"]] == [c["message"] for c in a["choices"]]
+    assert b["usage"] == a["usage"]
+    prompt = "USER: What color is the sky? ASSISTANT:"
+    kw = {"temperature": 1.0, "seed": 3, "max_tokens": 8}
+    ta = demo.create_completion(prompt, **kw)["choices"][0]["text"]
+    tb = "".join(ch["choices"][0]["text"] for ch in demo.create_completion(prompt, engine=engine, stream=True, **kw))
+    assert tb == ta
+    # an abandoned stream frees its slot
+    it = demo.create_completion(prompt, engine=engine, stream=True, max_tokens=200, temperature=0)
+    next(it)
+    it.close()
+    deadline = time.monotonic() + 10
+    while engine.stats()["requests_running"] and time.monotonic() < deadline:
+        time.sleep(0.01)  # the slot is freed at the engine's next step
+    assert engine.stats()["requests_running"] == 0
