@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <random>
 #include <utility>
 
@@ -81,6 +82,10 @@ uint64_t random_seed() {
 
 void GenerateParams::validate() const {
   if (max_tokens < 0) throw InvalidArgument("[generate] max_tokens must be >= 0, got " + std::to_string(max_tokens));
+  if (logprobs < -1 || logprobs > kMaxLogprobs) {
+    throw InvalidArgument("[generate] logprobs must be -1 (none) or in [0, " + std::to_string(kMaxLogprobs) +
+                          "], got " + std::to_string(logprobs));
+  }
   sampling.validate();
   for (size_t i = 0; i < stop.size(); ++i) {
     if (!valid_utf8(stop[i]))
@@ -166,48 +171,121 @@ std::string TextStream::finish() {
   return decode(true);
 }
 
-// ---- Generator ----
+// ---- GenerationLoop ----
 
-Generator::Generator(Session& session, SessionInput prompt, const GenerateParams& params)
-    : session_(session), prompt_(std::move(prompt)), params_(params), sampler_(params.sampling), text_(params.stop) {
+GenerationLoop::GenerationLoop(const Model& model, int n_ctx, const SessionInput& prompt, const GenerateParams& params)
+    : model_(model), n_ctx_(n_ctx), params_(params), sampler_(params.sampling), text_(params.stop) {
   params_.validate();
-  const int n_ctx = session_.params().n_ctx;
-  const ModelInfo& info = session_.model().info();
-  if (prompt_.empty()) throw InvalidArgument("[generate] the prompt has no tokens");
-  if (prompt_.size() > static_cast<size_t>(n_ctx)) {
-    throw InvalidArgument("[generate] the prompt has " + std::to_string(prompt_.size()) +
+  const ModelInfo& info = model_.info();
+  if (prompt.empty()) throw InvalidArgument("[generate] the prompt has no tokens");
+  if (prompt.size() > static_cast<size_t>(n_ctx)) {
+    throw InvalidArgument("[generate] the prompt has " + std::to_string(prompt.size()) +
                           " tokens, more than the context size n_ctx = " + std::to_string(n_ctx));
   }
   bool has_embd = false;
-  for (size_t i = 0; i < prompt_.size(); ++i) {
-    if (prompt_.is_embedding(i)) {
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt.is_embedding(i)) {
       has_embd = true;
       continue;
     }
-    const int32_t id = prompt_.ids()[i];
+    const int32_t id = prompt.ids()[i];
     if (id < 0 || id >= info.n_vocab) {
       throw InvalidArgument("[generate] prompt token " + std::to_string(i) + " has id " + std::to_string(id) +
                             ", outside the vocabulary [0, " + std::to_string(info.n_vocab) + ")");
     }
   }
-  if (has_embd && prompt_.n_embd() != info.n_embd) {
-    throw InvalidArgument("[generate] the prompt's embedding rows have width " + std::to_string(prompt_.n_embd()) +
+  if (has_embd && prompt.n_embd() != info.n_embd) {
+    throw InvalidArgument("[generate] the prompt's embedding rows have width " + std::to_string(prompt.n_embd()) +
                           " but the model's n_embd is " + std::to_string(info.n_embd));
   }
 }
 
-void Generator::sample(const float* logits) {
-  const int32_t tok = sampler_.sample(logits, session_.model().info().n_vocab, history_);
-  if (session_.model().is_eog(tok)) {
+void GenerationLoop::sample(const float* logits) {
+  const int32_t n_vocab = model_.info().n_vocab;
+  const int32_t tok = sampler_.sample(logits, n_vocab, history_);
+  if (model_.is_eog(tok)) {
     finish_ = FinishReason::Eos;
-  } else {
-    pending_ = tok;
+    return;
+  }
+  pending_ = tok;
+  if (params_.logprobs < 0) return;
+  // log-softmax of the raw logits (NaN counts as -inf, as in the sampler)
+  auto val = [](float l) { return std::isnan(l) ? -INFINITY : l; };
+  float mx = -INFINITY;
+  for (int32_t i = 0; i < n_vocab; ++i) mx = std::max(mx, val(logits[i]));
+  double sum = 0;
+  for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(static_cast<double>(val(logits[i])) - mx);
+  const double lse = mx + std::log(sum);
+  pending_logprob_ = static_cast<float>(val(logits[tok]) - lse);
+  pending_top_.clear();
+  const int k = std::min(params_.logprobs, n_vocab);
+  if (k == 0) return;
+  scratch_.resize(static_cast<size_t>(n_vocab));
+  for (int32_t i = 0; i < n_vocab; ++i) scratch_[i] = {val(logits[i]), i};
+  auto better = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  std::partial_sort(scratch_.begin(), scratch_.begin() + k, scratch_.end(), better);
+  for (int i = 0; i < k; ++i) {
+    pending_top_.emplace_back(scratch_[i].second, static_cast<float>(scratch_[i].first - lse));
   }
 }
 
+void GenerationLoop::on_prompt(const float* logits, const std::vector<int32_t>& prompt_ids) {
+  history_ = prompt_ids;
+  if (params_.max_tokens == 0) {
+    finish_ = FinishReason::Length;
+  } else {
+    sample(logits);
+  }
+  done_ = pending_ < 0;  // finished without a token (max_tokens 0, end-of-generation first)
+}
+
+bool GenerationLoop::begin_step(GenerateStep& out, int n_past) {
+  const int32_t tok = pending_;
+  pending_ = -1;
+  ++n_generated_;
+  out.id = tok;
+  out.text = text_.feed(model_.token_piece(tok));
+  out.finish = FinishReason::None;
+  out.logprob = pending_logprob_;
+  out.top_logprobs = pending_top_;
+  if (text_.stopped()) {
+    finish_ = FinishReason::Stop;
+  } else if (n_generated_ >= params_.max_tokens) {
+    finish_ = FinishReason::Length;
+  } else if (n_past >= n_ctx_) {
+    finish_ = FinishReason::Context;  // tok is returned but cannot be evaluated
+  } else {
+    return true;
+  }
+  out.text += text_.finish();
+  out.finish = finish_;
+  done_ = true;
+  return false;
+}
+
+void GenerationLoop::end_step(GenerateStep& out, const float* logits) {
+  history_.push_back(out.id);
+  sample(logits);  // may set finish_ = Eos
+  if (finish_ != FinishReason::None) {
+    out.text += text_.finish();
+    out.finish = finish_;
+    done_ = true;
+  }
+}
+
+// ---- Generator ----
+
+Generator::Generator(Session& session, SessionInput prompt, const GenerateParams& params)
+    : session_(session),
+      prompt_(std::move(prompt)),
+      loop_(session.model(), session.params().n_ctx, prompt_, params) {}
+
 void Generator::check_session() const {
   const std::vector<int32_t>& t = session_.tokens();
-  if (t.size() != history_.size() || !std::equal(t.begin(), t.end(), history_.begin())) {
+  const std::vector<int32_t>& h = loop_.history();
+  if (t.size() != h.size() || !std::equal(t.begin(), t.end(), h.begin())) {
     throw Error(
         "[generate] the session was used by another call since this generation started; "
         "start a new generation");
@@ -221,51 +299,26 @@ void Generator::start() {
     const auto t0 = Clock::now();
     const float* logits = session_.eval_prompt_rows(prompt_, &n_reused_);
     timings_.prompt_ms = ms_since(t0);
-    history_ = prompt_.ids();
     const auto t1 = Clock::now();
-    if (params_.max_tokens == 0) {
-      finish_ = FinishReason::Length;
-    } else {
-      sample(logits);
-    }
-    done_ = pending_ < 0;  // finished without a token (max_tokens 0, end-of-generation first)
+    loop_.on_prompt(logits, prompt_.ids());
     timings_.gen_ms += ms_since(t1);
   } catch (...) {
-    done_ = true;
+    loop_.fail();
     throw;
   }
 }
 
 bool Generator::next(GenerateStep& out) {
   if (!started_) start();
-  if (done_) return false;
+  if (loop_.done()) return false;
   const auto t0 = Clock::now();
   try {
     check_session();
-    const int32_t tok = pending_;
-    pending_ = -1;
-    history_.push_back(tok);
-    ++n_generated_;
-    out.id = tok;
-    out.text = text_.feed(session_.model().token_piece(tok));
-    out.finish = FinishReason::None;
-    if (text_.stopped()) {
-      finish_ = FinishReason::Stop;
-    } else if (n_generated_ >= params_.max_tokens) {
-      finish_ = FinishReason::Length;
-    } else if (session_.n_past() >= session_.params().n_ctx) {
-      finish_ = FinishReason::Context;  // tok is returned but cannot be evaluated
-    } else {
-      sample(session_.eval({tok}, TokenKind::Generated));  // may set finish_ = Eos
-    }
-    if (finish_ != FinishReason::None) {
-      out.text += text_.finish();
-      out.finish = finish_;
-      done_ = true;
+    if (loop_.begin_step(out, session_.n_past())) {
+      loop_.end_step(out, session_.eval({out.id}, TokenKind::Generated));
     }
   } catch (...) {
-    done_ = true;
-    finish_ = FinishReason::None;
+    loop_.fail();
     throw;
   }
   timings_.gen_ms += ms_since(t0);

@@ -5,6 +5,7 @@
 
 #include "akvq/error.h"
 #include "api/model_impl.h"
+#include "api/sequence.h"
 #include "cpu/thread_pool.h"
 #include "kv/kv_cache.h"
 
@@ -31,82 +32,36 @@ void SessionParams::validate() const {
 }
 
 struct Session::Impl {
+  Impl(std::shared_ptr<const Model> m, const SessionParams& p)
+      : model(std::move(m)), params(p), llama(model->impl().llama.get()), seq(*model, p.n_ctx, p.kv, p.kv_options) {}
+
   std::shared_ptr<const Model> model;
   SessionParams params;
   const models::Llama* llama = nullptr;
+  Sequence seq;  // the KV cache and the rows it holds
   std::unique_ptr<cpu::ThreadPool> pool;
-  std::unique_ptr<kv::KvCache> cache;
   models::LlamaWorkspace ws;
-  std::vector<int32_t> tokens;   // [n_past] token ids (placeholders for embedding rows)
-  std::vector<TokenKind> kinds;  // [n_past]
-  std::vector<uint64_t> hashes;  // [n_past] 0 for token rows, content hash for embedding rows
-  std::vector<float> logits;     // [n_vocab] of the last evaluated token
-
-  // Checks the input before anything is touched (n_keep: tokens of the cache that stay).
-  void check_input(const SessionInput& in, size_t n_keep) const {
-    if (in.empty()) throw InvalidArgument("[session] eval: no tokens");
-    const int nv = llama->hparams().n_vocab;
-    bool has_embd = false;
-    for (size_t i = 0; i < in.size(); ++i) {
-      if (in.is_embedding(i)) {
-        has_embd = true;
-        continue;
-      }
-      const int32_t id = in.ids()[i];
-      if (id < 0 || id >= nv) {
-        throw InvalidArgument("[session] eval: token id " + std::to_string(id) + " at index " + std::to_string(i) +
-                              " out of range [0, " + std::to_string(nv) + ")");
-      }
-    }
-    if (has_embd && in.n_embd() != llama->hparams().n_embd) {
-      throw InvalidArgument("[session] eval: embedding rows have width " + std::to_string(in.n_embd()) +
-                            " but the model's n_embd is " + std::to_string(llama->hparams().n_embd));
-    }
-    if (n_keep + in.size() > static_cast<size_t>(params.n_ctx)) {
-      throw InvalidArgument("[session] eval: context overflow: " + std::to_string(n_keep) + " tokens in the cache + " +
-                            std::to_string(in.size()) + " new exceed n_ctx = " + std::to_string(params.n_ctx));
-    }
-  }
-
-  // The largest n' <= n to which the session can be truncated with the state a fresh session
-  // reaches on tokens[0, n'). Evaluation is batch-invariant (every kernel computes a token's row
-  // the same way whatever the chunk it is in, see KvCache::attend), so only the cache decides.
-  int cache_restorable(int n) const { return cache->restorable(n); }
-
-  void keep(int n) {
-    tokens.resize(n);
-    kinds.resize(n);
-    hashes.resize(n);
-  }
+  std::vector<float> logits;  // [n_vocab] of the last evaluated token
 
   // Evaluates the input in chunks of n_batch. out: all logits [in.size(), n_vocab] when all,
   // else the last row's logits. On failure the cache is rolled back to where it was.
   void run(const SessionInput& in, float* out, bool all) {
-    check_input(in, tokens.size());
-    const int n_past = static_cast<int>(tokens.size());
+    seq.check_input(in, seq.tokens.size());
+    const int n_past = seq.n_past();
     const int n = static_cast<int>(in.size());
     const int64_t nv = llama->hparams().n_vocab;
-    const bool mixed = in.n_embd() > 0;
     try {
-      cache->set_kinds(in.kinds().data(), n);
+      seq.cache->set_kinds(in.kinds().data(), n);
       for (int off = 0; off < n; off += params.n_batch) {
         const int len = std::min(params.n_batch, n - off);
         const bool last = off + len == n;
         float* lg = all ? out + off * nv : (last ? out : nullptr);
-        models::LlamaInput rows;
-        rows.ids = in.ids().data() + off;
-        if (mixed) {
-          rows.embd_index = in.embd_index().data() + off;
-          rows.embd = in.embeddings().data();
-        }
-        llama->forward(rows, len, *cache, ws, *pool, lg, all);
-        tokens.insert(tokens.end(), in.ids().begin() + off, in.ids().begin() + off + len);
-        kinds.insert(kinds.end(), in.kinds().begin() + off, in.kinds().begin() + off + len);
-        hashes.insert(hashes.end(), in.hashes().begin() + off, in.hashes().begin() + off + len);
+        const models::LlamaSeq rows = seq.rows(in, off, len, lg, all);
+        llama->forward_batch(&rows, 1, ws, *pool);
+        seq.commit(in, off, len);
       }
     } catch (...) {
-      cache->truncate(n_past);
-      keep(n_past);
+      seq.truncate(n_past);
       throw;
     }
   }
@@ -114,43 +69,20 @@ struct Session::Impl {
   // Evaluates in after the longest restorable cached prefix that matches it (ids and hashes),
   // re-evaluating at least its last row.
   const float* eval_prompt(const SessionInput& in, int* n_reused) {
-    check_input(in, 0);
-    int n = 0;
-    const int limit = static_cast<int>(std::min(tokens.size(), in.size() - 1));
-    while (n < limit && tokens[n] == in.ids()[n] && hashes[n] == in.hashes()[n]) ++n;
-    n = cache_restorable(n);
-    if (n < static_cast<int>(tokens.size())) truncate(n);
+    seq.check_input(in, 0);
+    const int n = seq.reusable_prefix(in);
+    if (n < seq.n_past()) seq.truncate(n);
     if (n_reused) *n_reused = n;
     run(n == 0 ? in : in.slice(static_cast<size_t>(n), in.size()), logits.data(), false);
     return logits.data();
   }
-
-  void truncate(int n) {
-    if (n == 0) {  // exact for every cache
-      cache->clear();
-    } else {
-      cache->truncate(n);
-    }
-    keep(n);
-  }
 };
 
-Session::Session(std::shared_ptr<const Model> model, const SessionParams& p) : impl_(std::make_unique<Impl>()) {
+Session::Session(std::shared_ptr<const Model> model, const SessionParams& p) {
   if (!model) throw InvalidArgument("[session] model is null");
   p.validate();
+  impl_ = std::make_unique<Impl>(std::move(model), p);
   Impl& s = *impl_;
-  s.model = std::move(model);
-  s.params = p;
-  s.llama = s.model->impl().llama.get();
-  kv::KvConfig kc = s.llama->kv_config(p.n_ctx, p.kv);
-  kc.options = p.kv_options;
-  const gguf::File& f = *s.model->impl().file;
-  if (f.has("akvq.tsa_layers")) {  // per-model TSA layers written by the converter / profiler
-    const std::vector<int32_t> t = f.get_i32_array("akvq.tsa_layers");
-    kc.has_file_tsa = true;
-    kc.file_tsa_layers.assign(t.begin(), t.end());
-  }
-  s.cache = kv::KvCache::create(kc);
   s.pool = std::make_unique<cpu::ThreadPool>(p.n_threads > 0 ? p.n_threads : cpu::ThreadPool::default_threads());
   s.logits.resize(s.llama->hparams().n_vocab);
 }
@@ -164,20 +96,20 @@ const SessionParams& Session::params() const {
   return impl_->params;
 }
 int Session::n_past() const {
-  return static_cast<int>(impl_->tokens.size());
+  return impl_->seq.n_past();
 }
 const std::vector<int32_t>& Session::tokens() const {
-  return impl_->tokens;
+  return impl_->seq.tokens;
 }
 const std::vector<TokenKind>& Session::kinds() const {
-  return impl_->kinds;
+  return impl_->seq.kinds;
 }
 const std::vector<uint64_t>& Session::row_hashes() const {
-  return impl_->hashes;
+  return impl_->seq.hashes;
 }
 
 void Session::reset() {
-  impl_->truncate(0);
+  impl_->seq.truncate(0);
 }
 
 void Session::truncate(int n) {
@@ -185,7 +117,7 @@ void Session::truncate(int n) {
     throw InvalidArgument("[session] truncate(" + std::to_string(n) + "): the session holds " +
                           std::to_string(n_past()) + " tokens");
   }
-  impl_->truncate(n);
+  impl_->seq.truncate(n);
 }
 
 const float* Session::eval(const std::vector<int32_t>& ids, TokenKind kind) {
@@ -217,9 +149,9 @@ const float* Session::eval_prompt_rows(const SessionInput& input, int* n_reused)
 }
 
 KvSummary Session::kv_summary() const {
-  KvSummary s = impl_->cache->summary();
+  KvSummary s = impl_->seq.cache->summary();
   int64_t kinds[3] = {0, 0, 0};  // every layer stores the session's tokens
-  for (TokenKind k : impl_->kinds) ++kinds[static_cast<int>(k) < 3 ? static_cast<int>(k) : 0];
+  for (TokenKind k : impl_->seq.kinds) ++kinds[static_cast<int>(k) < 3 ? static_cast<int>(k) : 0];
   for (KvLayerStats& l : s.layers) {
     std::copy(kinds, kinds + 3, l.kinds);
     // a single class holding every token (f16): its kinds are the layer's
@@ -265,7 +197,7 @@ void attention_probs(const float* q, const float* k, int n, int q0, int n_head, 
 void Session::attention_profile(const SessionInput& input, int q_begin, float* out) {
   Impl& s = *impl_;
   if (!out) throw InvalidArgument("[session] attention_profile: output buffer is null");
-  s.check_input(input, 0);
+  s.seq.check_input(input, 0);
   const int n = static_cast<int>(input.size());
   if (q_begin < 0 || q_begin >= n) {
     throw InvalidArgument("[session] attention_profile: q_begin = " + std::to_string(q_begin) +
@@ -287,7 +219,7 @@ void Session::attention_profile(const SessionInput& input, int q_begin, float* o
                       *s.pool);
     }
   };
-  s.truncate(0);
+  s.seq.truncate(0);
   SessionParams saved = s.params;
   s.params.n_batch = n;  // one forward pass: every layer sees all queries and keys at once
   try {

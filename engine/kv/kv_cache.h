@@ -66,6 +66,10 @@ class KvCache {
                       cpu::ThreadPool& pool) const = 0;
 
   virtual KvStats stats() const = 0;
+  // An upper bound of stats().bytes once n_tokens tokens are stored, whatever their kinds and
+  // values (every token priced at the most expensive store it may occupy): what a memory budget
+  // reserves for one sequence of n_tokens (n_tokens >= 0).
+  virtual int64_t bytes_bound(int n_tokens) const = 0;
   // Per-layer, per-precision-class accounting, pivots, resolved options (the public summary).
   // Default: one class "fp16" per layer holding every token.
   virtual KvSummary summary() const;

@@ -81,4 +81,8 @@ KvStats F16KvCache::stats() const {
   return s;
 }
 
+int64_t F16KvCache::bytes_bound(int n_tokens) const {
+  return int64_t{n_tokens} * row_ * 2 * sizeof(uint16_t) * cfg_.n_layer;
+}
+
 }  // namespace akvq::kv

@@ -20,6 +20,7 @@ class F16KvCache final : public KvCache {
   void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
               cpu::ThreadPool& pool) const override;
   KvStats stats() const override;
+  int64_t bytes_bound(int n_tokens) const override;
 
   // Tokens per split-K range: ranges [k * kPartTokens, (k + 1) * kPartTokens) of positions run
   // their own online softmax and are merged in order, in decode and prefill alike.

@@ -398,6 +398,29 @@ KvStats QuantKvCache::stats() const {
   return s;
 }
 
+int64_t QuantKvCache::bytes_bound(int n_tokens) const {
+  const int64_t nkv = cfg_.n_head_kv;
+  const int64_t fp = std::min<int64_t>(n_tokens, int64_t{cap_w_} + opt_.pivots);  // window ring, pivot store
+  const int64_t rest = n_tokens - fp;                                               // packed rows
+  int64_t total = 0;
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    int64_t packed = 0;
+    if (opt_.kivi) {
+      const int64_t blocks = (rest + defaults::kKiviBlock - 1) / defaults::kKiviBlock;
+      packed = blocks * nkv * cfg_.head_dim * static_cast<int64_t>(ck_[0].row_bytes()) +
+               rest * nkv * static_cast<int64_t>(cv_[0].row_bytes());
+    } else {
+      int64_t per_token = 0;
+      for (int c = 0; c < (tsa_[l] ? 2 : 1); ++c) {
+        per_token = std::max<int64_t>(per_token, nkv * static_cast<int64_t>(ck_[c].row_bytes() + cv_[c].row_bytes()));
+      }
+      packed = rest * per_token;
+    }
+    total += fp * row_ * 4 + packed;
+  }
+  return total;
+}
+
 KvSummary QuantKvCache::summary() const {
   KvSummary s;
   const KvStats st = stats();

@@ -48,6 +48,9 @@ class QuantKvCache final : public KvCache {
   void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
               cpu::ThreadPool& pool) const override;
   KvStats stats() const override;
+  // fp16 for the first min(n, window + pivots) tokens, the rest at the layer's dearest class
+  // (kivi2: K blocks of 32 tokens, V rows).
+  int64_t bytes_bound(int n_tokens) const override;
   KvSummary summary() const override;
   void observe(int layer, const float* x, int n, int n_embd) override;
   void set_kinds(const TokenKind* kinds, int n) override;

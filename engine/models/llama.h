@@ -66,7 +66,7 @@ struct LlamaLayer {
 
 // Scratch buffers for one forward chunk, grown on demand (no allocation in steady state).
 struct LlamaWorkspace {
-  std::vector<float> x, xn, q, k, v, attn, gate, up, logits_rows;
+  std::vector<float> x, xn, q, k, v, attn, gate, up, xo, lo;
   std::vector<int32_t> pos;
   // Optional debug hook, called after each named step with the intermediate
   // data [rows, cols] (e.g. "attn_norm", "q", "k", "v", "attn", "attn_out", "ffn_norm",
@@ -80,6 +80,16 @@ struct LlamaInput {
   const int32_t* embd_index = nullptr;  // [n] row of embd for an embedding row, < 0 for a token row;
                                         // nullptr: every row is a token
   const float* embd = nullptr;          // [n_rows, n_embd] embedding rows
+};
+
+// One sequence of a batched forward call: its rows, appended to its own cache at positions
+// cache->n_tokens() ..., and where its logits go.
+struct LlamaSeq {
+  LlamaInput in;
+  int n = 0;                     // rows (>= 1)
+  kv::KvCache* cache = nullptr;  // this sequence's KV cache
+  float* logits = nullptr;       // [n, n_vocab] when all_logits, else [1, n_vocab] for the last row;
+  bool all_logits = false;       // nullptr: no output projection for this sequence
 };
 
 class Llama {
@@ -102,6 +112,13 @@ class Llama {
   // in.embd[in.embd_index[i]] itself. A row's result does not depend on the other rows' kind.
   void forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorkspace& ws, cpu::ThreadPool& pool,
                float* logits, bool all_logits) const;
+  // Several sequences in one pass (batched decoding, continuous batching): the rows of every
+  // sequence go through each matmul together (each weight is read once per call), attention
+  // runs per sequence over its own cache. A row's result is bit for bit what forward() gives
+  // it alone (the matmuls and the caches are batch-invariant). Throws InvalidArgument before
+  // touching anything when a sequence has no rows or would exceed its cache's n_ctx; on a
+  // later failure the caches hold a partial step (callers truncate them back).
+  void forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, cpu::ThreadPool& pool) const;
 
  private:
   LlamaHparams hp_;

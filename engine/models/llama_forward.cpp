@@ -33,16 +33,34 @@ void Llama::forward(const int32_t* ids, int n, kv::KvCache& cache, LlamaWorkspac
 
 void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorkspace& ws, cpu::ThreadPool& pool,
                     float* logits, bool all_logits) const {
+  LlamaSeq seq;
+  seq.in = in;
+  seq.n = n;
+  seq.cache = &cache;
+  seq.logits = logits;
+  seq.all_logits = all_logits;
+  forward_batch(&seq, 1, ws, pool);
+}
+
+void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, cpu::ThreadPool& pool) const {
   const LlamaHparams& hp = hp_;
-  if (n < 1) throw InvalidArgument("[llama] forward: no tokens");
-  const int n_past = cache.n_tokens();
-  if (static_cast<int64_t>(n_past) + n > cache.config().n_ctx) {
-    throw InvalidArgument("[llama] forward: " + std::to_string(n_past) + " cached + " + std::to_string(n) +
-                          " new tokens exceed n_ctx = " + std::to_string(cache.config().n_ctx));
+  if (n_seqs < 1) throw InvalidArgument("[llama] forward: no sequences");
+  int64_t n64 = 0;  // rows of all sequences
+  for (int s = 0; s < n_seqs; ++s) {
+    const LlamaSeq& sq = seqs[s];
+    if (sq.n < 1) throw InvalidArgument("[llama] forward: no tokens");
+    const int n_past = sq.cache->n_tokens();
+    if (static_cast<int64_t>(n_past) + sq.n > sq.cache->config().n_ctx) {
+      throw InvalidArgument("[llama] forward: " + std::to_string(n_past) + " cached + " + std::to_string(sq.n) +
+                            " new tokens exceed n_ctx = " + std::to_string(sq.cache->config().n_ctx));
+    }
+    n64 += sq.n;
   }
+  if (n64 > (int64_t{1} << 30)) throw InvalidArgument("[llama] forward: too many rows in one call");
+  const int n = static_cast<int>(n64);
   const int64_t E = hp.n_embd, Q = int64_t{hp.n_head} * hp.head_dim, KV = int64_t{hp.n_head_kv} * hp.head_dim,
                 F = hp.n_ff;
-  float* x = need(ws.x, n * E);        // [n, n_embd] residual stream
+  float* x = need(ws.x, n * E);        // [n, n_embd] residual stream (the sequences' rows in order)
   float* xn = need(ws.xn, n * E);      // [n, n_embd] normed input / projection output
   float* q = need(ws.q, n * Q);        // [n, n_head, head_dim]
   float* k = need(ws.k, n * KV);       // [n, n_head_kv, head_dim]
@@ -50,8 +68,11 @@ void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorksp
   float* attn = need(ws.attn, n * Q);  // [n, n_head, head_dim]
   float* gate = need(ws.gate, n * F);  // [n, n_ff]
   float* up = need(ws.up, n * F);      // [n, n_ff]
-  int32_t* pos = need(ws.pos, n);      // [n]
-  for (int i = 0; i < n; ++i) pos[i] = n_past + i;
+  int32_t* pos = need(ws.pos, n);      // [n] position of each row in its own sequence
+  for (int s = 0, r = 0; s < n_seqs; ++s) {
+    const int n_past = seqs[s].cache->n_tokens();
+    for (int i = 0; i < seqs[s].n; ++i) pos[r++] = n_past + i;
+  }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
 
   // debug hook: dump a named intermediate [rows, cols]
@@ -60,18 +81,23 @@ void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorksp
   };
 
   // input rows: token embeddings (runs of token rows at once) or the embedding rows as given
-  if (!in.embd_index) {
-    ops::get_rows(tok_embd_, in.ids, n, x);  // throws InvalidArgument for an id out of range
-  } else {
-    for (int i = 0; i < n;) {
+  for (int s = 0, r0 = 0; s < n_seqs; r0 += seqs[s].n, ++s) {
+    const LlamaInput& in = seqs[s].in;
+    float* xs = x + int64_t{r0} * E;
+    const int ns = seqs[s].n;
+    if (!in.embd_index) {
+      ops::get_rows(tok_embd_, in.ids, ns, xs);  // throws InvalidArgument for an id out of range
+      continue;
+    }
+    for (int i = 0; i < ns;) {
       if (in.embd_index[i] >= 0) {
-        std::memcpy(x + i * E, in.embd + static_cast<int64_t>(in.embd_index[i]) * E, sizeof(float) * E);
+        std::memcpy(xs + i * E, in.embd + static_cast<int64_t>(in.embd_index[i]) * E, sizeof(float) * E);
         ++i;
         continue;
       }
       int j = i + 1;
-      while (j < n && in.embd_index[j] < 0) ++j;
-      ops::get_rows(tok_embd_, in.ids + i, j - i, x + i * E);
+      while (j < ns && in.embd_index[j] < 0) ++j;
+      ops::get_rows(tok_embd_, in.ids + i, j - i, xs + i * E);
       i = j;
     }
   }
@@ -79,7 +105,9 @@ void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorksp
   for (int il = 0; il < hp.n_layer; ++il) {
     const LlamaLayer& L = layers_[il];
     // attention block
-    cache.observe(il, x, n, static_cast<int>(E));  // layer input, before attn_norm (pivots)
+    for (int s = 0, r0 = 0; s < n_seqs; r0 += seqs[s].n, ++s) {  // layer input, before attn_norm (pivots)
+      seqs[s].cache->observe(il, x + int64_t{r0} * E, seqs[s].n, static_cast<int>(E));
+    }
     ops::rms_norm(x, static_cast<const float*>(L.attn_norm.data), n, E, hp.rms_eps, xn);
     dump("attn_norm", il, xn, n, E);
     ops::matmul_group({{&L.wq, q}, {&L.wk, k}, {&L.wv, v}}, xn, n, pool);
@@ -91,8 +119,11 @@ void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorksp
     dump("q", il, q, n, Q);
     dump("k", il, k, n, KV);
     dump("v", il, v, n, KV);
-    cache.append(il, k, v, n);
-    cache.attend(il, q, n, hp.n_head, scale, attn, pool);
+    for (int s = 0, r0 = 0; s < n_seqs; r0 += seqs[s].n, ++s) {  // each sequence over its own cache
+      kv::KvCache& cache = *seqs[s].cache;
+      cache.append(il, k + r0 * KV, v + r0 * KV, seqs[s].n);
+      cache.attend(il, q + r0 * Q, seqs[s].n, hp.n_head, scale, attn + r0 * Q, pool);
+    }
     dump("attn", il, attn, n, Q);
     ops::matmul(L.wo, attn, n, xn, pool);  // xn: attention output [n, n_embd]
     dump("attn_out", il, xn, n, E);
@@ -108,14 +139,39 @@ void Llama::forward(const LlamaInput& in, int n, kv::KvCache& cache, LlamaWorksp
     ops::add_inplace(x, xn, n * E);
     dump("l_out", il, x, n, E);
   }
-  if (!logits) return;
-  // output: only the rows asked for
-  const int n_out = all_logits ? n : 1;
-  const float* xo = x + (n - n_out) * E;
+
+  // output: only the rows asked for, gathered [n_out, n_embd] for one projection
+  int n_out = 0, n_outputs = 0;
+  for (int s = 0; s < n_seqs; ++s) {
+    if (seqs[s].logits) n_out += seqs[s].all_logits ? seqs[s].n : 1, ++n_outputs;
+  }
+  if (n_out == 0) return;
+  const int64_t nv = hp.n_vocab;
+  float* xo = need(ws.xo, n_out * E);
+  for (int s = 0, r0 = 0, o = 0; s < n_seqs; r0 += seqs[s].n, ++s) {
+    if (!seqs[s].logits) continue;
+    const int rows = seqs[s].all_logits ? seqs[s].n : 1;
+    std::memcpy(xo + int64_t{o} * E, x + (int64_t{r0} + seqs[s].n - rows) * E, sizeof(float) * rows * E);
+    o += rows;
+  }
   ops::rms_norm(xo, static_cast<const float*>(out_norm_.data), n_out, E, hp.rms_eps, xn);
   dump("out_norm", -1, xn, n_out, E);
-  ops::matmul(output_, xn, n_out, logits, pool);
-  dump("logits", -1, logits, n_out, hp.n_vocab);
+  if (n_outputs == 1) {  // straight into the caller's buffer
+    const LlamaSeq* sq = seqs;
+    while (!sq->logits) ++sq;
+    ops::matmul(output_, xn, n_out, sq->logits, pool);
+    dump("logits", -1, sq->logits, n_out, nv);
+    return;
+  }
+  float* lo = need(ws.lo, n_out * nv);
+  ops::matmul(output_, xn, n_out, lo, pool);
+  dump("logits", -1, lo, n_out, nv);
+  for (int s = 0, o = 0; s < n_seqs; ++s) {
+    if (!seqs[s].logits) continue;
+    const int rows = seqs[s].all_logits ? seqs[s].n : 1;
+    std::memcpy(seqs[s].logits, lo + int64_t{o} * nv, sizeof(float) * rows * nv);
+    o += rows;
+  }
 }
 
 }  // namespace akvq::models

@@ -15,7 +15,9 @@
 // a step.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "akvq/engine.h"
@@ -40,6 +42,11 @@ struct GenerateParams {
   int max_tokens = 128;           // tokens to generate at most, >= 0 (0: evaluate the prompt only)
   SamplingParams sampling;        // greedy when sampling.temperature <= 0 (then the seed is unused)
   std::vector<std::string> stop;  // stop strings, UTF-8; empty strings are ignored
+  // -1: none; 0..kMaxLogprobs: every step carries its token's log-probability and this many most
+  // likely alternatives, from the log-softmax of the model's raw logits (before penalties,
+  // temperature and truncation: the model's distribution, as the OpenAI API reports it).
+  int logprobs = -1;
+  static constexpr int kMaxLogprobs = 20;
   void validate() const;          // throws InvalidArgument naming the bad field
 };
 
@@ -71,6 +78,57 @@ struct GenerateStep {
   int32_t id = -1;                           // the generated token
   std::string text;                          // UTF-8 text released with it (may be "")
   FinishReason finish = FinishReason::None;  // set on the last step only
+  // With GenerateParams::logprobs >= 0: log p(id) (natural log) and the top alternatives as
+  // (id, log p) by descending probability (ties: lower id first); logprob is NaN otherwise.
+  float logprob = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::pair<int32_t, float>> top_logprobs;
+};
+
+// The per-token decisions of a generation (sampling, end-of-generation, text, stop strings,
+// max_tokens, the context limit), apart from evaluation: Generator drives one over a Session,
+// BatchGenerator one per sequence of a batch.
+//   on_prompt(logits of the prompt's last row)
+//   loop: begin_step(step) -> true: evaluate step.id, end_step(step, its logits); false: last step
+class GenerationLoop {
+ public:
+  // Checks params, and the prompt against the model and n_ctx (non-empty, ids in the
+  // vocabulary, embedding rows of n_embd, at most n_ctx rows): throws InvalidArgument.
+  GenerationLoop(const Model& model, int n_ctx, const SessionInput& prompt, const GenerateParams& params);
+  // The prompt [prompt_ids] was evaluated: samples the first token, or ends the generation with
+  // no step at all (max_tokens 0: Length; an end-of-generation token first: Eos).
+  void on_prompt(const float* logits, const std::vector<int32_t>& prompt_ids);
+  // Fills out with the pending token (id, text, log-probabilities) and decides whether the
+  // generation ends with it (stop string, max_tokens, or n_past == n_ctx); then out.finish is
+  // set, the held-back text flushed into out.text, and false returned. true: the token must be
+  // evaluated next and end_step called with its logits.
+  bool begin_step(GenerateStep& out, int n_past);
+  void end_step(GenerateStep& out, const float* logits);  // samples the next token (or Eos)
+
+  bool done() const { return done_; }  // no more steps
+  FinishReason finish_reason() const { return finish_; }
+  int n_generated() const { return n_generated_; }
+  uint64_t seed() const { return sampler_.params().seed; }
+  // prompt ids (placeholders for embedding rows) + the tokens given to end_step: the rows the
+  // sequence's cache holds between steps
+  const std::vector<int32_t>& history() const { return history_; }
+  void fail() { done_ = true, finish_ = FinishReason::None; }  // a step failed: the generation ends
+
+ private:
+  void sample(const float* logits);  // sets pending_ (+ its log-probabilities) or finish_ = Eos
+
+  const Model& model_;
+  int n_ctx_;
+  GenerateParams params_;
+  Sampler sampler_;
+  TextStream text_;
+  std::vector<int32_t> history_;
+  int32_t pending_ = -1;  // sampled, not yet returned
+  float pending_logprob_ = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::pair<int32_t, float>> pending_top_;
+  std::vector<std::pair<float, int32_t>> scratch_;  // [n_vocab] (logit, id) for the top alternatives
+  int n_generated_ = 0;
+  bool done_ = false;
+  FinishReason finish_ = FinishReason::None;
 };
 
 struct GenerateTimings {
@@ -100,30 +158,22 @@ class Generator {
   // A step that throws ends the generation (finish reason None).
   bool next(GenerateStep& out);
 
-  bool done() const { return done_; }  // the last step was returned (or there was none)
-  FinishReason finish_reason() const { return finish_; }
+  bool done() const { return loop_.done(); }  // the last step was returned (or there was none)
+  FinishReason finish_reason() const { return loop_.finish_reason(); }
   int n_prompt() const { return static_cast<int>(prompt_.size()); }
   int n_reused() const { return n_reused_; }  // prompt tokens kept from the cache
-  int n_generated() const { return n_generated_; }
-  uint64_t seed() const { return sampler_.params().seed; }
+  int n_generated() const { return loop_.n_generated(); }
+  uint64_t seed() const { return loop_.seed(); }
   const GenerateTimings& timings() const { return timings_; }
 
  private:
-  void sample(const float* logits);  // sets pending_ or finish_ = Eos
   void check_session() const;
 
   Session& session_;
   SessionInput prompt_;  // [n_prompt] rows
-  GenerateParams params_;
-  Sampler sampler_;
-  TextStream text_;
-  std::vector<int32_t> history_;  // prompt ids (placeholders for embedding rows) + generated tokens
-  int32_t pending_ = -1;          // sampled, not yet returned
+  GenerationLoop loop_;
   int n_reused_ = 0;
-  int n_generated_ = 0;
   bool started_ = false;
-  bool done_ = false;
-  FinishReason finish_ = FinishReason::None;
   GenerateTimings timings_;
 };
 
