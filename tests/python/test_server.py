@@ -1,0 +1,494 @@
+"""`pyakvq serve`'s HTTP API, exercised as a user would: uvicorn serving the app on a free loopback
+port in a background thread, spoken to with the official `openai` package (and raw httpx for
+malformed requests). The demo VLM answers about the example pictures (greedy answers checked
+against Model.chat, computed before the server starts); SmolLM2 provides long generations for the
+disconnect and overload tests. Every HTTP call has a timeout."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import io
+import json
+import pathlib
+import re
+import struct
+import time
+import zlib
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+from server_harness import RunningServer
+
+import pyakvq
+from pyakvq.server import ServerConfig, create_app
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+KEY = "test-key-123"
+NAME = "demo"
+TIMEOUT = 30.0
+AUTH = {"Authorization": f"Bearer {KEY}"}
+IMAGES = {
+    "red_circle.png": "red",
+    "blue_square.png": "blue",
+    "green_triangle.png": "green",
+    "purple_circle_wide.png": "purple",
+}
+QUESTIONS = ("What color is the shape?", "What is in the picture?")
+LIMITS = {"max_body_bytes": 1 << 20, "max_image_pixels": 300 * 300, "max_images": 2, "max_prompt_tokens": 300}
+
+
+def data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def image_msgs(image_url: str, question: str) -> list[dict]:
+    return [
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": question}],
+        }
+    ]
+
+
+def png(w: int, h: int, color=(255, 0, 0)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_claiming(w: int, h: int) -> bytes:
+    """A 1x1 PNG whose header says w x h (a decompression bomb's header; decoding it would fail)."""
+    data = bytearray(png(1, 1))
+    assert data[12:16] == b"IHDR"
+    data[16:24] = struct.pack(">II", w, h)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def post(base: str, path: str, body, headers=None, timeout: float = TIMEOUT) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    h = {"content-type": "application/json", **AUTH, **(headers or {})}
+    return httpx.post(base + path, content=content, headers=h, timeout=timeout)
+
+
+def metrics(base: str) -> dict[str, float]:
+    """/metrics as {sample name with labels: value}; also {bare name: value} for labelled gauges."""
+    r = httpx.get(base + "/metrics", headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    out: dict[str, float] = {}
+    for line in r.text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        out[name] = float(value)
+        out.setdefault(name.split("{")[0], float(value))
+    return out
+
+
+def wait_metric(base: str, name: str, pred, timeout: float = 10.0) -> float:
+    """Polls /metrics until pred(value of `name`) holds; returns the value (fails after timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = metrics(base)[name]
+        if pred(v) or time.monotonic() > deadline:
+            return v
+        time.sleep(0.02)  # polling interval
+
+
+class Served:
+    pass
+
+
+@pytest.fixture(scope="module")
+def served():
+    from pyakvq.batch import BatchEngine
+
+    m = pyakvq.Model(n_ctx=1024)
+    s = Served()
+    s.model = m
+    s.urls = {f: data_url((EXAMPLES / f).read_bytes()) for f in IMAGES}
+    # reference answers from Model.chat, before the engine shares the model
+    s.refs = {(f, q): m.chat(str(EXAMPLES / f), q, temperature=0) for f in IMAGES for q in QUESTIONS}
+    s.ref_ids = len(m.generate_ids(m._chat_input(image_msgs(s.urls["red_circle.png"], QUESTIONS[1])), temperature=0))
+    s.engine = BatchEngine(m, n_parallel=8, max_queue=32)
+    s.server = RunningServer(create_app(m, s.engine, ServerConfig(model_name=NAME, api_key=KEY, **LIMITS))).start()
+    s.base = s.server.base_url
+    s.client = openai.OpenAI(base_url=s.base + "/v1", api_key=KEY, timeout=TIMEOUT, max_retries=0)
+    yield s
+    s.server.stop()
+    s.engine.close()
+    m.close()
+
+
+def chat(s, image: str, question: str, **kw):
+    return s.client.chat.completions.create(
+        model=NAME, messages=image_msgs(s.urls[image], question), temperature=kw.pop("temperature", 0), **kw
+    )
+
+
+def stream_text(stream) -> tuple[str, str | None]:
+    text, finish = [], None
+    for ch in stream:
+        for c in ch.choices:
+            text.append(c.delta.content or "")
+            finish = c.finish_reason or finish
+    return "".join(text), finish
+
+
+# ---- answers ----
+
+
+def test_chat_with_an_image_names_its_colour(served):
+    for image, colour in IMAGES.items():
+        r = chat(served, image, QUESTIONS[0])
+        answer = r.choices[0].message.content
+        assert colour in answer.lower(), (image, answer)
+        assert answer == served.refs[(image, QUESTIONS[0])]
+        assert r.choices[0].finish_reason == "stop" and r.model == NAME and r.object == "chat.completion"
+
+
+def test_streaming_equals_non_streaming(served):
+    r = chat(served, "red_circle.png", QUESTIONS[1])
+    text, finish = stream_text(chat(served, "red_circle.png", QUESTIONS[1], stream=True))
+    assert text == r.choices[0].message.content == served.refs[("red_circle.png", QUESTIONS[1])]
+    assert finish == r.choices[0].finish_reason == "stop"
+    prompt = "USER: What color is the sky? ASSISTANT:"
+    c = served.client.completions.create(model=NAME, prompt=prompt, max_tokens=10, temperature=0)
+    chunks = list(
+        served.client.completions.create(model=NAME, prompt=prompt, max_tokens=10, temperature=0, stream=True)
+    )
+    assert "".join(ch.choices[0].text for ch in chunks) == c.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == c.choices[0].finish_reason
+
+
+def test_stop_strings(served):
+    full = served.refs[("red_circle.png", QUESTIONS[1])]
+    assert "circle" in full
+    r = chat(served, "red_circle.png", QUESTIONS[1], stop=["circle", "nowhere"])
+    assert r.choices[0].message.content == full.split("circle")[0]
+    assert r.choices[0].finish_reason == "stop"
+    text, finish = stream_text(chat(served, "red_circle.png", QUESTIONS[1], stop="circle", stream=True))
+    assert (text, finish) == (full.split("circle")[0], "stop")
+    r = chat(served, "red_circle.png", QUESTIONS[1], max_tokens=2)
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 2
+
+
+def test_seeds(served):
+    kw = {"model": NAME, "prompt": "USER: hello ASSISTANT:", "max_tokens": 10, "temperature": 1.5}
+    a = [served.client.completions.create(seed=s, **kw).choices[0].text for s in range(6)]
+    b = [served.client.completions.create(seed=s, **kw).choices[0].text for s in range(6)]
+    assert a == b  # the same seed gives the same text
+    assert len(set(a)) >= 2, a  # and sampling does depend on it
+    r = served.client.completions.create(seed=3, n=3, **kw)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    assert [c.text for c in r.choices] == a[3:6]  # choice i uses seed + i
+
+
+def test_logprobs(served):
+    r = chat(served, "red_circle.png", QUESTIONS[1], logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    assert "".join(e.token for e in content) == r.choices[0].message.content
+    for e in content:
+        assert e.logprob <= 0 and len(e.top_logprobs) == 3 and e.bytes == list(e.token.encode())
+        assert all(t.logprob <= 0 for t in e.top_logprobs)
+        assert e.token in [t.token for t in e.top_logprobs]  # greedy: the chosen token is among the best
+        assert e.top_logprobs[0].token == e.token and abs(e.top_logprobs[0].logprob - e.logprob) < 1e-6
+    c = served.client.completions.create(
+        model=NAME, prompt="USER: hi ASSISTANT:", max_tokens=5, temperature=0, logprobs=2
+    )
+    lp = c.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == c.usage.completion_tokens
+    for tok, v, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs, strict=True):
+        assert v <= 0 and top[tok] == v
+
+
+def test_usage_counts(served):
+    m = served.model
+    r = chat(served, "red_circle.png", QUESTIONS[1])
+    placeholder = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTIONS[1]}]}]
+    n_text = len(m.tokenize(m.render_chat(placeholder)))
+    n_prompt = n_text + m.vision_info["n_tokens_per_image"] - 1  # the image marker becomes the image's rows
+    assert r.usage.prompt_tokens == n_prompt
+    assert r.usage.completion_tokens == served.ref_ids
+    assert r.usage.total_tokens == n_prompt + served.ref_ids
+    msgs = [{"role": "user", "content": "What color is the shape?"}]
+    r = served.client.chat.completions.create(model=NAME, messages=msgs, temperature=0, max_tokens=4)
+    assert r.usage.prompt_tokens == len(m.tokenize(m.render_chat(msgs)))
+    chunks = list(
+        served.client.chat.completions.create(
+            model=NAME, messages=msgs, temperature=0, max_tokens=4, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert chunks[-1].choices == [] and chunks[-1].usage == r.usage
+
+
+def test_metrics_count_the_tokens(served):
+    before = metrics(served.base)
+    r = chat(served, "blue_square.png", QUESTIONS[1])
+    after = metrics(served.base)
+    assert after["pyakvq_generated_tokens_total"] - before["pyakvq_generated_tokens_total"] == r.usage.completion_tokens
+    assert after["pyakvq_prompt_tokens_total"] - before["pyakvq_prompt_tokens_total"] <= r.usage.prompt_tokens
+    assert after["pyakvq_requests_total"] - before["pyakvq_requests_total"] == 1
+    assert after["pyakvq_slots"] == served.engine.n_slots
+    assert after["pyakvq_requests_running"] == 0 and after["pyakvq_requests_queued"] == 0
+    assert after["pyakvq_kv_bytes"] > 0
+    key = 'pyakvq_http_requests_total{route="/v1/chat/completions",status="200"}'
+    assert after[key] - before[key] == 1
+
+
+def test_concurrent_streams_equal_sequential(served):
+    jobs = [(f, q) for f in IMAGES for q in QUESTIONS]
+    assert len(jobs) == 8
+    sequential = [stream_text(chat(served, f, q, stream=True))[0] for f, q in jobs]
+    assert sequential == [served.refs[j] for j in jobs]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(lambda j=j: stream_text(chat(served, *j, stream=True))[0]) for j in jobs]
+        concurrent_ = [f.result(timeout=TIMEOUT) for f in futures]
+    assert concurrent_ == sequential
+
+
+# ---- models, routes, keys ----
+
+
+def test_models_and_routes(served):
+    assert [m.id for m in served.client.models.list().data] == [NAME]
+    assert served.client.models.retrieve(NAME).id == NAME
+    with pytest.raises(openai.NotFoundError):
+        served.client.models.retrieve("gpt-4")
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        served.client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
+    r = httpx.get(served.base + "/v1/nothing", headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 404 and "unknown route" in r.json()["error"]["message"]
+    r = httpx.get(served.base + "/v1/chat/completions", headers=AUTH, timeout=TIMEOUT)
+    assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_api_key(served):
+    bad = openai.OpenAI(base_url=served.base + "/v1", api_key="wrong", timeout=TIMEOUT, max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        bad.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}])
+    for path in ("/v1/models", "/metrics", "/v1/nothing"):
+        r = httpx.get(served.base + path, timeout=TIMEOUT)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", path
+    r = httpx.post(served.base + "/v1/completions", json={"model": NAME, "prompt": "hi"}, timeout=TIMEOUT)
+    assert r.status_code == 401
+    assert httpx.get(served.base + "/health", timeout=TIMEOUT).status_code == 200  # no key needed
+
+
+# ---- bad requests and limits ----
+
+_TEXT = [{"role": "user", "content": "hi"}]
+
+
+def _bad_cases(s) -> list[tuple[str, object, int, str, str | None]]:
+    """(path, body, status, text in the message, param)."""
+    red = s.urls["red_circle.png"]
+    return [
+        ("/v1/chat/completions", b'{"model": "demo", "messages": [', 400, "not valid JSON", None),
+        ("/v1/chat/completions", b"", 400, "empty", None),
+        ("/v1/chat/completions", b"[1, 2]", 400, "JSON object", None),
+        ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "foo": 1}, 400, "unknown field 'foo'", "foo"),
+        ("/v1/chat/completions", {"messages": _TEXT}, 400, "'model' is required", "model"),
+        ("/v1/chat/completions", {"model": NAME, "messages": []}, 400, "non-empty", "messages"),
+        ("/v1/chat/completions", {"model": NAME, "messages": [{"role": "robot", "content": "x"}]}, 400, "role", None),
+        ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "temperature": "hot"}, 400, "temperature", None),
+        ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "n": 0}, 400, "n must be", "n"),
+        ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "stream": "yes"}, 400, "stream", "stream"),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": _TEXT, "response_format": {"type": "json_object"}},
+            400,
+            "not supported",
+            "response_format",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": _TEXT, "tools": [{"type": "function"}]},
+            400,
+            "tool",
+            "tools",
+        ),
+        ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "top_logprobs": 2}, 400, "logprobs", None),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs("data:image/png;base64,!!notbase64!!", "hi")},
+            400,
+            "base64",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs(data_url(b"not an image at all"), "hi")},
+            400,
+            "not an image",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs("https://example.com/cat.png", "hi")},
+            400,
+            "--allow-remote-images",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs(str(EXAMPLES / "red_circle.png"), "hi")},
+            400,
+            "--allow-local-images",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": NAME,
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": red}} for _ in range(3)]
+                        + [{"type": "text", "text": "hi"}],
+                    }
+                ],
+            },
+            400,
+            "too many images",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs(data_url(png(320, 320)), "hi")},
+            400,
+            "102400 pixels",
+            "messages",
+        ),
+        (  # header of a bomb, under Pillow's own limit: refused from the header before decoding
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs(data_url(png_claiming(8000, 8000)), "hi")},
+            400,
+            "64000000 pixels",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs(data_url(png_claiming(60000, 60000)), "hi")},
+            400,
+            "pixels",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": [{"role": "user", "content": "word " * 400}]},
+            400,
+            "more than this server's limit of 300 prompt tokens",
+            "messages",
+        ),
+        ("/v1/completions", {"model": NAME, "prompt": "hi", "suffix": "x"}, 400, "suffix", "suffix"),
+        ("/v1/completions", {"model": NAME, "prompt": "hi", "logprobs": 50}, 400, "logprobs", "logprobs"),
+        ("/v1/completions", {"model": NAME, "prompt": ["a", "b"]}, 400, "one prompt", "prompt"),
+        ("/v1/completions", {"model": NAME, "prompt": [1, 10**9]}, 400, "vocabulary", "prompt"),
+        ("/v1/completions", {"model": NAME, "prompt": "hi", "messages": _TEXT}, 400, "unknown field", "messages"),
+    ]
+
+
+def test_bad_requests_are_400_with_a_message(served):
+    for path, body, status, text, param in _bad_cases(served):
+        r = post(served.base, path, body)
+        err = r.json()["error"]
+        assert r.status_code == status, (body if isinstance(body, bytes) else json.dumps(body)[:200], r.text)
+        assert text in err["message"], (text, err)
+        assert err["type"] == "invalid_request_error"
+        if param is not None:
+            assert err["param"] == param, err
+    # the openai client raises BadRequestError with the message
+    with pytest.raises(openai.BadRequestError, match="unknown field 'bogus'"):
+        served.client.chat.completions.create(model=NAME, messages=_TEXT, extra_body={"bogus": True})
+
+
+def test_body_too_large_is_413(served):
+    big = {"model": NAME, "messages": image_msgs(data_url(b"\0" * (1 << 20)), "hi")}
+    r = post(served.base, "/v1/chat/completions", big)
+    assert r.status_code == 413 and "limit of 1048576 bytes" in r.json()["error"]["message"]
+
+    def chunked():  # no Content-Length: the limit is enforced while reading
+        payload = json.dumps(big).encode()
+        for i in range(0, len(payload), 65536):
+            yield payload[i : i + 65536]
+
+    r = httpx.post(
+        served.base + "/v1/chat/completions",
+        content=chunked(),
+        headers={"content-type": "application/json", **AUTH},
+        timeout=TIMEOUT,
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert chat(served, "red_circle.png", QUESTIONS[0]).choices[0].message.content  # still serving
+
+
+# ---- disconnects and overload (long generations: SmolLM2 counting) ----
+
+COUNT = "1, 2, 3, 4, 5,"  # SmolLM2 counts on greedily for hundreds of tokens without ending
+
+
+@pytest.fixture(scope="module")
+def counting(smollm2_path):
+    from pyakvq.batch import BatchEngine
+
+    m = pyakvq.Model(str(smollm2_path), n_ctx=2048)
+    engine = BatchEngine(m, n_parallel=1, max_queue=1)
+    srv = RunningServer(create_app(m, engine, ServerConfig(model_name="smol", api_key=KEY))).start()
+    s = Served()
+    s.base, s.engine, s.model = srv.base_url, engine, m
+    s.client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=KEY, timeout=TIMEOUT, max_retries=0)
+    yield s
+    srv.stop()
+    engine.close()
+    m.close()
+
+
+LONG = {"model": "smol", "prompt": COUNT, "max_tokens": 1500, "temperature": 0}
+
+
+def test_disconnect_while_streaming_frees_the_slot(counting):
+    before = metrics(counting.base)["pyakvq_generated_tokens_total"]
+    stream = counting.client.completions.create(stream=True, **LONG)
+    text = ""
+    for ch in stream:
+        text += ch.choices[0].text
+        if text.count(",") >= 3:
+            break
+    assert re.match(r"^ 6, 7, 8", text), text
+    stream.close()  # the client goes away mid-stream
+    assert wait_metric(counting.base, "pyakvq_requests_running", lambda v: v == 0) == 0
+    generated = metrics(counting.base)["pyakvq_generated_tokens_total"] - before
+    assert generated < LONG["max_tokens"] / 3, generated  # cancelled, not run to the end
+    assert metrics(counting.base)["pyakvq_client_disconnects_total"] >= 1
+
+
+def test_disconnect_while_waiting_frees_the_slot(counting):
+    before = metrics(counting.base)["pyakvq_generated_tokens_total"]
+    with pytest.raises(httpx.ReadTimeout):
+        post(counting.base, "/v1/completions", LONG, timeout=1.0)  # non-streaming: the client gives up
+    assert wait_metric(counting.base, "pyakvq_requests_running", lambda v: v == 0) == 0
+    assert metrics(counting.base)["pyakvq_generated_tokens_total"] - before < LONG["max_tokens"] / 3
+
+
+def test_full_queue_is_503(counting):
+    running = counting.client.completions.create(stream=True, **LONG)
+    next(iter(running))  # it holds the only slot
+    queued = counting.client.completions.create(stream=True, **LONG)  # waits in the queue (max_queue=1)
+    assert wait_metric(counting.base, "pyakvq_requests_queued", lambda v: v == 1) == 1
+    with pytest.raises(openai.InternalServerError) as e:  # 503
+        counting.client.completions.create(**LONG)
+    assert e.value.status_code == 503 and "busy" in str(e.value)
+    queued.close()  # a queued request whose client goes away leaves the queue
+    running.close()
+    assert wait_metric(counting.base, "pyakvq_requests_queued", lambda v: v == 0) == 0
+    assert wait_metric(counting.base, "pyakvq_requests_running", lambda v: v == 0) == 0
+    r = counting.client.completions.create(model="smol", prompt=COUNT, max_tokens=12, temperature=0)
+    assert r.choices[0].text.startswith(" 6, 7, 8") and r.choices[0].finish_reason == "length"
