@@ -341,19 +341,19 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             )
 
     def prepare_chat(req: _rq.ChatRequest) -> Any:
+        # fetched and decoded (within the limits) before the lock; the template and the vision
+        # encoder run one prompt at a time
+        decoded = {id(r): _images.decode(_images.fetch(r.url, cfg, r.where), cfg, r.where) for r in req.images}
+        messages = []
+        for m in req.messages:
+            m = dict(m)
+            if isinstance(m.get("content"), list):
+                m["content"] = [
+                    {"type": "image", "image": decoded[id(p["image"])]} if p.get("type") == "image" else p
+                    for p in m["content"]
+                ]
+            messages.append(m)
         with prep_lock:
-            decoded = {
-                id(ref): _images.decode(_images.fetch(ref.url, cfg, ref.where), cfg, ref.where) for ref in req.images
-            }
-            messages = []
-            for m in req.messages:
-                m = dict(m)
-                if isinstance(m.get("content"), list):
-                    m["content"] = [
-                        {"type": "image", "image": decoded[id(p["image"])]} if p.get("type") == "image" else p
-                        for p in m["content"]
-                    ]
-                messages.append(m)
             try:
                 inp = model._chat_input(messages, **req.template_kwargs)
             except (TypeError, ValueError) as e:
