@@ -492,3 +492,43 @@ def test_full_queue_is_503(counting):
     assert wait_metric(counting.base, "pyakvq_requests_running", lambda v: v == 0) == 0
     r = counting.client.completions.create(model="smol", prompt=COUNT, max_tokens=12, temperature=0)
     assert r.choices[0].text.startswith(" 6, 7, 8") and r.choices[0].finish_reason == "length"
+
+
+# ---- the command line ----
+
+
+def test_parse_bytes():
+    from pyakvq.server import parse_bytes
+
+    assert parse_bytes("1048576") == 1 << 20
+    assert parse_bytes("512M") == 512 << 20 and parse_bytes("512MiB") == 512 << 20 and parse_bytes("2g") == 2 << 30
+    assert parse_bytes("1.5G") == 3 << 29 and parse_bytes("64k") == 64 << 10 and parse_bytes("1TB") == 1 << 40
+    for bad in ("", "12X", "-1", "0", "1.2.3M", "M"):
+        with pytest.raises(ValueError, match="byte count"):
+            parse_bytes(bad)
+
+
+def test_serve_flags(capsys):
+    from pyakvq.__main__ import build_parser, main
+
+    a = build_parser().parse_args(["serve", "--kv-memory", "256M", "--parallel", "3", "--kv-opt", "window=64"])
+    assert (a.kv_memory, a.parallel, a.host, a.port, a.api_key, a.allow_remote_images) == (
+        256 << 20,
+        3,
+        "127.0.0.1",  # loopback unless asked
+        8000,
+        None,
+        False,
+    )
+    for argv, text in (
+        (["serve", "--kv-memory", "lots"], "--kv-memory"),
+        (["serve", "--port", "70000"], "--port"),
+        (["serve", "--parallel", "0"], "--parallel"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("pyakvq serve: error:") and text in err and "\n" not in err
+    assert main(["serve", "-m", "/nonexistent/model.gguf"]) == 2
+    assert "no such file" in capsys.readouterr().err
