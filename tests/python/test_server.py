@@ -532,3 +532,44 @@ def test_serve_flags(capsys):
         assert err.startswith("pyakvq serve: error:") and text in err and "\n" not in err
     assert main(["serve", "-m", "/nonexistent/model.gguf"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_pyakvq_serve_command():
+    """`python -m pyakvq serve` end to end: starts on a free port, answers with the key, stops on SIGINT."""
+    import os
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    cmd = [sys.executable, "-m", "pyakvq", "serve", "--port", "0", "--api-key", KEY, "--parallel", "2", "-c", "512"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=dict(os.environ))
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
+    try:
+        seen, port = [], None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            seen.append(line)
+            m = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            port = int(m.group(1)) if m else None
+        assert port, "".join(seen)
+        assert any("as 'demo-vlm'" in x for x in seen), "".join(seen)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, timeout=TIMEOUT, max_retries=0)
+        r = client.chat.completions.create(
+            model="demo-vlm",
+            messages=image_msgs(data_url((EXAMPLES / "red_circle.png").read_bytes()), QUESTIONS[0]),
+            temperature=0,
+        )
+        assert "red" in r.choices[0].message.content.lower()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
