@@ -112,17 +112,19 @@ def test_chat_finish_reasons(demo):
     }
 
 
-def test_context_full_is_length(demo):
-    n_prompt = _n_prompt_expected(demo, _msgs(RED, "x"))
-    with pyakvq.Model(n_ctx=n_prompt + 3) as small:
-        # a completion that does not end by itself within 3 tokens: high temperature, fixed seed
-        r = small.create_chat_completion(_msgs(RED, "x"), temperature=50.0, top_k=0, top_p=1.0, min_p=0.0, seed=5)
-        u = r["usage"]
-        assert u["prompt_tokens"] == n_prompt and u["completion_tokens"] <= 3
-        if u["completion_tokens"] == 3:  # the context filled up (rather than an end-of-generation token)
-            assert r["choices"][0]["finish_reason"] == "length"
+def test_context_full_is_length(smollm2_path):
+    # SmolLM2 counts on greedily without ending: with max_tokens=None it stops when the context is full
+    with pyakvq.Model(str(smollm2_path), n_ctx=80) as small:
+        prompt = "1, 2, 3, 4, 5,"
+        n_prompt = len(small.tokenize(prompt))
+        r = small.create_completion(prompt, max_tokens=None, temperature=0)
+        assert r["choices"][0]["finish_reason"] == "length"  # the engine's "context"
+        assert r["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 80 - n_prompt, "total_tokens": 80}
+        assert r["choices"][0]["text"].startswith(" 6, 7, 8,")
+        r = small.create_chat_completion([{"role": "user", "content": "Count: 1, 2, 3"}], max_tokens=10**6)
+        assert r["usage"]["total_tokens"] <= 80
         with pytest.raises(ValueError, match="context"):
-            small.create_chat_completion(_msgs(RED, "a much longer question " * 3))
+            small.create_completion(", ".join(str(i) for i in range(60)))
 
 
 def test_n_choices_and_seeds(demo):
