@@ -2,8 +2,24 @@
 #pragma once
 #include <nanobind/nanobind.h>
 
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace akvq {
+struct GenerateParams;
+struct GenerateStep;
+}  // namespace akvq
+
 namespace akvq::bind {
 namespace nb = nanobind;
+// GenerateParams from the Python keywords (seed None: a fresh random seed; logprobs None: -1).
+GenerateParams generate_params(int max_tokens, float temperature, int32_t top_k, float top_p, float min_p,
+                               float repeat_penalty, int32_t repeat_last_n, std::optional<uint64_t> seed,
+                               std::vector<std::string> stop, std::optional<int> logprobs);
+// (id, text, finish_reason or None, logprob or None, top_logprobs [(id, logprob), ...] or None)
+nb::tuple step_tuple(const GenerateStep& st);
+void init_batch(nb::module_& m);
 void init_errors(nb::module_& m);
 void init_gguf(nb::module_& m);
 void init_ops(nb::module_& m);

@@ -12,6 +12,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <cmath>
 #include <cstring>
 #include <optional>
 
@@ -19,6 +20,36 @@
 #include "engine_call.h"
 
 namespace akvq::bind {
+
+GenerateParams generate_params(int max_tokens, float temperature, int32_t top_k, float top_p, float min_p,
+                               float repeat_penalty, int32_t repeat_last_n, std::optional<uint64_t> seed,
+                               std::vector<std::string> stop, std::optional<int> logprobs) {
+  GenerateParams p;
+  p.max_tokens = max_tokens;
+  p.sampling.temperature = temperature;
+  p.sampling.top_k = top_k;
+  p.sampling.top_p = top_p;
+  p.sampling.min_p = min_p;
+  p.sampling.repeat_penalty = repeat_penalty;
+  p.sampling.repeat_last_n = repeat_last_n;
+  p.sampling.seed = seed ? *seed : random_seed();
+  p.stop = std::move(stop);
+  p.logprobs = logprobs ? *logprobs : -1;
+  return p;
+}
+
+nb::tuple step_tuple(const GenerateStep& st) {
+  nb::object finish = nb::none();
+  if (st.finish != FinishReason::None) finish = nb::str(finish_reason_name(st.finish));
+  nb::object logprob = nb::none(), top = nb::none();
+  if (!std::isnan(st.logprob)) {
+    logprob = nb::float_(st.logprob);
+    nb::list l;
+    for (const auto& [id, lp] : st.top_logprobs) l.append(nb::make_tuple(id, lp));
+    top = l;
+  }
+  return nb::make_tuple(st.id, nb::str(st.text.data(), st.text.size()), finish, logprob, top);
+}
 
 namespace {
 
@@ -229,30 +260,22 @@ void init_model(nb::module_& m) {
 
   // Generator(session, prompt, ...): the engine's generation loop over a Session (kept alive by
   // the Generator). prompt: a SessionInput, or a list of token ids (converted, see vision.cpp).
-  // next() -> (id, text, finish_reason or None) or None when generation ended.
+  // next() -> step_tuple (common.h) or None when generation ended.
   // seed None: a fresh random seed.
   nb::class_<Generator>(m, "Generator")
       .def(
           "__init__",
           [](Generator* self, Session& session, SessionInput prompt, int max_tokens, float temperature,
              int32_t top_k, float top_p, float min_p, float repeat_penalty, int32_t repeat_last_n,
-             std::optional<uint64_t> seed, std::vector<std::string> stop) {
-            GenerateParams p;
-            p.max_tokens = max_tokens;
-            p.sampling.temperature = temperature;
-            p.sampling.top_k = top_k;
-            p.sampling.top_p = top_p;
-            p.sampling.min_p = min_p;
-            p.sampling.repeat_penalty = repeat_penalty;
-            p.sampling.repeat_last_n = repeat_last_n;
-            p.sampling.seed = seed ? *seed : random_seed();
-            p.stop = std::move(stop);
-            new (self) Generator(session, std::move(prompt), p);
+             std::optional<uint64_t> seed, std::vector<std::string> stop, std::optional<int> logprobs) {
+            new (self) Generator(session, std::move(prompt),
+                                 generate_params(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                                                 repeat_last_n, seed, std::move(stop), logprobs));
           },
           nb::arg("session"), nb::arg("prompt"), nb::arg("max_tokens") = 128, nb::arg("temperature") = 0.8f,
           nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f, nb::arg("min_p") = 0.0f, nb::arg("repeat_penalty") = 1.0f,
           nb::arg("repeat_last_n") = 64, nb::arg("seed") = nb::none(), nb::arg("stop") = std::vector<std::string>(),
-          nb::keep_alive<1, 2>())
+          nb::arg("logprobs") = nb::none(), nb::keep_alive<1, 2>())
       .def("start", &Generator::start, nb::call_guard<EngineCall>())
       .def("next",
            [](Generator& self) -> nb::object {
@@ -263,9 +286,7 @@ void init_model(nb::module_& m) {
                ok = self.next(st);
              }
              if (!ok) return nb::none();
-             nb::object finish = nb::none();
-             if (st.finish != FinishReason::None) finish = nb::str(finish_reason_name(st.finish));
-             return nb::make_tuple(st.id, nb::str(st.text.data(), st.text.size()), finish);
+             return step_tuple(st);
            })
       .def_prop_ro("done", &Generator::done)
       .def_prop_ro("finish_reason",

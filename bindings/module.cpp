@@ -17,4 +17,5 @@ NB_MODULE(_akvq, m) {
   akvq::bind::init_multimodal(m);
   akvq::bind::init_saliency(m);  // after init_vision: Session.attention_profile
   akvq::bind::init_bandwidth(m);
+  akvq::bind::init_batch(m);
 }

@@ -199,6 +199,9 @@ def stop_strings(value: Any) -> list[str]:
     return [s for s in items if s]
 
 
+MAX_LOGPROBS = 20  # GenerateParams::kMaxLogprobs
+
+
 class SamplingArgs(NamedTuple):
     """Checked generation arguments. seed: None (the Model's default), -1 (random) or the seed;
     resolve_seed(seed, model.seed) gives the sampler's seed."""
@@ -212,6 +215,7 @@ class SamplingArgs(NamedTuple):
     repeat_last_n: int
     seed: int | None
     stop: list[str]
+    logprobs: int | None = None  # None: none; K in [0, MAX_LOGPROBS]: the token's and K alternatives'
 
 
 def sampling_args(
@@ -224,6 +228,7 @@ def sampling_args(
     repeat_last_n: Any = 64,
     seed: Any = None,
     stop: Any = None,
+    logprobs: Any = None,
 ) -> SamplingArgs:
     """Checks generate()'s arguments with the engine's ranges (SamplingParams::validate) and
     returns them cleaned (Python ints and floats, stop as a list of the non-empty str)."""
@@ -237,4 +242,5 @@ def sampling_args(
         repeat_last_n=check_int("repeat_last_n", repeat_last_n, -1, INT32_MAX),
         seed=check_seed("seed", seed),
         stop=stop_strings(stop),
+        logprobs=None if logprobs is None else check_int("logprobs", logprobs, 0, MAX_LOGPROBS),
     )

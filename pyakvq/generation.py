@@ -24,11 +24,24 @@ class Token:
     several tokens comes with the token that completes it, so `text` may be ""), never a stop
     string or what follows it, and text that could start a stop string comes with a later token.
     The concatenation of all `text` is the full output. `finish_reason` is None except on the
-    last token of a generation: "stop", "length", "eos" or "context" (see FINISH_REASONS)."""
+    last token of a generation: "stop", "length", "eos" or "context" (see FINISH_REASONS).
+
+    With `logprobs=K` asked: `logprob` is log p(id) (natural log) under the model's distribution
+    (log-softmax of the raw logits, before penalties, temperature and truncation: what the OpenAI
+    API reports) and `top_logprobs` the K most likely tokens as (id, logprob) pairs, most likely
+    first; both None otherwise."""
 
     id: int
     text: str
     finish_reason: str | None = None
+    logprob: float | None = None
+    top_logprobs: tuple[tuple[int, float], ...] | None = None
+
+
+def token_of(step: tuple) -> Token:
+    """A Token from the engine's step tuple (id, text, finish_reason, logprob, top_logprobs)."""
+    tid, text, finish, logprob, top = step
+    return Token(tid, text, finish, logprob, None if top is None else tuple(tuple(t) for t in top))
 
 
 class TokenStream(Iterator[Token]):
@@ -109,7 +122,7 @@ class TokenStream(Iterator[Token]):
         if step is None:
             self._finish(gen.finish_reason)
             return None
-        tok = Token(*step)
+        tok = token_of(step)
         if tok.finish_reason is not None:
             self._finish(tok.finish_reason)
         return tok

@@ -120,6 +120,8 @@ class Model:
             self._model, n_ctx=n_ctx, n_threads=n_threads, kv=kv, n_batch=n_batch, kv_options=opts
         )
         self._kv = kv
+        self._kv_options = opts
+        self._n_batch = n_batch
 
     # ---- lifetime ----
     def close(self) -> None:
@@ -248,6 +250,7 @@ class Model:
         stop: str | Sequence[str] | None = None,
         stream: bool = False,
         images: Sequence[Any] | None = None,
+        logprobs: int | None = None,
     ) -> str | Iterator[Token]:
         """Continues `prompt` (text, tokenized with BOS as the model says, or token ids).
 
@@ -265,7 +268,10 @@ class Model:
 
         Sampling: temperature 0 is greedy (deterministic); otherwise `seed` makes the draws
         reproducible, None uses the Model's seed, and when that is None too (or -1) a fresh random
-        seed is drawn for each call."""
+        seed is drawn for each call.
+
+        logprobs: None, or K in [0, 20]: each streamed Token carries its log-probability under the
+        model's distribution and the K most likely alternatives (see Token)."""
         stream = _v.check_bool("stream", stream)
         ts = self._generate(
             self._generate_input(prompt, images),
@@ -278,10 +284,44 @@ class Model:
             repeat_last_n,
             seed,
             stop,
+            logprobs,
         )
         if stream:
             return ts
         return "".join(t.text for t in ts._collect())
+
+    def generate_batch(
+        self,
+        prompts: Sequence[str | Sequence[int]],
+        *,
+        images: Sequence[Sequence[Any] | None] | None = None,
+        n_parallel: int | None = None,
+        **kwargs,
+    ) -> list[str]:
+        """Generates a continuation of every prompt, decoded together (continuous batching, see
+        pyakvq.batch.BatchEngine): the texts, in the prompts' order. Each text is what
+        generate(prompt, **kwargs) returns on a fresh Model of the same n_ctx and KV mode (greedy, or
+        with the same seed). images: None, or per prompt None or its list of images. n_parallel:
+        sequences decoded at once (default: every prompt, at most 64). kwargs: generate()'s
+        generation arguments (max_tokens, temperature, ..., seed, stop), stream excepted. Raises
+        ValueError/TypeError for a bad prompt or argument before anything is generated."""
+        from .batch import BatchEngine  # noqa: PLC0415
+
+        if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
+            raise TypeError("prompts must be a list of prompts (str or token ids)")
+        if "stream" in kwargs:
+            raise TypeError("generate_batch() does not stream; use pyakvq.batch.BatchEngine for streams")
+        if images is not None and (not isinstance(images, Sequence) or len(images) != len(prompts)):
+            raise ValueError("images must hold one entry (None or a list of images) per prompt")
+        if not prompts:
+            return []
+        n = min(len(prompts), 64) if n_parallel is None else n_parallel
+        inputs = [self._generate_input(p, None if images is None else images[i]) for i, p in enumerate(prompts)]
+        with BatchEngine(self, n_parallel=n, max_queue=len(prompts)) as eng:
+            streams = [eng.submit(inp, **kwargs) for inp in inputs]
+            texts = [s.text() for s in streams]
+        self.last_finish_reason = streams[-1].finish_reason
+        return texts
 
     def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 128, **kw) -> list[int]:
         """Like generate() but returns the generated token ids (stop strings are not applied)."""
@@ -302,6 +342,7 @@ class Model:
         "seed",
         "stop",
         "stream",
+        "logprobs",
     )
 
     def chat(
@@ -509,11 +550,13 @@ class Model:
         return bool(bos) and text.startswith(bos)
 
     def _generate(
-        self, ids, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop
+        self, ids, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop, logprobs=None
     ) -> TokenStream:
         """A TokenStream over the engine's generation loop (nothing is evaluated until its first
         step). Arguments are checked here, so that errors come from the call itself."""
-        a = _v.sampling_args(max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop)
+        a = _v.sampling_args(
+            max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop, logprobs
+        )
         n_ctx = self.n_ctx
         if len(ids) > n_ctx:
             raise ValueError(f"prompt has {len(ids)} tokens, more than the context size n_ctx={n_ctx}")
@@ -529,6 +572,7 @@ class Model:
             repeat_last_n=a.repeat_last_n,
             seed=_v.resolve_seed(a.seed, self.seed),
             stop=a.stop,
+            logprobs=a.logprobs,
         )
         ts = TokenStream(self, gen)
         self.__dict__.setdefault("_streams", weakref.WeakSet()).add(ts)

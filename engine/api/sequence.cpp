@@ -76,6 +76,12 @@ void Sequence::commit(const SessionInput& in, size_t off, size_t len) {
   hashes.insert(hashes.end(), in.hashes().begin() + off, in.hashes().begin() + off + len);
 }
 
+void Sequence::commit_token(int32_t id, TokenKind kind) {
+  tokens.push_back(id);
+  kinds.push_back(kind);
+  hashes.push_back(0);
+}
+
 models::LlamaSeq Sequence::rows(const SessionInput& in, size_t off, int len, float* logits, bool all_logits) {
   models::LlamaSeq s;
   s.in.ids = in.ids().data() + off;

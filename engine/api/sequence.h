@@ -35,6 +35,7 @@ struct Sequence {
   void truncate(int n);  // keeps the first n rows (0: clears the cache, exact for every mode)
   // Records rows [off, off + len) of in as appended (after a forward that appended them).
   void commit(const SessionInput& in, size_t off, size_t len);
+  void commit_token(int32_t id, TokenKind kind);  // one token row (a generated token)
   // The forward call of rows [off, off + len) of in, logits as LlamaSeq says.
   models::LlamaSeq rows(const SessionInput& in, size_t off, int len, float* logits, bool all_logits);
 };

@@ -23,6 +23,10 @@ struct InvalidArgument : Error {
 struct IoError : Error {
   using Error::Error;
 };
+// A bounded queue is full: the request was refused, nothing changed (retry later).
+struct QueueFull : Error {
+  using Error::Error;
+};
 // A feature that exists but is unavailable in this build or on this machine (e.g. CUDA).
 struct Unavailable : Error {
   using Error::Error;
