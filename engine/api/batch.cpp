@@ -160,15 +160,7 @@ int64_t BatchGenerator::kv_bytes_per_sequence() const {
 
 int64_t BatchGenerator::submit(SessionInput prompt, const GenerateParams& params) {
   Impl& b = *impl_;
-  std::unique_ptr<Request> r;
-  {
-    std::lock_guard<std::mutex> lk(b.mu);
-    if (static_cast<int64_t>(b.queue.size()) >= b.params.max_queue) {
-      throw QueueFull("[batch] the queue is full: " + std::to_string(b.queue.size()) +
-                      " requests wait for a slot (max_queue = " + std::to_string(b.params.max_queue) + ")");
-    }
-  }
-  // checks the prompt and params (InvalidArgument) outside the lock
+  // checks the prompt and params (InvalidArgument) first, outside the lock
   auto req = std::make_unique<Request>(0, std::move(prompt), *b.model, b.params.n_ctx, params);
   std::lock_guard<std::mutex> lk(b.mu);
   if (static_cast<int64_t>(b.queue.size()) >= b.params.max_queue) {
