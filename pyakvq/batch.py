@@ -84,7 +84,10 @@ class BatchStream:
     def __next__(self) -> Token:
         if self._exhausted:
             raise StopIteration
-        return self._take(self._q.get())
+        item = self._q.get()
+        if self._exhausted:  # cancelled while waiting
+            raise StopIteration
+        return self._take(item)
 
     def __aiter__(self) -> BatchStream:
         return self
@@ -105,6 +108,8 @@ class BatchStream:
             if not self._q.empty():
                 continue
             await self._event.wait()
+        if self._exhausted:  # cancelled while waiting
+            raise StopAsyncIteration
         try:
             return self._take(item)
         except StopIteration:
@@ -117,11 +122,12 @@ class BatchStream:
     def cancel(self) -> None:
         """Ends the request now (e.g. its client went away): its slot is free for the next step, no
         further token comes, and iteration stops (finish_reason None). Harmless when it has ended."""
+        self._exhausted = True  # tokens delivered but not read yet are dropped too
         if self._ended:
             return
         self._ended = True
         self._engine._cancel(self)
-        self._deliver(_End(None, None))
+        self._deliver(_End(None, None))  # wakes a reader waiting in another thread
 
     def __del__(self):
         try:

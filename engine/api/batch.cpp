@@ -163,8 +163,11 @@ int64_t BatchGenerator::submit(SessionInput prompt, const GenerateParams& params
   // checks the prompt and params (InvalidArgument) first, outside the lock
   auto req = std::make_unique<Request>(0, std::move(prompt), *b.model, b.params.n_ctx, params);
   std::lock_guard<std::mutex> lk(b.mu);
-  if (static_cast<int64_t>(b.queue.size()) >= b.params.max_queue) {
-    throw QueueFull("[batch] the queue is full: " + std::to_string(b.queue.size()) +
+  int64_t free_slots = 0;  // the next step admits that many queued requests at once
+  for (const auto& r : b.slot) free_slots += r ? 0 : 1;
+  const int64_t waiting = static_cast<int64_t>(b.queue.size()) - free_slots;
+  if (waiting >= b.params.max_queue) {
+    throw QueueFull("[batch] the queue is full: " + std::to_string(waiting) +
                     " requests wait for a slot (max_queue = " + std::to_string(b.params.max_queue) + ")");
   }
   req->id = b.next_id++;

@@ -289,10 +289,12 @@ TEST_F(BatchSynth, BoundedQueueAndBadRequests) {
   bp.max_queue = 1;
   BatchGenerator b(m, bp);
   GenerateParams g = gen(1);
-  b.submit(prompt(0), g);
+  b.submit(prompt(0), g);  // takes the free slot at the next step
+  b.submit(prompt(0), g);  // waits
   EXPECT_THROW(b.submit(prompt(0), g), akvq::QueueFull);
-  b.step();  // admitted: the queue has room again
-  EXPECT_NO_THROW(b.submit(prompt(0), g));
+  b.step();  // the first is admitted; the second still waits
+  EXPECT_THROW(b.submit(prompt(0), g), akvq::QueueFull);
+  EXPECT_EQ(b.stats().queued, 1);
   EXPECT_THROW(b.submit(std::vector<int32_t>{}, g), akvq::InvalidArgument);
   EXPECT_THROW(b.submit(std::vector<int32_t>{999}, g), akvq::InvalidArgument);
   EXPECT_THROW(b.submit(std::vector<int32_t>(65, 5), g), akvq::InvalidArgument);  // > n_ctx

@@ -36,7 +36,8 @@ struct BatchParams {
   int n_batch = 256;      // rows per step at most (decoding rows + prefill chunks); >= 1
   int64_t kv_memory = 0;  // bytes for all slots' KV caches (0: no budget); slots =
                           // min(n_parallel, kv_memory / KvCache::bytes_bound(n_ctx)) >= 1
-  int max_queue = 1024;   // requests waiting for a slot at most (submit throws QueueFull beyond)
+  int max_queue = 1024;   // requests waiting for a slot at most, beyond those the free slots take
+                          // at the next step (submit throws QueueFull beyond)
   void validate() const;  // throws InvalidArgument naming the bad field
 };
 
