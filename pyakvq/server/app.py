@@ -21,19 +21,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import completions as _c
+from ..batch import QueueFull
 from . import images as _images
 from . import requests as _rq
 from .config import ServerConfig
 from .errors import APIError, bad_request, error_body
 from .metrics import CONTENT_TYPE, Metrics
-
-try:
-    from ..batch import QueueFull
-except ImportError:  # pragma: no cover - the batch engine is being built alongside
-
-    class QueueFull(RuntimeError):  # type: ignore[no-redef]
-        pass
-
 
 ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
 

@@ -275,7 +275,8 @@ def test_completion_logprobs(demo):
     assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == len(lp["text_offset"]) == n
     assert lp["text_offset"][0] == 0
     assert all(
-        b - a == len(t) for a, b, t in zip(lp["text_offset"], lp["text_offset"][1:], lp["tokens"][:-1], strict=True)
+        b - a == len(t)
+        for a, b, t in zip(lp["text_offset"][:-1], lp["text_offset"][1:], lp["tokens"][:-1], strict=True)
     )
     for tok, v, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"], strict=True):
         assert v <= 0 and top[tok] == v and 2 <= len(top) <= 3
