@@ -114,17 +114,17 @@ def test_chat_finish_reasons(demo):
 
 def test_context_full_is_length(smollm2_path):
     # SmolLM2 counts on greedily without ending: with max_tokens=None it stops when the context is full
-    with pyakvq.Model(str(smollm2_path), n_ctx=80) as small:
+    with pyakvq.Model(str(smollm2_path), n_ctx=48) as small:
         prompt = "1, 2, 3, 4, 5,"
         n_prompt = len(small.tokenize(prompt))
         r = small.create_completion(prompt, max_tokens=None, temperature=0)
         assert r["choices"][0]["finish_reason"] == "length"  # the engine's "context"
-        assert r["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 80 - n_prompt, "total_tokens": 80}
+        assert r["usage"] == {"prompt_tokens": n_prompt, "completion_tokens": 48 - n_prompt, "total_tokens": 48}
         assert r["choices"][0]["text"].startswith(" 6, 7, 8,")
         r = small.create_chat_completion([{"role": "user", "content": "Count: 1, 2, 3"}], max_tokens=10**6)
-        assert r["usage"]["total_tokens"] <= 80
+        assert r["usage"]["total_tokens"] <= 48
         with pytest.raises(ValueError, match="context"):
-            small.create_completion(", ".join(str(i) for i in range(60)))
+            small.create_completion(", ".join(str(i) for i in range(40)))
 
 
 def test_n_choices_and_seeds(demo):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import functools
 import io
 import json
 import pathlib
@@ -69,15 +70,21 @@ def png_claiming(w: int, h: int) -> bytes:
     return bytes(data)
 
 
+@functools.cache
+def http() -> httpx.Client:
+    """One httpx client for the raw requests (making one costs ~50 ms: its TLS context)."""
+    return httpx.Client(timeout=TIMEOUT)
+
+
 def post(base: str, path: str, body, headers=None, timeout: float = TIMEOUT) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     h = {"content-type": "application/json", **AUTH, **(headers or {})}
-    return httpx.post(base + path, content=content, headers=h, timeout=timeout)
+    return http().post(base + path, content=content, headers=h, timeout=timeout)
 
 
 def metrics(base: str) -> dict[str, float]:
     """/metrics as {sample name with labels: value}; also {bare name: value} for labelled gauges."""
-    r = httpx.get(base + "/metrics", headers=AUTH, timeout=TIMEOUT)
+    r = http().get(base + "/metrics", headers=AUTH)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     out: dict[str, float] = {}
     for line in r.text.splitlines():
@@ -262,9 +269,9 @@ def test_models_and_routes(served):
         served.client.models.retrieve("gpt-4")
     with pytest.raises(openai.NotFoundError, match="does not exist"):
         served.client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "hi"}])
-    r = httpx.get(served.base + "/v1/nothing", headers=AUTH, timeout=TIMEOUT)
+    r = http().get(served.base + "/v1/nothing", headers=AUTH)
     assert r.status_code == 404 and "unknown route" in r.json()["error"]["message"]
-    r = httpx.get(served.base + "/v1/chat/completions", headers=AUTH, timeout=TIMEOUT)
+    r = http().get(served.base + "/v1/chat/completions", headers=AUTH)
     assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
 
 
@@ -275,11 +282,11 @@ def test_api_key(served):
     with pytest.raises(openai.AuthenticationError):
         bad.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "hi"}])
     for path in ("/v1/models", "/metrics", "/v1/nothing"):
-        r = httpx.get(served.base + path, timeout=TIMEOUT)
+        r = http().get(served.base + path)
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", path
-    r = httpx.post(served.base + "/v1/completions", json={"model": NAME, "prompt": "hi"}, timeout=TIMEOUT)
+    r = http().post(served.base + "/v1/completions", json={"model": NAME, "prompt": "hi"})
     assert r.status_code == 401
-    assert httpx.get(served.base + "/health", timeout=TIMEOUT).status_code == 200  # no key needed
+    assert http().get(served.base + "/health").status_code == 200  # no key needed
 
 
 # ---- bad requests and limits ----
