@@ -137,6 +137,76 @@ class BatchStream:
             pass
 
 
+class _Core:
+    """The state the worker thread shares with the engine: the engine's BatchGenerator, the
+    streams by request id, and the closed flag, under one condition variable (an RLock: a
+    stream's __del__ may run while it is held)."""
+
+    def __init__(self, gen: Any):
+        self.gen = gen
+        self.cv = threading.Condition(threading.RLock())
+        self.streams: dict[int, BatchStream] = {}
+        self.closed = False
+
+    def cancel(self, s: BatchStream) -> None:
+        with self.cv:
+            s._ended = True
+            if self.streams.pop(s.id, None) is not None and not self.closed:
+                self.gen.cancel(s.id)
+
+    def close(self) -> None:
+        with self.cv:
+            if self.closed:
+                return
+            self.closed = True
+            streams = list(self.streams.values())
+            self.streams.clear()
+            self.cv.notify_all()
+        for s in streams:
+            s._ended = True
+            s._deliver(_End(None, "the BatchEngine was closed"))
+
+
+def _run(core: _Core) -> None:
+    """The worker: one engine step at a time while there is work, handing out the events."""
+    gen = core.gen
+    while True:
+        _step(core, gen)
+        if core.closed:
+            return
+
+
+def _step(core: _Core, gen: Any) -> None:
+    """Waits for work, runs one step and delivers its events (a function of its own, so that no
+    stream stays referenced from the worker's frame while it waits)."""
+    with core.cv:
+        while not core.closed and gen.idle:
+            core.cv.wait()
+        if core.closed:
+            return
+    try:
+        events = gen.step()
+    except Exception as e:  # noqa: BLE001 - the step failed as a whole: end every stream
+        with core.cv:
+            streams = list(core.streams.values())
+        for s in streams:
+            core.cancel(s)
+            s._deliver(_End(None, f"batch step failed: {e}"))
+        return
+    with core.cv:
+        for rid, step, done, finish, error, _n_prompt, n_reused, _n_gen in events:
+            s = core.streams.get(rid)
+            if s is None:
+                continue
+            s.n_reused = n_reused
+            if step is not None:
+                s._deliver(token_of(step))
+            if done:
+                s._ended = True
+                del core.streams[rid]
+                s._deliver(_End(finish, error))
+
+
 class BatchEngine:
     """Continuous batching over a Model's weights (see the module docstring).
 
@@ -189,10 +259,10 @@ class BatchEngine:
         self.kv = kv
         self.n_slots: int = self._gen.n_slots
         self.kv_bytes_per_sequence: int = self._gen.kv_bytes_per_sequence
-        self._cv = threading.Condition(threading.RLock())  # RLock: a stream's __del__ may run under it
-        self._streams: dict[int, BatchStream] = {}
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="pyakvq-batch", daemon=True)
+        # what the worker thread holds: not the engine itself, so that an engine nobody refers to
+        # any more (and no running stream) is collected, and its __del__ stops the worker
+        self._core = _Core(self._gen)
+        self._thread = threading.Thread(target=_run, args=(self._core,), name="pyakvq-batch", daemon=True)
         self._thread.start()
 
     # ---- requests ----
@@ -222,8 +292,9 @@ class BatchEngine:
         a = _v.sampling_args(
             max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop, logprobs
         )
-        with self._cv:
-            if self._closed:
+        core = self._core
+        with core.cv:
+            if core.closed:
                 raise RuntimeError("this BatchEngine is closed")
             rid, used_seed = self._gen.submit(
                 inp,
@@ -239,15 +310,12 @@ class BatchEngine:
                 logprobs=a.logprobs,
             )
             s = BatchStream(self, rid, len(inp), used_seed)
-            self._streams[rid] = s
-            self._cv.notify_all()
+            core.streams[rid] = s
+            core.cv.notify_all()
         return s
 
     def _cancel(self, s: BatchStream) -> None:
-        with self._cv:
-            s._ended = True
-            if self._streams.pop(s.id, None) is not None and not self._closed:
-                self._gen.cancel(s.id)
+        self._core.cancel(s)
 
     def stats(self) -> dict[str, Any]:
         """n_slots, requests_running, requests_queued, requests_total, prompt_tokens_total,
@@ -255,52 +323,17 @@ class BatchEngine:
         after the last step), kv_bits_per_element (None while empty), kv_bytes_per_sequence."""
         return dict(self._gen.stats)
 
-    # ---- worker ----
-    def _run(self) -> None:
-        gen = self._gen
-        while True:
-            with self._cv:
-                while not self._closed and gen.idle:
-                    self._cv.wait()
-                if self._closed:
-                    return
-            try:
-                events = gen.step()
-            except Exception as e:  # noqa: BLE001 - the step failed as a whole: end every stream
-                with self._cv:
-                    streams = list(self._streams.values())
-                for s in streams:
-                    self._cancel(s)
-                    s._deliver(_End(None, f"batch step failed: {e}"))
-                continue
-            with self._cv:
-                for rid, step, done, finish, error, _n_prompt, n_reused, _n_gen in events:
-                    s = self._streams.get(rid)
-                    if s is None:
-                        continue
-                    s.n_reused = n_reused
-                    if step is not None:
-                        s._deliver(token_of(step))
-                    if done:
-                        s._ended = True
-                        del self._streams[rid]
-                        s._deliver(_End(finish, error))
-
     # ---- lifetime ----
     def close(self) -> None:
         """Stops the worker after its current step; streams still running end with RuntimeError."""
-        with self._cv:
-            if self._closed:
-                return
-            self._closed = True
-            streams = list(self._streams.values())
-            self._streams.clear()
-            self._cv.notify_all()
-        for s in streams:
-            s._ended = True
-            s._deliver(_End(None, "the BatchEngine was closed"))
+        self._core.close()
         if threading.current_thread() is not self._thread:
             self._thread.join()
+
+    def __del__(self):
+        core = self.__dict__.get("_core")
+        if core is not None:
+            core.close()
 
     def __enter__(self) -> BatchEngine:
         return self

@@ -207,8 +207,8 @@ BatchStats BatchGenerator::stats() const {
   std::lock_guard<std::mutex> lk(b.mu);
   BatchStats s = b.st;
   s.queued = static_cast<int>(b.queue.size());
-  s.running = 0;
-  for (const auto& r : b.slot) s.running += r ? 1 : 0;
+  s.running = 0;  // a cancelled request leaves its slot at the next step: not running any more
+  for (const auto& r : b.slot) s.running += r && !b.cancelled.count(r->id) ? 1 : 0;
   return s;
 }
 

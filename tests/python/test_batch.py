@@ -187,3 +187,16 @@ def test_random_call_sequences_keep_every_answer(demo, demo_inputs, ops, n_paral
             assert list(s) == []  # nothing more after the cancel
         st_ = eng.stats()
     assert st_["requests_running"] == 0 and st_["requests_queued"] == 0
+
+
+def test_an_engine_nobody_holds_stops_its_worker(demo, demo_inputs):
+    import gc
+
+    eng = BatchEngine(demo, n_parallel=2)
+    worker = eng._thread
+    s = eng.submit(demo_inputs[0], max_tokens=4, temperature=0)
+    assert s.text() == demo.generate(demo_inputs[0], max_tokens=4, temperature=0)
+    del eng, s
+    gc.collect()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
