@@ -294,6 +294,13 @@ def test_engine_path_equals_model_path(demo, engine):
     b = demo.create_chat_completion(msgs, temperature=0, n=2, engine=engine)
     assert [c["message"] for c in b["choices"]] == [c["message"] for c in a["choices"]]
     assert b["usage"] == a["usage"]
+    lp = {"temperature": 0, "logprobs": True, "top_logprobs": 2}
+    la = demo.create_chat_completion(msgs, **lp)["choices"][0]["logprobs"]["content"]
+    lb = demo.create_chat_completion(msgs, engine=engine, **lp)["choices"][0]["logprobs"]["content"]
+    assert [e["token"] for e in lb] == [e["token"] for e in la]
+    for ea, eb in zip(la, lb, strict=True):
+        assert eb["logprob"] == pytest.approx(ea["logprob"], abs=1e-4)
+        assert [t["token"] for t in eb["top_logprobs"]] == [t["token"] for t in ea["top_logprobs"]]
     prompt = "USER: What color is the sky? ASSISTANT:"
     kw = {"temperature": 1.0, "seed": 3, "max_tokens": 8}
     ta = demo.create_completion(prompt, **kw)["choices"][0]["text"]

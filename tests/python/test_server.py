@@ -193,6 +193,11 @@ def test_seeds(served):
     r = served.client.completions.create(seed=3, n=3, **kw)
     assert [c.index for c in r.choices] == [0, 1, 2]
     assert [c.text for c in r.choices] == a[3:6]  # choice i uses seed + i
+    texts = ["", "", ""]
+    for ch in served.client.completions.create(seed=3, n=3, stream=True, **kw):  # chunks of the choices interleave
+        for c in ch.choices:
+            texts[c.index] += c.text
+    assert texts == a[3:6]
 
 
 def test_logprobs(served):
@@ -580,3 +585,35 @@ def test_pyakvq_serve_command():
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_image_sources_when_allowed(served):
+    """--allow-local-images and --allow-remote-images: paths, file:// and http:// URLs (from a local
+    HTTP server) give the same answer as the data URL; what cannot be read is a 400."""
+    import http.server
+    import threading
+
+    quiet = type("Quiet", (http.server.SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: quiet(*a, directory=str(EXAMPLES)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    cfg = ServerConfig(model_name=NAME, allow_local_images=True, allow_remote_images=True, remote_timeout=5.0, **LIMITS)
+    srv = RunningServer(create_app(served.model, served.engine, cfg)).start()
+    try:
+        client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key="unused", timeout=TIMEOUT, max_retries=0)
+        path = EXAMPLES / "green_triangle.png"
+        expected = served.refs[("green_triangle.png", QUESTIONS[0])]
+        remote = f"http://127.0.0.1:{files.server_address[1]}/green_triangle.png"
+        for url in (str(path), path.as_uri(), remote):
+            r = client.chat.completions.create(model=NAME, messages=image_msgs(url, QUESTIONS[0]), temperature=0)
+            assert r.choices[0].message.content == expected, url
+        for url, text in (
+            (str(EXAMPLES / "missing.png"), "no such image file"),
+            (f"http://127.0.0.1:{files.server_address[1]}/missing.png", "cannot fetch"),
+            ("ftp://example.com/x.png", "unsupported image URL scheme"),
+        ):
+            with pytest.raises(openai.BadRequestError, match=text):
+                client.chat.completions.create(model=NAME, messages=image_msgs(url, QUESTIONS[0]))
+    finally:
+        srv.stop()
+        files.shutdown()
+        files.server_close()
