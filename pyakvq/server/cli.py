@@ -181,7 +181,14 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
     # Connections beyond the queue, the running sequences and some headroom are answered 503 by uvicorn.
     limit = a.max_queue + engine.n_slots + 64
     try:
-        uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, limit_concurrency=limit)
+        uvicorn.run(
+            app,
+            host=a.host,
+            port=a.port,
+            log_level=a.log_level,
+            limit_concurrency=limit,
+            timeout_graceful_shutdown=5,  # on Ctrl-C, streams still running get 5 s to end
+        )
     finally:
         engine.close()
         model.close()

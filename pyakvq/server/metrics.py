@@ -71,7 +71,15 @@ class Metrics:
         metric("slots", "gauge", "Sequences the engine decodes together at most.", [(m, g("n_slots", 0))])
         metric("prompt_tokens_total", "counter", "Prompt tokens evaluated.", [(m, g("prompt_tokens_total", 0))])
         metric("generated_tokens_total", "counter", "Tokens generated.", [(m, g("generated_tokens_total", 0))])
+        metric("steps_total", "counter", "Batched decoding steps run.", [(m, g("steps_total", 0))])
         metric("kv_bytes", "gauge", "Bytes of KV cache memory held by the engine.", [(m, g("kv_bytes", 0))])
+        metric("kv_tokens", "gauge", "Tokens held in the KV caches.", [(m, g("kv_tokens", 0))])
+        metric(
+            "kv_bytes_per_sequence",
+            "gauge",
+            "KV cache bytes one sequence of the full context may take (what the memory budget is priced at).",
+            [(m, g("kv_bytes_per_sequence", 0))],
+        )
         bits = g("kv_bits_per_element")
         metric(
             "kv_bits_per_element",

@@ -248,9 +248,13 @@ def test_metrics_count_the_tokens(served):
     assert after["pyakvq_requests_total"] - before["pyakvq_requests_total"] == 1
     assert after["pyakvq_slots"] == served.engine.n_slots
     assert after["pyakvq_requests_running"] == 0 and after["pyakvq_requests_queued"] == 0
-    assert after["pyakvq_kv_bytes"] > 0
+    stats = served.engine.stats()  # nothing ran since: the same figures
+    assert after["pyakvq_kv_bytes"] == stats["kv_bytes"] > 0
+    assert after["pyakvq_kv_bits_per_element"] == pytest.approx(stats["kv_bits_per_element"], rel=1e-9)
+    assert 0 < after["pyakvq_kv_bits_per_element"] <= 16  # the f16 cache
+    assert after["pyakvq_kv_bytes_per_sequence"] == served.engine.kv_bytes_per_sequence
     key = 'pyakvq_http_requests_total{route="/v1/chat/completions",status="200"}'
-    assert after[key] - before[key] == 1
+    assert after[key] - before.get(key, 0) == 1
 
 
 def test_concurrent_streams_equal_sequential(served):
