@@ -322,6 +322,10 @@ class ResultBuilder:
             [{"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
         )
 
+    def text_chunk(self, index: int, text: str) -> dict[str, Any]:
+        """A text completion chunk carrying `text` (an echoed prompt) for choice `index`."""
+        return self._chunk([{"index": index, "text": text, "logprobs": None, "finish_reason": None}])
+
     def add(self, index: int, tok: Any) -> dict[str, Any] | None:
         """Records one Token of choice `index`; returns its chunk (None when it carries nothing:
         no text and no logprobs)."""
@@ -492,7 +496,7 @@ def _chunks(builder: ResultBuilder, sources: list[Source], n_prompt: int, prefix
             if first is not None:
                 yield first
             if prefix:
-                yield builder._chunk([{"index": i, "text": prefix, "logprobs": None, "finish_reason": None}])
+                yield builder.text_chunk(i, prefix)
             last = None
             for tok in it:
                 last = tok

@@ -228,7 +228,7 @@ class _EventStream(Response):
             if first is not None:
                 await event(first)
             if self.prefix:
-                await event(b._chunk([{"index": i, "text": self.prefix, "logprobs": None, "finish_reason": None}]))
+                await event(b.text_chunk(i, self.prefix))
         queue: asyncio.Queue[Any] = asyncio.Queue()
         done = object()
 

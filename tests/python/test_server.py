@@ -170,6 +170,10 @@ def test_streaming_equals_non_streaming(served):
     )
     assert "".join(ch.choices[0].text for ch in chunks) == c.choices[0].text
     assert chunks[-1].choices[0].finish_reason == c.choices[0].finish_reason
+    kw = {"model": NAME, "prompt": prompt, "max_tokens": 10, "temperature": 0, "echo": True}
+    assert served.client.completions.create(**kw).choices[0].text == prompt + c.choices[0].text
+    echoed = "".join(ch.choices[0].text for ch in served.client.completions.create(stream=True, **kw))
+    assert echoed == prompt + c.choices[0].text
 
 
 def test_stop_strings(served):
