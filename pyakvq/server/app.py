@@ -174,10 +174,10 @@ class _Completion(Response):
             await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not work.done():
-                _cancel_all(self.sources)
                 work.cancel()
                 if watch.done():
                     self.metrics.disconnected()
+            _cancel_all(self.sources)  # a disconnect, or a choice that failed: the others stop too
             watch.cancel()
             await asyncio.gather(work, watch, return_exceptions=True)
         if work.cancelled():
