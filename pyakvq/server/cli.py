@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -120,6 +121,23 @@ def add_arguments(
     )
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: a free one), sending without delay (a
+    response's headers and body are separate writes; Nagle's algorithm would hold the second
+    back for the client's delayed ACK)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -168,28 +186,39 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         allow_remote_images=a.allow_remote_images,
     )
     app = create_app(model, engine, cfg)
+    try:
+        sock = _listen(a.host, a.port)
+    except OSError as e:
+        engine.close()
+        model.close()
+        print(f"pyakvq serve: error: cannot listen on {a.host}:{a.port} ({e.strerror or e})", file=err)
+        return 2
     if not _is_loopback(a.host) and api_key is None:
         print(
             f"pyakvq serve: warning: listening on {a.host} without --api-key: anyone who reaches it may use it",
             file=err,
         )
+    host, port = sock.getsockname()[:2]
+    url_host = f"[{host}]" if ":" in host else host
     print(
         f"pyakvq serve: {path} as {name!r}, kv {a.kv}, {engine.n_slots} sequences x {a.ctx} tokens, "
-        f"http://{a.host}:{a.port}/v1",
+        f"http://{url_host}:{port}/v1",
         file=err,
+        flush=True,
     )
-    # Connections beyond the queue, the running sequences and some headroom are answered 503 by uvicorn.
-    limit = a.max_queue + engine.n_slots + 64
+    config = uvicorn.Config(
+        app,
+        log_level=a.log_level,
+        # connections beyond the queue, the running sequences and some headroom: 503 from uvicorn
+        limit_concurrency=a.max_queue + engine.n_slots + 64,
+        timeout_graceful_shutdown=5,  # on Ctrl-C, streams still running get 5 s to end
+    )
     try:
-        uvicorn.run(
-            app,
-            host=a.host,
-            port=a.port,
-            log_level=a.log_level,
-            limit_concurrency=limit,
-            timeout_graceful_shutdown=5,  # on Ctrl-C, streams still running get 5 s to end
-        )
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        pass
     finally:
+        sock.close()
         engine.close()
         model.close()
     return 0

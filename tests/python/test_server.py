@@ -554,6 +554,14 @@ def test_serve_flags(capsys):
         assert err.startswith("pyakvq serve: error:") and text in err and "\n" not in err
     assert main(["serve", "-m", "/nonexistent/model.gguf"]) == 2
     assert "no such file" in capsys.readouterr().err
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_pyakvq_serve_command():
@@ -578,10 +586,9 @@ def test_pyakvq_serve_command():
             except queue.Empty:
                 break
             seen.append(line)
-            m = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            m = re.search(r"as 'demo-vlm', .* http://127\.0\.0\.1:(\d+)/v1$", line.strip())
             port = int(m.group(1)) if m else None
         assert port, "".join(seen)
-        assert any("as 'demo-vlm'" in x for x in seen), "".join(seen)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, timeout=TIMEOUT, max_retries=0)
         r = client.chat.completions.create(
             model="demo-vlm",
