@@ -49,7 +49,13 @@ def add_arguments(
         help="the model id clients send and /v1/models lists (default: the file name without .gguf)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int_in(0, 65535), default=8000, metavar="PORT", help="TCP port (default 8000)")
+    p.add_argument(
+        "--port",
+        type=int_in(0, 65535),
+        default=8000,
+        metavar="PORT",
+        help="TCP port (default 8000; 0: a free port, printed at start)",
+    )
     add_kv_and_threads(p)
     p.add_argument(
         "-c",
