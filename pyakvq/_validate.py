@@ -217,6 +217,22 @@ class SamplingArgs(NamedTuple):
     stop: list[str]
     logprobs: int | None = None  # None: none; K in [0, MAX_LOGPROBS]: the token's and K alternatives'
 
+    def engine_kwargs(self, default_seed: int | None) -> dict[str, Any]:
+        """The keywords of the engine's generation calls (_akvq.Generator, BatchGenerator.submit),
+        the seed resolved against `default_seed` (resolve_seed)."""
+        return dict(
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            repeat_penalty=self.repeat_penalty,
+            repeat_last_n=self.repeat_last_n,
+            seed=resolve_seed(self.seed, default_seed),
+            stop=self.stop,
+            logprobs=self.logprobs,
+        )
+
 
 def sampling_args(
     max_tokens: Any = 128,

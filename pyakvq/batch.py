@@ -296,19 +296,7 @@ class BatchEngine:
         with core.cv:
             if core.closed:
                 raise RuntimeError("this BatchEngine is closed")
-            rid, used_seed = self._gen.submit(
-                inp,
-                max_tokens=a.max_tokens,
-                temperature=a.temperature,
-                top_k=a.top_k,
-                top_p=a.top_p,
-                min_p=a.min_p,
-                repeat_penalty=a.repeat_penalty,
-                repeat_last_n=a.repeat_last_n,
-                seed=_v.resolve_seed(a.seed, m.seed),
-                stop=a.stop,
-                logprobs=a.logprobs,
-            )
+            rid, used_seed = self._gen.submit(inp, **a.engine_kwargs(m.seed))
             s = BatchStream(self, rid, len(inp), used_seed)
             core.streams[rid] = s
             core.cv.notify_all()

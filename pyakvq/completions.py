@@ -38,7 +38,7 @@ from . import _validate as _v
 #: the engine's finish reasons -> OpenAI's
 FINISH_REASON = {"stop": "stop", "eos": "stop", "length": "length", "context": "length"}
 #: most alternatives per token (OpenAI's limit for chat top_logprobs)
-MAX_LOGPROBS = 20
+MAX_LOGPROBS = _v.MAX_LOGPROBS
 #: most choices per request
 MAX_N = 128
 
@@ -118,8 +118,6 @@ def check_sampling(
     n = _v.check_int("n", n, 1, MAX_N)
     if max_tokens is not None:
         max_tokens = _v.check_int("max_tokens", max_tokens, 0, _v.INT32_MAX)
-    if logprobs is not None:
-        logprobs = _v.check_int("logprobs", logprobs, 0, MAX_LOGPROBS)
     a = _v.sampling_args(
         0 if max_tokens is None else max_tokens,
         temperature,
@@ -130,6 +128,7 @@ def check_sampling(
         repeat_last_n,
         seed,
         stop,
+        logprobs,
     )
     return Sampling(
         max_tokens=max_tokens,
@@ -141,7 +140,7 @@ def check_sampling(
         repeat_last_n=a.repeat_last_n,
         seed=a.seed,
         stop=a.stop,
-        logprobs=logprobs,
+        logprobs=a.logprobs,
         n=n,
     )
 

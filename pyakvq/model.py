@@ -560,20 +560,7 @@ class Model:
         n_ctx = self.n_ctx
         if len(ids) > n_ctx:
             raise ValueError(f"prompt has {len(ids)} tokens, more than the context size n_ctx={n_ctx}")
-        gen = _akvq.Generator(
-            self._sess(),
-            ids,
-            max_tokens=a.max_tokens,
-            temperature=a.temperature,
-            top_k=a.top_k,
-            top_p=a.top_p,
-            min_p=a.min_p,
-            repeat_penalty=a.repeat_penalty,
-            repeat_last_n=a.repeat_last_n,
-            seed=_v.resolve_seed(a.seed, self.seed),
-            stop=a.stop,
-            logprobs=a.logprobs,
-        )
+        gen = _akvq.Generator(self._sess(), ids, **a.engine_kwargs(self.seed))
         ts = TokenStream(self, gen)
         self.__dict__.setdefault("_streams", weakref.WeakSet()).add(ts)
         return ts
