@@ -7,6 +7,7 @@
 //   env AKVQ_BENCH_ACT=8 uses 8-bit activation levels (TensorView::act_bits).
 //   env AKVQ_BENCH_PACK=0 keeps the file layout (default: weights packed for the active kernels).
 //   env AKVQ_TILE=RxT overrides the tile shape of the n_tok=64 runs (experiments).
+//   env AKVQ_BENCH_NTOK=N times n_tok = N instead of 64 (e.g. the rows of a batched decode step).
 //   env AKVQ_BENCH_GGUF=model.gguf also times all matmuls of one decode step on the real tensors
 //   of that file, once straight from the mmap and once from a heap copy.
 #include <algorithm>
@@ -138,6 +139,7 @@ int main(int argc, char** argv) {
   const char* model_name = "SmolLM2-135M";
   const bool pack = !std::getenv("AKVQ_BENCH_PACK") || std::string(std::getenv("AKVQ_BENCH_PACK")) != "0";
   int n_toks[2] = {1, 64};  // decode, prefill
+  if (const char* e = std::getenv("AKVQ_BENCH_NTOK")) n_toks[1] = std::max(1, std::atoi(e));  // e.g. a decode batch
   bool batch_only = false;  // the CLIP shapes are packed as the vision tower's weights are
   if (const char* e = std::getenv("AKVQ_BENCH_SHAPES")) {
     DType t = DType::Q4_0;
