@@ -120,6 +120,24 @@ def add_arguments(
         help="longest prompt in tokens, images included (default: the context size)",
     )
     p.add_argument(
+        "-b",
+        "--batch-size",
+        dest="batch",
+        type=int_in(1, 65536),
+        default=256,
+        metavar="N",
+        help="rows per engine step: every decoding sequence's next token, then chunks of new prompts "
+        "(default 256; smaller: running streams pause less while a long prompt is read)",
+    )
+    p.add_argument(
+        "--act-bits",
+        type=int,
+        choices=(8, 16),
+        default=16,
+        help="activation precision of the quantized matmuls (default 16; 8: faster on AVX-512 CPUs, "
+        "slightly different logits, see README)",
+    )
+    p.add_argument(
         "--log-level",
         default="info",
         choices=("critical", "error", "warning", "info", "debug"),
@@ -175,7 +193,16 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         for what, f in (("-m/--model", path), ("--mmproj", a.mmproj)):
             if f is not None and not os.path.isfile(f):
                 raise ValueError(f"{what} {os.fspath(f)!r}: no such file")
-        model = Model(path, n_ctx=a.ctx, n_threads=a.threads, kv=a.kv, kv_options=opts, mmproj=a.mmproj)
+        model = Model(
+            path,
+            n_ctx=a.ctx,
+            n_threads=a.threads,
+            kv=a.kv,
+            kv_options=opts,
+            mmproj=a.mmproj,
+            n_batch=a.batch,
+            act_bits=a.act_bits,
+        )
         engine = BatchEngine(model, n_parallel=a.parallel, kv_memory=a.kv_memory, max_queue=a.max_queue)
     except (ValueError, TypeError, OSError) as e:
         print(f"pyakvq serve: error: {e}", file=err)

@@ -534,6 +534,7 @@ def test_serve_flags(capsys):
     from pyakvq.__main__ import build_parser, main
 
     a = build_parser().parse_args(["serve", "--kv-memory", "256M", "--parallel", "3", "--kv-opt", "window=64"])
+    assert (a.batch, a.act_bits) == (256, 16)
     assert (a.kv_memory, a.parallel, a.host, a.port, a.api_key, a.allow_remote_images) == (
         256 << 20,
         3,
@@ -546,6 +547,8 @@ def test_serve_flags(capsys):
         (["serve", "--kv-memory", "lots"], "--kv-memory"),
         (["serve", "--port", "70000"], "--port"),
         (["serve", "--parallel", "0"], "--parallel"),
+        (["serve", "-b", "0"], "--batch-size"),
+        (["serve", "--act-bits", "4"], "--act-bits"),
     ):
         with pytest.raises(SystemExit) as e:
             main(argv)
@@ -573,7 +576,7 @@ def test_pyakvq_serve_command():
     import sys
     import threading
 
-    cmd = [sys.executable, "-m", "pyakvq", "serve", "--port", "0", "--api-key", KEY, "--parallel", "2", "-c", "512"]
+    cmd = [sys.executable, "-m", "pyakvq", "serve", "--port", "0", "--api-key", KEY, "--parallel", "2", "-c", "512", "-b", "16"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=dict(os.environ))
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
