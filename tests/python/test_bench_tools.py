@@ -1,6 +1,7 @@
 """The benchmark tools: random-weight GGUF writers (bench/make_random_model.py, bench/random_gguf.py),
 the read-bandwidth probe, bench/speed.py's weight-byte count and bench/compare_llamacpp.py's
-argument and result handling (an end-to-end comparison only when llama_cpp is importable here)."""
+argument and result handling (an end-to-end comparison only when llama_cpp is importable here),
+and short end-to-end runs of bench/batch_decode.py and bench/serve.py on the demo model."""
 
 import importlib.util
 import json
@@ -18,9 +19,11 @@ from pyakvq import _akvq
 BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-import compare_llamacpp  # noqa: E402  (bench/ is not a package)
+import batch_decode  # noqa: E402  (bench/ is not a package)
+import compare_llamacpp  # noqa: E402
 import make_random_model  # noqa: E402
 import random_gguf  # noqa: E402
+import serve as serve_bench  # noqa: E402
 import speed  # noqa: E402
 
 TYPES = sorted(random_gguf.WEIGHT_TYPES)
@@ -196,3 +199,27 @@ def test_compare_act_bits_variants_get_their_own_ratio():
     assert "0.50" in compare_llamacpp.format_table(only8)
     with pytest.raises(SystemExit):
         compare_llamacpp.parse_args(["--model", __file__, "--act-bits", "4"])
+
+
+def test_batch_decode_end_to_end(capsys):
+    assert batch_decode.main(["--model", str(pyakvq.demo_model_path()), "--batches", "1,3", "--seconds", "0.2",
+                              "--reps", "1"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("batch")]
+    rates = [float(x.split()[2]) for x in lines]
+    assert len(rates) == 2 and all(r > 0 for r in rates)
+
+
+def test_serve_bench_end_to_end(tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("openai")
+    out = tmp_path / "serve.json"
+    argv = ["--kv", "f16,akvq2", "--clients", "1,2", "--requests", "1", "--max-tokens", "4", "--ctx-size", "512",
+            "--kv-memory", "8M", "--json", str(out)]
+    assert serve_bench.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert [(r["kv"], r["clients"]) for r in res["rows"]] == [("f16", 1), ("f16", 2), ("akvq2", 1), ("akvq2", 2)]
+    slots = {r["kv"]: r["slots"] for r in res["rows"]}
+    assert slots["akvq2"] > slots["f16"] >= 1  # the same KV memory holds more 2-bit sequences
+    for r in res["rows"]:
+        assert r["tok_s"] > 0 and 0 < r["p50_s"] <= r["p95_s"]
+    assert "| f16 |" in capsys.readouterr().out
