@@ -176,22 +176,28 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[str, int], list[dict]] = {}
     try:
         slots = {kv: int(s.metric("slots")) for kv, s in servers.items()}
-        for kv, s in servers.items():  # warm-up: first requests load pages, grow buffers
+        for s in servers.values():  # warm-up: first requests load pages, grow buffers
             run_clients(a, s, 2, round_=99)
         for rep in range(a.reps):
             for c in clients:
                 for kv in modes:
                     r = run_clients(a, servers[kv], c, rep)
                     results.setdefault((kv, c), []).append(r)
-                    print(f"[{rep}] {kv:6s} clients {c:3d}: {r['tok_s']:8.1f} tok/s  p50 {r['p50_s']:.3f} s  "
-                          f"p95 {r['p95_s']:.3f} s", file=sys.stderr, flush=True)
+                    print(
+                        f"[{rep}] {kv:6s} clients {c:3d}: {r['tok_s']:8.1f} tok/s  p50 {r['p50_s']:.3f} s  "
+                        f"p95 {r['p95_s']:.3f} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     finally:
         for s in servers.values():
             s.close()
     model = a.model or "demo VLM"
-    print(f"model {model}, --ctx-size {a.ctx_size}, --kv-memory {a.kv_memory}, --parallel {a.parallel}, "
-          f"{a.threads} threads, {a.requests} requests per client, max_tokens {a.max_tokens}"
-          f"{', with an image' if a.image_url else ''}")
+    print(
+        f"model {model}, --ctx-size {a.ctx_size}, --kv-memory {a.kv_memory}, --parallel {a.parallel}, "
+        f"{a.threads} threads, {a.requests} requests per client, max_tokens {a.max_tokens}"
+        f"{', with an image' if a.image_url else ''}"
+    )
     print("| kv | slots | clients | tok/s | vs 1 client | p50 latency s | p95 latency s |")
     print("|---|---|---|---|---|---|---|")
     rows = []
@@ -206,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"kv": kv, "slots": slots[kv], "clients": c, "tok_s": tok_s, "p50_s": p50, "p95_s": p95})
             print(f"| {kv} | {slots[kv]} | {c} | {tok_s:.1f} | {tok_s / base:.2f}x | {p50:.3f} | {p95:.3f} |")
     if a.json:
-        pathlib.Path(a.json).write_text(json.dumps({"args": {k: v for k, v in vars(a).items() if k != "image_url"},
-                                                    "rows": rows}, indent=1))
+        pathlib.Path(a.json).write_text(
+            json.dumps({"args": {k: v for k, v in vars(a).items() if k != "image_url"}, "rows": rows}, indent=1)
+        )
     return 0
 
 

@@ -433,17 +433,28 @@ class Model:
         return self.tokenize(text, add_special=add_special)
 
     def create_completion(self, prompt: str | Sequence[int], **kwargs) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """An OpenAI-style text completion (llama-cpp-python's create_completion); see
-        pyakvq.completions.create_completion for the arguments and the result's shape."""
+        """An OpenAI-style text completion (llama-cpp-python's create_completion; also `model(prompt,
+        ...)`). Keywords: max_tokens=16, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05,
+        repeat_penalty=1.0, repeat_last_n=64, seed, stop, stream, n, logprobs, echo, suffix,
+        stream_options, images, engine, model, and llama-cpp-python's presence_penalty,
+        frequency_penalty, mirostat_mode, grammar, logit_bias (only when they ask for nothing).
+        The signature and what each argument does: help(pyakvq.completions.create_completion)."""
         from .completions import create_completion  # noqa: PLC0415
 
         return create_completion(self, prompt, **kwargs)
 
+    __call__ = create_completion
+
     def create_chat_completion(
         self, messages: Sequence[dict[str, Any]], **kwargs
     ) -> dict[str, Any] | Iterator[dict[str, Any]]:
-        """An OpenAI-style chat completion (llama-cpp-python's create_chat_completion); see
-        pyakvq.completions.create_chat_completion for the arguments and the result's shape."""
+        """An OpenAI-style chat completion (llama-cpp-python's create_chat_completion). Keywords:
+        max_tokens=None, max_completion_tokens, temperature=0.2, top_p=0.95, top_k=40, min_p=0.05,
+        repeat_penalty=1.0, repeat_last_n=64, seed, stop, stream, n, logprobs, top_logprobs,
+        response_format, stream_options, chat_template_kwargs, engine, model, and llama-cpp-python's
+        presence_penalty, frequency_penalty, mirostat_mode, grammar, logit_bias, tools, tool_choice,
+        functions, function_call (only when they ask for nothing). The signature and what each
+        argument does: help(pyakvq.completions.create_chat_completion)."""
         from .completions import create_chat_completion  # noqa: PLC0415
 
         return create_chat_completion(self, messages, **kwargs)
@@ -550,7 +561,18 @@ class Model:
         return bool(bos) and text.startswith(bos)
 
     def _generate(
-        self, ids, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop, logprobs=None
+        self,
+        ids,
+        max_tokens,
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repeat_penalty,
+        repeat_last_n,
+        seed,
+        stop,
+        logprobs=None,
     ) -> TokenStream:
         """A TokenStream over the engine's generation loop (nothing is evaluated until its first
         step). Arguments are checked here, so that errors come from the call itself."""

@@ -202,8 +202,12 @@ def test_compare_act_bits_variants_get_their_own_ratio():
 
 
 def test_batch_decode_end_to_end(capsys):
-    assert batch_decode.main(["--model", str(pyakvq.demo_model_path()), "--batches", "1,3", "--seconds", "0.2",
-                              "--reps", "1"]) == 0
+    assert (
+        batch_decode.main(
+            ["--model", str(pyakvq.demo_model_path()), "--batches", "1,3", "--seconds", "0.2", "--reps", "1"]
+        )
+        == 0
+    )
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("batch")]
     rates = [float(x.split()[2]) for x in lines]
     assert len(rates) == 2 and all(r > 0 for r in rates)
@@ -213,8 +217,22 @@ def test_serve_bench_end_to_end(tmp_path, capsys):
     pytest.importorskip("fastapi")
     pytest.importorskip("openai")
     out = tmp_path / "serve.json"
-    argv = ["--kv", "f16,akvq2", "--clients", "1,2", "--requests", "1", "--max-tokens", "4", "--ctx-size", "512",
-            "--kv-memory", "8M", "--json", str(out)]
+    argv = [
+        "--kv",
+        "f16,akvq2",
+        "--clients",
+        "1,2",
+        "--requests",
+        "1",
+        "--max-tokens",
+        "4",
+        "--ctx-size",
+        "512",
+        "--kv-memory",
+        "8M",
+        "--json",
+        str(out),
+    ]
     assert serve_bench.main(argv) == 0
     res = json.loads(out.read_text())
     assert [(r["kv"], r["clients"]) for r in res["rows"]] == [("f16", 1), ("f16", 2), ("akvq2", 1), ("akvq2", 2)]
