@@ -2,7 +2,7 @@
 
     python bench/serve.py [--model M.gguf] [--image IMG] [--kv f16,akvq2] [--clients 1,4,16]
         [--requests 3] [--max-tokens 48] [--ctx-size 4096] [--kv-memory 256M] [--parallel 64]
-        [--threads 2] [--reps 1] [--json OUT]
+        [--threads 2] [--act-bits 16] [--reps 1] [--json OUT]
 
 One server per KV mode (`python -m pyakvq serve`, same model, --ctx-size, --kv-memory and
 --parallel), started side by side and measured in turns (mode after mode for each client count,
@@ -55,7 +55,7 @@ class Server:
         self.port = free_port()
         cmd = [sys.executable, "-m", "pyakvq", "serve", "--port", str(self.port), "--kv", kv]
         cmd += ["--ctx-size", str(a.ctx_size), "--kv-memory", a.kv_memory, "--parallel", str(a.parallel)]
-        cmd += ["-t", str(a.threads), "--max-queue", "1024"]
+        cmd += ["-t", str(a.threads), "--max-queue", "1024", "--act-bits", str(a.act_bits)]
         if a.model:
             cmd += ["-m", a.model]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -157,6 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--kv-memory", default="256M", help="KV cache bytes of each server (suffixes K, M, G)")
     ap.add_argument("--parallel", type=int, default=64, help="slots at most (the memory budget may allow fewer)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--act-bits", type=int, default=16, choices=(8, 16), help="the servers' --act-bits")
     ap.add_argument("--reps", type=int, default=1, help="rounds over every mode and client count")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     model = a.model or "demo VLM"
     print(
         f"model {model}, --ctx-size {a.ctx_size}, --kv-memory {a.kv_memory}, --parallel {a.parallel}, "
-        f"{a.threads} threads, {a.requests} requests per client, max_tokens {a.max_tokens}"
+        f"--act-bits {a.act_bits}, {a.threads} threads, {a.requests} requests per client, max_tokens {a.max_tokens}"
         f"{', with an image' if a.image_url else ''}"
     )
     print("| kv | slots | clients | tok/s | vs 1 client | p50 latency s | p95 latency s |")
