@@ -31,8 +31,8 @@ void init_batch(nb::module_& m) {
             new (self) BatchGenerator(std::move(model), p);
           },
           nb::arg("model"), nb::arg("n_parallel") = 4, nb::arg("n_ctx") = 4096, nb::arg("n_threads") = 0,
-          nb::arg("kv") = "f16", nb::arg("kv_options") = std::map<std::string, std::string>(),
-          nb::arg("n_batch") = 256, nb::arg("kv_memory") = 0, nb::arg("max_queue") = 1024)
+          nb::arg("kv") = "f16", nb::arg("kv_options") = std::map<std::string, std::string>(), nb::arg("n_batch") = 256,
+          nb::arg("kv_memory") = 0, nb::arg("max_queue") = 1024)
       .def_prop_ro("n_slots", &BatchGenerator::n_slots)
       .def_prop_ro("kv_bytes_per_sequence", &BatchGenerator::kv_bytes_per_sequence)
       .def(
@@ -67,7 +67,7 @@ void init_batch(nb::module_& m) {
              for (const BatchEvent& e : ev) {
                nb::object step = e.has_step ? nb::object(step_tuple(e.step)) : nb::none();
                nb::object finish = e.finish == FinishReason::None ? nb::object(nb::none())
-                                                                   : nb::object(nb::str(finish_reason_name(e.finish)));
+                                                                  : nb::object(nb::str(finish_reason_name(e.finish)));
                nb::object error = e.error.empty() ? nb::object(nb::none()) : nb::object(nb::str(e.error.c_str()));
                out.append(nb::make_tuple(e.id, step, e.done, finish, error, e.n_prompt, e.n_reused, e.n_generated));
              }

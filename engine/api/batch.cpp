@@ -8,6 +8,7 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "api/limits.h"
 #include "api/model_impl.h"
 #include "api/sequence.h"
 #include "cpu/thread_pool.h"
@@ -15,17 +16,6 @@
 namespace akvq {
 
 namespace {
-constexpr int kMaxParallel = 1024;
-constexpr int kMaxCtx = 1 << 20;
-constexpr int kMaxBatch = 1 << 16;
-
-void check_field(const char* field, int64_t v, int64_t lo, int64_t hi) {
-  if (v < lo || v > hi) {
-    throw InvalidArgument(std::string("[batch] ") + field + " = " + std::to_string(v) + " is out of range [" +
-                          std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  }
-}
-
 struct Request {
   Request(int64_t id_, SessionInput p, const Model& model, int n_ctx, const GenerateParams& gp)
       : id(id_), prompt(std::move(p)), loop(model, n_ctx, prompt, gp) {}
@@ -33,7 +23,7 @@ struct Request {
   SessionInput prompt;  // [n_prompt] rows
   GenerationLoop loop;
   int slot = -1;
-  size_t n_done = 0;      // prompt rows in the slot's cache (reused + evaluated)
+  size_t n_done = 0;  // prompt rows in the slot's cache (reused + evaluated)
   int n_reused = 0;
   bool decoding = false;  // the prompt is evaluated; the loop holds a pending token
   GenerateStep step;      // the step begun in the current batch
@@ -41,11 +31,11 @@ struct Request {
 }  // namespace
 
 void BatchParams::validate() const {
-  check_field("n_parallel", n_parallel, 1, kMaxParallel);
-  check_field("n_ctx", n_ctx, 1, kMaxCtx);
-  check_field("n_threads", n_threads, 0, 512);
-  check_field("n_batch", n_batch, 1, kMaxBatch);
-  check_field("max_queue", max_queue, 0, 1 << 20);
+  limits::check_range("batch", "n_parallel", n_parallel, 1, limits::kMaxParallel);
+  limits::check_range("batch", "n_ctx", n_ctx, 1, limits::kMaxCtx);
+  limits::check_range("batch", "n_threads", n_threads, 0, limits::kMaxThreads);
+  limits::check_range("batch", "n_batch", n_batch, 1, limits::kMaxBatch);
+  limits::check_range("batch", "max_queue", max_queue, 0, limits::kMaxQueue);
   if (kv_memory < 0) throw InvalidArgument("[batch] kv_memory must be >= 0 bytes, got " + std::to_string(kv_memory));
   if (kv.empty()) throw InvalidArgument("[batch] kv: empty storage mode");
 }
@@ -59,7 +49,7 @@ struct BatchGenerator::Impl {
   std::vector<std::unique_ptr<Sequence>> seqs;  // [n_slots]
   std::vector<std::unique_ptr<Request>> slot;   // [n_slots] the running request, nullptr: free
   int64_t bytes_per_seq = 0;
-  std::vector<float> logits;                    // [outputs of a step, n_vocab]
+  std::vector<float> logits;  // [outputs of a step, n_vocab]
 
   mutable std::mutex mu;  // guards what submit / cancel / stats touch while a step runs
   std::deque<std::unique_ptr<Request>> queue;
@@ -140,8 +130,8 @@ BatchGenerator::BatchGenerator(std::shared_ptr<const Model> model, const BatchPa
     b.seqs.push_back(std::make_unique<Sequence>(*b.model, params.n_ctx, params.kv, params.kv_options));
   }
   b.slot.resize(n_slots);
-  b.pool = std::make_unique<cpu::ThreadPool>(params.n_threads > 0 ? params.n_threads
-                                                                   : cpu::ThreadPool::default_threads());
+  b.pool =
+      std::make_unique<cpu::ThreadPool>(params.n_threads > 0 ? params.n_threads : cpu::ThreadPool::default_threads());
   b.st.n_slots = n_slots;
   b.st.kv_bytes_per_sequence = b.bytes_per_seq;
 }

@@ -35,8 +35,8 @@ void Sequence::check_input(const SessionInput& in, size_t n_keep, const char* wh
     }
     const int32_t id = in.ids()[i];
     if (id < 0 || id >= n_vocab) {
-      throw InvalidArgument(std::string(what) + ": token id " + std::to_string(id) + " at index " +
-                            std::to_string(i) + " out of range [0, " + std::to_string(n_vocab) + ")");
+      throw InvalidArgument(std::string(what) + ": token id " + std::to_string(id) + " at index " + std::to_string(i) +
+                            " out of range [0, " + std::to_string(n_vocab) + ")");
     }
   }
   if (has_embd && in.n_embd() != n_embd) {
@@ -45,8 +45,8 @@ void Sequence::check_input(const SessionInput& in, size_t n_keep, const char* wh
   }
   if (n_keep + in.size() > static_cast<size_t>(n_ctx)) {
     throw InvalidArgument(std::string(what) + ": context overflow: " + std::to_string(n_keep) +
-                          " tokens in the cache + " + std::to_string(in.size()) + " new exceed n_ctx = " +
-                          std::to_string(n_ctx));
+                          " tokens in the cache + " + std::to_string(in.size()) +
+                          " new exceed n_ctx = " + std::to_string(n_ctx));
   }
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "akvq/error.h"
+#include "api/limits.h"
 #include "api/model_impl.h"
 #include "api/sequence.h"
 #include "cpu/thread_pool.h"
@@ -11,23 +12,10 @@
 
 namespace akvq {
 
-namespace {
-constexpr int kMaxCtx = 1 << 20;
-constexpr int kMaxThreads = 512;
-constexpr int kMaxBatch = 1 << 16;
-
-void check_field(const char* field, int v, int lo, int hi) {
-  if (v < lo || v > hi) {
-    throw InvalidArgument(std::string("[session] ") + field + " = " + std::to_string(v) + " is out of range [" +
-                          std::to_string(lo) + ", " + std::to_string(hi) + "]");
-  }
-}
-}  // namespace
-
 void SessionParams::validate() const {
-  check_field("n_ctx", n_ctx, 1, kMaxCtx);
-  check_field("n_threads", n_threads, 0, kMaxThreads);
-  check_field("n_batch", n_batch, 1, kMaxBatch);
+  limits::check_range("session", "n_ctx", n_ctx, 1, limits::kMaxCtx);
+  limits::check_range("session", "n_threads", n_threads, 0, limits::kMaxThreads);
+  limits::check_range("session", "n_batch", n_batch, 1, limits::kMaxBatch);
   if (kv.empty()) throw InvalidArgument("[session] kv: empty storage mode");
 }
 

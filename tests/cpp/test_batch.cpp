@@ -129,7 +129,7 @@ TEST_F(BatchSynth, EveryRequestMatchesAGeneratorInEveryKvMode) {
       params.push_back(gen(k));
     }
     params[6].max_tokens = 200;  // runs into the context: n_ctx - 52 prompt rows
-    {  // request 4 stops at its output's third character (the model's weights are random)
+    {                            // request 4 stops at its output's third character (the model's weights are random)
       GenerateParams free = params[4];
       free.stop.clear();
       const std::string t = reference(m, kv, n_ctx, prompts[4], free).text;
@@ -200,7 +200,7 @@ TEST_F(BatchSynth, CancelFreesTheSlotAndLeavesTheOthersExact) {
   for (int i = 0; i < 8; ++i) collect(b.step(), out, done);
   const size_t before = out[c].ids.size();
   EXPECT_GT(before, 0u);
-  EXPECT_TRUE(b.cancel(c));  // a running one: no further event
+  EXPECT_TRUE(b.cancel(c));         // a running one: no further event
   EXPECT_EQ(b.stats().running, 1);  // the cancelled one is not counted
   while (!b.idle()) collect(b.step(), out, done);
   EXPECT_EQ(out[c].ids.size(), before);

@@ -28,14 +28,14 @@
 namespace akvq {
 
 struct BatchParams {
-  int n_parallel = 4;     // slots (sequences decoded together) at most, [1, 1024]
-  int n_ctx = 4096;       // context of each sequence in tokens
-  int n_threads = 0;      // 0: default (cores available)
-  std::string kv = "f16";  // KV cache mode of every slot
+  int n_parallel = 4;                             // slots (sequences decoded together) at most, [1, 1024]
+  int n_ctx = 4096;                               // context of each sequence in tokens
+  int n_threads = 0;                              // 0: default (cores available)
+  std::string kv = "f16";                         // KV cache mode of every slot
   std::map<std::string, std::string> kv_options;  // as SessionParams::kv_options
-  int n_batch = 256;      // rows per step at most (decoding rows + prefill chunks); >= 1
-  int64_t kv_memory = 0;  // bytes for all slots' KV caches (0: no budget); slots =
-                          // min(n_parallel, kv_memory / KvCache::bytes_bound(n_ctx)) >= 1
+  int n_batch = 256;                              // rows per step at most (decoding rows + prefill chunks); >= 1
+  int64_t kv_memory = 0;                          // bytes for all slots' KV caches (0: no budget); slots =
+                                                  // min(n_parallel, kv_memory / KvCache::bytes_bound(n_ctx)) >= 1
   int max_queue = 1024;   // requests waiting for a slot at most, beyond those the free slots take
                           // at the next step (submit throws QueueFull beyond)
   void validate() const;  // throws InvalidArgument naming the bad field
@@ -44,11 +44,11 @@ struct BatchParams {
 // What one step did for one request.
 struct BatchEvent {
   int64_t id = 0;
-  bool has_step = false;  // step holds a generated token (else the request ended without one)
-  GenerateStep step;      // step.finish is set on the request's last step
-  bool done = false;      // the request ended (its slot is free)
+  bool has_step = false;                     // step holds a generated token (else the request ended without one)
+  GenerateStep step;                         // step.finish is set on the request's last step
+  bool done = false;                         // the request ended (its slot is free)
   FinishReason finish = FinishReason::None;  // when done: why (None with error)
-  std::string error;      // when done with an error: what failed (the request's cache is reset)
+  std::string error;                         // when done with an error: what failed (the request's cache is reset)
   int n_prompt = 0, n_reused = 0, n_generated = 0;
 };
 
@@ -57,10 +57,10 @@ struct BatchStats {
   int running = 0;  // requests holding a slot (prefilling or decoding)
   int queued = 0;   // requests waiting for a slot
   int64_t requests_total = 0, prompt_tokens_total = 0, generated_tokens_total = 0, steps_total = 0;
-  int64_t kv_bytes = 0;                // bytes held by the slots' caches now
-  int64_t kv_tokens = 0;               // tokens held by the slots' caches now
-  double kv_bits_per_element = 0;      // over the held tokens (0 when none)
-  int64_t kv_bytes_per_sequence = 0;   // the budget's price of one slot (bytes_bound(n_ctx))
+  int64_t kv_bytes = 0;               // bytes held by the slots' caches now
+  int64_t kv_tokens = 0;              // tokens held by the slots' caches now
+  double kv_bits_per_element = 0;     // over the held tokens (0 when none)
+  int64_t kv_bytes_per_sequence = 0;  // the budget's price of one slot (bytes_bound(n_ctx))
 };
 
 class BatchGenerator {
