@@ -22,6 +22,11 @@ Shapes (as OpenAI documents them):
   "top_logprobs": [{"token", "logprob", "bytes"}, ...]}]} with `top_logprobs` alternatives per
   token; completions: {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}, ...],
   "text_offset"} where each dict holds the `logprobs` best alternatives and the sampled token.
+  As llama-server does, they cover the tokens whose text starts before the end of the returned
+  text: the tokens of a stop string that was cut off are left out (usage still counts them). A
+  stream sends a token's entry with the chunk whose text reaches it.
+- sampling as llama.cpp reads it: top_k 0 or -1 disables top-k; top_p 0 keeps only the most likely
+  token (the engine gets the smallest top_p, GREEDY_TOP_P, and always keeps one token).
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ FINISH_REASON = {"stop": "stop", "eos": "stop", "length": "length", "context": "
 MAX_LOGPROBS = _v.MAX_LOGPROBS
 #: most choices per request
 MAX_N = 128
+#: the top_p that top_p=0 is sent as (the engine takes (0, 1]): keeps exactly the most likely token
+GREEDY_TOP_P = 1e-9
 
 
 def openai_finish_reason(reason: str | None) -> str | None:
@@ -114,8 +121,13 @@ def check_sampling(
     n: Any,
 ) -> Sampling:
     """Checks the arguments (TypeError for a wrong type, ValueError for a bad value, each naming
-    the argument) and returns them as a Sampling."""
+    the argument) and returns them as a Sampling. top_k -1 means 0 (disabled); top_p 0 means
+    GREEDY_TOP_P (only the most likely token), as llama.cpp's server takes them."""
     n = _v.check_int("n", n, 1, MAX_N)
+    if _is_number(top_k) and top_k == -1:
+        top_k = 0
+    if _is_number(top_p) and top_p == 0:
+        top_p = GREEDY_TOP_P
     if max_tokens is not None:
         max_tokens = _v.check_int("max_tokens", max_tokens, 0, _v.INT32_MAX)
     a = _v.sampling_args(
@@ -145,6 +157,10 @@ def check_sampling(
     )
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def check_response_format(response_format: Any) -> None:
     """Only plain text output is produced: None or {"type": "text"}; anything else is refused."""
     if response_format is None:
@@ -156,9 +172,55 @@ def check_response_format(response_format: Any) -> None:
     kind = response_format.get("type")
     if kind != "text":
         raise ValueError(
-            f"response_format {{'type': {kind!r}}} is not supported: this server produces plain text only "
+            f"response_format {{'type': {kind!r}}} is not supported: only plain text is produced "
             "(response_format {'type': 'text'} or none)"
         )
+
+
+# llama-cpp-python's keywords for features pyakvq does not have: accepted when they ask for nothing
+# (name -> (the neutral values, how the message shows them, the feature))
+_NEUTRAL_KEYWORDS: dict[str, tuple[tuple[Any, ...], str, str]] = {
+    "presence_penalty": ((0,), "0", "a presence penalty"),
+    "frequency_penalty": ((0,), "0", "a frequency penalty"),
+    "mirostat_mode": ((0,), "0", "mirostat sampling"),
+    "grammar": ((None,), "None", "grammar-constrained sampling"),
+    "logit_bias": ((None, {}), "None or {}", "logit biases"),
+    "tools": ((None, []), "None or []", "tool calling"),
+    "functions": ((None, []), "None or []", "function calling"),
+    "tool_choice": ((None, "none"), "None or 'none'", "tool calling"),
+    "function_call": ((None, "none"), "None or 'none'", "function calling"),
+}
+
+
+def _is_neutral(value: Any, neutral: tuple[Any, ...]) -> bool:
+    for a in neutral:
+        if a is None:
+            if value is None:
+                return True
+        elif isinstance(a, str):
+            if isinstance(value, str) and value == a:
+                return True
+        elif isinstance(a, dict):
+            if isinstance(value, Mapping) and not value:
+                return True
+        elif isinstance(a, list):
+            if isinstance(value, (list, tuple)) and not value:
+                return True
+        elif _is_number(value) and value == a:
+            return True
+    return False
+
+
+def check_neutral(**kw: Any) -> None:
+    """llama-cpp-python's keywords of features pyakvq does not have (presence_penalty,
+    frequency_penalty, mirostat_mode, grammar, logit_bias, tools, functions, tool_choice,
+    function_call): ValueError naming the argument unless its value asks for nothing."""
+    for name, value in kw.items():
+        neutral, shown, feature = _NEUTRAL_KEYWORDS[name]
+        if not _is_neutral(value, neutral):
+            r = repr(value)
+            r = r if len(r) <= 60 else r[:57] + "..."
+            raise ValueError(f"{name}={r} is not supported: pyakvq has no {feature} (only {name}={shown})")
 
 
 def chat_logprobs(logprobs: Any, top_logprobs: Any) -> int | None:
@@ -203,17 +265,36 @@ def _num(x: float) -> float:
 
 
 class _Choice:
-    __slots__ = ("text", "n_tokens", "finish_reason", "lp_content", "lp_tokens", "lp_values", "lp_top", "lp_offset")
+    __slots__ = (
+        "text",
+        "n_tokens",
+        "n_bytes",
+        "finish_reason",
+        "lp_content",
+        "lp_tokens",
+        "lp_values",
+        "lp_top",
+        "lp_offset",
+        "lp_pending",
+        "lp_bytes",
+        "lp_chars",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, text_offset: int = 0) -> None:
         self.text: list[str] = []
         self.n_tokens = 0
+        self.n_bytes = 0  # UTF-8 bytes of the text so far
         self.finish_reason: str | None = None
+        # the logprobs given out: tokens whose piece starts before the end of the text so far
         self.lp_content: list[dict[str, Any]] = []  # chat
         self.lp_tokens: list[str] = []  # completions
         self.lp_values: list[float] = []
         self.lp_top: list[dict[str, float] | None] = []
         self.lp_offset: list[int] = []
+        # the tokens' records waiting for the text to reach them: (start byte of the piece, record)
+        self.lp_pending: list[tuple[int, Any]] = []
+        self.lp_bytes = 0  # UTF-8 bytes of the recorded tokens' pieces
+        self.lp_chars = text_offset  # text_offset of the next token (completions)
 
 
 class ResultBuilder:
@@ -243,8 +324,7 @@ class ResultBuilder:
         self.include_usage = include_usage
         self._piece = piece
         self._pieces: dict[int, tuple[str, bytes]] = {}
-        self._text_offset0 = text_offset
-        self.choices = [_Choice() for _ in range(n)]
+        self.choices = [_Choice(text_offset) for _ in range(n)]
 
     # ---- pieces ----
     def _tok(self, tid: int) -> tuple[str, bytes]:
@@ -255,10 +335,8 @@ class ResultBuilder:
             self._pieces[tid] = p
         return p
 
-    def _lp_record(self, ch: _Choice, tok: Any) -> dict[str, Any] | None:
-        """Records the logprobs of `tok` in `ch`; returns its chat entry (chat) or None."""
-        if self.logprobs is None:
-            return None
+    def _lp_record(self, ch: _Choice, tok: Any) -> None:
+        """Records the logprobs of `tok` in `ch` (pending until the text reaches the token)."""
         lp = getattr(tok, "logprob", None)
         if lp is None:
             raise RuntimeError(
@@ -268,7 +346,7 @@ class ResultBuilder:
         top = getattr(tok, "top_logprobs", None) or ()
         text, raw = self._tok(tok.id)
         if self.kind == "chat":
-            entry = {
+            record: Any = {
                 "token": text,
                 "logprob": _num(lp),
                 "bytes": list(raw),
@@ -277,18 +355,32 @@ class ResultBuilder:
                     for t, v in top[: self.logprobs]
                 ],
             }
-            ch.lp_content.append(entry)
-            return entry
-        offset = ch.lp_offset[-1] + len(ch.lp_tokens[-1]) if ch.lp_tokens else self._text_offset0
-        ch.lp_offset.append(offset)
-        ch.lp_tokens.append(text)
-        ch.lp_values.append(_num(lp))
-        alts: dict[str, float] = {}
-        for t, v in top[: self.logprobs]:
-            alts.setdefault(self._tok(t)[0], _num(v))
-        alts.setdefault(text, _num(lp))  # the sampled token is always there (OpenAI: up to logprobs + 1)
-        ch.lp_top.append(alts)
-        return None
+        else:
+            alts: dict[str, float] = {}
+            for t, v in top[: self.logprobs]:
+                alts.setdefault(self._tok(t)[0], _num(v))
+            alts.setdefault(text, _num(lp))  # the sampled token is always there (OpenAI: up to logprobs + 1)
+            record = (ch.lp_chars, text, _num(lp), alts)
+            ch.lp_chars += len(text)
+        ch.lp_pending.append((ch.lp_bytes, record))
+        ch.lp_bytes += len(raw)
+
+    def _lp_release(self, ch: _Choice) -> None:
+        """Gives out the pending records of the tokens whose piece starts before the end of the
+        text so far (the others may be cut with a stop string)."""
+        k = 0
+        while k < len(ch.lp_pending) and ch.lp_pending[k][0] < ch.n_bytes:
+            record = ch.lp_pending[k][1]
+            if self.kind == "chat":
+                ch.lp_content.append(record)
+            else:
+                offset, text, value, alts = record
+                ch.lp_offset.append(offset)
+                ch.lp_tokens.append(text)
+                ch.lp_values.append(value)
+                ch.lp_top.append(alts)
+            k += 1
+        del ch.lp_pending[:k]
 
     def _text_logprobs(self, ch: _Choice, start: int) -> dict[str, Any] | None:
         if self.logprobs is None:
@@ -331,21 +423,27 @@ class ResultBuilder:
         ch = self.choices[index]
         ch.text.append(tok.text)
         ch.n_tokens += 1
-        start = len(ch.lp_tokens)
-        entry = self._lp_record(ch, tok)
-        if not tok.text and self.logprobs is None:
-            return None
+        ch.n_bytes += len(tok.text.encode("utf-8", errors="replace"))
+        start = len(ch.lp_content) if self.kind == "chat" else len(ch.lp_tokens)
+        if self.logprobs is not None:
+            self._lp_record(ch, tok)
+            self._lp_release(ch)
         if self.kind == "chat":
+            entries = ch.lp_content[start:]
+            if not tok.text and not entries:
+                return None
             return self._chunk(
                 [
                     {
                         "index": index,
                         "delta": {"content": tok.text},
-                        "logprobs": None if entry is None else {"content": [entry], "refusal": None},
+                        "logprobs": None if self.logprobs is None else {"content": entries, "refusal": None},
                         "finish_reason": None,
                     }
                 ]
             )
+        if not tok.text and len(ch.lp_tokens) == start:
+            return None
         return self._chunk(
             [{"index": index, "text": tok.text, "logprobs": self._text_logprobs(ch, start), "finish_reason": None}]
         )
@@ -533,6 +631,11 @@ def create_completion(
     echo: bool = False,
     suffix: str | None = None,
     stream_options: Mapping[str, Any] | None = None,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    mirostat_mode: int = 0,
+    grammar: Any = None,
+    logit_bias: Mapping[int, float] | None = None,
 ) -> dict[str, Any] | Iterator[dict[str, Any]]:
     """An OpenAI text completion of `prompt` (text, tokenized as Model.generate does, or token
     ids) by the Model `llm`, in llama-cpp-python's shape (see the module docstring).
@@ -544,7 +647,18 @@ def create_completion(
     logprobs: K in [0, 20], the sampled token's log probability and the K best alternatives.
     echo: the prompt text is put before the completion. stream: an iterator of chunks instead;
     stream_options={"include_usage": True} ends it with a usage chunk.
+    temperature 0: greedy; top_k 0 or -1: no top-k; top_p 0: only the most likely token; min_p 0
+    and repeat_penalty 1: off. seed None: the Model's seed (-1: random).
+    presence_penalty, frequency_penalty, mirostat_mode, grammar, logit_bias: llama-cpp-python's
+    keywords, accepted when they ask for nothing (0, None, {}); other values raise ValueError.
     Bad arguments raise TypeError/ValueError (before anything is generated)."""
+    check_neutral(
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
+        mirostat_mode=mirostat_mode,
+        grammar=grammar,
+        logit_bias=logit_bias,
+    )
     stream = _v.check_bool("stream", stream)
     echo = _v.check_bool("echo", echo)
     if suffix is not None:
@@ -620,6 +734,15 @@ def create_chat_completion(
     response_format: Mapping[str, Any] | None = None,
     stream_options: Mapping[str, Any] | None = None,
     chat_template_kwargs: Mapping[str, Any] | None = None,
+    presence_penalty: float = 0.0,
+    frequency_penalty: float = 0.0,
+    mirostat_mode: int = 0,
+    grammar: Any = None,
+    logit_bias: Mapping[int, float] | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    tool_choice: Any = None,
+    functions: Sequence[Mapping[str, Any]] | None = None,
+    function_call: Any = None,
 ) -> dict[str, Any] | Iterator[dict[str, Any]]:
     """An OpenAI chat completion by the Model `llm`: `messages` rendered with the model's chat
     template as Model.chat does (image parts, OpenAI image_url parts with data URLs or local paths
@@ -630,7 +753,22 @@ def create_chat_completion(
     context). logprobs=True: the sampled tokens' log probabilities, with top_logprobs (0..20)
     alternatives each. response_format: only {"type": "text"} (anything else: ValueError).
     chat_template_kwargs: template variables (e.g. {"enable_thinking": False}).
+    temperature, top_p, top_k, min_p, repeat_penalty, repeat_last_n: as create_completion.
+    presence_penalty, frequency_penalty, mirostat_mode, grammar, logit_bias, tools, tool_choice,
+    functions, function_call: llama-cpp-python's keywords, accepted when they ask for nothing (0,
+    None, {}, [], "none"); other values raise ValueError naming the argument (no tool calling).
     Bad arguments raise TypeError/ValueError (before anything is generated)."""
+    check_neutral(
+        presence_penalty=presence_penalty,
+        frequency_penalty=frequency_penalty,
+        mirostat_mode=mirostat_mode,
+        grammar=grammar,
+        logit_bias=logit_bias,
+        tools=tools,
+        tool_choice=tool_choice,
+        functions=functions,
+        function_call=function_call,
+    )
     stream = _v.check_bool("stream", stream)
     check_response_format(response_format)
     s = check_sampling(

@@ -3,8 +3,9 @@
 Routes: POST /v1/chat/completions, POST /v1/completions (Server-Sent Events when "stream" is
 true, ending with `data: [DONE]`), GET /v1/models, GET /v1/models/{id}, GET /health, GET /metrics
 (Prometheus text). Every route but /health needs the API key when one is set. Errors are the
-OpenAI error JSON. A client that goes away (streaming or not) has its sequences cancelled at once,
-which frees their engine slots."""
+OpenAI error JSON. A client that goes away (streaming or not, or while sending its request) has its
+sequences cancelled at once, which frees their engine slots; it is counted in /metrics as a client
+disconnect and, when no response had started, with status 499 (nginx's "client closed request")."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import completions as _c
 from ..batch import QueueFull
@@ -29,6 +31,8 @@ from .errors import APIError, bad_request, error_body
 from .metrics import CONTENT_TYPE, Metrics
 
 ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
+#: the status counted for a request whose client went away before a response started
+CLIENT_CLOSED = 499
 
 
 def _dumps(obj: Any) -> bytes:
@@ -52,8 +56,10 @@ async def _send_json(send: Callable[[dict], Awaitable[None]], status: int, obj: 
 
 
 class _Guard:
-    """ASGI middleware: counts responses by route and status, checks the API key (every route but
-    /health) and refuses a declared body larger than the limit (413) before it is read."""
+    """ASGI middleware: counts responses by route and status (499 when the app ended without
+    answering: the client went away; 500 when it raised before answering), checks the API key
+    (every route but /health) and refuses a declared body larger than the limit (413) before it is
+    read."""
 
     def __init__(self, app: Any, cfg: ServerConfig, metrics: Metrics):
         self.app = app
@@ -65,7 +71,8 @@ class _Guard:
         for k, v in headers:
             if k.lower() == b"authorization":
                 scheme, _, token = v.partition(b" ")
-                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self._key)
+                token = token.strip()
+                return scheme.lower() == b"bearer" and bool(token) and hmac.compare_digest(token, self._key)
         return False
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -74,7 +81,7 @@ class _Guard:
             return
         path = scope.get("path", "")
         route = path if path in ROUTES else ("/v1/models/{id}" if path.startswith("/v1/models/") else "other")
-        status = [500]
+        status: list[int | None] = [None]
 
         async def send_counted(msg: dict) -> None:
             if msg["type"] == "http.response.start":
@@ -111,8 +118,12 @@ class _Guard:
                         )
                         return
             await self.app(scope, receive, send_counted)
+        except BaseException:
+            if status[0] is None:
+                status[0] = 500
+            raise
         finally:
-            self.metrics.count(route, status[0])
+            self.metrics.count(route, CLIENT_CLOSED if status[0] is None else status[0])
 
 
 async def _wait_disconnect(receive: Any) -> None:
@@ -187,6 +198,18 @@ class _Completion(Response):
             await _send_json(send, err.status, err.body())
             return
         await _send_json(send, 200, work.result())
+
+
+class _Gone(Response):
+    """The answer to a client that went away while sending its request: nothing is sent (it is
+    counted as a disconnect here and as status 499 by the _Guard)."""
+
+    def __init__(self, metrics: Metrics):
+        super().__init__()
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        self.metrics.disconnected()
 
 
 class _EventStream(Response):
@@ -281,6 +304,8 @@ class _EventStream(Response):
 def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> FastAPI:
     """The ASGI app serving `model` through `engine` (a pyakvq.batch.BatchEngine over it)."""
     cfg = config or ServerConfig()
+    if cfg.api_key is not None and not cfg.api_key.strip():
+        raise ValueError("api_key is empty: give a key, or None for no key")
     metrics = Metrics()
     prep_lock = threading.Lock()  # prompts (templates, image decoding and encoding) one at a time
     created = int(time.time())
@@ -307,6 +332,10 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             msg = str(e.detail)
         return JSONResponse(error_body(e.status_code, msg), status_code=e.status_code, headers=e.headers)
 
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, e: ClientDisconnect) -> Response:
+        return _Gone(metrics)
+
     @app.exception_handler(Exception)
     async def _internal(request: Request, e: Exception) -> JSONResponse:
         return JSONResponse(error_body(500, f"internal error: {type(e).__name__}: {e}"), status_code=500)
@@ -324,14 +353,12 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             chunks.append(c)
         return _rq.parse_json(b"".join(chunks))
 
-    def check_prompt(n_prompt: int) -> None:
+    def check_prompt(n_prompt: int, param: str) -> None:
         if n_prompt > max_prompt or n_prompt >= n_ctx:
             limit = f"this server's limit of {max_prompt} prompt tokens"
             if n_prompt >= n_ctx:
                 limit = f"the context size of {n_ctx} tokens (the reply needs room)"
-            raise bad_request(
-                f"the prompt has {n_prompt} tokens, more than {limit}", "messages", "context_length_exceeded"
-            )
+            raise bad_request(f"the prompt has {n_prompt} tokens, more than {limit}", param, "context_length_exceeded")
 
     def prepare_chat(req: _rq.ChatRequest) -> Any:
         # fetched and decoded (within the limits) before the lock; the template and the vision
@@ -350,8 +377,15 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             try:
                 inp = model._chat_input(messages, **req.template_kwargs)
             except (TypeError, ValueError) as e:
-                raise bad_request(str(e), "messages") from None
-        check_prompt(len(inp))
+                msg = str(e)
+                if req.images and "image marker" in msg:  # the template left out an image part
+                    n = len(req.images)
+                    msg = (
+                        f"the model's chat template did not render every image of the messages ({n} given): "
+                        "it places images only where its format has them (in user messages)"
+                    )
+                raise bad_request(msg, "messages") from None
+        check_prompt(len(inp), "messages")
         return inp
 
     def prepare_completion(req: _rq.CompletionRequest) -> tuple[Any, str]:
@@ -359,13 +393,20 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             inp = model._generate_input(req.prompt, None)
         except (TypeError, ValueError) as e:
             raise bad_request(str(e), "prompt") from None
-        check_prompt(len(inp))
+        check_prompt(len(inp), "prompt")
         prefix = ""
         if req.echo:
             prefix = req.prompt if isinstance(req.prompt, str) else model.detokenize(req.prompt)
         return inp, prefix
 
     def respond(kind: str, inp: Any, s: _c.Sampling, stream: bool, include_usage: bool, prefix: str = "") -> Response:
+        if cfg.max_queue is not None and s.n > engine.n_slots + cfg.max_queue:
+            # never schedulable: "retry later" would never succeed
+            raise bad_request(
+                f"n = {s.n} is more choices than this server can hold at once: at most "
+                f"{engine.n_slots + cfg.max_queue} ({engine.n_slots} running + {cfg.max_queue} queued)",
+                "n",
+            )
         try:
             sources = _c.open_sources(model, engine, inp, s)
         except QueueFull as e:

@@ -25,6 +25,79 @@ DESCRIPTION = (
 )
 
 
+#: open connections uvicorn serves at most (beyond: plain-text 503). Idle keep-alive connections
+#: count too, so this is far above what the engine holds (its bounded queue answers 503 JSON when
+#: full); it only bounds the memory of open connections.
+MAX_CONNECTIONS = 4096
+#: seconds an idle connection stays open: after a response (keep-alive), and also before its first
+#: request (uvicorn alone would keep a connection that never sends anything open for ever)
+KEEP_ALIVE_S = 5
+
+
+def _http_protocol() -> type:
+    """uvicorn's HTTP protocol (httptools when installed, else h11, as uvicorn chooses) with the
+    keep-alive timer also started when a connection opens: one that sends no request is closed
+    after KEEP_ALIVE_S as an idle kept-alive one is (its first bytes stop the timer)."""
+    try:
+        import httptools  # noqa: F401, PLC0415
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base  # noqa: PLC0415
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base  # noqa: PLC0415
+
+    class Protocol(base):  # type: ignore[misc, valid-type]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            try:
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+            except AttributeError:  # another uvicorn's internals: its own behaviour then
+                pass
+
+    return Protocol
+
+
+def uvicorn_options(n_slots: int, max_queue: int) -> dict[str, Any]:
+    """The uvicorn.Config keywords of `pyakvq serve` for an engine of n_slots sequences and
+    max_queue waiting requests (the test harness serves with the same)."""
+    return {
+        "http": _http_protocol(),
+        "limit_concurrency": max(MAX_CONNECTIONS, 2 * (n_slots + max_queue)),
+        "timeout_keep_alive": KEEP_ALIVE_S,
+        "timeout_graceful_shutdown": 5,  # on Ctrl-C, streams still running get 5 s to end
+    }
+
+
+def _raise_open_files_limit(n: int) -> None:
+    """Lets this process hold n more open files if the hard limit allows (each connection is one)."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = n + 256  # the model file, the listening socket, threads' files...
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard)
+            )
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def _api_key_arg(v: str) -> str:
+    if not v.strip():
+        raise argparse.ArgumentTypeError("the key is empty (leave --api-key out for no key)")
+    return v
+
+
+def api_key_of(arg: str | None, environ: Any) -> str | None:
+    """The API key: --api-key, else AKVQ_API_KEY when set to something (an empty or blank
+    AKVQ_API_KEY means no key, as when it is unset)."""
+    if arg is not None:
+        return arg
+    env = environ.get("AKVQ_API_KEY")
+    return env if env is not None and env.strip() else None
+
+
 def _bytes_arg(v: str) -> int:
     try:
         return parse_bytes(v)
@@ -89,7 +162,11 @@ def add_arguments(
         help="requests that may wait for a free sequence; more are answered 503 (default 64)",
     )
     p.add_argument(
-        "--api-key", default=None, metavar="KEY", help="require 'Authorization: Bearer KEY' (also AKVQ_API_KEY)"
+        "--api-key",
+        type=_api_key_arg,
+        default=None,
+        metavar="KEY",
+        help="require 'Authorization: Bearer KEY' (also AKVQ_API_KEY; empty there: no key)",
     )
     p.add_argument("--allow-remote-images", action="store_true", help="fetch http(s) image URLs (off: only data: URLs)")
     p.add_argument(
@@ -186,7 +263,7 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
     from ..demo import demo_model_path  # noqa: PLC0415
     from ..model import Model  # noqa: PLC0415
 
-    api_key = a.api_key if a.api_key is not None else os.environ.get("AKVQ_API_KEY") or None
+    api_key = api_key_of(a.api_key, os.environ)
     try:
         opts = parse_kv_opts(a.kv_opt)
         path = a.model if a.model is not None else demo_model_path()
@@ -217,8 +294,16 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         max_prompt_tokens=a.max_prompt_tokens,
         allow_local_images=a.allow_local_images,
         allow_remote_images=a.allow_remote_images,
+        max_queue=a.max_queue,
     )
     app = create_app(model, engine, cfg)
+    n_ctx_train = model.info.get("n_ctx_train") or 0
+    if n_ctx_train and a.ctx > n_ctx_train:
+        print(
+            f"pyakvq serve: warning: the context size {a.ctx} (-c) is larger than the {n_ctx_train} tokens "
+            "the model was trained with: answers beyond them may degrade",
+            file=err,
+        )
     try:
         sock = _listen(a.host, a.port)
     except OSError as e:
@@ -239,13 +324,9 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         file=err,
         flush=True,
     )
-    config = uvicorn.Config(
-        app,
-        log_level=a.log_level,
-        # connections beyond the queue, the running sequences and some headroom: 503 from uvicorn
-        limit_concurrency=a.max_queue + engine.n_slots + 64,
-        timeout_graceful_shutdown=5,  # on Ctrl-C, streams still running get 5 s to end
-    )
+    options = uvicorn_options(engine.n_slots, a.max_queue)
+    _raise_open_files_limit(options["limit_concurrency"])
+    config = uvicorn.Config(app, log_level=a.log_level, **options)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown

@@ -27,7 +27,10 @@ class ServerConfig:
     Limits: request body bytes (data URLs included), pixels per image (checked from the header,
     before decoding), images per request, prompt tokens (None: the context size). Images: data
     URLs always; local paths / file:// URLs only with allow_local_images; http(s) URLs only with
-    allow_remote_images (fetched with remote_timeout seconds, at most max_body_bytes)."""
+    allow_remote_images (fetched with remote_timeout seconds, at most max_body_bytes). max_queue: the
+    engine's max_queue (BatchEngine does not say it): a request asking for more choices (n) than the
+    engine's slots plus max_queue can ever hold is refused with 400 (None: not checked, such a
+    request gets 503 as when the queue is full)."""
 
     model_name: str = "pyakvq"
     api_key: str | None = None
@@ -38,3 +41,4 @@ class ServerConfig:
     allow_local_images: bool = False
     allow_remote_images: bool = False
     remote_timeout: float = 10.0
+    max_queue: int | None = None

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 #: HTTP status -> OpenAI error type
@@ -19,10 +20,22 @@ ERROR_TYPES = {
 }
 
 
+# the engine's message prefixes ("[batch] ", "[kv] ", "[generate] ", ...) at the start of a message
+# or of a clause ("image 0: [image] ..."): where in the engine, not something an API client can use
+_ENGINE_PREFIX = re.compile(r"(^|: )\[[a-z][a-z0-9_]*\] ")
+
+
+def public_message(message: str) -> str:
+    """`message` as an HTTP client sees it: without the engine's "[area] " prefixes."""
+    return _ENGINE_PREFIX.sub(r"\1", message)
+
+
 class APIError(Exception):
-    """An error answered with `status` and the OpenAI error JSON."""
+    """An error answered with `status` and the OpenAI error JSON (the message without the engine's
+    "[area] " prefixes)."""
 
     def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None):
+        message = public_message(message)
         super().__init__(message)
         self.status = status
         self.message = message
@@ -36,7 +49,7 @@ class APIError(Exception):
 def error_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {
         "error": {
-            "message": message,
+            "message": public_message(message),
             "type": ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error"),
             "param": param,
             "code": code,

@@ -21,7 +21,8 @@ _SAMPLING = ("temperature", "top_p", "n", "stream", "stop", "seed", "top_k", "mi
 _NEUTRAL = {"presence_penalty": 0, "frequency_penalty": 0, "logit_bias": {}}
 # Known OpenAI fields with no effect here.
 _IGNORED = ("user", "store", "metadata", "service_tier")
-# Known OpenAI features this server does not have.
+# Known OpenAI features this server does not have (accepted when they ask for nothing: null, [],
+# false, or the value in _OFF).
 _UNSUPPORTED = {
     "tools": "tool calling",
     "tool_choice": "tool calling",
@@ -34,6 +35,7 @@ _UNSUPPORTED = {
     "reasoning_effort": "reasoning_effort",
     "web_search_options": "web search",
 }
+_OFF = {"tool_choice": "none", "function_call": "none"}
 
 CHAT_FIELDS = frozenset(
     (
@@ -92,7 +94,7 @@ def _check_fields(body: Mapping[str, Any], allowed: frozenset[str], endpoint: st
         if k not in allowed:
             raise bad_request(f"unknown field {k!r} for {endpoint}", k, "unknown_field")
     for k, what in _UNSUPPORTED.items():
-        if k in body and body[k] not in (None, [], False) and k in allowed:
+        if k in body and body[k] not in (None, [], False, _OFF.get(k, None)) and k in allowed:
             raise bad_request(f"{k}: {what} is not supported by this server", k, "unsupported")
     for k, neutral in _NEUTRAL.items():
         v = body.get(k)
@@ -222,12 +224,24 @@ def _messages(raw: Any, cfg: ServerConfig) -> tuple[list[dict[str, Any]], list[I
             parts = []
             for j, part in enumerate(content):
                 pw = f"{where}.content[{j}]"
-                kind = part.get("type") if isinstance(part, dict) else None
+                if not isinstance(part, dict) or "type" not in part:
+                    got = "an object without 'type'" if isinstance(part, dict) else f"{json.dumps(part)[:40]}"
+                    raise bad_request(
+                        f"{pw}: each content part must be an object with a 'type', like "
+                        f"{{'type': 'text', 'text': ...}} or {{'type': 'image_url', 'image_url': {{'url': ...}}}}; "
+                        f"got {got}",
+                        "messages",
+                    )
+                kind = part.get("type")
                 if kind == "text":
                     if set(part) - {"type", "text"} or not isinstance(part.get("text"), str):
                         raise bad_request(f"{pw}: a text part is {{'type': 'text', 'text': string}}", "messages")
                     parts.append(part)
                 elif kind == "image_url":
+                    if role != "user":
+                        raise bad_request(
+                            f"{pw}: images are allowed only in user messages (this is a {role} message)", "messages"
+                        )
                     iu = part.get("image_url")
                     if set(part) - {"type", "image_url"} or not isinstance(iu, (dict, str)):
                         raise bad_request(

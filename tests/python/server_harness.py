@@ -11,7 +11,8 @@ import httpx
 
 
 class RunningServer:
-    """uvicorn serving `app` on 127.0.0.1:<free port> in a daemon thread; `base_url` is
+    """uvicorn serving `app` (from pyakvq.server.create_app) on 127.0.0.1:<free port> in a daemon
+    thread, with the settings of `pyakvq serve` (connection limit, keep-alive); `base_url` is
     http://127.0.0.1:PORT. start() waits (at most `timeout` seconds) until GET /health answers."""
 
     def __init__(self, app: Any):
@@ -24,7 +25,10 @@ class RunningServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_keep_alive=5)
+        from pyakvq.server.cli import uvicorn_options  # noqa: PLC0415 - `pyakvq serve`'s settings
+
+        options = uvicorn_options(app.state.engine.n_slots, app.state.config.max_queue or 0)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 

@@ -194,7 +194,7 @@ def test_abandoned_stream_leaves_the_model_usable(demo):
         ({"n": 0}, ValueError, "n must be"),
         ({"n": 1.5}, TypeError, "n must be an int"),
         ({"temperature": -1}, ValueError, "temperature"),
-        ({"top_p": 0}, ValueError, "top_p"),
+        ({"top_p": -0.5}, ValueError, "top_p"),
         ({"max_tokens": -2}, ValueError, "max_tokens"),
         ({"stop": 5}, TypeError, "stop"),
         ({"logprobs": True, "top_logprobs": 21}, ValueError, "top_logprobs"),
@@ -202,12 +202,64 @@ def test_abandoned_stream_leaves_the_model_usable(demo):
         ({"response_format": {"type": "json_object"}}, ValueError, "not supported"),
         ({"stream_options": {"include_usage": True}}, ValueError, "only allowed with stream"),
         ({"max_tokens": 3, "max_completion_tokens": 4}, ValueError, "differ"),
-        ({"frequency_penalty": 1.0}, TypeError, "frequency_penalty"),
+        ({"frequency_penalty": 1.0}, ValueError, "frequency_penalty=1.0 is not supported"),
+        ({"presence_penalty": 0.5}, ValueError, "presence_penalty=0.5 is not supported"),
+        ({"mirostat_mode": 2}, ValueError, "mirostat_mode=2 is not supported"),
+        ({"grammar": "root ::= x"}, ValueError, "grammar="),
+        ({"logit_bias": {5: 1.0}}, ValueError, "logit_bias="),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, ValueError, "tools=.*tool calling"),
+        ({"tool_choice": "auto"}, ValueError, "tool_choice='auto'"),
+        ({"functions": [{"name": "f"}]}, ValueError, "functions="),
     ],
 )
 def test_chat_argument_errors(demo, kw, exc, match):
     with pytest.raises(exc, match=match):
         demo.create_chat_completion(_msgs(RED, "hi"), **kw)
+
+
+def test_llama_cpp_python_drop_in(demo):
+    """llama-cpp-python code runs unchanged: `llm(prompt, ...)` is create_completion, and its
+    keywords that ask for nothing are accepted."""
+    kw = {"max_tokens": 6, "temperature": 0}
+    ref = demo.create_completion("USER: hi ASSISTANT:", **kw)["choices"][0]["text"]
+    assert demo("USER: hi ASSISTANT:", **kw)["choices"][0]["text"] == ref
+    neutral = {
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0,
+        "mirostat_mode": 0,
+        "grammar": None,
+        "logit_bias": {},
+    }
+    assert demo("USER: hi ASSISTANT:", **kw, **neutral)["choices"][0]["text"] == ref
+    assert demo.create_completion("USER: hi ASSISTANT:", logit_bias=None, **kw)["choices"][0]["text"] == ref
+    msgs = [{"role": "user", "content": "hi"}]
+    ref = demo.create_chat_completion(msgs, **kw)["choices"][0]["message"]
+    for tools in ({"tools": None, "tool_choice": None}, {"tools": [], "tool_choice": "none", "functions": None}):
+        r = demo.create_chat_completion(msgs, **kw, **neutral, **tools)
+        assert r["choices"][0]["message"] == ref
+    # top_p 0: only the most likely token (greedy at any temperature); top_k -1: no top-k, as 0
+    greedy = demo.create_completion("USER: hi ASSISTANT:", max_tokens=8, temperature=0)["choices"][0]["text"]
+    for seed in range(3):
+        r = demo.create_completion("USER: hi ASSISTANT:", max_tokens=8, temperature=1.5, top_p=0, seed=seed)
+        assert r["choices"][0]["text"] == greedy
+    a, b = (
+        demo.create_completion("USER: hi ASSISTANT:", max_tokens=8, temperature=1.5, seed=4, top_k=k)["choices"][0]
+        for k in (-1, 0)
+    )
+    assert a["text"] == b["text"]
+    with pytest.raises(ValueError, match="response_format") as e:
+        demo.create_chat_completion(msgs, response_format={"type": "json_object"})
+    assert "server" not in str(e.value)  # the Python API is no server
+    doc = pyakvq.Model.create_chat_completion.__doc__
+    for name in (
+        "max_tokens",
+        "temperature",
+        "top_logprobs",
+        "tool_choice",
+        "pyakvq.completions.create_chat_completion",
+    ):
+        assert name in doc, name
+    assert "max_tokens" in pyakvq.Model.create_completion.__doc__
 
 
 def test_completion_argument_errors(demo):
@@ -283,6 +335,43 @@ def test_completion_logprobs(demo):
         assert max(top.values()) == v  # greedy
     lsm = _log_softmax(demo.eval(prompt))
     assert math.isclose(lp["token_logprobs"][0], lsm.max(), abs_tol=2e-3)
+
+
+def test_logprobs_end_with_the_text(demo):
+    """A stop string cut from the text takes its tokens out of the logprobs too (as llama-server):
+    they cover the tokens whose text starts before the end of the returned text."""
+    prompt = "USER: What color is the sky? ASSISTANT:"
+    full = demo.create_completion(prompt, temperature=0, logprobs=1, max_tokens=16)["choices"][0]
+    toks, offs = full["logprobs"]["tokens"], full["logprobs"]["text_offset"]
+    # a token that is a whole word or punctuation where it first occurs: a stop string ending the text there
+    k = next(
+        i
+        for i in range(1, len(toks))
+        if toks[i].strip() and not toks[i][0].isspace() and full["text"].find(toks[i]) == offs[i]
+    )
+    stop = toks[k]
+    r = demo.create_completion(prompt, temperature=0, logprobs=1, max_tokens=16, stop=[stop])["choices"][0]
+    assert r["text"] == full["text"][: offs[k]] and r["finish_reason"] == "stop"
+    lp = r["logprobs"]
+    assert lp["tokens"] == toks[:k] and lp["text_offset"] == offs[:k]  # not the stop string's token
+    assert len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == k
+    assert all(o < len(r["text"]) for o in lp["text_offset"])
+    chunks = list(demo.create_completion(prompt, temperature=0, logprobs=1, max_tokens=16, stop=[stop], stream=True))
+    assert [t for c in chunks if c["choices"][0]["logprobs"] for t in c["choices"][0]["logprobs"]["tokens"]] == toks[:k]
+    # chat: the same
+    msgs = [{"role": "user", "content": "What color is the sky?"}]
+    full = demo.create_chat_completion(msgs, temperature=0, logprobs=True, max_tokens=16)["choices"][0]
+    ctoks = [e["token"] for e in full["logprobs"]["content"]]
+    starts = [len("".join(ctoks[:i])) for i in range(len(ctoks))]
+    text = full["message"]["content"]
+    k = next(
+        i
+        for i in range(1, len(ctoks))
+        if ctoks[i].strip() and not ctoks[i][0].isspace() and text.find(ctoks[i]) == starts[i]
+    )
+    r = demo.create_chat_completion(msgs, temperature=0, logprobs=True, max_tokens=16, stop=ctoks[k])["choices"][0]
+    assert r["message"]["content"] == text[: starts[k]]
+    assert [e["token"] for e in r["logprobs"]["content"]] == ctoks[:k]
 
 
 # ---- over a BatchEngine ----

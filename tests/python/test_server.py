@@ -97,10 +97,11 @@ def metrics(base: str) -> dict[str, float]:
 
 
 def wait_metric(base: str, name: str, pred, timeout: float = 10.0) -> float:
-    """Polls /metrics until pred(value of `name`) holds; returns the value (fails after timeout)."""
+    """Polls /metrics until pred(value of `name`, 0 while absent) holds; returns the value (fails
+    after timeout)."""
     deadline = time.monotonic() + timeout
     while True:
-        v = metrics(base)[name]
+        v = metrics(base).get(name, 0.0)
         if pred(v) or time.monotonic() > deadline:
             return v
         time.sleep(0.02)  # polling interval
@@ -122,7 +123,8 @@ def served():
     s.refs = {(f, q): m.chat(str(EXAMPLES / f), q, temperature=0) for f in IMAGES for q in QUESTIONS}
     s.ref_ids = len(m.generate_ids(m._chat_input(image_msgs(s.urls["red_circle.png"], QUESTIONS[1])), temperature=0))
     s.engine = BatchEngine(m, n_parallel=8, max_queue=32)
-    s.server = RunningServer(create_app(m, s.engine, ServerConfig(model_name=NAME, api_key=KEY, **LIMITS))).start()
+    cfg = ServerConfig(model_name=NAME, api_key=KEY, max_queue=32, **LIMITS)
+    s.server = RunningServer(create_app(m, s.engine, cfg)).start()
     s.base = s.server.base_url
     s.client = openai.OpenAI(base_url=s.base + "/v1", api_key=KEY, timeout=TIMEOUT, max_retries=0)
     yield s
@@ -186,6 +188,19 @@ def test_stop_strings(served):
     assert (text, finish) == (full.split("circle")[0], "stop")
     r = chat(served, "red_circle.png", QUESTIONS[1], max_tokens=2)
     assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 2
+    # logprobs end with the text: the tokens of the stop string are left out (usage counts them)
+    r = chat(served, "red_circle.png", QUESTIONS[1], stop="circle", logprobs=True)
+    text, content = r.choices[0].message.content, r.choices[0].logprobs.content
+    assert text == full.split("circle")[0]
+    assert "".join(e.token for e in content).startswith(text)
+    assert (
+        len("".join(e.token for e in content[:-1]).encode())
+        < len(text.encode())
+        <= len("".join(e.token for e in content).encode())
+    )
+    chunks = list(chat(served, "red_circle.png", QUESTIONS[1], stop="circle", logprobs=True, stream=True))
+    streamed = [e for ch in chunks for c in ch.choices if c.logprobs for e in c.logprobs.content]
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
 
 
 def test_seeds(served):
@@ -272,6 +287,87 @@ def test_concurrent_streams_equal_sequential(served):
     assert concurrent_ == sequential
 
 
+def test_llama_server_sampling_values(served):
+    """top_p 0 keeps only the most likely token (greedy whatever the temperature and seed), top_k
+    -1 and 0 mean no top-k, tool_choice "none" asks for no tools: all accepted as llama-server does."""
+    kw = {"model": NAME, "prompt": "USER: hello ASSISTANT:", "max_tokens": 8}
+    greedy = served.client.completions.create(temperature=0, **kw).choices[0].text
+    for seed in range(3):
+        r = served.client.completions.create(temperature=1.5, top_p=0, seed=seed, **kw)
+        assert r.choices[0].text == greedy, seed
+    no_k = [
+        served.client.completions.create(temperature=1.5, seed=5, extra_body={"top_k": k}, **kw).choices[0].text
+        for k in (-1, 0)
+    ]
+    assert no_k[0] == no_k[1]
+    r = served.client.chat.completions.create(
+        model=NAME, messages=_TEXT, temperature=0, max_tokens=3, tool_choice="none", extra_body={"tools": None}
+    )
+    assert r.choices[0].finish_reason in ("stop", "length")
+    r = post(served.base, "/v1/chat/completions", {"model": NAME, "messages": _TEXT, "tool_choice": "auto"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice"
+
+
+def test_idle_connections_do_not_shut_out_requests(served):
+    """Open connections that send nothing (keep-alive clients, a slow network, a careless script)
+    do not use up the server: /health and generation still answer."""
+    import socket
+
+    state = served.server.server.server_state
+    idle = []
+    opened = time.monotonic()
+    try:
+        for _ in range(150):
+            idle.append(socket.create_connection(("127.0.0.1", served.server.port), timeout=TIMEOUT))
+        deadline = time.monotonic() + 10
+        while len(state.connections) < 150 and time.monotonic() < deadline:
+            time.sleep(0.02)  # until uvicorn has accepted them all
+        assert len(state.connections) >= 150
+        assert http().get(served.base + "/health", timeout=5).status_code == 200
+        r = served.client.chat.completions.create(model=NAME, messages=_TEXT, temperature=0, max_tokens=2)
+        assert r.choices[0].finish_reason == "length"
+        # and the server closes them once they have been silent for the keep-alive timeout (5 s)
+        for sock in idle:
+            sock.settimeout(10)
+            assert sock.recv(1) == b""
+        assert time.monotonic() - opened < 10
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_engine_prefixes_are_not_shown_to_clients():
+    from pyakvq.server.errors import APIError, error_body, public_message
+
+    assert public_message("[batch] the queue is full: 3 requests wait") == "the queue is full: 3 requests wait"
+    assert public_message("image 0: [image] cannot decode") == "image 0: cannot decode"
+    assert public_message("generation failed: [generate] context full") == "generation failed: context full"
+    assert public_message("the text [kv] stays") == "the text [kv] stays"  # only where a message starts
+    assert APIError(500, "[kv] out of memory").body()["error"]["message"] == "out of memory"
+    assert error_body(400, "[session] bad")["error"]["message"] == "bad"
+
+
+def test_client_gone_while_sending_the_body_is_499(served):
+    """A client that closes the connection in the middle of its request body: no 500, no traceback,
+    counted as a disconnect with status 499."""
+    import socket
+
+    ok = 'pyakvq_http_requests_total{route="/v1/chat/completions",status="499"}'
+    err = 'pyakvq_http_requests_total{route="/v1/chat/completions",status="500"}'
+    before = metrics(served.base)
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(head.encode() + b'{"model": "demo", "messages": [')
+        time.sleep(0.2)  # the app is reading the body
+    assert wait_metric(served.base, ok, lambda v: v == before.get(ok, 0) + 1) == before.get(ok, 0) + 1
+    after = metrics(served.base)
+    assert after.get(err, 0) == before.get(err, 0)
+    assert after["pyakvq_client_disconnects_total"] == before["pyakvq_client_disconnects_total"] + 1
+
+
 # ---- models, routes, keys ----
 
 
@@ -299,6 +395,7 @@ def test_api_key(served):
         assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", path
     r = http().post(served.base + "/v1/completions", json={"model": NAME, "prompt": "hi"})
     assert r.status_code == 401
+    assert http().get(served.base + "/v1/models", headers={"Authorization": "Bearer"}).status_code == 401
     assert http().get(served.base + "/health").status_code == 200  # no key needed
 
 
@@ -408,6 +505,40 @@ def _bad_cases(s) -> list[tuple[str, object, int, str, str | None]]:
             "more than this server's limit of 300 prompt tokens",
             "messages",
         ),
+        (
+            "/v1/completions",
+            {"model": NAME, "prompt": "word " * 400},
+            400,
+            "more than this server's limit of 300 prompt tokens",
+            "prompt",
+        ),
+        (  # 8 slots + 32 queued: n = 41 can never run, "busy, retry later" would be a lie
+            "/v1/chat/completions",
+            {"model": NAME, "messages": _TEXT, "n": 41},
+            400,
+            "n = 41 is more choices than this server can hold at once: at most 40",
+            "n",
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": NAME,
+                "messages": [
+                    {"role": "system", "content": [{"type": "image_url", "image_url": {"url": red}}]},
+                    {"role": "user", "content": "What color is the shape?"},
+                ],
+            },
+            400,
+            "images are allowed only in user messages",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": [{"role": "user", "content": ["hi"]}]},
+            400,
+            "each content part must be an object with a 'type'",
+            "messages",
+        ),
         ("/v1/completions", {"model": NAME, "prompt": "hi", "suffix": "x"}, 400, "suffix", "suffix"),
         ("/v1/completions", {"model": NAME, "prompt": "hi", "logprobs": 50}, 400, "logprobs", "logprobs"),
         ("/v1/completions", {"model": NAME, "prompt": ["a", "b"]}, 400, "one prompt", "prompt"),
@@ -491,11 +622,16 @@ def test_disconnect_while_streaming_frees_the_slot(counting):
 
 
 def test_disconnect_while_waiting_frees_the_slot(counting):
+    closed = 'pyakvq_http_requests_total{route="/v1/completions",status="499"}'
+    failed = 'pyakvq_http_requests_total{route="/v1/completions",status="500"}'
     before = metrics(counting.base)
     with pytest.raises(httpx.ReadTimeout):
         post(counting.base, "/v1/completions", LONG, timeout=0.5)  # non-streaming: the client gives up
     assert wait_metric(counting.base, "pyakvq_requests_running", lambda v: v == 0) == 0
+    n = before.get(closed, 0) + 1
+    assert wait_metric(counting.base, closed, lambda v: v == n) == n  # 499 "client closed request"
     after = metrics(counting.base)
+    assert after.get(failed, 0) == before.get(failed, 0)  # not a server error
     assert after["pyakvq_generated_tokens_total"] - before["pyakvq_generated_tokens_total"] < LONG["max_tokens"] / 2
     assert after["pyakvq_client_disconnects_total"] == before["pyakvq_client_disconnects_total"] + 1
 
@@ -508,6 +644,7 @@ def test_full_queue_is_503(counting):
     with pytest.raises(openai.InternalServerError) as e:  # 503
         counting.client.completions.create(**LONG)
     assert e.value.status_code == 503 and "busy" in str(e.value)
+    assert "[batch]" not in str(e.value)  # the engine's prefix is not the client's business
     queued.close()  # a queued request whose client goes away leaves the queue
     running.close()
     assert wait_metric(counting.base, "pyakvq_requests_queued", lambda v: v == 0) == 0
@@ -555,6 +692,22 @@ def test_serve_flags(capsys):
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("pyakvq serve: error:") and text in err and "\n" not in err
+    with pytest.raises(SystemExit) as e:  # parsing only: a regression must not start a server
+        build_parser().parse_args(["serve", "--api-key", ""])  # an empty key would let "Bearer " in
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pyakvq serve: error:") and "--api-key" in err and "empty" in err and "\n" not in err
+    from pyakvq.server.cli import api_key_of, uvicorn_options
+
+    assert api_key_of(None, {"AKVQ_API_KEY": ""}) is None  # empty: no key, as when unset
+    assert api_key_of(None, {"AKVQ_API_KEY": "  "}) is None
+    assert api_key_of(None, {}) is None
+    assert api_key_of(None, {"AKVQ_API_KEY": "k1"}) == "k1" and api_key_of("k2", {"AKVQ_API_KEY": "k1"}) == "k2"
+    with pytest.raises(ValueError, match="api_key is empty"):
+        create_app(None, None, ServerConfig(api_key=""))
+    # idle connections must not shut out the service: uvicorn's limit is far above the engine's
+    opts = uvicorn_options(4, 64)
+    assert opts["limit_concurrency"] >= 4096 and opts["timeout_keep_alive"] == 5
     assert main(["serve", "-m", "/nonexistent/model.gguf"]) == 2
     assert "no such file" in capsys.readouterr().err
     import socket
@@ -564,7 +717,11 @@ def test_serve_flags(capsys):
         taken.listen(1)
         port = taken.getsockname()[1]
         assert main(["serve", "--port", str(port)]) == 2
-    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    # the default context (4096) is beyond the demo model's training context (2048): one warning
+    (warning,) = [line for line in err.splitlines() if "warning" in line]
+    assert "context size 4096" in warning and "2048 tokens" in warning
 
 
 def test_pyakvq_serve_command():
@@ -576,7 +733,22 @@ def test_pyakvq_serve_command():
     import sys
     import threading
 
-    cmd = [sys.executable, "-m", "pyakvq", "serve", "--port", "0", "--api-key", KEY, "--parallel", "2", "-c", "512", "-b", "16"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pyakvq",
+        "serve",
+        "--port",
+        "0",
+        "--api-key",
+        KEY,
+        "--parallel",
+        "2",
+        "-c",
+        "512",
+        "-b",
+        "16",
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=dict(os.environ))
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
@@ -589,6 +761,7 @@ def test_pyakvq_serve_command():
             except queue.Empty:
                 break
             seen.append(line)
+            assert "trained" not in line  # -c 512 is within the model's training context
             m = re.search(r"as 'demo-vlm', .* http://127\.0\.0\.1:(\d+)/v1$", line.strip())
             port = int(m.group(1)) if m else None
         assert port, "".join(seen)
