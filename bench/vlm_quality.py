@@ -482,8 +482,9 @@ def format_report(res: dict[str, Any]) -> str:
         "",
         f"Machine: {res['machine']}; {res['threads']} thread(s); pyakvq at {res['git']}.",
         f"Model: {res['model_id']}. Command: `{res['command']}`.",
-        f"Test set: seed {res['seed']} (training: seeds {seeds_text(training_seeds())}): {res['n_single']} single images (colour and shape "
-        f"asked), {res['n_multi']} prompts each of {' and '.join(map(str, MULTI_SIZES))} images "
+        f"Test set: seed {res['seed']} (training: seeds {seeds_text(training_seeds())}): "
+        f"{res['n_single']} single images (colour and shape asked), "
+        f"{res['n_multi']} prompts each of {' and '.join(map(str, MULTI_SIZES))} images "
         "(colour of image k, k uniform); "
         f"greedy, at most {res['max_tokens']} answer tokens; accuracy in %.",
         f"Prompt tokens: {', '.join(f'{k} image(s) {v}' for k, v in L.items())} ({res['tokens_per_image']} per image); "
@@ -666,7 +667,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n-single", type=int, default=200, help="single images (each asked colour and shape)")
     ap.add_argument("--n-multi", type=int, default=100, help="prompts of 8 and of 16 images each")
     ap.add_argument("--modes", default=ALL_MODES, help=f"comma-separated subset of {ALL_MODES}")
-    ap.add_argument("--seed", type=int, default=12345, help="test set seed (not one of the training script's data seeds)")
+    ap.add_argument(
+        "--seed", type=int, default=12345, help="test set seed (not one of the training script's data seeds)"
+    )
     ap.add_argument("--threads", type=int, default=None, help="engine threads (default: every core)")
     ap.add_argument(
         "--max-tokens", type=int, default=None, help="answer tokens at most (default: longest expected answer + 2)"

@@ -158,7 +158,8 @@ def test_demo_answers_position_and_description():
 @pytest.mark.xfail(
     strict=True,
     reason="issue 9, open: the shipped demo has not learned to pick image k out of several (it names the "
-    "colour of some image of the prompt; bench/RESULTS.md, demo VLM); strict, so a model that learns it makes this XPASS",
+    "colour of some image of the prompt; bench/RESULTS.md, demo VLM); strict, so a model that learns it "
+    "makes this XPASS",
 )
 def test_demo_answers_about_one_of_several_images():
     demo_or_skip()

@@ -26,8 +26,14 @@ def measured(im) -> dict:
     bw, bh = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
     fill = mask.sum() / (bw * bh)
     shape = "triangle" if fill < 0.64 else "circle" if fill < 0.9 else "square"
-    return {"color": color, "shape": shape, "cx": xs.mean() + 0.5, "cy": ys.mean() + 0.5,
-            "fill": fill, "extent": max(bw, bh)}
+    return {
+        "color": color,
+        "shape": shape,
+        "cx": xs.mean() + 0.5,
+        "cy": ys.mean() + 0.5,
+        "fill": fill,
+        "extent": max(bw, bh),
+    }
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -33,8 +33,6 @@ STOPS = [None, " ", "e"]
 ENDED = "ended by a later call"
 
 
-
-
 class Oracle:
     """What a fresh Model answers (one new Model per distinct request, memoised)."""
 
