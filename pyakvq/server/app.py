@@ -160,9 +160,8 @@ def _engine_error(e: BaseException) -> APIError:
     return APIError(500, f"generation failed: {e}")
 
 
-class _Completion(Response):
-    """A non-streaming completion: generates while watching for the client to go away (then the
-    sequences are cancelled and nothing is sent)."""
+class _Generation(Response):
+    """A response that runs the generation of its choices (sources) and builds the result."""
 
     def __init__(self, builder: _c.ResultBuilder, sources: list[_c.Source], n_prompt: int, prefix: str, metrics):
         super().__init__()
@@ -173,6 +172,11 @@ class _Completion(Response):
             prefix,
             metrics,
         )
+
+
+class _Completion(_Generation):
+    """A non-streaming completion: generates while watching for the client to go away (then the
+    sequences are cancelled and nothing is sent)."""
 
     async def _work(self) -> dict[str, Any]:
         await asyncio.gather(*(_drive(self.builder, i, s, None) for i, s in enumerate(self.sources)))
@@ -212,21 +216,11 @@ class _Gone(Response):
         self.metrics.disconnected()
 
 
-class _EventStream(Response):
+class _EventStream(_Generation):
     """A streaming completion as Server-Sent Events: `data: {chunk}` per chunk, `data: [DONE]`
     last. When the client goes away the sequences are cancelled at once."""
 
     media_type = "text/event-stream"
-
-    def __init__(self, builder: _c.ResultBuilder, sources: list[_c.Source], n_prompt: int, prefix: str, metrics):
-        super().__init__()
-        self.builder, self.sources, self.n_prompt, self.prefix, self.metrics = (
-            builder,
-            sources,
-            n_prompt,
-            prefix,
-            metrics,
-        )
 
     async def _pump(self, send: Any) -> None:
         b = self.builder
