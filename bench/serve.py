@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import pathlib
 import re
 import socket
@@ -41,6 +42,21 @@ QUESTIONS = [
 IMAGE_QUESTIONS = ["Describe the image.", "What color is the shape?", "What shape is it?", "Where is the shape?"]
 
 
+def child_setup() -> tuple[dict[str, str], pathlib.Path]:
+    """Environment and working directory for a `python -m pyakvq` child that runs the pyakvq this
+    process imported: PYTHONPATH and AKVQ_EXT_DIR made absolute, and the directory holding that
+    package as the cwd (from a source checkout's root, its uncompiled pyakvq/ would shadow an
+    installed one)."""
+    import pyakvq  # noqa: PLC0415
+
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep) if p)
+    if env.get("AKVQ_EXT_DIR"):
+        env["AKVQ_EXT_DIR"] = os.path.abspath(env["AKVQ_EXT_DIR"])
+    return env, pathlib.Path(pyakvq.__file__).resolve().parents[1]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,8 +73,11 @@ class Server:
         cmd += ["--ctx-size", str(a.ctx_size), "--kv-memory", a.kv_memory, "--parallel", str(a.parallel)]
         cmd += ["-t", str(a.threads), "--max-queue", "1024", "--act-bits", str(a.act_bits)]
         if a.model:
-            cmd += ["-m", a.model]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cmd += ["-m", os.path.abspath(a.model)]
+        env, cwd = child_setup()
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd
+        )
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 120
         while True:

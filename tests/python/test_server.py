@@ -726,7 +726,6 @@ def test_serve_flags(capsys):
 
 def test_pyakvq_serve_command():
     """`python -m pyakvq serve` end to end: starts on a free port, answers with the key, stops on SIGINT."""
-    import os
     import queue
     import signal
     import subprocess
@@ -749,7 +748,11 @@ def test_pyakvq_serve_command():
         "-b",
         "16",
     ]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=dict(os.environ))
+    from test_pyakvq_cli import PKG_PARENT, _env  # the child runs the pyakvq under test, not the source tree's
+
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env(), cwd=PKG_PARENT
+    )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
     try:
