@@ -35,19 +35,22 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from . import _validate as _v
+from .completion_args import (
+    MAX_LOGPROBS,
+    Sampling,
+    chat_logprobs,
+    check_neutral,
+    check_prompt_fits,
+    check_response_format,
+    check_sampling,
+    max_tokens_of,
+)
 
 #: the engine's finish reasons -> OpenAI's
 FINISH_REASON = {"stop": "stop", "eos": "stop", "length": "length", "context": "length"}
-#: most alternatives per token (OpenAI's limit for chat top_logprobs)
-MAX_LOGPROBS = _v.MAX_LOGPROBS
-#: most choices per request
-MAX_N = 128
-#: the top_p that top_p=0 is sent as (the engine takes (0, 1]): keeps exactly the most likely token
-GREEDY_TOP_P = 1e-9
 
 
 def openai_finish_reason(reason: str | None) -> str | None:
@@ -57,205 +60,6 @@ def openai_finish_reason(reason: str | None) -> str | None:
 
 # ---------------------------------------------------------------------------------------------
 # arguments
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Checked generation arguments of one request. max_tokens None: up to the end of the
-    context. seed None: the Model's seed, else random per choice. logprobs None: no log
-    probabilities; K in [0, 20]: the sampled token's and K alternatives."""
-
-    max_tokens: int | None
-    temperature: float
-    top_k: int
-    top_p: float
-    min_p: float
-    repeat_penalty: float
-    repeat_last_n: int
-    seed: int | None
-    stop: list[str]
-    logprobs: int | None
-    n: int
-
-    def generate_kwargs(self, index: int, n_prompt: int, n_ctx: int, default_seed: int | None = None) -> dict[str, Any]:
-        """Keywords of Model.generate / BatchEngine.submit for choice `index` of a prompt of
-        n_prompt tokens. Choice i of a seeded request uses seed + i (reproducible, and the choices
-        differ when sampling)."""
-        max_tokens = self.max_tokens
-        room = n_ctx - n_prompt
-        if max_tokens is None or max_tokens > room:
-            max_tokens = max(room, 0)  # the engine stops with "context" when the context fills
-        seed = self.seed if self.seed is not None else default_seed
-        if seed is not None and seed != -1:
-            seed = (seed + index) % (_v.UINT64_MAX + 1)
-        elif seed == -1:
-            seed = None
-        kw: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "temperature": self.temperature,
-            "top_k": self.top_k,
-            "top_p": self.top_p,
-            "min_p": self.min_p,
-            "repeat_penalty": self.repeat_penalty,
-            "repeat_last_n": self.repeat_last_n,
-            "seed": seed,
-            "stop": list(self.stop) or None,
-        }
-        if self.logprobs is not None:
-            kw["logprobs"] = self.logprobs
-        return kw
-
-
-def check_sampling(
-    *,
-    max_tokens: Any,
-    temperature: Any,
-    top_k: Any,
-    top_p: Any,
-    min_p: Any,
-    repeat_penalty: Any,
-    repeat_last_n: Any,
-    seed: Any,
-    stop: Any,
-    logprobs: Any,
-    n: Any,
-) -> Sampling:
-    """Checks the arguments (TypeError for a wrong type, ValueError for a bad value, each naming
-    the argument) and returns them as a Sampling. top_k -1 means 0 (disabled); top_p 0 means
-    GREEDY_TOP_P (only the most likely token), as llama.cpp's server takes them."""
-    n = _v.check_int("n", n, 1, MAX_N)
-    if _is_number(top_k) and top_k == -1:
-        top_k = 0
-    if _is_number(top_p) and top_p == 0:
-        top_p = GREEDY_TOP_P
-    if max_tokens is not None:
-        max_tokens = _v.check_int("max_tokens", max_tokens, 0, _v.INT32_MAX)
-    a = _v.sampling_args(
-        0 if max_tokens is None else max_tokens,
-        temperature,
-        top_k,
-        top_p,
-        min_p,
-        repeat_penalty,
-        repeat_last_n,
-        seed,
-        stop,
-        logprobs,
-    )
-    return Sampling(
-        max_tokens=max_tokens,
-        temperature=a.temperature,
-        top_k=a.top_k,
-        top_p=a.top_p,
-        min_p=a.min_p,
-        repeat_penalty=a.repeat_penalty,
-        repeat_last_n=a.repeat_last_n,
-        seed=a.seed,
-        stop=a.stop,
-        logprobs=a.logprobs,
-        n=n,
-    )
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def check_response_format(response_format: Any) -> None:
-    """Only plain text output is produced: None or {"type": "text"}; anything else is refused."""
-    if response_format is None:
-        return
-    if not isinstance(response_format, Mapping):
-        raise TypeError(
-            f"response_format must be an object like {{'type': 'text'}}, got {type(response_format).__name__}"
-        )
-    kind = response_format.get("type")
-    if kind != "text":
-        raise ValueError(
-            f"response_format {{'type': {kind!r}}} is not supported: only plain text is produced "
-            "(response_format {'type': 'text'} or none)"
-        )
-
-
-# llama-cpp-python's keywords for features pyakvq does not have: accepted when they ask for nothing
-# (name -> (the neutral values, how the message shows them, the feature))
-_NEUTRAL_KEYWORDS: dict[str, tuple[tuple[Any, ...], str, str]] = {
-    "presence_penalty": ((0,), "0", "a presence penalty"),
-    "frequency_penalty": ((0,), "0", "a frequency penalty"),
-    "mirostat_mode": ((0,), "0", "mirostat sampling"),
-    "grammar": ((None,), "None", "grammar-constrained sampling"),
-    "logit_bias": ((None, {}), "None or {}", "logit biases"),
-    "tools": ((None, []), "None or []", "tool calling"),
-    "functions": ((None, []), "None or []", "function calling"),
-    "tool_choice": ((None, "none"), "None or 'none'", "tool calling"),
-    "function_call": ((None, "none"), "None or 'none'", "function calling"),
-}
-
-
-def _is_neutral(value: Any, neutral: tuple[Any, ...]) -> bool:
-    for a in neutral:
-        if a is None:
-            if value is None:
-                return True
-        elif isinstance(a, str):
-            if isinstance(value, str) and value == a:
-                return True
-        elif isinstance(a, dict):
-            if isinstance(value, Mapping) and not value:
-                return True
-        elif isinstance(a, list):
-            if isinstance(value, (list, tuple)) and not value:
-                return True
-        elif _is_number(value) and value == a:
-            return True
-    return False
-
-
-def check_neutral(**kw: Any) -> None:
-    """llama-cpp-python's keywords of features pyakvq does not have (presence_penalty,
-    frequency_penalty, mirostat_mode, grammar, logit_bias, tools, functions, tool_choice,
-    function_call): ValueError naming the argument unless its value asks for nothing."""
-    for name, value in kw.items():
-        neutral, shown, feature = _NEUTRAL_KEYWORDS[name]
-        if not _is_neutral(value, neutral):
-            r = repr(value)
-            r = r if len(r) <= 60 else r[:57] + "..."
-            raise ValueError(f"{name}={r} is not supported: pyakvq has no {feature} (only {name}={shown})")
-
-
-def chat_logprobs(logprobs: Any, top_logprobs: Any) -> int | None:
-    """The chat API's logprobs (bool) and top_logprobs (0..20, needs logprobs) -> K or None."""
-    if logprobs is not None:
-        logprobs = _v.check_bool("logprobs", logprobs)
-    if top_logprobs is not None:
-        top_logprobs = _v.check_int("top_logprobs", top_logprobs, 0, MAX_LOGPROBS)
-        if not logprobs:
-            raise ValueError("top_logprobs needs logprobs=true")
-    if not logprobs:
-        return None
-    return top_logprobs or 0
-
-
-def max_tokens_of(max_tokens: Any, max_completion_tokens: Any) -> Any:
-    """max_completion_tokens (the chat API's newer name) or max_tokens; both: they must agree."""
-    if max_completion_tokens is None:
-        return max_tokens
-    if max_tokens is not None and max_tokens != max_completion_tokens:
-        raise ValueError(
-            f"max_tokens ({max_tokens!r}) and max_completion_tokens ({max_completion_tokens!r}) differ: give one"
-        )
-    return max_completion_tokens
-
-
-def check_prompt_fits(n_prompt: int, n_ctx: int) -> None:
-    if n_prompt >= n_ctx:
-        raise ValueError(
-            f"the prompt has {n_prompt} tokens, which leaves no room in the context of n_ctx={n_ctx} tokens"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# results
 
 
 def _num(x: float) -> float:

@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from .. import completion_args as _a
 from .. import completions as _c
 from ..batch import QueueFull
 from . import images as _images
@@ -393,7 +394,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             prefix = req.prompt if isinstance(req.prompt, str) else model.detokenize(req.prompt)
         return inp, prefix
 
-    def respond(kind: str, inp: Any, s: _c.Sampling, stream: bool, include_usage: bool, prefix: str = "") -> Response:
+    def respond(kind: str, inp: Any, s: _a.Sampling, stream: bool, include_usage: bool, prefix: str = "") -> Response:
         if cfg.max_queue is not None and s.n > engine.n_slots + cfg.max_queue:
             # never schedulable: "retry later" would never succeed
             raise bad_request(

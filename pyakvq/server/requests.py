@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import completion_args as _a
 from .. import completions as _c
 from .config import ServerConfig
 from .errors import APIError, bad_request
@@ -125,7 +126,7 @@ def _param_of(message: str, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def _sampling(body: Mapping[str, Any], max_tokens: Any, logprobs: Any) -> _c.Sampling:
+def _sampling(body: Mapping[str, Any], max_tokens: Any, logprobs: Any) -> _a.Sampling:
     kw = {
         "max_tokens": max_tokens,
         "temperature": body.get("temperature", _DEFAULTS["temperature"]),
@@ -143,7 +144,7 @@ def _sampling(body: Mapping[str, Any], max_tokens: Any, logprobs: Any) -> _c.Sam
         if kw[k] is None:
             kw[k] = _DEFAULTS[k]
     try:
-        return _c.check_sampling(**kw)
+        return _a.check_sampling(**kw)
     except (TypeError, ValueError) as e:
         raise bad_request(str(e), _param_of(str(e), tuple(kw) + ("stop",))) from None
 
@@ -180,7 +181,7 @@ class ImageRef:
 class ChatRequest:
     messages: list[dict[str, Any]]
     images: list[ImageRef]
-    sampling: _c.Sampling
+    sampling: _a.Sampling
     stream: bool
     include_usage: bool
     template_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -189,7 +190,7 @@ class ChatRequest:
 @dataclass
 class CompletionRequest:
     prompt: str | list[int]
-    sampling: _c.Sampling
+    sampling: _a.Sampling
     stream: bool
     include_usage: bool
     echo: bool
@@ -276,9 +277,9 @@ def parse_chat(body: Mapping[str, Any], cfg: ServerConfig) -> ChatRequest:
     _check_fields(body, CHAT_FIELDS, "/v1/chat/completions")
     check_model(body, cfg)
     try:
-        _c.check_response_format(body.get("response_format"))
-        max_tokens = _c.max_tokens_of(body.get("max_tokens"), body.get("max_completion_tokens"))
-        k = _c.chat_logprobs(body.get("logprobs"), body.get("top_logprobs"))
+        _a.check_response_format(body.get("response_format"))
+        max_tokens = _a.max_tokens_of(body.get("max_tokens"), body.get("max_completion_tokens"))
+        k = _a.chat_logprobs(body.get("logprobs"), body.get("top_logprobs"))
     except (TypeError, ValueError) as e:
         msg = str(e)
         raise bad_request(msg, _param_of(msg, ("response_format", "max_tokens", "top_logprobs", "logprobs"))) from None
