@@ -48,6 +48,7 @@ struct BatchGenerator::Impl {
   models::LlamaWorkspace ws;
   std::vector<std::unique_ptr<Sequence>> seqs;  // [n_slots]
   std::vector<std::unique_ptr<Request>> slot;   // [n_slots] the running request, nullptr: free
+  std::vector<kv::KvStats> slot_kv;             // [n_slots] each cache's stats after its last change
   int64_t bytes_per_seq = 0;
   std::vector<float> logits;  // [outputs of a step, n_vocab]
 
@@ -71,7 +72,10 @@ struct BatchGenerator::Impl {
       std::unique_ptr<Request> r = std::move(queue.front());
       queue.pop_front();
       Sequence& sq = *seqs[best];
-      if (best_n < sq.n_past()) sq.truncate(best_n);
+      if (best_n < sq.n_past()) {
+        sq.truncate(best_n);
+        slot_kv[best] = sq.cache->stats();
+      }
       r->slot = best;
       r->n_reused = best_n;
       r->n_done = static_cast<size_t>(best_n);
@@ -80,11 +84,13 @@ struct BatchGenerator::Impl {
     }
   }
 
-  void refresh_kv_stats() {
+  // The KV figures of BatchStats from each slot's cached stats; only the slots a step touched
+  // (changed) are asked again (a cache's stats() walks its layers and classes).
+  void refresh_kv_stats(const std::vector<int>& changed) {
+    for (int s : changed) slot_kv[s] = seqs[s]->cache->stats();
     int64_t bytes = 0, tokens = 0;
     double bits_weighted = 0;
-    for (const auto& sq : seqs) {
-      const kv::KvStats ks = sq->cache->stats();
+    for (const kv::KvStats& ks : slot_kv) {
       bytes += ks.bytes;
       tokens += ks.n_tokens;
       bits_weighted += ks.bits_per_element * static_cast<double>(ks.n_tokens);
@@ -130,6 +136,7 @@ BatchGenerator::BatchGenerator(std::shared_ptr<const Model> model, const BatchPa
     b.seqs.push_back(std::make_unique<Sequence>(*b.model, params.n_ctx, params.kv, params.kv_options));
   }
   b.slot.resize(n_slots);
+  b.slot_kv.resize(n_slots);
   b.pool =
       std::make_unique<cpu::ThreadPool>(params.n_threads > 0 ? params.n_threads : cpu::ThreadPool::default_threads());
   b.st.n_slots = n_slots;
@@ -208,6 +215,7 @@ std::vector<BatchEvent> BatchGenerator::step() {
   // ---- plan (lock held): drop cancelled requests, admit, begin the decoding steps ----
   struct Row {
     Request* r;
+    int slot;         // r's slot (r may end, and be freed, before the KV figures are taken)
     int len;          // rows of this sequence in the batch
     bool prefill;     // prompt rows (else one generated token)
     bool last_chunk;  // the prompt's last rows: its logits start the generation
@@ -236,7 +244,7 @@ std::vector<BatchEvent> BatchGenerator::step() {
         r.reset();
         continue;
       }
-      rows.push_back({r.get(), 1, false, false});
+      rows.push_back({r.get(), r->slot, 1, false, false});
       --budget;
     }
     std::vector<Request*> prefilling;  // arrival order (ids increase)
@@ -248,7 +256,7 @@ std::vector<BatchEvent> BatchGenerator::step() {
       if (budget <= 0) break;
       const int left = static_cast<int>(r->prompt.size() - r->n_done);
       const int len = std::min(left, budget);
-      rows.push_back({r, len, true, len == left});
+      rows.push_back({r, r->slot, len, true, len == left});
       budget -= len;
     }
   }
@@ -336,7 +344,10 @@ std::vector<BatchEvent> BatchGenerator::step() {
     }
     events.push_back(std::move(e));
   }
-  b.refresh_kv_stats();
+  std::vector<int> changed;
+  changed.reserve(rows.size());
+  for (const Row& w : rows) changed.push_back(w.slot);
+  b.refresh_kv_stats(changed);
   return events;
 }
 

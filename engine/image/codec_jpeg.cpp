@@ -1,6 +1,6 @@
 // JPEG decoding with libjpeg (built when CMake finds it; codec_jpeg_stub.cpp otherwise).
 //
-// Error handling: libjpeg's default error_exit calls exit(); ours copies the message and longjmps
+// Error handling: libjpeg's default error_exit ends the process; ours copies the message and longjmps
 // to the setjmp of jpeg_read_head or jpeg_read_pixels. A "premature end of file" warning (libjpeg
 // would pad the image with gray) is fatal here too. Those functions and the callbacks are C-style:
 // no object with a destructor lives in their frames. decode_jpeg (C++) owns the buffers and the

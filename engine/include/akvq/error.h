@@ -1,7 +1,7 @@
 // One error model for the whole engine: typed exceptions whose message says where and what,
 // e.g. "[gguf] tensor 'blk.3.attn_q.weight': data range exceeds file size (...)".
 // The bindings map FormatError/InvalidArgument -> ValueError, IoError -> OSError,
-// everything else -> RuntimeError. Library code never calls abort()/exit().
+// QueueFull -> _akvq.QueueFull, everything else -> RuntimeError. Library code never ends the process.
 #pragma once
 #include <stdexcept>
 #include <string>
