@@ -25,6 +25,16 @@ inline float opaque(float v) {
 #endif
 }
 
+inline double opaque_d(double v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(v));
+  return v;
+#else
+  volatile double t = v;
+  return t;
+#endif
+}
+
 inline uint16_t rd16(const uint8_t* p) {
   return static_cast<uint16_t>(p[0] | (p[1] << 8));
 }
@@ -68,8 +78,8 @@ GroupHeader group_header(const QuantSpec& spec, const float* xg, int group) {
     double sum = 0;
     for (int i = 0; i < group; ++i) sum += xg[i];
     const double mean = sum / group;
-    double ss = 0;
-    for (int i = 0; i < group; ++i) ss += (xg[i] - mean) * (xg[i] - mean);
+    double ss = 0;  // products rounded before the sum (no FMA): the same bits in every build
+    for (int i = 0; i < group; ++i) ss += opaque_d((xg[i] - mean) * (xg[i] - mean));
     const double sd = std::sqrt(ss / group);
     h.scale = f32_to_fp16(static_cast<float>(spec.clip * sd));
     h.offset = f32_to_fp16(static_cast<float>(mean));

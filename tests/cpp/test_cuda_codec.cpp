@@ -1,0 +1,325 @@
+// The CUDA kernels' row arithmetic (cuda/kv_codec.cuh, cuda/kv_attend_args.cuh) run on the host
+// against the CPU engine: fp16 conversions, the WHT and the packed codes + headers bit for bit;
+// scores within float rounding; and a serial emulation of the flash-decoding kernels (the same
+// tiles, splits and merges, kv_attend.cu) against QuantKvCache::attend on real cache states,
+// within 2e-5 relative to max|out| (summation order and expf vs the CPU's exp differ).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/fp16.h"
+#include "cpu/thread_pool.h"
+#include "cuda_spans.h"
+#include "kv/kv_cache.h"
+#include "kv/kv_options.h"
+#include "kv/quant.h"
+#include "kv/wht.h"
+#include "kv_codec.cuh"
+
+using namespace akvq;
+namespace kc = akvq_cuda;
+
+namespace {
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, sd);
+  std::vector<float> x(n);
+  for (float& f : x) f = d(g);
+  return x;
+}
+
+}  // namespace
+
+TEST(CudaCodec, HalfToFloatMatchesEngineForEveryHalf) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    ASSERT_EQ(bits_of(kc::half_to_float(static_cast<uint16_t>(h))), bits_of(fp16_to_f32(static_cast<uint16_t>(h))))
+        << "half 0x" << std::hex << h;
+  }
+}
+
+TEST(CudaCodec, FloatToHalfMatchesEngine) {
+  std::mt19937 g(7);
+  std::vector<float> xs = {0.0f, -0.0f, 65504.0f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f, 6.1e-5f, INFINITY, -INFINITY,
+                           NAN, 1.0009765625f, 1.00048828125f};
+  for (int i = 0; i < 200000; ++i) {
+    uint32_t u = g();
+    float f;
+    std::memcpy(&f, &u, 4);
+    xs.push_back(f);
+  }
+  for (float f : xs) ASSERT_EQ(kc::float_to_half(f), f32_to_fp16(f)) << "bits 0x" << std::hex << bits_of(f);
+}
+
+TEST(CudaCodec, WhtMatchesEngineBitForBit) {
+  for (int d : {1, 2, 3, 7, 8, 16, 32, 48, 64, 80, 96, 112, 128, 192, 256}) {
+    std::vector<float> x = randn(d, 100 + d, 3.0f), y = x, z = x;
+    kc::wht_row(x.data(), d);
+    kv::wht_ref(y.data(), d);
+    kv::wht(z.data(), d);
+    for (int i = 0; i < d; ++i) {
+      ASSERT_EQ(bits_of(x[i]), bits_of(y[i])) << "d=" << d << " i=" << i;
+      ASSERT_EQ(bits_of(x[i]), bits_of(z[i])) << "d=" << d << " i=" << i;
+    }
+  }
+}
+
+namespace {
+
+// Rows that exercise the quantizer: Gaussian, outliers, constant groups, tiny and huge values.
+std::vector<float> hard_rows(int n, int rows, uint32_t seed) {
+  std::vector<float> x = randn(static_cast<size_t>(n) * rows, seed, 2.0f);
+  std::mt19937 g(seed + 1);
+  for (int r = 0; r < rows; ++r) {
+    float* xr = x.data() + static_cast<size_t>(r) * n;
+    switch (r % 8) {
+      case 1: xr[g() % n] *= 60.0f; break;                                     // an outlier
+      case 2: std::fill(xr, xr + n, 0.75f); break;                              // constant row
+      case 3: for (int j = 0; j < n; ++j) xr[j] *= 1e-6f; break;                // fp16 subnormal scales
+      case 4: for (int j = 0; j < n; ++j) xr[j] = std::round(xr[j] * 2) / 2; break;  // ties
+      case 5: std::fill(xr, xr + n / 2, 0.0f); break;                           // a zero half
+      case 6: for (int j = 0; j < n; ++j) xr[j] *= 3000.0f; break;              // large values
+      default: break;
+    }
+  }
+  return x;
+}
+
+}  // namespace
+
+TEST(CudaCodec, QuantizedRowsMatchRowCodecBytes) {
+  int cases = 0;
+  for (int n : {64, 80, 96, 128}) {
+    for (int bits : {2, 3, 4, 8}) {
+      for (kv::Levels lv : {kv::Levels::Uniform, kv::Levels::Gaussian}) {
+        if (lv == kv::Levels::Gaussian && bits > 4) continue;
+        for (int group : {0, 16, 32}) {
+          for (float clip : {1.0f, 0.6f, 0.9f}) {
+            kv::QuantSpec spec;
+            spec.bits = bits, spec.group = group, spec.clip = clip, spec.levels = lv;
+            if (group && n % group) continue;
+            const kv::RowCodec codec(spec, n);
+            const kc::RowSpec rs = test::row_spec(codec);
+            ASSERT_EQ(static_cast<size_t>(rs.row_bytes()), codec.row_bytes());
+            const int rows = 24;
+            const std::vector<float> x = hard_rows(n, rows, 1000 + cases);
+            std::vector<uint8_t> want(codec.row_bytes()), got(codec.row_bytes(), 0xAB);
+            for (int r = 0; r < rows; ++r) {
+              const float* xr = x.data() + static_cast<size_t>(r) * n;
+              codec.quantize(xr, want.data());
+              kc::quantize_row(rs, codec.levels(), xr, got.data());
+              ASSERT_EQ(want, got) << "n=" << n << " bits=" << bits << " levels=" << kv::levels_name(lv)
+                                   << " group=" << codec.group() << " clip=" << clip << " row " << r;
+              std::vector<float> deq(n);
+              codec.dequantize(want.data(), deq.data());
+              for (int j = 0; j < n; ++j) {
+                const float v = kc::dequant_value(rs, codec.levels(), got.data(), j);
+                ASSERT_NEAR(v, deq[j], 1e-6f * std::max(1.0f, std::fabs(deq[j]))) << "value " << j;
+              }
+              // scores: q·x̂ against the engine's kernel on the same packed row
+              const std::vector<float> q = randn(n, 77 + r);
+              std::vector<float> qsum(codec.n_groups());
+              codec.query_group_sums(q.data(), qsum.data());
+              float s_engine = 0;
+              codec.scores(q.data(), qsum.data(), want.data(), codec.row_bytes(), 1, &s_engine);
+              const float s = kc::row_score(rs, codec.levels(), q.data(), qsum.data(), got.data());
+              double mag = 0;
+              for (int j = 0; j < n; ++j) mag += std::fabs(double(q[j]) * deq[j]);
+              ASSERT_NEAR(s, s_engine, 1e-5 * std::max(1.0, mag)) << "score of row " << r;
+            }
+            ++cases;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(cases, 100);
+}
+
+TEST(CudaCodec, SoftmaxMergeEqualsOneSoftmax) {
+  const std::vector<float> s = randn(40, 5, 4.0f), v = randn(40, 6);
+  double mx = -1e30, den = 0, num = 0;
+  for (float x : s) mx = std::max(mx, double(x));
+  for (int i = 0; i < 40; ++i) den += std::exp(s[i] - mx), num += std::exp(s[i] - mx) * v[i];
+  // states over [0, 13), [13, 13) (empty), [13, 40), merged in order
+  auto state = [&](int a, int b, float& acc) {
+    kc::SoftmaxState st;
+    acc = 0;
+    for (int i = a; i < b; ++i) st.m = std::max(st.m, s[i]);
+    for (int i = a; i < b; ++i) st.l += std::exp(s[i] - st.m), acc += std::exp(s[i] - st.m) * v[i];
+    return st;
+  };
+  float acc, a1, a2;
+  kc::SoftmaxState st = state(0, 0, acc), s1 = state(0, 13, a1), s2 = state(13, 13, a2), s3 = state(13, 40, a2);
+  float fa, fb;
+  kc::softmax_merge(st, s1, fa, fb);
+  acc = fa * acc + fb * a1;
+  kc::softmax_merge(st, s2, fa, fb);
+  acc = fa * acc + fb * 0.0f;
+  kc::softmax_merge(st, s3, fa, fb);
+  acc = fa * acc + fb * a2;
+  EXPECT_NEAR(acc / st.l, num / den, 1e-6);
+}
+
+namespace {
+
+// Serial emulation of kv_attend_decode (kv_attend.cu): the same splits, 4 warps of 32-row tiles
+// per split, per-tile online softmax, warps then splits merged in order, rotation back.
+std::vector<float> emulate_attend(const kc::AttendArgs& a, const float* q, float scale) {
+  const int n = a.head_dim, nkv = a.n_head_kv, group = a.n_head / nkv;
+  const int64_t total = kc::attend_total_rows(a);
+  const int64_t R = kc::attend_rows_per_split(total, a.rows_per_split);
+  const int64_t n_split = total == 0 ? 0 : kc::attend_splits(total, a.rows_per_split);
+  std::vector<float> out(static_cast<size_t>(a.n_head) * n, 0.0f);
+  for (int h = 0; h < a.n_head; ++h) {
+    const int kvh = h / group;
+    std::vector<float> qs(n);
+    for (int j = 0; j < n; ++j) qs[j] = q[h * n + j] * scale;
+    if (a.rotate) kc::wht_row(qs.data(), n);
+    std::vector<std::vector<float>> qsum(a.n_spans);
+    for (int s = 0; s < a.n_spans; ++s) {
+      if (!a.spans[s].packed) continue;
+      const int G = a.spans[s].ks.group;
+      qsum[s].assign(n / G, 0.0f);
+      for (int g = 0; g < n / G; ++g) {
+        for (int j = 0; j < G; ++j) qsum[s][g] += qs[g * G + j];
+      }
+    }
+    auto value = [&](const kc::RowRef& rr, int j) {
+      const kc::AttendSpan& sp = a.spans[rr.span];
+      if (sp.packed) return kc::dequant_value(sp.vs, sp.v_levels, sp.v + kvh * sp.head_stride_v + rr.row * sp.vs.row_bytes(), j);
+      return kc::half_to_float(reinterpret_cast<const uint16_t*>(sp.v)[(rr.row * nkv + kvh) * n + j]);
+    };
+    kc::SoftmaxState total_st;
+    std::vector<float> total_acc(n, 0.0f);
+    for (int64_t sp_i = 0; sp_i < n_split; ++sp_i) {
+      const int64_t t0 = sp_i * R, t1 = std::min(total, t0 + R);
+      kc::SoftmaxState block;
+      std::vector<float> bacc(n, 0.0f);
+      for (int w = 0; w < 4; ++w) {
+        kc::SoftmaxState st;
+        std::vector<float> acc(n, 0.0f);
+        for (int64_t base = t0 + w * 32; base < t1; base += 128) {
+          const int nb = static_cast<int>(std::min<int64_t>(32, t1 - base));
+          float sc[32], p[32];
+          kc::RowRef rr[32];
+          float tmax = -INFINITY;
+          for (int i = 0; i < nb; ++i) {
+            rr[i] = kc::locate_row(a, base + i);
+            const kc::AttendSpan& sp = a.spans[rr[i].span];
+            sc[i] = sp.packed ? kc::row_score(sp.ks, sp.k_levels, qs.data(), qsum[rr[i].span].data(),
+                                              sp.k + kvh * sp.head_stride_k + rr[i].row * sp.ks.row_bytes())
+                              : kc::half_row_score(qs.data(), reinterpret_cast<const uint16_t*>(sp.k) + (rr[i].row * nkv + kvh) * n, n);
+            tmax = std::max(tmax, sc[i]);
+          }
+          const float mnew = std::max(st.m, tmax);
+          const float f = st.m == -INFINITY ? 0.0f : std::exp(st.m - mnew);
+          float psum = 0;
+          for (int i = 0; i < nb; ++i) p[i] = std::exp(sc[i] - mnew), psum += p[i];
+          st.l = st.l * f + psum;
+          st.m = mnew;
+          for (float& x : acc) x *= f;
+          for (int i = 0; i < nb; ++i) {
+            for (int j = 0; j < n; ++j) acc[j] += p[i] * value(rr[i], j);
+          }
+        }
+        float fa, fb;
+        kc::softmax_merge(block, st, fa, fb);
+        for (int j = 0; j < n; ++j) bacc[j] = fa * bacc[j] + fb * acc[j];
+      }
+      float fa, fb;
+      kc::softmax_merge(total_st, block, fa, fb);
+      for (int j = 0; j < n; ++j) total_acc[j] = fa * total_acc[j] + fb * bacc[j];
+    }
+    float* o = out.data() + static_cast<size_t>(h) * n;
+    const float inv = total_st.l > 0 ? 1.0f / total_st.l : 0.0f;
+    for (int j = 0; j < n; ++j) o[j] = total_acc[j] * inv;
+    if (a.rotate) kc::wht_row(o, n);
+  }
+  return out;
+}
+
+struct AttendCase {
+  std::string mode;
+  std::map<std::string, std::string> opts;
+  int head_dim, n_head, n_head_kv, n_tokens;
+  int64_t rows_per_split;
+};
+
+}  // namespace
+
+TEST(CudaCodec, EmulatedFlashDecodingMatchesCpuCache) {
+  const std::vector<AttendCase> cases = {
+      {"akvq2", {{"window", "16"}, {"pivots", "4"}, {"tsa_layers", "0"}}, 64, 6, 2, 700, 128},
+      {"akvq2", {}, 128, 8, 1, 400, 0},
+      {"akvq4", {{"window", "8"}}, 80, 4, 4, 300, 128},
+      {"q2", {}, 64, 16, 2, 333, 256},
+      {"wht2", {}, 96, 3, 1, 260, 128},
+      {"q8", {}, 64, 2, 2, 150, 0},
+      {"akvq2", {{"levels", "uniform"}, {"group", "32"}}, 128, 4, 2, 500, 128},
+  };
+  cpu::ThreadPool pool(2);
+  uint32_t seed = 11;
+  for (const AttendCase& cs : cases) {
+    SCOPED_TRACE(cs.mode + " hd=" + std::to_string(cs.head_dim));
+    kv::KvConfig cfg;
+    cfg.mode = cs.mode;
+    cfg.n_layer = 2;
+    cfg.n_head_kv = cs.n_head_kv;
+    cfg.head_dim = cs.head_dim;
+    cfg.n_ctx = 1024;
+    cfg.options = cs.opts;
+    auto cache = kv::KvCache::create(cfg);
+    auto* qc = dynamic_cast<kv::QuantKvCache*>(cache.get());
+    ASSERT_NE(qc, nullptr);
+    const int hd = cs.head_dim, E = 16;
+    const size_t row = static_cast<size_t>(cs.n_head_kv) * hd;
+    auto feed = [&](int n) {
+      std::vector<TokenKind> kinds(n);
+      for (int i = 0; i < n; ++i) kinds[i] = static_cast<TokenKind>((cache->n_tokens() + i) / 29 % 3);
+      cache->set_kinds(kinds.data(), n);
+      for (int l = 0; l < 2; ++l) {
+        std::vector<float> x = randn(static_cast<size_t>(n) * E, seed++);
+        for (int i = 0; i < n; ++i) {
+          if ((cache->n_tokens(l) + i) % 53 == 5) x[i * E + 3] = 500.0f;  // pivot candidates
+        }
+        cache->observe(l, x.data(), n, E);
+        std::vector<float> k = randn(n * row, seed++), v = randn(n * row, seed++);
+        for (size_t e = 0; e < k.size(); e += 5) k[e] *= 4.0f;
+        cache->append(l, k.data(), v.data(), n);
+      }
+    };
+    for (int done = 0; done < cs.n_tokens - 1; done += 64) feed(std::min(64, cs.n_tokens - 1 - done));
+    feed(1);  // decode step: every packed row visible, no snapshot
+    for (int l = 0; l < 2; ++l) {
+      test::HostSpans hs = test::decode_spans(*qc, l);
+      hs.args.n_head = cs.n_head;
+      hs.args.rows_per_split = cs.rows_per_split;
+      ASSERT_EQ(kc::attend_total_rows(hs.args), cs.n_tokens) << "every token in exactly one span";
+      const std::vector<float> q = randn(static_cast<size_t>(cs.n_head) * hd, seed++, 1.5f);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      std::vector<float> want(q.size());
+      cache->attend(l, q.data(), 1, cs.n_head, scale, want.data(), pool);
+      const std::vector<float> got = emulate_attend(hs.args, q.data(), scale);
+      double mx = 0, err = 0;
+      for (size_t e = 0; e < want.size(); ++e) {
+        mx = std::max(mx, std::fabs(double(want[e])));
+        err = std::max(err, std::fabs(double(want[e]) - got[e]));
+      }
+      EXPECT_LE(err, 2e-5 * std::max(1.0, mx)) << "layer " << l << " splits "
+                                                << kc::attend_splits(cs.n_tokens, cs.rows_per_split);
+    }
+  }
+}
