@@ -32,4 +32,5 @@ void init_vision(nb::module_& m);
 void init_multimodal(nb::module_& m);
 void init_saliency(nb::module_& m);
 void init_bandwidth(nb::module_& m);
+void init_cuda(nb::module_& m);
 }  // namespace akvq::bind

@@ -1,5 +1,6 @@
 // Maps the engine's typed exceptions to Python: FormatError/InvalidArgument -> ValueError,
-// IoError -> OSError, QueueFull -> _akvq.QueueFull (a RuntimeError), Unavailable/Error -> RuntimeError.
+// IoError -> OSError, QueueFull -> _akvq.QueueFull (a RuntimeError), OutOfMemory -> MemoryError,
+// Unavailable/Error -> RuntimeError.
 #include <akvq/error.h>
 
 #include "common.h"
@@ -23,6 +24,8 @@ void init_errors(nb::module_& m) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const akvq::IoError& e) {
       PyErr_SetString(PyExc_OSError, e.what());
+    } catch (const akvq::OutOfMemory& e) {
+      PyErr_SetString(PyExc_MemoryError, e.what());
     } catch (const akvq::Error& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }

@@ -18,4 +18,5 @@ NB_MODULE(_akvq, m) {
   akvq::bind::init_saliency(m);  // after init_vision: Session.attention_profile
   akvq::bind::init_bandwidth(m);
   akvq::bind::init_batch(m);
+  akvq::bind::init_cuda(m);
 }

@@ -18,11 +18,32 @@ def cpu_info() -> dict:
     return dict(_akvq.cpu_info())
 
 
+def cuda_available() -> bool:
+    """True when this build of pyakvq has the CUDA backend (built with nvcc, ``AKVQ_CUDA=AUTO`` or
+    ``ON``), an NVIDIA GPU and driver are present, and the build's kernels run on GPU 0 (its
+    architecture is among ``CMAKE_CUDA_ARCHITECTURES``). Never raises: False otherwise, and
+    :func:`cuda_status` says why."""
+    from ._ext import _akvq
+
+    return bool(_akvq.cuda_available())
+
+
+def cuda_status() -> str:
+    """One line about CUDA in this process: ``'GPU 0: <name> (sm_XY, N GiB)'`` when available,
+    else the reason (no CUDA backend in this build, no driver or device, a GPU older than the
+    build's architectures). Never raises."""
+    from ._ext import _akvq
+
+    return str(_akvq.cuda_status())
+
+
 __all__ = [
     "Model",
     "Token",
     "TokenStream",
     "cpu_info",
+    "cuda_available",
+    "cuda_status",
     "demo_model_path",
     "perplexity",
     "profile_saliency",

@@ -1,7 +1,7 @@
 // One error model for the whole engine: typed exceptions whose message says where and what,
 // e.g. "[gguf] tensor 'blk.3.attn_q.weight': data range exceeds file size (...)".
 // The bindings map FormatError/InvalidArgument -> ValueError, IoError -> OSError,
-// QueueFull -> _akvq.QueueFull, everything else -> RuntimeError. Library code never ends the process.
+// QueueFull -> _akvq.QueueFull, OutOfMemory -> MemoryError, everything else -> RuntimeError. Library code never ends the process.
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -29,6 +29,10 @@ struct QueueFull : Error {
 };
 // A feature that exists but is unavailable in this build or on this machine (e.g. CUDA).
 struct Unavailable : Error {
+  using Error::Error;
+};
+// A device allocation failed (GPU memory): the message says how much and what was free.
+struct OutOfMemory : Error {
   using Error::Error;
 };
 

@@ -1,0 +1,293 @@
+// The packed-cache CUDA kernels against the CPU engine (skipped without a usable GPU, with the
+// reason): fused append writes the bytes RowCodec::quantize writes for the same rotated rows
+// (identical codes and headers) and the fp16 rows the window stores; flash-decoding over a real
+// QuantKvCache state matches QuantKvCache::attend within 1e-4 relative to max|out|, and the fp16
+// path a double-precision reference. Argument checks run without a GPU.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/fp16.h"
+#include "cpu/thread_pool.h"
+#include "cuda/check.h"
+#include "gpu_spans.h"
+#include "kv/kv_cache.h"
+#include "kv/quant.h"
+#include "kv/wht.h"
+#include "kv_append.cuh"
+#include "kv_attend.cuh"
+
+using namespace akvq;
+namespace kc = akvq_cuda;
+
+namespace {
+
+std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, sd);
+  std::vector<float> x(n);
+  for (float& f : x) f = d(g);
+  return x;
+}
+
+double max_rel_err(const std::vector<float>& want, const std::vector<float>& got) {
+  double mx = 0, err = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    mx = std::max(mx, std::fabs(double(want[i])));
+    err = std::max(err, std::fabs(double(want[i]) - got[i]));
+  }
+  return err / std::max(1.0, mx);
+}
+
+}  // namespace
+
+TEST(CudaBackend, StatusAndAvailabilityAgree) {
+  const std::string s = cuda::status();
+  EXPECT_FALSE(s.empty());
+  EXPECT_EQ(s.find('\n'), std::string::npos);
+  if (cuda::is_available()) {
+    EXPECT_GT(cuda::device_count(), 0);
+    EXPECT_EQ(s.rfind("GPU 0: ", 0), 0u) << s;
+  } else {
+    EXPECT_THROW(cuda::require(), Unavailable);
+  }
+}
+
+TEST(CudaKernels, RejectArgumentsTheyCannotServe) {  // checked before any launch: no GPU needed
+  kc::AttendArgs a;
+  a.n_head = 6, a.n_head_kv = 4, a.head_dim = 64;  // 6 heads over 4 KV heads
+  float dummy = 0;
+  a.q = a.out = a.partial = &dummy;
+  EXPECT_EQ(kc::kv_attend_decode(a, nullptr), cudaErrorInvalidValue);
+  a.n_head = 8, a.head_dim = 512;  // longer than kMaxHeadDim
+  EXPECT_EQ(kc::kv_attend_decode(a, nullptr), cudaErrorInvalidValue);
+  a.head_dim = 64, a.rows_per_split = 100;  // not a multiple of 128
+  EXPECT_EQ(kc::kv_attend_decode(a, nullptr), cudaErrorInvalidValue);
+  kc::AppendArgs p;
+  kc::AppendJob job;
+  p.jobs = &job, p.n_jobs = 1, p.n_head_kv = 1, p.head_dim = 64;
+  p.cls[0].k_seg = reinterpret_cast<uint8_t*>(&dummy);
+  p.cls[0].k.n = 64, p.cls[0].k.group = 12, p.cls[0].k.bits = 2;  // group not a multiple of 8
+  EXPECT_EQ(kc::kv_append(p, nullptr), cudaErrorInvalidValue);
+}
+
+TEST(CudaKernels, AppendWritesTheCpuCacheBytes) {
+  AKVQ_REQUIRE_GPU();
+  for (int hd : {64, 80, 128}) {
+    SCOPED_TRACE("head_dim " + std::to_string(hd));
+    const int nkv = 2, n_new = 37, n_old = 5;
+    const size_t row = static_cast<size_t>(nkv) * hd;
+    const std::vector<float> k = randn(n_new * row, 1 + hd), v = randn(n_new * row, 2 + hd);
+    std::vector<uint16_t> k16(n_old * row), v16(n_old * row);  // existing fp16 rows (rotated)
+    for (size_t i = 0; i < k16.size(); ++i) k16[i] = f32_to_fp16(0.3f * (i % 17) - 2), v16[i] = f32_to_fp16(0.1f * (i % 29) - 1);
+    kv::QuantSpec s0, s1;  // class 0: 2-bit Gaussian; class 1: 4-bit uniform
+    s0.bits = 2, s0.levels = kv::Levels::Gaussian, s0.clip = 0.9f;
+    s1.bits = 4;
+    const kv::RowCodec c0(s0, hd), c1(s1, hd);
+    const kv::RowCodec* codecs[2] = {&c0, &c1};
+    // jobs: tokens cycle class 0 (direct / through fp16), class 1, fp16 row; then old rows -> class 0
+    std::vector<kc::AppendJob> jobs, old_jobs;
+    int n_rows[2] = {0, 0}, n_f16 = 0;
+    for (int t = 0; t < n_new; ++t) {
+      kc::AppendJob j;
+      j.src_token = t;
+      j.round_f16 = t % 2;
+      j.dst_class = t % 3 == 2 ? -1 : t % 3;
+      j.dst_row = j.dst_class < 0 ? n_f16++ : n_rows[j.dst_class]++;
+      jobs.push_back(j);
+    }
+    for (int r = 0; r < n_old; ++r) {
+      kc::AppendJob j;
+      j.src_token = -1, j.src_row = r, j.dst_class = 0, j.dst_row = n_rows[0]++;
+      old_jobs.push_back(j);
+    }
+    std::vector<cuda::DeviceBuffer> bufs;
+    auto dev = [&](const auto& vec) {
+      bufs.push_back(cuda::DeviceBuffer::from(vec));
+      return bufs.back().ptr();
+    };
+    kc::AppendArgs a;
+    a.n_head_kv = nkv, a.head_dim = hd, a.rotate = true;
+    a.k = static_cast<const float*>(dev(k));
+    a.v = static_cast<const float*>(dev(v));
+    a.k16_src = static_cast<const uint16_t*>(dev(k16));
+    a.v16_src = static_cast<const uint16_t*>(dev(v16));
+    cuda::DeviceBuffer k16_dst(n_f16 * row * 2), v16_dst(n_f16 * row * 2);
+    a.k16_dst = k16_dst.as<uint16_t>(), a.v16_dst = v16_dst.as<uint16_t>();
+    std::vector<cuda::DeviceBuffer> segs;
+    for (int c = 0; c < 2; ++c) {
+      const kv::RowCodec& cd = *codecs[c];
+      kc::AppendClass& ac = a.cls[c];
+      ac.k = ac.v = test::row_spec(cd);
+      const std::vector<float> lv(cd.levels(), cd.levels() + (1 << cd.spec().bits));
+      ac.k_levels = ac.v_levels = static_cast<const float*>(dev(lv));
+      ac.head_stride_k = ac.head_stride_v = static_cast<int64_t>(n_rows[c]) * cd.row_bytes();
+      segs.emplace_back(nkv * ac.head_stride_k);
+      ac.k_seg = segs.back().as<uint8_t>();
+      segs.emplace_back(nkv * ac.head_stride_v);
+      ac.v_seg = segs.back().as<uint8_t>();
+    }
+    a.jobs = static_cast<const kc::AppendJob*>(dev(old_jobs)), a.n_jobs = n_old;
+    AKVQ_CUDA_CHECK(kc::kv_append(a, nullptr));
+    a.jobs = static_cast<const kc::AppendJob*>(dev(jobs)), a.n_jobs = n_new;
+    AKVQ_CUDA_CHECK(kc::kv_append(a, nullptr));
+    AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
+
+    // CPU: rotate, round, quantize with the engine's codecs
+    std::vector<std::vector<uint8_t>> want_k(2), want_v(2);
+    for (int c = 0; c < 2; ++c) {
+      want_k[c].assign(nkv * n_rows[c] * codecs[c]->row_bytes(), 0);
+      want_v[c].assign(want_k[c].size(), 0);
+    }
+    std::vector<uint16_t> want_k16(n_f16 * row), want_v16(n_f16 * row);
+    auto place = [&](int cls, int64_t r, int h, const float* kx, const float* vx) {
+      const size_t rb = codecs[cls]->row_bytes(), hs = static_cast<size_t>(n_rows[cls]) * rb;
+      codecs[cls]->quantize(kx, want_k[cls].data() + h * hs + r * rb);
+      codecs[cls]->quantize(vx, want_v[cls].data() + h * hs + r * rb);
+    };
+    std::vector<float> kr(hd), vr(hd);
+    for (const kc::AppendJob& j : old_jobs) {
+      for (int h = 0; h < nkv; ++h) {
+        for (int d = 0; d < hd; ++d) kr[d] = fp16_to_f32(k16[j.src_row * row + h * hd + d]), vr[d] = fp16_to_f32(v16[j.src_row * row + h * hd + d]);
+        place(0, j.dst_row, h, kr.data(), vr.data());
+      }
+    }
+    for (const kc::AppendJob& j : jobs) {
+      for (int h = 0; h < nkv; ++h) {
+        std::copy_n(k.data() + j.src_token * row + h * hd, hd, kr.data());
+        std::copy_n(v.data() + j.src_token * row + h * hd, hd, vr.data());
+        kv::wht(kr.data(), hd), kv::wht(vr.data(), hd);
+        if (j.dst_class < 0) {
+          for (int d = 0; d < hd; ++d) {
+            want_k16[j.dst_row * row + h * hd + d] = f32_to_fp16(kr[d]);
+            want_v16[j.dst_row * row + h * hd + d] = f32_to_fp16(vr[d]);
+          }
+          continue;
+        }
+        if (j.round_f16) {
+          for (int d = 0; d < hd; ++d) kr[d] = fp16_to_f32(f32_to_fp16(kr[d])), vr[d] = fp16_to_f32(f32_to_fp16(vr[d]));
+        }
+        place(j.dst_class, j.dst_row, h, kr.data(), vr.data());
+      }
+    }
+    for (int c = 0; c < 2; ++c) {
+      EXPECT_EQ(segs[2 * c].to_vector<uint8_t>(want_k[c].size()), want_k[c]) << "K class " << c;
+      EXPECT_EQ(segs[2 * c + 1].to_vector<uint8_t>(want_v[c].size()), want_v[c]) << "V class " << c;
+    }
+    EXPECT_EQ(k16_dst.to_vector<uint16_t>(want_k16.size()), want_k16);
+    EXPECT_EQ(v16_dst.to_vector<uint16_t>(want_v16.size()), want_v16);
+  }
+}
+
+namespace {
+
+struct Case {
+  std::string mode;
+  std::map<std::string, std::string> opts;
+  int head_dim, n_head, n_head_kv, n_tokens;
+  int64_t rows_per_split;
+};
+
+}  // namespace
+
+TEST(CudaKernels, FlashDecodingMatchesCpuCache) {
+  AKVQ_REQUIRE_GPU();
+  const std::vector<Case> cases = {
+      {"akvq2", {{"window", "16"}, {"pivots", "4"}, {"tsa_layers", "0"}}, 64, 6, 2, 700, 128},
+      {"akvq2", {}, 128, 8, 1, 3000, 0},
+      {"akvq4", {{"window", "8"}}, 80, 4, 4, 300, 128},
+      {"q2", {}, 64, 16, 2, 333, 256},
+      {"wht2", {}, 96, 3, 1, 260, 128},
+      {"q8", {}, 64, 2, 2, 150, 0},
+      {"akvq2", {{"levels", "uniform"}, {"group", "32"}}, 128, 32, 4, 5000, 0},
+  };
+  cpu::ThreadPool pool(2);
+  uint32_t seed = 5;
+  for (const Case& cs : cases) {
+    SCOPED_TRACE(cs.mode + " hd=" + std::to_string(cs.head_dim) + " n=" + std::to_string(cs.n_tokens));
+    kv::KvConfig cfg;
+    cfg.mode = cs.mode, cfg.n_layer = 1, cfg.n_head_kv = cs.n_head_kv, cfg.head_dim = cs.head_dim;
+    cfg.n_ctx = 8192, cfg.options = cs.opts;
+    auto cache = kv::KvCache::create(cfg);
+    auto* qc = dynamic_cast<kv::QuantKvCache*>(cache.get());
+    ASSERT_NE(qc, nullptr);
+    const size_t row = static_cast<size_t>(cs.n_head_kv) * cs.head_dim;
+    auto feed = [&](int n) {
+      std::vector<TokenKind> kinds(n);
+      for (int i = 0; i < n; ++i) kinds[i] = static_cast<TokenKind>((cache->n_tokens() + i) / 29 % 3);
+      cache->set_kinds(kinds.data(), n);
+      std::vector<float> x = randn(static_cast<size_t>(n) * 16, seed++);
+      for (int i = 0; i < n; ++i) {
+        if ((cache->n_tokens() + i) % 53 == 5) x[i * 16 + 3] = 500.0f;
+      }
+      cache->observe(0, x.data(), n, 16);
+      std::vector<float> k = randn(n * row, seed++), v = randn(n * row, seed++);
+      for (size_t e = 0; e < k.size(); e += 5) k[e] *= 4.0f;
+      cache->append(0, k.data(), v.data(), n);
+    };
+    for (int done = 0; done < cs.n_tokens - 1; done += 256) feed(std::min(256, cs.n_tokens - 1 - done));
+    feed(1);
+    test::HostSpans hs = test::decode_spans(*qc, 0);
+    hs.args.n_head = cs.n_head;
+    hs.args.rows_per_split = cs.rows_per_split;
+    test::DeviceSpans ds = test::upload_spans(hs);
+    const std::vector<float> q = randn(static_cast<size_t>(cs.n_head) * cs.head_dim, seed++, 1.5f);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(cs.head_dim));
+    std::vector<float> want(q.size());
+    cache->attend(0, q.data(), 1, cs.n_head, scale, want.data(), pool);
+    cuda::DeviceBuffer dq = cuda::DeviceBuffer::from(q), dout(q.size() * 4);
+    cuda::DeviceBuffer ws(kc::attend_workspace_floats(ds.args) * 4);
+    ds.args.q = dq.as<float>(), ds.args.out = dout.as<float>(), ds.args.partial = ws.as<float>();
+    ds.args.scale = scale;
+    AKVQ_CUDA_CHECK(kc::kv_attend_decode(ds.args, nullptr));
+    AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
+    EXPECT_LE(max_rel_err(want, dout.to_vector<float>(q.size())), 1e-4);
+  }
+}
+
+TEST(CudaKernels, FlashDecodingOverFp16RowsMatchesDoubleReference) {
+  AKVQ_REQUIRE_GPU();
+  const int n_head = 32, nkv = 8, hd = 128, n = 4099;
+  const std::vector<float> kf = randn(static_cast<size_t>(n) * nkv * hd, 3), vf = randn(kf.size(), 4);
+  const std::vector<float> q = randn(static_cast<size_t>(n_head) * hd, 5, 2.0f);
+  std::vector<uint16_t> k16(kf.size()), v16(vf.size());
+  for (size_t i = 0; i < kf.size(); ++i) k16[i] = f32_to_fp16(kf[i]), v16[i] = f32_to_fp16(vf[i]);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  std::vector<float> want(q.size());
+  for (int h = 0; h < n_head; ++h) {
+    const int g = h / (n_head / nkv);
+    std::vector<double> s(n);
+    double mx = -1e300;
+    for (int t = 0; t < n; ++t) {
+      double d = 0;
+      for (int j = 0; j < hd; ++j) d += double(q[h * hd + j]) * scale * fp16_to_f32(k16[(size_t(t) * nkv + g) * hd + j]);
+      s[t] = d, mx = std::max(mx, d);
+    }
+    double den = 0;
+    for (double& x : s) x = std::exp(x - mx), den += x;
+    for (int j = 0; j < hd; ++j) {
+      double o = 0;
+      for (int t = 0; t < n; ++t) o += s[t] * fp16_to_f32(v16[(size_t(t) * nkv + g) * hd + j]);
+      want[h * hd + j] = static_cast<float>(o / den);
+    }
+  }
+  cuda::DeviceBuffer dk = cuda::DeviceBuffer::from(k16), dv = cuda::DeviceBuffer::from(v16);
+  cuda::DeviceBuffer dq = cuda::DeviceBuffer::from(q), dout(q.size() * 4);
+  kc::AttendArgs a;
+  a.n_head = n_head, a.n_head_kv = nkv, a.head_dim = hd, a.scale = scale;
+  a.n_spans = 1;
+  a.spans[0].packed = false;
+  a.spans[0].k = dk.as<uint8_t>(), a.spans[0].v = dv.as<uint8_t>(), a.spans[0].n_rows = n;
+  cuda::DeviceBuffer ws(kc::attend_workspace_floats(a) * 4);
+  a.q = dq.as<float>(), a.out = dout.as<float>(), a.partial = ws.as<float>();
+  AKVQ_CUDA_CHECK(kc::kv_attend_decode(a, nullptr));
+  AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
+  EXPECT_LE(max_rel_err(want, dout.to_vector<float>(q.size())), 1e-4);
+}
