@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -21,6 +22,10 @@
 #include "kv/quant.h"
 #include "kv/wht.h"
 #include "kv_codec.cuh"
+#include "nn_math.cuh"
+#include "ops/ops.h"
+#include "random_weights.h"
+#include "weights.cuh"
 
 using namespace akvq;
 namespace kc = akvq_cuda;
@@ -320,6 +325,72 @@ TEST(CudaCodec, EmulatedFlashDecodingMatchesCpuCache) {
       }
       EXPECT_LE(err, 2e-5 * std::max(1.0, mx)) << "layer " << l << " splits "
                                                 << kc::attend_splits(cs.n_tokens, cs.rows_per_split);
+    }
+  }
+}
+
+// ---- weight formats (cuda/weights.cuh) ----
+
+TEST(CudaWeights, Dequant32MatchesEngineBitForBit) {
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K,
+                  DType::Q6_K}) {
+    const auto wt = static_cast<kc::WType>(static_cast<int>(t));
+    ASSERT_TRUE(kc::wtype_known(static_cast<int>(t)));
+    const int64_t n = 1024;
+    const std::vector<uint8_t> row = test::random_weight_rows(t, n, 1, 3 + static_cast<uint32_t>(t));
+    ASSERT_EQ(static_cast<int64_t>(row.size()), kc::wtype_row_bytes(wt, n));
+    std::vector<float> want(n), got(n);
+    ops::dequantize_row(t, row.data(), want.data(), n);
+    for (int64_t c = 0; c < n / 32; ++c) kc::dequant32(wt, row.data(), c, got.data() + 32 * c);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(bits_of(got[i]), bits_of(want[i])) << dtype_name(static_cast<uint32_t>(t)) << " value " << i;
+    }
+  }
+}
+
+// ---- per-element model ops (cuda/nn_math.cuh) ----
+
+TEST(CudaNnMath, ActivationsAndSwigluMatchEngine) {
+  const std::vector<float> x = randn(4096, 21, 3.0f), u = randn(4096, 22);
+  cpu::ThreadPool pool(1);
+  for (int a = 0; a < 5; ++a) {
+    std::vector<float> want = x;
+    ops::activation(static_cast<ops::Activation>(a), want.data(), 1, static_cast<int64_t>(want.size()), pool);
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_NEAR(kc::act_value(static_cast<kc::Act>(a), x[i]), want[i], 2e-6f * std::max(1.0f, std::fabs(want[i])))
+          << ops::activation_name(static_cast<ops::Activation>(a)) << " x=" << x[i];
+    }
+  }
+  std::vector<float> want(x.size());
+  ops::swiglu(x.data(), u.data(), want.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_NEAR(kc::swiglu_value(x[i], u[i]), want[i], 2e-6f * std::max(1.0f, std::fabs(want[i])));
+  }
+}
+
+TEST(CudaNnMath, RopeMatchesEngine) {  // the rope kernel's per-pair work, run serially
+  const int n_tok = 5, n_head = 3, hd = 64;
+  const std::vector<int32_t> pos = {0, 1, 17, 500, 4095};
+  for (bool half_split : {false, true}) {
+    for (int n_rot : {64, 32}) {
+      std::vector<float> x = randn(n_tok * n_head * hd, 31 + n_rot), want = x;
+      ops::rope(want.data(), n_tok, n_head, hd, n_rot, pos.data(), 10000.0f,
+                half_split ? ops::RopeMode::HalfSplit : ops::RopeMode::AdjacentPairs);
+      for (int t = 0; t < n_tok; ++t) {
+        for (int h = 0; h < n_head; ++h) {
+          for (int i = 0; i < n_rot / 2; ++i) {
+            float c, s;
+            kc::rope_cos_sin(pos[t], i, n_rot, 10000.0f, c, s);
+            int i0, i1;
+            kc::rope_pair(half_split, i, n_rot, i0, i1);
+            float* v = x.data() + (t * n_head + h) * hd;
+            const float x0 = v[i0], x1 = v[i1];
+            v[i0] = x0 * c - x1 * s;
+            v[i1] = x0 * s + x1 * c;
+          }
+        }
+      }
+      for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(x[i], want[i], 1e-5f) << "half_split=" << half_split << " i=" << i;
     }
   }
 }
