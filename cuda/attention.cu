@@ -16,7 +16,7 @@ __device__ inline float key_value(const AttentionArgs& a, const void* base, int6
   return a.kv_f16 ? half_to_float(static_cast<const uint16_t*>(base)[i]) : static_cast<const float*>(base)[i];
 }
 
-__global__ void __launch_bounds__(kWarps * kWarp) attention_kernel(AttentionArgs a) {
+__global__ void __launch_bounds__(kWarps* kWarp) attention_kernel(AttentionArgs a) {
   __shared__ float qs[kWarps][kMaxHeadDim];
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   const int64_t pair = static_cast<int64_t>(blockIdx.x) * kWarps + warp;  // query · n_head + head

@@ -17,7 +17,7 @@ struct AttentionArgs {
   int64_t n_q = 0, n_kv = 0;
   int n_head = 0, n_head_kv = 0, head_dim = 0;  // n_head a multiple of n_head_kv; head_dim <= 256
   float scale = 1.0f;
-  bool causal = true;  // query i sees keys [0, n_kv − n_q + i]; else all keys
+  bool causal = true;    // query i sees keys [0, n_kv − n_q + i]; else all keys
   float* out = nullptr;  // [n_q, n_head, head_dim]
 };
 

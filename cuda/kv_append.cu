@@ -29,7 +29,8 @@ __device__ void move_row(const AppendArgs& a, const AppendJob& job, int h, bool 
   }
   const AppendClass& c = a.cls[job.dst_class];
   const RowSpec& spec = is_v ? c.v : c.k;
-  uint8_t* dst = (is_v ? c.v_seg + h * c.head_stride_v : c.k_seg + h * c.head_stride_k) + job.dst_row * spec.row_bytes();
+  uint8_t* dst =
+      (is_v ? c.v_seg + h * c.head_stride_v : c.k_seg + h * c.head_stride_k) + job.dst_row * spec.row_bytes();
   const float* levels = is_v ? c.v_levels : c.k_levels;
   for (int g = lane; g < spec.n_groups(); g += kWarp) {  // a group per lane: the serial bits
     quantize_group(spec, levels, x + g * spec.group, group_header_ptr(dst, g), group_codes_ptr(spec, dst, g));
@@ -54,8 +55,7 @@ bool spec_ok(const RowSpec& s, int n) {
 
 cudaError_t kv_append(const AppendArgs& a, cudaStream_t stream) {
   if (a.n_jobs == 0) return cudaSuccess;
-  if (a.n_jobs < 0 || a.head_dim < 1 || a.head_dim > kMaxHeadDim || a.n_head_kv < 1 || a.n_head_kv > 65535 ||
-      !a.jobs) {
+  if (a.n_jobs < 0 || a.head_dim < 1 || a.head_dim > kMaxHeadDim || a.n_head_kv < 1 || a.n_head_kv > 65535 || !a.jobs) {
     return cudaErrorInvalidValue;
   }
   for (const AppendClass& c : a.cls) {

@@ -22,34 +22,34 @@
 namespace akvq_cuda {
 
 struct AppendJob {
-  int32_t src_token = -1;   // >= 0: new token index; -1: fp16 source row src_row
-  int32_t round_f16 = 0;    // new tokens only: round the rotated values through fp16 first
-  int64_t src_row = 0;      // fp16 source row (src_token == -1)
-  int32_t dst_class = -1;   // -1: fp16 destination row; 0 or 1: packed class
+  int32_t src_token = -1;  // >= 0: new token index; -1: fp16 source row src_row
+  int32_t round_f16 = 0;   // new tokens only: round the rotated values through fp16 first
+  int64_t src_row = 0;     // fp16 source row (src_token == -1)
+  int32_t dst_class = -1;  // -1: fp16 destination row; 0 or 1: packed class
   int32_t pad = 0;
-  int64_t dst_row = 0;      // row index in the destination
+  int64_t dst_row = 0;  // row index in the destination
 };
 
 struct AppendClass {
-  RowSpec k, v;                            // k.n == v.n == head_dim
-  const float* k_levels = nullptr;         // device level tables (Gaussian; uniform: unused)
+  RowSpec k, v;                     // k.n == v.n == head_dim
+  const float* k_levels = nullptr;  // device level tables (Gaussian; uniform: unused)
   const float* v_levels = nullptr;
-  uint8_t* k_seg = nullptr;                // [n_head_kv][head_stride_k bytes]
+  uint8_t* k_seg = nullptr;  // [n_head_kv][head_stride_k bytes]
   uint8_t* v_seg = nullptr;
   int64_t head_stride_k = 0, head_stride_v = 0;
 };
 
 struct AppendArgs {
-  int n_head_kv = 0, head_dim = 0;        // head_dim <= kMaxHeadDim
+  int n_head_kv = 0, head_dim = 0;  // head_dim <= kMaxHeadDim
   bool rotate = false;
-  const float* k = nullptr;               // [n_new, n_head_kv, head_dim] new tokens
+  const float* k = nullptr;  // [n_new, n_head_kv, head_dim] new tokens
   const float* v = nullptr;
-  const uint16_t* k16_src = nullptr;      // [*, n_head_kv, head_dim] fp16 sources
+  const uint16_t* k16_src = nullptr;  // [*, n_head_kv, head_dim] fp16 sources
   const uint16_t* v16_src = nullptr;
-  uint16_t* k16_dst = nullptr;            // [*, n_head_kv, head_dim] fp16 destinations
+  uint16_t* k16_dst = nullptr;  // [*, n_head_kv, head_dim] fp16 destinations
   uint16_t* v16_dst = nullptr;
   AppendClass cls[2];
-  const AppendJob* jobs = nullptr;        // device array [n_jobs]
+  const AppendJob* jobs = nullptr;  // device array [n_jobs]
   int n_jobs = 0;
 };
 

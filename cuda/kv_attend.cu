@@ -10,9 +10,9 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * kWarp;
-constexpr int kTile = kWarp;                     // rows per warp tile (a row per lane)
-constexpr int kMaxDims = kMaxHeadDim / kWarp;    // dimensions per lane in the value phase
-constexpr int kMaxGroups = kMaxHeadDim / 8;      // groups per row at most
+constexpr int kTile = kWarp;                   // rows per warp tile (a row per lane)
+constexpr int kMaxDims = kMaxHeadDim / kWarp;  // dimensions per lane in the value phase
+constexpr int kMaxGroups = kMaxHeadDim / 8;    // groups per row at most
 
 // Shared memory: q̃ [HC][n] | qsum [HC][kMaxSpans][kMaxGroups] | warp states [kWarps][HC][2 + n]
 template <int HC>
@@ -203,7 +203,8 @@ cudaError_t kv_attend_decode(const AttendArgs& args, cudaStream_t stream) {
     if (sp.n_rows < 0 || (sp.n_rows > 0 && (!sp.k || !sp.v))) return cudaErrorInvalidValue;
     if (sp.packed && sp.n_rows > 0) {
       for (const RowSpec* rs : {&sp.ks, &sp.vs}) {
-        if (rs->n != a.head_dim || rs->group < 8 || rs->group % 8 || a.head_dim % rs->group) return cudaErrorInvalidValue;
+        if (rs->n != a.head_dim || rs->group < 8 || rs->group % 8 || a.head_dim % rs->group)
+          return cudaErrorInvalidValue;
       }
       if (!sp.k_levels || !sp.v_levels) return cudaErrorInvalidValue;
     }

@@ -18,7 +18,7 @@ struct AttendSpan {
   const uint8_t* v = nullptr;
   int64_t head_stride_k = 0, head_stride_v = 0;
   int64_t n_rows = 0;
-  RowSpec ks, vs;                  // packed only
+  RowSpec ks, vs;                   // packed only
   const float* k_levels = nullptr;  // device level tables [2^bits] (uniform too: L[c] = c)
   const float* v_levels = nullptr;
 };

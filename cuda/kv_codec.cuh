@@ -24,10 +24,10 @@ constexpr int kMaxHeadDim = 256;  // longest row the kernels serve
 
 // Quantization of one class of rows (one of K or V, one precision class).
 struct RowSpec {
-  int n = 0;           // values per row (head_dim)
-  int group = 0;       // values per group: a multiple of 8 dividing n
-  int bits = 2;        // 2, 3, 4 or 8
-  float clip = 1.0f;   // uniform: range = clip·[min, max]; Gaussian: scale = clip·std
+  int n = 0;          // values per row (head_dim)
+  int group = 0;      // values per group: a multiple of 8 dividing n
+  int bits = 2;       // 2, 3, 4 or 8
+  float clip = 1.0f;  // uniform: range = clip·[min, max]; Gaussian: scale = clip·std
   bool gaussian = false;
   AKVQ_HD int n_groups() const { return n / group; }
   AKVQ_HD int row_bytes() const { return 4 * (n / group) + n * bits / 8; }
@@ -37,7 +37,9 @@ struct RowSpec {
 // ---- Walsh–Hadamard transform ----
 
 // Index of the first element of butterfly pair p (0 <= p < m/2) of stage h in a block.
-AKVQ_HD int wht_pair_first(int p, int h) { return (p / h) * 2 * h + p % h; }
+AKVQ_HD int wht_pair_first(int p, int h) {
+  return (p / h) * 2 * h + p % h;
+}
 
 AKVQ_HD void wht_butterfly(float* x, int i, int h) {
   const float a = x[i], b = x[i + h];
@@ -95,7 +97,9 @@ AKVQ_HD void put_code(uint8_t* codes, int bits, int j, unsigned c) {
   if ((bit & 7) + bits > 8) codes[(bit >> 3) + 1] = static_cast<uint8_t>(codes[(bit >> 3) + 1] | (w >> 8));
 }
 
-AKVQ_HD uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+AKVQ_HD uint16_t load_u16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
 AKVQ_HD void store_u16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v & 0xffu);
   p[1] = static_cast<uint8_t>(v >> 8);
@@ -161,7 +165,9 @@ AKVQ_HD void quantize_group(const RowSpec& spec, const float* levels, const floa
 }
 
 // Group g's header and code bytes within a packed row.
-AKVQ_HD uint8_t* group_header_ptr(uint8_t* row, int g) { return row + 4 * g; }
+AKVQ_HD uint8_t* group_header_ptr(uint8_t* row, int g) {
+  return row + 4 * g;
+}
 AKVQ_HD uint8_t* group_codes_ptr(const RowSpec& s, uint8_t* row, int g) {
   return row + 4 * s.n_groups() + g * s.group_code_bytes();
 }

@@ -11,7 +11,7 @@ constexpr int kMaxGemvTok = 8;
 
 // One warp per output row; lane i takes the row's 32-value chunks i, i + 32, ...
 template <int NT>
-__global__ void __launch_bounds__(kGemvWarps * kWarp) gemv_kernel(MatmulArgs a) {
+__global__ void __launch_bounds__(kGemvWarps* kWarp) gemv_kernel(MatmulArgs a) {
   const int lane = threadIdx.x % kWarp;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / kWarp;
   if (r >= a.n_out) return;

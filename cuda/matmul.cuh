@@ -17,11 +17,11 @@ namespace akvq_cuda {
 
 struct MatmulArgs {
   WType type = WType::F32;
-  const uint8_t* w = nullptr;  // [n_out rows of wtype_row_bytes(type, n_in) bytes]
+  const uint8_t* w = nullptr;   // [n_out rows of wtype_row_bytes(type, n_in) bytes]
   int64_t n_in = 0, n_out = 0;  // n_in a multiple of 32 (and of 256 for the K-quants)
   const float* x = nullptr;     // [n_tok, n_in], 16-byte aligned
   int64_t n_tok = 0;
-  float* y = nullptr;           // [n_tok, n_out]
+  float* y = nullptr;  // [n_tok, n_out]
 };
 
 // Launches on `stream`; cudaErrorInvalidValue for a type or shape the kernels do not serve.

@@ -100,9 +100,13 @@ __global__ void get_rows_kernel(WType t, const uint8_t* table, int64_t ne0, int6
   }
 }
 
-unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }
+unsigned blocks_for(int64_t n, int threads) {
+  return static_cast<unsigned>((n + threads - 1) / threads);
+}
 
-bool grid_ok(int64_t n, int threads) { return n >= 0 && (n + threads - 1) / threads <= 0x7fffffff; }
+bool grid_ok(int64_t n, int threads) {
+  return n >= 0 && (n + threads - 1) / threads <= 0x7fffffff;
+}
 
 }  // namespace
 
@@ -123,7 +127,8 @@ cudaError_t layer_norm(const float* x, const float* w, const float* b, int64_t n
 
 cudaError_t rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos, float theta,
                  bool half_split, cudaStream_t st) {
-  if (n_tok < 0 || n_head < 1 || n_rot <= 0 || n_rot % 2 || n_rot > head_dim || !x || !pos) return cudaErrorInvalidValue;
+  if (n_tok < 0 || n_head < 1 || n_rot <= 0 || n_rot % 2 || n_rot > head_dim || !x || !pos)
+    return cudaErrorInvalidValue;
   const int64_t pairs = n_tok * n_head * (n_rot / 2);
   if (!grid_ok(pairs, 256)) return cudaErrorInvalidValue;
   if (pairs == 0) return cudaSuccess;

@@ -23,7 +23,9 @@ AKVQ_HD float act_value(Act a, float x) {
 }
 
 // silu(gate) · up (SwiGLU).
-AKVQ_HD float swiglu_value(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+AKVQ_HD float swiglu_value(float g, float u) {
+  return g / (1.0f + expf(-g)) * u;
+}
 
 // RoPE rotation of pair i (0 <= i < n_rot/2) at position pos: angle pos·theta^(−2i/n_rot) in
 // double, as the engine's reference.

@@ -35,7 +35,9 @@ AKVQ_HD int wtype_block(WType t) {
   return t == WType::Q4_K || t == WType::Q6_K ? 256 : (t == WType::F32 || t == WType::F16 || t == WType::BF16) ? 1 : 32;
 }
 
-AKVQ_HD float bf16_to_float(uint16_t h) { return bits_f32(static_cast<uint32_t>(h) << 16); }
+AKVQ_HD float bf16_to_float(uint16_t h) {
+  return bits_f32(static_cast<uint32_t>(h) << 16);
+}
 
 // Q4_K sub-block j (0..7): 6-bit scale and min from the packed scales[12].
 AKVQ_HD void q4k_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
@@ -53,8 +55,9 @@ AKVQ_HD void dequant32(WType t, const uint8_t* row, int64_t c, float* out) {
   switch (t) {
     case WType::F32: {
       const uint8_t* p = row + c * 128;
-      for (int j = 0; j < 32; ++j) out[j] = bits_f32(p[4 * j] | (p[4 * j + 1] << 8) | (p[4 * j + 2] << 16) |
-                                                     (static_cast<uint32_t>(p[4 * j + 3]) << 24));
+      for (int j = 0; j < 32; ++j)
+        out[j] = bits_f32(p[4 * j] | (p[4 * j + 1] << 8) | (p[4 * j + 2] << 16) |
+                          (static_cast<uint32_t>(p[4 * j + 3]) << 24));
       return;
     }
     case WType::F16:

@@ -47,18 +47,20 @@ std::string status() {
   }
   char gib[32];
   std::snprintf(gib, sizeof gib, "%.1f", static_cast<double>(p.totalGlobalMem) / (1ull << 30));
-  const std::string dev = std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " +
-                          gib + " GiB)";
+  const std::string dev =
+      std::string(p.name) + " (sm_" + std::to_string(p.major) + std::to_string(p.minor) + ", " + gib + " GiB)";
   const cudaError_t k = akvq_cuda::kernels_loadable();
   if (k != cudaSuccess) {
-    return "GPU 0: " + dev + " cannot run this build's kernels (built for CUDA architectures " AKVQ_CUDA_ARCHS
-           "): " + cudaGetErrorString(k) + "; rebuild with CMAKE_CUDA_ARCHITECTURES=" + std::to_string(p.major) +
+    return "GPU 0: " + dev + " cannot run this build's kernels (built for CUDA architectures " AKVQ_CUDA_ARCHS "): " +
+           cudaGetErrorString(k) + "; rebuild with CMAKE_CUDA_ARCHITECTURES=" + std::to_string(p.major) +
            std::to_string(p.minor);
   }
   return "GPU 0: " + dev;
 }
 
-bool is_available() { return device_count() > 0 && akvq_cuda::kernels_loadable() == cudaSuccess; }
+bool is_available() {
+  return device_count() > 0 && akvq_cuda::kernels_loadable() == cudaSuccess;
+}
 
 void require() {
   if (!is_available()) throw Unavailable("[cuda] " + status());

@@ -16,7 +16,8 @@ namespace akvq::cuda {
   if (e == cudaErrorMemoryAllocation) {
     size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
-      msg += "; device memory free " + std::to_string(free_b >> 20) + " MiB of " + std::to_string(total_b >> 20) + " MiB";
+      msg +=
+          "; device memory free " + std::to_string(free_b >> 20) + " MiB of " + std::to_string(total_b >> 20) + " MiB";
     }
     cudaGetLastError();
     throw OutOfMemory(msg);
@@ -27,8 +28,8 @@ namespace akvq::cuda {
 
 }  // namespace akvq::cuda
 
-#define AKVQ_CUDA_CHECK(call)                                                                    \
-  do {                                                                                           \
-    const cudaError_t akvq_cuda_err_ = (call);                                                   \
+#define AKVQ_CUDA_CHECK(call)                                                                                     \
+  do {                                                                                                            \
+    const cudaError_t akvq_cuda_err_ = (call);                                                                    \
     if (akvq_cuda_err_ != cudaSuccess) ::akvq::cuda::throw_cuda_error(akvq_cuda_err_, #call, __FILE__, __LINE__); \
   } while (0)

@@ -36,14 +36,16 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
 }
 
 void DeviceBuffer::upload(const void* src, size_t bytes, size_t offset) {
-  if (offset + bytes > n_) throw InvalidArgument("[cuda] upload of " + std::to_string(bytes) + " bytes at offset " +
-                                                 std::to_string(offset) + " exceeds a buffer of " + std::to_string(n_));
+  if (offset + bytes > n_)
+    throw InvalidArgument("[cuda] upload of " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                          " exceeds a buffer of " + std::to_string(n_));
   AKVQ_CUDA_CHECK(cudaMemcpy(static_cast<char*>(p_) + offset, src, bytes, cudaMemcpyHostToDevice));
 }
 
 void DeviceBuffer::download(void* dst, size_t bytes, size_t offset) const {
-  if (offset + bytes > n_) throw InvalidArgument("[cuda] download of " + std::to_string(bytes) + " bytes at offset " +
-                                                 std::to_string(offset) + " exceeds a buffer of " + std::to_string(n_));
+  if (offset + bytes > n_)
+    throw InvalidArgument("[cuda] download of " + std::to_string(bytes) + " bytes at offset " + std::to_string(offset) +
+                          " exceeds a buffer of " + std::to_string(n_));
   AKVQ_CUDA_CHECK(cudaMemcpy(dst, static_cast<const char*>(p_) + offset, bytes, cudaMemcpyDeviceToHost));
 }
 

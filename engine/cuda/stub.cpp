@@ -8,14 +8,20 @@
 
 namespace akvq::cuda {
 
-bool is_available() { return false; }
+bool is_available() {
+  return false;
+}
 
-int device_count() { return 0; }
+int device_count() {
+  return 0;
+}
 
 std::string status() {
   return "this build of pyakvq has no CUDA backend (built with AKVQ_CUDA=OFF or without nvcc)";
 }
 
-void require() { throw Unavailable("[cuda] " + status()); }
+void require() {
+  throw Unavailable("[cuda] " + status());
+}
 
 }  // namespace akvq::cuda

@@ -28,9 +28,9 @@ inline akvq_cuda::RowSpec row_spec(const kv::RowCodec& c) {
 }
 
 struct HostSpans {
-  std::vector<std::vector<uint8_t>> k, v;     // per span: packed [n_head_kv][rows·row_bytes] or fp16 [rows, n_head_kv, hd]
-  std::vector<std::vector<float>> kl, vl;     // per span: level tables [2^bits]
-  akvq_cuda::AttendArgs args;                 // spans point into the vectors above
+  std::vector<std::vector<uint8_t>> k, v;  // per span: packed [n_head_kv][rows·row_bytes] or fp16 [rows, n_head_kv, hd]
+  std::vector<std::vector<float>> kl, vl;  // per span: level tables [2^bits]
+  akvq_cuda::AttendArgs args;              // spans point into the vectors above
 };
 
 // The spans of `layer` (no kivi2: its K blocks are per channel).

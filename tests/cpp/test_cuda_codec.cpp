@@ -57,8 +57,8 @@ TEST(CudaCodec, HalfToFloatMatchesEngineForEveryHalf) {
 
 TEST(CudaCodec, FloatToHalfMatchesEngine) {
   std::mt19937 g(7);
-  std::vector<float> xs = {0.0f, -0.0f, 65504.0f, 65520.0f, 1e-8f, 5.96e-8f, 2.98e-8f, 6.1e-5f, INFINITY, -INFINITY,
-                           NAN, 1.0009765625f, 1.00048828125f};
+  std::vector<float> xs = {0.0f,    -0.0f,    65504.0f,  65520.0f, 1e-8f,         5.96e-8f,      2.98e-8f,
+                           6.1e-5f, INFINITY, -INFINITY, NAN,      1.0009765625f, 1.00048828125f};
   for (int i = 0; i < 200000; ++i) {
     uint32_t u = g();
     float f;
@@ -90,12 +90,18 @@ std::vector<float> hard_rows(int n, int rows, uint32_t seed) {
   for (int r = 0; r < rows; ++r) {
     float* xr = x.data() + static_cast<size_t>(r) * n;
     switch (r % 8) {
-      case 1: xr[g() % n] *= 60.0f; break;                                     // an outlier
-      case 2: std::fill(xr, xr + n, 0.75f); break;                              // constant row
-      case 3: for (int j = 0; j < n; ++j) xr[j] *= 1e-6f; break;                // fp16 subnormal scales
-      case 4: for (int j = 0; j < n; ++j) xr[j] = std::round(xr[j] * 2) / 2; break;  // ties
-      case 5: std::fill(xr, xr + n / 2, 0.0f); break;                           // a zero half
-      case 6: for (int j = 0; j < n; ++j) xr[j] *= 3000.0f; break;              // large values
+      case 1: xr[g() % n] *= 60.0f; break;          // an outlier
+      case 2: std::fill(xr, xr + n, 0.75f); break;  // constant row
+      case 3:
+        for (int j = 0; j < n; ++j) xr[j] *= 1e-6f;
+        break;  // fp16 subnormal scales
+      case 4:
+        for (int j = 0; j < n; ++j) xr[j] = std::round(xr[j] * 2) / 2;
+        break;                                         // ties
+      case 5: std::fill(xr, xr + n / 2, 0.0f); break;  // a zero half
+      case 6:
+        for (int j = 0; j < n; ++j) xr[j] *= 3000.0f;
+        break;  // large values
       default: break;
     }
   }
@@ -204,7 +210,8 @@ std::vector<float> emulate_attend(const kc::AttendArgs& a, const float* q, float
     }
     auto value = [&](const kc::RowRef& rr, int j) {
       const kc::AttendSpan& sp = a.spans[rr.span];
-      if (sp.packed) return kc::dequant_value(sp.vs, sp.v_levels, sp.v + kvh * sp.head_stride_v + rr.row * sp.vs.row_bytes(), j);
+      if (sp.packed)
+        return kc::dequant_value(sp.vs, sp.v_levels, sp.v + kvh * sp.head_stride_v + rr.row * sp.vs.row_bytes(), j);
       return kc::half_to_float(reinterpret_cast<const uint16_t*>(sp.v)[(rr.row * nkv + kvh) * n + j]);
     };
     kc::SoftmaxState total_st;
@@ -224,9 +231,11 @@ std::vector<float> emulate_attend(const kc::AttendArgs& a, const float* q, float
           for (int i = 0; i < nb; ++i) {
             rr[i] = kc::locate_row(a, base + i);
             const kc::AttendSpan& sp = a.spans[rr[i].span];
-            sc[i] = sp.packed ? kc::row_score(sp.ks, sp.k_levels, qs.data(), qsum[rr[i].span].data(),
-                                              sp.k + kvh * sp.head_stride_k + rr[i].row * sp.ks.row_bytes())
-                              : kc::half_row_score(qs.data(), reinterpret_cast<const uint16_t*>(sp.k) + (rr[i].row * nkv + kvh) * n, n);
+            sc[i] = sp.packed
+                        ? kc::row_score(sp.ks, sp.k_levels, qs.data(), qsum[rr[i].span].data(),
+                                        sp.k + kvh * sp.head_stride_k + rr[i].row * sp.ks.row_bytes())
+                        : kc::half_row_score(qs.data(),
+                                             reinterpret_cast<const uint16_t*>(sp.k) + (rr[i].row * nkv + kvh) * n, n);
             tmax = std::max(tmax, sc[i]);
           }
           const float mnew = std::max(st.m, tmax);
@@ -323,8 +332,8 @@ TEST(CudaCodec, EmulatedFlashDecodingMatchesCpuCache) {
         mx = std::max(mx, std::fabs(double(want[e])));
         err = std::max(err, std::fabs(double(want[e]) - got[e]));
       }
-      EXPECT_LE(err, 2e-5 * std::max(1.0, mx)) << "layer " << l << " splits "
-                                                << kc::attend_splits(cs.n_tokens, cs.rows_per_split);
+      EXPECT_LE(err, 2e-5 * std::max(1.0, mx))
+          << "layer " << l << " splits " << kc::attend_splits(cs.n_tokens, cs.rows_per_split);
     }
   }
 }
@@ -332,8 +341,8 @@ TEST(CudaCodec, EmulatedFlashDecodingMatchesCpuCache) {
 // ---- weight formats (cuda/weights.cuh) ----
 
 TEST(CudaWeights, Dequant32MatchesEngineBitForBit) {
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K,
-                  DType::Q6_K}) {
+  for (DType t :
+       {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const auto wt = static_cast<kc::WType>(static_cast<int>(t));
     ASSERT_TRUE(kc::wtype_known(static_cast<int>(t)));
     const int64_t n = 1024;
@@ -390,7 +399,8 @@ TEST(CudaNnMath, RopeMatchesEngine) {  // the rope kernel's per-pair work, run s
           }
         }
       }
-      for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(x[i], want[i], 1e-5f) << "half_split=" << half_split << " i=" << i;
+      for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_NEAR(x[i], want[i], 1e-5f) << "half_split=" << half_split << " i=" << i;
     }
   }
 }

@@ -9,9 +9,9 @@
 #include "cuda/device_buffer.h"
 #include "cuda_spans.h"
 
-#define AKVQ_REQUIRE_GPU()                                                      \
-  do {                                                                          \
-    if (!::akvq::cuda::is_available()) GTEST_SKIP() << ::akvq::cuda::status();  \
+#define AKVQ_REQUIRE_GPU()                                                     \
+  do {                                                                         \
+    if (!::akvq::cuda::is_available()) GTEST_SKIP() << ::akvq::cuda::status(); \
   } while (0)
 
 namespace akvq::test {

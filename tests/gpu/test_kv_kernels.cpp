@@ -86,7 +86,8 @@ TEST(CudaKernels, AppendWritesTheCpuCacheBytes) {
     const size_t row = static_cast<size_t>(nkv) * hd;
     const std::vector<float> k = randn(n_new * row, 1 + hd), v = randn(n_new * row, 2 + hd);
     std::vector<uint16_t> k16(n_old * row), v16(n_old * row);  // existing fp16 rows (rotated)
-    for (size_t i = 0; i < k16.size(); ++i) k16[i] = f32_to_fp16(0.3f * (i % 17) - 2), v16[i] = f32_to_fp16(0.1f * (i % 29) - 1);
+    for (size_t i = 0; i < k16.size(); ++i)
+      k16[i] = f32_to_fp16(0.3f * (i % 17) - 2), v16[i] = f32_to_fp16(0.1f * (i % 29) - 1);
     kv::QuantSpec s0, s1;  // class 0: 2-bit Gaussian; class 1: 4-bit uniform
     s0.bits = 2, s0.levels = kv::Levels::Gaussian, s0.clip = 0.9f;
     s1.bits = 4;
@@ -155,7 +156,9 @@ TEST(CudaKernels, AppendWritesTheCpuCacheBytes) {
     std::vector<float> kr(hd), vr(hd);
     for (const kc::AppendJob& j : old_jobs) {
       for (int h = 0; h < nkv; ++h) {
-        for (int d = 0; d < hd; ++d) kr[d] = fp16_to_f32(k16[j.src_row * row + h * hd + d]), vr[d] = fp16_to_f32(v16[j.src_row * row + h * hd + d]);
+        for (int d = 0; d < hd; ++d)
+          kr[d] = fp16_to_f32(k16[j.src_row * row + h * hd + d]),
+          vr[d] = fp16_to_f32(v16[j.src_row * row + h * hd + d]);
         place(0, j.dst_row, h, kr.data(), vr.data());
       }
     }
@@ -267,7 +270,8 @@ TEST(CudaKernels, FlashDecodingOverFp16RowsMatchesDoubleReference) {
     double mx = -1e300;
     for (int t = 0; t < n; ++t) {
       double d = 0;
-      for (int j = 0; j < hd; ++j) d += double(q[h * hd + j]) * scale * fp16_to_f32(k16[(size_t(t) * nkv + g) * hd + j]);
+      for (int j = 0; j < hd; ++j)
+        d += double(q[h * hd + j]) * scale * fp16_to_f32(k16[(size_t(t) * nkv + g) * hd + j]);
       s[t] = d, mx = std::max(mx, d);
     }
     double den = 0;

@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
+#include "attention.cuh"
 #include "core/fp16.h"
 #include "cpu/thread_pool.h"
 #include "cuda/check.h"
 #include "gpu_spans.h"
-#include "attention.cuh"
 #include "matmul.cuh"
 #include "nn.cuh"
 #include "ops/ops.h"
@@ -51,8 +51,8 @@ void expect_close(const std::vector<float>& want, const std::vector<float>& got,
 TEST(CudaOps, MatmulEveryTypeBothPaths) {
   AKVQ_REQUIRE_GPU();
   const int64_t n_in = 512, n_out = 77;
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K,
-                  DType::Q6_K}) {
+  for (DType t :
+       {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const std::vector<uint8_t> w = test::random_weight_rows(t, n_in, n_out, 40 + static_cast<uint32_t>(t));
     std::vector<float> wf(n_in * n_out);
     const int64_t rb = static_cast<int64_t>(w.size()) / n_out;
@@ -107,7 +107,8 @@ TEST(CudaOps, NormsRopeSwigluActivationsMatchEngine) {
   cpu::ThreadPool pool(2);
   const int64_t n_tok = 6, n = 576;
   const std::vector<float> x = randn(n_tok * n, 1, 2.0f), w = randn(n, 2), b = randn(n, 3);
-  cuda::DeviceBuffer dx = cuda::DeviceBuffer::from(x), dw = cuda::DeviceBuffer::from(w), db = cuda::DeviceBuffer::from(b);
+  cuda::DeviceBuffer dx = cuda::DeviceBuffer::from(x), dw = cuda::DeviceBuffer::from(w),
+                     db = cuda::DeviceBuffer::from(b);
   cuda::DeviceBuffer dy(x.size() * 4);
   {
     std::vector<float> want(x.size());
@@ -118,8 +119,8 @@ TEST(CudaOps, NormsRopeSwigluActivationsMatchEngine) {
   {
     std::vector<float> want(x.size());
     ops::layer_norm(x.data(), w.data(), b.data(), n_tok, n, 1e-5f, want.data(), pool);
-    AKVQ_CUDA_CHECK(kc::layer_norm(dx.as<float>(), dw.as<float>(), db.as<float>(), n_tok, n, 1e-5f, dy.as<float>(),
-                                   nullptr));
+    AKVQ_CUDA_CHECK(
+        kc::layer_norm(dx.as<float>(), dw.as<float>(), db.as<float>(), n_tok, n, 1e-5f, dy.as<float>(), nullptr));
     expect_close(want, dy.to_vector<float>(x.size()), 1e-5, "layer_norm");
   }
   for (bool half : {false, true}) {
@@ -137,7 +138,8 @@ TEST(CudaOps, NormsRopeSwigluActivationsMatchEngine) {
     std::vector<float> want(x.size());
     ops::swiglu(x.data(), u.data(), want.data(), static_cast<int64_t>(x.size()));
     cuda::DeviceBuffer du = cuda::DeviceBuffer::from(u);
-    AKVQ_CUDA_CHECK(kc::swiglu(dx.as<float>(), du.as<float>(), dy.as<float>(), static_cast<int64_t>(x.size()), nullptr));
+    AKVQ_CUDA_CHECK(
+        kc::swiglu(dx.as<float>(), du.as<float>(), dy.as<float>(), static_cast<int64_t>(x.size()), nullptr));
     expect_close(want, dy.to_vector<float>(x.size()), 1e-5, "swiglu");
   }
   for (int act = 0; act < 5; ++act) {
@@ -168,7 +170,8 @@ TEST(CudaOps, AttentionCausalAndFullOverF32AndFp16) {
   for (bool f16 : {false, true}) {
     for (bool causal : {true, false}) {
       const int64_t n_q = causal ? 45 : n_kv;
-      const std::vector<float> q = randn(n_q * n_head * hd, 1), kf = randn(n_kv * nkv * hd, 2), vf = randn(kf.size(), 3);
+      const std::vector<float> q = randn(n_q * n_head * hd, 1), kf = randn(n_kv * nkv * hd, 2),
+                               vf = randn(kf.size(), 3);
       std::vector<uint16_t> k16(kf.size()), v16(vf.size());
       std::vector<float> kr = kf, vr = vf;  // the values the kernel sees
       for (size_t i = 0; i < kf.size(); ++i) {
@@ -201,7 +204,8 @@ TEST(CudaOps, AttentionCausalAndFullOverF32AndFp16) {
       cuda::DeviceBuffer dv = f16 ? cuda::DeviceBuffer::from(v16) : cuda::DeviceBuffer::from(vf);
       kc::AttentionArgs a;
       a.q = dq.as<float>(), a.k = dk.ptr(), a.v = dv.ptr(), a.kv_f16 = f16, a.n_q = n_q, a.n_kv = n_kv;
-      a.n_head = n_head, a.n_head_kv = nkv, a.head_dim = hd, a.scale = scale, a.causal = causal, a.out = dout.as<float>();
+      a.n_head = n_head, a.n_head_kv = nkv, a.head_dim = hd, a.scale = scale, a.causal = causal,
+      a.out = dout.as<float>();
       AKVQ_CUDA_CHECK(kc::attention(a, nullptr));
       expect_close(want, dout.to_vector<float>(q.size()), 1e-4,
                    std::string(f16 ? "fp16" : "f32") + (causal ? " causal" : " full"));

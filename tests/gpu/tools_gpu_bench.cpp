@@ -79,11 +79,16 @@ int main(int argc, char** argv) {
   int n_head = 32, nkv = 32, hd = 128, iters = 50;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--ctx") ctxs = parse_list(argv[i + 1]);
-    else if (a == "--heads") n_head = std::atoi(argv[i + 1]);
-    else if (a == "--kv-heads") nkv = std::atoi(argv[i + 1]);
-    else if (a == "--head-dim") hd = std::atoi(argv[i + 1]);
-    else if (a == "--iters") iters = std::atoi(argv[i + 1]);
+    if (a == "--ctx")
+      ctxs = parse_list(argv[i + 1]);
+    else if (a == "--heads")
+      n_head = std::atoi(argv[i + 1]);
+    else if (a == "--kv-heads")
+      nkv = std::atoi(argv[i + 1]);
+    else if (a == "--head-dim")
+      hd = std::atoi(argv[i + 1]);
+    else if (a == "--iters")
+      iters = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "tools_gpu_bench: unknown option %s\n", a.c_str());
       return 2;
@@ -125,8 +130,10 @@ int main(int argc, char** argv) {
           sp.v = bufs.back().as<uint8_t>();
           sp.n_rows = n_packed;
           sp.ks.n = sp.vs.n = hd;
-          sp.ks.group = ck.group(), sp.ks.bits = ck.spec().bits, sp.ks.gaussian = ck.spec().levels == kv::Levels::Gaussian;
-          sp.vs.group = cv.group(), sp.vs.bits = cv.spec().bits, sp.vs.gaussian = cv.spec().levels == kv::Levels::Gaussian;
+          sp.ks.group = ck.group(), sp.ks.bits = ck.spec().bits,
+          sp.ks.gaussian = ck.spec().levels == kv::Levels::Gaussian;
+          sp.vs.group = cv.group(), sp.vs.bits = cv.spec().bits,
+          sp.vs.gaussian = cv.spec().levels == kv::Levels::Gaussian;
           sp.head_stride_k = n_packed * static_cast<int64_t>(ck.row_bytes());
           sp.head_stride_v = n_packed * static_cast<int64_t>(cv.row_bytes());
           sp.k_levels = dkl.as<float>(), sp.v_levels = dvl.as<float>();
@@ -154,7 +161,8 @@ int main(int argc, char** argv) {
         AKVQ_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
         const double us = 1e3 * ms / iters;
         std::printf(
-            "{\"op\": \"attend\", \"mode\": \"%s\", \"ctx\": %lld, \"n_head\": %d, \"n_head_kv\": %d, \"head_dim\": %d, "
+            "{\"op\": \"attend\", \"mode\": \"%s\", \"ctx\": %lld, \"n_head\": %d, \"n_head_kv\": %d, \"head_dim\": "
+            "%d, "
             "\"us\": %.2f, \"bytes\": %lld, \"gbps\": %.1f, \"peak_gbps\": %.1f, \"device\": \"%s\"}\n",
             mode, static_cast<long long>(ctx), n_head, nkv, hd, us, static_cast<long long>(bytes), bytes / us / 1e3,
             peak, dev.c_str());
