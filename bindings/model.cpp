@@ -87,6 +87,8 @@ nb::dict info_dict(const ModelInfo& i) {
   d["n_params"] = i.n_params;
   d["act_bits"] = i.act_bits;
   d["packed_bytes"] = i.packed_bytes;
+  d["device"] = i.device;
+  d["device_bytes"] = i.device_bytes;
   return d;
 }
 
@@ -141,12 +143,13 @@ void init_model(nb::module_& m) {
   nb::class_<Model>(m, "Model")
       .def_static(
           "load",
-          [](const std::string& path, int act_bits) {
+          [](const std::string& path, int act_bits, const std::string& device) {
             ModelParams p;
             p.act_bits = act_bits;
+            p.device = device;
             return Model::load(path, p);
           },
-          nb::arg("path"), nb::arg("act_bits") = 16,
+          nb::arg("path"), nb::arg("act_bits") = 16, nb::arg("device") = "cpu",
           nb::call_guard<EngineCall>())
       .def_prop_ro("info", [](const Model& self) { return info_dict(self.info()); })
       .def("tokenize", &Model::tokenize, nb::arg("text"), nb::arg("add_special") = true,

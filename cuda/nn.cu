@@ -100,6 +100,11 @@ __global__ void get_rows_kernel(WType t, const uint8_t* table, int64_t ne0, int6
   }
 }
 
+__global__ void f32_to_f16_kernel(const float* x, uint16_t* y, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = float_to_half(x[i]);
+}
+
 unsigned blocks_for(int64_t n, int threads) {
   return static_cast<unsigned>((n + threads - 1) / threads);
 }
@@ -174,6 +179,13 @@ cudaError_t get_rows(WType t, const uint8_t* table, int64_t ne0, int64_t n_rows,
   }
   if (n_ids == 0) return cudaSuccess;
   get_rows_kernel<<<static_cast<unsigned>(n_ids), 128, 0, st>>>(t, table, ne0, n_rows, ids, out);
+  return cudaGetLastError();
+}
+
+cudaError_t f32_to_f16(const float* x, uint16_t* y, int64_t n, cudaStream_t st) {
+  if (!grid_ok(n, 256) || (n > 0 && (!x || !y))) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  f32_to_f16_kernel<<<blocks_for(n, 256), 256, 0, st>>>(x, y, n);
   return cudaGetLastError();
 }
 

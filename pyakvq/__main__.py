@@ -222,6 +222,7 @@ def _chat(a: argparse.Namespace) -> int:
             kv=a.kv,
             kv_options=opts,
             mmproj=a.mmproj,
+            device=a.device,
         )
         load_s = time.perf_counter() - t_load
         if images and not m.has_vision:
@@ -230,7 +231,7 @@ def _chat(a: argparse.Namespace) -> int:
                 f"{os.fspath(model_path)!r} has no vision encoder: it cannot take --image (give --mmproj, the "
                 "vision tower of llama.cpp's two-file layout, or a LLaVA model)"
             )
-    except (_ChatError, ValueError, TypeError, OSError) as e:
+    except (_ChatError, ValueError, TypeError, OSError, RuntimeError) as e:
         print(f"pyakvq chat: error: {e}", file=err)
         return 2
 
@@ -329,6 +330,17 @@ def _add_kv_and_threads(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_device(p: argparse.ArgumentParser) -> None:
+    """--device cpu|cuda|auto, as akvq-cli's."""
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the decoder runs (default cpu; cuda: GPU 0, an error naming the reason without one; "
+        "auto: the GPU when available)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="pyakvq",
@@ -390,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_int_in(0, 2**31 - 1), default=None, metavar="K", help="top-k (default 40)")
     p.add_argument("--top-p", type=_float_min(0.0), default=None, metavar="P", help="top-p in (0, 1] (default 0.95)")
     _add_kv_and_threads(p)
+    _add_device(p)
     p.add_argument(
         "-c",
         "--ctx-size",
@@ -484,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: pyakvq serve --kv akvq2 --parallel 8 --kv-memory 512M --port 8000",
     )
     serve_cli.add_arguments(p, _int_in, _add_kv_and_threads, MAX_CTX)
+    _add_device(p)
     p.set_defaults(func=_serve, parser=p)
     return ap
 

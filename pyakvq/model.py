@@ -74,6 +74,7 @@ class Model:
         kv_options: dict[str, Any] | None = None,
         mmproj: str | os.PathLike | None = None,
         act_bits: int = 16,
+        device: str = "cpu",
     ):
         """path: the GGUF file; None (the default): the demo VLM shipped with the package,
         pyakvq.demo_model_path() (the environment variable AKVQ_DEMO_MODEL overrides it;
@@ -86,7 +87,10 @@ class Model:
         mmproj's projector width differs from the model's embedding width). act_bits: precision of
         the activations the quantized matmuls use, 16 (default) or 8 (faster prompt processing on
         AVX-512 CPUs, slightly different logits; bench/RESULTS.md states the agreement with
-        transformers)."""
+        transformers). device: where the decoder runs, "cpu" (default), "cuda" (GPU 0; RuntimeError
+        naming the reason when pyakvq.cuda_available() is False; the KV cache is then in GPU memory,
+        kv="f16" only for now) or "auto" (the GPU when available, else the CPU); ValueError
+        otherwise. The vision tower runs on the CPU."""
         if path is None:
             from .demo import demo_model_path  # noqa: PLC0415
 
@@ -104,7 +108,9 @@ class Model:
         mmproj = None if mmproj is None else _v.check_path("mmproj", mmproj)
         if isinstance(act_bits, bool) or not isinstance(act_bits, int) or act_bits not in (8, 16):
             raise ValueError(f"act_bits must be 8 or 16, got {act_bits!r}")
-        self._model = _akvq.Model.load(path, act_bits=int(act_bits))
+        if not isinstance(device, str) or device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+        self._model = _akvq.Model.load(path, act_bits=int(act_bits), device=device)
         self._n_vocab = int(self._model.info["n_vocab"])
         if mmproj is not None:
             vision = _akvq.VisionModel.load(mmproj)

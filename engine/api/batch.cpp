@@ -287,7 +287,7 @@ std::vector<BatchEvent> BatchGenerator::step() {
   }
   std::string error;
   try {
-    b.llama->forward_batch(fw.data(), static_cast<int>(fw.size()), b.ws, *b.pool);
+    b.model->impl().forward_batch(fw.data(), static_cast<int>(fw.size()), b.ws, *b.pool);
   } catch (const std::exception& e) {
     error = e.what();
   }

@@ -4,6 +4,7 @@
 
 #include "akvq/error.h"
 #include "api/model_impl.h"
+#include "cuda/backend.h"
 
 namespace akvq {
 
@@ -34,6 +35,9 @@ Model::~Model() = default;
 void ModelParams::validate() const {
   if (act_bits != 8 && act_bits != 16) {
     throw InvalidArgument("act_bits must be 8 or 16, got " + std::to_string(act_bits));
+  }
+  if (device != "cpu" && device != "cuda" && device != "auto") {
+    throw InvalidArgument("device must be 'cpu', 'cuda' or 'auto', got '" + device + "'");
   }
 }
 
@@ -66,6 +70,11 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
   info.n_ff = hp.n_ff;
   info.act_bits = params.act_bits;
   info.packed_bytes = static_cast<int64_t>(im.llama->packed_bytes());
+  if (params.device == "cuda" || (params.device == "auto" && cuda::is_available())) {
+    im.gpu = std::make_unique<cuda::LlamaGpu>(*im.llama);  // Unavailable / OutOfMemory name the reason
+    info.device = "cuda";
+    info.device_bytes = im.gpu->weight_bytes();
+  }
   info.rope_theta = hp.rope_theta;
   info.rms_eps = hp.rms_eps;
   info.tokenizer_model = f.get_str("tokenizer.ggml.model", "");

@@ -22,7 +22,7 @@ Sequence::Sequence(const Model& model, int n_ctx_, const std::string& kv,
     kc.has_file_tsa = true;
     kc.file_tsa_layers.assign(t.begin(), t.end());
   }
-  cache = kv::KvCache::create(kc);
+  cache = model.impl().make_cache(kc);
 }
 
 void Sequence::check_input(const SessionInput& in, size_t n_keep, const char* what) const {

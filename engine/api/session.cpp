@@ -45,7 +45,7 @@ struct Session::Impl {
         const bool last = off + len == n;
         float* lg = all ? out + off * nv : (last ? out : nullptr);
         const models::LlamaSeq rows = seq.rows(in, off, len, lg, all);
-        llama->forward_batch(&rows, 1, ws, *pool);
+        model->impl().forward_batch(&rows, 1, ws, *pool);
         seq.commit(in, off, len);
       }
     } catch (...) {

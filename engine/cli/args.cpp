@@ -84,6 +84,7 @@ const char* usage() {
          "  -b, --batch-size N      prompt tokens per forward pass, 1..65536 (default 256)\n"
          "      --act-bits N        activation precision of the quantized matmuls: 16 (default) or 8\n"
          "                          (faster prompts on AVX-512 CPUs, slightly different logits)\n"
+         "      --device D          where the decoder runs: cpu (default), cuda (GPU 0) or auto\n"
          "      --temp T            temperature, 0 = greedy (default 0.8)\n"
          "      --top-k K           top-k, 0 = off (default 40)\n"
          "      --top-p P           top-p, 1 = off (default 0.95)\n"
@@ -159,6 +160,11 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "--act-bits") {
       o.act_bits = static_cast<int>(to_int(a, value(), 8, 16));
       if (o.act_bits != 8 && o.act_bits != 16) throw InvalidArgument("--act-bits: expected 8 or 16");
+    } else if (a == "--device") {
+      o.device = value();
+      if (o.device != "cpu" && o.device != "cuda" && o.device != "auto") {
+        throw InvalidArgument("--device: expected cpu, cuda or auto, got '" + o.device + "'");
+      }
     } else if (a == "--temp") {
       o.sampling.temperature = to_float(a, value());
     } else if (a == "--top-k") {

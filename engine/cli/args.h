@@ -17,6 +17,7 @@ struct Options {
   int n_threads = 0;
   int n_batch = 256;
   int act_bits = 16;  // --act-bits 8|16: activation precision of the quantized matmuls
+  std::string device = "cpu";  // --device cpu|cuda|auto
   std::string kv = "f16";
   std::map<std::string, std::string> kv_options;  // --kv-opt key=value
   bool kv_stats = false;

@@ -144,6 +144,7 @@ int run(const akvq::cli::Options& o) {
   const auto t_load = Clock::now();
   akvq::ModelParams mp;
   mp.act_bits = o.act_bits;
+  mp.device = o.device;
   std::shared_ptr<akvq::Model> model = akvq::Model::load(o.model, mp);
   akvq::SessionParams sp;
   sp.n_ctx = o.n_ctx;

@@ -1,6 +1,7 @@
 // CUDA backend stub used when the engine is built without CUDA (AKVQ_CUDA=OFF, or AUTO without
 // nvcc): reports unavailability and throws a clear error when asked for.
 #include "cuda/backend.h"
+#include "cuda/llama_gpu.h"
 
 #include <string>
 
@@ -22,6 +23,23 @@ std::string status() {
 
 void require() {
   throw Unavailable("[cuda] " + status());
+}
+
+struct LlamaGpu::Impl {};
+
+LlamaGpu::LlamaGpu(const models::Llama&) {
+  require();
+}
+LlamaGpu::~LlamaGpu() = default;
+std::unique_ptr<kv::KvCache> LlamaGpu::make_cache(const kv::KvConfig&) const {
+  require();
+  return nullptr;
+}
+void LlamaGpu::forward_batch(const models::LlamaSeq*, int) const {
+  require();
+}
+int64_t LlamaGpu::weight_bytes() const {
+  return 0;
 }
 
 }  // namespace akvq::cuda

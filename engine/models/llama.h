@@ -101,6 +101,11 @@ class Llama {
   size_t packed_bytes() const { return packed_.bytes(); }  // weights repacked at load
 
   const LlamaHparams& hparams() const { return hp_; }
+  // The bound weights (views into the file), for other backends that upload them.
+  const TensorView& tok_embd() const { return tok_embd_; }
+  const TensorView& out_norm() const { return out_norm_; }
+  const TensorView& output() const { return output_; }
+  const std::vector<LlamaLayer>& layers() const { return layers_; }
   kv::KvConfig kv_config(int n_ctx, const std::string& mode) const;
 
   // Runs ids[n] at positions cache.n_tokens() ... + n - 1, appending their K/V to the cache.

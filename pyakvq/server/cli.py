@@ -279,9 +279,10 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
             mmproj=a.mmproj,
             n_batch=a.batch,
             act_bits=a.act_bits,
+            device=a.device,
         )
         engine = BatchEngine(model, n_parallel=a.parallel, kv_memory=a.kv_memory, max_queue=a.max_queue)
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, RuntimeError) as e:
         print(f"pyakvq serve: error: {e}", file=err)
         return 2
     name = a.model_name or os.path.basename(os.fspath(path)).removesuffix(".gguf")

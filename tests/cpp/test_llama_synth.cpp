@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "akvq/engine.h"
+#include "cuda/backend.h"
 #include "akvq/error.h"
 #include "gguf/gguf.h"
 #include "models/llama.h"
@@ -375,4 +376,22 @@ TEST_F(SessionSynth, ParamsValidation) {
 
 TEST(ModelLoad, MissingFileIsIoError) {
   EXPECT_THROW(Model::load("/nonexistent/dir/model.gguf"), IoError);
+}
+
+TEST_F(SessionSynth, DeviceOption) {
+  ModelParams p;
+  p.device = "gpu";
+  EXPECT_THROW(Model::load(path_, p), InvalidArgument);  // names the choices
+  p.device = "auto";
+  auto m = Model::load(path_, p);
+  EXPECT_EQ(m->info().device, cuda::is_available() ? "cuda" : "cpu");
+  if (!cuda::is_available()) {
+    p.device = "cuda";
+    try {
+      Model::load(path_, p);
+      ADD_FAILURE() << "device cuda loaded without a usable GPU";
+    } catch (const Unavailable& e) {
+      EXPECT_NE(std::string(e.what()).find("[cuda]"), std::string::npos) << e.what();
+    }
+  }
 }

@@ -85,3 +85,13 @@ def test_cuda_build_and_gpu_tests():
     tool = str(CUDA_BUILD / "tools_gpu_bench")
     b = subprocess.run([tool, "--bogus", "1"], capture_output=True, text=True, timeout=60)
     assert b.returncode == 2 and "unknown option --bogus" in b.stderr
+
+
+def test_model_device_option():
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'auto'"):
+        pyakvq.Model(device="gpu")
+    with pyakvq.Model(device="auto") as m:
+        assert m.info["device"] == ("cuda" if pyakvq.cuda_available() else "cpu")
+    if not pyakvq.cuda_available():
+        with pytest.raises(RuntimeError, match=r"\[cuda\]"):
+            pyakvq.Model(device="cuda")

@@ -192,3 +192,13 @@ def test_chat_demo_model_answers():
     r = run_py("chat", "--image", EXAMPLES / "green_triangle.png", "What shape is it?")
     assert r.returncode == 0, r.stderr
     assert "triangle" in r.stdout.lower(), r.stdout
+
+
+def test_chat_device_cuda_without_gpu_is_one_error_line():
+    if pyakvq.cuda_available():
+        pytest.skip("a GPU is available here: --device cuda works")
+    r = run_py("chat", "--device", "cuda", "hello", AKVQ_DEMO_MODEL=str(pyakvq.demo_model_path()))
+    line = _one_error_line(r)
+    assert "[cuda]" in line, line
+    r = run_py("chat", "--device", "tpu", "hello")
+    assert r.returncode == 2 and "invalid choice: 'tpu'" in r.stderr

@@ -35,6 +35,8 @@ struct ModelInfo {
   int64_t n_params = 0;
   int act_bits = 16;            // activation precision of the quantized matmuls (ModelParams)
   int64_t packed_bytes = 0;     // memory of the weights repacked at load for the active kernels
+  std::string device = "cpu";   // where the decoder runs: "cpu" or "cuda"
+  int64_t device_bytes = 0;     // GPU memory of the uploaded weights (device "cuda")
 };
 
 // How a model is loaded.
@@ -44,6 +46,12 @@ struct ModelParams {
   // llama.cpp's Q8 activations: about twice as fast prefill with the AVX-512 kernels, slightly
   // different logits). Float weights (F32/F16/BF16) always use f32 activations.
   int act_bits = 16;
+  // Where the decoder runs: "cpu" (default), "cuda" (GPU 0; throws Unavailable when there is no
+  // usable GPU, with the reason) or "auto" (the GPU when cuda::is_available(), else the CPU). On
+  // the GPU the weights are uploaded once in their stored types, activations are f32 (act_bits
+  // does not apply) and the KV cache lives in GPU memory (kv mode f16 for now); the vision tower
+  // runs on the CPU.
+  std::string device = "cpu";
   void validate() const;  // throws InvalidArgument naming the bad field
 };
 

@@ -1,0 +1,44 @@
+// The f16 KV cache in GPU memory (CUDA builds), behind the KvCache interface: per layer K and V
+// [n_ctx, n_head_kv, head_dim] fp16, allocated at creation. The interface's host-pointer append /
+// attend upload and download (tests, mixed use); the GPU model calls the *_device forms on device
+// pointers. Decode (one query) runs flash-decoding split along the sequence, longer query blocks
+// the causal attention kernel, so unlike the CPU caches a row's result depends on the query count
+// (within float rounding).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "cuda/device_buffer.h"
+#include "kv/kv_cache.h"
+
+namespace akvq::cuda {
+
+class GpuKvCache final : public kv::KvCache {
+ public:
+  // cfg.mode must be "f16" (throws Unavailable for the quantized modes, InvalidArgument for bad
+  // sizes); throws OutOfMemory when the device cannot hold n_ctx tokens.
+  explicit GpuKvCache(const kv::KvConfig& cfg);
+
+  int n_tokens(int layer = 0) const override;
+  void clear() override;
+  void truncate(int n) override;
+  void append(int layer, const float* k, const float* v, int n_new) override;
+  void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
+              cpu::ThreadPool& pool) const override;
+  kv::KvStats stats() const override;
+  int64_t bytes_bound(int n_tokens) const override;
+
+  // Device forms: k, v [n_new, n_head_kv, head_dim], q / out [n_q, n_head, head_dim] in device
+  // memory, on the default stream.
+  void append_device(int layer, const float* k, const float* v, int n_new);
+  void attend_device(int layer, const float* q, int n_q, int n_head, float scale, float* out) const;
+
+ private:
+  void check(int layer, const char* what) const;
+  int64_t row_;                      // n_head_kv * head_dim
+  std::vector<int> n_;               // [n_layer] tokens stored
+  std::vector<DeviceBuffer> k_, v_;  // [n_layer] fp16 [n_ctx, n_head_kv, head_dim]
+  mutable DeviceBuffer work_;        // flash-decoding partials
+};
+
+}  // namespace akvq::cuda
