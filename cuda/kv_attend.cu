@@ -171,10 +171,15 @@ __global__ void attend_merge_kernel(AttendArgs a, int64_t n_split) {
   for (int j = lane; j < n; j += kWarp) a.out[static_cast<int64_t>(h) * n + j] = o[j];
 }
 
-// Query heads per block: the largest of 8, 4, 3, 2, 1 that divides the GQA group.
-int heads_per_block(int group) {
+size_t split_smem(int hc, int head_dim) {
+  return sizeof(float) * (hc * head_dim + hc * kMaxSpans * kMaxGroups + kWarps * hc * (2 + head_dim));
+}
+
+// Query heads per block: the largest of 8, 4, 3, 2, 1 that divides the GQA group and whose
+// shared memory fits in 48 KiB.
+int heads_per_block(int group, int head_dim) {
   for (int hc : {8, 4, 3, 2}) {
-    if (group % hc == 0) return hc;
+    if (group % hc == 0 && split_smem(hc, head_dim) <= 48 * 1024) return hc;
   }
   return 1;
 }
@@ -182,7 +187,7 @@ int heads_per_block(int group) {
 template <int HC>
 cudaError_t launch(const AttendArgs& a, int64_t total, int64_t n_split, cudaStream_t stream) {
   const int group = a.n_head / a.n_head_kv;
-  const size_t smem = sizeof(float) * (HC * a.head_dim + HC * kMaxSpans * kMaxGroups + kWarps * HC * (2 + a.head_dim));
+  const size_t smem = split_smem(HC, a.head_dim);
   if (smem > 48 * 1024) return cudaErrorInvalidValue;
   const dim3 grid(a.n_head_kv * (group / HC), static_cast<unsigned>(n_split));
   attend_split_kernel<HC><<<grid, kThreads, smem, stream>>>(a, total);
@@ -215,7 +220,7 @@ cudaError_t kv_attend_decode(const AttendArgs& args, cudaStream_t stream) {
   if (n_split > 65535) return cudaErrorInvalidValue;
   cudaError_t e = cudaSuccess;
   if (n_split > 0) {
-    switch (heads_per_block(a.n_head / a.n_head_kv)) {
+    switch (heads_per_block(a.n_head / a.n_head_kv, a.head_dim)) {
       case 8: e = launch<8>(a, total, n_split, stream); break;
       case 4: e = launch<4>(a, total, n_split, stream); break;
       case 3: e = launch<3>(a, total, n_split, stream); break;

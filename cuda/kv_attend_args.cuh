@@ -7,7 +7,7 @@
 
 namespace akvq_cuda {
 
-constexpr int kMaxSpans = 4;
+constexpr int kMaxSpans = 6;
 constexpr int kMaxGroupHeads = 8;  // query heads per block (a GQA group is served in chunks)
 
 struct AttendSpan {

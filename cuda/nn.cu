@@ -100,6 +100,21 @@ __global__ void get_rows_kernel(WType t, const uint8_t* table, int64_t ne0, int6
   }
 }
 
+__global__ void row_absmax_kernel(const float* x, int64_t n, float* amax) {
+  __shared__ float red[kRowThreads / kWarp];
+  const float* xr = x + blockIdx.x * n;
+  float m = 0.0f;
+  for (int64_t i = threadIdx.x; i < n; i += kRowThreads) m = fmaxf(m, fabsf(xr[i]));
+  m = warp_max(m);
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  if (lane == 0) red[warp] = m;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int i = 1; i < kRowThreads / kWarp; ++i) m = fmaxf(m, red[i]);
+    amax[blockIdx.x] = fmaxf(m, red[0]);
+  }
+}
+
 __global__ void f32_to_f16_kernel(const float* x, uint16_t* y, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) y[i] = float_to_half(x[i]);
@@ -186,6 +201,13 @@ cudaError_t f32_to_f16(const float* x, uint16_t* y, int64_t n, cudaStream_t st) 
   if (!grid_ok(n, 256) || (n > 0 && (!x || !y))) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   f32_to_f16_kernel<<<blocks_for(n, 256), 256, 0, st>>>(x, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t row_absmax(const float* x, int64_t n_tok, int64_t n, float* amax, cudaStream_t st) {
+  if (n_tok < 0 || n_tok > 0x7fffffff || n < 1 || (n_tok > 0 && (!x || !amax))) return cudaErrorInvalidValue;
+  if (n_tok == 0) return cudaSuccess;
+  row_absmax_kernel<<<static_cast<unsigned>(n_tok), kRowThreads, 0, st>>>(x, n, amax);
   return cudaGetLastError();
 }
 

@@ -33,6 +33,8 @@ cudaError_t activation(Act a, float* x, int64_t n, cudaStream_t stream);
 cudaError_t get_rows(WType t, const uint8_t* table, int64_t ne0, int64_t n_rows, const int32_t* ids, int64_t n_ids,
                      float* out, cudaStream_t stream);
 
+// amax[n_tok] = max |x| over each row of x[n_tok, n].
+cudaError_t row_absmax(const float* x, int64_t n_tok, int64_t n, float* amax, cudaStream_t stream);
 // y[n] = fp16(x[n]) (round to nearest even).
 cudaError_t f32_to_f16(const float* x, uint16_t* y, int64_t n, cudaStream_t stream);
 

@@ -22,7 +22,7 @@ struct Model::Impl {
   void forward_batch(const models::LlamaSeq* seqs, int n_seqs, models::LlamaWorkspace& ws,
                      cpu::ThreadPool& pool) const {
     if (gpu) {
-      gpu->forward_batch(seqs, n_seqs);
+      gpu->forward_batch(seqs, n_seqs, pool);
     } else {
       llama->forward_batch(seqs, n_seqs, ws, pool);
     }

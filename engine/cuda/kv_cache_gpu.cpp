@@ -73,7 +73,8 @@ void GpuKvCache::append_device(int layer, const float* k, const float* v, int n_
   n_[layer] += n_new;
 }
 
-void GpuKvCache::attend_device(int layer, const float* q, int n_q, int n_head, float scale, float* out) const {
+void GpuKvCache::attend_device(int layer, const float* q, int n_q, int n_head, float scale, float* out,
+                               cpu::ThreadPool&) const {
   check(layer, "attend");
   const int nkv = cfg_.n_head_kv, hd = cfg_.head_dim;
   if (n_q < 1 || n_q > n_[layer]) {
@@ -119,11 +120,10 @@ void GpuKvCache::append(int layer, const float* k, const float* v, int n_new) {
 
 void GpuKvCache::attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
                         cpu::ThreadPool& pool) const {
-  (void)pool;
   const size_t bytes = static_cast<size_t>(n_q > 0 ? n_q : 0) * n_head * cfg_.head_dim * 4;
   DeviceBuffer dq(bytes), dout(bytes);
   if (bytes) dq.upload(q, bytes);
-  attend_device(layer, dq.as<float>(), n_q, n_head, scale, dout.as<float>());
+  attend_device(layer, dq.as<float>(), n_q, n_head, scale, dout.as<float>(), pool);
   dout.download(out, bytes);
 }
 

@@ -9,11 +9,12 @@
 #include <vector>
 
 #include "cuda/device_buffer.h"
+#include "cuda/gpu_cache.h"
 #include "kv/kv_cache.h"
 
 namespace akvq::cuda {
 
-class GpuKvCache final : public kv::KvCache {
+class GpuKvCache final : public kv::KvCache, public GpuCacheOps {
  public:
   // cfg.mode must be "f16" (throws Unavailable for the quantized modes, InvalidArgument for bad
   // sizes); throws OutOfMemory when the device cannot hold n_ctx tokens.
@@ -28,10 +29,11 @@ class GpuKvCache final : public kv::KvCache {
   kv::KvStats stats() const override;
   int64_t bytes_bound(int n_tokens) const override;
 
-  // Device forms: k, v [n_new, n_head_kv, head_dim], q / out [n_q, n_head, head_dim] in device
-  // memory, on the default stream.
-  void append_device(int layer, const float* k, const float* v, int n_new);
-  void attend_device(int layer, const float* q, int n_q, int n_head, float scale, float* out) const;
+  // GpuCacheOps (device pointers; nothing to observe in f16).
+  void observe_device(int, const float*, int, int) override {}
+  void append_device(int layer, const float* k, const float* v, int n_new) override;
+  void attend_device(int layer, const float* q, int n_q, int n_head, float scale, float* out,
+                     cpu::ThreadPool& pool) const override;
 
  private:
   void check(int layer, const char* what) const;

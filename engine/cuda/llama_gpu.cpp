@@ -12,6 +12,7 @@
 #include "cuda/check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/kv_cache_gpu.h"
+#include "cuda/kv_quant_cache_gpu.h"
 #include "matmul.cuh"
 #include "nn.cuh"
 
@@ -110,18 +111,20 @@ int64_t LlamaGpu::weight_bytes() const {
 }
 
 std::unique_ptr<kv::KvCache> LlamaGpu::make_cache(const kv::KvConfig& cfg) const {
-  return std::make_unique<GpuKvCache>(cfg);
+  cfg.validate();
+  if (cfg.mode == "f16") return std::make_unique<GpuKvCache>(cfg);
+  return std::make_unique<GpuQuantKvCache>(cfg);
 }
 
-void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs) const {
+void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs, cpu::ThreadPool& pool) const {
   const Impl& m = *impl_;
   const models::LlamaHparams& hp = m.cpu->hparams();
   if (n_seqs < 1) throw InvalidArgument("[llama] forward: no sequences");
-  std::vector<GpuKvCache*> caches(n_seqs);
+  std::vector<GpuCacheOps*> caches(n_seqs);
   int64_t n64 = 0;
   for (int s = 0; s < n_seqs; ++s) {
     const models::LlamaSeq& sq = seqs[s];
-    caches[s] = dynamic_cast<GpuKvCache*>(sq.cache);
+    caches[s] = dynamic_cast<GpuCacheOps*>(sq.cache);
     if (!caches[s]) throw InvalidArgument("[cuda] forward: a sequence's KV cache is not in GPU memory");
     if (sq.n < 1) throw InvalidArgument("[llama] forward: no tokens");
     const int n_past = sq.cache->n_tokens();
@@ -180,6 +183,9 @@ void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs) const {
   for (int il = 0; il < hp.n_layer; ++il) {
     const GpuLayer& L = m.layers[il];
     // attention block
+    for (int s = 0, r0 = 0; s < n_seqs; r0 += seqs[s].n, ++s) {  // layer input, before attn_norm (pivots)
+      caches[s]->observe_device(il, x + r0 * E, seqs[s].n, static_cast<int>(E));
+    }
     AKVQ_CUDA_CHECK(akvq_cuda::rms_norm(x, L.attn_norm.as<float>(), n, E, hp.rms_eps, xn, nullptr));
     mm(L.wq, xn, n, q), mm(L.wk, xn, n, k), mm(L.wv, xn, n, v);
     if (L.bq.ptr()) {
@@ -192,7 +198,7 @@ void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs) const {
         akvq_cuda::rope(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_theta, half_split, nullptr));
     for (int s = 0, r0 = 0; s < n_seqs; r0 += seqs[s].n, ++s) {  // each sequence over its own cache
       caches[s]->append_device(il, k + r0 * KV, v + r0 * KV, seqs[s].n);
-      caches[s]->attend_device(il, q + r0 * Q, seqs[s].n, hp.n_head, scale, attn + r0 * Q);
+      caches[s]->attend_device(il, q + r0 * Q, seqs[s].n, hp.n_head, scale, attn + r0 * Q, pool);
     }
     mm(L.wo, attn, n, xn);
     AKVQ_CUDA_CHECK(akvq_cuda::add(x, xn, n * E, nullptr));

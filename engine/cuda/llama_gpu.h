@@ -22,10 +22,12 @@ class LlamaGpu {
   LlamaGpu(const LlamaGpu&) = delete;
   LlamaGpu& operator=(const LlamaGpu&) = delete;
 
-  // A KV cache in GPU memory for this model (kv::KvCache::create's contract; f16 only for now).
+  // A KV cache for this model on the GPU (kv::KvCache::create's contract): f16 in GPU memory,
+  // the quantized modes as GpuQuantKvCache (kv_quant_cache_gpu.h).
   std::unique_ptr<kv::KvCache> make_cache(const kv::KvConfig& cfg) const;
-  // Llama::forward_batch's contract; every sequence's cache must come from make_cache.
-  void forward_batch(const models::LlamaSeq* seqs, int n_seqs) const;
+  // Llama::forward_batch's contract; every sequence's cache must come from make_cache. pool: for
+  // the work a cache does on the host.
+  void forward_batch(const models::LlamaSeq* seqs, int n_seqs, cpu::ThreadPool& pool) const;
   int64_t weight_bytes() const;  // device bytes of the uploaded weights
 
   struct Impl;

@@ -35,7 +35,7 @@ std::unique_ptr<kv::KvCache> LlamaGpu::make_cache(const kv::KvConfig&) const {
   require();
   return nullptr;
 }
-void LlamaGpu::forward_batch(const models::LlamaSeq*, int) const {
+void LlamaGpu::forward_batch(const models::LlamaSeq*, int, cpu::ThreadPool&) const {
   require();
 }
 int64_t LlamaGpu::weight_bytes() const {

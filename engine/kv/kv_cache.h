@@ -78,6 +78,11 @@ class KvCache {
   // The layer's input hidden state x [n, n_embd] for the next n tokens of `layer` (positions
   // n_tokens(layer) ...), given BEFORE that layer's append (pivot detection).
   virtual void observe(int layer, const float* x, int n, int n_embd) { (void)layer, (void)x, (void)n, (void)n_embd; }
+  // The same from the per-token max|x| of those rows, amax[n] (what observe() reduces x to; a
+  // backend that holds x elsewhere computes it there).
+  virtual void observe_amax(int layer, const float* amax, int n) { (void)layer, (void)amax, (void)n; }
+  // Whether observe()/observe_amax() are used at all (pivot detection on): callers may skip them.
+  virtual bool wants_observe() const { return false; }
   // Kinds of the next n tokens to be appended (positions n_tokens(0) ...); tokens without a
   // kind are Text.
   virtual void set_kinds(const TokenKind* kinds, int n) { (void)kinds, (void)n; }

@@ -86,15 +86,23 @@ void QuantKvCache::set_kinds(const TokenKind* kinds, int n) {
 void QuantKvCache::observe(int layer, const float* x, int n, int n_embd) {
   check_layer(layer, "observe");
   if (opt_.pivots == 0 || n <= 0) return;
-  Layer& S = L_[layer];
-  const size_t p0 = static_cast<size_t>(S.n);
-  if (S.amax.size() < p0 + n) S.amax.resize(p0 + n, 0.0f);
+  std::vector<float> amax(n);
   for (int i = 0; i < n; ++i) {
     const float* xi = x + static_cast<int64_t>(i) * n_embd;
     float m = 0.0f;
     for (int j = 0; j < n_embd; ++j) m = std::max(m, std::fabs(xi[j]));
-    S.amax[p0 + i] = m;
+    amax[i] = m;
   }
+  observe_amax(layer, amax.data(), n);
+}
+
+void QuantKvCache::observe_amax(int layer, const float* amax, int n) {
+  check_layer(layer, "observe");
+  if (opt_.pivots == 0 || n <= 0) return;
+  Layer& S = L_[layer];
+  const size_t p0 = static_cast<size_t>(S.n);
+  if (S.amax.size() < p0 + n) S.amax.resize(p0 + n, 0.0f);
+  std::copy(amax, amax + n, S.amax.begin() + static_cast<int64_t>(p0));
 }
 
 // Running median of the observed per-token max|x|: the element at sorted index size / 2 (the

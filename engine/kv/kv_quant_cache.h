@@ -53,6 +53,8 @@ class QuantKvCache final : public KvCache {
   int64_t bytes_bound(int n_tokens) const override;
   KvSummary summary() const override;
   void observe(int layer, const float* x, int n, int n_embd) override;
+  void observe_amax(int layer, const float* amax, int n) override;
+  bool wants_observe() const override { return opt_.pivots > 0; }
   void set_kinds(const TokenKind* kinds, int n) override;
 
   const KvOptions& options() const { return opt_; }

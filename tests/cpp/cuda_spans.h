@@ -11,21 +11,14 @@
 #include <cstring>
 #include <vector>
 
+#include "cuda/kv_spans.h"
 #include "kv/kv_quant_cache.h"
 #include "kv/quant.h"
 #include "kv_attend_args.cuh"
 
 namespace akvq::test {
 
-inline akvq_cuda::RowSpec row_spec(const kv::RowCodec& c) {
-  akvq_cuda::RowSpec s;
-  s.n = c.n();
-  s.group = c.group();
-  s.bits = c.spec().bits;
-  s.clip = c.spec().clip;
-  s.gaussian = c.spec().levels == kv::Levels::Gaussian;
-  return s;
-}
+using cuda::row_spec;
 
 struct HostSpans {
   std::vector<std::vector<uint8_t>> k, v;  // per span: packed [n_head_kv][rows·row_bytes] or fp16 [rows, n_head_kv, hd]

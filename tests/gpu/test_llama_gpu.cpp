@@ -1,8 +1,8 @@
 // The decoder on the GPU (ModelParams::device = "cuda") against the same model on the CPU, on
 // the synthetic llama model in F32, F16 and Q8_0 (skipped without a usable GPU, with the reason):
 // prompt logits (every position, batched prefill) and then single-token decode steps within 1e-3
-// relative to max|logit|; mixed token / embedding rows; the GPU cache's bookkeeping (truncate,
-// n_past) through the public Session API.
+// relative to max|logit|, with the f16, akvq2 and q4 caches; mixed token / embedding rows; the GPU cache's bookkeeping
+// (truncate, n_past) through the public Session API.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -39,38 +39,41 @@ double rel_err(const float* want, const float* got, size_t n) {
 
 TEST(LlamaGpu, LogitsMatchTheCpu) {
   AKVQ_REQUIRE_GPU();
-  for (uint32_t wtype : {0u, 1u, 8u}) {
-    SCOPED_TRACE("weight type " + std::to_string(wtype));
-    akvq::testing::SynthLlama m(5, wtype != 1, wtype);
-    const std::string path = write_temp(m.gguf(), "akvq_gpu_synth_" + std::to_string(wtype) + ".gguf");
-    ModelParams cpu_p, gpu_p;
-    gpu_p.device = "cuda";
-    auto cpu_model = Model::load(path, cpu_p);
-    auto gpu_model = Model::load(path, gpu_p);
-    EXPECT_EQ(gpu_model->info().device, "cuda");
-    EXPECT_GT(gpu_model->info().device_bytes, 0);
-    SessionParams sp;
-    sp.n_ctx = 256;
-    sp.n_batch = 32;  // several prefill chunks
-    Session cs(cpu_model, sp), gs(gpu_model, sp);
-    std::vector<int32_t> ids(70);
-    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 37 + 11) % 256);
-    const size_t nv = cpu_model->info().n_vocab;
-    std::vector<float> want(ids.size() * nv), got(ids.size() * nv);
-    cs.eval_all(ids, want.data());
-    gs.eval_all(ids, got.data());
-    EXPECT_LE(rel_err(want.data(), got.data(), want.size()), 1e-3) << "prefill";
-    for (int step = 0; step < 20; ++step) {  // decode
-      const std::vector<int32_t> one = {static_cast<int32_t>((step * 13 + 7) % 256)};
-      const float* a = cs.eval(one);
-      const float* b = gs.eval(one);
-      ASSERT_LE(rel_err(a, b, nv), 1e-3) << "decode step " << step;
+  for (const char* kv : {"f16", "akvq2", "q4"}) {
+    for (uint32_t wtype : {0u, 1u, 8u}) {
+      SCOPED_TRACE(std::string(kv) + " weight type " + std::to_string(wtype));
+      akvq::testing::SynthLlama m(5, wtype != 1, wtype);
+      const std::string path = write_temp(m.gguf(), "akvq_gpu_synth_" + std::to_string(wtype) + ".gguf");
+      ModelParams cpu_p, gpu_p;
+      gpu_p.device = "cuda";
+      auto cpu_model = Model::load(path, cpu_p);
+      auto gpu_model = Model::load(path, gpu_p);
+      EXPECT_EQ(gpu_model->info().device, "cuda");
+      EXPECT_GT(gpu_model->info().device_bytes, 0);
+      SessionParams sp;
+      sp.n_ctx = 256;
+      sp.n_batch = 32;  // several prefill chunks
+      sp.kv = kv;
+      Session cs(cpu_model, sp), gs(gpu_model, sp);
+      std::vector<int32_t> ids(70);
+      for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 37 + 11) % 256);
+      const size_t nv = cpu_model->info().n_vocab;
+      std::vector<float> want(ids.size() * nv), got(ids.size() * nv);
+      cs.eval_all(ids, want.data());
+      gs.eval_all(ids, got.data());
+      EXPECT_LE(rel_err(want.data(), got.data(), want.size()), 1e-3) << "prefill";
+      for (int step = 0; step < 20; ++step) {  // decode
+        const std::vector<int32_t> one = {static_cast<int32_t>((step * 13 + 7) % 256)};
+        const float* a = cs.eval(one);
+        const float* b = gs.eval(one);
+        ASSERT_LE(rel_err(a, b, nv), 1e-3) << "decode step " << step;
+      }
+      EXPECT_EQ(gs.n_past(), cs.n_past());
+      gs.truncate(30), cs.truncate(30);  // bookkeeping: continue from a shorter prefix
+      const float* a = cs.eval({65, 66});
+      const float* b = gs.eval({65, 66});
+      EXPECT_LE(rel_err(a, b, nv), 1e-3) << "after truncate";
     }
-    EXPECT_EQ(gs.n_past(), cs.n_past());
-    gs.truncate(30), cs.truncate(30);  // bookkeeping: continue from a shorter prefix
-    const float* a = cs.eval({65, 66});
-    const float* b = gs.eval({65, 66});
-    EXPECT_LE(rel_err(a, b, nv), 1e-3) << "after truncate";
   }
 }
 
