@@ -3,6 +3,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstring>
 #include <string>
 
 #include "akvq/error.h"
@@ -72,17 +73,28 @@ void GpuQuantKvCache::sync(int layer, int n_new) {
       m.seg_v[c] = DeviceBuffer(static_cast<size_t>(nkv) * cfg_.n_ctx * vb);
     }
     const int64_t from = (m.dirty || n < m.rows[c]) ? 0 : m.rows[c];  // rows compacted: all again
-    for (int h = 0; h < nkv; ++h) {
-      to_device(m.seg_k[c].as<uint8_t>() + (h * static_cast<size_t>(cfg_.n_ctx) + from) * kb, g.k[h].data() + from * kb,
-                (n - from) * kb);
-      to_device(m.seg_v[c].as<uint8_t>() + (h * static_cast<size_t>(cfg_.n_ctx) + from) * vb, g.v[h].data() + from * vb,
-                (n - from) * vb);
+    // the new rows of every head gathered on the host, then one 2-D copy per K and V (a head's
+    // rows are n_ctx rows apart on the device)
+    for (int kv_i = 0; kv_i < 2; ++kv_i) {
+      const size_t rb = kv_i == 0 ? kb : vb;
+      const size_t w = static_cast<size_t>(n - from) * rb;
+      if (w == 0) continue;
+      stage_.resize(w * nkv);
+      for (int h = 0; h < nkv; ++h) {
+        const std::vector<uint8_t>& src = kv_i == 0 ? g.k[h] : g.v[h];
+        std::memcpy(stage_.data() + h * w, src.data() + from * rb, w);
+      }
+      uint8_t* dst = (kv_i == 0 ? m.seg_k[c] : m.seg_v[c]).as<uint8_t>() + from * rb;
+      AKVQ_CUDA_CHECK(cudaMemcpy2D(dst, static_cast<size_t>(cfg_.n_ctx) * rb, stage_.data(), w, w, nkv,
+                                   cudaMemcpyHostToDevice));
     }
     m.rows[c] = n;
   }
   const size_t rb = static_cast<size_t>(row_) * 2;  // fp16 token row
   const size_t n_piv = S.ppos.size();
-  if (n_piv > 0) {  // at most `pivots` rows: re-mirrored whole
+  const bool piv_changed = m.dirty || S.ppos != m.ppos;
+  m.ppos = S.ppos;
+  if (n_piv > 0 && piv_changed) {  // at most `pivots` rows: re-mirrored whole when they change
     if (m.pk.bytes() < n_piv * rb) {
       m.pk = DeviceBuffer(host_->options().pivots * rb);
       m.pv = DeviceBuffer(host_->options().pivots * rb);

@@ -51,6 +51,7 @@ class GpuQuantKvCache final : public kv::KvCache, public GpuCacheOps {
     DeviceBuffer seg_k[2], seg_v[2];  // class c: [n_head_kv][n_ctx × row bytes]
     int64_t rows[2] = {0, 0};         // rows of each class mirrored
     DeviceBuffer pk, pv;              // [pivots, n_head_kv, head_dim] fp16
+    std::vector<int32_t> ppos;        // the pivot positions mirrored
     DeviceBuffer wk, wv;              // [window, n_head_kv, head_dim] fp16 ring
     bool dirty = true;                // everything re-mirrored at the next sync
   };
@@ -63,6 +64,7 @@ class GpuQuantKvCache final : public kv::KvCache, public GpuCacheOps {
   DeviceBuffer levels_;  // [2 classes][K, V][256] level tables
   mutable DeviceBuffer work_;
   mutable std::vector<float> hq_, hout_;
+  std::vector<uint8_t> stage_;  // new packed rows of every head, gathered for one copy
 };
 
 }  // namespace akvq::cuda
