@@ -32,8 +32,7 @@ class GgufWriter {
   }
 
   // type: 0 F32, 1 F16, 8 Q8_0 (values quantized here). ne innermost first.
-  void tensor(const std::string& name, std::vector<int64_t> ne, const std::vector<float>& x,
-              uint32_t type = 0) {
+  void tensor(const std::string& name, std::vector<int64_t> ne, const std::vector<float>& x, uint32_t type = 0) {
     std::vector<uint8_t> bytes;
     if (type == 0) {
       bytes.resize(x.size() * 4);
@@ -62,6 +61,28 @@ class GgufWriter {
     ++n_tensors_;
   }
 
+  // Streaming large files: declares a tensor of nbytes raw bytes of GGUF type `type` (not stored
+  // here). Write header(), then each declared tensor's bytes in order, each padded to 32 bytes.
+  void tensor_decl(const std::string& name, std::vector<int64_t> ne, uint32_t type, uint64_t nbytes) {
+    put_str(tinfo_, name);
+    append_raw(tinfo_, static_cast<uint32_t>(ne.size()));
+    for (int64_t d : ne) append_raw(tinfo_, static_cast<uint64_t>(d));
+    append_raw(tinfo_, type);
+    append_raw(tinfo_, declared_);
+    declared_ += (nbytes + 31) / 32 * 32;
+    ++n_tensors_;
+  }
+  std::vector<uint8_t> header() const {
+    std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};
+    append_raw(out, uint32_t{3});
+    append_raw(out, static_cast<uint64_t>(n_tensors_));
+    append_raw(out, static_cast<uint64_t>(n_kv_));
+    out.insert(out.end(), meta_.begin(), meta_.end());
+    out.insert(out.end(), tinfo_.begin(), tinfo_.end());
+    while (out.size() % 32) out.push_back(0);
+    return out;
+  }
+
   std::vector<uint8_t> bytes() const {
     std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};
     append_raw(out, uint32_t{3});
@@ -87,7 +108,9 @@ class GgufWriter {
     b.insert(b.end(), s.begin(), s.end());
   }
   template <class T>
-  void put(T v) { append_raw(meta_, v); }
+  void put(T v) {
+    append_raw(meta_, v);
+  }
   void kv_header(const std::string& key, uint32_t type) {
     put_str(meta_, key);
     put(type);
@@ -96,6 +119,7 @@ class GgufWriter {
 
   std::vector<uint8_t> meta_, tinfo_, data_;
   size_t n_kv_ = 0, n_tensors_ = 0;
+  uint64_t declared_ = 0;  // data bytes of the streamed tensors so far
 };
 
 }  // namespace akvq::testing

@@ -17,11 +17,12 @@ JOBS=$(nproc)
 t0=$SECONDS
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DAKVQ_BUILD_TESTS=ON -DAKVQ_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >/dev/null || { echo "configure failed"; exit 1; }
-cmake --build "$BUILD" -j "$JOBS" --target akvq_gpu_tests tools_gpu_bench || { echo "build failed"; exit 1; }
+cmake --build "$BUILD" -j "$JOBS" --target akvq_gpu_tests tools_gpu_bench tools_gpu_model_bench || { echo "build failed"; exit 1; }
 echo "== build: $((SECONDS - t0)) s"
 rc=0
 timeout 300 "$BUILD/akvq_gpu_tests" --gtest_brief=0 || rc=1
 echo "== gpu tests: rc=$rc, $((SECONDS - t0)) s"
-timeout 180 python3 bench/gpu.py --tool "$BUILD/tools_gpu_bench" --json "$LOG_DIR/gpu_bench.json" || rc=1
+timeout 300 python3 bench/gpu.py --tool "$BUILD/tools_gpu_bench" --model-tool "$BUILD/tools_gpu_model_bench" \
+  --types "${GPU_BENCH_TYPES:-q4_0}" --json "$LOG_DIR/gpu_bench.json" || rc=1
 echo "== bench: $((SECONDS - t0)) s, rc=$rc"
 exit $rc
