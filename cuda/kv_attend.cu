@@ -39,7 +39,7 @@ __global__ void __launch_bounds__(kThreads) attend_split_kernel(AttendArgs a, in
   for (int i = threadIdx.x; i < HC * kMaxSpans * kMaxGroups; i += kThreads) {
     const int hh = i / (kMaxSpans * kMaxGroups), s = (i / kMaxGroups) % kMaxSpans, g = i % kMaxGroups;
     float sum = 0.0f;
-    if (s < a.n_spans && a.spans[s].packed && g < a.spans[s].ks.n_groups()) {
+    if (s < a.n_spans && a.spans[s].packed && a.spans[s].n_rows > 0 && g < a.spans[s].ks.n_groups()) {
       const int G = a.spans[s].ks.group;
       for (int j = 0; j < G; ++j) sum += qs[hh * n + g * G + j];
     }
@@ -208,8 +208,10 @@ cudaError_t kv_attend_decode(const AttendArgs& args, cudaStream_t stream) {
     if (sp.n_rows < 0 || (sp.n_rows > 0 && (!sp.k || !sp.v))) return cudaErrorInvalidValue;
     if (sp.packed && sp.n_rows > 0) {
       for (const RowSpec* rs : {&sp.ks, &sp.vs}) {
-        if (rs->n != a.head_dim || rs->group < 8 || rs->group % 8 || a.head_dim % rs->group)
+        if (rs->n != a.head_dim || rs->group < 8 || rs->group % 8 || a.head_dim % rs->group ||
+            (rs->bits != 2 && rs->bits != 3 && rs->bits != 4 && rs->bits != 8) || (rs->gaussian && rs->bits > 4)) {
           return cudaErrorInvalidValue;
+        }
       }
       if (!sp.k_levels || !sp.v_levels) return cudaErrorInvalidValue;
     }

@@ -53,13 +53,13 @@ AKVQ_HD int64_t attend_total_rows(const AttendArgs& a) {
   return t;
 }
 
-// Rows per split for n_rows tokens: rows_per_split when > 0, else n_rows / 512 rounded up to a
-// multiple of 128 and at least 512 (short contexts: a few splits; long: about 512 splits).
+// Rows per split for n_rows tokens: rows_per_split when > 0, else about n_rows / 256 rounded up
+// to a multiple of 128 (at least 128): up to ~256 splits, so that even one KV head at a short
+// context gives the GPU a few hundred blocks, and the merge pass stays small.
 AKVQ_HD int64_t attend_rows_per_split(int64_t n_rows, int64_t rows_per_split) {
   if (rows_per_split > 0) return rows_per_split;
-  int64_t r = n_rows / 512;
-  r = r < 512 ? 512 : r;
-  return (r + 127) / 128 * 128;
+  const int64_t r = (n_rows + 255) / 256;
+  return r <= 128 ? 128 : (r + 127) / 128 * 128;
 }
 
 AKVQ_HD int64_t attend_splits(int64_t n_rows, int64_t rows_per_split) {

@@ -130,19 +130,17 @@ void GpuQuantKvCache::attend(int layer, const float* q, int n_q, int n_head, flo
 
 void GpuQuantKvCache::observe_device(int layer, const float* x, int n, int n_embd) {
   if (!host_->wants_observe() || n <= 0) return;
-  DeviceBuffer amax(static_cast<size_t>(n) * 4);
-  AKVQ_CUDA_CHECK(akvq_cuda::row_absmax(x, n, n_embd, amax.as<float>(), nullptr));
-  std::vector<float> h;
-  to_host(h, amax.as<float>(), n);
-  host_->observe_amax(layer, h.data(), n);
+  if (amax_.bytes() < static_cast<size_t>(n) * 4) amax_ = DeviceBuffer(static_cast<size_t>(n) * 4);
+  AKVQ_CUDA_CHECK(akvq_cuda::row_absmax(x, n, n_embd, amax_.as<float>(), nullptr));
+  to_host(hq_, amax_.as<float>(), n);
+  host_->observe_amax(layer, hq_.data(), n);
 }
 
 void GpuQuantKvCache::append_device(int layer, const float* k, const float* v, int n_new) {
   if (n_new < 0) throw InvalidArgument("[cuda] kv append: negative token count");
-  std::vector<float> hk, hv;
-  to_host(hk, k, n_new * row_);
-  to_host(hv, v, n_new * row_);
-  append(layer, hk.data(), hv.data(), n_new);
+  to_host(hk_, k, n_new * row_);
+  to_host(hv_, v, n_new * row_);
+  append(layer, hk_.data(), hv_.data(), n_new);
 }
 
 void GpuQuantKvCache::attend_device(int layer, const float* q, int n_q, int n_head, float scale, float* out,

@@ -63,7 +63,9 @@ class GpuQuantKvCache final : public kv::KvCache, public GpuCacheOps {
   std::vector<Mirror> mir_;
   DeviceBuffer levels_;  // [2 classes][K, V][256] level tables
   mutable DeviceBuffer work_;
-  mutable std::vector<float> hq_, hout_;
+  mutable std::vector<float> hq_, hout_;  // host staging of queries / outputs / amax
+  std::vector<float> hk_, hv_;             // host staging of new K / V rows
+  DeviceBuffer amax_;                      // [rows] per-token max|x|
   std::vector<uint8_t> stage_;  // new packed rows of every head, gathered for one copy
 };
 

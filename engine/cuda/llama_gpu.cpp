@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -74,11 +75,14 @@ void mm(const GpuWeight& w, const float* x, int64_t n, float* y) {
 
 struct LlamaGpu::Impl {
   const models::Llama* cpu = nullptr;
-  GpuWeight tok_embd, output;
+  GpuWeight tok_embd, output_own;
+  const GpuWeight* output = nullptr;  // &output_own, or &tok_embd when the file ties them
   DeviceBuffer out_norm;
   std::vector<GpuLayer> layers;
   int64_t bytes = 0;
-  // workspace (grown on demand)
+  // workspace (grown on demand), shared by every caller: forward_batch holds `mu` throughout
+  // (sessions of one model take turns on the GPU)
+  mutable std::mutex mu;
   mutable DeviceBuffer x, xn, q, k, v, attn, gate, up, xo, logits, ids, pos;
 };
 
@@ -89,9 +93,14 @@ LlamaGpu::LlamaGpu(const models::Llama& cpu) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.cpu = &cpu;
   m.tok_embd = upload_weight(cpu.tok_embd());
-  m.output = upload_weight(cpu.output());
+  if (cpu.output().data == cpu.tok_embd().data) {  // tied: one copy on the device
+    m.output = &m.tok_embd;
+  } else {
+    m.output_own = upload_weight(cpu.output());
+    m.output = &m.output_own;
+  }
   m.out_norm = upload_f32(cpu.out_norm());
-  m.bytes = static_cast<int64_t>(m.tok_embd.data.bytes() + m.output.data.bytes() + m.out_norm.bytes());
+  m.bytes = static_cast<int64_t>(m.tok_embd.data.bytes() + m.output_own.data.bytes() + m.out_norm.bytes());
   for (const models::LlamaLayer& L : cpu.layers()) {
     GpuLayer g;
     g.attn_norm = upload_f32(L.attn_norm), g.ffn_norm = upload_f32(L.ffn_norm);
@@ -118,6 +127,7 @@ std::unique_ptr<kv::KvCache> LlamaGpu::make_cache(const kv::KvConfig& cfg) const
 
 void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs, cpu::ThreadPool& pool) const {
   const Impl& m = *impl_;
+  const std::lock_guard<std::mutex> lock(m.mu);
   const models::LlamaHparams& hp = m.cpu->hparams();
   if (n_seqs < 1) throw InvalidArgument("[llama] forward: no sequences");
   std::vector<GpuCacheOps*> caches(n_seqs);
@@ -172,10 +182,16 @@ void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs, cpu::Thre
   for (int s = 0, r0 = 0; s < n_seqs; r0 += seqs[s].n, ++s) {
     const models::LlamaInput& in = seqs[s].in;
     if (!in.embd_index) continue;
-    for (int i = 0; i < seqs[s].n; ++i) {
-      if (in.embd_index[i] < 0) continue;
-      AKVQ_CUDA_CHECK(
-          cudaMemcpy(x + (r0 + i) * E, in.embd + int64_t{in.embd_index[i]} * E, E * 4, cudaMemcpyHostToDevice));
+    for (int i = 0; i < seqs[s].n;) {  // runs of consecutive embedding rows in one copy each
+      if (in.embd_index[i] < 0) {
+        ++i;
+        continue;
+      }
+      int j = i + 1;
+      while (j < seqs[s].n && in.embd_index[j] == in.embd_index[j - 1] + 1) ++j;
+      AKVQ_CUDA_CHECK(cudaMemcpy(x + (r0 + i) * E, in.embd + int64_t{in.embd_index[i]} * E, (j - i) * E * 4,
+                                 cudaMemcpyHostToDevice));
+      i = j;
     }
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
@@ -230,7 +246,7 @@ void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs, cpu::Thre
   }
   AKVQ_CUDA_CHECK(akvq_cuda::rms_norm(xo, m.out_norm.as<float>(), n_out, E, hp.rms_eps, xn, nullptr));
   float* lo = grow<float>(m.logits, n_out * nv);
-  mm(m.output, xn, n_out, lo);
+  mm(*m.output, xn, n_out, lo);
   for (int s = 0, o = 0; s < n_seqs; ++s) {
     if (!seqs[s].logits) continue;
     const int rows = seqs[s].all_logits ? seqs[s].n : 1;

@@ -283,6 +283,7 @@ TEST(CudaCodec, EmulatedFlashDecodingMatchesCpuCache) {
       {"wht2", {}, 96, 3, 1, 260, 128},
       {"q8", {}, 64, 2, 2, 150, 0},
       {"akvq2", {{"levels", "uniform"}, {"group", "32"}}, 128, 4, 2, 500, 128},
+      {"wht2", {{"bits", "3"}}, 256, 16, 2, 300, 0},
   };
   cpu::ThreadPool pool(2);
   uint32_t seed = 11;

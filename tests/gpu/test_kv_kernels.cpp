@@ -1,7 +1,7 @@
 // The packed-cache CUDA kernels against the CPU engine (skipped without a usable GPU, with the
 // reason): fused append writes the bytes RowCodec::quantize writes for the same rotated rows
 // (identical codes and headers) and the fp16 rows the window stores; flash-decoding over a real
-// QuantKvCache state matches QuantKvCache::attend within 1e-4 relative to max|out|, and the fp16
+// QuantKvCache state matches QuantKvCache::attend within 3e-5 relative to max(1, max|out|), and the fp16
 // path a double-precision reference. Argument checks run without a GPU.
 #include <gtest/gtest.h>
 
@@ -80,112 +80,133 @@ TEST(CudaKernels, RejectArgumentsTheyCannotServe) {  // checked before any launc
 
 TEST(CudaKernels, AppendWritesTheCpuCacheBytes) {
   AKVQ_REQUIRE_GPU();
-  for (int hd : {64, 80, 128}) {
-    SCOPED_TRACE("head_dim " + std::to_string(hd));
-    const int nkv = 2, n_new = 37, n_old = 5;
-    const size_t row = static_cast<size_t>(nkv) * hd;
-    const std::vector<float> k = randn(n_new * row, 1 + hd), v = randn(n_new * row, 2 + hd);
-    std::vector<uint16_t> k16(n_old * row), v16(n_old * row);  // existing fp16 rows (rotated)
-    for (size_t i = 0; i < k16.size(); ++i)
-      k16[i] = f32_to_fp16(0.3f * (i % 17) - 2), v16[i] = f32_to_fp16(0.1f * (i % 29) - 1);
-    kv::QuantSpec s0, s1;  // class 0: 2-bit Gaussian; class 1: 4-bit uniform
-    s0.bits = 2, s0.levels = kv::Levels::Gaussian, s0.clip = 0.9f;
-    s1.bits = 4;
-    const kv::RowCodec c0(s0, hd), c1(s1, hd);
-    const kv::RowCodec* codecs[2] = {&c0, &c1};
-    // jobs: tokens cycle class 0 (direct / through fp16), class 1, fp16 row; then old rows -> class 0
-    std::vector<kc::AppendJob> jobs, old_jobs;
-    int n_rows[2] = {0, 0}, n_f16 = 0;
-    for (int t = 0; t < n_new; ++t) {
-      kc::AppendJob j;
-      j.src_token = t;
-      j.round_f16 = t % 2;
-      j.dst_class = t % 3 == 2 ? -1 : t % 3;
-      j.dst_row = j.dst_class < 0 ? n_f16++ : n_rows[j.dst_class]++;
-      jobs.push_back(j);
-    }
-    for (int r = 0; r < n_old; ++r) {
-      kc::AppendJob j;
-      j.src_token = -1, j.src_row = r, j.dst_class = 0, j.dst_row = n_rows[0]++;
-      old_jobs.push_back(j);
-    }
-    std::vector<cuda::DeviceBuffer> bufs;
-    auto dev = [&](const auto& vec) {
-      bufs.push_back(cuda::DeviceBuffer::from(vec));
-      return bufs.back().ptr();
-    };
-    kc::AppendArgs a;
-    a.n_head_kv = nkv, a.head_dim = hd, a.rotate = true;
-    a.k = static_cast<const float*>(dev(k));
-    a.v = static_cast<const float*>(dev(v));
-    a.k16_src = static_cast<const uint16_t*>(dev(k16));
-    a.v16_src = static_cast<const uint16_t*>(dev(v16));
-    cuda::DeviceBuffer k16_dst(n_f16 * row * 2), v16_dst(n_f16 * row * 2);
-    a.k16_dst = k16_dst.as<uint16_t>(), a.v16_dst = v16_dst.as<uint16_t>();
-    std::vector<cuda::DeviceBuffer> segs;
-    for (int c = 0; c < 2; ++c) {
-      const kv::RowCodec& cd = *codecs[c];
-      kc::AppendClass& ac = a.cls[c];
-      ac.k = ac.v = test::row_spec(cd);
-      const std::vector<float> lv(cd.levels(), cd.levels() + (1 << cd.spec().bits));
-      ac.k_levels = ac.v_levels = static_cast<const float*>(dev(lv));
-      ac.head_stride_k = ac.head_stride_v = static_cast<int64_t>(n_rows[c]) * cd.row_bytes();
-      segs.emplace_back(nkv * ac.head_stride_k);
-      ac.k_seg = segs.back().as<uint8_t>();
-      segs.emplace_back(nkv * ac.head_stride_v);
-      ac.v_seg = segs.back().as<uint8_t>();
-    }
-    a.jobs = static_cast<const kc::AppendJob*>(dev(old_jobs)), a.n_jobs = n_old;
-    AKVQ_CUDA_CHECK(kc::kv_append(a, nullptr));
-    a.jobs = static_cast<const kc::AppendJob*>(dev(jobs)), a.n_jobs = n_new;
-    AKVQ_CUDA_CHECK(kc::kv_append(a, nullptr));
-    AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
+  // K and V of each class with different bits, levels, groups (several groups per row: several
+  // lanes quantize) and clips, so that a mix-up of K/V specs, tables or strides shows
+  auto spec = [](int bits, kv::Levels lv, int group, float clip) {
+    kv::QuantSpec q;
+    q.bits = bits, q.levels = lv, q.group = group, q.clip = clip;
+    return q;
+  };
+  const kv::QuantSpec specs[2][2] = {{spec(2, kv::Levels::Gaussian, 16, 0.9f), spec(4, kv::Levels::Uniform, 32, 1.0f)},
+                                     {spec(3, kv::Levels::Uniform, 0, 0.8f), spec(8, kv::Levels::Uniform, 16, 1.0f)}};
+  for (bool rotate : {true, false}) {
+    for (int hd : {64, 80, 128}) {
+      SCOPED_TRACE("head_dim " + std::to_string(hd) + (rotate ? " rotated" : " not rotated"));
+      const int nkv = 2, n_new = 37, n_old = 5;
+      const size_t row = static_cast<size_t>(nkv) * hd;
+      const std::vector<float> k = randn(n_new * row, 1 + hd), v = randn(n_new * row, 2 + hd);
+      std::vector<uint16_t> k16(n_old * row), v16(n_old * row);  // existing fp16 rows (rotated)
+      for (size_t i = 0; i < k16.size(); ++i) {
+        k16[i] = f32_to_fp16(0.3f * (i % 17) - 2), v16[i] = f32_to_fp16(0.1f * (i % 29) - 1);
+      }
+      std::vector<kv::RowCodec> codecs;  // [class][K, V]
+      for (int c = 0; c < 2; ++c) {
+        for (int kv_i = 0; kv_i < 2; ++kv_i) {
+          kv::QuantSpec q = specs[c][kv_i];
+          if (q.group && hd % q.group) q.group = 0;
+          codecs.emplace_back(q, hd);
+        }
+      }
+      auto codec = [&](int c, int kv_i) -> const kv::RowCodec& { return codecs[c * 2 + kv_i]; };
+      // jobs: tokens cycle class 0 (direct / through fp16), class 1, fp16 row; then old rows -> class 0
+      std::vector<kc::AppendJob> jobs, old_jobs;
+      int n_rows[2] = {0, 0}, n_f16 = 0;
+      for (int t = 0; t < n_new; ++t) {
+        kc::AppendJob j;
+        j.src_token = t;
+        j.round_f16 = t % 2;
+        j.dst_class = t % 3 == 2 ? -1 : t % 3;
+        j.dst_row = j.dst_class < 0 ? n_f16++ : n_rows[j.dst_class]++;
+        jobs.push_back(j);
+      }
+      for (int r = 0; r < n_old; ++r) {
+        kc::AppendJob j;
+        j.src_token = -1, j.src_row = r, j.dst_class = 0, j.dst_row = n_rows[0]++;
+        old_jobs.push_back(j);
+      }
+      std::vector<cuda::DeviceBuffer> bufs;
+      auto dev = [&](const auto& vec) {
+        bufs.push_back(cuda::DeviceBuffer::from(vec));
+        return bufs.back().ptr();
+      };
+      kc::AppendArgs a;
+      a.n_head_kv = nkv, a.head_dim = hd, a.rotate = rotate;
+      a.k = static_cast<const float*>(dev(k));
+      a.v = static_cast<const float*>(dev(v));
+      a.k16_src = static_cast<const uint16_t*>(dev(k16));
+      a.v16_src = static_cast<const uint16_t*>(dev(v16));
+      cuda::DeviceBuffer k16_dst(n_f16 * row * 2), v16_dst(n_f16 * row * 2);
+      a.k16_dst = k16_dst.as<uint16_t>(), a.v16_dst = v16_dst.as<uint16_t>();
+      std::vector<cuda::DeviceBuffer> segs;  // [class][K, V]
+      for (int c = 0; c < 2; ++c) {
+        kc::AppendClass& ac = a.cls[c];
+        ac.k = test::row_spec(codec(c, 0));
+        ac.v = test::row_spec(codec(c, 1));
+        const std::vector<float> kl(codec(c, 0).levels(), codec(c, 0).levels() + (1 << ac.k.bits));
+        const std::vector<float> vl(codec(c, 1).levels(), codec(c, 1).levels() + (1 << ac.v.bits));
+        ac.k_levels = static_cast<const float*>(dev(kl));
+        ac.v_levels = static_cast<const float*>(dev(vl));
+        ac.head_stride_k = static_cast<int64_t>(n_rows[c]) * codec(c, 0).row_bytes();
+        ac.head_stride_v = static_cast<int64_t>(n_rows[c]) * codec(c, 1).row_bytes();
+        segs.emplace_back(nkv * ac.head_stride_k);
+        ac.k_seg = segs.back().as<uint8_t>();
+        segs.emplace_back(nkv * ac.head_stride_v);
+        ac.v_seg = segs.back().as<uint8_t>();
+      }
+      a.jobs = static_cast<const kc::AppendJob*>(dev(old_jobs)), a.n_jobs = n_old;
+      AKVQ_CUDA_CHECK(kc::kv_append(a, nullptr));
+      a.jobs = static_cast<const kc::AppendJob*>(dev(jobs)), a.n_jobs = n_new;
+      AKVQ_CUDA_CHECK(kc::kv_append(a, nullptr));
+      AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
 
-    // CPU: rotate, round, quantize with the engine's codecs
-    std::vector<std::vector<uint8_t>> want_k(2), want_v(2);
-    for (int c = 0; c < 2; ++c) {
-      want_k[c].assign(nkv * n_rows[c] * codecs[c]->row_bytes(), 0);
-      want_v[c].assign(want_k[c].size(), 0);
-    }
-    std::vector<uint16_t> want_k16(n_f16 * row), want_v16(n_f16 * row);
-    auto place = [&](int cls, int64_t r, int h, const float* kx, const float* vx) {
-      const size_t rb = codecs[cls]->row_bytes(), hs = static_cast<size_t>(n_rows[cls]) * rb;
-      codecs[cls]->quantize(kx, want_k[cls].data() + h * hs + r * rb);
-      codecs[cls]->quantize(vx, want_v[cls].data() + h * hs + r * rb);
-    };
-    std::vector<float> kr(hd), vr(hd);
-    for (const kc::AppendJob& j : old_jobs) {
-      for (int h = 0; h < nkv; ++h) {
-        for (int d = 0; d < hd; ++d)
-          kr[d] = fp16_to_f32(k16[j.src_row * row + h * hd + d]),
-          vr[d] = fp16_to_f32(v16[j.src_row * row + h * hd + d]);
-        place(0, j.dst_row, h, kr.data(), vr.data());
+      // CPU: rotate, round, quantize with the engine's codecs
+      std::vector<std::vector<uint8_t>> want(4);  // [class][K, V]
+      for (int c = 0; c < 2; ++c) {
+        for (int kv_i = 0; kv_i < 2; ++kv_i) want[c * 2 + kv_i].assign(nkv * n_rows[c] * codec(c, kv_i).row_bytes(), 0);
       }
-    }
-    for (const kc::AppendJob& j : jobs) {
-      for (int h = 0; h < nkv; ++h) {
-        std::copy_n(k.data() + j.src_token * row + h * hd, hd, kr.data());
-        std::copy_n(v.data() + j.src_token * row + h * hd, hd, vr.data());
-        kv::wht(kr.data(), hd), kv::wht(vr.data(), hd);
-        if (j.dst_class < 0) {
+      std::vector<uint16_t> want_k16(n_f16 * row), want_v16(n_f16 * row);
+      auto place = [&](int cls, int64_t r, int h, const float* kx, const float* vx) {
+        for (int kv_i = 0; kv_i < 2; ++kv_i) {
+          const size_t rb = codec(cls, kv_i).row_bytes(), hs = static_cast<size_t>(n_rows[cls]) * rb;
+          codec(cls, kv_i).quantize(kv_i == 0 ? kx : vx, want[cls * 2 + kv_i].data() + h * hs + r * rb);
+        }
+      };
+      std::vector<float> kr(hd), vr(hd);
+      for (const kc::AppendJob& j : old_jobs) {
+        for (int h = 0; h < nkv; ++h) {
           for (int d = 0; d < hd; ++d) {
-            want_k16[j.dst_row * row + h * hd + d] = f32_to_fp16(kr[d]);
-            want_v16[j.dst_row * row + h * hd + d] = f32_to_fp16(vr[d]);
+            kr[d] = fp16_to_f32(k16[j.src_row * row + h * hd + d]);
+            vr[d] = fp16_to_f32(v16[j.src_row * row + h * hd + d]);
           }
-          continue;
+          place(0, j.dst_row, h, kr.data(), vr.data());
         }
-        if (j.round_f16) {
-          for (int d = 0; d < hd; ++d) kr[d] = fp16_to_f32(f32_to_fp16(kr[d])), vr[d] = fp16_to_f32(f32_to_fp16(vr[d]));
-        }
-        place(j.dst_class, j.dst_row, h, kr.data(), vr.data());
       }
+      for (const kc::AppendJob& j : jobs) {
+        for (int h = 0; h < nkv; ++h) {
+          std::copy_n(k.data() + j.src_token * row + h * hd, hd, kr.data());
+          std::copy_n(v.data() + j.src_token * row + h * hd, hd, vr.data());
+          if (rotate) kv::wht(kr.data(), hd), kv::wht(vr.data(), hd);
+          if (j.dst_class < 0) {
+            for (int d = 0; d < hd; ++d) {
+              want_k16[j.dst_row * row + h * hd + d] = f32_to_fp16(kr[d]);
+              want_v16[j.dst_row * row + h * hd + d] = f32_to_fp16(vr[d]);
+            }
+            continue;
+          }
+          if (j.round_f16) {
+            for (int d = 0; d < hd; ++d) {
+              kr[d] = fp16_to_f32(f32_to_fp16(kr[d])), vr[d] = fp16_to_f32(f32_to_fp16(vr[d]));
+            }
+          }
+          place(j.dst_class, j.dst_row, h, kr.data(), vr.data());
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        EXPECT_EQ(segs[i].to_vector<uint8_t>(want[i].size()), want[i]) << (i % 2 ? "V" : "K") << " class " << i / 2;
+      }
+      EXPECT_EQ(k16_dst.to_vector<uint16_t>(want_k16.size()), want_k16);
+      EXPECT_EQ(v16_dst.to_vector<uint16_t>(want_v16.size()), want_v16);
     }
-    for (int c = 0; c < 2; ++c) {
-      EXPECT_EQ(segs[2 * c].to_vector<uint8_t>(want_k[c].size()), want_k[c]) << "K class " << c;
-      EXPECT_EQ(segs[2 * c + 1].to_vector<uint8_t>(want_v[c].size()), want_v[c]) << "V class " << c;
-    }
-    EXPECT_EQ(k16_dst.to_vector<uint16_t>(want_k16.size()), want_k16);
-    EXPECT_EQ(v16_dst.to_vector<uint16_t>(want_v16.size()), want_v16);
   }
 }
 
@@ -210,6 +231,7 @@ TEST(CudaKernels, FlashDecodingMatchesCpuCache) {
       {"wht2", {}, 96, 3, 1, 260, 128},
       {"q8", {}, 64, 2, 2, 150, 0},
       {"akvq2", {{"levels", "uniform"}, {"group", "32"}}, 128, 32, 4, 5000, 0},
+      {"wht2", {{"bits", "3"}}, 256, 16, 2, 600, 0},  // 8 heads per block at the shared-memory edge
   };
   cpu::ThreadPool pool(2);
   uint32_t seed = 5;
@@ -251,7 +273,7 @@ TEST(CudaKernels, FlashDecodingMatchesCpuCache) {
     ds.args.scale = scale;
     AKVQ_CUDA_CHECK(kc::kv_attend_decode(ds.args, nullptr));
     AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
-    EXPECT_LE(max_rel_err(want, dout.to_vector<float>(q.size())), 1e-4);
+    EXPECT_LE(max_rel_err(want, dout.to_vector<float>(q.size())), 3e-5);
   }
 }
 

@@ -58,7 +58,7 @@ TEST(CudaOps, MatmulEveryTypeBothPaths) {
     const int64_t rb = static_cast<int64_t>(w.size()) / n_out;
     for (int64_t r = 0; r < n_out; ++r) ops::dequantize_row(t, w.data() + r * rb, wf.data() + r * n_in, n_in);
     cuda::DeviceBuffer dw = cuda::DeviceBuffer::from(w);
-    for (int64_t n_tok : {1, 2, 3, 5, 8, 70}) {
+    for (int64_t n_tok : {1, 2, 3, 5, 8, 9, 64, 70, 130}) {
       const std::vector<float> x = randn(n_tok * n_in, 7 + n_tok);
       std::vector<float> want(n_tok * n_out);
       for (int64_t i = 0; i < n_tok; ++i) {
@@ -85,7 +85,8 @@ TEST(CudaOps, GetRowsBitForBit) {
   AKVQ_REQUIRE_GPU();
   const int64_t ne0 = 256, n_rows = 40;
   const std::vector<int32_t> ids = {0, 39, 7, 7, 12};
-  for (DType t : {DType::F16, DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t :
+       {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const std::vector<uint8_t> w = test::random_weight_rows(t, ne0, n_rows, 60 + static_cast<uint32_t>(t));
     TensorView tv;
     tv.type = t;
@@ -99,6 +100,12 @@ TEST(CudaOps, GetRowsBitForBit) {
     AKVQ_CUDA_CHECK(kc::get_rows(static_cast<kc::WType>(static_cast<int>(t)), dw.as<uint8_t>(), ne0, n_rows,
                                  di.as<int32_t>(), static_cast<int64_t>(ids.size()), dout.as<float>(), nullptr));
     EXPECT_EQ(dout.to_vector<float>(want.size()), want) << dtype_name(static_cast<uint32_t>(t));
+    const std::vector<int32_t> bad = {3, 40, -1};  // ids out of range give zero rows
+    cuda::DeviceBuffer dbad = cuda::DeviceBuffer::from(bad), dz(3 * ne0 * 4);
+    AKVQ_CUDA_CHECK(kc::get_rows(static_cast<kc::WType>(static_cast<int>(t)), dw.as<uint8_t>(), ne0, n_rows,
+                                 dbad.as<int32_t>(), 3, dz.as<float>(), nullptr));
+    const std::vector<float> z = dz.to_vector<float>(3 * ne0);
+    EXPECT_TRUE(std::all_of(z.begin() + ne0, z.end(), [](float f) { return f == 0.0f; }));
   }
 }
 
@@ -124,14 +131,16 @@ TEST(CudaOps, NormsRopeSwigluActivationsMatchEngine) {
     expect_close(want, dy.to_vector<float>(x.size()), 1e-5, "layer_norm");
   }
   for (bool half : {false, true}) {
-    const int n_head = 9, hd = 64;  // n = 576
-    const std::vector<int32_t> pos = {0, 1, 2, 100, 2047, 4095};
-    std::vector<float> want = x;
-    ops::rope(want.data(), n_tok, n_head, hd, hd, pos.data(), 10000.0f,
-              half ? ops::RopeMode::HalfSplit : ops::RopeMode::AdjacentPairs);
-    cuda::DeviceBuffer dr = cuda::DeviceBuffer::from(x), dp = cuda::DeviceBuffer::from(pos);
-    AKVQ_CUDA_CHECK(kc::rope(dr.as<float>(), n_tok, n_head, hd, hd, dp.as<int32_t>(), 10000.0f, half, nullptr));
-    expect_close(want, dr.to_vector<float>(x.size()), 1e-5, half ? "rope half split" : "rope adjacent");
+    for (int n_rot : {64, 32}) {      // n_rot < head_dim: the rest of each head untouched
+      const int n_head = 9, hd = 64;  // n = 576
+      const std::vector<int32_t> pos = {0, 1, 2, 100, 2047, 4095};
+      std::vector<float> want = x;
+      ops::rope(want.data(), n_tok, n_head, hd, n_rot, pos.data(), 10000.0f,
+                half ? ops::RopeMode::HalfSplit : ops::RopeMode::AdjacentPairs);
+      cuda::DeviceBuffer dr = cuda::DeviceBuffer::from(x), dp = cuda::DeviceBuffer::from(pos);
+      AKVQ_CUDA_CHECK(kc::rope(dr.as<float>(), n_tok, n_head, hd, n_rot, dp.as<int32_t>(), 10000.0f, half, nullptr));
+      expect_close(want, dr.to_vector<float>(x.size()), 1e-5, half ? "rope half split" : "rope adjacent");
+    }
   }
   {
     const std::vector<float> u = randn(x.size(), 9);
