@@ -89,6 +89,7 @@ nb::dict info_dict(const ModelInfo& i) {
   d["packed_bytes"] = i.packed_bytes;
   d["device"] = i.device;
   d["device_bytes"] = i.device_bytes;
+  d["device_note"] = i.device_note;
   return d;
 }
 

@@ -88,9 +88,10 @@ class Model:
         the activations the quantized matmuls use, 16 (default) or 8 (faster prompt processing on
         AVX-512 CPUs, slightly different logits; bench/RESULTS.md states the agreement with
         transformers). device: where the decoder runs, "cpu" (default), "cuda" (GPU 0; RuntimeError
-        naming the reason when pyakvq.cuda_available() is False; the KV cache is then in GPU memory,
-        kv="f16" only for now) or "auto" (the GPU when available, else the CPU); ValueError
-        otherwise. The vision tower runs on the CPU."""
+        naming the reason when pyakvq.cuda_available() is False; every kv mode, see README "CUDA") or
+        "auto" (the GPU when available and the model fits it, else the CPU: info["device"] says
+        which, info["device_note"] why not the GPU); ValueError otherwise. The vision tower runs on
+        the CPU."""
         if path is None:
             from .demo import demo_model_path  # noqa: PLC0415
 

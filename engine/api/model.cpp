@@ -71,9 +71,14 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
   info.act_bits = params.act_bits;
   info.packed_bytes = static_cast<int64_t>(im.llama->packed_bytes());
   if (params.device == "cuda" || (params.device == "auto" && cuda::is_available())) {
-    im.gpu = std::make_unique<cuda::LlamaGpu>(*im.llama);  // Unavailable / OutOfMemory name the reason
-    info.device = "cuda";
-    info.device_bytes = im.gpu->weight_bytes();
+    try {
+      im.gpu = std::make_unique<cuda::LlamaGpu>(*im.llama);  // Unavailable / OutOfMemory name the reason
+      info.device = "cuda";
+      info.device_bytes = im.gpu->weight_bytes();
+    } catch (const Error& e) {
+      if (params.device == "cuda") throw;
+      info.device_note = e.what();  // auto: the CPU, and why not the GPU
+    }
   }
   info.rope_theta = hp.rope_theta;
   info.rms_eps = hp.rms_eps;

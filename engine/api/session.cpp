@@ -185,6 +185,9 @@ void attention_probs(const float* q, const float* k, int n, int q0, int n_head, 
 void Session::attention_profile(const SessionInput& input, int q_begin, float* out) {
   Impl& s = *impl_;
   if (!out) throw InvalidArgument("[session] attention_profile: output buffer is null");
+  if (s.model->impl().gpu) {  // the profile reads the CPU forward's intermediates
+    throw Unavailable("[session] attention_profile runs on the CPU: load the model with device='cpu' to profile it");
+  }
   s.seq.check_input(input, 0);
   const int n = static_cast<int>(input.size());
   if (q_begin < 0 || q_begin >= n) {

@@ -16,8 +16,8 @@ namespace akvq::cuda {
 
 class GpuKvCache final : public kv::KvCache, public GpuCacheOps {
  public:
-  // cfg.mode must be "f16" (throws Unavailable for the quantized modes, InvalidArgument for bad
-  // sizes); throws OutOfMemory when the device cannot hold n_ctx tokens.
+  // cfg.mode must be "f16" (the quantized modes: GpuQuantKvCache; throws Unavailable otherwise,
+  // InvalidArgument for bad sizes); throws OutOfMemory when the device cannot hold n_ctx tokens.
   explicit GpuKvCache(const kv::KvConfig& cfg);
 
   int n_tokens(int layer = 0) const override;

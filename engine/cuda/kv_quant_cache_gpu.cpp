@@ -43,6 +43,47 @@ GpuQuantKvCache::GpuQuantKvCache(const kv::KvConfig& cfg) : KvCache(cfg) {
     }
   }
   levels_ = DeviceBuffer::from(lv);
+  if (!mirrored_) return;
+  // every mirror buffer at its full size now: a cache that does not fit fails here, when a slot or
+  // session is made, not in the middle of a step
+  const int nkv = cfg.n_head_kv;
+  const size_t frow = static_cast<size_t>(row_) * 2;  // fp16 token row
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    Mirror& m = mir_[l];
+    for (int c = 0; c < (host_->is_tsa(l) ? 2 : 1); ++c) {
+      m.seg_k[c] = DeviceBuffer(static_cast<size_t>(nkv) * cfg.n_ctx * host_->codec_k(c).row_bytes());
+      m.seg_v[c] = DeviceBuffer(static_cast<size_t>(nkv) * cfg.n_ctx * host_->codec_v(c).row_bytes());
+    }
+    if (host_->options().pivots > 0) {
+      m.pk = DeviceBuffer(host_->options().pivots * frow);
+      m.pv = DeviceBuffer(host_->options().pivots * frow);
+    }
+    if (host_->window_cap() > 0) {
+      m.wk = DeviceBuffer(host_->window_cap() * frow);
+      m.wv = DeviceBuffer(host_->window_cap() * frow);
+    }
+  }
+  device_bytes_ = bytes_bound(cfg.n_ctx);
+}
+
+int64_t GpuQuantKvCache::bytes_bound(int n_tokens) const {
+  if (!mirrored_) return host_->bytes_bound(n_tokens);
+  int64_t b = 0;  // the mirror's layout: n_tokens packed rows per head for each class a layer uses,
+                  // plus the fp16 window and pivot stores
+  for (int l = 0; l < cfg_.n_layer; ++l) {
+    for (int c = 0; c < (host_->is_tsa(l) ? 2 : 1); ++c) {
+      b += int64_t{cfg_.n_head_kv} * n_tokens *
+           static_cast<int64_t>(host_->codec_k(c).row_bytes() + host_->codec_v(c).row_bytes());
+    }
+    b += int64_t{host_->options().pivots + host_->window_cap()} * row_ * 2 * 2;
+  }
+  return b;
+}
+
+kv::KvStats GpuQuantKvCache::stats() const {
+  kv::KvStats s = host_->stats();
+  if (mirrored_) s.bytes_reserved = device_bytes_;
+  return s;
 }
 
 void GpuQuantKvCache::clear() {
@@ -60,6 +101,8 @@ void GpuQuantKvCache::sync(int layer, int n_new) {
   Mirror& m = mir_[layer];
   const kv::QuantKvCache::Layer& S = host_->layer_state(layer);
   const int nkv = cfg_.n_head_kv;
+  const bool full = m.dirty;
+  m.dirty = true;  // until this sync completes (a failed copy leaves the layer to be re-mirrored)
   for (int c = 0; c < 2; ++c) {
     const kv::QuantKvCache::Segment& g = S.seg[c];
     const size_t kb = host_->codec_k(c).row_bytes(), vb = host_->codec_v(c).row_bytes();
@@ -68,11 +111,9 @@ void GpuQuantKvCache::sync(int layer, int n_new) {
       m.rows[c] = 0;
       continue;
     }
-    if (!m.seg_k[c].ptr()) {  // first rows of this class: room for n_ctx rows per head
-      m.seg_k[c] = DeviceBuffer(static_cast<size_t>(nkv) * cfg_.n_ctx * kb);
-      m.seg_v[c] = DeviceBuffer(static_cast<size_t>(nkv) * cfg_.n_ctx * vb);
-    }
-    const int64_t from = (m.dirty || n < m.rows[c]) ? 0 : m.rows[c];  // rows compacted: all again
+    if (!m.seg_k[c].ptr()) throw Error("[cuda] kv: layer " + std::to_string(layer) + " has no mirror of class " +
+                                       std::to_string(c));  // the constructor sizes every class a layer uses
+    const int64_t from = (full || n < m.rows[c]) ? 0 : m.rows[c];  // rows compacted: all again
     // the new rows of every head gathered on the host, then one 2-D copy per K and V (a head's
     // rows are n_ctx rows apart on the device)
     for (int kv_i = 0; kv_i < 2; ++kv_i) {
@@ -92,27 +133,21 @@ void GpuQuantKvCache::sync(int layer, int n_new) {
   }
   const size_t rb = static_cast<size_t>(row_) * 2;  // fp16 token row
   const size_t n_piv = S.ppos.size();
-  const bool piv_changed = m.dirty || S.ppos != m.ppos;
-  m.ppos = S.ppos;
+  const bool piv_changed = full || S.ppos != m.ppos;
   if (n_piv > 0 && piv_changed) {  // at most `pivots` rows: re-mirrored whole when they change
-    if (m.pk.bytes() < n_piv * rb) {
-      m.pk = DeviceBuffer(host_->options().pivots * rb);
-      m.pv = DeviceBuffer(host_->options().pivots * rb);
-    }
     to_device(m.pk.ptr(), S.pk.data(), n_piv * rb);
     to_device(m.pv.ptr(), S.pv.data(), n_piv * rb);
   }
+  m.ppos = S.ppos;
   const int cap = host_->window_cap();
-  if (cap > 0 && S.w_count > 0) {
-    if (!m.wk.ptr()) {
-      m.wk = DeviceBuffer(cap * rb);
-      m.wv = DeviceBuffer(cap * rb);
-    }
-    const int changed = m.dirty ? S.w_count : std::min(n_new, S.w_count);  // the newest slots
-    for (int j = S.w_count - changed; j < S.w_count; ++j) {
-      const int slot = (S.w_head + j) % cap;
-      to_device(m.wk.as<uint8_t>() + slot * rb, S.wk.data() + slot * row_, rb);
-      to_device(m.wv.as<uint8_t>() + slot * rb, S.wv.data() + slot * row_, rb);
+  if (cap > 0 && S.w_count > 0) {  // the newest slots: at most two runs of the ring
+    const int changed = full ? S.w_count : std::min(n_new, S.w_count);
+    const int s0 = (S.w_head + S.w_count - changed) % cap;
+    const int len1 = std::min(changed, cap - s0);
+    for (const auto& [first, len] : {std::pair<int, int>{s0, len1}, std::pair<int, int>{0, changed - len1}}) {
+      if (len == 0) continue;
+      to_device(m.wk.as<uint8_t>() + first * rb, S.wk.data() + first * row_, len * rb);
+      to_device(m.wv.as<uint8_t>() + first * rb, S.wv.data() + first * row_, len * rb);
     }
   }
   m.dirty = false;

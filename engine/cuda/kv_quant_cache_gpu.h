@@ -31,8 +31,11 @@ class GpuQuantKvCache final : public kv::KvCache, public GpuCacheOps {
   void append(int layer, const float* k, const float* v, int n_new) override;
   void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
               cpu::ThreadPool& pool) const override;
-  kv::KvStats stats() const override { return host_->stats(); }
-  int64_t bytes_bound(int n_tokens) const override { return host_->bytes_bound(n_tokens); }
+  // The host cache's figures, bytes_reserved the GPU mirror's (allocated whole at construction).
+  kv::KvStats stats() const override;
+  // The GPU mirror's layout for n_tokens (every class a layer may use holds n_tokens rows, plus the
+  // fp16 window and pivots); kivi2 (no mirror): the host cache's bound.
+  int64_t bytes_bound(int n_tokens) const override;
   KvSummary summary() const override { return host_->summary(); }
   void observe(int layer, const float* x, int n, int n_embd) override { host_->observe(layer, x, n, n_embd); }
   void observe_amax(int layer, const float* amax, int n) override { host_->observe_amax(layer, amax, n); }
@@ -58,6 +61,7 @@ class GpuQuantKvCache final : public kv::KvCache, public GpuCacheOps {
   void sync(int layer, int n_new);  // mirrors what the host append of n_new tokens changed
 
   std::unique_ptr<kv::QuantKvCache> host_;
+  int64_t device_bytes_ = 0;  // the mirror's allocation
   bool mirrored_ = true;  // false for kivi2 (attends on the host)
   int64_t row_;           // n_head_kv * head_dim
   std::vector<Mirror> mir_;

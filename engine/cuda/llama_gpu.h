@@ -1,8 +1,10 @@
 // The Llama decoder on the GPU (CUDA builds; the stub build throws Unavailable): the weights of a
 // loaded models::Llama uploaded once in their stored types, and the same forward as
 // Llama::forward_batch (engine/models/llama_forward.cpp) with the kernels of cuda/ and the caches
-// in GPU memory (cuda::GpuKvCache from make_cache). Inputs and logits stay host arrays: token ids
-// and image embedding rows are uploaded, the requested logits downloaded.
+// from make_cache (GpuKvCache for f16, GpuQuantKvCache for the quantized modes). Inputs and logits
+// stay host arrays: token ids and image embedding rows are uploaded, the requested logits
+// downloaded. The debug hook of LlamaWorkspace is not called (Session::attention_profile refuses
+// GPU models).
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -1,7 +1,8 @@
 // The GPU KV caches against the CPU caches fed the same rows (skipped without a usable GPU, with
 // the reason): every quantized mode through GpuQuantKvCache's device calls (observe, append,
 // attend: prefill chunks on the host cache, decode by flash-decoding over the mirrored codes)
-// within 1e-4 relative to max|out|, across truncation; the f16 GpuKvCache likewise.
+// within 1e-4 relative to max|out|, with pivots displaced and across a truncation that compacts
+// the stores; the f16 GpuKvCache likewise.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -73,7 +74,8 @@ TEST(GpuKvCaches, MatchTheCpuCacheInEveryMode) {
       for (int l = 0; l < 2; ++l) {
         std::vector<float> x = randn(static_cast<size_t>(n) * E, seed++);
         for (int i = 0; i < n; ++i) {
-          if ((ref->n_tokens(l) + i) % 53 == 5) x[i * E + 3] = 500.0f;
+          const int p = ref->n_tokens(l) + i;
+          if (p % 53 == 5) x[i * E + 3] = 500.0f + p;  // growing: later pivots displace earlier ones
         }
         const std::vector<float> k = randn(n * row, seed++), v = randn(n * row, seed++);
         const std::vector<float> q = randn(static_cast<size_t>(n) * n_head * hd, seed++, 1.5f);
@@ -89,13 +91,15 @@ TEST(GpuKvCaches, MatchTheCpuCacheInEveryMode) {
         ASSERT_LE(rel_err(want, dout.to_vector<float>(q.size())), 1e-4) << what << " layer " << l;
       }
       ASSERT_EQ(gpu->n_tokens(), ref->n_tokens());
-      EXPECT_EQ(gpu->stats().bytes, ref->stats().bytes);
     };
     for (int i = 0; i < 4; ++i) step(50, "prefill chunk");
     for (int i = 0; i < 30; ++i) step(1, "decode");
-    const int keep = ref->restorable(150);
-    ref->truncate(keep), gpu->truncate(keep);
+    ref->truncate(150), gpu->truncate(150);  // a real compaction (not exact for windowed modes: both alike)
     step(3, "after truncate");
     for (int i = 0; i < 5; ++i) step(1, "decode after truncate");
+    if (mode != "f16" && mode != "kivi2") {  // the reservation is the mirror's, priced by bytes_bound
+      EXPECT_EQ(gpu->stats().bytes_reserved, gpu->bytes_bound(cfg.n_ctx));
+      EXPECT_GE(gpu->bytes_bound(cfg.n_ctx), ref->bytes_bound(cfg.n_ctx) / 2);
+    }
   }
 }

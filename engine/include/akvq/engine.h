@@ -37,6 +37,7 @@ struct ModelInfo {
   int64_t packed_bytes = 0;     // memory of the weights repacked at load for the active kernels
   std::string device = "cpu";   // where the decoder runs: "cpu" or "cuda"
   int64_t device_bytes = 0;     // GPU memory of the uploaded weights (device "cuda")
+  std::string device_note;      // device "auto" that fell back to the CPU: why the GPU was not used
 };
 
 // How a model is loaded.
@@ -47,10 +48,11 @@ struct ModelParams {
   // different logits). Float weights (F32/F16/BF16) always use f32 activations.
   int act_bits = 16;
   // Where the decoder runs: "cpu" (default), "cuda" (GPU 0; throws Unavailable when there is no
-  // usable GPU, with the reason) or "auto" (the GPU when cuda::is_available(), else the CPU). On
+  // usable GPU, with the reason) or "auto" (the GPU when cuda::is_available() and the model fits
+  // it, else the CPU: ModelInfo::device_note says why). On
   // the GPU the weights are uploaded once in their stored types, activations are f32 (act_bits
-  // does not apply) and the KV cache lives in GPU memory (kv mode f16 for now); the vision tower
-  // runs on the CPU.
+  // does not apply) and the KV caches are held for the GPU (cuda::LlamaGpu::make_cache); the vision
+  // tower runs on the CPU.
   std::string device = "cpu";
   void validate() const;  // throws InvalidArgument naming the bad field
 };
