@@ -13,24 +13,16 @@ namespace akvq::kv::ref {
 
 namespace {
 
-// Forces v to be rounded to float before it is used (no FMA contraction across it), so the
-// uniform quantizer reproduces a plain float32 numpy evaluation of the same formula.
-inline float opaque(float v) {
+// Forces v to be rounded to its type before it is used (no FMA contraction across it), so the
+// quantizer gives the same bits in every build (the uniform one those of a plain float32 numpy
+// evaluation of the same formula).
+template <class T>
+inline T opaque(T v) {
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
   __asm__("" : "+x"(v));
   return v;
 #else
-  volatile float t = v;
-  return t;
-#endif
-}
-
-inline double opaque_d(double v) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  __asm__("" : "+x"(v));
-  return v;
-#else
-  volatile double t = v;
+  volatile T t = v;
   return t;
 #endif
 }
@@ -79,7 +71,7 @@ GroupHeader group_header(const QuantSpec& spec, const float* xg, int group) {
     for (int i = 0; i < group; ++i) sum += xg[i];
     const double mean = sum / group;
     double ss = 0;  // products rounded before the sum (no FMA): the same bits in every build
-    for (int i = 0; i < group; ++i) ss += opaque_d((xg[i] - mean) * (xg[i] - mean));
+    for (int i = 0; i < group; ++i) ss += opaque((xg[i] - mean) * (xg[i] - mean));
     const double sd = std::sqrt(ss / group);
     h.scale = f32_to_fp16(static_cast<float>(spec.clip * sd));
     h.offset = f32_to_fp16(static_cast<float>(mean));

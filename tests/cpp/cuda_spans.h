@@ -9,12 +9,17 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "cuda/kv_spans.h"
+#include "kv/kv_cache.h"
 #include "kv/kv_quant_cache.h"
 #include "kv/quant.h"
 #include "kv_attend_args.cuh"
+#include "test_random.h"
 
 namespace akvq::test {
 
@@ -78,6 +83,58 @@ inline HostSpans decode_spans(const kv::QuantKvCache& c, int layer) {
   hs.args.head_dim = hd;
   hs.args.rotate = c.options().rotate;
   return hs;
+}
+
+// A decode-time case of the flash-decoding tests (CPU emulation and GPU alike).
+struct DecodeCase {
+  std::string mode;
+  std::map<std::string, std::string> opts;
+  int head_dim, n_head, n_head_kv, n_tokens;
+  int64_t rows_per_split;  // 0: the kernels' default
+};
+
+inline std::vector<DecodeCase> decode_cases() {
+  return {
+      {"akvq2", {{"window", "16"}, {"pivots", "4"}, {"tsa_layers", "0"}}, 64, 6, 2, 700, 128},
+      {"akvq2", {}, 128, 8, 1, 3000, 0},
+      {"akvq4", {{"window", "8"}}, 80, 4, 4, 300, 128},
+      {"q2", {}, 64, 16, 2, 333, 256},
+      {"wht2", {}, 96, 3, 1, 260, 128},
+      {"q8", {}, 64, 2, 2, 150, 0},
+      {"akvq2", {{"levels", "uniform"}, {"group", "32"}}, 128, 32, 4, 5000, 0},
+      {"wht2", {{"bits", "3"}}, 256, 16, 2, 600, 0},  // 8 heads per block at the shared-memory edge
+  };
+}
+
+// A 2-layer cache of the case holding n_tokens tokens: prefill chunks of 256 (kinds cycling
+// text / vision / generated, growing spikes in the layer input: pivots, outlier K channels), then
+// a one-token append, so that a decode query sees every stored row.
+inline std::unique_ptr<kv::KvCache> decode_cache(const DecodeCase& cs, uint32_t& seed) {
+  kv::KvConfig cfg;
+  cfg.mode = cs.mode, cfg.n_layer = 2, cfg.n_head_kv = cs.n_head_kv, cfg.head_dim = cs.head_dim;
+  cfg.n_ctx = 8192, cfg.options = cs.opts;
+  std::unique_ptr<kv::KvCache> cache = kv::KvCache::create(cfg);
+  const int E = 16;
+  const size_t row = static_cast<size_t>(cs.n_head_kv) * cs.head_dim;
+  auto feed = [&](int n) {
+    std::vector<TokenKind> kinds(n);
+    for (int i = 0; i < n; ++i) kinds[i] = static_cast<TokenKind>((cache->n_tokens() + i) / 29 % 3);
+    cache->set_kinds(kinds.data(), n);
+    for (int l = 0; l < 2; ++l) {
+      std::vector<float> x = randn(static_cast<size_t>(n) * E, seed++);
+      for (int i = 0; i < n; ++i) {
+        const int p = cache->n_tokens(l) + i;
+        if (p % 53 == 5) x[i * E + 3] = 500.0f + p;
+      }
+      cache->observe(l, x.data(), n, E);
+      std::vector<float> k = randn(n * row, seed++), v = randn(n * row, seed++);
+      for (size_t e = 0; e < k.size(); e += 5) k[e] *= 4.0f;
+      cache->append(l, k.data(), v.data(), n);
+    }
+  };
+  for (int done = 0; done < cs.n_tokens - 1; done += 256) feed(std::min(256, cs.n_tokens - 1 - done));
+  feed(1);
+  return cache;
 }
 
 }  // namespace akvq::test

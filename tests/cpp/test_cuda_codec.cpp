@@ -24,7 +24,8 @@
 #include "kv_codec.cuh"
 #include "nn_math.cuh"
 #include "ops/ops.h"
-#include "random_weights.h"
+#include "test_ops_util.h"
+#include "test_random.h"
 #include "weights.cuh"
 
 using namespace akvq;
@@ -38,13 +39,7 @@ uint32_t bits_of(float f) {
   return u;
 }
 
-std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> x(n);
-  for (float& f : x) f = d(g);
-  return x;
-}
+using test::randn;
 
 }  // namespace
 
@@ -265,75 +260,27 @@ std::vector<float> emulate_attend(const kc::AttendArgs& a, const float* q, float
   return out;
 }
 
-struct AttendCase {
-  std::string mode;
-  std::map<std::string, std::string> opts;
-  int head_dim, n_head, n_head_kv, n_tokens;
-  int64_t rows_per_split;
-};
-
 }  // namespace
 
 TEST(CudaCodec, EmulatedFlashDecodingMatchesCpuCache) {
-  const std::vector<AttendCase> cases = {
-      {"akvq2", {{"window", "16"}, {"pivots", "4"}, {"tsa_layers", "0"}}, 64, 6, 2, 700, 128},
-      {"akvq2", {}, 128, 8, 1, 400, 0},
-      {"akvq4", {{"window", "8"}}, 80, 4, 4, 300, 128},
-      {"q2", {}, 64, 16, 2, 333, 256},
-      {"wht2", {}, 96, 3, 1, 260, 128},
-      {"q8", {}, 64, 2, 2, 150, 0},
-      {"akvq2", {{"levels", "uniform"}, {"group", "32"}}, 128, 4, 2, 500, 128},
-      {"wht2", {{"bits", "3"}}, 256, 16, 2, 300, 0},
-  };
   cpu::ThreadPool pool(2);
   uint32_t seed = 11;
-  for (const AttendCase& cs : cases) {
-    SCOPED_TRACE(cs.mode + " hd=" + std::to_string(cs.head_dim));
-    kv::KvConfig cfg;
-    cfg.mode = cs.mode;
-    cfg.n_layer = 2;
-    cfg.n_head_kv = cs.n_head_kv;
-    cfg.head_dim = cs.head_dim;
-    cfg.n_ctx = 1024;
-    cfg.options = cs.opts;
-    auto cache = kv::KvCache::create(cfg);
+  for (const test::DecodeCase& cs : test::decode_cases()) {
+    SCOPED_TRACE(cs.mode + " hd=" + std::to_string(cs.head_dim) + " n=" + std::to_string(cs.n_tokens));
+    std::unique_ptr<kv::KvCache> cache = test::decode_cache(cs, seed);
     auto* qc = dynamic_cast<kv::QuantKvCache*>(cache.get());
     ASSERT_NE(qc, nullptr);
-    const int hd = cs.head_dim, E = 16;
-    const size_t row = static_cast<size_t>(cs.n_head_kv) * hd;
-    auto feed = [&](int n) {
-      std::vector<TokenKind> kinds(n);
-      for (int i = 0; i < n; ++i) kinds[i] = static_cast<TokenKind>((cache->n_tokens() + i) / 29 % 3);
-      cache->set_kinds(kinds.data(), n);
-      for (int l = 0; l < 2; ++l) {
-        std::vector<float> x = randn(static_cast<size_t>(n) * E, seed++);
-        for (int i = 0; i < n; ++i) {
-          if ((cache->n_tokens(l) + i) % 53 == 5) x[i * E + 3] = 500.0f;  // pivot candidates
-        }
-        cache->observe(l, x.data(), n, E);
-        std::vector<float> k = randn(n * row, seed++), v = randn(n * row, seed++);
-        for (size_t e = 0; e < k.size(); e += 5) k[e] *= 4.0f;
-        cache->append(l, k.data(), v.data(), n);
-      }
-    };
-    for (int done = 0; done < cs.n_tokens - 1; done += 64) feed(std::min(64, cs.n_tokens - 1 - done));
-    feed(1);  // decode step: every packed row visible, no snapshot
     for (int l = 0; l < 2; ++l) {
       test::HostSpans hs = test::decode_spans(*qc, l);
       hs.args.n_head = cs.n_head;
       hs.args.rows_per_split = cs.rows_per_split;
       ASSERT_EQ(kc::attend_total_rows(hs.args), cs.n_tokens) << "every token in exactly one span";
-      const std::vector<float> q = randn(static_cast<size_t>(cs.n_head) * hd, seed++, 1.5f);
-      const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+      const std::vector<float> q = randn(static_cast<size_t>(cs.n_head) * cs.head_dim, seed++, 1.5f);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(cs.head_dim));
       std::vector<float> want(q.size());
       cache->attend(l, q.data(), 1, cs.n_head, scale, want.data(), pool);
       const std::vector<float> got = emulate_attend(hs.args, q.data(), scale);
-      double mx = 0, err = 0;
-      for (size_t e = 0; e < want.size(); ++e) {
-        mx = std::max(mx, std::fabs(double(want[e])));
-        err = std::max(err, std::fabs(double(want[e]) - got[e]));
-      }
-      EXPECT_LE(err, 2e-5 * std::max(1.0, mx))
+      EXPECT_LE(test::max_rel_err(want, got), 2e-5)
           << "layer " << l << " splits " << kc::attend_splits(cs.n_tokens, cs.rows_per_split);
     }
   }
@@ -347,7 +294,8 @@ TEST(CudaWeights, Dequant32MatchesEngineBitForBit) {
     const auto wt = static_cast<kc::WType>(static_cast<int>(t));
     ASSERT_TRUE(kc::wtype_known(static_cast<int>(t)));
     const int64_t n = 1024;
-    const std::vector<uint8_t> row = test::random_weight_rows(t, n, 1, 3 + static_cast<uint32_t>(t));
+    std::mt19937 rng(3 + static_cast<uint32_t>(t));
+    const std::vector<uint8_t> row = test::random_weights(t, 1, n, rng);
     ASSERT_EQ(static_cast<int64_t>(row.size()), kc::wtype_row_bytes(wt, n));
     std::vector<float> want(n), got(n);
     ops::dequantize_row(t, row.data(), want.data(), n);

@@ -29,19 +29,14 @@
 #include "kv/kv_cache.h"
 #include "kv/kv_quant_cache.h"
 #include "kv/quant.h"
+#include "test_random.h"
 
 using namespace akvq;
 using kv::QuantKvCache;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> x(n);
-  for (float& f : x) f = d(g);
-  return x;
-}
+using test::randn;
 
 // Dense normalized Hadamard (block-diagonal over the binary decomposition of d, largest first).
 std::vector<double> dense_h(int d) {

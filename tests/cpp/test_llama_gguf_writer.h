@@ -84,13 +84,7 @@ class GgufWriter {
   }
 
   std::vector<uint8_t> bytes() const {
-    std::vector<uint8_t> out = {'G', 'G', 'U', 'F'};
-    append_raw(out, uint32_t{3});
-    append_raw(out, static_cast<uint64_t>(n_tensors_));
-    append_raw(out, static_cast<uint64_t>(n_kv_));
-    out.insert(out.end(), meta_.begin(), meta_.end());
-    out.insert(out.end(), tinfo_.begin(), tinfo_.end());
-    while (out.size() % 32) out.push_back(0);
+    std::vector<uint8_t> out = header();
     out.insert(out.end(), data_.begin(), data_.end());
     while (out.size() % 32) out.push_back(0);
     return out;
@@ -121,5 +115,20 @@ class GgufWriter {
   size_t n_kv_ = 0, n_tensors_ = 0;
   uint64_t declared_ = 0;  // data bytes of the streamed tensors so far
 };
+
+// The llama hyperparameter keys of `arch` (head_dim = n_embd / n_head, RoPE over all of it).
+inline void write_llama_hparams(GgufWriter& wr, const std::string& arch, int n_ctx, int n_embd, int n_layer, int n_ff,
+                                int n_head, int n_head_kv, float theta, float eps) {
+  const std::string a = arch + ".";
+  wr.u32(a + "context_length", n_ctx);
+  wr.u32(a + "embedding_length", n_embd);
+  wr.u32(a + "block_count", n_layer);
+  wr.u32(a + "feed_forward_length", n_ff);
+  wr.u32(a + "rope.dimension_count", n_embd / n_head);
+  wr.f32(a + "rope.freq_base", theta);
+  wr.u32(a + "attention.head_count", n_head);
+  wr.u32(a + "attention.head_count_kv", n_head_kv);
+  wr.f32(a + "attention.layer_norm_rms_epsilon", eps);
+}
 
 }  // namespace akvq::testing

@@ -18,14 +18,15 @@
 #include <vector>
 
 #include "akvq/engine.h"
-#include "cuda/backend.h"
 #include "akvq/error.h"
+#include "cuda/backend.h"
 #include "gguf/gguf.h"
 #include "models/llama.h"
 #include "test_llama_synth.h"
 
 using namespace akvq;
 using akvq::testing::SynthLlama;
+using akvq::testing::write_temp;
 
 namespace {
 
@@ -56,8 +57,8 @@ Loaded load(const SynthLlama& m) {
 }
 
 // Evaluates ids through Llama::forward in chunks of `chunk`; returns all logits [n, n_vocab].
-std::vector<float> run_chunks(const models::Llama& llama, const std::vector<int32_t>& ids, int chunk,
-                              int threads, int n_ctx = 1024) {
+std::vector<float> run_chunks(const models::Llama& llama, const std::vector<int32_t>& ids, int chunk, int threads,
+                              int n_ctx = 1024) {
   auto cache = kv::KvCache::create(llama.kv_config(n_ctx, "f16"));
   cpu::ThreadPool pool(threads);
   models::LlamaWorkspace ws;
@@ -68,13 +69,6 @@ std::vector<float> run_chunks(const models::Llama& llama, const std::vector<int3
     llama.forward(ids.data() + off, len, *cache, ws, pool, out.data() + off * nv, true);
   }
   return out;
-}
-
-std::string write_temp(const std::vector<uint8_t>& bytes, const std::string& name) {
-  const std::string path = ::testing::TempDir() + name;
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  return path;
 }
 
 }  // namespace
@@ -163,8 +157,7 @@ TEST(LlamaSynth, RollbackAfterFailureMidway) {
   ws.hook = [](const char* name, int layer, const float*, int64_t, int64_t) {
     if (layer == 1 && std::string(name) == "attn") throw std::runtime_error("boom");
   };
-  EXPECT_THROW(l.llama->forward(ids.data() + 5, 7, *cache, ws, pool, out.data() + 5 * nv, true),
-               std::runtime_error);
+  EXPECT_THROW(l.llama->forward(ids.data() + 5, 7, *cache, ws, pool, out.data() + 5 * nv, true), std::runtime_error);
   EXPECT_EQ(cache->n_tokens(0), 12);
   cache->truncate(5);
   ws.hook = nullptr;
@@ -245,8 +238,7 @@ TEST(LlamaSynth, NormMustBeF32) {
     models::Llama l(*f2);
     FAIL() << "no exception";
   } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("'blk.0.attn_norm.weight' has type F16, expected F32"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("'blk.0.attn_norm.weight' has type F16, expected F32"), std::string::npos)
         << e.what();
   }
 }

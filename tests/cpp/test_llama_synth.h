@@ -2,8 +2,11 @@
 // byte-level gpt2 vocabulary (256 byte tokens + 4 specials), plus a naive f32 forward pass used as
 // the reference (plain loops, double accumulation, adjacent-pair RoPE written out here).
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <map>
 #include <random>
 #include <string>
@@ -19,12 +22,11 @@ struct SynthLlama {
   int head_dim() const { return n_embd / n_head; }
   float theta = 10000.0f, eps = 1e-5f;
   bool tied = true;
-  uint32_t wtype = 0;  // 0 F32, 1 F16 or 8 Q8_0 for the 2-D weights
-  std::map<std::string, std::vector<float>> w;   // name -> values (innermost dim last)
+  uint32_t wtype = 0;                           // 0 F32, 1 F16 or 8 Q8_0 for the 2-D weights
+  std::map<std::string, std::vector<float>> w;  // name -> values (innermost dim last)
   std::map<std::string, std::vector<int64_t>> ne;
 
-  explicit SynthLlama(uint32_t seed = 1, bool tied_ = true, uint32_t wtype_ = 0)
-      : tied(tied_), wtype(wtype_) {
+  explicit SynthLlama(uint32_t seed = 1, bool tied_ = true, uint32_t wtype_ = 0) : tied(tied_), wtype(wtype_) {
     std::mt19937 g(seed);
     auto rnd = [&](const std::string& name, std::vector<int64_t> dims, float amp, float base) {
       size_t n = 1;
@@ -58,16 +60,7 @@ struct SynthLlama {
     GgufWriter wr;
     wr.str("general.architecture", arch);
     wr.str("general.name", "synthetic");
-    const std::string a = arch + ".";
-    wr.u32(a + "context_length", 2048);
-    wr.u32(a + "embedding_length", n_embd);
-    wr.u32(a + "block_count", n_layer);
-    wr.u32(a + "feed_forward_length", n_ff);
-    wr.u32(a + "rope.dimension_count", head_dim());
-    wr.f32(a + "rope.freq_base", theta);
-    wr.u32(a + "attention.head_count", n_head);
-    wr.u32(a + "attention.head_count_kv", n_head_kv);
-    wr.f32(a + "attention.layer_norm_rms_epsilon", eps);
+    write_llama_hparams(wr, arch, 2048, n_embd, n_layer, n_ff, n_head, n_head_kv, theta, eps);
     // byte-level gpt2 vocabulary: token i < 256 is byte i in GPT-2's byte-to-unicode mapping
     std::vector<std::string> toks;
     std::vector<int32_t> types;
@@ -76,8 +69,10 @@ struct SynthLlama {
       const bool direct = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
       const uint32_t cp = direct ? b : 256 + extra++;
       std::string s;
-      if (cp < 0x80) s += char(cp);
-      else s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
+      if (cp < 0x80)
+        s += char(cp);
+      else
+        s += char(0xC0 | (cp >> 6)), s += char(0x80 | (cp & 0x3F));
       toks.push_back(s);
       types.push_back(1);
     }
@@ -162,7 +157,8 @@ struct SynthLlama {
           double mx = -1e300, sum = 0;
           for (int u = 0; u <= t; ++u) {
             double d = 0;
-            for (int c = 0; c < D; ++c) d += double(q[(size_t(t) * n_head + h) * D + c]) * k[(size_t(u) * n_head_kv + kh) * D + c];
+            for (int c = 0; c < D; ++c)
+              d += double(q[(size_t(t) * n_head + h) * D + c]) * k[(size_t(u) * n_head_kv + kh) * D + c];
             s[u] = d / std::sqrt(double(D));
             mx = std::max(mx, s[u]);
           }
@@ -186,5 +182,13 @@ struct SynthLlama {
     return lin(tied ? "token_embd.weight" : "output.weight", xo, E, n_vocab);
   }
 };
+
+// Writes bytes to the test temp directory under name; returns the path.
+inline std::string write_temp(const std::vector<uint8_t>& bytes, const std::string& name) {
+  const std::string path = ::testing::TempDir() + name;
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  return path;
+}
 
 }  // namespace akvq::testing

@@ -17,27 +17,13 @@
 #include "cuda/kv_quant_cache_gpu.h"
 #include "gpu_spans.h"
 #include "kv/kv_cache.h"
+#include "test_random.h"
 
 using namespace akvq;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> x(n);
-  for (float& f : x) f = d(g);
-  return x;
-}
-
-double rel_err(const std::vector<float>& want, const std::vector<float>& got) {
-  double mx = 0, err = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    mx = std::max(mx, std::fabs(double(want[i])));
-    err = std::max(err, std::fabs(double(want[i]) - got[i]));
-  }
-  return err / std::max(1.0, mx);
-}
+using test::randn;
 
 }  // namespace
 
@@ -88,7 +74,7 @@ TEST(GpuKvCaches, MatchTheCpuCacheInEveryMode) {
         ops->observe_device(l, dx.as<float>(), n, E);
         ops->append_device(l, dk.as<float>(), dv.as<float>(), n);
         ops->attend_device(l, dq.as<float>(), n, n_head, scale, dout.as<float>(), pool);
-        ASSERT_LE(rel_err(want, dout.to_vector<float>(q.size())), 1e-4) << what << " layer " << l;
+        ASSERT_LE(test::max_rel_err(want, dout.to_vector<float>(q.size())), 1e-4) << what << " layer " << l;
       }
       ASSERT_EQ(gpu->n_tokens(), ref->n_tokens());
     };

@@ -23,28 +23,14 @@
 #include "kv/wht.h"
 #include "kv_append.cuh"
 #include "kv_attend.cuh"
+#include "test_random.h"
 
 using namespace akvq;
 namespace kc = akvq_cuda;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> x(n);
-  for (float& f : x) f = d(g);
-  return x;
-}
-
-double max_rel_err(const std::vector<float>& want, const std::vector<float>& got) {
-  double mx = 0, err = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    mx = std::max(mx, std::fabs(double(want[i])));
-    err = std::max(err, std::fabs(double(want[i]) - got[i]));
-  }
-  return err / std::max(1.0, mx);
-}
+using test::randn;
 
 }  // namespace
 
@@ -210,70 +196,32 @@ TEST(CudaKernels, AppendWritesTheCpuCacheBytes) {
   }
 }
 
-namespace {
-
-struct Case {
-  std::string mode;
-  std::map<std::string, std::string> opts;
-  int head_dim, n_head, n_head_kv, n_tokens;
-  int64_t rows_per_split;
-};
-
-}  // namespace
-
 TEST(CudaKernels, FlashDecodingMatchesCpuCache) {
   AKVQ_REQUIRE_GPU();
-  const std::vector<Case> cases = {
-      {"akvq2", {{"window", "16"}, {"pivots", "4"}, {"tsa_layers", "0"}}, 64, 6, 2, 700, 128},
-      {"akvq2", {}, 128, 8, 1, 3000, 0},
-      {"akvq4", {{"window", "8"}}, 80, 4, 4, 300, 128},
-      {"q2", {}, 64, 16, 2, 333, 256},
-      {"wht2", {}, 96, 3, 1, 260, 128},
-      {"q8", {}, 64, 2, 2, 150, 0},
-      {"akvq2", {{"levels", "uniform"}, {"group", "32"}}, 128, 32, 4, 5000, 0},
-      {"wht2", {{"bits", "3"}}, 256, 16, 2, 600, 0},  // 8 heads per block at the shared-memory edge
-  };
   cpu::ThreadPool pool(2);
   uint32_t seed = 5;
-  for (const Case& cs : cases) {
+  for (const test::DecodeCase& cs : test::decode_cases()) {
     SCOPED_TRACE(cs.mode + " hd=" + std::to_string(cs.head_dim) + " n=" + std::to_string(cs.n_tokens));
-    kv::KvConfig cfg;
-    cfg.mode = cs.mode, cfg.n_layer = 1, cfg.n_head_kv = cs.n_head_kv, cfg.head_dim = cs.head_dim;
-    cfg.n_ctx = 8192, cfg.options = cs.opts;
-    auto cache = kv::KvCache::create(cfg);
+    std::unique_ptr<kv::KvCache> cache = test::decode_cache(cs, seed);
     auto* qc = dynamic_cast<kv::QuantKvCache*>(cache.get());
     ASSERT_NE(qc, nullptr);
-    const size_t row = static_cast<size_t>(cs.n_head_kv) * cs.head_dim;
-    auto feed = [&](int n) {
-      std::vector<TokenKind> kinds(n);
-      for (int i = 0; i < n; ++i) kinds[i] = static_cast<TokenKind>((cache->n_tokens() + i) / 29 % 3);
-      cache->set_kinds(kinds.data(), n);
-      std::vector<float> x = randn(static_cast<size_t>(n) * 16, seed++);
-      for (int i = 0; i < n; ++i) {
-        if ((cache->n_tokens() + i) % 53 == 5) x[i * 16 + 3] = 500.0f;
-      }
-      cache->observe(0, x.data(), n, 16);
-      std::vector<float> k = randn(n * row, seed++), v = randn(n * row, seed++);
-      for (size_t e = 0; e < k.size(); e += 5) k[e] *= 4.0f;
-      cache->append(0, k.data(), v.data(), n);
-    };
-    for (int done = 0; done < cs.n_tokens - 1; done += 256) feed(std::min(256, cs.n_tokens - 1 - done));
-    feed(1);
-    test::HostSpans hs = test::decode_spans(*qc, 0);
-    hs.args.n_head = cs.n_head;
-    hs.args.rows_per_split = cs.rows_per_split;
-    test::DeviceSpans ds = test::upload_spans(hs);
-    const std::vector<float> q = randn(static_cast<size_t>(cs.n_head) * cs.head_dim, seed++, 1.5f);
-    const float scale = 1.0f / std::sqrt(static_cast<float>(cs.head_dim));
-    std::vector<float> want(q.size());
-    cache->attend(0, q.data(), 1, cs.n_head, scale, want.data(), pool);
-    cuda::DeviceBuffer dq = cuda::DeviceBuffer::from(q), dout(q.size() * 4);
-    cuda::DeviceBuffer ws(kc::attend_workspace_floats(ds.args) * 4);
-    ds.args.q = dq.as<float>(), ds.args.out = dout.as<float>(), ds.args.partial = ws.as<float>();
-    ds.args.scale = scale;
-    AKVQ_CUDA_CHECK(kc::kv_attend_decode(ds.args, nullptr));
-    AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
-    EXPECT_LE(max_rel_err(want, dout.to_vector<float>(q.size())), 3e-5);
+    for (int l = 0; l < 2; ++l) {
+      test::HostSpans hs = test::decode_spans(*qc, l);
+      hs.args.n_head = cs.n_head;
+      hs.args.rows_per_split = cs.rows_per_split;
+      test::DeviceSpans ds = test::upload_spans(hs);
+      const std::vector<float> q = randn(static_cast<size_t>(cs.n_head) * cs.head_dim, seed++, 1.5f);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(cs.head_dim));
+      std::vector<float> want(q.size());
+      cache->attend(l, q.data(), 1, cs.n_head, scale, want.data(), pool);
+      cuda::DeviceBuffer dq = cuda::DeviceBuffer::from(q), dout(q.size() * 4);
+      cuda::DeviceBuffer ws(kc::attend_workspace_floats(ds.args) * 4);
+      ds.args.q = dq.as<float>(), ds.args.out = dout.as<float>(), ds.args.partial = ws.as<float>();
+      ds.args.scale = scale;
+      AKVQ_CUDA_CHECK(kc::kv_attend_decode(ds.args, nullptr));
+      AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
+      EXPECT_LE(test::max_rel_err(want, dout.to_vector<float>(q.size())), 3e-5) << "layer " << l;
+    }
   }
 }
 
@@ -315,5 +263,5 @@ TEST(CudaKernels, FlashDecodingOverFp16RowsMatchesDoubleReference) {
   a.q = dq.as<float>(), a.out = dout.as<float>(), a.partial = ws.as<float>();
   AKVQ_CUDA_CHECK(kc::kv_attend_decode(a, nullptr));
   AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
-  EXPECT_LE(max_rel_err(want, dout.to_vector<float>(q.size())), 1e-4);
+  EXPECT_LE(test::max_rel_err(want, dout.to_vector<float>(q.size())), 1e-4);
 }

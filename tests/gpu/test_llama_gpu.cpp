@@ -20,28 +20,12 @@
 #include "akvq/vision.h"
 #include "gpu_spans.h"
 #include "test_llama_synth.h"
+#include "test_random.h"
 
 using namespace akvq;
+using akvq::testing::write_temp;
 
-namespace {
-
-std::string write_temp(const std::vector<uint8_t>& bytes, const std::string& name) {
-  const std::string path = ::testing::TempDir() + name;
-  std::ofstream f(path, std::ios::binary);
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  return path;
-}
-
-double rel_err(const float* want, const float* got, size_t n) {
-  double mx = 0, err = 0;
-  for (size_t i = 0; i < n; ++i) {
-    mx = std::max(mx, std::fabs(double(want[i])));
-    err = std::max(err, std::fabs(double(want[i]) - got[i]));
-  }
-  return err / std::max(1.0, mx);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(LlamaGpu, LogitsMatchTheCpu) {
   AKVQ_REQUIRE_GPU();
@@ -68,18 +52,18 @@ TEST(LlamaGpu, LogitsMatchTheCpu) {
       std::vector<float> want(ids.size() * nv), got(ids.size() * nv);
       cs.eval_all(ids, want.data());
       gs.eval_all(ids, got.data());
-      EXPECT_LE(rel_err(want.data(), got.data(), want.size()), 1e-3) << "prefill";
+      EXPECT_LE(test::max_rel_err(want.data(), got.data(), want.size()), 1e-3) << "prefill";
       for (int step = 0; step < 20; ++step) {  // decode
         const std::vector<int32_t> one = {static_cast<int32_t>((step * 13 + 7) % 256)};
         const float* a = cs.eval(one);
         const float* b = gs.eval(one);
-        ASSERT_LE(rel_err(a, b, nv), 1e-3) << "decode step " << step;
+        ASSERT_LE(test::max_rel_err(a, b, nv), 1e-3) << "decode step " << step;
       }
       EXPECT_EQ(gs.n_past(), cs.n_past());
       gs.truncate(30), cs.truncate(30);  // bookkeeping: continue from a shorter prefix
       const float* a = cs.eval({65, 66});
       const float* b = gs.eval({65, 66});
-      EXPECT_LE(rel_err(a, b, nv), 1e-3) << "after truncate";
+      EXPECT_LE(test::max_rel_err(a, b, nv), 1e-3) << "after truncate";
     }
   }
 }
@@ -104,7 +88,7 @@ TEST(LlamaGpu, EmbeddingRowsMatchTheCpu) {
   const float* a = cs.eval_rows(in);
   const std::vector<float> want(a, a + cpu_model->info().n_vocab);
   const float* b = gs.eval_rows(in);
-  EXPECT_LE(rel_err(want.data(), b, want.size()), 1e-3);
+  EXPECT_LE(test::max_rel_err(want.data(), b, want.size()), 1e-3);
 }
 
 // The demo VLM shipped in the package: its decoder on the GPU against the CPU, on a text prompt
@@ -138,13 +122,13 @@ TEST(LlamaGpu, DemoVlmMatchesTheCpu) {
     const float* a = cs.eval_rows(in);
     std::vector<float> want(a, a + nv);
     const float* b = gs.eval_rows(in);
-    ASSERT_LE(rel_err(want.data(), b, nv), 1e-3) << "prompt";
+    ASSERT_LE(test::max_rel_err(want.data(), b, nv), 1e-3) << "prompt";
     for (int step = 0; step < 12; ++step) {  // greedy continuation, token for token
       const int32_t ta = static_cast<int32_t>(std::max_element(want.begin(), want.end()) - want.begin());
       const float* gb = gs.eval({ta});
       a = cs.eval({ta});
       want.assign(a, a + nv);
-      ASSERT_LE(rel_err(want.data(), gb, nv), 1e-3) << "step " << step;
+      ASSERT_LE(test::max_rel_err(want.data(), gb, nv), 1e-3) << "step " << step;
       std::vector<float> sorted = want;  // the greedy choice must agree unless the top two nearly tie
       std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
       if (sorted[0] - sorted[1] > 1e-2f * std::max(1.0f, std::fabs(sorted[0]))) {

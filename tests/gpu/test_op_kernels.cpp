@@ -21,29 +21,19 @@
 #include "matmul.cuh"
 #include "nn.cuh"
 #include "ops/ops.h"
-#include "random_weights.h"
+#include "test_ops_util.h"
+#include "test_random.h"
 
 using namespace akvq;
 namespace kc = akvq_cuda;
 
 namespace {
 
-std::vector<float> randn(size_t n, uint32_t seed, float sd = 1.0f) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> x(n);
-  for (float& f : x) f = d(g);
-  return x;
-}
+using test::randn;
 
 void expect_close(const std::vector<float>& want, const std::vector<float>& got, double tol, const std::string& what) {
   ASSERT_EQ(want.size(), got.size());
-  double mx = 0, err = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    mx = std::max(mx, std::fabs(double(want[i])));
-    err = std::max(err, std::fabs(double(want[i]) - got[i]));
-  }
-  EXPECT_LE(err, tol * std::max(1.0, mx)) << what;
+  EXPECT_LE(test::max_rel_err(want, got), tol) << what;
 }
 
 }  // namespace
@@ -53,7 +43,8 @@ TEST(CudaOps, MatmulEveryTypeBothPaths) {
   const int64_t n_in = 512, n_out = 77;
   for (DType t :
        {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
-    const std::vector<uint8_t> w = test::random_weight_rows(t, n_in, n_out, 40 + static_cast<uint32_t>(t));
+    std::mt19937 rng(40 + static_cast<uint32_t>(t));
+    const std::vector<uint8_t> w = test::random_weights(t, n_out, n_in, rng);
     std::vector<float> wf(n_in * n_out);
     const int64_t rb = static_cast<int64_t>(w.size()) / n_out;
     for (int64_t r = 0; r < n_out; ++r) ops::dequantize_row(t, w.data() + r * rb, wf.data() + r * n_in, n_in);
@@ -87,7 +78,8 @@ TEST(CudaOps, GetRowsBitForBit) {
   const std::vector<int32_t> ids = {0, 39, 7, 7, 12};
   for (DType t :
        {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
-    const std::vector<uint8_t> w = test::random_weight_rows(t, ne0, n_rows, 60 + static_cast<uint32_t>(t));
+    std::mt19937 rng(60 + static_cast<uint32_t>(t));
+    const std::vector<uint8_t> w = test::random_weights(t, n_rows, ne0, rng);
     TensorView tv;
     tv.type = t;
     tv.ne[0] = ne0, tv.ne[1] = n_rows;

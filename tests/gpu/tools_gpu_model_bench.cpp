@@ -66,16 +66,8 @@ bool write_model(const std::string& path, const Shape& sh, uint32_t type) {
   testing::GgufWriter wr;
   wr.str("general.architecture", "llama");
   wr.str("general.name", "random-bench");
-  const std::string a = "llama.";
-  wr.u32(a + "context_length", 4096);
-  wr.u32(a + "embedding_length", sh.n_embd);
-  wr.u32(a + "block_count", sh.n_layer);
-  wr.u32(a + "feed_forward_length", sh.n_ff);
-  wr.u32(a + "rope.dimension_count", sh.n_embd / sh.n_head);
-  wr.f32(a + "rope.freq_base", 10000.0f);
-  wr.u32(a + "attention.head_count", sh.n_head);
-  wr.u32(a + "attention.head_count_kv", sh.n_head_kv);
-  wr.f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  testing::write_llama_hparams(wr, "llama", 4096, sh.n_embd, sh.n_layer, sh.n_ff, sh.n_head, sh.n_head_kv, 10000.0f,
+                               1e-5f);
   std::vector<std::string> toks;
   std::vector<int32_t> types;
   for (int i = 0; i < sh.n_vocab; ++i) {
