@@ -16,7 +16,7 @@ constexpr int kMaxGroups = kMaxHeadDim / 8;    // groups per row at most
 
 // Shared memory: q̃ [HC][n] | qsum [HC][kMaxSpans][kMaxGroups] | warp states [kWarps][HC][2 + n]
 template <int HC>
-__global__ void __launch_bounds__(kThreads) attend_split_kernel(AttendArgs a, int64_t total) {
+__global__ void __launch_bounds__(kThreads) attend_split_kernel(AttendArgs a, int64_t total, int64_t max_split) {
   extern __shared__ float sm[];
   const int n = a.head_dim;
   float* qs = sm;
@@ -27,10 +27,15 @@ __global__ void __launch_bounds__(kThreads) attend_split_kernel(AttendArgs a, in
   const int chunks = group / HC;
   const int kvh = blockIdx.x / chunks;
   const int h0 = kvh * group + (blockIdx.x % chunks) * HC;
-  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * a.rows_per_split;
-  const int64_t t1 = t0 + a.rows_per_split < total ? t0 + a.rows_per_split : total;
+  const int64_t qi = blockIdx.z;  // query: rows [0, limit) as if it were decoded alone
+  const int64_t limit = attend_query_rows(total, a.n_q, qi);
+  const int64_t R = attend_rows_per_split(limit, a.rows_per_split);
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * R;
+  if (t0 >= limit) return;  // beyond this query's splits (the whole block)
+  const int64_t t1 = t0 + R < limit ? t0 + R : limit;
+  const float* q = a.q + qi * a.n_head * n;
 
-  for (int i = threadIdx.x; i < HC * n; i += kThreads) qs[i] = a.q[static_cast<int64_t>(h0) * n + i] * a.scale;
+  for (int i = threadIdx.x; i < HC * n; i += kThreads) qs[i] = q[static_cast<int64_t>(h0) * n + i] * a.scale;
   __syncthreads();
   if (a.rotate) {
     for (int hh = warp; hh < HC; hh += kWarps) wht_warp(qs + hh * n, n, lane);
@@ -132,7 +137,7 @@ __global__ void __launch_bounds__(kThreads) attend_split_kernel(AttendArgs a, in
   }
   __syncthreads();
   for (int hh = warp; hh < HC; hh += kWarps) {
-    float* out = a.partial + (static_cast<int64_t>(blockIdx.y) * a.n_head + h0 + hh) * ps;
+    float* out = a.partial + ((qi * max_split + blockIdx.y) * a.n_head + h0 + hh) * ps;
     SoftmaxState s;
     float* first = states + hh * ps;
     s.m = first[0], s.l = first[1];
@@ -150,14 +155,16 @@ __global__ void __launch_bounds__(kThreads) attend_split_kernel(AttendArgs a, in
 }
 
 // One warp per query head: merges the splits in order, normalizes, rotates back.
-__global__ void attend_merge_kernel(AttendArgs a, int64_t n_split) {
+__global__ void attend_merge_kernel(AttendArgs a, int64_t total, int64_t max_split) {
   __shared__ float o[kMaxHeadDim];
   const int h = blockIdx.x, lane = threadIdx.x, n = a.head_dim;
+  const int64_t qi = blockIdx.y;
+  const int64_t n_split = total == 0 ? 0 : attend_splits(attend_query_rows(total, a.n_q, qi), a.rows_per_split);
   const int ps = 2 + n;
   SoftmaxState s;
   for (int j = lane; j < n; j += kWarp) o[j] = 0.0f;
   for (int64_t sp = 0; sp < n_split; ++sp) {
-    const float* pr = a.partial + (sp * a.n_head + h) * ps;
+    const float* pr = a.partial + ((qi * max_split + sp) * a.n_head + h) * ps;
     SoftmaxState b;
     b.m = pr[0], b.l = pr[1];
     float fa, fb;
@@ -168,7 +175,7 @@ __global__ void attend_merge_kernel(AttendArgs a, int64_t n_split) {
   for (int j = lane; j < n; j += kWarp) o[j] *= inv;
   if (a.rotate) wht_warp(o, n, lane);
   __syncwarp();
-  for (int j = lane; j < n; j += kWarp) a.out[static_cast<int64_t>(h) * n + j] = o[j];
+  for (int j = lane; j < n; j += kWarp) a.out[(qi * a.n_head + h) * n + j] = o[j];
 }
 
 size_t split_smem(int hc, int head_dim) {
@@ -189,8 +196,8 @@ cudaError_t launch(const AttendArgs& a, int64_t total, int64_t n_split, cudaStre
   const int group = a.n_head / a.n_head_kv;
   const size_t smem = split_smem(HC, a.head_dim);
   if (smem > 48 * 1024) return cudaErrorInvalidValue;
-  const dim3 grid(a.n_head_kv * (group / HC), static_cast<unsigned>(n_split));
-  attend_split_kernel<HC><<<grid, kThreads, smem, stream>>>(a, total);
+  const dim3 grid(a.n_head_kv * (group / HC), static_cast<unsigned>(n_split), static_cast<unsigned>(a.n_q));
+  attend_split_kernel<HC><<<grid, kThreads, smem, stream>>>(a, total, n_split);
   return cudaGetLastError();
 }
 
@@ -200,7 +207,7 @@ cudaError_t kv_attend_decode(const AttendArgs& args, cudaStream_t stream) {
   AttendArgs a = args;
   if (a.n_head_kv < 1 || a.n_head < a.n_head_kv || a.n_head % a.n_head_kv != 0 || a.head_dim < 1 ||
       a.head_dim > kMaxHeadDim || a.n_spans < 0 || a.n_spans > kMaxSpans || !a.q || !a.out || !a.partial ||
-      (a.rows_per_split > 0 && a.rows_per_split % 128 != 0)) {
+      (a.rows_per_split > 0 && a.rows_per_split % 128 != 0) || a.n_q < 1 || a.n_q > 65535) {
     return cudaErrorInvalidValue;
   }
   for (int s = 0; s < a.n_spans; ++s) {
@@ -217,8 +224,9 @@ cudaError_t kv_attend_decode(const AttendArgs& args, cudaStream_t stream) {
     }
   }
   const int64_t total = attend_total_rows(a);
-  a.rows_per_split = attend_rows_per_split(total, a.rows_per_split);
-  const int64_t n_split = total == 0 ? 0 : attend_splits(total, a.rows_per_split);
+  if (a.n_q > 1 && a.n_q > total) return cudaErrorInvalidValue;  // every query sees at least one row
+  // grid.y: the most splits a query takes (each takes its own, attend_rows_per_split of its rows)
+  const int64_t n_split = total == 0 ? 0 : attend_max_splits(total, a.n_q, a.rows_per_split);
   if (n_split > 65535) return cudaErrorInvalidValue;
   cudaError_t e = cudaSuccess;
   if (n_split > 0) {
@@ -231,7 +239,7 @@ cudaError_t kv_attend_decode(const AttendArgs& args, cudaStream_t stream) {
     }
     if (e != cudaSuccess) return e;
   }
-  attend_merge_kernel<<<a.n_head, kWarp, 0, stream>>>(a, n_split);
+  attend_merge_kernel<<<dim3(a.n_head, a.n_q), kWarp, 0, stream>>>(a, total, n_split);
   return cudaGetLastError();
 }
 

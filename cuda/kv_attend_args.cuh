@@ -27,12 +27,17 @@ struct AttendArgs {
   int n_head = 0, n_head_kv = 0, head_dim = 0;  // n_head a multiple of n_head_kv; head_dim <= 256
   float scale = 1.0f;
   bool rotate = false;
-  const float* q = nullptr;  // [n_head, head_dim] (not scaled, not rotated)
-  float* out = nullptr;      // [n_head, head_dim]
+  // n_q queries at the last n_q positions of the flat token order: query i sees the rows
+  // [0, total − n_q + i] (causal over spans in position order, e.g. one fp16 span; n_q = 1: every
+  // row). Each query is split and merged as a single query over its own rows would be (decode),
+  // so a query's output does not depend on n_q.
+  int n_q = 1;
+  const float* q = nullptr;  // [n_q, n_head, head_dim] (not scaled, not rotated)
+  float* out = nullptr;      // [n_q, n_head, head_dim]
   AttendSpan spans[kMaxSpans];
   int n_spans = 0;
-  int64_t rows_per_split = 0;  // a multiple of 128; 0 = chosen from the length (kv_attend_splits)
-  float* partial = nullptr;    // workspace [n_split, n_head, 2 + head_dim] floats
+  int64_t rows_per_split = 0;  // a multiple of 128; 0 = chosen from each query's length
+  float* partial = nullptr;    // workspace attend_workspace_floats(args)
 };
 
 struct RowRef {
@@ -68,9 +73,26 @@ AKVQ_HD int64_t attend_splits(int64_t n_rows, int64_t rows_per_split) {
   return s < 1 ? 1 : s;
 }
 
-// Floats of AttendArgs::partial the arguments need.
+// Rows query i of n_q sees (the first rows of the flat order).
+AKVQ_HD int64_t attend_query_rows(int64_t total, int n_q, int64_t i) { return total - n_q + 1 + i; }
+
+// The most splits any of the n_q queries takes (not always the longest one's: a split's rows grow
+// in steps of 128 with the length).
+AKVQ_HD int64_t attend_max_splits(int64_t total, int n_q, int64_t rows_per_split) {
+  int64_t m = 0;
+  for (int i = 0; i < n_q; ++i) {
+    const int64_t rows = attend_query_rows(total, n_q, i);
+    if (rows <= 0) continue;
+    const int64_t s = attend_splits(rows, rows_per_split);
+    m = s > m ? s : m;
+  }
+  return m;
+}
+
+// Floats of AttendArgs::partial the arguments need: [n_q, attend_max_splits, n_head, 2 + head_dim].
 AKVQ_HD int64_t attend_workspace_floats(const AttendArgs& a) {
-  return attend_splits(attend_total_rows(a), a.rows_per_split) * a.n_head * (2 + static_cast<int64_t>(a.head_dim));
+  const int64_t s = attend_max_splits(attend_total_rows(a), a.n_q, a.rows_per_split);
+  return int64_t{a.n_q} * (s > 0 ? s : 1) * a.n_head * (2 + static_cast<int64_t>(a.head_dim));
 }
 
 }  // namespace akvq_cuda

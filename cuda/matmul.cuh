@@ -1,11 +1,11 @@
 // Matmul on the stored weight types: y[n_tok, n_out] = x[n_tok, n_in] · Wᵀ with W [n_out, n_in]
 // as stored in the GGUF file (f32, f16, bf16, q4_0, q4_1, q8_0, q4_K, q6_K rows; no dequantized
-// copy). Two paths, chosen by n_tok:
-//   n_tok <= 8 (decode, GEMV): one warp per output row streams the row's blocks once for all
-//     tokens (memory-bound; each lane dequantizes chunks of 32 values with weights.cuh);
-//   larger (prefill, GEMM): 64 × 64 output tiles, 32-value chunks of W dequantized into shared
-//     memory and multiplied in f32 (the tensor-core path is still to come).
-// Accumulation is in f32; the result equals the CPU engine's within float summation error.
+// copy). One warp per output row streams the row's blocks once for up to 8 tokens (each lane
+// dequantizes chunks of 32 values with weights.cuh); more tokens run in passes of 8. Each token's
+// sum has a fixed order (lane partials over the row's chunks, explicit FMAs, then a warp tree), so
+// a row's result is the same bits whatever n_tok: batch-invariant like the CPU kernels. Decode
+// is memory-bound; prefill re-reads the weights once per 8 tokens (a tensor-core path with the
+// same invariance is still to come). Accumulation in f32.
 #pragma once
 #include <cuda_runtime_api.h>
 

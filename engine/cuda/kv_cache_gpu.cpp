@@ -7,7 +7,6 @@
 #include <string>
 
 #include "akvq/error.h"
-#include "attention.cuh"
 #include "cuda/check.h"
 #include "kv_attend.cuh"
 #include "nn.cuh"
@@ -85,24 +84,28 @@ void GpuKvCache::attend_device(int layer, const float* q, int n_q, int n_head, f
     throw InvalidArgument("[cuda] kv attend: n_head = " + std::to_string(n_head) +
                           " is not a multiple of n_head_kv = " + std::to_string(nkv));
   }
-  if (n_q == 1) {  // decode: flash-decoding over the fp16 rows
-    akvq_cuda::AttendArgs a;
-    a.n_head = n_head, a.n_head_kv = nkv, a.head_dim = hd, a.scale = scale, a.q = q, a.out = out;
-    a.n_spans = 1;
-    a.spans[0].packed = false;
-    a.spans[0].k = k_[layer].as<uint8_t>(), a.spans[0].v = v_[layer].as<uint8_t>();
-    a.spans[0].n_rows = n_[layer];
+  // Flash-decoding over the fp16 rows for decode and prefill alike: query i of a block takes the
+  // splits and merges a decode at its position takes, so its output does not depend on n_q
+  // (batch-invariant). Queries go in groups that keep the partials within ~64 MiB.
+  akvq_cuda::AttendArgs a;
+  a.n_head = n_head, a.n_head_kv = nkv, a.head_dim = hd, a.scale = scale;
+  a.n_spans = 1;
+  a.spans[0].packed = false;
+  a.spans[0].k = k_[layer].as<uint8_t>(), a.spans[0].v = v_[layer].as<uint8_t>();
+  const int64_t n_kv = n_[layer];
+  const int64_t per_query = akvq_cuda::attend_max_splits(n_kv, 1, 0) * n_head * (2 + int64_t{hd}) * 4;
+  const int group = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_q, (int64_t{64} << 20) / per_query)));
+  for (int i0 = 0; i0 < n_q; i0 += group) {
+    const int nq = std::min(group, n_q - i0);
+    a.n_q = nq;
+    a.spans[0].n_rows = n_kv - n_q + i0 + nq;  // the group's last query sees every row up to its position
+    a.q = q + static_cast<int64_t>(i0) * n_head * hd;
+    a.out = out + static_cast<int64_t>(i0) * n_head * hd;
     const size_t need = static_cast<size_t>(akvq_cuda::attend_workspace_floats(a)) * 4;
     if (work_.bytes() < need) work_ = DeviceBuffer(need);
     a.partial = work_.as<float>();
     AKVQ_CUDA_CHECK(akvq_cuda::kv_attend_decode(a, nullptr));
-    return;
   }
-  akvq_cuda::AttentionArgs a;
-  a.q = q, a.k = k_[layer].ptr(), a.v = v_[layer].ptr(), a.kv_f16 = true;
-  a.n_q = n_q, a.n_kv = n_[layer], a.n_head = n_head, a.n_head_kv = nkv, a.head_dim = hd, a.scale = scale;
-  a.causal = true, a.out = out;
-  AKVQ_CUDA_CHECK(akvq_cuda::attention(a, nullptr));
 }
 
 void GpuKvCache::append(int layer, const float* k, const float* v, int n_new) {

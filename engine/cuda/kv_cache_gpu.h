@@ -1,9 +1,9 @@
 // The f16 KV cache in GPU memory (CUDA builds), behind the KvCache interface: per layer K and V
 // [n_ctx, n_head_kv, head_dim] fp16, allocated at creation. The interface's host-pointer append /
 // attend upload and download (tests, mixed use); the GPU model calls the *_device forms on device
-// pointers. Decode (one query) runs flash-decoding split along the sequence, longer query blocks
-// the causal attention kernel, so unlike the CPU caches a row's result depends on the query count
-// (within float rounding).
+// pointers. Decode and prefill attend with the same flash-decoding kernel, each query split and
+// merged as a decode at its position would be: a query's output does not depend on the query
+// count or the chunking (batch-invariant, as the CPU caches).
 #pragma once
 #include <cstdint>
 #include <vector>

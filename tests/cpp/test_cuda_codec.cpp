@@ -185,14 +185,17 @@ namespace {
 // per split, per-tile online softmax, warps then splits merged in order, rotation back.
 std::vector<float> emulate_attend(const kc::AttendArgs& a, const float* q, float scale) {
   const int n = a.head_dim, nkv = a.n_head_kv, group = a.n_head / nkv;
-  const int64_t total = kc::attend_total_rows(a);
-  const int64_t R = kc::attend_rows_per_split(total, a.rows_per_split);
-  const int64_t n_split = total == 0 ? 0 : kc::attend_splits(total, a.rows_per_split);
-  std::vector<float> out(static_cast<size_t>(a.n_head) * n, 0.0f);
-  for (int h = 0; h < a.n_head; ++h) {
+  const int64_t all_rows = kc::attend_total_rows(a);
+  std::vector<float> out(static_cast<size_t>(a.n_q) * a.n_head * n, 0.0f);
+  for (int64_t pair = 0; pair < int64_t{a.n_q} * a.n_head; ++pair) {
+    const int64_t qi = pair / a.n_head;
+    const int h = static_cast<int>(pair % a.n_head);
+    const int64_t total = kc::attend_query_rows(all_rows, a.n_q, qi);  // this query's rows
+    const int64_t R = kc::attend_rows_per_split(total, a.rows_per_split);
+    const int64_t n_split = total == 0 ? 0 : kc::attend_splits(total, a.rows_per_split);
     const int kvh = h / group;
     std::vector<float> qs(n);
-    for (int j = 0; j < n; ++j) qs[j] = q[h * n + j] * scale;
+    for (int j = 0; j < n; ++j) qs[j] = q[pair * n + j] * scale;
     if (a.rotate) kc::wht_row(qs.data(), n);
     std::vector<std::vector<float>> qsum(a.n_spans);
     for (int s = 0; s < a.n_spans; ++s) {
@@ -252,7 +255,7 @@ std::vector<float> emulate_attend(const kc::AttendArgs& a, const float* q, float
       kc::softmax_merge(total_st, block, fa, fb);
       for (int j = 0; j < n; ++j) total_acc[j] = fa * total_acc[j] + fb * bacc[j];
     }
-    float* o = out.data() + static_cast<size_t>(h) * n;
+    float* o = out.data() + static_cast<size_t>(pair) * n;
     const float inv = total_st.l > 0 ? 1.0f / total_st.l : 0.0f;
     for (int j = 0; j < n; ++j) o[j] = total_acc[j] * inv;
     if (a.rotate) kc::wht_row(o, n);
@@ -282,6 +285,61 @@ TEST(CudaCodec, EmulatedFlashDecodingMatchesCpuCache) {
       const std::vector<float> got = emulate_attend(hs.args, q.data(), scale);
       EXPECT_LE(test::max_rel_err(want, got), 2e-5)
           << "layer " << l << " splits " << kc::attend_splits(cs.n_tokens, cs.rows_per_split);
+    }
+  }
+}
+
+// Several queries in one launch (prefill over fp16 rows): query i sees rows [0, total − n_q + i]
+// and takes exactly the splits, tiles and merges of a decode over those rows, so its output is
+// the same bits as that decode's; and it matches a double-precision causal reference.
+TEST(CudaCodec, EmulatedMultiQueryEqualsDecodeBitForBit) {
+  const int n_head = 8, nkv = 2, hd = 64;
+  for (int64_t n_rows : {300, 1000, 33000}) {
+    const int n_q = n_rows > 5000 ? 3 : 40;
+    const size_t row = static_cast<size_t>(nkv) * hd;
+    const std::vector<float> kf = randn(n_rows * row, 1), vf = randn(n_rows * row, 2);
+    std::vector<uint16_t> k16(kf.size()), v16(vf.size());
+    for (size_t i = 0; i < kf.size(); ++i) k16[i] = f32_to_fp16(kf[i]), v16[i] = f32_to_fp16(vf[i]);
+    const std::vector<float> q = randn(static_cast<size_t>(n_q) * n_head * hd, 3, 1.5f);
+    kc::AttendArgs a;
+    a.n_head = n_head, a.n_head_kv = nkv, a.head_dim = hd, a.n_q = n_q, a.n_spans = 1;
+    a.spans[0].packed = false;
+    a.spans[0].k = reinterpret_cast<const uint8_t*>(k16.data());
+    a.spans[0].v = reinterpret_cast<const uint8_t*>(v16.data());
+    a.spans[0].n_rows = n_rows;
+    const float scale = 0.125f;
+    const std::vector<float> all = emulate_attend(a, q.data(), scale);
+    for (int i = 0; i < n_q; i += (n_q > 3 ? 13 : 1)) {
+      kc::AttendArgs d = a;  // the same query decoded over its own rows
+      d.n_q = 1;
+      d.spans[0].n_rows = kc::attend_query_rows(n_rows, n_q, i);
+      const std::vector<float> one = emulate_attend(d, q.data() + static_cast<size_t>(i) * n_head * hd, scale);
+      for (size_t e = 0; e < one.size(); ++e) {
+        ASSERT_EQ(bits_of(one[e]), bits_of(all[static_cast<size_t>(i) * n_head * hd + e])) << "query " << i;
+      }
+      // double-precision causal reference for this query
+      std::vector<float> want(static_cast<size_t>(n_head) * hd);
+      const int64_t lim = d.spans[0].n_rows;
+      for (int h = 0; h < n_head; ++h) {
+        const int g = h / (n_head / nkv);
+        std::vector<double> sc(lim);
+        double mx = -1e300, den = 0;
+        for (int64_t t = 0; t < lim; ++t) {
+          double dot = 0;
+          for (int j = 0; j < hd; ++j) {
+            dot += double(q[(static_cast<size_t>(i) * n_head + h) * hd + j]) * scale *
+                   fp16_to_f32(k16[(t * nkv + g) * hd + j]);
+          }
+          sc[t] = dot, mx = std::max(mx, dot);
+        }
+        for (double& e : sc) e = std::exp(e - mx), den += e;
+        for (int j = 0; j < hd; ++j) {
+          double o = 0;
+          for (int64_t t = 0; t < lim; ++t) o += sc[t] * fp16_to_f32(v16[(t * nkv + g) * hd + j]);
+          want[h * hd + j] = static_cast<float>(o / den);
+        }
+      }
+      EXPECT_LE(test::max_rel_err(want, one), 2e-5) << "query " << i << " of " << n_rows << " rows";
     }
   }
 }

@@ -68,6 +68,29 @@ TEST(LlamaGpu, LogitsMatchTheCpu) {
   }
 }
 
+// With the f16 cache the GPU forward is batch-invariant like the CPU's: the logits of a prompt are
+// the same bits whatever the prefill chunking, and a decode step equals the same row prefilled.
+TEST(LlamaGpu, F16IsBatchInvariant) {
+  AKVQ_REQUIRE_GPU();
+  akvq::testing::SynthLlama m(7, true, 8);
+  const std::string path = write_temp(m.gguf(), "akvq_gpu_synth_inv.gguf");
+  ModelParams gpu_p;
+  gpu_p.device = "cuda";
+  auto model = Model::load(path, gpu_p);
+  std::vector<int32_t> ids(90);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 53 + 5) % 256);
+  const size_t nv = model->info().n_vocab;
+  std::vector<std::vector<float>> runs;
+  for (int n_batch : {90, 32, 7, 1}) {
+    SessionParams sp;
+    sp.n_ctx = 128, sp.n_batch = n_batch;
+    Session s(model, sp);
+    runs.emplace_back(ids.size() * nv);
+    s.eval_all(ids, runs.back().data());
+  }
+  for (size_t r = 1; r < runs.size(); ++r) EXPECT_EQ(runs[r], runs[0]) << "chunking " << r;
+}
+
 TEST(LlamaGpu, EmbeddingRowsMatchTheCpu) {
   AKVQ_REQUIRE_GPU();
   akvq::testing::SynthLlama m(6, true, 8);
