@@ -1,5 +1,6 @@
-// Attention over f32 or fp16 K/V rows, causal or not: for the vision tower on the GPU (it runs on
-// the CPU for now; the decoder's caches attend with kv_attend): out = softmax(scale · q·Kᵀ) · V per query and head, GQA by head groups.
+// Attention over f32 or fp16 K/V rows, causal or not, for the vision tower on the GPU (it runs on
+// the CPU for now; the decoder's caches attend with kv_attend): out = softmax(scale · q·Kᵀ) · V
+// per query and head, GQA by head groups.
 // One warp per (query, head): tiles of 32 keys scored a key per lane, one online softmax, values
 // accumulated with the lanes over the dimensions (as kv_attend.cu, without splits).
 #pragma once
