@@ -29,13 +29,18 @@ def test_cuda_available_is_a_bool_and_status_says_why():
 
 
 def test_cuda_available_without_visible_devices_is_false():
+    # the child imports the pyakvq under test: run from its package's parent, absolute paths
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    for var in ("PYTHONPATH", "AKVQ_EXT_DIR"):
+        if env.get(var):
+            env[var] = os.pathsep.join(str(pathlib.Path(p).resolve()) for p in env[var].split(os.pathsep))
     r = subprocess.run(
         [sys.executable, "-c", "import pyakvq; print(pyakvq.cuda_available()); print(pyakvq.cuda_status())"],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
+        cwd=pathlib.Path(pyakvq.__file__).resolve().parent.parent,
     )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
