@@ -93,7 +93,7 @@ void GpuKvCache::attend_device(int layer, const float* q, int n_q, int n_head, f
   a.spans[0].packed = false;
   a.spans[0].k = k_[layer].as<uint8_t>(), a.spans[0].v = v_[layer].as<uint8_t>();
   const int64_t n_kv = n_[layer];
-  const int64_t per_query = akvq_cuda::attend_max_splits(n_kv, 1, 0) * n_head * (2 + int64_t{hd}) * 4;
+  const int64_t per_query = akvq_cuda::attend_max_splits(n_kv, n_q, 0) * n_head * (2 + int64_t{hd}) * 4;
   const int group = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(n_q, (int64_t{64} << 20) / per_query)));
   for (int i0 = 0; i0 < n_q; i0 += group) {
     const int nq = std::min(group, n_q - i0);

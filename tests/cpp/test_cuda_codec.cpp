@@ -292,9 +292,27 @@ TEST(CudaCodec, EmulatedFlashDecodingMatchesCpuCache) {
 // Several queries in one launch (prefill over fp16 rows): query i sees rows [0, total − n_q + i]
 // and takes exactly the splits, tiles and merges of a decode over those rows, so its output is
 // the same bits as that decode's; and it matches a double-precision causal reference.
+TEST(CudaCodec, MaxSplitsCoversEveryQuery) {
+  // the split size grows in steps of 128 rows with the length: 32768 rows take 256 splits of 128,
+  // 32769 and 32770 take 129 of 256, so the longest query does not have the most splits
+  EXPECT_EQ(kc::attend_splits(32768, 0), 256);
+  EXPECT_EQ(kc::attend_splits(32770, 0), 129);
+  EXPECT_EQ(kc::attend_max_splits(32770, 3, 0), 256);
+  EXPECT_EQ(kc::attend_max_splits(32770, 1, 0), 129);
+  for (int64_t total : {1, 127, 128, 129, 5000, 32767, 32768, 32769, 70000}) {
+    for (int n_q : {1, 2, 7}) {
+      if (n_q > total) continue;
+      int64_t m = 0;
+      for (int i = 0; i < n_q; ++i) m = std::max(m, kc::attend_splits(kc::attend_query_rows(total, n_q, i), 0));
+      EXPECT_EQ(kc::attend_max_splits(total, n_q, 0), m) << total << " " << n_q;
+      EXPECT_LE(m, 256);  // the default split size never makes more than 256 splits
+    }
+  }
+}
+
 TEST(CudaCodec, EmulatedMultiQueryEqualsDecodeBitForBit) {
   const int n_head = 8, nkv = 2, hd = 64;
-  for (int64_t n_rows : {300, 1000, 33000}) {
+  for (int64_t n_rows : {300, 1000, 32770}) {  // 32770: queries on both sides of a split-size step
     const int n_q = n_rows > 5000 ? 3 : 40;
     const size_t row = static_cast<size_t>(nkv) * hd;
     const std::vector<float> kf = randn(n_rows * row, 1), vf = randn(n_rows * row, 2);

@@ -265,3 +265,37 @@ TEST(CudaKernels, FlashDecodingOverFp16RowsMatchesDoubleReference) {
   AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
   EXPECT_LE(test::max_rel_err(want, dout.to_vector<float>(q.size())), 1e-4);
 }
+
+// Several queries per launch equal single-query launches over each query's rows, bit for bit,
+// including queries on both sides of a split-size step (32768 rows: 256 splits; 32770: 129).
+TEST(CudaKernels, MultiQueryFlashDecodingEqualsDecodeBits) {
+  AKVQ_REQUIRE_GPU();
+  const int n_head = 8, nkv = 2, hd = 64, n_q = 4;
+  const int64_t n = 32770;
+  const std::vector<float> kf = randn(static_cast<size_t>(n) * nkv * hd, 7), vf = randn(kf.size(), 8);
+  std::vector<uint16_t> k16(kf.size()), v16(vf.size());
+  for (size_t i = 0; i < kf.size(); ++i) k16[i] = f32_to_fp16(kf[i]), v16[i] = f32_to_fp16(vf[i]);
+  const std::vector<float> q = randn(static_cast<size_t>(n_q) * n_head * hd, 9, 1.5f);
+  cuda::DeviceBuffer dk = cuda::DeviceBuffer::from(k16), dv = cuda::DeviceBuffer::from(v16);
+  cuda::DeviceBuffer dq = cuda::DeviceBuffer::from(q), dout(q.size() * 4);
+  kc::AttendArgs a;
+  a.n_head = n_head, a.n_head_kv = nkv, a.head_dim = hd, a.scale = 0.125f, a.n_q = n_q, a.n_spans = 1;
+  a.spans[0].packed = false;
+  a.spans[0].k = dk.as<uint8_t>(), a.spans[0].v = dv.as<uint8_t>(), a.spans[0].n_rows = n;
+  cuda::DeviceBuffer ws(kc::attend_workspace_floats(a) * 4);
+  a.q = dq.as<float>(), a.out = dout.as<float>(), a.partial = ws.as<float>();
+  AKVQ_CUDA_CHECK(kc::kv_attend_decode(a, nullptr));
+  const std::vector<float> all = dout.to_vector<float>(q.size());
+  for (int i = 0; i < n_q; ++i) {
+    kc::AttendArgs d = a;
+    d.n_q = 1;
+    d.spans[0].n_rows = kc::attend_query_rows(n, n_q, i);
+    d.q = dq.as<float>() + static_cast<int64_t>(i) * n_head * hd;
+    cuda::DeviceBuffer one(static_cast<size_t>(n_head) * hd * 4), ws1(kc::attend_workspace_floats(d) * 4);
+    d.out = one.as<float>(), d.partial = ws1.as<float>();
+    AKVQ_CUDA_CHECK(kc::kv_attend_decode(d, nullptr));
+    const std::vector<float> got = one.to_vector<float>(static_cast<size_t>(n_head) * hd);
+    EXPECT_TRUE(std::equal(got.begin(), got.end(), all.begin() + static_cast<int64_t>(i) * n_head * hd))
+        << "query " << i;
+  }
+}

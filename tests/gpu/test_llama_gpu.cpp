@@ -77,13 +77,13 @@ TEST(LlamaGpu, F16IsBatchInvariant) {
   ModelParams gpu_p;
   gpu_p.device = "cuda";
   auto model = Model::load(path, gpu_p);
-  std::vector<int32_t> ids(90);
+  std::vector<int32_t> ids(300);  // > 256 rows: queries with several splits
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 53 + 5) % 256);
   const size_t nv = model->info().n_vocab;
   std::vector<std::vector<float>> runs;
-  for (int n_batch : {90, 32, 7, 1}) {
+  for (int n_batch : {300, 32, 7, 1}) {
     SessionParams sp;
-    sp.n_ctx = 128, sp.n_batch = n_batch;
+    sp.n_ctx = 512, sp.n_batch = n_batch;
     Session s(model, sp);
     runs.emplace_back(ids.size() * nv);
     s.eval_all(ids, runs.back().data());

@@ -1,8 +1,8 @@
 // The model-op CUDA kernels against the CPU engine (skipped without a usable GPU, with the
-// reason): matmul on every stored weight type (GEMV and GEMM paths) against a double-precision
+// reason): matmul on every stored weight type and token counts 1..130 against a double-precision
 // product of the engine's dequantized rows (1e-4 relative to the row's magnitude); get_rows bit
 // for bit; norms, RoPE, SwiGLU, activations and attention within float rounding of the engine's
-// ops or a double reference.
+// ops or a double reference; matmul rows the same bits alone as in a batch.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>
@@ -38,7 +38,7 @@ void expect_close(const std::vector<float>& want, const std::vector<float>& got,
 
 }  // namespace
 
-TEST(CudaOps, MatmulEveryTypeBothPaths) {
+TEST(CudaOps, MatmulEveryTypeAndBatchInvariant) {
   AKVQ_REQUIRE_GPU();
   const int64_t n_in = 512, n_out = 77;
   for (DType t :
@@ -66,8 +66,18 @@ TEST(CudaOps, MatmulEveryTypeBothPaths) {
       a.y = dy.as<float>();
       AKVQ_CUDA_CHECK(kc::matmul(a, nullptr));
       AKVQ_CUDA_CHECK(cudaDeviceSynchronize());
-      expect_close(want, dy.to_vector<float>(want.size()), 1e-4,
+      const std::vector<float> got = dy.to_vector<float>(want.size());
+      expect_close(want, got, 1e-4,
                    std::string(dtype_name(static_cast<uint32_t>(t))) + " n_tok " + std::to_string(n_tok));
+      // each row alone gives the same bits as in the batch
+      cuda::DeviceBuffer dy1(n_out * 4);
+      for (int64_t i : {int64_t{0}, n_tok - 1}) {
+        kc::MatmulArgs a1 = a;
+        a1.x = dx.as<float>() + i * n_in, a1.n_tok = 1, a1.y = dy1.as<float>();
+        AKVQ_CUDA_CHECK(kc::matmul(a1, nullptr));
+        const std::vector<float> row = dy1.to_vector<float>(n_out);
+        EXPECT_TRUE(std::equal(row.begin(), row.end(), got.begin() + i * n_out)) << "row " << i << " of " << n_tok;
+      }
     }
   }
 }
