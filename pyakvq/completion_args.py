@@ -21,21 +21,19 @@ GREEDY_TOP_P = 1e-9
 
 @dataclass(frozen=True)
 class Sampling:
-    """Checked generation arguments of one request. max_tokens None: up to the end of the
-    context. seed None: the Model's seed, else random per choice. logprobs None: no log
-    probabilities; K in [0, 20]: the sampled token's and K alternatives."""
+    """Checked generation arguments of one request: the sampling arguments as Model.generate checks
+    them (args; its max_tokens is unused), max_tokens None for up to the end of the context, and
+    the number of choices n. args.seed None: the Model's seed, else random per choice;
+    args.logprobs None: no log probabilities, K in [0, 20]: the sampled token's and K
+    alternatives."""
 
+    args: _v.SamplingArgs
     max_tokens: int | None
-    temperature: float
-    top_k: int
-    top_p: float
-    min_p: float
-    repeat_penalty: float
-    repeat_last_n: int
-    seed: int | None
-    stop: list[str]
-    logprobs: int | None
     n: int
+
+    @property
+    def logprobs(self) -> int | None:
+        return self.args.logprobs
 
     def generate_kwargs(self, index: int, n_prompt: int, n_ctx: int, default_seed: int | None = None) -> dict[str, Any]:
         """Keywords of Model.generate / BatchEngine.submit for choice `index` of a prompt of
@@ -45,24 +43,14 @@ class Sampling:
         room = n_ctx - n_prompt
         if max_tokens is None or max_tokens > room:
             max_tokens = max(room, 0)  # the engine stops with "context" when the context fills
-        seed = self.seed if self.seed is not None else default_seed
+        seed = self.args.seed if self.args.seed is not None else default_seed
         if seed is not None and seed != -1:
             seed = (seed + index) % (_v.UINT64_MAX + 1)
         elif seed == -1:
             seed = None
-        kw: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "temperature": self.temperature,
-            "top_k": self.top_k,
-            "top_p": self.top_p,
-            "min_p": self.min_p,
-            "repeat_penalty": self.repeat_penalty,
-            "repeat_last_n": self.repeat_last_n,
-            "seed": seed,
-            "stop": list(self.stop) or None,
-        }
-        if self.logprobs is not None:
-            kw["logprobs"] = self.logprobs
+        kw = self.args._replace(max_tokens=max_tokens, seed=seed, stop=list(self.args.stop) or None)._asdict()
+        if kw["logprobs"] is None:
+            del kw["logprobs"]
         return kw
 
 
@@ -102,19 +90,7 @@ def check_sampling(
         stop,
         logprobs,
     )
-    return Sampling(
-        max_tokens=max_tokens,
-        temperature=a.temperature,
-        top_k=a.top_k,
-        top_p=a.top_p,
-        min_p=a.min_p,
-        repeat_penalty=a.repeat_penalty,
-        repeat_last_n=a.repeat_last_n,
-        seed=a.seed,
-        stop=a.stop,
-        logprobs=a.logprobs,
-        n=n,
-    )
+    return Sampling(args=a, max_tokens=max_tokens, n=n)
 
 
 def _is_number(x: Any) -> bool:
