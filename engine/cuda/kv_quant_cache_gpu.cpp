@@ -66,18 +66,23 @@ GpuQuantKvCache::GpuQuantKvCache(const kv::KvConfig& cfg) : KvCache(cfg) {
   device_bytes_ = bytes_bound(cfg.n_ctx);
 }
 
-int64_t GpuQuantKvCache::bytes_bound(int n_tokens) const {
-  if (!mirrored_) return host_->bytes_bound(n_tokens);
-  int64_t b = 0;  // the mirror's layout: n_tokens packed rows per head for each class a layer uses,
-                  // plus the fp16 window and pivot stores
-  for (int l = 0; l < cfg_.n_layer; ++l) {
-    for (int c = 0; c < (host_->is_tsa(l) ? 2 : 1); ++c) {
-      b += int64_t{cfg_.n_head_kv} * n_tokens *
-           static_cast<int64_t>(host_->codec_k(c).row_bytes() + host_->codec_v(c).row_bytes());
+int64_t mirror_bytes_bound(const kv::QuantKvCache& host, int n_tokens) {
+  const kv::KvConfig& cfg = host.config();
+  if (host.options().kivi) return host.bytes_bound(n_tokens);  // no mirror: the host cache
+  const int64_t row = int64_t{cfg.n_head_kv} * cfg.head_dim;
+  int64_t b = 0;  // n_tokens packed rows per head for each class a layer uses, plus the fp16 stores
+  for (int l = 0; l < cfg.n_layer; ++l) {
+    for (int c = 0; c < (host.is_tsa(l) ? 2 : 1); ++c) {
+      b += int64_t{cfg.n_head_kv} * n_tokens *
+           static_cast<int64_t>(host.codec_k(c).row_bytes() + host.codec_v(c).row_bytes());
     }
-    b += int64_t{host_->options().pivots + host_->window_cap()} * row_ * 2 * 2;
+    b += int64_t{host.options().pivots + host.window_cap()} * row * 2 * 2;
   }
   return b;
+}
+
+int64_t GpuQuantKvCache::bytes_bound(int n_tokens) const {
+  return mirror_bytes_bound(*host_, n_tokens);
 }
 
 kv::KvStats GpuQuantKvCache::stats() const {
@@ -111,8 +116,9 @@ void GpuQuantKvCache::sync(int layer, int n_new) {
       m.rows[c] = 0;
       continue;
     }
-    if (!m.seg_k[c].ptr()) throw Error("[cuda] kv: layer " + std::to_string(layer) + " has no mirror of class " +
-                                       std::to_string(c));  // the constructor sizes every class a layer uses
+    if (!m.seg_k[c].ptr())
+      throw Error("[cuda] kv: layer " + std::to_string(layer) + " has no mirror of class " +
+                  std::to_string(c));                              // the constructor sizes every class a layer uses
     const int64_t from = (full || n < m.rows[c]) ? 0 : m.rows[c];  // rows compacted: all again
     // the new rows of every head gathered on the host, then one 2-D copy per K and V (a head's
     // rows are n_ctx rows apart on the device)
@@ -126,8 +132,8 @@ void GpuQuantKvCache::sync(int layer, int n_new) {
         std::memcpy(stage_.data() + h * w, src.data() + from * rb, w);
       }
       uint8_t* dst = (kv_i == 0 ? m.seg_k[c] : m.seg_v[c]).as<uint8_t>() + from * rb;
-      AKVQ_CUDA_CHECK(cudaMemcpy2D(dst, static_cast<size_t>(cfg_.n_ctx) * rb, stage_.data(), w, w, nkv,
-                                   cudaMemcpyHostToDevice));
+      AKVQ_CUDA_CHECK(
+          cudaMemcpy2D(dst, static_cast<size_t>(cfg_.n_ctx) * rb, stage_.data(), w, w, nkv, cudaMemcpyHostToDevice));
     }
     m.rows[c] = n;
   }

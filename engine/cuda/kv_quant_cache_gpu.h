@@ -19,6 +19,12 @@
 
 namespace akvq::cuda {
 
+// The GPU memory GpuQuantKvCache reserves for a cache like `host` holding n_tokens tokens: every
+// class a layer may use holds n_tokens packed rows per KV head, plus the fp16 window and pivot
+// stores (kivi2, attended on the host: host.bytes_bound). What a KV budget prices a GPU slot at;
+// needs no GPU.
+int64_t mirror_bytes_bound(const kv::QuantKvCache& host, int n_tokens);
+
 class GpuQuantKvCache final : public kv::KvCache, public GpuCacheOps {
  public:
   // cfg.mode: a quantized mode (kv::KvCache::create's validation and errors).
@@ -62,15 +68,15 @@ class GpuQuantKvCache final : public kv::KvCache, public GpuCacheOps {
 
   std::unique_ptr<kv::QuantKvCache> host_;
   int64_t device_bytes_ = 0;  // the mirror's allocation
-  bool mirrored_ = true;  // false for kivi2 (attends on the host)
-  int64_t row_;           // n_head_kv * head_dim
+  bool mirrored_ = true;      // false for kivi2 (attends on the host)
+  int64_t row_;               // n_head_kv * head_dim
   std::vector<Mirror> mir_;
   DeviceBuffer levels_;  // [2 classes][K, V][256] level tables
   mutable DeviceBuffer work_;
   mutable std::vector<float> hq_, hout_;  // host staging of queries / outputs / amax
-  std::vector<float> hk_, hv_;             // host staging of new K / V rows
-  DeviceBuffer amax_;                      // [rows] per-token max|x|
-  std::vector<uint8_t> stage_;  // new packed rows of every head, gathered for one copy
+  std::vector<float> hk_, hv_;            // host staging of new K / V rows
+  DeviceBuffer amax_;                     // [rows] per-token max|x|
+  std::vector<uint8_t> stage_;            // new packed rows of every head, gathered for one copy
 };
 
 }  // namespace akvq::cuda

@@ -9,11 +9,16 @@
 // Usage: tools_gpu_model_bench [--shape 7b|1.1b] [--type q4_0|f16] [--budget-gib 8] [--ctx 1024]
 //                              [--prompt 512] [--gen 128] [--file PATH] [--device cuda|cpu]
 // (--device cpu runs the same on the CPU: a check of the tool on machines without a GPU)
+//        tools_gpu_model_bench --slots [--shape 7b] [--budget-gib 8] [--ctx 1024]
+// prints, without a GPU, what a GPU slot costs per KV mode (cuda::GpuKvCache: n_ctx fp16 rows;
+// the quantized modes: cuda::mirror_bytes_bound) and how many fit the budget:
+// {"op": "slots", "kv", "n_ctx", "bytes_per_seq", "slots", "vs_f16"}
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -21,6 +26,8 @@
 #include "akvq/engine.h"
 #include "core/fp16.h"
 #include "cuda/backend.h"
+#include "cuda/kv_quant_cache_gpu.h"
+#include "kv/kv_cache.h"
 #include "test_llama_gguf_writer.h"
 
 using namespace akvq;
@@ -132,8 +139,35 @@ bool write_model(const std::string& path, const Shape& sh, uint32_t type) {
 
 }  // namespace
 
+// The slot prices of --slots (see the header).
+int print_slots(const Shape& sh, int ctx, double budget_gib) {
+  const int64_t budget = static_cast<int64_t>(budget_gib * (1ull << 30));
+  int64_t f16_slots = 0;
+  for (const char* mode : {"f16", "akvq2", "akvq4", "q4", "q2", "kivi2"}) {
+    kv::KvConfig c;
+    c.mode = mode, c.n_layer = sh.n_layer, c.n_head_kv = sh.n_head_kv, c.head_dim = sh.n_embd / sh.n_head;
+    c.n_ctx = ctx;
+    const std::unique_ptr<kv::KvCache> host = kv::KvCache::create(c);
+    const auto* q = dynamic_cast<const kv::QuantKvCache*>(host.get());
+    const int64_t per_seq = q ? cuda::mirror_bytes_bound(*q, ctx) : host->bytes_bound(ctx);
+    const int64_t slots = budget / per_seq;
+    if (!q) f16_slots = slots;
+    std::printf(
+        "{\"op\": \"slots\", \"kv\": \"%s\", \"n_ctx\": %d, \"budget_gib\": %.2f, \"bytes_per_seq\": %lld, "
+        "\"slots\": %lld, \"vs_f16\": %.2f}\n",
+        mode, ctx, budget_gib, static_cast<long long>(per_seq), static_cast<long long>(slots),
+        f16_slots ? static_cast<double>(slots) / f16_slots : 0.0);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::string shape = "7b", type = "q4_0", file, device = "cuda";
+  bool slots_only = false;
+  if (argc > 1 && std::string(argv[1]) == "--slots") {
+    slots_only = true;
+    --argc, ++argv;
+  }
   double budget_gib = 8;
   int ctx = 1024, prompt = 512, gen = 128;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -164,8 +198,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    if (device == "cuda") cuda::require();
     const Shape sh = shape == "7b" ? Shape{32000, 4096, 32, 32, 32, 11008} : Shape{32000, 2048, 22, 32, 4, 5632};
+    if (slots_only) return print_slots(sh, ctx, budget_gib);
+    if (device == "cuda") cuda::require();
     const uint32_t wt = type == "q4_0" ? 2 : 1;
     if (file.empty()) file = "/tmp/akvq_gpu_bench_" + shape + "_" + type + ".gguf";
     const auto t_w = Clock::now();
