@@ -12,9 +12,9 @@ Questions: shapes.COLOR_QUESTIONS[0], SHAPE_QUESTIONS[0], color_question_multi(k
 at most --max-tokens tokens (default: the longest expected answer's tokens + 2), parsed with
 shapes.answer_words (an answer naming none or several colours is wrong).
 
-For every cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4 and the akvq2 ablations: no WHT = mode q2
-with every other akvq2 option copied; no window = window 0; no pivots = pivots 0; no TSA =
-tsa_layers none) it reports: single-image colour and shape accuracy, 8- and 16-image colour
+For every cache mode (f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4 and the akvq2 ablations: no WHT =
+rotate 0; no window = window 0; no pivots = pivots 0; no TSA = tsa_layers none) it reports:
+single-image colour and shape accuracy, 8- and 16-image colour
 accuracy, the share of answers identical to f16's, the share of cached tokens held below fp16
 after a 1-image and after a 16-image prompt (the cache's low precision only acts on those: the
 most recent `window` tokens stay fp16), bits per element after a 16-image prompt (kv_stats), and
@@ -69,7 +69,7 @@ SHAPES_PY = ROOT / "models" / "demo" / "shapes.py"
 TRAIN_PY = ROOT / "models" / "demo" / "train.py"
 MULTI_SIZES = (8, 16)
 
-# name -> (kv mode, kv_options). "akvq2-nowht" is filled in from akvq2's resolved options.
+# name -> (kv mode, kv_options)
 MODES: dict[str, tuple[str, dict[str, Any]]] = {
     "f16": ("f16", {}),
     "q8": ("q8", {}),
@@ -79,7 +79,7 @@ MODES: dict[str, tuple[str, dict[str, Any]]] = {
     "wht2": ("wht2", {}),
     "akvq2": ("akvq2", {}),
     "akvq4": ("akvq4", {}),
-    "akvq2-nowht": ("q2", {}),
+    "akvq2-nowht": ("akvq2", {"rotate": 0}),
     "akvq2-nowindow": ("akvq2", {"window": 0}),
     "akvq2-nopivots": ("akvq2", {"pivots": 0}),
     "akvq2-notsa": ("akvq2", {"tsa_layers": []}),
@@ -225,23 +225,13 @@ def classes_brief(layer: dict[str, Any]) -> str:
     return ", ".join(f"{c['name']} {c['tokens']}" for c in layer["classes"] if c["tokens"]) or "-"
 
 
-def resolve_modes(path: str, names: list[str], threads: int | None) -> dict[str, tuple[str, dict[str, Any]]]:
-    """(kv, kv_options) of each name; akvq2-nowht = q2 with akvq2's resolved options (window, pivots,
-    group, clip, tsa layers and bits, Gaussian levels): only the rotation differs, and the 4-bit TSA
-    text class, whose levels are then Gaussian too (akvq2: uniform at 4 bits)."""
+def resolve_modes(names: list[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """(kv, kv_options) of each name."""
     out = {}
     for name in names:
         if name not in MODES:
             raise SystemExit(f"--modes: unknown mode {name!r} (known: {ALL_MODES})")
         kv, opts = MODES[name]
-        if name == "akvq2-nowht":
-            with pyakvq.Model(path, n_ctx=64, n_threads=threads, kv="akvq2") as m:
-                r = m.kv_stats()["options"]
-            opts = {
-                k: r[k]
-                for k in ("window", "pivots", "pivot_factor", "group", "clip_k", "clip_v", "tsa_bits", "tsa_layers")
-            }
-            opts.update(bits=2, levels="gaussian")
         out[name] = (kv, dict(opts))
     return out
 
@@ -467,13 +457,6 @@ def window_note(rows: list[dict[str, Any]], n_single: int, max_tokens: int) -> s
     return s
 
 
-def mode_text(r: dict[str, Any]) -> str:
-    """The options column: akvq2-nowht is mode q2 with akvq2's options (listed in the check table)."""
-    if r["name"] == "akvq2-nowht":
-        return "kv q2 + akvq2's resolved options, levels=gaussian"
-    return opts_text(r["options"])
-
-
 def format_report(res: dict[str, Any]) -> str:
     rows = res["rows"]
     L = res["lengths"]
@@ -506,7 +489,7 @@ def format_report(res: dict[str, Any]) -> str:
         sq = "-" if r["s_fresh"] is None else f"{r['s_fresh']:.3f} / {r['s_followup']:.3f}"
         agree = _pct(r.get("agree_f16"))
         lines.append(
-            f"| {r['name']} | {mode_text(r)} | {_pct(a.get('color_1'))} | {_pct(a.get('shape_1'))} | "
+            f"| {r['name']} | {opts_text(r['options'])} | {_pct(a.get('color_1'))} | {_pct(a.get('shape_1'))} | "
             f"{_pct(a.get('color_8'))} | {_pct(a.get('color_16'))} | {agree} | {low} | {bits} | {sq} |"
         )
     lines += [
@@ -604,7 +587,7 @@ def evaluate(
         log(f"warning: seed {seed} is one of the training seeds ({seeds_text(train_seeds)})")
     testset = make_testset(seed, n_single, n_multi)
     qs = questions(testset)
-    specs = resolve_modes(path, modes, threads)
+    specs = resolve_modes(modes)
     prep = prepare(path, testset, threads)
     if max_tokens is None:
         max_tokens = answer_budget(prep["model"])

@@ -68,7 +68,8 @@ const char* usage() {
          "Runs a GGUF language (or vision-language) model on the CPU and streams the completion\n"
          "to stdout; timings go to stderr.\n"
          "\n"
-         "  -m, --model FILE        GGUF model file (required)\n"
+         "  -m, --model FILE        GGUF model file (default: the demo VLM of the pyakvq package\n"
+         "                          installed with this binary, or $AKVQ_DEMO_MODEL)\n"
          "  -p, --prompt TEXT       prompt text\n"
          "  -f, --file FILE         read the prompt from FILE\n"
          "      --image FILE        PNG or JPEG image (repeatable, in order); a prompt without the\n"
@@ -206,7 +207,7 @@ Options parse_args(int argc, char** argv) {
     }
   }
   if (o.help || o.version) return o;
-  if (o.model.empty()) throw InvalidArgument("no model given (-m FILE)");
+  // no -m: main() looks for the demo model (cli/demo_model.h)
   if (has_prompt == !o.prompt_file.empty()) throw InvalidArgument("give exactly one of -p PROMPT or -f FILE");
   o.sampling.validate();
   return o;

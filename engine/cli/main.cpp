@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "args.h"
+#include "demo_model.h"
 
 namespace {
 
@@ -220,6 +221,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (const int rc = akvq::cli::print_info(o); rc >= 0) return rc;  // --help, --version, no arguments
+  if (o.model.empty()) {
+    std::vector<std::string> searched;
+    o.model = akvq::cli::find_demo_model(argc > 0 ? argv[0] : nullptr, &searched);
+    if (o.model.empty()) {
+      std::string where;
+      for (const auto& s : searched) where += (where.empty() ? "" : ", ") + s;
+      std::fprintf(stderr, "akvq-cli: error: no model given (-m FILE), and no demo model found (looked for %s)\n",
+                   where.c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "akvq-cli: no -m given: the demo model %s\n", o.model.c_str());
+  }
   try {
     return run(o);
   } catch (const std::exception& e) {

@@ -45,6 +45,12 @@ float parse_float(const std::string& key, const std::string& s, float lo, float 
   return v;
 }
 
+bool parse_bool(const std::string& key, const std::string& s) {
+  if (s == "1" || s == "true" || s == "on") return true;
+  if (s == "0" || s == "false" || s == "off") return false;
+  bad(key, "'" + s + "' (expected 1/0, true/false or on/off)");
+}
+
 int parse_bits(const std::string& key, const std::string& s) {
   const int b = parse_int(key, s, 2, 8);
   if (b != 2 && b != 3 && b != 4 && b != 8) bad(key, s + " bits: supported 2, 3, 4, 8");
@@ -99,15 +105,16 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
     for (const auto& m : modes) list += (list.empty() ? "" : ", ") + m;
     throw InvalidArgument("[kv] kv mode '" + mode + "' is not supported (supported: " + list + ")");
   }
-  static const std::set<std::string> kAll{"bits",   "group",  "window", "pivots",     "clip",     "clip_k",      "clip_v",
-                                          "k_bits", "v_bits", "levels", "tsa_layers", "tsa_bits", "pivot_factor"};
+  static const std::set<std::string> kAll{"bits",       "group",    "window",       "pivots", "clip",
+                                          "clip_k",     "clip_v",   "k_bits",       "v_bits", "levels",
+                                          "tsa_layers", "tsa_bits", "pivot_factor", "rotate"};
   static const std::set<std::string> kKivi{"window", "clip", "clip_k", "clip_v"};
   KvOptions o;
   o.mode = mode;
   for (const auto& [key, value] : options) {
     (void)value;
     if (!kAll.count(key)) bad(key, "unknown option (known: bits, group, window, pivots, clip, clip_k, clip_v, "
-                                   "k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor)");
+                                   "k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor, rotate)");
     if (mode == "f16") bad(key, "does not apply to kv mode 'f16'");
     if (mode == "kivi2" && !kKivi.count(key)) bad(key, "does not apply to kv mode 'kivi2'");
   }
@@ -120,6 +127,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   const bool akvq = mode == "akvq2" || mode == "akvq4";
   o.kivi = mode == "kivi2";
   o.rotate = akvq || mode == "wht2";
+  if (const auto* s = get("rotate")) o.rotate = parse_bool("rotate", *s);  // e.g. akvq2 without its WHT
   int bits = mode == "q8" ? 8 : (mode == "q4" || mode == "akvq4") ? 4 : 2;
   o.window = akvq || o.kivi ? defaults::kWindow : 0;
   o.pivots = akvq ? defaults::kPivots : 0;
@@ -212,6 +220,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   r["tsa_layers"] = join(o.tsa_layers);
   r["tsa_bits"] = std::to_string(tsa_bits);
   r["pivot_factor"] = fmt(o.pivot_factor);
+  r["rotate"] = o.rotate ? "1" : "0";
   return o;
 }
 

@@ -8,7 +8,7 @@
 //   akvq2 / akvq4  rotation, fp16 window, fp16 pivots, TSA layers (text at tsa_bits), b-bit rest
 //   kivi2          K 2-bit per channel (groups of 32 tokens), V 2-bit per token, fp16 window
 // The quantized per-token modes share one engine: every option applies to them (q2 with a window
-// is a legal ablation). kivi2 takes window, clip, clip_k, clip_v.
+// is a legal ablation, and so is akvq2 with rotate=0: no WHT). kivi2 takes window, clip, clip_k, clip_v.
 #pragma once
 #include <map>
 #include <string>

@@ -85,8 +85,8 @@ def _background(rng: random.Random, w: int, h: int) -> Image.Image:
     """A light, slightly tinted background with a gentle vertical gradient."""
     base = [rng.randint(225, 250) for _ in range(3)]
     delta = [rng.randint(-12, 12) for _ in range(3)]
-    top = tuple(min(255, max(200, b - d // 2)) for b, d in zip(base, delta))
-    bottom = tuple(min(255, max(200, b + d // 2)) for b, d in zip(base, delta))
+    top = tuple(min(255, max(200, b - d // 2)) for b, d in zip(base, delta, strict=True))
+    bottom = tuple(min(255, max(200, b + d // 2)) for b, d in zip(base, delta, strict=True))
     col = Image.new("RGB", (1, 2))
     col.putpixel((0, 0), top)
     col.putpixel((0, 1), bottom)

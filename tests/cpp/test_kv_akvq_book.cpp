@@ -79,8 +79,7 @@ std::vector<TokenKind> script() {
 TEST(KvAkvqBook, ClassesPerLayerTsaVsPsa) {
   for (int chunk : {1, 7, 45}) {
     SCOPED_TRACE(chunk);
-    auto c = kv::KvCache::create(
-        config("akvq2", 3, 2, 32, {{"window", "8"}, {"pivots", "2"}, {"tsa_layers", "0,2"}}));
+    auto c = kv::KvCache::create(config("akvq2", 3, 2, 32, {{"window", "8"}, {"pivots", "2"}, {"tsa_layers", "0,2"}}));
     feed(*c, script(), chunk, {});
     const KvSummary s = c->summary();
     EXPECT_EQ(s.n_tokens, 45);
@@ -98,16 +97,15 @@ TEST(KvAkvqBook, ClassesPerLayerTsaVsPsa) {
 TEST(KvAkvqBook, PivotsAtMassiveActivations) {
   for (int chunk : {1, 7, 45}) {
     SCOPED_TRACE(chunk);
-    auto c = kv::KvCache::create(
-        config("akvq2", 2, 1, 32, {{"window", "8"}, {"pivots", "2"}, {"tsa_layers", "0"}}));
+    auto c = kv::KvCache::create(config("akvq2", 2, 1, 32, {{"window", "8"}, {"pivots", "2"}, {"tsa_layers", "0"}}));
     // 0 (text) and 12 (vision) qualify first; 25 (vision, larger) displaces 12 (the weakest);
     // 36 (generated) is never a pivot; 40 (generated) stays in the window.
     feed(*c, script(), chunk, {{0, 1000.0f}, {12, 500.0f}, {25, 2000.0f}, {36, 5000.0f}, {40, 5000.0f}});
     const KvSummary s = c->summary();
     for (int l = 0; l < 2; ++l) EXPECT_EQ(s.layers[l].pivots, (std::vector<int32_t>{0, 25})) << l;
     // layer 0 (TSA): evicted 37 = pivots 2 + text 14 + generated 2 (q4) + vision 19 (q2)
-    EXPECT_EQ(counts(s.layers[0]), (std::map<std::string, int64_t>{
-                                       {"fp16_window", 8}, {"fp16_pivot", 2}, {"q2g", 19}, {"q4", 16}}));
+    EXPECT_EQ(counts(s.layers[0]),
+              (std::map<std::string, int64_t>{{"fp16_window", 8}, {"fp16_pivot", 2}, {"q2g", 19}, {"q4", 16}}));
     EXPECT_EQ(counts(s.layers[1]),
               (std::map<std::string, int64_t>{{"fp16_window", 8}, {"fp16_pivot", 2}, {"q2g", 35}}));
   }
@@ -144,6 +142,9 @@ TEST(KvAkvqBook, OptionErrorsNameTheOption) {
   bad("akvq2", {{"tsa_layers", "a"}}, "kv option 'tsa_layers'");
   bad("akvq2", {{"pivot_factor", "0"}}, "kv option 'pivot_factor'");
   bad("akvq2", {{"foo", "1"}}, "kv option 'foo'");
+  bad("akvq2", {{"rotate", "2"}}, "kv option 'rotate'");
+  bad("akvq2", {{"rotate", "yes please"}}, "kv option 'rotate'");
+  bad("kivi2", {{"rotate", "1"}}, "kv option 'rotate'");
   bad("f16", {{"bits", "2"}}, "kv option 'bits'");
   bad("kivi2", {{"bits", "4"}}, "kv option 'bits'");
   bad("q3", {}, "kv mode 'q3'");
@@ -277,4 +278,30 @@ TEST(KvAkvqBook, DefaultAkvq2StaysWithinThreeBitsAt4096) {
   for (const auto& l : s.layers) EXPECT_EQ(l.pivots.size(), 15u);
   EXPECT_LE(c->stats().bits_per_element, 3.0);
   EXPECT_GT(c->stats().bits_per_element, 2.9);  // the window is as wide as the budget allows
+}
+
+// rotate=0 takes the WHT out of akvq2 and nothing else: with TSA off (whose 4-bit text keeps uniform
+// levels under akvq2's auto levels), akvq2 rotate=0 stores and attends exactly as q2 given akvq2's
+// window, pivots, Gaussian levels and clip; with rotate=1 (its default) it differs.
+TEST(KvAkvqBook, RotateOffIsAkvq2WithoutTheWht) {
+  cpu::ThreadPool pool(1);
+  const int n_head = 2, hd = 32, n = 70;
+  auto run = [&](const std::string& mode, std::map<std::string, std::string> o) {
+    auto c = kv::KvCache::create(config(mode, 2, 1, hd, std::move(o)));
+    std::vector<TokenKind> kinds(n, TokenKind::Text);
+    for (int i = 10; i < 40; ++i) kinds[i] = TokenKind::Vision;
+    feed(*c, kinds, 7, {{3, 1000.0f}});
+    const auto q = randn(static_cast<size_t>(4) * n_head * hd, 99);
+    std::vector<float> out(q.size());
+    c->attend(1, q.data(), 4, n_head, 0.2f, out.data(), pool);
+    return std::make_pair(out, c->summary().options);
+  };
+  const auto [off, o_off] = run("akvq2", {{"rotate", "0"}, {"tsa_layers", "none"}, {"window", "8"}});
+  const auto [q2, o_q2] = run("q2", {{"window", "8"}, {"pivots", "15"}, {"levels", "gaussian"}, {"clip", "0.9"}});
+  const auto [on, o_on] = run("akvq2", {{"rotate", "true"}, {"tsa_layers", "none"}, {"window", "8"}});
+  EXPECT_EQ(o_off.at("rotate"), "0");
+  EXPECT_EQ(o_on.at("rotate"), "1");
+  EXPECT_EQ(o_q2.at("rotate"), "0");
+  EXPECT_EQ(off, q2);
+  EXPECT_NE(off, on);
 }

@@ -1,5 +1,8 @@
 """akvq-cli: help, errors, and the same greedy output as the Python API."""
 
+import os
+import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -7,9 +10,13 @@ from test_helpers import cli
 
 import pyakvq
 
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
-def run(*args):
-    return subprocess.run([cli(), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+def run(*args, exe=None, env=None):
+    e = {k: v for k, v in os.environ.items() if k != "AKVQ_DEMO_MODEL"}
+    e.update(env or {})
+    return subprocess.run([exe or cli(), *map(str, args)], capture_output=True, text=True, timeout=300, env=e)
 
 
 def test_help():
@@ -21,7 +28,6 @@ def test_help():
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (("-p", "hi"), "no model"),
         (("-m", "x.gguf"), "-p PROMPT"),
         (("-m", "x.gguf", "-p", "hi", "-n", "abc"), "-n: expected an integer"),
         (("-m", "x.gguf", "-p", "hi", "--top-p", "7"), "top_p"),
@@ -34,6 +40,34 @@ def test_bad_arguments(args, needle):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("akvq-cli: error:") and needle in lines[0], r.stderr
+
+
+def test_without_model_runs_the_demo():
+    """No -m: the demo VLM that ships in the pyakvq package installed with the binary (or in the
+    source tree of a build directory), as `pyakvq chat` does."""
+    if not pyakvq.demo.packaged_demo_model_path().is_file():
+        pytest.skip("no packaged demo model")
+    r = run("--image", EXAMPLES / "red_circle.png", "-p", "What color is the shape?", "-n", 8, "--temp", 0)
+    assert r.returncode == 0, r.stderr
+    assert "the demo model" in r.stderr and "demo-vlm.gguf" in r.stderr
+    assert "red" in r.stdout.lower(), r.stdout
+    with pyakvq.Model() as m:
+        ref = m.chat(str(EXAMPLES / "red_circle.png"), "What color is the shape?", max_tokens=8, temperature=0)
+    assert r.stdout.strip() == ref.strip()
+
+
+def test_without_model_or_demo(tmp_path):
+    """A binary with no pyakvq package beside it and no $AKVQ_DEMO_MODEL: exit 2, naming where it
+    looked; $AKVQ_DEMO_MODEL names the file to load."""
+    exe = tmp_path / "bin" / "akvq-cli"
+    exe.parent.mkdir()
+    shutil.copy(cli(), exe)
+    r = run("-p", "hi", exe=exe)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no model given" in lines[0] and "site-packages" in lines[0], r.stderr
+    r = run("-p", "hi", exe=exe, env={"AKVQ_DEMO_MODEL": str(tmp_path / "elsewhere.gguf")})
+    assert r.returncode == 1 and "elsewhere.gguf" in r.stderr
 
 
 def test_bad_model_file(tmp_path):

@@ -109,3 +109,72 @@ def test_training_conversations_ask_each_image_once():
             ks = [int(q.rstrip("?.").split()[-1]) for q, _ in qa]
             assert len(ks) == len(set(ks)) and all(1 <= k <= n for k in ks), ks
             assert min(n, 4) <= len(qa) <= min(n, 10)
+
+
+class _WordTokenizer:
+    """A stand-in for the demo's BPE (the tests have no transformers): words with their leading
+    space, punctuation, newlines and the special tokens, each its own id."""
+
+    eos_token, pad_token = "</s>", "<pad>"
+
+    def __init__(self):
+        self.vocab = {"</s>": 0, "<pad>": 1, "<image>": 2}
+        self.eos_token_id, self.pad_token_id = 0, 1
+
+    def convert_tokens_to_ids(self, t: str) -> int:
+        return self.vocab.setdefault(t, len(self.vocab))
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        import re
+
+        pieces = re.findall(r"<image>|</s>| ?\w+|\n| |[^\w\s]", text)
+        assert "".join(pieces) == text
+        return {"input_ids": [self.convert_tokens_to_ids(p) for p in pieces]}
+
+    def decode(self, ids) -> str:
+        inv = {v: k for k, v in self.vocab.items()}
+        return "".join(inv[i] for i in ids)
+
+
+class _Processor:
+    """apply_chat_template as the processor renders the demo's template (jinja2)."""
+
+    def __init__(self, template: str):
+        import jinja2
+
+        self.tokenizer = _WordTokenizer()
+        self.template = jinja2.Environment().from_string(template)
+
+    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=False) -> str:
+        return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                    eos_token=self.tokenizer.eos_token)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 16])
+def test_training_marks_number_tokens_and_reads(n):
+    """train.Encoder: the auxiliary losses' positions. Each image's number token (NumberProbe) is
+    the " k" after image k's rows, and each answer's read position (ReadGuide) is the ":" of
+    "Image k:" whose next, trained token is the content; its target is image k's number token."""
+    import train
+
+    enc = train.Encoder(_Processor(train.CHAT_TEMPLATE), torch=None)
+    tok = enc.tok
+    rng = random.Random(n)
+    for _ in range(5):
+        qa, drawn = train.sample(rng, n)
+        ids, labels, reads = enc.conversation(qa, n)
+        numbers = enc.label_positions(ids, n)
+        assert len(ids) == len(labels) and ids.count(enc.image_token) == n * train.ROWS_PER_IMAGE
+        if n == 1:
+            assert numbers == [] and reads == []
+            continue
+        assert len(numbers) == n and numbers == sorted(numbers)
+        for k, p in enumerate(numbers):
+            assert tok.decode(ids[p - 2: p + 1]) == f"\nImage {k + 1}"  # "...<image>\nImage k.\n"
+            assert ids[p - 3] == enc.image_token and tok.decode(ids[p + 1: p + 3]) == ".\n"
+        assert len(reads) == len(qa)
+        for (p, k), (q, a) in zip(reads, qa, strict=True):
+            assert int(q.rstrip("?.").split()[-1]) == k + 1
+            assert tok.decode(ids[p - 2: p + 1]) == f" Image {k + 1}:"
+            assert labels[p] != -100 and labels[p + 1] == ids[p + 1]  # the content is trained
+            assert tok.decode(ids[p + 1: p + 2]).strip() == a.split(": ", 1)[1].split()[0].rstrip(".")

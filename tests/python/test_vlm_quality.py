@@ -114,7 +114,7 @@ def test_low_share_and_classes():
 
 def test_unknown_mode():
     with pytest.raises(SystemExit, match="unknown mode"):
-        vq.resolve_modes("unused.gguf", ["f16", "akvq9"], 1)
+        vq.resolve_modes(["f16", "akvq9"])
 
 
 # ---------------------------------------------------------------- tiny end-to-end runs
