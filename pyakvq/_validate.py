@@ -140,9 +140,9 @@ def kv_options(opts: Any) -> dict[str, str]:
             raise TypeError(f"kv_options keys must be str, got {type(k).__name__} {k!r}")
         check_text(f"kv_options key {k!r}", k, allow_nul=False)
         what = f"kv option {k!r}"
-        if isinstance(v, (bool, np.bool_)):
-            raise ValueError(f"{what}: expected a number, a string or a list of ints, got {v!r}")
-        if isinstance(v, (int, np.integer)):
+        if isinstance(v, (bool, np.bool_)):  # the switches (rotate): the engine's 1 / 0
+            out[k] = "1" if v else "0"
+        elif isinstance(v, (int, np.integer)):
             out[k] = str(int(v))
         elif isinstance(v, (float, np.floating)):
             out[k] = repr(float(v))

@@ -201,7 +201,8 @@ def sample(rng: random.Random, n_images: int):
 
 
 class Encoder:
-    """Examples -> padded tensors (input_ids, attention_mask, labels, pixel_values)."""
+    """Examples -> padded tensors (input_ids, attention_mask, labels, pixel_values) and the
+    auxiliary losses' positions (numbers, reads)."""
 
     def __init__(self, proc, torch):
         self.proc, self.torch = proc, torch
@@ -231,7 +232,8 @@ class Encoder:
             while ids[p] == self.image_token:
                 p += 1
             want = self.tok(f"\nImage {k}", add_special_tokens=False)["input_ids"]
-            assert ids[p: p + len(want)] == want, "the chat template does not number the images"
+            if ids[p: p + len(want)] != want:
+                raise ValueError("the chat template does not number the images")
             p += len(want) - 1
             out.append(p)
         return out
@@ -253,7 +255,8 @@ class Encoder:
                 head = a[: a.index(":") + 1]  # "Image k:"
                 k = int(head[len("Image "):-1]) - 1
                 read = len(self.tok(" " + head, add_special_tokens=False)["input_ids"]) - 1
-                assert ans[: read + 1] == self.tok(" " + head, add_special_tokens=False)["input_ids"]
+                if ans[: read + 1] != self.tok(" " + head, add_special_tokens=False)["input_ids"]:
+                    raise ValueError(f"the answer {a!r} does not tokenize as {head!r} + its content")
                 reads.append((len(ids) + len(p) + read, k))
             ids += p + ans
             labels += [-100] * len(p) + ans

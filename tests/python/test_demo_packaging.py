@@ -25,7 +25,7 @@ DEMO_IN_REPO = ROOT / "pyakvq" / "data" / "demo-vlm.gguf"
 SHAPES_PY = ROOT / "models" / "demo" / "shapes.py"
 EXAMPLES = ROOT / "examples"
 PKG_DIR = pathlib.Path(pyakvq.__file__).resolve().parent
-SEED = 777_001  # scenes for these tests; the training data uses seeds 0..99
+SEED = 777_001  # scenes for these tests; the training data's seeds are train.data_seeds() (below 501_000)
 
 
 @pytest.fixture(autouse=True)
@@ -155,27 +155,24 @@ def test_demo_answers_position_and_description():
     assert len(wrong) <= 1, f"{len(wrong)} of {n} answers wrong:\n" + "\n".join(wrong)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9, open: the shipped demo has not learned to pick image k out of several (it names the "
-    "colour of some image of the prompt; bench/RESULTS.md, demo VLM); strict, so a model that learns it "
-    "makes this XPASS",
-)
-def test_demo_answers_about_one_of_several_images():
+@pytest.mark.parametrize("n, at_least", [(2, 2), (8, 7), (16, 12)])
+def test_demo_answers_about_one_of_several_images(n, at_least):
+    """The issue's case, "What color is the shape in image k?" among up to 16 images: one prompt of
+    n fresh scenes, every image asked in turn; at most the issue's error rate (85% right with 8
+    images, 75% with 16) of wrong colours."""
     demo_or_skip()
     shapes = load_shapes()
-    rng = random.Random(SEED + 2)
-    colors = ["orange", "blue", "yellow"]
-    scenes = [shapes.draw_scene(rng, color=c) for c in colors]
+    rng = random.Random(SEED + 2 + n)
+    scenes = [shapes.draw_scene(rng) for _ in range(n)]
     images = [im for im, _ in scenes]
     wrong = []
     with pyakvq.Model() as m:
-        for k, c in enumerate(colors):
+        for k, (_, s) in enumerate(scenes):
             q = shapes.color_question_multi(k + 1)
             a = _ask(m, images, q)
-            if shapes.answer_words(a)["color"] != c:
-                wrong.append(f"{[s.caption() for _, s in scenes]}: {q!r} -> {a!r}")
-    assert not wrong, f"{len(wrong)} of {len(colors)} answers wrong:\n" + "\n".join(wrong)
+            if shapes.answer_words(a)["color"] != s.color:
+                wrong.append(f"{q!r} ({s.caption()}) -> {a!r}")
+    assert n - len(wrong) >= at_least, f"{len(wrong)} of {n} answers wrong:\n" + "\n".join(wrong)
 
 
 def test_demo_answers_the_readme_examples():
