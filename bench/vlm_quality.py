@@ -32,9 +32,8 @@ layer the attention the question's tokens give to text vs vision tokens, over a 
 prompts of the test set, and the TSA layers it suggests next to those the model uses.
 
 Run time of the default run (200 single images, 100 prompts of 8 and of 16 images, 12 modes): about
-10-11 min on 2 cores of a Xeon with a training job beside it (extrapolated from a 30/12 run on the
-trial demo model: 64 vision tokens per image, prompts of 105 / 595 / 1147 tokens); the progress line
-updates the estimate after every mode.
+4.5 min on 2 cores of a Sapphire Rapids Xeon (262 s; prompts of 106 / 603 / 1163 tokens); the
+progress line updates the estimate after every mode.
 
 Output: a markdown section ready for bench/RESULTS.md (machine, date, command, model, tables);
 --json OUT also writes every figure and every answer.

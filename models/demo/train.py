@@ -1,7 +1,7 @@
 """Trains the demo VLM from scratch on generated shape scenes and converts it to the GGUF that ships
 in the package (pyakvq/data/demo-vlm.gguf).
 
-    python models/demo/train.py --out /tmp/demo            # ~32 minutes on 2 cores
+    python models/demo/train.py --out /tmp/demo            # ~28 minutes on 2 cores
     python models/demo/train.py --out /tmp/demo --steps 200 --no-convert   # a quick trial
 
 Needs torch, transformers (5.x), tokenizers and pillow (only here: the package does not). Seeded:

@@ -218,3 +218,10 @@ def test_kv_options(smollm2_path):
         pyakvq.Model(smollm2_path, kv="q2", kv_options={"bits": 7})
     with pytest.raises(TypeError):
         pyakvq.Model(smollm2_path, kv="akvq2", kv_options=[("window", 4)])
+    # the rotate switch takes Python bools and the engine's spellings; akvq2 without it is the
+    # no-WHT ablation
+    for value, want in ((False, "0"), (True, "1"), ("off", "0"), (0, "0")):
+        with pyakvq.Model(smollm2_path, n_ctx=64, n_threads=1, kv="akvq2", kv_options={"rotate": value}) as m:
+            assert m.kv_stats()["options"]["rotate"] == want, value
+    with pytest.raises(ValueError, match="rotate"):
+        pyakvq.Model(smollm2_path, kv="akvq2", kv_options={"rotate": "maybe"})
