@@ -24,6 +24,10 @@ UINT64_MAX = (1 << 64) - 1  # SamplingParams seed
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+#: kv options that are on/off switches: they also take Python bools (engine/kv/kv_options.h).
+_KV_SWITCHES = frozenset({"rotate"})
+
+
 def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
     """An int (or numpy integer, not bool) in [lo, hi]; returns it as a Python int."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
@@ -140,8 +144,10 @@ def kv_options(opts: Any) -> dict[str, str]:
             raise TypeError(f"kv_options keys must be str, got {type(k).__name__} {k!r}")
         check_text(f"kv_options key {k!r}", k, allow_nul=False)
         what = f"kv option {k!r}"
-        if isinstance(v, (bool, np.bool_)):  # the switches (rotate): the engine's 1 / 0
-            out[k] = "1" if v else "0"
+        if isinstance(v, (bool, np.bool_)):
+            if k not in _KV_SWITCHES:  # True is no window size or bit width
+                raise ValueError(f"{what}: expected a number, a string or a list of ints, got {v!r}")
+            out[k] = "1" if v else "0"  # the engine's spelling of a switch
         elif isinstance(v, (int, np.integer)):
             out[k] = str(int(v))
         elif isinstance(v, (float, np.floating)):
