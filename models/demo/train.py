@@ -74,6 +74,7 @@ STEPS, VISION_STEPS = 2400, 1000  # the defaults of stages 2 and 1 (they make th
 ROPE_THETA = 1_000_000.0
 PROBE_LAYER, PROBE_WEIGHT = 2, 0.5  # NumberProbe: after decoder layer 2 of 4; its weight in the stage-2 loss
 GUIDE_LAYER, GUIDE_HEAD, GUIDE_WEIGHT = 3, 0, 0.5  # ReadGuide: query head 0 of the last decoder layer
+N_ATTRIBUTES = len(shapes.COLORS) + len(shapes.SHAPES) + len(shapes.POSITIONS)  # classes of attribute_loss
 
 
 def _load_by_path(name: str, path: pathlib.Path):
@@ -254,8 +255,9 @@ class Encoder:
             if n_images > 1:
                 head = a[: a.index(":") + 1]  # "Image k:"
                 k = int(head[len("Image "):-1]) - 1
-                read = len(self.tok(" " + head, add_special_tokens=False)["input_ids"]) - 1
-                if ans[: read + 1] != self.tok(" " + head, add_special_tokens=False)["input_ids"]:
+                head_ids = self.tok(" " + head, add_special_tokens=False)["input_ids"]
+                read = len(head_ids) - 1
+                if ans[: read + 1] != head_ids:
                     raise ValueError(f"the answer {a!r} does not tokenize as {head!r} + its content")
                 reads.append((len(ids) + len(p) + read, k))
             ids += p + ans
@@ -300,9 +302,8 @@ class AuxHead:
 
     def __init__(self, torch, width: int):
         self.torch = torch
-        n = len(shapes.COLORS) + len(shapes.SHAPES) + len(shapes.POSITIONS)
-        self.patch = torch.nn.Linear(width, n)
-        self.cls = torch.nn.Linear(width, n)
+        self.patch = torch.nn.Linear(width, N_ATTRIBUTES)
+        self.cls = torch.nn.Linear(width, N_ATTRIBUTES)
 
     def parameters(self) -> list:
         return list(self.patch.parameters()) + list(self.cls.parameters())
@@ -329,8 +330,7 @@ class NumberProbe:
 
     def __init__(self, torch, width: int):
         self.torch = torch
-        n = len(shapes.COLORS) + len(shapes.SHAPES) + len(shapes.POSITIONS)
-        self.head = torch.nn.Linear(width, n)
+        self.head = torch.nn.Linear(width, N_ATTRIBUTES)
 
     def parameters(self) -> list:
         return list(self.head.parameters())
@@ -409,7 +409,7 @@ def scene_targets(torch, scenes):
 def attribute_loss(torch, logits, targets) -> tuple:
     """(summed cross-entropy, [accuracy]) of logits [n, 14] (colour 6 | shape 3 | position 5)
     against targets [n, 3]."""
-    cuts = (0, len(shapes.COLORS), len(shapes.COLORS) + len(shapes.SHAPES), logits.shape[-1])
+    cuts = (0, len(shapes.COLORS), len(shapes.COLORS) + len(shapes.SHAPES), N_ATTRIBUTES)
     total, acc = 0.0, []
     for i in range(3):
         lg = logits[:, cuts[i]: cuts[i + 1]]
@@ -543,7 +543,8 @@ def main() -> None:
     for n, p in model.named_parameters():
         if p.requires_grad:
             groups[p.ndim >= 2 and "embed" not in n].append(p)
-    for p in probe.parameters() + guide.parameters():
+    aux_params = probe.parameters() + guide.parameters()  # trained with the model, then discarded
+    for p in aux_params:
         groups[p.ndim >= 2].append(p)
     opt = torch.optim.AdamW([{"params": groups[True], "weight_decay": 0.05},
                              {"params": groups[False], "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
@@ -569,7 +570,7 @@ def main() -> None:
             guide_nll = guide_loss[1].item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + probe.parameters() + guide.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(model.parameters()) + aux_params, 1.0)
         opt.step()
         ema = res.loss.item() if ema is None else 0.95 * ema + 0.05 * res.loss.item()  # the LM loss alone
         if probe_loss is not None:
