@@ -1,15 +1,24 @@
 // AVX2 tiles for the K-quants (Q4_K, Q6_K) against ActQ16K activations (int16, 256-value
-// super-blocks); the tile loop over super-blocks is shared (qgemm_kquant_tiles.h), this file holds
-// the intrinsics. Each row's super-block is unpacked into 256 int16 weights with the sub-block
-// scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: (q - 32) * sc, |.| <= 32 * 128) and T tokens
-// are multiplied with it by madd.
-// Integer bounds (|x| <= 32767): each int32 lane sums 2 products per madd. Q4_K: 16 madds per
-// super-block -> 32 products per lane, <= 32 * 945 * 32767 < 2^30. Q6_K: summed per half
-// super-block -> 16 products per lane, <= 16 * 4096 * 32767 = 2147418112 < 2^31 - 1; the two
-// halves are converted to f32 separately.
+// super-blocks). A row's super-block becomes 16 vectors of 16 int16 weights with the sub-block
+// scales folded in (Q4_K: q * sc <= 15 * 63; Q6_K: (q - 32) * sc, |.| <= 32 * 128), and each
+// vector meets the token's 16 int16 values in madd (two products summed per int32 lane).
+//   Prefill (T > 1): each row's super-block is unpacked once into an L1 scratch and multiplied
+//   with the tokens in register blocks of R rows x G tokens (one weight load feeds G tokens, one
+//   activation load R rows).
+//   Decode (T == 1): the vectors go from the unpack straight into madd (no scratch).
+// Per (row, token, super-block) both do the same arithmetic, so decode equals prefill bit for bit:
+// the exact integer sum S of each accumulation (Q4_K: the super-block; Q6_K: each half) adds
+// f32(S) * (d_w * d_x) to an 8-lane f32 accumulator by one FMA, then Q4_K adds its min term by one
+// more FMA, m_w * m_x with m_w = -dmin * mn_j and m_x = d_x * sums_j (lane j); the 8 lanes are
+// summed at the end.
+// Integer bounds (|x| <= 32767): Q4_K: 16 madds per super-block -> 32 products per lane,
+// <= 32 * 945 * 32767 < 2^30. Q6_K: 8 madds per half -> 16 products per lane,
+// <= 16 * 4096 * 32767 = 2147418112 < 2^31 - 1.
+#include <cstring>
+
 #include "cpu/qgemm.h"
-#include "cpu/qgemm_kquant_tiles.h"
 #include "cpu/simd.h"
+#include "cpu/tile_driver.h"
 #include "ops/qblocks.h"
 
 namespace akvq::cpu {
@@ -17,93 +26,245 @@ namespace akvq::cpu {
 #ifdef AKVQ_AVX2
 namespace {
 
-using kquant::Unpacked;
 using ops::ActQ16K;
+using ops::BlockQ4_K;
+using ops::BlockQ6_K;
 
-struct KQ4_K : kquant::Q4_K {
-  static inline void unpack(const Block* b, Unpacked& u) {
-    int sc[8];
-    for (int j = 0; j < 8; ++j) ops::q4k_scale_min(b->scales, j, sc[j], u.mn[j]);
-    const __m256i m4 = _mm256_set1_epi16(15);
+constexpr int kPrefetchAhead = 16384;  // bytes ahead of the super-block being read (decode; qgemm_q32.cpp)
+
+// A row's super-block besides its weight vectors: d_w and the min lanes.
+struct RowScales {
+  __m256 dw;  // [8] d_w
+  __m256 mw;  // [8] Q4_K: -dmin * mn_j; Q6_K: 0
+};
+
+// Q4_K: calls emit(i, v) for i = 0..15 with v = weights 16i .. 16i + 15 times their scale.
+template <class Emit>
+inline void unpack_q4k(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
+  uint64_t sc8, mn8;
+  ops::q4k_scales_mins(b->scales, sc8, mn8);
+  alignas(16) int16_t sc[8];
+  _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
+  const __m256i m4 = _mm256_set1_epi16(15);
+  for (int k = 0; k < 4; ++k) {
+    // bytes 32k .. 32k + 31: low nibbles = values 64k + l, high nibbles = values 64k + 32 + l
+    const uint8_t* q = b->qs + 32 * k;
+    const __m256i v0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+    const __m256i v1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
+    const __m256i s0 = _mm256_set1_epi16(sc[2 * k]), s1 = _mm256_set1_epi16(sc[2 * k + 1]);
+    emit(4 * k + 0, _mm256_mullo_epi16(_mm256_and_si256(v0, m4), s0));
+    emit(4 * k + 1, _mm256_mullo_epi16(_mm256_and_si256(v1, m4), s0));
+    emit(4 * k + 2, _mm256_mullo_epi16(_mm256_srli_epi16(v0, 4), s1));
+    emit(4 * k + 3, _mm256_mullo_epi16(_mm256_srli_epi16(v1, 4), s1));
+  }
+  rs.dw = _mm256_set1_ps(_cvtsh_ss(b->d));
+  const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(mn8))));
+  rs.mw = _mm256_mul_ps(mn, _mm256_set1_ps(-_cvtsh_ss(b->dmin)));
+}
+
+// Q6_K, half h (values 128h .. 128h + 127): ql bytes A = ql[64h ..], B = ql[64h + 32 ..], qh bytes
+// Q = qh[32h ..]; value 128h + 32k + l = nibble (k < 2: low, else high) of (k odd ? B : A)[l] | 2
+// bits of Q[l] at shift 2k, minus 32, times the int8 scale of its group of 16.
+template <class Emit>
+inline void unpack_q6k(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
+  const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi16(32);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i A = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h));
+    const __m256i B = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h + 32));
+    const __m256i Q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + 32 * h));
+    __m256i q[4];  // bytes of values 128h + 32k + l
+    q[0] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_slli_epi16(_mm256_and_si256(Q, m3), 4));
+    q[1] = _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 2), m3), 4));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m3), 4));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
+                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 6), m3), 4));
     for (int k = 0; k < 4; ++k) {
-      const uint8_t* q = b->qs + 32 * k;
-      const __m256i v0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
-      const __m256i v1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
-      const __m256i s0 = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * k]));
-      const __m256i s1 = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * k + 1]));
-      __m256i* o = reinterpret_cast<__m256i*>(u.wq + 64 * k);
-      _mm256_store_si256(o + 0, _mm256_mullo_epi16(_mm256_and_si256(v0, m4), s0));
-      _mm256_store_si256(o + 1, _mm256_mullo_epi16(_mm256_and_si256(v1, m4), s0));
-      _mm256_store_si256(o + 2, _mm256_mullo_epi16(_mm256_srli_epi16(v0, 4), s1));
-      _mm256_store_si256(o + 3, _mm256_mullo_epi16(_mm256_srli_epi16(v1, 4), s1));
+      const int g = 8 * h + 2 * k;  // groups g (values 0-15) and g + 1
+      const __m256i lo = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(q[k])), c32);
+      const __m256i hi = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(q[k], 1)), c32);
+      emit(g, _mm256_mullo_epi16(lo, _mm256_set1_epi16(b->scales[g])));
+      emit(g + 1, _mm256_mullo_epi16(hi, _mm256_set1_epi16(b->scales[g + 1])));
     }
-    u.d = _cvtsh_ss(b->d);
-    u.dmin = _cvtsh_ss(b->dmin);
   }
-  // the min term -dmin * dx * sum_j mn_j * sums_j (|sum| <= 8 * 63 * 32 * 32767 < 2^31)
-  static inline float offset(const Unpacked& u, const ActQ16K* x) {
-    int32_t summ = 0;
-    for (int j = 0; j < 8; ++j) summ += u.mn[j] * x->sums[j];
-    return -u.dmin * x->d * static_cast<float>(summ);
+  rs.dw = _mm256_set1_ps(_cvtsh_ss(b->d));
+  rs.mw = _mm256_setzero_ps();
+}
+
+struct KQ4_K {
+  using Block = BlockQ4_K;
+  static constexpr DType kType = DType::Q4_K;
+  static constexpr int kHalves = 1;  // one int32 accumulation per super-block
+  static constexpr bool kMin = true;
+  template <class Emit>
+  static inline void unpack(const Block* b, RowScales& rs, Emit&& emit) {
+    unpack_q4k(b, rs, emit);
   }
 };
 
-struct KQ6_K : kquant::Q6_K {
-  static inline void unpack(const Block* b, Unpacked& u) {
-    const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi16(32);
-    for (int h = 0; h < 2; ++h) {
-      const __m256i A = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h));
-      const __m256i B = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h + 32));
-      const __m256i Q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qh + 32 * h));
-      __m256i q[4];  // bytes 0..63 of values 128h + 32k + l
-      q[0] = _mm256_or_si256(_mm256_and_si256(A, m4), _mm256_slli_epi16(_mm256_and_si256(Q, m3), 4));
-      q[1] =
-          _mm256_or_si256(_mm256_and_si256(B, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 2), m3), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(A, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m3), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 6), m3), 4));
-      for (int k = 0; k < 4; ++k) {
-        const int base = 128 * h + 32 * k, g = base / 16;  // groups g (values 0-15) and g+1
-        const __m256i lo = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(q[k])), c32);
-        const __m256i hi = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(q[k], 1)), c32);
-        __m256i* o = reinterpret_cast<__m256i*>(u.wq + base);
-        _mm256_store_si256(o, _mm256_mullo_epi16(lo, _mm256_set1_epi16(b->scales[g])));
-        _mm256_store_si256(o + 1, _mm256_mullo_epi16(hi, _mm256_set1_epi16(b->scales[g + 1])));
-      }
-    }
-    u.d = _cvtsh_ss(b->d);
-    u.dmin = 0.0f;
+struct KQ6_K {
+  using Block = BlockQ6_K;
+  static constexpr DType kType = DType::Q6_K;
+  static constexpr int kHalves = 2;  // one int32 accumulation per half super-block
+  static constexpr bool kMin = false;
+  template <class Emit>
+  static inline void unpack(const Block* b, RowScales& rs, Emit&& emit) {
+    unpack_q6k(b, rs, emit);
   }
-  static inline float offset(const Unpacked&, const ActQ16K*) { return 0.0f; }
 };
 
-struct Avx2 {
-  using Acc = __m256;  // [8] f32 partial sums of one row x one token
-  static inline Acc zero() { return _mm256_setzero_ps(); }
-  static inline float hsum(Acc a) { return cpu::hsum(a); }
-  // acc += d * dx * (unpacked row . x) over one super-block.
-  template <class K>
-  static inline void dot(const Unpacked& u, const ActQ16K* x, Acc& acc) {
-    constexpr int kPer = 16 / K::kHalves;  // madds per int32 accumulation
-    __m256 f = _mm256_setzero_ps();
-    for (int h = 0; h < K::kHalves; ++h) {
-      __m256i s = _mm256_setzero_si256();
-      for (int i = h * kPer; i < (h + 1) * kPer; ++i) {
-        const __m256i w = _mm256_load_si256(reinterpret_cast<const __m256i*>(u.wq + 16 * i));
-        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->qs + 16 * i));
-        s = _mm256_add_epi32(s, _mm256_madd_epi16(w, v));
-      }
-      f = _mm256_add_ps(f, _mm256_cvtepi32_ps(s));
+// The token side of one super-block: its int16 values, d_x and the min lanes m_x.
+struct TokenBlock {
+  const int16_t* qs;
+  __m256 dx;  // [8] d_x
+  __m256 mx;  // [8] d_x * sums_j (Q4_K only)
+};
+
+template <class K>
+inline TokenBlock token_block(const ActQ16K* x) {
+  TokenBlock tb;
+  tb.qs = x->qs;
+  tb.dx = _mm256_set1_ps(x->d);
+  if constexpr (K::kMin) {
+    tb.mx = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x->sums))), tb.dx);
+  } else {
+    tb.mx = _mm256_setzero_ps();
+  }
+  return tb;
+}
+
+// acc += f32(S) * (d_w * d_x): the step that closes one integer accumulation.
+inline __m256 scale_add(__m256i s, const RowScales& rs, const TokenBlock& tb, __m256 acc) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(rs.dw, tb.dx), acc);
+}
+
+inline __m256i madd_add(__m256i s, __m256i w, const int16_t* x) {
+  return _mm256_add_epi32(s, _mm256_madd_epi16(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))));
+}
+
+// Decode: R rows x one token, the unpacked vectors straight into madd.
+template <class K, int R>
+void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y) {
+  using Block = typename K::Block;
+  constexpr int kPer = 16 / K::kHalves;  // vectors per integer accumulation
+  const int64_t nb = n_in / ops::kQKK;
+  __m256 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  const ActQ16K* xr = reinterpret_cast<const ActQ16K*>(x.data + t0 * x.stride);
+  for (int64_t b = 0; b < nb; ++b) {
+    const TokenBlock tb = token_block<K>(xr + b);
+    for (int r = 0; r < R; ++r) {
+      const Block* blk = reinterpret_cast<const Block*>(w + r * w_stride) + b;
+      const char* pf = reinterpret_cast<const char*>(blk) + kPrefetchAhead;
+      for (size_t o = 0; o < sizeof(Block); o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+      __m256i s[K::kHalves];
+      for (int h = 0; h < K::kHalves; ++h) s[h] = _mm256_setzero_si256();
+      RowScales rs;
+      K::unpack(blk, rs, [&](int i, __m256i v) { s[i / kPer] = madd_add(s[i / kPer], v, tb.qs + 16 * i); });
+      for (int h = 0; h < K::kHalves; ++h) acc[r] = scale_add(s[h], rs, tb, acc[r]);
+      if constexpr (K::kMin) acc[r] = _mm256_fmadd_ps(rs.mw, tb.mx, acc[r]);
     }
-    acc = _mm256_fmadd_ps(f, _mm256_set1_ps(u.d * x->d), acc);
+  }
+  for (int r = 0; r < R; ++r) y[r] = hsum(acc[r]);
+}
+
+// One unpacked super-block of one row (prefill).
+struct Unpacked {
+  alignas(32) int16_t wq[256];  // [256] weights times their sub-block scale
+  RowScales rs;
+};
+
+// Tokens per register block for R rows: R * G int32 accumulators + R weights + 1 activation
+// within the 16 ymm registers.
+constexpr int group_tokens(int R) {
+  return R == 1 ? 6 : R == 2 ? 4 : R == 3 ? 3 : 2;
+}
+
+// acc[r][g] += rows r < R . tokens g < G over one super-block (u: the unpacked rows).
+template <class K, int R, int G>
+inline void block_dots(const Unpacked* u, const TokenBlock* tb, __m256 (*acc)[kMaxTileT], int t0) {
+  constexpr int kPer = 16 / K::kHalves;
+  for (int h = 0; h < K::kHalves; ++h) {
+    __m256i s[R][G];
+    for (int r = 0; r < R; ++r) {
+      for (int g = 0; g < G; ++g) s[r][g] = _mm256_setzero_si256();
+    }
+    for (int i = h * kPer; i < (h + 1) * kPer; ++i) {
+      __m256i wv[R];
+      for (int r = 0; r < R; ++r) wv[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(u[r].wq + 16 * i));
+      for (int g = 0; g < G; ++g) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tb[g].qs + 16 * i));
+        for (int r = 0; r < R; ++r) s[r][g] = _mm256_add_epi32(s[r][g], _mm256_madd_epi16(wv[r], xv));
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      for (int g = 0; g < G; ++g) acc[r][t0 + g] = scale_add(s[r][g], u[r].rs, tb[g], acc[r][t0 + g]);
+    }
+  }
+  if constexpr (K::kMin) {
+    for (int r = 0; r < R; ++r) {
+      for (int g = 0; g < G; ++g) acc[r][t0 + g] = _mm256_fmadd_ps(u[r].rs.mw, tb[g].mx, acc[r][t0 + g]);
+    }
+  }
+}
+
+// Tokens t0 .. T - 1 in register blocks of group_tokens(R).
+template <class K, int R, int T, int T0>
+inline void token_groups(const Unpacked* u, const TokenBlock* tb, __m256 (*acc)[kMaxTileT]) {
+  if constexpr (T0 < T) {
+    constexpr int G = T - T0 < group_tokens(R) ? T - T0 : group_tokens(R);
+    block_dots<K, R, G>(u, tb + T0, acc, T0);
+    token_groups<K, R, T, T0 + G>(u, tb, acc);
+  }
+}
+
+// Prefill: R rows x T tokens.
+template <class K, int R, int T>
+void tile_multi(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y,
+                int64_t ldy) {
+  using Block = typename K::Block;
+  const int64_t nb = n_in / ops::kQKK;
+  Unpacked u[R];
+  __m256 acc[R][kMaxTileT];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int r = 0; r < R; ++r) {
+      int16_t* wq = u[r].wq;
+      K::unpack(reinterpret_cast<const Block*>(w + r * w_stride) + b, u[r].rs, [wq](int i, __m256i v) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(wq + 16 * i), v);
+      });
+    }
+    TokenBlock tb[T];
+    for (int t = 0; t < T; ++t) tb[t] = token_block<K>(reinterpret_cast<const ActQ16K*>(x.data + (t0 + t) * x.stride) + b);
+    token_groups<K, R, T, 0>(u, tb, acc);
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]);
+  }
+}
+
+template <class V, class K>
+struct Tiles {
+  // decode: 4 rows per tile; prefill: 2 x 12 (register blocks of 2 rows x 4 tokens)
+  static constexpr TileShape kShape = {4, 12, 4, 2, 12};
+  template <int R, int T>
+  static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
+    if constexpr (T == 1) {
+      tile_t1<K, R>(w, w_stride, x, t0, n_in, y);
+    } else {
+      tile_multi<K, R, T>(w, w_stride, x, t0, n_in, y, ldy);
+    }
   }
 };
+
+struct Avx2 {};
 
 }  // namespace
 
 const TileKernels* simd_kernels_kquant(DType t) {
-  return find_tiles<kquant::Tiles, Avx2, KQ4_K, KQ6_K>(t);
+  return find_tiles<Tiles, Avx2, KQ4_K, KQ6_K>(t);
 }
 
 #elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (qgemm_kquant_neon.cpp)

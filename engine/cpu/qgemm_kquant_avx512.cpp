@@ -53,23 +53,6 @@ struct WQ6_K {
 
 AKVQ_AVX512_BEGIN
 
-// The 8 6-bit scales and mins of a Q4_K super-block (ops/qblocks.h: q4k_scale_min) as bytes
-// j of sc and mn: with the 12 bytes as words w0, w1, w2, bytes j of
-//   sc[0..3] = w0 & 63,  mn[0..3] = w1 & 63,
-//   sc[4..7] = (w2 & 15) | (w0 >> 6) << 4,  mn[4..7] = (w2 >> 4 & 15) | (w1 >> 6) << 4.
-inline void q4k_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
-  uint32_t w0, w1, w2;
-  std::memcpy(&w0, s, 4);
-  std::memcpy(&w1, s + 4, 4);
-  std::memcpy(&w2, s + 8, 4);
-  const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
-  const uint32_t s03 = w0 & lo6, m03 = w1 & lo6;
-  const uint32_t s47 = (w2 & lo4) | (((w0 >> 6) & lo2) << 4);
-  const uint32_t m47 = ((w2 >> 4) & lo4) | (((w1 >> 6) & lo2) << 4);
-  sc = s03 | uint64_t{s47} << 32;
-  mn = m03 | uint64_t{m47} << 32;
-}
-
 // -dmin * mn_j in lanes 8 + j, 0 in lanes 0..7 (mn: the 8 min bytes).
 inline __m512 q4k_min_lanes(uint64_t mn, uint16_t dmin) {
   const __m512i m = _mm512_cvtepu8_epi32(_mm_set_epi64x(static_cast<long long>(mn), 0));
@@ -95,7 +78,7 @@ struct U16 {
 
 inline void unpack(const BlockQ4_K* b, U16& u) {
   uint64_t sc8, mn8;
-  q4k_scales_mins(b->scales, sc8, mn8);
+  ops::q4k_scales_mins(b->scales, sc8, mn8);
   uint8_t sc[8];
   std::memcpy(sc, &sc8, 8);
   const __m512i m4 = _mm512_set1_epi16(15);
@@ -204,7 +187,7 @@ inline void load_w8(const BlockQ4_K* b, W8& w) {
     w.q[2 * m + 1] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);
   }
   uint64_t sc8, mn8;
-  q4k_scales_mins(b->scales, sc8, mn8);
+  ops::q4k_scales_mins(b->scales, sc8, mn8);
   const __m512i scw = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
   // packs(a, b) puts, in each 128-bit lane q, words 0..3 from a's int32 lanes 4q..4q+3 and
   // words 4..7 from b's: chunk 2m + h holds sub-block 4m + h in lanes 0..7 and 4m + 2 + h in

@@ -1,8 +1,8 @@
-// ISA-independent part of the K-quant tiles (Q4_K, Q6_K x ActQ16K, 256-value super-blocks): the
-// tile loop over super-blocks and the block facts. Per super-block, each of the R rows is
+// The K-quant tile loop of the NEON kernels (Q4_K, Q6_K x ActQ16K, 256-value super-blocks) and
+// the block facts; the AVX2 (qgemm_kquant.cpp) and AVX-512 tiles have loops of their own. Per super-block, each of the R rows is
 // unpacked once into 256 int16 weights with the sub-block scales folded in, kept in an L1
-// scratch, and the T tokens are multiplied with it. The ISA files (qgemm_kquant.cpp: AVX2,
-// qgemm_kquant_neon.cpp: NEON) provide
+// scratch, and the T tokens are multiplied with it. The ISA file
+// (qgemm_kquant_neon.cpp) provides
 //   V (vector traits): Acc (f32 partial sums of one row x one token), zero(), hsum(Acc),
 //                      dot<K>(u, x, acc): acc += d * dx * (u.wq . x->qs) over one super-block
 //   K (weight type, derived from Q4_K / Q6_K below): unpack(block, u), offset(u, x) (the min term)
@@ -38,8 +38,8 @@ struct Q6_K {
 
 template <class V, class K>
 struct Tiles {
-  // 2 x 12: each row's unpack feeds 12 tokens (AVX2, ffn_gate 2048 -> 5632, 64 tokens: 1.2x the 2 x 4 tile;
-  // NEON shares the shape, its speed not measured)
+  // 2 x 12: each row's unpack feeds 12 tokens (measured with AVX2 when it used this loop, ffn_gate
+  // 2048 -> 5632, 64 tokens: 1.2x the 2 x 4 tile; NEON's speed not measured)
   static constexpr TileShape kShape = {2, 12, 2, 2, 12};
 
   // y[t * ldy + r] = row r . token t0 + t, rows w_stride bytes apart, n_in a multiple of 256.

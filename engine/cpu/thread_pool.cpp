@@ -1,5 +1,5 @@
 // Persistent thread pool. One job at a time: run() publishes the job by bumping a generation
-// counter; workers spin on it for a few tens of microseconds (with a pause instruction) and then
+// counter; workers spin on it for 200 microseconds (with a pause instruction) and then
 // sleep on a condition variable. Tasks are handed out through an atomic counter; the calling
 // thread takes tasks too. run() returns after every worker has left the job.
 #include "cpu/thread_pool.h"
@@ -28,9 +28,13 @@
 namespace akvq::cpu {
 
 namespace {
-// Spin iterations before a worker sleeps. A pause costs ~10-40 ns depending on the CPU, so
-// this is a few tens of microseconds.
-constexpr int kSpinIters = 2000;
+// How long an idle worker spins before it sleeps. Waking a sleeping thread costs tens of
+// microseconds (more in a VM), and a decode step runs a job every ~100 us with short serial work
+// between jobs: spinning through those gaps kept the second core busy (1.1B Q4_0 decode on a 2-core
+// Zen 3 VM: 2000 pause iterations, a few microseconds there, gave 20.7-22.8 tokens/s; 50000,
+// 22.7-23.3). Timed, since a pause lasts from a few cycles to ~140 depending on the CPU.
+constexpr auto kSpinTime = std::chrono::microseconds(200);
+constexpr int kSpinCheckEvery = 64;  // pause iterations between clock reads
 }  // namespace
 
 struct ThreadPool::Impl {
@@ -84,9 +88,11 @@ struct ThreadPool::Impl {
     uint64_t seen = 0;
     for (;;) {
       uint64_t g = generation.load(std::memory_order_acquire);
-      for (int i = 0; g == seen && i < kSpinIters; ++i) {
+      const auto spin_end = std::chrono::steady_clock::now() + kSpinTime;
+      for (int i = 1; g == seen; ++i) {
         AKVQ_CPU_RELAX();
         g = generation.load(std::memory_order_acquire);
+        if (i % kSpinCheckEvery == 0 && std::chrono::steady_clock::now() >= spin_end) break;
       }
       if (g == seen) {
         std::unique_lock<std::mutex> lk(mu);

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace akvq::ops {
 
@@ -55,6 +56,23 @@ inline void q4k_scale_min(const uint8_t* s, int j, int& sc, int& mn) {
     sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
     mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
   }
+}
+
+// The 8 scales and mins of q4k_scale_min at once, as bytes j of sc and mn (branch-free): with the
+// 12 bytes read as little-endian words w0, w1, w2, bytes j of
+//   sc[0..3] = w0 & 63,  mn[0..3] = w1 & 63,
+//   sc[4..7] = (w2 & 15) | (w0 >> 6) << 4,  mn[4..7] = (w2 >> 4 & 15) | (w1 >> 6) << 4.
+inline void q4k_scales_mins(const uint8_t* s, uint64_t& sc, uint64_t& mn) {
+  uint32_t w0, w1, w2;
+  std::memcpy(&w0, s, 4);
+  std::memcpy(&w1, s + 4, 4);
+  std::memcpy(&w2, s + 8, 4);
+  const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+  const uint32_t s03 = w0 & lo6, m03 = w1 & lo6;
+  const uint32_t s47 = (w2 & lo4) | (((w0 >> 6) & lo2) << 4);
+  const uint32_t m47 = ((w2 >> 4) & lo4) | (((w1 >> 6) & lo2) << 4);
+  sc = s03 | uint64_t{s47} << 32;
+  mn = m03 | uint64_t{m47} << 32;
 }
 
 // ---- activation formats (one row of x quantized once per matmul) ----
