@@ -72,7 +72,11 @@ const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.
 // the bytes of its 16 rows. Read by the panel tiles (gemm_float_panel_avx512.cpp, _avx2.cpp), which
 // are fast for many tokens and slow for one: only weights that are always multiplied by whole
 // batches (the vision tower, the projector) use it.
-enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2 };
+// R8 (Q4_0, Q4_1, Q8_0; n_rows a multiple of 8; the AVX2 kernels, qgemm_q32_r8_avx2.cpp): rows in
+// groups of 8, block-index major: group block b = the fp16 d of the 8 rows' block b (Q4_1: then
+// their m), then the quants in chunks of 16 bytes, chunk i = bytes 2i, 2i + 1 of each row's quants
+// in turn (8 chunks for Q4, 16 for Q8_0); a group takes the bytes of its 8 rows.
+enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2, kPackR8 = 3 };
 
 // The layout the active kernels read best for a weight of type t with n_rows rows (kPackNone:
 // the file's). batch_only: the weight only ever multiplies many rows at once (no decode).
@@ -85,6 +89,7 @@ const TileKernels* simd_kernels_float_p16_avx2(DType t);    // nullptr without A
 // Kernels of the active ISA for type t in layout `packing`, or nullptr.
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits = 16);
 const TileKernels* simd_kernels_q32_avx512_g4(DType t, int act_bits);  // qgemm_q32_avx512.cpp
+const TileKernels* simd_kernels_q32_r8(DType t);  // AVX2 R8 tiles (qgemm_q32_r8_avx2.cpp), or nullptr
 // Rewrites n_rows rows of n_in values (type t, file layout) from src into dst in `packing`.
 // Throws InvalidArgument for a type / layout pair it does not know.
 void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n_in);

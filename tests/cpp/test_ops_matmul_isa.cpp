@@ -133,30 +133,48 @@ TEST_P(MatmulIsa, PackedWeightsEqualTheFileLayoutBitForBit) {
   std::mt19937 rng(13);
   for (int bits : {16, 8}) {
     for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q6_K}) {
-      for (int64_t n_in : inner_sizes(t)) {
-        const int64_t n_out = 7;
-        const auto raw = test::random_weights(t, n_out, n_in, rng);
-        TensorView w = test::view(t, raw, n_in, n_out);
-        w.act_bits = static_cast<uint8_t>(bits);
-        const TensorView plain = w;
-        ops::PackedWeights store;
-        const bool packed = store.pack(w);
-        EXPECT_EQ(packed, cpu::preferred_packing(t) != cpu::kPackNone);
-        EXPECT_EQ(packed, w.packed != nullptr);
-        EXPECT_EQ(store.bytes(), packed ? raw.size() : 0u);
-        if (packed) {
-          EXPECT_EQ(GetParam(), cpu::Isa::Avx512);
-          if (n_in >= 128) {
+      // 7 rows: G4 (AVX-512) only; 24 rows: also R8 (AVX2, groups of 8 rows)
+      for (int64_t n_out : {7, 24}) {
+        for (int64_t n_in : inner_sizes(t)) {
+          const auto raw = test::random_weights(t, n_out, n_in, rng);
+          TensorView w = test::view(t, raw, n_in, n_out);
+          w.act_bits = static_cast<uint8_t>(bits);
+          const TensorView plain = w;
+          ops::PackedWeights store;
+          const bool packed = store.pack(w);
+          const uint8_t layout = cpu::preferred_packing(t, n_out);
+          EXPECT_EQ(packed, layout != cpu::kPackNone);
+          EXPECT_EQ(packed, w.packed != nullptr);
+          EXPECT_EQ(store.bytes(), packed ? raw.size() : 0u);
+          if (GetParam() == cpu::Isa::Avx512) EXPECT_EQ(packed, t != DType::Q6_K);
+          if (GetParam() == cpu::Isa::Avx2) EXPECT_EQ(packed, t != DType::Q6_K && n_out % 8 == 0);
+          if (packed && n_in >= 128) {
             EXPECT_NE(0, std::memcmp(w.packed, raw.data(), raw.size())) << "the layout should differ";
           }
-        }
-        for (int64_t n_tok : {1, 5}) {
-          const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
-          std::vector<float> a(n_tok * n_out), b(n_tok * n_out);
-          ops::detail::matmul(w, x.data(), n_tok, a.data(), pool, {});
-          ops::detail::matmul(plain, x.data(), n_tok, b.data(), pool, {});
-          ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
-              << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " n_tok=" << n_tok;
+          const cpu::TileKernels* k = packed ? cpu::simd_kernels_packed(t, layout, bits) : nullptr;
+          if (packed) ASSERT_NE(k, nullptr);
+          for (int64_t n_tok : {1, 5, 13}) {
+            const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+            std::vector<float> b(n_tok * n_out);
+            ops::detail::matmul(plain, x.data(), n_tok, b.data(), pool, {});
+            // the preferred tile, then every other tile of the packed kernels (edges included)
+            std::vector<std::pair<int, int>> tiles = {{0, 0}};
+            for (int R = 1; k && R <= cpu::kMaxTileR; ++R) {
+              for (int T = 1; T <= cpu::kMaxTileT; ++T) {
+                if (k->fn[R - 1][T - 1]) tiles.emplace_back(R, T);
+              }
+            }
+            for (const auto& [R, T] : tiles) {
+              ops::detail::MatmulOptions opt;
+              opt.tile_r = R;
+              opt.tile_t = T;
+              std::vector<float> a(n_tok * n_out);
+              ops::detail::matmul(w, x.data(), n_tok, a.data(), pool, opt);
+              ASSERT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)))
+                  << dtype_info(t).name << " bits=" << bits << " n_out=" << n_out << " n_in=" << n_in
+                  << " n_tok=" << n_tok << " tile " << R << "x" << T;
+            }
+          }
         }
       }
     }

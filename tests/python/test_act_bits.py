@@ -108,8 +108,8 @@ def test_cli_matches_python_for_each_precision(smollm2_path):
 
 
 def test_isa_cap_keeps_results_close(smollm2_path, tmp_path):
-    """AKVQ_ISA=avx2 (no repacking, AVX2 kernels) and the best kernels of this CPU (AVX-512 where
-    present) give the same logits up to f32 summation order through 30 layers: within the bound
+    """AKVQ_ISA=avx2 (AVX2 kernels, Q4_1 weights repacked in groups of 8 rows) and the best
+    kernels of this CPU (AVX-512 where present) give the same logits up to f32 summation order through 30 layers: within the bound
     against transformers (0.05; measured 0.012 between the two), in separate processes."""
     script = tmp_path / "logits.py"
     script.write_text(
@@ -131,7 +131,8 @@ def test_isa_cap_keeps_results_close(smollm2_path, tmp_path):
         )
         assert r.returncode == 0, r.stderr
         got[isa] = (np.load(out), int(r.stdout.strip()))
-    assert got["avx2"][1] == 0, "the AVX2 kernels read the file layout"
+    assert got["avx2"][1] > 0, "the AVX2 kernels read the R8 layout (cpu/qgemm.h)"
+    assert got[""][1] > 0
     np.testing.assert_allclose(got[""][0], got["avx2"][0], atol=0.05, rtol=0)
 
 
