@@ -50,6 +50,9 @@ const TileKernels* simd_kernels(DType t, int act_bits) {
     if (const TileKernels* k = simd_kernels_q32_avx512(t, act_bits)) return k;
     if (const TileKernels* k = simd_kernels_float_avx512(t)) return k;
   }
+  if (act_bits == 8) {
+    if (const TileKernels* k = simd_kernels_kquant_act8(t)) return k;  // AVX2 Q4_K: Q8K rows
+  }
   if (const TileKernels* k = simd_kernels_q32(t)) return k;
   if (const TileKernels* k = simd_kernels_kquant(t)) return k;
   return simd_kernels_float(t);

@@ -60,6 +60,8 @@ const TileKernels* simd_kernels_q32(DType t);  // Q4_0, Q4_1, Q8_0 (qgemm_q32.cp
 const TileKernels* simd_kernels_q32_avx512(DType t, int act_bits);
 const TileKernels* simd_kernels_kquant_avx512(DType t);
 const TileKernels* simd_kernels_kquant(DType t);  // Q4_K, Q6_K (qgemm_kquant.cpp)
+// AVX2 Q4_K tiles for 8-bit activation levels (Q8K rows; qgemm_kquant.cpp), or nullptr.
+const TileKernels* simd_kernels_kquant_act8(DType t);
 const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.cpp)
 
 // Weight layouts made at load (ops/pack.h). G4 (Q4_0, Q4_1, Q8_0): each row's blocks in groups of

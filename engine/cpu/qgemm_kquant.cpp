@@ -261,18 +261,137 @@ struct Tiles {
 
 struct Avx2 {};
 
+// ---- Q4_K with 8-bit activation levels (act_bits 8): Q8K rows (ActQ8K super-blocks) ----
+// Per sub-block j of 32 values: maddubs of the weight nibbles (u8, <= 15) and the token's bytes
+// (s8, |q| <= 127) gives 16 int16 pair sums (<= 2 * 15 * 127 = 3810, no saturation), and madd with
+// the sub-block scale (<= 63) widens them to 8 int32 lanes (<= 2 * 3810 * 63 per lane and
+// sub-block, 8 sub-blocks: < 2^22): the exact super-block sum S, then the same two FMAs as the
+// 16-bit tiles (m_x = ActQ8K::ms). Per (row, token, super-block): 8 maddubs + 8 madd (16-bit
+// tiles: 16 madd + 16 add).
+
+// One Q4_K super-block of one row, ready for the byte dots.
+struct W8 {
+  alignas(32) uint8_t q[8][32];   // [8 sub-blocks][32] nibbles, sub-block j's values in order
+  alignas(32) int16_t sc[8][16];  // [8][16] sub-block scale j in every lane
+  RowScales rs;
+};
+
+inline void load_w8(const BlockQ4_K* b, W8& w) {
+  uint64_t sc8, mn8;
+  ops::q4k_scales_mins(b->scales, sc8, mn8);
+  const __m256i m4 = _mm256_set1_epi8(15);
+  for (int k = 0; k < 4; ++k) {  // bytes 32k ..: low nibbles = sub-block 2k, high = 2k + 1
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs + 32 * k));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(w.q[2 * k]), _mm256_and_si256(v, m4));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(w.q[2 * k + 1]), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+  }
+  for (int j = 0; j < 8; ++j) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(w.sc[j]), _mm256_set1_epi16(static_cast<int16_t>((sc8 >> (8 * j)) & 0xff)));
+  }
+  w.rs.dw = _mm256_set1_ps(_cvtsh_ss(b->d));
+  const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(mn8))));
+  w.rs.mw = _mm256_mul_ps(mn, _mm256_set1_ps(-_cvtsh_ss(b->dmin)));
+}
+
+// Byte offset of sub-block j in an ActQ8K's qs (ops/qblocks.h: chunk 2m + h holds sub-blocks
+// 4m + h and 4m + 2 + h).
+constexpr int q8k_offset(int j) {
+  return 64 * (2 * (j / 4) + j % 2) + 32 * ((j % 4) / 2);
+}
+
+// acc[r][t0 + g] += rows r < R . tokens g < G over one super-block.
+template <int R, int G>
+inline void block_dots8(const W8* w, const ops::ActQ8K* const* x, __m256 (*acc)[kMaxTileT], int t0) {
+  __m256i s[R][G];
+  for (int r = 0; r < R; ++r) {
+    for (int g = 0; g < G; ++g) s[r][g] = _mm256_setzero_si256();
+  }
+  for (int j = 0; j < 8; ++j) {
+    for (int r = 0; r < R; ++r) {
+      const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w[r].q[j]));
+      const __m256i sv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w[r].sc[j]));
+      for (int g = 0; g < G; ++g) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[g]->qs + q8k_offset(j)));
+        s[r][g] = _mm256_add_epi32(s[r][g], _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), sv));
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int g = 0; g < G; ++g) {
+      __m256& a = acc[r][t0 + g];
+      a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[r][g]), _mm256_mul_ps(w[r].rs.dw, _mm256_set1_ps(x[g]->d)), a);
+      a = _mm256_fmadd_ps(w[r].rs.mw, _mm256_loadu_ps(x[g]->ms), a);
+    }
+  }
+}
+
+template <int R, int T, int T0>
+inline void token_groups8(const W8* w, const ops::ActQ8K* const* x, __m256 (*acc)[kMaxTileT]) {
+  if constexpr (T0 < T) {
+    constexpr int G = T - T0 < 4 ? T - T0 : 4;  // 2 rows x 4 tokens: 8 accumulators + 2 + 2 + 1
+    block_dots8<R, G>(w, x + T0, acc, T0);
+    token_groups8<R, T, T0 + G>(w, x, acc);
+  }
+}
+
+template <int R, int T>
+void tile8(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
+  const int64_t nb = n_in / ops::kQKK;
+  W8 wb[R];
+  __m256 acc[R][kMaxTileT];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int r = 0; r < R; ++r) {
+      const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride) + b;
+      if constexpr (T == 1) {
+        const char* pf = reinterpret_cast<const char*>(blk) + kPrefetchAhead;
+        for (size_t o = 0; o < sizeof(BlockQ4_K); o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+      }
+      load_w8(blk, wb[r]);
+    }
+    const ops::ActQ8K* xb[T];
+    for (int t = 0; t < T; ++t) xb[t] = reinterpret_cast<const ops::ActQ8K*>(x.data + (t0 + t) * x.stride) + b;
+    token_groups8<R, T, 0>(wb, xb, acc);
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]);
+  }
+}
+
+template <class V, class K>
+struct Tiles8 {
+  static constexpr TileShape kShape = {4, 12, 4, 2, 12, ActFormat::Q8K};
+  template <int R, int T>
+  static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
+    tile8<R, T>(w, w_stride, x, t0, n_in, y, ldy);
+  }
+};
+
 }  // namespace
 
 const TileKernels* simd_kernels_kquant(DType t) {
   return find_tiles<Tiles, Avx2, KQ4_K, KQ6_K>(t);
 }
 
-#elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (qgemm_kquant_neon.cpp)
+const TileKernels* simd_kernels_kquant_act8(DType t) {
+  return find_tiles<Tiles8, Avx2, KQ4_K>(t);
+}
+
+#else
+
+const TileKernels* simd_kernels_kquant_act8(DType) {
+  return nullptr;
+}
+
+#if !defined(AKVQ_NEON)  // neither AVX2 nor NEON (qgemm_kquant_neon.cpp)
 
 const TileKernels* simd_kernels_kquant(DType) {
   return nullptr;
 }
 
+#endif
 #endif
 
 }  // namespace akvq::cpu

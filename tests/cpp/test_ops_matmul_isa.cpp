@@ -146,13 +146,18 @@ TEST_P(MatmulIsa, PackedWeightsEqualTheFileLayoutBitForBit) {
           EXPECT_EQ(packed, layout != cpu::kPackNone);
           EXPECT_EQ(packed, w.packed != nullptr);
           EXPECT_EQ(store.bytes(), packed ? raw.size() : 0u);
-          if (GetParam() == cpu::Isa::Avx512) EXPECT_EQ(packed, t != DType::Q6_K);
-          if (GetParam() == cpu::Isa::Avx2) EXPECT_EQ(packed, t != DType::Q6_K && n_out % 8 == 0);
+          if (GetParam() == cpu::Isa::Avx512) {
+            EXPECT_EQ(packed, t != DType::Q6_K);
+          } else {
+            EXPECT_EQ(packed, t != DType::Q6_K && n_out % 8 == 0);
+          }
           if (packed && n_in >= 128) {
             EXPECT_NE(0, std::memcmp(w.packed, raw.data(), raw.size())) << "the layout should differ";
           }
           const cpu::TileKernels* k = packed ? cpu::simd_kernels_packed(t, layout, bits) : nullptr;
-          if (packed) ASSERT_NE(k, nullptr);
+          if (packed) {
+            ASSERT_NE(k, nullptr);
+          }
           for (int64_t n_tok : {1, 5, 13}) {
             const auto x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
             std::vector<float> b(n_tok * n_out);
@@ -219,8 +224,8 @@ TEST_P(MatmulIsa, EightBitActivationsStayWithinTheirRoundingBound) {
   }
 }
 
-// Q4_K with 8-bit levels on AVX-512 reads Q8K rows of ActQ8K super-blocks: the integers and
-// sums of quantize_row_q16k (qmax 127) as bytes in the chunk order of ops/qblocks.h; Q6_K keeps
+// Q4_K with 8-bit levels (AVX-512 and AVX2) reads Q8K rows of ActQ8K super-blocks: the integers
+// and sums of quantize_row_q16k (qmax 127) as bytes in the chunk order of ops/qblocks.h; Q6_K keeps
 // its ActQ16K tiles, and 16-bit levels have no Q8K rows.
 TEST_P(MatmulIsa, Q4KEightBitRowsHoldTheQ16KIntegersInNibbleOrder) {
   const cpu::TileKernels* k8 = cpu::simd_kernels(DType::Q4_K, 8);
@@ -229,10 +234,6 @@ TEST_P(MatmulIsa, Q4KEightBitRowsHoldTheQ16KIntegersInNibbleOrder) {
   ASSERT_NE(k16, nullptr);
   EXPECT_EQ(k16->act, cpu::ActFormat::Native);
   EXPECT_EQ(cpu::simd_kernels(DType::Q6_K, 8)->act, cpu::ActFormat::Native);
-  if (GetParam() != cpu::Isa::Avx512) {
-    EXPECT_EQ(k8->act, cpu::ActFormat::Native);
-    return;
-  }
   EXPECT_EQ(k8->act, cpu::ActFormat::Q8K);
   std::mt19937 rng(16);
   const int64_t n = 768, nb = n / 256;
