@@ -30,17 +30,21 @@ using ops::ActQ16K;
 using ops::BlockQ4_K;
 using ops::BlockQ6_K;
 
-constexpr int kPrefetchAhead = 16384;  // bytes ahead of the super-block being read (decode; qgemm_q32.cpp)
-
 // A row's super-block besides its weight vectors: d_w and the min lanes.
 struct RowScales {
   __m256 dw;  // [8] d_w
   __m256 mw;  // [8] Q4_K: -dmin * mn_j; Q6_K: 0
 };
 
+// d_w and the min lanes of a Q4_K super-block (mn8: its 8 mins as bytes, ops::q4k_scales_mins).
+inline RowScales q4k_row_scales(const BlockQ4_K* b, uint64_t mn8) {
+  const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(mn8))));
+  return {_mm256_set1_ps(_cvtsh_ss(b->d)), _mm256_mul_ps(mn, _mm256_set1_ps(-_cvtsh_ss(b->dmin)))};
+}
+
 // Q4_K: calls emit(i, v) for i = 0..15 with v = weights 16i .. 16i + 15 times their scale.
 template <class Emit>
-inline void unpack_q4k(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
+inline void unpack(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
   uint64_t sc8, mn8;
   ops::q4k_scales_mins(b->scales, sc8, mn8);
   alignas(16) int16_t sc[8];
@@ -57,16 +61,14 @@ inline void unpack_q4k(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
     emit(4 * k + 2, _mm256_mullo_epi16(_mm256_srli_epi16(v0, 4), s1));
     emit(4 * k + 3, _mm256_mullo_epi16(_mm256_srli_epi16(v1, 4), s1));
   }
-  rs.dw = _mm256_set1_ps(_cvtsh_ss(b->d));
-  const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(mn8))));
-  rs.mw = _mm256_mul_ps(mn, _mm256_set1_ps(-_cvtsh_ss(b->dmin)));
+  rs = q4k_row_scales(b, mn8);
 }
 
 // Q6_K, half h (values 128h .. 128h + 127): ql bytes A = ql[64h ..], B = ql[64h + 32 ..], qh bytes
 // Q = qh[32h ..]; value 128h + 32k + l = nibble (k < 2: low, else high) of (k odd ? B : A)[l] | 2
 // bits of Q[l] at shift 2k, minus 32, times the int8 scale of its group of 16.
 template <class Emit>
-inline void unpack_q6k(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
+inline void unpack(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
   const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi16(32);
   for (int h = 0; h < 2; ++h) {
     const __m256i A = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h));
@@ -96,10 +98,6 @@ struct KQ4_K {
   static constexpr DType kType = DType::Q4_K;
   static constexpr int kHalves = 1;  // one int32 accumulation per super-block
   static constexpr bool kMin = true;
-  template <class Emit>
-  static inline void unpack(const Block* b, RowScales& rs, Emit&& emit) {
-    unpack_q4k(b, rs, emit);
-  }
 };
 
 struct KQ6_K {
@@ -107,10 +105,6 @@ struct KQ6_K {
   static constexpr DType kType = DType::Q6_K;
   static constexpr int kHalves = 2;  // one int32 accumulation per half super-block
   static constexpr bool kMin = false;
-  template <class Emit>
-  static inline void unpack(const Block* b, RowScales& rs, Emit&& emit) {
-    unpack_q6k(b, rs, emit);
-  }
 };
 
 // The token side of one super-block: its int16 values, d_x and the min lanes m_x.
@@ -155,12 +149,11 @@ void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, in
     const TokenBlock tb = token_block<K>(xr + b);
     for (int r = 0; r < R; ++r) {
       const Block* blk = reinterpret_cast<const Block*>(w + r * w_stride) + b;
-      const char* pf = reinterpret_cast<const char*>(blk) + kPrefetchAhead;
-      for (size_t o = 0; o < sizeof(Block); o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+      prefetch_ahead(blk, sizeof(Block));
       __m256i s[K::kHalves];
       for (int h = 0; h < K::kHalves; ++h) s[h] = _mm256_setzero_si256();
       RowScales rs;
-      K::unpack(blk, rs, [&](int i, __m256i v) { s[i / kPer] = madd_add(s[i / kPer], v, tb.qs + 16 * i); });
+      unpack(blk, rs, [&](int i, __m256i v) { s[i / kPer] = madd_add(s[i / kPer], v, tb.qs + 16 * i); });
       for (int h = 0; h < K::kHalves; ++h) acc[r] = scale_add(s[h], rs, tb, acc[r]);
       if constexpr (K::kMin) acc[r] = _mm256_fmadd_ps(rs.mw, tb.mx, acc[r]);
     }
@@ -174,8 +167,9 @@ struct Unpacked {
   RowScales rs;
 };
 
-// Tokens per register block for R rows: R * G int32 accumulators + R weights + 1 activation
-// within the 16 ymm registers.
+// Tokens per register block for R rows: R * G int32 accumulators + R weights (8-bit: + R scale
+// words) + 1 activation within the 16 ymm registers (exceeded only by the rare 3- and 4-row tiles
+// of the 8-bit family).
 constexpr int group_tokens(int R) {
   return R == 1 ? 6 : R == 2 ? 4 : R == 3 ? 3 : 2;
 }
@@ -208,42 +202,65 @@ inline void block_dots(const Unpacked* u, const TokenBlock* tb, __m256 (*acc)[kM
   }
 }
 
-// Tokens t0 .. T - 1 in register blocks of group_tokens(R).
-template <class K, int R, int T, int T0>
-inline void token_groups(const Unpacked* u, const TokenBlock* tb, __m256 (*acc)[kMaxTileT]) {
+// ---- the multi-token tile loop of both families ----
+// F (a family): Block, Row (one row's super-block, ready), Token (one token's super-block),
+// load(block, row), token(activation row, b), dots<R, G>(rows, tokens, acc, t0): acc[r][t0 + g]
+// += rows r < R . tokens g < G over one super-block.
+
+// Tokens T0 .. T - 1 in register blocks of group_tokens(R).
+template <class F, int R, int T, int T0>
+inline void token_groups(const typename F::Row* rows, const typename F::Token* tk, __m256 (*acc)[kMaxTileT]) {
   if constexpr (T0 < T) {
     constexpr int G = T - T0 < group_tokens(R) ? T - T0 : group_tokens(R);
-    block_dots<K, R, G>(u, tb + T0, acc, T0);
-    token_groups<K, R, T, T0 + G>(u, tb, acc);
+    F::template dots<R, G>(rows, tk + T0, acc, T0);
+    token_groups<F, R, T, T0 + G>(rows, tk, acc);
   }
 }
 
-// Prefill: R rows x T tokens.
-template <class K, int R, int T>
-void tile_multi(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y,
-                int64_t ldy) {
-  using Block = typename K::Block;
+// R rows x T tokens: per super-block each row is made ready once for the T tokens.
+template <class F, int R, int T>
+void tile_blocks(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y,
+                 int64_t ldy) {
+  using Block = typename F::Block;
   const int64_t nb = n_in / ops::kQKK;
-  Unpacked u[R];
+  typename F::Row rows[R];
   __m256 acc[R][kMaxTileT];
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b) {
     for (int r = 0; r < R; ++r) {
-      int16_t* wq = u[r].wq;
-      K::unpack(reinterpret_cast<const Block*>(w + r * w_stride) + b, u[r].rs, [wq](int i, __m256i v) {
-        _mm256_store_si256(reinterpret_cast<__m256i*>(wq + 16 * i), v);
-      });
+      const Block* blk = reinterpret_cast<const Block*>(w + r * w_stride) + b;
+      if constexpr (T == 1) prefetch_ahead(blk, sizeof(Block));
+      F::load(blk, rows[r]);
     }
-    TokenBlock tb[T];
-    for (int t = 0; t < T; ++t) tb[t] = token_block<K>(reinterpret_cast<const ActQ16K*>(x.data + (t0 + t) * x.stride) + b);
-    token_groups<K, R, T, 0>(u, tb, acc);
+    typename F::Token tk[T];
+    for (int t = 0; t < T; ++t) tk[t] = F::token(x.data + (t0 + t) * x.stride, b);
+    token_groups<F, R, T, 0>(rows, tk, acc);
   }
   for (int r = 0; r < R; ++r) {
     for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]);
   }
 }
+
+// 16-bit levels: rows unpacked to int16 in an L1 scratch, ActQ16K tokens.
+template <class K>
+struct Fam16 {
+  using Block = typename K::Block;
+  using Row = Unpacked;
+  using Token = TokenBlock;
+  static void load(const Block* blk, Row& u) {
+    int16_t* wq = u.wq;
+    unpack(blk, u.rs, [wq](int i, __m256i v) { _mm256_store_si256(reinterpret_cast<__m256i*>(wq + 16 * i), v); });
+  }
+  static Token token(const uint8_t* row, int64_t b) {
+    return token_block<K>(reinterpret_cast<const ActQ16K*>(row) + b);
+  }
+  template <int R, int G>
+  static void dots(const Row* u, const Token* tb, __m256 (*acc)[kMaxTileT], int t0) {
+    block_dots<K, R, G>(u, tb, acc, t0);
+  }
+};
 
 template <class V, class K>
 struct Tiles {
@@ -254,7 +271,7 @@ struct Tiles {
     if constexpr (T == 1) {
       tile_t1<K, R>(w, w_stride, x, t0, n_in, y);
     } else {
-      tile_multi<K, R, T>(w, w_stride, x, t0, n_in, y, ldy);
+      tile_blocks<Fam16<K>, R, T>(w, w_stride, x, t0, n_in, y, ldy);
     }
   }
 };
@@ -288,9 +305,7 @@ inline void load_w8(const BlockQ4_K* b, W8& w) {
   for (int j = 0; j < 8; ++j) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(w.sc[j]), _mm256_set1_epi16(static_cast<int16_t>((sc8 >> (8 * j)) & 0xff)));
   }
-  w.rs.dw = _mm256_set1_ps(_cvtsh_ss(b->d));
-  const __m256 mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(mn8))));
-  w.rs.mw = _mm256_mul_ps(mn, _mm256_set1_ps(-_cvtsh_ss(b->dmin)));
+  w.rs = q4k_row_scales(b, mn8);
 }
 
 // Byte offset of sub-block j in an ActQ8K's qs (ops/qblocks.h: chunk 2m + h holds sub-blocks
@@ -325,47 +340,25 @@ inline void block_dots8(const W8* w, const ops::ActQ8K* const* x, __m256 (*acc)[
   }
 }
 
-template <int R, int T, int T0>
-inline void token_groups8(const W8* w, const ops::ActQ8K* const* x, __m256 (*acc)[kMaxTileT]) {
-  if constexpr (T0 < T) {
-    constexpr int G = T - T0 < 4 ? T - T0 : 4;  // 2 rows x 4 tokens: 8 accumulators + 2 + 2 + 1
-    block_dots8<R, G>(w, x + T0, acc, T0);
-    token_groups8<R, T, T0 + G>(w, x, acc);
+// 8-bit levels: Q4_K rows as nibble bytes and scale words, ActQ8K tokens.
+struct Fam8 {
+  using Block = BlockQ4_K;
+  using Row = W8;
+  using Token = const ops::ActQ8K*;
+  static void load(const Block* blk, Row& w) { load_w8(blk, w); }
+  static Token token(const uint8_t* row, int64_t b) { return reinterpret_cast<const ops::ActQ8K*>(row) + b; }
+  template <int R, int G>
+  static void dots(const Row* w, const Token* x, __m256 (*acc)[kMaxTileT], int t0) {
+    block_dots8<R, G>(w, x, acc, t0);
   }
-}
-
-template <int R, int T>
-void tile8(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
-  const int64_t nb = n_in / ops::kQKK;
-  W8 wb[R];
-  __m256 acc[R][kMaxTileT];
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_ps();
-  }
-  for (int64_t b = 0; b < nb; ++b) {
-    for (int r = 0; r < R; ++r) {
-      const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride) + b;
-      if constexpr (T == 1) {
-        const char* pf = reinterpret_cast<const char*>(blk) + kPrefetchAhead;
-        for (size_t o = 0; o < sizeof(BlockQ4_K); o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
-      }
-      load_w8(blk, wb[r]);
-    }
-    const ops::ActQ8K* xb[T];
-    for (int t = 0; t < T; ++t) xb[t] = reinterpret_cast<const ops::ActQ8K*>(x.data + (t0 + t) * x.stride) + b;
-    token_groups8<R, T, 0>(wb, xb, acc);
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) y[t * ldy + r] = hsum(acc[r][t]);
-  }
-}
+};
 
 template <class V, class K>
 struct Tiles8 {
   static constexpr TileShape kShape = {4, 12, 4, 2, 12, ActFormat::Q8K};
   template <int R, int T>
   static void fn(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
-    tile8<R, T>(w, w_stride, x, t0, n_in, y, ldy);
+    tile_blocks<Fam8, R, T>(w, w_stride, x, t0, n_in, y, ldy);
   }
 };
 

@@ -19,14 +19,8 @@ namespace akvq::cpu {
 #ifdef AKVQ_AVX2
 namespace {
 
-// Software prefetch of the weight rows ahead of the decode loop (decode streams every weight from
-// DRAM once per token). Past a row's end this fetches the start of the next rows, which the next
-// tiles read.
+// Software prefetch of the weight rows ahead of the decode loop (cpu/simd.h: kAvx2PrefetchAhead).
 constexpr bool kPrefetch = true;
-// Distance in bytes: 512 / 1024 / 2048 measured 8.2 / 7.2 / 6.7 ms per SmolLM2 decode step (weights
-// mostly in cache); 1.1B Q4_0 decode from DRAM on a 2-core Zen 3 VM, tokens/s: 2048: 13-16,
-// 4096: 20-22, 8192: 21-23, 16384: 23-24, 32768: 22-24 (4 interleaved rounds, akvq-cli).
-constexpr int kPrefetchAhead = 16384;
 
 // Weight types. unpack: block -> lo (values 0-15), hi (values 16-31) as int16 lanes.
 template <class B>
@@ -121,7 +115,7 @@ void Avx2::t1(const q32::Operands<R, 1>& o, float* y) {
   for (; b + 2 <= o.nb; b += 2) {
     if (kPrefetch) {
       for (int r = 0; r < R; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(o.wr[r] + b * K::kBytes + kPrefetchAhead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(o.wr[r] + b * K::kBytes + kAvx2PrefetchAhead), _MM_HINT_T0);
     }
     t1_block<K, R>(o.wr, b * K::kBytes, o.xq[0] + b * ops::kQK, o.xd[b], o.xs[b], acc, accm);
     t1_block<K, R>(o.wr, (b + 1) * K::kBytes, o.xq[0] + (b + 1) * ops::kQK, o.xd[b + 1], o.xs[b + 1], acc, accm);

@@ -19,9 +19,6 @@ namespace akvq::cpu {
 #ifdef AKVQ_AVX2
 namespace {
 
-// Bytes ahead of the block group being read (decode streams the weights from DRAM; qgemm_q32.cpp).
-constexpr int kPrefetchAhead = 16384;
-
 // Weight types in R8. A group block (the same block index of 8 rows) is kScaleBytes * 8 bytes of
 // fp16 scales (d of the 8 rows; Q4_1: then m of the 8 rows) and the quants: chunk i of 16 bytes
 // holds bytes 2i, 2i + 1 of each row's quants in turn. unpack2 gives, for chunk i, the int16
@@ -60,9 +57,7 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
   for (int t = 0; t < T; ++t) acc[t] = accm[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* g = w + b * kGroupBytes;
-    for (int64_t o = 0; o < kGroupBytes; o += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(g + kPrefetchAhead + o), _MM_HINT_T0);
-    }
+    prefetch_ahead(g, kGroupBytes);
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g)));
     const uint8_t* qs = g + 8 * K::kScaleBytes;
     __m256i s[T];
