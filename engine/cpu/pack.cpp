@@ -54,9 +54,10 @@ void pack_row_g4(const G4Facts& f, const uint8_t* src, uint8_t* dst, int64_t nb)
               static_cast<size_t>((nb - 4 * n_full) * f.block_bytes));
 }
 
-// R8: group g of rows 8g .. 8g + 7, block b at (g * nb + b) * 8 * block_bytes: the 8 scale
-// fields, then chunk i (2-byte pieces i of the rows' quants, row by row).
-void pack_rows_r8(const G4Facts& f, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t nb) {
+// R8 (piece 2) and R8B (piece 4): group g of rows 8g .. 8g + 7, block b at
+// (g * nb + b) * 8 * block_bytes: the 8 scale fields, then chunk i (the piece-byte pieces i of
+// the rows' quants, row by row).
+void pack_rows_r8(const G4Facts& f, int piece, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t nb) {
   const int64_t rb = nb * f.block_bytes;
   for (int64_t g = 0; g < n_rows / 8; ++g) {
     for (int64_t b = 0; b < nb; ++b) {
@@ -67,7 +68,7 @@ void pack_rows_r8(const G4Facts& f, const uint8_t* src, uint8_t* dst, int64_t n_
         if (f.scale_bytes == 4) std::memcpy(d + 16 + 2 * r, blk + 2, 2);  // m
         const uint8_t* qs = blk + f.scale_bytes;
         uint8_t* q = d + 8 * f.scale_bytes;
-        for (int i = 0; i < f.qs_bytes / 2; ++i) std::memcpy(q + 16 * i + 2 * r, qs + 2 * i, 2);
+        for (int i = 0; i < f.qs_bytes / piece; ++i) std::memcpy(q + 8 * piece * i + piece * r, qs + piece * i, piece);
       }
     }
   }
@@ -101,10 +102,12 @@ const TileKernels* simd_kernels_float_p16(DType t) {
   }
 }
 
-uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only) {
+uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only, int act_bits) {
   if (batch_only && n_rows > 0 && n_rows % 16 == 0 && simd_kernels_float_p16(t)) return kPackP16;
   if (active_isa() == Isa::Avx2) {
-    return n_rows > 0 && n_rows % 8 == 0 && simd_kernels_q32_r8(t) ? kPackR8 : kPackNone;
+    if (n_rows <= 0 || n_rows % 8 != 0) return kPackNone;
+    if (act_bits == 8 && simd_kernels_q4_r8b(t)) return kPackR8B;
+    return simd_kernels_q32_r8(t) ? kPackR8 : kPackNone;
   }
   if (active_isa() != Isa::Avx512) return kPackNone;
   return simd_kernels_q32_avx512_g4(t, 16) ? kPackG4 : kPackNone;
@@ -113,6 +116,8 @@ uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only) {
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits) {
   if (packing == kPackG4 && active_isa() == Isa::Avx512) return simd_kernels_q32_avx512_g4(t, act_bits);
   if (packing == kPackR8 && active_isa() == Isa::Avx2) return simd_kernels_q32_r8(t);
+  // R8B tiles read 8-bit levels only; with 16 bits the file layout's kernels run
+  if (packing == kPackR8B && active_isa() == Isa::Avx2 && act_bits == 8) return simd_kernels_q4_r8b(t);
   if (packing == kPackP16) return simd_kernels_float_p16(t);
   return nullptr;
 }
@@ -128,7 +133,11 @@ void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64
   }
   G4Facts f;
   if (packing == kPackR8 && g4_facts(t, f) && n_rows % 8 == 0) {
-    pack_rows_r8(f, src, dst, n_rows, n_in / ops::kQK);
+    pack_rows_r8(f, 2, src, dst, n_rows, n_in / ops::kQK);
+    return;
+  }
+  if (packing == kPackR8B && (t == DType::Q4_0 || t == DType::Q4_1) && g4_facts(t, f) && n_rows % 8 == 0) {
+    pack_rows_r8(f, 4, src, dst, n_rows, n_in / ops::kQK);
     return;
   }
   if (packing != kPackG4 || !g4_facts(t, f)) {

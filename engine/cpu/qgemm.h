@@ -78,11 +78,15 @@ const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.
 // groups of 8, block-index major: group block b = the fp16 d of the 8 rows' block b (Q4_1: then
 // their m), then the quants in chunks of 16 bytes, chunk i = bytes 2i, 2i + 1 of each row's quants
 // in turn (8 chunks for Q4, 16 for Q8_0); a group takes the bytes of its 8 rows.
-enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2, kPackR8 = 3 };
+// R8B (Q4_0, Q4_1 with 8-bit activation levels; the AVX2 byte-dot tiles, qgemm_q4_r8b_avx2.cpp):
+// R8 with 4-byte pieces: chunk i of 32 bytes = bytes 4i .. 4i + 3 of each row's quants in turn
+// (4 chunks), so that one register holds 4 consecutive nibble bytes of each of the 8 rows.
+enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2, kPackR8 = 3, kPackR8B = 4 };
 
 // The layout the active kernels read best for a weight of type t with n_rows rows (kPackNone:
-// the file's). batch_only: the weight only ever multiplies many rows at once (no decode).
-uint8_t preferred_packing(DType t, int64_t n_rows = 0, bool batch_only = false);
+// the file's). batch_only: the weight only ever multiplies many rows at once (no decode);
+// act_bits: its activation precision (TensorView::act_bits), which picks R8B over R8 on AVX2.
+uint8_t preferred_packing(DType t, int64_t n_rows = 0, bool batch_only = false, int act_bits = 16);
 // P16 panel tiles for F32 / F16 / BF16 (row_unit 16) of the active ISA, or nullptr (other types,
 // no such kernels: NEON, scalar builds).
 const TileKernels* simd_kernels_float_p16(DType t);
@@ -92,6 +96,8 @@ const TileKernels* simd_kernels_float_p16_avx2(DType t);    // nullptr without A
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits = 16);
 const TileKernels* simd_kernels_q32_avx512_g4(DType t, int act_bits);  // qgemm_q32_avx512.cpp
 const TileKernels* simd_kernels_q32_r8(DType t);  // AVX2 R8 tiles (qgemm_q32_r8_avx2.cpp), or nullptr
+// AVX2 R8B tiles for Q4_0 / Q4_1 with 8-bit levels (Q8X rows; qgemm_q4_r8b_avx2.cpp), or nullptr.
+const TileKernels* simd_kernels_q4_r8b(DType t);
 // Rewrites n_rows rows of n_in values (type t, file layout) from src into dst in `packing`.
 // Throws InvalidArgument for a type / layout pair it does not know.
 void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n_in);

@@ -15,7 +15,7 @@ void PackedWeights::FreeDeleter::operator()(uint8_t* p) const {
 }
 
 bool PackedWeights::pack(TensorView& w, bool batch_only) {
-  const uint8_t packing = cpu::preferred_packing(w.type, w.rows(), batch_only);
+  const uint8_t packing = cpu::preferred_packing(w.type, w.rows(), batch_only, w.act_bits);
   if (packing == cpu::kPackNone || !w.data || w.n_dims < 1) return false;
   const size_t bytes = w.row_bytes() * static_cast<size_t>(w.rows());
   void* p = nullptr;

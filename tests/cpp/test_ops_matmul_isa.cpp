@@ -142,7 +142,7 @@ TEST_P(MatmulIsa, PackedWeightsEqualTheFileLayoutBitForBit) {
           const TensorView plain = w;
           ops::PackedWeights store;
           const bool packed = store.pack(w);
-          const uint8_t layout = cpu::preferred_packing(t, n_out);
+          const uint8_t layout = cpu::preferred_packing(t, n_out, false, bits);
           EXPECT_EQ(packed, layout != cpu::kPackNone);
           EXPECT_EQ(packed, w.packed != nullptr);
           EXPECT_EQ(store.bytes(), packed ? raw.size() : 0u);
