@@ -78,9 +78,14 @@ const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.
 // groups of 8, block-index major: group block b = the fp16 d of the 8 rows' block b (Q4_1: then
 // their m), then the quants in chunks of 16 bytes, chunk i = bytes 2i, 2i + 1 of each row's quants
 // in turn (8 chunks for Q4, 16 for Q8_0); a group takes the bytes of its 8 rows.
-// R8B (Q4_0, Q4_1 with 8-bit activation levels; the AVX2 byte-dot tiles, qgemm_q4_r8b_avx2.cpp):
+// R8B (Q4_0, Q4_1, Q4_K with 8-bit activation levels; the AVX2 byte-dot tiles, qgemm_q4_r8b_avx2.cpp):
 // R8 with 4-byte pieces: chunk i of 32 bytes = bytes 4i .. 4i + 3 of each row's quants in turn
 // (4 chunks), so that one register holds 4 consecutive nibble bytes of each of the 8 rows.
+// Q4_K (qgemm_q4k_r8b_avx2.cpp) likewise, per super-block of the 8 rows (8 * 144 bytes): d[8] and
+// dmin[8] (fp16), then the rows' 6-bit scales sc and mins mn as [8 j][8 r] tables (index i = 8j + r)
+// split into A[32], B[32], H[32]: A[p] = low 4 bits of sc[p] | of sc[p + 32] << 4, B[p] the same of
+// mn, H[p] = high 2 bits of sc[p] | of sc[p + 32] << 2 | of mn[p] << 4 | of mn[p + 32] << 6; then
+// 32 chunks of 32 bytes, chunk c = qs bytes 4c .. 4c + 3 of each row in turn.
 enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2, kPackR8 = 3, kPackR8B = 4 };
 
 // The layout the active kernels read best for a weight of type t with n_rows rows (kPackNone:
@@ -98,6 +103,8 @@ const TileKernels* simd_kernels_q32_avx512_g4(DType t, int act_bits);  // qgemm_
 const TileKernels* simd_kernels_q32_r8(DType t);  // AVX2 R8 tiles (qgemm_q32_r8_avx2.cpp), or nullptr
 // AVX2 R8B tiles for Q4_0 / Q4_1 with 8-bit levels (Q8X rows; qgemm_q4_r8b_avx2.cpp), or nullptr.
 const TileKernels* simd_kernels_q4_r8b(DType t);
+// AVX2 R8B tiles for Q4_K with 8-bit levels (Q8K rows; qgemm_q4k_r8b_avx2.cpp), or nullptr.
+const TileKernels* simd_kernels_q4k_r8b(DType t);
 // Rewrites n_rows rows of n_in values (type t, file layout) from src into dst in `packing`.
 // Throws InvalidArgument for a type / layout pair it does not know.
 void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n_in);

@@ -186,6 +186,68 @@ TEST_P(MatmulIsa, PackedWeightsEqualTheFileLayoutBitForBit) {
   }
 }
 
+// Q4_K with 8-bit levels is packed on AVX2 (R8B: 8 rows interleaved, scales and mins re-split).
+// Its tiles sum the same integer terms as the file-layout tiles in another order, so the packed
+// result matches theirs to f32 rounding (1e-6 of sum |w x|), and a token's result is bit for bit
+// the same whatever tile or batch computes it; the integer bounds hold at their limit.
+TEST_P(MatmulIsa, PackedQ4KWithEightBitLevelsMatchesTheFileLayoutWhateverTheBatch) {
+  if (cpu::preferred_packing(DType::Q4_K, 8, false, 8) == cpu::kPackNone) {
+    GTEST_SKIP() << cpu::isa_name(GetParam()) << " keeps Q4_K in the file layout";
+  }
+  EXPECT_EQ(cpu::preferred_packing(DType::Q4_K, 8, false, 16), cpu::kPackNone);
+  EXPECT_EQ(cpu::preferred_packing(DType::Q4_K, 12, false, 8), cpu::kPackNone);
+  cpu::ThreadPool pool(2);
+  std::mt19937 rng(17);
+  for (int64_t n_in : {256, 768}) {
+    for (bool extreme : {false, true}) {
+      const int64_t n_out = 24, n_tok = 7;
+      auto raw = test::random_weights(DType::Q4_K, n_out, n_in, rng);
+      if (extreme) {  // every nibble 15, every scale and min 63
+        for (size_t b = 0; b < raw.size() / sizeof(ops::BlockQ4_K); ++b) {
+          auto* blk = reinterpret_cast<ops::BlockQ4_K*>(raw.data()) + b;
+          std::memset(blk->scales, 0xff, sizeof(blk->scales));
+          std::memset(blk->qs, 0xff, sizeof(blk->qs));
+        }
+      }
+      TensorView w = test::view(DType::Q4_K, raw, n_in, n_out);
+      w.act_bits = 8;
+      const TensorView plain = w;
+      ops::PackedWeights store;
+      ASSERT_TRUE(store.pack(w));
+      EXPECT_EQ(store.bytes(), raw.size());
+      EXPECT_NE(0, std::memcmp(w.packed, raw.data(), raw.size()));
+      std::vector<float> x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+      if (extreme) {
+        for (int64_t i = 0; i < n_tok * n_in; ++i) x[i] = (i % 3 == 0 ? -1.0f : 1.0f);  // |q| = 127
+      }
+      std::vector<float> file(n_tok * n_out), single(n_tok * n_out);
+      ops::detail::matmul(plain, x.data(), n_tok, file.data(), pool, {});
+      for (int64_t tk = 0; tk < n_tok; ++tk) {
+        ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
+      }
+      const auto wd = test::dequant_all(plain);
+      for (int64_t tk = 0; tk < n_tok; ++tk) {
+        for (int64_t r = 0; r < n_out; ++r) {
+          const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
+          ASSERT_NEAR(single[tk * n_out + r], file[tk * n_out + r], 1e-6 * absdot + 1e-6)
+              << "n_in=" << n_in << " extreme=" << extreme << " t=" << tk << " r=" << r;
+        }
+      }
+      const cpu::TileKernels* k = cpu::simd_kernels_packed(DType::Q4_K, w.packing, 8);
+      ASSERT_NE(k, nullptr);
+      for (int T = 1; T <= cpu::kMaxTileT; ++T) {
+        if (!k->fn[0][T - 1]) continue;
+        ops::detail::MatmulOptions opt;
+        opt.tile_r = 1;
+        opt.tile_t = T;
+        std::vector<float> y(n_tok * n_out);
+        ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
+        ASSERT_EQ(0, std::memcmp(y.data(), single.data(), y.size() * sizeof(float))) << "tile 1x" << T;
+      }
+    }
+  }
+}
+
 // 8-bit levels: each activation block is rounded to amax / 127 steps, so a result is within
 // sum_b (sum_{i in b} |w_i|) * amax_b / 254 of the exact f32 product (plus f32 rounding); and it
 // differs from the 16-bit result (the option does something).
