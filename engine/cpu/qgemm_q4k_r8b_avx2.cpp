@@ -69,10 +69,12 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
     const uint8_t* qs = g + 128;
     __m256i s32[T];
     for (int t = 0; t < T; ++t) s32[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {  // sub-block j: chunks 8k .. 8k + 7 (k = j / 2), nibble half j % 2
       const int k = j / 2, half = j % 2;
       __m256i s16[T];
       for (int t = 0; t < T; ++t) s16[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
       for (int c = 8 * k; c < 8 * k + 8; ++c) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
         const __m256i wv = _mm256_and_si256(half ? _mm256_srli_epi16(v, 4) : v, m4);
