@@ -63,9 +63,9 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   const int n_split = (n_kv + kPartTokens - 1) / kPartTokens;  // position ranges (split-K)
   const int chunk = kPartTokens;                                 // tokens per range
   // Heads per item: the whole GQA group (K/V blocks converted once for all its rows); with too
-  // few tasks for the threads (decode of a short sequence) one head per item instead. A row's
+  // few tasks for several threads (decode of a short sequence) one head per item instead. A row's
   // arithmetic is the same either way.
-  const int hpi = n_head_kv * n_qblk * n_split < 4 * nth ? 1 : group;
+  const int hpi = nth > 1 && n_head_kv * n_qblk * n_split < 4 * nth ? 1 : group;
   const int n_sub = group / hpi;  // items per (kv head, query block)
   const int rows_max = qb * hpi;
   const int items = n_head_kv * n_sub * n_qblk;

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -68,6 +69,8 @@ struct LlamaLayer {
 struct LlamaWorkspace {
   std::vector<float> x, xn, q, k, v, attn, gate, up, xo, lo;
   std::vector<int32_t> pos;
+  std::vector<int> row0, decode_seqs;                     // forward_batch: per-sequence row offsets
+  std::vector<std::unique_ptr<cpu::ThreadPool>> serial;  // one-thread pools, one per pool thread
   // Optional debug hook, called after each named step with the intermediate
   // data [rows, cols] (e.g. "attn_norm", "q", "k", "v", "attn", "attn_out", "ffn_norm",
   // "ffn_swiglu", "ffn_out", "l_out", layer -1 for "embd"/"out_norm"/"logits").

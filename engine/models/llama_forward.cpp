@@ -102,6 +102,24 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
     }
   }
   dump("embd", -1, x, n, E);
+  // Row offsets, and the one-row sequences whose attention runs side by side (two or more of
+  // them, on distinct caches, with threads to share).
+  std::vector<int>& row0 = ws.row0;
+  std::vector<int>& decode_seqs = ws.decode_seqs;
+  row0.assign(static_cast<size_t>(n_seqs), 0);
+  decode_seqs.clear();
+  for (int s = 0, r = 0; s < n_seqs; r += seqs[s].n, ++s) {
+    row0[s] = r;
+    if (seqs[s].n == 1) decode_seqs.push_back(s);
+  }
+  bool distinct = true;
+  for (size_t i = 0; distinct && i < decode_seqs.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) distinct = distinct && seqs[decode_seqs[i]].cache != seqs[decode_seqs[j]].cache;
+  }
+  if (decode_seqs.size() < 2 || pool.size() < 2 || !distinct) decode_seqs.clear();
+  while (!decode_seqs.empty() && ws.serial.size() < static_cast<size_t>(pool.size())) {
+    ws.serial.push_back(std::make_unique<cpu::ThreadPool>(1));
+  }
   for (int il = 0; il < hp.n_layer; ++il) {
     const LlamaLayer& L = layers_[il];
     // attention block
@@ -119,10 +137,19 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
     dump("q", il, q, n, Q);
     dump("k", il, k, n, KV);
     dump("v", il, v, n, KV);
-    for (int s = 0, r0 = 0; s < n_seqs; r0 += seqs[s].n, ++s) {  // each sequence over its own cache
+    // each sequence over its own cache; the one-row sequences of a batched decode step side by
+    // side, one task each over a one-thread pool (a row's arithmetic is the same either way)
+    const auto attend = [&](int s, cpu::ThreadPool& p) {
       kv::KvCache& cache = *seqs[s].cache;
+      const int r0 = row0[s];
       cache.append(il, k + r0 * KV, v + r0 * KV, seqs[s].n);
-      cache.attend(il, q + r0 * Q, seqs[s].n, hp.n_head, scale, attn + r0 * Q, pool);
+      cache.attend(il, q + r0 * Q, seqs[s].n, hp.n_head, scale, attn + r0 * Q, p);
+    };
+    if (!decode_seqs.empty()) {
+      pool.run(static_cast<int>(decode_seqs.size()), [&](int i, int thread) { attend(decode_seqs[i], *ws.serial[thread]); });
+    }
+    for (int s = 0; s < n_seqs; ++s) {
+      if (decode_seqs.empty() || seqs[s].n > 1) attend(s, pool);
     }
     dump("attn", il, attn, n, Q);
     ops::matmul(L.wo, attn, n, xn, pool);  // xn: attention output [n, n_embd]
