@@ -188,8 +188,9 @@ TEST_P(MatmulIsa, PackedWeightsEqualTheFileLayoutBitForBit) {
 
 // Q4_K with 8-bit levels is packed on AVX2 (R8B: 8 rows interleaved, scales and mins re-split).
 // Its tiles sum the same integer terms as the file-layout tiles in another order, so the packed
-// result matches theirs to f32 rounding (1e-6 of sum |w x|), and a token's result is bit for bit
-// the same whatever tile or batch computes it; the integer bounds hold at their limit.
+// result matches theirs and the scalar reference's to f32 rounding (1e-6 of sum |w x|), and a
+// token's result is bit for bit the same whatever tile or batch computes it; the integer bounds
+// hold at their limit.
 TEST_P(MatmulIsa, PackedQ4KWithEightBitLevelsMatchesTheFileLayoutWhateverTheBatch) {
   if (cpu::preferred_packing(DType::Q4_K, 8, false, 8) == cpu::kPackNone) {
     GTEST_SKIP() << cpu::isa_name(GetParam()) << " keeps Q4_K in the file layout";
@@ -220,8 +221,9 @@ TEST_P(MatmulIsa, PackedQ4KWithEightBitLevelsMatchesTheFileLayoutWhateverTheBatc
       if (extreme) {
         for (int64_t i = 0; i < n_tok * n_in; ++i) x[i] = (i % 3 == 0 ? -1.0f : 1.0f);  // |q| = 127
       }
-      std::vector<float> file(n_tok * n_out), single(n_tok * n_out);
+      std::vector<float> file(n_tok * n_out), single(n_tok * n_out), yq(n_tok * n_out);
       ops::detail::matmul(plain, x.data(), n_tok, file.data(), pool, {});
+      ops::ref::matmul_quant(plain, x.data(), n_tok, yq.data());  // the scalar reference
       for (int64_t tk = 0; tk < n_tok; ++tk) {
         ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
       }
@@ -231,6 +233,8 @@ TEST_P(MatmulIsa, PackedQ4KWithEightBitLevelsMatchesTheFileLayoutWhateverTheBatc
           const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
           ASSERT_NEAR(single[tk * n_out + r], file[tk * n_out + r], 1e-6 * absdot + 1e-6)
               << "n_in=" << n_in << " extreme=" << extreme << " t=" << tk << " r=" << r;
+          ASSERT_NEAR(single[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
+              << "reference, n_in=" << n_in << " extreme=" << extreme << " t=" << tk << " r=" << r;
         }
       }
       const cpu::TileKernels* k = cpu::simd_kernels_packed(DType::Q4_K, w.packing, 8);
