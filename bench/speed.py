@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.bandwidth_mib < 0:
         ap.error("--bandwidth-mib must be >= 0")
+    if a.prompt < 1 or a.gen < 1:
+        ap.error("--prompt and --gen must be >= 1 (both tests always run)")
     weight_bytes = decode_weight_bytes(a.model)
 
     with pyakvq.Model(
