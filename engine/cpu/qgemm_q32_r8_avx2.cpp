@@ -41,10 +41,6 @@ struct RQ8_0 : q32::Q8_0 {  // byte j = value j
   static constexpr int kScaleBytes = 2;
 };
 
-inline __m256i bcast_pair(const int16_t* x) {  // x[0], x[1] in every int32 lane
-  return _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(x)));
-}
-
 // y[t * ldy + r] = row r . token t0 + t for the 8 rows of the group at w, t < T.
 template <class K, int T>
 void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
@@ -68,13 +64,13 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
         K::unpack2(qs + 16 * i, lo, hi);
         for (int t = 0; t < T; ++t) {
           const int16_t* xb = xq[t] + b * ops::kQK + 2 * i;
-          s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(lo, bcast_pair(xb)));
-          s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(hi, bcast_pair(xb + 16)));
+          s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(lo, bcast32(xb)));
+          s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(hi, bcast32(xb + 16)));
         }
       } else {
         const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16 * i)));
         for (int t = 0; t < T; ++t) {
-          s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(v, bcast_pair(xq[t] + b * ops::kQK + 2 * i)));
+          s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(v, bcast32(xq[t] + b * ops::kQK + 2 * i)));
         }
       }
     }
@@ -90,12 +86,7 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
       for (int t = 0; t < T; ++t) accm[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sx[t]), accm[t]);
     }
   }
-  for (int t = 0; t < T; ++t) {
-    alignas(32) float a[8], m[8];
-    _mm256_store_ps(a, acc[t]);
-    _mm256_store_ps(m, accm[t]);
-    for (int r = 0; r < 8; ++r) y[t * ldy + r] = a[r] + K::kMinMul * m[r];
-  }
+  store_row_lanes<T>(acc, accm, K::kMinMul, y, ldy);
 }
 
 template <class V, class K>

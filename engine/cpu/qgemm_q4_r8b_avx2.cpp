@@ -30,10 +30,6 @@ constexpr int kHHigh = 64;  // + 16k: h of values 16..31
 constexpr int kD16 = 256;   // + 16k: f32 d
 constexpr int kO16 = 320;   // + 16k: Q4_0 int32 -8 * sum(q); Q4_1 f32 s
 
-inline __m256i bcast4(const uint8_t* p) {  // p[0..3] in every int32 lane
-  return _mm256_castps_si256(_mm256_broadcast_ss(reinterpret_cast<const float*>(p)));
-}
-
 // y[t * ldy + r] = row r . token t0 + t for the 8 rows of the group at w, t < T.
 template <class K, int T>
 void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y, int64_t ldy) {
@@ -60,8 +56,8 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
       for (int t = 0; t < T; ++t) {
         const uint8_t* h = xr[t] + xo + 4 * c;
-        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, bcast4(h + kHLow)));
-        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, bcast4(h + kHHigh)));
+        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(lo, bcast32(h + kHLow)));
+        s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(hi, bcast32(h + kHHigh)));
         // Keeps the sum in its register chunk by chunk: otherwise GCC hoists all 8T byte dots of
         // the block ahead of the adds and spills them to the stack (seen in perf annotate).
         asm("" : "+x"(s16[t]));
@@ -82,13 +78,7 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
       accm[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sx), accm[t]);
     }
   }
-  constexpr float kMul = kQ4_0 ? 1.0f : K::kMinMul;
-  for (int t = 0; t < T; ++t) {
-    alignas(32) float a[8], m[8];
-    _mm256_store_ps(a, acc[t]);
-    _mm256_store_ps(m, accm[t]);
-    for (int r = 0; r < 8; ++r) y[t * ldy + r] = a[r] + kMul * m[r];
-  }
+  store_row_lanes<T>(acc, accm, kQ4_0 ? 1.0f : K::kMinMul, y, ldy);
 }
 
 template <class V, class K>

@@ -25,6 +25,23 @@ inline void prefetch_ahead(const void* p, size_t bytes) {
   for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
 }
 
+// The 4 bytes at p (two int16 or four int8 values of a token) in every 32-bit lane: the
+// broadcast operand of the interleaved-row tiles, whose lanes are weight rows.
+inline __m256i bcast32(const void* p) {
+  return _mm256_castps_si256(_mm256_broadcast_ss(static_cast<const float*>(p)));
+}
+
+// y[t * ldy + r] = acc[t] lane r + mul * accm[t] lane r for r < 8, t < T (lanes = rows).
+template <int T>
+inline void store_row_lanes(const __m256* acc, const __m256* accm, float mul, float* y, int64_t ldy) {
+  for (int t = 0; t < T; ++t) {
+    alignas(32) float a[8], m[8];
+    _mm256_store_ps(a, acc[t]);
+    _mm256_store_ps(m, accm[t]);
+    for (int r = 0; r < 8; ++r) y[t * ldy + r] = a[r] + mul * m[r];
+  }
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));

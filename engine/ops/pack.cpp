@@ -4,11 +4,11 @@
 #include <akvq/error.h>
 
 #include <cstdlib>
+#include <string>
 
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
-#include <string>
 
 #include "cpu/qgemm.h"
 
