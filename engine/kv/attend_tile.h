@@ -37,6 +37,14 @@ inline void f16_to_f32(const uint16_t* x, float* y, int n) {
   }
 }
 
+// Asks for the cache lines of x[0, n) (a K or V row of one head) ahead of their use; no effect on
+// values, never faults.
+inline void prefetch_row(const uint16_t* x, int n) {
+  const char* p = reinterpret_cast<const char*>(x);
+  for (int i = 0; i < n * 2; i += 64) __builtin_prefetch(p + i);
+  __builtin_prefetch(p + n * 2 - 1);  // the last line when the row does not start on one
+}
+
 // x[n] = exp(x[n]) for x <= 0 (relative error < 3e-7; x < -87, -inf and nan give ~1e-38).
 inline void exp_nonpos(float* x, int n) {
   for (int i = 0; i < n; ++i) {

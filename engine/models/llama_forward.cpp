@@ -1,4 +1,5 @@
 // Llama forward pass: each layer is a straight line of named steps over the workspace buffers.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -117,6 +118,9 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
     for (size_t j = 0; j < i; ++j) distinct = distinct && seqs[decode_seqs[i]].cache != seqs[decode_seqs[j]].cache;
   }
   if (decode_seqs.size() < 2 || pool.size() < 2 || !distinct) decode_seqs.clear();
+  // Whole rounds only: a remainder (3 sequences on 2 threads) would leave threads idle while the
+  // last ones run alone, so those attend like the longer sequences, with the whole pool.
+  decode_seqs.resize(decode_seqs.size() - decode_seqs.size() % static_cast<size_t>(pool.size()));
   while (!decode_seqs.empty() && ws.serial.size() < static_cast<size_t>(pool.size())) {
     ws.serial.push_back(std::make_unique<cpu::ThreadPool>(1));
   }
@@ -148,8 +152,8 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
     if (!decode_seqs.empty()) {
       pool.run(static_cast<int>(decode_seqs.size()), [&](int i, int thread) { attend(decode_seqs[i], *ws.serial[thread]); });
     }
-    for (int s = 0; s < n_seqs; ++s) {
-      if (decode_seqs.empty() || seqs[s].n > 1) attend(s, pool);
+    for (int s = 0; s < n_seqs; ++s) {  // the rest (decode_seqs is in ascending order)
+      if (!std::binary_search(decode_seqs.begin(), decode_seqs.end(), s)) attend(s, pool);
     }
     dump("attn", il, attn, n, Q);
     ops::matmul(L.wo, attn, n, xn, pool);  // xn: attention output [n, n_embd]

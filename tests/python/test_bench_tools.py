@@ -241,3 +241,18 @@ def test_serve_bench_end_to_end(tmp_path, capsys):
     for r in res["rows"]:
         assert r["tok_s"] > 0 and 0 < r["p50_s"] <= r["p95_s"]
     assert "| f16 |" in capsys.readouterr().out
+
+
+def test_batch_decode_at_depth_in_a_memory_budget(smollm2_path, capsys):
+    model = str(smollm2_path)
+    argv = ["--model", model, "--kv", "f16,akvq2", "--kv-memory", "6M", "--ctx", "256", "--depth", "64"]
+    assert batch_decode.main(argv + ["--seconds", "0.2", "--reps", "1"]) == 0
+    rows = [x.split("|") for x in capsys.readouterr().out.splitlines() if x.startswith("| f16") or x.startswith("| akvq2")]
+    slots = {r[1].strip(): int(r[2]) for r in rows}
+    rates = [float(r[4]) for r in rows]
+    # each mode holds what the budget buys at --ctx tokens; the 2-bit cache holds more
+    assert slots["akvq2"] > slots["f16"] >= 1 and all(r > 0 for r in rates)
+    with pytest.raises(SystemExit, match="--depth"):
+        batch_decode.main(["--model", model, "--kv-memory", "6M", "--ctx", "64", "--depth", "64"])
+    with pytest.raises(SystemExit, match="one mode"):
+        batch_decode.main(["--model", model, "--kv", "f16,akvq2"])
