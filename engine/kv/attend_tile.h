@@ -140,6 +140,22 @@ inline float max8(const float* x) {
   return p[0];
 }
 
+// For x[kN] with masked entries -inf: vis[j] = 1 where x[j] is visible else 0, and x[j] -= m
+// there (0 where masked), as explicit 8-lane selects (the plain loop compiled to a branch per
+// element). m must be finite.
+template <int kN>
+inline void shift_visible(float* x, float m, float* vis) {
+  typedef int32_t v8i __attribute__((vector_size(32)));
+  const v8 ninf = splat8(-std::numeric_limits<float>::infinity()), mm = splat8(m);
+  const v8i one = reinterpret_cast<v8i>(splat8(1.0f));
+  for (int j = 0; j < kN; j += 8) {
+    const v8 v = load8(x + j);
+    const v8i on = v > ninf;  // all ones where visible
+    store8(vis + j, reinterpret_cast<v8>(on & one));
+    store8(x + j, reinterpret_cast<v8>(on & reinterpret_cast<v8i>(v - mm)));
+  }
+}
+
 // Split-K merge. partial: [pairs, n_split, 2 + hd] rows of (running max m, sum l, acc[hd]) from
 // independent sequence ranges; an empty range has l == 0. out[pairs, hd] =
 // Σ_s exp(m_s - M)·acc_s / Σ_s exp(m_s - M)·l_s with M the max over non-empty ranges.

@@ -60,11 +60,8 @@ inline bool softmax_block(float* sr, int nb, float& m, float& l, float* acc, int
     l *= f;
     m = bmax;
   }
-  float vis[kBlock];
-  for (int j = 0; j < kBlock; ++j) {
-    vis[j] = sr[j] > kNegInf ? 1.0f : 0.0f;
-    sr[j] = sr[j] > kNegInf ? sr[j] - m : 0.0f;
-  }
+  alignas(32) float vis[kBlock];
+  tile::shift_visible<kBlock>(sr, m, vis);
   tile::exp_nonpos(sr, kBlock);
   for (int j = 0; j < kBlock; ++j) sr[j] *= vis[j];
   l += tile::sum8<kBlock>(sr);

@@ -281,12 +281,23 @@ void scores_k(int group, const float* levels, const float* q, size_t qst, const 
       _mm_storeu_ps(out + t, _mm_add_ps(s, _mm_load_ps(off)));
     }
   } else {
-    for (; t + R <= n_rows; t += R) {
-      float off[R * NQ];
-      __m256 v[R * NQ];
-      rows_dot<B, kGauss, CPG, R, NQ, kScaled>(rows + t * stride, stride, ng, cpg, q, qst, qsum, qsst, L, v, off);
-      for (int u = 0; u < R; ++u) {
-        for (int j = 0; j < NQ; ++j) out[j * ost + t + u] = cpu::hsum(v[u * NQ + j]) + off[u * NQ + j];
+    // 4 rows per step in passes of R, then each query's 4 horizontal sums at once as above
+    for (; t + 4 <= n_rows; t += 4) {
+      alignas(16) float off[4 * NQ];
+      __m256 v[4 * NQ];  // [row u][query j]
+      for (int u0 = 0; u0 < 4; u0 += R) {
+        rows_dot<B, kGauss, CPG, R, NQ, kScaled>(rows + (t + u0) * stride, stride, ng, cpg, q, qst, qsum, qsst, L,
+                                                 v + u0 * NQ, off + u0 * NQ);
+      }
+      for (int j = 0; j < NQ; ++j) {
+        __m128 h[4];
+        for (int u = 0; u < 4; ++u) {
+          h[u] = _mm_add_ps(_mm256_castps256_ps128(v[u * NQ + j]), _mm256_extractf128_ps(v[u * NQ + j], 1));
+        }
+        _MM_TRANSPOSE4_PS(h[0], h[1], h[2], h[3]);
+        const __m128 s = _mm_add_ps(_mm_add_ps(h[0], h[2]), _mm_add_ps(h[1], h[3]));
+        const __m128 o = _mm_setr_ps(off[j], off[NQ + j], off[2 * NQ + j], off[3 * NQ + j]);
+        _mm_storeu_ps(out + j * ost + t, _mm_add_ps(s, o));
       }
     }
   }
