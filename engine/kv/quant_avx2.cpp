@@ -244,8 +244,13 @@ void scores_k(int group, const float* levels, const float* q, size_t qst, const 
   const int ng = n / group, cpg = group / 8;
   const Lut L = make_lut<B, kGauss>(levels);
   constexpr bool kScaled = B == 2 && !kGauss;
-  alignas(32) float qs[kScaled ? NQ * kMaxScaledN : 1];
-  if constexpr (kScaled) {  // q with the inverse lane scales of masked16_2 / masked8_2 folded in
+  // The queries are copied at a compile-time stride (n <= kMaxRow: RowCodec serves longer rows
+  // with the references): their addresses then fold into the loads instead of taking registers
+  // that the loops spilled.
+  alignas(32) float qs[NQ * kMaxScaledN];
+  if constexpr (!kScaled) {
+    for (int j = 0; j < NQ; ++j) std::memcpy(qs + j * kMaxScaledN, q + j * qst, sizeof(float) * n);
+  } else {  // q with the inverse lane scales of masked16_2 / masked8_2 folded in
     for (int j = 0; j < NQ; ++j) {
       const float* qj = q + j * qst;
       float* d = qs + j * kMaxScaledN;
@@ -262,9 +267,9 @@ void scores_k(int group, const float* levels, const float* q, size_t qst, const 
         }
       }
     }
-    q = qs;
-    qst = kMaxScaledN;
   }
+  q = qs;
+  qst = kMaxScaledN;
   constexpr int R = rows_per_pass<NQ>();
   int64_t t = 0;
   if constexpr (NQ == 1) {
