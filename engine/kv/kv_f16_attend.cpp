@@ -33,7 +33,6 @@ namespace {
 
 constexpr int kBlock = 64;     // cached tokens per tile
 constexpr int kRowsItem = 48;  // target query rows (queries x group) per work item
-constexpr int kPrefetchRows = 8;  // K/V rows requested ahead of their conversion
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Query-block order that pairs short and long causal blocks (0, n-1, 1, n-2, ...).
@@ -117,12 +116,9 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
     for (int b = t0; b < t1; b += kBlock) {
       const int nb = std::min(kBlock, t1 - b);
       for (int j = 0; j < nb; ++j) {
-        // A head's row is hd halves out of every stride: the hardware prefetcher ramps up too
-        // late on such short strided runs (decode of a short sequence, batched decode), so the
-        // rows kPrefetchRows ahead are requested here (perf: the loads stalled 60% of the time).
-        if (b + j + kPrefetchRows < t1) {
-          tile::prefetch_row(kh + (b + j + kPrefetchRows) * stride, hd);
-          tile::prefetch_row(vh + (b + j + kPrefetchRows) * stride, hd);
+        if (b + j + tile::kPrefetchRows < t1) {  // strided rows: requested ahead (attend_tile.h)
+          tile::prefetch_row(kh + (b + j + tile::kPrefetchRows) * stride, hd);
+          tile::prefetch_row(vh + (b + j + tile::kPrefetchRows) * stride, hd);
         }
         tile::f16_to_f32(kh + (b + j) * stride, Kf + j * hd, hd);
         tile::f16_to_f32(vh + (b + j) * stride, Vf + j * hd, hd);

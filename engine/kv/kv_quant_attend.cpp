@@ -33,7 +33,6 @@ namespace {
 
 constexpr int kBlock = 64;     // tokens per tile
 constexpr int kRowsItem = 48;  // target query rows per work item
-constexpr size_t kPrefetchRows = 8;  // fp16 rows requested ahead of their conversion
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int zigzag(int k, int n) {
@@ -243,9 +242,10 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
           const F16Ref& f = f16[fi];
           if (f.pos > p) break;
           if (f.e <= p) continue;
-          if (fi + kPrefetchRows < f16.size()) {  // scattered rows: request them ahead (kv_f16_attend.cpp)
-            tile::prefetch_row(f16[fi + kPrefetchRows].k + static_cast<int64_t>(kvh) * hd, hd);
-            tile::prefetch_row(f16[fi + kPrefetchRows].v + static_cast<int64_t>(kvh) * hd, hd);
+          if (fi + tile::kPrefetchRows < f16.size()) {  // scattered rows: requested ahead (attend_tile.h)
+            const F16Ref& a = f16[fi + tile::kPrefetchRows];
+            tile::prefetch_row(a.k + static_cast<int64_t>(kvh) * hd, hd);
+            tile::prefetch_row(a.v + static_cast<int64_t>(kvh) * hd, hd);
           }
           tile::f16_to_f32(f.k + static_cast<int64_t>(kvh) * hd, Kf + nb * hd, hd);
           tile::f16_to_f32(f.v + static_cast<int64_t>(kvh) * hd, Vf + nb * hd, hd);

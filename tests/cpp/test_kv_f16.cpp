@@ -277,6 +277,32 @@ TEST(KvTile, ExpNonPositive) {
   for (float f : big) EXPECT_LT(f, 2e-38f);
 }
 
+TEST(KvTile, ShiftVisibleIsTheScalarSelect) {
+  // vis = 1 where visible (> -inf) else 0; x - m where visible else 0, bit for bit, for masks at
+  // every lane position, infinities, subnormals and signed zeros
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 30.0f);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int trial = 0; trial < 200; ++trial) {
+    alignas(32) float x[64], vis[64], want_x[64], want_vis[64];
+    const float m = trial % 7 == 0 ? 0.0f : nd(rng);
+    for (int j = 0; j < 64; ++j) {
+      const int k = static_cast<int>(rng() % 9);
+      x[j] = k == 0 ? ninf : k == 1 ? -0.0f : k == 2 ? 1e-40f : k == 3 ? m : nd(rng);
+      want_vis[j] = x[j] > ninf ? 1.0f : 0.0f;
+      want_x[j] = x[j] > ninf ? x[j] - m : 0.0f;
+    }
+    kv::tile::shift_visible<64>(x, m, vis);
+    for (int j = 0; j < 64; ++j) {
+      uint32_t a, b;
+      std::memcpy(&a, &x[j], 4);
+      std::memcpy(&b, &want_x[j], 4);
+      ASSERT_EQ(a, b) << "x lane " << j << " trial " << trial;
+      ASSERT_EQ(vis[j], want_vis[j]) << "vis lane " << j << " trial " << trial;
+    }
+  }
+}
+
 // Batch invariance over several split-K ranges: feeding a 1100-token stream one token at a time
 // (decode) or in chunks of 512 / 97 on other thread counts gives every query the same output bit
 // for bit (inputs of a position depend on the position alone).
