@@ -8,11 +8,15 @@
 // 32 values, 8 rows and one token: 8 byte dots and one widening madd (the 16-bit R8 tiles: 16
 // madds and 16 adds).
 // Integer bounds: a pair sum is <= 2 * 15 * 127 = 3810; 8 of them per int16 lane <= 30480 < 2^15.
-// Arithmetic per (row, token, block): the exact integer dot S = sum(nibble * q), then
-// acc = fma(f32(S), d_w * d_x, acc) and accm = fma(mult, s, accm), y = acc + kMinMul * accm, as the
-// file-layout tiles do with the same 8-bit levels (qgemm_q32.cpp), so the results are bit for bit
-// theirs. Q4_0's s comes from the row's int32 -8 * sum(q): d_x * f32(-8 * sum(q)) is -8 times
-// d_x * f32(sum(q)) exactly, so accm runs at -8 times the file tiles' and y = acc + accm.
+// Arithmetic per (row, token, block), S = sum(nibble * q) exact in int32:
+// - Q4_0: the offset enters the integer dot: S0 = S + (-8 * sum(q)) (the row's int32) is the
+//   exact dot of the signed weights, and acc = fma(f32(S0), d_w * d_x, acc), y = acc. Exact up to
+//   the f32 products and sums of the blocks, so it agrees with the file-layout tiles (which add the
+//   offset in f32) and the scalar reference to f32 rounding, not bit for bit.
+// - Q4_1: acc = fma(f32(S), d_w * d_x, acc) and accm = fma(m, s, accm), y = acc + accm: the
+//   operations and order of the file-layout tiles with the same 8-bit levels (qgemm_q32.cpp), so
+//   the results are bit for bit theirs. (A second pass for the offsets, to free registers in the
+//   byte-dot loop, was slower: 231 -> 272 us for one token of 2048 -> 5632.)
 #include "cpu/qgemm.h"
 #include "cpu/qgemm_q32_tiles.h"
 #include "cpu/simd.h"
@@ -40,7 +44,7 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
   const uint8_t* xr[T];
   for (int t = 0; t < T; ++t) xr[t] = x.data + (t0 + t) * x.stride;
   const __m256i m4 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
-  __m256 acc[T], accm[T];  // lanes = rows
+  __m256 acc[T], accm[T];  // lanes = rows; accm: Q4_1's offsets m * s
   for (int t = 0; t < T; ++t) acc[t] = accm[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* g = w + b * kGroupBytes;
@@ -63,22 +67,23 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
         asm("" : "+x"(s16[t]));
       }
     }
-    const __m256 mw =  // the offset multiplier of the 8 rows: Q4_1: m, after the d's; Q4_0: d
-        kQ4_0 ? dw : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
     for (int t = 0; t < T; ++t) {
       const float dx = *reinterpret_cast<const float*>(xr[t] + xo + kD16);
-      const __m256i s = _mm256_madd_epi16(s16[t], ones);
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc[t]);
-      float sx;
-      if constexpr (kQ4_0) {
-        sx = dx * static_cast<float>(*reinterpret_cast<const int32_t*>(xr[t] + xo + kO16));
-      } else {
-        sx = *reinterpret_cast<const float*>(xr[t] + xo + kO16);
+      __m256i s = _mm256_madd_epi16(s16[t], ones);
+      if constexpr (kQ4_0) {  // + (-8 * sum(q)): the dot of the signed weights
+        s = _mm256_add_epi32(s, _mm256_set1_epi32(*reinterpret_cast<const int32_t*>(xr[t] + xo + kO16)));
       }
-      accm[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sx), accm[t]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc[t]);
+    }
+    if constexpr (!kQ4_0) {
+      const __m256 mw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 16)));
+      for (int t = 0; t < T; ++t) {
+        const float sx = *reinterpret_cast<const float*>(xr[t] + xo + kO16);
+        accm[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sx), accm[t]);
+      }
     }
   }
-  store_row_lanes<T>(acc, accm, kQ4_0 ? 1.0f : K::kMinMul, y, ldy);
+  store_row_lanes<T>(acc, accm, K::kMinMul, y, ldy);
 }
 
 template <class V, class K>
