@@ -188,4 +188,24 @@ inline void merge_split_partials(const float* partial, int64_t pairs, int n_spli
   }
 }
 
+// Query heads per work item of a GQA group of `group` heads, for `units` (kv head, query block,
+// sequence range) triples on `nth` threads: a divisor h of group. An item converts or decodes its
+// K/V blocks once for its h heads, so its cost is about (1 + h) per token (the blocks, then h
+// score and value passes), and the step takes ceil(items / nth) rounds of items. Returns the h
+// of the least ceil(units * group / h / nth) * (1 + h), the larger h on a tie. A row's arithmetic
+// does not depend on h, only the split of the work does.
+// Example: 4 kv heads in groups of 8, 2 threads, one query: h = 8 (2 rounds of 9) beats h = 1
+// (16 rounds of 2).
+inline int heads_per_item(int group, int units, int nth) {
+  int best = group;
+  int64_t best_cost = -1;
+  for (int h = group; h >= 1; --h) {
+    if (group % h != 0) continue;
+    const int64_t items = static_cast<int64_t>(units) * (group / h);
+    const int64_t cost = (items + nth - 1) / nth * (1 + h);
+    if (best_cost < 0 || cost < best_cost) best = h, best_cost = cost;
+  }
+  return best;
+}
+
 }  // namespace akvq::kv::tile

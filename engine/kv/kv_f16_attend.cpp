@@ -62,10 +62,10 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   const int n_qblk = (n_q + qb - 1) / qb;
   const int n_split = (n_kv + kPartTokens - 1) / kPartTokens;  // position ranges (split-K)
   const int chunk = kPartTokens;                                 // tokens per range
-  // Heads per item: the whole GQA group (K/V blocks converted once for all its rows); with too
-  // few tasks for several threads (decode of a short sequence) one head per item instead. A row's
-  // arithmetic is the same either way.
-  const int hpi = nth > 1 && n_head_kv * n_qblk * n_split < 4 * nth ? 1 : group;
+  // Heads per item: the GQA group's heads share each K/V block's conversion, split into smaller
+  // items only where that shortens the step (tile::heads_per_item). A row's arithmetic is the same
+  // either way.
+  const int hpi = tile::heads_per_item(group, n_head_kv * n_qblk * n_split, nth);
   const int n_sub = group / hpi;  // items per (kv head, query block)
   const int rows_max = qb * hpi;
   const int items = n_head_kv * n_sub * n_qblk;

@@ -126,10 +126,10 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   const int nth = pool.size();
   const int qb = std::max(1, std::min(n_q, kRowsItem / group));
   const int n_qblk = (n_q + qb - 1) / qb;
-  // Heads per item: the whole GQA group shares each pass over the codes; with too few tasks for
-  // several threads (decode of a short sequence) one head per item instead. A row's arithmetic is the
-  // same either way, only the work split changes.
-  const int hpi = nth > 1 && n_head_kv * n_qblk * n_part < 4 * nth ? 1 : group;
+  // Heads per item: the GQA group's heads share each pass over the codes, split into smaller items
+  // only where that shortens the step (tile::heads_per_item). A row's arithmetic is the same either
+  // way, only the work split changes.
+  const int hpi = tile::heads_per_item(group, n_head_kv * n_qblk * n_part, nth);
   const int n_sub = group / hpi;
   const int rows_max = qb * hpi;
   const int items = n_head_kv * n_sub * n_qblk;

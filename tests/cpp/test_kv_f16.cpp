@@ -336,3 +336,25 @@ TEST(KvF16, AttentionIsBatchInvariant) {
         << "chunk " << chunk << " threads " << threads;
   }
 }
+
+// The work split of attention: a divisor of the group; the whole group whenever there are enough
+// items for the threads (one thread, prefill, deep split-K); the whole group for 4 kv heads in
+// groups of 8 on 2 threads (2 rounds of 9 < 16 rounds of 2); single heads only where the group
+// alone would leave threads idle (1 kv head in a group of 8 on 4 threads: 1 round of 3 < 1 of 9).
+TEST(KvTile, HeadsPerItemShortensTheStep) {
+  for (int group : {1, 2, 3, 4, 6, 8}) {
+    for (int units : {1, 3, 4, 17}) {
+      for (int nth : {1, 2, 4}) {
+        const int h = kv::tile::heads_per_item(group, units, nth);
+        EXPECT_EQ(group % h, 0) << group << " " << units << " " << nth;
+        if (nth == 1 || units % nth == 0) {
+          EXPECT_EQ(h, group) << group << " " << units << " " << nth;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(kv::tile::heads_per_item(8, 4, 2), 8);
+  EXPECT_EQ(kv::tile::heads_per_item(3, 3, 2), 3);  // 2 rounds of 4 < 5 rounds of 2
+  EXPECT_EQ(kv::tile::heads_per_item(8, 1, 4), 2);  // 1 round of 3
+  EXPECT_EQ(kv::tile::heads_per_item(8, 1, 2), 4);  // 1 round of 5
+}
