@@ -114,6 +114,7 @@ nb::dict summary_dict(const KvSummary& k) {
   d["mode"] = k.mode;
   d["n_tokens"] = k.n_tokens;
   d["bytes"] = k.bytes;
+  d["bytes_reserved"] = k.bytes_reserved;
   d["bits_per_element"] = k.bits_per_element;
   d["tsa_layers"] = k.tsa_layers;
   d["options"] = k.options;

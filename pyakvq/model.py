@@ -188,7 +188,8 @@ class Model:
 
     def kv_stats(self) -> dict[str, Any]:
         """The KV cache's accounting: mode, resolved options, tokens, bytes and bits per element,
-        and per layer the precision classes (name, tokens, bytes) and pivot positions."""
+        bytes_reserved (bytes plus the checkpoint's fp16 copy of window and pivots, kv option
+        `checkpoint`), and per layer the precision classes (name, tokens, bytes) and pivot positions."""
         with self._lock:
             return self._sess().kv_summary()
 

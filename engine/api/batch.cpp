@@ -25,6 +25,7 @@ struct Request {
   int slot = -1;
   size_t n_done = 0;  // prompt rows in the slot's cache (reused + evaluated)
   int n_reused = 0;
+  int ckpt = 0;  // the prompt's reuse point (Sequence::checkpoint_position): a chunk ends there
   bool decoding = false;  // the prompt is evaluated; the loop holds a pending token
   GenerateStep step;      // the step begun in the current batch
 };
@@ -79,6 +80,7 @@ struct BatchGenerator::Impl {
       r->slot = best;
       r->n_reused = best_n;
       r->n_done = static_cast<size_t>(best_n);
+      r->ckpt = Sequence::checkpoint_position(r->prompt);
       sq.cache->set_kinds(r->prompt.kinds().data() + best_n, static_cast<int>(r->prompt.size()) - best_n);
       slot[best] = std::move(r);
     }
@@ -255,7 +257,9 @@ std::vector<BatchEvent> BatchGenerator::step() {
     for (Request* r : prefilling) {
       if (budget <= 0) break;
       const int left = static_cast<int>(r->prompt.size() - r->n_done);
-      const int len = std::min(left, budget);
+      int len = std::min(left, budget);
+      const int done = static_cast<int>(r->n_done);
+      if (done < r->ckpt && r->ckpt < done + len) len = r->ckpt - done;  // the checkpoint ends a chunk
       rows.push_back({r, r->slot, len, true, len == left});
       budget -= len;
     }
@@ -314,6 +318,7 @@ std::vector<BatchEvent> BatchGenerator::step() {
       sq.commit(r.prompt, r.n_done, static_cast<size_t>(w.len));
       r.n_done += static_cast<size_t>(w.len);
       b.st.prompt_tokens_total += w.len;
+      if (static_cast<int>(r.n_done) == r.ckpt) sq.cache->checkpoint();
     } else {
       sq.commit_token(r.step.id, TokenKind::Generated);
     }

@@ -59,6 +59,14 @@ int Sequence::reusable_prefix(const SessionInput& in) const {
   return cache->restorable(n);
 }
 
+int Sequence::checkpoint_position(const SessionInput& in) {
+  const int n = static_cast<int>(in.size());
+  for (int i = n - 1; i > 0; --i) {
+    if (in.kinds()[i - 1] == TokenKind::Vision && in.kinds()[i] != TokenKind::Vision) return i;
+  }
+  return n - 1;
+}
+
 void Sequence::truncate(int n) {
   if (n == 0) {
     cache->clear();

@@ -32,6 +32,11 @@ struct Sequence {
   // The longest prefix of the cache that matches in (ids and hashes), is shorter than in (its
   // last row is always evaluated again) and can be restored exactly (KvCache::restorable).
   int reusable_prefix(const SessionInput& in) const;
+  // Where a prompt's evaluation marks its reuse point (KvCache::checkpoint): the end of its last
+  // run of vision rows when text follows (a next prompt about the same image diverges after it),
+  // else its last row (a next turn extends the prompt; the same prompt again re-evaluates its last
+  // row). 0: none (a one-row prompt).
+  static int checkpoint_position(const SessionInput& in);
   void truncate(int n);  // keeps the first n rows (0: clears the cache, exact for every mode)
   // Records rows [off, off + len) of in as appended (after a forward that appended them).
   void commit(const SessionInput& in, size_t off, size_t len);

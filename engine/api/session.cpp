@@ -32,21 +32,26 @@ struct Session::Impl {
   std::vector<float> logits;  // [n_vocab] of the last evaluated token
 
   // Evaluates the input in chunks of n_batch. out: all logits [in.size(), n_vocab] when all,
-  // else the last row's logits. On failure the cache is rolled back to where it was.
-  void run(const SessionInput& in, float* out, bool all) {
+  // else the last row's logits. ckpt (0 < ckpt < in.size(), else ignored): a chunk ends after row
+  // ckpt - 1 of in and the cache takes its checkpoint there. On failure the cache is rolled back
+  // to where it was.
+  void run(const SessionInput& in, float* out, bool all, int ckpt = 0) {
     seq.check_input(in, seq.tokens.size());
     const int n_past = seq.n_past();
     const int n = static_cast<int>(in.size());
     const int64_t nv = llama->hparams().n_vocab;
     try {
       seq.cache->set_kinds(in.kinds().data(), n);
-      for (int off = 0; off < n; off += params.n_batch) {
-        const int len = std::min(params.n_batch, n - off);
+      for (int off = 0; off < n;) {
+        int len = std::min(params.n_batch, n - off);
+        if (off < ckpt && ckpt < off + len) len = ckpt - off;  // (batch-invariant: same results)
         const bool last = off + len == n;
         float* lg = all ? out + off * nv : (last ? out : nullptr);
         const models::LlamaSeq rows = seq.rows(in, off, len, lg, all);
         model->impl().forward_batch(&rows, 1, ws, *pool);
         seq.commit(in, off, len);
+        off += len;
+        if (off == ckpt) seq.cache->checkpoint();
       }
     } catch (...) {
       seq.truncate(n_past);
@@ -55,13 +60,15 @@ struct Session::Impl {
   }
 
   // Evaluates in after the longest restorable cached prefix that matches it (ids and hashes),
-  // re-evaluating at least its last row.
+  // re-evaluating at least its last row; marks the prompt's reuse point
+  // (Sequence::checkpoint_position) when it lies in the evaluated part.
   const float* eval_prompt(const SessionInput& in, int* n_reused) {
     seq.check_input(in, 0);
     const int n = seq.reusable_prefix(in);
     if (n < seq.n_past()) seq.truncate(n);
     if (n_reused) *n_reused = n;
-    run(n == 0 ? in : in.slice(static_cast<size_t>(n), in.size()), logits.data(), false);
+    const int ckpt = Sequence::checkpoint_position(in) - n;
+    run(n == 0 ? in : in.slice(static_cast<size_t>(n), in.size()), logits.data(), false, ckpt);
     return logits.data();
   }
 };

@@ -34,6 +34,7 @@ class GpuQuantKvCache final : public kv::KvCache, public GpuCacheOps {
   void clear() override;
   void truncate(int n) override;
   int restorable(int n) const override { return host_->restorable(n); }
+  void checkpoint() override { host_->checkpoint(); }  // host memory; truncate re-mirrors
   void append(int layer, const float* k, const float* v, int n_new) override;
   void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
               cpu::ThreadPool& pool) const override;

@@ -50,6 +50,7 @@ KvSummary KvCache::summary() const {
   s.mode = cfg_.mode;
   s.n_tokens = st.n_tokens;
   s.bytes = st.bytes;
+  s.bytes_reserved = st.bytes_reserved;
   s.bits_per_element = st.bits_per_element;
   s.layers.resize(cfg_.n_layer);
   const int64_t per_token = int64_t{cfg_.n_head_kv} * cfg_.head_dim * 2 * 2;  // K and V, fp16

@@ -51,6 +51,11 @@ class KvCache {
   // appending tokens [0, n') to an empty cache gives. Default (caches that store every token
   // once, as it arrived): n.
   virtual int restorable(int n) const { return n; }
+  // Marks the current length c = n_tokens() as a reuse point: afterwards restorable(n) >= c for
+  // every n >= c (while the tokens before c stay), and truncate(c) restores exactly the state at c.
+  // Callers mark where a later prompt is likely to diverge (Sequence::checkpoint_position). One
+  // point at a time: a new one replaces the last. Default: nothing to do (every n is restorable).
+  virtual void checkpoint() {}
 
   // Appends n_new tokens to `layer`; k, v: [n_new, n_head_kv, head_dim] (k already RoPE'd).
   // Throws InvalidArgument when the cache would exceed n_ctx.

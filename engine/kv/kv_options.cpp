@@ -107,14 +107,16 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   }
   static const std::set<std::string> kAll{"bits",       "group",    "window",       "pivots", "clip",
                                           "clip_k",     "clip_v",   "k_bits",       "v_bits", "levels",
-                                          "tsa_layers", "tsa_bits", "pivot_factor", "rotate"};
-  static const std::set<std::string> kKivi{"window", "clip", "clip_k", "clip_v"};
+                                          "tsa_layers", "tsa_bits", "pivot_factor", "rotate",
+                                          "checkpoint"};
+  static const std::set<std::string> kKivi{"window", "clip", "clip_k", "clip_v", "checkpoint"};
   KvOptions o;
   o.mode = mode;
   for (const auto& [key, value] : options) {
     (void)value;
     if (!kAll.count(key)) bad(key, "unknown option (known: bits, group, window, pivots, clip, clip_k, clip_v, "
-                                   "k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor, rotate)");
+                                   "k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor, rotate, "
+                                   "checkpoint)");
     if (mode == "f16") bad(key, "does not apply to kv mode 'f16'");
     if (mode == "kivi2" && !kKivi.count(key)) bad(key, "does not apply to kv mode 'kivi2'");
   }
@@ -140,6 +142,8 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   if (const auto* s = get("window")) o.window = parse_int("window", *s, 0, kMaxWindow);
   if (const auto* s = get("pivots")) o.pivots = parse_int("pivots", *s, 0, kMaxPivots);
   if (const auto* s = get("pivot_factor")) o.pivot_factor = parse_float("pivot_factor", *s, 0.0f, 1e6f);
+  o.checkpoint = o.window > 0 || o.pivots > 0;
+  if (const auto* s = get("checkpoint")) o.checkpoint = parse_bool("checkpoint", *s) && (o.window > 0 || o.pivots > 0);
   // levels: explicit, or auto (Gaussian below defaults::kGaussBelowBits bits in the akvq modes)
   bool auto_levels = true;
   Levels levels = Levels::Uniform;
@@ -205,6 +209,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
 
   auto& r = o.resolved;
   r["window"] = std::to_string(o.window);
+  r["checkpoint"] = o.checkpoint ? "1" : "0";
   r["clip_k"] = fmt(o.k_low.clip);
   r["clip_v"] = fmt(o.v_low.clip);
   if (o.k_low.clip == o.v_low.clip) r["clip"] = fmt(o.k_low.clip);

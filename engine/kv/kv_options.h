@@ -8,7 +8,8 @@
 //   akvq2 / akvq4  rotation, fp16 window, fp16 pivots, TSA layers (text at tsa_bits), b-bit rest
 //   kivi2          K 2-bit per channel (groups of 32 tokens), V 2-bit per token, fp16 window
 // The quantized per-token modes share one engine: every option applies to them (q2 with a window
-// is a legal ablation, and so is akvq2 with rotate=0: no WHT). kivi2 takes window, clip, clip_k, clip_v.
+// is a legal ablation, and so is akvq2 with rotate=0: no WHT). kivi2 takes window, clip, clip_k, clip_v,
+// checkpoint.
 #pragma once
 #include <map>
 #include <string>
@@ -50,6 +51,11 @@ struct KvOptions {
   int window = 0;
   int pivots = 0;
   float pivot_factor = defaults::kPivotFactor;
+  // Keep a checkpoint (KvCache::checkpoint): an fp16 copy of the window and pivots at the point a
+  // prompt marks for reuse, so that a later prompt sharing that prefix is restored exactly instead
+  // of evaluated again. Costs up to (window + pivots) fp16 rows per layer, priced by bytes_bound.
+  // Only meaningful with a window or pivots.
+  bool checkpoint = false;
   QuantSpec k_low, v_low;  // non-TSA layers, and vision tokens in TSA layers
   QuantSpec k_tsa, v_tsa;  // text and generated tokens in TSA layers
   std::vector<int> tsa_layers;                   // ascending

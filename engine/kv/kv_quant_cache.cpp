@@ -74,6 +74,7 @@ void QuantKvCache::clear() {
     S = std::move(fresh);
   }
   kinds_.clear();
+  ckpt_ = Checkpoint();
 }
 
 void QuantKvCache::set_kinds(const TokenKind* kinds, int n) {
@@ -299,7 +300,64 @@ int QuantKvCache::restorable(int n) const {
   if (cap_w_ == 0 && opt_.pivots == 0) return n;
   bool evicted = false;
   for (const Layer& S : L_) evicted |= S.seg[0].n() > 0 || S.seg[1].n() > 0 || !S.ppos.empty() || !S.kivi.empty();
-  return evicted ? 0 : n;
+  if (!evicted) return n;
+  return ckpt_.n >= 0 && ckpt_.n <= n ? ckpt_.n : 0;
+}
+
+int64_t QuantKvCache::Checkpoint::bytes() const {
+  int64_t b = 0;
+  for (const Stores& c : layers) {
+    b += static_cast<int64_t>(c.wk.size() + c.wv.size() + c.pk.size() + c.pv.size()) * 2;
+    b += static_cast<int64_t>(c.wpos.size() + c.ppos.size() + c.pscore.size()) * 4;
+  }
+  return b;
+}
+
+void QuantKvCache::checkpoint() {
+  if (!opt_.checkpoint) return;
+  const int n = L_[0].n;
+  for (const Layer& S : L_) {
+    if (S.n != n) throw InvalidArgument("[kv] checkpoint: the layers hold different token counts (inside a forward pass)");
+  }
+  ckpt_.n = n;
+  ckpt_.layers.resize(L_.size());
+  for (size_t l = 0; l < L_.size(); ++l) {
+    const Layer& S = L_[l];
+    Checkpoint::Stores& c = ckpt_.layers[l];
+    c.wk = S.wk, c.wv = S.wv, c.wpos = S.wpos, c.w_head = S.w_head, c.w_count = S.w_count;
+    c.pk = S.pk, c.pv = S.pv, c.ppos = S.ppos, c.pscore = S.pscore;
+  }
+}
+
+// truncate(ckpt_.n): packed rows and kivi blocks evicted at or after the checkpoint are dropped
+// (ascending eviction times: a suffix), the fp16 stores copied back, the running median rebuilt.
+void QuantKvCache::restore_checkpoint() {
+  const int n = ckpt_.n;
+  const int nkv = cfg_.n_head_kv;
+  for (size_t l = 0; l < L_.size(); ++l) {
+    Layer& S = L_[l];
+    const Checkpoint::Stores& c = ckpt_.layers[l];
+    for (int cl = 0; cl < 2; ++cl) {
+      Segment& g = S.seg[cl];
+      const size_t keep = static_cast<size_t>(std::lower_bound(g.evict.begin(), g.evict.end(), n) - g.evict.begin());
+      for (int h = 0; h < nkv; ++h) {
+        if (!opt_.kivi) g.k[h].resize(keep * ck_[cl].row_bytes());
+        g.v[h].resize(keep * cv_[cl].row_bytes());
+      }
+      g.pos.resize(keep);
+      g.evict.resize(keep);
+    }
+    while (!S.kivi.empty() && S.kivi.back().evict >= n) S.kivi.pop_back();
+    S.wk = c.wk, S.wv = c.wv, S.wpos = c.wpos, S.w_head = c.w_head, S.w_count = c.w_count;
+    S.pk = c.pk, S.pv = c.pv, S.ppos = c.ppos, S.pscore = c.pscore;
+    if (S.amax.size() > static_cast<size_t>(n)) S.amax.resize(n);
+    S.med_lo.clear(), S.med_hi.clear(), S.n_med = 0;
+    for (int32_t p = 0; p < n; ++p) median_push(S, p);
+    S.n = n;
+    S.n_stage = 0;
+    S.xk.clear(), S.xv.clear(), S.xpos.clear(), S.xe.clear();
+  }
+  if (kinds_.size() > static_cast<size_t>(n)) kinds_.resize(n);
 }
 
 void QuantKvCache::truncate(int n) {
@@ -309,6 +367,11 @@ void QuantKvCache::truncate(int n) {
     throw InvalidArgument("[kv] truncate(" + std::to_string(n) + "): the cache holds " + std::to_string(most) +
                           " tokens");
   }
+  if (n == ckpt_.n && n < most) {
+    restore_checkpoint();
+    return;
+  }
+  if (ckpt_.n > n) ckpt_ = Checkpoint();  // its tokens are gone
   const int nkv = cfg_.n_head_kv;
   for (Layer& S : L_) {
     if (S.n <= n) continue;
@@ -400,7 +463,7 @@ KvStats QuantKvCache::stats() const {
   KvStats s;
   s.n_tokens = L_[0].n;
   for (int l = 0; l < cfg_.n_layer; ++l) s.bytes += layer_bytes(l, nullptr);
-  s.bytes_reserved = s.bytes;
+  s.bytes_reserved = s.bytes + ckpt_.bytes();  // the checkpoint is a copy, not cached K/V (no bits)
   const double elems = static_cast<double>(s.n_tokens) * cfg_.n_layer * row_ * 2;
   s.bits_per_element = elems > 0 ? s.bytes * 8.0 / elems : 0.0;
   return s;
@@ -426,6 +489,10 @@ int64_t QuantKvCache::bytes_bound(int n_tokens) const {
     }
     total += fp * row_ * 4 + packed;
   }
+  if (opt_.checkpoint) {  // the checkpoint's copy of the window ring and pivot store (Checkpoint::bytes)
+    const int64_t rows = int64_t{cap_w_} + opt_.pivots;
+    total += cfg_.n_layer * (rows * row_ * 2 * 2 + rows * 4 + int64_t{opt_.pivots} * 4);
+  }
   return total;
 }
 
@@ -435,6 +502,7 @@ KvSummary QuantKvCache::summary() const {
   s.mode = cfg_.mode;
   s.n_tokens = st.n_tokens;
   s.bytes = st.bytes;
+  s.bytes_reserved = st.bytes_reserved;
   s.bits_per_element = st.bits_per_element;
   s.layers.resize(cfg_.n_layer);
   for (int l = 0; l < cfg_.n_layer; ++l) {

@@ -22,7 +22,8 @@
 // window, against the median of the layer input's max|x| over positions [0, e] (a running
 // median), so the decision does not depend on the chunking either. truncate(n) drops the tokens
 // at positions >= n from every store; it does not bring evicted tokens back into the window
-// (not exact: Session re-evaluates instead, see Session::eval_prompt).
+// (not exact: Session re-evaluates instead, see Session::eval_prompt), except at a checkpoint
+// (checkpoint()), whose copy of the fp16 stores it restores.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -41,15 +42,20 @@ class QuantKvCache final : public KvCache {
   void clear() override;
   void truncate(int n) override;
   // Exact only when no token before n has changed store since time n: without a window and
-  // pivots (every token is quantized as it arrives) any n; otherwise n_tokens(), or any n while
-  // nothing has left the window yet.
+  // pivots (every token is quantized as it arrives) any n; otherwise n_tokens(), any n while
+  // nothing has left the window yet, or the checkpoint's length when it is <= n.
   int restorable(int n) const override;
+  // With the `checkpoint` option: copies the window ring and the pivot store of every layer (the
+  // only state that later appends overwrite; packed rows are appended in ascending eviction time,
+  // so those of time >= c are exactly the ones to drop). truncate(c) then restores the copy.
+  void checkpoint() override;
   void append(int layer, const float* k, const float* v, int n_new) override;
   void attend(int layer, const float* q, int n_q, int n_head, float scale, float* out,
               cpu::ThreadPool& pool) const override;
   KvStats stats() const override;
   // fp16 for the first min(n, window + pivots) tokens, the rest at the layer's dearest class
-  // (kivi2: K blocks of 32 tokens, V rows).
+  // (kivi2: K blocks of 32 tokens, V rows); with the checkpoint option, plus the checkpoint's
+  // copy of window + pivots rows.
   int64_t bytes_bound(int n_tokens) const override;
   KvSummary summary() const override;
   void observe(int layer, const float* x, int n, int n_embd) override;
@@ -110,7 +116,22 @@ class QuantKvCache final : public KvCache {
   static float median(const Layer& S);
   int64_t layer_bytes(int l, std::vector<KvClassStats>* classes) const;
 
+  // The fp16 stores of every layer at time n (checkpoint()); n < 0: none.
+  struct Checkpoint {
+    struct Stores {
+      std::vector<uint16_t> wk, wv, pk, pv;
+      std::vector<int32_t> wpos, ppos;
+      std::vector<float> pscore;
+      int w_head = 0, w_count = 0;
+    };
+    int n = -1;
+    std::vector<Stores> layers;
+    int64_t bytes() const;
+  };
+  void restore_checkpoint();
+
   KvOptions opt_;
+  Checkpoint ckpt_;
   int64_t row_;                    // n_head_kv * head_dim
   int cap_w_;                      // ring capacity (window, + one kivi block for kivi2)
   std::vector<char> tsa_;          // [n_layer]

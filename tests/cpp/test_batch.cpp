@@ -4,6 +4,7 @@
 // sequence (KvCache::bytes_bound) against the bytes a full cache really holds; the bounded queue.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <string>
@@ -261,10 +262,17 @@ TEST_F(BatchSynth, MemoryBudgetPricesEachModeAtItsBound) {
     akvq::Session s(m, sp);
     std::vector<int32_t> ids;
     for (int i = 0; i < n_ctx; ++i) ids.push_back(4 + (i * 7) % 250);
-    s.eval(ids);
-    const int64_t held = s.kv_summary().bytes;
+    s.eval_prompt(ids);  // a prompt: the quantized modes with a window also take their checkpoint
+    const akvq::KvSummary sum = s.kv_summary();
+    const int64_t held = sum.bytes_reserved;
     EXPECT_LE(held, price[kv]);
     EXPECT_GE(held, price[kv] * 9 / 10) << "the bound should be tight for a text prompt";
+    EXPECT_LE(sum.bytes, held);
+    if (sum.options.count("checkpoint") && sum.options.at("checkpoint") == "1") {
+      EXPECT_GT(held, sum.bytes) << "the checkpoint's copy is held and priced";
+    } else {
+      EXPECT_EQ(held, sum.bytes);
+    }
   }
   const int64_t f16 = price["f16"];
   EXPECT_EQ(f16, int64_t{n_ctx} * 2 /*layers*/ * 2 /*kv heads*/ * 16 /*head_dim*/ * 2 /*K,V*/ * 2 /*bytes*/);
@@ -309,3 +317,121 @@ TEST_F(BatchSynth, BoundedQueueAndBadRequests) {
 }
 
 }  // namespace
+
+// A prompt that extends what a slot holds keeps all of it in every mode (a follow-up turn:
+// prompt + answer + more). One that diverges inside it (here: the same prompt again after its
+// answer) is restored, in the quantized modes with a window, to their checkpoint (the prompt's
+// last row, or the end of its last vision rows); without the checkpoint option they start over.
+// Either way the tokens are a fresh Session's, through the batch and through a Session alike.
+TEST_F(BatchSynth, QuantizedModesReuseThePromptUpToTheirCheckpoint) {
+  const auto m = model();
+  for (const char* kv : kModes) {
+    for (const char* ck : {"1", "0"}) {
+      const std::string mode = kv;
+      const bool windowed = !mode_options(mode).empty();
+      if (!windowed && std::string(ck) == "0") continue;
+      SCOPED_TRACE(mode + " checkpoint=" + ck);
+      auto opts = mode_options(mode);
+      if (windowed) opts["checkpoint"] = ck;
+      const bool on = !windowed || std::string(ck) == "1";  // f16 / no window: every prefix restores
+      BatchParams bp;
+      bp.n_parallel = 1;
+      bp.n_ctx = 160;
+      bp.n_threads = 1;
+      bp.kv = mode;
+      bp.kv_options = opts;
+      BatchGenerator b(m, bp);
+      GenerateParams g = gen(1);  // greedy
+      std::map<int64_t, Out> out;
+      std::map<int64_t, bool> done;
+      auto run = [&](const std::vector<int32_t>& p) {
+        const int64_t id = b.submit(p, g);
+        int n_reused = -1;
+        while (!b.idle()) {
+          const auto ev = b.step();
+          for (const BatchEvent& e : ev) {
+            if (e.id == id) n_reused = e.n_reused;
+          }
+          collect(ev, out, done);
+        }
+        akvq::SessionParams sp;
+        sp.n_ctx = bp.n_ctx;
+        sp.n_threads = 1;
+        sp.kv = mode;
+        sp.kv_options = opts;
+        akvq::Session fresh(m, sp);
+        akvq::Generator gen_fresh(fresh, p, g);
+        std::vector<int32_t> want;
+        GenerateStep st;
+        while (gen_fresh.next(st)) want.push_back(st.id);
+        EXPECT_EQ(out[id].ids, want) << "prompt of " << p.size();
+        return std::make_pair(n_reused, out[id].ids);
+      };
+      const std::vector<int32_t> p = prompt(4);  // 38 rows: past the window of 4
+      const auto [r0, a0] = run(p);
+      EXPECT_EQ(r0, 0);
+      std::vector<int32_t> follow = p;
+      follow.insert(follow.end(), a0.begin(), a0.end());
+      for (int i = 0; i < 5; ++i) follow.push_back(60 + i);
+      const int n_p = static_cast<int>(p.size());
+      // the cache holds a prefix of the follow-up: all of it is kept, whatever the mode
+      EXPECT_EQ(run(follow).first, n_p + static_cast<int>(a0.size()) - 1);
+      EXPECT_EQ(run(follow).first, on ? static_cast<int>(follow.size()) - 1 : 0) << "the same prompt again";
+
+      // a Session: the same prompt twice, logits bit for bit a fresh Session's
+      akvq::SessionParams sp;
+      sp.n_ctx = 160;
+      sp.n_threads = 1;
+      sp.kv = mode;
+      sp.kv_options = opts;
+      akvq::Session s(m, sp), fresh(m, sp);
+      const int nv = m->info().n_vocab;
+      s.eval_prompt(follow);
+      s.eval(std::vector<int32_t>{70, 71, 72, 73, 74, 75, 76, 77});
+      int n_reused = -1;
+      const float* got = s.eval_prompt(follow, akvq::TokenKind::Text, &n_reused);
+      EXPECT_EQ(n_reused, on ? static_cast<int>(follow.size()) - 1 : 0);
+      const std::vector<float> lg(got, got + nv);
+      const float* want = fresh.eval_prompt(follow);
+      EXPECT_EQ(0, std::memcmp(lg.data(), want, nv * sizeof(float)));
+    }
+  }
+}
+
+// A prompt with vision rows marks its checkpoint where they end, so a next prompt about the same
+// image with another question keeps the image's rows (quantized modes with a window), and its
+// logits are a fresh Session's bit for bit.
+TEST_F(BatchSynth, SameImageAnotherQuestionKeepsTheImageRows) {
+  const auto m = model();
+  const int n_embd = m->info().n_embd;
+  std::vector<float> image(static_cast<size_t>(20) * n_embd);
+  for (size_t i = 0; i < image.size(); ++i) image[i] = 0.05f * static_cast<float>((i * 37) % 19) - 0.4f;
+  auto ask = [&](int question) {
+    akvq::SessionInput in(std::vector<int32_t>{4, 5, 6, 7});
+    in.add_embeddings(image.data(), 20, n_embd, akvq::TokenKind::Vision, 42);
+    std::vector<int32_t> q;
+    for (int i = 0; i < 12; ++i) q.push_back(4 + (i * 13 + question * 29) % 250);
+    in.add_tokens(q);
+    return in;
+  };
+  const int image_end = 4 + 20;
+  for (const char* kv : {"akvq2", "kivi2", "f16"}) {
+    SCOPED_TRACE(kv);
+    akvq::SessionParams sp;
+    sp.n_ctx = 128;
+    sp.n_threads = 1;
+    sp.kv = kv;
+    sp.kv_options = mode_options(kv);
+    akvq::Session s(m, sp), fresh(m, sp);
+    const int nv = m->info().n_vocab;
+    s.eval_prompt_rows(ask(1));
+    s.eval(std::vector<int32_t>{70, 71, 72, 73, 74, 75});
+    int n_reused = -1;
+    const float* got = s.eval_prompt_rows(ask(2), &n_reused);
+    EXPECT_GE(n_reused, image_end);
+    if (std::string(kv) != "f16") EXPECT_EQ(n_reused, image_end);
+    const std::vector<float> lg(got, got + nv);
+    const float* want = fresh.eval_prompt_rows(ask(2));
+    EXPECT_EQ(0, std::memcmp(lg.data(), want, nv * sizeof(float)));
+  }
+}

@@ -161,6 +161,9 @@ struct KvSummary {
   std::string mode;
   int64_t n_tokens = 0;
   int64_t bytes = 0;
+  // bytes plus what the cache holds besides its K/V rows: the checkpoint's fp16 copy of the
+  // window and pivots (kv option `checkpoint`), which a memory budget prices (bytes_bound)
+  int64_t bytes_reserved = 0;
   // bytes * 8 / (n_tokens * n_layer * n_head_kv * head_dim * 2): codes, scales, window, pivots
   double bits_per_element = 0;
   std::vector<KvLayerStats> layers;
