@@ -245,7 +245,9 @@ def test_serve_bench_end_to_end(tmp_path, capsys):
 
 def test_batch_decode_at_depth_in_a_memory_budget(smollm2_path, capsys):
     model = str(smollm2_path)
-    argv = ["--model", model, "--kv", "f16,akvq2", "--kv-memory", "6M", "--ctx", "256", "--depth", "64"]
+    # 512 tokens: f16 11.8 MB a sequence; akvq2 ~6.6 MB (window + pivots at fp16, their checkpoint
+    # copy, the rest at 2 bits): 1 against 2 sequences in 14 MB
+    argv = ["--model", model, "--kv", "f16,akvq2", "--kv-memory", "14M", "--ctx", "512", "--depth", "64"]
     assert batch_decode.main(argv + ["--seconds", "0.2", "--reps", "1"]) == 0
     rows = [x.split("|") for x in capsys.readouterr().out.splitlines() if x.startswith("| f16") or x.startswith("| akvq2")]
     slots = {r[1].strip(): int(r[2]) for r in rows}
