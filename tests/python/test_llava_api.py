@@ -252,6 +252,34 @@ def test_changed_image_is_not_served_from_the_cache(files):
     assert a != b
 
 
+def test_two_bit_cache_keeps_the_image_rows_for_another_question(files):
+    """akvq2 with a window far shorter than the image: the prompt's checkpoint at the end of the
+    image rows lets the next question about the same image keep them (n_reused = the image's end)
+    although they left the window, and the answer and logits equal a fresh Model's bit for bit.
+    The same question again restores the same checkpoint (f16 would keep all but the last row)."""
+    pm, images, _, _ = prompt_case("spm_default_pad", 0)
+    other_q = pm["text"].replace("What shape is in the picture?", "Which colours do you see?")
+    assert other_q != pm["text"]
+    opts = dict(n_ctx=512, n_threads=2, kv="akvq2", kv_options={"window": 4, "pivots": 2})
+    gen = dict(max_tokens=8, temperature=0, stream=True)
+    with pyakvq.Model(files["spm_default_pad"], **opts) as m:
+        first = m.generate(pm["text"], images=images, **gen)
+        greedy(first)
+        image_end = m.tokenize(pm["text"]).index(m.vision_info["image_token_id"]) + 16
+        again = m.generate(pm["text"], images=images, **gen)
+        a = greedy(again)
+        assert again.n_reused == image_end < again.n_prompt - 1
+        second = m.generate(other_q, images=images, **gen)
+        b = greedy(second)
+        assert second.n_reused == image_end
+        logits = m.eval(other_q, images=images)
+    with pyakvq.Model(files["spm_default_pad"], **opts) as fresh:
+        assert greedy(fresh.generate(pm["text"], images=images, **gen)) == a
+    with pyakvq.Model(files["spm_default_pad"], **opts) as fresh:
+        assert greedy(fresh.generate(other_q, images=images, **gen)) == b
+        assert np.array_equal(fresh.eval(other_q, images=images), logits)
+
+
 # ---- akvq-cli --image ---------------------------------------------------------------------------------
 
 
