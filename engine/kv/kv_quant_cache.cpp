@@ -329,6 +329,17 @@ void QuantKvCache::checkpoint() {
   }
 }
 
+// The per-token state of a layer cut to n tokens, once its stores hold tokens < n only: observed
+// max|x|, the running median rebuilt from it, the length, no staged chunk or snapshot.
+void QuantKvCache::set_length(Layer& S, int n) {
+    if (S.amax.size() > static_cast<size_t>(n)) S.amax.resize(n);
+    S.med_lo.clear(), S.med_hi.clear(), S.n_med = 0;
+    for (int32_t p = 0; p < n; ++p) median_push(S, p);
+    S.n = n;
+    S.n_stage = 0;
+    S.xk.clear(), S.xv.clear(), S.xpos.clear(), S.xe.clear();
+}
+
 // truncate(ckpt_.n): packed rows and kivi blocks evicted at or after the checkpoint are dropped
 // (ascending eviction times: a suffix), the fp16 stores copied back, the running median rebuilt.
 void QuantKvCache::restore_checkpoint() {
@@ -350,12 +361,7 @@ void QuantKvCache::restore_checkpoint() {
     while (!S.kivi.empty() && S.kivi.back().evict >= n) S.kivi.pop_back();
     S.wk = c.wk, S.wv = c.wv, S.wpos = c.wpos, S.w_head = c.w_head, S.w_count = c.w_count;
     S.pk = c.pk, S.pv = c.pv, S.ppos = c.ppos, S.pscore = c.pscore;
-    if (S.amax.size() > static_cast<size_t>(n)) S.amax.resize(n);
-    S.med_lo.clear(), S.med_hi.clear(), S.n_med = 0;
-    for (int32_t p = 0; p < n; ++p) median_push(S, p);
-    S.n = n;
-    S.n_stage = 0;
-    S.xk.clear(), S.xv.clear(), S.xpos.clear(), S.xe.clear();
+    set_length(S, n);
   }
   if (kinds_.size() > static_cast<size_t>(n)) kinds_.resize(n);
 }
@@ -397,12 +403,7 @@ void QuantKvCache::truncate(int n) {
     while (!S.kivi.empty() && S.kivi.back().pos0 >= n) S.kivi.pop_back();
     if (!S.kivi.empty()) S.kivi.back().n_valid = std::min(S.kivi.back().n_valid, n - S.kivi.back().pos0);
     for (KiviBlock& b : S.kivi) b.evict = std::min(b.evict, n);
-    if (S.amax.size() > static_cast<size_t>(n)) S.amax.resize(n);
-    S.med_lo.clear(), S.med_hi.clear(), S.n_med = 0;
-    for (int32_t p = 0; p < n; ++p) median_push(S, p);
-    S.n = n;
-    S.n_stage = 0;
-    S.xk.clear(), S.xv.clear(), S.xpos.clear(), S.xe.clear();
+    set_length(S, n);
   }
   if (kinds_.size() > static_cast<size_t>(n)) kinds_.resize(n);
 }

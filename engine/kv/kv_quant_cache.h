@@ -129,6 +129,7 @@ class QuantKvCache final : public KvCache {
     int64_t bytes() const;
   };
   void restore_checkpoint();
+  void set_length(Layer& S, int n);
 
   KvOptions opt_;
   Checkpoint ckpt_;
