@@ -8,7 +8,7 @@
 #include <cstring>
 #include <limits>
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
@@ -84,6 +84,17 @@ typedef float v8u __attribute__((vector_size(32), aligned(4)));  // unaligned ac
 inline v8 load8(const float* p) { return *reinterpret_cast<const v8u*>(p); }
 inline void store8(float* p, v8 v) { *reinterpret_cast<v8u*>(p) = v; }
 inline v8 splat8(float x) { return v8{x, x, x, x, x, x, x, x}; }
+// a * b + c, fused where the ISA has FMA. Written out because GCC's tuning for AMD Zen may split a
+// loop's a * b + c chain into a multiply and an add in one loop and not in another (avoid-FMA-chain
+// heuristics), and two loops that must agree bit for bit (prefill and decode) would then differ.
+inline v8 fma8(v8 a, v8 b, v8 c) {
+#if defined(__FMA__)
+  return reinterpret_cast<v8>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a), reinterpret_cast<__m256>(b),
+                                              reinterpret_cast<__m256>(c)));
+#else
+  return a * b + c;
+#endif
+}
 
 // s[j] = q · k[j, 0:hd] for j < n, k [n, hd] row-major. The summation order depends only on hd,
 // so a row's scores are bit-identical however queries are batched (prefill == decode).
@@ -92,11 +103,43 @@ inline void scores_dot(const float* q, const float* k, int n, int hd, float* s) 
     const float* kj = k + j * hd;
     v8 a0 = {}, a1 = {};
     int d = 0;
-    for (; d + 16 <= hd; d += 16) a0 += load8(q + d) * load8(kj + d), a1 += load8(q + d + 8) * load8(kj + d + 8);
-    for (; d + 8 <= hd; d += 8) a0 += load8(q + d) * load8(kj + d);
+    for (; d + 16 <= hd; d += 16) a0 = fma8(load8(q + d), load8(kj + d), a0), a1 = fma8(load8(q + d + 8), load8(kj + d + 8), a1);
+    for (; d + 8 <= hd; d += 8) a0 = fma8(load8(q + d), load8(kj + d), a0);
     a0 += a1;
     float t = ((a0[0] + a0[1]) + (a0[2] + a0[3])) + ((a0[4] + a0[5]) + (a0[6] + a0[7]));
     for (; d < hd; ++d) t += q[d] * kj[d];
+    s[j] = t;
+  }
+}
+
+// 8 floats from 8 fp16 values (the same values as f16_to_f32).
+inline v8 load8h(const uint16_t* p) {
+#if defined(__F16C__)
+  return reinterpret_cast<v8>(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#else
+  float y[8];
+  f16_to_f32(p, y, 8);
+  return load8(y);
+#endif
+}
+inline float load1h(const uint16_t* p) {
+  float y;
+  f16_to_f32(p, &y, 1);
+  return y;
+}
+
+// scores_dot on fp16 rows k[j * ld + 0:hd] read in place: the same products and summation order,
+// so bit-identical to converting the rows first (used where few rows share a K row: decode).
+inline void scores_dot_h(const float* q, const uint16_t* k, int n, int hd, int64_t ld, float* s) {
+  for (int j = 0; j < n; ++j) {
+    const uint16_t* kj = k + j * ld;
+    v8 a0 = {}, a1 = {};
+    int d = 0;
+    for (; d + 16 <= hd; d += 16) a0 = fma8(load8(q + d), load8h(kj + d), a0), a1 = fma8(load8(q + d + 8), load8h(kj + d + 8), a1);
+    for (; d + 8 <= hd; d += 8) a0 = fma8(load8(q + d), load8h(kj + d), a0);
+    a0 += a1;
+    float t = ((a0[0] + a0[1]) + (a0[2] + a0[3])) + ((a0[4] + a0[5]) + (a0[6] + a0[7]));
+    for (; d < hd; ++d) t += q[d] * load1h(kj + d);
     s[j] = t;
   }
 }
@@ -109,7 +152,7 @@ inline void pv_chunk(const float* p, int n, const float* v, int64_t ld, float* a
   for (int j = 0; j < n; ++j) {
     const v8 pj = splat8(p[j]);
     const float* vj = v + j * ld;
-    for (int c = 0; c < NV; ++c) a[c] += pj * load8(vj + 8 * c);
+    for (int c = 0; c < NV; ++c) a[c] = fma8(pj, load8(vj + 8 * c), a[c]);
   }
   for (int c = 0; c < NV; ++c) store8(acc + 8 * c, a[c]);
 }
@@ -123,6 +166,30 @@ inline void pv(const float* p, int n, const float* v, int hd, float* acc) {
   for (; d < hd; ++d) {
     float a = acc[d];
     for (int j = 0; j < n; ++j) a += p[j] * v[j * hd + d];
+    acc[d] = a;
+  }
+}
+
+// pv on fp16 rows v[j * ld + 0:hd] read in place (bit-identical to converting them first).
+template <int NV>
+inline void pv_chunk_h(const float* p, int n, const uint16_t* v, int64_t ld, float* acc) {
+  v8 a[NV];
+  for (int c = 0; c < NV; ++c) a[c] = load8(acc + 8 * c);
+  for (int j = 0; j < n; ++j) {
+    const v8 pj = splat8(p[j]);
+    const uint16_t* vj = v + j * ld;
+    for (int c = 0; c < NV; ++c) a[c] = fma8(pj, load8h(vj + 8 * c), a[c]);
+  }
+  for (int c = 0; c < NV; ++c) store8(acc + 8 * c, a[c]);
+}
+inline void pv_h(const float* p, int n, const uint16_t* v, int hd, int64_t ld, float* acc) {
+  int d = 0;
+  for (; d + 64 <= hd; d += 64) pv_chunk_h<8>(p, n, v + d, ld, acc + d);
+  for (; d + 32 <= hd; d += 32) pv_chunk_h<4>(p, n, v + d, ld, acc + d);
+  for (; d + 8 <= hd; d += 8) pv_chunk_h<1>(p, n, v + d, ld, acc + d);
+  for (; d < hd; ++d) {
+    float a = acc[d];
+    for (int j = 0; j < n; ++j) a += p[j] * load1h(v + j * ld + d);
     acc[d] = a;
   }
 }
@@ -206,6 +273,25 @@ inline int heads_per_item(int group, int units, int nth) {
     if (best_cost < 0 || cost < best_cost) best = h, best_cost = cost;
   }
   return best;
+}
+
+// KV heads per work item when an item takes whole GQA groups: the largest divisor c of n_head_kv
+// with c * hd <= kItemWidth (the item's K and V blocks, 2 * 64 * c * hd floats, stay in L2) whose
+// step is no longer than one head per item's, for `units` (query block, sequence range) pairs per
+// KV head on `nth` threads: ceil(n_head_kv * units / c / nth) * c <= ceil(n_head_kv * units / nth).
+// An item reading c consecutive heads reads each token's K/V row as one contiguous run. A row's
+// arithmetic does not depend on c.
+// Example: 3 KV heads of 64 on one thread (a batched decode's sequence): c = 3; one sequence's
+// decode on 2 threads: c = 1 (2 rounds of 1 beat 1 round of 3 on one thread).
+constexpr int kItemWidth = 512;
+inline int kv_heads_per_item(int n_head_kv, int hd, int units, int nth) {
+  const int64_t base = (static_cast<int64_t>(n_head_kv) * units + nth - 1) / nth;
+  for (int c = n_head_kv; c > 1; --c) {
+    if (n_head_kv % c != 0 || static_cast<int64_t>(c) * hd > kItemWidth) continue;
+    const int64_t items = static_cast<int64_t>(n_head_kv / c) * units;
+    if ((items + nth - 1) / nth * c <= base) return c;
+  }
+  return 1;
 }
 
 }  // namespace akvq::kv::tile

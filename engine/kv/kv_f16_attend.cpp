@@ -32,7 +32,8 @@ namespace {
 // alike), so a query's output depends on its position alone, bit for bit.
 
 constexpr int kBlock = 64;     // cached tokens per tile
-constexpr int kRowsItem = 48;  // target query rows (queries x group) per work item
+constexpr int kRowsItem = 48;     // target query rows (queries x group) per work item
+constexpr int kInPlaceRows = 8;  // rows per KV head up to which K/V are read in place (no f32 copy)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Query-block order that pairs short and long causal blocks (0, n-1, 1, n-2, ...).
@@ -67,13 +68,20 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   // either way.
   const int hpi = tile::heads_per_item(group, n_head_kv * n_qblk * n_split, nth);
   const int n_sub = group / hpi;  // items per (kv head, query block)
-  const int rows_max = qb * hpi;
-  const int items = n_head_kv * n_sub * n_qblk;
+  // KV heads per item: with few queries (decode) and whole groups per item, consecutive KV heads
+  // share an item where that does not lengthen the step, so the item reads each token's K/V row
+  // in one contiguous run that the hardware prefetcher follows, instead of hd halves out of every
+  // n_head_kv * hd (memory-bound there; prefill's blocks are reused by many rows).
+  const int kpi = (n_sub == 1 && n_qblk == 1) ? tile::kv_heads_per_item(n_head_kv, hd, n_split, nth) : 1;
+  const int n_grp = n_head_kv / kpi;  // KV head runs
+  const int rows_head = qb * hpi;     // rows per KV head of an item
+  const int rows_max = rows_head * kpi;
+  const int items = n_grp * n_sub * n_qblk;
   const int64_t pstride = 2 + hd;                    // partial: m, l, acc[hd]
   if (n_split > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_split * pstride);
 
-  // per-thread scratch: Q rows, scores, acc, m, l, K block, V block
-  const size_t per_thread = static_cast<size_t>(rows_max) * (2 * hd + kBlock + 2) + 2 * kBlock * hd;
+  // per-thread scratch: Q rows, scores, acc, m, l, K blocks, V blocks
+  const size_t per_thread = static_cast<size_t>(rows_max) * (2 * hd + kBlock + 2) + 2 * kBlock * hd * kpi;
   if (scratch_.size() < static_cast<size_t>(nth)) scratch_.resize(nth);
   for (auto& s : scratch_) {
     if (s.size() < per_thread) s.resize(per_thread);
@@ -85,23 +93,25 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   pool.run(items * n_split, [&](int task, int thread) {
     const int s = task % n_split;
     const int sub = (task / n_split) % n_sub;
-    const int kvh = (task / n_split / n_sub) % n_head_kv;
-    const int blk = zigzag(task / n_split / n_sub / n_head_kv, n_qblk);
+    const int kvh0 = (task / n_split / n_sub) % n_grp * kpi;  // first KV head of this item
+    const int blk = zigzag(task / n_split / n_sub / n_grp, n_qblk);
     const int i0 = blk * qb, i1 = std::min(n_q, i0 + qb);
-    const int h0 = kvh * group + sub * hpi;  // first query head of this item
-    const int nr = (i1 - i0) * hpi;
+    const int nrh = (i1 - i0) * hpi;  // rows per KV head
+    const int nr = nrh * kpi;
     float* Q = scratch_[thread].data();  // [nr, hd] scaled queries
     float* S = Q + rows_max * hd;        // [nr, kBlock] scores
     float* acc = S + rows_max * kBlock;  // [nr, hd]
     float* m = acc + rows_max * hd;      // [nr]
     float* l = m + rows_max;             // [nr]
-    float* Kf = l + rows_max;            // [kBlock, hd] K block in f32
-    float* Vf = Kf + kBlock * hd;        // [kBlock, hd] V block in f32
+    float* Kf = l + rows_max;            // [kpi, kBlock, hd] K blocks in f32
+    float* Vf = Kf + kpi * kBlock * hd;  // [kpi, kBlock, hd] V blocks in f32
 
-    // row r = (query i0 + r / hpi, head h0 + r % hpi)
+    // row r = (KV head kvh0 + r / nrh; query i0 + (r % nrh) / hpi, head (kvh0 + r / nrh) * group
+    // + sub * hpi + r % hpi)
+    const auto row_query = [&](int r) { return i0 + (r % nrh) / hpi; };
+    const auto row_head = [&](int r) { return (kvh0 + r / nrh) * group + sub * hpi + r % hpi; };
     for (int r = 0; r < nr; ++r) {
-      const int i = i0 + r / hpi, h = h0 + r % hpi;
-      const float* qr = q + (static_cast<int64_t>(i) * n_head + h) * hd;
+      const float* qr = q + (static_cast<int64_t>(row_query(r)) * n_head + row_head(r)) * hd;
       for (int d = 0; d < hd; ++d) Q[r * hd + d] = qr[d] * scale;
       std::fill(acc + r * hd, acc + (r + 1) * hd, 0.0f);
       m[r] = kNegInf;
@@ -110,26 +120,38 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
     const int t0 = s * chunk;
     const int vis_last = n_kv - n_q + i1;  // tokens visible to the last query of the block
     const int t1 = std::min(t0 + chunk, vis_last);
-    const uint16_t* kh = kbase + static_cast<int64_t>(kvh) * hd;
-    const uint16_t* vh = vbase + static_cast<int64_t>(kvh) * hd;
+    const int width = kpi * hd;  // contiguous halves per token row read by this item
+    // Few rows per KV head (decode): the rows read K/V in place, converting in registers, rather
+    // than storing the block in f32 first; the values and their order are the same.
+    const bool in_place = nrh <= kInPlaceRows;
+    const uint16_t* kh = kbase + static_cast<int64_t>(kvh0) * hd;
+    const uint16_t* vh = vbase + static_cast<int64_t>(kvh0) * hd;
 
     for (int b = t0; b < t1; b += kBlock) {
       const int nb = std::min(kBlock, t1 - b);
       for (int j = 0; j < nb; ++j) {
         if (b + j + tile::kPrefetchRows < t1) {  // strided rows: requested ahead (attend_tile.h)
-          tile::prefetch_row(kh + (b + j + tile::kPrefetchRows) * stride, hd);
-          tile::prefetch_row(vh + (b + j + tile::kPrefetchRows) * stride, hd);
+          tile::prefetch_row(kh + (b + j + tile::kPrefetchRows) * stride, width);
+          tile::prefetch_row(vh + (b + j + tile::kPrefetchRows) * stride, width);
         }
-        tile::f16_to_f32(kh + (b + j) * stride, Kf + j * hd, hd);
-        tile::f16_to_f32(vh + (b + j) * stride, Vf + j * hd, hd);
+        if (in_place) continue;
+        for (int c = 0; c < kpi; ++c) {
+          tile::f16_to_f32(kh + (b + j) * stride + c * hd, Kf + (c * kBlock + j) * hd, hd);
+          tile::f16_to_f32(vh + (b + j) * stride + c * hd, Vf + (c * kBlock + j) * hd, hd);
+        }
       }
       for (int r = 0; r < nr; ++r) {
-        const int i = i0 + r / hpi;
+        const int i = row_query(r);
         const int nbr = std::min(nb, n_kv - n_q + i + 1 - b);  // causal limit of this row
         if (nbr <= 0) continue;
+        const int c = r / nrh;  // KV head of the item
         float* sr = S + r * kBlock;
         const float* qr = Q + r * hd;
-        tile::scores_dot(qr, Kf, nbr, hd, sr);
+        if (in_place) {
+          tile::scores_dot_h(qr, kh + b * stride + c * hd, nbr, hd, stride, sr);
+        } else {
+          tile::scores_dot(qr, Kf + c * kBlock * hd, nbr, hd, sr);
+        }
         std::fill(sr + nbr, sr + kBlock, kNegInf);  // masked / beyond the block
         const float bmax = tile::max8<kBlock>(sr);
         float* ar = acc + r * hd;
@@ -146,12 +168,15 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
         tile::exp_nonpos(sr, kBlock);
         std::fill(sr + nbr, sr + kBlock, 0.0f);
         l[r] += tile::sum8<kBlock>(sr);
-        tile::pv(sr, nbr, Vf, hd, ar);
+        if (in_place) {
+          tile::pv_h(sr, nbr, vh + b * stride + c * hd, hd, stride, ar);
+        } else {
+          tile::pv(sr, nbr, Vf + c * kBlock * hd, hd, ar);
+        }
       }
     }
     for (int r = 0; r < nr; ++r) {
-      const int i = i0 + r / hpi, h = h0 + r % hpi;
-      const int64_t pair = static_cast<int64_t>(i) * n_head + h;
+      const int64_t pair = static_cast<int64_t>(row_query(r)) * n_head + row_head(r);
       const float* ar = acc + r * hd;
       if (n_split == 1) {
         float* o = out + pair * hd;
