@@ -306,8 +306,8 @@ TEST(KvTile, ShiftVisibleIsTheScalarSelect) {
 // Batch invariance over several split-K ranges: feeding a 1100-token stream one token at a time
 // (decode) or in chunks of 512 / 97 on other thread counts gives every query the same output bit
 // for bit (inputs of a position depend on the position alone).
-TEST(KvF16, AttentionIsBatchInvariant) {
-  const int n_total = 1100, nkv = 2, n_head = 6, hd = 64;  // two ranges
+static void check_attention_batch_invariance(int nkv, int n_head, int hd) {
+  const int n_total = 1100;  // two ranges
   auto run = [&](int chunk, int threads) {
     kv::KvConfig cfg;
     cfg.mode = "f16";
@@ -337,6 +337,15 @@ TEST(KvF16, AttentionIsBatchInvariant) {
   }
 }
 
+// Shapes: GQA groups of 3 (decode reads both KV heads in one item, in place), MHA with a head_dim
+// of 40 (a tail of 8 past the 16-wide steps), one KV head of 128 in a group of 8.
+TEST(KvF16, AttentionIsBatchInvariant) {
+  for (const auto& [nkv, n_head, hd] : std::vector<std::tuple<int, int, int>>{{2, 6, 64}, {4, 4, 40}, {1, 8, 128}}) {
+    SCOPED_TRACE("n_head_kv " + std::to_string(nkv) + " n_head " + std::to_string(n_head) + " hd " + std::to_string(hd));
+    check_attention_batch_invariance(nkv, n_head, hd);
+  }
+}
+
 // The work split of attention: a divisor of the group; the whole group whenever there are enough
 // items for the threads (one thread, prefill, deep split-K); the whole group for 4 kv heads in
 // groups of 8 on 2 threads (2 rounds of 9 < 16 rounds of 2); single heads only where the group
@@ -357,4 +366,29 @@ TEST(KvTile, HeadsPerItemShortensTheStep) {
   EXPECT_EQ(kv::tile::heads_per_item(3, 3, 2), 3);  // 2 rounds of 4 < 5 rounds of 2
   EXPECT_EQ(kv::tile::heads_per_item(8, 1, 4), 2);  // 1 round of 3
   EXPECT_EQ(kv::tile::heads_per_item(8, 1, 2), 4);  // 1 round of 5
+}
+
+// KV heads per decode item: a divisor of n_head_kv within the L2 width, and never a longer step
+// than one head per item. A batched decode's sequence on one thread takes all of SmolLM2's 3 heads
+// of 64; one sequence on 2 threads keeps one head per item (3 heads: 2 rounds of 1 beat 1 round of
+// 3); 7B's 32 heads of 128 go 4 at a time (512 halves), a 1.1B's 4 heads of 64 in pairs on 2 threads.
+TEST(KvTile, KvHeadsPerItemKeepsTheStep) {
+  for (int nkv : {1, 2, 3, 4, 8, 32}) {
+    for (int hd : {64, 128}) {
+      for (int units : {1, 2, 3, 4}) {
+        for (int nth : {1, 2, 4}) {
+          const int c = kv::tile::kv_heads_per_item(nkv, hd, units, nth);
+          EXPECT_EQ(nkv % c, 0);
+          EXPECT_LE(c * hd, std::max(hd, kv::tile::kItemWidth));
+          const int64_t base = (int64_t{nkv} * units + nth - 1) / nth;
+          EXPECT_LE((int64_t{nkv / c} * units + nth - 1) / nth * c, base) << nkv << " " << hd << " " << units << " " << nth;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(kv::tile::kv_heads_per_item(3, 64, 1, 1), 3);
+  EXPECT_EQ(kv::tile::kv_heads_per_item(3, 64, 1, 2), 1);
+  EXPECT_EQ(kv::tile::kv_heads_per_item(32, 128, 1, 1), 4);
+  EXPECT_EQ(kv::tile::kv_heads_per_item(4, 64, 1, 2), 2);
+  EXPECT_EQ(kv::tile::kv_heads_per_item(3, 64, 4, 2), 3);  // 4 split-K ranges: 2 rounds of 3
 }
