@@ -8,7 +8,7 @@
 #include <cstring>
 #include <limits>
 
-#if defined(__F16C__) || defined(__FMA__)
+#if defined(__AVX__) || defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
 
@@ -96,22 +96,6 @@ inline v8 fma8(v8 a, v8 b, v8 c) {
 #endif
 }
 
-// s[j] = q · k[j, 0:hd] for j < n, k [n, hd] row-major. The summation order depends only on hd,
-// so a row's scores are bit-identical however queries are batched (prefill == decode).
-inline void scores_dot(const float* q, const float* k, int n, int hd, float* s) {
-  for (int j = 0; j < n; ++j) {
-    const float* kj = k + j * hd;
-    v8 a0 = {}, a1 = {};
-    int d = 0;
-    for (; d + 16 <= hd; d += 16) a0 = fma8(load8(q + d), load8(kj + d), a0), a1 = fma8(load8(q + d + 8), load8(kj + d + 8), a1);
-    for (; d + 8 <= hd; d += 8) a0 = fma8(load8(q + d), load8(kj + d), a0);
-    a0 += a1;
-    float t = ((a0[0] + a0[1]) + (a0[2] + a0[3])) + ((a0[4] + a0[5]) + (a0[6] + a0[7]));
-    for (; d < hd; ++d) t += q[d] * kj[d];
-    s[j] = t;
-  }
-}
-
 // 8 floats from 8 fp16 values (the same values as f16_to_f32).
 inline v8 load8h(const uint16_t* p) {
 #if defined(__F16C__)
@@ -127,21 +111,61 @@ inline float load1h(const uint16_t* p) {
   f16_to_f32(p, &y, 1);
   return y;
 }
+inline v8 load8k(const float* p) { return load8(p); }
+inline v8 load8k(const uint16_t* p) { return load8h(p); }
+inline float load1k(const float* p) { return *p; }
+inline float load1k(const uint16_t* p) { return load1h(p); }
 
-// scores_dot on fp16 rows k[j * ld + 0:hd] read in place: the same products and summation order,
-// so bit-identical to converting the rows first (used where few rows share a K row: decode).
-inline void scores_dot_h(const float* q, const uint16_t* k, int n, int hd, int64_t ld, float* s) {
-  for (int j = 0; j < n; ++j) {
-    const uint16_t* kj = k + j * ld;
-    v8 a0 = {}, a1 = {};
-    int d = 0;
-    for (; d + 16 <= hd; d += 16) a0 = fma8(load8(q + d), load8h(kj + d), a0), a1 = fma8(load8(q + d + 8), load8h(kj + d + 8), a1);
-    for (; d + 8 <= hd; d += 8) a0 = fma8(load8(q + d), load8h(kj + d), a0);
-    a0 += a1;
-    float t = ((a0[0] + a0[1]) + (a0[2] + a0[3])) + ((a0[4] + a0[5]) + (a0[6] + a0[7]));
-    for (; d < hd; ++d) t += q[d] * load1h(kj + d);
+// The 8 lane sums of q · kj over the first hd / 8 * 8 values: two accumulators over 16-wide steps
+// (the second only where 16 fit), added. load8k reads kj as float or fp16 (the same values).
+template <class K>
+inline v8 dot_lanes(const float* q, const K* kj, int hd) {
+  v8 a0 = {}, a1 = {};
+  int d = 0;
+  for (; d + 16 <= hd; d += 16) a0 = fma8(load8(q + d), load8k(kj + d), a0), a1 = fma8(load8(q + d + 8), load8k(kj + d + 8), a1);
+  for (; d + 8 <= hd; d += 8) a0 = fma8(load8(q + d), load8k(kj + d), a0);
+  return a0 + a1;
+}
+// ((0+1) + (2+3)) + ((4+5) + (6+7)) of the lanes.
+inline float hsum_lanes(v8 a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+
+// s[j] = q · k[j * ld + 0:hd] for j < n. The summation order depends only on hd, so a row's
+// scores are bit-identical however queries are batched (prefill == decode) and whether k holds
+// float or fp16 rows. Where hd is a multiple of 8 and AVX is compiled in, 4 rows' lane sums are
+// reduced together with the same pairwise adds (horizontal adds pair lanes (0,1), (2,3), ...).
+template <class K>
+inline void scores_rows(const float* q, const K* k, int n, int hd, int64_t ld, float* s) {
+  int j = 0;
+#if defined(__AVX__)
+  if (hd % 8 == 0) {
+    for (; j + 4 <= n; j += 4) {
+      const __m256 a0 = reinterpret_cast<__m256>(dot_lanes(q, k + j * ld, hd));
+      const __m256 a1 = reinterpret_cast<__m256>(dot_lanes(q, k + (j + 1) * ld, hd));
+      const __m256 a2 = reinterpret_cast<__m256>(dot_lanes(q, k + (j + 2) * ld, hd));
+      const __m256 a3 = reinterpret_cast<__m256>(dot_lanes(q, k + (j + 3) * ld, hd));
+      // [r0 (0+1), r0 (2+3), r1 (0+1), r1 (2+3) | r0 (4+5), r0 (6+7), r1 (4+5), r1 (6+7)]
+      const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+      // [r0..r3 ((0+1) + (2+3)) | r0..r3 ((4+5) + (6+7))]
+      const __m256 h = _mm256_hadd_ps(h01, h23);
+      _mm_storeu_ps(s + j, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    }
+  }
+#endif
+  for (; j < n; ++j) {
+    const K* kj = k + j * ld;
+    float t = hsum_lanes(dot_lanes(q, kj, hd));
+    for (int d = hd / 8 * 8; d < hd; ++d) t += q[d] * load1k(kj + d);
     s[j] = t;
   }
+}
+
+// s[j] = q · k[j, 0:hd] for j < n, k [n, hd] row-major (scores_rows).
+inline void scores_dot(const float* q, const float* k, int n, int hd, float* s) { scores_rows(q, k, n, hd, hd, s); }
+
+// scores_dot on fp16 rows k[j * ld + 0:hd] read in place, bit-identical to converting the rows
+// first (used where few rows share a K row: decode).
+inline void scores_dot_h(const float* q, const uint16_t* k, int n, int hd, int64_t ld, float* s) {
+  scores_rows(q, k, n, hd, ld, s);
 }
 
 // acc[0:8*NV] += Σ_j p[j] * v[j * ld + 0:8*NV], accumulators in registers.
