@@ -66,14 +66,26 @@ void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, i
         }
         continue;
       }
+      // values i < 16 at h[16k + i], the others at h[64 + 16k + i - 16] (l likewise); branch-free
+      // loops per case so that they vectorize (this runs per token and matmul)
+      const int16_t* qb = q + b * ops::kQK;
       int32_t sum = 0;
-      for (int i = 0; i < ops::kQK; ++i) {
-        const int v = q[b * ops::kQK + i];
-        sum += v;
-        const int pos = (i < 16 ? 0 : 64) + 16 * k + (i & 15);
-        const int hi = split ? v >> 8 : v;  // arithmetic shift: floor(v / 256)
-        h[pos] = static_cast<uint8_t>(offset_high ? hi + 128 : hi);
-        l[pos] = static_cast<uint8_t>(split ? v & 255 : 0);
+      for (int i = 0; i < ops::kQK; ++i) sum += qb[i];
+      for (int half = 0; half < 2; ++half) {
+        const int16_t* src = qb + 16 * half;
+        uint8_t* hd = h + 64 * half + 16 * k;
+        uint8_t* ld = l + 64 * half + 16 * k;
+        if (split) {
+          for (int i = 0; i < 16; ++i) {
+            const int hi = src[i] >> 8;  // arithmetic shift: floor(v / 256)
+            hd[i] = static_cast<uint8_t>(offset_high ? hi + 128 : hi);
+            ld[i] = static_cast<uint8_t>(src[i] & 255);
+          }
+        } else if (offset_high) {
+          for (int i = 0; i < 16; ++i) hd[i] = static_cast<uint8_t>(src[i] + 128);
+        } else {
+          for (int i = 0; i < 16; ++i) hd[i] = static_cast<uint8_t>(src[i]);
+        }
       }
       for (int j = 0; j < 4; ++j) d16[4 * k + j] = d[b];
       const int32_t off = -8 * sum;  // Q4_0: (nibble - 8) folded into the integer dot
