@@ -129,20 +129,21 @@ inline v8 dot_lanes(const float* q, const K* kj, int hd) {
 // ((0+1) + (2+3)) + ((4+5) + (6+7)) of the lanes.
 inline float hsum_lanes(v8 a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
 
-// s[j] = q · k[j * ld + 0:hd] for j < n. The summation order depends only on hd, so a row's
-// scores are bit-identical however queries are batched (prefill == decode) and whether k holds
-// float or fp16 rows. Where hd is a multiple of 8 and AVX is compiled in, 4 rows' lane sums are
+// s[j] = q · row(j)[0:hd] for j < n, row(j) a float or fp16 row (a callable returning its
+// pointer). The summation order depends only on hd, so a row's scores are bit-identical however
+// queries are batched (prefill == decode), however the rows are laid out and whether they hold
+// float or fp16 values. Where hd is a multiple of 8 and AVX is compiled in, 4 rows' lane sums are
 // reduced together with the same pairwise adds (horizontal adds pair lanes (0,1), (2,3), ...).
-template <class K>
-inline void scores_rows(const float* q, const K* k, int n, int hd, int64_t ld, float* s) {
+template <class RowAt>
+inline void scores_at(const float* q, RowAt row, int n, int hd, float* s) {
   int j = 0;
 #if defined(__AVX__)
   if (hd % 8 == 0) {
     for (; j + 4 <= n; j += 4) {
-      const __m256 a0 = reinterpret_cast<__m256>(dot_lanes(q, k + j * ld, hd));
-      const __m256 a1 = reinterpret_cast<__m256>(dot_lanes(q, k + (j + 1) * ld, hd));
-      const __m256 a2 = reinterpret_cast<__m256>(dot_lanes(q, k + (j + 2) * ld, hd));
-      const __m256 a3 = reinterpret_cast<__m256>(dot_lanes(q, k + (j + 3) * ld, hd));
+      const __m256 a0 = reinterpret_cast<__m256>(dot_lanes(q, row(j), hd));
+      const __m256 a1 = reinterpret_cast<__m256>(dot_lanes(q, row(j + 1), hd));
+      const __m256 a2 = reinterpret_cast<__m256>(dot_lanes(q, row(j + 2), hd));
+      const __m256 a3 = reinterpret_cast<__m256>(dot_lanes(q, row(j + 3), hd));
       // [r0 (0+1), r0 (2+3), r1 (0+1), r1 (2+3) | r0 (4+5), r0 (6+7), r1 (4+5), r1 (6+7)]
       const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
       // [r0..r3 ((0+1) + (2+3)) | r0..r3 ((4+5) + (6+7))]
@@ -152,70 +153,59 @@ inline void scores_rows(const float* q, const K* k, int n, int hd, int64_t ld, f
   }
 #endif
   for (; j < n; ++j) {
-    const K* kj = k + j * ld;
+    const auto* kj = row(j);
     float t = hsum_lanes(dot_lanes(q, kj, hd));
-    for (int d = hd / 8 * 8; d < hd; ++d) t += q[d] * load1k(kj + d);
+    for (int d = hd / 8 * 8; d < hd; ++d) t = std::fma(q[d], load1k(kj + d), t);
     s[j] = t;
   }
 }
 
-// s[j] = q · k[j, 0:hd] for j < n, k [n, hd] row-major (scores_rows).
-inline void scores_dot(const float* q, const float* k, int n, int hd, float* s) { scores_rows(q, k, n, hd, hd, s); }
+// s[j] = q · k[j, 0:hd] for j < n, k [n, hd] row-major (scores_at).
+inline void scores_dot(const float* q, const float* k, int n, int hd, float* s) {
+  scores_at(q, [&](int j) { return k + static_cast<int64_t>(j) * hd; }, n, hd, s);
+}
 
 // scores_dot on fp16 rows k[j * ld + 0:hd] read in place, bit-identical to converting the rows
 // first (used where few rows share a K row: decode).
 inline void scores_dot_h(const float* q, const uint16_t* k, int n, int hd, int64_t ld, float* s) {
-  scores_rows(q, k, n, hd, ld, s);
+  scores_at(q, [&](int j) { return k + j * ld; }, n, hd, s);
 }
 
-// acc[0:8*NV] += Σ_j p[j] * v[j * ld + 0:8*NV], accumulators in registers.
-template <int NV>
-inline void pv_chunk(const float* p, int n, const float* v, int64_t ld, float* acc) {
+// acc[0:8*NV] += Σ_j p[j] * row(j)[d0 + 0:8*NV], accumulators in registers.
+template <int NV, class RowAt>
+inline void pv_chunk(const float* p, int n, RowAt row, int d0, float* acc) {
   v8 a[NV];
   for (int c = 0; c < NV; ++c) a[c] = load8(acc + 8 * c);
   for (int j = 0; j < n; ++j) {
     const v8 pj = splat8(p[j]);
-    const float* vj = v + j * ld;
-    for (int c = 0; c < NV; ++c) a[c] = fma8(pj, load8(vj + 8 * c), a[c]);
+    const auto* vj = row(j) + d0;
+    for (int c = 0; c < NV; ++c) a[c] = fma8(pj, load8k(vj + 8 * c), a[c]);
   }
   for (int c = 0; c < NV; ++c) store8(acc + 8 * c, a[c]);
+}
+
+// acc[hd] += Σ_j p[j] * row(j)[0:hd], row(j) a float or fp16 row (bit-identical either way).
+template <class RowAt>
+inline void pv_at(const float* p, int n, RowAt row, int hd, float* acc) {
+  int d = 0;
+  for (; d + 64 <= hd; d += 64) pv_chunk<8>(p, n, row, d, acc + d);
+  for (; d + 32 <= hd; d += 32) pv_chunk<4>(p, n, row, d, acc + d);
+  for (; d + 8 <= hd; d += 8) pv_chunk<1>(p, n, row, d, acc + d);
+  for (; d < hd; ++d) {
+    float a = acc[d];
+    for (int j = 0; j < n; ++j) a = std::fma(p[j], load1k(row(j) + d), a);
+    acc[d] = a;
+  }
 }
 
 // acc[hd] += Σ_j p[j] * v[j, 0:hd] for v [n, hd] row-major.
 inline void pv(const float* p, int n, const float* v, int hd, float* acc) {
-  int d = 0;
-  for (; d + 64 <= hd; d += 64) pv_chunk<8>(p, n, v + d, hd, acc + d);
-  for (; d + 32 <= hd; d += 32) pv_chunk<4>(p, n, v + d, hd, acc + d);
-  for (; d + 8 <= hd; d += 8) pv_chunk<1>(p, n, v + d, hd, acc + d);
-  for (; d < hd; ++d) {
-    float a = acc[d];
-    for (int j = 0; j < n; ++j) a += p[j] * v[j * hd + d];
-    acc[d] = a;
-  }
+  pv_at(p, n, [&](int j) { return v + static_cast<int64_t>(j) * hd; }, hd, acc);
 }
 
 // pv on fp16 rows v[j * ld + 0:hd] read in place (bit-identical to converting them first).
-template <int NV>
-inline void pv_chunk_h(const float* p, int n, const uint16_t* v, int64_t ld, float* acc) {
-  v8 a[NV];
-  for (int c = 0; c < NV; ++c) a[c] = load8(acc + 8 * c);
-  for (int j = 0; j < n; ++j) {
-    const v8 pj = splat8(p[j]);
-    const uint16_t* vj = v + j * ld;
-    for (int c = 0; c < NV; ++c) a[c] = fma8(pj, load8h(vj + 8 * c), a[c]);
-  }
-  for (int c = 0; c < NV; ++c) store8(acc + 8 * c, a[c]);
-}
 inline void pv_h(const float* p, int n, const uint16_t* v, int hd, int64_t ld, float* acc) {
-  int d = 0;
-  for (; d + 64 <= hd; d += 64) pv_chunk_h<8>(p, n, v + d, ld, acc + d);
-  for (; d + 32 <= hd; d += 32) pv_chunk_h<4>(p, n, v + d, ld, acc + d);
-  for (; d + 8 <= hd; d += 8) pv_chunk_h<1>(p, n, v + d, ld, acc + d);
-  for (; d < hd; ++d) {
-    float a = acc[d];
-    for (int j = 0; j < n; ++j) a += p[j] * load1h(v + j * ld + d);
-    acc[d] = a;
-  }
+  pv_at(p, n, [&](int j) { return v + j * ld; }, hd, acc);
 }
 
 // Sum and max of x[kN] with 8 independent lanes (vectorizable without reassociation flags).

@@ -7,8 +7,8 @@
 // pos <= p_i < e. The query is scaled and rotated
 // once (q̃ = H·q·scale); packed K rows are scored with RowCodec::scores_multi, up to kMaxQueries
 // query rows (GQA heads, chunk positions) per pass over the codes (kivi2 blocks with
-// RowCodec::accumulate over the channel rows), fp16 rows are converted per block of
-// kBlock tokens and scored by dot products. One online softmax (running max m, sum l) merges all
+// RowCodec::accumulate over the channel rows), fp16 rows are read in place (converted in
+// registers) in blocks of kBlock tokens and scored by dot products. One online softmax (running max m, sum l) merges all
 // spans; values accumulate in the rotated basis (RowCodec::accumulate_multi on codes) and the
 // accumulator is un-rotated once per row at the end. Work items are (kv head, query block, heads
 // of the GQA group, split of the flat space); with few items (decode) and long contexts the flat
@@ -137,7 +137,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   if (n_part > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_part * pstride);
 
   const int ng = std::max(ck_[0].n_groups(), ck_[1].n_groups());
-  const size_t per_thread = static_cast<size_t>(rows_max) * (2 * hd + kBlock + 2 + 2 * ng) + 2 * kBlock * hd;
+  const size_t per_thread = static_cast<size_t>(rows_max) * (2 * hd + kBlock + 2 + 2 * ng);
   if (scratch_.size() < static_cast<size_t>(nth)) scratch_.resize(nth);
   for (auto& s : scratch_) {
     if (s.size() < per_thread) s.resize(per_thread);
@@ -158,8 +158,8 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     float* m = acc + rows_max * hd;       // [nr]
     float* l = m + rows_max;              // [nr]
     float* qs = l + rows_max;             // [nr, 2, ng] group sums of Q per class
-    float* Kf = qs + rows_max * 2 * ng;   // [kBlock, hd]
-    float* Vf = Kf + kBlock * hd;         // [kBlock, hd]
+    const uint16_t* Kp[kBlock];           // the fp16 block's K rows of this KV head
+    const uint16_t* Vp[kBlock];           // and its V rows
 
     for (int r = 0; r < nr; ++r) {
       const int i = i0 + r / hpi, h = h0 + r % hpi;
@@ -225,7 +225,9 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
                               g.v[kvh].data() + j0 * vc.row_bytes(), vc.row_bytes(), nb, acc + r0 * hd, hd);
         }
       }
-    } else {  // fp16 tokens, per query position (its hpi rows share the converted blocks)
+    } else {  // fp16 tokens, per query position, read in place (its hpi rows share the block's row list)
+      const auto k_at = [&](int j) { return Kp[j]; };
+      const auto v_at = [&](int j) { return Vp[j]; };
       for (int i = i0; i < i1; ++i) {
         const int32_t p = c0 + i;
         const int r_begin = (i - i0) * hpi, r_end = r_begin + hpi;
@@ -233,8 +235,8 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         auto flush = [&]() {
           for (int r = r_begin; r < r_end; ++r) {
             float* sr = S_ + r * kBlock;
-            tile::scores_dot(Q + r * hd, Kf, nb, hd, sr);
-            if (softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) tile::pv(sr, nb, Vf, hd, acc + r * hd);
+            tile::scores_at(Q + r * hd, k_at, nb, hd, sr);
+            if (softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) tile::pv_at(sr, nb, v_at, hd, acc + r * hd);
           }
           nb = 0;
         };
@@ -247,8 +249,8 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
             tile::prefetch_row(a.k + static_cast<int64_t>(kvh) * hd, hd);
             tile::prefetch_row(a.v + static_cast<int64_t>(kvh) * hd, hd);
           }
-          tile::f16_to_f32(f.k + static_cast<int64_t>(kvh) * hd, Kf + nb * hd, hd);
-          tile::f16_to_f32(f.v + static_cast<int64_t>(kvh) * hd, Vf + nb * hd, hd);
+          Kp[nb] = f.k + static_cast<int64_t>(kvh) * hd;
+          Vp[nb] = f.v + static_cast<int64_t>(kvh) * hd;
           if (++nb == kBlock) flush();
         }
         if (nb > 0) flush();
