@@ -1,6 +1,7 @@
-// Portable building blocks of the tiled f16 attention (kv_f16_attend.cpp), written as plain
-// loops over float arrays that the compiler vectorizes (-O3, -march=native): fp16 -> f32
-// conversion without branches, and exp() for x <= 0.
+// Portable building blocks of the tiled attention (kv_f16_attend.cpp, and the fp16 rows of
+// kv_quant_attend.cpp), written as plain loops over float arrays that the compiler vectorizes
+// (-O3, -march=native), with intrinsics only where the ISA has them: fp16 -> f32 conversion
+// (F16C, NEON, else branch-free scalar), FMA, and exp() for x <= 0.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -11,19 +12,23 @@
 #if defined(__AVX__) || defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
 
 namespace akvq::kv::tile {
 
-// y[n] = fp16 x[n] (exact for zero, subnormals and normals; inf/nan map to inf/nan).
-// Uses the F16C conversion instruction when compiled in (8 values per instruction).
-inline void f16_to_f32(const uint16_t* x, float* y, int n) {
-  int i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i))));
-  }
-#endif
-  for (; i < n; ++i) {
+// 8-float vectors (GCC/Clang vector extensions: portable SIMD without ISA intrinsics).
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4)));  // unaligned access
+inline v8 load8(const float* p) { return *reinterpret_cast<const v8u*>(p); }
+inline void store8(float* p, v8 v) { *reinterpret_cast<v8u*>(p) = v; }
+inline v8 splat8(float x) { return v8{x, x, x, x, x, x, x, x}; }
+
+// y[n] = fp16 x[n] without conversion instructions (exact for zero, subnormals and normals;
+// inf/nan map to inf/nan).
+inline void f16_to_f32_scalar(const uint16_t* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) {
     const uint32_t h = x[i];
     const uint32_t em = (h & 0x7fffu) << 13;  // exponent+mantissa moved to f32 position
     float f;
@@ -35,6 +40,45 @@ inline void f16_to_f32(const uint16_t* x, float* y, int n) {
     b |= (h & 0x8000u) << 16;
     std::memcpy(&y[i], &b, 4);
   }
+}
+
+// 8 floats from 8 fp16 values, exact: the F16C instruction on x86, the NEON widening conversion
+// on 64-bit ARM, else f16_to_f32_scalar.
+#if defined(__F16C__) || (defined(__aarch64__) && defined(__ARM_NEON))
+constexpr bool kHardwareF16 = true;
+#else
+constexpr bool kHardwareF16 = false;
+#endif
+inline v8 load8h(const uint16_t* p) {
+#if defined(__F16C__)
+  return reinterpret_cast<v8>(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+  const float32x4_t lo = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+  const float32x4_t hi = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p + 4)));
+  v8 r;
+  std::memcpy(&r, &lo, 16);
+  std::memcpy(reinterpret_cast<char*>(&r) + 16, &hi, 16);
+  return r;
+#else
+  float y[8];
+  f16_to_f32_scalar(p, y, 8);
+  return load8(y);
+#endif
+}
+inline float load1h(const uint16_t* p) {
+  float y;
+  f16_to_f32_scalar(p, &y, 1);
+  return y;
+}
+
+// y[n] = fp16 x[n], exact (inf/nan map to inf/nan): 8 values at a time by load8h where the ISA
+// converts, the rest by f16_to_f32_scalar.
+inline void f16_to_f32(const uint16_t* x, float* y, int n) {
+  int i = 0;
+  if constexpr (kHardwareF16) {
+    for (; i + 8 <= n; i += 8) store8(y + i, load8h(x + i));
+  }
+  f16_to_f32_scalar(x + i, y + i, n - i);
 }
 
 // K/V rows of one head requested ahead of their conversion to f32. A head's row is hd halves out
@@ -78,12 +122,6 @@ inline void exp_nonpos(float* x, int n) {
   }
 }
 
-// 8-float vectors (GCC/Clang vector extensions: portable SIMD without ISA intrinsics).
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v8u __attribute__((vector_size(32), aligned(4)));  // unaligned access
-inline v8 load8(const float* p) { return *reinterpret_cast<const v8u*>(p); }
-inline void store8(float* p, v8 v) { *reinterpret_cast<v8u*>(p) = v; }
-inline v8 splat8(float x) { return v8{x, x, x, x, x, x, x, x}; }
 // a * b + c, fused where the ISA has FMA. Written out because GCC's tuning for AMD Zen may split a
 // loop's a * b + c chain into a multiply and an add in one loop and not in another (avoid-FMA-chain
 // heuristics), and two loops that must agree bit for bit (prefill and decode) would then differ.
@@ -96,21 +134,6 @@ inline v8 fma8(v8 a, v8 b, v8 c) {
 #endif
 }
 
-// 8 floats from 8 fp16 values (the same values as f16_to_f32).
-inline v8 load8h(const uint16_t* p) {
-#if defined(__F16C__)
-  return reinterpret_cast<v8>(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-#else
-  float y[8];
-  f16_to_f32(p, y, 8);
-  return load8(y);
-#endif
-}
-inline float load1h(const uint16_t* p) {
-  float y;
-  f16_to_f32(p, &y, 1);
-  return y;
-}
 inline v8 load8k(const float* p) { return load8(p); }
 inline v8 load8k(const uint16_t* p) { return load8h(p); }
 inline float load1k(const float* p) { return *p; }

@@ -32,7 +32,7 @@ namespace {
 // alike), so a query's output depends on its position alone, bit for bit.
 
 constexpr int kBlock = 64;     // cached tokens per tile
-constexpr int kRowsItem = 48;     // target query rows (queries x group) per work item
+constexpr int kRowsItem = 48;    // target query rows (queries x group) per work item
 constexpr int kInPlaceRows = 8;  // rows per KV head up to which K/V are read in place (no f32 copy)
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
@@ -121,9 +121,10 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
     const int vis_last = n_kv - n_q + i1;  // tokens visible to the last query of the block
     const int t1 = std::min(t0 + chunk, vis_last);
     const int width = kpi * hd;  // contiguous halves per token row read by this item
-    // Few rows per KV head (decode): the rows read K/V in place, converting in registers, rather
-    // than storing the block in f32 first; the values and their order are the same.
-    const bool in_place = nrh <= kInPlaceRows;
+    // Few rows per KV head (decode), and a conversion instruction: the rows read K/V in place,
+    // converting in registers, rather than storing the block in f32 first; the values and their
+    // order are the same.
+    const bool in_place = tile::kHardwareF16 && nrh <= kInPlaceRows;
     const uint16_t* kh = kbase + static_cast<int64_t>(kvh0) * hd;
     const uint16_t* vh = vbase + static_cast<int64_t>(kvh0) * hd;
 

@@ -1,6 +1,7 @@
 """Cross-builds the C++ unit tests for 64-bit ARM (NEON kernels, cmake/aarch64-linux-gnu.cmake) and
-runs the op / KV-quantization (NEON KV cache kernels included) / WHT subset under qemu-user. Skips
-when the cross toolchain, qemu or the GTest sources (libgtest-dev) are missing. The build goes to
+runs the op / KV-quantization (NEON KV cache kernels included) / f16 attention (NEON fp16
+conversion) / WHT subset under qemu-user. Skips when the cross toolchain, qemu or the GTest
+sources (libgtest-dev) are missing. The build goes to
 build/aarch64 and is reused."""
 
 import os
@@ -15,7 +16,7 @@ AARCH64_BUILD = ROOT / "build" / "aarch64"
 TRIPLE = "aarch64-linux-gnu"
 SYSROOT = pathlib.Path("/usr") / TRIPLE
 GTEST_SOURCES = pathlib.Path("/usr/src/googletest")
-GTEST_FILTER = "Ops*:KvQuant*:Wht*"
+GTEST_FILTER = "Ops*:KvQuant*:KvF16*:KvTile*:Wht*"
 
 
 @pytest.fixture(scope="module")
