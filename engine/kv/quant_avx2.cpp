@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <tuple>
 
 #include "cpu/simd.h"
@@ -159,10 +160,12 @@ inline __m256 level(__m256i c, const Lut& L) {
 // is expanded once and feeds R·NQ independent FMA chains. For query j (at q + j·qst, group sums at
 // qsum + j·qsst): out[u·NQ + j] = Σ_g scale_g · (q_j,g · L[codes_g]) and off[u·NQ + j] = Σ_g
 // offset_g · qsum_j,g.
-template <int B, bool kGauss, int CPG, int R, int NQ, bool kScaled>
-inline void rows_dot(const uint8_t* row0, size_t stride, int ng, int cpg_rt, const float* q, size_t qst,
+// kOne: the rows hold one group (ng == 1), so the per-group partial sums take no registers.
+template <int B, bool kGauss, int CPG, int R, int NQ, bool kScaled, bool kOne = false>
+inline void rows_dot(const uint8_t* row0, size_t stride, int ng_rt, int cpg_rt, const float* q, size_t qst,
                      const float* qsum, size_t qsst, const Lut& L, __m256* r, float* off) {
   const int cpg = CPG ? CPG : cpg_rt;
+  const int ng = kOne ? 1 : ng_rt;
   const size_t code0 = 4 * static_cast<size_t>(ng);
 #pragma GCC unroll 16
   for (int u = 0; u < R * NQ; ++u) r[u] = _mm256_setzero_ps(), off[u] = 0.0f;
@@ -238,6 +241,157 @@ constexpr int rows_per_pass() {
   return NQ == 1 ? 4 : NQ == 2 ? 2 : 1;
 }
 
+// ---- 2-bit rows of one group (the default for head_dim <= 128): the same products, sums and
+// rounding as rows_dot + cpu::hsum, so the same scores bit for bit, with more independent work.
+
+// v[u·NQ + j] = sc[u] · (q_j · L[codes of row u]) for the R rows at row0 + u·stride: chunk by chunk,
+// the NQ query chunks are loaded once and feed R rows, each row's 8 codes decoded from one
+// broadcast (R·NQ accumulators + NQ query chunks + the decoded chunk + 2 constants).
+template <bool kGauss, int CPG, int R, int NQ>
+inline void dot_2one(const uint8_t* row0, size_t stride, const float* q, size_t qst, const Lut& L, const float* sc,
+                     __m256* v) {
+  static_assert(CPG % 2 == 0);
+  __m256 a[R * NQ];
+#pragma GCC unroll 16
+  for (int u = 0; u < R * NQ; ++u) a[u] = _mm256_setzero_ps();
+#pragma GCC unroll 8
+  for (int k = 0; k < CPG; k += 2) {
+#pragma GCC unroll 8
+    for (int u = 0; u < R; ++u) {
+      __m256 f0, f1;
+      if constexpr (kGauss) {
+        __m256i c0, c1;
+        unpack16_2<false>(row0 + u * stride + 4 + 2 * k, c0, c1);
+        f0 = level<2, true>(c0, L);
+        f1 = level<2, true>(c1, L);
+      } else {
+        masked16_2(row0 + u * stride + 4 + 2 * k, f0, f1);
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) {
+        a[u * NQ + j] = _mm256_fmadd_ps(f0, _mm256_load_ps(q + j * qst + 8 * k), a[u * NQ + j]);
+        a[u * NQ + j] = _mm256_fmadd_ps(f1, _mm256_load_ps(q + j * qst + 8 * k + 8), a[u * NQ + j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < R; ++u) {
+    const __m256 s = _mm256_broadcast_ss(sc + u);
+#pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j) v[u * NQ + j] = _mm256_mul_ps(a[u * NQ + j], s);  // = fma(a, s, +0)
+  }
+}
+
+// The fp16 scales and offsets of 8 rows (row0 + u·stride) as floats.
+inline void headers8(const uint8_t* row0, size_t stride, __m256& sc, __m256& of) {
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                         _mm256_set1_epi32(static_cast<int>(stride)));
+  const __m256i h = _mm256_i32gather_epi32(reinterpret_cast<const int*>(row0), idx, 1);  // scale | offset << 16
+  // in each 128-bit lane the 4 scales, then the 4 offsets; then the scales of both lanes first
+  const __m256i ctl = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,  //
+                                       0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const __m256i y = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(h, ctl), _MM_SHUFFLE(3, 1, 2, 0));
+  sc = _mm256_cvtph_ps(_mm256_castsi256_si128(y));
+  of = _mm256_cvtph_ps(_mm256_extracti128_si256(y, 1));
+}
+
+// Lane u = cpu::hsum(x[u·step]) for u < 8, in hsum's order: ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)).
+inline __m256 hsum8(const __m256* x, int step) {
+  __m256 w[4];  // w[u] = [lo + hi of row u | lo + hi of row u + 4]
+  for (int u = 0; u < 4; ++u) {
+    const __m256 a = x[u * step], b = x[(u + 4) * step];
+    w[u] = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+  }
+  const __m256 t0 = _mm256_unpacklo_ps(w[0], w[1]), t1 = _mm256_unpackhi_ps(w[0], w[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(w[2], w[3]), t3 = _mm256_unpackhi_ps(w[2], w[3]);
+  const __m256 c0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 c1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+  const __m256 c2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+  const __m256 c3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+  return _mm256_add_ps(_mm256_add_ps(c0, c2), _mm256_add_ps(c1, c3));
+}
+
+// Rows per pass of dot_2one for NQ queries (divides 8).
+template <int NQ>
+constexpr int rows_2one() {
+  return NQ == 1 ? 8 : NQ == 2 ? 4 : 2;
+}
+
+// scores of 2-bit rows of one group (q: the kernel's copy, kScaled already folded in).
+template <bool kGauss, int CPG, int NQ>
+void scores_2one(const float* q, size_t qst, const float* qsum, size_t qsst, const Lut& L, const uint8_t* rows,
+                 size_t stride, int64_t n_rows, float* out, size_t ost) {
+  constexpr int R = rows_2one<NQ>();
+  int64_t t = 0;
+  for (; t + 8 <= n_rows; t += 8) {
+    const uint8_t* r0 = rows + t * stride;
+    __m256 sc8, of8;
+    headers8(r0, stride, sc8, of8);
+    alignas(32) float sc[8];
+    _mm256_store_ps(sc, sc8);
+    __m256 v[8 * NQ];  // [row u][query j]
+    for (int u0 = 0; u0 < 8; u0 += R) {
+      dot_2one<kGauss, CPG, R, NQ>(r0 + u0 * stride, stride, q, qst, L, sc + u0, v + u0 * NQ);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j) {
+      const __m256 off = _mm256_fmadd_ps(of8, _mm256_set1_ps(qsum[j * qsst]), _mm256_setzero_ps());
+      _mm256_storeu_ps(out + j * ost + t, _mm256_add_ps(hsum8(v + j, NQ), off));
+    }
+  }
+  for (; t < n_rows; ++t) {
+    const uint8_t* r = rows + t * stride;
+    const float sc = half_at(r), of = half_at(r + 2);
+    __m256 v[NQ];
+    dot_2one<kGauss, CPG, 1, NQ>(r, stride, q, qst, L, &sc, v);
+    for (int j = 0; j < NQ; ++j) out[j * ost + t] = cpu::hsum(v[j]) + std::fma(of, qsum[j * qsst], 0.0f);
+  }
+}
+
+// Rows per pass for rows of one group: R·NQ independent FMA chains (>= 8 keep both FMA pipes busy
+// through the 4-cycle latency) with no per-group partial sums.
+template <int NQ>
+constexpr int one_group_rows() {
+  return NQ == 1 ? 8 : NQ == 2 ? 4 : NQ == 3 ? 4 : 2;
+}
+
+// out[j·ost + t] = score of row t for query j, t < n_rows: passes of R rows, horizontal sums 4 rows
+// at a time in cpu::hsum's order (a row's score must not depend on how many rows or queries share
+// the pass), the rows left over one at a time.
+template <int B, bool kGauss, int CPG, int NQ, bool kScaled, bool kOne, int R>
+void score_rows(int ng, int cpg, const float* q, size_t qst, const float* qsum, size_t qsst, const Lut& L,
+                const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
+  constexpr int S = std::lcm(R, 4);  // rows per step
+  int64_t t = 0;
+  for (; t + S <= n_rows; t += S) {
+    alignas(16) float off[S * NQ];
+    __m256 v[S * NQ];  // [row u][query j]
+    for (int u0 = 0; u0 < S; u0 += R) {
+      rows_dot<B, kGauss, CPG, R, NQ, kScaled, kOne>(rows + (t + u0) * stride, stride, ng, cpg, q, qst, qsum, qsst, L,
+                                                     v + u0 * NQ, off + u0 * NQ);
+    }
+    for (int u4 = 0; u4 < S; u4 += 4) {
+      for (int j = 0; j < NQ; ++j) {
+        __m128 h[4];
+        for (int u = 0; u < 4; ++u) {
+          const __m256 x = v[(u4 + u) * NQ + j];
+          h[u] = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+        }
+        _MM_TRANSPOSE4_PS(h[0], h[1], h[2], h[3]);
+        const __m128 s = _mm_add_ps(_mm_add_ps(h[0], h[2]), _mm_add_ps(h[1], h[3]));
+        const float* o = off + u4 * NQ + j;
+        _mm_storeu_ps(out + j * ost + t + u4, _mm_add_ps(s, _mm_setr_ps(o[0], o[NQ], o[2 * NQ], o[3 * NQ])));
+      }
+    }
+  }
+  for (; t < n_rows; ++t) {
+    float off[NQ];
+    __m256 v[NQ];
+    rows_dot<B, kGauss, CPG, 1, NQ, kScaled, kOne>(rows + t * stride, stride, ng, cpg, q, qst, qsum, qsst, L, v, off);
+    for (int j = 0; j < NQ; ++j) out[j * ost + t] = cpu::hsum(v[j]) + off[j];
+  }
+}
+
 template <int B, bool kGauss, int CPG, int NQ>
 void scores_k(int group, const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
               const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
@@ -270,47 +424,15 @@ void scores_k(int group, const float* levels, const float* q, size_t qst, const 
   }
   q = qs;
   qst = kMaxScaledN;
-  constexpr int R = rows_per_pass<NQ>();
-  int64_t t = 0;
-  if constexpr (NQ == 1) {
-    for (; t + 4 <= n_rows; t += 4) {
-      alignas(16) float off[4];
-      __m256 v[4];
-      rows_dot<B, kGauss, CPG, 4, 1, kScaled>(rows + t * stride, stride, ng, cpg, q, qst, qsum, qsst, L, v, off);
-      // the horizontal sums of 4 rows at once, in cpu::hsum's order (a row's score must not
-      // depend on how many rows or queries share the pass)
-      __m128 h[4];
-      for (int u = 0; u < 4; ++u) h[u] = _mm_add_ps(_mm256_castps256_ps128(v[u]), _mm256_extractf128_ps(v[u], 1));
-      _MM_TRANSPOSE4_PS(h[0], h[1], h[2], h[3]);
-      const __m128 s = _mm_add_ps(_mm_add_ps(h[0], h[2]), _mm_add_ps(h[1], h[3]));
-      _mm_storeu_ps(out + t, _mm_add_ps(s, _mm_load_ps(off)));
-    }
-  } else {
-    // 4 rows per step in passes of R, then each query's 4 horizontal sums at once as above
-    for (; t + 4 <= n_rows; t += 4) {
-      alignas(16) float off[4 * NQ];
-      __m256 v[4 * NQ];  // [row u][query j]
-      for (int u0 = 0; u0 < 4; u0 += R) {
-        rows_dot<B, kGauss, CPG, R, NQ, kScaled>(rows + (t + u0) * stride, stride, ng, cpg, q, qst, qsum, qsst, L,
-                                                 v + u0 * NQ, off + u0 * NQ);
-      }
-      for (int j = 0; j < NQ; ++j) {
-        __m128 h[4];
-        for (int u = 0; u < 4; ++u) {
-          h[u] = _mm_add_ps(_mm256_castps256_ps128(v[u * NQ + j]), _mm256_extractf128_ps(v[u * NQ + j], 1));
-        }
-        _MM_TRANSPOSE4_PS(h[0], h[1], h[2], h[3]);
-        const __m128 s = _mm_add_ps(_mm_add_ps(h[0], h[2]), _mm_add_ps(h[1], h[3]));
-        const __m128 o = _mm_setr_ps(off[j], off[NQ + j], off[2 * NQ + j], off[3 * NQ + j]);
-        _mm_storeu_ps(out + j * ost + t, _mm_add_ps(s, o));
-      }
-    }
+  if constexpr (B == 2 && (CPG == 4 || CPG == 8 || CPG == 16)) {
+    if (ng == 1) return scores_2one<kGauss, CPG, NQ>(q, qst, qsum, qsst, L, rows, stride, n_rows, out, ost);
   }
-  for (; t < n_rows; ++t) {
-    float off[NQ];
-    __m256 v[NQ];
-    rows_dot<B, kGauss, CPG, 1, NQ, kScaled>(rows + t * stride, stride, ng, cpg, q, qst, qsum, qsst, L, v, off);
-    for (int j = 0; j < NQ; ++j) out[j * ost + t] = cpu::hsum(v[j]) + off[j];
+  if (ng == 1) {
+    score_rows<B, kGauss, CPG, NQ, kScaled, true, one_group_rows<NQ>()>(ng, cpg, q, qst, qsum, qsst, L, rows, stride,
+                                                                        n_rows, out, ost);
+  } else {
+    score_rows<B, kGauss, CPG, NQ, kScaled, false, rows_per_pass<NQ>()>(ng, cpg, q, qst, qsum, qsst, L, rows, stride,
+                                                                         n_rows, out, ost);
   }
 }
 
@@ -340,9 +462,10 @@ void scores_nq(int nq, int group, const float* levels, const float* q, size_t qs
 
 // For NQ weight vectors (p + j·pst) and accumulators (acc + j·ast):
 // acc_j[8·NCH] (channels chunk0·8 ...) += Σ_t p_j[t] · scale_{t,g} · L[codes], rows [t0, t1).
+// pw[j·kRowBlock + t − t0] = p_j[t] · scale_{t,g}, computed once for all tiles of the group.
 template <int B, bool kGauss, int NCH, int NQ>
-void acc_tile(const float* p, size_t pst, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng, int g,
-              int chunk0, const Lut& L, float* acc, size_t ast) {
+void acc_tile(const float* pw, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng, int chunk0,
+              const Lut& L, float* acc, size_t ast) {
   constexpr bool kScaled = B == 2 && !kGauss;
   // lane scales of masked16_2 / masked8_2 per register: pairs (lo, hi), an odd last one lo
   auto lane_scale = [](int c) { return (c % 2 == 1) ? scale_hi2() : scale_lo2(); };
@@ -357,12 +480,10 @@ void acc_tile(const float* p, size_t pst, const uint8_t* rows, size_t stride, in
   }
   const size_t code_off = 4 * static_cast<size_t>(ng) + static_cast<size_t>(chunk0) * B;
   for (int64_t t = t0; t < t1; ++t) {
-    const uint8_t* row = rows + t * stride;
-    const float sc = half_at(row + 4 * g);
     __m256 w[NQ];
 #pragma GCC unroll 4
-    for (int j = 0; j < NQ; ++j) w[j] = _mm256_set1_ps(p[j * pst + t] * sc);
-    const uint8_t* codes = row + code_off;
+    for (int j = 0; j < NQ; ++j) w[j] = _mm256_broadcast_ss(pw + j * kRowBlock + (t - t0));
+    const uint8_t* codes = rows + t * stride + code_off;
     int c = 0;
     if constexpr (B == 2) {
 #pragma GCC unroll 4
@@ -408,31 +529,31 @@ void acc_tile(const float* p, size_t pst, const uint8_t* rows, size_t stride, in
 // Widest channel tile for NQ accumulators (NQ·NCH registers).
 template <int NQ>
 constexpr int max_tile() {
-  return NQ == 1 ? 8 : NQ == 4 ? 2 : 4;
+  return NQ == 1 ? 8 : NQ == 2 ? 4 : 2;
 }
 
 template <int B, bool kGauss, int NQ>
-void acc_tile_n(int nch, const float* p, size_t pst, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng,
-                int g, int chunk0, const Lut& L, float* acc, size_t ast) {
+void acc_tile_n(int nch, const float* pw, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng,
+                int chunk0, const Lut& L, float* acc, size_t ast) {
   if constexpr (max_tile<NQ>() >= 8) {
     switch (nch) {
-      case 8: return acc_tile<B, kGauss, 8, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
-      case 7: return acc_tile<B, kGauss, 7, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
-      case 6: return acc_tile<B, kGauss, 6, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
-      case 5: return acc_tile<B, kGauss, 5, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+      case 8: return acc_tile<B, kGauss, 8, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
+      case 7: return acc_tile<B, kGauss, 7, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
+      case 6: return acc_tile<B, kGauss, 6, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
+      case 5: return acc_tile<B, kGauss, 5, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
       default: break;
     }
   }
   if constexpr (max_tile<NQ>() >= 4) {
     switch (nch) {
-      case 4: return acc_tile<B, kGauss, 4, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
-      case 3: return acc_tile<B, kGauss, 3, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+      case 4: return acc_tile<B, kGauss, 4, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
+      case 3: return acc_tile<B, kGauss, 3, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
       default: break;
     }
   }
   switch (nch) {
-    case 2: return acc_tile<B, kGauss, 2, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
-    default: return acc_tile<B, kGauss, 1, NQ>(p, pst, rows, stride, t0, t1, ng, g, chunk0, L, acc, ast);
+    case 2: return acc_tile<B, kGauss, 2, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
+    default: return acc_tile<B, kGauss, 1, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
   }
 }
 
@@ -444,20 +565,25 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
   while (cpg % nch != 0) --nch;  // largest divisor of cpg that fits: tiles stay in one group
   const Lut L = make_lut<B, kGauss>(levels);
   float osum[NQ][kMaxGroups] = {};
-  const int64_t block = (ng * cpg / nch > 1) ? kRowBlock : n_rows;
-  for (int64_t t0 = 0; t0 < n_rows; t0 += block) {
-    const int64_t t1 = std::min(n_rows, t0 + block);
+  alignas(32) float pw[NQ * kRowBlock];
+  for (int64_t t0 = 0; t0 < n_rows; t0 += kRowBlock) {
+    const int64_t t1 = std::min(n_rows, t0 + kRowBlock);
     for (int g = 0; g < ng; ++g) {
-      for (int k = 0; k < cpg; k += nch) {
-        acc_tile_n<B, kGauss, NQ>(nch, p, pst, rows, stride, t0, t1, ng, g, g * cpg + k, L, acc + (g * cpg + k) * 8,
-                                  ast);
+      float os[NQ];
+      for (int j = 0; j < NQ; ++j) os[j] = osum[j][g];
+      for (int64_t t = t0; t < t1; ++t) {
+        const uint8_t* h = rows + t * stride + 4 * g;
+        const float sc = half_at(h), o = half_at(h + 2);
+#pragma GCC unroll 4
+        for (int j = 0; j < NQ; ++j) {
+          const float pj = p[j * pst + t];
+          pw[j * kRowBlock + (t - t0)] = pj * sc;
+          os[j] = std::fma(pj, o, os[j]);
+        }
       }
-    }
-    for (int64_t t = t0; t < t1; ++t) {
-      const uint8_t* row = rows + t * stride;
-      for (int g = 0; g < ng; ++g) {
-        const float o = half_at(row + 4 * g + 2);
-        for (int j = 0; j < NQ; ++j) osum[j][g] = std::fma(p[j * pst + t], o, osum[j][g]);
+      for (int j = 0; j < NQ; ++j) osum[j][g] = os[j];
+      for (int k = 0; k < cpg; k += nch) {
+        acc_tile_n<B, kGauss, NQ>(nch, pw, rows, stride, t0, t1, ng, g * cpg + k, L, acc + (g * cpg + k) * 8, ast);
       }
     }
   }
