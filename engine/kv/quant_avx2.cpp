@@ -526,16 +526,18 @@ void acc_tile(const float* pw, const uint8_t* rows, size_t stride, int64_t t0, i
   }
 }
 
-// Widest channel tile for NQ accumulators (NQ·NCH registers).
-template <int NQ>
+// Widest channel tile for NQ accumulators: NQ·NCH accumulators, NQ weights, the decoded codes and
+// the decoder's constants must fit the 16 registers (an accumulator spilled to the stack puts a
+// store-to-load round trip into its chain). 8-bit codes need no constants.
+template <int B, int NQ>
 constexpr int max_tile() {
-  return NQ == 1 ? 8 : NQ == 2 ? 4 : 2;
+  return NQ == 1 ? 8 : NQ == 2 ? 4 : (B == 8 && NQ == 3) ? 4 : 2;
 }
 
 template <int B, bool kGauss, int NQ>
 void acc_tile_n(int nch, const float* pw, const uint8_t* rows, size_t stride, int64_t t0, int64_t t1, int ng,
                 int chunk0, const Lut& L, float* acc, size_t ast) {
-  if constexpr (max_tile<NQ>() >= 8) {
+  if constexpr (max_tile<B, NQ>() >= 8) {
     switch (nch) {
       case 8: return acc_tile<B, kGauss, 8, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
       case 7: return acc_tile<B, kGauss, 7, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
@@ -544,7 +546,7 @@ void acc_tile_n(int nch, const float* pw, const uint8_t* rows, size_t stride, in
       default: break;
     }
   }
-  if constexpr (max_tile<NQ>() >= 4) {
+  if constexpr (max_tile<B, NQ>() >= 4) {
     switch (nch) {
       case 4: return acc_tile<B, kGauss, 4, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
       case 3: return acc_tile<B, kGauss, 3, NQ>(pw, rows, stride, t0, t1, ng, chunk0, L, acc, ast);
@@ -561,7 +563,7 @@ template <int B, bool kGauss, int NQ>
 void accumulate_k(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
                   int64_t n_rows, int n, float* acc, size_t ast) {
   const int ng = n / group, cpg = group / 8;
-  int nch = max_tile<NQ>();
+  int nch = max_tile<B, NQ>();
   while (cpg % nch != 0) --nch;  // largest divisor of cpg that fits: tiles stay in one group
   const Lut L = make_lut<B, kGauss>(levels);
   float osum[NQ][kMaxGroups] = {};
