@@ -119,7 +119,7 @@ TEST(KvQuantMulti, EachQueryIsBitIdenticalWhateverTheBatch) {
   for (int bits : {2, 3, 4, 8}) {
     for (Levels lv : {Levels::Uniform, Levels::Gaussian}) {
       if (bits == 8 && lv == Levels::Gaussian) continue;
-      for (auto [n, group] : {std::pair{64, 32}, std::pair{64, 64}, std::pair{128, 128}}) {
+      for (auto [n, group] : {std::pair{32, 32}, std::pair{64, 32}, std::pair{64, 64}, std::pair{128, 128}}) {
         QuantSpec s;
         s.bits = bits, s.group = group, s.levels = lv, s.clip = bits == 2 ? 0.9f : 1.0f;
         const RowCodec codec(s, n);
