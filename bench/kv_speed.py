@@ -8,6 +8,12 @@ that (argmax of the logits; end-of-generation tokens are ignored so every run do
 With one depth the JSON is {mode: {"prefill_tps", "decode_tps"}}; with a comma list of depths
 (--depth 1024,4096,8192) it is {depth: {mode: {...}}}. --reps N keeps the median of N runs;
 --kv-opt k=v applies kv options to every mode but f16.
+
+--rounds N (for noisy machines): every mode's model is loaded and prefilled once, then N rounds
+of `gen` decode steps alternate between the modes (the order reversed every other round), each
+round from the same depth (the cache truncated back to it). Decode t/s is then the median of the
+rounds, and "decode vs f16" the median of the per-round ratios, so a slow minute of the host
+weighs on both modes alike.
 """
 
 from __future__ import annotations
@@ -70,6 +76,44 @@ def bench(model: str, depth: int, gen: int, kv: str, opts: dict, threads: int, r
     return r
 
 
+def bench_rounds(model: str, depth: int, gen: int, modes: list[str], opts: dict, threads: int, rounds: int,
+                 text: pathlib.Path) -> dict[str, dict]:
+    models, first, res = {}, {}, {}
+    try:
+        for kv in modes:
+            kw: dict[str, Any] = {"kv_options": opts} if opts and kv != "f16" else {}
+            m = models[kv] = pyakvq.Model(model, n_ctx=depth + gen, n_threads=threads, kv=kv, **kw)
+            ids = text_ids(m, depth, text)
+            s = m._sess()
+            s.reset()
+            s.eval(ids[:32])  # warm up: page in the weights
+            s.reset()
+            t0 = time.perf_counter()
+            first[kv] = int(np.argmax(s.eval(ids)))
+            res[kv] = {"prefill_tps": depth / (time.perf_counter() - t0), "rounds": []}
+            stats = _kv_stats(m)
+            if stats is not None and stats.get("bits_per_element") is not None:
+                res[kv]["bits_per_element"] = stats["bits_per_element"]
+        for r in range(rounds):
+            for kv in modes if r % 2 == 0 else modes[::-1]:
+                s = models[kv]._sess()
+                s.truncate(depth)
+                tok = first[kv]
+                t0 = time.perf_counter()
+                for _ in range(gen):
+                    tok = int(np.argmax(s.eval([tok])))
+                res[kv]["rounds"].append(gen / (time.perf_counter() - t0))
+    finally:
+        for m in models.values():
+            m.close()
+    base = res[modes[0]]["rounds"]
+    for kv in modes:
+        rr = res[kv]["rounds"]
+        res[kv]["decode_tps"] = statistics.median(rr)
+        res[kv]["decode_ratio"] = statistics.median(x / b for x, b in zip(rr, base))
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -79,6 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-opt", action="extend", nargs="+", default=[], metavar="K=V")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=0, help="interleaved decode rounds (see the module doc)")
     ap.add_argument("--text", default=str(ROOT / "tests" / "fixtures" / "text" / "prose_en.txt"))
     ap.add_argument("--json", help="also write the figures to this file")
     a = ap.parse_args(argv)
@@ -86,11 +131,20 @@ def main(argv=None) -> int:
     depths = [int(x) for x in a.depth.split(",") if x.strip()]
     modes = [x.strip() for x in a.kv.split(",") if x.strip()]
     opts = parse_kv_opts(a.kv_opt)
-    if a.gen < 1 or a.reps < 1 or any(d < 1 for d in depths):
-        ap.error("--depth, --gen and --reps must be >= 1")
+    if a.gen < 1 or a.reps < 1 or a.rounds < 0 or any(d < 1 for d in depths):
+        ap.error("--depth, --gen and --reps must be >= 1, --rounds >= 0")
+    if a.rounds and modes[0] != "f16":
+        ap.error("--rounds compares with the first mode of --kv: make it f16")
 
     res: dict[int, dict[str, dict]] = {}
     for d in depths:
+        if a.rounds:
+            res[d] = bench_rounds(a.model, d, a.gen, modes, opts, a.threads, a.rounds, pathlib.Path(a.text))
+            for kv, r in res[d].items():
+                rounds = " ".join(f"{x:.1f}" for x in r["rounds"])
+                print(f"depth {d} {kv}: prefill {r['prefill_tps']:.1f} t/s, decode rounds {rounds} t/s",
+                      file=sys.stderr, flush=True)
+            continue
         res[d] = {}
         for kv in modes:
             try:
@@ -106,7 +160,8 @@ def main(argv=None) -> int:
                 flush=True,
             )
 
-    print(f"threads {a.threads}, gen {a.gen}, reps {a.reps}{', kv options ' + str(opts) if opts else ''}")
+    how = f"{a.rounds} interleaved rounds" if a.rounds else f"reps {a.reps}"
+    print(f"threads {a.threads}, gen {a.gen}, {how}{', kv options ' + str(opts) if opts else ''}")
     print("| depth | mode | prefill t/s | decode t/s | decode vs f16 | bits/element |")
     print("|---|---|---|---|---|---|")
     for d, per in res.items():
@@ -115,7 +170,8 @@ def main(argv=None) -> int:
             if "error" in r:
                 print(f"| {d} | {kv} | unsupported | | | |")
                 continue
-            rel = f"{r['decode_tps'] / f16:.2f}×" if f16 else ""
+            ratio = r["decode_ratio"] if "decode_ratio" in r else (r["decode_tps"] / f16 if f16 else None)
+            rel = f"{ratio:.2f}×" if ratio is not None else ""
             bits = f"{r['bits_per_element']:.2f}" if "bits_per_element" in r else ""
             print(f"| {d} | {kv} | {r['prefill_tps']:.1f} | {r['decode_tps']:.1f} | {rel} | {bits} |")
     if a.json:

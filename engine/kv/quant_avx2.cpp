@@ -2,10 +2,12 @@
 // into int32 lanes with one variable shift (vpsrlvd) of a broadcast word and a mask, then mapped
 // to levels: uniform -> int->float convert, Gaussian -> a lane permute of the level table (two
 // permutes and a blend for 16 levels; at 2 bits an in-lane vpermilps, which reads only bits [1:0]
-// of each lane, so the shifted word needs no mask). Scores keep 2 accumulators per group and reduce 4 rows
-// at a time with horizontal adds; accumulate keeps a tile of up to 64 output channels in
-// registers while it walks the rows, and adds the per-group offset sums at the end. Both take up
-// to kMaxQueries queries / weight vectors at once (the heads of a GQA group, the positions of a
+// of each lane, so the shifted word needs no mask).
+// Scores keep one FMA chain per row and query and reduce 4 rows at a time with horizontal adds
+// (2-bit rows of one group, the default: 8 rows, their headers read by one gather). Accumulate
+// keeps a tile of output channels in registers while it walks the rows (p·scale and the offset
+// sums computed once per block of rows) and adds the per-group offset sums at the end. Both take
+// up to kMaxQueries queries / weight vectors at once (the heads of a GQA group, the positions of a
 // chunk), so each chunk of codes is expanded once for all of them.
 #include <algorithm>
 #include <cmath>
@@ -244,9 +246,10 @@ constexpr int rows_per_pass() {
 // ---- 2-bit rows of one group (the default for head_dim <= 128): the same products, sums and
 // rounding as rows_dot + cpu::hsum, so the same scores bit for bit, with more independent work.
 
-// v[u·NQ + j] = sc[u] · (q_j · L[codes of row u]) for the R rows at row0 + u·stride: chunk by chunk,
-// the NQ query chunks are loaded once and feed R rows, each row's 8 codes decoded from one
-// broadcast (R·NQ accumulators + NQ query chunks + the decoded chunk + 2 constants).
+// v[u·NQ + j] = sc[u] · (q_j · L[codes of row u]) for the R rows at row0 + u·stride: two chunks at
+// a time, each row's 16 codes decoded from one broadcast feed all NQ queries, whose chunks are read
+// by the FMAs from memory (registers: R·NQ accumulators, 2 decoded chunks, the decoder's 2-3
+// constants). R·NQ independent chains hide the FMA latency that one row's chain of CPG would expose.
 template <bool kGauss, int CPG, int R, int NQ>
 inline void dot_2one(const uint8_t* row0, size_t stride, const float* q, size_t qst, const Lut& L, const float* sc,
                      __m256* v) {

@@ -21,6 +21,7 @@ sys.path.insert(0, str(BENCH))
 
 import batch_decode  # noqa: E402  (bench/ is not a package)
 import compare_llamacpp  # noqa: E402
+import kv_speed  # noqa: E402
 import make_random_model  # noqa: E402
 import random_gguf  # noqa: E402
 import serve as serve_bench  # noqa: E402
@@ -211,6 +212,23 @@ def test_batch_decode_end_to_end(capsys):
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("batch")]
     rates = [float(x.split()[2]) for x in lines]
     assert len(rates) == 2 and all(r > 0 for r in rates)
+
+
+def test_kv_speed_interleaved_rounds(tmp_path, capsys):
+    out = tmp_path / "kv.json"
+    args = ["--model", str(pyakvq.demo_model_path()), "--depth", "48", "--gen", "3", "--kv", "f16,akvq2"]
+    assert kv_speed.main([*args, "--rounds", "3", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res) == {"f16", "akvq2"}
+    for kv, r in res.items():
+        assert len(r["rounds"]) == 3 and all(x > 0 for x in r["rounds"]), kv
+        assert r["decode_tps"] == sorted(r["rounds"])[1]  # the median of 3
+    assert res["f16"]["decode_ratio"] == 1.0
+    ratios = sorted(a / b for a, b in zip(res["akvq2"]["rounds"], res["f16"]["rounds"]))
+    assert res["akvq2"]["decode_ratio"] == ratios[1]
+    assert "3 interleaved rounds" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # the ratios are against the first mode, which must be f16
+        kv_speed.main([*args[:-1], "akvq2,f16", "--rounds", "2"])
 
 
 def test_serve_bench_end_to_end(tmp_path, capsys):
