@@ -231,34 +231,33 @@ inline void pv_h(const float* p, int n, const uint16_t* v, int hd, int64_t ld, f
   pv_at(p, n, [&](int j) { return v + j * ld; }, hd, acc);
 }
 
-// Sum and max of x[kN] with 8 independent lanes (vectorizable without reassociation flags).
-template <int kN>
-inline float sum8(const float* x) {
-  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (int j = 0; j < kN; j += 8) {
-    for (int l = 0; l < 8; ++l) p[l] += x[j + l];
-  }
+// Sum and max of x[n] (n a multiple of 8) with 8 independent lanes, combined in a fixed tree:
+// GCC's vector extension, so both compile to packed adds / maxes whatever the reassociation flags
+// (lane l of the max is x[l] > y ? x[l] : y, the scalar select, lane by lane).
+inline float sum8(const float* x, int n) {
+  v8 p = splat8(0.0f);
+  for (int j = 0; j < n; j += 8) p += load8(x + j);
   return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
-template <int kN>
-inline float max8(const float* x) {
-  float p[8] = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]};
-  for (int j = 8; j < kN; j += 8) {
-    for (int l = 0; l < 8; ++l) p[l] = p[l] > x[j + l] ? p[l] : x[j + l];
+inline float max8(const float* x, int n) {
+  v8 p = load8(x);
+  for (int j = 8; j < n; j += 8) {
+    const v8 v = load8(x + j);
+    p = p > v ? p : v;
   }
-  for (int l = 1; l < 8; ++l) p[0] = p[0] > p[l] ? p[0] : p[l];
-  return p[0];
+  float m = p[0];
+  for (int l = 1; l < 8; ++l) m = m > p[l] ? m : p[l];
+  return m;
 }
 
-// For x[kN] with masked entries -inf: vis[j] = 1 where x[j] is visible else 0, and x[j] -= m
-// there (0 where masked), as explicit 8-lane selects (the plain loop compiled to a branch per
-// element). m must be finite.
-template <int kN>
-inline void shift_visible(float* x, float m, float* vis) {
+// For x[n] (n a multiple of 8) with masked entries -inf: vis[j] = 1 where x[j] is visible else 0,
+// and x[j] -= m there (0 where masked), as explicit 8-lane selects (the plain loop compiled to a
+// branch per element). m must be finite.
+inline void shift_visible(float* x, int n, float m, float* vis) {
   typedef int32_t v8i __attribute__((vector_size(32)));
   const v8 ninf = splat8(-std::numeric_limits<float>::infinity()), mm = splat8(m);
   const v8i one = reinterpret_cast<v8i>(splat8(1.0f));
-  for (int j = 0; j < kN; j += 8) {
+  for (int j = 0; j < n; j += 8) {
     const v8 v = load8(x + j);
     const v8i on = v > ninf;  // all ones where visible
     store8(vis + j, reinterpret_cast<v8>(on & one));

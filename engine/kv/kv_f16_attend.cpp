@@ -154,7 +154,7 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
           tile::scores_dot(qr, Kf + c * kBlock * hd, nbr, hd, sr);
         }
         std::fill(sr + nbr, sr + kBlock, kNegInf);  // masked / beyond the block
-        const float bmax = tile::max8<kBlock>(sr);
+        const float bmax = tile::max8(sr, kBlock);
         float* ar = acc + r * hd;
         if (bmax > m[r]) {
           const float f = std::exp(m[r] - bmax);  // 0 on the first block
@@ -168,7 +168,7 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
         for (int j = 0; j < kBlock; ++j) sr[j] -= mr;
         tile::exp_nonpos(sr, kBlock);
         std::fill(sr + nbr, sr + kBlock, 0.0f);
-        l[r] += tile::sum8<kBlock>(sr);
+        l[r] += tile::sum8(sr, kBlock);
         if (in_place) {
           tile::pv_h(sr, nbr, vh + b * stride + c * hd, hd, stride, ar);
         } else {

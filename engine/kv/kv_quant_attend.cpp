@@ -46,11 +46,12 @@ struct Part {
 };
 
 
-// Online softmax over a block of scores sr[nb] (masked entries -inf); on return sr holds the
+// Online softmax over a block of scores sr[nb] (masked entries -inf); on return sr[0:nb] holds the
 // weights p (0 where masked) and m, l, acc[hd] are rescaled. False when nothing is visible.
 inline bool softmax_block(float* sr, int nb, float& m, float& l, float* acc, int hd) {
-  std::fill(sr + nb, sr + kBlock, kNegInf);
-  const float bmax = tile::max8<kBlock>(sr);
+  const int n8 = (nb + 7) & ~7;  // the entries past it would add 0 to l and -inf to the max
+  std::fill(sr + nb, sr + n8, kNegInf);
+  const float bmax = tile::max8(sr, n8);
   if (bmax == kNegInf) return false;
   if (bmax > m) {
     const float f = std::exp(m - bmax);
@@ -61,10 +62,10 @@ inline bool softmax_block(float* sr, int nb, float& m, float& l, float* acc, int
     m = bmax;
   }
   alignas(32) float vis[kBlock];
-  tile::shift_visible<kBlock>(sr, m, vis);
-  tile::exp_nonpos(sr, kBlock);
-  for (int j = 0; j < kBlock; ++j) sr[j] *= vis[j];
-  l += tile::sum8<kBlock>(sr);
+  tile::shift_visible(sr, n8, m, vis);
+  tile::exp_nonpos(sr, n8);
+  for (int j = 0; j < n8; ++j) sr[j] *= vis[j];
+  l += tile::sum8(sr, n8);
   return true;
 }
 

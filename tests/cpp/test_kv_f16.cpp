@@ -292,7 +292,7 @@ TEST(KvTile, ShiftVisibleIsTheScalarSelect) {
       want_vis[j] = x[j] > ninf ? 1.0f : 0.0f;
       want_x[j] = x[j] > ninf ? x[j] - m : 0.0f;
     }
-    kv::tile::shift_visible<64>(x, m, vis);
+    kv::tile::shift_visible(x, 64, m, vis);
     for (int j = 0; j < 64; ++j) {
       uint32_t a, b;
       std::memcpy(&a, &x[j], 4);
@@ -300,6 +300,35 @@ TEST(KvTile, ShiftVisibleIsTheScalarSelect) {
       ASSERT_EQ(a, b) << "x lane " << j << " trial " << trial;
       ASSERT_EQ(vis[j], want_vis[j]) << "vis lane " << j << " trial " << trial;
     }
+  }
+}
+
+TEST(KvTile, Sum8AndMax8FollowTheLaneOrder) {
+  // 8 lane partials in element order, then ((0+1)+(2+3))+((4+5)+(6+7)); the max a scalar select;
+  // bit for bit for every length (the quantized cache's softmax stops at the block's last 8)
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 4.0f);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int n = 8; n <= 512; n += 8) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = rng() % 5 == 0 ? ninf : std::exp(nd(rng)) - 1.0f;
+    float p[8] = {}, q[8];
+    for (int l = 0; l < 8; ++l) q[l] = x[l];
+    for (int j = 0; j < n; j += 8) {
+      for (int l = 0; l < 8; ++l) {
+        const float v = x[j + l] == ninf ? 0.0f : x[j + l];
+        p[l] += v;
+        q[l] = q[l] > x[j + l] ? q[l] : x[j + l];
+      }
+    }
+    float mx = q[0];
+    for (int l = 1; l < 8; ++l) mx = mx > q[l] ? mx : q[l];
+    std::vector<float> y(n);
+    for (int j = 0; j < n; ++j) y[j] = x[j] == ninf ? 0.0f : x[j];
+    const float want_sum = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+    const float got_sum = kv::tile::sum8(y.data(), n), got_max = kv::tile::max8(x.data(), n);
+    ASSERT_EQ(0, std::memcmp(&got_sum, &want_sum, 4)) << "sum, n " << n;
+    ASSERT_EQ(0, std::memcmp(&got_max, &mx, 4)) << "max, n " << n;
   }
 }
 
