@@ -49,7 +49,8 @@ struct Part {
 // Online softmax over a block of scores sr[nb] (masked entries -inf); on return sr[0:nb] holds the
 // weights p (0 where masked) and m, l, acc[hd] are rescaled. False when nothing is visible.
 inline bool softmax_block(float* sr, int nb, float& m, float& l, float* acc, int hd) {
-  const int n8 = (nb + 7) & ~7;  // the entries past it would add 0 to l and -inf to the max
+  // the entries past n8 would add 0 to l and -inf to the max (an empty block: 8 entries of -inf)
+  const int n8 = std::max(8, (nb + 7) & ~7);
   std::fill(sr + nb, sr + n8, kNegInf);
   const float bmax = tile::max8(sr, n8);
   if (bmax == kNegInf) return false;
