@@ -188,7 +188,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
           for (int r = 0; r < nr; ++r) {
             const int i = i0 + r / hpi;
             float* sr = S_ + r * kBlock;
-            std::fill(sr, sr + kBlock, 0.0f);
+            std::fill(sr, sr + ck_[0].n(), 0.0f);  // the block's scores (kKiviBlock tokens)
             ck_[0].accumulate(Q + r * hd, kbk.k[kvh].data(), kb, hd, sr);  // sr[32] = Σ_c q̃_c K̂[c, j]
             for (int j = 0; j < nb; ++j) {
               const int64_t t = o0 + j;
@@ -220,7 +220,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
           for (int j = 0; hidden && j < nb; ++j) {
             if (ev[j] > c0 + i) sr[j] = kNegInf;
           }
-          if (!softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) std::fill(sr, sr + kBlock, 0.0f);
+          if (!softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) std::fill(sr, sr + nb, 0.0f);
         }
         for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
           vc.accumulate_multi(S_ + r0 * kBlock, kBlock, std::min(kMaxQueries, nr - r0),
