@@ -58,21 +58,32 @@ def run_once(m: pyakvq.Model, ids: list[int], gen: int) -> tuple[float, float]:
     return len(ids) / (t1 - t0), gen / (t2 - t1)
 
 
-def bench(model: str, depth: int, gen: int, kv: str, opts: dict, threads: int, reps: int, text: pathlib.Path):
-    kw: dict[str, Any] = {"kv_options": opts} if opts else {}
-    with pyakvq.Model(model, n_ctx=depth + gen, n_threads=threads, kv=kv, **kw) as m:
-        ids = text_ids(m, depth, text)
-        s = m._sess()
-        s.reset()
-        s.eval(ids[:32])  # warm up: page in the weights
-        runs = [run_once(m, ids, gen) for _ in range(reps)]
-        stats = _kv_stats(m)
-    r = {
-        "prefill_tps": statistics.median(p for p, _ in runs),
-        "decode_tps": statistics.median(d for _, d in runs),
-    }
+def open_warm(model: str, depth: int, gen: int, kv: str, opts: dict, threads: int, text: pathlib.Path):
+    """The model for one mode (n_ctx depth + gen) with its weights paged in, and the prompt ids."""
+    kw: dict[str, Any] = {"kv_options": opts} if opts and kv != "f16" else {}
+    m = pyakvq.Model(model, n_ctx=depth + gen, n_threads=threads, kv=kv, **kw)
+    ids = text_ids(m, depth, text)
+    s = m._sess()
+    s.reset()
+    s.eval(ids[:32])  # warm up: page in the weights
+    return m, ids
+
+
+def add_bits(m: pyakvq.Model, r: dict) -> None:
+    stats = _kv_stats(m)
     if stats is not None and stats.get("bits_per_element") is not None:
         r["bits_per_element"] = stats["bits_per_element"]
+
+
+def bench(model: str, depth: int, gen: int, kv: str, opts: dict, threads: int, reps: int, text: pathlib.Path):
+    m, ids = open_warm(model, depth, gen, kv, opts, threads, text)
+    with m:
+        runs = [run_once(m, ids, gen) for _ in range(reps)]
+        r = {
+            "prefill_tps": statistics.median(p for p, _ in runs),
+            "decode_tps": statistics.median(d for _, d in runs),
+        }
+        add_bits(m, r)
     return r
 
 
@@ -81,19 +92,14 @@ def bench_rounds(model: str, depth: int, gen: int, modes: list[str], opts: dict,
     models, first, res = {}, {}, {}
     try:
         for kv in modes:
-            kw: dict[str, Any] = {"kv_options": opts} if opts and kv != "f16" else {}
-            m = models[kv] = pyakvq.Model(model, n_ctx=depth + gen, n_threads=threads, kv=kv, **kw)
-            ids = text_ids(m, depth, text)
+            m, ids = open_warm(model, depth, gen, kv, opts, threads, text)
+            models[kv] = m
             s = m._sess()
-            s.reset()
-            s.eval(ids[:32])  # warm up: page in the weights
             s.reset()
             t0 = time.perf_counter()
             first[kv] = int(np.argmax(s.eval(ids)))
             res[kv] = {"prefill_tps": depth / (time.perf_counter() - t0), "rounds": []}
-            stats = _kv_stats(m)
-            if stats is not None and stats.get("bits_per_element") is not None:
-                res[kv]["bits_per_element"] = stats["bits_per_element"]
+            add_bits(m, res[kv])
         for r in range(rounds):
             for kv in modes if r % 2 == 0 else modes[::-1]:
                 s = models[kv]._sess()
@@ -148,7 +154,7 @@ def main(argv=None) -> int:
         res[d] = {}
         for kv in modes:
             try:
-                r = bench(a.model, d, a.gen, kv, {} if kv == "f16" else opts, a.threads, a.reps, pathlib.Path(a.text))
+                r = bench(a.model, d, a.gen, kv, opts, a.threads, a.reps, pathlib.Path(a.text))
             except (ValueError, TypeError) as e:  # a mode (or option) this build does not support
                 print(f"depth {d} {kv}: skipped: {e}", file=sys.stderr, flush=True)
                 res[d][kv] = {"error": str(e)}
