@@ -5,7 +5,9 @@
 //   Prefill (T > 1): each row's super-block is unpacked once into an L1 scratch and multiplied
 //   with the tokens in register blocks of R rows x G tokens (one weight load feeds G tokens, one
 //   activation load R rows).
-//   Decode (T == 1): the vectors go from the unpack straight into madd (no scratch).
+//   Decode (T == 1): the vectors go from the unpack straight into madd (no scratch); Q4_K's
+//   scales multiply each sub-block's madd sums instead of its weights (q4k_dot_t1: the same
+//   integers in the same lanes).
 // Per (row, token, super-block) both do the same arithmetic, so decode equals prefill bit for bit:
 // the exact integer sum S of each accumulation (Q4_K: the super-block; Q6_K: each half) adds
 // f32(S) * (d_w * d_x) to an 8-lane f32 accumulator by one FMA, then Q4_K adds its min term by one
@@ -70,6 +72,15 @@ inline void unpack(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
 template <class Emit>
 inline void unpack(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
   const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi16(32);
+  // the 16 int8 scales as int16, groups 0-7 in both 128-bit lanes of sc_lo, 8-15 of sc_hi: group g's
+  // scale in every int16 lane is then one in-lane byte shuffle
+  const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales)));
+  const __m256i sc_lo = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+  const __m256i sc_hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+  const auto scale = [&](int g) {
+    const int p = 2 * (g % 8);
+    return _mm256_shuffle_epi8(g < 8 ? sc_lo : sc_hi, _mm256_set1_epi16(static_cast<int16_t>(p | (p + 1) << 8)));
+  };
   for (int h = 0; h < 2; ++h) {
     const __m256i A = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h));
     const __m256i B = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->ql + 64 * h + 32));
@@ -85,8 +96,8 @@ inline void unpack(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
       const int g = 8 * h + 2 * k;  // groups g (values 0-15) and g + 1
       const __m256i lo = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(q[k])), c32);
       const __m256i hi = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(q[k], 1)), c32);
-      emit(g, _mm256_mullo_epi16(lo, _mm256_set1_epi16(b->scales[g])));
-      emit(g + 1, _mm256_mullo_epi16(hi, _mm256_set1_epi16(b->scales[g + 1])));
+      emit(g, _mm256_mullo_epi16(lo, scale(g)));
+      emit(g + 1, _mm256_mullo_epi16(hi, scale(g + 1)));
     }
   }
   rs.dw = _mm256_set1_ps(_cvtsh_ss(b->d));
@@ -136,6 +147,37 @@ inline __m256i madd_add(__m256i s, __m256i w, const int16_t* x) {
   return _mm256_add_epi32(s, _mm256_madd_epi16(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))));
 }
 
+// Decode of one Q4_K super-block of one row against a token's int16 values x[256]: the integer
+// sum S of the scaled vectors of unpack above, lane for lane, but with the scale applied to each
+// sub-block's madd sums (sc_j * (madd + madd)) rather than to the 16 weight vectors: 16 madds and
+// 8 mulld where unpack takes 16 mullw and 16 madds, and the 8 scales taken from one register by a
+// byte shuffle each (the same integers, so the same bits: |sc_j * (madd + madd)| <= 63 * 4 * 15 *
+// 32767 < 2^27 per lane and sub-block, S as bounded above).
+inline __m256i q4k_dot_t1(const BlockQ4_K* b, const int16_t* x, uint64_t sc8) {
+  const __m256i m4 = _mm256_set1_epi16(15);
+  const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc8));  // the 8 scale bytes, twice per lane
+  const auto madd = [](__m256i w, const int16_t* xv) {
+    return _mm256_madd_epi16(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xv)));
+  };
+  const auto scaled = [&](__m256i s, int j) {  // s times sub-block scale j (byte j of scb in each int32 lane)
+    return _mm256_mullo_epi32(s, _mm256_shuffle_epi8(scb, _mm256_set1_epi32(static_cast<int>(0x80808000u | j))));
+  };
+  __m256i S = _mm256_setzero_si256();
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k) {  // bytes 32k ..: low nibbles = sub-block 2k, high = sub-block 2k + 1
+    const uint8_t* q = b->qs + 32 * k;
+    const int16_t* xk = x + 64 * k;
+    const __m256i v0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+    const __m256i v1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
+    const __m256i lo = _mm256_add_epi32(madd(_mm256_and_si256(v0, m4), xk), madd(_mm256_and_si256(v1, m4), xk + 16));
+    const __m256i hi = _mm256_add_epi32(madd(_mm256_srli_epi16(v0, 4), xk + 32), madd(_mm256_srli_epi16(v1, 4), xk + 48));
+    S = _mm256_add_epi32(S, scaled(lo, 2 * k));
+    S = _mm256_add_epi32(S, scaled(hi, 2 * k + 1));
+    asm("" : "+x"(S));  // keeps the sub-blocks in order (GCC otherwise hoists all 16 madds and spills)
+  }
+  return S;
+}
+
 // Decode: R rows x one token, the unpacked vectors straight into madd.
 template <class K, int R>
 void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y) {
@@ -151,9 +193,19 @@ void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, in
       const Block* blk = reinterpret_cast<const Block*>(w + r * w_stride) + b;
       prefetch_ahead(blk, sizeof(Block));
       __m256i s[K::kHalves];
-      for (int h = 0; h < K::kHalves; ++h) s[h] = _mm256_setzero_si256();
       RowScales rs;
-      unpack(blk, rs, [&](int i, __m256i v) { s[i / kPer] = madd_add(s[i / kPer], v, tb.qs + 16 * i); });
+      if constexpr (K::kType == DType::Q4_K) {
+        uint64_t sc8, mn8;
+        ops::q4k_scales_mins(blk->scales, sc8, mn8);
+        s[0] = q4k_dot_t1(blk, tb.qs, sc8);
+        rs = q4k_row_scales(blk, mn8);
+      } else {
+        for (int h = 0; h < K::kHalves; ++h) s[h] = _mm256_setzero_si256();
+        unpack(blk, rs, [&](int i, __m256i v) {
+          s[i / kPer] = madd_add(s[i / kPer], v, tb.qs + 16 * i);
+          asm("" : "+x"(s[i / kPer]));  // in order: GCC otherwise hoists the madds and spills them
+        });
+      }
       for (int h = 0; h < K::kHalves; ++h) acc[r] = scale_add(s[h], rs, tb, acc[r]);
       if constexpr (K::kMin) acc[r] = _mm256_fmadd_ps(rs.mw, tb.mx, acc[r]);
     }
