@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <exception>
 #include <mutex>
 #include <unordered_set>
 
@@ -299,6 +300,24 @@ std::vector<BatchEvent> BatchGenerator::step() {
   // ---- results (lock held) ----
   std::lock_guard<std::mutex> lk(b.mu);
   ++b.st.steps_total;
+  // The generated rows draw their next tokens side by side on the pool (each request has its own
+  // sampler and history, so the draws are those of one at a time); an exception stays with its
+  // row and is raised there, in row order, by the loop below.
+  std::vector<std::exception_ptr> drawn(rows.size());
+  if (error.empty()) {
+    std::vector<size_t> todo;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      if (!rows[i].prefill && !b.cancelled.count(rows[i].r->id)) todo.push_back(i);
+    }
+    b.pool->run(static_cast<int>(todo.size()), [&](int k, int) {
+      const size_t i = todo[static_cast<size_t>(k)];
+      try {
+        rows[i].r->loop.end_step(rows[i].r->step, out[i]);
+      } catch (...) {
+        drawn[i] = std::current_exception();
+      }
+    });
+  }
   for (size_t i = 0; i < rows.size(); ++i) {
     const Row& w = rows[i];
     Request& r = *w.r;
@@ -336,7 +355,7 @@ std::vector<BatchEvent> BatchGenerator::step() {
       }
       continue;
     }
-    r.loop.end_step(r.step, out[i]);
+    if (drawn[i]) std::rethrow_exception(drawn[i]);  // r.loop.end_step ran above
     ++b.st.generated_tokens_total;
     BatchEvent e = Impl::event_of(r);
     e.has_step = true;
