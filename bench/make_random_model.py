@@ -6,7 +6,8 @@ pyakvq and llama.cpp on the same file: shapes decide speed, values do not.
 Shapes: 1.1b = TinyLlama-1.1B (22 layers, hidden 2048, 32 heads, 4 KV heads, MLP 5632, vocab
 32000, context 4096); 7b = Llama-2-7B / the LLaVA-1.5-7B decoder (32 layers, 4096, 32 heads, no
 GQA, MLP 11008, vocab 32000, context 4096); test = a tiny file for the test suite.
---type q4_0|q4_1|q8_0|q4_k|f16 sets every matrix (token_embd and output too); norms are f32.
+--type q4_0|q4_1|q8_0|q4_k|q6_k|f16 sets every matrix (token_embd and output too); --type q4_k_m
+mixes Q4_K and Q6_K as llama.cpp's Q4_K_M files do (random_gguf.MIXES); norms are f32.
 Weights are random with std ~0.02 (bench/random_gguf.py); the vocabulary is SentencePiece-style
 with byte tokens so llama.cpp loads the file too. The file is streamed tensor by tensor in chunks:
 the writer's peak RSS stays ~0.1 GB (printed at the end with the size and time).
@@ -22,10 +23,12 @@ from gguf import GGUFWriter
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from random_gguf import (  # noqa: E402  (the sibling module, found through the path above)
+    MIXES,
     WEIGHT_TYPES,
     LlamaShape,
     add_llama_keys,
     add_spm_vocab,
+    file_type,
     llama_tensors,
     peak_rss_mb,
     write_streamed,
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", help="output GGUF path")
     ap.add_argument("--shape", choices=sorted(SHAPES), required=True)
-    ap.add_argument("--type", choices=sorted(WEIGHT_TYPES), default="q4_0", help="type of every matrix")
+    ap.add_argument("--type", choices=sorted(WEIGHT_TYPES) + sorted(MIXES), default="q4_0",
+                    help="type of every matrix, or a mix of types")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true", help="no per-tensor progress on stderr")
     a = ap.parse_args(argv)
@@ -51,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     hp = SHAPES[a.shape]
     plan = llama_tensors(hp, a.type)
     w = GGUFWriter(a.out, "llama")
-    add_llama_keys(w, hp, f"llama-{a.shape}-shape-random-{a.type}", WEIGHT_TYPES[a.type].file_type)
+    add_llama_keys(w, hp, f"llama-{a.shape}-shape-random-{a.type}", file_type(a.type))
     add_spm_vocab(w, hp.n_vocab)
     total, sec = write_streamed(w, plan, a.seed, progress_every=0 if a.quiet else 50)
     size = pathlib.Path(a.out).stat().st_size

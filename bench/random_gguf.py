@@ -73,6 +73,18 @@ def _q4_k(rng: np.random.Generator, nb: int) -> np.ndarray:
     return out
 
 
+def _q6_k(rng: np.random.Generator, nb: int) -> np.ndarray:
+    """nb Q6_K super-blocks of 256 values (210 bytes: 128 bytes of low nibbles ql, 64 bytes of
+    high 2-bit pairs qh, 16 int8 scales, fp16 d): x = d sc (q - 32), with |sc| in 32..63 and a
+    random sign, q uniform in 0..63 (q - 32 has a standard deviation of ~18.5)."""
+    out = rng.integers(0, 256, size=(nb, 210), dtype=np.uint8)
+    d = WEIGHT_STD / (18.5 * 48.0) * (0.5 + rng.random((nb, 1), dtype=np.float32))
+    sc = rng.integers(32, 64, size=(nb, 16)) * rng.choice(np.array([-1, 1]), size=(nb, 16))
+    out[:, 192:208] = sc.astype(np.int8).view(np.uint8)
+    out[:, 208:210] = _f16_bytes(d)
+    return out
+
+
 @dataclass(frozen=True)
 class WeightType:
     """A matrix type: ggml type, values and bytes per block, and a random block generator."""
@@ -89,6 +101,7 @@ WEIGHT_TYPES: dict[str, WeightType] = {
     "q4_1": WeightType(GGMLQuantizationType.Q4_1, 32, 20, _q4_1, 3),
     "q8_0": WeightType(GGMLQuantizationType.Q8_0, 32, 34, _q8_0, 7),
     "q4_k": WeightType(GGMLQuantizationType.Q4_K, 256, 144, _q4_k, 14),
+    "q6_k": WeightType(GGMLQuantizationType.Q6_K, 256, 210, _q6_k, 18),
     "f16": WeightType(GGMLQuantizationType.F16, 1, 2, None, 1),
 }
 
@@ -179,28 +192,48 @@ class LlamaShape:
     rms_eps: float = 1e-5
 
 
+# Files of several matrix types, as llama.cpp's quantizer writes them: name -> (the type of most
+# matrices, the type of the "more bits" ones, general.file_type). Q4_K_M (llama.cpp's file type
+# 15): output.weight and, in the layers more_bits() picks, attn_v and ffn_down get Q6_K.
+MIXES: dict[str, tuple[str, str, int]] = {"q4_k_m": ("q4_k", "q6_k", 15)}
+
+
+def more_bits(i: int, n: int) -> bool:
+    """llama.cpp's choice of the layers whose attn_v / ffn_down get more bits in the _M mixes:
+    the first and last eighth, and every third layer in between."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def file_type(kind: str) -> int:
+    """general.file_type of a file made of `kind` (a WEIGHT_TYPES key or a MIXES key)."""
+    return MIXES[kind][2] if kind in MIXES else WEIGHT_TYPES[kind].file_type
+
+
 def llama_tensors(hp: LlamaShape, kind: str, tied: bool = False) -> list[TensorSpec]:
-    """The text decoder's tensors in llama.cpp order: every matrix of `kind` (token_embd and
-    output included), norms f32. tied: no output.weight (the output reuses token_embd)."""
+    """The text decoder's tensors in llama.cpp order, norms f32. kind: a WEIGHT_TYPES key (every
+    matrix of that type, token_embd and output included) or a MIXES key (its two types, placed as
+    llama.cpp places them). tied: no output.weight (the output reuses token_embd)."""
     head_dim = hp.n_embd // hp.n_head
     kv = hp.n_head_kv * head_dim
-    t = [TensorSpec("token_embd.weight", (hp.n_vocab, hp.n_embd), kind)]
+    base, more = (MIXES[kind][0], MIXES[kind][1]) if kind in MIXES else (kind, kind)
+    t = [TensorSpec("token_embd.weight", (hp.n_vocab, hp.n_embd), base)]
     for i in range(hp.n_layer):
         b = f"blk.{i}."
+        mb = more if more_bits(i, hp.n_layer) else base
         t += [
             TensorSpec(b + "attn_norm.weight", (hp.n_embd,), "norm"),
-            TensorSpec(b + "attn_q.weight", (hp.n_embd, hp.n_embd), kind),
-            TensorSpec(b + "attn_k.weight", (kv, hp.n_embd), kind),
-            TensorSpec(b + "attn_v.weight", (kv, hp.n_embd), kind),
-            TensorSpec(b + "attn_output.weight", (hp.n_embd, hp.n_embd), kind),
+            TensorSpec(b + "attn_q.weight", (hp.n_embd, hp.n_embd), base),
+            TensorSpec(b + "attn_k.weight", (kv, hp.n_embd), base),
+            TensorSpec(b + "attn_v.weight", (kv, hp.n_embd), mb),
+            TensorSpec(b + "attn_output.weight", (hp.n_embd, hp.n_embd), base),
             TensorSpec(b + "ffn_norm.weight", (hp.n_embd,), "norm"),
-            TensorSpec(b + "ffn_gate.weight", (hp.n_ff, hp.n_embd), kind),
-            TensorSpec(b + "ffn_up.weight", (hp.n_ff, hp.n_embd), kind),
-            TensorSpec(b + "ffn_down.weight", (hp.n_embd, hp.n_ff), kind),
+            TensorSpec(b + "ffn_gate.weight", (hp.n_ff, hp.n_embd), base),
+            TensorSpec(b + "ffn_up.weight", (hp.n_ff, hp.n_embd), base),
+            TensorSpec(b + "ffn_down.weight", (hp.n_embd, hp.n_ff), mb),
         ]
     t.append(TensorSpec("output_norm.weight", (hp.n_embd,), "norm"))
     if not tied:
-        t.append(TensorSpec("output.weight", (hp.n_vocab, hp.n_embd), kind))
+        t.append(TensorSpec("output.weight", (hp.n_vocab, hp.n_embd), more))
     return t
 
 

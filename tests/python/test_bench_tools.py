@@ -73,6 +73,32 @@ def test_random_model_weights_are_sane(test_models, wtype):
     assert "<0x0A>" in vocab.contents()  # the newline byte token llama.cpp looks up
 
 
+def test_q4_k_m_mix_places_q6_k_as_llama_cpp_does(tmp_path):
+    """--type q4_k_m: Q6_K for output.weight and for attn_v / ffn_down of the layers llama.cpp's
+    more-bits rule picks, Q4_K elsewhere; the file loads, evaluates and dequantizes sanely."""
+    assert [random_gguf.more_bits(i, 32) for i in range(8)] == [True] * 4 + [False, False, True, False]
+    assert [random_gguf.more_bits(i, 32) for i in range(28, 32)] == [True] * 4
+    out = tmp_path / "test_q4_k_m.gguf"
+    assert make_random_model.main([str(out), "--shape", "test", "--type", "q4_k_m", "--quiet"]) == 0
+    r = gguf.GGUFReader(str(out))
+    n_layer = make_random_model.SHAPES["test"].n_layer
+    q6 = gguf.GGMLQuantizationType.Q6_K
+    for t in r.tensors:
+        if t.name.endswith("norm.weight"):
+            continue
+        parts = t.name.split(".")  # blk.<i>.<name>.weight, or token_embd / output
+        more = t.name == "output.weight" or (
+            parts[0] == "blk" and parts[2] in ("attn_v", "ffn_down") and random_gguf.more_bits(int(parts[1]), n_layer))
+        assert (t.tensor_type == q6) == more, t.name
+        x = gguf.quants.dequantize(t.data, t.tensor_type)
+        assert 0.5 * random_gguf.WEIGHT_STD < float(x.std()) < 2 * random_gguf.WEIGHT_STD, t.name
+    assert {t.tensor_type for t in r.tensors if ".attn_v." in t.name} == {q6, gguf.GGMLQuantizationType.Q4_K}
+    assert r.fields["general.file_type"].contents() == 15
+    with pyakvq.Model(str(out), n_ctx=64, n_threads=2) as m:
+        logits = np.asarray(m._sess().eval(m.tokenize("Hello world")))
+        assert np.isfinite(logits).all()
+
+
 def test_llava_plan_sizes():
     spec = importlib.util.spec_from_file_location("make_random_llava", BENCH / "make_random_llava.py")
     mod = importlib.util.module_from_spec(spec)
