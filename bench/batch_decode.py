@@ -6,9 +6,11 @@
         --depth 3840 [--act-bits 16] [--threads 2] [--seconds 4] [--reps 2]
 
 By batch size (the first form): B requests ("Once upon a time", sampled at temperature 0.8, one
-seed each, no end before 400 tokens unless the model ends them) run through
-`_akvq.BatchGenerator.step()` directly: generated tokens per second over --seconds of steps after 3
-warm-up steps, best of --reps interleaved rounds, and the ratio to B = the first batch size.
+seed each, up to 400 tokens) run through `_akvq.BatchGenerator.step()` directly; a request that
+ends (the model's end of text, or 400 tokens) is replaced by a new one at once, as under a loaded
+server, so that every step decodes B sequences (the replacement's 4 prompt tokens join that step).
+Generated tokens per second over --seconds of steps after 3 warm-up steps, best of --reps
+interleaved rounds, and the ratio to B = the first batch size.
 
 At depth in a memory budget (the second form, with --kv-memory): per KV mode, as many sequences as
 --kv-memory holds at --ctx tokens each (the slots `pyakvq serve` would have), each given a prompt of
@@ -59,14 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(a.reps):
         for b in batches:
             g = _akvq.BatchGenerator(m._model, n_parallel=b, n_ctx=1024, n_threads=a.threads, kv=a.kv)
-            for i in range(b):
-                g.submit(ids, max_tokens=400, temperature=0.8, seed=i)
+            seed = 0
+            for seed in range(b):
+                g.submit(ids, max_tokens=400, temperature=0.8, seed=seed)
+
+            def step() -> None:
+                nonlocal seed
+                for ev in g.step():
+                    if ev[4] is not None:
+                        raise SystemExit(f"request {ev[0]} failed: {ev[4]}")
+                    if ev[2]:  # done: a new request takes its slot
+                        seed += 1
+                        g.submit(ids, max_tokens=400, temperature=0.8, seed=seed)
+
             for _ in range(3):
-                g.step()
+                step()
             n0 = g.stats["generated_tokens_total"]
             t0 = time.perf_counter()
-            while time.perf_counter() - t0 < a.seconds and not g.idle:
-                g.step()
+            while time.perf_counter() - t0 < a.seconds:
+                step()
             rate = (g.stats["generated_tokens_total"] - n0) / (time.perf_counter() - t0)
             best[b] = max(best.get(b, 0.0), rate)
     print(f"{a.model}, act_bits {a.act_bits}, kv {a.kv}, {a.threads} threads")
