@@ -71,7 +71,7 @@ inline void unpack(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
 // bits of Q[l] at shift 2k, minus 32, times the int8 scale of its group of 16.
 template <class Emit>
 inline void unpack(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
-  const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi16(32);
+  const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
   // the 16 int8 scales as int16, groups 0-7 in both 128-bit lanes of sc_lo, 8-15 of sc_hi: group g's
   // scale in every int16 lane is then one in-lane byte shuffle
   const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales)));
@@ -92,10 +92,15 @@ inline void unpack(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 4), m3), 4));
     q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(B, 4), m4),
                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(Q, 6), m3), 4));
+    // q - 32 in [-32, 31] as bytes (one byte subtraction per 32 values), stored and widened by
+    // loads: one widening load per 16 values instead of a lane extract and a widening shuffle
+    // (1.1B shapes, 1 thread, 3 alternating rounds: decode 24.6-27.0 -> 27.2-29.9 GFLOP/s)
+    alignas(32) int8_t qb[4][32];
+    for (int k = 0; k < 4; ++k) _mm256_store_si256(reinterpret_cast<__m256i*>(qb[k]), _mm256_sub_epi8(q[k], c32));
     for (int k = 0; k < 4; ++k) {
       const int g = 8 * h + 2 * k;  // groups g (values 0-15) and g + 1
-      const __m256i lo = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(q[k])), c32);
-      const __m256i hi = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(q[k], 1)), c32);
+      const __m256i lo = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(qb[k])));
+      const __m256i hi = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(qb[k] + 16)));
       emit(g, _mm256_mullo_epi16(lo, scale(g)));
       emit(g + 1, _mm256_mullo_epi16(hi, scale(g + 1)));
     }
