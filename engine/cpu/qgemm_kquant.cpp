@@ -5,9 +5,9 @@
 //   Prefill (T > 1): each row's super-block is unpacked once into an L1 scratch and multiplied
 //   with the tokens in register blocks of R rows x G tokens (one weight load feeds G tokens, one
 //   activation load R rows).
-//   Decode (T == 1): the vectors go from the unpack straight into madd (no scratch); Q4_K's
-//   scales multiply each sub-block's madd sums instead of its weights (q4k_dot_t1: the same
-//   integers in the same lanes).
+//   Decode (T == 1): no scratch (dot_t1): Q6_K's vectors go from the unpack straight into madd,
+//   Q4_K's scales multiply each sub-block's madd sums instead of its weights (the same integers
+//   in the same lanes).
 // Per (row, token, super-block) both do the same arithmetic, so decode equals prefill bit for bit:
 // the exact integer sum S of each accumulation (Q4_K: the super-block; Q6_K: each half) adds
 // f32(S) * (d_w * d_x) to an 8-lane f32 accumulator by one FMA, then Q4_K adds its min term by one
@@ -44,6 +44,20 @@ inline RowScales q4k_row_scales(const BlockQ4_K* b, uint64_t mn8) {
   return {_mm256_set1_ps(_cvtsh_ss(b->d)), _mm256_mul_ps(mn, _mm256_set1_ps(-_cvtsh_ss(b->dmin)))};
 }
 
+// Q4_K values 64k .. 64k + 63 (k < 4) as int16: v[i] = values 64k + 16i .. + 15, from bytes 32k ..
+// 32k + 31 (low nibbles = values 64k + l, sub-block 2k; high nibbles = values 64k + 32 + l,
+// sub-block 2k + 1).
+inline void q4k_values(const BlockQ4_K* b, int k, __m256i v[4]) {
+  const __m256i m4 = _mm256_set1_epi16(15);
+  const uint8_t* q = b->qs + 32 * k;
+  const __m256i v0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
+  const __m256i v1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
+  v[0] = _mm256_and_si256(v0, m4);
+  v[1] = _mm256_and_si256(v1, m4);
+  v[2] = _mm256_srli_epi16(v0, 4);
+  v[3] = _mm256_srli_epi16(v1, 4);
+}
+
 // Q4_K: calls emit(i, v) for i = 0..15 with v = weights 16i .. 16i + 15 times their scale.
 template <class Emit>
 inline void unpack(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
@@ -51,17 +65,14 @@ inline void unpack(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
   ops::q4k_scales_mins(b->scales, sc8, mn8);
   alignas(16) int16_t sc[8];
   _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(sc8))));
-  const __m256i m4 = _mm256_set1_epi16(15);
   for (int k = 0; k < 4; ++k) {
-    // bytes 32k .. 32k + 31: low nibbles = values 64k + l, high nibbles = values 64k + 32 + l
-    const uint8_t* q = b->qs + 32 * k;
-    const __m256i v0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
-    const __m256i v1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
+    __m256i v[4];
+    q4k_values(b, k, v);
     const __m256i s0 = _mm256_set1_epi16(sc[2 * k]), s1 = _mm256_set1_epi16(sc[2 * k + 1]);
-    emit(4 * k + 0, _mm256_mullo_epi16(_mm256_and_si256(v0, m4), s0));
-    emit(4 * k + 1, _mm256_mullo_epi16(_mm256_and_si256(v1, m4), s0));
-    emit(4 * k + 2, _mm256_mullo_epi16(_mm256_srli_epi16(v0, 4), s1));
-    emit(4 * k + 3, _mm256_mullo_epi16(_mm256_srli_epi16(v1, 4), s1));
+    emit(4 * k + 0, _mm256_mullo_epi16(v[0], s0));
+    emit(4 * k + 1, _mm256_mullo_epi16(v[1], s0));
+    emit(4 * k + 2, _mm256_mullo_epi16(v[2], s1));
+    emit(4 * k + 3, _mm256_mullo_epi16(v[3], s1));
   }
   rs = q4k_row_scales(b, mn8);
 }
@@ -152,42 +163,52 @@ inline __m256i madd_add(__m256i s, __m256i w, const int16_t* x) {
   return _mm256_add_epi32(s, _mm256_madd_epi16(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x))));
 }
 
-// Decode of one Q4_K super-block of one row against a token's int16 values x[256]: the integer
-// sum S of the scaled vectors of unpack above, lane for lane, but with the scale applied to each
-// sub-block's madd sums (sc_j * (madd + madd)) rather than to the 16 weight vectors: 16 madds and
-// 8 mulld where unpack takes 16 mullw and 16 madds, and the 8 scales taken from one register by a
-// byte shuffle each (the same integers, so the same bits: |sc_j * (madd + madd)| <= 63 * 4 * 15 *
-// 32767 < 2^27 per lane and sub-block, S as bounded above).
-inline __m256i q4k_dot_t1(const BlockQ4_K* b, const int16_t* x, uint64_t sc8) {
-  const __m256i m4 = _mm256_set1_epi16(15);
+// Decode of one super-block of one row against a token's int16 values x[256]: the exact integer
+// sums s[kHalves] of unpack's scaled vectors (lane for lane) and the row's scales.
+// Q4_K applies each sub-block's scale to the sum of its two madds (sc_j * (madd + madd)) rather
+// than to its 4 weight vectors: 16 madds and 8 mulld where unpack takes 16 mullw and 16 madds,
+// the 8 scales taken from one register by a byte shuffle each. The same integers, so the same
+// bits: |sc_j * (madd + madd)| <= 63 * 4 * 15 * 32767 < 2^27 per lane and sub-block, s[0] as
+// bounded above.
+inline void dot_t1(const BlockQ4_K* b, const int16_t* x, __m256i* s, RowScales& rs) {
+  uint64_t sc8, mn8;
+  ops::q4k_scales_mins(b->scales, sc8, mn8);
   const __m256i scb = _mm256_set1_epi64x(static_cast<long long>(sc8));  // the 8 scale bytes, twice per lane
   const auto madd = [](__m256i w, const int16_t* xv) {
     return _mm256_madd_epi16(w, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xv)));
   };
-  const auto scaled = [&](__m256i s, int j) {  // s times sub-block scale j (byte j of scb in each int32 lane)
-    return _mm256_mullo_epi32(s, _mm256_shuffle_epi8(scb, _mm256_set1_epi32(static_cast<int>(0x80808000u | j))));
+  const auto scaled = [&](__m256i t, int j) {  // t times sub-block scale j (byte j of scb in each int32 lane)
+    return _mm256_mullo_epi32(t, _mm256_shuffle_epi8(scb, _mm256_set1_epi32(static_cast<int>(0x80808000u | j))));
   };
   __m256i S = _mm256_setzero_si256();
 #pragma GCC unroll 4
-  for (int k = 0; k < 4; ++k) {  // bytes 32k ..: low nibbles = sub-block 2k, high = sub-block 2k + 1
-    const uint8_t* q = b->qs + 32 * k;
+  for (int k = 0; k < 4; ++k) {
     const int16_t* xk = x + 64 * k;
-    const __m256i v0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)));
-    const __m256i v1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)));
-    const __m256i lo = _mm256_add_epi32(madd(_mm256_and_si256(v0, m4), xk), madd(_mm256_and_si256(v1, m4), xk + 16));
-    const __m256i hi = _mm256_add_epi32(madd(_mm256_srli_epi16(v0, 4), xk + 32), madd(_mm256_srli_epi16(v1, 4), xk + 48));
-    S = _mm256_add_epi32(S, scaled(lo, 2 * k));
-    S = _mm256_add_epi32(S, scaled(hi, 2 * k + 1));
+    __m256i v[4];
+    q4k_values(b, k, v);
+    S = _mm256_add_epi32(S, scaled(_mm256_add_epi32(madd(v[0], xk), madd(v[1], xk + 16)), 2 * k));
+    S = _mm256_add_epi32(S, scaled(_mm256_add_epi32(madd(v[2], xk + 32), madd(v[3], xk + 48)), 2 * k + 1));
     asm("" : "+x"(S));  // keeps the sub-blocks in order (GCC otherwise hoists all 16 madds and spills)
   }
-  return S;
+  s[0] = S;
+  rs = q4k_row_scales(b, mn8);
 }
 
-// Decode: R rows x one token, the unpacked vectors straight into madd.
+// Q6_K: unpack's scaled vectors straight into madd, one integer sum per half.
+inline void dot_t1(const BlockQ6_K* b, const int16_t* x, __m256i* s, RowScales& rs) {
+  __m256i a[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};  // locals: kept in registers
+  unpack(b, rs, [&](int i, __m256i v) {
+    a[i / 8] = madd_add(a[i / 8], v, x + 16 * i);
+    asm("" : "+x"(a[i / 8]));  // in order: GCC otherwise hoists the madds and spills them
+  });
+  s[0] = a[0];
+  s[1] = a[1];
+}
+
+// Decode: R rows x one token, no scratch (dot_t1).
 template <class K, int R>
 void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64_t n_in, float* y) {
   using Block = typename K::Block;
-  constexpr int kPer = 16 / K::kHalves;  // vectors per integer accumulation
   const int64_t nb = n_in / ops::kQKK;
   __m256 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
@@ -199,18 +220,7 @@ void tile_t1(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, in
       prefetch_ahead(blk, sizeof(Block));
       __m256i s[K::kHalves];
       RowScales rs;
-      if constexpr (K::kType == DType::Q4_K) {
-        uint64_t sc8, mn8;
-        ops::q4k_scales_mins(blk->scales, sc8, mn8);
-        s[0] = q4k_dot_t1(blk, tb.qs, sc8);
-        rs = q4k_row_scales(blk, mn8);
-      } else {
-        for (int h = 0; h < K::kHalves; ++h) s[h] = _mm256_setzero_si256();
-        unpack(blk, rs, [&](int i, __m256i v) {
-          s[i / kPer] = madd_add(s[i / kPer], v, tb.qs + 16 * i);
-          asm("" : "+x"(s[i / kPer]));  // in order: GCC otherwise hoists the madds and spills them
-        });
-      }
+      dot_t1(blk, tb.qs, s, rs);
       for (int h = 0; h < K::kHalves; ++h) acc[r] = scale_add(s[h], rs, tb, acc[r]);
       if constexpr (K::kMin) acc[r] = _mm256_fmadd_ps(rs.mw, tb.mx, acc[r]);
     }
