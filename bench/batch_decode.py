@@ -23,6 +23,7 @@ cache deliver at long context in the same KV memory", without HTTP or prompt pro
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 
@@ -61,18 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(a.reps):
         for b in batches:
             g = _akvq.BatchGenerator(m._model, n_parallel=b, n_ctx=1024, n_threads=a.threads, kv=a.kv)
-            seed = 0
-            for seed in range(b):
-                g.submit(ids, max_tokens=400, temperature=0.8, seed=seed)
+            seeds = itertools.count()
+            for _ in range(b):
+                g.submit(ids, max_tokens=400, temperature=0.8, seed=next(seeds))
 
             def step() -> None:
-                nonlocal seed
                 for ev in g.step():
                     if ev[4] is not None:
                         raise SystemExit(f"request {ev[0]} failed: {ev[4]}")
                     if ev[2]:  # done: a new request takes its slot
-                        seed += 1
-                        g.submit(ids, max_tokens=400, temperature=0.8, seed=seed)
+                        g.submit(ids, max_tokens=400, temperature=0.8, seed=next(seeds))
 
             for _ in range(3):
                 step()

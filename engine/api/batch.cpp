@@ -305,14 +305,11 @@ std::vector<BatchEvent> BatchGenerator::step() {
   // row and is raised there, in row order, by the loop below.
   std::vector<std::exception_ptr> drawn(rows.size());
   if (error.empty()) {
-    std::vector<size_t> todo;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (!rows[i].prefill && !b.cancelled.count(rows[i].r->id)) todo.push_back(i);
-    }
-    b.pool->run(static_cast<int>(todo.size()), [&](int k, int) {
-      const size_t i = todo[static_cast<size_t>(k)];
+    b.pool->run(static_cast<int>(rows.size()), [&](int i, int) {
+      Request& r = *rows[i].r;
+      if (rows[i].prefill || b.cancelled.count(r.id)) return;  // no draw (read-only lookups)
       try {
-        rows[i].r->loop.end_step(rows[i].r->step, out[i]);
+        r.loop.end_step(r.step, out[i]);
       } catch (...) {
         drawn[i] = std::current_exception();
       }
