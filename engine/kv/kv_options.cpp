@@ -108,7 +108,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   static const std::set<std::string> kAll{"bits",       "group",    "window",       "pivots", "clip",
                                           "clip_k",     "clip_v",   "k_bits",       "v_bits", "levels",
                                           "tsa_layers", "tsa_bits", "pivot_factor", "rotate",
-                                          "checkpoint"};
+                                          "checkpoint", "lut"};
   static const std::set<std::string> kKivi{"window", "clip", "clip_k", "clip_v", "checkpoint"};
   KvOptions o;
   o.mode = mode;
@@ -116,7 +116,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
     (void)value;
     if (!kAll.count(key)) bad(key, "unknown option (known: bits, group, window, pivots, clip, clip_k, clip_v, "
                                    "k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor, rotate, "
-                                   "checkpoint)");
+                                   "checkpoint, lut)");
     if (mode == "f16") bad(key, "does not apply to kv mode 'f16'");
     if (mode == "kivi2" && !kKivi.count(key)) bad(key, "does not apply to kv mode 'kivi2'");
   }
@@ -182,10 +182,13 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
     return q;
   };
   if (o.kivi) k_bits = v_bits = 2;
+  bool lut = defaults::kLut;
+  if (const auto* s = get("lut")) lut = parse_bool("lut", *s);
   o.k_low = spec(k_bits, clip_k);
   o.v_low = spec(v_bits, clip_v);
   o.k_tsa = spec(tsa_bits, clip_k);
   o.v_tsa = spec(tsa_bits, clip_v);
+  o.k_low.lut = o.k_tsa.lut = lut && !o.kivi;  // K scores only (V rows are accumulated, not scored)
   if (o.kivi) o.k_low.group = defaults::kKiviBlock;  // K: one group = 32 tokens of one channel
   try {
     o.k_low.validate(o.kivi ? defaults::kKiviBlock : head_dim);
@@ -226,6 +229,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   r["tsa_bits"] = std::to_string(tsa_bits);
   r["pivot_factor"] = fmt(o.pivot_factor);
   r["rotate"] = o.rotate ? "1" : "0";
+  r["lut"] = lut ? "1" : "0";
   return o;
 }
 

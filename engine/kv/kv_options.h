@@ -36,6 +36,10 @@ constexpr float kClip4 = 1.0f;       // clip ratio at >= 3 bits (uniform or Gaus
 // at 4 bits and more (min/max over a group of 64 is finer there). The baselines (q8 q4 q2 wht2)
 // keep uniform levels.
 constexpr int kGaussBelowBits = 4;
+// K scores of 2-bit rows from 8-bit pair tables where the CPU has the kernels (QuantSpec::lut):
+// ~2.4x faster scores on AVX2; the tables' RMS error is 2-3% of the 2-bit codes' own error in the
+// scores (test_kv_quant_lut.cpp; bench/RESULTS.md, "Table scores").
+constexpr bool kLut = true;
 constexpr int kKiviBlock = 32;       // kivi2: tokens per K group along the sequence
 inline const std::vector<int>& tsa_layers() {  // when the model file does not say
   static const std::vector<int> v{0, 1};

@@ -124,6 +124,7 @@ RowCodec::RowCodec(const QuantSpec& spec, int n) : spec_(spec), n_(n) {
   levels_ = level_table(spec.bits, spec.levels);
   simd_ = simd::available(spec_, group_) && n_ <= simd::kMaxRow;
   wide_ = cpu::active_isa() == cpu::Isa::Avx512 && simd512::available(spec_, group_, n_) && n_ <= simd::kMaxRow;
+  lut_ = spec_.lut && simd_ && !wide_ && simd::lut_available(spec_, group_, n_);
 }
 
 void RowCodec::quantize(const float* x, uint8_t* out) const {
@@ -157,6 +158,8 @@ void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, si
   if (n_rows <= 0) return;
   if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
+  } else if (lut_) {
+    simd::scores_lut(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
   } else if (simd_) {
     simd::scores(spec_, group_, levels_, q, qsum, n_, rows, stride, n_rows, out);
   } else {
@@ -182,6 +185,8 @@ void RowCodec::scores_multi(const float* q, size_t q_stride, const float* qsum, 
   if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out,
                           out_stride);
+  } else if (lut_) {
+    simd::scores_lut(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out, out_stride);
   } else if (simd_) {
     simd::scores_multi(spec_, group_, levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out,
                        out_stride);

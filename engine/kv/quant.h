@@ -38,6 +38,10 @@ struct QuantSpec {
   float clip = 1.0f;  // finite > 0; Uniform: range = clip·[min, max], Gaussian:
                       // scale = clip·std (usually <= 1 for Uniform)
   Levels levels = Levels::Uniform;
+  // 2-bit rows of one group (group == n, n a multiple of 64 up to 256): score them from 8-bit pair
+  // tables (ref::scores_lut) where this CPU has the table kernels (AVX2); false: the exact float
+  // products everywhere. Changes no stored byte.
+  bool lut = false;
 
   // Throws InvalidArgument naming the field ("bits", "group", "clip", "levels") when the spec
   // cannot quantize rows of n values (n = head_dim).
@@ -101,6 +105,9 @@ class RowCodec {
   bool simd() const { return simd_; }
   // Whether the AVX-512 attention kernels serve it (chosen once here, from cpu::active_isa()).
   bool avx512() const { return wide_; }
+  // Whether scores come from 8-bit pair tables (spec.lut, and ref::scores_lut's rows on a CPU with
+  // the table kernels: AVX2 without AVX-512) instead of the float kernels' exact products.
+  bool lut_scores() const { return lut_; }
 
  private:
   QuantSpec spec_;
@@ -110,6 +117,7 @@ class RowCodec {
   const float* levels_ = nullptr;
   bool simd_ = false;
   bool wide_ = false;
+  bool lut_ = false;
 };
 
 // Free-function forms of the attention kernels (validate, then dispatch like RowCodec).
@@ -134,6 +142,18 @@ void scores(const QuantSpec& spec, int group, const float* levels, const float* 
             const uint8_t* rows, size_t stride, int64_t n_rows, float* out);
 void accumulate(const QuantSpec& spec, int group, const float* levels, const float* p, const uint8_t* rows,
                 size_t stride, int64_t n_rows, int n, float* acc);
+// Scores of 2-bit rows of one group (group == n, n a multiple of 64) from 8-bit pair tables, the
+// AVX2 kernels' arithmetic (simd::scores_lut), for one query q[n] with group sum qsum:
+//   m = (L[0] + L[3]) / 2, L'[c] = L[c] − m (centred levels; exact for both 2-bit tables),
+//   T(p, i) = fma(q[2p+1], L'[i >> 2], q[2p]·L'[i & 3])  for pairs p < n/2 and nibbles i < 16,
+//   s = A / 127 and T8(p, i) = nearbyint(T(p, i) · (127 / A)) with A = max |T| (s = T8 = 0 if A = 0),
+//   I_t = Σ_p T8(p, nibble p of row t)   (nibble p = values 2p, 2p+1: bits [4p, 4p + 4) of the codes),
+//   out[t] = fma(scale_t, fma(float(I_t), s, m·qsum), offset_t·qsum).
+// So out[t] = q·x̂_t up to the tables' rounding: |error| <= scale_t · s · n/4 (n/2 entries, each
+// off by at most s/2), about 1/250 of max |T| per pair: the score of a row depends on its codes,
+// its header and q only, never on the other rows.
+void scores_lut(const float* levels, const float* q, float qsum, int n, const uint8_t* rows, size_t stride,
+                int64_t n_rows, float* out);
 // Code j (0 <= j < n) of a packed row's code stream.
 inline unsigned code_at(const uint8_t* codes, int bits, int j) {
   const int bit = bits * j;
@@ -147,6 +167,7 @@ inline unsigned code_at(const uint8_t* codes, int bits, int j) {
 // `available` says whether this build has them for the spec.
 namespace simd {
 constexpr int kMaxRow = 1024;  // longest row the SIMD kernels serve (longer rows use the references)
+constexpr int kMaxLutRow = 256;  // longest row of the table scores (int16 sums of n/2 entries)
 bool available(const QuantSpec& spec, int group);
 void scores(const QuantSpec& spec, int group, const float* levels, const float* q, const float* qsum, int n,
             const uint8_t* rows, size_t stride, int64_t n_rows, float* out);
@@ -161,6 +182,12 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
                   int64_t n_rows, float* out, size_t out_stride);
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
                       const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
+// Table scores (ref::scores_lut's arithmetic, bit for bit; quant_lut_avx2.cpp) for 2-bit rows of
+// one group, n a multiple of 64 up to kMaxLutRow; `lut_available` says whether this build has
+// them for the spec. nq <= kMaxQueries queries as scores_multi.
+bool lut_available(const QuantSpec& spec, int group, int n);
+void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride);
 }  // namespace simd
 
 // AVX-512 attention kernels (quant_avx512.cpp) for 2-bit rows, uniform or Gaussian levels, groups

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/fp16.h"
 #include "kv/quant.h"
@@ -150,6 +151,34 @@ void accumulate(const QuantSpec& spec, int group, const float* levels, const flo
         acc[j] += w * levels[code_at(codes, spec.bits, j)] + po;
       }
     }
+  }
+}
+
+void scores_lut(const float* levels, const float* q, float qsum, int n, const uint8_t* rows, size_t stride,
+                int64_t n_rows, float* out) {
+  const float mid = 0.5f * (levels[0] + levels[3]);
+  const float lc[4] = {levels[0] - mid, levels[1] - mid, levels[2] - mid, levels[3] - mid};
+  const int np = n / 2;
+  std::vector<float> T(static_cast<size_t>(np) * 16);
+  float amax = 0.0f;
+  for (int p = 0; p < np; ++p) {
+    for (int i = 0; i < 16; ++i) {
+      const float t = std::fma(q[2 * p + 1], lc[i >> 2], opaque(q[2 * p] * lc[i & 3]));
+      T[static_cast<size_t>(p) * 16 + i] = t;
+      amax = std::max(amax, std::fabs(t));
+    }
+  }
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f, s = amax > 0.0f ? amax / 127.0f : 0.0f;
+  std::vector<int> T8(T.size());
+  for (size_t k = 0; k < T.size(); ++k) T8[k] = static_cast<int>(std::nearbyint(opaque(T[k] * inv)));
+  const float base = opaque(mid * qsum);
+  for (int64_t t = 0; t < n_rows; ++t) {
+    const uint8_t* r = rows + t * stride;
+    const uint8_t* codes = r + 4;
+    int isum = 0;
+    for (int p = 0; p < np; ++p) isum += T8[static_cast<size_t>(p) * 16 + ((codes[p / 2] >> (4 * (p & 1))) & 15)];
+    const float sc = fp16_to_f32(rd16(r)), of = fp16_to_f32(rd16(r + 2));
+    out[t] = std::fma(sc, std::fma(static_cast<float>(isum), s, base), opaque(of * qsum));
   }
 }
 

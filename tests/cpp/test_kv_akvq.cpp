@@ -9,7 +9,9 @@
 // token) exactly one copy must be visible. The reference attention
 // (double precision) runs in that basis with a dense rotation matrix H built here from the
 // Sylvester definition (block-diagonal for non-power-of-two head_dim): out = H·softmax(q̃·K̂ᵀ)·V̂
-// with q̃ = H·q. Only summation order and the float online softmax differ from the cache, so the
+// with q̃ = H·q; packed K rows of a codec that scores from tables (RowCodec::lut_scores) are
+// scored by ref::scores_lut on the query the cache forms (q·scale, rotated by kv::wht, in float).
+// Only summation order and the float online softmax differ from the cache, so the
 // tolerance is 1e-5 relative to max|out| (outputs are O(1)). Every reconstructed row must be
 // close to H·(original row) (cosine >= 0.8: the stores hold the right tokens).
 #include <gtest/gtest.h>
@@ -29,6 +31,7 @@
 #include "kv/kv_cache.h"
 #include "kv/kv_quant_cache.h"
 #include "kv/quant.h"
+#include "kv/wht.h"
 #include "test_random.h"
 
 using namespace akvq;
@@ -57,6 +60,9 @@ std::vector<double> dense_h(int d) {
 struct Copy {
   int lo = 0, hi = 0;        // visible to queries at positions lo <= p < hi
   std::vector<double> k, v;  // [n_head_kv, hd] rotated basis
+  // packed K rows [n_head_kv] scored from tables (RowCodec::lut_scores), else empty
+  const kv::RowCodec* lut = nullptr;
+  std::vector<const uint8_t*> k_rows;
 };
 struct Deq {
   std::vector<std::vector<Copy>> at;  // [n] the copies of each position
@@ -107,7 +113,9 @@ Deq dequant(const QuantKvCache& c, int layer) {
     for (int r = 0; r < g.n(); ++r) {
       const int pos = g.pos[r];
       Copy cp{g.evict[r], kNever, std::vector<double>(row), std::vector<double>(row)};
+      if (!kivi && ck.lut_scores()) cp.lut = &ck;
       for (int h = 0; h < nkv; ++h) {
+        if (cp.lut) cp.k_rows.push_back(g.k[h].data() + r * ck.row_bytes());
         if (!kivi) {
           kv::dequantize_row(ck.spec(), g.k[h].data() + r * ck.row_bytes(), hd, tmp.data());
           for (int e = 0; e < hd; ++e) cp.k[h * hd + e] = tmp[e];
@@ -164,15 +172,27 @@ std::vector<float> reference(const QuantKvCache& c, int layer, const std::vector
         }
         qt[a] = t;
       }
+      // the query as the cache scores it, for rows scored from tables: scaled, rotated in float
+      std::vector<float> qf(hd);
+      for (int a = 0; a < hd; ++a) qf[a] = qr[a] * scale;
+      if (rot) kv::wht(qf.data(), hd);
       const int kvh = h / group, vis = n - n_q + i + 1;
       std::vector<double> s(vis);
       std::vector<const Copy*> cp(vis);
       for (int t = 0; t < vis; ++t) cp[t] = &d.read(t, vis - 1);
       double mx = -1e300;
       for (int t = 0; t < vis; ++t) {
-        double dot = 0;
-        for (int e = 0; e < hd; ++e) dot += qt[e] * cp[t]->k[kvh * hd + e];
-        s[t] = dot * scale;
+        if (cp[t]->lut) {  // the table arithmetic (its own tests: test_kv_quant_lut.cpp)
+          float qsum = 0, sc = 0;
+          cp[t]->lut->query_group_sums(qf.data(), &qsum);
+          kv::ref::scores_lut(cp[t]->lut->levels(), qf.data(), qsum, hd, cp[t]->k_rows[kvh], cp[t]->lut->row_bytes(), 1,
+                              &sc);
+          s[t] = sc;
+        } else {
+          double dot = 0;
+          for (int e = 0; e < hd; ++e) dot += qt[e] * cp[t]->k[kvh * hd + e];
+          s[t] = dot * scale;
+        }
         mx = std::max(mx, s[t]);
       }
       double sum = 0;
