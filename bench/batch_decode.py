@@ -18,6 +18,7 @@ At depth in a memory budget (the second form, with --kv-memory): per KV mode, as
 prefilled before timing; then decode throughput as above, the modes measured in turns within each
 round, and each mode's ratio to the first. This is the serving question "how much does the 2-bit
 cache deliver at long context in the same KV memory", without HTTP or prompt processing in the timing.
+A mode may carry its own kv options after colons (--kv f16,akvq2,akvq2:lut=0), as in kv_speed.py.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import time
 import pyakvq
 from pyakvq import _akvq
 from pyakvq.server.config import parse_bytes
+
+from kv_speed import split_mode  # noqa: E402 (bench/ is the script's directory)
 
 TEXT = (
     "The lighthouse keeper climbed the stairs at dusk, counted the steps as always, and wrote the "
@@ -101,8 +104,10 @@ def at_depth(a: argparse.Namespace) -> int:
     text = (base * (a.depth // len(base) + 2))[: a.depth + len(base)]
     gens: dict[str, _akvq.BatchGenerator] = {}
     for kv in kvs:
-        g = _akvq.BatchGenerator(m._model, n_parallel=a.parallel, n_ctx=a.ctx, n_threads=a.threads, kv=kv,
-                                 kv_memory=budget)
+        mode, own = split_mode(kv)
+        opts = dict(o.partition("=")[::2] for o in own)
+        g = _akvq.BatchGenerator(m._model, n_parallel=a.parallel, n_ctx=a.ctx, n_threads=a.threads, kv=mode,
+                                 kv_options=opts, kv_memory=budget)
         n = g.n_slots
         if n < 1:
             raise SystemExit(f"--kv-memory {a.kv_memory} holds no {kv} sequence of {a.ctx} tokens")

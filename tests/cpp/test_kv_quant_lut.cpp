@@ -114,7 +114,9 @@ TEST(KvQuantLut, DefinitionIsWithinItsBoundOfTheExactProducts) {
         std::vector<float> q(n);
         for (auto& v : q) v = (trial + 1) * nd(rng);
         double pmax = 0;
-        for (int p = 0; p < n / 2; ++p) pmax = std::max(pmax, std::fabs(double(q[2 * p])) + std::fabs(double(q[2 * p + 1])));
+        for (int p = 0; p < n / 2; ++p) {
+          pmax = std::max(pmax, std::fabs(double(q[2 * p])) + std::fabs(double(q[2 * p + 1])));
+        }
         const double s = pmax * lmax / 127.0 * (1 + 1e-5);
         std::vector<float> out(200);
         akvq::kv::ref::scores_lut(L, q.data(), group_sum(q.data(), n), n, r.bytes.data(), r.stride, 200, out.data());
@@ -128,7 +130,8 @@ TEST(KvQuantLut, DefinitionIsWithinItsBoundOfTheExactProducts) {
           uint16_t h;
           std::memcpy(&h, &r.bytes[t * r.stride], 2);
           const double scale = std::fabs(double(akvq::fp16_to_f32(h)));
-          ASSERT_NEAR(out[t], e, scale * s * n / 4 + 1e-5 * mag + 1e-5) << "n " << n << " t " << t << " " << akvq::kv::levels_name(lv) << " trial " << trial;
+          ASSERT_NEAR(out[t], e, scale * s * n / 4 + 1e-5 * mag + 1e-5)
+              << "n " << n << " t " << t << " " << akvq::kv::levels_name(lv) << " trial " << trial;
           err_sum += std::fabs(out[t] - e);
         }
         EXPECT_GT(err_sum, 0.0) << "8-bit tables round: some score must differ from the exact products";

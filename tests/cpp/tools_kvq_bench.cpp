@@ -114,14 +114,21 @@ int main(int argc, char** argv) {
       const char* name;
       int bits;
       akvq::kv::Levels lv;
+      bool lut = false;  // QuantSpec::lut (the 2-bit rows' table scores where the CPU has them)
     };
-    const Fmt fmts[] = {{"q8 uniform", 8, akvq::kv::Levels::Uniform},   {"q4 uniform", 4, akvq::kv::Levels::Uniform},
-                        {"q4 gaussian", 4, akvq::kv::Levels::Gaussian}, {"q3 uniform", 3, akvq::kv::Levels::Uniform},
-                        {"q2 uniform", 2, akvq::kv::Levels::Uniform},   {"q2 gaussian", 2, akvq::kv::Levels::Gaussian}};
+    const Fmt fmts[] = {{"q8 uniform", 8, akvq::kv::Levels::Uniform},
+                        {"q4 uniform", 4, akvq::kv::Levels::Uniform},
+                        {"q4 gaussian", 4, akvq::kv::Levels::Gaussian},
+                        {"q3 uniform", 3, akvq::kv::Levels::Uniform},
+                        {"q2 uniform", 2, akvq::kv::Levels::Uniform},
+                        {"q2 gaussian", 2, akvq::kv::Levels::Gaussian},
+                        {"q2 uniform", 2, akvq::kv::Levels::Uniform, true},
+                        {"q2 gaussian", 2, akvq::kv::Levels::Gaussian, true}};
     for (const Fmt& f : fmts) {
       akvq::kv::QuantSpec s;
       s.bits = f.bits;
       s.levels = f.lv;
+      s.lut = f.lut;
       s.clip = f.bits == 2 ? 0.7f : 1.0f;
       const akvq::kv::RowCodec codec(s, d);
       const size_t rb = codec.row_bytes();
@@ -154,7 +161,7 @@ int main(int argc, char** argv) {
               reps) /
           total;
       char name[64];
-      std::snprintf(name, sizeof name, "%s G%d", f.name, codec.group());
+      std::snprintf(name, sizeof name, "%s G%d%s", f.name, codec.group(), codec.lut_scores() ? " lut" : "");
       report(name, rb, total, r);
     }
   }

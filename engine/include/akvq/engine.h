@@ -139,8 +139,8 @@ struct SessionParams {
   std::string kv = "f16";  // KV cache storage mode
   int n_batch = 256;     // prefill chunk size
   // KV cache options, raw "key" -> "value" (bits, group, window, pivots, clip, clip_k, clip_v,
-  // k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor, rotate); validated by the cache mode,
-  // unknown keys and bad values throw InvalidArgument naming the option.
+  // k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor, rotate, checkpoint, lut); validated
+  // by the cache mode, unknown keys and bad values throw InvalidArgument naming the option.
   std::map<std::string, std::string> kv_options;
   void validate() const;  // throws InvalidArgument naming the bad field
 };
