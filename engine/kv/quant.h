@@ -39,8 +39,8 @@ struct QuantSpec {
                       // scale = clip·std (usually <= 1 for Uniform)
   Levels levels = Levels::Uniform;
   // 2-bit rows of one group (group == n, n a multiple of 64 up to 256): score them from 8-bit pair
-  // tables (ref::scores_lut) where this CPU has the table kernels (AVX2); false: the exact float
-  // products everywhere. Changes no stored byte.
+  // tables (ref::scores_lut) where the build has the table kernels (AVX2, NEON) and no AVX-512
+  // kernels run; false: the exact float products everywhere. Changes no stored byte.
   bool lut = false;
 
   // Throws InvalidArgument naming the field ("bits", "group", "clip", "levels") when the spec
@@ -106,7 +106,7 @@ class RowCodec {
   // Whether the AVX-512 attention kernels serve it (chosen once here, from cpu::active_isa()).
   bool avx512() const { return wide_; }
   // Whether scores come from 8-bit pair tables (spec.lut, and ref::scores_lut's rows on a CPU with
-  // the table kernels: AVX2 without AVX-512) instead of the float kernels' exact products.
+  // the table kernels: AVX2 without AVX-512, or NEON) instead of the float kernels' exact products.
   bool lut_scores() const { return lut_; }
 
  private:
@@ -182,9 +182,9 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
                   int64_t n_rows, float* out, size_t out_stride);
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
                       const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
-// Table scores (ref::scores_lut's arithmetic, bit for bit; quant_lut_avx2.cpp) for 2-bit rows of
-// one group, n a multiple of 64 up to kMaxLutRow; `lut_available` says whether this build has
-// them for the spec. nq <= kMaxQueries queries as scores_multi.
+// Table scores (ref::scores_lut's arithmetic, bit for bit; quant_lut_avx2.cpp, quant_lut_neon.cpp)
+// for 2-bit rows of one group, n a multiple of 64 up to kMaxLutRow; `lut_available` says whether
+// this build has them for the spec. nq <= kMaxQueries queries as scores_multi.
 bool lut_available(const QuantSpec& spec, int group, int n);
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride);

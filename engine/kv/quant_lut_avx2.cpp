@@ -189,7 +189,7 @@ void scores_lut(const float* levels, const float* q, size_t q_stride, const floa
   }
 }
 
-#else  // no AVX2: the reference serves (RowCodec never asks: lut_available is false)
+#elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (quant_lut_neon.cpp): RowCodec never asks
 
 bool lut_available(const QuantSpec&, int, int) {
   return false;

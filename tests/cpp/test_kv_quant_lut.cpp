@@ -1,5 +1,5 @@
-// Scores of 2-bit rows from 8-bit pair tables (QuantSpec::lut, ref::scores_lut, the AVX2 kernels
-// of quant_lut_avx2.cpp): the kernels equal the scalar definition bit for bit on every shape they
+// Scores of 2-bit rows from 8-bit pair tables (QuantSpec::lut, ref::scores_lut, the AVX2 and NEON
+// kernels of quant_lut_avx2.cpp / quant_lut_neon.cpp): the kernels equal the scalar definition bit for bit on every shape they
 // split into cases (row lengths 64..256, 1..4 queries, partial blocks of 32 rows, padded strides,
 // constant rows, a zero query); the definition stays within its stated bound of the exact products
 // q·x̂; its error is a small fraction of the 2-bit codes' own; a row's score does not depend on the
@@ -71,7 +71,7 @@ TEST(KvQuantLut, KernelsEqualTheDefinitionBitForBit) {
   for (Levels lv : {Levels::Gaussian, Levels::Uniform}) {
     for (int n : {64, 128, 192, 256}) {
       const RowCodec codec(lut_spec(lv, n), n);
-      if (!codec.lut_scores()) GTEST_SKIP() << "this CPU/build has no table kernels (AVX2 without AVX-512)";
+      if (!codec.lut_scores()) GTEST_SKIP() << "this CPU/build has no table kernels (AVX2 without AVX-512, or NEON)";
       for (int nq = 1; nq <= kMaxQueries; ++nq) {
         for (int n_rows : {1, 5, 31, 32, 33, 67, 100}) {
           const Rows r = make_rows(codec, n_rows, n_rows % 3, rng);
