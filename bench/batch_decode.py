@@ -18,7 +18,8 @@ At depth in a memory budget (the second form, with --kv-memory): per KV mode, as
 prefilled before timing; then decode throughput as above, the modes measured in turns within each
 round, and each mode's ratio to the first. This is the serving question "how much does the 2-bit
 cache deliver at long context in the same KV memory", without HTTP or prompt processing in the timing.
-A mode may carry its own kv options after colons (--kv f16,akvq2,akvq2:lut=0), as in kv_speed.py.
+--variant MODE:k=v,k=v (repeatable, as in kv_quality.py) adds a mode with its own kv options
+(--kv f16,akvq2 --variant akvq2:lut=0).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import pyakvq
 from pyakvq import _akvq
 from pyakvq.server.config import parse_bytes
 
-from kv_speed import split_mode  # noqa: E402 (bench/ is the script's directory)
+from kv_quality import parse_variant  # noqa: E402 (bench/ is the script's directory)
+from pyakvq import _validate
 
 TEXT = (
     "The lighthouse keeper climbed the stairs at dusk, counted the steps as always, and wrote the "
@@ -46,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batches", default="1,2,4,8,16")
     ap.add_argument("--act-bits", type=int, default=16, choices=(8, 16))
     ap.add_argument("--kv", default="f16")
+    ap.add_argument("--variant", action="append", default=[], metavar="MODE:k=v,...",
+                    help="at-depth form: one more configuration, a mode with its own kv options")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--reps", type=int, default=2)
@@ -98,14 +102,14 @@ def at_depth(a: argparse.Namespace) -> int:
         raise SystemExit(f"--kv-memory: {e}") from None
     if not 1 <= a.depth < a.ctx - 8:
         raise SystemExit(f"--depth must be in [1, --ctx - 8) so that decoding has room; got {a.depth} with --ctx {a.ctx}")
-    kvs = [k for k in a.kv.split(",") if k]
+    kvs = [k for k in a.kv.split(",") if k] + a.variant
     m = pyakvq.Model(a.model, n_ctx=a.ctx, n_threads=a.threads, act_bits=a.act_bits)
     base = m.tokenize(TEXT)
     text = (base * (a.depth // len(base) + 2))[: a.depth + len(base)]
     gens: dict[str, _akvq.BatchGenerator] = {}
     for kv in kvs:
-        mode, own = split_mode(kv)
-        opts = dict(o.partition("=")[::2] for o in own)
+        mode, own = parse_variant(kv)
+        opts = _validate.kv_options(own)
         g = _akvq.BatchGenerator(m._model, n_parallel=a.parallel, n_ctx=a.ctx, n_threads=a.threads, kv=mode,
                                  kv_options=opts, kv_memory=budget)
         n = g.n_slots

@@ -7,8 +7,9 @@ when shorter) from an empty cache. Decode: tokens/s of `gen` greedy single-token
 that (argmax of the logits; end-of-generation tokens are ignored so every run does the same work).
 With one depth the JSON is {mode: {"prefill_tps", "decode_tps"}}; with a comma list of depths
 (--depth 1024,4096,8192) it is {depth: {mode: {...}}}. --reps N keeps the median of N runs;
---kv-opt k=v applies kv options to every mode but f16; a mode of --kv may carry its own after colons
-(--kv f16,akvq2,akvq2:lut=0 compares akvq2 with and without its table scores in one run).
+--kv-opt k=v applies kv options to every mode but f16; --variant MODE:k=v,k=v (repeatable, as in
+kv_quality.py) adds a mode with its own options (--kv f16,akvq2 --variant akvq2:lut=0 compares akvq2
+with and without its table scores in one run).
 
 --rounds N (for noisy machines): every mode's model is loaded and prefilled once, then N rounds
 of `gen` decode steps alternate between the modes (the order reversed every other round), each
@@ -38,6 +39,8 @@ except ImportError:  # run from a checkout: the package next to bench/
 from pyakvq.__main__ import parse_kv_opts  # noqa: E402
 from pyakvq.perplexity import _kv_stats  # noqa: E402
 
+from kv_quality import parse_variant  # noqa: E402 (bench/ is the script's directory)
+
 
 def text_ids(m: pyakvq.Model, n: int, path: pathlib.Path) -> list[int]:
     ids = m.tokenize(path.read_text(encoding="utf-8"), add_special=True)
@@ -59,16 +62,11 @@ def run_once(m: pyakvq.Model, ids: list[int], gen: int) -> tuple[float, float]:
     return len(ids) / (t1 - t0), gen / (t2 - t1)
 
 
-def split_mode(label: str) -> tuple[str, list[str]]:
-    """'akvq2:lut=0:window=64' -> ('akvq2', ['lut=0', 'window=64']): a mode and its own options."""
-    mode, *own = label.split(":")
-    return mode, own
-
-
 def open_warm(model: str, depth: int, gen: int, kv: str, opts: dict, threads: int, text: pathlib.Path):
-    """The model for one mode label (n_ctx depth + gen) with its weights paged in, and the prompt ids."""
-    kv, own = split_mode(kv)
-    opts = {**opts, **parse_kv_opts(own)}
+    """The model for one mode or --variant label (n_ctx depth + gen) with its weights paged in, and the
+    prompt ids."""
+    kv, own = parse_variant(kv)
+    opts = {**opts, **own}
     kw: dict[str, Any] = {"kv_options": opts} if opts and kv != "f16" else {}
     m = pyakvq.Model(model, n_ctx=depth + gen, n_threads=threads, kv=kv, **kw)
     ids = text_ids(m, depth, text)
@@ -134,8 +132,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--depth", default="4096", help="context depth, or a comma list (1024,4096,8192)")
     ap.add_argument("--gen", type=int, default=32)
-    ap.add_argument("--kv", default="f16,akvq2",
-                    help="comma list of modes, each with its own options if wanted (akvq2:lut=0:window=64)")
+    ap.add_argument("--kv", default="f16,akvq2", help="comma list of modes")
+    ap.add_argument("--variant", action="append", default=[], metavar="MODE:k=v,...",
+                    help="one more configuration, a mode with its own kv options (as in kv_quality.py)")
     ap.add_argument("--kv-opt", action="extend", nargs="+", default=[], metavar="K=V")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=1)
@@ -145,7 +144,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     depths = [int(x) for x in a.depth.split(",") if x.strip()]
-    modes = [x.strip() for x in a.kv.split(",") if x.strip()]
+    modes = [x.strip() for x in a.kv.split(",") if x.strip()] + a.variant
     opts = parse_kv_opts(a.kv_opt)
     if a.gen < 1 or a.reps < 1 or a.rounds < 0 or any(d < 1 for d in depths):
         ap.error("--depth, --gen and --reps must be >= 1, --rounds >= 0")

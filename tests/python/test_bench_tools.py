@@ -242,10 +242,10 @@ def test_batch_decode_end_to_end(capsys):
 
 def test_kv_speed_interleaved_rounds(tmp_path, capsys):
     out = tmp_path / "kv.json"
-    args = ["--model", str(pyakvq.demo_model_path()), "--depth", "48", "--gen", "3", "--kv", "f16,akvq2,akvq2:lut=0"]
-    assert kv_speed.main([*args, "--rounds", "3", "--json", str(out)]) == 0
+    args = ["--model", str(pyakvq.demo_model_path()), "--depth", "48", "--gen", "3", "--kv", "f16,akvq2"]
+    assert kv_speed.main([*args, "--variant", "akvq2:lut=0", "--rounds", "3", "--json", str(out)]) == 0
     res = json.loads(out.read_text())
-    assert set(res) == {"f16", "akvq2", "akvq2:lut=0"}  # a mode with its own options after a colon
+    assert set(res) == {"f16", "akvq2", "akvq2:lut=0"}  # a mode with its own options
     for kv, r in res.items():
         assert len(r["rounds"]) == 3 and all(x > 0 for x in r["rounds"]), kv
         assert r["decode_tps"] == sorted(r["rounds"])[1]  # the median of 3
@@ -291,13 +291,13 @@ def test_batch_decode_at_depth_in_a_memory_budget(smollm2_path, capsys):
     model = str(smollm2_path)
     # 512 tokens: f16 11.8 MB a sequence; akvq2 ~6.6 MB (window + pivots at fp16, their checkpoint
     # copy, the rest at 2 bits): 1 against 2 sequences in 14 MB
-    argv = ["--model", model, "--kv", "f16,akvq2,akvq2:lut=0", "--kv-memory", "14M", "--ctx", "512", "--depth", "64"]
-    assert batch_decode.main(argv + ["--seconds", "0.2", "--reps", "1"]) == 0
+    argv = ["--model", model, "--kv", "f16,akvq2", "--kv-memory", "14M", "--ctx", "512", "--depth", "64"]
+    assert batch_decode.main(argv + ["--variant", "akvq2:lut=0", "--seconds", "0.2", "--reps", "1"]) == 0
     rows = [x.split("|") for x in capsys.readouterr().out.splitlines() if x.startswith("| f16") or x.startswith("| akvq2")]
     slots = {r[1].strip(): int(r[2]) for r in rows}
     rates = [float(r[4]) for r in rows]
     # each mode holds what the budget buys at --ctx tokens; the 2-bit cache holds more, with or
-    # without its table scores (an option after the mode)
+    # without its table scores (a --variant)
     assert slots["akvq2"] > slots["f16"] >= 1 and all(r > 0 for r in rates)
     assert slots["akvq2:lut=0"] == slots["akvq2"]
     with pytest.raises(SystemExit, match="--depth"):
