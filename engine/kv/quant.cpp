@@ -7,6 +7,7 @@
 #include <akvq/error.h>
 
 #include "cpu/isa.h"
+#include "cpu/simd.h"
 
 #include <array>
 #include <cmath>
@@ -112,6 +113,15 @@ const float* level_table(int bits, Levels levels) {
 size_t bytes_per_row(const QuantSpec& spec, int n) {
   spec.validate(n);
   return static_cast<size_t>(n / spec.group_size(n)) * 4 + static_cast<size_t>(n) * spec.bits / 8;
+}
+
+bool simd::lut_available(const QuantSpec& spec, int group, int n) {
+#if defined(AKVQ_AVX2) || defined(AKVQ_NEON)  // quant_lut_avx2.cpp, quant_lut_neon.cpp
+  return spec.bits == 2 && group == n && n % 64 == 0 && n <= kMaxLutRow;
+#else
+  (void)spec, (void)group, (void)n;
+  return false;
+#endif
 }
 
 // ---------------------------------------------------------------- RowCodec

@@ -26,6 +26,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace akvq::kv {
@@ -186,6 +187,27 @@ void accumulate_multi(const QuantSpec& spec, int group, const float* levels, con
 // for 2-bit rows of one group, n a multiple of 64 up to kMaxLutRow; `lut_available` says whether
 // this build has them for the spec. nq <= kMaxQueries queries as scores_multi.
 bool lut_available(const QuantSpec& spec, int group, int n);
+// The table kernels' helpers (shared by both ISAs and ref::scores_lut):
+// lc[4] = the centred 2-bit levels L[c] − m; returns m = (L[0] + L[3]) / 2.
+inline float centred_levels(const float* levels, float* lc) {
+  const float m = 0.5f * (levels[0] + levels[3]);
+  for (int c = 0; c < 4; ++c) lc[c] = levels[c] - m;
+  return m;
+}
+// The block of `block` rows at row t: the rows themselves (stride), or, for a last block of fewer,
+// copies of them in the zeroed pad[block · (4 + n/4)] (stride 4 + n/4). Returns its row count.
+inline int lut_block(const uint8_t* rows, size_t stride, int64_t t, int64_t n_rows, int block, int n, uint8_t* pad,
+                     const uint8_t*& r0, size_t& rst) {
+  const int nr = static_cast<int>(n_rows - t < block ? n_rows - t : block);
+  r0 = rows + t * stride, rst = stride;
+  if (nr < block) {
+    const size_t prb = 4 + static_cast<size_t>(n) / 4;
+    std::memset(pad, 0, block * prb);
+    for (int u = 0; u < nr; ++u) std::memcpy(pad + u * prb, r0 + u * stride, prb);
+    r0 = pad, rst = prb;
+  }
+  return nr;
+}
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride);
 }  // namespace simd

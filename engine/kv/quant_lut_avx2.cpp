@@ -5,6 +5,7 @@
 // and high nibbles index tables 2c and 2c+1 with vpshufb, and the two int8 lookups of a row are
 // added into its int16 sum by vpmaddubsw against ones. Per row and query that is ~4 integer ops
 // per 4 values instead of ~4 FMAs and the level decode of the float kernels.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -118,8 +119,8 @@ inline void headers8(const uint8_t* row0, size_t stride, __m256& sc, __m256& of)
 template <int NQ, int CH>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
-  const float mid = 0.5f * (levels[0] + levels[3]);
-  const float lc[4] = {levels[0] - mid, levels[1] - mid, levels[2] - mid, levels[3] - mid};
+  float lc[4];
+  const float mid = centred_levels(levels, lc);
   alignas(32) __m256i tab[NQ * kMaxPos];
   alignas(32) float tmp[8 * kMaxLutRow];
   float s[NQ], base[NQ], qs[NQ];
@@ -128,18 +129,11 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
     qs[j] = qsum[j * qsst];
     base[j] = mid * qs[j];
   }
-  // rows of the last partial block, copied into a zeroed block of 32
-  alignas(32) uint8_t pad[kRows * (4 + kMaxLutRow / 4)];
-  const size_t prb = 4 + static_cast<size_t>(n) / 4;
+  alignas(32) uint8_t pad[kRows * (4 + kMaxLutRow / 4)];  // the last partial block
   for (int64_t t = 0; t < n_rows; t += kRows) {
-    const int nr = static_cast<int>(std::min<int64_t>(kRows, n_rows - t));
-    const uint8_t* r0 = rows + t * stride;
-    size_t rst = stride;
-    if (nr < kRows) {
-      std::memset(pad, 0, sizeof(pad));
-      for (int u = 0; u < nr; ++u) std::memcpy(pad + u * prb, r0 + u * stride, prb);
-      r0 = pad, rst = prb;
-    }
+    const uint8_t* r0;
+    size_t rst;
+    const int nr = lut_block(rows, stride, t, n_rows, kRows, n, pad, r0, rst);
     __m256i acc[2 * NQ];
     block_sums<NQ, CH>(r0 + 4, rst, tab, acc);
     __m256 sc[4], of[4];
@@ -174,10 +168,6 @@ void scores_lut_nq(const float* levels, const float* q, size_t qst, const float*
 
 }  // namespace
 
-bool lut_available(const QuantSpec& spec, int group, int n) {
-  return spec.bits == 2 && group == n && n % 64 == 0 && n <= kMaxLutRow;
-}
-
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {
   switch (nq) {
@@ -190,10 +180,6 @@ void scores_lut(const float* levels, const float* q, size_t q_stride, const floa
 }
 
 #elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (quant_lut_neon.cpp): RowCodec never asks
-
-bool lut_available(const QuantSpec&, int, int) {
-  return false;
-}
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {

@@ -65,8 +65,8 @@ inline float build_tables(const float* q, int n, const float* lc, int8x16_t* tab
 template <int NQ>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
-  const float mid = 0.5f * (levels[0] + levels[3]);
-  const float lc[4] = {levels[0] - mid, levels[1] - mid, levels[2] - mid, levels[3] - mid};
+  float lc[4];
+  const float mid = centred_levels(levels, lc);
   const int ch_n = n / 64;  // chunks of 16 code bytes
   int8x16_t tab[NQ * kMaxPos];
   float tmp[8 * kMaxLutRow];
@@ -76,18 +76,12 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
     qs[j] = qsum[j * qsst];
     base[j] = mid * qs[j];
   }
-  uint8_t pad[kRows * (4 + kMaxLutRow / 4)];  // rows of the last partial block, in a zeroed block
-  const size_t prb = 4 + static_cast<size_t>(n) / 4;
+  uint8_t pad[kRows * (4 + kMaxLutRow / 4)];  // the last partial block
   const uint8x16_t m4 = vdupq_n_u8(0x0F);
   for (int64_t t = 0; t < n_rows; t += kRows) {
-    const int nr = static_cast<int>(std::min<int64_t>(kRows, n_rows - t));
-    const uint8_t* r0 = rows + t * stride;
-    size_t rst = stride;
-    if (nr < kRows) {
-      std::memset(pad, 0, sizeof(pad));
-      for (int u = 0; u < nr; ++u) std::memcpy(pad + u * prb, r0 + u * stride, prb);
-      r0 = pad, rst = prb;
-    }
+    const uint8_t* r0;
+    size_t rst;
+    const int nr = lut_block(rows, stride, t, n_rows, kRows, n, pad, r0, rst);
     int16x8_t acc[2 * NQ];  // [query j][rows 0-7, 8-15]
     for (int j = 0; j < 2 * NQ; ++j) acc[j] = vdupq_n_s16(0);
     for (int ch = 0; ch < ch_n; ++ch) {
@@ -123,10 +117,6 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
 }
 
 }  // namespace
-
-bool lut_available(const QuantSpec& spec, int group, int n) {
-  return spec.bits == 2 && group == n && n % 64 == 0 && n <= kMaxLutRow;
-}
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {

@@ -156,8 +156,8 @@ void accumulate(const QuantSpec& spec, int group, const float* levels, const flo
 
 void scores_lut(const float* levels, const float* q, float qsum, int n, const uint8_t* rows, size_t stride,
                 int64_t n_rows, float* out) {
-  const float mid = 0.5f * (levels[0] + levels[3]);
-  const float lc[4] = {levels[0] - mid, levels[1] - mid, levels[2] - mid, levels[3] - mid};
+  float lc[4];
+  const float mid = simd::centred_levels(levels, lc);
   const int np = n / 2;
   std::vector<float> T(static_cast<size_t>(np) * 16);
   float amax = 0.0f;
