@@ -134,7 +134,8 @@ RowCodec::RowCodec(const QuantSpec& spec, int n) : spec_(spec), n_(n) {
   levels_ = level_table(spec.bits, spec.levels);
   simd_ = simd::available(spec_, group_) && n_ <= simd::kMaxRow;
   wide_ = cpu::active_isa() == cpu::Isa::Avx512 && simd512::available(spec_, group_, n_) && n_ <= simd::kMaxRow;
-  lut_ = spec_.lut && simd_ && !wide_ && simd::lut_available(spec_, group_, n_);
+  lut_ = spec_.lut && simd_ && !wide_ && cpu::active_isa() != cpu::Isa::Scalar &&
+         simd::lut_available(spec_, group_, n_);
 }
 
 void RowCodec::quantize(const float* x, uint8_t* out) const {

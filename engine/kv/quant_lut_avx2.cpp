@@ -47,7 +47,8 @@ inline void transpose32x16(const uint8_t* row0, size_t stride, __m256i* col) {
 }
 
 // Tables of one query (ref::scores_lut's definition): tab[p] = the 16 int8 entries of pair p in
-// both 128-bit lanes, p < n/2. Returns the entries' scale s (0 when q is 0).
+// both 128-bit lanes, p < n/2. Returns the entries' scale s (0, with zero tables, when
+// lut_scale_usable says so).
 inline float build_tables(const float* q, int n, const float* lc, __m256i* tab, float* tmp) {
   const __m256 l0 = _mm256_setr_ps(lc[0], lc[1], lc[2], lc[3], lc[0], lc[1], lc[2], lc[3]);  // L'[i & 3]
   const __m256 l1lo = _mm256_setr_ps(lc[0], lc[0], lc[0], lc[0], lc[1], lc[1], lc[1], lc[1]);  // L'[i >> 2], i < 8
@@ -66,8 +67,11 @@ inline float build_tables(const float* q, int n, const float* lc, __m256i* tab, 
   _mm256_store_ps(m, amax);
   float mx = m[0];
   for (int i = 1; i < 8; ++i) mx = std::max(mx, m[i]);
-  const float inv = mx > 0.0f ? 127.0f / mx : 0.0f;
-  const __m256 vinv = _mm256_set1_ps(inv);
+  if (!lut_scale_usable(mx)) {
+    for (int p = 0; p < n / 2; ++p) _mm256_store_si256(tab + p, _mm256_setzero_si256());
+    return 0.0f;
+  }
+  const __m256 vinv = _mm256_set1_ps(127.0f / mx);
   for (int p = 0; p < n / 2; ++p) {
     const __m256i lo = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_load_ps(tmp + 16 * p), vinv));  // nearest, ties even
     const __m256i hi = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_load_ps(tmp + 16 * p + 8), vinv));
@@ -76,7 +80,7 @@ inline float build_tables(const float* q, int n, const float* lc, __m256i* tab, 
     const __m256i e = _mm256_packs_epi16(w, _mm256_permute2x128_si256(w, w, 0x01));
     _mm256_store_si256(tab + p, _mm256_permute2x128_si256(e, e, 0x00));
   }
-  return mx > 0.0f ? mx / 127.0f : 0.0f;
+  return mx / 127.0f;
 }
 
 // acc[2j] lanes = int16 sums of rows [0..7 | 16..23], acc[2j+1] of rows [8..15 | 24..31], for the

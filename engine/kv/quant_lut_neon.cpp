@@ -37,7 +37,7 @@ inline void transpose16x16(const uint8_t* row0, size_t stride, uint8x16_t* col) 
 }
 
 // Tables of one query (ref::scores_lut's definition): tab[p] = the 16 int8 entries of pair p,
-// p < n/2. Returns the entries' scale s (0 when q is 0).
+// p < n/2. Returns the entries' scale s (0, with zero tables, when lut_scale_usable says so).
 inline float build_tables(const float* q, int n, const float* lc, int8x16_t* tab, float* tmp) {
   const float32x4_t l0 = vld1q_f32(lc);  // L'[i & 3]
   float32x4_t amax = vdupq_n_f32(0.0f);
@@ -51,7 +51,11 @@ inline float build_tables(const float* q, int n, const float* lc, int8x16_t* tab
     }
   }
   const float mx = vmaxvq_f32(amax);
-  const float32x4_t inv = vdupq_n_f32(mx > 0.0f ? 127.0f / mx : 0.0f);
+  if (!lut_scale_usable(mx)) {
+    for (int p = 0; p < n / 2; ++p) tab[p] = vdupq_n_s8(0);
+    return 0.0f;
+  }
+  const float32x4_t inv = vdupq_n_f32(127.0f / mx);
   for (int p = 0; p < n / 2; ++p) {
     int16x4_t h[4];
     for (int k = 0; k < 4; ++k) {
@@ -59,7 +63,7 @@ inline float build_tables(const float* q, int n, const float* lc, int8x16_t* tab
     }
     tab[p] = vcombine_s8(vqmovn_s16(vcombine_s16(h[0], h[1])), vqmovn_s16(vcombine_s16(h[2], h[3])));
   }
-  return mx > 0.0f ? mx / 127.0f : 0.0f;
+  return mx / 127.0f;
 }
 
 template <int NQ>

@@ -168,9 +168,12 @@ void scores_lut(const float* levels, const float* q, float qsum, int n, const ui
       amax = std::max(amax, std::fabs(t));
     }
   }
-  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f, s = amax > 0.0f ? amax / 127.0f : 0.0f;
-  std::vector<int> T8(T.size());
-  for (size_t k = 0; k < T.size(); ++k) T8[k] = static_cast<int>(std::nearbyint(opaque(T[k] * inv)));
+  const bool usable = simd::lut_scale_usable(amax);
+  const float inv = usable ? 127.0f / amax : 0.0f, s = usable ? amax / 127.0f : 0.0f;
+  std::vector<int> T8(T.size(), 0);
+  if (usable) {
+    for (size_t k = 0; k < T.size(); ++k) T8[k] = static_cast<int>(std::nearbyint(opaque(T[k] * inv)));
+  }
   const float base = opaque(mid * qsum);
   for (int64_t t = 0; t < n_rows; ++t) {
     const uint8_t* r = rows + t * stride;

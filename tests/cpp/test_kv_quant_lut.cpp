@@ -11,11 +11,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/fp16.h"
+#include "cpu/isa.h"
 #include "kv/kv_options.h"
 #include "kv/quant.h"
 
@@ -64,7 +66,15 @@ float group_sum(const float* q, int n) {
   return s;
 }
 
+// The table kernels run where AVX-512 is not chosen: cap the ISA at AVX2 for the test's codecs (a
+// no-op on AVX2-only and NEON machines), and lift the cap again at the end.
+struct Avx2Cap {
+  Avx2Cap() { akvq::cpu::set_isa_cap(akvq::cpu::Isa::Avx2); }
+  ~Avx2Cap() { akvq::cpu::set_isa_cap(akvq::cpu::Isa::Avx512); }
+};
+
 TEST(KvQuantLut, KernelsEqualTheDefinitionBitForBit) {
+  const Avx2Cap cap;
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
   int n_cases = 0;
@@ -170,8 +180,39 @@ TEST(KvQuantLut, ErrorIsASmallFractionOfTheCodesOwn) {
   }
 }
 
+TEST(KvQuantLut, DegenerateQueriesScoreAsTheDefinitionSays) {
+  // tables from a tiny query (127 / max|T| overflows), an infinite or a NaN entry: zero tables, and
+  // the kernels still give the definition's bits (NaN where the definition gives NaN)
+  const Avx2Cap cap;
+  std::mt19937 rng(34);
+  const int n = 64, n_rows = 40;
+  const RowCodec codec(lut_spec(Levels::Gaussian, n), n);
+  if (!codec.lut_scores()) GTEST_SKIP() << "this CPU/build has no table kernels";
+  const Rows r = make_rows(codec, n_rows, 1, rng);
+  std::vector<std::vector<float>> queries(4, std::vector<float>(n, 0.0f));
+  queries[0][5] = 1e-38f;
+  queries[1][5] = 3e-38f, queries[1][9] = -1e-39f;
+  queries[2][3] = std::numeric_limits<float>::infinity(), queries[2][4] = 1.0f;
+  queries[3][7] = std::numeric_limits<float>::quiet_NaN(), queries[3][8] = 2.0f;
+  for (size_t k = 0; k < queries.size(); ++k) {
+    const std::vector<float>& q = queries[k];
+    const float qsum = group_sum(q.data(), n);
+    std::vector<float> out(n_rows), want(n_rows);
+    codec.scores(q.data(), &qsum, r.bytes.data(), r.stride, n_rows, out.data());
+    akvq::kv::ref::scores_lut(codec.levels(), q.data(), qsum, n, r.bytes.data(), r.stride, n_rows, want.data());
+    for (int t = 0; t < n_rows; ++t) {
+      if (std::isnan(want[t])) {
+        ASSERT_TRUE(std::isnan(out[t])) << "query " << k << " row " << t;
+      } else {
+        ASSERT_EQ(out[t], want[t]) << "query " << k << " row " << t;
+      }
+    }
+  }
+}
+
 TEST(KvQuantLut, ARowsScoreDoesNotDependOnItsNeighbours) {
   // each row alone (any offset in a block of 32, any query slot) = the row among all of them
+  const Avx2Cap cap;
   std::mt19937 rng(21);
   std::normal_distribution<float> nd;
   const int n = 64, n_rows = 70;

@@ -225,3 +225,7 @@ def test_kv_options(smollm2_path):
             assert m.kv_stats()["options"]["rotate"] == want, value
     with pytest.raises(ValueError, match="rotate"):
         pyakvq.Model(smollm2_path, kv="akvq2", kv_options={"rotate": "maybe"})
+    # so does lut (the table scores of the 2-bit K rows; on by default)
+    for opts, want in (({}, "1"), ({"lut": False}, "0"), ({"lut": True}, "1"), ({"lut": "0"}, "0")):
+        with pyakvq.Model(smollm2_path, n_ctx=64, n_threads=1, kv="akvq2", kv_options=opts) as m:
+            assert m.kv_stats()["options"]["lut"] == want, opts
