@@ -180,15 +180,26 @@ std::vector<float> reference(const QuantKvCache& c, int layer, const std::vector
       std::vector<double> s(vis);
       std::vector<const Copy*> cp(vis);
       for (int t = 0; t < vis; ++t) cp[t] = &d.read(t, vis - 1);
+      // rows scored from tables: the table arithmetic (its own tests: test_kv_quant_lut.cpp), one
+      // ref::scores_lut call per codec over copies of its rows
+      std::map<const kv::RowCodec*, std::vector<int>> lut_rows;
+      for (int t = 0; t < vis; ++t) {
+        if (cp[t]->lut) lut_rows[cp[t]->lut].push_back(t);
+      }
+      for (const auto& [codec, ts] : lut_rows) {
+        const size_t rb = codec->row_bytes();
+        std::vector<uint8_t> rows(ts.size() * rb);
+        for (size_t u = 0; u < ts.size(); ++u) std::memcpy(&rows[u * rb], cp[ts[u]]->k_rows[kvh], rb);
+        float qsum = 0;
+        codec->query_group_sums(qf.data(), &qsum);
+        std::vector<float> sc(ts.size());
+        kv::ref::scores_lut(codec->levels(), qf.data(), qsum, hd, rows.data(), rb, static_cast<int64_t>(ts.size()),
+                            sc.data());
+        for (size_t u = 0; u < ts.size(); ++u) s[ts[u]] = sc[u];
+      }
       double mx = -1e300;
       for (int t = 0; t < vis; ++t) {
-        if (cp[t]->lut) {  // the table arithmetic (its own tests: test_kv_quant_lut.cpp)
-          float qsum = 0, sc = 0;
-          cp[t]->lut->query_group_sums(qf.data(), &qsum);
-          kv::ref::scores_lut(cp[t]->lut->levels(), qf.data(), qsum, hd, cp[t]->k_rows[kvh], cp[t]->lut->row_bytes(), 1,
-                              &sc);
-          s[t] = sc;
-        } else {
+        if (!cp[t]->lut) {
           double dot = 0;
           for (int e = 0; e < hd; ++e) dot += qt[e] * cp[t]->k[kvh * hd + e];
           s[t] = dot * scale;
