@@ -147,8 +147,8 @@ void accumulate(const QuantSpec& spec, int group, const float* levels, const flo
 // AVX2 kernels' arithmetic (simd::scores_lut), for one query q[n] with group sum qsum:
 //   m = (L[0] + L[3]) / 2, L'[c] = L[c] − m (centred levels; exact for both 2-bit tables),
 //   T(p, i) = fma(q[2p+1], L'[i >> 2], q[2p]·L'[i & 3])  for pairs p < n/2 and nibbles i < 16,
-//   s = A / 127 and T8(p, i) = nearbyint(T(p, i) · (127 / A)) with A = max |T| (s = T8 = 0 unless
-//   A > 0 and A, 127/A are finite: simd::lut_scale_usable),
+//   s = A / 127 and T8(p, i) = nearbyint(T(p, i) · (127 / A)) with A = max |T| (s = T8 = 0 if an
+//   entry is NaN, or unless A > 0 and A, 127/A are finite: simd::lut_scale_usable),
 //   I_t = Σ_p T8(p, nibble p of row t)   (nibble p = values 2p, 2p+1: bits [4p, 4p + 4) of the codes),
 //   out[t] = fma(scale_t, fma(float(I_t), s, m·qsum), offset_t·qsum).
 // So out[t] = q·x̂_t up to the tables' rounding: |error| <= scale_t · s · n/4 (n/2 entries, each
@@ -196,7 +196,8 @@ inline float centred_levels(const float* levels, float* lc) {
   return m;
 }
 // Whether the largest table entry A gives usable tables: A > 0 and both A and 127/A finite (else
-// every entry and the scale are 0: a zero, tiny or non-finite query; a NaN stays in qsum).
+// every entry and the scale are 0: a zero, tiny or infinite query; so are they when an entry is
+// NaN, and the NaN stays in qsum). A NaN A is not usable.
 inline bool lut_scale_usable(float a) {
   return a > 0.0f && a <= 3.4e38f && 127.0f / a <= 3.4e38f;
 }

@@ -54,7 +54,7 @@ inline float build_tables(const float* q, int n, const float* lc, __m256i* tab, 
   const __m256 l1lo = _mm256_setr_ps(lc[0], lc[0], lc[0], lc[0], lc[1], lc[1], lc[1], lc[1]);  // L'[i >> 2], i < 8
   const __m256 l1hi = _mm256_setr_ps(lc[2], lc[2], lc[2], lc[2], lc[3], lc[3], lc[3], lc[3]);  // i >= 8
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  __m256 amax = _mm256_setzero_ps();
+  __m256 amax = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
   for (int p = 0; p < n / 2; ++p) {
     const __m256 a = _mm256_set1_ps(q[2 * p]), b = _mm256_set1_ps(q[2 * p + 1]);
     const __m256 al0 = _mm256_mul_ps(a, l0);
@@ -62,12 +62,13 @@ inline float build_tables(const float* q, int n, const float* lc, __m256i* tab, 
     _mm256_store_ps(tmp + 16 * p, lo);
     _mm256_store_ps(tmp + 16 * p + 8, hi);
     amax = _mm256_max_ps(amax, _mm256_max_ps(_mm256_and_ps(lo, abs_mask), _mm256_and_ps(hi, abs_mask)));
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(lo, hi, _CMP_UNORD_Q));  // all ones where either is NaN
   }
   alignas(32) float m[8];
   _mm256_store_ps(m, amax);
   float mx = m[0];
   for (int i = 1; i < 8; ++i) mx = std::max(mx, m[i]);
-  if (!lut_scale_usable(mx)) {
+  if (_mm256_movemask_ps(nan) != 0 || !lut_scale_usable(mx)) {
     for (int p = 0; p < n / 2; ++p) _mm256_store_si256(tab + p, _mm256_setzero_si256());
     return 0.0f;
   }

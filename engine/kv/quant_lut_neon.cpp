@@ -50,7 +50,7 @@ inline float build_tables(const float* q, int n, const float* lc, int8x16_t* tab
       amax = vmaxq_f32(amax, vabsq_f32(t));
     }
   }
-  const float mx = vmaxvq_f32(amax);
+  const float mx = vmaxvq_f32(amax);  // NaN when an entry is NaN (fmax propagates it)
   if (!lut_scale_usable(mx)) {
     for (int p = 0; p < n / 2; ++p) tab[p] = vdupq_n_s8(0);
     return 0.0f;

@@ -161,14 +161,16 @@ void scores_lut(const float* levels, const float* q, float qsum, int n, const ui
   const int np = n / 2;
   std::vector<float> T(static_cast<size_t>(np) * 16);
   float amax = 0.0f;
+  bool nan = false;
   for (int p = 0; p < np; ++p) {
     for (int i = 0; i < 16; ++i) {
       const float t = std::fma(q[2 * p + 1], lc[i >> 2], opaque(q[2 * p] * lc[i & 3]));
       T[static_cast<size_t>(p) * 16 + i] = t;
       amax = std::max(amax, std::fabs(t));
+      nan = nan || std::isnan(t);
     }
   }
-  const bool usable = simd::lut_scale_usable(amax);
+  const bool usable = !nan && simd::lut_scale_usable(amax);
   const float inv = usable ? 127.0f / amax : 0.0f, s = usable ? amax / 127.0f : 0.0f;
   std::vector<int> T8(T.size(), 0);
   if (usable) {
