@@ -11,6 +11,7 @@
 
 #include "cpu/simd.h"
 #include "kv/quant.h"
+#include "kv/quant_headers_avx2.h"
 
 namespace akvq::kv::simd {
 
@@ -108,17 +109,6 @@ inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* tab,
       }
     }
   }
-}
-
-// The fp16 scales and offsets of 8 rows (row0 + u·stride) as floats.
-inline void headers8(const uint8_t* row0, size_t stride, __m256& sc, __m256& of) {
-  alignas(16) uint16_t s[8], o[8];
-  for (int u = 0; u < 8; ++u) {
-    std::memcpy(s + u, row0 + u * stride, 2);
-    std::memcpy(o + u, row0 + u * stride + 2, 2);
-  }
-  sc = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(s)));
-  of = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(o)));
 }
 
 template <int NQ, int CH>
