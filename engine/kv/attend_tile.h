@@ -231,6 +231,111 @@ inline void pv_h(const float* p, int n, const uint16_t* v, int hd, int64_t ld, f
   pv_at(p, n, [&](int j) { return v + j * ld; }, hd, acc);
 }
 
+// Decode with GQA: the R query heads of one KV head read the same fp16 K/V rows. The two kernels
+// below convert each row once for all R rows (the per-row kernels above convert it once per row,
+// and the conversion, not the FMA, bounds them: one ymm conversion per cycle on Zen 3). Each row's
+// products and sums run in the same order as in scores_dot_h / pv_h, so the results are the same
+// bits. kMaxRows bounds R (the accumulators must stay in the 16 ymm registers).
+constexpr int kMaxRows = 4;
+
+// s[r * lds + j] = q[r * ldq + 0:hd] · k[j * ldk + 0:hd] for r < R, j < n, hd a multiple of 8:
+// scores_dot_h of each row (same lane sums, same pairwise reduction).
+template <int R>
+inline void scores_rows_h(const float* q, int ldq, const uint16_t* k, int64_t ldk, int n, int hd, float* s,
+                          int lds) {
+  static_assert(R >= 1 && R <= kMaxRows, "rows per call");
+  for (int j = 0; j < n; ++j) {
+    const uint16_t* kj = k + j * ldk;
+    v8 a0[R], a1[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = splat8(0.0f);
+    int d = 0;
+    for (; d + 16 <= hd; d += 16) {
+      const v8 k0 = load8h(kj + d), k1 = load8h(kj + d + 8);
+      for (int r = 0; r < R; ++r) {
+        a0[r] = fma8(load8(q + r * ldq + d), k0, a0[r]);
+        a1[r] = fma8(load8(q + r * ldq + d + 8), k1, a1[r]);
+      }
+    }
+    for (; d + 8 <= hd; d += 8) {
+      const v8 k0 = load8h(kj + d);
+      for (int r = 0; r < R; ++r) a0[r] = fma8(load8(q + r * ldq + d), k0, a0[r]);
+    }
+#if defined(__AVX__)
+    // The pairwise sums of up to 4 rows at once, as scores_at's 4-row reduction does.
+    __m256 x[4];
+    for (int r = 0; r < 4; ++r) x[r] = reinterpret_cast<__m256>(a0[r < R ? r : 0] + a1[r < R ? r : 0]);
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3]));
+    alignas(16) float t[4];
+    _mm_store_ps(t, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+    for (int r = 0; r < R; ++r) s[r * lds + j] = t[r];
+#else
+    for (int r = 0; r < R; ++r) s[r * lds + j] = hsum_lanes(a0[r] + a1[r]);
+#endif
+  }
+}
+
+// acc[r * lda + d0 + 0:8*NV] += Σ_j p[r * ldp + j] * v[j * ldv + d0 + 0:8*NV] for r < R.
+template <int R, int NV>
+inline void pv_rows_chunk_h(const float* p, int ldp, int n, const uint16_t* v, int64_t ldv, int d0, float* acc,
+                            int lda) {
+  v8 a[R][NV];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < NV; ++c) a[r][c] = load8(acc + r * lda + d0 + 8 * c);
+  }
+  for (int j = 0; j < n; ++j) {
+    const uint16_t* vj = v + j * ldv + d0;
+    v8 pj[R];
+    for (int r = 0; r < R; ++r) pj[r] = splat8(p[r * ldp + j]);
+    for (int c = 0; c < NV; ++c) {
+      const v8 x = load8h(vj + 8 * c);
+      for (int r = 0; r < R; ++r) a[r][c] = fma8(pj[r], x, a[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < NV; ++c) store8(acc + r * lda + d0 + 8 * c, a[r][c]);
+  }
+}
+
+// acc[r * lda + 0:hd] += Σ_j p[r * ldp + j] * v[j * ldv + 0:hd] for r < R, hd a multiple of 8:
+// pv_h of each row (every lane is the same chain of FMAs over j; only the split of hd differs).
+template <int R>
+inline void pv_rows_h(const float* p, int ldp, int n, const uint16_t* v, int64_t ldv, int hd, float* acc,
+                      int lda) {
+  static_assert(R >= 1 && R <= kMaxRows, "rows per call");
+  constexpr int NV = R <= 3 ? 4 : 2;  // R * NV accumulators + R weights + 1 value <= 16 registers
+  int d = 0;
+  for (; d + 8 * NV <= hd; d += 8 * NV) pv_rows_chunk_h<R, NV>(p, ldp, n, v, ldv, d, acc, lda);
+  for (; d + 8 <= hd; d += 8) pv_rows_chunk_h<R, 1>(p, ldp, n, v, ldv, d, acc, lda);
+}
+
+// scores_rows_h / pv_rows_h for any number of rows, in calls of at most kMaxRows.
+inline void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* k, int64_t ldk, int n, int hd,
+                          float* s, int lds) {
+  for (int r = 0; r < rows; r += kMaxRows) {
+    const float* qr = q + r * ldq;
+    float* sr = s + r * lds;
+    switch (std::min(kMaxRows, rows - r)) {
+      case 1: scores_rows_h<1>(qr, ldq, k, ldk, n, hd, sr, lds); break;
+      case 2: scores_rows_h<2>(qr, ldq, k, ldk, n, hd, sr, lds); break;
+      case 3: scores_rows_h<3>(qr, ldq, k, ldk, n, hd, sr, lds); break;
+      default: scores_rows_h<4>(qr, ldq, k, ldk, n, hd, sr, lds); break;
+    }
+  }
+}
+inline void pv_rows_h(int rows, const float* p, int ldp, int n, const uint16_t* v, int64_t ldv, int hd, float* acc,
+                      int lda) {
+  for (int r = 0; r < rows; r += kMaxRows) {
+    const float* pr = p + r * ldp;
+    float* ar = acc + r * lda;
+    switch (std::min(kMaxRows, rows - r)) {
+      case 1: pv_rows_h<1>(pr, ldp, n, v, ldv, hd, ar, lda); break;
+      case 2: pv_rows_h<2>(pr, ldp, n, v, ldv, hd, ar, lda); break;
+      case 3: pv_rows_h<3>(pr, ldp, n, v, ldv, hd, ar, lda); break;
+      default: pv_rows_h<4>(pr, ldp, n, v, ldv, hd, ar, lda); break;
+    }
+  }
+}
+
 // Sum and max of x[n] (n a multiple of 8) with 8 independent lanes, combined in a fixed tree:
 // GCC's vector extension, so both compile to packed adds / maxes whatever the reassociation flags
 // (lane l of the max is x[l] > y ? x[l] : y, the scalar select, lane by lane).

@@ -125,34 +125,31 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
     // converting in registers, rather than storing the block in f32 first; the values and their
     // order are the same.
     const bool in_place = tile::kHardwareF16 && nrh <= kInPlaceRows;
+    // In place, one query and several heads per KV head (GQA decode): the heads share each row.
+    const bool shared_rows = in_place && i1 - i0 == 1 && nrh > 1 && hd % 8 == 0;
     const uint16_t* kh = kbase + static_cast<int64_t>(kvh0) * hd;
     const uint16_t* vh = vbase + static_cast<int64_t>(kvh0) * hd;
 
     for (int b = t0; b < t1; b += kBlock) {
       const int nb = std::min(kBlock, t1 - b);
-      for (int j = 0; j < nb; ++j) {
-        if (b + j + tile::kPrefetchRows < t1) {  // strided rows: requested ahead (attend_tile.h)
-          tile::prefetch_row(kh + (b + j + tile::kPrefetchRows) * stride, width);
-          tile::prefetch_row(vh + (b + j + tile::kPrefetchRows) * stride, width);
+      {
+        const int p0 = b == t0 ? b : b + kBlock, p1 = std::min(t1, b + 2 * kBlock);
+        for (int j = p0; j < p1; ++j) {
+          tile::prefetch_row(kh + j * stride, width);
+          tile::prefetch_row(vh + j * stride, width);
         }
+      }
+      for (int j = 0; j < nb; ++j) {
         if (in_place) continue;
         for (int c = 0; c < kpi; ++c) {
           tile::f16_to_f32(kh + (b + j) * stride + c * hd, Kf + (c * kBlock + j) * hd, hd);
           tile::f16_to_f32(vh + (b + j) * stride + c * hd, Vf + (c * kBlock + j) * hd, hd);
         }
       }
-      for (int r = 0; r < nr; ++r) {
-        const int i = row_query(r);
-        const int nbr = std::min(nb, n_kv - n_q + i + 1 - b);  // causal limit of this row
-        if (nbr <= 0) continue;
-        const int c = r / nrh;  // KV head of the item
+      // Online-softmax update of row r from its scores sr[0, nbr) (the rest of the block masked):
+      // the running max, the rescale of acc and l, then P = exp(S - m) in sr and l += Σ P.
+      const auto softmax_block = [&](int r, int nbr) {
         float* sr = S + r * kBlock;
-        const float* qr = Q + r * hd;
-        if (in_place) {
-          tile::scores_dot_h(qr, kh + b * stride + c * hd, nbr, hd, stride, sr);
-        } else {
-          tile::scores_dot(qr, Kf + c * kBlock * hd, nbr, hd, sr);
-        }
         std::fill(sr + nbr, sr + kBlock, kNegInf);  // masked / beyond the block
         const float bmax = tile::max8(sr, kBlock);
         float* ar = acc + r * hd;
@@ -169,6 +166,35 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
         tile::exp_nonpos(sr, kBlock);
         std::fill(sr + nbr, sr + kBlock, 0.0f);
         l[r] += tile::sum8(sr, kBlock);
+      };
+      if (shared_rows) {
+        // One query, nrh heads per KV head: each K/V row converted once for the head's nrh rows.
+        const int nbr = std::min(nb, n_kv - n_q + i0 + 1 - b);
+        if (nbr <= 0) continue;
+        for (int c = 0; c < kpi; ++c) {
+          const int r0 = c * nrh;
+          tile::scores_rows_h(nrh, Q + r0 * hd, hd, kh + b * stride + c * hd, stride, nbr, hd, S + r0 * kBlock,
+                              kBlock);
+          for (int r = r0; r < r0 + nrh; ++r) softmax_block(r, nbr);
+          tile::pv_rows_h(nrh, S + r0 * kBlock, kBlock, nbr, vh + b * stride + c * hd, stride, hd, acc + r0 * hd,
+                          hd);
+        }
+        continue;
+      }
+      for (int r = 0; r < nr; ++r) {
+        const int i = row_query(r);
+        const int nbr = std::min(nb, n_kv - n_q + i + 1 - b);  // causal limit of this row
+        if (nbr <= 0) continue;
+        const int c = r / nrh;  // KV head of the item
+        float* sr = S + r * kBlock;
+        const float* qr = Q + r * hd;
+        if (in_place) {
+          tile::scores_dot_h(qr, kh + b * stride + c * hd, nbr, hd, stride, sr);
+        } else {
+          tile::scores_dot(qr, Kf + c * kBlock * hd, nbr, hd, sr);
+        }
+        softmax_block(r, nbr);
+        float* ar = acc + r * hd;
         if (in_place) {
           tile::pv_h(sr, nbr, vh + b * stride + c * hd, hd, stride, ar);
         } else {

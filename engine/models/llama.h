@@ -70,6 +70,7 @@ struct LlamaWorkspace {
   std::vector<float> x, xn, q, k, v, attn, gate, up, xo, lo;
   std::vector<int32_t> pos;
   std::vector<int> row0, decode_seqs;                     // forward_batch: per-sequence row offsets
+  std::vector<int> decode_order;                          // forward_batch: decode_seqs, longest cache first
   std::vector<std::unique_ptr<cpu::ThreadPool>> serial;  // one-thread pools, one per pool thread
   // Optional debug hook, called after each named step with the intermediate
   // data [rows, cols] (e.g. "attn_norm", "q", "k", "v", "attn", "attn_out", "ffn_norm",

@@ -121,6 +121,12 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
   // Whole rounds only: a remainder (3 sequences on 2 threads) would leave threads idle while the
   // last ones run alone, so those attend like the longer sequences, with the whole pool.
   decode_seqs.resize(decode_seqs.size() - decode_seqs.size() % static_cast<size_t>(pool.size()));
+  // Dispatched longest cache first (the pool hands out tasks in order), so that a long sequence
+  // does not start last and run alone while the other threads wait.
+  std::vector<int>& decode_order = ws.decode_order;
+  decode_order = decode_seqs;
+  std::stable_sort(decode_order.begin(), decode_order.end(),
+                   [&](int a, int b) { return seqs[a].cache->n_tokens() > seqs[b].cache->n_tokens(); });
   while (!decode_seqs.empty() && ws.serial.size() < static_cast<size_t>(pool.size())) {
     ws.serial.push_back(std::make_unique<cpu::ThreadPool>(1));
   }
@@ -150,7 +156,7 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
       cache.attend(il, q + r0 * Q, seqs[s].n, hp.n_head, scale, attn + r0 * Q, p);
     };
     if (!decode_seqs.empty()) {
-      pool.run(static_cast<int>(decode_seqs.size()), [&](int i, int thread) { attend(decode_seqs[i], *ws.serial[thread]); });
+      pool.run(static_cast<int>(decode_order.size()), [&](int i, int thread) { attend(decode_order[i], *ws.serial[thread]); });
     }
     for (int s = 0; s < n_seqs; ++s) {  // the rest (decode_seqs is in ascending order)
       if (!std::binary_search(decode_seqs.begin(), decode_seqs.end(), s)) attend(s, pool);

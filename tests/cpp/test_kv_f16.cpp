@@ -367,9 +367,12 @@ static void check_attention_batch_invariance(int nkv, int n_head, int hd) {
 }
 
 // Shapes: GQA groups of 3 (decode reads both KV heads in one item, in place), MHA with a head_dim
-// of 40 (a tail of 8 past the 16-wide steps), one KV head of 128 in a group of 8.
+// of 40 (a tail of 8 past the 16-wide steps), one KV head of 128 in a group of 8; groups of 5 and 7
+// with head_dims 40 and 72 (decode's shared-row kernels in calls of 4 + 1 and 4 + 3 rows, with
+// tails past their 16-wide and 32-wide steps).
 TEST(KvF16, AttentionIsBatchInvariant) {
-  for (const auto& [nkv, n_head, hd] : std::vector<std::tuple<int, int, int>>{{2, 6, 64}, {4, 4, 40}, {1, 8, 128}}) {
+  for (const auto& [nkv, n_head, hd] : std::vector<std::tuple<int, int, int>>{
+           {2, 6, 64}, {4, 4, 40}, {1, 8, 128}, {1, 5, 40}, {2, 14, 72}}) {
     SCOPED_TRACE("n_head_kv " + std::to_string(nkv) + " n_head " + std::to_string(n_head) + " hd " + std::to_string(hd));
     check_attention_batch_invariance(nkv, n_head, hd);
   }
