@@ -238,14 +238,14 @@ inline void pv_h(const float* p, int n, const uint16_t* v, int hd, int64_t ld, f
 // bits. kMaxRows bounds R (the accumulators must stay in the 16 ymm registers).
 constexpr int kMaxRows = 4;
 
-// s[r * lds + j] = q[r * ldq + 0:hd] · k[j * ldk + 0:hd] for r < R, j < n, hd a multiple of 8:
-// scores_dot_h of each row (same lane sums, same pairwise reduction).
-template <int R>
-inline void scores_rows_h(const float* q, int ldq, const uint16_t* k, int64_t ldk, int n, int hd, float* s,
-                          int lds) {
+// s[r * lds + j] = q[r * ldq + 0:hd] · row(j)[0:hd] for r < R, j < n, row(j) an fp16 row (a
+// callable returning its pointer), hd a multiple of 8: scores_at of each row (same lane sums, same
+// pairwise reduction).
+template <int R, class RowAt>
+inline void scores_rows_h(const float* q, int ldq, RowAt row, int n, int hd, float* s, int lds) {
   static_assert(R >= 1 && R <= kMaxRows, "rows per call");
   for (int j = 0; j < n; ++j) {
-    const uint16_t* kj = k + j * ldk;
+    const uint16_t* kj = row(j);
     v8 a0[R], a1[R];
     for (int r = 0; r < R; ++r) a0[r] = a1[r] = splat8(0.0f);
     int d = 0;
@@ -274,16 +274,15 @@ inline void scores_rows_h(const float* q, int ldq, const uint16_t* k, int64_t ld
   }
 }
 
-// acc[r * lda + d0 + 0:8*NV] += Σ_j p[r * ldp + j] * v[j * ldv + d0 + 0:8*NV] for r < R.
-template <int R, int NV>
-inline void pv_rows_chunk_h(const float* p, int ldp, int n, const uint16_t* v, int64_t ldv, int d0, float* acc,
-                            int lda) {
+// acc[r * lda + d0 + 0:8*NV] += Σ_j p[r * ldp + j] * row(j)[d0 + 0:8*NV] for r < R.
+template <int R, int NV, class RowAt>
+inline void pv_rows_chunk_h(const float* p, int ldp, int n, RowAt row, int d0, float* acc, int lda) {
   v8 a[R][NV];
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < NV; ++c) a[r][c] = load8(acc + r * lda + d0 + 8 * c);
   }
   for (int j = 0; j < n; ++j) {
-    const uint16_t* vj = v + j * ldv + d0;
+    const uint16_t* vj = row(j) + d0;
     v8 pj[R];
     for (int r = 0; r < R; ++r) pj[r] = splat8(p[r * ldp + j]);
     for (int c = 0; c < NV; ++c) {
@@ -296,42 +295,42 @@ inline void pv_rows_chunk_h(const float* p, int ldp, int n, const uint16_t* v, i
   }
 }
 
-// acc[r * lda + 0:hd] += Σ_j p[r * ldp + j] * v[j * ldv + 0:hd] for r < R, hd a multiple of 8:
-// pv_h of each row (every lane is the same chain of FMAs over j; only the split of hd differs).
-template <int R>
-inline void pv_rows_h(const float* p, int ldp, int n, const uint16_t* v, int64_t ldv, int hd, float* acc,
-                      int lda) {
+// acc[r * lda + 0:hd] += Σ_j p[r * ldp + j] * row(j)[0:hd] for r < R, row(j) an fp16 row, hd a
+// multiple of 8: pv_at of each row (every lane is the same chain of FMAs over j; only the split of
+// hd differs).
+template <int R, class RowAt>
+inline void pv_rows_h(const float* p, int ldp, int n, RowAt row, int hd, float* acc, int lda) {
   static_assert(R >= 1 && R <= kMaxRows, "rows per call");
   constexpr int NV = R <= 3 ? 4 : 2;  // R * NV accumulators + R weights + 1 value <= 16 registers
   int d = 0;
-  for (; d + 8 * NV <= hd; d += 8 * NV) pv_rows_chunk_h<R, NV>(p, ldp, n, v, ldv, d, acc, lda);
-  for (; d + 8 <= hd; d += 8) pv_rows_chunk_h<R, 1>(p, ldp, n, v, ldv, d, acc, lda);
+  for (; d + 8 * NV <= hd; d += 8 * NV) pv_rows_chunk_h<R, NV>(p, ldp, n, row, d, acc, lda);
+  for (; d + 8 <= hd; d += 8) pv_rows_chunk_h<R, 1>(p, ldp, n, row, d, acc, lda);
 }
 
 // scores_rows_h / pv_rows_h for any number of rows, in calls of at most kMaxRows.
-inline void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* k, int64_t ldk, int n, int hd,
-                          float* s, int lds) {
+template <class RowAt>
+inline void scores_rows_h(int rows, const float* q, int ldq, RowAt row, int n, int hd, float* s, int lds) {
   for (int r = 0; r < rows; r += kMaxRows) {
     const float* qr = q + r * ldq;
     float* sr = s + r * lds;
     switch (std::min(kMaxRows, rows - r)) {
-      case 1: scores_rows_h<1>(qr, ldq, k, ldk, n, hd, sr, lds); break;
-      case 2: scores_rows_h<2>(qr, ldq, k, ldk, n, hd, sr, lds); break;
-      case 3: scores_rows_h<3>(qr, ldq, k, ldk, n, hd, sr, lds); break;
-      default: scores_rows_h<4>(qr, ldq, k, ldk, n, hd, sr, lds); break;
+      case 1: scores_rows_h<1>(qr, ldq, row, n, hd, sr, lds); break;
+      case 2: scores_rows_h<2>(qr, ldq, row, n, hd, sr, lds); break;
+      case 3: scores_rows_h<3>(qr, ldq, row, n, hd, sr, lds); break;
+      default: scores_rows_h<4>(qr, ldq, row, n, hd, sr, lds); break;
     }
   }
 }
-inline void pv_rows_h(int rows, const float* p, int ldp, int n, const uint16_t* v, int64_t ldv, int hd, float* acc,
-                      int lda) {
+template <class RowAt>
+inline void pv_rows_h(int rows, const float* p, int ldp, int n, RowAt row, int hd, float* acc, int lda) {
   for (int r = 0; r < rows; r += kMaxRows) {
     const float* pr = p + r * ldp;
     float* ar = acc + r * lda;
     switch (std::min(kMaxRows, rows - r)) {
-      case 1: pv_rows_h<1>(pr, ldp, n, v, ldv, hd, ar, lda); break;
-      case 2: pv_rows_h<2>(pr, ldp, n, v, ldv, hd, ar, lda); break;
-      case 3: pv_rows_h<3>(pr, ldp, n, v, ldv, hd, ar, lda); break;
-      default: pv_rows_h<4>(pr, ldp, n, v, ldv, hd, ar, lda); break;
+      case 1: pv_rows_h<1>(pr, ldp, n, row, hd, ar, lda); break;
+      case 2: pv_rows_h<2>(pr, ldp, n, row, hd, ar, lda); break;
+      case 3: pv_rows_h<3>(pr, ldp, n, row, hd, ar, lda); break;
+      default: pv_rows_h<4>(pr, ldp, n, row, hd, ar, lda); break;
     }
   }
 }

@@ -173,11 +173,13 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
         if (nbr <= 0) continue;
         for (int c = 0; c < kpi; ++c) {
           const int r0 = c * nrh;
-          tile::scores_rows_h(nrh, Q + r0 * hd, hd, kh + b * stride + c * hd, stride, nbr, hd, S + r0 * kBlock,
-                              kBlock);
+          const uint16_t* kc = kh + b * stride + c * hd;
+          const uint16_t* vc = vh + b * stride + c * hd;
+          tile::scores_rows_h(nrh, Q + r0 * hd, hd, [&](int j) { return kc + j * stride; }, nbr, hd,
+                              S + r0 * kBlock, kBlock);
           for (int r = r0; r < r0 + nrh; ++r) softmax_block(r, nbr);
-          tile::pv_rows_h(nrh, S + r0 * kBlock, kBlock, nbr, vh + b * stride + c * hd, stride, hd, acc + r0 * hd,
-                          hd);
+          tile::pv_rows_h(nrh, S + r0 * kBlock, kBlock, nbr, [&](int j) { return vc + j * stride; }, hd,
+                          acc + r0 * hd, hd);
         }
         continue;
       }

@@ -40,6 +40,7 @@ inline int zigzag(int k, int n) {
 }
 
 enum PartType { kSeg0, kSeg1, kKivi, kF16 };
+constexpr int kSharedRowsMax = 16;  // heads per item that read the fp16 rows together (attend_tile.h)
 struct Part {
   PartType type;
   int64_t a, b;  // packed rows [a, b) of the segment, or kivi2 blocks [a, b); none for kF16
@@ -235,10 +236,27 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         const int r_begin = (i - i0) * hpi, r_end = r_begin + hpi;
         int nb = 0;
         auto flush = [&]() {
-          for (int r = r_begin; r < r_end; ++r) {
-            float* sr = S_ + r * kBlock;
-            tile::scores_at(Q + r * hd, k_at, nb, hd, sr);
-            if (softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) tile::pv_at(sr, nb, v_at, hd, acc + r * hd);
+          if (hpi > 1 && hpi <= kSharedRowsMax && hd % 8 == 0) {  // the heads share each row's conversion
+            bool visible[kSharedRowsMax];
+            tile::scores_rows_h(hpi, Q + r_begin * hd, hd, k_at, nb, hd, S_ + r_begin * kBlock, kBlock);
+            bool all = true;
+            for (int r = r_begin; r < r_end; ++r) {
+              visible[r - r_begin] = softmax_block(S_ + r * kBlock, nb, m[r], l[r], acc + r * hd, hd);
+              all = all && visible[r - r_begin];
+            }
+            if (all) {
+              tile::pv_rows_h(hpi, S_ + r_begin * kBlock, kBlock, nb, v_at, hd, acc + r_begin * hd, hd);
+            } else {
+              for (int r = r_begin; r < r_end; ++r) {
+                if (visible[r - r_begin]) tile::pv_at(S_ + r * kBlock, nb, v_at, hd, acc + r * hd);
+              }
+            }
+          } else {
+            for (int r = r_begin; r < r_end; ++r) {
+              float* sr = S_ + r * kBlock;
+              tile::scores_at(Q + r * hd, k_at, nb, hd, sr);
+              if (softmax_block(sr, nb, m[r], l[r], acc + r * hd, hd)) tile::pv_at(sr, nb, v_at, hd, acc + r * hd);
+            }
           }
           nb = 0;
         };
