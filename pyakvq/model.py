@@ -417,6 +417,7 @@ class Model:
         if images is not None:
             if not isinstance(messages_or_prompt, str):
                 raise TypeError("images= goes with a prompt string; in messages, give images as image parts")
+            self._vision_model()  # raises for a model without a vision encoder
             images = list(images) if isinstance(images, (list, tuple)) else [images]
             parts = [{"type": "image"} for _ in images] + [{"type": "text", "text": messages_or_prompt}]
             messages_or_prompt = [{"role": "user", "content": parts}]
@@ -426,7 +427,6 @@ class Model:
                 images = found or None
             elif _mm.has_image_data(messages_or_prompt):
                 self._vision_model()  # raises: no vision encoder
-            # a text model's template sees image parts as given (as transformers renders them)
         text = self.render_chat(
             messages_or_prompt,
             template=template,
@@ -478,7 +478,14 @@ class Model:
         **variables,
     ) -> str:
         """The prompt text chat() generates from: the conversation rendered with the model's chat
-        template (or `template`) and the template variables, as chat() describes them."""
+        template (or `template`) and the template variables, as chat() describes them. For a model
+        without a vision encoder, a message whose content is a list of text parts only is rendered
+        with that text as one string, the parts joined by newlines (as llama.cpp's server and vLLM
+        do)."""
+        if self._vision is None and not isinstance(messages, str):
+            # text-only part lists as one string (OpenAI clients send them; text templates
+            # concatenate strings); a bare image part reaches the template as given
+            messages = _mm.join_text_parts(_v_messages(messages))
         info = self._model.info
         tmpl = template or info["chat_template"]
         if not tmpl:

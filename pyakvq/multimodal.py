@@ -93,6 +93,25 @@ def extract_images(messages: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str
     return out, images
 
 
+def join_text_parts(messages: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Messages whose content is a list of text parts only ({"type": "text", "text": ...}) get that
+    text as one string, the parts joined by newlines, as llama.cpp's server and vLLM pass such
+    content to a text model's template (most of which concatenate content as a string). Other
+    messages are returned as they are."""
+    out: list[Any] = []
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, Mapping) else None
+        if (
+            isinstance(content, Sequence)
+            and not isinstance(content, (str, bytes))
+            and content
+            and all(isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content)
+        ):
+            msg = {**msg, "content": "\n".join(p["text"] for p in content)}
+        out.append(msg)
+    return out
+
+
 def has_image_data(messages: Any) -> bool:
     """Whether some message part carries an image (an image part with its image, or an image_url)."""
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):

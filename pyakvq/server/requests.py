@@ -85,6 +85,10 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise bad_request("the request body is not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise bad_request(f"the request body is not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except RecursionError:
+        raise bad_request("the request body is not valid JSON here: its arrays/objects nest too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise bad_request(f"the request body is not valid JSON here: {e}") from None
     if not isinstance(obj, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(obj).__name__}")
     return obj

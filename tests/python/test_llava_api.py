@@ -495,7 +495,29 @@ def test_image_to_a_text_only_model(files):
             lambda: m.eval("<image> hi", images=[img]),
             lambda: m.chat(img, "What is it?"),
             lambda: m.chat([{"role": "user", "content": [{"type": "image", "image": img}]}]),
+            lambda: m.chat("What is it?", images=[img]),
+            # a template that concatenates string content (SmolLM2's) is not reached
+            lambda: m.chat("What is it?", images=[img], template=CONCAT_TEMPLATE),
         ):
             with pytest.raises(ValueError, match=r"no vision encoder; pass mmproj="):
                 call()
         assert isinstance(m.chat("hello", max_tokens=2, temperature=0), str)  # text chat unchanged
+
+
+CONCAT_TEMPLATE = "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}assistant:"
+
+
+def test_text_parts_reach_a_text_models_template_as_one_string(files):
+    # OpenAI clients send content as a list of text parts; a text model's template that concatenates
+    # strings gets them joined by newlines (llama.cpp's server and vLLM do the same)
+    parts = [{"type": "text", "text": "Say hi."}, {"type": "text", "text": "Briefly."}]
+    with pyakvq.Model(files["text"], n_ctx=128) as m:
+        joined = [{"role": "user", "content": "Say hi.\nBriefly."}]
+        assert m.render_chat([{"role": "user", "content": parts}], template=CONCAT_TEMPLATE) == m.render_chat(
+            joined, template=CONCAT_TEMPLATE
+        )
+        got = m.chat([{"role": "user", "content": parts}], template=CONCAT_TEMPLATE, max_tokens=4, temperature=0)
+        assert got == m.chat(joined, template=CONCAT_TEMPLATE, max_tokens=4, temperature=0)
+        with pytest.raises(ValueError, match="chat template error"):  # other lists still reach it as given
+            m.chat([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "note"}]}],
+                   template=CONCAT_TEMPLATE)

@@ -410,6 +410,8 @@ def _bad_cases(s) -> list[tuple[str, object, int, str, str | None]]:
     return [
         ("/v1/chat/completions", b'{"model": "demo", "messages": [', 400, "not valid JSON", None),
         ("/v1/chat/completions", b"", 400, "empty", None),
+        ("/v1/chat/completions", b"[" * 100000 + b"]" * 100000, 400, "nest too deeply", None),
+        ("/v1/chat/completions", b'{"model": "demo", "seed": ' + b"9" * 5000 + b"}", 400, "not valid JSON", None),
         ("/v1/chat/completions", b"[1, 2]", 400, "JSON object", None),
         ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "foo": 1}, 400, "unknown field 'foo'", "foo"),
         ("/v1/chat/completions", {"messages": _TEXT}, 400, "'model' is required", "model"),
@@ -603,6 +605,19 @@ def counting(smollm2_path):
 
 
 LONG = {"model": "smol", "prompt": COUNT, "max_tokens": 1500, "temperature": 0}
+
+
+def test_text_parts_to_a_text_model(counting):
+    # the openai client's list-of-parts content reaches SmolLM2's template (which concatenates
+    # strings) as one string: the same answer as the string content, from the server and from Python
+    parts = [{"type": "text", "text": "What is the capital of France?"}, {"type": "text", "text": "One word."}]
+    joined = "What is the capital of France?\nOne word."
+    ask = lambda content: counting.client.chat.completions.create(  # noqa: E731
+        model="smol", messages=[{"role": "user", "content": content}], max_tokens=6, temperature=0
+    ).choices[0].message.content
+    got = ask(parts)
+    assert got and got == ask(joined)
+    assert got == counting.model.chat([{"role": "user", "content": parts}], max_tokens=6, temperature=0)
 
 
 def test_disconnect_while_streaming_frees_the_slot(counting):
