@@ -57,7 +57,10 @@ def parse_kv_opts(items: list[str] | None) -> dict[str, Any]:
 
 
 def _perplexity(a: argparse.Namespace) -> int:
-    text = pathlib.Path(a.file).read_text(encoding="utf-8")
+    try:
+        text = pathlib.Path(a.file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"-f/--file {a.file!r}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     opts = parse_kv_opts(a.kv_opt)
 
     def progress(ci: int, n: int, ppl: list[float]) -> None:
@@ -208,6 +211,8 @@ def _chat(a: argparse.Namespace) -> int:
         opts = parse_kv_opts(a.kv_opt)
         model_path = a.model if a.model is not None else demo_model_path()
         for what, path in (("-m/--model", model_path), ("--mmproj", a.mmproj)):
+            if path is not None and os.path.isdir(path):
+                raise _ChatError(f"{what} {os.fspath(path)!r}: is a directory, not a GGUF file")
             if path is not None and not os.path.isfile(path):
                 raise _ChatError(f"{what} {os.fspath(path)!r}: no such file")
         t_img = time.perf_counter()

@@ -6,6 +6,7 @@ The integer limits are the engine's (engine/api/session.cpp, engine/include/akvq
 
 from __future__ import annotations
 
+import errno
 import math
 import operator
 import os
@@ -85,6 +86,13 @@ def check_text(name: str, value: Any, allow_nul: bool = True) -> str:
     if not allow_nul and "\0" in value:
         raise ValueError(f"{name} contains a NUL character at index {value.index(chr(0))}")
     return value
+
+
+def check_file_exists(name: str, path: str) -> None:
+    """FileNotFoundError naming `name` and the path when nothing exists there (as open() raises it);
+    a path that exists but is no readable GGUF file is left to the engine's OSError / ValueError."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, f"{name}: no such file", path)
 
 
 def check_path(name: str, value: Any) -> str:

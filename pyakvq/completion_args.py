@@ -156,7 +156,7 @@ def check_neutral(**kw: Any) -> None:
         if not _is_neutral(value, neutral):
             r = repr(value)
             r = r if len(r) <= 60 else r[:57] + "..."
-            raise ValueError(f"{name}={r} is not supported: pyakvq has no {feature} (only {name}={shown})")
+            raise ValueError(f"{name}={r} is not supported: pyakvq does not have {feature} (only {name}={shown})")
 
 
 def chat_logprobs(logprobs: Any, top_logprobs: Any) -> int | None:

@@ -85,9 +85,9 @@ class Model:
         KV mode (see README). mmproj: the vision tower of llama.cpp's two-file layout (an mmproj
         GGUF); without it the vision tower of `path` is used when the file has one (ValueError when
         mmproj's projector width differs from the model's embedding width). act_bits: precision of
-        the activations the quantized matmuls use, 16 (default) or 8 (faster prompt processing on
-        AVX-512 CPUs, slightly different logits; bench/RESULTS.md states the agreement with
-        transformers). device: where the decoder runs, "cpu" (default), "cuda" (GPU 0; RuntimeError
+        the activations the quantized matmuls use, 16 (default) or 8 (faster prompt processing with
+        Q4_0, Q4_1 and Q4_K weights on AVX2 and AVX-512 CPUs, slightly different logits;
+        bench/RESULTS.md states the agreement with transformers). device: where the decoder runs, "cpu" (default), "cuda" (GPU 0; RuntimeError
         naming the reason when pyakvq.cuda_available() is False; every kv mode, see README "CUDA") or
         "auto" (the GPU when available and the model fits it, else the CPU: info["device"] says
         which, info["device_note"] why not the GPU); ValueError otherwise. The vision tower runs on
@@ -97,6 +97,7 @@ class Model:
 
             path = demo_model_path()
         path = _v.check_path("path", path)
+        _v.check_file_exists("path", path)
         n_ctx = _v.check_int("n_ctx", n_ctx, 1, _v.MAX_CTX)
         n_threads = _v.check_n_threads(n_threads)
         n_batch = _v.check_int("n_batch", n_batch, 1, _v.MAX_BATCH)
@@ -107,6 +108,8 @@ class Model:
         self._session = None
         self._vision = None
         mmproj = None if mmproj is None else _v.check_path("mmproj", mmproj)
+        if mmproj is not None:
+            _v.check_file_exists("mmproj", mmproj)
         if isinstance(act_bits, bool) or not isinstance(act_bits, int) or act_bits not in (8, 16):
             raise ValueError(f"act_bits must be 8 or 16, got {act_bits!r}")
         if not isinstance(device, str) or device not in ("cpu", "cuda", "auto"):

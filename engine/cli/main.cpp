@@ -51,11 +51,16 @@ std::string read_prompt_file(const std::string& path) {
   return text;
 }
 
+// A failure that is not the input's fault (the output cannot be written): exit status 1.
+struct OutputError : akvq::Error {
+  using akvq::Error::Error;
+};
+
 // Writes generated text to stdout as it comes; a failed write (disk full, closed pipe) throws.
 void write_out(const std::string& s) {
   if (s.empty()) return;
   if (std::fwrite(s.data(), 1, s.size(), stdout) != s.size() || std::fflush(stdout) != 0)
-    throw akvq::IoError(std::string("cannot write the output to stdout: ") + std::strerror(errno));
+    throw OutputError(std::string("cannot write the output to stdout: ") + std::strerror(errno));
 }
 
 // The KV cache's accounting: totals, then per layer the tokens/bytes of each precision class.
@@ -233,11 +238,16 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "akvq-cli: no -m given: the demo model %s\n", o.model.c_str());
   }
+  // Exit status: 2 for bad input (options, prompt, a missing, unreadable or malformed file, what
+  // this build or machine cannot do), as for a bad argument and as pyakvq's commands; 1 for the
+  // rest (the output cannot be written, out of memory, an internal error).
   try {
     return run(o);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "akvq-cli: error: %s\n", e.what());
-    return 1;
+    const bool bad_input = dynamic_cast<const akvq::InvalidArgument*>(&e) || dynamic_cast<const akvq::FormatError*>(&e) ||
+                           dynamic_cast<const akvq::IoError*>(&e) || dynamic_cast<const akvq::Unavailable*>(&e);
+    return bad_input ? 2 : 1;
   }
 }

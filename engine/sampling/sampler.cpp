@@ -42,7 +42,7 @@ double unit(std::mt19937_64& rng) {
 
 void SamplingParams::validate() const {
   if (!(temperature >= 0.0f) || std::isinf(temperature))
-    bad("temperature must be finite and >= 0 (<= 0 means greedy), got " + num(temperature));
+    bad("temperature must be finite and >= 0 (0 means greedy), got " + num(temperature));
   if (top_k < 0) bad("top_k must be >= 0 (0 disables it), got " + std::to_string(top_k));
   if (!(top_p > 0.0f && top_p <= 1.0f)) bad("top_p must be in (0, 1] (1 disables it), got " + num(top_p));
   if (!(min_p >= 0.0f && min_p <= 1.0f)) bad("min_p must be in [0, 1] (0 disables it), got " + num(min_p));

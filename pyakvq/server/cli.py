@@ -135,9 +135,10 @@ def add_arguments(
         "--ctx-size",
         dest="ctx",
         type=int_in(1, max_ctx),
-        default=4096,
+        default=None,
         metavar="N",
-        help=f"context size per sequence in tokens, 1..{max_ctx} (default 4096)",
+        help=f"context size per sequence in tokens, 1..{max_ctx} (default 4096; a warning when a larger one than "
+        "the model was trained with is asked for)",
     )
     p.add_argument(
         "-np",
@@ -211,8 +212,8 @@ def add_arguments(
         type=int,
         choices=(8, 16),
         default=16,
-        help="activation precision of the quantized matmuls (default 16; 8: faster on AVX-512 CPUs, "
-        "slightly different logits, see README)",
+        help="activation precision of the quantized matmuls (default 16; 8: faster prompts with Q4_0, Q4_1 and "
+        "Q4_K weights on AVX2 and AVX-512 CPUs, slightly different logits, see README)",
     )
     p.add_argument(
         "--log-level",
@@ -264,6 +265,14 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
     from ..model import Model  # noqa: PLC0415
 
     api_key = api_key_of(a.api_key, os.environ)
+    ctx_given = a.ctx is not None
+    if not ctx_given:
+        a.ctx = 4096
+    try:  # the port first: a busy one is reported before the model loads
+        sock = _listen(a.host, a.port)
+    except OSError as e:
+        print(f"pyakvq serve: error: cannot listen on {a.host}:{a.port} ({e.strerror or e})", file=err)
+        return 2
     try:
         opts = parse_kv_opts(a.kv_opt)
         path = a.model if a.model is not None else demo_model_path()
@@ -283,6 +292,7 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         )
         engine = BatchEngine(model, n_parallel=a.parallel, kv_memory=a.kv_memory, max_queue=a.max_queue)
     except (ValueError, TypeError, OSError, RuntimeError) as e:
+        sock.close()
         print(f"pyakvq serve: error: {e}", file=err)
         return 2
     name = a.model_name or os.path.basename(os.fspath(path)).removesuffix(".gguf")
@@ -299,19 +309,12 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
     )
     app = create_app(model, engine, cfg)
     n_ctx_train = model.info.get("n_ctx_train") or 0
-    if n_ctx_train and a.ctx > n_ctx_train:
+    if ctx_given and n_ctx_train and a.ctx > n_ctx_train:
         print(
             f"pyakvq serve: warning: the context size {a.ctx} (-c) is larger than the {n_ctx_train} tokens "
             "the model was trained with: answers beyond them may degrade",
             file=err,
         )
-    try:
-        sock = _listen(a.host, a.port)
-    except OSError as e:
-        engine.close()
-        model.close()
-        print(f"pyakvq serve: error: cannot listen on {a.host}:{a.port} ({e.strerror or e})", file=err)
-        return 2
     if not _is_loopback(a.host) and api_key is None:
         print(
             f"pyakvq serve: warning: listening on {a.host} without --api-key: anyone who reaches it may use it",

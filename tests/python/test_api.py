@@ -125,8 +125,10 @@ def test_context_full_stops_cleanly(smollm2_path):
 
 
 def test_bad_inputs(smollm2_path, tmp_path, model):
-    with pytest.raises(OSError):
+    with pytest.raises(FileNotFoundError, match=r"path: no such file.*missing\.gguf"):  # as open() says it
         pyakvq.Model(tmp_path / "missing.gguf")
+    with pytest.raises(FileNotFoundError, match=r"mmproj: no such file.*nope\.gguf"):
+        pyakvq.Model(smollm2_path, mmproj=tmp_path / "nope.gguf")
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 40)
     with pytest.raises(ValueError, match="gguf"):

@@ -73,16 +73,16 @@ def test_without_model_or_demo(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no model given" in lines[0] and "site-packages" in lines[0], r.stderr
     r = run("-p", "hi", exe=exe, env={"AKVQ_DEMO_MODEL": str(tmp_path / "elsewhere.gguf")})
-    assert r.returncode == 1 and "elsewhere.gguf" in r.stderr
+    assert r.returncode == 2 and "elsewhere.gguf" in r.stderr
 
 
 def test_bad_model_file(tmp_path):
     r = run("-m", tmp_path / "missing.gguf", "-p", "hi")
-    assert r.returncode == 1 and "error" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and "error" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"NOTGGUF" * 10)
     r = run("-m", bad, "-p", "hi")
-    assert r.returncode == 1 and "magic" in r.stderr.lower()
+    assert r.returncode == 2 and "magic" in r.stderr.lower()
 
 
 def test_greedy_output_matches_python(smollm2_path):
@@ -97,7 +97,7 @@ def test_greedy_output_matches_python(smollm2_path):
 
 def test_prompt_too_long(smollm2_path):
     r = run("-m", smollm2_path, "-p", "word " * 100, "-c", 16)
-    assert r.returncode == 1 and "context" in r.stderr
+    assert r.returncode == 2 and "context" in r.stderr
 
 
 def test_kv_mode_and_stats(smollm2_path):
@@ -121,6 +121,6 @@ def test_kv_mode_and_stats(smollm2_path):
     assert r.returncode == 0, r.stderr
     assert "kv cache:   mode akvq2" in r.stderr and "bits/element" in r.stderr and "window=4" in r.stderr
     r = run("-m", smollm2_path, "-p", "hi", "--kv", "akvq2", "--kv-opt", "nonsense=1")
-    assert r.returncode == 1 and "nonsense" in r.stderr
+    assert r.returncode == 2 and "nonsense" in r.stderr
     r = run("-m", smollm2_path, "-p", "hi", "--kv-opt", "novalue")
     assert r.returncode == 2 and "KEY=VALUE" in r.stderr

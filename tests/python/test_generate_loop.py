@@ -257,7 +257,7 @@ def test_cli_reads_the_prompt_from_stdin(model, smollm2_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode() == model.generate(PROMPT, max_tokens=8, temperature=0) + "\n"
     r = run_cli("-m", smollm2_path, "-f", "-", stdin=b"")
-    assert r.returncode == 1 and r.stderr.decode().count("\n") == 1 and "standard input" in r.stderr.decode()
+    assert r.returncode == 2 and r.stderr.decode().count("\n") == 1 and "standard input" in r.stderr.decode()
 
 
 @pytest.mark.parametrize(
@@ -274,7 +274,7 @@ def test_cli_prompt_errors_are_one_line(smollm2_path, tmp_path, args, needle):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     r = run_cli("-m", smollm2_path, *args)
     err = r.stderr.decode()
-    assert r.returncode == 1 and r.stdout == b""
+    assert r.returncode == 2 and r.stdout == b""
     assert len(err.strip().splitlines()) == 1 and err.startswith("akvq-cli: error:") and needle in err, err
 
 

@@ -382,7 +382,7 @@ def test_cli_chat_template_file(files, tmp_path):
 def test_cli_two_file_and_errors(files, tmp_path):
     if not cli_can_read_images():
         r = run_cli("-m", files["spm_default_pad"], "-p", "x", "--image", IMAGES / "square_64.png")
-        assert r.returncode == 1 and "cannot read" in r.stderr
+        assert r.returncode == 2 and "cannot read" in r.stderr
         return
     img = IMAGES / "landscape_120x80.png"
     pm, images, want_ids, _ = prompt_case("spm_default_pad", 0)
@@ -396,7 +396,7 @@ def test_cli_two_file_and_errors(files, tmp_path):
     def err(*args):
         r = run_cli(*args)
         lines = r.stderr.strip().splitlines()
-        assert r.returncode in (1, 2) and lines[-1].startswith("akvq-cli: error:"), r.stderr
+        assert r.returncode == 2 and lines[-1].startswith("akvq-cli: error:"), r.stderr
         return lines[-1]
 
     base = ["-m", files["spm_default_pad"], "-n", 2, "--temp", 0]

@@ -181,6 +181,8 @@ def test_cli_errors(smollm2_path):
     assert r.returncode == 2 and "pyakvq: error: n_ctx must be even" in r.stderr
     r = _cli("perplexity", "-m", smollm2_path, "-f", PROSE, "--kv-opt", "bits")
     assert r.returncode == 2 and "key=value" in r.stderr
+    r = _cli("perplexity", "-m", smollm2_path, "-f", smollm2_path)  # a binary file: named, exit 2
+    assert r.returncode == 2 and f"-f/--file {str(smollm2_path)!r}: not UTF-8 text" in r.stderr, r.stderr
     r = _cli("perplexity")
     assert r.returncode == 2
 

@@ -140,6 +140,7 @@ CHAT_ERRORS = [
     (("--kv", "akvq2", "--kv-opt", "window", "q"), "--kv-opt expects key=value, got 'window'"),
     (("--kv", "akvq2", "--kv-opt", "nonsense=1", "q"), "kv option 'nonsense'"),
     (("-m", "{tmp}/missing.gguf", "q"), "-m/--model '{tmp}/missing.gguf': no such file"),
+    (("-m", "{tmp}", "q"), "-m/--model '{tmp}': is a directory"),
     (("-m", "{tmp}/notes.png", "q"), "not a GGUF file"),
     (("--mmproj", "{tmp}/missing.gguf", "q"), "--mmproj '{tmp}/missing.gguf': no such file"),
     (("-c", "8", "--image", str(RED_CIRCLE), "q"), "more than the context size n_ctx=8"),
