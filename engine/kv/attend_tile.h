@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if defined(__AVX__) || defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
@@ -307,32 +308,28 @@ inline void pv_rows_h(const float* p, int ldp, int n, RowAt row, int hd, float* 
   for (; d + 8 <= hd; d += 8) pv_rows_chunk_h<R, 1>(p, ldp, n, row, d, acc, lda);
 }
 
-// scores_rows_h / pv_rows_h for any number of rows, in calls of at most kMaxRows.
-template <class RowAt>
-inline void scores_rows_h(int rows, const float* q, int ldq, RowAt row, int n, int hd, float* s, int lds) {
+// Calls f(std::integral_constant<int, R>{}, r) for consecutive runs of rows [r, r + R) that cover
+// [0, rows), R <= kMaxRows: the number of rows as a compile-time constant for the row kernels.
+template <class F>
+inline void in_row_calls(int rows, F&& f) {
   for (int r = 0; r < rows; r += kMaxRows) {
-    const float* qr = q + r * ldq;
-    float* sr = s + r * lds;
     switch (std::min(kMaxRows, rows - r)) {
-      case 1: scores_rows_h<1>(qr, ldq, row, n, hd, sr, lds); break;
-      case 2: scores_rows_h<2>(qr, ldq, row, n, hd, sr, lds); break;
-      case 3: scores_rows_h<3>(qr, ldq, row, n, hd, sr, lds); break;
-      default: scores_rows_h<4>(qr, ldq, row, n, hd, sr, lds); break;
+      case 1: f(std::integral_constant<int, 1>{}, r); break;
+      case 2: f(std::integral_constant<int, 2>{}, r); break;
+      case 3: f(std::integral_constant<int, 3>{}, r); break;
+      default: f(std::integral_constant<int, kMaxRows>{}, r); break;
     }
   }
 }
+
+// scores_rows_h / pv_rows_h for any number of rows, in calls of at most kMaxRows.
+template <class RowAt>
+inline void scores_rows_h(int rows, const float* q, int ldq, RowAt row, int n, int hd, float* s, int lds) {
+  in_row_calls(rows, [&](auto R, int r) { scores_rows_h<R()>(q + r * ldq, ldq, row, n, hd, s + r * lds, lds); });
+}
 template <class RowAt>
 inline void pv_rows_h(int rows, const float* p, int ldp, int n, RowAt row, int hd, float* acc, int lda) {
-  for (int r = 0; r < rows; r += kMaxRows) {
-    const float* pr = p + r * ldp;
-    float* ar = acc + r * lda;
-    switch (std::min(kMaxRows, rows - r)) {
-      case 1: pv_rows_h<1>(pr, ldp, n, row, hd, ar, lda); break;
-      case 2: pv_rows_h<2>(pr, ldp, n, row, hd, ar, lda); break;
-      case 3: pv_rows_h<3>(pr, ldp, n, row, hd, ar, lda); break;
-      default: pv_rows_h<4>(pr, ldp, n, row, hd, ar, lda); break;
-    }
-  }
+  in_row_calls(rows, [&](auto R, int r) { pv_rows_h<R()>(p + r * ldp, ldp, n, row, hd, acc + r * lda, lda); });
 }
 
 // Sum and max of x[n] (n a multiple of 8) with 8 independent lanes, combined in a fixed tree:
