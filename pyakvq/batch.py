@@ -287,11 +287,15 @@ class BatchEngine:
         Model.generate. The arguments are Model.generate's (seed None: the Model's seed, else a
         fresh random one). Raises ValueError/TypeError for bad arguments (nothing queued),
         QueueFull when max_queue requests wait, RuntimeError after close()."""
-        m = self._model
-        inp = m._generate_input(prompt, images)
+        inp = self._model._generate_input(prompt, images)
         a = _v.sampling_args(
             max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop, logprobs
         )
+        return self._submit_input(inp, a)
+
+    def _submit_input(self, inp: Any, a: Any) -> BatchStream:
+        """Queues a prepared input (Model._generate_input) with checked arguments (_v.sampling_args)."""
+        m = self._model
         core = self._core
         with core.cv:
             if core.closed:

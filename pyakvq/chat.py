@@ -28,6 +28,7 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
+import jinja2.meta
 import jinja2.nodes
 import jinja2.sandbox
 import jinja2.utils
@@ -135,6 +136,18 @@ def _compile(template: str) -> jinja2.Template:
         return _environment().from_string(template)
     except jinja2.exceptions.TemplateSyntaxError as e:
         raise ValueError(f"chat template syntax error (line {e.lineno}): {e.message}") from e
+
+
+@functools.lru_cache(maxsize=32)
+def template_variables(template: str) -> frozenset[str]:
+    """The names `template` reads from its context (jinja2.meta.find_undeclared_variables), the
+    renderer's globals (raise_exception, namespace, ...) excepted."""
+    env = _environment()
+    try:
+        names = jinja2.meta.find_undeclared_variables(env.parse(template))
+    except jinja2.exceptions.TemplateSyntaxError as e:
+        raise ValueError(f"chat template syntax error (line {e.lineno}): {e.message}") from e
+    return frozenset(names - set(env.globals))
 
 
 def _plain(value: Any) -> Any:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 import threading
+import warnings
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -230,7 +233,7 @@ class Model:
                 s = self._sess()
                 s.reset()
                 return s.eval_rows(inp)
-        ids = self._prompt_ids(prompt)
+        ids = self._text_input(prompt)
         with self._lock:
             self._claim()
             s = self._sess()
@@ -327,9 +330,23 @@ class Model:
         if not prompts:
             return []
         n = min(len(prompts), 64) if n_parallel is None else n_parallel
-        inputs = [self._generate_input(p, None if images is None else images[i]) for i, p in enumerate(prompts)]
+        unknown = sorted(set(kwargs) - set(inspect.signature(_v.sampling_args).parameters))
+        if unknown:
+            raise TypeError(f"generate_batch() got an unexpected keyword argument {unknown[0]!r}")
+        a = _v.sampling_args(**kwargs)
+        inputs = []
+        for i, p in enumerate(prompts):
+            try:
+                inputs.append(self._generate_input(p, None if images is None else images[i]))
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"prompts[{i}]: {e}") from None
         with BatchEngine(self, n_parallel=n, max_queue=len(prompts)) as eng:
-            streams = [eng.submit(inp, **kwargs) for inp in inputs]
+            streams = []
+            for i, inp in enumerate(inputs):
+                try:
+                    streams.append(eng._submit_input(inp, a))
+                except (ValueError, TypeError) as e:  # the prompt against the context size
+                    raise type(e)(f"prompts[{i}]: {e}") from None
             texts = [s.text() for s in streams]
         self.last_finish_reason = streams[-1].finish_reason
         return texts
@@ -415,8 +432,11 @@ class Model:
     ):
         """The prompt chat() generates from, with chat()'s arguments (no generation keywords): token
         ids, or a SessionInput holding the images' rows."""
-        if images is None and isinstance(template, str) and _mm.looks_like_images(messages_or_prompt):
-            images, messages_or_prompt, template = messages_or_prompt, template, None
+        if images is None and isinstance(template, str):
+            if _mm.looks_like_images(messages_or_prompt):
+                images, messages_or_prompt, template = messages_or_prompt, template, None
+            elif isinstance(messages_or_prompt, str):
+                _mm.check_prompt_and_template(messages_or_prompt, template)
         if images is not None:
             if not isinstance(messages_or_prompt, str):
                 raise TypeError("images= goes with a prompt string; in messages, give images as image parts")
@@ -425,11 +445,13 @@ class Model:
             parts = [{"type": "image"} for _ in images] + [{"type": "text", "text": messages_or_prompt}]
             messages_or_prompt = [{"role": "user", "content": parts}]
         elif not isinstance(messages_or_prompt, str):
+            _mm.check_part_types(messages_or_prompt)
             if self._vision is not None:
                 messages_or_prompt, found = _mm.extract_images(_v_messages(messages_or_prompt))
                 images = found or None
             elif _mm.has_image_data(messages_or_prompt):
                 self._vision_model()  # raises: no vision encoder
+        self._check_template_keywords(template, kwargs)
         text = self.render_chat(
             messages_or_prompt,
             template=template,
@@ -441,6 +463,8 @@ class Model:
         add_special = not self._starts_with_bos(text)
         if images is not None:
             return self._image_input(text, images, add_special)
+        if self._vision is not None:  # image markers typed into the text: refused as in generate()
+            return self._image_input(text, [], add_special)
         return self.tokenize(text, add_special=add_special)
 
     def create_completion(self, prompt: str | Sequence[int], **kwargs) -> dict[str, Any] | Iterator[dict[str, Any]]:
@@ -490,11 +514,8 @@ class Model:
             # concatenate strings); a bare image part reaches the template as given
             messages = _mm.join_text_parts(_v_messages(messages))
         info = self._model.info
-        tmpl = template or info["chat_template"]
-        if not tmpl:
-            tmpl = _mm.vicuna_template(self.image_marker) if self._vision is not None else _chat.CHATML_TEMPLATE
         return _chat.render(
-            tmpl,
+            self._template_source(template),
             messages,
             bos_token=self._piece(info["bos"]) if info["bos"] >= 0 else None,
             eos_token=self._piece(info["eos"]) if info["eos"] >= 0 else None,
@@ -503,6 +524,36 @@ class Model:
             documents=documents,
             **variables,
         )
+
+    def _template_source(self, template: str | None) -> str:
+        """`template`, else the file's chat template, else LLaVA-1.5's vicuna format for a model with a
+        vision encoder and ChatML for a text model."""
+        tmpl = template or self._model.info["chat_template"]
+        if not tmpl:
+            tmpl = _mm.vicuna_template(self.image_marker) if self._vision is not None else _chat.CHATML_TEMPLATE
+        return tmpl
+
+    def _check_template_keywords(self, template: str | None, variables: Mapping[str, Any]) -> None:
+        """chat()'s keywords that are neither generation keywords nor read by the template: TypeError
+        for one that looks like a misspelt generation keyword (max_token), else a UserWarning (a
+        variable such as enable_thinking that this model's template does not use)."""
+        if not variables:
+            return
+        read = _chat.template_variables(self._template_source(template))
+        for name in variables:
+            if name in read:
+                continue
+            close = difflib.get_close_matches(name, self._GENERATE_KEYWORDS, n=1, cutoff=0.8)
+            if close:
+                raise TypeError(
+                    f"chat() got an unexpected keyword argument {name!r} (did you mean {close[0]!r}?): it is not "
+                    "a generation keyword and the chat template does not read it"
+                )
+            warnings.warn(
+                f"chat(): the chat template does not read the keyword {name!r}; it has no effect",
+                UserWarning,
+                stacklevel=4,
+            )
 
     # ---- images ----
     @property
@@ -546,6 +597,8 @@ class Model:
             if not ids:
                 raise ValueError("prompt: no tokens to evaluate (empty prompt)")
         elif image_id < 0:
+            if not images:  # ids without an image token hold no image markers
+                return self._prompt_ids(prompt)
             raise ValueError('this model has no image token: give the prompt as text with "<image>" markers')
         else:
             ids = self._prompt_ids(prompt)
@@ -564,10 +617,16 @@ class Model:
         enc = _akvq.encode_images(vision, np.stack(pixels), self._sess().n_threads)
         return _akvq.image_prompt_input(ids, image_id, enc, self.n_ctx)
 
+    def _text_input(self, prompt) -> list[int]:
+        """Token ids of a prompt (text or ids) given without images. For a model with a vision encoder
+        an image marker in it raises ValueError, as with images=[]: the marker's embedding would
+        otherwise stand in for an image (transformers' LLaVA refuses the same)."""
+        return self._prompt_ids(prompt) if self._vision is None else self._image_input(prompt, [])
+
     def _generate_input(self, prompt, images):
         if isinstance(prompt, _akvq.SessionInput):  # from chat(): images already in place
             return prompt
-        return self._prompt_ids(prompt) if images is None else self._image_input(prompt, images)
+        return self._text_input(prompt) if images is None else self._image_input(prompt, images)
 
     def _piece(self, tid: int) -> str:
         if tid < 0:

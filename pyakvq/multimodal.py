@@ -112,6 +112,46 @@ def join_text_parts(messages: Sequence[Mapping[str, Any]]) -> list[Any]:
     return out
 
 
+PART_TYPES = ("text", "image", "image_url")  # the content parts chat() renders
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+
+def check_part_types(messages: Any) -> None:
+    """Raises ValueError naming the first content part whose type chat() cannot render (audio,
+    files, ...), instead of letting the template drop it (as the server answers 400)."""
+    if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
+        return
+    for i, msg in enumerate(messages):
+        content = msg.get("content") if isinstance(msg, Mapping) else None
+        if isinstance(content, (str, bytes)) or not isinstance(content, Sequence):
+            continue
+        for j, part in enumerate(content):
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind not in PART_TYPES:
+                what = repr(kind) if isinstance(part, Mapping) else f"a {type(part).__name__}, not a dict"
+                raise ValueError(
+                    f"messages[{i}].content[{j}]: unsupported content part type {what[:60]} "
+                    f"(text, image and image_url are)"
+                )
+
+
+def check_prompt_and_template(prompt: str, template: str) -> None:
+    """chat(x, y) where x is not an existing image: x is the prompt and y the chat template. Raises
+    FileNotFoundError when x looks like an image path (one line ending in an image suffix), else
+    ValueError when y has no Jinja markup ("{{" or "{%"), which a chat template needs to render the
+    conversation: both mean an image that is not there, and the question would be rendered as the
+    template."""
+    p = prompt.strip()
+    if "\n" not in p and p.lower().endswith(IMAGE_SUFFIXES):
+        raise FileNotFoundError(f"image file not found: {p!r}")
+    if "{{" not in template and "{%" not in template:
+        raise ValueError(
+            f"chat({prompt[:40]!r}, {template[:40]!r}): the first argument is not an existing image file, so the "
+            "second is taken as the chat template, but it has no Jinja markup; give chat(image, prompt) an "
+            "existing image (path, bytes, PIL image or array), or the template as template=..."
+        )
+
+
 def has_image_data(messages: Any) -> bool:
     """Whether some message part carries an image (an image part with its image, or an image_url)."""
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):

@@ -122,6 +122,22 @@ std::shared_ptr<akvq::VisionModel> load_vision(const akvq::cli::Options& o, cons
   }
 }
 
+// A prompt with image markers and no --image, for a model with a vision encoder: refused as the
+// engine refuses a marker count that differs from the images' (the marker's embedding would stand
+// in for an image). A text model's "<image>" is text.
+void refuse_image_markers(const akvq::cli::Options& o, const std::shared_ptr<akvq::Model>& model,
+                          const std::string& prompt) {
+  std::shared_ptr<akvq::VisionModel> vision;
+  try {
+    vision = load_vision(o, model);
+  } catch (const akvq::InvalidArgument&) {
+    if (!o.mmproj.empty()) throw;
+    return;  // no vision encoder
+  }
+  const int32_t image_id = akvq::image_token_id(*model, *vision);
+  akvq::image_prompt_input(akvq::tokenize_image_prompt(*model, prompt, image_id, true), image_id, {}, o.n_ctx);
+}
+
 // Decodes and preprocesses the --image files (PNG/JPEG through the engine's decoders).
 std::vector<std::vector<float>> read_images(const akvq::cli::Options& o, const akvq::VisionModel& vision) {
   if (!akvq::can_decode(akvq::ImageFormat::Png) && !akvq::can_decode(akvq::ImageFormat::Jpeg)) {
@@ -178,6 +194,7 @@ int run(const akvq::cli::Options& o) {
     image_ms = ms_since(t_img);
   } else {
     if (!o.chat_template.empty()) prompt = format_prompt(o.chat_template, prompt, 0, "");
+    if (prompt.find("<image>") != std::string::npos) refuse_image_markers(o, model, prompt);
     std::vector<int32_t> ids = model->tokenize(prompt, true, !o.no_special);
     if (ids.empty()) throw akvq::InvalidArgument("the prompt is empty after tokenization");
     if (static_cast<int>(ids.size()) > o.n_ctx)

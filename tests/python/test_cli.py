@@ -95,6 +95,17 @@ def test_greedy_output_matches_python(smollm2_path):
     assert "prompt:" in r.stderr and "generation:" in r.stderr and "tokens/s" in r.stderr
 
 
+def test_image_marker_without_an_image(smollm2_path):
+    # a VLM: refused, as the Python API refuses it; a text model: "<image>" is text
+    from pyakvq.demo import demo_model_path
+
+    demo = demo_model_path()
+    r = run("-m", demo, "-p", "USER: <image>\nWhat color is the shape? ASSISTANT:", "-n", 4, "--temp", 0)
+    assert r.returncode == 2 and "the prompt has 1 image marker but 0 images were given" in r.stderr, r.stderr
+    r = run("-m", smollm2_path, "-p", "Say <image> please", "-n", 2, "--temp", 0)
+    assert r.returncode == 0, r.stderr
+
+
 def test_prompt_too_long(smollm2_path):
     r = run("-m", smollm2_path, "-p", "word " * 100, "-c", 16)
     assert r.returncode == 2 and "context" in r.stderr

@@ -10,6 +10,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import warnings
 
 import llava_convert as lc
 import numpy as np
@@ -463,6 +464,42 @@ def test_marker_count_mismatch(model):
         model.generate("<image>", images=[])
     with pytest.raises(TypeError, match="list of images"):
         model.generate("<image>", images=img)
+    # no images at all: the marker's embedding must not stand in for an image (as images=[])
+    prompt = "USER: <image>\nWhat color is the shape? ASSISTANT:"
+    for call in (
+        lambda: model.generate(prompt, max_tokens=2),
+        lambda: model.eval(prompt),
+        lambda: model.create_completion(prompt, max_tokens=2),
+        lambda: model.chat("<image> What color is the shape?", max_tokens=2),
+        lambda: model.generate(model.tokenize(prompt), max_tokens=2),
+    ):
+        with pytest.raises(ValueError, match="the prompt has 1 image marker but 0 images were given"):
+            call()
+    with pytest.raises(ValueError, match=r"^prompts\[1\]: the prompt has 1 image marker but 0 images"):
+        model.generate_batch(["USER: hi ASSISTANT:", prompt], max_tokens=2)
+    assert isinstance(model.generate("USER: hi ASSISTANT:", max_tokens=2, temperature=0), str)
+
+
+def test_chat_arguments_that_are_not_what_they_seem(model, tmp_path):
+    img = str(IMAGES / "square_64.png")
+    # a mistyped image path is not a prompt whose question becomes the template
+    with pytest.raises(FileNotFoundError, match="image file not found: .*squar_64.png"):
+        model.chat(str(IMAGES / "squar_64.png"), "What color is the shape?")
+    with pytest.raises(ValueError, match="not an existing image file.*no Jinja markup"):
+        model.chat(str(tmp_path / "photo"), "What color is the shape?")
+    # content parts chat() cannot render are refused, not dropped by the template
+    with pytest.raises(ValueError, match=r"messages\[0\]\.content\[0\]: unsupported content part type 'audio'"):
+        model.chat([{"role": "user", "content": [{"type": "audio", "audio": "x"}, {"type": "text", "text": "hi"}]}])
+    # a misspelt generation keyword is refused; a variable the template does not read warns
+    for kw, right in (("max_token", "max_tokens"), ("temprature", "temperature"), ("top_pp", "top_p")):
+        with pytest.raises(TypeError, match=rf"unexpected keyword argument '{kw}' \(did you mean '{right}'\?\)"):
+            model.chat(img, "What color is the shape?", **{kw: 1})
+    with pytest.warns(UserWarning, match="does not read the keyword 'enable_thinking'"):
+        model.chat(img, "What color is the shape?", enable_thinking=False, max_tokens=1, temperature=0)
+    read = "{% for m in messages %}{{ m['content'] }}{{ suffix }}{% endfor %}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a variable the template reads: no warning
+        model.chat("hi", template=read, suffix="!", max_tokens=1, temperature=0)
 
 
 def test_prompt_and_images_longer_than_n_ctx(model):
@@ -518,6 +555,6 @@ def test_text_parts_reach_a_text_models_template_as_one_string(files):
         )
         got = m.chat([{"role": "user", "content": parts}], template=CONCAT_TEMPLATE, max_tokens=4, temperature=0)
         assert got == m.chat(joined, template=CONCAT_TEMPLATE, max_tokens=4, temperature=0)
-        with pytest.raises(ValueError, match="chat template error"):  # other lists still reach it as given
+        with pytest.raises(ValueError, match=r"content\[1\]: unsupported content part type 'note'"):
             m.chat([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "note"}]}],
                    template=CONCAT_TEMPLATE)
