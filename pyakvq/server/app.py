@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -132,6 +133,12 @@ async def _wait_disconnect(receive: Any) -> None:
         msg = await receive()
         if msg["type"] == "http.disconnect":
             return
+
+
+def _image_index(msg: str) -> int | None:
+    """k of an "image k: ..." message (Model's per-image errors), else None."""
+    m = re.match(r"image (\d+): ", msg)
+    return int(m.group(1)) if m else None
 
 
 def _cancel_all(sources: list[_c.Source]) -> None:
@@ -350,10 +357,12 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
 
     def check_prompt(n_prompt: int, param: str) -> None:
         if n_prompt > max_prompt or n_prompt >= n_ctx:
-            limit = f"this server's limit of {max_prompt} prompt tokens"
+            msg = f"the prompt has {n_prompt} tokens, more than this server's limit of {max_prompt} prompt tokens"
             if n_prompt >= n_ctx:
-                limit = f"the context size of {n_ctx} tokens (the reply needs room)"
-            raise bad_request(f"the prompt has {n_prompt} tokens, more than {limit}", param, "context_length_exceeded")
+                msg = (
+                    f"the prompt has {n_prompt} tokens: the context size of {n_ctx} tokens leaves no room for the reply"
+                )
+            raise bad_request(msg, param, "context_length_exceeded")
 
     def prepare_chat(req: _rq.ChatRequest) -> Any:
         # fetched and decoded (within the limits) before the lock; the template and the vision
@@ -379,6 +388,9 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
                         f"the model's chat template did not render every image of the messages ({n} given): "
                         "it places images only where its format has them (in user messages)"
                     )
+                elif (k := _image_index(msg)) is not None and k < len(req.images):
+                    # "image k: ..." from the vision preprocessing: k counts the images in message order
+                    msg = f"{req.images[k].where}: {msg.split(': ', 1)[1]}"
                 raise bad_request(msg, "messages") from None
         check_prompt(len(inp), "messages")
         return inp

@@ -92,15 +92,22 @@ def fetch(url: Any, cfg: ServerConfig, where: str) -> bytes:
     return _local(url, cfg, where)
 
 
+# The formats a request's image may have (Pillow's names): OpenAI's image inputs (PNG, JPEG, WebP,
+# GIF) and BMP. Pillow alone reads many more (EPS through Ghostscript, TIFF, ICO, ...), which a
+# server should not run on what clients send.
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP")
+
+
 def decode(data: bytes, cfg: ServerConfig, where: str) -> np.ndarray:
-    """Encoded image bytes -> uint8 RGB [H, W, 3], refusing more than cfg.max_image_pixels before
-    decoding."""
+    """Encoded image bytes (one of FORMATS) -> uint8 RGB [H, W, 3], refusing more than
+    cfg.max_image_pixels before decoding."""
     from PIL import Image  # noqa: PLC0415
 
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))  # reads the header only
+            # the pixel limit below is this server's; Pillow's own warning threshold is not
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
             w, h = im.size
             if w * h > cfg.max_image_pixels:
                 raise bad_request(
@@ -112,10 +119,16 @@ def decode(data: bytes, cfg: ServerConfig, where: str) -> np.ndarray:
             im.load()
     except APIError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise bad_request(f"{where}: image too large ({e})", "messages", "image_too_large") from None
+    except Image.DecompressionBombError:  # past twice Pillow's limit: refused by the header
+        raise bad_request(
+            f"{where}: the image has more pixels than this server's limit of {cfg.max_image_pixels} pixels",
+            "messages",
+            "image_too_large",
+        ) from None
     except Image.UnidentifiedImageError:
-        raise bad_request(f"{where}: not an image this server can read", "messages") from None
+        raise bad_request(
+            f"{where}: not an image this server can read (PNG, JPEG, WebP, GIF or BMP)", "messages"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise bad_request(f"{where}: corrupt or truncated image ({e})", "messages") from None
     try:

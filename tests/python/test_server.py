@@ -61,6 +61,17 @@ def png(w: int, h: int, color=(255, 0, 0)) -> bytes:
     return buf.getvalue()
 
 
+def encoded(w: int, h: int, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (255, 0, 0)).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def eps() -> bytes:
+    """An EPS file (PostScript: Pillow hands it to Ghostscript)."""
+    return b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n"
+
+
 def png_claiming(w: int, h: int) -> bytes:
     """A 1x1 PNG whose header says w x h (a decompression bomb's header; decoding it would fail)."""
     data = bytearray(png(1, 1))
@@ -493,11 +504,32 @@ def _bad_cases(s) -> list[tuple[str, object, int, str, str | None]]:
             "64000000 pixels",
             "messages",
         ),
-        (
+        (  # past Pillow's own bomb limit: this server's limit named, not Pillow's
             "/v1/chat/completions",
             {"model": NAME, "messages": image_msgs(data_url(png_claiming(60000, 60000)), "hi")},
             400,
-            "pixels",
+            "more pixels than this server's limit of 90000 pixels",
+            "messages",
+        ),
+        (  # formats a server should not decode (EPS runs Ghostscript), whatever the mime type says
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs(data_url(eps(), "image/png"), "hi")},
+            400,
+            "not an image this server can read (PNG, JPEG, WebP, GIF or BMP)",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs(data_url(encoded(8, 8, "TIFF"), "image/tiff"), "hi")},
+            400,
+            "not an image this server can read",
+            "messages",
+        ),
+        (  # under the pixel limit, over the engine's side limit: the part is named
+            "/v1/chat/completions",
+            {"model": NAME, "messages": image_msgs(data_url(png(1, 70000)), "hi")},
+            400,
+            "messages[0].content[0]: image: size 1x70000 is out of range",
             "messages",
         ),
         (
@@ -605,6 +637,17 @@ def counting(smollm2_path):
 
 
 LONG = {"model": "smol", "prompt": COUNT, "max_tokens": 1500, "temperature": 0}
+
+
+def test_prompt_that_fills_the_context(counting):
+    # as many prompt tokens as the context holds: refused for want of room, not called "more"
+    for n in (2048, 2100):
+        auth = {"Authorization": f"Bearer {KEY}"}
+        r = post(counting.base, "/v1/completions", {"model": "smol", "prompt": [1] * n}, auth)
+        err = r.json()["error"]
+        assert r.status_code == 400 and err["code"] == "context_length_exceeded", r.text
+        want = f"the prompt has {n} tokens: the context size of 2048 tokens leaves no room for the reply"
+        assert want in err["message"], err
 
 
 def test_text_parts_to_a_text_model(counting):
