@@ -130,6 +130,12 @@ void VisionModel::check_compatible(const Model& text) const {
                           std::to_string(nv) + " but the text model " + text.info().path + " has n_embd " +
                           std::to_string(nt) + ": this mmproj does not belong to that model");
   }
+  const int32_t tok = impl_->info.image_token_id, n_vocab = text.info().n_vocab;
+  if (tok >= n_vocab) {
+    throw InvalidArgument("[vision] the image token id " + std::to_string(tok) + " of " + impl_->info.path +
+                          " is outside the vocabulary of " + text.info().path +
+                          " (" + std::to_string(n_vocab) + " tokens)");
+  }
 }
 
 std::vector<float> VisionModel::encode(const float* pixels, int n_images, int n_threads) const {

@@ -54,7 +54,9 @@ struct PngHead {
 int png_read_head(png_structp png, png_infop info, PngSource* src, PngHead* head) {
   if (setjmp(png_jmpbuf(png))) return 1;
   png_set_read_fn(png, src, png_read_cb);
-  png_set_user_limits(png, kMaxImageSide, kMaxImageSide);
+  // libpng's own limit is PNG's (2^31 - 1 per side), so a valid header of a too-large image reaches
+  // check_decoded_size's message instead of "Invalid IHDR data"; nothing is allocated before it
+  png_set_user_limits(png, 0x7fffffffU, 0x7fffffffU);
   png_read_info(png, info);
   const int color = png_get_color_type(png, info);
   const int depth = png_get_bit_depth(png, info);

@@ -38,10 +38,10 @@ Image pad_to_square(const Image& src, const std::array<uint8_t, 3>& color) {
   if (src.width == src.height) return src;
   const int side = std::max(src.width, src.height);
   if (static_cast<int64_t>(side) * side > kMaxImagePixels) {
-    throw InvalidArgument("[image] pad mode: the padded square would be " + std::to_string(side) + "x" +
-                          std::to_string(side) + " pixels, more than the limit of " + std::to_string(kMaxImagePixels) +
-                          " (aspect ratio " + std::to_string(src.width) + "x" + std::to_string(src.height) +
-                          " too extreme for pad mode)");
+    throw InvalidArgument("[image] pad mode: the " + std::to_string(src.width) + "x" + std::to_string(src.height) +
+                          " image padded to a square would be " + std::to_string(side) + "x" + std::to_string(side) +
+                          " pixels, more than the limit of " + std::to_string(kMaxImagePixels) +
+                          " pixels; resize the image first");
   }
   Image out(side, side);
   for (size_t p = 0; p < out.data.size(); p += 3) std::copy(color.begin(), color.end(), out.data.begin() + p);

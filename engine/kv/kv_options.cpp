@@ -21,7 +21,14 @@ constexpr int kMaxPivots = 1 << 10;
   throw InvalidArgument("[kv] kv option '" + key + "': " + why);
 }
 
-int parse_int(const std::string& key, const std::string& s, int lo, int hi) {
+// The value without surrounding blanks ("window= 5" and "window=5 " alike).
+std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+}
+
+int parse_int(const std::string& key, const std::string& raw, int lo, int hi) {
+  const std::string s = trim(raw);  // list items ("0, 1")
   errno = 0;
   char* end = nullptr;
   const long v = std::strtol(s.c_str(), &end, 10);
@@ -59,14 +66,10 @@ int parse_bits(const std::string& key, const std::string& s) {
 
 std::vector<int> parse_layers(const std::string& key, const std::string& s, int n_layer) {
   std::vector<int> out;
-  if (s == "none" || s.empty()) return out;
+  if (trim(s) == "none" || trim(s).empty()) return out;
   std::stringstream ss(s);
   std::string item;
-  while (std::getline(ss, item, ',')) {
-    item.erase(0, item.find_first_not_of(" \t"));
-    item.erase(item.find_last_not_of(" \t") + 1);
-    out.push_back(parse_int(key, item, 0, n_layer - 1));
-  }
+  while (std::getline(ss, item, ',')) out.push_back(parse_int(key, item, 0, n_layer - 1));
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
@@ -122,9 +125,11 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   }
   if (mode == "f16") return o;
   o.quantized = true;
+  std::map<std::string, std::string> values;  // without surrounding blanks: "window= 5", "levels=auto "
+  for (const auto& [key, value] : options) values[key] = trim(value);
   auto get = [&](const char* key) -> const std::string* {
-    auto it = options.find(key);
-    return it == options.end() ? nullptr : &it->second;
+    auto it = values.find(key);
+    return it == values.end() ? nullptr : &it->second;
   };
   const bool akvq = mode == "akvq2" || mode == "akvq4";
   o.kivi = mode == "kivi2";

@@ -1,5 +1,6 @@
 // Llama graph loader: per-arch conventions, hyperparameters from `<arch>.*` keys and the validated
 // weight table.
+#include <cmath>
 #include <string>
 
 #include "akvq/error.h"
@@ -86,8 +87,19 @@ Llama::Llama(const gguf::File& f, int act_bits) {
   if (hp.n_rot % 2 != 0) fail("rope.dimension_count " + std::to_string(hp.n_rot) + " is odd");
   hp.rope_theta = f.get_f32(a + "rope.freq_base", 10000.0f);
   hp.rms_eps = f.get_f32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
-  if (!(hp.rope_theta > 1.0f) || !(hp.rms_eps > 0.0f && hp.rms_eps < 1.0f)) {
-    fail("rope.freq_base / layer_norm_rms_epsilon out of range");
+  if (!(hp.rope_theta > 1.0f) || !std::isfinite(hp.rope_theta)) {
+    fail("rope.freq_base = " + std::to_string(hp.rope_theta) + " is out of range (a finite number > 1)");
+  }
+  if (!(hp.rms_eps > 0.0f && hp.rms_eps < 1.0f)) {
+    fail("attention.layer_norm_rms_epsilon = " + std::to_string(hp.rms_eps) + " is out of range (0 < eps < 1)");
+  }
+  if (f.has(a + "vocab_size")) {
+    const int64_t nv = f.get_i64(a + "vocab_size", 0);
+    const TensorView* emb = f.find_tensor("token_embd.weight");
+    if (emb && emb->n_dims == 2 && nv != emb->ne[1]) {
+      fail("vocab_size = " + std::to_string(nv) + " but tensor 'token_embd.weight' has " + std::to_string(emb->ne[1]) +
+           " rows");
+    }
   }
 
   const TensorView* te = f.find_tensor("token_embd.weight");

@@ -33,7 +33,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& f) {
   v.tokens = f.get_str_array("tokenizer.ggml.tokens");
   if (f.has("tokenizer.ggml.scores")) v.scores = f.get_f32_array("tokenizer.ggml.scores");
   if (f.has("tokenizer.ggml.token_type")) v.types = f.get_i32_array("tokenizer.ggml.token_type");
-  if (f.has("tokenizer.ggml.merges")) v.merges = f.get_str_array("tokenizer.ggml.merges");
+  if (f.has("tokenizer.ggml.merges")) {
+    v.merges = f.get_str_array("tokenizer.ggml.merges");
+  } else if (v.model == "gpt2") {  // as llama.cpp: a BPE vocabulary without its merges splits text to bytes
+    fail("missing key tokenizer.ggml.merges (a 'gpt2' tokenizer needs its BPE merges)");
+  }
   v.bos = f.get_i64("tokenizer.ggml.bos_token_id", -1);
   v.eos = f.get_i64("tokenizer.ggml.eos_token_id", -1);
   v.eot = f.get_i64("tokenizer.ggml.eot_token_id", -1);

@@ -276,7 +276,8 @@ TEST(ImageGeometry, PadToSquareCentersLikeExpand2Square) {
   const Image same = random_image(4, 4, 8);
   EXPECT_EQ(image::pad_to_square(same, bg).data, same.data);
   expect_error<InvalidArgument>([&] { image::pad_to_square(Image(), bg); }, "empty");
-  expect_error<InvalidArgument>([&] { image::pad_to_square(Image(kMaxImageSide, 1), bg); }, "pad mode");
+  expect_error<InvalidArgument>([&] { image::pad_to_square(Image(kMaxImageSide, 1), bg); },
+                                "pad mode: the 65535x1 image padded to a square would be 65535x65535 pixels");
 }
 
 // ---- preprocess ----
@@ -518,7 +519,12 @@ TEST(ImageDecode, BrokenPngsAreFormatErrors) {
   s.width = 70000;
   s.height = 1;
   f = make_png(s);
-  expect_error<FormatError>([&] { decode_image(f.data(), f.size()); }, "PNG");  // over the side limit
+  // over the side limit: the size named, not libpng's "Invalid IHDR data"
+  expect_error<FormatError>([&] { decode_image(f.data(), f.size()); }, "PNG of 70000x1 pixels is larger than the limit");
+  s.width = 10;
+  s.height = 100000;
+  f = make_png(s);
+  expect_error<FormatError>([&] { decode_image(f.data(), f.size()); }, "PNG of 10x100000 pixels is larger than the limit");
   s.width = 20000;
   s.height = 20000;
   f = make_png(s);

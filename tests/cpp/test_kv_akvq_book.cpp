@@ -264,6 +264,21 @@ TEST(KvAkvqBook, LevelsAndClipDefaults) {
   EXPECT_EQ(kv::resolve_kv_options("q2", {}, 4, 64, &tsa).k_low.clip, kv::defaults::kClip2);
 }
 
+TEST(KvAkvqBook, OptionValuesIgnoreSurroundingBlanks) {
+  // "window= 5" and "window=5 " alike (a value typed with a blank on either side); inner blanks and
+  // other text still refused
+  const std::vector<int> tsa{0, 1};
+  for (const char* w : {"5", " 5", "5 ", "\t5 "}) {
+    EXPECT_EQ(kv::resolve_kv_options("akvq2", {{"window", w}}, 4, 64, &tsa).window, 5) << "'" << w << "'";
+  }
+  EXPECT_EQ(kv::resolve_kv_options("akvq2", {{"levels", "uniform "}}, 4, 64, &tsa).k_low.levels, kv::Levels::Uniform);
+  EXPECT_EQ(kv::resolve_kv_options("akvq2", {{"clip", " 0.8"}}, 4, 64, &tsa).k_low.clip, 0.8f);
+  EXPECT_TRUE(kv::resolve_kv_options("akvq2", {{"lut", "off "}}, 4, 64, &tsa).k_low.lut == false);
+  for (const char* w : {"5 5", "5x", " "}) {
+    EXPECT_THROW(kv::resolve_kv_options("akvq2", {{"window", w}}, 4, 64, &tsa), akvq::InvalidArgument) << w;
+  }
+}
+
 TEST(KvAkvqBook, DefaultAkvq2StaysWithinThreeBitsAt4096) {
   // SmolLM2's cache shape (30 layers, 3 KV heads of 64), default options (window, 15 pivots, TSA
   // layers {0, 1} at 4 bits), 4096 text tokens and enough massive activations to fill every

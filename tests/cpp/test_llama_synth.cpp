@@ -23,6 +23,7 @@
 #include "gguf/gguf.h"
 #include "models/llama.h"
 #include "test_llama_synth.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace akvq;
 using akvq::testing::SynthLlama;
@@ -211,6 +212,32 @@ TEST(LlamaSynth, LoadErrorsNameTheTensor) {
   SynthLlama bad3 = m;
   bad3.n_head_kv = 3;
   expect_format_error(bad3.gguf(), "head_count_kv");
+  // hyperparameters out of range: the key named
+  SynthLlama bad4 = m;
+  bad4.theta = std::nanf("");
+  expect_format_error(bad4.gguf(), "rope.freq_base = nan is out of range");
+  bad4 = m;
+  bad4.eps = -1.0f;
+  expect_format_error(bad4.gguf(), "attention.layer_norm_rms_epsilon = -1.000000 is out of range");
+  // a vocabulary size that the embedding does not have
+  SynthLlama bad5 = m;
+  bad5.extra_u32["llama.vocab_size"] = m.n_vocab + 88;
+  expect_format_error(bad5.gguf(), "vocab_size = 348 but tensor 'token_embd.weight' has 260 rows");
+  bad5.extra_u32["llama.vocab_size"] = m.n_vocab;
+  EXPECT_NO_THROW(models::Llama l(*gguf::File::from_bytes(bad5.gguf().data(), bad5.gguf().size(), "ok")));
+}
+
+TEST(LlamaSynth, Gpt2TokenizerNeedsItsMerges) {
+  SynthLlama m(1);
+  m.merges = false;  // a BPE vocabulary without merges would split every word into bytes
+  const auto bytes = m.gguf();
+  auto f = gguf::File::from_bytes(bytes.data(), bytes.size(), "nomerges");
+  try {
+    Tokenizer::from_gguf(*f);
+    ADD_FAILURE() << "no exception";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing key tokenizer.ggml.merges"), std::string::npos) << e.what();
+  }
 }
 
 TEST(LlamaSynth, NormMustBeF32) {

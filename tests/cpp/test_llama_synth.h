@@ -22,6 +22,8 @@ struct SynthLlama {
   int head_dim() const { return n_embd / n_head; }
   float theta = 10000.0f, eps = 1e-5f;
   bool tied = true;
+  bool merges = true;                        // write tokenizer.ggml.merges (empty)
+  std::map<std::string, uint32_t> extra_u32;  // more keys (e.g. llama.vocab_size)
   uint32_t wtype = 0;                           // 0 F32, 1 F16 or 8 Q8_0 for the 2-D weights
   std::map<std::string, std::vector<float>> w;  // name -> values (innermost dim last)
   std::map<std::string, std::vector<int64_t>> ne;
@@ -84,7 +86,8 @@ struct SynthLlama {
     wr.str("tokenizer.ggml.pre", "default");
     wr.str_array("tokenizer.ggml.tokens", toks);
     wr.i32_array("tokenizer.ggml.token_type", types);
-    wr.str_array("tokenizer.ggml.merges", {});
+    if (merges) wr.str_array("tokenizer.ggml.merges", {});
+    for (const auto& [k, v] : extra_u32) wr.u32(k, v);
     wr.u32("tokenizer.ggml.bos_token_id", 256);
     wr.u32("tokenizer.ggml.eos_token_id", 258);
     wr.boolean("tokenizer.ggml.add_bos_token", false);

@@ -396,3 +396,12 @@ def test_mismatched_mmproj_and_bad_inputs(files):
     over.add_embeddings(np.zeros((300, 64), np.float32))
     with pytest.raises(ValueError, match="context overflow"):
         session(text).eval_rows(over)
+
+
+def test_image_token_outside_the_vocabulary(tmp_path):
+    # a file whose image token the text model does not have: refused when the pair is made, not
+    # later as "0 image markers" or an out-of-range token
+    n_vocab = A.Model.load(str(llava_gguf.write(tmp_path / "t.gguf", layout="text"))).info["n_vocab"]
+    path = llava_gguf.write(tmp_path / "far.gguf", extra_keys={"akvq.vision.image_token_id": n_vocab + 99})
+    with pytest.raises(ValueError, match=rf"image token id {n_vocab + 99} of .*far.gguf is outside the vocabulary"):
+        A.VisionModel.from_model(A.Model.load(str(path)))

@@ -221,7 +221,8 @@ def write_vocab(path, model="gpt2", pre="default", tokens=None, merges=None):
     "kwargs,needle",
     [
         ({"model": "wordpiece"}, "unsupported tokenizer.ggml.model 'wordpiece'"),
-        ({"pre": "falcon"}, "unsupported tokenizer.ggml.pre 'falcon'"),
+        ({"pre": "falcon", "merges": ["a b"]}, "unsupported tokenizer.ggml.pre 'falcon'"),
+        ({}, "missing key tokenizer.ggml.merges"),  # BPE without merges (llama.cpp refuses it too)
         ({"merges": ["a c"]}, "'c' is not a token"),
         ({"merges": ["b a"]}, "the merged 'ba' is not a token"),
         ({"model": "llama"}, "scores is required"),
