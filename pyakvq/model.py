@@ -415,6 +415,7 @@ class Model:
             documents=documents,
             add_generation_prompt=add_generation_prompt,
             images=images,
+            _check_keywords=True,
             **kwargs,
         )
         return self.generate(inp, **gen)
@@ -428,10 +429,12 @@ class Model:
         documents=None,
         add_generation_prompt: bool = True,
         images=None,
+        _check_keywords: bool = False,
         **kwargs,
     ):
         """The prompt chat() generates from, with chat()'s arguments (no generation keywords): token
-        ids, or a SessionInput holding the images' rows."""
+        ids, or a SessionInput holding the images' rows. _check_keywords: chat()'s keywords, which
+        mix generation keywords and template variables, are checked against the template."""
         if images is None and isinstance(template, str):
             if _mm.looks_like_images(messages_or_prompt):
                 images, messages_or_prompt, template = messages_or_prompt, template, None
@@ -451,7 +454,8 @@ class Model:
                 images = found or None
             elif _mm.has_image_data(messages_or_prompt):
                 self._vision_model()  # raises: no vision encoder
-        self._check_template_keywords(template, kwargs)
+        if _check_keywords:
+            self._check_template_keywords(template, kwargs)
         text = self.render_chat(
             messages_or_prompt,
             template=template,
