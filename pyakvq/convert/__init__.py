@@ -13,6 +13,7 @@ CheckpointError) with a one-line message naming the file, field or tensor.
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -73,15 +74,24 @@ def convert(
     from . import llama_text, llava  # noqa: F401  (register the converter modules)
     from .checkpoint import Checkpoint
     from .registry import converter_for
-    from .writer import write_file
+    from .writer import temporary_path, write_file
 
     if outtype not in OUTTYPES:
         raise ConvertError(f"unknown outtype {outtype!r} (supported: {', '.join(OUTTYPES)})")
+    if not str(out) or (mmproj_out is not None and not str(mmproj_out)):
+        raise ConvertError("the output path is empty")
     out = pathlib.Path(out)
     mm = pathlib.Path(mmproj_out) if mmproj_out is not None else None
+    src = pathlib.Path(model_dir)
     for p in (out, mm):
-        if p is not None and not p.parent.is_dir():
+        if p is None:
+            continue
+        if not p.parent.is_dir():
             raise MissingFileError(f"{p}: the output directory {p.parent} does not exist")
+        if p.is_dir():
+            raise ConvertError(f"{p}: is a directory; give the output file's path")
+        if p.is_file() and src.is_dir() and p.resolve().parent == src.resolve() and p.suffix.lower() != ".gguf":
+            raise ConvertError(f"{p}: is a file of the checkpoint {src}; write the GGUF file elsewhere")
     if mm is not None and mm.resolve() == out.resolve():
         raise ConvertError(f"{mm}: the mmproj output must differ from the text output")
     tsa = None
@@ -93,6 +103,18 @@ def convert(
     ckpt = Checkpoint(model_dir)
     conv = converter_for(ckpt.config)(ckpt, opts)
     files = conv.outputs()
-    for f in files:
-        write_file(f, progress=progress)
+    tmps: list[pathlib.Path] = []
+    try:
+        for f in files:
+            try:
+                tmps.append(temporary_path(pathlib.Path(f.path)))
+            except OSError as e:
+                raise ConvertError(f"{f.path}: cannot write there ({e.strerror or e})") from None
+            write_file(f, tmps[-1], progress=progress)
+        for f, tmp in zip(files, tmps, strict=True):  # all outputs complete: then under their names
+            os.replace(tmp, f.path)
+    except BaseException:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
     return [f.path for f in files]

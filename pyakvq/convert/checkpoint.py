@@ -211,7 +211,9 @@ class Checkpoint:
                     raise CheckpointError(f"{path}: tensor '{name}' has a malformed header entry") from None
                 n_el = int(np.prod(shape, dtype=np.int64)) if shape else 1
                 width = 2 if dtype == "BF16" else np.dtype(_NP_DTYPES[dtype]).itemsize if dtype in _NP_DTYPES else 0
-                if width and (e - b != n_el * width or data_start + e > size):
+                if not isinstance(b, int) or not isinstance(e, int) or b < 0 or e < b or data_start + e > size:
+                    raise CheckpointError(f"{path}: tensor '{name}': data_offsets {[b, e]} are outside the data")
+                if width and e - b != n_el * width:
                     raise CheckpointError(f"{path}: tensor '{name}': data range does not match its shape {shape}")
                 if name in self.tensors:
                     raise CheckpointError(f"{path}: tensor '{name}' also appears in {self.tensors[name].file.name}")

@@ -8,6 +8,8 @@ fields that equal them); a shape field whose default does not fit the weights is
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import names, quantize
@@ -114,7 +116,11 @@ class LlamaText:
             raise CheckpointError(f"{cfg.where}: head_dim {self.head_dim} is odd")
         self.n_ctx = d.int("max_position_embeddings")
         self.rms_eps = d.float("rms_norm_eps")
+        if not 0.0 < self.rms_eps < 1.0:  # the engine's range
+            raise cfg.bad("rms_norm_eps", "out of range (0 < eps < 1)")
         self.rope_theta = self._rope_theta(cfg, d)
+        if not (math.isfinite(self.rope_theta) and self.rope_theta > 1.0):
+            raise CheckpointError(f"{cfg.where}: rope_theta = {self.rope_theta!r}: out of range (a finite number > 1)")
         self.tied = bool(cfg.get("tie_word_embeddings", tie_default))
 
         emb = self._meta("token_embd.weight")

@@ -20,6 +20,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 
+from ..chat import template_variables
 from .checkpoint import Fields, read_json
 from .errors import CheckpointError, ConvertError, MissingFileError
 from .writer import GGUFFile
@@ -458,6 +459,8 @@ def load_vocab(d: pathlib.Path, n_vocab: int, config_text: Fields | None = None)
         text = _token_text(tc.get(key)) or _token_text(stm.get(key))
         if text is not None:
             tid = v.id_of(text)
+            if tid is None and attr in ("bos", "eos"):  # without it generation would never stop / start right
+                raise CheckpointError(f"{d}: {key} {text!r} of tokenizer_config.json is not in the vocabulary")
         elif key in tc and tc[key] is None:  # explicitly none
             tid = None
         elif isinstance(trainer.get(trainer_key), int) and 0 <= trainer[trainer_key] < len(tokens):
@@ -494,4 +497,9 @@ def load_vocab(d: pathlib.Path, n_vocab: int, config_text: Fields | None = None)
                 "%s: SentencePiece normalizer '%s' is not applied by GGUF tokenizers", source, normalizer.get("name")
             )
     v.chat_templates = chat_templates(d, tc)
+    for name, tpl in v.chat_templates.items():
+        try:
+            template_variables(tpl)  # parses it: a template the engine's renderer refuses is not written
+        except ValueError as e:
+            raise CheckpointError(f"{d}: chat template{' ' + repr(name) if name else ''}: {e}") from None
     return v

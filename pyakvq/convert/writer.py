@@ -1,12 +1,13 @@
 """Streaming GGUF output: metadata and tensor infos are written with gguf.GGUFWriter, then each tensor's
 data is produced, encoded and appended in row chunks, so that memory stays bounded by one chunk (or one
-tensor, for the few that must be transformed whole) however large the checkpoint is. A file appears under
-its final name only once it is complete."""
+tensor, for the few that must be transformed whole) however large the checkpoint is. Each file is written
+under a temporary name of its own and appears under its final name only once every output is complete."""
 
 from __future__ import annotations
 
 import os
 import pathlib
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,11 +101,25 @@ def _check(plan: TensorPlan, arr: np.ndarray, want: tuple[int, ...]) -> np.ndarr
     return quantize.encode(arr, plan.qtype)
 
 
-def write_file(out: GGUFFile, progress: bool = False) -> None:
+def temporary_path(final: pathlib.Path) -> pathlib.Path:
+    """A new empty file beside `final` for its data until it is complete: a name of its own (two
+    converters writing the same output never share one), made with the umask's permissions. Raises
+    OSError when the directory cannot take it."""
+    while True:
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def write_file(out: GGUFFile, tmp: pathlib.Path, progress: bool = False) -> None:
+    """Writes `out` into `tmp` (from temporary_path); the caller moves it to out.path once every
+    output of the conversion is complete. On failure `tmp` is removed."""
     from tqdm import tqdm
 
     final = pathlib.Path(out.path)
-    tmp = final.with_name(final.name + ".part")
     w = GGUFWriter(str(tmp), out.arch)
     try:
         for kv in out.kv:
@@ -137,7 +152,6 @@ def write_file(out: GGUFFile, progress: bool = False) -> None:
                 if written != t.nbytes:
                     raise AssertionError(f"{t.name}: wrote {written} bytes, planned {t.nbytes}")
                 f.write(b"\0" * (-written % align))
-        os.replace(tmp, final)
     except BaseException:
         w.close()
         tmp.unlink(missing_ok=True)

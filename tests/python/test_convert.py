@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import struct
 import subprocess
 import sys
+import threading
 
 import llava_convert as lc
 import numpy as np
@@ -553,6 +555,38 @@ def _bad_feature_layer(c):
     c["vision_feature_layer"] = -7
 
 
+def _bad_eps(c):
+    c["text_config"]["rms_norm_eps"] = -1
+
+
+def _bad_theta(c):
+    c["text_config"]["rope_parameters"]["rope_theta"] = 0
+
+
+def _eos_not_in_vocab(d: pathlib.Path):
+    tc = json.loads((d / "tokenizer_config.json").read_text())
+    tc["eos_token"] = "<nope>"
+    (d / "tokenizer_config.json").write_text(json.dumps(tc))
+
+
+def _bad_template(d: pathlib.Path):
+    (d / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }")
+
+
+def _negative_offset(d: pathlib.Path):
+    """The first tensor of a shard starts 16 bytes before the data (its length unchanged)."""
+    f = d / "model-00001-of-00012.safetensors"
+    raw = f.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    name = next(k for k in header if k != "__metadata__")
+    b, e = header[name]["data_offsets"]
+    header[name]["data_offsets"] = [b - 16, e - 16]
+    text = json.dumps(header, separators=(",", ":")).encode()
+    assert len(text) <= n
+    f.write_bytes(raw[:8] + text.ljust(n) + raw[8 + n :])
+
+
 def _rm(*files):
     def f(d: pathlib.Path):
         for x in files:
@@ -591,6 +625,12 @@ ERRORS = [
         "no tokenizer (expected tokenizer.model or tokenizer.json)",
     ),
     ("missing-processor", None, _rm("processor_config.json"), MissingFileError, "no image processor settings"),
+    # values the engine would refuse at load: refused here, naming the field
+    ("rms-eps", _bad_eps, None, CheckpointError, "field 'text_config.rms_norm_eps' = -1: out of range (0 < eps < 1)"),
+    ("rope-theta", _bad_theta, None, CheckpointError, "rope_theta = 0.0: out of range"),
+    ("eos-not-in-vocab", None, _eos_not_in_vocab, CheckpointError, "eos_token '<nope>' of tokenizer_config.json"),
+    ("template-syntax", None, _bad_template, CheckpointError, "chat template: chat template syntax error"),
+    ("negative-offset", None, _negative_offset, CheckpointError, "data_offsets [-16,"),
 ]
 
 
@@ -609,7 +649,57 @@ def test_errors(tmp_path, case):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0] == f"akvq-convert: error: {msg}"
-    assert not out.exists() and not out.with_name(out.name + ".part").exists()
+    assert not out.exists() and not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part"))
+
+
+def test_output_paths(tmp_path):
+    src = lc.FIXTURES / "bpe_full_crop"
+    (tmp_path / "dir.gguf").mkdir()
+    cases = [
+        (tmp_path / "dir.gguf", None, "is a directory"),
+        ("", None, "the output path is empty"),
+        (tmp_path / "t.gguf", tmp_path / "dir.gguf", "is a directory"),  # before the text file is written
+        ("/proc/x.gguf", None, "cannot write there"),
+    ]
+    for out, mm, text in cases:
+        with pytest.raises(ConvertError, match=text):
+            convert(src, out, mmproj_out=mm)
+        assert not (tmp_path / "t.gguf").exists()
+    r = run_cli(src, "-o", tmp_path / "dir.gguf")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "is a directory" in r.stderr
+    # the checkpoint's own files are not overwritten
+    d = edited_copy(tmp_path)
+    for name in ("model-00001-of-00012.safetensors", "config.json"):
+        before = (d / name).read_bytes()
+        with pytest.raises(ConvertError, match=f"{name}: is a file of the checkpoint"):
+            convert(d, d / name)
+        assert (d / name).read_bytes() == before
+    assert convert(d, d / "model.gguf") == [d / "model.gguf"]  # a new GGUF file beside them is fine
+
+
+def test_concurrent_conversions_to_one_output(tmp_path):
+    # each run writes its own temporary file: the output is one complete conversion, never a mix,
+    # and a user's file named like the old temporary is left alone
+    out = tmp_path / "x.gguf"
+    (tmp_path / "x.gguf.part").write_text("mine")
+    errors = []
+
+    def run(outtype):
+        try:
+            convert(lc.FIXTURES / "spm_default_pad", out, outtype=outtype)
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in ("f32", "q4_0", "f16")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    r = gguf.GGUFReader(str(out))
+    assert {str(t.tensor_type.name) for t in r.tensors if t.name == "blk.0.attn_q.weight"} <= {"F32", "Q4_0", "F16"}
+    assert (tmp_path / "x.gguf.part").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.gguf", "x.gguf.part"]
 
 
 def test_error_missing_directory_and_bad_arguments(tmp_path):
