@@ -37,6 +37,8 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from . import _validate as _v
 from .completion_args import (
     MAX_LOGPROBS,
@@ -412,6 +414,13 @@ def _chunks(builder: ResultBuilder, sources: list[Source], n_prompt: int, prefix
             src.cancel()
 
 
+def _unbounded_if_nonpositive(max_tokens: Any) -> Any:
+    """llama-cpp-python's max_tokens: None or an integer <= 0 means up to the end of the context."""
+    if isinstance(max_tokens, (int, np.integer)) and not isinstance(max_tokens, (bool, np.bool_)) and max_tokens <= 0:
+        return None
+    return max_tokens
+
+
 def create_completion(
     llm: Any,
     prompt: str | Sequence[int],
@@ -447,7 +456,8 @@ def create_completion(
     engine: a pyakvq.batch.BatchEngine over `llm` (generation then goes through it; choices run
     together); None: `llm.generate`. model: the name results carry (default: the model's path).
     images: one image per image marker of the prompt (as Model.generate takes them).
-    max_tokens None: up to the end of the context. n: choices (seeded choice i uses seed + i).
+    max_tokens None or <= 0 (llama-cpp-python's reading): up to the end of the context. n: choices
+    (seeded choice i uses seed + i).
     logprobs: K in [0, 20], the sampled token's log probability and the K best alternatives.
     echo: the prompt text is put before the completion. stream: an iterator of chunks instead;
     stream_options={"include_usage": True} ends it with a usage chunk.
@@ -468,7 +478,7 @@ def create_completion(
     if suffix is not None:
         raise ValueError("suffix is not supported (no fill-in-the-middle)")
     s = check_sampling(
-        max_tokens=max_tokens,
+        max_tokens=_unbounded_if_nonpositive(max_tokens),
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
@@ -553,8 +563,8 @@ def create_chat_completion(
     included), in llama-cpp-python's shape (see the module docstring).
 
     engine, model, n, seed, stop, stream, stream_options: as create_completion.
-    max_tokens / max_completion_tokens: at most this many tokens (None: up to the end of the
-    context). logprobs=True: the sampled tokens' log probabilities, with top_logprobs (0..20)
+    max_tokens / max_completion_tokens: at most this many tokens (None or <= 0: up to the end of
+    the context). logprobs=True: the sampled tokens' log probabilities, with top_logprobs (0..20)
     alternatives each. response_format: only {"type": "text"} (anything else: ValueError).
     chat_template_kwargs: template variables (e.g. {"enable_thinking": False}).
     temperature, top_p, top_k, min_p, repeat_penalty, repeat_last_n: as create_completion.
@@ -576,7 +586,7 @@ def create_chat_completion(
     stream = _v.check_bool("stream", stream)
     check_response_format(response_format)
     s = check_sampling(
-        max_tokens=max_tokens_of(max_tokens, max_completion_tokens),
+        max_tokens=_unbounded_if_nonpositive(max_tokens_of(max_tokens, max_completion_tokens)),
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
