@@ -81,6 +81,26 @@ class EngineCall {
   PyThreadState* state_ = nullptr;
 };
 
+// threading.main_thread().ident: the only thread that runs signal handlers (set by init_model).
+inline unsigned long& main_thread_ident() {
+  static unsigned long id = 0;
+  return id;
+}
+
+// SessionParams::interrupt for Python: on the main thread, and not while the interpreter shuts
+// down, takes the GIL and runs the pending signal handlers; a handler that raised (Ctrl-C's
+// KeyboardInterrupt) stops the engine call with that exception.
+inline void check_python_signals() {
+  if (PyThread_get_thread_ident() != main_thread_ident()) return;  // no GIL needed
+  {
+    EngineCallState& s = engine_call_state();
+    std::lock_guard<std::mutex> lk(s.m);
+    if (s.shutdown) return;
+  }
+  nanobind::gil_scoped_acquire g;
+  if (PyErr_CheckSignals() != 0) throw nanobind::python_error();
+}
+
 // The exit hook (GIL held). others_alive: threads other than this one are still running (their
 // objects outlive the interpreter). Waits at most max_wait_s for engine calls to end or park.
 inline void engine_shutdown(bool others_alive, double max_wait_s) {

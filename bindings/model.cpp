@@ -187,6 +187,7 @@ void init_model(nb::module_& m) {
             p.kv = kv;
             p.n_batch = n_batch;
             p.kv_options = kv_options;
+            p.interrupt = check_python_signals;  // Ctrl-C during a long prompt
             EngineCall r;
             new (self) Session(std::move(model), p);
           },
@@ -310,6 +311,7 @@ void init_model(nb::module_& m) {
         return d;
       });
 
+  main_thread_ident() = nb::cast<unsigned long>(nb::module_::import_("threading").attr("main_thread")().attr("ident"));
   // Safe interpreter exit while other threads are inside engine calls (see engine_call.h).
   m.def(
       "_shutdown",

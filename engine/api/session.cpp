@@ -52,6 +52,7 @@ struct Session::Impl {
         seq.commit(in, off, len);
         off += len;
         if (off == ckpt) seq.cache->checkpoint();
+        if (off < n && params.interrupt) params.interrupt();
       }
     } catch (...) {
       seq.truncate(n_past);

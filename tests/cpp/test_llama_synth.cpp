@@ -373,6 +373,34 @@ TEST_F(SessionSynth, ErrorsLeaveSessionUnchanged) {
   EXPECT_TRUE(s.tokens().empty());
 }
 
+TEST_F(SessionSynth, InterruptBetweenChunksRollsBack) {
+  // SessionParams::interrupt runs between prefill chunks, never after the last; what it throws
+  // stops the evaluation with the cache as it was
+  auto model = Model::load(path_);
+  SessionParams p;
+  p.n_ctx = 64;
+  p.n_threads = 1;
+  p.n_batch = 4;
+  int calls = 0, stop_at = 0;
+  p.interrupt = [&] {
+    if (++calls == stop_at) throw std::runtime_error("interrupted");
+  };
+  Session s(model, p);
+  s.eval({1, 2, 3});
+  std::vector<int32_t> ids(10, 7);  // chunks 4 + 4 + 2: two calls
+  calls = 0, stop_at = 2;
+  EXPECT_THROW(s.eval(ids), std::runtime_error);
+  EXPECT_EQ(s.n_past(), 3);
+  calls = 0, stop_at = 0;
+  const float* lg = s.eval(ids);
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(s.n_past(), 13);
+  std::vector<float> got(lg, lg + 260);
+  Session fresh(model, p);
+  fresh.eval({1, 2, 3});
+  EXPECT_LE(max_abs_diff(fresh.eval(ids), got.data(), 260), 0.0f);
+}
+
 TEST_F(SessionSynth, ParamsValidation) {
   auto model = Model::load(path_);
   auto bad = [&](auto edit, const std::string& needle) {

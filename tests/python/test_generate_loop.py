@@ -6,7 +6,9 @@ import os
 import pathlib
 import random
 import shutil
+import signal
 import subprocess
+import threading
 
 import pytest
 
@@ -82,6 +84,26 @@ def test_finish_reason_context(smollm2_path):
         # A prompt that fills the context exactly still yields one token.
         full = (ids * 4)[:16]
         assert [t.finish_reason for t in m.generate(full, max_tokens=5, temperature=0, stream=True)] == ["context"]
+
+
+def test_ctrl_c_stops_a_long_prompt(smollm2_path):
+    # SIGINT while a prompt is evaluated: KeyboardInterrupt between two prefill chunks, with the
+    # cache rolled back (not after the whole prompt, which takes minutes on a 7B model); the Model
+    # answers as before
+    prompt = "The quick brown fox jumps over the lazy dog. " * 200  # ~2000 tokens: 60+ chunks of 32
+    with pyakvq.Model(str(smollm2_path), n_ctx=4096, n_batch=32, n_threads=2) as m:
+        n_prompt = len(m.tokenize(prompt))
+        ref = m.generate("Hello", max_tokens=4, temperature=0)
+        for call in (lambda: m.eval(prompt), lambda: m.generate(prompt, max_tokens=1)):
+            timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+            timer.start()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    call()
+            finally:
+                timer.cancel()
+            assert m._sess().n_past < n_prompt  # stopped inside the prompt, nothing half-kept
+        assert m.generate("Hello", max_tokens=4, temperature=0) == ref
 
 
 def test_cli_reports_finish_reason_and_full_context(smollm2_path):

@@ -3,6 +3,7 @@
 // Frontends (Python bindings, akvq-cli) use only this header, error.h and sampler.h.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <map>
 #include <memory>
@@ -142,6 +143,10 @@ struct SessionParams {
   // k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor, rotate, checkpoint, lut); validated
   // by the cache mode, unknown keys and bad values throw InvalidArgument naming the option.
   std::map<std::string, std::string> kv_options;
+  // Called between the chunks of a prompt's evaluation (not after the last); it may throw to stop
+  // the evaluation, which then rolls the cache back to where it was and rethrows. Empty: none.
+  // (The Python bindings check for Ctrl-C here.)
+  std::function<void()> interrupt;
   void validate() const;  // throws InvalidArgument naming the bad field
 };
 
