@@ -241,7 +241,8 @@ def _chat(a: argparse.Namespace) -> int:
         return 2
 
     with m:
-        gen = {"max_tokens": a.max_tokens, "temperature": a.temp, "seed": a.seed, "stream": True}
+        n_max = a.max_tokens if a.max_tokens >= 0 else 2**31 - 1  # -1: the context ends it
+        gen = {"max_tokens": n_max, "temperature": a.temp, "seed": a.seed, "stream": True}
         if a.top_k is not None:
             gen["top_k"] = a.top_k
         if a.top_p is not None:
@@ -383,10 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-tokens",
         "--n-predict",
         dest="max_tokens",
-        type=_int_in(0, 2**31 - 1),
+        type=_int_in(-1, 2**31 - 1),
         default=128,
         metavar="N",
-        help="generate at most N tokens (default 128)",
+        help="generate at most N tokens (default 128; -1: until the context is full, as akvq-cli)",
     )
     p.add_argument(
         "--temp",
@@ -428,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "perplexity",
+        one_line_errors=True,
         help="perplexity of a model over a text file (llama.cpp's protocol)",
         description="Perplexity over FILE with non-overlapping chunks of -c tokens, scoring the "
         "second half of each chunk (llama.cpp's protocol), with KV cache mode --kv.",
@@ -466,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "profile",
+        one_line_errors=True,
         help="saliency profile: attention received by text vs vision tokens per layer, TSA layers",
         description="Measures per layer the mean attention that text and vision tokens receive from the "
         "text after the last image (receivers from --skip-first on), the top receivers (pivot candidates), "

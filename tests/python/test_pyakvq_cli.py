@@ -122,6 +122,12 @@ def test_chat_text_only(standin):
     assert "images:" not in r.stderr and "generation:" in r.stderr
     with pyakvq.Model(standin, n_threads=1) as m:
         assert r.stdout == m.chat("Hello", max_tokens=4, temperature=0) + "\n"
+        # -n -1: until the end of generation or of the context, as akvq-cli
+        r = run_py("chat", "-m", standin, "-n", -1, "-c", 64, "-t", 1, "Hello")
+        assert r.returncode == 0, r.stderr
+        with pyakvq.Model(standin, n_threads=1, n_ctx=64) as m64:
+            assert r.stdout == m64.chat("Hello", max_tokens=10**6, temperature=0) + "\n"
+    assert "-2 is out of range [-1," in _one_error_line(run_py("chat", "-m", standin, "-n", -2, "Hello"))
 
 
 CHAT_ERRORS = [
@@ -154,6 +160,19 @@ def test_chat_bad_input(args, needle, standin, tmp_path):
     args = [a.format(tmp=tmp_path) for a in args]
     line = _one_error_line(run_py("chat", *args, AKVQ_DEMO_MODEL=str(standin)))
     assert needle.format(tmp=tmp_path) in line, line
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("perplexity", "--chunks", "0", "-f", "x.txt"), "--chunks: 0 is out of range"),
+        (("perplexity", "-c", "abc"), "-c"),
+        (("profile", "-m", "x.gguf", "-p", "hi", "--bogus"), "unrecognized arguments: --bogus"),
+    ],
+)
+def test_other_commands_bad_arguments_are_one_line(args, needle):
+    line = _one_error_line(run_py(*args), f"pyakvq {args[0]}: error:")
+    assert needle in line and line.endswith(f"(see pyakvq {args[0]} --help)"), line
 
 
 def test_chat_missing_demo_model(tmp_path):
