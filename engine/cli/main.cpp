@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -251,6 +252,12 @@ int main(int argc, char** argv) {
       for (const auto& s : searched) where += (where.empty() ? "" : ", ") + s;
       std::fprintf(stderr, "akvq-cli: error: no model given (-m FILE), and no demo model found (looked for %s)\n",
                    where.c_str());
+      return 2;
+    }
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(o.model, ec)) {  // $AKVQ_DEMO_MODEL naming nothing: one line
+      std::fprintf(stderr, "akvq-cli: error: no model given (-m FILE), and the demo model %s is not a file\n",
+                   searched.empty() ? o.model.c_str() : searched.back().c_str());
       return 2;
     }
     std::fprintf(stderr, "akvq-cli: no -m given: the demo model %s\n", o.model.c_str());

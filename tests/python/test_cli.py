@@ -73,7 +73,9 @@ def test_without_model_or_demo(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no model given" in lines[0] and "site-packages" in lines[0], r.stderr
     r = run("-p", "hi", exe=exe, env={"AKVQ_DEMO_MODEL": str(tmp_path / "elsewhere.gguf")})
-    assert r.returncode == 2 and "elsewhere.gguf" in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert f"the demo model $AKVQ_DEMO_MODEL ({tmp_path / 'elsewhere.gguf'}) is not a file" in lines[0]
 
 
 def test_bad_model_file(tmp_path):
