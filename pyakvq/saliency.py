@@ -111,6 +111,8 @@ def profile_saliency(
         kind = np.array(kinds)
         vis = np.flatnonzero(kind == "vision")
         q_begin = int(vis[-1]) + 1 if vis.size else skip_first
+        if skip_first >= n:
+            raise ValueError(f"sample {si}: skip_first = {skip_first} skips every one of its {n} positions")
         if q_begin >= n:
             raise ValueError(
                 f"sample {si}: no text position after "
@@ -147,8 +149,9 @@ def profile_saliency(
         )
         if tops is None:
             tops = [[] for _ in range(len(recv))]
+        receivers = np.flatnonzero(~skipped)  # the top receivers are counted from skip_first on too
         for li in range(len(recv)):
-            for j in np.argsort(-recv[li], kind="stable")[:top_k]:
+            for j in receivers[np.argsort(-recv[li, receivers], kind="stable")[:top_k]]:
                 tops[li].append({"sample": si, "position": int(j), "kind": kinds[j], "mass": float(recv[li, j])})
     n_layer = len(per[0]["text_mass"])
     mean = {k: np.mean([p[k] for p in per], axis=0) for k in per[0] if k != "vision_per_token"}

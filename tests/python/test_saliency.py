@@ -160,7 +160,9 @@ def test_profile_matches_probabilities(model):
     for li, L in enumerate(r["layers"]):
         assert L["vision_mass"] == pytest.approx(recv[li, vis & (pos >= 5)].sum(), abs=1e-6)
         assert L["skipped_mass"] == pytest.approx(recv[li, :5].sum(), abs=1e-6)
-        assert L["top"][0]["position"] == int(np.argmax(recv[li]))
+        # top receivers from position skip_first on, as the masses
+        assert L["top"][0]["position"] == 5 + int(np.argmax(recv[li, 5:]))
+        assert min(t["position"] for t in L["top"]) >= 5
 
 
 def test_profile_errors(model):
@@ -171,6 +173,8 @@ def test_profile_errors(model):
         profile_saliency(model, [("USER: <image>", images)])
     with pytest.raises(ValueError, match="skip_first"):
         profile_saliency(model, [(text, images)], skip_first=-1)
+    with pytest.raises(ValueError, match=r"sample 0: skip_first = 100000 skips every one of its \d+ positions"):
+        profile_saliency(model, [(text, images)], skip_first=100000)
 
 
 def test_kv_stats_kinds(path):
