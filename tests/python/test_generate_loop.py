@@ -91,6 +91,16 @@ def test_ctrl_c_stops_a_long_prompt(smollm2_path):
     # cache rolled back (not after the whole prompt, which takes minutes on a 7B model); the Model
     # answers as before
     prompt = "The quick brown fox jumps over the lazy dog. " * 200  # ~2000 tokens: 60+ chunks of 32
+    # Python's own SIGINT handler, also where the test runner inherited SIGINT ignored (a shell's
+    # background job)
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_during_prompts(smollm2_path, prompt)
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
+
+
+def _ctrl_c_during_prompts(smollm2_path, prompt: str) -> None:
     with pyakvq.Model(str(smollm2_path), n_ctx=4096, n_batch=32, n_threads=2) as m:
         n_prompt = len(m.tokenize(prompt))
         ref = m.generate("Hello", max_tokens=4, temperature=0)
