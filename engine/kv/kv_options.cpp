@@ -66,7 +66,7 @@ int parse_bits(const std::string& key, const std::string& s) {
 
 std::vector<int> parse_layers(const std::string& key, const std::string& s, int n_layer) {
   std::vector<int> out;
-  if (trim(s) == "none" || trim(s).empty()) return out;
+  if (const std::string t = trim(s); t == "none" || t.empty()) return out;
   std::stringstream ss(s);
   std::string item;
   while (std::getline(ss, item, ',')) out.push_back(parse_int(key, item, 0, n_layer - 1));

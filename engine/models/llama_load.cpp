@@ -93,14 +93,6 @@ Llama::Llama(const gguf::File& f, int act_bits) {
   if (!(hp.rms_eps > 0.0f && hp.rms_eps < 1.0f)) {
     fail("attention.layer_norm_rms_epsilon = " + std::to_string(hp.rms_eps) + " is out of range (0 < eps < 1)");
   }
-  if (f.has(a + "vocab_size")) {
-    const int64_t nv = f.get_i64(a + "vocab_size", 0);
-    const TensorView* emb = f.find_tensor("token_embd.weight");
-    if (emb && emb->n_dims == 2 && nv != emb->ne[1]) {
-      fail("vocab_size = " + std::to_string(nv) + " but tensor 'token_embd.weight' has " + std::to_string(emb->ne[1]) +
-           " rows");
-    }
-  }
 
   const TensorView* te = f.find_tensor("token_embd.weight");
   if (!te) fail("tensor 'token_embd.weight' is missing");
@@ -108,6 +100,10 @@ Llama::Llama(const gguf::File& f, int act_bits) {
     fail("tensor 'token_embd.weight' must be 2-D with 1..2^24 rows");
   }
   hp.n_vocab = static_cast<int>(te->ne[1]);
+  if (f.has(a + "vocab_size") && f.get_i64(a + "vocab_size", 0) != hp.n_vocab) {
+    fail("vocab_size = " + std::to_string(f.get_i64(a + "vocab_size", 0)) + " but tensor 'token_embd.weight' has " +
+         std::to_string(hp.n_vocab) + " rows");
+  }
 
   const int64_t E = hp.n_embd, Q = int64_t{hp.n_head} * hp.head_dim, KV = int64_t{hp.n_head_kv} * hp.head_dim,
                 F = hp.n_ff, V = hp.n_vocab;
