@@ -528,7 +528,7 @@ def _resolve_files(a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line `argv` (default: sys.argv[1:]); returns the exit status: 0 done, 2 bad
-    input or arguments (one line on stderr), 1 anything else."""
+    input or arguments (one line on stderr), 130 interrupted (Ctrl-C), 1 anything else."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "convert":  # the converter's own command line, as akvq-convert
         from .convert.__main__ import main as convert_main  # noqa: PLC0415
@@ -545,6 +545,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError) as e:
         print(f"pyakvq: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while a model loads or a command runs: no traceback
+        print("pyakvq: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

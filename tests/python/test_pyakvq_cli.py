@@ -222,3 +222,17 @@ def test_chat_device_cuda_without_gpu_is_one_error_line():
     assert "[cuda]" in line, line
     r = run_py("chat", "--device", "tpu", "hello")
     assert r.returncode == 2 and "invalid choice: 'tpu'" in r.stderr
+
+
+@pytest.mark.parametrize("command", [("serve", "--port", "0"), ("profile", "-p", "hi"), ("chat", "hi")])
+def test_ctrl_c_while_the_model_loads_is_one_line(command, smollm2_path, monkeypatch, capsys):
+    """Ctrl-C before a command's own handling starts (here: while the model loads) exits 130 with
+    one line, not a traceback."""
+    from pyakvq.__main__ import main
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pyakvq.Model, "__init__", interrupted)
+    assert main([command[0], "-m", str(smollm2_path), *command[1:]]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "pyakvq: interrupted"
