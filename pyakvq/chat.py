@@ -117,9 +117,34 @@ class _GenerationTag(jinja2.ext.Extension):
         return caller()
 
 
+#: the longest string or list a template may build with `*`, and the longest text it may render
+#: (characters): far beyond any prompt, short of what would exhaust memory or time
+MAX_TEMPLATE_CHARS = 1 << 24
+
+
+class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """The sandbox with bounded repetition and powers: `'x' * 10**9` or `9 ** 10**9` in a
+    template raise instead of taking the process's memory or time."""
+
+    intercepted_binops = frozenset(("*", "**"))
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "*":
+            for seq, k in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(k, int) and len(seq) * k > MAX_TEMPLATE_CHARS:
+                    raise jinja2.exceptions.SecurityError(
+                        f"the template repeats a {type(seq).__name__} of length {len(seq)} {k} times "
+                        f"(more than {MAX_TEMPLATE_CHARS} items)"
+                    )
+        elif operator == "**" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
+            if abs(right) > 1024 and abs(left) > 1:
+                raise jinja2.exceptions.SecurityError(f"the template raises {left!r} to the power {right!r}")
+        return super().call_binop(context, operator, left, right)
+
+
 @functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson
@@ -249,7 +274,9 @@ def render(
     `tools` are JSON-schema dicts ({"type": "function", "function": {...}}), `documents` dicts
     (usually {"title", "text"}); any other keyword (enable_thinking, date_string, ...) becomes a
     template variable and overrides bos_token/eos_token of the same name. A template that raises
-    (raise_exception, an undefined attribute, a type error) gives a ValueError with its message."""
+    (raise_exception, an undefined attribute, a type error) gives a ValueError with its message, as
+    does one that renders more than MAX_TEMPLATE_CHARS characters or repeats a string or list
+    beyond that length."""
     for name in RESERVED:
         if name in variables:
             raise TypeError(f"{name!r} is set by the renderer and cannot be a template variable")
@@ -271,13 +298,21 @@ def render(
     context.update(_plain(variables))
     tmpl = _compile(template)
     try:
-        return tmpl.render(
+        pieces, n = [], 0
+        for piece in tmpl.generate(
             messages=msgs,
             tools=_plain(tools),
             documents=_plain(documents),
             add_generation_prompt=bool(add_generation_prompt),
             **context,
-        )
+        ):
+            n += len(piece)
+            if n > MAX_TEMPLATE_CHARS:
+                raise jinja2.exceptions.TemplateRuntimeError(
+                    f"the rendered prompt exceeds {MAX_TEMPLATE_CHARS} characters"
+                )
+            pieces.append(piece)
+        return "".join(pieces)
     except jinja2.exceptions.TemplateError as e:
         raise ValueError(f"chat template error: {e.message if e.message is not None else e}") from e
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError) as e:

@@ -183,6 +183,32 @@ def max_tokens_of(max_tokens: Any, max_completion_tokens: Any) -> Any:
     return max_completion_tokens
 
 
+# chat()'s own arguments and the renderer's inputs: not template variables
+_NOT_TEMPLATE_VARIABLES = frozenset(
+    ("template", "chat_template", "messages", "tools", "documents", "images", "add_generation_prompt")
+)
+
+
+def template_kwargs(kwargs: Any) -> dict[str, Any]:
+    """chat_template_kwargs (None or a mapping of template variables, e.g. {"enable_thinking":
+    False}) as a dict. The names of chat()'s own arguments (template, tools, images, ...) and
+    names starting with '_' are refused: a request sets variables the template reads, never the
+    template, tools or the renderer's private options."""
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"chat_template_kwargs must be an object (a dict), got {type(kwargs).__name__}")
+    for name in kwargs:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"chat_template_kwargs: {name!r} is not a template variable name")
+        if name.startswith("_") or name in _NOT_TEMPLATE_VARIABLES:
+            raise ValueError(
+                f"chat_template_kwargs: {name!r} is not a template variable (chat_template_kwargs sets variables "
+                "the chat template reads; the template, tools and images cannot be given there)"
+            )
+    return dict(kwargs)
+
+
 def check_prompt_fits(n_prompt: int, n_ctx: int) -> None:
     if n_prompt >= n_ctx:
         raise ValueError(

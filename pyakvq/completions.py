@@ -21,7 +21,10 @@ Shapes (as OpenAI documents them):
 - logprobs (log-softmax of the model's logits): chat: {"content": [{"token", "logprob", "bytes",
   "top_logprobs": [{"token", "logprob", "bytes"}, ...]}]} with `top_logprobs` alternatives per
   token; completions: {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}, ...],
-  "text_offset"} where each dict holds the `logprobs` best alternatives and the sampled token.
+  "text_offset"} where each dict holds the `logprobs` best alternatives and the sampled token and
+  text_offset is the character where the token's text starts, counted from the start of the
+  prompt whether it is echoed or not (as OpenAI's legacy API; a token that ends inside a UTF-8
+  character moves the next offset only when the character is complete).
   As llama-server does, they cover the tokens whose text starts before the end of the returned
   text: the tokens of a stop string that was cut off are left out (usage still counts them). A
   stream sends a token's entry with the chunk whose text reaches it.
@@ -31,6 +34,7 @@ Shapes (as OpenAI documents them):
 
 from __future__ import annotations
 
+import codecs
 import math
 import time
 import uuid
@@ -49,6 +53,7 @@ from .completion_args import (
     check_response_format,
     check_sampling,
     max_tokens_of,
+    template_kwargs,
 )
 
 #: the engine's finish reasons -> OpenAI's
@@ -84,6 +89,7 @@ class _Choice:
         "lp_pending",
         "lp_bytes",
         "lp_chars",
+        "lp_decoder",
     )
 
     def __init__(self, text_offset: int = 0) -> None:
@@ -101,6 +107,8 @@ class _Choice:
         self.lp_pending: list[tuple[int, Any]] = []
         self.lp_bytes = 0  # UTF-8 bytes of the recorded tokens' pieces
         self.lp_chars = text_offset  # text_offset of the next token (completions)
+        # the recorded pieces decoded as the text is (a token inside a character does not move the offset)
+        self.lp_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
 
 class ResultBuilder:
@@ -167,7 +175,7 @@ class ResultBuilder:
                 alts.setdefault(self._tok(t)[0], _num(v))
             alts.setdefault(text, _num(lp))  # the sampled token is always there (OpenAI: up to logprobs + 1)
             record = (ch.lp_chars, text, _num(lp), alts)
-            ch.lp_chars += len(text)
+            ch.lp_chars += len(ch.lp_decoder.decode(raw))  # characters the token completes in the text
         ch.lp_pending.append((ch.lp_bytes, record))
         ch.lp_bytes += len(raw)
 
@@ -494,9 +502,8 @@ def create_completion(
         raise ValueError("echo with logprobs is not supported (the prompt's log probabilities are not computed)")
     include_usage = _include_usage(stream_options, stream)
     inp = llm._generate_input(prompt, images)
-    prefix = ""
-    if echo:
-        prefix = prompt if isinstance(prompt, str) else llm.detokenize(list(inp.ids) if hasattr(inp, "ids") else inp)
+    text = prompt_text(llm, prompt)
+    prefix = text if echo else ""
     builder = ResultBuilder(
         "text",
         model if model is not None else default_model_name(llm),
@@ -504,10 +511,18 @@ def create_completion(
         _piece_fn(llm),
         s.logprobs,
         include_usage,
-        text_offset=len(prefix),
+        text_offset=len(text),
     )
     sources = open_sources(llm, engine, inp, s)
     return _run(builder, sources, len(inp), stream, prefix)
+
+
+def prompt_text(llm: Any, prompt: str | Sequence[int]) -> str:
+    """The text of a completion's prompt (a string, or token ids rendered with their special
+    tokens, as the string that tokenizes to them would read): what `echo` puts before the
+    completion, and where the completion's `text_offset`s start (OpenAI's legacy API counts them
+    from the start of the prompt, echoed or not)."""
+    return prompt if isinstance(prompt, str) else llm.detokenize(list(prompt), render_special=True)
 
 
 def _include_usage(stream_options: Any, stream: bool) -> bool:
@@ -566,7 +581,8 @@ def create_chat_completion(
     max_tokens / max_completion_tokens: at most this many tokens (None or <= 0: up to the end of
     the context). logprobs=True: the sampled tokens' log probabilities, with top_logprobs (0..20)
     alternatives each. response_format: only {"type": "text"} (anything else: ValueError).
-    chat_template_kwargs: template variables (e.g. {"enable_thinking": False}).
+    chat_template_kwargs: template variables (e.g. {"enable_thinking": False}); chat()'s own
+    argument names (template, tools, images, ...) and names starting with '_' raise ValueError.
     temperature, top_p, top_k, min_p, repeat_penalty, repeat_last_n: as create_completion.
     presence_penalty, frequency_penalty, mirostat_mode, grammar, logit_bias, tools, tool_choice,
     functions, function_call: llama-cpp-python's keywords, accepted when they ask for nothing (0,
@@ -599,13 +615,10 @@ def create_chat_completion(
         n=n,
     )
     include_usage = _include_usage(stream_options, stream)
-    if chat_template_kwargs is None:
-        chat_template_kwargs = {}
-    elif not isinstance(chat_template_kwargs, Mapping):
-        raise TypeError(f"chat_template_kwargs must be a dict, got {type(chat_template_kwargs).__name__}")
+    chat_template_kwargs = template_kwargs(chat_template_kwargs)
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
         raise TypeError(f"messages must be a list of messages, got {type(messages).__name__}")
-    inp = llm._chat_input(list(messages), **dict(chat_template_kwargs))
+    inp = llm._chat_input(list(messages), **chat_template_kwargs)
     builder = ResultBuilder(
         "chat", model if model is not None else default_model_name(llm), s.n, _piece_fn(llm), s.logprobs, include_usage
     )

@@ -401,12 +401,11 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         except (TypeError, ValueError) as e:
             raise bad_request(str(e), "prompt") from None
         check_prompt(len(inp), "prompt")
-        prefix = ""
-        if req.echo:
-            prefix = req.prompt if isinstance(req.prompt, str) else model.detokenize(req.prompt)
-        return inp, prefix
+        return inp, _c.prompt_text(model, req.prompt)
 
-    def respond(kind: str, inp: Any, s: _a.Sampling, stream: bool, include_usage: bool, prefix: str = "") -> Response:
+    def respond(
+        kind: str, inp: Any, s: _a.Sampling, stream: bool, include_usage: bool, prefix: str = "", text_offset: int = 0
+    ) -> Response:
         if cfg.max_queue is not None and s.n > engine.n_slots + cfg.max_queue:
             # never schedulable: "retry later" would never succeed
             raise bad_request(
@@ -427,7 +426,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             lambda t: model._model.piece(int(t), True),
             s.logprobs,
             include_usage,
-            text_offset=len(prefix),
+            text_offset=text_offset,
         )
         cls = _EventStream if stream else _Completion
         return cls(builder, sources, len(inp), prefix, metrics)
@@ -441,8 +440,9 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         req = _rq.parse_completion(await read_json(request), cfg)
-        inp, prefix = await asyncio.to_thread(prepare_completion, req)
-        return respond("text", inp, req.sampling, req.stream, req.include_usage, prefix)
+        inp, text = await asyncio.to_thread(prepare_completion, req)
+        prefix = text if req.echo else ""
+        return respond("text", inp, req.sampling, req.stream, req.include_usage, prefix, len(text))
 
     def model_card() -> dict[str, Any]:
         return {"id": cfg.model_name, "object": "model", "created": created, "owned_by": "pyakvq"}

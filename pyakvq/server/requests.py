@@ -222,9 +222,13 @@ def _messages(raw: Any, cfg: ServerConfig) -> tuple[list[dict[str, Any]], list[I
         m = {k: v for k, v in msg.items() if v is not None}
         if role == "developer":
             m["role"] = "system"
+        calls = [k for k in ("tool_calls", "function_call") if msg.get(k)]
+        if calls or role in ("tool", "function"):
+            # a history of tool calls comes from tool calling, which this server does not do (see `tools`)
+            what = f"'{calls[0]}'" if calls else f"a {role} message"
+            raise bad_request(f"{where}: {what} is not supported (this server does no tool calling)", "messages")
         if content is None:
-            if role != "assistant":
-                raise bad_request(f"{where}.content is required", "messages")
+            raise bad_request(f"{where}.content is required (a string or an array of parts)", "messages")
         elif isinstance(content, list):
             parts = []
             for j, part in enumerate(content):
@@ -290,10 +294,11 @@ def parse_chat(body: Mapping[str, Any], cfg: ServerConfig) -> ChatRequest:
     stream = _bool(body, "stream")
     s = _sampling(body, max_tokens, k)
     messages, images = _messages(body.get("messages"), cfg)
-    tk = body.get("chat_template_kwargs") or {}
-    if not isinstance(tk, dict):
-        raise bad_request("chat_template_kwargs must be an object", "chat_template_kwargs")
-    return ChatRequest(messages, images, s, stream, _include_usage(body, stream), dict(tk))
+    try:
+        tk = _a.template_kwargs(body.get("chat_template_kwargs"))
+    except (TypeError, ValueError) as e:
+        raise bad_request(str(e), "chat_template_kwargs") from None
+    return ChatRequest(messages, images, s, stream, _include_usage(body, stream), tk)
 
 
 def parse_completion(body: Mapping[str, Any], cfg: ServerConfig) -> CompletionRequest:
@@ -314,7 +319,9 @@ def parse_completion(body: Mapping[str, Any], cfg: ServerConfig) -> CompletionRe
     logprobs = body.get("logprobs")
     if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)):
         raise bad_request("logprobs must be an integer (the number of alternatives, 0..20) or null", "logprobs")
-    max_tokens = body.get("max_tokens", 16)
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:  # OpenAI: "integer or null, defaults to 16" (null is the default too)
+        max_tokens = 16
     s = _sampling(body, max_tokens, logprobs)
     best_of = body.get("best_of")
     if best_of is not None and best_of != s.n:

@@ -191,3 +191,31 @@ def test_chat_renders_the_file_template_with_tools(model):
     assert model.render_chat(conv["messages"], tools=conv["tools"]) == ref["output"]
     with pytest.raises(ValueError, match="concatenate"):
         model.chat([{"role": "user", "content": [{"type": "image"}]}], max_tokens=1)
+
+
+@pytest.mark.parametrize(
+    ("template", "match"),
+    [
+        ("{{ 'hello ' * 5000000 }}", "repeats a str of length 6 5000000 times"),
+        ("{{ [0] * 100000000 }}", "repeats a list"),
+        ("{{ 9 ** 100000000 }}", "raises 9 to the power 100000000"),
+        ("{% for i in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}", "rendered prompt exceeds"),
+    ],
+)
+def test_templates_cannot_exhaust_memory_or_time(template, match):
+    """A template (from a file or a caller) is bounded: repetition, powers and the rendered text."""
+    with pytest.raises(ValueError, match=match):
+        _chat.render(template, "hi")
+    # ordinary use of the same operators renders as Jinja does
+    assert _chat.render("{{ '-' * 3 }}{{ 2 ** 10 }}{{ [1] * 2 }}{{ messages[0]['content'] * 2 }}", "hi") == "---1024[1, 1]hihi"
+
+
+def test_chat_template_kwargs_are_variables_only(model):
+    from pyakvq.completions import create_chat_completion
+
+    msgs = [{"role": "user", "content": "hi"}]
+    for name in ("template", "tools", "images", "_check_keywords", "add_generation_prompt"):
+        with pytest.raises(ValueError, match=f"{name!r} is not a template variable"):
+            create_chat_completion(model, msgs, max_tokens=1, chat_template_kwargs={name: None})
+    with pytest.raises(TypeError, match="must be an object"):
+        create_chat_completion(model, msgs, max_tokens=1, chat_template_kwargs=[("x", 1)])

@@ -324,7 +324,7 @@ def test_completion_logprobs(demo):
     lp = c["logprobs"]
     n = r["usage"]["completion_tokens"]
     assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == len(lp["text_offset"]) == n
-    assert lp["text_offset"][0] == 0
+    assert lp["text_offset"][0] == len(prompt)  # OpenAI's legacy API counts from the start of the prompt
     assert all(
         b - a == len(t)
         for a, b, t in zip(lp["text_offset"][:-1], lp["text_offset"][1:], lp["tokens"][:-1], strict=True)
@@ -341,7 +341,7 @@ def test_logprobs_end_with_the_text(demo):
     they cover the tokens whose text starts before the end of the returned text."""
     prompt = "USER: What color is the sky? ASSISTANT:"
     full = demo.create_completion(prompt, temperature=0, logprobs=1, max_tokens=16)["choices"][0]
-    toks, offs = full["logprobs"]["tokens"], full["logprobs"]["text_offset"]
+    toks, offs = full["logprobs"]["tokens"], [o - len(prompt) for o in full["logprobs"]["text_offset"]]
     # a token that is a whole word or punctuation where it first occurs: a stop string ending the text there
     k = next(
         i
@@ -352,9 +352,9 @@ def test_logprobs_end_with_the_text(demo):
     r = demo.create_completion(prompt, temperature=0, logprobs=1, max_tokens=16, stop=[stop])["choices"][0]
     assert r["text"] == full["text"][: offs[k]] and r["finish_reason"] == "stop"
     lp = r["logprobs"]
-    assert lp["tokens"] == toks[:k] and lp["text_offset"] == offs[:k]  # not the stop string's token
+    assert lp["tokens"] == toks[:k] and [o - len(prompt) for o in lp["text_offset"]] == offs[:k]  # not the stop's
     assert len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == k
-    assert all(o < len(r["text"]) for o in lp["text_offset"])
+    assert all(o - len(prompt) < len(r["text"]) for o in lp["text_offset"])
     chunks = list(demo.create_completion(prompt, temperature=0, logprobs=1, max_tokens=16, stop=[stop], stream=True))
     assert [t for c in chunks if c["choices"][0]["logprobs"] for t in c["choices"][0]["logprobs"]["tokens"]] == toks[:k]
     # chat: the same
@@ -402,3 +402,36 @@ def test_engine_path_equals_model_path(demo, engine):
     while engine.stats()["requests_running"] and time.monotonic() < deadline:
         time.sleep(0.01)  # the slot is freed at the engine's next step
     assert engine.stats()["requests_running"] == 0
+
+
+@pytest.fixture(scope="module")
+def smol(smollm2_path):
+    with pyakvq.Model(str(smollm2_path), n_ctx=256, n_threads=2) as m:
+        yield m
+
+
+def test_text_offset_counts_characters_when_tokens_split_them(smol):
+    """Byte-level tokens that end inside a UTF-8 character: text_offset counts the characters of
+    the returned text (as llama-cpp-python), so every offset is where its token's text starts."""
+    prompt = "Emoji list: 😀 😃 😄 😁 😆 😅 🤣"
+    r = smol.create_completion(prompt, max_tokens=8, temperature=0, logprobs=1)["choices"][0]
+    toks, offs, text = r["logprobs"]["tokens"], r["logprobs"]["text_offset"], r["text"]
+    assert any("\ufffd" in t for t in toks), toks  # the case under test: pieces of a character
+    assert offs == sorted(offs) and offs[0] == len(prompt)
+    full = prompt + text
+    assert all(o <= len(full) for o in offs)
+    for t, o in zip(toks, offs, strict=True):
+        if "\ufffd" not in t:  # a whole-character token reads at its offset
+            assert full[o : o + len(t)] == t, (t, o, full)
+    # the same offsets streamed
+    chunks = smol.create_completion(prompt, max_tokens=8, temperature=0, logprobs=1, stream=True)
+    assert [o for c in chunks if c["choices"][0]["logprobs"] for o in c["choices"][0]["logprobs"]["text_offset"]] == offs
+
+
+def test_echo_of_token_ids_renders_special_tokens(smol):
+    prompt = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    ids = smol.tokenize(prompt, add_special=False)
+    assert len(ids) < len(prompt) // 2  # the markers are special tokens, not text
+    by_text = smol.create_completion(prompt, max_tokens=4, temperature=0, echo=True)["choices"][0]["text"]
+    by_ids = smol.create_completion(ids, max_tokens=4, temperature=0, echo=True)["choices"][0]["text"]
+    assert by_ids == by_text and by_text.startswith(prompt)

@@ -578,6 +578,57 @@ def _bad_cases(s) -> list[tuple[str, object, int, str, str | None]]:
         ("/v1/completions", {"model": NAME, "prompt": ["a", "b"]}, 400, "one prompt", "prompt"),
         ("/v1/completions", {"model": NAME, "prompt": [1, 10**9]}, 400, "vocabulary", "prompt"),
         ("/v1/completions", {"model": NAME, "prompt": "hi", "messages": _TEXT}, 400, "unknown field", "messages"),
+        # a client sets template variables, never the template, tools or the renderer's private options
+        *(
+            (
+                "/v1/chat/completions",
+                {"model": NAME, "messages": _TEXT, "chat_template_kwargs": {name: value}},
+                400,
+                f"chat_template_kwargs: {name!r} is not a template variable",
+                "chat_template_kwargs",
+            )
+            for name, value in (
+                ("template", "{{ 'hello ' * 5000000 }}"),
+                ("tools", [{"type": "function", "function": {"name": "f"}}]),
+                ("_check_keywords", True),
+                ("images", []),
+            )
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": _TEXT, "chat_template_kwargs": [1]},
+            400,
+            "must be an object",
+            "chat_template_kwargs",
+        ),
+        # a history of tool calls (this server does no tool calling), a message without content
+        (
+            "/v1/chat/completions",
+            {
+                "model": NAME,
+                "messages": [
+                    *_TEXT,
+                    {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function"}]},
+                ],
+            },
+            400,
+            "messages[1]: 'tool_calls' is not supported",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": [*_TEXT, {"role": "tool", "content": "42", "tool_call_id": "c"}]},
+            400,
+            "messages[1]: a tool message is not supported",
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": [*_TEXT, {"role": "assistant", "content": None}]},
+            400,
+            "messages[1].content is required",
+            "messages",
+        ),
     ]
 
 
@@ -872,3 +923,25 @@ def test_image_sources_when_allowed(served):
         srv.stop()
         files.shutdown()
         files.server_close()
+
+
+def test_completions_max_tokens_null_is_the_default_16(counting):
+    """OpenAI's legacy completions: max_tokens "integer or null, defaults to 16"."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    body = {"model": "smol", "prompt": COUNT, "temperature": 0}
+    omitted = post(counting.base, "/v1/completions", body, auth).json()
+    null = post(counting.base, "/v1/completions", {**body, "max_tokens": None}, auth).json()
+    assert omitted["usage"]["completion_tokens"] == null["usage"]["completion_tokens"] == 16
+    assert null["choices"][0]["text"] == omitted["choices"][0]["text"]
+    assert null["choices"][0]["finish_reason"] == "length"
+
+
+def test_completion_text_offsets_count_from_the_prompt(counting):
+    """Legacy logprobs: text_offset counts characters from the start of the prompt, echoed or not."""
+    r = counting.client.completions.create(model="smol", prompt=COUNT, max_tokens=5, temperature=0, logprobs=1)
+    lp, text = r.choices[0].logprobs, r.choices[0].text
+    assert lp.text_offset[0] == len(COUNT)
+    assert all((COUNT + text)[o : o + len(t)] == t for o, t in zip(lp.text_offset, lp.tokens, strict=True))
+    ids = counting.model.tokenize(COUNT)
+    by_ids = counting.client.completions.create(model="smol", prompt=ids, max_tokens=5, temperature=0, echo=True)
+    assert by_ids.choices[0].text == counting.model.detokenize(ids, render_special=True) + text
