@@ -425,7 +425,8 @@ def test_text_offset_counts_characters_when_tokens_split_them(smol):
             assert full[o : o + len(t)] == t, (t, o, full)
     # the same offsets streamed
     chunks = smol.create_completion(prompt, max_tokens=8, temperature=0, logprobs=1, stream=True)
-    assert [o for c in chunks if c["choices"][0]["logprobs"] for o in c["choices"][0]["logprobs"]["text_offset"]] == offs
+    lps = [c["choices"][0]["logprobs"] for c in chunks]
+    assert [o for lp in lps if lp for o in lp["text_offset"]] == offs
 
 
 def test_echo_of_token_ids_renders_special_tokens(smol):
