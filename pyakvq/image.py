@@ -6,8 +6,9 @@ Accepted images: a path (str or os.PathLike), encoded bytes (PNG, JPEG or anythi
 reads), a PIL image, or a numpy uint8 array [H, W, 3] (RGB), [H, W] (gray) or [H, W, 4] (RGBA).
 Pillow decodes paths and bytes. Transparency (an alpha band or a transparency key) is composited
 onto white as transformers' convert_to_rgb does (alpha="white"), or ignored as PIL's
-convert("RGB") does (alpha="drop"). EXIF orientation is not applied (transformers does not apply
-it either).
+convert("RGB") does (alpha="drop"). 16-bit gray images keep their high byte (v >> 8), as
+the engine's own PNG decoder does (PIL's convert("RGB"), used by transformers, clips
+them to white). EXIF orientation is not applied (transformers does not apply it either).
 """
 
 from __future__ import annotations
@@ -58,6 +59,10 @@ def _from_pil(im, alpha: str) -> np.ndarray:
         arr = np.asarray(im if mode in ("RGBA", "LA") else im.convert("RGBA"))
     elif mode in ("RGB", "L", "RGBA", "LA"):
         arr = np.asarray(im)  # alpha (if any) dropped by the engine, as convert("RGB") does
+    elif mode.startswith("I;16") or mode == "I":
+        # 16-bit gray (PNG): the high byte, as the engine's PNG decoder (libpng's strip_16) reads it
+        # (PIL's convert("RGB"), and with it transformers, clips them: almost all white)
+        arr = (np.clip(np.asarray(im).astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
     else:
         arr = np.asarray(im.convert("RGB"))  # palette, CMYK, YCbCr, 1-bit, 16-bit, ...
     return _from_array(arr, alpha)

@@ -201,8 +201,17 @@ def test_png_16bit_gray_keeps_the_high_byte(tmp_path):
     Image.fromarray(g16).save(p)  # Pillow writes I;16 as a 16-bit gray PNG
     got = image.load_image(p)
     assert np.array_equal(got, np.repeat((g16 >> 8).astype(np.uint8)[..., None], 3, axis=2))
-    # Pillow's convert("RGB") of I;16 clips the value to 255 instead (a documented difference; a
-    # 16-bit RGB PNG, which Pillow reads as the high bytes too, is in the C++ tests).
+    # Pillow's convert("RGB") of I;16 clips the value to 255 instead (so does transformers); the
+    # Pillow path (paths, bytes, PIL images) reads the high byte as the engine does, every value.
+    every = np.arange(1 << 16, dtype=np.uint16).reshape(256, 256)
+    q = tmp_path / "every16.png"
+    Image.fromarray(every).save(q)
+    assert Image.open(q).mode.startswith("I")
+    want = np.repeat((every >> 8).astype(np.uint8)[..., None], 3, axis=2)
+    assert np.array_equal(image.load_image(q), want)
+    assert np.array_equal(image.to_rgb_array(q), want)
+    assert np.array_equal(image.to_rgb_array(Image.open(q)), want)
+    # (a 16-bit RGB PNG, which Pillow reads as the high bytes too, is in the C++ tests)
 
 
 @needs_jpeg
