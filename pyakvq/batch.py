@@ -34,7 +34,8 @@ class _End:
 
 class BatchStream:
     """The tokens of one request of a BatchEngine: an iterator of Token (`for` blocks until the
-    next token; `async for` awaits it without blocking the event loop).
+    next token; `async for` awaits it without blocking the event loop; a task cancelled while it
+    awaits a token, asyncio.wait_for's timeout included, cancels the request as cancel() does).
 
     Attributes: `id`, `n_prompt`, `seed` (the sampler's), `n_reused` (prompt rows reused from a
     slot's cache), `n_generated`, `finish_reason` (None until the end, then "stop" | "length" |
@@ -107,7 +108,11 @@ class BatchStream:
             self._event.clear()
             if not self._q.empty():
                 continue
-            await self._event.wait()
+            try:
+                await self._event.wait()
+            except asyncio.CancelledError:  # the awaiting task is cancelled: nobody reads the rest
+                self.cancel()
+                raise
         if self._exhausted:  # cancelled while waiting
             raise StopAsyncIteration
         try:

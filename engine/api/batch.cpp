@@ -164,7 +164,7 @@ int64_t BatchGenerator::submit(SessionInput prompt, const GenerateParams& params
   auto req = std::make_unique<Request>(0, std::move(prompt), *b.model, b.params.n_ctx, params);
   std::lock_guard<std::mutex> lk(b.mu);
   int64_t free_slots = 0;  // the next step admits that many queued requests at once
-  for (const auto& r : b.slot) free_slots += r ? 0 : 1;
+  for (const auto& r : b.slot) free_slots += !r || b.cancelled.count(r->id) ? 1 : 0;  // cancelled: dropped first
   const int64_t waiting = static_cast<int64_t>(b.queue.size()) - free_slots;
   if (waiting >= b.params.max_queue) {
     throw QueueFull("[batch] the queue is full: " + std::to_string(waiting) +

@@ -316,6 +316,31 @@ TEST_F(BatchSynth, BoundedQueueAndBadRequests) {
   EXPECT_THROW(BatchGenerator(m, bad), akvq::InvalidArgument);
 }
 
+// A cancelled running request leaves its slot at the next step, before that step admits: the
+// slot counts as free at once (a client gone makes room for the next request without a 503).
+TEST_F(BatchSynth, CancelledSlotCountsAsFreeAtOnce) {
+  const auto m = model();
+  BatchParams bp;
+  bp.n_parallel = 1;
+  bp.n_ctx = 64;
+  bp.n_threads = 1;
+  bp.max_queue = 0;
+  BatchGenerator b(m, bp);
+  GenerateParams g = gen(20);
+  const int64_t first = b.submit(prompt(0), g);
+  b.step();
+  ASSERT_EQ(b.stats().running, 1);
+  EXPECT_THROW(b.submit(prompt(1), g), akvq::QueueFull);
+  ASSERT_TRUE(b.cancel(first));
+  const int64_t next = b.submit(prompt(1), g);
+  EXPECT_THROW(b.submit(prompt(2), g), akvq::QueueFull);  // one slot: the next one now holds it
+  b.step();
+  const auto st = b.stats();
+  EXPECT_EQ(st.running, 1);
+  EXPECT_EQ(st.queued, 0);
+  EXPECT_NE(next, first);
+}
+
 }  // namespace
 
 // A prompt that extends what a slot holds keeps all of it in every mode (a follow-up turn:

@@ -136,6 +136,41 @@ def test_asyncio_streams(demo, demo_inputs):
         assert asyncio.run(asyncio.wait_for(main(eng), 60)) == want
 
 
+def test_cancelled_asyncio_task_cancels_its_request(smollm2_path):
+    """A task cancelled while it awaits a token (a client gone, asyncio.wait_for's timeout) frees
+    the slot at once: the next request runs with n_parallel=1 and no queue."""
+    count = "1, 2, 3, 4, 5,"  # SmolLM2 counts on greedily for hundreds of tokens
+
+    async def freed(eng):  # the slot is freed at the next step boundary
+        for _ in range(500):
+            if eng.stats()["requests_running"] == 0:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"the cancelled request still runs: {eng.stats()}")
+
+    async def main(eng):
+        async def consume():
+            async for _ in eng.submit(count, max_tokens=400, temperature=0):
+                pass
+
+        t = asyncio.create_task(consume())
+        while eng.stats()["generated_tokens_total"] < 2:
+            await asyncio.sleep(0.01)
+        t.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await t
+        # the slot counts as free at once (the next step drops the request before it admits)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(eng.submit(count, max_tokens=400, temperature=0).__anext__(), 1e-4)
+        await freed(eng)
+        return "".join([tok.text async for tok in eng.submit(count, max_tokens=6, temperature=0)])
+
+    with pyakvq.Model(str(smollm2_path), n_ctx=512, n_threads=2) as m, BatchEngine(m, n_parallel=1, max_queue=0) as eng:
+        got = asyncio.run(asyncio.wait_for(main(eng), 60))
+        assert got == m.generate(count, max_tokens=6, temperature=0)
+        assert eng.stats()["requests_running"] == 0
+
+
 _REF: dict[tuple, tuple[str, str]] = {}
 
 
