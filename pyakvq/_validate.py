@@ -265,8 +265,8 @@ def sampling_args(
     return SamplingArgs(
         max_tokens=check_int("max_tokens", max_tokens, 0, INT32_MAX),
         temperature=check_float("temperature", temperature, 0.0, hint=" (0 means greedy)"),
-        top_k=check_int("top_k", top_k, 0, INT32_MAX),
-        top_p=check_float("top_p", top_p, 0.0, 1.0, lo_open=True, hint=" (1 disables it)"),
+        top_k=check_int("top_k", top_k, -1, INT32_MAX),
+        top_p=check_float("top_p", top_p, 0.0, 1.0, hint=" (1 disables it, 0 keeps only the most likely token)"),
         min_p=check_float("min_p", min_p, 0.0, 1.0, hint=" (0 disables it)"),
         repeat_penalty=check_float("repeat_penalty", repeat_penalty, 0.0, lo_open=True, hint=" (1 disables it)"),
         repeat_last_n=check_int("repeat_last_n", repeat_last_n, -1, INT32_MAX),

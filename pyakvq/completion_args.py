@@ -15,8 +15,6 @@ from . import _validate as _v
 MAX_LOGPROBS = _v.MAX_LOGPROBS
 #: most choices per request
 MAX_N = 128
-#: the top_p that top_p=0 is sent as (the engine takes (0, 1]): keeps exactly the most likely token
-GREEDY_TOP_P = 1e-9
 
 
 @dataclass(frozen=True)
@@ -69,13 +67,9 @@ def check_sampling(
     n: Any,
 ) -> Sampling:
     """Checks the arguments (TypeError for a wrong type, ValueError for a bad value, each naming
-    the argument) and returns them as a Sampling. top_k -1 means 0 (disabled); top_p 0 means
-    GREEDY_TOP_P (only the most likely token), as llama.cpp's server takes them."""
+    the argument) and returns them as a Sampling. top_k 0 or -1 disables it; top_p 0 keeps only
+    the most likely token, as llama.cpp takes them (the engine's SamplingParams)."""
     n = _v.check_int("n", n, 1, MAX_N)
-    if _is_number(top_k) and top_k == -1:
-        top_k = 0
-    if _is_number(top_p) and top_p == 0:
-        top_p = GREEDY_TOP_P
     if max_tokens is not None:
         max_tokens = _v.check_int("max_tokens", max_tokens, 0, _v.INT32_MAX)
     a = _v.sampling_args(

@@ -29,7 +29,7 @@ Shapes (as OpenAI documents them):
   text: the tokens of a stop string that was cut off are left out (usage still counts them). A
   stream sends a token's entry with the chunk whose text reaches it.
 - sampling as llama.cpp reads it: top_k 0 or -1 disables top-k; top_p 0 keeps only the most likely
-  token (the engine gets the smallest top_p, GREEDY_TOP_P, and always keeps one token).
+  token (as the engine reads them for every API).
 """
 
 from __future__ import annotations

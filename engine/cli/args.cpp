@@ -88,8 +88,8 @@ const char* usage() {
          "                          AVX-512 CPUs, slightly different logits)\n"
          "      --device D          where the decoder runs: cpu (default), cuda (GPU 0) or auto\n"
          "      --temp T            temperature, 0 = greedy (default 0.8)\n"
-         "      --top-k K           top-k, 0 = off (default 40)\n"
-         "      --top-p P           top-p, 1 = off (default 0.95)\n"
+         "      --top-k K           top-k, 0 or -1 = off (default 40)\n"
+         "      --top-p P           top-p, 1 = off, 0 = the most likely token only (default 0.95)\n"
          "      --min-p P           min-p, 0 = off (default 0)\n"
          "      --repeat-penalty R  repetition penalty, 1 = off (default 1)\n"
          "      --repeat-last-n N   tokens the penalty looks back, -1 = all (default 64)\n"
@@ -171,7 +171,7 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "--temp") {
       o.sampling.temperature = to_float(a, value());
     } else if (a == "--top-k") {
-      o.sampling.top_k = static_cast<int>(to_int(a, value(), 0, INT32_MAX));
+      o.sampling.top_k = static_cast<int>(to_int(a, value(), -1, INT32_MAX));
     } else if (a == "--top-p") {
       o.sampling.top_p = to_float(a, value());
     } else if (a == "--min-p") {

@@ -454,7 +454,9 @@ TEST_F(BatchSynth, SameImageAnotherQuestionKeepsTheImageRows) {
     int n_reused = -1;
     const float* got = s.eval_prompt_rows(ask(2), &n_reused);
     EXPECT_GE(n_reused, image_end);
-    if (std::string(kv) != "f16") EXPECT_EQ(n_reused, image_end);
+    if (std::string(kv) != "f16") {
+      EXPECT_EQ(n_reused, image_end);
+    }
     const std::vector<float> lg(got, got + nv);
     const float* want = fresh.eval_prompt_rows(ask(2));
     EXPECT_EQ(0, std::memcmp(lg.data(), want, nv * sizeof(float)));

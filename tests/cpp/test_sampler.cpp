@@ -314,7 +314,7 @@ TEST(Sampler, ValidationNamesTheField) {
   p.temperature = INFINITY;
   fails(p, "temperature");
   p = ok;
-  p.top_p = 0.0f;
+  p.top_p = -0.01f;
   fails(p, "top_p");
   p.top_p = 1.5f;
   fails(p, "top_p");
@@ -328,7 +328,7 @@ TEST(Sampler, ValidationNamesTheField) {
   p.min_p = NAN;
   fails(p, "min_p");
   p = ok;
-  p.top_k = -1;
+  p.top_k = -2;
   fails(p, "top_k");
   p = ok;
   p.repeat_penalty = 0.0f;
@@ -347,6 +347,9 @@ TEST(Sampler, ValidationNamesTheField) {
   p.top_p = 1.0f;
   p.min_p = 1.0f;
   p.repeat_last_n = -1;
+  EXPECT_NO_THROW(p.validate());
+  p.top_k = -1;  // llama.cpp's readings: top-k off, only the most likely token
+  p.top_p = 0.0f;
   EXPECT_NO_THROW(p.validate());
 }
 

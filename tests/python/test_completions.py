@@ -236,16 +236,19 @@ def test_llama_cpp_python_drop_in(demo):
     for tools in ({"tools": None, "tool_choice": None}, {"tools": [], "tool_choice": "none", "functions": None}):
         r = demo.create_chat_completion(msgs, **kw, **neutral, **tools)
         assert r["choices"][0]["message"] == ref
-    # top_p 0: only the most likely token (greedy at any temperature); top_k -1: no top-k, as 0
+    # top_p 0: only the most likely token (greedy at any temperature); top_k -1: no top-k, as 0;
+    # the same readings in every API (llama.cpp's)
     greedy = demo.create_completion("USER: hi ASSISTANT:", max_tokens=8, temperature=0)["choices"][0]["text"]
     for seed in range(3):
         r = demo.create_completion("USER: hi ASSISTANT:", max_tokens=8, temperature=1.5, top_p=0, seed=seed)
         assert r["choices"][0]["text"] == greedy
+        assert demo.generate("USER: hi ASSISTANT:", max_tokens=8, temperature=1.5, top_p=0, seed=seed) == greedy
     a, b = (
         demo.create_completion("USER: hi ASSISTANT:", max_tokens=8, temperature=1.5, seed=4, top_k=k)["choices"][0]
         for k in (-1, 0)
     )
     assert a["text"] == b["text"]
+    assert demo.generate("USER: hi ASSISTANT:", max_tokens=8, temperature=1.5, seed=4, top_k=-1) == a["text"]
     with pytest.raises(ValueError, match="response_format") as e:
         demo.create_chat_completion(msgs, response_format={"type": "json_object"})
     assert "server" not in str(e.value)  # the Python API is no server

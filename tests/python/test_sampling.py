@@ -36,7 +36,7 @@ def reference(logits, temperature, top_k, top_p, min_p, history=(), repeat_penal
         ("temperature", -0.5),
         ("temperature", float("nan")),
         ("top_k", -3),
-        ("top_p", 0.0),
+        ("top_p", -0.1),
         ("top_p", 1.5),
         ("min_p", -0.1),
         ("min_p", 2.0),
@@ -59,6 +59,18 @@ def test_greedy_is_argmax_with_lowest_id_on_ties():
     x[[17, 42, 80]] = 5.0
     assert s.sample(x, []) == 17
     assert Sampler(temperature=1.3, top_k=1, seed=9).sample(x, []) == 17
+
+
+def test_llama_cpp_readings_of_top_p_0_and_top_k_minus_1():
+    """top_p 0 keeps only the most likely token at any temperature; top_k -1 disables top-k as 0
+    does (llama.cpp's readings, the same in every pyakvq API)."""
+    rng = np.random.default_rng(2)
+    for seed in range(20):
+        x = rng.normal(0, 1, 5000).astype(np.float32)
+        assert Sampler(temperature=2.0, top_k=0, top_p=0.0, seed=seed).sample(x, []) == int(x.argmax())
+    x = rng.normal(0, 1, 300).astype(np.float32)
+    a, b = Sampler(temperature=1.2, top_k=-1, seed=7), Sampler(temperature=1.2, top_k=0, seed=7)
+    assert [a.sample(x, []) for _ in range(200)] == [b.sample(x, []) for _ in range(200)]
 
 
 def test_bad_logits_raise():

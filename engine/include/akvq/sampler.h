@@ -24,8 +24,8 @@ namespace akvq {
 
 struct SamplingParams {
   float temperature = 0.8f;     // <= 0: greedy
-  int32_t top_k = 40;           // <= 0: disabled
-  float top_p = 0.95f;          // (0, 1]; 1: disabled
+  int32_t top_k = 40;           // >= -1; 0 or -1: disabled
+  float top_p = 0.95f;          // [0, 1]; 1: disabled; 0: only the most likely token
   float min_p = 0.0f;           // [0, 1]; 0: disabled
   float repeat_penalty = 1.0f;  // > 0; 1: disabled; llama.cpp semantics (divide positive, multiply negative logits)
   int32_t repeat_last_n = 64;   // how many recent tokens the penalty looks at; 0: none, -1: whole history
