@@ -151,16 +151,17 @@ class _ChatError(Exception):
     """Bad input to `pyakvq chat` found before the model runs (one line, exit status 2)."""
 
 
-def _float_min(lo: float):
-    """An argparse type: a float >= lo."""
+def _float_min(lo: float, hi: float | None = None):
+    """An argparse type: a float >= lo (and <= hi), finite as the engine's 32-bit floats."""
 
     def conv(v: str) -> float:
         try:
             x = float(v)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {v!r}") from None
-        if not x >= lo or x == float("inf"):
-            raise argparse.ArgumentTypeError(f"{v} is out of range (a finite number >= {lo:g})")
+        if not x >= lo or x > 3.4028234663852886e38 or (hi is not None and not x <= hi):
+            rng = f"in [{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"{v} is out of range (a finite number {rng})")
         return x
 
     return conv
@@ -405,8 +406,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="sampling seed for --temp > 0, in [0, 2^64) (default or -1: a fresh random seed)",
     )
-    p.add_argument("--top-k", type=_int_in(0, 2**31 - 1), default=None, metavar="K", help="top-k (default 40)")
-    p.add_argument("--top-p", type=_float_min(0.0), default=None, metavar="P", help="top-p in (0, 1] (default 0.95)")
+    p.add_argument(
+        "--top-k", type=_int_in(-1, 2**31 - 1), default=None, metavar="K", help="top-k, 0 or -1 = off (default 40)"
+    )
+    p.add_argument(
+        "--top-p",
+        type=_float_min(0.0, 1.0),
+        default=None,
+        metavar="P",
+        help="top-p in [0, 1]: 1 = off, 0 = the most likely token only (default 0.95)",
+    )
     _add_kv_and_threads(p)
     _add_device(p)
     p.add_argument(
