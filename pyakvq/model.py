@@ -436,6 +436,11 @@ class Model:
         ids, or a SessionInput holding the images' rows. _check_keywords: chat()'s keywords, which
         mix generation keywords and template variables, are checked against the template."""
         if images is None and isinstance(template, str):
+            if isinstance(messages_or_prompt, (list, tuple)) and not messages_or_prompt:
+                raise ValueError(
+                    "chat() got an empty list and a string: no images for chat(images, prompt) (give at least "
+                    "one, or chat(prompt) for text alone) and no messages for chat(messages, template)"
+                )
             if _mm.looks_like_images(messages_or_prompt):
                 images, messages_or_prompt, template = messages_or_prompt, template, None
             elif isinstance(messages_or_prompt, str):
@@ -562,12 +567,16 @@ class Model:
     # ---- images ----
     @property
     def has_vision(self) -> bool:
-        """Whether this Model has a vision encoder (in its file, or from mmproj)."""
+        """Whether this Model has a vision encoder (in its file, or from mmproj). RuntimeError
+        once closed."""
+        self._sess()
         return self._vision is not None
 
     @property
     def vision_info(self) -> dict[str, Any] | None:
-        """Facts of the vision encoder (image size, tokens per image, image token, ...), or None."""
+        """Facts of the vision encoder (image size, tokens per image, image token, ...), or None.
+        RuntimeError once closed."""
+        self._sess()
         return None if self._vision is None else dict(self._vision.info)
 
     @property

@@ -157,6 +157,19 @@ def test_close_and_context_manager(smollm2_path):
         assert m.generate("Hi", max_tokens=2, temperature=0) is not None
     with pytest.raises(RuntimeError, match="closed"):
         m.generate("Hi", max_tokens=2)
+    # every call and property, as the README says
+    for use in (
+        lambda: m.info,
+        lambda: m.n_ctx,
+        lambda: m.n_vocab,
+        lambda: m.has_vision,
+        lambda: m.vision_info,
+        lambda: m.tokenize("x"),
+        lambda: m.kv_stats(),
+        lambda: m.eval("x"),
+    ):
+        with pytest.raises(RuntimeError, match="closed"):
+            use()
 
 
 def test_two_models_in_two_threads(smollm2_path):

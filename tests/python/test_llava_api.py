@@ -464,6 +464,8 @@ def test_marker_count_mismatch(model):
         model.generate("<image>", images=[])
     with pytest.raises(TypeError, match="list of images"):
         model.generate("<image>", images=img)
+    with pytest.raises(ValueError, match=r"empty list and a string: no images for chat\(images, prompt\)"):
+        model.chat([], "What color is the shape?")
     # no images at all: the marker's embedding must not stand in for an image (as images=[])
     prompt = "USER: <image>\nWhat color is the shape? ASSISTANT:"
     for call in (
