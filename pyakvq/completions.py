@@ -228,8 +228,40 @@ class ResultBuilder:
         )
 
     def text_chunk(self, index: int, text: str) -> dict[str, Any]:
-        """A text completion chunk carrying `text` (an echoed prompt) for choice `index`."""
-        return self._chunk([{"index": index, "text": text, "logprobs": None, "finish_reason": None}])
+        """A text completion chunk carrying `text` (an echoed prompt, with its tokens' logprobs
+        when asked for) for choice `index`; sent before the choice's first token."""
+        lp = self._text_logprobs(self.choices[index], 0)
+        return self._chunk([{"index": index, "text": text, "logprobs": lp, "finish_reason": None}])
+
+    def echo_logprobs(self, tokens: Sequence[int], lp: np.ndarray, top_ids: np.ndarray, top_lp: np.ndarray) -> None:
+        """Puts the echoed prompt's tokens first in every choice's legacy logprobs: `tokens` with
+        their log probabilities lp (NaN: none, OpenAI's null for the first token) and the
+        `logprobs` best alternatives at each (Model._prompt_logprobs). Their text_offset counts
+        from 0 and reaches the completion's start (the echoed text's length)."""
+        dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        offsets, texts, chars = [], [], 0
+        for t in tokens:
+            text, raw = self._tok(int(t))
+            offsets.append(chars)
+            texts.append(text)
+            chars += len(dec.decode(raw))
+        end = self.choices[0].lp_chars  # the echoed text's length
+        shift = max(0, chars - end)  # the detokenizer drops a leading space the pieces carry
+        offsets = [max(0, o - shift) for o in offsets]
+        values: list[float | None] = [None if math.isnan(v) else _num(v) for v in lp]
+        tops: list[dict[str, float] | None] = []
+        for j, text in enumerate(texts):
+            if values[j] is None:
+                tops.append(None)
+                continue
+            alts: dict[str, float] = {}
+            for t, v in zip(top_ids[j][: self.logprobs], top_lp[j][: self.logprobs], strict=True):
+                alts.setdefault(self._tok(int(t))[0], _num(v))
+            alts.setdefault(text, values[j])
+            tops.append(alts)
+        for ch in self.choices:
+            ch.lp_offset[:0], ch.lp_tokens[:0] = offsets, list(texts)
+            ch.lp_values[:0], ch.lp_top[:0] = list(values), [None if a is None else dict(a) for a in tops]
 
     def add(self, index: int, tok: Any) -> dict[str, Any] | None:
         """Records one Token of choice `index`; returns its chunk (None when it carries nothing:
@@ -467,7 +499,10 @@ def create_completion(
     max_tokens None or <= 0 (llama-cpp-python's reading): up to the end of the context. n: choices
     (seeded choice i uses seed + i).
     logprobs: K in [0, 20], the sampled token's log probability and the K best alternatives.
-    echo: the prompt text is put before the completion. stream: an iterator of chunks instead;
+    echo: the prompt text is put before the completion; with logprobs, the prompt's tokens come
+    first in them, each scored given the tokens before it (the first: null; a BOS added by
+    tokenizing a string is not listed), as OpenAI's legacy API and lm-eval's loglikelihood
+    requests read them (text prompts only). stream: an iterator of chunks instead;
     stream_options={"include_usage": True} ends it with a usage chunk.
     temperature 0: greedy; top_k 0 or -1: no top-k; top_p 0: only the most likely token; min_p 0
     and repeat_penalty 1: off. seed None: the Model's seed (-1: random).
@@ -498,8 +533,6 @@ def create_completion(
         logprobs=logprobs,
         n=n,
     )
-    if echo and s.logprobs is not None:
-        raise ValueError("echo with logprobs is not supported (the prompt's log probabilities are not computed)")
     include_usage = _include_usage(stream_options, stream)
     inp = llm._generate_input(prompt, images)
     text = prompt_text(llm, prompt)
@@ -513,8 +546,27 @@ def create_completion(
         include_usage,
         text_offset=len(text),
     )
+    if echo and s.logprobs is not None:
+        check_prompt_fits(len(inp), llm.n_ctx)
+        builder.echo_logprobs(*echo_logprobs(llm, prompt, inp, s.logprobs))
     sources = open_sources(llm, engine, inp, s)
     return _run(builder, sources, len(inp), stream, prefix)
+
+
+def echo_logprobs(llm: Any, prompt: Any, inp: Any, k: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """The prompt's tokens and their log probabilities, each given the tokens before it with the
+    Model's KV cache mode (Model._prompt_logprobs), for ResultBuilder.echo_logprobs: OpenAI's
+    echo with logprobs. A BOS that tokenizing a string prompt added is not listed (it is not in
+    the echoed text); the first listed token then has its probability after BOS. ValueError for
+    a prompt with images."""
+    if not isinstance(inp, list):
+        raise ValueError("echo with logprobs needs a text prompt (the log probabilities of image rows are not tokens')")
+    lp, top_ids, top_lp = llm._prompt_logprobs(inp, k)
+    first = 0
+    if isinstance(prompt, str) and inp and llm.info.get("add_bos") and inp[0] == llm.info.get("bos"):
+        bos_text = llm.detokenize([inp[0]], render_special=True)
+        first = 0 if bos_text and prompt.startswith(bos_text) else 1
+    return inp[first:], lp[first:], top_ids[first:], top_lp[first:]
 
 
 def prompt_text(llm: Any, prompt: str | Sequence[int]) -> str:

@@ -395,16 +395,26 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         check_prompt(len(inp), "messages")
         return inp
 
-    def prepare_completion(req: _rq.CompletionRequest) -> tuple[Any, str]:
+    def prepare_completion(req: _rq.CompletionRequest) -> tuple[Any, str, Any]:
         try:
             inp = model._generate_input(req.prompt, None)
         except (TypeError, ValueError) as e:
             raise bad_request(str(e), "prompt") from None
         check_prompt(len(inp), "prompt")
-        return inp, _c.prompt_text(model, req.prompt)
+        echo_lp = None
+        if req.echo and req.sampling.logprobs is not None:  # the prompt's own log probabilities
+            echo_lp = _c.echo_logprobs(model, req.prompt, inp, req.sampling.logprobs)
+        return inp, _c.prompt_text(model, req.prompt), echo_lp
 
     def respond(
-        kind: str, inp: Any, s: _a.Sampling, stream: bool, include_usage: bool, prefix: str = "", text_offset: int = 0
+        kind: str,
+        inp: Any,
+        s: _a.Sampling,
+        stream: bool,
+        include_usage: bool,
+        prefix: str = "",
+        text_offset: int = 0,
+        echo_lp: Any = None,
     ) -> Response:
         if cfg.max_queue is not None and s.n > engine.n_slots + cfg.max_queue:
             # never schedulable: "retry later" would never succeed
@@ -428,6 +438,8 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             include_usage,
             text_offset=text_offset,
         )
+        if echo_lp is not None:
+            builder.echo_logprobs(*echo_lp)
         cls = _EventStream if stream else _Completion
         return cls(builder, sources, len(inp), prefix, metrics)
 
@@ -440,9 +452,9 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         req = _rq.parse_completion(await read_json(request), cfg)
-        inp, text = await asyncio.to_thread(prepare_completion, req)
+        inp, text, echo_lp = await asyncio.to_thread(prepare_completion, req)
         prefix = text if req.echo else ""
-        return respond("text", inp, req.sampling, req.stream, req.include_usage, prefix, len(text))
+        return respond("text", inp, req.sampling, req.stream, req.include_usage, prefix, len(text), echo_lp)
 
     def model_card() -> dict[str, Any]:
         return {"id": cfg.model_name, "object": "model", "created": created, "owned_by": "pyakvq"}

@@ -326,6 +326,4 @@ def parse_completion(body: Mapping[str, Any], cfg: ServerConfig) -> CompletionRe
     best_of = body.get("best_of")
     if best_of is not None and best_of != s.n:
         raise bad_request("best_of is not supported (only best_of equal to n)", "best_of")
-    if echo and s.logprobs is not None:
-        raise bad_request("echo with logprobs is not supported (prompt log probabilities are not computed)", "echo")
     return CompletionRequest(prompt, s, stream, _include_usage(body, stream), echo)

@@ -269,8 +269,8 @@ def test_completion_argument_errors(demo):
         demo.create_completion("hi", logprobs=21)
     with pytest.raises(ValueError, match="suffix"):
         demo.create_completion("hi", suffix="x")
-    with pytest.raises(ValueError, match="echo with logprobs"):
-        demo.create_completion("hi", echo=True, logprobs=1)
+    with pytest.raises(ValueError, match="echo with logprobs needs a text prompt"):
+        demo.create_completion("<image> hi", images=[str(RED)], echo=True, logprobs=1)
     with pytest.raises(ValueError, match="vocabulary"):
         demo.create_completion([10**6])
 
@@ -439,3 +439,38 @@ def test_echo_of_token_ids_renders_special_tokens(smol):
     by_text = smol.create_completion(prompt, max_tokens=4, temperature=0, echo=True)["choices"][0]["text"]
     by_ids = smol.create_completion(ids, max_tokens=4, temperature=0, echo=True)["choices"][0]["text"]
     assert by_ids == by_text and by_text.startswith(prompt)
+
+
+@pytest.mark.parametrize("n_batch", [256, 3])
+def test_echo_with_logprobs_scores_the_prompt(smollm2_path, n_batch):
+    """echo + logprobs (OpenAI's legacy API, what lm-eval's loglikelihood requests use): the
+    prompt's tokens first, each with log p(token | the tokens before it) from the model's logits
+    (numpy log-softmax as the reference), the first null; then the completion's, as without echo.
+    The prompt is scored in chunks of n_batch positions: the values do not depend on it."""
+    prompt = "The capital of France is Paris, and the capital of Spain is"
+    with pyakvq.Model(str(smollm2_path), n_ctx=256, n_threads=2, n_batch=n_batch) as m:
+        ids = m.tokenize(prompt)
+        logits = m.logits(ids).astype(np.float64)
+        ref = logits - logits.max(1, keepdims=True)
+        ref -= np.log(np.exp(ref).sum(1, keepdims=True))
+        for p in (prompt, ids):
+            r = m.create_completion(p, max_tokens=3, temperature=0, logprobs=2, echo=True)["choices"][0]
+            plain = m.create_completion(p, max_tokens=3, temperature=0, logprobs=2)["choices"][0]
+            lp, n = r["logprobs"], len(ids)
+            assert r["text"] == prompt + plain["text"]
+            assert "".join(lp["tokens"][:n]) == prompt and lp["tokens"][n:] == plain["logprobs"]["tokens"]
+            assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+            got = np.array(lp["token_logprobs"][1:n])
+            np.testing.assert_allclose(got, ref[np.arange(n - 1), ids[1:]], atol=1e-5)
+            for j in range(1, n):
+                best = np.argsort(-ref[j - 1], kind="stable")[:2]
+                want = {m.detokenize([int(t)]): ref[j - 1, t] for t in best}
+                assert set(want) <= set(lp["top_logprobs"][j]), (j, want, lp["top_logprobs"][j])
+            assert lp["text_offset"][:n] == [len("".join(lp["tokens"][:j])) for j in range(n)]
+            assert lp["text_offset"][n:] == plain["logprobs"]["text_offset"]
+            assert lp["token_logprobs"][n:] == plain["logprobs"]["token_logprobs"]
+        # max_tokens 0 here means "to the end of the context" (llama-cpp-python); streamed, the
+        # echo chunk carries the prompt's entries
+        chunks = list(m.create_completion(ids, max_tokens=2, temperature=0, logprobs=1, echo=True, stream=True))
+        first = chunks[0]["choices"][0]
+        assert first["text"] == prompt and first["logprobs"]["tokens"] == lp["tokens"][:n]

@@ -945,3 +945,17 @@ def test_completion_text_offsets_count_from_the_prompt(counting):
     ids = counting.model.tokenize(COUNT)
     by_ids = counting.client.completions.create(model="smol", prompt=ids, max_tokens=5, temperature=0, echo=True)
     assert by_ids.choices[0].text == counting.model.detokenize(ids, render_special=True) + text
+
+
+def test_echo_with_logprobs_scores_the_prompt(counting):
+    """lm-eval's loglikelihood request: token ids, echo, logprobs 1, max_tokens 0: the prompt's
+    own log probabilities (the first null), as the Python API computes them."""
+    ids = counting.model.tokenize("The capital of France is Paris")
+    r = counting.client.completions.create(model="smol", prompt=ids, max_tokens=0, echo=True, logprobs=1)
+    lp = r.choices[0].logprobs
+    assert r.usage.completion_tokens == 0 and r.choices[0].text == counting.model.detokenize(ids)
+    assert len(lp.tokens) == len(ids) and lp.token_logprobs[0] is None and lp.top_logprobs[0] is None
+    want = counting.model.create_completion(ids, max_tokens=1, echo=True, logprobs=1, temperature=0)["choices"][0]
+    assert lp.token_logprobs == want["logprobs"]["token_logprobs"][: len(ids)]
+    assert lp.text_offset == want["logprobs"]["text_offset"][: len(ids)]
+    assert all(v < 0 for v in lp.token_logprobs[1:])
