@@ -16,6 +16,7 @@ import numpy as np
 from gguf import GGML_QUANT_SIZES, GGUFValueType, GGUFWriter
 
 from . import quantize
+from .errors import ConvertError
 
 CHUNK_ELEMENTS = 1 << 22  # float32 values converted at a time (16 MiB)
 
@@ -98,6 +99,12 @@ def _chunks(plan: TensorPlan):
 def _check(plan: TensorPlan, arr: np.ndarray, want: tuple[int, ...]) -> np.ndarray:
     if tuple(arr.shape) != want:
         raise AssertionError(f"{plan.name}: produced shape {arr.shape}, planned {want}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # a corrupt checkpoint: the model would answer NaN
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ConvertError(
+            f"tensor {plan.name!r}: {bad} of its values (in this chunk of {arr.size}) are NaN or infinite in the "
+            "checkpoint"
+        )
     return quantize.encode(arr, plan.qtype)
 
 

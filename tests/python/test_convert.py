@@ -587,6 +587,19 @@ def _negative_offset(d: pathlib.Path):
     f.write_bytes(raw[:8] + text.ljust(n) + raw[8 + n :])
 
 
+def _nan_weight(d: pathlib.Path):
+    """The first value of the first tensor of a shard is a NaN (a corrupt checkpoint)."""
+    f = d / "model-00001-of-00012.safetensors"
+    raw = bytearray(f.read_bytes())
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    name = next(k for k in header if k != "__metadata__")
+    nan = {"F32": b"\x00\x00\xc0\x7f", "F16": b"\x00\x7e", "BF16": b"\xc0\x7f"}[header[name]["dtype"]]
+    at = 8 + n + header[name]["data_offsets"][0]
+    raw[at : at + len(nan)] = nan
+    f.write_bytes(bytes(raw))
+
+
 def _rm(*files):
     def f(d: pathlib.Path):
         for x in files:
@@ -631,6 +644,7 @@ ERRORS = [
     ("eos-not-in-vocab", None, _eos_not_in_vocab, CheckpointError, "eos_token '<nope>' of tokenizer_config.json"),
     ("template-syntax", None, _bad_template, CheckpointError, "chat template: chat template syntax error"),
     ("negative-offset", None, _negative_offset, CheckpointError, "data_offsets [-16,"),
+    ("nan-weight", None, _nan_weight, ConvertError, "1 of its values (in this chunk of"),
 ]
 
 
