@@ -58,6 +58,15 @@ class BatchSynth : public ::testing::Test {
     for (int i = 0; i < 10 + 7 * k; ++i) p.push_back(4 + (i * 31 + k * 17) % 250);
     return p;
   }
+  // one slot of 64 tokens, one thread, up to max_queue waiting requests
+  static BatchParams one_slot(int max_queue) {
+    BatchParams bp;
+    bp.n_parallel = 1;
+    bp.n_ctx = 64;
+    bp.n_threads = 1;
+    bp.max_queue = max_queue;
+    return bp;
+  }
   static GenerateParams gen(int k) {
     GenerateParams g;
     g.max_tokens = 12 + 5 * (k % 3);
@@ -290,11 +299,7 @@ TEST_F(BatchSynth, MemoryBudgetPricesEachModeAtItsBound) {
 
 TEST_F(BatchSynth, BoundedQueueAndBadRequests) {
   const auto m = model();
-  BatchParams bp;
-  bp.n_parallel = 1;
-  bp.n_ctx = 64;
-  bp.n_threads = 1;
-  bp.max_queue = 1;
+  const BatchParams bp = one_slot(1);
   BatchGenerator b(m, bp);
   GenerateParams g = gen(1);
   b.submit(prompt(0), g);  // takes the free slot at the next step
@@ -320,12 +325,7 @@ TEST_F(BatchSynth, BoundedQueueAndBadRequests) {
 // slot counts as free at once (a client gone makes room for the next request without a 503).
 TEST_F(BatchSynth, CancelledSlotCountsAsFreeAtOnce) {
   const auto m = model();
-  BatchParams bp;
-  bp.n_parallel = 1;
-  bp.n_ctx = 64;
-  bp.n_threads = 1;
-  bp.max_queue = 0;
-  BatchGenerator b(m, bp);
+  BatchGenerator b(m, one_slot(0));
   GenerateParams g = gen(20);
   const int64_t first = b.submit(prompt(0), g);
   b.step();
