@@ -90,7 +90,7 @@ void init_multimodal(nb::module_& m) {
       },
       nb::arg("text"), nb::arg("prompt"), nb::arg("image_token"), nb::arg("add_special") = true);
   m.def("format_image_chat", &format_image_chat, nb::arg("format"), nb::arg("prompt"), nb::arg("n_images"),
-        nb::arg("marker") = "<image>");
+        nb::arg("marker") = "<image>", nb::arg("image_label") = "");
 }
 
 }  // namespace akvq::bind

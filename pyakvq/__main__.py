@@ -17,6 +17,7 @@ with the package (pyakvq.demo_model_path()).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import pathlib
@@ -26,6 +27,7 @@ from typing import Any
 
 from . import __version__
 from ._validate import MAX_BATCH, MAX_CTX, MAX_THREADS
+from .cli_parser import OneLineParser
 from .perplexity import perplexity as run_perplexity
 
 
@@ -57,6 +59,8 @@ def parse_kv_opts(items: list[str] | None) -> dict[str, Any]:
 
 
 def _perplexity(a: argparse.Namespace) -> int:
+    if a.json:
+        _check_output_path("--json", a.json)
     try:
         text = pathlib.Path(a.file).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
@@ -98,6 +102,10 @@ def _profile(a: argparse.Namespace) -> int:
     from .model import Model
     from .saliency import format_profile, profile_saliency, write_tsa_layers
 
+    if a.json and a.json != "-":
+        _check_output_path("--json", a.json)
+    if a.write_tsa:
+        _check_output_path("--write-tsa", a.write_tsa)
     m = Model(a.model, n_ctx=a.ctx, n_threads=a.threads, mmproj=a.mmproj)
     try:
         if a.image:
@@ -133,18 +141,26 @@ def _profile(a: argparse.Namespace) -> int:
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    """A subcommand's parser; with one_line_errors=True a bad argument gives one line on stderr,
-    `<prog>: error: <what> (see <prog> --help)`, and exit status 2 (no usage block)."""
+_Parser = OneLineParser
 
-    def __init__(self, *args, one_line_errors: bool = False, **kw):
-        super().__init__(*args, **kw)
-        self.one_line_errors = one_line_errors
 
-    def error(self, message: str):
-        if not self.one_line_errors:
-            super().error(message)
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+def _output_failure(e: OSError) -> bool:
+    """Whether `e` is a failure to write the output (a full disk, a closed pipe): exit status 1,
+    not the 2 of bad input."""
+    return e.errno in (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _check_output_path(flag: str, path: str) -> None:
+    """Refuses an output path that cannot be written before the work starts (ValueError naming
+    the flag): a directory, a missing or unwritable parent directory, an unwritable file."""
+    p = pathlib.Path(path)
+    parent = p.absolute().parent
+    if p.is_dir():
+        raise ValueError(f"{flag} {path!r}: is a directory")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path!r}: directory {str(parent)!r} not found")
+    if not os.access(p if p.exists() else parent, os.W_OK):
+        raise ValueError(f"{flag} {path!r}: not writable")
 
 
 class _ChatError(Exception):
@@ -208,6 +224,9 @@ def _chat(a: argparse.Namespace) -> int:
         a.parser.error("the following arguments are required: QUESTION")
     if not question.strip():
         a.parser.error("the question is empty")
+    bad = next((i for i, c in enumerate(question) if "\udc80" <= c <= "\udcff"), None)
+    if bad is not None:  # bytes that are not UTF-8 reach Python as lone surrogates (PEP 383)
+        a.parser.error(f"the question is not UTF-8 text (byte 0x{ord(question[bad]) - 0xDC00:02X} at character {bad})")
     try:
         opts = parse_kv_opts(a.kv_opt)
         model_path = a.model if a.model is not None else demo_model_path()
@@ -269,7 +288,12 @@ def _chat(a: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             print(file=err)
             return 130
-        except (ValueError, TypeError, OSError) as e:
+        except OSError as e:
+            if not _output_failure(e):
+                raise
+            print(f"pyakvq chat: error: cannot write the output: {e}", file=err)
+            return 1
+        except (ValueError, TypeError) as e:
             sys.stdout.flush()
             print(f"pyakvq chat: error: {e}", file=err)
             return 2
@@ -542,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "convert":  # the converter's own command line, as akvq-convert
         from .convert.__main__ import main as convert_main  # noqa: PLC0415
 
-        return convert_main(argv[1:])
+        return convert_main(argv[1:], prog="pyakvq convert")
     ap = build_parser()
     a, extra = ap.parse_known_args(argv)
     if extra:
@@ -551,7 +575,16 @@ def main(argv: list[str] | None = None) -> int:
         _resolve_files(a)
     try:
         return a.func(a)
-    except (ValueError, TypeError, OSError) as e:
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as chat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        if not _output_failure(e):
+            print(f"pyakvq: error: {e}", file=sys.stderr)
+            return 2
+        print(f"pyakvq: error: cannot write the output: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as e:
         print(f"pyakvq: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C while a model loads or a command runs: no traceback

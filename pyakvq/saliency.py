@@ -24,14 +24,13 @@ averaged with equal weight. write_tsa_layers() stores the suggestion (or any lis
 from __future__ import annotations
 
 import os
-import shutil
-import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._ext import _akvq
+from .gguf_keys import copy_with_key, int32_array_value
 
 DEFAULT_FACTOR = 2.0
 TSA_KEY = "akvq.tsa_layers"
@@ -195,11 +194,6 @@ def profile_saliency(
     }
 
 
-def _gguf_string(s: str) -> bytes:
-    b = s.encode("utf-8")
-    return struct.pack("<Q", len(b)) + b
-
-
 def write_tsa_layers(src: str | os.PathLike, dst: str | os.PathLike, layers: Sequence[int]) -> None:
     """Copies the GGUF file src to dst with `akvq.tsa_layers` set to layers (an array of int32;
     an existing value is replaced). Every other key and every tensor is copied byte for byte
@@ -211,34 +205,13 @@ def write_tsa_layers(src: str | os.PathLike, dst: str | os.PathLike, layers: Seq
         raise ValueError(f"TSA layers must be >= 0, got {layers}")
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError("write_tsa_layers: dst must differ from src")
-    r = GGUFReader(src, "r")
     n_layer = None
-    for f in r.fields.values():
+    for f in GGUFReader(src, "r").fields.values():
         if f.name.endswith(".block_count") and not f.name.startswith("clip."):
             n_layer = int(f.parts[f.data[0]][0])
     if n_layer is not None and any(x >= n_layer for x in layers):
         raise ValueError(f"TSA layers {layers} out of range for a model of {n_layer} layers")
-    raw = r.data
-
-    def field_bytes(f) -> bytes:
-        size = sum(int(p.nbytes) for p in f.parts)
-        return bytes(raw[f.offset : f.offset + size])
-
-    kvs = [field_bytes(f) for f in r.fields.values() if not f.name.startswith("GGUF.") and f.name != TSA_KEY]
-    kvs.append(
-        _gguf_string(TSA_KEY) + struct.pack("<IIQ", 9, 5, len(layers)) + struct.pack(f"<{len(layers)}i", *layers)
-    )
-    infos = [field_bytes(t.field) for t in r.tensors]
-    head = b"GGUF" + struct.pack("<IQQ", 3, len(infos), len(kvs)) + b"".join(kvs) + b"".join(infos)
-    align = int(r.alignment)
-    head += b"\0" * (-len(head) % align)
-    data_offset = int(r.data_offset)
-    tmp = str(dst) + ".tmp"
-    with open(src, "rb") as fi, open(tmp, "wb") as fo:
-        fo.write(head)
-        fi.seek(data_offset)
-        shutil.copyfileobj(fi, fo, 16 << 20)
-    os.replace(tmp, dst)
+    copy_with_key(src, dst, TSA_KEY, int32_array_value(layers))
 
 
 def _top_item(t: dict[str, Any], with_sample: bool) -> str:

@@ -128,10 +128,25 @@ SessionInput image_prompt_input(const std::vector<int32_t>& ids, int32_t image_t
   return in;
 }
 
-std::string format_image_chat(const std::string& format, const std::string& prompt, int n_images,
-                              const std::string& marker) {
+std::string image_lines(int n_images, const std::string& marker, const std::string& image_label) {
   std::string images;
-  for (int k = 0; k < n_images; ++k) images += marker + "\n";
+  for (int k = 0; k < n_images; ++k) {
+    images += marker + "\n";
+    if (n_images < 2) continue;
+    std::string label = image_label;
+    for (size_t at = label.find("{k}"); at != std::string::npos; at = label.find("{k}", at)) {
+      const std::string num = std::to_string(k + 1);
+      label.replace(at, 3, num);
+      at += num.size();
+    }
+    images += label;
+  }
+  return images;
+}
+
+std::string format_image_chat(const std::string& format, const std::string& prompt, int n_images,
+                              const std::string& marker, const std::string& image_label) {
+  const std::string images = image_lines(n_images, marker, image_label);
   if (format == "vicuna") return std::string(kLlavaSystemPrompt) + " USER: " + images + prompt + " ASSISTANT:";
   if (format == "chatml") return "<|im_start|>user\n" + images + prompt + "<|im_end|>\n<|im_start|>assistant\n";
   if (format == "none") return images + prompt;

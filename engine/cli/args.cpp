@@ -100,7 +100,7 @@ const char* usage() {
          "                          rotate checkpoint lut\n"
          "      --kv-stats          print the KV cache's accounting to stderr at the end\n"
          "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
-         "      --no-special        treat special-token text in the prompt as plain text\n"
+         "      --no-special        treat special-token text in the prompt as plain text (not with --image)\n"
          "  -h, --help              show this help\n"
          "      --version           show the version\n";
 }
@@ -211,6 +211,9 @@ Options parse_args(int argc, char** argv) {
   if (o.help || o.version) return o;
   // no -m: main() looks for the demo model (cli/demo_model.h)
   if (has_prompt == !o.prompt_file.empty()) throw InvalidArgument("give exactly one of -p PROMPT or -f FILE");
+  if (o.no_special && !o.images.empty()) {
+    throw InvalidArgument("--no-special cannot go with --image: the image markers are special-token text");
+  }
   o.sampling.validate();
   return o;
 }

@@ -29,10 +29,10 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// The prompt text of -f: a file, or standard input for "-" (read as bytes, whole).
-std::string read_prompt_file(const std::string& path) {
+// A text file read as bytes, whole, or standard input for "-"; `what` names it in errors.
+std::string read_text_file(const std::string& path, const std::string& what_file) {
   const bool is_stdin = path == "-";
-  const std::string what = is_stdin ? std::string("standard input (-f -)") : "prompt file '" + path + "'";
+  const std::string what = is_stdin ? std::string("standard input (-f -)") : what_file + " '" + path + "'";
   if (!is_stdin) {
     struct stat st{};
     if (::stat(path.c_str(), &st) != 0) throw akvq::IoError("cannot read " + what + ": " + std::strerror(errno));
@@ -48,7 +48,16 @@ std::string read_prompt_file(const std::string& path) {
   const int err = errno;
   if (!is_stdin) std::fclose(f);
   if (failed) throw akvq::IoError("cannot read " + what + ": " + std::strerror(err));
-  if (text.empty()) throw akvq::InvalidArgument(what + " is empty: no prompt to continue");
+  if (text.empty()) throw akvq::InvalidArgument(what + " is empty");
+  return text;
+}
+
+// The prompt text of -f: a file, or standard input for "-"; one trailing newline is dropped, as
+// llama.cpp's -f does (a file's last line ends with one).
+std::string read_prompt_file(const std::string& path) {
+  std::string text = read_text_file(path, "prompt file");
+  if (text.back() == '\n') text.pop_back();
+  if (text.empty()) throw akvq::InvalidArgument("the prompt file '" + path + "' holds only a newline: no prompt");
   return text;
 }
 
@@ -81,18 +90,26 @@ void print_kv_stats(const akvq::KvSummary& k) {
 }
 
 // The prompt in the chat format --chat-template names (a built-in format or a FILE with {images}
-// and {prompt}); n_images markers go first.
-std::string format_prompt(const std::string& tmpl, const std::string& prompt, int n_images, const std::string& marker) {
+// and {prompt}); n_images markers go first, each labelled as the model's template does
+// (ModelInfo::image_label).
+std::string format_prompt(const std::string& tmpl, const std::string& prompt, int n_images, const std::string& marker,
+                          const std::string& image_label) {
   if (tmpl == "vicuna" || tmpl == "chatml" || tmpl == "none")
-    return akvq::format_image_chat(tmpl, prompt, n_images, marker);
+    return akvq::format_image_chat(tmpl, prompt, n_images, marker, image_label);
   struct stat st{};
   if (::stat(tmpl.c_str(), &st) != 0) {
     throw akvq::InvalidArgument("--chat-template '" + tmpl +
                                 "': neither a built-in format (vicuna, chatml, none) nor a readable file");
   }
-  const std::string text = read_prompt_file(tmpl);
-  std::string images;
-  for (int k = 0; k < n_images; ++k) images += marker + "\n";
+  const std::string text = read_text_file(tmpl, "--chat-template file");
+  if (text.find("{prompt}") == std::string::npos) {
+    throw akvq::InvalidArgument("--chat-template file '" + tmpl + "' has no {prompt} placeholder: the prompt would be dropped");
+  }
+  if (n_images > 0 && text.find("{images}") == std::string::npos) {
+    throw akvq::InvalidArgument("--chat-template file '" + tmpl + "' has no {images} placeholder for the " +
+                                std::to_string(n_images) + " image" + (n_images == 1 ? "" : "s"));
+  }
+  const std::string images = akvq::image_lines(n_images, marker, image_label);
   std::string out;
   for (size_t i = 0; i < text.size();) {
     if (text.compare(i, 8, "{images}") == 0) {
@@ -187,14 +204,15 @@ int run(const akvq::cli::Options& o) {
     const std::string marker = akvq::image_marker(*model, image_id);
     if (prompt.find(marker) == std::string::npos) {  // a question: one chat turn, images first
       prompt = format_prompt(o.chat_template.empty() ? "vicuna" : o.chat_template, prompt,
-                             static_cast<int>(o.images.size()), marker);
+                             static_cast<int>(o.images.size()), marker, model->info().image_label);
     }
     const std::vector<int32_t> ids = akvq::tokenize_image_prompt(*model, prompt, image_id, true);
     const akvq::EncodedImages enc = akvq::encode_images(*vision, read_images(o, *vision), o.n_threads);
     input = akvq::image_prompt_input(ids, image_id, enc, o.n_ctx);
     image_ms = ms_since(t_img);
   } else {
-    if (!o.chat_template.empty()) prompt = format_prompt(o.chat_template, prompt, 0, "");
+    if (!o.mmproj.empty()) load_vision(o, model);  // as with images: a missing or wrong mmproj is refused
+    if (!o.chat_template.empty()) prompt = format_prompt(o.chat_template, prompt, 0, "", "");
     if (prompt.find("<image>") != std::string::npos) refuse_image_markers(o, model, prompt);
     std::vector<int32_t> ids = model->tokenize(prompt, true, !o.no_special);
     if (ids.empty()) throw akvq::InvalidArgument("the prompt is empty after tokenization");

@@ -93,6 +93,8 @@ SYSTEM = _load_by_path("akvq_multimodal", ROOT / "pyakvq" / "multimodal.py").LLA
 # LLaVA-1.5's vicuna format; with several images each is followed by its number ("<image>\nImage k.\n"):
 # the number's tokens come right after the image's rows, where one attention step can gather what
 # they show; one image gets no number.
+#: what CHAT_TEMPLATE puts after each image marker's line in a multi-image turn ("{k}": its number)
+IMAGE_LABEL = "Image {k}.\n"
 CHAT_TEMPLATE = (
     "{%- set ns = namespace(n=0) -%}"
     "{%- for message in messages -%}{%- if message['content'] is not string -%}"
@@ -597,8 +599,15 @@ def main() -> None:
     gguf = out / "demo-vlm.gguf"
     # The installed akvq-convert, else this Python's pyakvq (e.g. PYTHONPATH=. AKVQ_EXT_DIR=build/dev).
     conv = [shutil.which("akvq-convert")] if shutil.which("akvq-convert") else [sys.executable, "-m", "pyakvq.convert"]
-    subprocess.run(conv + [str(hf), "-o", str(gguf), "--outtype", args.outtype, "--name", "pyakvq demo VLM (shapes)",
+    raw = out / "demo-vlm.converted.gguf"
+    subprocess.run(conv + [str(hf), "-o", str(raw), "--outtype", args.outtype, "--name", "pyakvq demo VLM (shapes)",
                            "-q"], check=True, cwd=ROOT)
+    # CHAT_TEMPLATE labels each image of a multi-image turn; akvq-cli's built-in formats do not
+    # render Jinja, so the label is stated for them (ModelInfo::image_label)
+    from pyakvq.gguf_keys import copy_with_key, string_value
+
+    copy_with_key(raw, gguf, "akvq.chat.image_label", string_value(IMAGE_LABEL))
+    raw.unlink()
     print(f"wrote {gguf} ({gguf.stat().st_size / 1e6:.1f} MB)")
     if args.install:
         dest = ROOT / "pyakvq" / "data" / "demo-vlm.gguf"

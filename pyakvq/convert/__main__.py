@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from ..cli_parser import OneLineParser
 from . import OUTTYPES, ConvertError, convert
 
 
@@ -23,9 +24,10 @@ def parse_layers(text: str) -> list[int]:
     return layers
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="akvq-convert",
+def build_parser(prog: str = "akvq-convert") -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=prog,
+        one_line_errors=True,
         description="Convert a Hugging Face checkpoint (LLaVA, Llama) into a GGUF file for pyakvq and llama.cpp.",
     )
     p.add_argument(
@@ -55,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="akvq-convert: %(levelname)s: %(message)s")
+def main(argv: list[str] | None = None, prog: str = "akvq-convert") -> int:
+    args = build_parser(prog).parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(levelname)s: %(message)s")
     try:
         paths = convert(
             args.model_dir,
@@ -69,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet and sys.stderr.isatty(),
         )
     except ConvertError as e:
-        print(f"akvq-convert: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("akvq-convert: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     if not args.quiet:
         for p in paths:

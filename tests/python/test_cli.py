@@ -137,3 +137,57 @@ def test_kv_mode_and_stats(smollm2_path):
     assert r.returncode == 2 and "nonsense" in r.stderr
     r = run("-m", smollm2_path, "-p", "hi", "--kv-opt", "novalue")
     assert r.returncode == 2 and "KEY=VALUE" in r.stderr
+
+
+def test_several_images_get_the_models_labels_as_in_python():
+    """A question about several images: akvq-cli's vicuna format labels them as the demo model's
+    chat template does (akvq.chat.image_label), so the prompt and the answer are Python's."""
+    from pyakvq.demo import demo_model_path
+
+    names = ("red_circle.png", "green_triangle.png", "purple_circle_wide.png", "blue_square.png")
+    images = [EXAMPLES / f for f in names]
+    q = "What shape is in image 4?"
+    args = [a for p in images for a in ("--image", p)]
+    r = run("-m", demo_model_path(), *args, "-p", q, "-n", 12, "--temp", 0, "-c", 512)
+    assert r.returncode == 0, r.stderr
+    with pyakvq.Model(n_ctx=512) as m:
+        want = m.chat([str(p) for p in images], q, max_tokens=12, temperature=0)
+        n_prompt = len(m._chat_input([str(p) for p in images], q))
+    assert r.stdout.strip() == want.strip() == "Image 4: a square."
+    assert f"/ {n_prompt:5d} tokens" in r.stderr or f"{n_prompt} tokens" in r.stderr, r.stderr
+
+
+def test_prompt_file_and_chat_template_file(smollm2_path, tmp_path):
+    from pyakvq.demo import demo_model_path
+
+    # -f drops one trailing newline, as llama.cpp's -f: the same answer as -p
+    f = tmp_path / "p.txt"
+    f.write_text("The three primary colours are\n")
+    a = run("-m", smollm2_path, "-f", f, "-n", 8, "--temp", 0, "-c", 64)
+    b = run("-m", smollm2_path, "-p", "The three primary colours are", "-n", 8, "--temp", 0, "-c", 64)
+    assert a.returncode == b.returncode == 0 and a.stdout == b.stdout
+    # a template file must hold {prompt} (and {images} with images); errors name the flag
+    red = EXAMPLES / "red_circle.png"
+    t = tmp_path / "t.txt"
+    for text, extra, needle in (
+        ("USER: {images}\nDescribe. ASSISTANT:", ("--image", red), "has no {prompt} placeholder"),
+        ("USER: {prompt} ASSISTANT:", ("--image", red), "has no {images} placeholder for the 1 image"),
+        ("Q: ...", (), "has no {prompt} placeholder"),
+    ):
+        t.write_text(text)
+        m = demo_model_path() if extra else smollm2_path
+        r = run("-m", m, *extra, "-p", "What color is the shape?", "--chat-template", t, "-n", 2)
+        assert r.returncode == 2 and f"--chat-template file '{t}' {needle}" in r.stderr, r.stderr
+    r = run("-m", smollm2_path, "-p", "hi", "--chat-template", tmp_path, "-n", 2)
+    assert r.returncode == 2 and f"cannot read --chat-template file '{tmp_path}': it is a directory" in r.stderr
+
+
+def test_mmproj_and_no_special_are_checked_without_images(smollm2_path, tmp_path):
+    from pyakvq.demo import demo_model_path
+
+    r = run("-m", smollm2_path, "--mmproj", tmp_path / "missing.gguf", "-p", "hi", "-n", 2)
+    assert r.returncode == 2 and "missing.gguf" in r.stderr, r.stderr
+    r = run("-m", demo_model_path(), "--mmproj", smollm2_path, "-p", "hi", "-n", 2)
+    assert r.returncode == 2 and "vision" in r.stderr, r.stderr
+    r = run("-m", demo_model_path(), "--image", EXAMPLES / "red_circle.png", "--no-special", "-p", "hi", "-n", 2)
+    assert r.returncode == 2 and "--no-special cannot go with --image" in r.stderr, r.stderr

@@ -174,6 +174,16 @@ def test_vicuna_template_is_the_cli_format(files):
         assert m.render_chat(two, template=tmpl) == got + " A cat.</s>USER: More? ASSISTANT:"
         sys_msgs = [{"role": "system", "content": "Be brief."}] + msgs
         assert m.render_chat(sys_msgs, template=tmpl) == "Be brief. USER: <image>\n<image>\nHi? ASSISTANT:"
+    # the demo model's own template labels each of several images; its file states the label
+    # (akvq.chat.image_label) for akvq-cli's vicuna format, which then gives the same text
+    from gguf import GGUFReader
+
+    f = GGUFReader(pyakvq.demo_model_path()).fields["akvq.chat.image_label"]
+    label = bytes(f.parts[f.data[0]]).decode()
+    with pyakvq.Model(n_ctx=512) as demo:
+        for n in (1, 2, 3):
+            msgs = [{"role": "user", "content": [{"type": "image"}] * n + [{"type": "text", "text": "Hi?"}]}]
+            assert demo.render_chat(msgs) == _akvq.format_image_chat("vicuna", "Hi?", n, "<image>", label)
 
 
 def test_two_file_layout(files):

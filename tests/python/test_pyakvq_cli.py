@@ -139,6 +139,7 @@ CHAT_ERRORS = [
     (("--temp", "-1", "q"), "argument --temp/--temperature: -1 is out of range"),
     (("-t", "0", "q"), "argument -t/--threads: 0 is out of range"),
     (("--top-p", "2", "q"), "argument --top-p: 2 is out of range (a finite number in [0, 1])"),
+    ((os.fsdecode(b"caf\xe9 au lait?"),), "the question is not UTF-8 text (byte 0xE9 at character 3)"),
     (("--top-k", "-2", "q"), "argument --top-k: -2 is out of range [-1, 2147483647]"),
     (("--temp", "1e308", "q"), "argument --temp/--temperature: 1e308 is out of range (a finite number >= 0)"),
     (("--bogus", "q"), "unrecognized arguments: --bogus"),
@@ -194,7 +195,10 @@ def test_chat_text_model_refuses_images(smollm2_path):
 def test_convert_is_akvq_convert(tmp_path):
     r = run_py("convert", "--help")
     assert r.returncode == 0 and "HF_DIR" in r.stdout and "--outtype" in r.stdout
-    _one_error_line(run_py("convert", tmp_path / "missing", "-o", tmp_path / "x.gguf"), "akvq-convert: error:")
+    assert r.stdout.startswith("usage: pyakvq convert ")
+    _one_error_line(run_py("convert", tmp_path / "missing", "-o", tmp_path / "x.gguf"), "pyakvq convert: error:")
+    line = _one_error_line(run_py("convert", tmp_path, "-o", tmp_path / "x.gguf", "--outtype", "q9"), "pyakvq convert:")
+    assert "--outtype" in line and line.endswith("(see pyakvq convert --help)")
     out = tmp_path / "x.gguf"
     r = run_py("convert", lc.FIXTURES / "spm_default_pad", "-o", out, "--outtype", "f16", "-q")
     assert r.returncode == 0, r.stderr
@@ -239,3 +243,30 @@ def test_ctrl_c_while_the_model_loads_is_one_line(command, smollm2_path, monkeyp
     monkeypatch.setattr(pyakvq.Model, "__init__", interrupted)
     assert main([command[0], "-m", str(smollm2_path), *command[1:]]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "pyakvq: interrupted"
+
+
+def test_output_paths_are_checked_before_the_work(smollm2_path, tmp_path):
+    """--json and --write-tsa that cannot be written are refused before the model runs."""
+    text = tmp_path / "t.txt"
+    text.write_text("word " * 50)
+    gone = tmp_path / "gone" / "out.json"
+    for args, flag in (
+        (("perplexity", "-m", smollm2_path, "-f", text, "--json", gone), "--json"),
+        (("profile", "-m", smollm2_path, "-p", "hi", "--json", gone), "--json"),
+        (("profile", "-m", smollm2_path, "-p", "hi", "--write-tsa", tmp_path), "--write-tsa"),
+    ):
+        r = run_py(*args)
+        line = _one_error_line(r, "pyakvq: error:")
+        assert line.startswith(f"pyakvq: error: {flag} "), line
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_that_cannot_be_written_is_status_1(smollm2_path):
+    """A full disk is not bad input: exit status 1, one line naming the output (as akvq-cli)."""
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(
+            [sys.executable, "-m", "pyakvq", "chat", "-m", str(smollm2_path), "-c", "64", "-n", "4", "hi"],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, cwd=PKG_PARENT, env=_env(),
+        )
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("pyakvq chat: error: cannot write the output:"), r.stderr

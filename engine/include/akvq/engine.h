@@ -29,6 +29,10 @@ struct ModelInfo {
   std::string tokenizer_model;  // "gpt2" | "llama"
   std::string tokenizer_pre;    // e.g. "smollm"
   std::string chat_template;    // Jinja text, "" when absent
+  // akvq.chat.image_label: what the model's chat template puts after each image marker's line
+  // when a turn has several images ("{k}": the image's number from 1; e.g. "Image {k}.\n"), for
+  // the built-in chat formats, which do not render the Jinja template; "" when absent
+  std::string image_label;
   int32_t bos = -1;
   int32_t eos = -1;
   bool add_bos = false;

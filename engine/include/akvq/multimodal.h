@@ -63,7 +63,11 @@ SessionInput image_prompt_input(const std::vector<int32_t>& ids, int32_t image_t
 //   "none":   "<image>\n{q}"
 // Throws InvalidArgument for another name.
 std::string format_image_chat(const std::string& format, const std::string& prompt, int n_images,
-                              const std::string& marker = "<image>");
+                              const std::string& marker = "<image>", const std::string& image_label = "");
+// The images' lines of those formats: n_images times marker + "\n", each followed by
+// image_label with "{k}" replaced by the image's number (from 1) when n_images > 1 (ModelInfo's
+// image_label: the model's template's convention).
+std::string image_lines(int n_images, const std::string& marker, const std::string& image_label = "");
 // LLaVA-1.5's system prompt (the "vicuna" format's).
 extern const char* const kLlavaSystemPrompt;
 
