@@ -270,3 +270,20 @@ def test_output_that_cannot_be_written_is_status_1(smollm2_path):
         )
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("pyakvq chat: error: cannot write the output:"), r.stderr
+
+
+def test_closed_pipe_ends_quietly(smollm2_path, tmp_path):
+    """`pyakvq perplexity ... | head -c1`: the reader goes away; exit 1 without a traceback."""
+    text = tmp_path / "t.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 20)
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # nobody reads: the first write fails with EPIPE
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "pyakvq", "perplexity", "-m", str(smollm2_path), "-f", str(text), "-c", "64",
+             "--chunks", "1", "-q"],
+            stdout=w_fd, stderr=subprocess.PIPE, text=True, timeout=120, cwd=PKG_PARENT, env=_env(),
+        )
+    finally:
+        os.close(w_fd)
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip() == "", r.stderr
