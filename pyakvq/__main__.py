@@ -290,7 +290,8 @@ def _chat(a: argparse.Namespace) -> int:
             return 130
         except OSError as e:
             if not _output_failure(e):
-                raise
+                print(f"pyakvq chat: error: {e}", file=err)
+                return 2
             print(f"pyakvq chat: error: cannot write the output: {e}", file=err)
             return 1
         except (ValueError, TypeError) as e:

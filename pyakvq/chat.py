@@ -23,11 +23,14 @@ import dataclasses
 import datetime
 import functools
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
 import jinja2.ext
+import jinja2.filters
 import jinja2.meta
 import jinja2.nodes
 import jinja2.sandbox
@@ -122,11 +125,36 @@ class _GenerationTag(jinja2.ext.Extension):
 MAX_TEMPLATE_CHARS = 1 << 24
 
 
-class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
-    """The sandbox with bounded repetition and powers: `'x' * 10**9` or `9 ** 10**9` in a
-    template raise instead of taking the process's memory or time."""
+#: the largest integer a template may compute with `**` (bits)
+MAX_TEMPLATE_INT_BITS = 1 << 16
 
-    intercepted_binops = frozenset(("*", "**"))
+_PERCENT_WIDTHS = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?")
+
+
+def _check_percent_format(fmt: str) -> None:
+    """Refuses a %-format whose widths or precisions would build more than MAX_TEMPLATE_CHARS."""
+    for m in _PERCENT_WIDTHS.finditer(fmt):
+        for g in m.groups():
+            if g and int(g) > MAX_TEMPLATE_CHARS:
+                raise jinja2.exceptions.SecurityError(f"the template formats a field {g} characters wide")
+
+
+def _bounded_center(value, width=80):
+    if isinstance(width, int) and width > MAX_TEMPLATE_CHARS:
+        raise jinja2.exceptions.SecurityError(f"the template centers text in {width} characters")
+    return jinja2.filters.do_center(value, width)
+
+
+def _bounded_format(value, *args, **kwargs):
+    _check_percent_format(str(value))
+    return jinja2.filters.do_format(value, *args, **kwargs)
+
+
+class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """The sandbox with bounded repetition, powers and %-formats: `'x' * 10**9`, `9 ** 10**9` or
+    `'%0999999999d' % 1` in a template raise instead of taking the process's memory or time."""
+
+    intercepted_binops = frozenset(("*", "**", "%"))
 
     def call_binop(self, context, operator, left, right):
         if operator == "*":
@@ -136,9 +164,13 @@ class _Sandbox(jinja2.sandbox.ImmutableSandboxedEnvironment):
                         f"the template repeats a {type(seq).__name__} of length {len(seq)} {k} times "
                         f"(more than {MAX_TEMPLATE_CHARS} items)"
                     )
-        elif operator == "**" and isinstance(left, (int, float)) and isinstance(right, (int, float)):
-            if abs(right) > 1024 and abs(left) > 1:
-                raise jinja2.exceptions.SecurityError(f"the template raises {left!r} to the power {right!r}")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int):
+            if abs(left) > 1 and right > 0 and right * math.log2(abs(left)) > MAX_TEMPLATE_INT_BITS:
+                raise jinja2.exceptions.SecurityError(
+                    f"the template raises an integer of {abs(left).bit_length()} bits to the power {right}"
+                )
+        elif operator == "%" and isinstance(left, str):
+            _check_percent_format(left)
         return super().call_binop(context, operator, left, right)
 
 
@@ -148,6 +180,8 @@ def _environment() -> jinja2.sandbox.ImmutableSandboxedEnvironment:
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson
+    env.filters["center"] = _bounded_center
+    env.filters["format"] = _bounded_format
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _TemplateDict()

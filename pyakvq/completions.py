@@ -116,7 +116,7 @@ class ResultBuilder:
 
     kind: "chat" or "text". piece(id) -> the bytes of a token (for logprobs). logprobs: K or
     None (see Sampling). text_offset: where the completion starts in the legacy text_offset
-    (the length of an echoed prompt)."""
+    (the length of the prompt's text, echoed or not)."""
 
     def __init__(
         self,
@@ -562,10 +562,8 @@ def echo_logprobs(llm: Any, prompt: Any, inp: Any, k: int) -> tuple[Any, np.ndar
     if not isinstance(inp, list):
         raise ValueError("echo with logprobs needs a text prompt (the log probabilities of image rows are not tokens')")
     lp, top_ids, top_lp = llm._prompt_logprobs(inp, k)
-    first = 0
-    if isinstance(prompt, str) and inp and llm.info.get("add_bos") and inp[0] == llm.info.get("bos"):
-        bos_text = llm.detokenize([inp[0]], render_special=True)
-        first = 0 if bos_text and prompt.startswith(bos_text) else 1
+    # tokenizing a string adds BOS whatever the text holds (a BOS spelled in it comes second)
+    first = 1 if isinstance(prompt, str) and inp and llm.info.get("add_bos") and inp[0] == llm.info.get("bos") else 0
     return inp[first:], lp[first:], top_ids[first:], top_lp[first:]
 
 

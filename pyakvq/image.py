@@ -54,15 +54,21 @@ def _from_pil(im, alpha: str) -> np.ndarray:
     if im.width == 0 or im.height == 0:
         raise ValueError(f"zero-size image ({im.width}x{im.height})")
     mode = im.mode
+    if mode.startswith("I;16"):
+        # 16-bit gray (PNG): the high byte, as the engine's PNG decoder (libpng's strip_16) reads it
+        # (PIL's convert, and with it transformers, clips them: almost all white); a transparency
+        # key becomes an alpha band, as libpng's tRNS_to_alpha makes it
+        v = np.asarray(im)
+        gray = (v.astype(np.uint32) >> 8).astype(np.uint8)
+        key = im.info.get("transparency")
+        if alpha == "white" and isinstance(key, int):
+            return _from_array(np.stack([gray, np.where(v == key, 0, 255).astype(np.uint8)], axis=-1), alpha)
+        return _from_array(gray, alpha)
     if alpha == "white" and ("A" in im.getbands() or im.info.get("transparency") is not None):
         # transformers' convert_to_rgb: RGBA, then over white (done by the engine, PIL's rounding)
         arr = np.asarray(im if mode in ("RGBA", "LA") else im.convert("RGBA"))
     elif mode in ("RGB", "L", "RGBA", "LA"):
         arr = np.asarray(im)  # alpha (if any) dropped by the engine, as convert("RGB") does
-    elif mode.startswith("I;16") or mode == "I":
-        # 16-bit gray (PNG): the high byte, as the engine's PNG decoder (libpng's strip_16) reads it
-        # (PIL's convert("RGB"), and with it transformers, clips them: almost all white)
-        arr = (np.clip(np.asarray(im).astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
     else:
         arr = np.asarray(im.convert("RGB"))  # palette, CMYK, YCbCr, 1-bit, 16-bit, ...
     return _from_array(arr, alpha)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import os
 import threading
 import warnings
@@ -251,9 +252,10 @@ class Model:
 
     def _prompt_logprobs(self, token_ids: Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Log probabilities of each prompt token given the ones before it, from an empty cache, in
-        chunks of n_batch positions (memory [n_batch, n_vocab], never [n_tokens, n_vocab]).
-        Returns lp [n] (lp[0] NaN: the first token has no context), top_ids [n, k] and top_lp
-        [n, k] (the k most likely tokens at each position, best first; row 0 unused)."""
+        chunks of n_batch positions (memory: the chunk's logits, float32 [n_batch, n_vocab], never
+        [n_tokens, n_vocab]). Returns lp [n] (lp[0] NaN: the first token has no context), top_ids
+        [n, k] and top_lp [n, k] (the k most likely tokens at each position, best first; row 0
+        unused). The log-sum-exp of each row is summed in float64."""
         ids = self._ids(token_ids)
         n = len(ids)
         lp = np.full(n, np.nan)
@@ -264,21 +266,19 @@ class Model:
             s = self._sess()
             s.reset()
             for a in range(0, n, self._n_batch):
-                rows = np.asarray(s.eval_all(ids[a : a + self._n_batch]), np.float64)  # [c, n_vocab]
-                lse = rows.max(1, keepdims=True)
-                lse = lse + np.log(np.exp(rows - lse).sum(1, keepdims=True))
-                rows -= lse  # log-softmax: row r predicts position a + r + 1
+                rows = s.eval_all(ids[a : a + self._n_batch])  # float32 [c, n_vocab]; row r predicts a + r + 1
                 c = min(len(rows), n - 1 - a)  # the last position predicts nothing in the prompt
-                if c <= 0:
-                    break
-                nxt = np.asarray(ids[a + 1 : a + 1 + c])
-                lp[a + 1 : a + 1 + c] = rows[np.arange(c), nxt]
-                if k:
-                    part = np.argpartition(-rows[:c], k - 1, axis=1)[:, :k]
-                    vals = np.take_along_axis(rows[:c], part, 1)
-                    order = np.lexsort((part, -vals), axis=1)  # best first, lower id on ties
-                    top_ids[a + 1 : a + 1 + c] = np.take_along_axis(part, order, 1)
-                    top_lp[a + 1 : a + 1 + c] = np.take_along_axis(vals, order, 1)
+                for r in range(max(c, 0)):
+                    row = rows[r]
+                    top = float(row.max())
+                    lse = top + math.log(float(np.exp(row - top).sum(dtype=np.float64)))
+                    p = a + 1 + r
+                    lp[p] = float(row[ids[p]]) - lse
+                    if k:
+                        part = np.argpartition(-row, k - 1)[:k]
+                        part = part[np.lexsort((part, -row[part]))]  # best first, lower id on ties
+                        top_ids[p] = part
+                        top_lp[p] = row[part].astype(np.float64) - lse
             s.reset()
         return lp, top_ids, top_lp
 

@@ -57,7 +57,10 @@ std::string read_text_file(const std::string& path, const std::string& what_file
 std::string read_prompt_file(const std::string& path) {
   std::string text = read_text_file(path, "prompt file");
   if (text.back() == '\n') text.pop_back();
-  if (text.empty()) throw akvq::InvalidArgument("the prompt file '" + path + "' holds only a newline: no prompt");
+  if (text.empty()) {
+    throw akvq::InvalidArgument((path == "-" ? std::string("standard input (-f -)") : "the prompt file '" + path + "'") +
+                                " holds only a newline: no prompt");
+  }
   return text;
 }
 
@@ -101,7 +104,8 @@ std::string format_prompt(const std::string& tmpl, const std::string& prompt, in
     throw akvq::InvalidArgument("--chat-template '" + tmpl +
                                 "': neither a built-in format (vicuna, chatml, none) nor a readable file");
   }
-  const std::string text = read_text_file(tmpl, "--chat-template file");
+  std::string text = read_text_file(tmpl, "--chat-template file");
+  if (text.back() == '\n') text.pop_back();  // an editor's last newline, as -f drops it
   if (text.find("{prompt}") == std::string::npos) {
     throw akvq::InvalidArgument("--chat-template file '" + tmpl + "' has no {prompt} placeholder: the prompt would be dropped");
   }

@@ -44,7 +44,7 @@ void SamplingParams::validate() const {
   if (!(temperature >= 0.0f) || std::isinf(temperature))
     bad("temperature must be finite and >= 0 (0 means greedy), got " + num(temperature));
   // llama.cpp's readings: top_k 0 or -1 disables it; top_p 0 keeps only the most likely token
-  if (top_k < -1) bad("top_k must be >= 0 (0 or -1 disables it), got " + std::to_string(top_k));
+  if (top_k < -1) bad("top_k must be >= -1 (0 or -1 disables it), got " + std::to_string(top_k));
   if (!(top_p >= 0.0f && top_p <= 1.0f))
     bad("top_p must be in [0, 1] (1 disables it, 0 keeps only the most likely token), got " + num(top_p));
   if (!(min_p >= 0.0f && min_p <= 1.0f)) bad("min_p must be in [0, 1] (0 disables it), got " + num(min_p));

@@ -105,6 +105,11 @@ def _check(plan: TensorPlan, arr: np.ndarray, want: tuple[int, ...]) -> np.ndarr
             f"tensor {plan.name!r}: {bad} of its values (in this chunk of {arr.size}) are NaN or infinite in the "
             "checkpoint"
         )
+    if plan.qtype == quantize.Q.F16 and arr.dtype.kind == "f" and arr.size and float(np.abs(arr).max()) > 65504.0:
+        raise ConvertError(
+            f"tensor {plan.name!r}: values up to {float(np.abs(arr).max()):g} do not fit float16 (at most 65504): "
+            "convert with --outtype bf16 or f32"
+        )
     return quantize.encode(arr, plan.qtype)
 
 

@@ -10,6 +10,7 @@ disconnect and, when no response had started, with status 499 (nginx's "client c
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import json
 import re
@@ -395,16 +396,40 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         check_prompt(len(inp), "messages")
         return inp
 
-    def prepare_completion(req: _rq.CompletionRequest) -> tuple[Any, str, Any]:
+    def prepare_completion(req: _rq.CompletionRequest) -> tuple[Any, str]:
         try:
             inp = model._generate_input(req.prompt, None)
         except (TypeError, ValueError) as e:
             raise bad_request(str(e), "prompt") from None
         check_prompt(len(inp), "prompt")
-        echo_lp = None
-        if req.echo and req.sampling.logprobs is not None:  # the prompt's own log probabilities
-            echo_lp = _c.echo_logprobs(model, req.prompt, inp, req.sampling.logprobs)
-        return inp, _c.prompt_text(model, req.prompt), echo_lp
+        return inp, _c.prompt_text(model, req.prompt)
+
+    def check_n(s: _a.Sampling) -> None:
+        if cfg.max_queue is not None and s.n > engine.n_slots + cfg.max_queue:
+            # never schedulable: "retry later" would never succeed
+            raise bad_request(
+                f"n = {s.n} is more choices than this server can hold at once: at most "
+                f"{engine.n_slots + cfg.max_queue} ({engine.n_slots} running + {cfg.max_queue} queued)",
+                "n",
+            )
+
+    # echo with logprobs: the prompt is scored by the Model's own session, one prompt at a time on
+    # a thread of its own (waiting requests hold no thread), at most as many waiting as the queue
+    scoring_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyakvq-echo")
+    scoring = {"waiting": 0}
+
+    async def score_prompt(req: _rq.CompletionRequest, inp: Any) -> Any:
+        check_n(req.sampling)
+        if cfg.max_queue is not None and scoring["waiting"] >= engine.n_slots + cfg.max_queue:
+            busy = "the server is busy scoring prompts (echo with logprobs); retry later"
+            raise APIError(503, busy, code="queue_full")
+        scoring["waiting"] += 1
+        try:
+            loop = asyncio.get_running_loop()
+            k = req.sampling.logprobs
+            return await loop.run_in_executor(scoring_pool, _c.echo_logprobs, model, req.prompt, inp, k)
+        finally:
+            scoring["waiting"] -= 1
 
     def respond(
         kind: str,
@@ -416,13 +441,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         text_offset: int = 0,
         echo_lp: Any = None,
     ) -> Response:
-        if cfg.max_queue is not None and s.n > engine.n_slots + cfg.max_queue:
-            # never schedulable: "retry later" would never succeed
-            raise bad_request(
-                f"n = {s.n} is more choices than this server can hold at once: at most "
-                f"{engine.n_slots + cfg.max_queue} ({engine.n_slots} running + {cfg.max_queue} queued)",
-                "n",
-            )
+        check_n(s)
         try:
             sources = _c.open_sources(model, engine, inp, s)
         except QueueFull as e:
@@ -452,7 +471,10 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         req = _rq.parse_completion(await read_json(request), cfg)
-        inp, text, echo_lp = await asyncio.to_thread(prepare_completion, req)
+        inp, text = await asyncio.to_thread(prepare_completion, req)
+        echo_lp = None
+        if req.echo and req.sampling.logprobs is not None:  # the prompt's own log probabilities
+            echo_lp = await score_prompt(req, inp)
         prefix = text if req.echo else ""
         return respond("text", inp, req.sampling, req.stream, req.include_usage, prefix, len(text), echo_lp)
 

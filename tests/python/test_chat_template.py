@@ -198,7 +198,11 @@ def test_chat_renders_the_file_template_with_tools(model):
     [
         ("{{ 'hello ' * 5000000 }}", "repeats a str of length 6 5000000 times"),
         ("{{ [0] * 100000000 }}", "repeats a list"),
-        ("{{ 9 ** 100000000 }}", "raises 9 to the power 100000000"),
+        ("{{ 9 ** 100000000 }}", "raises an integer of 4 bits to the power 100000000"),
+        ("{{ (10 ** 1024) ** 1024 }}", "to the power 1024"),
+        ("{{ '%0999999999d' % 1 }}", "formats a field 999999999 characters wide"),
+        ("{{ '%0999999999d' | format(1) }}", "formats a field 999999999 characters wide"),
+        ("{{ 'x' | center(999999999) }}", "centers text in 999999999 characters"),
         ("{% for i in range(100000) %}{{ 'x' * 1000000 }}{% endfor %}", "rendered prompt exceeds"),
     ],
 )
@@ -208,7 +212,8 @@ def test_templates_cannot_exhaust_memory_or_time(template, match):
         _chat.render(template, "hi")
     # ordinary use of the same operators renders as Jinja does
     ordinary = "{{ '-' * 3 }}{{ 2 ** 10 }}{{ [1] * 2 }}{{ messages[0]['content'] * 2 }}"
-    assert _chat.render(ordinary, "hi") == "---1024[1, 1]hihi"
+    ordinary += "{{ '%03d' % 7 }}{{ 'a' | center(3) }}"
+    assert _chat.render(ordinary, "hi") == "---1024[1, 1]hihi007 a "
 
 
 def test_chat_template_kwargs_are_variables_only(model):

@@ -788,3 +788,21 @@ def test_other_checkpoint_layouts(converted, tmp_path):
         for x in want.tensors:
             assert np.array_equal(np.asarray(got[x.name].data), np.asarray(x.data)), (layout, x.name)
         assert fields(out) == want_fields, layout
+
+
+def test_values_beyond_float16_are_refused_for_f16(tmp_path):
+    """A finite F32 weight of 1e5 would be stored as inf with --outtype f16: refused naming the
+    tensor; bf16 and f32 hold it."""
+    d = edited_copy(tmp_path, name="bpe_full_crop")
+    f = d / "model.safetensors"
+    raw = bytearray(f.read_bytes())
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    name = next(k for k, t in header.items() if k != "__metadata__" and len(t["shape"]) == 2 and t["dtype"] == "F32")
+    at = 8 + n + header[name]["data_offsets"][0]
+    raw[at : at + 4] = struct.pack("<f", 1e5)
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ConvertError, match=r"values up to 100000 do not fit float16 \(at most 65504\)"):
+        convert(d, tmp_path / "f16.gguf", outtype="f16")
+    assert not (tmp_path / "f16.gguf").exists()
+    convert(d, tmp_path / "bf16.gguf", outtype="bf16")

@@ -211,6 +211,14 @@ def test_png_16bit_gray_keeps_the_high_byte(tmp_path):
     assert np.array_equal(image.load_image(q), want)
     assert np.array_equal(image.to_rgb_array(q), want)
     assert np.array_equal(image.to_rgb_array(Image.open(q)), want)
+    # with a transparency key (white where it matches, or ignored), as libpng's tRNS
+    Image.fromarray(g16).save(q, transparency=int(g16[1, 1]))
+    for alpha in ("white", "drop"):
+        assert np.array_equal(image.to_rgb_array(q, alpha=alpha), image.load_image(q, alpha=alpha)), alpha
+    assert (image.to_rgb_array(q)[1, 1] == 255).all()
+    # 32-bit integer images (mode I) keep Pillow's reading (values 0..255 as they are)
+    ints = Image.fromarray(np.arange(64, dtype=np.int32).reshape(8, 8) * 3)
+    assert np.array_equal(image.to_rgb_array(ints)[..., 0], np.asarray(ints.convert("L")))
     # (a 16-bit RGB PNG, which Pillow reads as the high bytes too, is in the C++ tests)
 
 

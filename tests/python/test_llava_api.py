@@ -570,3 +570,21 @@ def test_text_parts_reach_a_text_models_template_as_one_string(files):
         with pytest.raises(ValueError, match=r"content\[1\]: unsupported content part type 'note'"):
             m.chat([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "note"}]}],
                    template=CONCAT_TEMPLATE)
+
+
+def test_echo_logprobs_leave_out_the_added_bos(files):
+    """A tokenizer that adds BOS (SPM here): echo with logprobs lists the prompt's own tokens, so
+    they join into the echoed text and each offset is where its token starts; the first is scored
+    after the BOS. A BOS spelled in the text is listed (it is the text's)."""
+    with pyakvq.Model(files["spm_default_pad"], n_ctx=128) as m:
+        assert m.info["add_bos"]
+        for prompt in ("Hello world", "<s>Hello world"):
+            ids = m.tokenize(prompt)
+            r = m.create_completion(prompt, echo=True, logprobs=1, max_tokens=1, temperature=0)["choices"][0]
+            lp, n = r["logprobs"], len(ids) - 1  # the added BOS is not listed
+            assert len(lp["tokens"]) == n + 1 and r["text"].startswith(prompt)
+            assert lp["token_logprobs"][0] is not None and all(v < 0 for v in lp["token_logprobs"])
+            for j, (t, o) in enumerate(zip(lp["tokens"], lp["text_offset"], strict=True)):
+                t = t.lstrip() if j == 0 else t  # the detokenizer drops the first token's leading space
+                assert r["text"][o : o + len(t)] == t, (t, o, r["text"])
+            assert lp["text_offset"][n] == len(prompt)
