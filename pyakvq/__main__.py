@@ -141,13 +141,21 @@ def _profile(a: argparse.Namespace) -> int:
     return 0
 
 
-_Parser = OneLineParser
-
-
-def _output_failure(e: OSError) -> bool:
-    """Whether `e` is a failure to write the output (a full disk, a closed pipe): exit status 1,
-    not the 2 of bad input."""
-    return e.errno in (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+def _exit_status(prog: str, e: BaseException) -> int:
+    """The exit status of a command that `e` ended, with its one line on stderr: a closed pipe
+    (`| head`) ends quietly with 1; Ctrl-C 130; an output that cannot be written (a full disk) 1;
+    bad input (ValueError, TypeError, another OSError) 2; an engine failure (RuntimeError) 1."""
+    if isinstance(e, BrokenPipeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 1
+    if isinstance(e, KeyboardInterrupt):
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    if isinstance(e, OSError) and e.errno in (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        print(f"{prog}: error: cannot write the output: {e}", file=sys.stderr)
+        return 1
+    print(f"{prog}: error: {e}", file=sys.stderr)
+    return 1 if isinstance(e, RuntimeError) else 2
 
 
 def _check_output_path(flag: str, path: str) -> None:
@@ -282,26 +290,12 @@ def _chat(a: argparse.Namespace) -> int:
             t_end = time.perf_counter()
             sys.stdout.write("\n")
             sys.stdout.flush()
-        except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 1
-        except KeyboardInterrupt:
-            print(file=err)
-            return 130
-        except OSError as e:
-            if not _output_failure(e):
-                print(f"pyakvq chat: error: {e}", file=err)
-                return 2
-            print(f"pyakvq chat: error: cannot write the output: {e}", file=err)
-            return 1
-        except (ValueError, TypeError) as e:
-            sys.stdout.flush()
-            print(f"pyakvq chat: error: {e}", file=err)
-            return 2
-        except RuntimeError as e:
-            sys.stdout.flush()
-            print(f"pyakvq chat: error: {e}", file=err)
-            return 1
+        except (OSError, ValueError, TypeError, RuntimeError, KeyboardInterrupt) as e:
+            if isinstance(e, KeyboardInterrupt):
+                print(file=err)  # end the answer's line
+            elif not isinstance(e, OSError):  # (stdout itself may be what failed)
+                sys.stdout.flush()  # the answer so far before the error line
+            return _exit_status("pyakvq chat", e)
 
         timings = getattr(engine_gen, "timings", None)
         if timings is not None:
@@ -381,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`pyakvq COMMAND --help` describes a command.",
     )
     ap.add_argument("--version", action="version", version=f"pyakvq {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands", parser_class=_Parser)
+    sub = ap.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands", parser_class=OneLineParser
+    )
     p = sub.add_parser(
         "chat",
         one_line_errors=True,
@@ -576,21 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         _resolve_files(a)
     try:
         return a.func(a)
-    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as chat does
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except OSError as e:
-        if not _output_failure(e):
-            print(f"pyakvq: error: {e}", file=sys.stderr)
-            return 2
-        print(f"pyakvq: error: cannot write the output: {e}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError) as e:
-        print(f"pyakvq: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C while a model loads or a command runs: no traceback
-        print("pyakvq: interrupted", file=sys.stderr)
-        return 130
+    except (OSError, ValueError, TypeError, KeyboardInterrupt) as e:  # e.g. Ctrl-C while a model loads
+        return _exit_status("pyakvq", e)
 
 
 if __name__ == "__main__":
