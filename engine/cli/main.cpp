@@ -29,7 +29,8 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-// A text file read as bytes, whole, or standard input for "-"; `what` names it in errors.
+// A text file read as bytes, whole, or standard input for "-", without one trailing newline (as
+// llama.cpp's -f: a file's last line ends with one); `what_file` names it in errors.
 std::string read_text_file(const std::string& path, const std::string& what_file) {
   const bool is_stdin = path == "-";
   const std::string what = is_stdin ? std::string("standard input (-f -)") : what_file + " '" + path + "'";
@@ -48,19 +49,8 @@ std::string read_text_file(const std::string& path, const std::string& what_file
   const int err = errno;
   if (!is_stdin) std::fclose(f);
   if (failed) throw akvq::IoError("cannot read " + what + ": " + std::strerror(err));
+  if (!text.empty() && text.back() == '\n') text.pop_back();
   if (text.empty()) throw akvq::InvalidArgument(what + " is empty");
-  return text;
-}
-
-// The prompt text of -f: a file, or standard input for "-"; one trailing newline is dropped, as
-// llama.cpp's -f does (a file's last line ends with one).
-std::string read_prompt_file(const std::string& path) {
-  std::string text = read_text_file(path, "prompt file");
-  if (text.back() == '\n') text.pop_back();
-  if (text.empty()) {
-    throw akvq::InvalidArgument((path == "-" ? std::string("standard input (-f -)") : "the prompt file '" + path + "'") +
-                                " holds only a newline: no prompt");
-  }
   return text;
 }
 
@@ -104,8 +94,7 @@ std::string format_prompt(const std::string& tmpl, const std::string& prompt, in
     throw akvq::InvalidArgument("--chat-template '" + tmpl +
                                 "': neither a built-in format (vicuna, chatml, none) nor a readable file");
   }
-  std::string text = read_text_file(tmpl, "--chat-template file");
-  if (text.back() == '\n') text.pop_back();  // an editor's last newline, as -f drops it
+  const std::string text = read_text_file(tmpl, "--chat-template file");
   if (text.find("{prompt}") == std::string::npos) {
     throw akvq::InvalidArgument("--chat-template file '" + tmpl + "' has no {prompt} placeholder: the prompt would be dropped");
   }
@@ -184,7 +173,7 @@ std::vector<std::vector<float>> read_images(const akvq::cli::Options& o, const a
 int run(const akvq::cli::Options& o) {
   if (o.prompt_file.empty() && o.prompt.empty())
     throw akvq::InvalidArgument("the prompt is empty (-p \"\"): give the text to continue");
-  std::string prompt = o.prompt_file.empty() ? o.prompt : read_prompt_file(o.prompt_file);
+  std::string prompt = o.prompt_file.empty() ? o.prompt : read_text_file(o.prompt_file, "prompt file");
   const auto t_load = Clock::now();
   akvq::ModelParams mp;
   mp.act_bits = o.act_bits;
