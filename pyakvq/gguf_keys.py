@@ -10,7 +10,7 @@ import shutil
 import struct
 from collections.abc import Sequence
 
-_UINT32, _INT32, _STRING, _ARRAY = 4, 5, 8, 9  # GGUFValueType
+from gguf import GGUFReader, GGUFValueType
 
 
 def _string(s: str) -> bytes:
@@ -20,20 +20,19 @@ def _string(s: str) -> bytes:
 
 def int32_array_value(values: Sequence[int]) -> bytes:
     """The value bytes of an array of int32 (type tag included)."""
-    return struct.pack("<IIQ", _ARRAY, _INT32, len(values)) + struct.pack(f"<{len(values)}i", *values)
+    head = struct.pack("<IIQ", GGUFValueType.ARRAY, GGUFValueType.INT32, len(values))
+    return head + struct.pack(f"<{len(values)}i", *values)
 
 
 def string_value(s: str) -> bytes:
     """The value bytes of a string (type tag included)."""
-    return struct.pack("<I", _STRING) + _string(s)
+    return struct.pack("<I", GGUFValueType.STRING) + _string(s)
 
 
 def copy_with_key(src: str | os.PathLike, dst: str | os.PathLike, key: str, value: bytes) -> None:
     """Copies the GGUF file src to dst with `key` set to `value` (int32_array_value(...) or
     string_value(...)); an existing value of the key is replaced. dst is written under a
     temporary name and moved into place at the end. ValueError when dst is src."""
-    from gguf import GGUFReader  # noqa: PLC0415
-
     if os.path.abspath(src) == os.path.abspath(dst):
         raise ValueError("dst must differ from src")
     r = GGUFReader(src, "r")

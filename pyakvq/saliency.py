@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from ._ext import _akvq
-from .gguf_keys import copy_with_key, int32_array_value
 
 DEFAULT_FACTOR = 2.0
 TSA_KEY = "akvq.tsa_layers"
@@ -199,6 +198,8 @@ def write_tsa_layers(src: str | os.PathLike, dst: str | os.PathLike, layers: Seq
     an existing value is replaced). Every other key and every tensor is copied byte for byte
     (streamed: the tensor data is never loaded whole)."""
     from gguf import GGUFReader
+
+    from .gguf_keys import copy_with_key, int32_array_value  # gguf only when a file is written
 
     layers = [int(x) for x in layers]
     if any(x < 0 for x in layers):
