@@ -5,6 +5,7 @@ under a temporary name of its own and appears under its final name only once eve
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import secrets
@@ -99,17 +100,19 @@ def _chunks(plan: TensorPlan):
 def _check(plan: TensorPlan, arr: np.ndarray, want: tuple[int, ...]) -> np.ndarray:
     if tuple(arr.shape) != want:
         raise AssertionError(f"{plan.name}: produced shape {arr.shape}, planned {want}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():  # a corrupt checkpoint: the model would answer NaN
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ConvertError(
-            f"tensor {plan.name!r}: {bad} of its values (in this chunk of {arr.size}) are NaN or infinite in the "
-            "checkpoint"
-        )
-    if plan.qtype == quantize.Q.F16 and arr.dtype.kind == "f" and arr.size and float(np.abs(arr).max()) > 65504.0:
-        raise ConvertError(
-            f"tensor {plan.name!r}: values up to {float(np.abs(arr).max()):g} do not fit float16 (at most 65504): "
-            "convert with --outtype bf16 or f32"
-        )
+    if arr.dtype.kind == "f" and arr.size:  # max and min: two passes, no copy; a NaN propagates
+        hi, lo = float(arr.max()), float(arr.min())
+        if not (math.isfinite(hi) and math.isfinite(lo)):  # a corrupt checkpoint: the model would answer NaN
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise ConvertError(
+                f"tensor {plan.name!r}: {bad} of its values (in this chunk of {arr.size}) are NaN or infinite in the "
+                "checkpoint"
+            )
+        if plan.qtype == quantize.Q.F16 and max(hi, -lo) > 65504.0:
+            raise ConvertError(
+                f"tensor {plan.name!r}: values up to {max(hi, -lo):g} do not fit float16 (at most 65504): "
+                "convert with --outtype bf16 or f32"
+            )
     return quantize.encode(arr, plan.qtype)
 
 

@@ -416,20 +416,21 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     # echo with logprobs: the prompt is scored by the Model's own session, one prompt at a time on
     # a thread of its own (waiting requests hold no thread), at most as many waiting as the queue
     scoring_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyakvq-echo")
-    scoring = {"waiting": 0}
+    scoring_waiting = 0
 
     async def score_prompt(req: _rq.CompletionRequest, inp: Any) -> Any:
+        nonlocal scoring_waiting
         check_n(req.sampling)
-        if cfg.max_queue is not None and scoring["waiting"] >= engine.n_slots + cfg.max_queue:
+        if cfg.max_queue is not None and scoring_waiting >= engine.n_slots + cfg.max_queue:
             busy = "the server is busy scoring prompts (echo with logprobs); retry later"
             raise APIError(503, busy, code="queue_full")
-        scoring["waiting"] += 1
+        scoring_waiting += 1
         try:
             loop = asyncio.get_running_loop()
             k = req.sampling.logprobs
             return await loop.run_in_executor(scoring_pool, _c.echo_logprobs, model, req.prompt, inp, k)
         finally:
-            scoring["waiting"] -= 1
+            scoring_waiting -= 1
 
     def respond(
         kind: str,
