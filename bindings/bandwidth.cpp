@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "api/limits.h"
 #include "common.h"
 #include "cpu/bandwidth.h"
 #include "cpu/isa.h"
@@ -15,9 +16,7 @@ void init_bandwidth(nb::module_& m) {
   m.def(
       "read_bandwidth_gbs",
       [](int threads, int64_t mib, int reps) {
-        if (threads < 1) {
-          throw InvalidArgument("[bandwidth] threads must be >= 1, got " + std::to_string(threads));
-        }
+        limits::check_range("bandwidth", "threads", threads, 1, limits::kMaxThreads);
         if (mib < 1) throw InvalidArgument("[bandwidth] mib must be >= 1, got " + std::to_string(mib));
         if (reps < 1) throw InvalidArgument("[bandwidth] reps must be >= 1, got " + std::to_string(reps));
         nb::gil_scoped_release nogil;
@@ -27,7 +26,7 @@ void init_bandwidth(nb::module_& m) {
       nb::arg("threads"), nb::arg("mib") = 1024, nb::arg("reps") = 3,
       "Read bandwidth of this machine in GB/s (1e9 bytes/s): `threads` threads sum a buffer of `mib`\n"
       "MiB (allocated and written once; default 1 GiB, far above the L3) in parallel; best of `reps`\n"
-      "passes. Raises ValueError if threads, mib or reps < 1, MemoryError if the buffer cannot be\n"
+      "passes. Raises ValueError if threads is not in 1..512, mib or reps < 1, MemoryError if the buffer cannot be\n"
       "allocated.");
   m.def(
       "cpu_info",

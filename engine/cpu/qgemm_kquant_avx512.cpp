@@ -76,7 +76,7 @@ struct U16 {
   __m512 mn;                    // [16] Q4_K: -dmin * mn_j in lanes 8..15
 };
 
-inline void unpack(const BlockQ4_K* b, U16& u) {
+AKVQ_AVX512_INLINE void unpack(const BlockQ4_K* b, U16& u) {
   uint64_t sc8, mn8;
   ops::q4k_scales_mins(b->scales, sc8, mn8);
   uint8_t sc[8];
@@ -98,7 +98,7 @@ inline void unpack(const BlockQ4_K* b, U16& u) {
 // Half h (values 128h .. 128h + 127): ql bytes A = ql[64h ..], B = ql[64h + 32 ..], qh bytes Q =
 // qh[32h ..]; value 128h + 32k + l = nibble (k < 2: low, else high) of (k odd ? B : A)[l] | 2 bits
 // of Q[l] at shift 2k, minus 32, times the int8 scale of its group of 16.
-inline void unpack(const BlockQ6_K* b, U16& u) {
+AKVQ_AVX512_INLINE void unpack(const BlockQ6_K* b, U16& u) {
   const __m512i m4 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), c32 = _mm512_set1_epi16(32);
   const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales)));  // [16]
   const __m512i sc16 = _mm512_castsi256_si512(sc);
@@ -179,7 +179,7 @@ struct W8 {
   __m512 mn;      // [16] -dmin * mn_j in lanes 8..15
 };
 
-inline void load_w8(const BlockQ4_K* b, W8& w) {
+AKVQ_AVX512_INLINE void load_w8(const BlockQ4_K* b, W8& w) {
   const __m512i m4 = _mm512_set1_epi8(15);
   for (int m = 0; m < 2; ++m) {
     const __m512i z = _mm512_loadu_si512(b->qs + 64 * m);

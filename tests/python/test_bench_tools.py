@@ -144,9 +144,18 @@ def test_read_bandwidth_positive():
     assert math.isfinite(bw) and bw > 0
 
 
-@pytest.mark.parametrize("kw", [{"threads": 0}, {"threads": 1, "mib": 0}, {"threads": 1, "reps": 0}])
-def test_read_bandwidth_rejects_bad_arguments(kw):
-    with pytest.raises(ValueError, match=r"\[bandwidth\] \w+ must be >= 1"):
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"threads": 0}, r"threads = 0 is out of range \[1, 512\]"),
+        # not a billion threads started one by one until the system refuses them
+        ({"threads": 1 << 30}, r"threads = 1073741824 is out of range \[1, 512\]"),
+        ({"threads": 1, "mib": 0}, "mib must be >= 1"),
+        ({"threads": 1, "reps": 0}, "reps must be >= 1"),
+    ],
+)
+def test_read_bandwidth_rejects_bad_arguments(kw, msg):
+    with pytest.raises(ValueError, match=r"\[bandwidth\] " + msg):
         _akvq.read_bandwidth_gbs(**kw)
 
 
