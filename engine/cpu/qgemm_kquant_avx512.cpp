@@ -38,7 +38,10 @@ using ops::ActQ8K;
 using ops::BlockQ4_K;
 using ops::BlockQ6_K;
 
-constexpr int kPrefetchAhead = 2048;  // bytes ahead of the super-block being read (decode)
+// Bytes ahead of the super-block being read (decode). 1.1B decode from DRAM on a 2-core Zen 5 VM (akvq-cli tg128,
+// 3 interleaved rounds, median t/s, Q4_0 / Q4_K): 2048: 52 / 51, 8192: 62 / 61, 16384: 55 / 59,
+// 32768: 59 / 58.
+constexpr int kPrefetchAhead = 8192;
 
 struct WQ4_K {
   using Block = BlockQ4_K;
