@@ -40,8 +40,8 @@ struct QuantSpec {
                       // scale = clip·std (usually <= 1 for Uniform)
   Levels levels = Levels::Uniform;
   // 2-bit rows of one group (group == n, n a multiple of 64 up to 256): score them from 8-bit pair
-  // tables (ref::scores_lut) where the build has the table kernels (AVX2, NEON) and no AVX-512
-  // kernels run; false: the exact float products everywhere. Changes no stored byte.
+  // tables (ref::scores_lut) where the build has the table kernels (AVX2, which AVX-512 machines
+  // run too, NEON); false: the exact float products everywhere. Changes no stored byte.
   bool lut = false;
 
   // Throws InvalidArgument naming the field ("bits", "group", "clip", "levels") when the spec
@@ -107,7 +107,7 @@ class RowCodec {
   // Whether the AVX-512 attention kernels serve it (chosen once here, from cpu::active_isa()).
   bool avx512() const { return wide_; }
   // Whether scores come from 8-bit pair tables (spec.lut, and ref::scores_lut's rows on a CPU with
-  // the table kernels: AVX2 without AVX-512, or NEON) instead of the float kernels' exact products.
+  // the table kernels: AVX2, AVX-512 or NEON) instead of the float kernels' exact products.
   bool lut_scores() const { return lut_; }
 
  private:
