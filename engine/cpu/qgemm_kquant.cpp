@@ -60,7 +60,7 @@ inline void q4k_values(const BlockQ4_K* b, int k, __m256i v[4]) {
 
 // Q4_K: calls emit(i, v) for i = 0..15 with v = weights 16i .. 16i + 15 times their scale.
 template <class Emit>
-inline void unpack(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
+AKVQ_ALWAYS_INLINE void unpack(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
   uint64_t sc8, mn8;
   ops::q4k_scales_mins(b->scales, sc8, mn8);
   alignas(16) int16_t sc[8];
@@ -81,7 +81,7 @@ inline void unpack(const BlockQ4_K* b, RowScales& rs, Emit&& emit) {
 // Q = qh[32h ..]; value 128h + 32k + l = nibble (k < 2: low, else high) of (k odd ? B : A)[l] | 2
 // bits of Q[l] at shift 2k, minus 32, times the int8 scale of its group of 16.
 template <class Emit>
-inline void unpack(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
+AKVQ_ALWAYS_INLINE void unpack(const BlockQ6_K* b, RowScales& rs, Emit&& emit) {
   const __m256i m4 = _mm256_set1_epi8(15), m3 = _mm256_set1_epi8(3), c32 = _mm256_set1_epi8(32);
   // the 16 int8 scales as int16, groups 0-7 in both 128-bit lanes of sc_lo, 8-15 of sc_hi: group g's
   // scale in every int16 lane is then one in-lane byte shuffle
@@ -243,7 +243,7 @@ constexpr int group_tokens(int R) {
 
 // acc[r][g] += rows r < R . tokens g < G over one super-block (u: the unpacked rows).
 template <class K, int R, int G>
-inline void block_dots(const Unpacked* u, const TokenBlock* tb, __m256 (*acc)[kMaxTileT], int t0) {
+AKVQ_ALWAYS_INLINE void block_dots(const Unpacked* u, const TokenBlock* tb, __m256 (*acc)[kMaxTileT], int t0) {
   constexpr int kPer = 16 / K::kHalves;
   for (int h = 0; h < K::kHalves; ++h) {
     __m256i s[R][G];
@@ -360,7 +360,7 @@ struct W8 {
   RowScales rs;
 };
 
-inline void load_w8(const BlockQ4_K* b, W8& w) {
+AKVQ_ALWAYS_INLINE void load_w8(const BlockQ4_K* b, W8& w) {
   uint64_t sc8, mn8;
   ops::q4k_scales_mins(b->scales, sc8, mn8);
   const __m256i m4 = _mm256_set1_epi8(15);
@@ -383,7 +383,7 @@ constexpr int q8k_offset(int j) {
 
 // acc[r][t0 + g] += rows r < R . tokens g < G over one super-block.
 template <int R, int G>
-inline void block_dots8(const W8* w, const ops::ActQ8K* const* x, __m256 (*acc)[kMaxTileT], int t0) {
+AKVQ_ALWAYS_INLINE void block_dots8(const W8* w, const ops::ActQ8K* const* x, __m256 (*acc)[kMaxTileT], int t0) {
   __m256i s[R][G];
   for (int r = 0; r < R; ++r) {
     for (int g = 0; g < G; ++g) s[r][g] = _mm256_setzero_si256();
