@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "api/limits.h"
 #include "common.h"
 #include "core/dtype.h"
 #include "cpu/thread_pool.h"
@@ -80,7 +81,7 @@ void init_ops(nb::module_& m) {
           throw InvalidArgument("[ops] matmul_test: x has " + std::to_string(x.size()) +
                                 " values, not a multiple of n_in=" + std::to_string(n_in));
         }
-        if (n_threads < 1) throw InvalidArgument("[ops] matmul_test: n_threads must be >= 1");
+        limits::check_range("ops", "matmul_test n_threads", n_threads, 1, limits::kMaxThreads);
         const int64_t n_tok = static_cast<int64_t>(x.size()) / n_in;
         TensorView w;
         w.name = "matmul_test";

@@ -116,3 +116,7 @@ def test_matmul_rejects_bad_input():
         _akvq.matmul_test(raw, int(QT.Q4_1), 64, 2, np.zeros((1, 60), np.float32))
     with pytest.raises(ValueError):
         _akvq.matmul_test(raw, int(QT.Q4_1), 64, 3, np.zeros((1, 64), np.float32))
+    x = np.zeros((1, 64), np.float32)
+    for bad in (0, 1 << 30):  # not a billion threads started until the system refuses them
+        with pytest.raises(ValueError, match=rf"\[ops\] matmul_test n_threads = {bad} is out of range \[1, 512\]"):
+            _akvq.matmul_test(raw, int(QT.Q4_1), 64, 2, x, bad)
