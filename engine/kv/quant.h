@@ -104,7 +104,8 @@ class RowCodec {
 
   // Whether the SIMD kernels serve this spec (false: scalar reference kernels).
   bool simd() const { return simd_; }
-  // Whether the AVX-512 attention kernels serve it (chosen once here, from cpu::active_isa()).
+  // Whether the AVX-512 attention kernels serve it (chosen once here, from cpu::active_isa()); its
+  // scores still come from the tables when lut_scores().
   bool avx512() const { return wide_; }
   // Whether scores come from 8-bit pair tables (spec.lut, and ref::scores_lut's rows on a CPU with
   // the table kernels: AVX2, AVX-512 or NEON) instead of the float kernels' exact products.

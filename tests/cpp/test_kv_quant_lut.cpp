@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "core/fp16.h"
-#include "cpu/isa.h"
 #include "kv/kv_options.h"
 #include "kv/quant.h"
 
@@ -66,15 +65,21 @@ float group_sum(const float* q, int n) {
   return s;
 }
 
-// The table kernels run where AVX-512 is not chosen: cap the ISA at AVX2 for the test's codecs (a
-// no-op on AVX2-only and NEON machines), and lift the cap again at the end.
-struct Avx2Cap {
-  Avx2Cap() { akvq::cpu::set_isa_cap(akvq::cpu::Isa::Avx2); }
-  ~Avx2Cap() { akvq::cpu::set_isa_cap(akvq::cpu::Isa::Avx512); }
-};
+// On an AVX-512 machine a 2-bit codec of one group takes its scores from the tables and its
+// accumulation from the AVX-512 kernels; `lut = false` gives it the AVX-512 float scores.
+TEST(KvQuantLut, Avx512MachinesScoreFromTheTablesToo) {
+  for (int n : {64, 128, 256}) {
+    const RowCodec codec(lut_spec(Levels::Gaussian, n), n);
+    if (!codec.avx512()) GTEST_SKIP() << "the AVX-512 attention kernels do not run on this CPU/build";
+    EXPECT_TRUE(codec.lut_scores()) << "n " << n;
+    QuantSpec off = lut_spec(Levels::Gaussian, n);
+    off.lut = false;
+    const RowCodec exact(off, n);
+    EXPECT_TRUE(exact.avx512() && !exact.lut_scores()) << "n " << n;
+  }
+}
 
 TEST(KvQuantLut, KernelsEqualTheDefinitionBitForBit) {
-  const Avx2Cap cap;
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
   int n_cases = 0;
@@ -183,7 +188,6 @@ TEST(KvQuantLut, ErrorIsASmallFractionOfTheCodesOwn) {
 TEST(KvQuantLut, DegenerateQueriesScoreAsTheDefinitionSays) {
   // tables from a tiny query (127 / max|T| overflows), an infinite or a NaN entry: zero tables, and
   // the kernels still give the definition's bits (NaN where the definition gives NaN)
-  const Avx2Cap cap;
   std::mt19937 rng(34);
   const int n = 64, n_rows = 40;
   const RowCodec codec(lut_spec(Levels::Gaussian, n), n);
@@ -212,7 +216,6 @@ TEST(KvQuantLut, DegenerateQueriesScoreAsTheDefinitionSays) {
 
 TEST(KvQuantLut, ARowsScoreDoesNotDependOnItsNeighbours) {
   // each row alone (any offset in a block of 32, any query slot) = the row among all of them
-  const Avx2Cap cap;
   std::mt19937 rng(21);
   std::normal_distribution<float> nd;
   const int n = 64, n_rows = 70;
