@@ -26,8 +26,8 @@ void init_bandwidth(nb::module_& m) {
       nb::arg("threads"), nb::arg("mib") = 1024, nb::arg("reps") = 3,
       "Read bandwidth of this machine in GB/s (1e9 bytes/s): `threads` threads sum a buffer of `mib`\n"
       "MiB (allocated and written once; default 1 GiB, far above the L3) in parallel; best of `reps`\n"
-      "passes. Raises ValueError if threads is not in 1..512, mib or reps < 1, MemoryError if the buffer cannot be\n"
-      "allocated.");
+      "passes. Raises ValueError if threads is not in 1..512 or mib or reps < 1, MemoryError if the\n"
+      "buffer cannot be allocated.");
   m.def(
       "cpu_info",
       [] {

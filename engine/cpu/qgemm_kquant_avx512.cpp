@@ -38,11 +38,6 @@ using ops::ActQ8K;
 using ops::BlockQ4_K;
 using ops::BlockQ6_K;
 
-// Bytes ahead of the super-block being read (decode). 1.1B decode from DRAM on a 2-core Zen 5 VM (akvq-cli tg128,
-// 3 interleaved rounds, median t/s, Q4_0 / Q4_K): 2048: 52 / 51, 8192: 62 / 61, 16384: 55 / 59,
-// 32768: 59 / 58.
-constexpr int kPrefetchAhead = 8192;
-
 struct WQ4_K {
   using Block = BlockQ4_K;
   static constexpr DType kType = DType::Q4_K;
@@ -63,7 +58,7 @@ inline __m512 q4k_min_lanes(uint64_t mn, uint16_t dmin) {
 }
 
 inline void prefetch_block(const uint8_t* p) {
-  const char* c = reinterpret_cast<const char*>(p + kPrefetchAhead);
+  const char* c = reinterpret_cast<const char*>(p + kAvx512PrefetchAhead);
   _mm_prefetch(c, _MM_HINT_T0);
   _mm_prefetch(c + 64, _MM_HINT_T0);
   _mm_prefetch(c + 128, _MM_HINT_T0);
@@ -79,7 +74,7 @@ struct U16 {
   __m512 mn;                    // [16] Q4_K: -dmin * mn_j in lanes 8..15
 };
 
-AKVQ_AVX512_INLINE void unpack(const BlockQ4_K* b, U16& u) {
+AKVQ_ALWAYS_INLINE void unpack(const BlockQ4_K* b, U16& u) {
   uint64_t sc8, mn8;
   ops::q4k_scales_mins(b->scales, sc8, mn8);
   uint8_t sc[8];
@@ -101,7 +96,7 @@ AKVQ_AVX512_INLINE void unpack(const BlockQ4_K* b, U16& u) {
 // Half h (values 128h .. 128h + 127): ql bytes A = ql[64h ..], B = ql[64h + 32 ..], qh bytes Q =
 // qh[32h ..]; value 128h + 32k + l = nibble (k < 2: low, else high) of (k odd ? B : A)[l] | 2 bits
 // of Q[l] at shift 2k, minus 32, times the int8 scale of its group of 16.
-AKVQ_AVX512_INLINE void unpack(const BlockQ6_K* b, U16& u) {
+AKVQ_ALWAYS_INLINE void unpack(const BlockQ6_K* b, U16& u) {
   const __m512i m4 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), c32 = _mm512_set1_epi16(32);
   const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b->scales)));  // [16]
   const __m512i sc16 = _mm512_castsi256_si512(sc);
@@ -182,7 +177,7 @@ struct W8 {
   __m512 mn;      // [16] -dmin * mn_j in lanes 8..15
 };
 
-AKVQ_AVX512_INLINE void load_w8(const BlockQ4_K* b, W8& w) {
+AKVQ_ALWAYS_INLINE void load_w8(const BlockQ4_K* b, W8& w) {
   const __m512i m4 = _mm512_set1_epi8(15);
   for (int m = 0; m < 2; ++m) {
     const __m512i z = _mm512_loadu_si512(b->qs + 64 * m);

@@ -46,11 +46,6 @@ struct WQ8_0 {
   static constexpr int kQsOff = 2;
 };
 
-// Bytes ahead of the group being read, per row. 1.1B decode from DRAM on a 2-core Zen 5 VM (akvq-cli tg128,
-// 3 interleaved rounds, median t/s, Q4_0 / Q4_K): 2048: 52 / 51, 8192: 62 / 61, 16384: 55 / 59,
-// 32768: 59 / 58.
-constexpr int kPrefetchAhead = 8192;
-
 AKVQ_AVX512_BEGIN
 
 // One group of 4 blocks of one weight row, ready for the dots.
@@ -185,7 +180,7 @@ void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64
     WGroup wg[R];
     for (int r = 0; r < R; ++r) {
       if constexpr (T == 1) {  // decode streams the weights once; prefill re-reads them from cache
-        const char* p = reinterpret_cast<const char*>(wr[r] + 4 * g * K::kBytes + kPrefetchAhead);
+        const char* p = reinterpret_cast<const char*>(wr[r] + 4 * g * K::kBytes + kAvx512PrefetchAhead);
         for (int o = 0; o < 4 * K::kBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
       }
       if (G4 && g < n_full) {

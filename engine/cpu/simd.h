@@ -10,9 +10,6 @@
 #include <cstddef>
 #include <cstdint>
 
-// For the helpers of a tile loop that GCC would otherwise call once per row and super-block.
-#define AKVQ_ALWAYS_INLINE inline __attribute__((always_inline))
-
 namespace akvq::cpu {
 
 // Software prefetch of the weights ahead of the AVX2 decode loops (decode streams every weight
