@@ -4,7 +4,7 @@
 // templates and inline functions of headers included before BEGIN keep the build's ISA, so no
 // AVX-512 code can leak into the rest of the program through a shared inline definition.
 // Include every header (and <immintrin.h>) before AKVQ_AVX512_BEGIN. The header also holds the
-// AVX-512 decode tiles' prefetch distance (kAvx512PrefetchAhead).
+// AVX-512 tiles' prefetch distance (kAvx512PrefetchAhead).
 #pragma once
 
 #if defined(AKVQ_HAVE_AVX512_KERNELS)
@@ -28,10 +28,12 @@
 #endif
 
 namespace akvq::cpu {
-// Bytes the AVX-512 decode tiles prefetch ahead of the weights being read, per row (the AVX2
-// tiles' distance is kAvx2PrefetchAhead, cpu/simd.h). 1.1B decode from DRAM on a 2-core Zen 5 VM
+// Bytes the AVX-512 tiles prefetch ahead of the weights being read, per row, whatever the tokens
+// per tile: a batched decode step streams the weights from memory as decode does (the AVX2 tiles'
+// distance is kAvx2PrefetchAhead, cpu/simd.h). 1.1B decode from DRAM on a 2-core Zen 5 VM
 // (akvq-cli tg128, 3 interleaved rounds, median t/s, Q4_0 / Q4_K): 2048: 52 / 51, 8192: 62 / 61,
-// 16384: 55 / 59, 32768: 59 / 58.
+// 16384: 55 / 59, 32768: 59 / 58. Prefetching in the several-token tiles too: SmolLM2 batch-8
+// decode 1.77-1.95x -> 2.47-3.29x one stream (bench/batch_decode.py, 3 interleaved rounds).
 constexpr int kAvx512PrefetchAhead = 8192;
 }  // namespace akvq::cpu
 

@@ -298,7 +298,7 @@ void tile_blocks(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0
   for (int64_t b = 0; b < nb; ++b) {
     for (int r = 0; r < R; ++r) {
       const Block* blk = reinterpret_cast<const Block*>(w + r * w_stride) + b;
-      if constexpr (T == 1) prefetch_ahead(blk, sizeof(Block));
+      prefetch_ahead(blk, sizeof(Block));
       F::load(blk, rows[r]);
     }
     typename F::Token tk[T];

@@ -153,7 +153,7 @@ void tile16(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int
   for (int64_t b = 0; b < nb; ++b) {
     for (int r = 0; r < R; ++r) {
       const Block* blk = reinterpret_cast<const Block*>(w + r * w_stride) + b;
-      if constexpr (T == 1) prefetch_block(reinterpret_cast<const uint8_t*>(blk));
+      prefetch_block(reinterpret_cast<const uint8_t*>(blk));
       unpack(blk, u[r]);
     }
     for (int t = 0; t < T; ++t) {
@@ -221,7 +221,7 @@ void tile8(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int6
     W8 wb[R];
     for (int r = 0; r < R; ++r) {
       const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride) + b;
-      if constexpr (T == 1) prefetch_block(reinterpret_cast<const uint8_t*>(blk));
+      prefetch_block(reinterpret_cast<const uint8_t*>(blk));
       load_w8(blk, wb[r]);
     }
     for (int t = 0; t < T; ++t) {
