@@ -29,8 +29,8 @@
 
 namespace akvq::cpu {
 // Bytes the AVX-512 tiles prefetch ahead of the weights being read, per row, whatever the tokens
-// per tile: a batched decode step streams the weights from memory as decode does (the AVX2 tiles'
-// distance is kAvx2PrefetchAhead, cpu/simd.h). 1.1B decode from DRAM on a 2-core Zen 5 VM
+// per tile (cpu::prefetch_ahead<kAvx512PrefetchAhead>, cpu/simd.h): a batched decode step streams
+// the weights from memory as decode does (the AVX2 tiles' distance is kAvx2PrefetchAhead). 1.1B decode from DRAM on a 2-core Zen 5 VM
 // (akvq-cli tg128, 3 interleaved rounds, median t/s, Q4_0 / Q4_K): 2048: 52 / 51, 8192: 62 / 61,
 // 16384: 55 / 59, 32768: 59 / 58. Prefetching in the several-token tiles too: SmolLM2 batch-8
 // decode 1.77-1.95x -> 2.47-3.29x one stream (bench/batch_decode.py, 3 interleaved rounds).

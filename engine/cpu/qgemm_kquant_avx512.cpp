@@ -25,6 +25,7 @@
 #include "cpu/avx512_target.h"
 #include "cpu/qgemm.h"
 #include "cpu/qgemm_kquant_avx512.h"
+#include "cpu/simd.h"
 #include "cpu/tile_driver.h"
 #include "ops/qblocks.h"
 
@@ -55,14 +56,6 @@ AKVQ_AVX512_BEGIN
 inline __m512 q4k_min_lanes(uint64_t mn, uint16_t dmin) {
   const __m512i m = _mm512_cvtepu8_epi32(_mm_set_epi64x(static_cast<long long>(mn), 0));
   return _mm512_mul_ps(_mm512_cvtepi32_ps(m), _mm512_set1_ps(-_cvtsh_ss(dmin)));
-}
-
-inline void prefetch_block(const uint8_t* p) {
-  const char* c = reinterpret_cast<const char*>(p + kAvx512PrefetchAhead);
-  _mm_prefetch(c, _MM_HINT_T0);
-  _mm_prefetch(c + 64, _MM_HINT_T0);
-  _mm_prefetch(c + 128, _MM_HINT_T0);
-  if (sizeof(BlockQ6_K) > 192) _mm_prefetch(c + 192, _MM_HINT_T0);
 }
 
 // ---- 16-bit levels: ActQ16K rows, int16 unpack ----
@@ -153,7 +146,7 @@ void tile16(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int
   for (int64_t b = 0; b < nb; ++b) {
     for (int r = 0; r < R; ++r) {
       const Block* blk = reinterpret_cast<const Block*>(w + r * w_stride) + b;
-      prefetch_block(reinterpret_cast<const uint8_t*>(blk));
+      prefetch_ahead<kAvx512PrefetchAhead>(blk, sizeof(*blk));
       unpack(blk, u[r]);
     }
     for (int t = 0; t < T; ++t) {
@@ -221,7 +214,7 @@ void tile8(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int6
     W8 wb[R];
     for (int r = 0; r < R; ++r) {
       const BlockQ4_K* blk = reinterpret_cast<const BlockQ4_K*>(w + r * w_stride) + b;
-      prefetch_block(reinterpret_cast<const uint8_t*>(blk));
+      prefetch_ahead<kAvx512PrefetchAhead>(blk, sizeof(*blk));
       load_w8(blk, wb[r]);
     }
     for (int t = 0; t < T; ++t) {

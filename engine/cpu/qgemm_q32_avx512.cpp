@@ -22,6 +22,7 @@
 #include "cpu/avx512_target.h"
 #include "cpu/qgemm.h"
 #include "cpu/qgemm_kquant_avx512.h"
+#include "cpu/simd.h"
 #include "cpu/tile_driver.h"
 #include "ops/qblocks.h"
 
@@ -181,8 +182,7 @@ void tile(const uint8_t* w, size_t w_stride, const ActRows& x, int64_t t0, int64
     for (int r = 0; r < R; ++r) {
       // Every T prefetches: a batched decode step (T = 2..8) streams the weights from memory as
       // decode does, and a prefill's later token tiles find the lines in cache at little cost.
-      const char* p = reinterpret_cast<const char*>(wr[r] + 4 * g * K::kBytes + kAvx512PrefetchAhead);
-      for (int o = 0; o < 4 * K::kBytes; o += 64) _mm_prefetch(p + o, _MM_HINT_T0);
+      prefetch_ahead<kAvx512PrefetchAhead>(wr[r] + 4 * g * K::kBytes, 4 * K::kBytes);
       if (G4 && g < n_full) {
         load_group_g4<K, L>(wr[r], g, wg[r]);
       } else if (g < n_full) {

@@ -1,7 +1,33 @@
-// Small SIMD helpers shared by the CPU kernels: horizontal sums, fp16/bf16 loads, exp.
+// Small SIMD helpers shared by the CPU kernels: weight prefetch, horizontal sums, fp16/bf16 loads, exp.
 // AVX2 ones when AVX2+FMA+F16C are compiled in (AKVQ_AVX2); on 64-bit ARM (AKVQ_NEON) the NEON
 // kernels live in the *_neon.cpp files next to the AVX2 ones. Callers keep a scalar fallback.
 #pragma once
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+
+#include <cstddef>
+
+namespace akvq::cpu {
+
+// Software prefetch of the weights ahead of the x86 tiles, whatever their token count (decode and
+// a batched decode step stream every weight from DRAM once per step; past a row's end this fetches
+// the rows the next tiles read). The AVX2 distance in bytes: 512 / 1024 / 2048 measured 8.2 / 7.2 /
+// 6.7 ms per SmolLM2 decode step (weights mostly in cache); 1.1B Q4_0 decode from DRAM on a 2-core
+// Zen 3 VM, tokens/s: 2048: 13-16, 4096: 20-22, 8192: 21-23, 16384: 23-24, 32768: 22-24 (4
+// interleaved rounds, akvq-cli). The AVX-512 tiles' distance: kAvx512PrefetchAhead (cpu/avx512_target.h).
+constexpr int kAvx2PrefetchAhead = 16384;
+
+// Prefetches the cache lines of [p + Ahead, p + Ahead + bytes). SSE only: the AVX2 and the AVX-512
+// kernels inline it.
+template <int Ahead = kAvx2PrefetchAhead>
+inline void prefetch_ahead(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p) + Ahead;
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
+}  // namespace akvq::cpu
+#endif
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define AKVQ_AVX2 1
@@ -11,19 +37,6 @@
 #include <cstdint>
 
 namespace akvq::cpu {
-
-// Software prefetch of the weights ahead of the AVX2 decode loops (decode streams every weight
-// from DRAM once per token; past a row's end this fetches the rows the next tiles read). Distance
-// in bytes: 512 / 1024 / 2048 measured 8.2 / 7.2 / 6.7 ms per SmolLM2 decode step (weights mostly
-// in cache); 1.1B Q4_0 decode from DRAM on a 2-core Zen 3 VM, tokens/s: 2048: 13-16, 4096: 20-22,
-// 8192: 21-23, 16384: 23-24, 32768: 22-24 (4 interleaved rounds, akvq-cli).
-constexpr int kAvx2PrefetchAhead = 16384;
-
-// Prefetches the cache lines of [p + kAvx2PrefetchAhead, p + kAvx2PrefetchAhead + bytes).
-inline void prefetch_ahead(const void* p, size_t bytes) {
-  const char* c = static_cast<const char*>(p) + kAvx2PrefetchAhead;
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
-}
 
 // The 4 bytes at p (two int16 or four int8 values of a token) in every 32-bit lane: the
 // broadcast operand of the interleaved-row tiles, whose lanes are weight rows.
