@@ -78,7 +78,9 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   const int rows_max = rows_head * kpi;
   const int items = n_grp * n_sub * n_qblk;
   const int64_t pstride = 2 + hd;                    // partial: m, l, acc[hd]
-  if (n_split > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_split * pstride);
+  // grown only: a resize down and up again zero-fills
+  const size_t n_partial = static_cast<size_t>(n_q) * n_head * n_split * pstride;
+  if (n_split > 1 && partial_.size() < n_partial) partial_.resize(n_partial);
 
   // per-thread scratch: Q rows, scores, acc, m, l, K blocks, V blocks
   const size_t per_thread = static_cast<size_t>(rows_max) * (2 * hd + kBlock + 2) + 2 * kBlock * hd * kpi;

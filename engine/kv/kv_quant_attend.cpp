@@ -137,7 +137,9 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   const int rows_max = qb * hpi;
   const int items = n_head_kv * n_sub * n_qblk;
   const int64_t pstride = 2 + hd;
-  if (n_part > 1) partial_.resize(static_cast<size_t>(n_q) * n_head * n_part * pstride);
+  // grown only: the layers' part counts differ, and a resize down and up again zero-fills
+  const size_t n_partial = static_cast<size_t>(n_q) * n_head * n_part * pstride;
+  if (n_part > 1 && partial_.size() < n_partial) partial_.resize(n_partial);
 
   const int ng = std::max(ck_[0].n_groups(), ck_[1].n_groups());
   const size_t per_thread = static_cast<size_t>(rows_max) * (2 * hd + kBlock + 2 + 2 * ng);

@@ -17,6 +17,8 @@
 //   score  = Σ_g (Σ_{even i} q_i·L_i + Σ_{odd i} q_i·L_i)·scale_g  (each Σ in code order, fp32)
 //            + Σ_g offset_g·qsum_g
 //   acc[c] = (acc[c] + Σ_t (p_t·scale_{t,g})·L_{t,c} in row order) + Σ_t p_t·offset_{t,g}
+//            (the last Σ: per block of 64 rows from the call's first, 16 lane sums of the rows
+//            t ≡ lane mod 16 reduced by _mm512_reduce_add_ps, the blocks added in order)
 // which differs from the AVX2 kernels only by float rounding (the parity tests bound both).
 #include <algorithm>
 #include <cmath>
@@ -141,23 +143,32 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
                   int64_t n_rows, int n, float* acc, size_t ast) {
   const int ng = n / group, wpg = group / 16;
   const __m512 table = table4(levels);
+  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                         _mm512_set1_epi32(static_cast<int>(stride)));  // byte offset of row t + lane
   float osum[NQ][kMaxGroups] = {};
   alignas(64) float w[NQ * kRowBlock];  // [NQ][kRowBlock] p_j[t]·scale_{t,g}
   for (int64_t t0 = 0; t0 < n_rows; t0 += kRowBlock) {
     const int nb = static_cast<int>(std::min<int64_t>(kRowBlock, n_rows - t0));
     const uint8_t* blk = rows + t0 * stride;
     for (int g = 0; g < ng; ++g) {
-      for (int t = 0; t < nb; ++t) {
-        uint16_t hs, ho;
-        std::memcpy(&hs, blk + t * stride + 4 * g, 2);
-        std::memcpy(&ho, blk + t * stride + 4 * g + 2, 2);
-        const float sc = _cvtsh_ss(hs), o = _cvtsh_ss(ho);
+      // 16 rows' headers per gather (the scalar loop was a third of this kernel's time)
+      __m512 os[NQ];
+#pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) os[j] = _mm512_setzero_ps();
+      for (int t = 0; t < nb; t += 16) {
+        const __mmask16 k = static_cast<__mmask16>(nb - t >= 16 ? 0xffff : (1u << (nb - t)) - 1);
+        const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx, blk + t * stride + 4 * g, 1);
+        const __m512 sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+        const __m512 of = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+#pragma GCC unroll 4
         for (int j = 0; j < NQ; ++j) {
-          const float pj = p[j * pst + t0 + t];
-          w[j * kRowBlock + t] = pj * sc;
-          osum[j][g] = std::fma(pj, o, osum[j][g]);
+          const __m512 pj = _mm512_maskz_loadu_ps(k, p + j * pst + t0 + t);  // 0 past the block
+          _mm512_store_ps(w + j * kRowBlock + t, _mm512_mul_ps(pj, sc));
+          os[j] = _mm512_fmadd_ps(pj, of, os[j]);
         }
       }
+#pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) osum[j][g] += _mm512_reduce_add_ps(os[j]);
       for (int d = g * wpg; d < (g + 1) * wpg; d += NCH) {
         acc_tile<NQ, NCH>(w, blk, stride, nb, 4 * static_cast<size_t>(ng) + 4 * static_cast<size_t>(d), table,
                           acc + 16 * d, ast);

@@ -140,12 +140,19 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
                               _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc[2 * j], 1)),
                               _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc[2 * j + 1], 1))};
       const __m256 vs = _mm256_set1_ps(s[j]), vb = _mm256_set1_ps(base[j]), vq = _mm256_set1_ps(qs[j]);
-      alignas(32) float o[kRows];
+      __m256 o[4];
       for (int h = 0; h < 4; ++h) {
         const __m256 d = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32[h]), vs, vb);
-        _mm256_store_ps(o + 8 * h, _mm256_fmadd_ps(sc[h], d, _mm256_mul_ps(of[h], vq)));
+        o[h] = _mm256_fmadd_ps(sc[h], d, _mm256_mul_ps(of[h], vq));
       }
-      std::memcpy(out + j * ost + t, o, sizeof(float) * nr);
+      float* oj = out + j * ost + t;
+      if (nr == kRows) {  // stored in place (a copy through memcpy was 2.7% of an akvq2 decode step)
+        for (int h = 0; h < 4; ++h) _mm256_storeu_ps(oj + 8 * h, o[h]);
+      } else {
+        alignas(32) float ob[kRows];
+        for (int h = 0; h < 4; ++h) _mm256_store_ps(ob + 8 * h, o[h]);
+        std::memcpy(oj, ob, sizeof(float) * nr);
+      }
     }
   }
 }
