@@ -96,6 +96,14 @@ inline void prefetch_row(const uint16_t* x, int n) {
   __builtin_prefetch(p + n * 2 - 1);  // the last line when the row does not start on one
 }
 
+// Asks for the cache lines of the bytes [p, p + n) ahead of their use (a block of packed rows);
+// no effect on values, never faults.
+inline void prefetch_span(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t i = 0; i < n; i += 64) __builtin_prefetch(c + i);
+  if (n > 0) __builtin_prefetch(c + n - 1);
+}
+
 // x[n] = exp(x[n]) for x <= 0 (relative error < 3e-7; x < -87, -inf and nan give ~1e-38).
 inline void exp_nonpos(float* x, int n) {
   for (int i = 0; i < n; ++i) {

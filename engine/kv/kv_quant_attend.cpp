@@ -211,6 +211,9 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         const int nb = static_cast<int>(std::min<int64_t>(kBlock, pt.b - j0));
         const int32_t* ev = g.evict.data() + j0;  // eviction times, ascending
         if (ev[0] > c0 + i1 - 1) break;           // no query row of the item sees these rows
+        // the block's V rows are requested while its K rows are scored: read first by the
+        // accumulation, they stalled it on memory (the hardware prefetcher starts late per block)
+        tile::prefetch_span(g.v[kvh].data() + j0 * vc.row_bytes(), nb * vc.row_bytes());
         for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
           kc.scores_multi(Q + r0 * hd, hd, qs + (r0 * 2 + cls) * ng, 2 * ng, std::min(kMaxQueries, nr - r0),
                           g.k[kvh].data() + j0 * kc.row_bytes(), kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock);
