@@ -88,20 +88,18 @@ inline void f16_to_f32(const uint16_t* x, float* y, int n) {
 // 2-bit cache's fp16 window): perf showed the loads stalling 60% of the f16 attention's time.
 constexpr int kPrefetchRows = 8;
 
-// Asks for the cache lines of x[0, n) (a K or V row of one head) ahead of their use; no effect on
-// values, never faults. (cpu::prefetch_ahead is the weights' version: a fixed distance past p.)
-inline void prefetch_row(const uint16_t* x, int n) {
-  const char* p = reinterpret_cast<const char*>(x);
-  for (int i = 0; i < n * 2; i += 64) __builtin_prefetch(p + i);
-  __builtin_prefetch(p + n * 2 - 1);  // the last line when the row does not start on one
-}
-
-// Asks for the cache lines of the bytes [p, p + n) ahead of their use (a block of packed rows);
-// no effect on values, never faults.
+// Asks for the cache lines of the bytes [p, p + n) ahead of their use (a row, a block of packed
+// rows); no effect on values, never faults. (cpu::prefetch_ahead is the weights' version: a fixed
+// distance past p.)
 inline void prefetch_span(const void* p, size_t n) {
   const char* c = static_cast<const char*>(p);
   for (size_t i = 0; i < n; i += 64) __builtin_prefetch(c + i);
-  if (n > 0) __builtin_prefetch(c + n - 1);
+  if (n > 0) __builtin_prefetch(c + n - 1);  // the last line when the span does not start on one
+}
+
+// The cache lines of x[0, n) (a K or V row of one head), ahead of its conversion.
+inline void prefetch_row(const uint16_t* x, int n) {
+  prefetch_span(x, static_cast<size_t>(n) * 2);
 }
 
 // x[n] = exp(x[n]) for x <= 0 (relative error < 3e-7; x < -87, -inf and nan give ~1e-38).
