@@ -54,24 +54,29 @@ void pack_row_g4(const G4Facts& f, const uint8_t* src, uint8_t* dst, int64_t nb)
               static_cast<size_t>((nb - 4 * n_full) * f.block_bytes));
 }
 
-// R8 (piece 2) and R8B (piece 4): group g of rows 8g .. 8g + 7, block b at
-// (g * nb + b) * 8 * block_bytes: the 8 scale fields, then chunk i (the piece-byte pieces i of
-// the rows' quants, row by row).
-void pack_rows_r8(const G4Facts& f, int piece, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t nb) {
+// R8 (n = 8, piece 2), R8B (n = 8, piece 4) and R16B (n = 16, piece 4): group g of rows
+// n g .. n g + n - 1, block b at (g * nb + b) * n * block_bytes: the n scale fields d (Q4_1: then
+// the n m), then chunk i (the piece-byte pieces i of the rows' quants, row by row).
+void pack_rows_interleaved(const G4Facts& f, int n, int piece, const uint8_t* src, uint8_t* dst, int64_t n_rows,
+                           int64_t nb) {
   const int64_t rb = nb * f.block_bytes;
-  for (int64_t g = 0; g < n_rows / 8; ++g) {
+  for (int64_t g = 0; g < n_rows / n; ++g) {
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* d = dst + (g * nb + b) * 8 * f.block_bytes;
-      for (int r = 0; r < 8; ++r) {
-        const uint8_t* blk = src + (8 * g + r) * rb + b * f.block_bytes;
-        std::memcpy(d + 2 * r, blk, 2);                                  // d
-        if (f.scale_bytes == 4) std::memcpy(d + 16 + 2 * r, blk + 2, 2);  // m
+      uint8_t* d = dst + (g * nb + b) * n * f.block_bytes;
+      for (int r = 0; r < n; ++r) {
+        const uint8_t* blk = src + (n * g + r) * rb + b * f.block_bytes;
+        std::memcpy(d + 2 * r, blk, 2);                                     // d
+        if (f.scale_bytes == 4) std::memcpy(d + 2 * n + 2 * r, blk + 2, 2);  // m
         const uint8_t* qs = blk + f.scale_bytes;
-        uint8_t* q = d + 8 * f.scale_bytes;
-        for (int i = 0; i < f.qs_bytes / piece; ++i) std::memcpy(q + 8 * piece * i + piece * r, qs + piece * i, piece);
+        uint8_t* q = d + n * f.scale_bytes;
+        for (int i = 0; i < f.qs_bytes / piece; ++i) std::memcpy(q + n * piece * i + piece * r, qs + piece * i, piece);
       }
     }
   }
+}
+
+bool is_q4(DType t) {
+  return t == DType::Q4_0 || t == DType::Q4_1;
 }
 
 // R8B for Q4_K: group g of rows 8g .. 8g + 7, super-block b at (g * nb + b) * 8 * 144 bytes
@@ -141,11 +146,13 @@ uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only, int act_bits
     return simd_kernels_q32_r8(t) ? kPackR8 : kPackNone;
   }
   if (active_isa() != Isa::Avx512) return kPackNone;
+  if (n_rows > 0 && n_rows % 16 == 0 && simd_kernels_q32_r16b_avx512(t, act_bits)) return kPackR16B;
   return simd_kernels_q32_avx512_g4(t, 16) ? kPackG4 : kPackNone;
 }
 
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits) {
   if (packing == kPackG4 && active_isa() == Isa::Avx512) return simd_kernels_q32_avx512_g4(t, act_bits);
+  if (packing == kPackR16B && active_isa() == Isa::Avx512) return simd_kernels_q32_r16b_avx512(t, act_bits);
   if (packing == kPackR8 && active_isa() == Isa::Avx2) return simd_kernels_q32_r8(t);
   // R8B tiles read 8-bit levels only; with 16 bits the file layout's kernels run
   if (packing == kPackR8B && active_isa() == Isa::Avx2 && act_bits == 8) {
@@ -166,15 +173,19 @@ void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64
   }
   G4Facts f;
   if (packing == kPackR8 && g4_facts(t, f) && n_rows % 8 == 0) {
-    pack_rows_r8(f, 2, src, dst, n_rows, n_in / ops::kQK);
+    pack_rows_interleaved(f, 8, 2, src, dst, n_rows, n_in / ops::kQK);
     return;
   }
   if (packing == kPackR8B && t == DType::Q4_K && n_rows % 8 == 0) {
     pack_rows_r8b_q4k(src, dst, n_rows, n_in / ops::kQKK);
     return;
   }
-  if (packing == kPackR8B && (t == DType::Q4_0 || t == DType::Q4_1) && g4_facts(t, f) && n_rows % 8 == 0) {
-    pack_rows_r8(f, 4, src, dst, n_rows, n_in / ops::kQK);
+  if (packing == kPackR8B && is_q4(t) && g4_facts(t, f) && n_rows % 8 == 0) {
+    pack_rows_interleaved(f, 8, 4, src, dst, n_rows, n_in / ops::kQK);
+    return;
+  }
+  if (packing == kPackR16B && g4_facts(t, f) && n_rows % 16 == 0) {
+    pack_rows_interleaved(f, 16, 4, src, dst, n_rows, n_in / ops::kQK);
     return;
   }
   if (packing != kPackG4 || !g4_facts(t, f)) {

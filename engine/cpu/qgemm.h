@@ -86,7 +86,11 @@ const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.
 // split into A[32], B[32], H[32]: A[p] = low 4 bits of sc[p] | of sc[p + 32] << 4, B[p] the same of
 // mn, H[p] = high 2 bits of sc[p] | of sc[p + 32] << 2 | of mn[p] << 4 | of mn[p + 32] << 6; then
 // 32 chunks of 32 bytes, chunk c = qs bytes 4c .. 4c + 3 of each row in turn.
-enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2, kPackR8 = 3, kPackR8B = 4 };
+// R16B (Q4_0, Q4_1, Q8_0; n_rows a multiple of 16; the AVX-512 tiles, qgemm_q32_r16b_avx512.cpp):
+// R8B with groups of 16 rows: group block b = d[16] (Q4_1: then m[16]), then chunks of 64 bytes
+// (4 for Q4, 8 for Q8_0), chunk c = quant bytes 4c .. 4c + 3 of each row in turn, so that one
+// 512-bit register holds 4 consecutive quant bytes of each of the 16 rows.
+enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2, kPackR8 = 3, kPackR8B = 4, kPackR16B = 5 };
 
 // The layout the active kernels read best for a weight of type t with n_rows rows (kPackNone:
 // the file's). batch_only: the weight only ever multiplies many rows at once (no decode);
@@ -105,6 +109,9 @@ const TileKernels* simd_kernels_q32_r8(DType t);  // AVX2 R8 tiles (qgemm_q32_r8
 const TileKernels* simd_kernels_q4_r8b(DType t);
 // AVX2 R8B tiles for Q4_K with 8-bit levels (Q8K rows; qgemm_q4k_r8b_avx2.cpp), or nullptr.
 const TileKernels* simd_kernels_q4k_r8b(DType t);
+// AVX-512 R16B tiles for Q4_0 / Q4_1 / Q8_0 (Q16X rows, or Q8X with act_bits == 8; qgemm_q32_r16b_avx512.cpp),
+// or nullptr.
+const TileKernels* simd_kernels_q32_r16b_avx512(DType t, int act_bits);
 // Rewrites n_rows rows of n_in values (type t, file layout) from src into dst in `packing`.
 // Throws InvalidArgument for a type / layout pair it does not know.
 void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n_in);

@@ -269,6 +269,84 @@ TEST_P(MatmulIsa, PackedQ4KWithEightBitLevelsMatchesTheFileLayoutWhateverTheBatc
   }
 }
 
+// Q4_0, Q4_1 and Q8_0 with 16 rows at a time are packed on AVX-512 (R16B: 16 rows interleaved,
+// lanes are rows) for both activation precisions. The tiles sum the same integer terms as the file-layout
+// tiles in another order, so the packed result matches theirs and the scalar reference's to f32
+// rounding (1e-6 of sum |w x|), a token's result is bit for bit the same whatever tile or batch
+// computes it, and the integer bounds hold at their limit (every nibble 15 or every Q8_0 weight -128,
+// |q| at its maximum).
+TEST_P(MatmulIsa, R16BWeightsMatchTheFileLayoutWhateverTheBatch) {
+  if (cpu::preferred_packing(DType::Q4_0, 16, false, 16) != cpu::kPackR16B) {
+    GTEST_SKIP() << cpu::isa_name(GetParam()) << " has no R16B tiles";
+  }
+  for (int bits : {16, 8}) {
+    EXPECT_EQ(cpu::preferred_packing(DType::Q4_1, 32, false, bits), cpu::kPackR16B);
+    EXPECT_EQ(cpu::preferred_packing(DType::Q8_0, 32, false, bits), cpu::kPackR16B);
+    EXPECT_EQ(cpu::preferred_packing(DType::Q4_1, 24, false, bits), cpu::kPackG4);  // not 16 rows at a time
+  }
+  cpu::ThreadPool pool(2);
+  std::mt19937 rng(19);
+  for (int bits : {16, 8}) {
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
+      for (int64_t n_in : inner_sizes(t)) {
+        for (bool extreme : {false, true}) {
+          const int64_t n_out = 48, n_tok = 13;
+          auto raw = test::random_weights(t, n_out, n_in, rng);
+          if (extreme) {  // every nibble 15; every Q8_0 weight -128
+            const int64_t bb = dtype_info(t).block_bytes, qs = t == DType::Q4_1 ? 4 : 2;
+            for (size_t b = 0; b < raw.size() / bb; ++b) {
+              std::memset(raw.data() + b * bb + qs, t == DType::Q8_0 ? 0x80 : 0xff, bb - qs);
+            }
+          }
+          TensorView w = test::view(t, raw, n_in, n_out);
+          w.act_bits = static_cast<uint8_t>(bits);
+          const TensorView plain = w;
+          ops::PackedWeights store;
+          ASSERT_TRUE(store.pack(w));
+          EXPECT_EQ(w.packing, cpu::kPackR16B);
+          EXPECT_EQ(store.bytes(), raw.size());
+          EXPECT_NE(0, std::memcmp(w.packed, raw.data(), raw.size()));
+          std::vector<float> x = test::random_floats(static_cast<size_t>(n_tok * n_in), rng);
+          if (extreme) {
+            for (int64_t i = 0; i < n_tok * n_in; ++i) x[i] = (i % 3 == 0 ? -1.0f : 1.0f);  // |q| at qmax
+          }
+          std::vector<float> file(n_tok * n_out), single(n_tok * n_out), yq(n_tok * n_out);
+          ops::detail::matmul(plain, x.data(), n_tok, file.data(), pool, {});
+          ops::ref::matmul_quant(plain, x.data(), n_tok, yq.data());  // the scalar reference
+          for (int64_t tk = 0; tk < n_tok; ++tk) {
+            ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
+          }
+          const auto wd = test::dequant_all(plain);
+          for (int64_t tk = 0; tk < n_tok; ++tk) {
+            for (int64_t r = 0; r < n_out; ++r) {
+              const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
+              ASSERT_NEAR(single[tk * n_out + r], file[tk * n_out + r], 1e-6 * absdot + 1e-6)
+                  << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " extreme=" << extreme
+                  << " t=" << tk << " r=" << r;
+              ASSERT_NEAR(single[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
+                  << "reference, " << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in
+                  << " extreme=" << extreme << " t=" << tk << " r=" << r;
+            }
+          }
+          const cpu::TileKernels* k = cpu::simd_kernels_packed(t, w.packing, bits);
+          ASSERT_NE(k, nullptr);
+          EXPECT_EQ(k->row_unit, 16);
+          for (int T = 1; T <= cpu::kMaxTileT; ++T) {
+            if (!k->fn[0][T - 1]) continue;
+            ops::detail::MatmulOptions opt;
+            opt.tile_r = 1;
+            opt.tile_t = T;
+            std::vector<float> y(n_tok * n_out);
+            ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
+            ASSERT_EQ(0, std::memcmp(y.data(), single.data(), y.size() * sizeof(float)))
+                << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " tile 1x" << T;
+          }
+        }
+      }
+    }
+  }
+}
+
 // 8-bit levels: each activation block is rounded to amax / 127 steps, so a result is within
 // sum_b (sum_{i in b} |w_i|) * amax_b / 254 of the exact f32 product (plus f32 rounding); and it
 // differs from the 16-bit result (the option does something).
