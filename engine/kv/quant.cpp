@@ -138,6 +138,7 @@ RowCodec::RowCodec(const QuantSpec& spec, int n) : spec_(spec), n_(n) {
   // akvq2 decode at depth 7.7k ran 98 / 106 t/s with the AVX-512 scores, 122 / 117 with the tables
   // (akvq-cli, two interleaved rounds). `lut=0` keeps the AVX-512 scores.
   lut_ = spec_.lut && simd_ && cpu::active_isa() != cpu::Isa::Scalar && simd::lut_available(spec_, group_, n_);
+  lut_wide_ = lut_ && cpu::active_isa() == cpu::Isa::Avx512;
 }
 
 void RowCodec::quantize(const float* x, uint8_t* out) const {
@@ -170,7 +171,9 @@ void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, si
                       float* out) const {
   if (n_rows <= 0) return;
   if (lut_) {
-    simd::scores_lut(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
+    if (!lut_wide_ || !simd512::scores_lut(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0)) {
+      simd::scores_lut(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
+    }
   } else if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
   } else if (simd_) {
@@ -196,7 +199,10 @@ void RowCodec::scores_multi(const float* q, size_t q_stride, const float* qsum, 
   if (n_rows <= 0 || nq <= 0) return;
   if (nq > kMaxQueries) throw InvalidArgument("[kv] scores_multi: nq > kMaxQueries");
   if (lut_) {
-    simd::scores_lut(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out, out_stride);
+    if (!lut_wide_ ||
+        !simd512::scores_lut(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out, out_stride)) {
+      simd::scores_lut(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out, out_stride);
+    }
   } else if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out,
                           out_stride);

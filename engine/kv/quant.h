@@ -110,6 +110,8 @@ class RowCodec {
   // Whether scores come from 8-bit pair tables (spec.lut, and ref::scores_lut's rows on a CPU with
   // the table kernels: AVX2, AVX-512 or NEON) instead of the float kernels' exact products.
   bool lut_scores() const { return lut_; }
+  // Whether the table scores run 64 rows per block (AVX-512: simd512::scores_lut, the same bits).
+  bool lut_avx512() const { return lut_wide_; }
 
  private:
   QuantSpec spec_;
@@ -120,6 +122,7 @@ class RowCodec {
   bool simd_ = false;
   bool wide_ = false;
   bool lut_ = false;
+  bool lut_wide_ = false;
 };
 
 // Free-function forms of the attention kernels (validate, then dispatch like RowCodec).
@@ -218,6 +221,10 @@ inline int lut_block(const uint8_t* rows, size_t stride, int64_t t, int64_t n_ro
 }
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride);
+// The tables of one query q[n] (AVX2 builds only; quant_lut_avx2.cpp): tab[p] = 32 bytes, the 16
+// int8 entries T8(p, i) of pair p (ref::scores_lut) in both halves, p < n/2; tmp: 8·n floats of
+// scratch. Returns the entries' scale s (0, with zero tables, unless lut_scale_usable).
+float lut_tables(const float* q, int n, const float* lc, void* tab, float* tmp);
 }  // namespace simd
 
 // AVX-512 attention kernels (quant_avx512.cpp) for 2-bit rows, uniform or Gaussian levels, groups
@@ -230,6 +237,10 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
                   int64_t n_rows, float* out, size_t out_stride);
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
                       const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
+// simd::scores_lut with 64 rows per block (quant_lut_avx512.cpp): the same results bit for bit;
+// false (nothing written) when the build has no AVX-512 table kernels.
+bool scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride);
 }  // namespace simd512
 
 }  // namespace akvq::kv

@@ -47,10 +47,10 @@ inline void transpose32x16(const uint8_t* row0, size_t stride, __m256i* col) {
   for (int c = 0; c < 16; ++c) _mm256_store_si256(col + c, x[c]);
 }
 
-// Tables of one query (ref::scores_lut's definition): tab[p] = the 16 int8 entries of pair p in
-// both 128-bit lanes, p < n/2. Returns the entries' scale s (0, with zero tables, when
-// lut_scale_usable says so).
-inline float build_tables(const float* q, int n, const float* lc, __m256i* tab, float* tmp) {
+}  // namespace
+
+float lut_tables(const float* q, int n, const float* lc, void* tab_bytes, float* tmp) {
+  __m256i* tab = static_cast<__m256i*>(tab_bytes);
   const __m256 l0 = _mm256_setr_ps(lc[0], lc[1], lc[2], lc[3], lc[0], lc[1], lc[2], lc[3]);  // L'[i & 3]
   const __m256 l1lo = _mm256_setr_ps(lc[0], lc[0], lc[0], lc[0], lc[1], lc[1], lc[1], lc[1]);  // L'[i >> 2], i < 8
   const __m256 l1hi = _mm256_setr_ps(lc[2], lc[2], lc[2], lc[2], lc[3], lc[3], lc[3], lc[3]);  // i >= 8
@@ -84,6 +84,8 @@ inline float build_tables(const float* q, int n, const float* lc, __m256i* tab, 
   }
   return mx / 127.0f;
 }
+
+namespace {
 
 // acc[2j] lanes = int16 sums of rows [0..7 | 16..23], acc[2j+1] of rows [8..15 | 24..31], for the
 // 32 rows at codes0 + u·stride (CH·16 code bytes each) and query j's tables tab + j·(n/2).
@@ -120,7 +122,7 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
   alignas(32) float tmp[8 * kMaxLutRow];
   float s[NQ], base[NQ], qs[NQ];
   for (int j = 0; j < NQ; ++j) {
-    s[j] = build_tables(q + j * qst, n, lc, tab + j * (n / 2), tmp);
+    s[j] = lut_tables(q + j * qst, n, lc, tab + j * (n / 2), tmp);
     qs[j] = qsum[j * qsst];
     base[j] = mid * qs[j];
   }
