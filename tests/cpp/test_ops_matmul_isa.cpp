@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/isa.h"
@@ -203,6 +204,40 @@ TEST_P(MatmulIsa, PackedWeightsEqualTheFileLayoutBitForBit) {
   }
 }
 
+// A weight w packed in an interleaved layout (row_unit rows per tile, plain: its file view) against
+// x[n_tok][n_in]: each token alone matches the file layout's result and the scalar reference's to
+// f32 rounding (1e-6 of sum |w x|), and every 1 x T tile of the packed kernels gives those bits.
+void expect_packed_matches_file(const TensorView& w, const TensorView& plain, const std::vector<float>& x,
+                                int64_t n_tok, cpu::ThreadPool& pool, const std::string& what) {
+  const int64_t n_in = w.ne[0], n_out = w.rows();
+  std::vector<float> file(n_tok * n_out), single(n_tok * n_out), yq(n_tok * n_out);
+  ops::detail::matmul(plain, x.data(), n_tok, file.data(), pool, {});
+  ops::ref::matmul_quant(plain, x.data(), n_tok, yq.data());  // the scalar reference
+  for (int64_t tk = 0; tk < n_tok; ++tk) {
+    ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
+  }
+  const auto wd = test::dequant_all(plain);
+  for (int64_t tk = 0; tk < n_tok; ++tk) {
+    for (int64_t r = 0; r < n_out; ++r) {
+      const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
+      ASSERT_NEAR(single[tk * n_out + r], file[tk * n_out + r], 1e-6 * absdot + 1e-6) << what << " t=" << tk << " r=" << r;
+      ASSERT_NEAR(single[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
+          << "reference, " << what << " t=" << tk << " r=" << r;
+    }
+  }
+  const cpu::TileKernels* k = cpu::simd_kernels_packed(w.type, w.packing, w.act_bits);
+  ASSERT_NE(k, nullptr) << what;
+  for (int T = 1; T <= cpu::kMaxTileT; ++T) {
+    if (!k->fn[0][T - 1]) continue;
+    ops::detail::MatmulOptions opt;
+    opt.tile_r = 1;
+    opt.tile_t = T;
+    std::vector<float> y(n_tok * n_out);
+    ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
+    ASSERT_EQ(0, std::memcmp(y.data(), single.data(), y.size() * sizeof(float))) << what << " tile 1x" << T;
+  }
+}
+
 // Q4_K with 8-bit levels is packed on AVX2 (R8B: 8 rows interleaved, scales and mins re-split).
 // Its tiles sum the same integer terms as the file-layout tiles in another order, so the packed
 // result matches theirs and the scalar reference's to f32 rounding (1e-6 of sum |w x|), and a
@@ -238,33 +273,8 @@ TEST_P(MatmulIsa, PackedQ4KWithEightBitLevelsMatchesTheFileLayoutWhateverTheBatc
       if (extreme) {
         for (int64_t i = 0; i < n_tok * n_in; ++i) x[i] = (i % 3 == 0 ? -1.0f : 1.0f);  // |q| = 127
       }
-      std::vector<float> file(n_tok * n_out), single(n_tok * n_out), yq(n_tok * n_out);
-      ops::detail::matmul(plain, x.data(), n_tok, file.data(), pool, {});
-      ops::ref::matmul_quant(plain, x.data(), n_tok, yq.data());  // the scalar reference
-      for (int64_t tk = 0; tk < n_tok; ++tk) {
-        ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
-      }
-      const auto wd = test::dequant_all(plain);
-      for (int64_t tk = 0; tk < n_tok; ++tk) {
-        for (int64_t r = 0; r < n_out; ++r) {
-          const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
-          ASSERT_NEAR(single[tk * n_out + r], file[tk * n_out + r], 1e-6 * absdot + 1e-6)
-              << "n_in=" << n_in << " extreme=" << extreme << " t=" << tk << " r=" << r;
-          ASSERT_NEAR(single[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
-              << "reference, n_in=" << n_in << " extreme=" << extreme << " t=" << tk << " r=" << r;
-        }
-      }
-      const cpu::TileKernels* k = cpu::simd_kernels_packed(DType::Q4_K, w.packing, 8);
-      ASSERT_NE(k, nullptr);
-      for (int T = 1; T <= cpu::kMaxTileT; ++T) {
-        if (!k->fn[0][T - 1]) continue;
-        ops::detail::MatmulOptions opt;
-        opt.tile_r = 1;
-        opt.tile_t = T;
-        std::vector<float> y(n_tok * n_out);
-        ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
-        ASSERT_EQ(0, std::memcmp(y.data(), single.data(), y.size() * sizeof(float))) << "tile 1x" << T;
-      }
+      expect_packed_matches_file(w, plain, x, n_tok, pool,
+                                 "Q4_K n_in=" + std::to_string(n_in) + " extreme=" + std::to_string(extreme));
     }
   }
 }
@@ -310,37 +320,10 @@ TEST_P(MatmulIsa, R16BWeightsMatchTheFileLayoutWhateverTheBatch) {
           if (extreme) {
             for (int64_t i = 0; i < n_tok * n_in; ++i) x[i] = (i % 3 == 0 ? -1.0f : 1.0f);  // |q| at qmax
           }
-          std::vector<float> file(n_tok * n_out), single(n_tok * n_out), yq(n_tok * n_out);
-          ops::detail::matmul(plain, x.data(), n_tok, file.data(), pool, {});
-          ops::ref::matmul_quant(plain, x.data(), n_tok, yq.data());  // the scalar reference
-          for (int64_t tk = 0; tk < n_tok; ++tk) {
-            ops::detail::matmul(w, x.data() + tk * n_in, 1, single.data() + tk * n_out, pool, {});
-          }
-          const auto wd = test::dequant_all(plain);
-          for (int64_t tk = 0; tk < n_tok; ++tk) {
-            for (int64_t r = 0; r < n_out; ++r) {
-              const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
-              ASSERT_NEAR(single[tk * n_out + r], file[tk * n_out + r], 1e-6 * absdot + 1e-6)
-                  << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " extreme=" << extreme
-                  << " t=" << tk << " r=" << r;
-              ASSERT_NEAR(single[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
-                  << "reference, " << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in
-                  << " extreme=" << extreme << " t=" << tk << " r=" << r;
-            }
-          }
-          const cpu::TileKernels* k = cpu::simd_kernels_packed(t, w.packing, bits);
-          ASSERT_NE(k, nullptr);
-          EXPECT_EQ(k->row_unit, 16);
-          for (int T = 1; T <= cpu::kMaxTileT; ++T) {
-            if (!k->fn[0][T - 1]) continue;
-            ops::detail::MatmulOptions opt;
-            opt.tile_r = 1;
-            opt.tile_t = T;
-            std::vector<float> y(n_tok * n_out);
-            ops::detail::matmul(w, x.data(), n_tok, y.data(), pool, opt);
-            ASSERT_EQ(0, std::memcmp(y.data(), single.data(), y.size() * sizeof(float)))
-                << dtype_info(t).name << " bits=" << bits << " n_in=" << n_in << " tile 1x" << T;
-          }
+          EXPECT_EQ(cpu::simd_kernels_packed(t, w.packing, bits)->row_unit, 16);
+          expect_packed_matches_file(w, plain, x, n_tok, pool,
+                                     std::string(dtype_info(t).name) + " bits=" + std::to_string(bits) +
+                                         " n_in=" + std::to_string(n_in) + " extreme=" + std::to_string(extreme));
         }
       }
     }
