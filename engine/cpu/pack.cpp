@@ -75,10 +75,6 @@ void pack_rows_interleaved(const G4Facts& f, int n, int piece, const uint8_t* sr
   }
 }
 
-bool is_q4(DType t) {
-  return t == DType::Q4_0 || t == DType::Q4_1;
-}
-
 // R8B for Q4_K: group g of rows 8g .. 8g + 7, super-block b at (g * nb + b) * 8 * 144 bytes
 // (cpu/qgemm.h): d[8], dmin[8], the 6-bit scales and mins of the 8 rows re-split as A, B, H, then
 // the quants in 4-byte pieces.
@@ -180,7 +176,7 @@ void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64
     pack_rows_r8b_q4k(src, dst, n_rows, n_in / ops::kQKK);
     return;
   }
-  if (packing == kPackR8B && is_q4(t) && g4_facts(t, f) && n_rows % 8 == 0) {
+  if (packing == kPackR8B && (t == DType::Q4_0 || t == DType::Q4_1) && g4_facts(t, f) && n_rows % 8 == 0) {
     pack_rows_interleaved(f, 8, 4, src, dst, n_rows, n_in / ops::kQK);
     return;
   }

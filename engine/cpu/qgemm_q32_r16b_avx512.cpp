@@ -121,7 +121,9 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
       for (int t = 0; t < T; ++t) s[t] = _mm512_slli_epi32(s[t], 8);
       for (int i = 0; i < 8; ++i) {
 #pragma GCC unroll 12
-        for (int t = 0; t < T; ++t) s[t] = _mm512_dpbusd_epi32(s[t], bcast32(xr[t] + xo + kLLow + h_offset<K>(i)), op[i]);
+        for (int t = 0; t < T; ++t) {
+          s[t] = _mm512_dpbusd_epi32(s[t], bcast32(xr[t] + xo + kLLow + h_offset<K>(i)), op[i]);
+        }
       }
     }
 #pragma GCC unroll 12

@@ -171,9 +171,7 @@ void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, si
                       float* out) const {
   if (n_rows <= 0) return;
   if (lut_) {
-    if (!lut_wide_ || !simd512::scores_lut(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0)) {
-      simd::scores_lut(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
-    }
+    (lut_wide_ ? simd512::scores_lut : simd::scores_lut)(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
   } else if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
   } else if (simd_) {
@@ -199,10 +197,8 @@ void RowCodec::scores_multi(const float* q, size_t q_stride, const float* qsum, 
   if (n_rows <= 0 || nq <= 0) return;
   if (nq > kMaxQueries) throw InvalidArgument("[kv] scores_multi: nq > kMaxQueries");
   if (lut_) {
-    if (!lut_wide_ ||
-        !simd512::scores_lut(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out, out_stride)) {
-      simd::scores_lut(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out, out_stride);
-    }
+    (lut_wide_ ? simd512::scores_lut : simd::scores_lut)(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride,
+                                                         n_rows, out, out_stride);
   } else if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out,
                           out_stride);

@@ -237,9 +237,9 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
                   int64_t n_rows, float* out, size_t out_stride);
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
                       const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
-// simd::scores_lut with 64 rows per block (quant_lut_avx512.cpp): the same results bit for bit;
-// false (nothing written) when the build has no AVX-512 table kernels.
-bool scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
+// simd::scores_lut with 64 rows per block (quant_lut_avx512.cpp): the same results bit for bit
+// (simd::scores_lut itself in a build without AVX-512 table kernels).
+void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride);
 }  // namespace simd512
 

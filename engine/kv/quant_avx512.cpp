@@ -27,6 +27,7 @@
 
 #include "cpu/avx512_target.h"
 #include "kv/quant.h"
+#include "kv/quant_headers_avx512.h"
 
 namespace akvq::kv::simd512 {
 
@@ -60,9 +61,8 @@ inline void scores16(int group, int ng, const __m512 table, const float* q, size
 #pragma GCC unroll 4
   for (int j = 0; j < NQ; ++j) r[j] = _mm512_setzero_ps(), off[j] = _mm512_setzero_ps();
   for (int g = 0; g < ng; ++g) {
-    const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx, base + 4 * g, 1);
-    const __m512 sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
-    const __m512 of = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+    __m512 sc, of;
+    headers16(base + 4 * g, idx, k, sc, of);
     __m512 a0[NQ], a1[NQ];
 #pragma GCC unroll 4
     for (int j = 0; j < NQ; ++j) a0[j] = _mm512_setzero_ps(), a1[j] = _mm512_setzero_ps();
@@ -157,9 +157,8 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
       for (int j = 0; j < NQ; ++j) os[j] = _mm512_setzero_ps();
       for (int t = 0; t < nb; t += 16) {
         const __mmask16 k = static_cast<__mmask16>(nb - t >= 16 ? 0xffff : (1u << (nb - t)) - 1);
-        const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx, blk + t * stride + 4 * g, 1);
-        const __m512 sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
-        const __m512 of = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+        __m512 sc, of;
+        headers16(blk + t * stride + 4 * g, idx, k, sc, of);
 #pragma GCC unroll 4
         for (int j = 0; j < NQ; ++j) {
           const __m512 pj = _mm512_maskz_loadu_ps(k, p + j * pst + t0 + t);  // 0 past the block

@@ -12,6 +12,7 @@
 #include "cpu/avx512_target.h"
 #include "cpu/simd.h"
 #include "kv/quant.h"
+#include "kv/quant_headers_avx512.h"
 
 namespace akvq::kv::simd512 {
 
@@ -31,9 +32,10 @@ inline void transpose64x16(const uint8_t* row0, size_t stride, __m512i* col) {
 #pragma GCC unroll 16
   for (int u = 0; u < 16; ++u) {
     const __m512i a = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + u * stride)));
-    const __m512i b = _mm512_inserti32x4(a, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + (u + 16) * stride)), 1);
-    const __m512i c = _mm512_inserti32x4(b, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + (u + 32) * stride)), 2);
-    x[u] = _mm512_inserti32x4(c, _mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + (u + 48) * stride)), 3);
+    const auto row = [&](int i) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(row0 + i * stride)); };
+    const __m512i b = _mm512_inserti32x4(a, row(u + 16), 1);
+    const __m512i c = _mm512_inserti32x4(b, row(u + 32), 2);
+    x[u] = _mm512_inserti32x4(c, row(u + 48), 3);
   }
 #pragma GCC unroll 4
   for (int round = 0; round < 4; ++round) {
@@ -78,13 +80,10 @@ inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* tab,
   }
 }
 
-// The fp16 scale and offset of 16 rows (row0 + u·stride) as floats.
-inline void headers16(const uint8_t* row0, size_t stride, __m512& sc, __m512& of) {
-  const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                         _mm512_set1_epi32(static_cast<int>(stride)));
-  const __m512i h = _mm512_i32gather_epi32(idx, row0, 1);  // scale | offset << 16
-  sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
-  of = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+// Byte offsets of rows 0..15 at `stride` bytes apart (the header gather's index).
+inline __m512i row_offsets16(size_t stride) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(static_cast<int>(stride)));
 }
 
 template <int NQ, int CH>
@@ -101,6 +100,7 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
     base[j] = mid * qs[j];
   }
   // row order of 16 rows from the two sums registers: lane h of acc[2j] then lane h of acc[2j + 1]
+  const __m512i hdr_idx = row_offsets16(stride);
   const __m512i lo_idx = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);  // lanes 0, 1 (rows 0..31)
   const __m512i hi_idx = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);  // lanes 2, 3 (rows 32..63)
   alignas(64) uint8_t pad[kRows * (4 + simd::kMaxLutRow / 4)];  // the last partial block
@@ -111,7 +111,9 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
     __m512i acc[2 * NQ];
     block_sums<NQ, CH>(r0 + 4, rst, tab, acc);
     __m512 sc[4], of[4];
-    for (int h = 0; h < 4; ++h) headers16(r0 + 16 * h * rst, rst, sc[h], of[h]);
+    // rows of a partial block are copies in pad[] (stride rst != stride)
+    const __m512i idx = rst == stride ? hdr_idx : row_offsets16(rst);
+    for (int h = 0; h < 4; ++h) headers16(r0 + 16 * h * rst, idx, 0xffff, sc[h], of[h]);
     for (int j = 0; j < NQ; ++j) {
       // int16 sums of rows 0..31 and 32..63 in row order, then 16-row int32 vectors
       const __m512i w01 = _mm512_permutex2var_epi64(acc[2 * j], lo_idx, acc[2 * j + 1]);
@@ -152,24 +154,22 @@ AKVQ_AVX512_END
 
 }  // namespace
 
-bool scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
+void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {
   switch (nq) {
-    case 1: scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride); break;
-    case 2: scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride); break;
-    case 3: scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride); break;
+    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
     default:
-      scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-      break;
+      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
   }
-  return true;
 }
 
-#else
+#else  // no AVX-512 table kernels in this build: the AVX2 / NEON ones (RowCodec does not ask)
 
-bool scores_lut(const float*, const float*, size_t, const float*, size_t, int, int, const uint8_t*, size_t, int64_t,
-                float*, size_t) {
-  return false;
+void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {
+  simd::scores_lut(levels, q, q_stride, qsum, qsum_stride, nq, n, rows, stride, n_rows, out, out_stride);
 }
 
 #endif

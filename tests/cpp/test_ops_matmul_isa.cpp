@@ -220,7 +220,8 @@ void expect_packed_matches_file(const TensorView& w, const TensorView& plain, co
   for (int64_t tk = 0; tk < n_tok; ++tk) {
     for (int64_t r = 0; r < n_out; ++r) {
       const double absdot = test::abs_dot(wd.data() + r * n_in, x.data() + tk * n_in, n_in);
-      ASSERT_NEAR(single[tk * n_out + r], file[tk * n_out + r], 1e-6 * absdot + 1e-6) << what << " t=" << tk << " r=" << r;
+      ASSERT_NEAR(single[tk * n_out + r], file[tk * n_out + r], 1e-6 * absdot + 1e-6)
+          << what << " t=" << tk << " r=" << r;
       ASSERT_NEAR(single[tk * n_out + r], yq[tk * n_out + r], 1e-6 * absdot + 1e-6)
           << "reference, " << what << " t=" << tk << " r=" << r;
     }
