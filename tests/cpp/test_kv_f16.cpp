@@ -16,6 +16,7 @@
 
 #include "akvq/error.h"
 #include "core/fp16.h"
+#include "kv/attend_rows_avx512.h"
 #include "kv/attend_tile.h"
 #include "kv/kv_cache.h"
 #include "kv/kv_f16.h"
@@ -375,6 +376,39 @@ TEST(KvF16, AttentionIsBatchInvariant) {
            {2, 6, 64}, {4, 4, 40}, {1, 8, 128}, {1, 5, 40}, {2, 14, 72}}) {
     SCOPED_TRACE("n_head_kv " + std::to_string(nkv) + " n_head " + std::to_string(n_head) + " hd " + std::to_string(hd));
     check_attention_batch_invariance(nkv, n_head, hd);
+  }
+}
+
+// The AVX-512 GQA row kernels give the portable kernels' bits: scores and values of 1..9 heads
+// (calls of 4 + ...) over fp16 rows at scattered addresses, head_dims with and without an 8-value
+// tail past the 16-wide steps (and past the values' 64-wide passes), values of wide range.
+TEST(KvTile, Avx512RowKernelsGiveThePortableBits) {
+  if (!kv::tile512::active()) GTEST_SKIP() << "the CPU (or AKVQ_ISA) does not run the AVX-512 kernels";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  for (int hd : {8, 16, 24, 40, 64, 72, 128, 136}) {
+    for (int rows : {1, 2, 3, 4, 5, 7, 9}) {
+      for (int n : {1, 5, 64}) {
+        std::vector<uint16_t> store(static_cast<size_t>(n) * 3 * hd);
+        for (auto& h : store) h = f32_to_fp16(nd(rng) * std::exp(2.0f * nd(rng)));
+        std::vector<const uint16_t*> row(n);
+        for (int j = 0; j < n; ++j) row[j] = store.data() + static_cast<size_t>((j * 7) % n) * 3 * hd + (j % 3) * hd;
+        std::vector<float> q(static_cast<size_t>(rows) * hd), p(static_cast<size_t>(rows) * 64);
+        for (auto& x : q) x = nd(rng);
+        for (auto& x : p) x = std::exp(-std::abs(4.0f * nd(rng)));
+        std::vector<float> s_ref(static_cast<size_t>(rows) * 64, -1.0f), s_got = s_ref;
+        kv::tile::scores_rows_h(rows, q.data(), hd, [&](int j) { return row[j]; }, n, hd, s_ref.data(), 64);
+        kv::tile512::scores_rows_h(rows, q.data(), hd, row.data(), n, hd, s_got.data(), 64);
+        std::vector<float> a_ref(static_cast<size_t>(rows) * hd);
+        for (auto& x : a_ref) x = nd(rng);
+        std::vector<float> a_got = a_ref;
+        kv::tile::pv_rows_h(rows, p.data(), 64, n, [&](int j) { return row[j]; }, hd, a_ref.data(), hd);
+        kv::tile512::pv_rows_h(rows, p.data(), 64, n, row.data(), hd, a_got.data(), hd);
+        const std::string at = "hd " + std::to_string(hd) + " rows " + std::to_string(rows) + " n " + std::to_string(n);
+        ASSERT_EQ(0, std::memcmp(s_got.data(), s_ref.data(), s_ref.size() * 4)) << "scores, " << at;
+        ASSERT_EQ(0, std::memcmp(a_got.data(), a_ref.data(), a_ref.size() * 4)) << "values, " << at;
+      }
+    }
   }
 }
 
