@@ -56,12 +56,14 @@ inline void lane_sums(const float* q, int ldq, const uint16_t* kj, int hd, __m25
 // halves of A and B side by side plus their high halves are the 8 scores, stored at once. The
 // remaining tokens reduce 4 rows at once, as the portable kernel does.
 template <int R>
-void scores_rows(const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds) {
+void scores_rows(const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds,
+                 const tile::Ahead& ahead) {
   int j = 0;
   for (; j + 8 <= n; j += 8) {
     __m256 h[4][R];  // [token pair][row] hadd(x of token 2p, x of token 2p + 1)
 #pragma GCC unroll 4
     for (int p = 0; p < 4; ++p) {
+      tile::request_ahead(ahead, j + 2 * p, j + 2 * p + 2);
       __m256 x0[R], x1[R];
       lane_sums<R>(q, ldq, row[j + 2 * p], hd, x0);
       lane_sums<R>(q, ldq, row[j + 2 * p + 1], hd, x1);
@@ -76,6 +78,7 @@ void scores_rows(const float* q, int ldq, const uint16_t* const* row, int n, int
     }
   }
   for (; j < n; ++j) {
+    tile::request_ahead(ahead, j, j + 1);
     __m256 x[4];
     lane_sums<R>(q, ldq, row[j], hd, x);
 #pragma GCC unroll 4
@@ -86,6 +89,7 @@ void scores_rows(const float* q, int ldq, const uint16_t* const* row, int n, int
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) s[r * lds + j] = t[r];
   }
+  tile::request_ahead(ahead, n, ahead.n);  // a next block longer than this one (a masked tail)
 }
 
 // acc[r * lda + d0 + 0:16 NV] += sum_j p[r * ldp + j] * row[j][d0 + 0:16 NV] for r < R.
@@ -148,8 +152,11 @@ bool active() {
   return cpu::active_isa() == cpu::Isa::Avx512;
 }
 
-void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds) {
-  tile::in_row_calls(rows, [&](auto R, int r) { scores_rows<R()>(q + r * ldq, ldq, row, n, hd, s + r * lds, lds); });
+void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds,
+                   const tile::Ahead& ahead) {
+  tile::in_row_calls(rows, [&](auto R, int r) {
+    scores_rows<R()>(q + r * ldq, ldq, row, n, hd, s + r * lds, lds, r == 0 ? ahead : tile::Ahead{});
+  });
 }
 
 void pv_rows_h(int rows, const float* p, int ldp, int n, const uint16_t* const* row, int hd, float* acc, int lda) {
@@ -163,8 +170,9 @@ void pv_rows_h(int rows, const float* p, int ldp, int n, const uint16_t* const* 
 bool active() {
   return false;
 }
-void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds) {
-  tile::scores_rows_h(rows, q, ldq, [&](int j) { return row[j]; }, n, hd, s, lds);
+void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds,
+                   const tile::Ahead& ahead) {
+  tile::scores_rows_h(rows, q, ldq, [&](int j) { return row[j]; }, n, hd, s, lds, ahead);
 }
 void pv_rows_h(int rows, const float* p, int ldp, int n, const uint16_t* const* row, int hd, float* acc, int lda) {
   tile::pv_rows_h(rows, p, ldp, n, [&](int j) { return row[j]; }, hd, acc, lda);

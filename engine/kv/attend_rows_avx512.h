@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kv/attend_tile.h"
+
 namespace akvq::kv::tile512 {
 
 // Whether the kernels below may run: compiled in (cpu/avx512_target.h) and cpu::active_isa() is
@@ -14,8 +16,10 @@ namespace akvq::kv::tile512 {
 bool active();
 
 // s[r * lds + j] = q[r * ldq + 0:hd] . row[j][0:hd] for r < rows, j < n: tile::scores_rows_h bit
-// for bit. row: n pointers to fp16 rows; hd a multiple of 8; rows >= 1 (any number).
-void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds);
+// for bit. row: n pointers to fp16 rows; hd a multiple of 8; rows >= 1 (any number). The rows of
+// `ahead` are requested while the scores run (tile::Ahead).
+void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds,
+                   const tile::Ahead& ahead = {});
 
 // acc[r * lda + 0:hd] += sum_j p[r * ldp + j] * row[j][0:hd] for r < rows: tile::pv_rows_h bit for
 // bit. row: n pointers to fp16 rows; hd a multiple of 8; rows >= 1 (any number).

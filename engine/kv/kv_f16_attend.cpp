@@ -136,14 +136,14 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
 
     for (int b = t0; b < t1; b += kBlock) {
       const int nb = std::min(kBlock, t1 - b);
-      // The block's K/V rows requested at its start, all of them before the first is read: the
-      // loads then overlap one another. Requesting the next block instead (one block ahead) was
-      // slower on the Zen 5 (tools_attend_bench f16, 8 sequences of 200 tokens x 30 layers, medians
-      // of 6 interleaved rounds: 1680 -> 1480 us per step; 1000 tokens: 10.4 -> 9.7 ms; one
-      // sequence: the same).
-      for (int j = b; j < b + nb; ++j) {
-        tile::prefetch_row(kh + j * stride, width);
-        tile::prefetch_row(vh + j * stride, width);
+      // The block's K/V rows requested at its start, before the first is read. The shared-row
+      // kernels request the next block's rows while they score this one (tile::Ahead), so there
+      // only the first block is requested here.
+      if (!shared_rows || b == t0) {
+        for (int j = b; j < b + nb; ++j) {
+          tile::prefetch_row(kh + j * stride, width);
+          tile::prefetch_row(vh + j * stride, width);
+        }
       }
       for (int j = 0; j < nb; ++j) {
         if (in_place) continue;
@@ -181,17 +181,20 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
           const int r0 = c * nrh;
           const uint16_t* kc = kh + b * stride + c * hd;
           const uint16_t* vc = vh + b * stride + c * hd;
+          // this head's rows of the next block
+          const tile::Ahead ahead{kc + kBlock * stride, vc + kBlock * stride, stride, hd,
+                                  std::max(0, std::min(kBlock, t1 - b - kBlock))};
           if (wide) {
             const uint16_t* kr[kBlock];
             const uint16_t* vr[kBlock];
             for (int j = 0; j < nbr; ++j) kr[j] = kc + j * stride, vr[j] = vc + j * stride;
-            tile512::scores_rows_h(nrh, Q + r0 * hd, hd, kr, nbr, hd, S + r0 * kBlock, kBlock);
+            tile512::scores_rows_h(nrh, Q + r0 * hd, hd, kr, nbr, hd, S + r0 * kBlock, kBlock, ahead);
             for (int r = r0; r < r0 + nrh; ++r) softmax_block(r, nbr);
             tile512::pv_rows_h(nrh, S + r0 * kBlock, kBlock, nbr, vr, hd, acc + r0 * hd, hd);
             continue;
           }
           tile::scores_rows_h(nrh, Q + r0 * hd, hd, [&](int j) { return kc + j * stride; }, nbr, hd,
-                              S + r0 * kBlock, kBlock);
+                              S + r0 * kBlock, kBlock, ahead);
           for (int r = r0; r < r0 + nrh; ++r) softmax_block(r, nbr);
           tile::pv_rows_h(nrh, S + r0 * kBlock, kBlock, nbr, [&](int j) { return vc + j * stride; }, hd,
                           acc + r0 * hd, hd);
