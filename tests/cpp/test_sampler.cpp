@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
@@ -184,6 +185,41 @@ TEST(Sampler, TemperatureAndTopKMatchReference) {
   expect_distribution_matches(big, params(1.0f, 0, 0.5f, 0.0f));
   expect_distribution_matches(big, params(1.0f, 0, 1.0f, 0.02f));
   expect_distribution_matches(big, params(1.3f, 0, 0.99f, 0.001f));
+}
+
+// Top-k in one pass over the logits: the kept set and its order are the reference's (stable sort,
+// ties -> lower id) for values drawn from a few levels (many ties, at the k-th place too), NaNs
+// (-inf), a repetition penalty, vocabularies that are not a multiple of the 16-value chunks and k
+// around the chunk size and near n. A wrong tie rule or a value skipped by the chunk test changes
+// the kept ids.
+TEST(Sampler, TopKKeepsTheReferenceSetWithTies) {
+  std::mt19937 g(5);
+  for (int n : {17, 40, 1000, 49157}) {
+    for (int k : {1, 2, 15, 16, 17, 40, n - 1}) {
+      if (k <= 0 || k >= n) continue;
+      std::vector<float> l(n);
+      for (float& x : l) x = static_cast<float>(static_cast<int>(g() % 9)) * 0.5f;  // 9 levels
+      for (int i = 0; i < n; i += 13) l[i] = NAN;
+      std::vector<float> ref_l = l;
+      for (float& x : ref_l) x = std::isnan(x) ? -std::numeric_limits<float>::infinity() : x;
+      std::vector<int32_t> history;
+      for (int i = 0; i < 30; ++i) history.push_back(static_cast<int32_t>(g() % n));
+      SamplingParams p = params(1.0f, k, 1.0f, 0.0f);
+      p.repeat_penalty = 1.3f;
+      Sampler s(p);
+      std::vector<int32_t> got;
+      for (const auto& [id, prob] : s.distribution(l.data(), n, history)) got.push_back(id);
+      std::vector<int32_t> want;
+      std::vector<std::pair<int32_t, double>> w;
+      for (const auto& [id, prob] : expected(ref_l, p, history)) {
+        if (prob > 0.0) w.push_back({id, prob});  // the sampler drops zero weights (-inf logits)
+      }
+      // the reference's map is by id: order it by its probabilities, ties -> lower id
+      std::stable_sort(w.begin(), w.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+      for (const auto& [id, prob] : w) want.push_back(id);
+      ASSERT_EQ(got, want) << "n " << n << " k " << k;
+    }
+  }
 }
 
 // Upper 1e-6 tail quantile of chi-square with df degrees of freedom (Wilson-Hilferty approximation,

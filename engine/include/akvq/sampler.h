@@ -47,16 +47,19 @@ class Sampler {
                                                       const std::vector<int32_t>& history);
 
  private:
-  // Fills cand_ with the penalised logits of every id (NaN -> -inf).
+  // Fills vals_ with the penalised logits of every id (NaN -> -inf).
   void load(const float* logits, int32_t n_vocab, const std::vector<int32_t>& history);
-  // Steps 3-6 on cand_: leaves the kept candidates at the front of cand_ with their unnormalised
+  // Steps 3-6 on vals_: leaves the kept candidates at the front of cand_ with their unnormalised
   // weights exp((l - l_max) / T) in .first; returns how many are kept and their weight sum.
   size_t truncate(double* weight_sum);
+  // cand_ = the k best (logit, id) of vals_, ties -> lower id, in that order (0 < k < n_vocab).
+  void select_top_k(size_t k);
   int32_t argmax() const;
 
   SamplingParams p_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> cand_;  // scratch: (logit or weight, id)   [n_vocab]
+  std::vector<float> vals_;                      // scratch: penalised logits   [n_vocab]
+  std::vector<std::pair<float, int32_t>> cand_;  // scratch: (logit or weight, id)   [top_k or n_vocab]
   std::vector<int32_t> recent_;                  // scratch: distinct penalised ids
 };
 
