@@ -1,4 +1,5 @@
-// Q16X activation rows (ops/qblocks.h) for the AVX-512 kernels: the row is quantized to
+// Q16X activation rows (ops/qblocks.h) for the AVX-512 kernels (on an AVX-512 CPU the same bytes
+// come from act_quant_q16x_avx512.cpp; this is the portable definition): the row is quantized to
 // Q16 by quantize_row_q16 (the same integers and scales as every other path) and rearranged into
 // byte-split groups of 4 blocks; ActQ8K rows (Q4_K weights, 8-bit levels) are the super-blocks
 // of quantize_row_q16k rearranged. Plain C++: it is O(n) per token, next to O(n * n_out) of the
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "cpu/isa.h"
 #include "cpu/qgemm.h"
 #include "ops/qblocks.h"
 
@@ -38,6 +40,7 @@ void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax) {
 }
 
 void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax) {
+  if (active_isa() == Isa::Avx512 && quantize_row_q16x_avx512(x, out_row, n, weight, qmax)) return;
   const bool offset_high = weight == DType::Q8_0;
   thread_local std::vector<uint8_t> tmp;
   const size_t need = static_cast<size_t>(ops::act_q16_row_bytes(n));

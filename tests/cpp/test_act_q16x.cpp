@@ -1,7 +1,9 @@
 // Q16X activation rows (ops/qblocks.h), checked against the layout's definition from the Q16 row
 // of the same values: h / l bytes in the two-register order, the per-lane scales and the offset
 // lanes, for every weight type that reads them, 8- and 16-bit levels, and rows whose last group
-// misses blocks. (The AVX-512 kernels read these rows; this check runs on every machine.)
+// misses blocks, blocks below the tiny threshold (d = 0) and values at exact halves of a level
+// (round half to even). Both paths: the AVX-512 one where the CPU has it and the portable one.
+// (The AVX-512 kernels read these rows; this check runs on every machine.)
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "cpu/isa.h"
 #include "cpu/qgemm.h"
 #include "ops/qblocks.h"
 
@@ -21,13 +24,24 @@ using namespace akvq;
 TEST(ActQ16X, BytesFollowTheLayoutFromTheQ16Row) {
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;
+  struct Cap {  // restores the ISA cap when the test ends, even on failure
+    ~Cap() { cpu::set_isa_cap(cpu::Isa::Avx512); }
+  } restore;
+  for (cpu::Isa cap : {cpu::Isa::Avx512, cpu::Isa::Avx2}) {
+  cpu::set_isa_cap(cap);
   for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
     for (int qmax : {127, 32767}) {
       for (int64_t n : {32, 96, 576, 1536}) {
-        SCOPED_TRACE(std::string("type ") + std::to_string(static_cast<int>(w)) + " qmax " + std::to_string(qmax) +
-                     " n " + std::to_string(n));
+        SCOPED_TRACE(std::string("isa ") + cpu::isa_name(cpu::active_isa()) + " type " +
+                     std::to_string(static_cast<int>(w)) + " qmax " + std::to_string(qmax) + " n " + std::to_string(n));
         std::vector<float> x(static_cast<size_t>(n));
         for (auto& v : x) v = 3.0f * nd(rng);
+        if (n >= 96) {
+          for (int i = 32; i < 64; ++i) x[i] = 1e-31f * nd(rng);  // block 1: below kActTiny, d = 0
+          // block 2: amax 2 * qmax (d = 2), and values at exact halves of a level: 2k + 1 -> k + 0.5
+          x[64] = 2.0f * static_cast<float>(qmax);
+          for (int i = 65; i < 96; ++i) x[i] = static_cast<float>(2 * (i - 80) + 1);
+        }
         std::vector<uint8_t> q16(static_cast<size_t>(ops::act_q16_row_bytes(n)));
         cpu::quantize_row_q16(x.data(), q16.data(), n, qmax);
         std::vector<uint8_t> got(static_cast<size_t>(ops::act_q16x_row_bytes(n)), 0xAB);
@@ -70,5 +84,6 @@ TEST(ActQ16X, BytesFollowTheLayoutFromTheQ16Row) {
     }
   }
 }
+  }
 
 }  // namespace
