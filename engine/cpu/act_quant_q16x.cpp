@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "cpu/act_q16x_rows.h"
 #include "cpu/isa.h"
 #include "cpu/qgemm.h"
 #include "ops/qblocks.h"
@@ -49,53 +50,30 @@ void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, i
   const bool split = qmax > 127;  // 8-bit levels: h = q, l = 0
   const int16_t* q = ops::act_q16_qs(tmp.data());
   const float* d = ops::act_q16_d(tmp.data(), n);
-  const float* s = ops::act_q16_s(tmp.data(), n);
-  const int64_t nb = n / ops::kQK;
-  uint8_t* out = static_cast<uint8_t*>(out_row);
-  const int64_t ng = (n + ops::kQ16XGroup - 1) / ops::kQ16XGroup;
-  std::memset(out, 0, static_cast<size_t>(ng * ops::kQ16XGroupBytes));
-  for (int64_t g = 0; g < ng; ++g) {
-    uint8_t* grp = out + g * ops::kQ16XGroupBytes;
-    uint8_t* h = grp;
-    uint8_t* l = grp + 128;
-    float* d16 = reinterpret_cast<float*>(grp + 256);
-    uint8_t* o16 = grp + 320;
-    for (int k = 0; k < 4; ++k) {
-      const int64_t b = 4 * g + k;
-      if (b >= nb) {  // missing block: h must still read as 0 (Q8_0: 128)
-        if (offset_high) {
-          std::memset(h + 16 * k, 128, 16);
-          std::memset(h + 64 + 16 * k, 128, 16);
-        }
-        continue;
-      }
-      // values i < 16 at h[16k + i], the others at h[64 + 16k + i - 16] (l likewise); branch-free
-      // loops per case so that they vectorize (this runs per token and matmul)
-      const int16_t* qb = q + b * ops::kQK;
-      int32_t sum = 0;
-      for (int i = 0; i < ops::kQK; ++i) sum += qb[i];
-      for (int half = 0; half < 2; ++half) {
-        const int16_t* src = qb + 16 * half;
-        uint8_t* hd = h + 64 * half + 16 * k;
-        uint8_t* ld = l + 64 * half + 16 * k;
-        if (split) {
-          for (int i = 0; i < 16; ++i) {
-            const int hi = src[i] >> 8;  // arithmetic shift: floor(v / 256)
-            hd[i] = static_cast<uint8_t>(offset_high ? hi + 128 : hi);
-            ld[i] = static_cast<uint8_t>(src[i] & 255);
-          }
-        } else if (offset_high) {
-          for (int i = 0; i < 16; ++i) hd[i] = static_cast<uint8_t>(src[i] + 128);
-        } else {
-          for (int i = 0; i < 16; ++i) hd[i] = static_cast<uint8_t>(src[i]);
-        }
-      }
-      for (int j = 0; j < 4; ++j) d16[4 * k + j] = d[b];
-      const int32_t off = -8 * sum;  // Q4_0: (nibble - 8) folded into the integer dot
-      if (weight == DType::Q4_0) std::memcpy(o16 + 16 * k, &off, 4);
-      if (weight == DType::Q4_1) std::memcpy(o16 + 16 * k, &s[b], 4);
-    }
-  }
+  write_q16x_row(static_cast<uint8_t*>(out_row), n, weight,
+                 [&](int64_t b, uint8_t* h_lo, uint8_t* h_hi, uint8_t* l_lo, uint8_t* l_hi) {
+                   // branch-free loops per case so that they vectorize (this runs per token and matmul)
+                   const int16_t* qb = q + b * ops::kQK;
+                   int32_t sum = 0;
+                   for (int i = 0; i < ops::kQK; ++i) sum += qb[i];
+                   for (int half = 0; half < 2; ++half) {
+                     const int16_t* src = qb + 16 * half;
+                     uint8_t* hd = half ? h_hi : h_lo;
+                     uint8_t* ld = half ? l_hi : l_lo;
+                     if (split) {
+                       for (int i = 0; i < 16; ++i) {
+                         const int hi = src[i] >> 8;  // arithmetic shift: floor(v / 256)
+                         hd[i] = static_cast<uint8_t>(offset_high ? hi + 128 : hi);
+                         ld[i] = static_cast<uint8_t>(src[i] & 255);
+                       }
+                     } else if (offset_high) {
+                       for (int i = 0; i < 16; ++i) hd[i] = static_cast<uint8_t>(src[i] + 128);
+                     } else {
+                       for (int i = 0; i < 16; ++i) hd[i] = static_cast<uint8_t>(src[i]);
+                     }
+                   }
+                   return Q16XBlock{d[b], sum};
+                 });
 }
 
 }  // namespace akvq::cpu
