@@ -181,9 +181,10 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
           const int r0 = c * nrh;
           const uint16_t* kc = kh + b * stride + c * hd;
           const uint16_t* vc = vh + b * stride + c * hd;
-          // this head's rows of the next block
-          const tile::Ahead ahead{kc + kBlock * stride, vc + kBlock * stride, stride, hd,
-                                  std::max(0, std::min(kBlock, t1 - b - kBlock))};
+          // this head's rows of the next block (none past the range: no pointer is formed there)
+          const int n_next = std::min(kBlock, t1 - b - kBlock);
+          const tile::Ahead ahead =
+              n_next > 0 ? tile::Ahead{kc + kBlock * stride, vc + kBlock * stride, stride, hd, n_next} : tile::Ahead{};
           if (wide) {
             const uint16_t* kr[kBlock];
             const uint16_t* vr[kBlock];

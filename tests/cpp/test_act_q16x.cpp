@@ -21,14 +21,9 @@ namespace {
 
 using namespace akvq;
 
-TEST(ActQ16X, BytesFollowTheLayoutFromTheQ16Row) {
-  std::mt19937 rng(7);
+// Rows of the active ISA's path against the layout's definition from the Q16 row.
+void check_rows_follow_the_layout(std::mt19937& rng) {
   std::normal_distribution<float> nd;
-  struct Cap {  // restores the ISA cap when the test ends, even on failure
-    ~Cap() { cpu::set_isa_cap(cpu::Isa::Avx512); }
-  } restore;
-  for (cpu::Isa cap : {cpu::Isa::Avx512, cpu::Isa::Avx2}) {
-  cpu::set_isa_cap(cap);
   for (DType w : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
     for (int qmax : {127, 32767}) {
       for (int64_t n : {32, 96, 576, 1536}) {
@@ -84,6 +79,16 @@ TEST(ActQ16X, BytesFollowTheLayoutFromTheQ16Row) {
     }
   }
 }
+
+TEST(ActQ16X, BytesFollowTheLayoutFromTheQ16Row) {
+  std::mt19937 rng(7);
+  struct Cap {  // restores the ISA cap when the test ends, even on failure
+    ~Cap() { cpu::set_isa_cap(cpu::Isa::Avx512); }
+  } restore;
+  for (cpu::Isa cap : {cpu::Isa::Avx512, cpu::Isa::Avx2}) {
+    cpu::set_isa_cap(cap);
+    check_rows_follow_the_layout(rng);
   }
+}
 
 }  // namespace
