@@ -1,7 +1,8 @@
 // AVX-512 GQA decode row kernels (contracts: attend_rows_avx512.h). Per fp16 row of hd = 64
 // values and R = 3 heads, the portable kernels spend 8 conversions and 24 FMAs (8 lanes) on the
-// scores and as many on the values; these spend 4 and 12. SmolLM2 batched decode (9 heads on 3 KV
-// heads of 64) is bound by them: bench/RESULTS.md.
+// scores and as many on the values; these spend 4 and 12 (in cache, the attention of a SmolLM2
+// batched step, 9 heads on 3 KV heads of 64, 66 -> 56 us; from memory it waits on the rows' loads
+// either way: bench/RESULTS.md).
 #include "kv/attend_rows_avx512.h"
 
 #include <algorithm>
