@@ -1,12 +1,10 @@
-// AVX-512 GQA decode row kernels (contracts: attend_rows_avx512.h). Per fp16 row of hd = 64
+// GQA decode row kernels over lists of fp16 rows, AVX-512 where it runs (contracts:
+// attend_rows_avx512.h). Per fp16 row of hd = 64
 // values and R = 3 heads, the portable kernels spend 8 conversions and 24 FMAs (8 lanes) on the
 // scores and as many on the values; these spend 4 and 12 (in cache, the attention of a SmolLM2
 // batched step, 9 heads on 3 KV heads of 64, 66 -> 56 us; from memory it waits on the rows' loads
 // either way: bench/RESULTS.md).
 #include "kv/attend_rows_avx512.h"
-
-#include <algorithm>
-#include <cstring>
 
 #include "cpu/avx512_target.h"
 #include "cpu/isa.h"
@@ -149,36 +147,37 @@ AKVQ_AVX512_END
 
 }  // namespace
 
+#endif
+
 bool active() {
+#if defined(AKVQ_HAVE_AVX512_KERNELS)
   return cpu::active_isa() == cpu::Isa::Avx512;
-}
-
-void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds,
-                   const tile::Ahead& ahead) {
-  tile::in_row_calls(rows, [&](auto R, int r) {
-    scores_rows<R()>(q + r * ldq, ldq, row, n, hd, s + r * lds, lds, r == 0 ? ahead : tile::Ahead{});
-  });
-}
-
-void pv_rows_h(int rows, const float* p, int ldp, int n, const uint16_t* const* row, int hd, float* acc, int lda) {
-  tile::in_row_calls(rows, [&](auto R, int r) { pv_rows<R()>(p + r * ldp, ldp, n, row, hd, acc + r * lda, lda); });
-}
-
 #else
-
-// Without AVX-512 kernels active() is false; the entry points still give the contracted results
-// (the portable kernels).
-bool active() {
   return false;
+#endif
 }
+
 void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row, int n, int hd, float* s, int lds,
                    const tile::Ahead& ahead) {
+#if defined(AKVQ_HAVE_AVX512_KERNELS)
+  if (active()) {
+    tile::in_row_calls(rows, [&](auto R, int r) {
+      scores_rows<R()>(q + r * ldq, ldq, row, n, hd, s + r * lds, lds, r == 0 ? ahead : tile::Ahead{});
+    });
+    return;
+  }
+#endif
   tile::scores_rows_h(rows, q, ldq, [&](int j) { return row[j]; }, n, hd, s, lds, ahead);
 }
+
 void pv_rows_h(int rows, const float* p, int ldp, int n, const uint16_t* const* row, int hd, float* acc, int lda) {
+#if defined(AKVQ_HAVE_AVX512_KERNELS)
+  if (active()) {
+    tile::in_row_calls(rows, [&](auto R, int r) { pv_rows<R()>(p + r * ldp, ldp, n, row, hd, acc + r * lda, lda); });
+    return;
+  }
+#endif
   tile::pv_rows_h(rows, p, ldp, n, [&](int j) { return row[j]; }, hd, acc, lda);
 }
-
-#endif
 
 }  // namespace akvq::kv::tile512

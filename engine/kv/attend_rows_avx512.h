@@ -3,7 +3,9 @@
 // instruction instead of 8. The results are the portable kernels' bits: a 16-lane FMA over
 // values d .. d + 15 is the portable kernel's two 8-lane chains (a0 over d .. d + 7, a1 over
 // d + 8 .. d + 15) side by side, whose halves are then added and reduced in the same order; the
-// value kernel is a chain over j per lane whatever the width. Chosen at run time (cpu/isa.h).
+// value kernel is a chain over j per lane whatever the width. The entry points below choose at run
+// time (cpu/isa.h): the AVX-512 kernels where active(), else the portable ones, so a caller calls
+// them alone.
 #pragma once
 #include <cstdint>
 
@@ -11,8 +13,8 @@
 
 namespace akvq::kv::tile512 {
 
-// Whether the kernels below may run: compiled in (cpu/avx512_target.h) and cpu::active_isa() is
-// AVX-512. Read it per call of an attention (tests switch the ISA cap between calls).
+// Whether the AVX-512 kernels run: compiled in (cpu/avx512_target.h) and cpu::active_isa() is
+// AVX-512 (read per call: tests switch the ISA cap between calls).
 bool active();
 
 // s[r * lds + j] = q[r * ldq + 0:hd] . row[j][0:hd] for r < rows, j < n: tile::scores_rows_h bit

@@ -92,7 +92,6 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   const uint16_t* kbase = k_[layer].data();
   const uint16_t* vbase = v_[layer].data();
   const int64_t stride = row_;
-  const bool wide = tile512::active();  // the GQA row kernels on 16 lanes (the same bits)
 
   pool.run(items * n_split, [&](int task, int thread) {
     const int s = task % n_split;
@@ -185,20 +184,12 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
           const int n_next = std::min(kBlock, t1 - b - kBlock);
           const tile::Ahead ahead =
               n_next > 0 ? tile::Ahead{kc + kBlock * stride, vc + kBlock * stride, stride, hd, n_next} : tile::Ahead{};
-          if (wide) {
-            const uint16_t* kr[kBlock];
-            const uint16_t* vr[kBlock];
-            for (int j = 0; j < nbr; ++j) kr[j] = kc + j * stride, vr[j] = vc + j * stride;
-            tile512::scores_rows_h(nrh, Q + r0 * hd, hd, kr, nbr, hd, S + r0 * kBlock, kBlock, ahead);
-            for (int r = r0; r < r0 + nrh; ++r) softmax_block(r, nbr);
-            tile512::pv_rows_h(nrh, S + r0 * kBlock, kBlock, nbr, vr, hd, acc + r0 * hd, hd);
-            continue;
-          }
-          tile::scores_rows_h(nrh, Q + r0 * hd, hd, [&](int j) { return kc + j * stride; }, nbr, hd,
-                              S + r0 * kBlock, kBlock, ahead);
+          const uint16_t* kr[kBlock];
+          const uint16_t* vr[kBlock];
+          for (int j = 0; j < nbr; ++j) kr[j] = kc + j * stride, vr[j] = vc + j * stride;
+          tile512::scores_rows_h(nrh, Q + r0 * hd, hd, kr, nbr, hd, S + r0 * kBlock, kBlock, ahead);
           for (int r = r0; r < r0 + nrh; ++r) softmax_block(r, nbr);
-          tile::pv_rows_h(nrh, S + r0 * kBlock, kBlock, nbr, [&](int j) { return vc + j * stride; }, hd,
-                          acc + r0 * hd, hd);
+          tile512::pv_rows_h(nrh, S + r0 * kBlock, kBlock, nbr, vr, hd, acc + r0 * hd, hd);
         }
         continue;
       }

@@ -148,7 +148,6 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   for (auto& s : scratch_) {
     if (s.size() < per_thread) s.resize(per_thread);
   }
-  const bool wide = tile512::active();  // the fp16 rows' GQA kernels on 16 lanes (the same bits)
 
   pool.run(items * n_part, [&](int task, int thread) {
     const int s = task % n_part;
@@ -252,22 +251,14 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         auto flush = [&]() {
           if (hpi > 1 && hpi <= kSharedRowsMax && hd % 8 == 0) {  // the heads share each row's conversion
             bool visible[kSharedRowsMax];
-            if (wide) {
-              tile512::scores_rows_h(hpi, Q + r_begin * hd, hd, Kp, nb, hd, S_ + r_begin * kBlock, kBlock);
-            } else {
-              tile::scores_rows_h(hpi, Q + r_begin * hd, hd, k_at, nb, hd, S_ + r_begin * kBlock, kBlock);
-            }
+            tile512::scores_rows_h(hpi, Q + r_begin * hd, hd, Kp, nb, hd, S_ + r_begin * kBlock, kBlock);
             bool all = true;
             for (int r = r_begin; r < r_end; ++r) {
               visible[r - r_begin] = softmax_block(S_ + r * kBlock, nb, m[r], l[r], acc + r * hd, hd);
               all = all && visible[r - r_begin];
             }
             if (all) {
-              if (wide) {
-                tile512::pv_rows_h(hpi, S_ + r_begin * kBlock, kBlock, nb, Vp, hd, acc + r_begin * hd, hd);
-              } else {
-                tile::pv_rows_h(hpi, S_ + r_begin * kBlock, kBlock, nb, v_at, hd, acc + r_begin * hd, hd);
-              }
+              tile512::pv_rows_h(hpi, S_ + r_begin * kBlock, kBlock, nb, Vp, hd, acc + r_begin * hd, hd);
             } else {
               for (int r = r_begin; r < r_end; ++r) {
                 if (visible[r - r_begin]) tile::pv_at(S_ + r * kBlock, nb, v_at, hd, acc + r * hd);
