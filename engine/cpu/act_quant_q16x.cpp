@@ -41,7 +41,9 @@ void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax) {
 }
 
 void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax) {
-  if (active_isa() == Isa::Avx512 && quantize_row_q16x_avx512(x, out_row, n, weight, qmax)) return;
+#if defined(AKVQ_HAVE_AVX512_KERNELS)
+  if (active_isa() == Isa::Avx512) return quantize_row_q16x_avx512(x, out_row, n, weight, qmax);
+#endif
   const bool offset_high = weight == DType::Q8_0;
   thread_local std::vector<uint8_t> tmp;
   const size_t need = static_cast<size_t>(ops::act_q16_row_bytes(n));

@@ -57,18 +57,11 @@ AKVQ_AVX512_END
 
 }  // namespace
 
-bool quantize_row_q16x_avx512(const float* x, void* out_row, int64_t n, DType weight, int qmax) {
+void quantize_row_q16x_avx512(const float* x, void* out_row, int64_t n, DType weight, int qmax) {
   write_q16x_row(static_cast<uint8_t*>(out_row), n, weight,
                  [&](int64_t b, uint8_t* h_lo, uint8_t* h_hi, uint8_t* l_lo, uint8_t* l_hi) {
                    return quantize_block(x + b * ops::kQK, qmax, weight == DType::Q8_0, h_lo, h_hi, l_lo, l_hi);
                  });
-  return true;
-}
-
-#else
-
-bool quantize_row_q16x_avx512(const float*, void*, int64_t, DType, int) {
-  return false;
 }
 
 #endif

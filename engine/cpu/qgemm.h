@@ -125,10 +125,11 @@ void quantize_row_q16k(const float* x, void* out_act_q16k, int64_t n, int qmax =
 // multiple of 32: the integers and scales of quantize_row_q16, regrouped (act_quant_q16x.cpp).
 // With 8-bit levels (qmax = 127) h = q and l = 0, and the kernels skip the l pass.
 void quantize_row_q16x(const float* x, void* out_row, int64_t n, DType weight, int qmax);
-// The same row by the AVX-512 path (act_quant_q16x_avx512.cpp), the same bytes; false (nothing
-// written) in a build without AVX-512 kernels. The CPU must have AVX-512 (quantize_row_q16x checks
-// active_isa() before calling it).
-bool quantize_row_q16x_avx512(const float* x, void* out_row, int64_t n, DType weight, int qmax);
+#if defined(AKVQ_HAVE_AVX512_KERNELS)
+// The same row by the AVX-512 path (act_quant_q16x_avx512.cpp), the same bytes. The CPU must have
+// AVX-512: quantize_row_q16x calls it where active_isa() is AVX-512.
+void quantize_row_q16x_avx512(const float* x, void* out_row, int64_t n, DType weight, int qmax);
+#endif
 // ActQ8K row (ops/qblocks.h: n / 256 super-blocks) of x[n], n a multiple of 256: the integers of
 // quantize_row_q16k with 8-bit levels, in the Q4_K nibble order. qmax > 127: InvalidArgument.
 void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax);
