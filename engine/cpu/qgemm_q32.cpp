@@ -9,6 +9,7 @@
 // m * s) uses the exact per-block sums s of the activation rows.
 #include <cstring>
 
+#include "cpu/prefetch.h"
 #include "cpu/qgemm.h"
 #include "cpu/qgemm_q32_tiles.h"
 #include "cpu/simd.h"
@@ -114,8 +115,7 @@ void Avx2::t1(const q32::Operands<R, 1>& o, float* y) {
   int64_t b = 0;
   for (; b + 2 <= o.nb; b += 2) {
     if (kPrefetch) {
-      for (int r = 0; r < R; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(o.wr[r] + b * K::kBytes + kAvx2PrefetchAhead), _MM_HINT_T0);
+      for (int r = 0; r < R; ++r) prefetch_line(o.wr[r] + b * K::kBytes + kAvx2PrefetchAhead);
     }
     t1_block<K, R>(o.wr, b * K::kBytes, o.xq[0] + b * ops::kQK, o.xd[b], o.xs[b], acc, accm);
     t1_block<K, R>(o.wr, (b + 1) * K::kBytes, o.xq[0] + (b + 1) * ops::kQK, o.xd[b + 1], o.xs[b + 1], acc, accm);

@@ -10,6 +10,7 @@
 // The f32 accumulators hold one lane per row (one token) or per token (one row each).
 #include <cstring>
 
+#include "cpu/prefetch.h"
 #include "cpu/qgemm.h"
 #include "cpu/qgemm_q32_tiles.h"
 #include "cpu/simd.h"
@@ -94,7 +95,7 @@ void Neon::t1(const q32::Operands<R, 1>& o, float* y) {
   for (int64_t b = 0; b < o.nb; ++b) {
     const int64_t off = b * K::kBytes;
     if ((b & 1) == 0) {
-      for (int r = 0; r < R; ++r) __builtin_prefetch(o.wr[r] + off + kPrefetchAhead);
+      for (int r = 0; r < R; ++r) prefetch_line(o.wr[r] + off + kPrefetchAhead);
     }
     int32x4_t p[4];
     for (int r = 0; r < 4; ++r) {

@@ -4,9 +4,9 @@
 #pragma once
 
 #if defined(__x86_64__) || defined(_M_X64)
-#include <xmmintrin.h>
-
 #include <cstddef>
+
+#include "cpu/prefetch.h"
 
 namespace akvq::cpu {
 
@@ -18,12 +18,11 @@ namespace akvq::cpu {
 // interleaved rounds, akvq-cli). The AVX-512 tiles' distance: kAvx512PrefetchAhead (cpu/avx512_target.h).
 constexpr int kAvx2PrefetchAhead = 16384;
 
-// Prefetches the cache lines of [p + Ahead, p + Ahead + bytes). SSE only: the AVX2 and the AVX-512
-// kernels inline it.
+// Prefetches the cache lines of [p + Ahead, p + Ahead + bytes) (cpu::prefetch_line).
 template <int Ahead = kAvx2PrefetchAhead>
 inline void prefetch_ahead(const void* p, size_t bytes) {
   const char* c = static_cast<const char*>(p) + Ahead;
-  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+  for (size_t o = 0; o < bytes; o += 64) prefetch_line(c + o);
 }
 
 }  // namespace akvq::cpu

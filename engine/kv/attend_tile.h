@@ -10,6 +10,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "cpu/prefetch.h"
+
 #if defined(__AVX__) || defined(__F16C__) || defined(__FMA__)
 #include <immintrin.h>
 #endif
@@ -89,24 +91,12 @@ inline void f16_to_f32(const uint16_t* x, float* y, int n) {
 constexpr int kPrefetchRows = 8;
 
 // Asks for the cache lines of the bytes [p, p + n) ahead of their use (a row, a block of packed
-// rows); no effect on values, never faults. (cpu::prefetch_ahead is the weights' version: a fixed
-// distance past p.)
-// The request is an asm statement, not __builtin_prefetch: GCC 12 counts the builtin as no side
-// effect, so a helper made only of such requests (request_ahead below) was judged a const function
-// and its calls deleted (the whole kernel compiled without one request).
-inline void prefetch_line(const char* p) {
-#if defined(__x86_64__) || defined(__i386__)
-  asm volatile("prefetcht0 %0" : : "m"(*p));
-#elif defined(__aarch64__)
-  asm volatile("prfm pldl1keep, [%0]" : : "r"(p));
-#else
-  __builtin_prefetch(p);
-#endif
-}
+// rows), by cpu::prefetch_line. (cpu::prefetch_ahead is the weights' version: a fixed distance
+// past p.)
 inline void prefetch_span(const void* p, size_t n) {
   const char* c = static_cast<const char*>(p);
-  for (size_t i = 0; i < n; i += 64) prefetch_line(c + i);
-  if (n > 0) prefetch_line(c + n - 1);  // the last line when the span does not start on one
+  for (size_t i = 0; i < n; i += 64) cpu::prefetch_line(c + i);
+  if (n > 0) cpu::prefetch_line(c + n - 1);  // the last line when the span does not start on one
 }
 
 // The cache lines of x[0, n) (a K or V row of one head), ahead of its conversion.

@@ -1,0 +1,22 @@
+// One cache-line prefetch request, the primitive under every software prefetch of the CPU kernels
+// (the weights ahead of the matmul tiles, cpu/simd.h; the KV rows ahead of the attention,
+// kv/attend_tile.h). No effect on values, never faults.
+//
+// It is an asm statement, not __builtin_prefetch: GCC 12 counts the builtin as free of side
+// effects, so a small helper made only of such requests is judged a const function and its calls
+// are deleted (the KV rows' helper tile::request_ahead compiled to nothing; bench/RESULTS.md).
+#pragma once
+
+namespace akvq::cpu {
+
+inline void prefetch_line(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetcht0 %0" : : "m"(*static_cast<const char*>(p)));
+#elif defined(__aarch64__)
+  asm volatile("prfm pldl1keep, [%0]" : : "r"(p));
+#else
+  __builtin_prefetch(p);
+#endif
+}
+
+}  // namespace akvq::cpu
