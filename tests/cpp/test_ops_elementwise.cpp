@@ -43,6 +43,31 @@ TEST(OpsElementwise, RmsNorm) {
   }
 }
 
+// rope keeps the cos/sin tables of its last call's positions: a run of calls whose position lists
+// repeat, change in one entry, hold equal neighbours (the sequences of a batched step) or change
+// length, and a change of theta, must each give the reference's rotation, bit-exact tables or not.
+TEST(OpsElementwise, RopeTablesFollowEachCallsPositions) {
+  std::mt19937 rng(3);
+  const int head_dim = 64, n_head = 2, n_rot = 64;
+  struct Call {
+    std::vector<int32_t> pos;
+    float theta;
+  };
+  const std::vector<Call> calls = {{{7, 8, 9}, 1e4f},    {{7, 8, 9}, 1e4f},   {{7, 8, 10}, 1e4f},
+                                   {{5, 5, 5, 5}, 1e4f}, {{5, 6}, 1e4f},      {{5, 6}, 5e5f},
+                                   {{5, 6}, 1e4f},       {{100, 5, 5}, 1e4f}, {{0}, 1e4f}};
+  for (const Call& c : calls) {
+    const int n_tok = static_cast<int>(c.pos.size());
+    auto x = test::random_floats(static_cast<size_t>(n_tok * n_head * head_dim), rng);
+    auto xr = x;
+    ops::rope(x.data(), n_tok, n_head, head_dim, n_rot, c.pos.data(), c.theta, ops::RopeMode::HalfSplit);
+    ops::ref::rope(xr.data(), n_tok, n_head, head_dim, n_rot, c.pos.data(), c.theta, ops::RopeMode::HalfSplit);
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_NEAR(x[i], xr[i], 1e-6 * (1 + std::fabs(xr[i]))) << "call with " << n_tok << " positions, value " << i;
+    }
+  }
+}
+
 TEST(OpsElementwise, RopeBothModesLongPositions) {
   std::mt19937 rng(2);
   for (auto mode : {ops::RopeMode::AdjacentPairs, ops::RopeMode::HalfSplit}) {
