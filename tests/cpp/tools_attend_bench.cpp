@@ -7,10 +7,12 @@
 // cache (compute only). Prints the best step time and the K/V bytes it read per second.
 // usage: tools_attend_bench [mode=f16] [ctx=300] [seqs=8] [layers=30] [n_head_kv=3] [head_dim=64]
 //                           [n_head=9] [reps=20]
+// mode may carry kv options, "akvq2:tsa_layers=none,window=64" (as --kv-opt key=value).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -23,11 +25,25 @@ using namespace akvq;
 
 int main(int argc, char** argv) {
   auto arg = [&](int i, int def) { return argc > i ? std::atoi(argv[i]) : def; };
-  const std::string mode = argc > 1 ? argv[1] : "f16";
+  std::string mode = argc > 1 ? argv[1] : "f16";
+  std::map<std::string, std::string> opts;
+  if (const size_t colon = mode.find(':'); colon != std::string::npos) {
+    std::string rest = mode.substr(colon + 1) + ",";
+    mode.resize(colon);
+    for (size_t a = 0, b; (b = rest.find(',', a)) != std::string::npos; a = b + 1) {
+      const std::string kv = rest.substr(a, b - a);
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos) {
+        std::fprintf(stderr, "kv option '%s' is not key=value\n", kv.c_str());
+        return 2;
+      }
+      opts[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
   const int ctx = arg(2, 300), seqs = arg(3, 8), layers = arg(4, 30), nkv = arg(5, 3), hd = arg(6, 64),
             n_head = arg(7, 9), reps = arg(8, 20);
   kv::KvConfig cfg;
-  cfg.mode = mode, cfg.n_layer = layers, cfg.n_head_kv = nkv, cfg.head_dim = hd, cfg.n_ctx = ctx + reps + 1;
+  cfg.mode = mode, cfg.options = opts, cfg.n_layer = layers, cfg.n_head_kv = nkv, cfg.head_dim = hd, cfg.n_ctx = ctx + reps + 1;
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   std::vector<std::unique_ptr<kv::KvCache>> caches;
