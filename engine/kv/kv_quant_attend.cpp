@@ -212,19 +212,23 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         const int nb = static_cast<int>(std::min<int64_t>(kBlock, pt.b - j0));
         const int32_t* ev = g.evict.data() + j0;  // eviction times, ascending
         if (ev[0] > c0 + i1 - 1) break;           // no query row of the item sees these rows
-        // The K rows of the part's first block at its start, then those of the next block while
-        // this one runs; the block's V rows while its K rows are scored. The scores waited on
-        // their first K loads, and the accumulation on its V rows, each block (the hardware
-        // prefetcher starts late per block). tools_attend_bench akvq2, Zen 5, 4 rounds, medians:
-        // one sequence of 8192 tokens 5.67 -> 5.34 ms, ten of 3840 18.9 -> 16.5 ms (next K rows).
+        // The K rows of the part's first block at its start; the next block's K rows and this
+        // block's V rows while its K rows are scored (RowsAhead: the table kernels spread these
+        // requests over their 64-row blocks). The scores waited on their first K loads, and the
+        // accumulation on its V rows, each block (the hardware prefetcher starts late per block).
+        // tools_attend_bench akvq2, Zen 5: next K rows at the block's start, one sequence of 8192
+        // tokens 5.67 -> 5.34 ms, ten of 3840 18.9 -> 16.5 ms; both spans spread over the scores
+        // instead of requested whole, 6.0 -> 4.9 ms and 16.2-19.3 -> 13.9-15.6 ms (bench/RESULTS.md).
         const size_t kb = kc.row_bytes();
         if (j0 == pt.a) tile::prefetch_span(g.k[kvh].data() + j0 * kb, nb * kb);
         const int64_t n_next = std::min<int64_t>(kBlock, pt.b - j0 - nb);
-        if (n_next > 0) tile::prefetch_span(g.k[kvh].data() + (j0 + nb) * kb, n_next * kb);
-        tile::prefetch_span(g.v[kvh].data() + j0 * vc.row_bytes(), nb * vc.row_bytes());
-        for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
+        RowsAhead ahead;
+        if (n_next > 0) ahead.p[0] = g.k[kvh].data() + (j0 + nb) * kb, ahead.n[0] = n_next * kb;
+        ahead.p[1] = g.v[kvh].data() + j0 * vc.row_bytes(), ahead.n[1] = nb * vc.row_bytes();
+        for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {  // the first pass requests them
           kc.scores_multi(Q + r0 * hd, hd, qs + (r0 * 2 + cls) * ng, 2 * ng, std::min(kMaxQueries, nr - r0),
-                          g.k[kvh].data() + j0 * kc.row_bytes(), kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock);
+                          g.k[kvh].data() + j0 * kc.row_bytes(), kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock,
+                          r0 == 0 ? &ahead : nullptr);
         }
         // rows evicted after the first query row's position are hidden from the earlier rows
         const bool hidden = ev[nb - 1] > c0 + i0;

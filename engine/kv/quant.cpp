@@ -171,7 +171,7 @@ void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, si
                       float* out) const {
   if (n_rows <= 0) return;
   if (lut_) {
-    (lut_wide_ ? simd512::scores_lut : simd::scores_lut)(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
+    (lut_wide_ ? simd512::scores_lut : simd::scores_lut)(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0, nullptr);
   } else if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
   } else if (simd_) {
@@ -193,13 +193,17 @@ void RowCodec::accumulate(const float* p, const uint8_t* rows, size_t stride, in
 }
 
 void RowCodec::scores_multi(const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                            const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) const {
+                            const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                            const RowsAhead* ahead) const {
   if (n_rows <= 0 || nq <= 0) return;
   if (nq > kMaxQueries) throw InvalidArgument("[kv] scores_multi: nq > kMaxQueries");
-  if (lut_) {
+  if (lut_) {  // the table kernels spread the requests over their blocks
     (lut_wide_ ? simd512::scores_lut : simd::scores_lut)(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride,
-                                                         n_rows, out, out_stride);
-  } else if (wide_) {
+                                                         n_rows, out, out_stride, ahead);
+    return;
+  }
+  request_ahead(ahead, 0, n_rows, n_rows);
+  if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride, n_rows, out,
                           out_stride);
   } else if (simd_) {

@@ -29,6 +29,8 @@
 #include <cstring>
 #include <string>
 
+#include "cpu/prefetch.h"
+
 namespace akvq::kv {
 
 enum class Levels { Uniform, Gaussian };
@@ -67,6 +69,36 @@ void quantize_row(const QuantSpec& spec, const float* x, int n, uint8_t* out);
 // out[n] = x̂ of the packed row.
 void dequantize_row(const QuantSpec& spec, const uint8_t* row, int n, float* out);
 
+// Byte spans to request into the cache while rows are scored (no effect on any value): decode asks
+// for the next block's K rows and the current block's V rows. The table kernels spread the requests
+// over their blocks (each span in proportion to the rows scored), so the loads overlap the
+// arithmetic; the other kernels get them requested at the start of the call. SmolLM2 shape, one
+// sequence of 8192 tokens, 30 layers, akvq2 decode attention on a Zen 5: 6.0 -> 4.9 ms per step
+// against the whole spans at the start of each block (bench/RESULTS.md).
+struct RowsAhead {
+  const uint8_t* p[2] = {nullptr, nullptr};
+  size_t n[2] = {0, 0};
+};
+// The cache lines [first, end) (addresses, first 64-byte aligned) of span s of a that fall to rows
+// [t0, t1) of n_rows: span bytes in proportion to the rows. Over t0 = 0, k, 2k, ... up to n_rows they
+// cover the span's every line and no byte outside the lines it touches.
+inline void ahead_lines(const RowsAhead& a, int s, int64_t t0, int64_t t1, int64_t n_rows, uintptr_t& first,
+                        uintptr_t& end) {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(a.p[s]);
+  first = (base + a.n[s] * static_cast<size_t>(t0) / static_cast<size_t>(n_rows)) & ~uintptr_t{63};
+  end = base + a.n[s] * static_cast<size_t>(t1) / static_cast<size_t>(n_rows);
+}
+// Requests those lines of both spans (a may be nullptr: nothing).
+inline void request_ahead(const RowsAhead* a, int64_t t0, int64_t t1, int64_t n_rows) {
+  if (a == nullptr || n_rows <= 0) return;
+  for (int s = 0; s < 2; ++s) {
+    if (a->p[s] == nullptr || a->n[s] == 0) continue;
+    uintptr_t x, end;
+    ahead_lines(*a, s, t0, t1, n_rows, x, end);
+    for (; x < end; x += 64) cpu::prefetch_line(reinterpret_cast<const void*>(x));
+  }
+}
+
 // A validated spec bound to a row length, with the kernels chosen once (use this in hot loops;
 // the free functions above and below build one per call). Cheap to copy.
 constexpr int kMaxQueries = 4;  // queries per call of RowCodec::scores_multi / accumulate_multi
@@ -96,8 +128,10 @@ class RowCodec {
 
   // The same for nq <= kMaxQueries queries at once (each chunk of codes is expanded once for all):
   // query j is q + j·q_stride with sums qsum + j·qsum_stride, its scores go to out + j·out_stride.
+  // ahead: spans requested into the cache meanwhile (RowsAhead), or nullptr.
   void scores_multi(const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                    const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) const;
+                    const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                    const RowsAhead* ahead = nullptr) const;
   // acc + j·acc_stride [n] += Σ_t (p + j·p_stride)[t] · x̂_t for j < nq <= kMaxQueries.
   void accumulate_multi(const float* p, size_t p_stride, int nq, const uint8_t* rows, size_t stride, int64_t n_rows,
                         float* acc, size_t acc_stride) const;
@@ -220,7 +254,8 @@ inline int lut_block(const uint8_t* rows, size_t stride, int64_t t, int64_t n_ro
   return nr;
 }
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride);
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                const RowsAhead* ahead = nullptr);
 // The tables of one query q[n] (AVX2 builds only; quant_lut_avx2.cpp): tab[p] = 32 bytes, the 16
 // int8 entries T8(p, i) of pair p (ref::scores_lut) in both halves, p < n/2; tmp: 8·n floats of
 // scratch. Returns the entries' scale s (0, with zero tables, unless lut_scale_usable).
@@ -240,7 +275,8 @@ void accumulate_multi(const QuantSpec& spec, int group, const float* levels, con
 // simd::scores_lut with 64 rows per block (quant_lut_avx512.cpp): the same results bit for bit
 // (simd::scores_lut itself in a build without AVX-512 table kernels).
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride);
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                const RowsAhead* ahead = nullptr);
 }  // namespace simd512
 
 }  // namespace akvq::kv

@@ -115,7 +115,8 @@ inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* tab,
 
 template <int NQ, int CH>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
-                  const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
+                  const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost,
+                  const RowsAhead* ahead) {
   float lc[4];
   const float mid = centred_levels(levels, lc);
   alignas(32) __m256i tab[NQ * kMaxPos];
@@ -128,6 +129,7 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
   }
   alignas(32) uint8_t pad[kRows * (4 + kMaxLutRow / 4)];  // the last partial block
   for (int64_t t = 0; t < n_rows; t += kRows) {
+    request_ahead(ahead, t, std::min<int64_t>(n_rows, t + kRows), n_rows);
     const uint8_t* r0;
     size_t rst;
     const int nr = lut_block(rows, stride, t, n_rows, kRows, n, pad, r0, rst);
@@ -161,32 +163,35 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
 
 template <int NQ>
 void scores_lut_nq(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
-                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
+                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost, const RowsAhead* ahead) {
   switch (n / 64) {
-    case 1: return scores_lut_k<NQ, 1>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
-    case 2: return scores_lut_k<NQ, 2>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
-    case 3: return scores_lut_k<NQ, 3>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
-    default: return scores_lut_k<NQ, 4>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
+    case 1: return scores_lut_k<NQ, 1>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
+    case 2: return scores_lut_k<NQ, 2>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
+    case 3: return scores_lut_k<NQ, 3>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
+    default: return scores_lut_k<NQ, 4>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
   }
 }
 
 }  // namespace
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                const RowsAhead* ahead) {
   switch (nq) {
-    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
     default:
-      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
   }
 }
 
 #elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (quant_lut_neon.cpp): RowCodec never asks
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                const RowsAhead* ahead) {
+  request_ahead(ahead, 0, n_rows, n_rows);
   for (int j = 0; j < nq; ++j) {
     ref::scores_lut(levels, q + j * q_stride, qsum[j * qsum_stride], n, rows, stride, n_rows, out + j * out_stride);
   }

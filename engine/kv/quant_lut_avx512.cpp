@@ -6,6 +6,7 @@
 // against ones: per code byte and query, one pass of these 8 instructions serves 64 rows instead
 // of 32. The int16 sums are exact and the epilogue is the AVX2 kernel's fma sequence, so the
 // scores are those of simd::scores_lut and ref::scores_lut bit for bit.
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -88,7 +89,8 @@ inline __m512i row_offsets16(size_t stride) {
 
 template <int NQ, int CH>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
-                  const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
+                  const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost,
+                  const RowsAhead* ahead) {
   float lc[4];
   const float mid = simd::centred_levels(levels, lc);
   alignas(64) __m256i tab[NQ * kMaxPos];
@@ -105,6 +107,7 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
   const __m512i hi_idx = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);  // lanes 2, 3 (rows 32..63)
   alignas(64) uint8_t pad[kRows * (4 + simd::kMaxLutRow / 4)];  // the last partial block
   for (int64_t t = 0; t < n_rows; t += kRows) {
+    request_ahead(ahead, t, std::min<int64_t>(n_rows, t + kRows), n_rows);
     const uint8_t* r0;
     size_t rst;
     const int nr = simd::lut_block(rows, stride, t, n_rows, kRows, n, pad, r0, rst);
@@ -141,12 +144,12 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
 
 template <int NQ>
 void scores_lut_nq(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
-                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
+                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost, const RowsAhead* ahead) {
   switch (n / 64) {
-    case 1: return scores_lut_k<NQ, 1>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
-    case 2: return scores_lut_k<NQ, 2>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
-    case 3: return scores_lut_k<NQ, 3>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
-    default: return scores_lut_k<NQ, 4>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost);
+    case 1: return scores_lut_k<NQ, 1>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
+    case 2: return scores_lut_k<NQ, 2>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
+    case 3: return scores_lut_k<NQ, 3>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
+    default: return scores_lut_k<NQ, 4>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
   }
 }
 
@@ -155,21 +158,23 @@ AKVQ_AVX512_END
 }  // namespace
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                const RowsAhead* ahead) {
   switch (nq) {
-    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
     default:
-      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
   }
 }
 
 #else  // no AVX-512 table kernels in this build: the AVX2 / NEON ones (RowCodec does not ask)
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {
-  simd::scores_lut(levels, q, q_stride, qsum, qsum_stride, nq, n, rows, stride, n_rows, out, out_stride);
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                const RowsAhead* ahead) {
+  simd::scores_lut(levels, q, q_stride, qsum, qsum_stride, nq, n, rows, stride, n_rows, out, out_stride, ahead);
 }
 
 #endif

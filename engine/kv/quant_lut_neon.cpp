@@ -68,7 +68,8 @@ inline float build_tables(const float* q, int n, const float* lc, int8x16_t* tab
 
 template <int NQ>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
-                  const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
+                  const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost,
+                  const RowsAhead* ahead) {
   float lc[4];
   const float mid = centred_levels(levels, lc);
   const int ch_n = n / 64;  // chunks of 16 code bytes
@@ -83,6 +84,7 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
   uint8_t pad[kRows * (4 + kMaxLutRow / 4)];  // the last partial block
   const uint8x16_t m4 = vdupq_n_u8(0x0F);
   for (int64_t t = 0; t < n_rows; t += kRows) {
+    request_ahead(ahead, t, std::min<int64_t>(n_rows, t + kRows), n_rows);
     const uint8_t* r0;
     size_t rst;
     const int nr = lut_block(rows, stride, t, n_rows, kRows, n, pad, r0, rst);
@@ -123,12 +125,13 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
 }  // namespace
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
-                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride) {
+                int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
+                const RowsAhead* ahead) {
   switch (nq) {
-    case 1: return scores_lut_k<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    case 2: return scores_lut_k<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    case 3: return scores_lut_k<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    default: return scores_lut_k<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+    case 1: return scores_lut_k<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 2: return scores_lut_k<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 3: return scores_lut_k<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    default: return scores_lut_k<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
   }
 }
 

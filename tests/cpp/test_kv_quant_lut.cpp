@@ -8,6 +8,8 @@
 
 #include <akvq/error.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -103,8 +105,16 @@ TEST(KvQuantLut, KernelsEqualTheDefinitionBitForBit) {
             for (auto& v : q) v = (nq == 2 ? 40.0f : 1.0f) * nd(rng);
             if (nq == 3) std::fill(q.begin() + qst, q.begin() + qst + n, 0.0f);  // query 1: all zero
             for (int j = 0; j < nq; ++j) qsum[2 * j] = group_sum(&q[j * qst], n);
-            std::vector<float> out(ost * nq, -7.0f);
+            std::vector<float> out(ost * nq, -7.0f), out_ahead(out);
             codec.scores_multi(q.data(), qst, qsum.data(), 2, nq, r.bytes.data(), r.stride, n_rows, out.data(), ost);
+            // requests of other spans while scoring change no value
+            akvq::kv::RowsAhead ahead;
+            ahead.p[0] = r.bytes.data() + 1, ahead.n[0] = r.bytes.size() - 1;
+            ahead.p[1] = reinterpret_cast<const uint8_t*>(q.data()), ahead.n[1] = q.size() * sizeof(float);
+            codec.scores_multi(q.data(), qst, qsum.data(), 2, nq, r.bytes.data(), r.stride, n_rows, out_ahead.data(),
+                               ost, &ahead);
+            ASSERT_EQ(0, std::memcmp(out.data(), out_ahead.data(), out.size() * sizeof(float)))
+                << akvq::cpu::isa_name(isa) << " n " << n << " nq " << nq << " rows " << n_rows;
             for (int j = 0; j < nq; ++j) {
               std::vector<float> want(n_rows);
               akvq::kv::ref::scores_lut(codec.levels(), &q[j * qst], qsum[2 * j], n, r.bytes.data(), r.stride, n_rows,
@@ -125,6 +135,36 @@ TEST(KvQuantLut, KernelsEqualTheDefinitionBitForBit) {
   akvq::cpu::set_isa_cap(akvq::cpu::Isa::Avx512);  // no cap: the CPU's best again
   if (n_isas == 0) GTEST_SKIP() << "this CPU/build has no table kernels (AVX2, AVX-512 or NEON)";
   EXPECT_EQ(n_cases, n_isas * 2 * 4 * kMaxQueries * 11);
+}
+
+// The table kernels request each RowsAhead span in pieces, one per block of rows: the pieces
+// cover every cache line of the span and reach no line outside it, whatever the span's alignment,
+// length, row count and block.
+TEST(KvQuantLut, RowsAheadPiecesCoverTheirSpans) {
+  std::mt19937 rng(11);
+  int n_cases = 0;
+  for (int trial = 0; trial < 2000; ++trial) {
+    const size_t n = 1 + rng() % 6000;
+    const uintptr_t base = 4096 * 16 + rng() % 64;
+    const int64_t n_rows = 1 + rng() % 700;
+    const int block = std::array<int, 4>{1, 16, 32, 64}[rng() % 4];
+    akvq::kv::RowsAhead a;
+    a.p[1] = reinterpret_cast<const uint8_t*>(base), a.n[1] = n;
+    const uintptr_t line0 = base & ~uintptr_t{63}, last = (base + n - 1) & ~uintptr_t{63};
+    uintptr_t covered = line0;  // lines [line0, covered) requested so far
+    for (int64_t t = 0; t < n_rows; t += block) {
+      uintptr_t first, end;
+      akvq::kv::ahead_lines(a, 1, t, std::min<int64_t>(n_rows, t + block), n_rows, first, end);
+      ASSERT_EQ(first % 64, 0u);
+      ASSERT_GE(first, line0) << "n " << n << " rows " << n_rows << " t " << t;
+      ASSERT_LE(end, base + n) << "n " << n << " rows " << n_rows << " t " << t;
+      ASSERT_LE(first, covered) << "a gap before row " << t << " (n " << n << ", rows " << n_rows << ")";
+      for (uintptr_t x = first; x < end; x += 64) covered = std::max(covered, x + 64);
+    }
+    ASSERT_EQ(covered, last + 64) << "n " << n << " rows " << n_rows << " block " << block;
+    ++n_cases;
+  }
+  EXPECT_EQ(n_cases, 2000);
 }
 
 TEST(KvQuantLut, DefinitionIsWithinItsBoundOfTheExactProducts) {
