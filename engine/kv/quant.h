@@ -262,8 +262,8 @@ void scores_lut(const float* levels, const float* q, size_t q_stride, const floa
 float lut_tables(const float* q, int n, const float* lc, void* tab, float* tmp);
 }  // namespace simd
 
-// AVX-512 attention kernels (quant_avx512.cpp) for 2-bit rows, uniform or Gaussian levels, groups
-// of a multiple of 16 values; `available` is false when the build has no AVX-512 kernels (the
+// AVX-512 attention kernels (quant_avx512.cpp) for 2-bit and 4-bit rows, uniform or Gaussian
+// levels, groups of a multiple of 16 values; `available` is false when the build has no AVX-512 kernels (the
 // CPU's support is RowCodec's check). Same contracts as the simd:: multi kernels.
 namespace simd512 {
 bool available(const QuantSpec& spec, int group, int n);

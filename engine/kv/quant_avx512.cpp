@@ -1,17 +1,19 @@
-// AVX-512 attention kernels over packed 2-bit KV rows (layout in quant.h), chosen at run time by
-// RowCodec (cpu/isa.h) for 2-bit specs with groups of a multiple of 16 values; every other spec
+// AVX-512 attention kernels over packed 2-bit and 4-bit KV rows (layout in quant.h), chosen at run
+// time by RowCodec (cpu/isa.h) for specs with groups of a multiple of 16 values; every other spec
 // keeps the AVX2 kernels (quant_avx2.cpp).
 //
-// One code dword holds 16 codes. A code becomes its level with one in-lane permute (vpermilps
-// reads bits [1:0] of each lane, so no mask is needed) of the 4 levels repeated per 128 bits: the
-// uniform table {0, 1, 2, 3} and the Gaussian {-a, -b, b, a} cost the same, no int->float convert
-// and no table walk per code.
+// One code dword holds 16 2-bit or 8 4-bit codes. A code becomes its level with one permute and no
+// mask: 2-bit, an in-lane vpermilps (it reads bits [1:0] of each lane) of the 4 levels repeated per
+// 128 bits; 4-bit, a vpermps (bits [3:0]) of the 16 levels. Uniform and Gaussian tables cost the
+// same, no int->float convert and no table walk per code.
 //   scores:     a lane per row (16 rows per pass). The code dwords and group headers of 16 rows
 //               are gathered once; code i of all 16 rows is then one shift by an immediate and one
 //               permute, shared by the NQ queries (q_j[i] broadcast from memory into the FMA).
 //               No horizontal sums: lane t ends with row t's score.
-//   accumulate: a lane per channel. Per row: a broadcast code dword, a variable shift and a
-//               permute per 16 channels, shared by the NQ weight vectors.
+//   accumulate: a lane per channel. Per row and 16 channels: a broadcast of their codes (a dword,
+//               2-bit; a qword, 4-bit), a variable shift and a permute, shared by the NQ weight
+//               vectors. 4-bit: lane 2k holds channel k and lane 2k + 1 channel 8 + k (the qword's
+//               two dwords alternate across the lanes), permuted back when the sums are stored.
 // Order of the arithmetic (a row's result depends only on its own data, never on the other rows
 // or queries of the call, so decode and prefill give the same bits):
 //   score  = Σ_g (Σ_{even i} q_i·L_i + Σ_{odd i} q_i·L_i)·scale_g  (each Σ in code order, fp32)
@@ -40,22 +42,28 @@ constexpr int kRowBlock = 64;   // rows per block of accumulate (weights p·scal
 
 AKVQ_AVX512_BEGIN
 
-// Levels of the 16 codes in bits [1:0] of the lanes of c (higher bits are ignored).
+// Levels of the 16 codes in the low BITS bits of the lanes of c (higher bits are ignored).
+template <int BITS>
 inline __m512 levels16(__m512 table, __m512i c) {
-  return _mm512_permutevar_ps(table, c);
+  if constexpr (BITS == 2) return _mm512_permutevar_ps(table, c);
+  return _mm512_permutexvar_ps(c, table);
 }
 
-inline __m512 table4(const float* levels) {
-  return _mm512_broadcast_f32x4(_mm_loadu_ps(levels));
+// The level table as levels16 reads it: 2-bit, the 4 levels in each 128-bit lane; 4-bit, the 16.
+template <int BITS>
+inline __m512 level_table16(const float* levels) {
+  if constexpr (BITS == 2) return _mm512_broadcast_f32x4(_mm_loadu_ps(levels));
+  return _mm512_loadu_ps(levels);
 }
 
 // ---------------------------------------------------------------- scores (a lane per row)
 
 // out_j[t] for up to 16 rows t0..t0+m (mask k), NQ queries q_j = q + j·qst.
-template <int NQ>
+template <int BITS, int NQ>
 inline void scores16(int group, int ng, const __m512 table, const float* q, size_t qst, const float* qsum, size_t qsst,
                      const uint8_t* base, __m512i idx, __mmask16 k, float* out, size_t ost) {
-  const int wpg = group / 16;  // code dwords per group
+  constexpr int kCpd = 32 / BITS;  // codes per dword
+  const int wpg = group / kCpd;    // code dwords per group
   const uint8_t* codes = base + 4 * static_cast<size_t>(ng);
   __m512 r[NQ], off[NQ];
 #pragma GCC unroll 4
@@ -69,11 +77,11 @@ inline void scores16(int group, int ng, const __m512 table, const float* q, size
     for (int w = 0; w < wpg; ++w) {
       const int d = g * wpg + w;  // code dword of the row
       const __m512i c = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx, codes + 4 * d, 1);
-      const float* qd = q + 16 * d;
+      const float* qd = q + kCpd * d;
 #pragma GCC unroll 8
-      for (int i = 0; i < 16; i += 2) {
-        const __m512 f0 = levels16(table, _mm512_srli_epi32(c, 2 * i));
-        const __m512 f1 = levels16(table, _mm512_srli_epi32(c, 2 * i + 2));
+      for (int i = 0; i < kCpd; i += 2) {
+        const __m512 f0 = levels16<BITS>(table, _mm512_srli_epi32(c, BITS * i));
+        const __m512 f1 = levels16<BITS>(table, _mm512_srli_epi32(c, BITS * i + BITS));
 #pragma GCC unroll 4
         for (int j = 0; j < NQ; ++j) {
           a0[j] = _mm512_fmadd_ps(f0, _mm512_set1_ps(qd[j * qst + i]), a0[j]);
@@ -91,41 +99,56 @@ inline void scores16(int group, int ng, const __m512 table, const float* q, size
   for (int j = 0; j < NQ; ++j) _mm512_mask_storeu_ps(out + j * ost, k, _mm512_add_ps(r[j], off[j]));
 }
 
-template <int NQ>
+template <int BITS, int NQ>
 void scores_k(int group, const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
               const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
   const int ng = n / group;
-  const __m512 table = table4(levels);
+  const __m512 table = level_table16<BITS>(levels);
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(stride)));  // byte offset of row t0 + lane
   for (int64_t t0 = 0; t0 < n_rows; t0 += 16) {
     const int m = static_cast<int>(std::min<int64_t>(16, n_rows - t0));
     const __mmask16 k = static_cast<__mmask16>((1u << m) - 1);
-    scores16<NQ>(group, ng, table, q, qst, qsum, qsst, rows + t0 * stride, idx, k, out + t0, ost);
+    scores16<BITS, NQ>(group, ng, table, q, qst, qsum, qsst, rows + t0 * stride, idx, k, out + t0, ost);
   }
 }
 
 // ---------------------------------------------------------------- accumulate (a lane per channel)
 
-// acc_j[16·NCH channels from dword d0] += Σ_t w_j[t] · L[codes], rows [0, nb) of the block at rows
+// acc_j[16·NCH channels from code_off] += Σ_t w_j[t] · L[codes], rows [0, nb) of the block at rows
 // (w_j = w + j·kRowBlock: p_j[t]·scale_{t,g} of the tile's group).
-template <int NQ, int NCH>
+template <int BITS, int NQ, int NCH>
 inline void acc_tile(const float* w, const uint8_t* rows, size_t stride, int nb, size_t code_off, const __m512 table,
                      float* acc, size_t ast) {
-  const __m512i sh = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  // 4-bit: lane 2k holds channel k, lane 2k + 1 channel 8 + k (file comment)
+  const __m512i to_lanes = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const __m512i to_channels = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m512i sh = BITS == 2 ? _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30)
+                               : _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
   __m512 a[NQ * NCH];
 #pragma GCC unroll 16
   for (int j = 0; j < NQ; ++j) {
 #pragma GCC unroll 8
-    for (int c = 0; c < NCH; ++c) a[j * NCH + c] = _mm512_loadu_ps(acc + j * ast + 16 * c);
+    for (int c = 0; c < NCH; ++c) {
+      const __m512 v = _mm512_loadu_ps(acc + j * ast + 16 * c);
+      a[j * NCH + c] = BITS == 2 ? v : _mm512_permutexvar_ps(to_lanes, v);
+    }
   }
   for (int t = 0; t < nb; ++t) {
     const uint8_t* codes = rows + t * stride + code_off;
 #pragma GCC unroll 8
     for (int c = 0; c < NCH; ++c) {
-      uint32_t cw;
-      std::memcpy(&cw, codes + 4 * c, 4);
-      const __m512 f = levels16(table, _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(cw)), sh));
+      __m512i cw;
+      if constexpr (BITS == 2) {
+        uint32_t d;
+        std::memcpy(&d, codes + 4 * c, 4);
+        cw = _mm512_set1_epi32(static_cast<int>(d));
+      } else {
+        uint64_t d;
+        std::memcpy(&d, codes + 8 * c, 8);
+        cw = _mm512_set1_epi64(static_cast<long long>(d));
+      }
+      const __m512 f = levels16<BITS>(table, _mm512_srlv_epi32(cw, sh));
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j)
         a[j * NCH + c] = _mm512_fmadd_ps(f, _mm512_set1_ps(w[j * kRowBlock + t]), a[j * NCH + c]);
@@ -134,15 +157,18 @@ inline void acc_tile(const float* w, const uint8_t* rows, size_t stride, int nb,
 #pragma GCC unroll 16
   for (int j = 0; j < NQ; ++j) {
 #pragma GCC unroll 8
-    for (int c = 0; c < NCH; ++c) _mm512_storeu_ps(acc + j * ast + 16 * c, a[j * NCH + c]);
+    for (int c = 0; c < NCH; ++c) {
+      const __m512 v = a[j * NCH + c];
+      _mm512_storeu_ps(acc + j * ast + 16 * c, BITS == 2 ? v : _mm512_permutexvar_ps(to_channels, v));
+    }
   }
 }
 
-template <int NQ, int NCH>
+template <int BITS, int NQ, int NCH>
 void accumulate_k(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
                   int64_t n_rows, int n, float* acc, size_t ast) {
-  const int ng = n / group, wpg = group / 16;
-  const __m512 table = table4(levels);
+  const int ng = n / group, wpg = group / 16;  // 16-channel chunks per group
+  const __m512 table = level_table16<BITS>(levels);
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(stride)));  // byte offset of row t + lane
   float osum[NQ][kMaxGroups] = {};
@@ -169,8 +195,8 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) osum[j][g] += _mm512_reduce_add_ps(os[j]);
       for (int d = g * wpg; d < (g + 1) * wpg; d += NCH) {
-        acc_tile<NQ, NCH>(w, blk, stride, nb, 4 * static_cast<size_t>(ng) + 4 * static_cast<size_t>(d), table,
-                          acc + 16 * d, ast);
+        acc_tile<BITS, NQ, NCH>(w, blk, stride, nb, 4 * static_cast<size_t>(ng) + 2 * BITS * static_cast<size_t>(d),
+                                table, acc + 16 * d, ast);
       }
     }
   }
@@ -187,16 +213,40 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
 
 // Channel tile (zmm per query): the largest of 8, 4, 2, 1 that divides the group's dwords and
 // keeps NQ·NCH <= 16 accumulators.
-template <int NQ>
+template <int BITS, int NQ>
 void accumulate_nch(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
                     int64_t n_rows, int n, float* acc, size_t ast) {
   const int wpg = group / 16;
   if constexpr (NQ <= 2) {
-    if (wpg % 8 == 0) return accumulate_k<NQ, 8>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+    if (wpg % 8 == 0) return accumulate_k<BITS, NQ, 8>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
   }
-  if (wpg % 4 == 0) return accumulate_k<NQ, 4>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-  if (wpg % 2 == 0) return accumulate_k<NQ, 2>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-  return accumulate_k<NQ, 1>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+  if (wpg % 4 == 0) return accumulate_k<BITS, NQ, 4>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+  if (wpg % 2 == 0) return accumulate_k<BITS, NQ, 2>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+  return accumulate_k<BITS, NQ, 1>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+}
+
+template <int BITS>
+void scores_bits(int group, const float* levels, const float* q, size_t q_stride, const float* qsum,
+                 size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out,
+                 size_t out_stride) {
+  switch (nq) {
+    case 1: return scores_k<BITS, 1>(group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+    case 2: return scores_k<BITS, 2>(group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+    case 3: return scores_k<BITS, 3>(group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+    default:
+      return scores_k<BITS, 4>(group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
+  }
+}
+
+template <int BITS>
+void accumulate_bits(int group, const float* levels, const float* p, size_t p_stride, int nq, const uint8_t* rows,
+                     size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
+  switch (nq) {
+    case 1: return accumulate_nch<BITS, 1>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+    case 2: return accumulate_nch<BITS, 2>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+    case 3: return accumulate_nch<BITS, 3>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+    default: return accumulate_nch<BITS, 4>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+  }
 }
 
 AKVQ_AVX512_END
@@ -204,29 +254,21 @@ AKVQ_AVX512_END
 }  // namespace
 
 bool available(const QuantSpec& spec, int group, int n) {
-  return spec.bits == 2 && group > 0 && group % 16 == 0 && n % group == 0 && n / group <= kMaxGroups;
+  return (spec.bits == 2 || spec.bits == 4) && group > 0 && group % 16 == 0 && n % group == 0 &&
+         n / group <= kMaxGroups;
 }
 
-void scores_multi(const QuantSpec&, int group, const float* levels, const float* q, size_t q_stride, const float* qsum,
-                  size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out,
-                  size_t out_stride) {
-  switch (nq) {
-    case 1: return scores_k<1>(group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    case 2: return scores_k<2>(group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    case 3: return scores_k<3>(group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-    default:
-      return scores_k<4>(group, levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride);
-  }
+void scores_multi(const QuantSpec& spec, int group, const float* levels, const float* q, size_t q_stride,
+                  const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,
+                  int64_t n_rows, float* out, size_t out_stride) {
+  (spec.bits == 2 ? scores_bits<2> : scores_bits<4>)(group, levels, q, q_stride, qsum, qsum_stride, nq, n, rows,
+                                                     stride, n_rows, out, out_stride);
 }
 
-void accumulate_multi(const QuantSpec&, int group, const float* levels, const float* p, size_t p_stride, int nq,
+void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
                       const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
-  switch (nq) {
-    case 1: return accumulate_nch<1>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    case 2: return accumulate_nch<2>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    case 3: return accumulate_nch<3>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    default: return accumulate_nch<4>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-  }
+  (spec.bits == 2 ? accumulate_bits<2> : accumulate_bits<4>)(group, levels, p, p_stride, nq, rows, stride, n_rows, n,
+                                                             acc, acc_stride);
 }
 
 #else  // no AVX-512 kernels in this build: RowCodec never picks these

@@ -1,4 +1,4 @@
-// The AVX-512 attention kernels of 2-bit rows (quant_avx512.cpp) and the AVX2 kernels on the same
+// The AVX-512 attention kernels of 2-bit and 4-bit rows (quant_avx512.cpp) and the AVX2 kernels on the same
 // inputs, each against the products computed in double on the dequantized rows, with the same
 // tolerance (1e-5 of the sum of |terms|): they differ by float rounding only (the AVX-512 scores
 // sum each row in two chains of even and odd codes, the AVX2 ones in 8 lanes). A row's score does not depend on the
@@ -33,14 +33,16 @@ bool have_avx512() {
 struct Case {
   int n, group, nq, n_rows;
   Levels lv;
+  int bits = 2;
 };
 
-// Scores and accumulators of nq queries over n_rows random 2-bit rows with the kernels of `isa`,
+// Scores and accumulators of nq queries over n_rows random rows of c.bits with the kernels of `isa`,
 // checked against the products in double on the dequantized rows.
 void run(const Case& c, Isa isa, uint32_t seed, bool* avx512_used) {
   IsaCap cap(isa);
   QuantSpec s;
-  s.bits = 2, s.group = c.group, s.levels = c.lv, s.clip = c.lv == Levels::Gaussian ? 0.9f : 0.6f;
+  s.bits = c.bits, s.group = c.group, s.levels = c.lv;
+  s.clip = c.bits == 4 ? 1.0f : c.lv == Levels::Gaussian ? 0.9f : 0.6f;
   const RowCodec codec(s, c.n);
   *avx512_used = codec.avx512();
   std::mt19937 rng(seed);
@@ -67,7 +69,7 @@ void run(const Case& c, Isa isa, uint32_t seed, bool* avx512_used) {
   // the same products in double on the dequantized rows
   std::vector<float> xh(x.size());
   for (int t = 0; t < c.n_rows; ++t) codec.dequantize(&rows[t * stride], &xh[static_cast<size_t>(t) * c.n]);
-  const std::string what = "n " + std::to_string(c.n) + " group " + std::to_string(c.group) + " " +
+  const std::string what = std::to_string(c.bits) + "-bit n " + std::to_string(c.n) + " group " + std::to_string(c.group) + " " +
                            akvq::kv::levels_name(c.lv) + " nq " + std::to_string(c.nq) + " rows " +
                            std::to_string(c.n_rows) + " isa " + akvq::cpu::isa_name(isa);
   for (int j = 0; j < c.nq; ++j) {
@@ -90,21 +92,22 @@ void run(const Case& c, Isa isa, uint32_t seed, bool* avx512_used) {
   }
 }
 
-TEST(KvQuantAvx512, TwoBitKernelsAndAvx2KernelsMatchTheReference) {
+TEST(KvQuantAvx512, TwoAndFourBitKernelsAndAvx2KernelsMatchTheReference) {
   if (!have_avx512()) GTEST_SKIP() << "this CPU/build runs " << akvq::cpu::isa_name(akvq::cpu::active_isa());
   int n_cases = 0;
   uint32_t seed = 5;
+  for (int bits : {2, 4})
   for (int n : {64, 128}) {
     for (int group : {16, 32, 64, 128}) {
       if (n % group != 0) continue;
       for (Levels lv : {Levels::Uniform, Levels::Gaussian}) {
         for (int nq = 1; nq <= akvq::kv::kMaxQueries; ++nq) {
           for (int n_rows : {1, 15, 16, 17, 64, 100}) {
-            const Case c{n, group, nq, n_rows, lv};
+            const Case c{n, group, nq, n_rows, lv, bits};
             bool wide = false, narrow = true;
             run(c, Isa::Avx512, seed, &wide);
             run(c, Isa::Avx2, seed, &narrow);
-            ASSERT_TRUE(wide) << "AVX-512 kernels not chosen for n " << n << " group " << group;
+            ASSERT_TRUE(wide) << "AVX-512 kernels not chosen for " << bits << "-bit n " << n << " group " << group;
             ASSERT_FALSE(narrow) << "AVX-512 kernels chosen under an AVX2 cap";
             ++seed, ++n_cases;
           }
@@ -112,19 +115,23 @@ TEST(KvQuantAvx512, TwoBitKernelsAndAvx2KernelsMatchTheReference) {
       }
     }
   }
-  EXPECT_EQ(n_cases, 2 * (3 + 4) * akvq::kv::kMaxQueries * 6);  // levels × (n, group) × nq × rows
+  EXPECT_EQ(n_cases, 2 * 2 * (3 + 4) * akvq::kv::kMaxQueries * 6);  // bits × levels × (n, group) × nq × rows
 }
 
-TEST(KvQuantAvx512, ServesTwoBitOnly) {
+TEST(KvQuantAvx512, ServesTwoAndFourBits) {
   if (!have_avx512()) GTEST_SKIP() << "this CPU/build runs " << akvq::cpu::isa_name(akvq::cpu::active_isa());
-  QuantSpec s;
-  s.bits = 2;
-  EXPECT_TRUE(RowCodec(s, 64).avx512());
-  s.group = 8;  // not a multiple of 16: AVX2
-  EXPECT_FALSE(RowCodec(s, 64).avx512());
-  s.group = 0;
-  s.bits = 4;
-  EXPECT_FALSE(RowCodec(s, 64).avx512());
+  for (int bits : {2, 4}) {
+    QuantSpec s;
+    s.bits = bits;
+    EXPECT_TRUE(RowCodec(s, 64).avx512()) << bits;
+    s.group = 8;  // not a multiple of 16: AVX2
+    EXPECT_FALSE(RowCodec(s, 64).avx512()) << bits;
+  }
+  for (int bits : {3, 8}) {
+    QuantSpec s;
+    s.bits = bits;
+    EXPECT_FALSE(RowCodec(s, 64).avx512()) << bits;
+  }
 }
 
 // A row's score is the same bits whether it takes lane 0 or lane 13 of a 16-row pass, and
@@ -133,9 +140,10 @@ TEST(KvQuantAvx512, ScoresDoNotDependOnTheLane) {
   if (!have_avx512()) GTEST_SKIP() << "this CPU/build runs " << akvq::cpu::isa_name(akvq::cpu::active_isa());
   std::mt19937 rng(3);
   std::normal_distribution<float> nd;
+  for (int bits : {2, 4})
   for (Levels lv : {Levels::Uniform, Levels::Gaussian}) {
     QuantSpec s;
-    s.bits = 2, s.levels = lv, s.group = 32, s.clip = 0.9f;
+    s.bits = bits, s.levels = lv, s.group = 32, s.clip = 0.9f;
     const RowCodec codec(s, 64);
     ASSERT_TRUE(codec.avx512());
     const int n_rows = 40;
@@ -151,7 +159,8 @@ TEST(KvQuantAvx512, ScoresDoNotDependOnTheLane) {
     for (int start : {1, 3, 13, 16, 29}) {
       std::vector<float> part(n_rows - start);
       codec.scores(q.data(), qs.data(), rows.data() + start * rb, rb, n_rows - start, part.data());
-      EXPECT_EQ(0, std::memcmp(part.data(), all.data() + start, part.size() * sizeof(float))) << "start " << start;
+      EXPECT_EQ(0, std::memcmp(part.data(), all.data() + start, part.size() * sizeof(float)))
+          << bits << "-bit start " << start;
     }
   }
 }
