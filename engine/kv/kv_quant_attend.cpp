@@ -34,6 +34,11 @@ namespace {
 
 constexpr int kBlock = 512;    // tokens per tile (kernel call and softmax block; 64 cost ~8% at depth in per-call overhead)
 constexpr int kRowsItem = 48;  // target query rows per work item
+// Query rows x heads up to which attend prepares every query once per call (the calling thread:
+// scale, rotation, group sums, score tables) instead of once per work item and table call: a
+// decode step's one row. SmolLM2, ten sequences at 3584 tokens: the tables alone were 2.7% of a
+// step, built for every 512-row block of every split-K part.
+constexpr int kPrepRows = 64;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 inline int zigzag(int k, int n) {
@@ -149,6 +154,37 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     if (s.size() < per_thread) s.resize(per_thread);
   }
 
+  // decode: the queries prepared once (kPrepRows); the items copy them (same values as their own)
+  const int n_pairs = n_q * n_head;
+  const bool prep = n_pairs <= kPrepRows;
+  const int qrow = hd + 2 * ng;  // qprep_ row: Q̃[hd], group sums of class 0 and 1
+  if (prep) {
+    if (qprep_.size() < static_cast<size_t>(n_pairs) * qrow) qprep_.resize(static_cast<size_t>(n_pairs) * qrow);
+    size_t tb[2] = {0, 0};
+    for (int c = 0; c < 2; ++c) {
+      if (!opt_.kivi && ck_[c].lut_scores() && S.seg[c].n() > 0) tb[c] = (ck_[c].lut_query_bytes() + 63) & ~size_t{63};
+    }
+    const size_t words = (static_cast<size_t>(n_pairs) * (tb[0] + tb[1]) + 64) / 8;
+    if (qtab_.size() < words) qtab_.resize(words);
+    if (qlut_.size() < static_cast<size_t>(n_pairs) * 2) qlut_.resize(static_cast<size_t>(n_pairs) * 2);
+    uint8_t* tab = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(qtab_.data()) + 63) & ~uintptr_t{63});
+    for (int pr = 0; pr < n_pairs; ++pr) {
+      const float* qr = q + static_cast<int64_t>(pr) * hd;
+      float* Qr = qprep_.data() + static_cast<size_t>(pr) * qrow;
+      for (int d = 0; d < hd; ++d) Qr[d] = qr[d] * scale;
+      if (opt_.rotate) wht(Qr, hd);
+      if (!opt_.kivi) {
+        ck_[0].query_group_sums(Qr, Qr + hd);
+        ck_[1].query_group_sums(Qr, Qr + hd + ng);
+      }
+      for (int c = 0; c < 2; ++c) {
+        if (tb[c] == 0) continue;
+        qlut_[pr * 2 + c] = ck_[c].lut_prepare(Qr, tab);
+        tab += tb[c];
+      }
+    }
+  }
+
   pool.run(items * n_part, [&](int task, int thread) {
     const int s = task % n_part;
     const Part& pt = parts[s];
@@ -169,13 +205,19 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
 
     for (int r = 0; r < nr; ++r) {
       const int i = i0 + r / hpi, h = h0 + r % hpi;
-      const float* qr = q + (static_cast<int64_t>(i) * n_head + h) * hd;
       float* Qr = Q + r * hd;
-      for (int d = 0; d < hd; ++d) Qr[d] = qr[d] * scale;
-      if (opt_.rotate) wht(Qr, hd);
-      if (!opt_.kivi) {
-        ck_[0].query_group_sums(Qr, qs + (r * 2) * ng);
-        ck_[1].query_group_sums(Qr, qs + (r * 2 + 1) * ng);
+      if (prep) {
+        const float* P = qprep_.data() + (static_cast<size_t>(i) * n_head + h) * qrow;
+        std::copy(P, P + hd, Qr);
+        if (!opt_.kivi) std::copy(P + hd, P + hd + 2 * ng, qs + (r * 2) * ng);
+      } else {
+        const float* qr = q + (static_cast<int64_t>(i) * n_head + h) * hd;
+        for (int d = 0; d < hd; ++d) Qr[d] = qr[d] * scale;
+        if (opt_.rotate) wht(Qr, hd);
+        if (!opt_.kivi) {
+          ck_[0].query_group_sums(Qr, qs + (r * 2) * ng);
+          ck_[1].query_group_sums(Qr, qs + (r * 2 + 1) * ng);
+        }
       }
       std::fill(acc + r * hd, acc + (r + 1) * hd, 0.0f);
       m[r] = kNegInf;
@@ -226,9 +268,16 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         if (n_next > 0) ahead.p[0] = g.k[kvh].data() + (j0 + nb) * kb, ahead.n[0] = n_next * kb;
         ahead.p[1] = g.v[kvh].data() + j0 * vc.row_bytes(), ahead.n[1] = nb * vc.row_bytes();
         for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {  // the first pass requests them
-          kc.scores_multi(Q + r0 * hd, hd, qs + (r0 * 2 + cls) * ng, 2 * ng, std::min(kMaxQueries, nr - r0),
-                          g.k[kvh].data() + j0 * kc.row_bytes(), kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock,
-                          r0 == 0 ? &ahead : nullptr);
+          const int nq = std::min(kMaxQueries, nr - r0);
+          LutQuery lq[kMaxQueries];
+          const bool tables = prep && kc.lut_scores();
+          for (int k = 0; tables && k < nq; ++k) {
+            const int r = r0 + k, i = i0 + r / hpi, h = h0 + r % hpi;
+            lq[k] = qlut_[(static_cast<size_t>(i) * n_head + h) * 2 + cls];
+          }
+          kc.scores_multi(Q + r0 * hd, hd, qs + (r0 * 2 + cls) * ng, 2 * ng, nq, g.k[kvh].data() + j0 * kc.row_bytes(),
+                          kc.row_bytes(), nb, S_ + r0 * kBlock, kBlock, r0 == 0 ? &ahead : nullptr,
+                          tables ? lq : nullptr);
         }
         // rows evicted after the first query row's position are hidden from the earlier rows
         const bool hidden = ev[nb - 1] > c0 + i0;

@@ -140,6 +140,11 @@ class QuantKvCache final : public KvCache {
   std::vector<Layer> L_;
   std::vector<uint8_t> kinds_;  // [positions] TokenKind
   mutable std::vector<float> partial_;
+  // attend's queries prepared once per call when they are few (decode): per (query row, head) the
+  // scaled, rotated query and its group sums, and per class its score tables (LutQuery)
+  mutable std::vector<float> qprep_;
+  mutable std::vector<uint64_t> qtab_;
+  mutable std::vector<LutQuery> qlut_;
   mutable std::vector<std::vector<float>> scratch_;
 };
 

@@ -171,7 +171,8 @@ void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, si
                       float* out) const {
   if (n_rows <= 0) return;
   if (lut_) {
-    (lut_wide_ ? simd512::scores_lut : simd::scores_lut)(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0, nullptr);
+    (lut_wide_ ? simd512::scores_lut : simd::scores_lut)(levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0, nullptr,
+                                                         nullptr);
   } else if (wide_) {
     simd512::scores_multi(spec_, group_, levels_, q, 0, qsum, 0, 1, n_, rows, stride, n_rows, out, 0);
   } else if (simd_) {
@@ -179,6 +180,19 @@ void RowCodec::scores(const float* q, const float* qsum, const uint8_t* rows, si
   } else {
     ref::scores(spec_, group_, levels_, q, qsum, n_, rows, stride, n_rows, out);
   }
+}
+
+size_t RowCodec::lut_query_bytes() const {
+  return lut_ ? simd::lut_query_bytes(n_) : 0;
+}
+
+LutQuery RowCodec::lut_prepare(const float* q, void* tab) const {
+  if (!lut_) throw InvalidArgument("[kv] lut_prepare: this codec does not score from tables");
+  if (reinterpret_cast<uintptr_t>(tab) % 32 != 0) throw InvalidArgument("[kv] lut_prepare: tables not 32-byte aligned");
+  LutQuery t;
+  t.tab = tab;
+  t.s = simd::lut_prepare(levels_, q, n_, tab);
+  return t;
 }
 
 void RowCodec::accumulate(const float* p, const uint8_t* rows, size_t stride, int64_t n_rows, float* acc) const {
@@ -194,12 +208,12 @@ void RowCodec::accumulate(const float* p, const uint8_t* rows, size_t stride, in
 
 void RowCodec::scores_multi(const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                             const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                            const RowsAhead* ahead) const {
+                            const RowsAhead* ahead, const LutQuery* pre) const {
   if (n_rows <= 0 || nq <= 0) return;
   if (nq > kMaxQueries) throw InvalidArgument("[kv] scores_multi: nq > kMaxQueries");
   if (lut_) {  // the table kernels spread the requests over their blocks
     (lut_wide_ ? simd512::scores_lut : simd::scores_lut)(levels_, q, q_stride, qsum, qsum_stride, nq, n_, rows, stride,
-                                                         n_rows, out, out_stride, ahead);
+                                                         n_rows, out, out_stride, ahead, pre);
     return;
   }
   request_ahead(ahead, 0, n_rows, n_rows);

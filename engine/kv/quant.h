@@ -99,6 +99,14 @@ inline void request_ahead(const RowsAhead* a, int64_t t0, int64_t t1, int64_t n_
   }
 }
 
+// One query's tables for the table scores, built once (RowCodec::lut_prepare) and reused by every
+// call that scores rows for that query (decode scores all blocks of a head's rows with the same
+// query): the same scores bit for bit as tables built inside the call.
+struct LutQuery {
+  const void* tab = nullptr;  // RowCodec::lut_query_bytes() bytes, 32-byte aligned
+  float s = 0.0f;             // the entries' scale (ref::scores_lut)
+};
+
 // A validated spec bound to a row length, with the kernels chosen once (use this in hot loops;
 // the free functions above and below build one per call). Cheap to copy.
 constexpr int kMaxQueries = 4;  // queries per call of RowCodec::scores_multi / accumulate_multi
@@ -128,10 +136,14 @@ class RowCodec {
 
   // The same for nq <= kMaxQueries queries at once (each chunk of codes is expanded once for all):
   // query j is q + j·q_stride with sums qsum + j·qsum_stride, its scores go to out + j·out_stride.
-  // ahead: spans requested into the cache meanwhile (RowsAhead), or nullptr.
+  // ahead: spans requested into the cache meanwhile (RowsAhead), or nullptr. pre: with
+  // lut_scores(), the nq queries' tables from lut_prepare (q still gives nothing else then), or nullptr.
   void scores_multi(const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                     const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                    const RowsAhead* ahead = nullptr) const;
+                    const RowsAhead* ahead = nullptr, const LutQuery* pre = nullptr) const;
+  // With lut_scores(): the tables of query q[n] into tab (lut_query_bytes(), 32-byte aligned).
+  size_t lut_query_bytes() const;
+  LutQuery lut_prepare(const float* q, void* tab) const;
   // acc + j·acc_stride [n] += Σ_t (p + j·p_stride)[t] · x̂_t for j < nq <= kMaxQueries.
   void accumulate_multi(const float* p, size_t p_stride, int nq, const uint8_t* rows, size_t stride, int64_t n_rows,
                         float* acc, size_t acc_stride) const;
@@ -255,7 +267,11 @@ inline int lut_block(const uint8_t* rows, size_t stride, int64_t t, int64_t n_ro
 }
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                const RowsAhead* ahead = nullptr);
+                const RowsAhead* ahead = nullptr, const LutQuery* pre = nullptr);
+// The tables of one query in the table kernels' format (AVX2: 32 bytes per pair, NEON: 16), for
+// LutQuery: lut_query_bytes(n) bytes at tab (32-byte aligned); returns their scale.
+size_t lut_query_bytes(int n);
+float lut_prepare(const float* levels, const float* q, int n, void* tab);
 // The tables of one query q[n] (AVX2 builds only; quant_lut_avx2.cpp): tab[p] = 32 bytes, the 16
 // int8 entries T8(p, i) of pair p (ref::scores_lut) in both halves, p < n/2; tmp: 8·n floats of
 // scratch. Returns the entries' scale s (0, with zero tables, unless lut_scale_usable).
@@ -276,7 +292,7 @@ void accumulate_multi(const QuantSpec& spec, int group, const float* levels, con
 // (simd::scores_lut itself in a build without AVX-512 table kernels).
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                const RowsAhead* ahead = nullptr);
+                const RowsAhead* ahead = nullptr, const LutQuery* pre = nullptr);
 }  // namespace simd512
 
 }  // namespace akvq::kv

@@ -88,9 +88,9 @@ float lut_tables(const float* q, int n, const float* lc, void* tab_bytes, float*
 namespace {
 
 // acc[2j] lanes = int16 sums of rows [0..7 | 16..23], acc[2j+1] of rows [8..15 | 24..31], for the
-// 32 rows at codes0 + u·stride (CH·16 code bytes each) and query j's tables tab + j·(n/2).
+// 32 rows at codes0 + u·stride (CH·16 code bytes each) and query j's tables tab[j].
 template <int NQ, int CH>
-inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* tab, __m256i* acc) {
+inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* const* tab, __m256i* acc) {
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi8(1);
 #pragma GCC unroll 8
   for (int j = 0; j < 2 * NQ; ++j) acc[j] = _mm256_setzero_si256();
@@ -103,7 +103,7 @@ inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* tab,
       const __m256i lo = _mm256_and_si256(x, m4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) {
-        const __m256i* t = tab + j * (CH * 32) + 32 * ch + 2 * c;
+        const __m256i* t = tab[j] + 32 * ch + 2 * c;
         const __m256i a = _mm256_shuffle_epi8(_mm256_load_si256(t), lo);
         const __m256i b = _mm256_shuffle_epi8(_mm256_load_si256(t + 1), hi);
         acc[2 * j] = _mm256_add_epi16(acc[2 * j], _mm256_maddubs_epi16(ones, _mm256_unpacklo_epi8(a, b)));
@@ -116,14 +116,20 @@ inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* tab,
 template <int NQ, int CH>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost,
-                  const RowsAhead* ahead) {
+                  const RowsAhead* ahead, const LutQuery* pre) {
   float lc[4];
   const float mid = centred_levels(levels, lc);
-  alignas(32) __m256i tab[NQ * kMaxPos];
-  alignas(32) float tmp[8 * kMaxLutRow];
+  alignas(32) __m256i own[NQ * kMaxPos];  // tables built here when not given
+  const __m256i* tab[NQ];
   float s[NQ], base[NQ], qs[NQ];
   for (int j = 0; j < NQ; ++j) {
-    s[j] = lut_tables(q + j * qst, n, lc, tab + j * (n / 2), tmp);
+    if (pre) {
+      tab[j] = static_cast<const __m256i*>(pre[j].tab), s[j] = pre[j].s;
+    } else {
+      alignas(32) float tmp[8 * kMaxLutRow];
+      s[j] = lut_tables(q + j * qst, n, lc, own + j * (n / 2), tmp);
+      tab[j] = own + j * (n / 2);
+    }
     qs[j] = qsum[j * qsst];
     base[j] = mid * qs[j];
   }
@@ -163,12 +169,13 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
 
 template <int NQ>
 void scores_lut_nq(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
-                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost, const RowsAhead* ahead) {
+                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost, const RowsAhead* ahead,
+                   const LutQuery* pre) {
   switch (n / 64) {
-    case 1: return scores_lut_k<NQ, 1>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
-    case 2: return scores_lut_k<NQ, 2>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
-    case 3: return scores_lut_k<NQ, 3>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
-    default: return scores_lut_k<NQ, 4>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
+    case 1: return scores_lut_k<NQ, 1>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead, pre);
+    case 2: return scores_lut_k<NQ, 2>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead, pre);
+    case 3: return scores_lut_k<NQ, 3>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead, pre);
+    default: return scores_lut_k<NQ, 4>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead, pre);
   }
 }
 
@@ -176,21 +183,39 @@ void scores_lut_nq(const float* levels, const float* q, size_t qst, const float*
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                const RowsAhead* ahead) {
+                const RowsAhead* ahead, const LutQuery* pre) {
   switch (nq) {
-    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
-    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
-    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
+    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
+    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
     default:
-      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
   }
+}
+
+size_t lut_query_bytes(int n) {
+  return static_cast<size_t>(n / 2) * 32;
+}
+
+float lut_prepare(const float* levels, const float* q, int n, void* tab) {
+  float lc[4];
+  centred_levels(levels, lc);
+  alignas(32) float tmp[8 * kMaxLutRow];
+  return lut_tables(q, n, lc, tab, tmp);
 }
 
 #elif !defined(AKVQ_NEON)  // neither AVX2 nor NEON (quant_lut_neon.cpp): RowCodec never asks
 
+size_t lut_query_bytes(int) {
+  return 0;
+}
+float lut_prepare(const float*, const float*, int, void*) {
+  return 0.0f;
+}
+
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                const RowsAhead* ahead) {
+                const RowsAhead* ahead, const LutQuery*) {  // the references build their own tables
   request_ahead(ahead, 0, n_rows, n_rows);
   for (int j = 0; j < nq; ++j) {
     ref::scores_lut(levels, q + j * q_stride, qsum[j * qsum_stride], n, rows, stride, n_rows, out + j * out_stride);

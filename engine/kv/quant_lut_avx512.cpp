@@ -54,10 +54,10 @@ inline void transpose64x16(const uint8_t* row0, size_t stride, __m512i* col) {
 }
 
 // acc[2j] lane h = int16 sums of rows 16h .. 16h + 7, acc[2j + 1] of rows 16h + 8 .. 16h + 15, for
-// the 64 rows at codes0 + u·stride (CH·16 code bytes each) and query j's tables (32-byte entries,
-// tab + j·(n/2)).
+// the 64 rows at codes0 + u·stride (CH·16 code bytes each) and query j's tables (32-byte entries
+// at tab[j]).
 template <int NQ, int CH>
-inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* tab, __m512i* acc) {
+inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* const* tab, __m512i* acc) {
   const __m512i m4 = _mm512_set1_epi8(0x0F), ones = _mm512_set1_epi8(1);
 #pragma GCC unroll 8
   for (int j = 0; j < 2 * NQ; ++j) acc[j] = _mm512_setzero_si512();
@@ -70,7 +70,7 @@ inline void block_sums(const uint8_t* codes0, size_t stride, const __m256i* tab,
       const __m512i lo = _mm512_and_si512(x, m4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), m4);
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) {
-        const __m256i* t = tab + j * (CH * 32) + 32 * ch + 2 * c;
+        const __m256i* t = tab[j] + 32 * ch + 2 * c;
         const __m512i ta = _mm512_broadcast_i64x4(_mm256_load_si256(t));
         const __m512i tb = _mm512_broadcast_i64x4(_mm256_load_si256(t + 1));
         const __m512i a = _mm512_shuffle_epi8(ta, lo), b = _mm512_shuffle_epi8(tb, hi);
@@ -90,14 +90,20 @@ inline __m512i row_offsets16(size_t stride) {
 template <int NQ, int CH>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost,
-                  const RowsAhead* ahead) {
+                  const RowsAhead* ahead, const LutQuery* pre) {
   float lc[4];
   const float mid = simd::centred_levels(levels, lc);
-  alignas(64) __m256i tab[NQ * kMaxPos];
-  alignas(64) float tmp[8 * simd::kMaxLutRow];
+  alignas(64) __m256i own[NQ * kMaxPos];  // tables built here when not given
+  const __m256i* tab[NQ];
   float s[NQ], base[NQ], qs[NQ];
   for (int j = 0; j < NQ; ++j) {
-    s[j] = simd::lut_tables(q + j * qst, n, lc, tab + j * (n / 2), tmp);
+    if (pre) {
+      tab[j] = static_cast<const __m256i*>(pre[j].tab), s[j] = pre[j].s;
+    } else {
+      alignas(64) float tmp[8 * simd::kMaxLutRow];
+      s[j] = simd::lut_tables(q + j * qst, n, lc, own + j * (n / 2), tmp);
+      tab[j] = own + j * (n / 2);
+    }
     qs[j] = qsum[j * qsst];
     base[j] = mid * qs[j];
   }
@@ -144,12 +150,13 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
 
 template <int NQ>
 void scores_lut_nq(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
-                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost, const RowsAhead* ahead) {
+                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost, const RowsAhead* ahead,
+                   const LutQuery* pre) {
   switch (n / 64) {
-    case 1: return scores_lut_k<NQ, 1>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
-    case 2: return scores_lut_k<NQ, 2>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
-    case 3: return scores_lut_k<NQ, 3>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
-    default: return scores_lut_k<NQ, 4>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead);
+    case 1: return scores_lut_k<NQ, 1>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead, pre);
+    case 2: return scores_lut_k<NQ, 2>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead, pre);
+    case 3: return scores_lut_k<NQ, 3>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead, pre);
+    default: return scores_lut_k<NQ, 4>(levels, q, qst, qsum, qsst, n, rows, stride, n_rows, out, ost, ahead, pre);
   }
 }
 
@@ -159,13 +166,13 @@ AKVQ_AVX512_END
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                const RowsAhead* ahead) {
+                const RowsAhead* ahead, const LutQuery* pre) {
   switch (nq) {
-    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
-    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
-    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 1: return scores_lut_nq<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
+    case 2: return scores_lut_nq<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
+    case 3: return scores_lut_nq<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
     default:
-      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+      return scores_lut_nq<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
   }
 }
 
@@ -173,8 +180,8 @@ void scores_lut(const float* levels, const float* q, size_t q_stride, const floa
 
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                const RowsAhead* ahead) {
-  simd::scores_lut(levels, q, q_stride, qsum, qsum_stride, nq, n, rows, stride, n_rows, out, out_stride, ahead);
+                const RowsAhead* ahead, const LutQuery* pre) {
+  simd::scores_lut(levels, q, q_stride, qsum, qsum_stride, nq, n, rows, stride, n_rows, out, out_stride, ahead, pre);
 }
 
 #endif

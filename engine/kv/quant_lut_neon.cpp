@@ -69,15 +69,21 @@ inline float build_tables(const float* q, int n, const float* lc, int8x16_t* tab
 template <int NQ>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost,
-                  const RowsAhead* ahead) {
+                  const RowsAhead* ahead, const LutQuery* pre) {
   float lc[4];
   const float mid = centred_levels(levels, lc);
   const int ch_n = n / 64;  // chunks of 16 code bytes
-  int8x16_t tab[NQ * kMaxPos];
-  float tmp[8 * kMaxLutRow];
+  int8x16_t own[NQ * kMaxPos];  // tables built here when not given
+  const int8x16_t* tab[NQ];
   float s[NQ], base[NQ], qs[NQ];
   for (int j = 0; j < NQ; ++j) {
-    s[j] = build_tables(q + j * qst, n, lc, tab + j * (n / 2), tmp);
+    if (pre) {
+      tab[j] = static_cast<const int8x16_t*>(pre[j].tab), s[j] = pre[j].s;
+    } else {
+      float tmp[8 * kMaxLutRow];
+      s[j] = build_tables(q + j * qst, n, lc, own + j * (n / 2), tmp);
+      tab[j] = own + j * (n / 2);
+    }
     qs[j] = qsum[j * qsst];
     base[j] = mid * qs[j];
   }
@@ -96,7 +102,7 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
       for (int c = 0; c < 16; ++c) {
         const uint8x16_t lo = vandq_u8(col[c], m4), hi = vshrq_n_u8(col[c], 4);
         for (int j = 0; j < NQ; ++j) {
-          const int8x16_t* tp = tab + j * (n / 2) + 32 * ch + 2 * c;
+          const int8x16_t* tp = tab[j] + 32 * ch + 2 * c;
           const int8x16_t a = vqtbl1q_s8(tp[0], lo), b = vqtbl1q_s8(tp[1], hi);
           acc[2 * j] = vaddq_s16(acc[2 * j], vaddl_s8(vget_low_s8(a), vget_low_s8(b)));
           acc[2 * j + 1] = vaddq_s16(acc[2 * j + 1], vaddl_high_s8(a, b));
@@ -124,14 +130,25 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
 
 }  // namespace
 
+size_t lut_query_bytes(int n) {
+  return static_cast<size_t>(n / 2) * sizeof(int8x16_t);
+}
+
+float lut_prepare(const float* levels, const float* q, int n, void* tab) {
+  float lc[4];
+  centred_levels(levels, lc);
+  float tmp[8 * kMaxLutRow];
+  return build_tables(q, n, lc, static_cast<int8x16_t*>(tab), tmp);
+}
+
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,
                 int n, const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t out_stride,
-                const RowsAhead* ahead) {
+                const RowsAhead* ahead, const LutQuery* pre) {
   switch (nq) {
-    case 1: return scores_lut_k<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
-    case 2: return scores_lut_k<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
-    case 3: return scores_lut_k<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
-    default: return scores_lut_k<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead);
+    case 1: return scores_lut_k<1>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
+    case 2: return scores_lut_k<2>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
+    case 3: return scores_lut_k<3>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
+    default: return scores_lut_k<4>(levels, q, q_stride, qsum, qsum_stride, n, rows, stride, n_rows, out, out_stride, ahead, pre);
   }
 }
 

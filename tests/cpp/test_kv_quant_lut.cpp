@@ -115,6 +115,16 @@ TEST(KvQuantLut, KernelsEqualTheDefinitionBitForBit) {
                                ost, &ahead);
             ASSERT_EQ(0, std::memcmp(out.data(), out_ahead.data(), out.size() * sizeof(float)))
                 << akvq::cpu::isa_name(isa) << " n " << n << " nq " << nq << " rows " << n_rows;
+            // tables built once beforehand (LutQuery) give the same bits
+            std::vector<akvq::kv::LutQuery> pre(nq);
+            std::vector<uint64_t> tab_mem(nq * codec.lut_query_bytes() / 8 + 4);
+            uint8_t* tab0 = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(tab_mem.data()) + 31) & ~uintptr_t{31});
+            for (int j = 0; j < nq; ++j) pre[j] = codec.lut_prepare(&q[j * qst], tab0 + j * codec.lut_query_bytes());
+            std::vector<float> out_pre(out.size(), -7.0f);
+            codec.scores_multi(nullptr, qst, qsum.data(), 2, nq, r.bytes.data(), r.stride, n_rows, out_pre.data(), ost,
+                               nullptr, pre.data());
+            ASSERT_EQ(0, std::memcmp(out.data(), out_pre.data(), out.size() * sizeof(float)))
+                << akvq::cpu::isa_name(isa) << " n " << n << " nq " << nq << " rows " << n_rows << " (prepared)";
             for (int j = 0; j < nq; ++j) {
               std::vector<float> want(n_rows);
               akvq::kv::ref::scores_lut(codec.levels(), &q[j * qst], qsum[2 * j], n, r.bytes.data(), r.stride, n_rows,
