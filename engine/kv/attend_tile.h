@@ -125,33 +125,6 @@ inline void request_ahead(const Ahead& a, int u0, int u1) {
   }
 }
 
-// x[n] = exp(x[n]) for x <= 0 (relative error < 3e-7; x < -87, -inf and nan give ~1e-38).
-inline void exp_nonpos(float* x, int n) {
-  for (int i = 0; i < n; ++i) {
-    uint32_t u;  // clamp to -87 with an integer min: for x <= 0 larger bits = more negative
-    std::memcpy(&u, &x[i], 4);
-    u = std::min(u, 0xC2AE0000u);  // bits of -87.0f; also maps -inf / nan to -87
-    float v;
-    std::memcpy(&v, &u, 4);
-    const float t = v * 1.44269504f + 12582912.0f;  // + 1.5 * 2^23 rounds to an integer
-    uint32_t tb;
-    std::memcpy(&tb, &t, 4);
-    const float fn = t - 12582912.0f;                // round(v / ln2)
-    const float r = v - fn * 0.693145752f - fn * 1.42860677e-6f;  // |r| <= ln2/2
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const uint32_t bits = (tb - 0x4B400000u + 127u) << 23;  // 2^round(v / ln2)
-    float s;
-    std::memcpy(&s, &bits, 4);
-    x[i] = p * s;
-  }
-}
-
 // a * b + c, fused where the ISA has FMA. Written out because GCC's tuning for AMD Zen may split a
 // loop's a * b + c chain into a multiply and an add in one loop and not in another (avoid-FMA-chain
 // heuristics), and two loops that must agree bit for bit (prefill and decode) would then differ.
@@ -162,6 +135,58 @@ inline v8 fma8(v8 a, v8 b, v8 c) {
 #else
   return a * b + c;
 #endif
+}
+
+// exp(v) of 8 lanes with v <= 0 (relative error < 3e-7; v < -87, -inf and nan give ~1e-38):
+// 2^round(v / ln2) times a degree-6 polynomial of the remainder.
+inline v8 exp8(v8 v) {
+  typedef uint32_t v8u32 __attribute__((vector_size(32)));
+  // clamp to -87 with an integer min: for v <= 0 larger bits = more negative; -inf / nan -> -87
+  const v8u32 lim = {0xC2AE0000u, 0xC2AE0000u, 0xC2AE0000u, 0xC2AE0000u,
+                     0xC2AE0000u, 0xC2AE0000u, 0xC2AE0000u, 0xC2AE0000u};
+  const v8u32 u = reinterpret_cast<v8u32>(v);
+  const v8 c = reinterpret_cast<v8>(u < lim ? u : lim);
+  const v8 t = fma8(c, splat8(1.44269504f), splat8(12582912.0f));  // + 1.5 * 2^23 rounds to an integer
+  const v8 fn = t - splat8(12582912.0f);                            // round(v / ln2)
+  const v8 r = fma8(fn, splat8(-1.42860677e-6f), fma8(fn, splat8(-0.693145752f), c));  // |r| <= ln2/2
+  v8 p = splat8(1.0f / 720.0f);
+  p = fma8(p, r, splat8(1.0f / 120.0f));
+  p = fma8(p, r, splat8(1.0f / 24.0f));
+  p = fma8(p, r, splat8(1.0f / 6.0f));
+  p = fma8(p, r, splat8(0.5f));
+  p = fma8(p, r, splat8(1.0f));
+  p = fma8(p, r, splat8(1.0f));
+  const v8u32 bits = (reinterpret_cast<v8u32>(t) - 0x4B400000u + 127u) << 23;  // 2^round(v / ln2)
+  return p * reinterpret_cast<v8>(bits);
+}
+
+// x[n] = exp(x[n]) for x <= 0 (exp8; a last partial 8 through a copy).
+inline void exp_nonpos(float* x, int n) {
+  int j = 0;
+  for (; j + 8 <= n; j += 8) store8(x + j, exp8(load8(x + j)));
+  if (j < n) {
+    float t[8] = {};
+    std::memcpy(t, x + j, sizeof(float) * (n - j));
+    store8(t, exp8(load8(t)));
+    std::memcpy(x + j, t, sizeof(float) * (n - j));
+  }
+}
+
+// For x[n] (n a multiple of 8) with masked entries -inf and a finite m >= every visible entry:
+// x[j] = exp(x[j] - m) where visible, 0 where masked; returns Σ x (8 lane sums in order, then
+// ((0+1)+(2+3))+((4+5)+(6+7)), as sum8). One pass (it was four: visibility, exp, mask, sum).
+inline float exp_visible_sum(float* x, int n, float m) {
+  typedef int32_t v8i __attribute__((vector_size(32)));
+  const v8 ninf = splat8(-std::numeric_limits<float>::infinity()), mm = splat8(m);
+  v8 p = splat8(0.0f);
+  for (int j = 0; j < n; j += 8) {
+    const v8 v = load8(x + j);
+    const v8i on = v > ninf;  // all ones where visible
+    const v8 e = reinterpret_cast<v8>(on & reinterpret_cast<v8i>(exp8(reinterpret_cast<v8>(on & reinterpret_cast<v8i>(v - mm)))));
+    store8(x + j, e);
+    p += e;
+  }
+  return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
 }
 
 inline v8 load8k(const float* p) { return load8(p); }
@@ -384,21 +409,6 @@ inline float max8(const float* x, int n) {
   float m = p[0];
   for (int l = 1; l < 8; ++l) m = m > p[l] ? m : p[l];
   return m;
-}
-
-// For x[n] (n a multiple of 8) with masked entries -inf: vis[j] = 1 where x[j] is visible else 0,
-// and x[j] -= m there (0 where masked), as explicit 8-lane selects (the plain loop compiled to a
-// branch per element). m must be finite.
-inline void shift_visible(float* x, int n, float m, float* vis) {
-  typedef int32_t v8i __attribute__((vector_size(32)));
-  const v8 ninf = splat8(-std::numeric_limits<float>::infinity()), mm = splat8(m);
-  const v8i one = reinterpret_cast<v8i>(splat8(1.0f));
-  for (int j = 0; j < n; j += 8) {
-    const v8 v = load8(x + j);
-    const v8i on = v > ninf;  // all ones where visible
-    store8(vis + j, reinterpret_cast<v8>(on & one));
-    store8(x + j, reinterpret_cast<v8>(on & reinterpret_cast<v8i>(v - mm)));
-  }
 }
 
 // Split-K merge. partial: [pairs, n_split, 2 + hd] rows of (running max m, sum l, acc[hd]) from

@@ -69,11 +69,7 @@ inline bool softmax_block(float* sr, int nb, float& m, float& l, float* acc, int
     l *= f;
     m = bmax;
   }
-  alignas(32) float vis[kBlock];
-  tile::shift_visible(sr, n8, m, vis);
-  tile::exp_nonpos(sr, n8);
-  for (int j = 0; j < n8; ++j) sr[j] *= vis[j];
-  l += tile::sum8(sr, n8);
+  l += tile::exp_visible_sum(sr, n8, m);
   return true;
 }
 

@@ -278,29 +278,42 @@ TEST(KvTile, ExpNonPositive) {
   for (float f : big) EXPECT_LT(f, 2e-38f);
 }
 
-TEST(KvTile, ShiftVisibleIsTheScalarSelect) {
-  // vis = 1 where visible (> -inf) else 0; x - m where visible else 0, bit for bit, for masks at
-  // every lane position, infinities, subnormals and signed zeros
+TEST(KvTile, ExpVisibleSumIsTheMaskedExpAndItsSum) {
+  // one pass = the separate steps bit for bit: x - m where visible (> -inf) else 0, exp_nonpos,
+  // 0 where masked, sum8; for masks at every lane position, infinities, subnormals, signed zeros;
+  // and each weight within 3e-7 of exp(x - m) in double
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 30.0f);
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int trial = 0; trial < 200; ++trial) {
-    alignas(32) float x[64], vis[64], want_x[64], want_vis[64];
-    const float m = trial % 7 == 0 ? 0.0f : nd(rng);
-    for (int j = 0; j < 64; ++j) {
+    const int n = 8 * (1 + static_cast<int>(rng() % 8));
+    std::vector<float> x(n), t(n);
+    float m = trial % 7 == 0 ? 0.0f : -1e30f;
+    for (int j = 0; j < n; ++j) {
       const int k = static_cast<int>(rng() % 9);
-      x[j] = k == 0 ? ninf : k == 1 ? -0.0f : k == 2 ? 1e-40f : k == 3 ? m : nd(rng);
-      want_vis[j] = x[j] > ninf ? 1.0f : 0.0f;
-      want_x[j] = x[j] > ninf ? x[j] - m : 0.0f;
+      x[j] = k == 0 ? ninf : k == 1 ? -0.0f : k == 2 ? 1e-40f : nd(rng);
+      if (x[j] > ninf) m = std::max(m, x[j]);
     }
-    kv::tile::shift_visible(x, 64, m, vis);
-    for (int j = 0; j < 64; ++j) {
+    for (int j = 0; j < n; ++j) t[j] = x[j] > ninf ? x[j] - m : 0.0f;
+    kv::tile::exp_nonpos(t.data(), n);
+    for (int j = 0; j < n; ++j) t[j] = x[j] > ninf ? t[j] : 0.0f;
+    const float want_sum = kv::tile::sum8(t.data(), n);
+    std::vector<float> y = x;
+    const float got_sum = kv::tile::exp_visible_sum(y.data(), n, m);
+    for (int j = 0; j < n; ++j) {
       uint32_t a, b;
-      std::memcpy(&a, &x[j], 4);
-      std::memcpy(&b, &want_x[j], 4);
-      ASSERT_EQ(a, b) << "x lane " << j << " trial " << trial;
-      ASSERT_EQ(vis[j], want_vis[j]) << "vis lane " << j << " trial " << trial;
+      std::memcpy(&a, &y[j], 4);
+      std::memcpy(&b, &t[j], 4);
+      ASSERT_EQ(a, b) << "lane " << j << " trial " << trial;
+      if (x[j] > ninf && x[j] - m > -80.0f) {
+        const double ref = std::exp(double(x[j] - m));  // of the float difference the kernel takes
+        ASSERT_LT(std::fabs(y[j] - ref) / ref, 3e-7) << "lane " << j << " trial " << trial;
+      }
     }
+    uint32_t a, b;
+    std::memcpy(&a, &got_sum, 4);
+    std::memcpy(&b, &want_sum, 4);
+    ASSERT_EQ(a, b) << "sum, trial " << trial;
   }
 }
 
