@@ -140,6 +140,8 @@ def at_depth(a: argparse.Namespace) -> int:
                 g.step()
             dt = time.perf_counter() - t0
             if g.stats["steps_total"] == s0:
+                if kv in best:  # a sequence ended (sampled end of text) after an earlier repetition was timed
+                    continue
                 raise SystemExit(f"{kv}: a sequence ended (end of text or --ctx) before the timing; "
                                  "lower --depth, --seconds or --reps")
             best[kv] = max(best.get(kv, 0.0), (g.stats["generated_tokens_total"] - n0) / dt)
