@@ -137,56 +137,46 @@ inline v8 fma8(v8 a, v8 b, v8 c) {
 #endif
 }
 
-// exp(v) of 8 lanes with v <= 0 (relative error < 3e-7; v < -87, -inf and nan give ~1e-38):
-// 2^round(v / ln2) times a degree-6 polynomial of the remainder.
-inline v8 exp8(v8 v) {
-  typedef uint32_t v8u32 __attribute__((vector_size(32)));
-  // clamp to -87 with an integer min: for v <= 0 larger bits = more negative; -inf / nan -> -87
-  const v8u32 lim = {0xC2AE0000u, 0xC2AE0000u, 0xC2AE0000u, 0xC2AE0000u,
-                     0xC2AE0000u, 0xC2AE0000u, 0xC2AE0000u, 0xC2AE0000u};
-  const v8u32 u = reinterpret_cast<v8u32>(v);
-  const v8 c = reinterpret_cast<v8>(u < lim ? u : lim);
-  const v8 t = fma8(c, splat8(1.44269504f), splat8(12582912.0f));  // + 1.5 * 2^23 rounds to an integer
-  const v8 fn = t - splat8(12582912.0f);                            // round(v / ln2)
-  const v8 r = fma8(fn, splat8(-1.42860677e-6f), fma8(fn, splat8(-0.693145752f), c));  // |r| <= ln2/2
-  v8 p = splat8(1.0f / 720.0f);
-  p = fma8(p, r, splat8(1.0f / 120.0f));
-  p = fma8(p, r, splat8(1.0f / 24.0f));
-  p = fma8(p, r, splat8(1.0f / 6.0f));
-  p = fma8(p, r, splat8(0.5f));
-  p = fma8(p, r, splat8(1.0f));
-  p = fma8(p, r, splat8(1.0f));
-  const v8u32 bits = (reinterpret_cast<v8u32>(t) - 0x4B400000u + 127u) << 23;  // 2^round(v / ln2)
-  return p * reinterpret_cast<v8>(bits);
+// a * b + c in one rounding where the CPU has FMA (vectorized as such), else two.
+inline float fma1(float a, float b, float c) {
+#if defined(__FMA__) || defined(__aarch64__)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
 }
 
-// x[n] = exp(x[n]) for x <= 0 (exp8; a last partial 8 through a copy).
+// exp(v) for v <= 0 (relative error < 3e-7; v < -87, -inf and nan give ~1e-38): 2^round(v / ln2)
+// times a degree-6 polynomial of the remainder. Scalar code that loops vectorize at the widest
+// width; the explicit fma1 keep every caller's bits the same (a compiler's contraction choice can
+// differ between loops).
+inline float exp_nonpos1(float x) {
+  uint32_t u;  // clamp to -87 with an integer min: for x <= 0 larger bits = more negative
+  std::memcpy(&u, &x, 4);
+  u = std::min(u, 0xC2AE0000u);  // bits of -87.0f; also maps -inf / nan to -87
+  float v;
+  std::memcpy(&v, &u, 4);
+  const float t = fma1(v, 1.44269504f, 12582912.0f);  // + 1.5 * 2^23 rounds to an integer
+  uint32_t tb;
+  std::memcpy(&tb, &t, 4);
+  const float fn = t - 12582912.0f;                                       // round(v / ln2)
+  const float r = fma1(fn, -1.42860677e-6f, fma1(fn, -0.693145752f, v));  // |r| <= ln2/2
+  float p = 1.0f / 720.0f;
+  p = fma1(p, r, 1.0f / 120.0f);
+  p = fma1(p, r, 1.0f / 24.0f);
+  p = fma1(p, r, 1.0f / 6.0f);
+  p = fma1(p, r, 0.5f);
+  p = fma1(p, r, 1.0f);
+  p = fma1(p, r, 1.0f);
+  const uint32_t bits = (tb - 0x4B400000u + 127u) << 23;  // 2^round(v / ln2)
+  float s;
+  std::memcpy(&s, &bits, 4);
+  return p * s;
+}
+
+// x[n] = exp(x[n]) for x <= 0 (exp_nonpos1).
 inline void exp_nonpos(float* x, int n) {
-  int j = 0;
-  for (; j + 8 <= n; j += 8) store8(x + j, exp8(load8(x + j)));
-  if (j < n) {
-    float t[8] = {};
-    std::memcpy(t, x + j, sizeof(float) * (n - j));
-    store8(t, exp8(load8(t)));
-    std::memcpy(x + j, t, sizeof(float) * (n - j));
-  }
-}
-
-// For x[n] (n a multiple of 8) with masked entries -inf and a finite m >= every visible entry:
-// x[j] = exp(x[j] - m) where visible, 0 where masked; returns Σ x (8 lane sums in order, then
-// ((0+1)+(2+3))+((4+5)+(6+7)), as sum8). One pass (it was four: visibility, exp, mask, sum).
-inline float exp_visible_sum(float* x, int n, float m) {
-  typedef int32_t v8i __attribute__((vector_size(32)));
-  const v8 ninf = splat8(-std::numeric_limits<float>::infinity()), mm = splat8(m);
-  v8 p = splat8(0.0f);
-  for (int j = 0; j < n; j += 8) {
-    const v8 v = load8(x + j);
-    const v8i on = v > ninf;  // all ones where visible
-    const v8 e = reinterpret_cast<v8>(on & reinterpret_cast<v8i>(exp8(reinterpret_cast<v8>(on & reinterpret_cast<v8i>(v - mm)))));
-    store8(x + j, e);
-    p += e;
-  }
-  return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+  for (int i = 0; i < n; ++i) x[i] = exp_nonpos1(x[i]);
 }
 
 inline v8 load8k(const float* p) { return load8(p); }
@@ -409,6 +399,19 @@ inline float max8(const float* x, int n) {
   float m = p[0];
   for (int l = 1; l < 8; ++l) m = m > p[l] ? m : p[l];
   return m;
+}
+
+// For x[n] (n a multiple of 8) with masked entries -inf and a finite m >= every visible entry:
+// x[j] = exp(x[j] - m) where visible, 0 where masked; returns Σ x in sum8's order. Two passes (it
+// was four: visibility, exp, mask, sum), both vectorized at the widest width.
+inline float exp_visible_sum(float* x, int n, float m) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int j = 0; j < n; ++j) {
+    const bool on = x[j] > ninf;
+    const float e = exp_nonpos1(on ? x[j] - m : 0.0f);
+    x[j] = on ? e : 0.0f;
+  }
+  return sum8(x, n);
 }
 
 // Split-K merge. partial: [pairs, n_split, 2 + hd] rows of (running max m, sum l, acc[hd]) from
