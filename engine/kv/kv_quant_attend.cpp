@@ -150,7 +150,16 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     if (s.size() < per_thread) s.resize(per_thread);
   }
 
-  // decode: the queries prepared once (kPrepRows); the items copy them (same values as their own)
+  // Q̃[hd] = H·q·scale and its group sums qsum[2·ng] (class 0, then class 1) for the query row qr
+  const auto prepare = [&](const float* qr, float* Qr, float* qsum) {
+    for (int d = 0; d < hd; ++d) Qr[d] = qr[d] * scale;
+    if (opt_.rotate) wht(Qr, hd);
+    if (!opt_.kivi) {
+      ck_[0].query_group_sums(Qr, qsum);
+      ck_[1].query_group_sums(Qr, qsum + ng);
+    }
+  };
+  // decode: the queries prepared once (kPrepRows); the items copy them
   const int n_pairs = n_q * n_head;
   const bool prep = n_pairs <= kPrepRows;
   const int qrow = hd + 2 * ng;  // qprep_ row: Q̃[hd], group sums of class 0 and 1
@@ -165,14 +174,8 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     if (qlut_.size() < static_cast<size_t>(n_pairs) * 2) qlut_.resize(static_cast<size_t>(n_pairs) * 2);
     uint8_t* tab = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(qtab_.data()) + 63) & ~uintptr_t{63});
     for (int pr = 0; pr < n_pairs; ++pr) {
-      const float* qr = q + static_cast<int64_t>(pr) * hd;
       float* Qr = qprep_.data() + static_cast<size_t>(pr) * qrow;
-      for (int d = 0; d < hd; ++d) Qr[d] = qr[d] * scale;
-      if (opt_.rotate) wht(Qr, hd);
-      if (!opt_.kivi) {
-        ck_[0].query_group_sums(Qr, Qr + hd);
-        ck_[1].query_group_sums(Qr, Qr + hd + ng);
-      }
+      prepare(q + static_cast<int64_t>(pr) * hd, Qr, Qr + hd);
       for (int c = 0; c < 2; ++c) {
         if (tb[c] == 0) continue;
         qlut_[pr * 2 + c] = ck_[c].lut_prepare(Qr, tab);
@@ -207,13 +210,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         std::copy(P, P + hd, Qr);
         if (!opt_.kivi) std::copy(P + hd, P + hd + 2 * ng, qs + (r * 2) * ng);
       } else {
-        const float* qr = q + (static_cast<int64_t>(i) * n_head + h) * hd;
-        for (int d = 0; d < hd; ++d) Qr[d] = qr[d] * scale;
-        if (opt_.rotate) wht(Qr, hd);
-        if (!opt_.kivi) {
-          ck_[0].query_group_sums(Qr, qs + (r * 2) * ng);
-          ck_[1].query_group_sums(Qr, qs + (r * 2 + 1) * ng);
-        }
+        prepare(q + (static_cast<int64_t>(i) * n_head + h) * hd, Qr, qs + (r * 2) * ng);
       }
       std::fill(acc + r * hd, acc + (r + 1) * hd, 0.0f);
       m[r] = kNegInf;
