@@ -123,20 +123,8 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
   alignas(32) float tmp[8 * kMaxLutRow];
   const __m256i* tab[NQ];
   float s[NQ], base[NQ], qs[NQ];
-  // The sums first, then the tables in a loop of their own: with both in one loop and the branch
-  // inside it, the AddressSanitizer build (GCC 12, -O2) scored query 0 with query 1's mid·qsum.
-  for (int j = 0; j < NQ; ++j) {
-    qs[j] = qsum[j * qsst];
-    base[j] = mid * qs[j];
-  }
-  if (pre) {
-    for (int j = 0; j < NQ; ++j) tab[j] = static_cast<const __m256i*>(pre[j].tab), s[j] = pre[j].s;
-  } else {
-    for (int j = 0; j < NQ; ++j) {
-      s[j] = lut_tables(q + j * qst, n, lc, own + j * (n / 2), tmp);
-      tab[j] = own + j * (n / 2);
-    }
-  }
+  lut_queries<NQ>(mid, qsum, qsst, pre, n, own,
+                  [&](int j, __m256i* t) { return lut_tables(q + j * qst, n, lc, t, tmp); }, tab, s, base, qs);
   alignas(32) uint8_t pad[kRows * (4 + kMaxLutRow / 4)];  // the last partial block
   for (int64_t t = 0; t < n_rows; t += kRows) {
     request_ahead(ahead, t, std::min<int64_t>(n_rows, t + kRows), n_rows);

@@ -97,20 +97,8 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
   alignas(64) float tmp[8 * simd::kMaxLutRow];
   const __m256i* tab[NQ];
   float s[NQ], base[NQ], qs[NQ];
-  // The sums first, then the tables in a loop of their own: with both in one loop and the branch
-  // inside it, the AddressSanitizer build (GCC 12, -O2) scored query 0 with query 1's mid·qsum.
-  for (int j = 0; j < NQ; ++j) {
-    qs[j] = qsum[j * qsst];
-    base[j] = mid * qs[j];
-  }
-  if (pre) {
-    for (int j = 0; j < NQ; ++j) tab[j] = static_cast<const __m256i*>(pre[j].tab), s[j] = pre[j].s;
-  } else {
-    for (int j = 0; j < NQ; ++j) {
-      s[j] = simd::lut_tables(q + j * qst, n, lc, own + j * (n / 2), tmp);
-      tab[j] = own + j * (n / 2);
-    }
-  }
+  simd::lut_queries<NQ>(mid, qsum, qsst, pre, n, own,
+                        [&](int j, __m256i* t) { return simd::lut_tables(q + j * qst, n, lc, t, tmp); }, tab, s, base, qs);
   // row order of 16 rows from the two sums registers: lane h of acc[2j] then lane h of acc[2j + 1]
   const __m512i hdr_idx = row_offsets16(stride);
   const __m512i lo_idx = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);  // lanes 0, 1 (rows 0..31)

@@ -77,20 +77,8 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
   float tmp[8 * kMaxLutRow];
   const int8x16_t* tab[NQ];
   float s[NQ], base[NQ], qs[NQ];
-  // The sums first, then the tables in a loop of their own: with both in one loop and the branch
-  // inside it, the AddressSanitizer build (GCC 12, -O2) scored query 0 with query 1's mid·qsum.
-  for (int j = 0; j < NQ; ++j) {
-    qs[j] = qsum[j * qsst];
-    base[j] = mid * qs[j];
-  }
-  if (pre) {
-    for (int j = 0; j < NQ; ++j) tab[j] = static_cast<const int8x16_t*>(pre[j].tab), s[j] = pre[j].s;
-  } else {
-    for (int j = 0; j < NQ; ++j) {
-      s[j] = build_tables(q + j * qst, n, lc, own + j * (n / 2), tmp);
-      tab[j] = own + j * (n / 2);
-    }
-  }
+  lut_queries<NQ>(mid, qsum, qsst, pre, n, own,
+                  [&](int j, int8x16_t* t) { return build_tables(q + j * qst, n, lc, t, tmp); }, tab, s, base, qs);
   uint8_t pad[kRows * (4 + kMaxLutRow / 4)];  // the last partial block
   const uint8x16_t m4 = vdupq_n_u8(0x0F);
   for (int64_t t = 0; t < n_rows; t += kRows) {
