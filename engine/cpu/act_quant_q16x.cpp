@@ -1,7 +1,7 @@
 // Q16X activation rows (ops/qblocks.h) for the AVX-512 kernels (on an AVX-512 CPU the same bytes
 // come from act_quant_q16x_avx512.cpp; this is the portable definition): the row is quantized to
 // Q16 by quantize_row_q16 (the same integers and scales as every other path) and rearranged into
-// byte-split groups of 4 blocks; ActQ8K rows (Q4_K weights, 8-bit levels) are the super-blocks
+// byte-split groups of 4 blocks; ActQ8K and ActQ16XK rows (Q4_K weights) are the super-blocks
 // of quantize_row_q16k rearranged. Plain C++: it is O(n) per token, next to O(n * n_out) of the
 // matmul.
 #include <akvq/error.h>
@@ -36,6 +36,30 @@ void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax) {
         o.qs[64 * c + l] = static_cast<int8_t>(a.qs[32 * (4 * m + h) + l]);
         o.qs[64 * c + 32 + l] = static_cast<int8_t>(a.qs[32 * (4 * m + 2 + h) + l]);
       }
+    }
+  }
+}
+
+void quantize_row_q16xk(const float* x, void* out_row, int64_t n, int qmax) {
+  const int64_t nb = n / ops::kQKK;
+  thread_local std::vector<ops::ActQ16K> tmp;
+  if (tmp.size() < static_cast<size_t>(nb)) tmp.resize(static_cast<size_t>(nb));
+  quantize_row_q16k(x, tmp.data(), n, qmax);
+  const bool split = qmax > 127;  // 8-bit levels: h = q, l = 0
+  ops::ActQ16XK* out = static_cast<ops::ActQ16XK*>(out_row);
+  for (int64_t b = 0; b < nb; ++b) {
+    const ops::ActQ16K& a = tmp[static_cast<size_t>(b)];
+    ops::ActQ16XK& o = out[b];
+    o.d = a.d;
+    for (float& p : o.pad) p = 0.0f;
+    for (int j = 0; j < 8; ++j) o.sums[j] = static_cast<float>(a.sums[j]);
+    if (split) {
+      for (int i = 0; i < ops::kQKK; ++i) {
+        o.h[i] = static_cast<int8_t>(a.qs[i] >> 8);  // arithmetic shift: floor(q / 256)
+        o.l[i] = static_cast<uint8_t>(a.qs[i] & 255);
+      }
+    } else {
+      for (int i = 0; i < ops::kQKK; ++i) o.h[i] = static_cast<int8_t>(a.qs[i]), o.l[i] = 0;
     }
   }
 }

@@ -75,32 +75,34 @@ void pack_rows_interleaved(const G4Facts& f, int n, int piece, const uint8_t* sr
   }
 }
 
-// R8B for Q4_K: group g of rows 8g .. 8g + 7, super-block b at (g * nb + b) * 8 * 144 bytes
-// (cpu/qgemm.h): d[8], dmin[8], the 6-bit scales and mins of the 8 rows re-split as A, B, H, then
-// the quants in 4-byte pieces.
-void pack_rows_r8b_q4k(const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t nb) {
+// R8B (n = 8) and R16B (n = 16) for Q4_K: group g of rows n g .. n g + n - 1, super-block b at
+// (g * nb + b) * n * 144 bytes (cpu/qgemm.h): d[n], dmin[n], the 6-bit scales and mins of the n
+// rows ([8 j][n r], index p = n j + r) re-split as A, B, H (4n bytes each: entry p pairs with
+// p + 4n), then the quants in 4-byte pieces.
+void pack_rows_q4k_interleaved(int n, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t nb) {
   const int64_t rb = nb * static_cast<int64_t>(sizeof(ops::BlockQ4_K));
-  for (int64_t g = 0; g < n_rows / 8; ++g) {
+  for (int64_t g = 0; g < n_rows / n; ++g) {
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* d = dst + (g * nb + b) * 8 * static_cast<int64_t>(sizeof(ops::BlockQ4_K));
-      uint8_t sc[64], mn[64];  // [8 j][8 r]
-      for (int r = 0; r < 8; ++r) {
-        const auto* blk = reinterpret_cast<const ops::BlockQ4_K*>(src + (8 * g + r) * rb) + b;
+      uint8_t* d = dst + (g * nb + b) * n * static_cast<int64_t>(sizeof(ops::BlockQ4_K));
+      uint8_t sc[128], mn[128];  // [8 j][n r]
+      for (int r = 0; r < n; ++r) {
+        const auto* blk = reinterpret_cast<const ops::BlockQ4_K*>(src + (n * g + r) * rb) + b;
         std::memcpy(d + 2 * r, &blk->d, 2);
-        std::memcpy(d + 16 + 2 * r, &blk->dmin, 2);
+        std::memcpy(d + 2 * n + 2 * r, &blk->dmin, 2);
         uint64_t sc8, mn8;
         ops::q4k_scales_mins(blk->scales, sc8, mn8);
         for (int j = 0; j < 8; ++j) {
-          sc[8 * j + r] = static_cast<uint8_t>(sc8 >> (8 * j));
-          mn[8 * j + r] = static_cast<uint8_t>(mn8 >> (8 * j));
+          sc[n * j + r] = static_cast<uint8_t>(sc8 >> (8 * j));
+          mn[n * j + r] = static_cast<uint8_t>(mn8 >> (8 * j));
         }
-        for (int c = 0; c < 32; ++c) std::memcpy(d + 128 + 32 * c + 4 * r, blk->qs + 4 * c, 4);
+        for (int c = 0; c < 32; ++c) std::memcpy(d + 16 * n + 4 * n * c + 4 * r, blk->qs + 4 * c, 4);
       }
-      for (int p = 0; p < 32; ++p) {
-        d[32 + p] = static_cast<uint8_t>((sc[p] & 15) | (sc[p + 32] & 15) << 4);  // A
-        d[64 + p] = static_cast<uint8_t>((mn[p] & 15) | (mn[p + 32] & 15) << 4);  // B
-        d[96 + p] = static_cast<uint8_t>(sc[p] >> 4 | (sc[p + 32] >> 4) << 2 | (mn[p] >> 4) << 4 |  // H
-                                         (mn[p + 32] >> 4) << 6);
+      const int h = 4 * n;  // A, B, H entries
+      for (int p = 0; p < h; ++p) {
+        d[h + p] = static_cast<uint8_t>((sc[p] & 15) | (sc[p + h] & 15) << 4);      // A
+        d[2 * h + p] = static_cast<uint8_t>((mn[p] & 15) | (mn[p + h] & 15) << 4);  // B
+        d[3 * h + p] = static_cast<uint8_t>(sc[p] >> 4 | (sc[p + h] >> 4) << 2 | (mn[p] >> 4) << 4 |  // H
+                                            (mn[p + h] >> 4) << 6);
       }
     }
   }
@@ -142,13 +144,18 @@ uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only, int act_bits
     return simd_kernels_q32_r8(t) ? kPackR8 : kPackNone;
   }
   if (active_isa() != Isa::Avx512) return kPackNone;
-  if (n_rows > 0 && n_rows % 16 == 0 && simd_kernels_q32_r16b_avx512(t, act_bits)) return kPackR16B;
+  if (n_rows > 0 && n_rows % 16 == 0 &&
+      (simd_kernels_q32_r16b_avx512(t, act_bits) || simd_kernels_q4k_r16b_avx512(t, act_bits))) {
+    return kPackR16B;
+  }
   return simd_kernels_q32_avx512_g4(t, 16) ? kPackG4 : kPackNone;
 }
 
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits) {
   if (packing == kPackG4 && active_isa() == Isa::Avx512) return simd_kernels_q32_avx512_g4(t, act_bits);
-  if (packing == kPackR16B && active_isa() == Isa::Avx512) return simd_kernels_q32_r16b_avx512(t, act_bits);
+  if (packing == kPackR16B && active_isa() == Isa::Avx512) {
+    return t == DType::Q4_K ? simd_kernels_q4k_r16b_avx512(t, act_bits) : simd_kernels_q32_r16b_avx512(t, act_bits);
+  }
   if (packing == kPackR8 && active_isa() == Isa::Avx2) return simd_kernels_q32_r8(t);
   // R8B tiles read 8-bit levels only; with 16 bits the file layout's kernels run
   if (packing == kPackR8B && active_isa() == Isa::Avx2 && act_bits == 8) {
@@ -172,9 +179,12 @@ void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64
     pack_rows_interleaved(f, 8, 2, src, dst, n_rows, n_in / ops::kQK);
     return;
   }
-  if (packing == kPackR8B && t == DType::Q4_K && n_rows % 8 == 0) {
-    pack_rows_r8b_q4k(src, dst, n_rows, n_in / ops::kQKK);
-    return;
+  if ((packing == kPackR8B || packing == kPackR16B) && t == DType::Q4_K) {
+    const int n = packing == kPackR8B ? 8 : 16;
+    if (n_rows % n == 0) {
+      pack_rows_q4k_interleaved(n, src, dst, n_rows, n_in / ops::kQKK);
+      return;
+    }
   }
   if (packing == kPackR8B && (t == DType::Q4_0 || t == DType::Q4_1) && g4_facts(t, f) && n_rows % 8 == 0) {
     pack_rows_interleaved(f, 8, 4, src, dst, n_rows, n_in / ops::kQK);

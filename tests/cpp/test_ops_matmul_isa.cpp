@@ -280,12 +280,12 @@ TEST_P(MatmulIsa, PackedQ4KWithEightBitLevelsMatchesTheFileLayoutWhateverTheBatc
   }
 }
 
-// Q4_0, Q4_1 and Q8_0 with 16 rows at a time are packed on AVX-512 (R16B: 16 rows interleaved,
+// Q4_0, Q4_1, Q8_0 and Q4_K with 16 rows at a time are packed on AVX-512 (R16B: 16 rows interleaved,
 // lanes are rows) for both activation precisions. The tiles sum the same integer terms as the file-layout
 // tiles in another order, so the packed result matches theirs and the scalar reference's to f32
 // rounding (1e-6 of sum |w x|), a token's result is bit for bit the same whatever tile or batch
 // computes it, and the integer bounds hold at their limit (every nibble 15 or every Q8_0 weight -128,
-// |q| at its maximum).
+// every Q4_K scale and min 63, |q| at its maximum).
 TEST_P(MatmulIsa, R16BWeightsMatchTheFileLayoutWhateverTheBatch) {
   if (cpu::preferred_packing(DType::Q4_0, 16, false, 16) != cpu::kPackR16B) {
     GTEST_SKIP() << cpu::isa_name(GetParam()) << " has no R16B tiles";
@@ -293,18 +293,20 @@ TEST_P(MatmulIsa, R16BWeightsMatchTheFileLayoutWhateverTheBatch) {
   for (int bits : {16, 8}) {
     EXPECT_EQ(cpu::preferred_packing(DType::Q4_1, 32, false, bits), cpu::kPackR16B);
     EXPECT_EQ(cpu::preferred_packing(DType::Q8_0, 32, false, bits), cpu::kPackR16B);
+    EXPECT_EQ(cpu::preferred_packing(DType::Q4_K, 32, false, bits), cpu::kPackR16B);
     EXPECT_EQ(cpu::preferred_packing(DType::Q4_1, 24, false, bits), cpu::kPackG4);  // not 16 rows at a time
+    EXPECT_EQ(cpu::preferred_packing(DType::Q4_K, 24, false, bits), cpu::kPackNone);
   }
   cpu::ThreadPool pool(2);
   std::mt19937 rng(19);
   for (int bits : {16, 8}) {
-    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) {
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K}) {
       for (int64_t n_in : inner_sizes(t)) {
         for (bool extreme : {false, true}) {
           const int64_t n_out = 48, n_tok = 13;
           auto raw = test::random_weights(t, n_out, n_in, rng);
-          if (extreme) {  // every nibble 15; every Q8_0 weight -128
-            const int64_t bb = dtype_info(t).block_bytes, qs = t == DType::Q4_1 ? 4 : 2;
+          if (extreme) {  // every nibble 15 (Q4_K: every scale and min 63); every Q8_0 weight -128
+            const int64_t bb = dtype_info(t).block_bytes, qs = t == DType::Q4_1 || t == DType::Q4_K ? 4 : 2;
             for (size_t b = 0; b < raw.size() / bb; ++b) {
               std::memset(raw.data() + b * bb + qs, t == DType::Q8_0 ? 0x80 : 0xff, bb - qs);
             }
@@ -419,6 +421,38 @@ TEST_P(MatmulIsa, Q4KEightBitRowsHoldTheQ16KIntegersInNibbleOrder) {
   ops::detail::matmul(w, xs.data(), 2, y.data(), pool, {});
   ops::ref::matmul_quant(w, xs.data(), 2, yq.data());
   for (int i = 0; i < 2 * n_out; ++i) EXPECT_NEAR(y[i], yq[i], 1e-6 * std::fabs(yq[i]) + 1e-3) << i;
+}
+
+// Q4_K in R16B (AVX-512) reads Q16XK rows of ActQ16XK super-blocks: the integers and sums of
+// quantize_row_q16k split into bytes in value order, 256 h + l == q with h signed and l in
+// 0..255 (16-bit levels), h == q and l == 0 (8-bit levels); the sums exactly as f32.
+TEST_P(MatmulIsa, Q4KSplitRowsHoldTheQ16KIntegers) {
+  std::mt19937 rng(18);
+  const int64_t n = 768, nb = n / 256;
+  auto x = test::random_floats(n, rng);
+  for (int i = 0; i < 32; ++i) x[256 + i] = 0.0f;  // a zero sub-block
+  x[600] = -3.0f;                                  // q near -32767 in the last super-block
+  for (int qmax : {ops::kActQ16Max, ops::kActQ8Max}) {
+    std::vector<ops::ActQ16K> ref(nb);
+    ops::ref::quantize_row_q16k(x.data(), ref.data(), n, qmax);
+    std::vector<ops::ActQ16XK> row(nb);
+    cpu::quantize_row_q16xk(x.data(), row.data(), n, qmax);
+    for (int64_t b = 0; b < nb; ++b) {
+      EXPECT_EQ(row[b].d, ref[b].d);
+      for (int j = 0; j < 7; ++j) EXPECT_EQ(row[b].pad[j], 0.0f);
+      for (int j = 0; j < 8; ++j) EXPECT_EQ(row[b].sums[j], static_cast<float>(ref[b].sums[j]));
+      for (int i = 0; i < 256; ++i) {
+        const int q = ref[b].qs[i];
+        if (qmax == ops::kActQ16Max) {
+          ASSERT_EQ(256 * row[b].h[i] + row[b].l[i], q) << "b=" << b << " i=" << i;
+        } else {
+          ASSERT_EQ(row[b].h[i], q) << "b=" << b << " i=" << i;
+          ASSERT_EQ(row[b].l[i], 0) << "b=" << b << " i=" << i;
+        }
+      }
+    }
+    if (qmax == ops::kActQ16Max) EXPECT_LT(ref[2].qs[600 - 512], -32512);  // h = -128
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, MatmulIsa, ::testing::Values(cpu::Isa::Avx2, cpu::Isa::Avx512),
