@@ -53,6 +53,11 @@ void quantize_row_q16xk(const float* x, void* out_row, int64_t n, int qmax) {
     o.d = a.d;
     for (float& p : o.pad) p = 0.0f;
     for (int j = 0; j < 8; ++j) o.sums[j] = static_cast<float>(a.sums[j]);
+    for (int i = 0; i < 16; ++i) {
+      int32_t sum = 0;
+      for (int v = 0; v < 16; ++v) sum += a.qs[16 * i + v];
+      o.off16[i] = -32 * sum;
+    }
     if (split) {
       for (int i = 0; i < ops::kQKK; ++i) {
         o.h[i] = static_cast<int8_t>(a.qs[i] >> 8);  // arithmetic shift: floor(q / 256)

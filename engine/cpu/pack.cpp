@@ -108,6 +108,25 @@ void pack_rows_q4k_interleaved(int n, const uint8_t* src, uint8_t* dst, int64_t 
   }
 }
 
+// R16B for Q6_K: group g of rows 16g .. 16g + 15, super-block b at (g * nb + b) * 16 * 210 bytes
+// (cpu/qgemm.h): d[16], the int8 scales as [16 j][16 r], then ql and qh in 4-byte pieces.
+void pack_rows_q6k_r16b(const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t nb) {
+  constexpr int n = 16;
+  const int64_t rb = nb * static_cast<int64_t>(sizeof(ops::BlockQ6_K));
+  for (int64_t g = 0; g < n_rows / n; ++g) {
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* d = dst + (g * nb + b) * n * static_cast<int64_t>(sizeof(ops::BlockQ6_K));
+      for (int r = 0; r < n; ++r) {
+        const auto* blk = reinterpret_cast<const ops::BlockQ6_K*>(src + (n * g + r) * rb) + b;
+        std::memcpy(d + 2 * r, &blk->d, 2);
+        for (int j = 0; j < 16; ++j) d[32 + n * j + r] = static_cast<uint8_t>(blk->scales[j]);
+        for (int c = 0; c < 32; ++c) std::memcpy(d + 288 + 4 * n * c + 4 * r, blk->ql + 4 * c, 4);
+        for (int e = 0; e < 16; ++e) std::memcpy(d + 2336 + 4 * n * e + 4 * r, blk->qh + 4 * e, 4);
+      }
+    }
+  }
+}
+
 // P16: panel p, element (16 p + j, i) at 16 (p n_in + i) + j (E: the 4- or 2-byte element).
 template <class E>
 void pack_rows_p16(const uint8_t* src_bytes, uint8_t* dst_bytes, int64_t n_rows, int64_t n_in) {
@@ -145,7 +164,7 @@ uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only, int act_bits
   }
   if (active_isa() != Isa::Avx512) return kPackNone;
   if (n_rows > 0 && n_rows % 16 == 0 &&
-      (simd_kernels_q32_r16b_avx512(t, act_bits) || simd_kernels_q4k_r16b_avx512(t, act_bits))) {
+      (simd_kernels_q32_r16b_avx512(t, act_bits) || simd_kernels_kquant_r16b_avx512(t, act_bits))) {
     return kPackR16B;
   }
   return simd_kernels_q32_avx512_g4(t, 16) ? kPackG4 : kPackNone;
@@ -154,7 +173,8 @@ uint8_t preferred_packing(DType t, int64_t n_rows, bool batch_only, int act_bits
 const TileKernels* simd_kernels_packed(DType t, uint8_t packing, int act_bits) {
   if (packing == kPackG4 && active_isa() == Isa::Avx512) return simd_kernels_q32_avx512_g4(t, act_bits);
   if (packing == kPackR16B && active_isa() == Isa::Avx512) {
-    return t == DType::Q4_K ? simd_kernels_q4k_r16b_avx512(t, act_bits) : simd_kernels_q32_r16b_avx512(t, act_bits);
+    return t == DType::Q4_K || t == DType::Q6_K ? simd_kernels_kquant_r16b_avx512(t, act_bits)
+                                                 : simd_kernels_q32_r16b_avx512(t, act_bits);
   }
   if (packing == kPackR8 && active_isa() == Isa::Avx2) return simd_kernels_q32_r8(t);
   // R8B tiles read 8-bit levels only; with 16 bits the file layout's kernels run
@@ -185,6 +205,10 @@ void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64
       pack_rows_q4k_interleaved(n, src, dst, n_rows, n_in / ops::kQKK);
       return;
     }
+  }
+  if (packing == kPackR16B && t == DType::Q6_K && n_rows % 16 == 0) {
+    pack_rows_q6k_r16b(src, dst, n_rows, n_in / ops::kQKK);
+    return;
   }
   if (packing == kPackR8B && (t == DType::Q4_0 || t == DType::Q4_1) && g4_facts(t, f) && n_rows % 8 == 0) {
     pack_rows_interleaved(f, 8, 4, src, dst, n_rows, n_in / ops::kQK);

@@ -37,7 +37,7 @@ constexpr int kMaxTileT = 12;
 // by tiles of kActTileT tokens for the P16 panel tiles: value i of token t at
 // data + (t / kActTileT) * stride + (kActTileT * i + t % kActTileT) * 4 bytes (stride = bytes of one
 // tile, the last tile zero padded), so the tokens of a tile are read as one stream. Q16XK =
-// ActQ16XK super-blocks (ops/qblocks.h) of the AVX-512 R16B Q4_K tiles, both precisions.
+// ActQ16XK super-blocks (ops/qblocks.h) of the AVX-512 R16B Q4_K / Q6_K tiles, both precisions.
 enum class ActFormat { Native, Q16X, Q8X, Q8K, F32T, Q16XK };
 constexpr int kActTileT = 12;
 
@@ -91,11 +91,14 @@ const TileKernels* simd_kernels_float(DType t);   // F32, F16, BF16 (gemm_float.
 // R8B with groups of 16 rows: group block b = d[16] (Q4_1: then m[16]), then chunks of 64 bytes
 // (4 for Q4, 8 for Q8_0), chunk c = quant bytes 4c .. 4c + 3 of each row in turn, so that one
 // 512-bit register holds 4 consecutive quant bytes of each of the 16 rows.
-// Q4_K in R16B (qgemm_q4k_r16b_avx512.cpp): Q4_K's R8B with 16 rows, per super-block of the 16
+// Q4_K in R16B (qgemm_kquant_r16b_avx512.cpp): Q4_K's R8B with 16 rows, per super-block of the 16
 // rows (16 * 144 bytes): d[16], dmin[16] (fp16), the scales and mins as [8 j][16 r] tables
 // (index i = 16j + r) split into A[64], B[64], H[64] (A[p] = low 4 bits of sc[p] | of sc[p + 64]
 // << 4, B the same of mn, H[p] = high 2 bits of sc[p] | of sc[p + 64] << 2 | of mn[p] << 4 | of
 // mn[p + 64] << 6), then 32 chunks of 64 bytes, chunk c = qs bytes 4c .. 4c + 3 of each row.
+// Q6_K in R16B (the same file): per super-block of the 16 rows (16 * 210 bytes): d[16] (fp16), the
+// int8 scales as [16 j][16 r], then 32 chunks of 64 bytes of ql (chunk c = ql bytes 4c .. 4c + 3 of
+// each row), then 16 chunks of 64 bytes of qh (chunk e = qh bytes 4e .. 4e + 3 of each row).
 enum Packing : uint8_t { kPackNone = 0, kPackG4 = 1, kPackP16 = 2, kPackR8 = 3, kPackR8B = 4, kPackR16B = 5 };
 
 // The layout the active kernels read best for a weight of type t with n_rows rows (kPackNone:
@@ -118,8 +121,9 @@ const TileKernels* simd_kernels_q4k_r8b(DType t);
 // AVX-512 R16B tiles for Q4_0 / Q4_1 / Q8_0 (Q16X rows, or Q8X with act_bits == 8; qgemm_q32_r16b_avx512.cpp),
 // or nullptr.
 const TileKernels* simd_kernels_q32_r16b_avx512(DType t, int act_bits);
-// AVX-512 R16B tiles for Q4_K (Q16XK rows, both precisions; qgemm_q4k_r16b_avx512.cpp), or nullptr.
-const TileKernels* simd_kernels_q4k_r16b_avx512(DType t, int act_bits);
+// AVX-512 R16B tiles for Q4_K and Q6_K (Q16XK rows, both precisions; qgemm_kquant_r16b_avx512.cpp),
+// or nullptr.
+const TileKernels* simd_kernels_kquant_r16b_avx512(DType t, int act_bits);
 // Rewrites n_rows rows of n_in values (type t, file layout) from src into dst in `packing`.
 // Throws InvalidArgument for a type / layout pair it does not know.
 void pack_rows(DType t, uint8_t packing, const uint8_t* src, uint8_t* dst, int64_t n_rows, int64_t n_in);
@@ -142,7 +146,7 @@ void quantize_row_q16x_avx512(const float* x, void* out_row, int64_t n, DType we
 // quantize_row_q16k with 8-bit levels, in the Q4_K nibble order. qmax > 127: InvalidArgument.
 void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax);
 // Q16XK row (ops/qblocks.h: n / 256 ActQ16XK super-blocks) of x[n], n a multiple of 256: the
-// integers of quantize_row_q16k split into bytes (qmax <= 127: h = q, l = 0).
+// integers of quantize_row_q16k split into bytes (qmax <= 127: h = q, l = 0), with their sums.
 void quantize_row_q16xk(const float* x, void* out_row, int64_t n, int qmax);
 
 }  // namespace akvq::cpu

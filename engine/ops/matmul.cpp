@@ -101,7 +101,7 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
     for_each_token(n_tok, pool, [&](int64_t t) { cpu::quantize_row_q8k(x + t * n_in, rows + t * a.stride, n_in, qmax); });
     return a;
   }
-  if (k && k->act == cpu::ActFormat::Q16XK) {  // ActQ16XK super-blocks (Q4_K in R16B, AVX-512)
+  if (k && k->act == cpu::ActFormat::Q16XK) {  // ActQ16XK super-blocks (Q4_K / Q6_K in R16B, AVX-512)
     a.stride = static_cast<size_t>(n_in / kQKK) * sizeof(ActQ16XK);  // a multiple of 64
     uint8_t* rows = aligned_rows(buf, a.stride, n_tok);
     a.data = rows;

@@ -143,19 +143,21 @@ struct ActQ8K {
 };
 static_assert(sizeof(ActQ8K) == 320, "ActQ8K layout");
 
-// Q16XK rows (cpu/qgemm.h: ActFormat::Q16XK), the right-hand side of the AVX-512 Q4_K tiles in
-// the R16B layout: the ActQ16K integers q of a super-block split into bytes as in Q16X, q = 256 h
-// + l (h = q >> 8 signed, l = q & 255), both in value order, so that the 4 bytes of values 4i ..
-// 4i + 3 meet a weight chunk's 4 nibbles in one byte dot. With 8-bit levels (qmax <= 127) h = q
-// and l = 0 (the tiles skip the l pass). sums[j]: the exact integer sum of sub-block j as f32
-// (|sum| <= 32 * 32767 < 2^24), for the Q4_K min term.
+// Q16XK rows (cpu/qgemm.h: ActFormat::Q16XK), the right-hand side of the AVX-512 Q4_K and Q6_K
+// tiles in the R16B layout: the ActQ16K integers q of a super-block split into bytes as in Q16X,
+// q = 256 h + l (h = q >> 8 signed, l = q & 255), both in value order, so that the 4 bytes of
+// values 4i .. 4i + 3 meet 4 weight values in one byte dot. With 8-bit levels (qmax <= 127) h = q
+// and l = 0 (the tiles skip the l pass). sums[j]: the exact integer sum of values 32j .. 32j + 31
+// as f32 (|sum| <= 32 * 32767 < 2^24), for the Q4_K min term; off16[i] = -32 * the integer sum of
+// values 16i .. 16i + 15 (Q6_K's offset, folded into its integer dot).
 struct ActQ16XK {
   float d;
-  float pad[7];     // 0
-  float sums[8];    // f32 of ActQ16K::sums
-  int8_t h[256];    // value order
-  uint8_t l[256];   // value order
+  float pad[7];       // 0
+  float sums[8];      // f32 of ActQ16K::sums
+  int8_t h[256];      // value order
+  uint8_t l[256];     // value order
+  int32_t off16[16];  // |off16| <= 32 * 16 * 32767 < 2^24
 };
-static_assert(sizeof(ActQ16XK) == 576, "ActQ16XK layout");
+static_assert(sizeof(ActQ16XK) == 640, "ActQ16XK layout");
 
 }  // namespace akvq::ops

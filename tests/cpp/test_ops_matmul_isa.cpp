@@ -280,12 +280,12 @@ TEST_P(MatmulIsa, PackedQ4KWithEightBitLevelsMatchesTheFileLayoutWhateverTheBatc
   }
 }
 
-// Q4_0, Q4_1, Q8_0 and Q4_K with 16 rows at a time are packed on AVX-512 (R16B: 16 rows interleaved,
+// Q4_0, Q4_1, Q8_0, Q4_K and Q6_K with 16 rows at a time are packed on AVX-512 (R16B: 16 rows interleaved,
 // lanes are rows) for both activation precisions. The tiles sum the same integer terms as the file-layout
 // tiles in another order, so the packed result matches theirs and the scalar reference's to f32
 // rounding (1e-6 of sum |w x|), a token's result is bit for bit the same whatever tile or batch
 // computes it, and the integer bounds hold at their limit (every nibble 15 or every Q8_0 weight -128,
-// every Q4_K scale and min 63, |q| at its maximum).
+// every Q4_K scale and min 63, every Q6_K value -32 with scale -128, |q| at its maximum).
 TEST_P(MatmulIsa, R16BWeightsMatchTheFileLayoutWhateverTheBatch) {
   if (cpu::preferred_packing(DType::Q4_0, 16, false, 16) != cpu::kPackR16B) {
     GTEST_SKIP() << cpu::isa_name(GetParam()) << " has no R16B tiles";
@@ -294,18 +294,26 @@ TEST_P(MatmulIsa, R16BWeightsMatchTheFileLayoutWhateverTheBatch) {
     EXPECT_EQ(cpu::preferred_packing(DType::Q4_1, 32, false, bits), cpu::kPackR16B);
     EXPECT_EQ(cpu::preferred_packing(DType::Q8_0, 32, false, bits), cpu::kPackR16B);
     EXPECT_EQ(cpu::preferred_packing(DType::Q4_K, 32, false, bits), cpu::kPackR16B);
+    EXPECT_EQ(cpu::preferred_packing(DType::Q6_K, 32, false, bits), cpu::kPackR16B);
     EXPECT_EQ(cpu::preferred_packing(DType::Q4_1, 24, false, bits), cpu::kPackG4);  // not 16 rows at a time
     EXPECT_EQ(cpu::preferred_packing(DType::Q4_K, 24, false, bits), cpu::kPackNone);
   }
   cpu::ThreadPool pool(2);
   std::mt19937 rng(19);
   for (int bits : {16, 8}) {
-    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K}) {
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
       for (int64_t n_in : inner_sizes(t)) {
         for (bool extreme : {false, true}) {
           const int64_t n_out = 48, n_tok = 13;
           auto raw = test::random_weights(t, n_out, n_in, rng);
-          if (extreme) {  // every nibble 15 (Q4_K: every scale and min 63); every Q8_0 weight -128
+          if (extreme && t == DType::Q6_K) {  // every value 0 - 32, every scale -128
+            for (size_t b = 0; b < raw.size() / sizeof(ops::BlockQ6_K); ++b) {
+              auto* blk = reinterpret_cast<ops::BlockQ6_K*>(raw.data()) + b;
+              std::memset(blk->ql, 0, sizeof(blk->ql));
+              std::memset(blk->qh, 0, sizeof(blk->qh));
+              std::memset(blk->scales, 0x80, sizeof(blk->scales));
+            }
+          } else if (extreme) {  // every nibble 15 (Q4_K: every scale and min 63); every Q8_0 weight -128
             const int64_t bb = dtype_info(t).block_bytes, qs = t == DType::Q4_1 || t == DType::Q4_K ? 4 : 2;
             for (size_t b = 0; b < raw.size() / bb; ++b) {
               std::memset(raw.data() + b * bb + qs, t == DType::Q8_0 ? 0x80 : 0xff, bb - qs);
@@ -423,9 +431,10 @@ TEST_P(MatmulIsa, Q4KEightBitRowsHoldTheQ16KIntegersInNibbleOrder) {
   for (int i = 0; i < 2 * n_out; ++i) EXPECT_NEAR(y[i], yq[i], 1e-6 * std::fabs(yq[i]) + 1e-3) << i;
 }
 
-// Q4_K in R16B (AVX-512) reads Q16XK rows of ActQ16XK super-blocks: the integers and sums of
-// quantize_row_q16k split into bytes in value order, 256 h + l == q with h signed and l in
-// 0..255 (16-bit levels), h == q and l == 0 (8-bit levels); the sums exactly as f32.
+// Q4_K and Q6_K in R16B (AVX-512) read Q16XK rows of ActQ16XK super-blocks: the integers and sums
+// of quantize_row_q16k split into bytes in value order, 256 h + l == q with h signed and l in
+// 0..255 (16-bit levels), h == q and l == 0 (8-bit levels); the sums exactly as f32, and -32 times
+// the sums of 16 values.
 TEST_P(MatmulIsa, Q4KSplitRowsHoldTheQ16KIntegers) {
   std::mt19937 rng(18);
   const int64_t n = 768, nb = n / 256;
@@ -441,6 +450,11 @@ TEST_P(MatmulIsa, Q4KSplitRowsHoldTheQ16KIntegers) {
       EXPECT_EQ(row[b].d, ref[b].d);
       for (int j = 0; j < 7; ++j) EXPECT_EQ(row[b].pad[j], 0.0f);
       for (int j = 0; j < 8; ++j) EXPECT_EQ(row[b].sums[j], static_cast<float>(ref[b].sums[j]));
+      for (int i = 0; i < 16; ++i) {
+        int32_t sum = 0;
+        for (int v = 0; v < 16; ++v) sum += ref[b].qs[16 * i + v];
+        EXPECT_EQ(row[b].off16[i], -32 * sum);
+      }
       for (int i = 0; i < 256; ++i) {
         const int q = ref[b].qs[i];
         if (qmax == ops::kActQ16Max) {
@@ -451,7 +465,9 @@ TEST_P(MatmulIsa, Q4KSplitRowsHoldTheQ16KIntegers) {
         }
       }
     }
-    if (qmax == ops::kActQ16Max) EXPECT_LT(ref[2].qs[600 - 512], -32512);  // h = -128
+    if (qmax == ops::kActQ16Max) {
+      EXPECT_LT(ref[2].qs[600 - 512], -32512);  // h = -128
+    }
   }
 }
 
