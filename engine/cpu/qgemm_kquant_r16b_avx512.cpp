@@ -58,12 +58,15 @@ inline __m512 bytes_ps(const void* p) {
 }
 
 // s[t] = the exact integer sum of N operands op[i] (4 unsigned values 0..63 per row lane) against
-// token t's bytes at h[t] + 4i and l[t] + 4i: with 16-bit levels (L) (h pass) << 8 + (l pass),
+// token t's bytes at x[t]->h + off + 4i and x[t]->l + off + 4i: with 16-bit levels (L) (h pass) << 8 + (l pass),
 // else the h pass alone. Decode (T == 1): the passes as independent chains, split again in two
 // (operands i even / odd), so that one token is not bound by the byte dot's latency. Several
 // tokens: operand-major, tokens inner, one chain per token, which keeps the tile in the registers.
 template <bool L, int T, int N>
-AKVQ_ALWAYS_INLINE void dot_bytes(const __m512i* op, const int8_t* const* h, const uint8_t* const* l, __m512i* s) {
+AKVQ_ALWAYS_INLINE void dot_bytes(const __m512i* op, const ActQ16XK* const* x, int off, __m512i* s) {
+  const int8_t* h[T];
+  const uint8_t* l[T];
+  for (int t = 0; t < T; ++t) h[t] = x[t]->h + off, l[t] = x[t]->l + off;
   if constexpr (T == 1) {
     __m512i hs[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, ls[2] = {hs[0], hs[1]};
     for (int i = 0; i < N; ++i) {
@@ -135,11 +138,8 @@ struct RQ4_K {
       }
       const __m512 cj = _mm512_mul_ps(bytes_ps<true>(sc + 16 * j), dw);     // d_w * sc_j
       const __m512 nmj = _mm512_mul_ps(bytes_ps<true>(mn + 16 * j), ndmin);  // -dmin_w * mn_j
-      const int8_t* h[T];
-      const uint8_t* l[T];
-      for (int t = 0; t < T; ++t) h[t] = x[t]->h + 32 * j, l[t] = x[t]->l + 32 * j;
       __m512i s[T];
-      dot_bytes<L, T, 8>(op, h, l, s);
+      dot_bytes<L, T, 8>(op, x, 32 * j, s);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         sb[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), cj, sb[t]);
@@ -181,11 +181,8 @@ struct RQ6_K {
         op[i] = _mm512_ternarylogic_epi32(m4, l4, _mm512_and_si512(h2, m30), 0xCA);
       }
       const __m512 cj = _mm512_mul_ps(bytes_ps<false>(g + kOffSc + 16 * j), dw);  // d_w * sc_j
-      const int8_t* h[T];
-      const uint8_t* l[T];
-      for (int t = 0; t < T; ++t) h[t] = x[t]->h + 16 * j, l[t] = x[t]->l + 16 * j;
       __m512i s[T];
-      dot_bytes<L, T, 4>(op, h, l, s);
+      dot_bytes<L, T, 4>(op, x, 16 * j, s);
 #pragma GCC unroll 8
       for (int t = 0; t < T; ++t) {
         const __m512i sj = _mm512_add_epi32(s[t], _mm512_set1_epi32(x[t]->off16[j]));  // the -32 offset
