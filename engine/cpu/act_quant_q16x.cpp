@@ -17,15 +17,27 @@
 
 namespace akvq::cpu {
 
+namespace {
+
+// The n / 256 ActQ16K super-blocks of x[n] (quantize_row_q16k) in a scratch of the calling thread,
+// valid until its next call: the integers the K-quant rows below rearrange.
+const ops::ActQ16K* q16k_blocks(const float* x, int64_t n, int qmax) {
+  const size_t nb = static_cast<size_t>(n / ops::kQKK);
+  thread_local std::vector<ops::ActQ16K> tmp;
+  if (tmp.size() < nb) tmp.resize(nb);
+  quantize_row_q16k(x, tmp.data(), n, qmax);
+  return tmp.data();
+}
+
+}  // namespace
+
 void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax) {
   if (qmax > 127) throw InvalidArgument("[ops] ActQ8K rows (Q4_K weights) hold 8-bit levels only");
   const int64_t nb = n / ops::kQKK;
-  thread_local std::vector<ops::ActQ16K> tmp;
-  if (tmp.size() < static_cast<size_t>(nb)) tmp.resize(static_cast<size_t>(nb));
-  quantize_row_q16k(x, tmp.data(), n, qmax);
+  const ops::ActQ16K* tmp = q16k_blocks(x, n, qmax);
   ops::ActQ8K* out = static_cast<ops::ActQ8K*>(out_row);
   for (int64_t b = 0; b < nb; ++b) {
-    const ops::ActQ16K& a = tmp[static_cast<size_t>(b)];
+    const ops::ActQ16K& a = tmp[b];
     ops::ActQ8K& o = out[b];
     std::memset(&o, 0, sizeof(o));
     o.d = a.d;
@@ -42,13 +54,11 @@ void quantize_row_q8k(const float* x, void* out_row, int64_t n, int qmax) {
 
 void quantize_row_q16xk(const float* x, void* out_row, int64_t n, int qmax) {
   const int64_t nb = n / ops::kQKK;
-  thread_local std::vector<ops::ActQ16K> tmp;
-  if (tmp.size() < static_cast<size_t>(nb)) tmp.resize(static_cast<size_t>(nb));
-  quantize_row_q16k(x, tmp.data(), n, qmax);
+  const ops::ActQ16K* tmp = q16k_blocks(x, n, qmax);
   const bool split = qmax > 127;  // 8-bit levels: h = q, l = 0
   ops::ActQ16XK* out = static_cast<ops::ActQ16XK*>(out_row);
   for (int64_t b = 0; b < nb; ++b) {
-    const ops::ActQ16K& a = tmp[static_cast<size_t>(b)];
+    const ops::ActQ16K& a = tmp[b];
     ops::ActQ16XK& o = out[b];
     o.d = a.d;
     for (float& p : o.pad) p = 0.0f;

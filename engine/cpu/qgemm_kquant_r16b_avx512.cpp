@@ -24,11 +24,12 @@
 // another order, so the two layouts agree to f32 rounding, and a (row, token) result is bit for
 // bit the same whatever tile or batch computes it (decode equals prefill, a batched step equals
 // single streams). How the integer sums are split into chains does not change them.
+#include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "cpu/avx512_target.h"
 #include "cpu/qgemm.h"
+#include "cpu/qgemm_r16b_avx512.h"
 #include "cpu/simd.h"
 #include "cpu/tile_driver.h"
 #include "ops/qblocks.h"
@@ -44,12 +45,6 @@ using ops::BlockQ6_K;
 
 AKVQ_AVX512_BEGIN
 
-inline __m512i bcast32(const void* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
-
 // 16 bytes at p widened to 16 f32 lanes (U: unsigned bytes, else signed).
 template <bool U>
 inline __m512 bytes_ps(const void* p) {
@@ -57,40 +52,14 @@ inline __m512 bytes_ps(const void* p) {
   return _mm512_cvtepi32_ps(U ? _mm512_cvtepu8_epi32(b) : _mm512_cvtepi8_epi32(b));
 }
 
-// s[t] = the exact integer sum of N operands op[i] (4 unsigned values 0..63 per row lane) against
-// token t's bytes at x[t]->h + off + 4i and x[t]->l + off + 4i: with 16-bit levels (L) (h pass) << 8 + (l pass),
-// else the h pass alone. Decode (T == 1): the passes as independent chains, split again in two
-// (operands i even / odd), so that one token is not bound by the byte dot's latency. Several
-// tokens: operand-major, tokens inner, one chain per token, which keeps the tile in the registers.
+// s[t] = the exact integer sum of the N operands op[i] (4 values 0..63 per row lane) against token
+// t's bytes of values off + 4i .. (r16b::dot_bytes; the l bytes follow the h bytes by 256).
 template <bool L, int T, int N>
 AKVQ_ALWAYS_INLINE void dot_bytes(const __m512i* op, const ActQ16XK* const* x, int off, __m512i* s) {
-  const int8_t* h[T];
-  const uint8_t* l[T];
-  for (int t = 0; t < T; ++t) h[t] = x[t]->h + off, l[t] = x[t]->l + off;
-  if constexpr (T == 1) {
-    __m512i hs[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()}, ls[2] = {hs[0], hs[1]};
-    for (int i = 0; i < N; ++i) {
-      hs[i % 2] = _mm512_dpbusd_epi32(hs[i % 2], op[i], bcast32(h[0] + 4 * i));  // unsigned weight, signed h
-      if constexpr (L) ls[i % 2] = _mm512_dpbusd_epi32(ls[i % 2], bcast32(l[0] + 4 * i), op[i]);  // unsigned l
-    }
-    const __m512i hh = _mm512_add_epi32(hs[0], hs[1]);
-    s[0] = L ? _mm512_add_epi32(_mm512_slli_epi32(hh, 8), _mm512_add_epi32(ls[0], ls[1])) : hh;
-  } else {
-#pragma GCC unroll 8
-    for (int t = 0; t < T; ++t) s[t] = _mm512_setzero_si512();
-    for (int i = 0; i < N; ++i) {
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) s[t] = _mm512_dpbusd_epi32(s[t], op[i], bcast32(h[t] + 4 * i));
-    }
-    if constexpr (L) {
-#pragma GCC unroll 8
-      for (int t = 0; t < T; ++t) s[t] = _mm512_slli_epi32(s[t], 8);
-      for (int i = 0; i < N; ++i) {
-#pragma GCC unroll 8
-        for (int t = 0; t < T; ++t) s[t] = _mm512_dpbusd_epi32(s[t], bcast32(l[t] + 4 * i), op[i]);
-      }
-    }
-  }
+  static_assert(offsetof(ActQ16XK, l) - offsetof(ActQ16XK, h) == 256, "Q16XK layout");
+  const uint8_t* xb[T];
+  for (int t = 0; t < T; ++t) xb[t] = reinterpret_cast<const uint8_t*>(x[t]->h) + off;
+  r16b::dot_bytes<L, false, T, N>(op, _mm512_setzero_si512(), xb, [](int i) { return 4 * i; }, 256, s);
 }
 
 // ---- Q4_K: d[16], dmin[16], A, B, H (the 6-bit scales and mins), 32 chunks of nibbles ----

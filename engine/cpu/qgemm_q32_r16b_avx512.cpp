@@ -29,6 +29,7 @@
 #include "cpu/avx512_target.h"
 #include "cpu/qgemm.h"
 #include "cpu/qgemm_q32_tiles.h"
+#include "cpu/qgemm_r16b_avx512.h"
 #include "cpu/simd.h"
 #include "cpu/tile_driver.h"
 #include "ops/qblocks.h"
@@ -46,12 +47,6 @@ constexpr int kD16 = 256;    // f32 d of the block
 constexpr int kO16 = 320;    // Q4_0: int32 -8 * sum(q); Q4_1: f32 s = d * sum(q)
 
 AKVQ_AVX512_BEGIN
-
-inline __m512i bcast32(const uint8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(v);
-}
 
 inline float load_f32(const uint8_t* p) {
   float v;
@@ -106,44 +101,14 @@ void tile(const uint8_t* w, const ActRows& x, int64_t t0, int64_t n_in, float* y
     // Operand-major, tokens inner: the T dot chains are independent, so consecutive byte dots do
     // not wait on each other (one chain of 16 per token: 7.8 -> 7.0 ms per SmolLM2 batch-8 step),
     // and everything stays in registers (GCC kept acc[] on the stack with the token loop outside).
+    const uint8_t* xb[T];  // the block's bytes of each token
+    for (int t = 0; t < T; ++t) xb[t] = xr[t] + xo;
     __m512i s[T];
-    if constexpr (T == 1) {
-      // Decode: the h and l passes as four independent chains (operands i even / odd), so that
-      // one token is not bound by the byte dot's latency; the sums are exact integers, so the
-      // split changes no bit.
-      __m512i hs[2] = {seed, _mm512_setzero_si512()}, ls[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
-      for (int i = 0; i < 8; ++i) {
-        const __m512i h = bcast32(xr[0] + xo + h_offset<K>(i));
-        hs[i % 2] = kQ8 ? _mm512_dpbusd_epi32(hs[i % 2], h, op[i]) : _mm512_dpbusd_epi32(hs[i % 2], op[i], h);
-        if constexpr (L) ls[i % 2] = _mm512_dpbusd_epi32(ls[i % 2], bcast32(xr[0] + xo + kLLow + h_offset<K>(i)), op[i]);
-      }
-      const __m512i hh = _mm512_add_epi32(hs[0], hs[1]);
-      s[0] = L ? _mm512_add_epi32(_mm512_slli_epi32(hh, 8), _mm512_add_epi32(ls[0], ls[1])) : hh;
-    } else {
-#pragma GCC unroll 12
-      for (int t = 0; t < T; ++t) s[t] = seed;
-      for (int i = 0; i < 8; ++i) {  // h pass: Q4 nibble unsigned, h signed; Q8_0 h + 128 unsigned, w signed
-#pragma GCC unroll 12
-        for (int t = 0; t < T; ++t) {
-          const __m512i h = bcast32(xr[t] + xo + h_offset<K>(i));
-          s[t] = kQ8 ? _mm512_dpbusd_epi32(s[t], h, op[i]) : _mm512_dpbusd_epi32(s[t], op[i], h);
-        }
-      }
-      if constexpr (L) {  // l pass: l unsigned, weights signed
-#pragma GCC unroll 12
-        for (int t = 0; t < T; ++t) s[t] = _mm512_slli_epi32(s[t], 8);
-        for (int i = 0; i < 8; ++i) {
-#pragma GCC unroll 12
-          for (int t = 0; t < T; ++t) {
-            s[t] = _mm512_dpbusd_epi32(s[t], bcast32(xr[t] + xo + kLLow + h_offset<K>(i)), op[i]);
-          }
-        }
-      }
-    }
+    r16b::dot_bytes<L, kQ8, T, 8>(op, seed, xb, [](int i) { return h_offset<K>(i); }, kLLow, s);
 #pragma GCC unroll 12
     for (int t = 0; t < T; ++t) {
       const uint8_t* a = xr[t] + xo;
-      if constexpr (kQ4_0) s[t] = _mm512_add_epi32(s[t], bcast32(a + kO16));
+      if constexpr (kQ4_0) s[t] = _mm512_add_epi32(s[t], r16b::bcast32(a + kO16));
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[t]), _mm512_mul_ps(dw, _mm512_set1_ps(load_f32(a + kD16))), acc[t]);
       if constexpr (kQ4_1) acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(load_f32(a + kO16)), acc[t]);
     }

@@ -94,18 +94,20 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
     });
     return a;
   }
-  if (k && k->act == cpu::ActFormat::Q8K) {  // ActQ8K super-blocks (Q4_K, 8-bit levels)
-    a.stride = static_cast<size_t>(n_in / kQKK) * sizeof(ActQ8K);  // a multiple of 64
+  if (k && (k->act == cpu::ActFormat::Q8K || k->act == cpu::ActFormat::Q16XK)) {
+    // super-block rows of the K-quant tiles: ActQ8K (Q4_K, 8-bit levels) or ActQ16XK (Q4_K / Q6_K
+    // in R16B, AVX-512)
+    const bool q8k = k->act == cpu::ActFormat::Q8K;
+    a.stride = static_cast<size_t>(n_in / kQKK) * (q8k ? sizeof(ActQ8K) : sizeof(ActQ16XK));  // a multiple of 64
     uint8_t* rows = aligned_rows(buf, a.stride, n_tok);
     a.data = rows;
-    for_each_token(n_tok, pool, [&](int64_t t) { cpu::quantize_row_q8k(x + t * n_in, rows + t * a.stride, n_in, qmax); });
-    return a;
-  }
-  if (k && k->act == cpu::ActFormat::Q16XK) {  // ActQ16XK super-blocks (Q4_K / Q6_K in R16B, AVX-512)
-    a.stride = static_cast<size_t>(n_in / kQKK) * sizeof(ActQ16XK);  // a multiple of 64
-    uint8_t* rows = aligned_rows(buf, a.stride, n_tok);
-    a.data = rows;
-    for_each_token(n_tok, pool, [&](int64_t t) { cpu::quantize_row_q16xk(x + t * n_in, rows + t * a.stride, n_in, qmax); });
+    for_each_token(n_tok, pool, [&](int64_t t) {
+      if (q8k) {
+        cpu::quantize_row_q8k(x + t * n_in, rows + t * a.stride, n_in, qmax);
+      } else {
+        cpu::quantize_row_q16xk(x + t * n_in, rows + t * a.stride, n_in, qmax);
+      }
+    });
     return a;
   }
   if (k && k->act != cpu::ActFormat::Native) {  // byte-split groups of the AVX-512 kernels
