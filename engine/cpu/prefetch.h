@@ -19,4 +19,16 @@ inline void prefetch_line(const void* p) {
 #endif
 }
 
+// The same request for the L2 only: for data wanted later than the L1 can keep it (the next block
+// of KV rows, kv/attend_tile.h).
+inline void prefetch_line_l2(const void* p) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
+#elif defined(__aarch64__)
+  asm volatile("prfm pldl2keep, [%0]" : : "r"(p));
+#else
+  __builtin_prefetch(p, 0, 2);
+#endif
+}
+
 }  // namespace akvq::cpu

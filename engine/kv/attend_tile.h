@@ -104,11 +104,23 @@ inline void prefetch_row(const uint16_t* x, int n) {
   prefetch_span(x, static_cast<size_t>(n) * 2);
 }
 
+// prefetch_row into the L2 only (cpu::prefetch_line_l2).
+inline void prefetch_row_l2(const uint16_t* x, int n) {
+  const char* c = reinterpret_cast<const char*>(x);
+  const size_t bytes = static_cast<size_t>(n) * 2;
+  for (size_t i = 0; i < bytes; i += 64) cpu::prefetch_line_l2(c + i);
+  if (bytes > 0) cpu::prefetch_line_l2(c + bytes - 1);
+}
+
 // The next block's K and V rows of one head (n rows of `width` halves at k + u * stride and
 // v + u * stride), requested by the decode scores kernels a row or two per token of the current
 // block, so that the next block's loads overlap this block's arithmetic. Against requesting each
 // block whole at its start: f16 decode attention, SmolLM2 shape, Zen 5, 8 sequences of 200 tokens
 // 1.85 -> 1.30 ms per step, one sequence of 2000 tokens 3.85 -> 2.29 ms (bench/RESULTS.md).
+// The requests fill the L2, not the L1: a block's rows of every KV head of an item, this block's
+// and the next's, are more than an L1 of 32-48 KB holds (SmolLM2, 3 KV heads: 2 x 48 KB), so rows
+// requested into the L1 a block ahead were evicted before their use. Zen 4, tools_attend_bench
+// from memory: one sequence of 8192 tokens 6-7 -> 10-11 GB/s, 8 of 200 14-16 -> 19-22 GB/s.
 struct Ahead {
   const uint16_t* k = nullptr;
   const uint16_t* v = nullptr;
@@ -120,8 +132,8 @@ struct Ahead {
 // Requests rows [u0, min(u1, a.n)) of a.
 inline void request_ahead(const Ahead& a, int u0, int u1) {
   for (int u = u0; u < std::min(u1, a.n); ++u) {
-    prefetch_row(a.k + u * a.stride, a.width);
-    prefetch_row(a.v + u * a.stride, a.width);
+    prefetch_row_l2(a.k + u * a.stride, a.width);
+    prefetch_row_l2(a.v + u * a.stride, a.width);
   }
 }
 
