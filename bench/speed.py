@@ -79,6 +79,14 @@ def memory_rows(weight_bytes: int, bw_gbs: float | None, pp: float, n_prompt: in
     return out
 
 
+def paired_fractions(weight_bytes: int, tg_runs: list[float], probes: list[tuple[float, float]]) -> list[float]:
+    """Per generation run i: its weight GB/s (weight_bytes x tg_runs[i] tokens/s) over the mean of
+    the probe readings (GB/s) taken right before and right after it, probes[i]."""
+    if len(tg_runs) != len(probes):
+        raise ValueError(f"{len(tg_runs)} generation runs but {len(probes)} probe pairs")
+    return [weight_bytes * tg / 1e9 / ((b + a) / 2) for tg, (b, a) in zip(tg_runs, probes)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -103,9 +111,20 @@ def main(argv=None) -> int:
         ids = prompt_ids(m, a.prompt)
         bench_prompt(m, ids[:32])  # warm up (page in the weights)
         pp = statistics.median(bench_prompt(m, ids) for _ in range(a.reps))
-        tg = statistics.median(bench_gen(m, a.gen) for _ in range(a.reps))
+        bench_gen(m, 4)  # the decode path's buffers, before the peak RSS is read
+        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the probe's buffer
+
+        def probe() -> float:
+            return _akvq.read_bandwidth_gbs(a.threads, mib=a.bandwidth_mib, reps=3)
+
+        tg_runs, probes = [], []
+        for _ in range(a.reps):
+            before = probe() if a.bandwidth_mib else 0.0
+            tg_runs.append(bench_gen(m, a.gen))
+            probes.append((before, probe() if a.bandwidth_mib else 0.0))
+        tg = statistics.median(tg_runs)
         info = m.info
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the probe's buffer
+    paired = paired_fractions(weight_bytes, tg_runs, probes) if a.bandwidth_mib else None
     bw = _akvq.read_bandwidth_gbs(a.threads, mib=a.bandwidth_mib, reps=3) if a.bandwidth_mib else None
     print(
         f"model: {info['name']} ({info['file_type']}, {info['n_params'] / 1e6:.0f}M params), "
@@ -120,9 +139,18 @@ def main(argv=None) -> int:
     for test, key in ((f"pp{a.prompt}", "pp"), (f"tg{a.gen}", "tg")):
         frac = mem.get(f"{key}_bandwidth_fraction")
         print(f"| {test} | {mem[key + '_weight_gbs']:.2f} | {'' if frac is None else f'{100 * frac:.0f}%'} |")
+    if paired:
+        readings = [x for pair in probes for x in pair]
+        print(
+            f"tg{a.gen} against the probe right before and after each run: median {100 * statistics.median(paired):.0f}% "
+            f"(runs {', '.join(f'{100 * f:.0f}%' for f in paired)}; readings {min(readings):.1f}-{max(readings):.1f} GB/s)"
+        )
     if a.json:
-        res = {"prompt_tps": pp, "gen_tps": tg, "peak_rss_mb": rss_mb}
+        res = {"prompt_tps": pp, "gen_tps": tg, "gen_runs_tps": tg_runs, "peak_rss_mb": rss_mb}
         res |= {"read_bandwidth_gbs": bw, "weight_bytes_per_step": weight_bytes, **mem}
+        if paired:
+            res |= {"tg_paired_probes_gbs": probes, "tg_paired_fractions": paired}
+            res |= {"tg_paired_fraction_median": statistics.median(paired)}
         pathlib.Path(a.json).write_text(json.dumps(res))
     return 0
 

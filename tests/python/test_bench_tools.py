@@ -139,6 +139,31 @@ def test_memory_rows():
     assert "tg_bandwidth_fraction" not in speed.memory_rows(1, None, 1.0, 1, 1.0)
 
 
+def test_paired_fractions():
+    # 2 GB per step: 10 tokens/s = 20 GB/s against the mean of the readings around the run
+    f = speed.paired_fractions(2_000_000_000, [10.0, 5.0], [(40.0, 40.0), (30.0, 10.0)])
+    assert f == pytest.approx([0.5, 0.5])
+    with pytest.raises(ValueError, match="2 generation runs but 1 probe pairs"):
+        speed.paired_fractions(1, [1.0, 1.0], [(1.0, 1.0)])
+
+
+def test_speed_end_to_end_pairs_a_probe_with_every_generation_run(test_models, tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    args = ["--model", str(test_models["q4_0"]), "--prompt", "8", "--gen", "4", "--reps", "2"]
+    assert speed.main([*args, "--bandwidth-mib", "16", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert len(res["gen_runs_tps"]) == 2 and res["gen_tps"] == pytest.approx(np.median(res["gen_runs_tps"]))
+    assert len(res["tg_paired_probes_gbs"]) == 2 and all(x > 0 for p in res["tg_paired_probes_gbs"] for x in p)
+    w = res["weight_bytes_per_step"]
+    expect = [w * tg / 1e9 / np.mean(p) for tg, p in zip(res["gen_runs_tps"], res["tg_paired_probes_gbs"])]
+    assert res["tg_paired_fractions"] == pytest.approx(expect)
+    assert "against the probe right before and after each run: median" in capsys.readouterr().out
+    # no probe: no fractions, and no probe runs between the generation runs
+    assert speed.main([*args, "--bandwidth-mib", "0", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert "tg_paired_fractions" not in res and res["read_bandwidth_gbs"] is None
+
+
 def test_read_bandwidth_positive():
     bw = _akvq.read_bandwidth_gbs(2, mib=64, reps=2)
     assert math.isfinite(bw) and bw > 0
