@@ -84,7 +84,7 @@ def paired_fractions(weight_bytes: int, tg_runs: list[float], probes: list[tuple
     the probe readings (GB/s) taken right before and right after it, probes[i]."""
     if len(tg_runs) != len(probes):
         raise ValueError(f"{len(tg_runs)} generation runs but {len(probes)} probe pairs")
-    return [weight_bytes * tg / 1e9 / ((b + a) / 2) for tg, (b, a) in zip(tg_runs, probes)]
+    return [weight_bytes * tg / 1e9 / ((b + a) / 2) for tg, (b, a) in zip(tg_runs, probes, strict=True)]
 
 
 def main(argv=None) -> int:
@@ -141,9 +141,10 @@ def main(argv=None) -> int:
         print(f"| {test} | {mem[key + '_weight_gbs']:.2f} | {'' if frac is None else f'{100 * frac:.0f}%'} |")
     if paired:
         readings = [x for pair in probes for x in pair]
+        runs = ", ".join(f"{100 * f:.0f}%" for f in paired)
         print(
-            f"tg{a.gen} against the probe right before and after each run: median {100 * statistics.median(paired):.0f}% "
-            f"(runs {', '.join(f'{100 * f:.0f}%' for f in paired)}; readings {min(readings):.1f}-{max(readings):.1f} GB/s)"
+            f"tg{a.gen} against the probe right before and after each run: median "
+            f"{100 * statistics.median(paired):.0f}% (runs {runs}; readings {min(readings):.1f}-{max(readings):.1f} GB/s)"
         )
     if a.json:
         res = {"prompt_tps": pp, "gen_tps": tg, "gen_runs_tps": tg_runs, "peak_rss_mb": rss_mb}

@@ -155,7 +155,8 @@ def test_speed_end_to_end_pairs_a_probe_with_every_generation_run(test_models, t
     assert len(res["gen_runs_tps"]) == 2 and res["gen_tps"] == pytest.approx(np.median(res["gen_runs_tps"]))
     assert len(res["tg_paired_probes_gbs"]) == 2 and all(x > 0 for p in res["tg_paired_probes_gbs"] for x in p)
     w = res["weight_bytes_per_step"]
-    expect = [w * tg / 1e9 / np.mean(p) for tg, p in zip(res["gen_runs_tps"], res["tg_paired_probes_gbs"])]
+    runs = zip(res["gen_runs_tps"], res["tg_paired_probes_gbs"], strict=True)
+    expect = [w * tg / 1e9 / np.mean(p) for tg, p in runs]
     assert res["tg_paired_fractions"] == pytest.approx(expect)
     assert "against the probe right before and after each run: median" in capsys.readouterr().out
     # no probe: no fractions, and no probe runs between the generation runs
