@@ -142,9 +142,10 @@ def main(argv=None) -> int:
     if paired:
         readings = [x for pair in probes for x in pair]
         runs = ", ".join(f"{100 * f:.0f}%" for f in paired)
+        span = f"{min(readings):.1f}-{max(readings):.1f} GB/s"
         print(
             f"tg{a.gen} against the probe right before and after each run: median "
-            f"{100 * statistics.median(paired):.0f}% (runs {runs}; readings {min(readings):.1f}-{max(readings):.1f} GB/s)"
+            f"{100 * statistics.median(paired):.0f}% (runs {runs}; readings {span})"
         )
     if a.json:
         res = {"prompt_tps": pp, "gen_tps": tg, "gen_runs_tps": tg_runs, "peak_rss_mb": rss_mb}
