@@ -91,25 +91,20 @@ inline void f16_to_f32(const uint16_t* x, float* y, int n) {
 constexpr int kPrefetchRows = 8;
 
 // Asks for the cache lines of the bytes [p, p + n) ahead of their use (a row, a block of packed
-// rows), by cpu::prefetch_line. (cpu::prefetch_ahead is the weights' version: a fixed distance
-// past p.)
+// rows), by cpu::prefetch_line, or cpu::prefetch_line_l2 into the L2 only (L2). (cpu::prefetch_ahead
+// is the weights' version: a fixed distance past p.)
+template <bool L2 = false>
 inline void prefetch_span(const void* p, size_t n) {
+  const auto request = [](const char* line) { L2 ? cpu::prefetch_line_l2(line) : cpu::prefetch_line(line); };
   const char* c = static_cast<const char*>(p);
-  for (size_t i = 0; i < n; i += 64) cpu::prefetch_line(c + i);
-  if (n > 0) cpu::prefetch_line(c + n - 1);  // the last line when the span does not start on one
+  for (size_t i = 0; i < n; i += 64) request(c + i);
+  if (n > 0) request(c + n - 1);  // the last line when the span does not start on one
 }
 
 // The cache lines of x[0, n) (a K or V row of one head), ahead of its conversion.
+template <bool L2 = false>
 inline void prefetch_row(const uint16_t* x, int n) {
-  prefetch_span(x, static_cast<size_t>(n) * 2);
-}
-
-// prefetch_row into the L2 only (cpu::prefetch_line_l2).
-inline void prefetch_row_l2(const uint16_t* x, int n) {
-  const char* c = reinterpret_cast<const char*>(x);
-  const size_t bytes = static_cast<size_t>(n) * 2;
-  for (size_t i = 0; i < bytes; i += 64) cpu::prefetch_line_l2(c + i);
-  if (bytes > 0) cpu::prefetch_line_l2(c + bytes - 1);
+  prefetch_span<L2>(x, static_cast<size_t>(n) * 2);
 }
 
 // The next block's K and V rows of one head (n rows of `width` halves at k + u * stride and
@@ -132,8 +127,8 @@ struct Ahead {
 // Requests rows [u0, min(u1, a.n)) of a.
 inline void request_ahead(const Ahead& a, int u0, int u1) {
   for (int u = u0; u < std::min(u1, a.n); ++u) {
-    prefetch_row_l2(a.k + u * a.stride, a.width);
-    prefetch_row_l2(a.v + u * a.stride, a.width);
+    prefetch_row<true>(a.k + u * a.stride, a.width);
+    prefetch_row<true>(a.v + u * a.stride, a.width);
   }
 }
 
