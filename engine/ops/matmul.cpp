@@ -101,13 +101,8 @@ cpu::ActRows prepare_act(DType type, const float* x, int64_t n_tok, int64_t n_in
     a.stride = static_cast<size_t>(n_in / kQKK) * (q8k ? sizeof(ActQ8K) : sizeof(ActQ16XK));  // a multiple of 64
     uint8_t* rows = aligned_rows(buf, a.stride, n_tok);
     a.data = rows;
-    for_each_token(n_tok, pool, [&](int64_t t) {
-      if (q8k) {
-        cpu::quantize_row_q8k(x + t * n_in, rows + t * a.stride, n_in, qmax);
-      } else {
-        cpu::quantize_row_q16xk(x + t * n_in, rows + t * a.stride, n_in, qmax);
-      }
-    });
+    const auto quantize = q8k ? cpu::quantize_row_q8k : cpu::quantize_row_q16xk;
+    for_each_token(n_tok, pool, [&](int64_t t) { quantize(x + t * n_in, rows + t * a.stride, n_in, qmax); });
     return a;
   }
   if (k && k->act != cpu::ActFormat::Native) {  // byte-split groups of the AVX-512 kernels
