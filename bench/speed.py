@@ -11,6 +11,13 @@ it) and the GB/s of weights each workload moves — tg: the bytes of every weigh
 reads (all decoder tensors except the token_embd row gather; a tied output counted once) times
 tokens/s; pp: those bytes once per prompt evaluation (a lower bound: weights are read at least
 once per batch) — with the fraction of the probe's bandwidth.
+
+The probe runs right before and right after each generation run, and each run's weight GB/s is set
+against the mean of its two readings ("paired"): on a shared VM the bandwidth a probe reads can
+change by half from one minute to the next (bench/RESULTS.md: 30-34 or 56-59 GB/s on one Zen 4
+VM), and a probe taken at another moment than the decode gives a fraction that says more about
+the minute than about the decode. The "of probe" column uses the median of all the readings; a
+line gives the median paired fraction, each run's, and the range of the readings.
 """
 
 from __future__ import annotations
@@ -117,15 +124,17 @@ def main(argv=None) -> int:
         def probe() -> float:
             return _akvq.read_bandwidth_gbs(a.threads, mib=a.bandwidth_mib, reps=3)
 
-        tg_runs, probes = [], []
+        tg_runs, probes = [], []  # probes: (before, after) per run, with the probe on
         for _ in range(a.reps):
-            before = probe() if a.bandwidth_mib else 0.0
+            before = probe() if a.bandwidth_mib else None
             tg_runs.append(bench_gen(m, a.gen))
-            probes.append((before, probe() if a.bandwidth_mib else 0.0))
+            if a.bandwidth_mib:
+                probes.append((before, probe()))
         tg = statistics.median(tg_runs)
         info = m.info
-    paired = paired_fractions(weight_bytes, tg_runs, probes) if a.bandwidth_mib else None
-    bw = _akvq.read_bandwidth_gbs(a.threads, mib=a.bandwidth_mib, reps=3) if a.bandwidth_mib else None
+    paired = paired_fractions(weight_bytes, tg_runs, probes) if probes else None
+    readings = [x for pair in probes for x in pair]
+    bw = statistics.median(readings) if readings else None
     print(
         f"model: {info['name']} ({info['file_type']}, {info['n_params'] / 1e6:.0f}M params), "
         f"threads {a.threads}, kv {a.kv}, act_bits {a.act_bits}, kernels {pyakvq.cpu_info()['isa']}"
@@ -133,14 +142,15 @@ def main(argv=None) -> int:
     print(f"| test | tokens/s |\n|---|---|\n| pp{a.prompt} | {pp:.1f} |\n| tg{a.gen} | {tg:.1f} |")
     print(f"peak RSS: {rss_mb:.0f} MB")
     mem = memory_rows(weight_bytes, bw, pp, a.prompt, tg)
-    probe = f"{bw:.1f} GB/s ({a.threads} threads, {a.bandwidth_mib} MiB)" if bw else "not measured"
+    probe = "not measured"
+    if bw:
+        probe = f"{bw:.1f} GB/s, median of {len(readings)} ({a.threads} threads, {a.bandwidth_mib} MiB)"
     print(f"weights read per decode step: {weight_bytes / 1e9:.3f} GB; read bandwidth probe: {probe}")
     print("| test | weights GB/s | of probe |\n|---|---|---|")
     for test, key in ((f"pp{a.prompt}", "pp"), (f"tg{a.gen}", "tg")):
         frac = mem.get(f"{key}_bandwidth_fraction")
         print(f"| {test} | {mem[key + '_weight_gbs']:.2f} | {'' if frac is None else f'{100 * frac:.0f}%'} |")
     if paired:
-        readings = [x for pair in probes for x in pair]
         runs = ", ".join(f"{100 * f:.0f}%" for f in paired)
         span = f"{min(readings):.1f}-{max(readings):.1f} GB/s"
         print(

@@ -158,6 +158,8 @@ def test_speed_end_to_end_pairs_a_probe_with_every_generation_run(test_models, t
     runs = zip(res["gen_runs_tps"], res["tg_paired_probes_gbs"], strict=True)
     expect = [w * tg / 1e9 / np.mean(p) for tg, p in runs]
     assert res["tg_paired_fractions"] == pytest.approx(expect)
+    # the table's probe figure is the median of those readings, not a reading of its own
+    assert res["read_bandwidth_gbs"] == pytest.approx(np.median(res["tg_paired_probes_gbs"]))
     assert "against the probe right before and after each run: median" in capsys.readouterr().out
     # no probe: no fractions, and no probe runs between the generation runs
     assert speed.main([*args, "--bandwidth-mib", "0", "--json", str(out)]) == 0
