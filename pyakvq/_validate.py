@@ -26,7 +26,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 #: kv options that are on/off switches: they also take Python bools (engine/kv/kv_options.h).
-_KV_SWITCHES = frozenset({"rotate", "checkpoint", "lut"})
+_KV_SWITCHES = frozenset({"rotate", "checkpoint", "lut", "pv_bf16"})
 
 
 def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:

@@ -111,7 +111,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   static const std::set<std::string> kAll{"bits",       "group",    "window",       "pivots", "clip",
                                           "clip_k",     "clip_v",   "k_bits",       "v_bits", "levels",
                                           "tsa_layers", "tsa_bits", "pivot_factor", "rotate",
-                                          "checkpoint", "lut"};
+                                          "checkpoint", "lut",      "pv_bf16"};
   static const std::set<std::string> kKivi{"window", "clip", "clip_k", "clip_v", "checkpoint"};
   KvOptions o;
   o.mode = mode;
@@ -119,7 +119,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
     (void)value;
     if (!kAll.count(key)) bad(key, "unknown option (known: bits, group, window, pivots, clip, clip_k, clip_v, "
                                    "k_bits, v_bits, levels, tsa_layers, tsa_bits, pivot_factor, rotate, "
-                                   "checkpoint, lut)");
+                                   "checkpoint, lut, pv_bf16)");
     if (mode == "f16") bad(key, "does not apply to kv mode 'f16'");
     if (mode == "kivi2" && !kKivi.count(key)) bad(key, "does not apply to kv mode 'kivi2'");
   }
@@ -194,6 +194,9 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   o.k_tsa = spec(tsa_bits, clip_k);
   o.v_tsa = spec(tsa_bits, clip_v);
   o.k_low.lut = o.k_tsa.lut = lut && !o.kivi;  // K scores only (V rows are accumulated, not scored)
+  bool pv_bf16 = defaults::kPvBf16;
+  if (const auto* s = get("pv_bf16")) pv_bf16 = parse_bool("pv_bf16", *s);
+  o.v_low.pv_bf16 = o.v_tsa.pv_bf16 = pv_bf16 && !o.kivi;  // V rows only (K rows are scored)
   if (o.kivi) o.k_low.group = defaults::kKiviBlock;  // K: one group = 32 tokens of one channel
   try {
     o.k_low.validate(o.kivi ? defaults::kKiviBlock : head_dim);
@@ -235,6 +238,7 @@ KvOptions resolve_kv_options(const std::string& mode, const std::map<std::string
   r["pivot_factor"] = fmt(o.pivot_factor);
   r["rotate"] = o.rotate ? "1" : "0";
   r["lut"] = lut ? "1" : "0";
+  r["pv_bf16"] = pv_bf16 ? "1" : "0";
   return o;
 }
 

@@ -45,6 +45,12 @@ struct QuantSpec {
   // tables (ref::scores_lut) where the build has the table kernels (AVX2, which AVX-512 machines
   // run too, NEON); false: the exact float products everywhere. Changes no stored byte.
   bool lut = false;
+  // 2-bit V rows on a CPU that runs the AVX-512 kernels (RowCodec::avx512): accumulate the products
+  // p·scale·L from bf16 pairs (vdpbf16ps, fp32 sums; two rows per instruction) instead of fp32 FMAs.
+  // p·scale and the levels are rounded to bf16 (8 significant bits: relative error <= 2^-8 each,
+  // against the 2-bit codes' own RMS error of ~0.34 of a group's std; FlashAttention rounds P to
+  // 16 bits for its P·V product too); the offsets' sums stay fp32. Changes no stored byte.
+  bool pv_bf16 = false;
 
   // Throws InvalidArgument naming the field ("bits", "group", "clip", "levels") when the spec
   // cannot quantize rows of n values (n = head_dim).
@@ -158,6 +164,9 @@ class RowCodec {
   bool lut_scores() const { return lut_; }
   // Whether the table scores run 64 rows per block (AVX-512: simd512::scores_lut, the same bits).
   bool lut_avx512() const { return lut_wide_; }
+  // Whether accumulate / accumulate_multi take the products from bf16 pairs (spec.pv_bf16 on a
+  // 2-bit spec that the AVX-512 kernels serve); false: fp32 products everywhere.
+  bool pv_bf16() const { return wide_ && spec_.bits == 2 && spec_.pv_bf16; }
 
  private:
   QuantSpec spec_;

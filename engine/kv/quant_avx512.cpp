@@ -14,13 +14,19 @@
 //               2-bit; a qword, 4-bit), a variable shift and a permute, shared by the NQ weight
 //               vectors. 4-bit: lane 2k holds channel k and lane 2k + 1 channel 8 + k (the qword's
 //               two dwords alternate across the lanes), permuted back when the sums are stored.
+//               2-bit with QuantSpec::pv_bf16: two rows per vdpbf16ps (acc_tile_bf16), the same
+//               lane order as 4-bit; per row pair and 16 channels a permute, a shift and a
+//               table permute shared by the NQ weight vectors, and one instruction per query
+//               (where fp32 FMAs need a broadcast, a shift, a permute and one FMA per query per row).
 // Order of the arithmetic (a row's result depends only on its own data, never on the other rows
 // or queries of the call, so decode and prefill give the same bits):
 //   score  = Σ_g (Σ_{even i} q_i·L_i + Σ_{odd i} q_i·L_i)·scale_g  (each Σ in code order, fp32)
 //            + Σ_g offset_g·qsum_g
 //   acc[c] = (acc[c] + Σ_t (p_t·scale_{t,g})·L_{t,c} in row order) + Σ_t p_t·offset_{t,g}
 //            (the last Σ: per block of 64 rows from the call's first, 16 lane sums of the rows
-//            t ≡ lane mod 16 reduced by _mm512_reduce_add_ps, the blocks added in order)
+//            t ≡ lane mod 16 reduced by _mm512_reduce_add_ps, the blocks added in order; with
+//            pv_bf16 the first Σ takes rows t, t + 1 (t even from the call's first row) as one
+//            vdpbf16ps of bf16(p_t·scale)·bf16(L), the row t + 1 term added first, each fp32-rounded)
 // which differs from the AVX2 kernels only by float rounding (the parity tests bound both).
 #include <algorithm>
 #include <cmath>
@@ -164,7 +170,64 @@ inline void acc_tile(const float* w, const uint8_t* rows, size_t stride, int nb,
   }
 }
 
-template <int BITS, int NQ, int NCH>
+// 2-bit, two rows per instruction (vdpbf16ps): acc_j[16·NCH channels from code_off] += Σ_t w_j[t] ·
+// L[codes], rows [0, nb) of the block, with the weights wb_j[t] = bf16(p_j[t]·scale_{t,g}) (wb_j =
+// wb + j·kRowBlock, 0 past nb) and the levels in bf16. Rows t and t + 1 (t even) make one bf16 pair
+// per lane: the 16-bit halves of their code dwords interleaved into one qword per 16 channels,
+// broadcast, shifted by 2m in the words of qword m (vpsrlvw) and looked up by vpermw in a 32-entry
+// table (entry i = level i mod 4, so the code bits above bit 1 are ignored). Lane 2m then holds
+// channel m and lane 2m + 1 channel 8 + m, as in the 4-bit layout (to_lanes / to_channels).
+template <int NQ, int NCH>
+inline void acc_tile_bf16(const uint16_t* wb, const uint8_t* rows, size_t stride, int nb, size_t code_off,
+                          const __m512i table, float* acc, size_t ast) {
+  static_assert(NCH == 1 || NCH == 2 || NCH == 4 || NCH == 8);
+  const __m512i to_lanes = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const __m512i to_channels = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  // word k of qword m shifts by 2m: words (row t lo, row t+1 lo, row t hi, row t+1 hi) -> channels m, m, 8+m, 8+m
+  const __m512i sh = _mm512_set_epi64(0x000e000e000e000eLL, 0x000c000c000c000cLL, 0x000a000a000a000aLL,
+                                      0x0008000800080008LL, 0x0006000600060006LL, 0x0004000400040004LL,
+                                      0x0002000200020002LL, 0);
+  constexpr __mmask16 kLoad = static_cast<__mmask16>((1u << NCH) - 1);  // the code dwords of 16·NCH channels
+  __m512 a[NQ * NCH];
+#pragma GCC unroll 16
+  for (int j = 0; j < NQ; ++j) {
+#pragma GCC unroll 8
+    for (int c = 0; c < NCH; ++c) a[j * NCH + c] = _mm512_permutexvar_ps(to_lanes, _mm512_loadu_ps(acc + j * ast + 16 * c));
+  }
+  for (int t = 0; t < nb; t += 2) {
+    const uint8_t* codes = rows + t * stride + code_off;
+    const __m512i r0 = _mm512_maskz_loadu_epi32(kLoad, codes);
+    const __m512i r1 = t + 1 < nb ? _mm512_maskz_loadu_epi32(kLoad, codes + stride) : _mm512_setzero_si512();
+    // 128-bit lane L: the pair qwords of dwords 4L, 4L + 1 (lo) and 4L + 2, 4L + 3 (hi)
+    const __m512i lo = _mm512_unpacklo_epi16(r0, r1), hi = _mm512_unpackhi_epi16(r0, r1);
+#pragma GCC unroll 8
+    for (int c = 0; c < NCH; ++c) {
+      const __m512i src = (c & 2) ? hi : lo;
+      const __m512i pair = _mm512_permutexvar_epi64(_mm512_set1_epi64(2 * (c / 4) + (c & 1)), src);
+      const __m512bh f = (__m512bh)_mm512_permutexvar_epi16(_mm512_srlv_epi16(pair, sh), table);
+#pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) {
+        uint32_t wp;
+        std::memcpy(&wp, wb + j * kRowBlock + t, 4);
+        a[j * NCH + c] = _mm512_dpbf16_ps(a[j * NCH + c], f, (__m512bh)_mm512_set1_epi32(static_cast<int>(wp)));
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < NQ; ++j) {
+#pragma GCC unroll 8
+    for (int c = 0; c < NCH; ++c) _mm512_storeu_ps(acc + j * ast + 16 * c, _mm512_permutexvar_ps(to_channels, a[j * NCH + c]));
+  }
+}
+
+// The 2-bit levels as acc_tile_bf16 reads them: 32 bf16 words, word i = bf16(levels[i mod 4]).
+inline __m512i level_table_bf16(const float* levels) {
+  const __m512 l = _mm512_broadcast_f32x4(_mm_loadu_ps(levels));
+  const __m256i h = (__m256i)_mm512_cvtneps_pbh(l);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
+}
+
+template <int BITS, int NQ, int NCH, bool BF>
 void accumulate_k(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
                   int64_t n_rows, int n, float* acc, size_t ast) {
   const int ng = n / group, wpg = group / 16;  // 16-channel chunks per group
@@ -173,6 +236,8 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
                                          _mm512_set1_epi32(static_cast<int>(stride)));  // byte offset of row t + lane
   float osum[NQ][kMaxGroups] = {};
   alignas(64) float w[NQ * kRowBlock];  // [NQ][kRowBlock] p_j[t]·scale_{t,g}
+  alignas(64) uint16_t wb[NQ * kRowBlock];  // BF: the same in bf16
+  const __m512i table_bf = BF ? level_table_bf16(levels) : _mm512_setzero_si512();
   for (int64_t t0 = 0; t0 < n_rows; t0 += kRowBlock) {
     const int nb = static_cast<int>(std::min<int64_t>(kRowBlock, n_rows - t0));
     const uint8_t* blk = rows + t0 * stride;
@@ -194,9 +259,21 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
       }
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) osum[j][g] += _mm512_reduce_add_ps(os[j]);
+      if constexpr (BF) {
+        for (int j = 0; j < NQ; ++j) {
+          for (int t = 0; t < nb; t += 16) {
+            const __m256bh h = _mm512_cvtneps_pbh(_mm512_load_ps(w + j * kRowBlock + t));
+            _mm256_store_si256(reinterpret_cast<__m256i*>(wb + j * kRowBlock + t), (__m256i)h);
+          }
+        }
+      }
       for (int d = g * wpg; d < (g + 1) * wpg; d += NCH) {
-        acc_tile<BITS, NQ, NCH>(w, blk, stride, nb, 4 * static_cast<size_t>(ng) + 2 * BITS * static_cast<size_t>(d),
-                                table, acc + 16 * d, ast);
+        const size_t code_off = 4 * static_cast<size_t>(ng) + 2 * BITS * static_cast<size_t>(d);
+        if constexpr (BF) {
+          acc_tile_bf16<NQ, NCH>(wb, blk, stride, nb, code_off, table_bf, acc + 16 * d, ast);
+        } else {
+          acc_tile<BITS, NQ, NCH>(w, blk, stride, nb, code_off, table, acc + 16 * d, ast);
+        }
       }
     }
   }
@@ -213,16 +290,16 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
 
 // Channel tile (zmm per query): the largest of 8, 4, 2, 1 that divides the group's dwords and
 // keeps NQ·NCH <= 16 accumulators.
-template <int BITS, int NQ>
+template <int BITS, int NQ, bool BF>
 void accumulate_nch(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
                     int64_t n_rows, int n, float* acc, size_t ast) {
   const int wpg = group / 16;
   if constexpr (NQ <= 2) {
-    if (wpg % 8 == 0) return accumulate_k<BITS, NQ, 8>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+    if (wpg % 8 == 0) return accumulate_k<BITS, NQ, 8, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
   }
-  if (wpg % 4 == 0) return accumulate_k<BITS, NQ, 4>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-  if (wpg % 2 == 0) return accumulate_k<BITS, NQ, 2>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-  return accumulate_k<BITS, NQ, 1>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+  if (wpg % 4 == 0) return accumulate_k<BITS, NQ, 4, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+  if (wpg % 2 == 0) return accumulate_k<BITS, NQ, 2, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+  return accumulate_k<BITS, NQ, 1, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
 }
 
 template <int BITS>
@@ -238,14 +315,14 @@ void scores_bits(int group, const float* levels, const float* q, size_t q_stride
   }
 }
 
-template <int BITS>
+template <int BITS, bool BF = false>
 void accumulate_bits(int group, const float* levels, const float* p, size_t p_stride, int nq, const uint8_t* rows,
                      size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
   switch (nq) {
-    case 1: return accumulate_nch<BITS, 1>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    case 2: return accumulate_nch<BITS, 2>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    case 3: return accumulate_nch<BITS, 3>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    default: return accumulate_nch<BITS, 4>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+    case 1: return accumulate_nch<BITS, 1, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+    case 2: return accumulate_nch<BITS, 2, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+    case 3: return accumulate_nch<BITS, 3, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+    default: return accumulate_nch<BITS, 4, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
   }
 }
 
@@ -267,8 +344,8 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
 
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
                       const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
-  (spec.bits == 2 ? accumulate_bits<2> : accumulate_bits<4>)(group, levels, p, p_stride, nq, rows, stride, n_rows, n,
-                                                             acc, acc_stride);
+  const auto kernel = spec.bits == 4 ? accumulate_bits<4> : spec.pv_bf16 ? accumulate_bits<2, true> : accumulate_bits<2>;
+  kernel(group, levels, p, p_stride, nq, rows, stride, n_rows, n, acc, acc_stride);
 }
 
 #else  // no AVX-512 kernels in this build: RowCodec never picks these

@@ -109,12 +109,13 @@ inline std::vector<DecodeCase> decode_cases() {
 // A 2-layer cache of the case holding n_tokens tokens: prefill chunks of 256 (kinds cycling
 // text / vision / generated, growing spikes in the layer input: pivots, outlier K channels), then
 // a one-token append, so that a decode query sees every stored row. The GPU kernels score packed K
-// rows with exact products, so the CPU cache they are compared with does too (`lut=0`).
+// rows and accumulate packed V rows with exact fp32 products, so the CPU cache they are compared
+// with does too (`lut=0`, `pv_bf16=0`).
 inline std::unique_ptr<kv::KvCache> decode_cache(const DecodeCase& cs, uint32_t& seed) {
   kv::KvConfig cfg;
   cfg.mode = cs.mode, cfg.n_layer = 2, cfg.n_head_kv = cs.n_head_kv, cfg.head_dim = cs.head_dim;
   cfg.n_ctx = 8192, cfg.options = cs.opts;
-  if (cs.mode != "kivi2") cfg.options.emplace("lut", "0");
+  if (cs.mode != "kivi2") cfg.options.emplace("lut", "0"), cfg.options.emplace("pv_bf16", "0");
   std::unique_ptr<kv::KvCache> cache = kv::KvCache::create(cfg);
   const int E = 16;
   const size_t row = static_cast<size_t>(cs.n_head_kv) * cs.head_dim;

@@ -11,7 +11,9 @@
 #include <string>
 #include <vector>
 
+#include "akvq/error.h"
 #include "cpu/isa.h"
+#include "kv/kv_options.h"
 #include "kv/quant.h"
 
 namespace {
@@ -163,6 +165,34 @@ TEST(KvQuantAvx512, ScoresDoNotDependOnTheLane) {
           << bits << "-bit start " << start;
     }
   }
+}
+
+// pv_bf16: on for the V rows of the modes with packed rows (not kivi2, not K), resolved and
+// switchable; a codec takes the bf16 pairs only for 2-bit rows that the AVX-512 kernels serve.
+TEST(KvQuantAvx512, PvBf16OptionAndTheCodecsThatTakeIt) {
+  const auto on = akvq::kv::resolve_kv_options("akvq2", {}, 4, 64, nullptr);
+  EXPECT_EQ(on.resolved.at("pv_bf16"), "1");
+  EXPECT_TRUE(on.v_low.pv_bf16 && on.v_tsa.pv_bf16);
+  EXPECT_FALSE(on.k_low.pv_bf16 || on.k_tsa.pv_bf16) << "K rows are scored, not accumulated";
+  const auto off = akvq::kv::resolve_kv_options("akvq2", {{"pv_bf16", "0"}}, 4, 64, nullptr);
+  EXPECT_EQ(off.resolved.at("pv_bf16"), "0");
+  EXPECT_FALSE(off.v_low.pv_bf16);
+  EXPECT_FALSE(RowCodec(off.v_low, 64).pv_bf16());
+  EXPECT_FALSE(RowCodec(on.v_tsa, 64).pv_bf16()) << "4-bit text rows keep fp32 products";
+  EXPECT_THROW(akvq::kv::resolve_kv_options("kivi2", {{"pv_bf16", "1"}}, 4, 64, nullptr), akvq::InvalidArgument);
+  try {
+    akvq::kv::resolve_kv_options("akvq2", {{"pv_bf16", "perhaps"}}, 4, 64, nullptr);
+    FAIL() << "pv_bf16=perhaps accepted";
+  } catch (const akvq::InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("'pv_bf16'"), std::string::npos) << e.what();
+  }
+  {
+    IsaCap cap(Isa::Avx2);
+    EXPECT_FALSE(RowCodec(on.v_low, 64).pv_bf16()) << "the AVX2 kernels keep fp32 products";
+  }
+  if (!have_avx512()) GTEST_SKIP() << "this CPU/build runs " << akvq::cpu::isa_name(akvq::cpu::active_isa());
+  EXPECT_TRUE(RowCodec(on.v_low, 64).pv_bf16());
+  EXPECT_TRUE(RowCodec(on.v_low, 128).pv_bf16());
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -35,8 +36,11 @@ TEST(KvQuantMulti, ManyQueriesEqualAttentionOnDequantizedRows) {
           if (lv == Levels::Gaussian && bits == 8) continue;
           for (int nq = 1; nq <= kMaxQueries; ++nq) {
             for (int n_rows : {1, 2, 3, 5, 64}) {
-              akvq::test::check_attention_multi(n, bits, group, lv, nq, n_rows, rng);
-              ++n_cases;
+              for (bool pv_bf16 : {false, true}) {  // 2-bit rows: the products from bf16 pairs too (AVX-512)
+                if (pv_bf16 && bits != 2) continue;
+                akvq::test::check_attention_multi(n, bits, group, lv, nq, n_rows, rng, pv_bf16);
+                ++n_cases;
+              }
             }
           }
         }
@@ -119,9 +123,13 @@ TEST(KvQuantMulti, EachQueryIsBitIdenticalWhateverTheBatch) {
   for (int bits : {2, 3, 4, 8}) {
     for (Levels lv : {Levels::Uniform, Levels::Gaussian}) {
       if (bits == 8 && lv == Levels::Gaussian) continue;
-      for (auto [n, group] : {std::pair{32, 32}, std::pair{64, 32}, std::pair{64, 64}, std::pair{128, 128}}) {
+      for (auto [n, group, pv_bf16] : {std::tuple{32, 32, false}, std::tuple{64, 32, false}, std::tuple{64, 64, false},
+                                       std::tuple{128, 128, false}, std::tuple{64, 32, true}, std::tuple{64, 64, true},
+                                       std::tuple{128, 128, true}}) {
+        if (pv_bf16 && bits != 2) continue;  // 2-bit rows: the products from bf16 pairs too (AVX-512)
         QuantSpec s;
         s.bits = bits, s.group = group, s.levels = lv, s.clip = bits == 2 ? 0.9f : 1.0f;
+        s.pv_bf16 = pv_bf16;
         const RowCodec codec(s, n);
         const int n_rows = 64;
         const size_t rb = codec.row_bytes();
@@ -136,7 +144,7 @@ TEST(KvQuantMulti, EachQueryIsBitIdenticalWhateverTheBatch) {
           codec.query_group_sums(q.data() + j * n, qs.data() + j * codec.n_groups());
         for (int visible : {1, 3, 5, 17, 64}) {
           SCOPED_TRACE("bits " + std::to_string(bits) + " group " + std::to_string(group) + " visible " +
-                       std::to_string(visible));
+                       std::to_string(visible) + (codec.pv_bf16() ? " bf16 pairs" : ""));
           // alone, on exactly the visible rows
           std::vector<float> s1(kMaxQueries * n_rows), a1(kMaxQueries * n, 0.0f);
           for (int j = 0; j < kMaxQueries; ++j) {
