@@ -98,7 +98,7 @@ Deq dequant(const QuantKvCache& c, int layer) {
   d.at.resize(n);
   std::vector<float> tmp(std::max(hd, 32));
   auto put16 = [&](const std::vector<uint16_t>& K, const std::vector<uint16_t>& V, int slot, int pos, int hi) {
-    Copy cp{pos, hi, std::vector<double>(row), std::vector<double>(row)};
+    Copy cp{pos, hi, std::vector<double>(row), std::vector<double>(row), nullptr, {}, {}};
     for (int64_t e = 0; e < row; ++e) {
       cp.k[e] = fp16_to_f32(K[slot * row + e]);
       cp.v[e] = fp16_to_f32(V[slot * row + e]);
@@ -119,7 +119,7 @@ Deq dequant(const QuantKvCache& c, int layer) {
     const auto& cv = c.codec_v(cls);
     for (int r = 0; r < g.n(); ++r) {
       const int pos = g.pos[r];
-      Copy cp{g.evict[r], kNever, std::vector<double>(row), std::vector<double>(row)};
+      Copy cp{g.evict[r], kNever, std::vector<double>(row), std::vector<double>(row), nullptr, {}, {}};
       if (!kivi && ck.lut_scores()) cp.lut = &ck;
       for (int h = 0; h < nkv; ++h) {
         if (cp.lut) cp.k_rows.push_back(g.k[h].data() + r * ck.row_bytes());
