@@ -40,9 +40,9 @@ constexpr int kGaussBelowBits = 4;
 // ~2.4x faster scores on AVX2; the tables' RMS error is 2-3% of the 2-bit codes' own error in the
 // scores (test_kv_quant_lut.cpp; bench/RESULTS.md, "Table scores").
 constexpr bool kLut = true;
-// V rows of 2 bits accumulated from bf16 pairs where the CPU runs the AVX-512 kernels
+// V rows of 2 and 4 bits accumulated from bf16 pairs where the CPU runs the AVX-512 kernels
 // (QuantSpec::pv_bf16): fewer instructions for the largest part of the 2-bit attention at depth;
-// the quality and speed figures are in bench/RESULTS.md ("P·V in bf16").
+// the quality and speed figures are in bench/RESULTS.md ("P·V from bf16 pairs").
 constexpr bool kPvBf16 = true;
 constexpr int kKiviBlock = 32;       // kivi2: tokens per K group along the sequence
 inline const std::vector<int>& tsa_layers() {  // when the model file does not say

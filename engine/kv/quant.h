@@ -45,10 +45,10 @@ struct QuantSpec {
   // tables (ref::scores_lut) where the build has the table kernels (AVX2, which AVX-512 machines
   // run too, NEON); false: the exact float products everywhere. Changes no stored byte.
   bool lut = false;
-  // 2-bit V rows on a CPU that runs the AVX-512 kernels (RowCodec::avx512): accumulate the products
+  // 2- and 4-bit V rows on a CPU that runs the AVX-512 kernels (RowCodec::avx512): accumulate the products
   // p·scale·L from bf16 pairs (vdpbf16ps, fp32 sums; two rows per instruction) instead of fp32 FMAs.
   // p·scale and the levels are rounded to bf16 (8 significant bits: relative error <= 2^-8 each,
-  // against the 2-bit codes' own RMS error of ~0.34 of a group's std; FlashAttention rounds P to
+  // against the codes' own RMS error of ~0.34 (2-bit) or ~0.1 (4-bit) of a group's std; FlashAttention rounds P to
   // 16 bits for its P·V product too); the offsets' sums stay fp32. Changes no stored byte.
   bool pv_bf16 = false;
 
@@ -165,8 +165,8 @@ class RowCodec {
   // Whether the table scores run 64 rows per block (AVX-512: simd512::scores_lut, the same bits).
   bool lut_avx512() const { return lut_wide_; }
   // Whether accumulate / accumulate_multi take the products from bf16 pairs (spec.pv_bf16 on a
-  // 2-bit spec that the AVX-512 kernels serve); false: fp32 products everywhere.
-  bool pv_bf16() const { return wide_ && spec_.bits == 2 && spec_.pv_bf16; }
+  // spec that the AVX-512 kernels serve: 2 or 4 bits); false: fp32 products everywhere.
+  bool pv_bf16() const { return wide_ && spec_.pv_bf16; }
 
  private:
   QuantSpec spec_;

@@ -14,10 +14,10 @@
 //               2-bit; a qword, 4-bit), a variable shift and a permute, shared by the NQ weight
 //               vectors. 4-bit: lane 2k holds channel k and lane 2k + 1 channel 8 + k (the qword's
 //               two dwords alternate across the lanes), permuted back when the sums are stored.
-//               2-bit with QuantSpec::pv_bf16: two rows per vdpbf16ps (acc_tile_bf16), the same
-//               lane order as 4-bit; per row pair and 16 channels a permute, a shift and a
-//               table permute shared by the NQ weight vectors, and one instruction per query
-//               (where fp32 FMAs need a broadcast, a shift, a permute and one FMA per query per row).
+//               With QuantSpec::pv_bf16: two rows per vdpbf16ps (acc_tile_bf16); per row pair
+//               and 16 channels a permute, a shift and a table permute shared by the NQ weight
+//               vectors, and one instruction per query (where fp32 FMAs need a broadcast, a
+//               shift, a permute and one FMA per query per row).
 // Order of the arithmetic (a row's result depends only on its own data, never on the other rows
 // or queries of the call, so decode and prefill give the same bits):
 //   score  = Σ_g (Σ_{even i} q_i·L_i + Σ_{odd i} q_i·L_i)·scale_g  (each Σ in code order, fp32)
@@ -170,40 +170,60 @@ inline void acc_tile(const float* w, const uint8_t* rows, size_t stride, int nb,
   }
 }
 
-// 2-bit, two rows per instruction (vdpbf16ps): acc_j[16·NCH channels from code_off] += Σ_t w_j[t] ·
+// Two rows per instruction (vdpbf16ps): acc_j[16·NCH channels from code_off] += Σ_t w_j[t] ·
 // L[codes], rows [0, nb) of the block, with the weights wb_j[t] = bf16(p_j[t]·scale_{t,g}) (wb_j =
 // wb + j·kRowBlock, 0 past nb) and the levels in bf16. Rows t and t + 1 (t even) make one bf16 pair
-// per lane: the 16-bit halves of their code dwords interleaved into one qword per 16 channels,
-// broadcast, shifted by 2m in the words of qword m (vpsrlvw) and looked up by vpermw in a 32-entry
-// table (entry i = level i mod 4, so the code bits above bit 1 are ignored). Lane 2m then holds
-// channel m and lane 2m + 1 channel 8 + m, as in the 4-bit layout (to_lanes / to_channels).
-template <int NQ, int NCH>
+// per lane: the 16-bit words of their codes of 16 channels interleaved (row t, row t + 1, ...),
+// broadcast, shifted within each word (vpsrlvw) and looked up by vpermw in a 32-entry table
+// (entry i = level i mod 2^BITS, so the code bits above the code are ignored).
+//   2-bit: a code dword per row and 16 channels; the pair qword in every qword m, shifted by 2m:
+//          lane 2m holds channel m, lane 2m + 1 channel 8 + m.
+//   4-bit: a code qword per row and 16 channels; the pair 128 bits in every 128-bit lane L,
+//          shifted by 4L: lane 4L + k holds channel 4k + L.
+// The accumulators keep that lane order; to_lanes / to_channels permute at load and store.
+template <int BITS, int NQ, int NCH>
 inline void acc_tile_bf16(const uint16_t* wb, const uint8_t* rows, size_t stride, int nb, size_t code_off,
                           const __m512i table, float* acc, size_t ast) {
   static_assert(NCH == 1 || NCH == 2 || NCH == 4 || NCH == 8);
-  const __m512i to_lanes = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-  const __m512i to_channels = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-  // word k of qword m shifts by 2m: words (row t lo, row t+1 lo, row t hi, row t+1 hi) -> channels m, m, 8+m, 8+m
-  const __m512i sh = _mm512_set_epi64(0x000e000e000e000eLL, 0x000c000c000c000cLL, 0x000a000a000a000aLL,
-                                      0x0008000800080008LL, 0x0006000600060006LL, 0x0004000400040004LL,
-                                      0x0002000200020002LL, 0);
-  constexpr __mmask16 kLoad = static_cast<__mmask16>((1u << NCH) - 1);  // the code dwords of 16·NCH channels
+  static_assert(BITS == 2 || BITS == 4);
+  const __m512i to_lanes = BITS == 2 ? _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15)
+                                     : _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512i to_channels = BITS == 2 ? _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)
+                                        : _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  // 2-bit: the words of qword m shift by 2m; 4-bit: the words of 128-bit lane L by 4L
+  const __m512i sh = BITS == 2 ? _mm512_set_epi64(0x000e000e000e000eLL, 0x000c000c000c000cLL, 0x000a000a000a000aLL,
+                                                  0x0008000800080008LL, 0x0006000600060006LL, 0x0004000400040004LL,
+                                                  0x0002000200020002LL, 0)
+                               : _mm512_set_epi64(0x000c000c000c000cLL, 0x000c000c000c000cLL, 0x0008000800080008LL,
+                                                  0x0008000800080008LL, 0x0004000400040004LL, 0x0004000400040004LL,
+                                                  0, 0);
   __m512 a[NQ * NCH];
 #pragma GCC unroll 16
   for (int j = 0; j < NQ; ++j) {
 #pragma GCC unroll 8
     for (int c = 0; c < NCH; ++c) a[j * NCH + c] = _mm512_permutexvar_ps(to_lanes, _mm512_loadu_ps(acc + j * ast + 16 * c));
   }
+  // the code bytes of 16·NCH channels: NCH dwords (2-bit) or qwords (4-bit)
+  const auto load = [](const uint8_t* x) {
+    if constexpr (BITS == 2) return _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << NCH) - 1), x);
+    return _mm512_maskz_loadu_epi64(static_cast<__mmask8>((1u << NCH) - 1), x);
+  };
   for (int t = 0; t < nb; t += 2) {
     const uint8_t* codes = rows + t * stride + code_off;
-    const __m512i r0 = _mm512_maskz_loadu_epi32(kLoad, codes);
-    const __m512i r1 = t + 1 < nb ? _mm512_maskz_loadu_epi32(kLoad, codes + stride) : _mm512_setzero_si512();
-    // 128-bit lane L: the pair qwords of dwords 4L, 4L + 1 (lo) and 4L + 2, 4L + 3 (hi)
+    const __m512i r0 = load(codes);
+    const __m512i r1 = t + 1 < nb ? load(codes + stride) : _mm512_setzero_si512();
+    // 128-bit lane L of lo / hi: 2-bit, the pair qwords of chunks 4L, 4L + 1 / 4L + 2, 4L + 3;
+    // 4-bit, the pair 128 bits of chunk 2L / 2L + 1
     const __m512i lo = _mm512_unpacklo_epi16(r0, r1), hi = _mm512_unpackhi_epi16(r0, r1);
 #pragma GCC unroll 8
     for (int c = 0; c < NCH; ++c) {
-      const __m512i src = (c & 2) ? hi : lo;
-      const __m512i pair = _mm512_permutexvar_epi64(_mm512_set1_epi64(2 * (c / 4) + (c & 1)), src);
+      __m512i pair;
+      if constexpr (BITS == 2) {
+        pair = _mm512_permutexvar_epi64(_mm512_set1_epi64(2 * (c / 4) + (c & 1)), (c & 2) ? hi : lo);
+      } else {
+        const __m512i src = (c & 1) ? hi : lo;
+        pair = _mm512_shuffle_i32x4(src, src, (c / 2) * 0x55);
+      }
       const __m512bh f = (__m512bh)_mm512_permutexvar_epi16(_mm512_srlv_epi16(pair, sh), table);
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) {
@@ -220,9 +240,10 @@ inline void acc_tile_bf16(const uint16_t* wb, const uint8_t* rows, size_t stride
   }
 }
 
-// The 2-bit levels as acc_tile_bf16 reads them: 32 bf16 words, word i = bf16(levels[i mod 4]).
+// The levels as acc_tile_bf16 reads them: 32 bf16 words, word i = bf16(levels[i mod 2^BITS]).
+template <int BITS>
 inline __m512i level_table_bf16(const float* levels) {
-  const __m512 l = _mm512_broadcast_f32x4(_mm_loadu_ps(levels));
+  const __m512 l = BITS == 2 ? _mm512_broadcast_f32x4(_mm_loadu_ps(levels)) : _mm512_loadu_ps(levels);
   const __m256i h = (__m256i)_mm512_cvtneps_pbh(l);
   return _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
 }
@@ -237,7 +258,7 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
   float osum[NQ][kMaxGroups] = {};
   alignas(64) float w[NQ * kRowBlock];  // [NQ][kRowBlock] p_j[t]·scale_{t,g}
   alignas(64) uint16_t wb[NQ * kRowBlock];  // BF: the same in bf16
-  const __m512i table_bf = BF ? level_table_bf16(levels) : _mm512_setzero_si512();
+  const __m512i table_bf = BF ? level_table_bf16<BITS>(levels) : _mm512_setzero_si512();
   for (int64_t t0 = 0; t0 < n_rows; t0 += kRowBlock) {
     const int nb = static_cast<int>(std::min<int64_t>(kRowBlock, n_rows - t0));
     const uint8_t* blk = rows + t0 * stride;
@@ -270,7 +291,7 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
       for (int d = g * wpg; d < (g + 1) * wpg; d += NCH) {
         const size_t code_off = 4 * static_cast<size_t>(ng) + 2 * BITS * static_cast<size_t>(d);
         if constexpr (BF) {
-          acc_tile_bf16<NQ, NCH>(wb, blk, stride, nb, code_off, table_bf, acc + 16 * d, ast);
+          acc_tile_bf16<BITS, NQ, NCH>(wb, blk, stride, nb, code_off, table_bf, acc + 16 * d, ast);
         } else {
           acc_tile<BITS, NQ, NCH>(w, blk, stride, nb, code_off, table, acc + 16 * d, ast);
         }
@@ -344,7 +365,8 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
 
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
                       const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
-  const auto kernel = spec.bits == 4 ? accumulate_bits<4> : spec.pv_bf16 ? accumulate_bits<2, true> : accumulate_bits<2>;
+  const auto kernel = spec.bits == 4 ? (spec.pv_bf16 ? accumulate_bits<4, true> : accumulate_bits<4>)
+                                     : (spec.pv_bf16 ? accumulate_bits<2, true> : accumulate_bits<2>);
   kernel(group, levels, p, p_stride, nq, rows, stride, n_rows, n, acc, acc_stride);
 }
 

@@ -168,7 +168,8 @@ TEST(KvQuantAvx512, ScoresDoNotDependOnTheLane) {
 }
 
 // pv_bf16: on for the V rows of the modes with packed rows (not kivi2, not K), resolved and
-// switchable; a codec takes the bf16 pairs only for 2-bit rows that the AVX-512 kernels serve.
+// switchable; a codec takes the bf16 pairs only for the 2- and 4-bit rows that the AVX-512
+// kernels serve.
 TEST(KvQuantAvx512, PvBf16OptionAndTheCodecsThatTakeIt) {
   const auto on = akvq::kv::resolve_kv_options("akvq2", {}, 4, 64, nullptr);
   EXPECT_EQ(on.resolved.at("pv_bf16"), "1");
@@ -178,7 +179,6 @@ TEST(KvQuantAvx512, PvBf16OptionAndTheCodecsThatTakeIt) {
   EXPECT_EQ(off.resolved.at("pv_bf16"), "0");
   EXPECT_FALSE(off.v_low.pv_bf16);
   EXPECT_FALSE(RowCodec(off.v_low, 64).pv_bf16());
-  EXPECT_FALSE(RowCodec(on.v_tsa, 64).pv_bf16()) << "4-bit text rows keep fp32 products";
   EXPECT_THROW(akvq::kv::resolve_kv_options("kivi2", {{"pv_bf16", "1"}}, 4, 64, nullptr), akvq::InvalidArgument);
   try {
     akvq::kv::resolve_kv_options("akvq2", {{"pv_bf16", "perhaps"}}, 4, 64, nullptr);
@@ -193,6 +193,10 @@ TEST(KvQuantAvx512, PvBf16OptionAndTheCodecsThatTakeIt) {
   if (!have_avx512()) GTEST_SKIP() << "this CPU/build runs " << akvq::cpu::isa_name(akvq::cpu::active_isa());
   EXPECT_TRUE(RowCodec(on.v_low, 64).pv_bf16());
   EXPECT_TRUE(RowCodec(on.v_low, 128).pv_bf16());
+  EXPECT_TRUE(RowCodec(on.v_tsa, 64).pv_bf16()) << "4-bit text rows";
+  QuantSpec three = on.v_low;
+  three.bits = 3, three.levels = akvq::kv::Levels::Uniform;
+  EXPECT_FALSE(RowCodec(three, 64).pv_bf16()) << "3-bit rows: no AVX-512 kernels, fp32 products";
 }
 
 }  // namespace

@@ -36,8 +36,8 @@ TEST(KvQuantMulti, ManyQueriesEqualAttentionOnDequantizedRows) {
           if (lv == Levels::Gaussian && bits == 8) continue;
           for (int nq = 1; nq <= kMaxQueries; ++nq) {
             for (int n_rows : {1, 2, 3, 5, 64}) {
-              for (bool pv_bf16 : {false, true}) {  // 2-bit rows: the products from bf16 pairs too (AVX-512)
-                if (pv_bf16 && bits != 2) continue;
+              for (bool pv_bf16 : {false, true}) {  // 2/4-bit rows: the products from bf16 pairs too (AVX-512)
+                if (pv_bf16 && bits != 2 && bits != 4) continue;
                 akvq::test::check_attention_multi(n, bits, group, lv, nq, n_rows, rng, pv_bf16);
                 ++n_cases;
               }
@@ -126,7 +126,7 @@ TEST(KvQuantMulti, EachQueryIsBitIdenticalWhateverTheBatch) {
       for (auto [n, group, pv_bf16] : {std::tuple{32, 32, false}, std::tuple{64, 32, false}, std::tuple{64, 64, false},
                                        std::tuple{128, 128, false}, std::tuple{64, 32, true}, std::tuple{64, 64, true},
                                        std::tuple{128, 128, true}}) {
-        if (pv_bf16 && bits != 2) continue;  // 2-bit rows: the products from bf16 pairs too (AVX-512)
+        if (pv_bf16 && bits != 2 && bits != 4) continue;  // the products from bf16 pairs too (AVX-512)
         QuantSpec s;
         s.bits = bits, s.group = group, s.levels = lv, s.clip = bits == 2 ? 0.9f : 1.0f;
         s.pv_bf16 = pv_bf16;
