@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
       int bits;
       akvq::kv::Levels lv;
       bool lut = false;  // QuantSpec::lut (the 2-bit rows' table scores where the CPU has them)
+      bool pv_bf16 = false;  // QuantSpec::pv_bf16 (the accumulate's products from bf16 pairs, AVX-512)
     };
     const Fmt fmts[] = {{"q8 uniform", 8, akvq::kv::Levels::Uniform},
                         {"q4 uniform", 4, akvq::kv::Levels::Uniform},
@@ -123,12 +124,15 @@ int main(int argc, char** argv) {
                         {"q2 uniform", 2, akvq::kv::Levels::Uniform},
                         {"q2 gaussian", 2, akvq::kv::Levels::Gaussian},
                         {"q2 uniform", 2, akvq::kv::Levels::Uniform, true},
-                        {"q2 gaussian", 2, akvq::kv::Levels::Gaussian, true}};
+                        {"q2 gaussian", 2, akvq::kv::Levels::Gaussian, true},
+                        {"q4 uniform", 4, akvq::kv::Levels::Uniform, false, true},
+                        {"q2 gaussian", 2, akvq::kv::Levels::Gaussian, true, true}};
     for (const Fmt& f : fmts) {
       akvq::kv::QuantSpec s;
       s.bits = f.bits;
       s.levels = f.lv;
       s.lut = f.lut;
+      s.pv_bf16 = f.pv_bf16;
       s.clip = f.bits == 2 ? 0.7f : 1.0f;
       const akvq::kv::RowCodec codec(s, d);
       const size_t rb = codec.row_bytes();
@@ -161,7 +165,8 @@ int main(int argc, char** argv) {
               reps) /
           total;
       char name[64];
-      std::snprintf(name, sizeof name, "%s G%d%s", f.name, codec.group(), codec.lut_scores() ? " lut" : "");
+      std::snprintf(name, sizeof name, "%s G%d%s%s", f.name, codec.group(), codec.lut_scores() ? " lut" : "",
+                    codec.pv_bf16() ? " pv_bf16" : "");
       report(name, rb, total, r);
     }
   }
