@@ -244,3 +244,9 @@ def test_kv_options(smollm2_path):
     for opts, want in (({}, "1"), ({"lut": False}, "0"), ({"lut": True}, "1"), ({"lut": "0"}, "0")):
         with pyakvq.Model(smollm2_path, n_ctx=64, n_threads=1, kv="akvq2", kv_options=opts) as m:
             assert m.kv_stats()["options"]["lut"] == want, opts
+    # and pv_bf16 (the V rows' products from bf16 pairs on AVX-512 CPUs; on by default)
+    for opts, want in (({}, "1"), ({"pv_bf16": False}, "0"), ({"pv_bf16": True}, "1"), ({"pv_bf16": "0"}, "0")):
+        with pyakvq.Model(smollm2_path, n_ctx=64, n_threads=1, kv="akvq2", kv_options=opts) as m:
+            assert m.kv_stats()["options"]["pv_bf16"] == want, opts
+    with pytest.raises(ValueError, match="pv_bf16"):
+        pyakvq.Model(smollm2_path, kv="akvq2", kv_options={"pv_bf16": "maybe"})
