@@ -44,7 +44,9 @@ TEST(LlamaGpu, LogitsMatchTheCpu) {
       sp.n_ctx = 256;
       sp.n_batch = 32;  // several prefill chunks
       sp.kv = kv;
-      if (std::string(kv) == "akvq2") sp.kv_options = {{"window", "16"}, {"pivots", "4"}};  // rows leave the window
+      // rows leave the window; pv_bf16=0 (in akvq2 and q4): the GPU kernels accumulate V with fp32 products
+      if (std::string(kv) == "akvq2") sp.kv_options = {{"window", "16"}, {"pivots", "4"}, {"pv_bf16", "0"}};
+      if (std::string(kv) == "q4") sp.kv_options = {{"pv_bf16", "0"}};
       Session cs(cpu_model, sp), gs(gpu_model, sp);
       std::vector<int32_t> ids(70);
       for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>((i * 37 + 11) % 256);
@@ -136,6 +138,7 @@ TEST(LlamaGpu, DemoVlmMatchesTheCpu) {
     SessionParams sp;
     sp.n_ctx = 512;
     sp.kv = kv;
+    if (std::string(kv) == "akvq2") sp.kv_options = {{"pv_bf16", "0"}};  // the GPU accumulates V in fp32
     Session cs(cpu_model, sp), gs(gpu_model, sp);
     SessionInput in;
     in.add_tokens(cpu_model->tokenize("USER: ", true, true));
@@ -176,7 +179,7 @@ TEST(LlamaGpu, BatchGeneratorMatchesTheCpu) {
     SCOPED_TRACE(kv);
     BatchParams bp;
     bp.n_parallel = 3, bp.n_ctx = 256, bp.kv = kv, bp.n_batch = 40;
-    if (std::string(kv) == "akvq2") bp.kv_options = {{"window", "16"}};
+    if (std::string(kv) == "akvq2") bp.kv_options = {{"window", "16"}, {"pv_bf16", "0"}};  // fp32 V on the GPU
     GenerateParams gp;
     gp.max_tokens = 24, gp.logprobs = 2;
     gp.sampling.temperature = 0;
