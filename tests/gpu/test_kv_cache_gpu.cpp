@@ -30,14 +30,15 @@ using test::randn;
 TEST(GpuKvCaches, MatchTheCpuCacheInEveryMode) {
   AKVQ_REQUIRE_GPU();
   const std::vector<std::pair<std::string, std::map<std::string, std::string>>> modes = {
-      // pv_bf16=0: the GPU kernels accumulate the V rows with fp32 products, so the CPU cache does too
+      // lut=0, pv_bf16=0: the GPU kernels score K and accumulate V rows with exact fp32 products, so
+      // the CPU cache does too (as cuda_spans.h's caches)
       {"f16", {}},
-      {"akvq2", {{"window", "16"}, {"pivots", "4"}, {"tsa_layers", "0"}, {"pv_bf16", "0"}}},
-      {"akvq2", {{"pv_bf16", "0"}}},
+      {"akvq2", {{"window", "16"}, {"pivots", "4"}, {"tsa_layers", "0"}, {"lut", "0"}, {"pv_bf16", "0"}}},
+      {"akvq2", {{"lut", "0"}, {"pv_bf16", "0"}}},
       {"akvq4", {{"window", "8"}, {"pv_bf16", "0"}}},
-      {"q2", {{"pv_bf16", "0"}}},
+      {"q2", {{"lut", "0"}, {"pv_bf16", "0"}}},
       {"q8", {}},
-      {"wht2", {{"pv_bf16", "0"}}},
+      {"wht2", {{"lut", "0"}, {"pv_bf16", "0"}}},
       {"kivi2", {}}};
   cpu::ThreadPool pool(2);
   const int n_head = 8, nkv = 2, hd = 64, E = 32;

@@ -44,8 +44,10 @@ TEST(LlamaGpu, LogitsMatchTheCpu) {
       sp.n_ctx = 256;
       sp.n_batch = 32;  // several prefill chunks
       sp.kv = kv;
-      // rows leave the window; pv_bf16=0 (in akvq2 and q4): the GPU kernels accumulate V with fp32 products
-      if (std::string(kv) == "akvq2") sp.kv_options = {{"window", "16"}, {"pivots", "4"}, {"pv_bf16", "0"}};
+      // rows leave the window; lut=0, pv_bf16=0: the GPU kernels score K and accumulate V with exact
+      // fp32 products
+      if (std::string(kv) == "akvq2")
+        sp.kv_options = {{"window", "16"}, {"pivots", "4"}, {"lut", "0"}, {"pv_bf16", "0"}};
       if (std::string(kv) == "q4") sp.kv_options = {{"pv_bf16", "0"}};
       Session cs(cpu_model, sp), gs(gpu_model, sp);
       std::vector<int32_t> ids(70);
@@ -138,7 +140,7 @@ TEST(LlamaGpu, DemoVlmMatchesTheCpu) {
     SessionParams sp;
     sp.n_ctx = 512;
     sp.kv = kv;
-    if (std::string(kv) == "akvq2") sp.kv_options = {{"pv_bf16", "0"}};  // the GPU accumulates V in fp32
+    if (std::string(kv) == "akvq2") sp.kv_options = {{"lut", "0"}, {"pv_bf16", "0"}};  // the GPU's exact products
     Session cs(cpu_model, sp), gs(gpu_model, sp);
     SessionInput in;
     in.add_tokens(cpu_model->tokenize("USER: ", true, true));
@@ -179,7 +181,7 @@ TEST(LlamaGpu, BatchGeneratorMatchesTheCpu) {
     SCOPED_TRACE(kv);
     BatchParams bp;
     bp.n_parallel = 3, bp.n_ctx = 256, bp.kv = kv, bp.n_batch = 40;
-    if (std::string(kv) == "akvq2") bp.kv_options = {{"window", "16"}, {"pv_bf16", "0"}};  // fp32 V on the GPU
+    if (std::string(kv) == "akvq2") bp.kv_options = {{"window", "16"}, {"lut", "0"}, {"pv_bf16", "0"}};  // exact on the GPU
     GenerateParams gp;
     gp.max_tokens = 24, gp.logprobs = 2;
     gp.sampling.temperature = 0;
