@@ -97,7 +97,7 @@ const char* usage() {
          "      --kv MODE           KV cache mode: f16 q8 q4 q2 kivi2 wht2 akvq2 akvq4 (default f16)\n"
          "      --kv-opt KEY=VALUE  KV cache option (repeatable): bits group window pivots clip\n"
          "                          clip_k clip_v k_bits v_bits levels tsa_layers tsa_bits pivot_factor\n"
-         "                          rotate checkpoint lut\n"
+         "                          rotate checkpoint lut pv_bf16\n"
          "      --kv-stats          print the KV cache's accounting to stderr at the end\n"
          "      --stop TEXT         stop when TEXT is generated (repeatable)\n"
          "      --no-special        treat special-token text in the prompt as plain text (not with --image)\n"
