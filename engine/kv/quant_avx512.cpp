@@ -181,6 +181,14 @@ inline void acc_tile(const float* w, const uint8_t* rows, size_t stride, int nb,
 //   4-bit: a code qword per row and 16 channels; the pair 128 bits in every 128-bit lane L,
 //          shifted by 4L: lane 4L + k holds channel 4k + L.
 // The accumulators keep that lane order; to_lanes / to_channels permute at load and store.
+// The code bytes of 16·NCH channels at x: NCH dwords (2-bit) or qwords (4-bit), the rest 0. (A
+// function, not a lambda: clang's target region applies to functions only.)
+template <int BITS, int NCH>
+inline __m512i load_codes(const uint8_t* x) {
+  if constexpr (BITS == 2) return _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << NCH) - 1), x);
+  return _mm512_maskz_loadu_epi64(static_cast<__mmask8>((1u << NCH) - 1), x);
+}
+
 template <int BITS, int NQ, int NCH>
 inline void acc_tile_bf16(const uint16_t* wb, const uint8_t* rows, size_t stride, int nb, size_t code_off,
                           const __m512i table, float* acc, size_t ast) {
@@ -203,15 +211,10 @@ inline void acc_tile_bf16(const uint16_t* wb, const uint8_t* rows, size_t stride
 #pragma GCC unroll 8
     for (int c = 0; c < NCH; ++c) a[j * NCH + c] = _mm512_permutexvar_ps(to_lanes, _mm512_loadu_ps(acc + j * ast + 16 * c));
   }
-  // the code bytes of 16·NCH channels: NCH dwords (2-bit) or qwords (4-bit)
-  const auto load = [](const uint8_t* x) {
-    if constexpr (BITS == 2) return _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << NCH) - 1), x);
-    return _mm512_maskz_loadu_epi64(static_cast<__mmask8>((1u << NCH) - 1), x);
-  };
   for (int t = 0; t < nb; t += 2) {
     const uint8_t* codes = rows + t * stride + code_off;
-    const __m512i r0 = load(codes);
-    const __m512i r1 = t + 1 < nb ? load(codes + stride) : _mm512_setzero_si512();
+    const __m512i r0 = load_codes<BITS, NCH>(codes);
+    const __m512i r1 = t + 1 < nb ? load_codes<BITS, NCH>(codes + stride) : _mm512_setzero_si512();
     // 128-bit lane L of lo / hi: 2-bit, the pair qwords of chunks 4L, 4L + 1 / 4L + 2, 4L + 3;
     // 4-bit, the pair 128 bits of chunk 2L / 2L + 1
     const __m512i lo = _mm512_unpacklo_epi16(r0, r1), hi = _mm512_unpackhi_epi16(r0, r1);
