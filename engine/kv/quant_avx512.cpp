@@ -170,6 +170,15 @@ inline void acc_tile(const float* w, const uint8_t* rows, size_t stride, int nb,
   }
 }
 
+// The code bytes of 16·NCH channels at x: NCH dwords (2-bit) or qwords (4-bit), the rest 0. (A
+// function, not a lambda: clang's target region applies to functions only.)
+template <int BITS, int NCH>
+inline __m512i load_codes(const uint8_t* x) {
+  if constexpr (BITS == 2) return _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << NCH) - 1), x);
+  return _mm512_maskz_loadu_epi64(static_cast<__mmask8>((1u << NCH) - 1), x);
+}
+
+
 // Two rows per instruction (vdpbf16ps): acc_j[16·NCH channels from code_off] += Σ_t w_j[t] ·
 // L[codes], rows [0, nb) of the block, with the weights wb_j[t] = bf16(p_j[t]·scale_{t,g}) (wb_j =
 // wb + j·kRowBlock, 0 past nb) and the levels in bf16. Rows t and t + 1 (t even) make one bf16 pair
@@ -181,14 +190,6 @@ inline void acc_tile(const float* w, const uint8_t* rows, size_t stride, int nb,
 //   4-bit: a code qword per row and 16 channels; the pair 128 bits in every 128-bit lane L,
 //          shifted by 4L: lane 4L + k holds channel 4k + L.
 // The accumulators keep that lane order; to_lanes / to_channels permute at load and store.
-// The code bytes of 16·NCH channels at x: NCH dwords (2-bit) or qwords (4-bit), the rest 0. (A
-// function, not a lambda: clang's target region applies to functions only.)
-template <int BITS, int NCH>
-inline __m512i load_codes(const uint8_t* x) {
-  if constexpr (BITS == 2) return _mm512_maskz_loadu_epi32(static_cast<__mmask16>((1u << NCH) - 1), x);
-  return _mm512_maskz_loadu_epi64(static_cast<__mmask8>((1u << NCH) - 1), x);
-}
-
 template <int BITS, int NQ, int NCH>
 inline void acc_tile_bf16(const uint16_t* wb, const uint8_t* rows, size_t stride, int nb, size_t code_off,
                           const __m512i table, float* acc, size_t ast) {
@@ -259,8 +260,8 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(stride)));  // byte offset of row t + lane
   float osum[NQ][kMaxGroups] = {};
-  alignas(64) float w[NQ * kRowBlock];  // [NQ][kRowBlock] p_j[t]·scale_{t,g}
-  alignas(64) uint16_t wb[NQ * kRowBlock];  // BF: the same in bf16
+  alignas(64) float w[NQ * kRowBlock];  // [NQ][kRowBlock] p_j[t]·scale_{t,g} (fp32 products)
+  alignas(64) uint16_t wb[NQ * kRowBlock];  // the same in bf16 (BF: the pairs)
   const __m512i table_bf = BF ? level_table_bf16<BITS>(levels) : _mm512_setzero_si512();
   for (int64_t t0 = 0; t0 < n_rows; t0 += kRowBlock) {
     const int nb = static_cast<int>(std::min<int64_t>(kRowBlock, n_rows - t0));
@@ -277,20 +278,17 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
 #pragma GCC unroll 4
         for (int j = 0; j < NQ; ++j) {
           const __m512 pj = _mm512_maskz_loadu_ps(k, p + j * pst + t0 + t);  // 0 past the block
-          _mm512_store_ps(w + j * kRowBlock + t, _mm512_mul_ps(pj, sc));
+          const __m512 wj = _mm512_mul_ps(pj, sc);
+          if constexpr (BF) {  // stored once, in the form the tile reads
+            _mm256_store_si256(reinterpret_cast<__m256i*>(wb + j * kRowBlock + t), (__m256i)_mm512_cvtneps_pbh(wj));
+          } else {
+            _mm512_store_ps(w + j * kRowBlock + t, wj);
+          }
           os[j] = _mm512_fmadd_ps(pj, of, os[j]);
         }
       }
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) osum[j][g] += _mm512_reduce_add_ps(os[j]);
-      if constexpr (BF) {
-        for (int j = 0; j < NQ; ++j) {
-          for (int t = 0; t < nb; t += 16) {
-            const __m256bh h = _mm512_cvtneps_pbh(_mm512_load_ps(w + j * kRowBlock + t));
-            _mm256_store_si256(reinterpret_cast<__m256i*>(wb + j * kRowBlock + t), (__m256i)h);
-          }
-        }
-      }
       for (int d = g * wpg; d < (g + 1) * wpg; d += NCH) {
         const size_t code_off = 4 * static_cast<size_t>(ng) + 2 * BITS * static_cast<size_t>(d);
         if constexpr (BF) {
