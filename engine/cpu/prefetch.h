@@ -20,7 +20,7 @@ inline void prefetch_line(const void* p) {
 }
 
 // The same request for the L2 only: for data wanted later than the L1 can keep it (the next block
-// of KV rows, kv/attend_tile.h).
+// of KV rows, kv/attend_tile.h; the weights ahead of the matmul tiles, cpu/simd.h).
 inline void prefetch_line_l2(const void* p) {
 #if defined(__x86_64__) || defined(__i386__)
   asm volatile("prefetcht1 %0" : : "m"(*static_cast<const char*>(p)));
