@@ -15,12 +15,13 @@ namespace akvq::cpu {
 // the rows the next tiles read). The AVX2 distance in bytes: 512 / 1024 / 2048 measured 8.2 / 7.2 /
 // 6.7 ms per SmolLM2 decode step (weights mostly in cache); 1.1B Q4_0 decode from DRAM on a 2-core
 // Zen 3 VM, tokens/s: 2048: 13-16, 4096: 20-22, 8192: 21-23, 16384: 23-24, 32768: 22-24 (4
-// interleaved rounds, akvq-cli). The AVX-512 tiles' distance: kAvx512PrefetchAhead (cpu/avx512_target.h).
+// interleaved rounds, akvq-cli; these distances were measured with L1 requests). The AVX-512
+// tiles' distance: kAvx512PrefetchAhead (cpu/avx512_target.h).
 //
 // Requested into the L2 (cpu::prefetch_line_l2), not the L1: 8-16 KB ahead is a quarter to half of
 // a 32 KB L1 (Zen 3, Zen 4), where the requested lines evicted the activations and partial sums the
 // tiles were using. 2-core Zen 4 VM, the same binary switched between L1 and L2 requests every
-// 0.2-0.6 s, medians of 8-20 windows (bench/RESULTS.md): SmolLM2 decode 186-193 -> 212-216 tok/s,
+// 0.2-0.6 s, medians of 8-25 windows (bench/RESULTS.md): SmolLM2 decode 186-194 -> 214-216 tok/s,
 // its batch-8 step 732-739 -> 762-767 tok/s; 1.1B decode Q4_K 40.6 -> 44.9, Q4_0 44.6 -> 45.6; the
 // AVX2 tiles (AKVQ_ISA=avx2) Q8_0 18.2 -> 24.2, Q4_0 43.7 -> 51.6; prefill unchanged.
 constexpr int kAvx2PrefetchAhead = 16384;

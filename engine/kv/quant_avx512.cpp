@@ -178,7 +178,6 @@ inline __m512i load_codes(const uint8_t* x) {
   return _mm512_maskz_loadu_epi64(static_cast<__mmask8>((1u << NCH) - 1), x);
 }
 
-
 // Two rows per instruction (vdpbf16ps): acc_j[16·NCH channels from code_off] += Σ_t w_j[t] ·
 // L[codes], rows [0, nb) of the block, with the weights wb_j[t] = bf16(p_j[t]·scale_{t,g}) (wb_j =
 // wb + j·kRowBlock, 0 past nb) and the levels in bf16. Rows t and t + 1 (t even) make one bf16 pair
