@@ -33,7 +33,8 @@ namespace akvq::cpu {
 // the weights from memory as decode does (the AVX2 tiles' distance is kAvx2PrefetchAhead). 1.1B decode from DRAM on a 2-core Zen 5 VM
 // (akvq-cli tg128, 3 interleaved rounds, median t/s, Q4_0 / Q4_K): 2048: 52 / 51, 8192: 62 / 61,
 // 16384: 55 / 59, 32768: 59 / 58. Prefetching in the several-token tiles too: SmolLM2 batch-8
-// decode 1.77-1.95x -> 2.47-3.29x one stream (bench/batch_decode.py, 3 interleaved rounds).
+// decode 1.77-1.95x -> 2.47-3.29x one stream (bench/batch_decode.py, 3 interleaved rounds). These
+// figures are of L1 requests; the requests go into the L2 now (cpu::prefetch_ahead).
 constexpr int kAvx512PrefetchAhead = 8192;
 }  // namespace akvq::cpu
 
