@@ -394,14 +394,15 @@ TEST(KvF16, AttentionIsBatchInvariant) {
 
 // The AVX-512 GQA row kernels give the portable kernels' bits: scores and values of 1..9 heads
 // (calls of 4 + ...) over fp16 rows at scattered addresses, head_dims with and without an 8-value
-// tail past the 16-wide steps (and past the values' 64-wide passes), values of wide range.
+// tail past the 16-wide steps (and past the values' 64-wide passes), values of wide range; row
+// counts below, at and past the scores' 8-row steps, and one with a step and a tail (13).
 TEST(KvTile, Avx512RowKernelsGiveThePortableBits) {
   if (!kv::tile512::active()) GTEST_SKIP() << "the CPU (or AKVQ_ISA) does not run the AVX-512 kernels";
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
   for (int hd : {8, 16, 24, 40, 64, 72, 128, 136}) {
     for (int rows : {1, 2, 3, 4, 5, 7, 9}) {
-      for (int n : {1, 5, 64}) {
+      for (int n : {1, 5, 13, 64}) {
         std::vector<uint16_t> store(static_cast<size_t>(n) * 3 * hd);
         for (auto& h : store) h = f32_to_fp16(nd(rng) * std::exp(2.0f * nd(rng)));
         std::vector<const uint16_t*> row(n);
