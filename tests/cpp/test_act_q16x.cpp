@@ -2,7 +2,8 @@
 // of the same values: h / l bytes in the two-register order, the per-lane scales and the offset
 // lanes, for every weight type that reads them, 8- and 16-bit levels, and rows whose last group
 // misses blocks, blocks below the tiny threshold (d = 0) and values at exact halves of a level
-// (round half to even). Both paths: the AVX-512 one where the CPU has it and the portable one.
+// (round half to even); every byte written, whatever the buffer held. Both paths: the AVX-512 one
+// where the CPU has it and the portable one.
 // (The AVX-512 kernels read these rows; this check runs on every machine.)
 #include <gtest/gtest.h>
 
@@ -41,6 +42,10 @@ void check_rows_follow_the_layout(std::mt19937& rng) {
         cpu::quantize_row_q16(x.data(), q16.data(), n, qmax);
         std::vector<uint8_t> got(static_cast<size_t>(ops::act_q16x_row_bytes(n)), 0xAB);
         cpu::quantize_row_q16x(x.data(), got.data(), n, w, qmax);
+        // every byte is written (the kernels' buffers are reused): the same row over zeros
+        std::vector<uint8_t> over_zeros(got.size(), 0);
+        cpu::quantize_row_q16x(x.data(), over_zeros.data(), n, w, qmax);
+        ASSERT_EQ(got, over_zeros) << "bytes left from before the row";
         const int16_t* q = ops::act_q16_qs(q16.data());
         const float* d = ops::act_q16_d(q16.data(), n);
         const float* s = ops::act_q16_s(q16.data(), n);

@@ -394,8 +394,8 @@ TEST(KvF16, AttentionIsBatchInvariant) {
 
 // The AVX-512 GQA row kernels give the portable kernels' bits: scores and values of 1..9 heads
 // (calls of 4 + ...) over fp16 rows at scattered addresses, head_dims with and without an 8-value
-// tail past the 16-wide steps (and past the values' 64-wide passes), values of wide range; row
-// counts below, at and past the scores' 8-row steps, and one with a step and a tail (13).
+// tail past the 16-wide steps (and past the values' 64-wide passes), values of wide range; n = 1, 5,
+// 13, 64 fp16 rows: below the scores' 8-row steps, one step and a tail, whole steps.
 TEST(KvTile, Avx512RowKernelsGiveThePortableBits) {
   if (!kv::tile512::active()) GTEST_SKIP() << "the CPU (or AKVQ_ISA) does not run the AVX-512 kernels";
   std::mt19937 rng(11);
