@@ -34,8 +34,12 @@ namespace akvq::cpu {
 // (akvq-cli tg128, 3 interleaved rounds, median t/s, Q4_0 / Q4_K): 2048: 52 / 51, 8192: 62 / 61,
 // 16384: 55 / 59, 32768: 59 / 58. Prefetching in the several-token tiles too: SmolLM2 batch-8
 // decode 1.77-1.95x -> 2.47-3.29x one stream (bench/batch_decode.py, 3 interleaved rounds). These
-// figures are of L1 requests; the requests go into the L2 now (cpu::prefetch_ahead).
-constexpr int kAvx512PrefetchAhead = 8192;
+// figures are of L1 requests; the requests go into the L2 now (cpu::prefetch_ahead). With L2
+// requests on a 2-core Zen 4 VM (step-level A/B of decode steps against 8192, bench/RESULTS.md):
+// 1.1B Q4_0 decode 2048: -16%, 4096: +2%, 6144: +5%, 16384: -1%, 32768: -4% (against 6144: 5120
+// 0%, 7168 -2%); at 6144 1.1B Q4_K decode +4%, SmolLM2 decode +4%, SmolLM2 batch 8 and prefill
+// unchanged.
+constexpr int kAvx512PrefetchAhead = 6144;
 }  // namespace akvq::cpu
 
 #endif
