@@ -164,8 +164,8 @@ void scores_rows_h(int rows, const float* q, int ldq, const uint16_t* const* row
                    const tile::Ahead& ahead) {
 #if defined(AKVQ_HAVE_AVX512_KERNELS)
   if (active()) {
-    // The common head sizes as constants: the lane sums unroll and the queries' loads are hoisted
-    // (SmolLM2's 64: a batch-8 step +1.3%, the attention in cache 5-20%, bench/RESULTS.md).
+    // The common head sizes as compile-time constants, so that the lane sums unroll (SmolLM2's 64:
+    // a batch-8 step +1.3%, the attention in cache 5-20%, bench/RESULTS.md).
     tile::in_row_calls(rows, [&](auto R, int r) {
       const tile::Ahead a = r == 0 ? ahead : tile::Ahead{};
       if (hd == 64) {

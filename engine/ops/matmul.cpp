@@ -173,8 +173,8 @@ bool has_simd_kernels(DType t) {
 namespace {
 
 // The first bytes of a task's weights are requested into the L2 (cpu::prefetch_line_l2) when it
-// starts. The tiles request the weights 8-16 KB ahead of what they read (cpu::prefetch_ahead), so
-// without this a task's first 8 KB waited on memory a line at a time, in each of the ~550 tasks of
+// starts. The tiles request the weights 6-16 KB ahead of what they read (cpu::prefetch_ahead), so
+// without this a task's first kilobytes waited on memory a line at a time, in each of the ~550 tasks of
 // a SmolLM2 decode step. Step-level A/B on a 2-core Zen 4 (bench/RESULTS.md): SmolLM2 batch 8
 // +1.1%, batch 1 +2.4%. No value changes.
 constexpr size_t kTaskStartBytes = 8192;
