@@ -6,6 +6,7 @@
 // effects, so a small helper made only of such requests is judged a const function and its calls
 // are deleted (the KV rows' helper tile::request_ahead compiled to nothing; bench/RESULTS.md).
 #pragma once
+#include <cstddef>
 
 namespace akvq::cpu {
 
@@ -29,6 +30,17 @@ inline void prefetch_line_l2(const void* p) {
 #else
   __builtin_prefetch(p, 0, 2);
 #endif
+}
+
+// Requests the cache lines of the bytes [p, p + n) (a row, a block of packed rows, the start of a
+// stream of weights), by prefetch_line, or by prefetch_line_l2 into the L2 only (L2).
+// (cpu::prefetch_ahead, cpu/simd.h, is the tiles' version: a fixed distance past what they read.)
+template <bool L2 = false>
+inline void prefetch_span(const void* p, size_t n) {
+  const auto request = [](const char* line) { L2 ? prefetch_line_l2(line) : prefetch_line(line); };
+  const char* c = static_cast<const char*>(p);
+  for (size_t i = 0; i < n; i += 64) request(c + i);
+  if (n > 0) request(c + n - 1);  // the last line when the span does not start on one
 }
 
 }  // namespace akvq::cpu

@@ -90,16 +90,7 @@ inline void f16_to_f32(const uint16_t* x, float* y, int n) {
 // 2-bit cache's fp16 window): perf showed the loads stalling 60% of the f16 attention's time.
 constexpr int kPrefetchRows = 8;
 
-// Asks for the cache lines of the bytes [p, p + n) ahead of their use (a row, a block of packed
-// rows), by cpu::prefetch_line, or cpu::prefetch_line_l2 into the L2 only (L2). (cpu::prefetch_ahead
-// is the weights' version: a fixed distance past p.)
-template <bool L2 = false>
-inline void prefetch_span(const void* p, size_t n) {
-  const auto request = [](const char* line) { L2 ? cpu::prefetch_line_l2(line) : cpu::prefetch_line(line); };
-  const char* c = static_cast<const char*>(p);
-  for (size_t i = 0; i < n; i += 64) request(c + i);
-  if (n > 0) request(c + n - 1);  // the last line when the span does not start on one
-}
+using cpu::prefetch_span;  // the cache lines of a span (cpu/prefetch.h)
 
 // The cache lines of x[0, n) (a K or V row of one head), ahead of its conversion.
 template <bool L2 = false>

@@ -172,18 +172,12 @@ bool has_simd_kernels(DType t) {
 
 namespace {
 
-// The first bytes of a task's weights are requested into the L2 (cpu::prefetch_line_l2) when it
-// starts. The tiles request the weights 6-16 KB ahead of what they read (cpu::prefetch_ahead), so
-// without this a task's first kilobytes waited on memory a line at a time, in each of the ~550 tasks of
-// a SmolLM2 decode step. Step-level A/B on a 2-core Zen 4 (bench/RESULTS.md): SmolLM2 batch 8
-// +1.1%, batch 1 +2.4%. No value changes.
+// Bytes of a task's weights requested into the L2 when it starts (cpu::prefetch_span). The tiles
+// request the weights 6-16 KB ahead of what they read (cpu::prefetch_ahead), so without this a
+// task's first kilobytes waited on memory a line at a time, in each of the ~550 tasks of a SmolLM2
+// decode step. Step-level A/B on a 2-core Zen 4 (bench/RESULTS.md): SmolLM2 batch 8 +1.1%, batch 1
+// +2.4%; 4 KB or 16 KB instead: no difference. No value changes.
 constexpr size_t kTaskStartBytes = 8192;
-
-void request_task_start(const uint8_t* w, size_t bytes) {
-  const char* p = reinterpret_cast<const char*>(w);
-  bytes = std::min(bytes, kTaskStartBytes);
-  for (size_t o = 0; o < bytes; o += 64) cpu::prefetch_line_l2(p + o);
-}
 
 // The kernels for w and the weight bytes they read (the packed copy when they read its layout).
 const cpu::TileKernels* select_kernels(const TensorView& w, bool simd, const uint8_t*& wdata) {
@@ -257,8 +251,8 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
   // Row chunks: about 2 per thread over all the weights together, at least one tile high. Each
   // task starts its stream of weights afresh (request_task_start); step-level A/B on a 2-core Zen 4
   // against 4 per thread (bench/RESULTS.md): SmolLM2 batch 8 +2.2%, batch 1 +1.7%, 1 per thread
-  // -0.8% and 3 -1.0% against 2, 8 -2.5% against 4; 1.1B Q4_0 and prefill of 16-200 tokens within
-  // +-1%.
+  // -0.8% and 3 -1.0% against 2, 8 -2.5% against 4; 1.1B Q4_0 decode and prefill of 16-200 tokens
+  // within 1.5%.
   int64_t chunk = opt.chunk_rows;
   if (chunk <= 0) {
     const int64_t want_chunks = std::max<int64_t>(1, 2 * n_thr / n_tb);
@@ -279,7 +273,7 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
     float* y = ys[i];
     const int64_t r_begin = local / n_tb * chunk, r_end = std::min(n_out, r_begin + chunk);
     const int64_t t_begin = local % n_tb * tb, t_end = std::min(n_tok, t_begin + tb);
-    if (k) request_task_start(wd + r_begin * w_stride, static_cast<size_t>(r_end - r_begin) * w_stride);
+    if (k) cpu::prefetch_span<true>(wd + r_begin * w_stride, std::min(kTaskStartBytes, (r_end - r_begin) * w_stride));
     for (int64_t r0 = r_begin; r0 < r_end; r0 += R_rows) {
       const int rr = static_cast<int>(std::min<int64_t>(R_rows, r_end - r0));  // a multiple of unit
       for (int64_t t0 = t_begin; t0 < t_end; t0 += T) {
