@@ -32,6 +32,7 @@ namespace akvq::kv {
 namespace {
 
 
+constexpr int kHeadRows = 64;  // packed K rows requested at a part's start (see the requests in attend)
 constexpr int kBlock = 512;    // tokens per tile (kernel call and softmax block; 64 cost ~8% at depth in per-call overhead)
 constexpr int kRowsItem = 48;  // target query rows per work item
 // Query rows x heads up to which attend prepares every query once per call (the calling thread:
@@ -184,7 +185,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     }
   }
 
-  pool.run(items * n_part, [&](int task, int thread) {
+  pool.run_ahead(items * n_part, [&](int task, int next, int thread) {
     const int s = task % n_part;
     const Part& pt = parts[s];
     const int sub = (task / n_part) % n_sub;
@@ -247,19 +248,39 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         const int nb = static_cast<int>(std::min<int64_t>(kBlock, pt.b - j0));
         const int32_t* ev = g.evict.data() + j0;  // eviction times, ascending
         if (ev[0] > c0 + i1 - 1) break;           // no query row of the item sees these rows
-        // The K rows of the part's first block at its start; the next block's K rows and this
-        // block's V rows while its K rows are scored (RowsAhead: the table kernels spread these
-        // requests over their 64-row blocks). The scores waited on their first K loads, and the
-        // accumulation on its V rows, each block (the hardware prefetcher starts late per block).
-        // tools_attend_bench akvq2, Zen 5: next K rows at the block's start, one sequence of 8192
-        // tokens 5.67 -> 5.34 ms, ten of 3840 18.9 -> 16.5 ms; both spans spread over the scores
-        // instead of requested whole, 6.0 -> 4.9 ms and 16.2-19.3 -> 13.9-15.6 ms (bench/RESULTS.md).
+        // Memory requests, so that the K and V rows stream ahead of the kernels at an even rate:
+        // - the part's first kHeadRows K rows at its start (cached already when the previous task
+        //   of this thread requested them: `next` below);
+        // - while the block's K rows are scored: its V rows, and K rows kHeadRows ahead of the
+        //   scores (this block's rest, then the next block's first kHeadRows);
+        // - while its V rows are accumulated: the rest of the next block's K rows, or at the
+        //   part's end the first kHeadRows K rows of this thread's next task.
+        // The kernels spread a span's requests over their rows (RowsAhead). More requests at once
+        // than the core keeps in flight stall it: perf put a third of the table scores' samples
+        // on requests and first loads when the part's whole first block was requested at its
+        // start and all next-block K rows during the scores. SmolLM2, akvq2, one sequence at
+        // depth 8192, Zen 4: decode steps 8-11% shorter with the AVX-512 kernels, 15-19% with
+        // the AVX2 ones (bench/RESULTS.md).
         const size_t kb = kc.row_bytes();
-        if (j0 == pt.a) tile::prefetch_span(g.k[kvh].data() + j0 * kb, nb * kb);
-        const int64_t n_next = std::min<int64_t>(kBlock, pt.b - j0 - nb);
-        RowsAhead ahead;
-        if (n_next > 0) ahead.p[0] = g.k[kvh].data() + (j0 + nb) * kb, ahead.n[0] = n_next * kb;
+        RowsAhead ahead, acc_ahead;
+        const auto k_span = [&](RowsAhead& a, int64_t r0, int64_t r1) {  // K rows [r0, r1) of the part
+          r0 = std::min(r0, pt.b), r1 = std::min(r1, pt.b);
+          if (r1 > r0) a.p[0] = g.k[kvh].data() + r0 * kb, a.n[0] = (r1 - r0) * kb;
+        };
+        const int64_t head = std::min<int64_t>(nb, kHeadRows);
+        if (j0 == pt.a) tile::prefetch_span(g.k[kvh].data() + j0 * kb, head * kb);
+        k_span(ahead, j0 == pt.a ? j0 + head : j0 + nb, j0 + nb + head);
+        k_span(acc_ahead, j0 + nb + head, j0 + 2 * static_cast<int64_t>(nb));
         ahead.p[1] = g.v[kvh].data() + j0 * vc.row_bytes(), ahead.n[1] = nb * vc.row_bytes();
+        if (j0 + nb >= pt.b && next >= 0) {  // the next task's first K rows
+          const Part& pn = parts[next % n_part];
+          if (pn.type == kSeg0 || pn.type == kSeg1) {
+            const int cn = pn.type == kSeg1 ? 1 : 0;
+            const size_t kbn = ck_[cn].row_bytes();
+            acc_ahead.p[1] = S.seg[cn].k[(next / n_part / n_sub) % n_head_kv].data() + pn.a * kbn;
+            acc_ahead.n[1] = std::min<int64_t>(kHeadRows, pn.b - pn.a) * kbn;
+          }
+        }
         for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {  // the first pass requests them
           const int nq = std::min(kMaxQueries, nr - r0);
           LutQuery lq[kMaxQueries];
@@ -284,7 +305,8 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         }
         for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {
           vc.accumulate_multi(S_ + r0 * kBlock, kBlock, std::min(kMaxQueries, nr - r0),
-                              g.v[kvh].data() + j0 * vc.row_bytes(), vc.row_bytes(), nb, acc + r0 * hd, hd);
+                              g.v[kvh].data() + j0 * vc.row_bytes(), vc.row_bytes(), nb, acc + r0 * hd, hd,
+                              r0 == 0 ? &acc_ahead : nullptr);
         }
       }
     } else {  // fp16 tokens, per query position, read in place (its hpi rows share the block's row list)

@@ -232,14 +232,16 @@ void RowCodec::scores_multi(const float* q, size_t q_stride, const float* qsum, 
 }
 
 void RowCodec::accumulate_multi(const float* p, size_t p_stride, int nq, const uint8_t* rows, size_t stride,
-                                int64_t n_rows, float* acc, size_t acc_stride) const {
+                                int64_t n_rows, float* acc, size_t acc_stride, const RowsAhead* ahead) const {
   if (n_rows <= 0 || nq <= 0) return;
   if (nq > kMaxQueries) throw InvalidArgument("[kv] accumulate_multi: nq > kMaxQueries");
   if (wide_) {
-    simd512::accumulate_multi(spec_, group_, levels_, p, p_stride, nq, rows, stride, n_rows, n_, acc, acc_stride);
+    simd512::accumulate_multi(spec_, group_, levels_, p, p_stride, nq, rows, stride, n_rows, n_, acc, acc_stride,
+                              ahead);
   } else if (simd_) {
-    simd::accumulate_multi(spec_, group_, levels_, p, p_stride, nq, rows, stride, n_rows, n_, acc, acc_stride);
+    simd::accumulate_multi(spec_, group_, levels_, p, p_stride, nq, rows, stride, n_rows, n_, acc, acc_stride, ahead);
   } else {
+    request_ahead(ahead, 0, n_rows, n_rows);
     for (int j = 0; j < nq; ++j) {
       ref::accumulate(spec_, group_, levels_, p + j * p_stride, rows, stride, n_rows, n_, acc + j * acc_stride);
     }

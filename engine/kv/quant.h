@@ -75,12 +75,13 @@ void quantize_row(const QuantSpec& spec, const float* x, int n, uint8_t* out);
 // out[n] = x̂ of the packed row.
 void dequantize_row(const QuantSpec& spec, const uint8_t* row, int n, float* out);
 
-// Byte spans to request into the cache while rows are scored (no effect on any value): decode asks
-// for the next block's K rows and the current block's V rows. The table kernels spread the requests
-// over their blocks (each span in proportion to the rows scored), so the loads overlap the
-// arithmetic; the other kernels get them requested at the start of the call. SmolLM2 shape, one
-// sequence of 8192 tokens, 30 layers, akvq2 decode attention on a Zen 5: 6.0 -> 4.9 ms per step
-// against the whole spans at the start of each block (bench/RESULTS.md).
+// Byte spans to request into the cache while rows are scored or accumulated (no effect on any
+// value): the attention asks for K and V rows ahead of the kernels (the plan: QuantKvCache::attend,
+// kv_quant_attend.cpp). The table scores and the x86 accumulate kernels spread the requests over
+// their rows (each span in proportion to the rows done), so the loads overlap the arithmetic; the
+// other kernels get them requested at the start of the call. SmolLM2 shape, one sequence of 8192
+// tokens, 30 layers, akvq2 decode attention on a Zen 5: 6.0 -> 4.9 ms per step against the whole
+// spans at the start of each block (bench/RESULTS.md).
 struct RowsAhead {
   const uint8_t* p[2] = {nullptr, nullptr};
   size_t n[2] = {0, 0};
@@ -150,9 +151,11 @@ class RowCodec {
   // With lut_scores(): the tables of query q[n] into tab (lut_query_bytes(), 32-byte aligned).
   size_t lut_query_bytes() const;
   LutQuery lut_prepare(const float* q, void* tab) const;
-  // acc + j·acc_stride [n] += Σ_t (p + j·p_stride)[t] · x̂_t for j < nq <= kMaxQueries.
+  // acc + j·acc_stride [n] += Σ_t (p + j·p_stride)[t] · x̂_t for j < nq <= kMaxQueries. `ahead`:
+  // spans to request meanwhile (the x86 kernels spread them over their rows, the others request
+  // them at the start).
   void accumulate_multi(const float* p, size_t p_stride, int nq, const uint8_t* rows, size_t stride, int64_t n_rows,
-                        float* acc, size_t acc_stride) const;
+                        float* acc, size_t acc_stride, const RowsAhead* ahead = nullptr) const;
 
   // Whether the SIMD kernels serve this spec (false: scalar reference kernels).
   bool simd() const { return simd_; }
@@ -242,7 +245,8 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
                   const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,
                   int64_t n_rows, float* out, size_t out_stride);
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
-                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride,
+                      const RowsAhead* ahead = nullptr);
 // Table scores (ref::scores_lut's arithmetic, bit for bit; quant_lut_avx2.cpp, quant_lut_neon.cpp)
 // for 2-bit rows of one group, n a multiple of 64 up to kMaxLutRow; `lut_available` says whether
 // this build has them for the spec. nq <= kMaxQueries queries as scores_multi.
@@ -317,7 +321,8 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
                   const float* qsum, size_t qsum_stride, int nq, int n, const uint8_t* rows, size_t stride,
                   int64_t n_rows, float* out, size_t out_stride);
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
-                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride);
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride,
+                      const RowsAhead* ahead = nullptr);
 // simd::scores_lut with 64 rows per block (quant_lut_avx512.cpp): the same results bit for bit
 // (simd::scores_lut itself in a build without AVX-512 table kernels).
 void scores_lut(const float* levels, const float* q, size_t q_stride, const float* qsum, size_t qsum_stride, int nq,

@@ -552,7 +552,7 @@ void acc_tile_n(int nch, const float* pw, const uint8_t* rows, size_t stride, in
 
 template <int B, bool kGauss, int NQ>
 void accumulate_k(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
-                  int64_t n_rows, int n, float* acc, size_t ast) {
+                  int64_t n_rows, int n, float* acc, size_t ast, const RowsAhead* ahead) {
   const int ng = n / group, cpg = group / 8;
   int nch = max_tile<B, NQ>();
   while (cpg % nch != 0) --nch;  // largest divisor of cpg that fits: tiles stay in one group
@@ -565,6 +565,7 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
       float os[NQ];
       for (int j = 0; j < NQ; ++j) os[j] = osum[j][g];
       for (int64_t t = t0; t < t1; ++t) {
+        if (g == 0 && (t - t0) % 16 == 0) request_ahead(ahead, t, std::min(t1, t + 16), n_rows);
         const uint8_t* h = rows + t * stride + 4 * g;
         const float sc = half_at(h), o = half_at(h + 2);
 #pragma GCC unroll 4
@@ -593,12 +594,12 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
 
 template <int B, bool kGauss>
 void accumulate_nq(int nq, int group, const float* levels, const float* p, size_t pst, const uint8_t* rows,
-                   size_t stride, int64_t n_rows, int n, float* acc, size_t ast) {
+                   size_t stride, int64_t n_rows, int n, float* acc, size_t ast, const RowsAhead* ahead) {
   switch (nq) {
-    case 1: return accumulate_k<B, kGauss, 1>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-    case 2: return accumulate_k<B, kGauss, 2>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-    case 3: return accumulate_k<B, kGauss, 3>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-    default: return accumulate_k<B, kGauss, 4>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+    case 1: return accumulate_k<B, kGauss, 1>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast, ahead);
+    case 2: return accumulate_k<B, kGauss, 2>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast, ahead);
+    case 3: return accumulate_k<B, kGauss, 3>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast, ahead);
+    default: return accumulate_k<B, kGauss, 4>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast, ahead);
   }
 }
 
@@ -635,15 +636,17 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
 }
 
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
-                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride,
+                      const RowsAhead* ahead) {
   if (n / group > kMaxGroups) {
+    request_ahead(ahead, 0, n_rows, n_rows);
     for (int j = 0; j < nq; ++j) {
       ref::accumulate(spec, group, levels, p + j * p_stride, rows, stride, n_rows, n, acc + j * acc_stride);
     }
     return;
   }
   const bool gs = spec.levels == Levels::Gaussian;
-  const auto args = std::make_tuple(nq, group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+  const auto args = std::make_tuple(nq, group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride, ahead);
   switch (spec.bits) {
     case 2: return gs ? std::apply(accumulate_nq<2, true>, args) : std::apply(accumulate_nq<2, false>, args);
     case 3: return gs ? std::apply(accumulate_nq<3, true>, args) : std::apply(accumulate_nq<3, false>, args);
@@ -674,7 +677,9 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
   }
 }
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
-                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride,
+                      const RowsAhead* ahead) {
+  request_ahead(ahead, 0, n_rows, n_rows);
   for (int j = 0; j < nq; ++j) {
     ref::accumulate(spec, group, levels, p + j * p_stride, rows, stride, n_rows, n, acc + j * acc_stride);
   }

@@ -253,8 +253,9 @@ inline __m512i level_table_bf16(const float* levels) {
 
 template <int BITS, int NQ, int NCH, bool BF>
 void accumulate_k(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
-                  int64_t n_rows, int n, float* acc, size_t ast) {
+                  int64_t n_rows, int n, float* acc, size_t ast, const RowsAhead* ahead) {
   const int ng = n / group, wpg = group / 16;  // 16-channel chunks per group
+  const Headers16 plan = headers16_plan(stride);
   const __m512 table = level_table16<BITS>(levels);
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(stride)));  // byte offset of row t + lane
@@ -271,9 +272,10 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
 #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) os[j] = _mm512_setzero_ps();
       for (int t = 0; t < nb; t += 16) {
+        if (g == 0) request_ahead(ahead, t0 + t, std::min<int64_t>(n_rows, t0 + t + 16), n_rows);
         const __mmask16 k = static_cast<__mmask16>(nb - t >= 16 ? 0xffff : (1u << (nb - t)) - 1);
         __m512 sc, of;
-        headers16(blk + t * stride + 4 * g, idx, k, sc, of);
+        headers16_rows(plan, blk + t * stride + 4 * g, idx, k, sc, of);
 #pragma GCC unroll 4
         for (int j = 0; j < NQ; ++j) {
           const __m512 pj = _mm512_maskz_loadu_ps(k, p + j * pst + t0 + t);  // 0 past the block
@@ -313,14 +315,14 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
 // keeps NQ·NCH <= 16 accumulators.
 template <int BITS, int NQ, bool BF>
 void accumulate_nch(int group, const float* levels, const float* p, size_t pst, const uint8_t* rows, size_t stride,
-                    int64_t n_rows, int n, float* acc, size_t ast) {
+                    int64_t n_rows, int n, float* acc, size_t ast, const RowsAhead* ahead) {
   const int wpg = group / 16;
   if constexpr (NQ <= 2) {
-    if (wpg % 8 == 0) return accumulate_k<BITS, NQ, 8, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+    if (wpg % 8 == 0) return accumulate_k<BITS, NQ, 8, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast, ahead);
   }
-  if (wpg % 4 == 0) return accumulate_k<BITS, NQ, 4, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-  if (wpg % 2 == 0) return accumulate_k<BITS, NQ, 2, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
-  return accumulate_k<BITS, NQ, 1, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast);
+  if (wpg % 4 == 0) return accumulate_k<BITS, NQ, 4, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast, ahead);
+  if (wpg % 2 == 0) return accumulate_k<BITS, NQ, 2, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast, ahead);
+  return accumulate_k<BITS, NQ, 1, BF>(group, levels, p, pst, rows, stride, n_rows, n, acc, ast, ahead);
 }
 
 template <int BITS>
@@ -338,12 +340,13 @@ void scores_bits(int group, const float* levels, const float* q, size_t q_stride
 
 template <int BITS, bool BF = false>
 void accumulate_bits(int group, const float* levels, const float* p, size_t p_stride, int nq, const uint8_t* rows,
-                     size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
+                     size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride,
+                     const RowsAhead* ahead) {
   switch (nq) {
-    case 1: return accumulate_nch<BITS, 1, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    case 2: return accumulate_nch<BITS, 2, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    case 3: return accumulate_nch<BITS, 3, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
-    default: return accumulate_nch<BITS, 4, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride);
+    case 1: return accumulate_nch<BITS, 1, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride, ahead);
+    case 2: return accumulate_nch<BITS, 2, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride, ahead);
+    case 3: return accumulate_nch<BITS, 3, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride, ahead);
+    default: return accumulate_nch<BITS, 4, BF>(group, levels, p, p_stride, rows, stride, n_rows, n, acc, acc_stride, ahead);
   }
 }
 
@@ -364,10 +367,11 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
 }
 
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
-                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride,
+                      const RowsAhead* ahead) {
   const auto kernel = spec.bits == 4 ? (spec.pv_bf16 ? accumulate_bits<4, true> : accumulate_bits<4>)
                                      : (spec.pv_bf16 ? accumulate_bits<2, true> : accumulate_bits<2>);
-  kernel(group, levels, p, p_stride, nq, rows, stride, n_rows, n, acc, acc_stride);
+  kernel(group, levels, p, p_stride, nq, rows, stride, n_rows, n, acc, acc_stride, ahead);
 }
 
 #else  // no AVX-512 kernels in this build: RowCodec never picks these
@@ -381,8 +385,9 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
   simd::scores_multi(spec, group, levels, q, q_stride, qsum, qsum_stride, nq, n, rows, stride, n_rows, out, out_stride);
 }
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
-                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
-  simd::accumulate_multi(spec, group, levels, p, p_stride, nq, rows, stride, n_rows, n, acc, acc_stride);
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride,
+                      const RowsAhead* ahead) {
+  simd::accumulate_multi(spec, group, levels, p, p_stride, nq, rows, stride, n_rows, n, acc, acc_stride, ahead);
 }
 
 #endif

@@ -97,6 +97,7 @@ template <int NQ, int CH>
 void scores_lut_k(const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
                   const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost,
                   const RowsAhead* ahead, const LutQuery* pre) {
+  const Headers16 plan = headers16_plan(stride);
   float lc[4];
   const float mid = simd::centred_levels(levels, lc);
   alignas(64) __m256i own[NQ * kMaxPos];  // tables built here when not given
@@ -123,7 +124,13 @@ void scores_lut_k(const float* levels, const float* q, size_t qst, const float* 
     __m512 sc[4], of[4];
     // rows of a partial block are copies in pad[] (stride rst != stride)
     const __m512i idx = rst == stride ? hdr_idx : row_offsets16(rst);
-    for (int h = 0; h < 4; ++h) headers16(r0 + 16 * h * rst, idx, 0xffff, sc[h], of[h]);
+    for (int h = 0; h < 4; ++h) {
+      if (rst == stride) {
+        headers16_rows(plan, r0 + 16 * h * rst, idx, 0xffff, sc[h], of[h]);
+      } else {
+        headers16(r0 + 16 * h * rst, idx, 0xffff, sc[h], of[h]);
+      }
+    }
     for (int j = 0; j < NQ; ++j) {
       // int16 sums of rows 0..31 and 32..63 in row order, then 16-row int32 vectors
       const __m512i w01 = _mm512_permutex2var_epi64(acc[2 * j], lo_idx, acc[2 * j + 1]);

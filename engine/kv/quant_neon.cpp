@@ -528,7 +528,9 @@ void scores_multi(const QuantSpec& spec, int group, const float* levels, const f
 }
 
 void accumulate_multi(const QuantSpec& spec, int group, const float* levels, const float* p, size_t p_stride, int nq,
-                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride) {
+                      const uint8_t* rows, size_t stride, int64_t n_rows, int n, float* acc, size_t acc_stride,
+                      const RowsAhead* ahead) {
+  request_ahead(ahead, 0, n_rows, n_rows);  // at the start (the x86 kernels spread them)
   if (!served(spec, group) || n / group > kMaxGroups) {
 #pragma GCC unroll 16
     for (int j = 0; j < nq; ++j) {

@@ -36,6 +36,8 @@ struct Case {
   int n, group, nq, n_rows;
   Levels lv;
   int bits = 2;
+  int pad = 3;  // bytes between rows: 3, unaligned rows (headers gathered); 0, packed rows (headers
+                // read as dword vectors where the stride allows, the last row ending the buffer)
 };
 
 // Scores and accumulators of nq queries over n_rows random rows of c.bits with the kernels of `isa`,
@@ -49,7 +51,7 @@ void run(const Case& c, Isa isa, uint32_t seed, bool* avx512_used) {
   *avx512_used = codec.avx512();
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd;
-  const size_t stride = codec.row_bytes() + 3;  // odd padding: unaligned rows
+  const size_t stride = codec.row_bytes() + c.pad;
   std::vector<float> x(static_cast<size_t>(c.n_rows) * c.n);
   for (auto& v : x) v = 0.2f + 1.3f * nd(rng);
   std::vector<uint8_t> rows(stride * c.n_rows);
@@ -67,13 +69,21 @@ void run(const Case& c, Isa isa, uint32_t seed, bool* avx512_used) {
   const std::vector<float> acc0 = o.acc;
   codec.scores_multi(q.data(), c.n, qs.data(), ng, c.nq, rows.data(), stride, c.n_rows, o.scores.data(), c.n_rows);
   codec.accumulate_multi(p.data(), c.n_rows, c.nq, rows.data(), stride, c.n_rows, o.acc.data(), c.n);
+  {  // requests of other spans while accumulating change no value
+    std::vector<float> acc_ahead = acc0;
+    akvq::kv::RowsAhead ahead;
+    ahead.p[0] = rows.data() + 1, ahead.n[0] = rows.size() - 1;
+    ahead.p[1] = reinterpret_cast<const uint8_t*>(q.data()), ahead.n[1] = q.size() * sizeof(float);
+    codec.accumulate_multi(p.data(), c.n_rows, c.nq, rows.data(), stride, c.n_rows, acc_ahead.data(), c.n, &ahead);
+    ASSERT_EQ(0, std::memcmp(acc_ahead.data(), o.acc.data(), acc_ahead.size() * sizeof(float)));
+  }
 
   // the same products in double on the dequantized rows
   std::vector<float> xh(x.size());
   for (int t = 0; t < c.n_rows; ++t) codec.dequantize(&rows[t * stride], &xh[static_cast<size_t>(t) * c.n]);
   const std::string what = std::to_string(c.bits) + "-bit n " + std::to_string(c.n) + " group " + std::to_string(c.group) + " " +
                            akvq::kv::levels_name(c.lv) + " nq " + std::to_string(c.nq) + " rows " +
-                           std::to_string(c.n_rows) + " isa " + akvq::cpu::isa_name(isa);
+                           std::to_string(c.n_rows) + " pad " + std::to_string(c.pad) + " isa " + akvq::cpu::isa_name(isa);
   for (int j = 0; j < c.nq; ++j) {
     for (int t = 0; t < c.n_rows; ++t) {
       double e = 0, mag = 0;
@@ -104,8 +114,9 @@ TEST(KvQuantAvx512, TwoAndFourBitKernelsAndAvx2KernelsMatchTheReference) {
       if (n % group != 0) continue;
       for (Levels lv : {Levels::Uniform, Levels::Gaussian}) {
         for (int nq = 1; nq <= akvq::kv::kMaxQueries; ++nq) {
-          for (int n_rows : {1, 15, 16, 17, 64, 100}) {
-            const Case c{n, group, nq, n_rows, lv, bits};
+          for (int n_rows : {1, 15, 16, 17, 64, 100})
+          for (int pad : {3, 0}) {
+            const Case c{n, group, nq, n_rows, lv, bits, pad};
             bool wide = false, narrow = true;
             run(c, Isa::Avx512, seed, &wide);
             run(c, Isa::Avx2, seed, &narrow);
@@ -117,7 +128,7 @@ TEST(KvQuantAvx512, TwoAndFourBitKernelsAndAvx2KernelsMatchTheReference) {
       }
     }
   }
-  EXPECT_EQ(n_cases, 2 * 2 * (3 + 4) * akvq::kv::kMaxQueries * 6);  // bits × levels × (n, group) × nq × rows
+  EXPECT_EQ(n_cases, 2 * 2 * (3 + 4) * akvq::kv::kMaxQueries * 6 * 2);  // bits × levels × (n, group) × nq × rows × pad
 }
 
 TEST(KvQuantAvx512, ServesTwoAndFourBits) {
