@@ -44,7 +44,6 @@ struct ThreadPool::Impl {
   // Current job; written by run() before the job is published, read by workers only after they
   // have entered the job (see `state`).
   const std::function<void(int, int)>* fn = nullptr;
-  const std::function<void(int, int, int)>* fn_ahead = nullptr;  // run_ahead's job (fn unset)
   int n_tasks = 0;
   alignas(64) std::atomic<int> next{0};
   // (job id << 32) | closed bit | number of workers inside the job. A worker enters only an open
@@ -64,22 +63,16 @@ struct ThreadPool::Impl {
   static constexpr uint64_t kClosed = 1ull << 31;
 
   void do_tasks(int thread) {
-    int t = next.fetch_add(1, std::memory_order_relaxed);
-    while (t < n_tasks && !failed.load(std::memory_order_relaxed)) {
-      // run_ahead: the next task is claimed before this one runs
-      const int nx = fn_ahead ? next.fetch_add(1, std::memory_order_relaxed) : -1;
+    for (;;) {
+      const int t = next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= n_tasks || failed.load(std::memory_order_relaxed)) break;
       try {
-        if (fn_ahead) {
-          (*fn_ahead)(t, nx < n_tasks ? nx : -1, thread);
-        } else {
-          (*fn)(t, thread);
-        }
+        (*fn)(t, thread);
       } catch (...) {
         std::lock_guard<std::mutex> lk(err_mu);
         if (!error) error = std::current_exception();
         failed.store(true, std::memory_order_relaxed);
       }
-      t = fn_ahead ? nx : next.fetch_add(1, std::memory_order_relaxed);
     }
   }
 
@@ -143,28 +136,13 @@ ThreadPool::~ThreadPool() {
 int ThreadPool::size() const { return impl_->n_threads; }
 
 void ThreadPool::run(int n_tasks, const std::function<void(int task, int thread)>& fn) {
-  run_job(n_tasks, &fn, nullptr);
-}
-
-void ThreadPool::run_ahead(int n_tasks, const std::function<void(int task, int next, int thread)>& fn) {
-  run_job(n_tasks, nullptr, &fn);
-}
-
-void ThreadPool::run_job(int n_tasks, const std::function<void(int, int)>* fn,
-                         const std::function<void(int, int, int)>* fn_ahead) {
   if (n_tasks <= 0) return;
   Impl& s = *impl_;
   // Inline when there is nothing to share, and for a run() from inside a task or from a second
   // thread while a job is in flight (thread index 0 is then shared; tasks must not rely on it
   // being exclusive across such nested calls).
   if (s.n_threads == 1 || n_tasks == 1 || s.busy.exchange(true, std::memory_order_acquire)) {
-    for (int t = 0; t < n_tasks; ++t) {
-      if (fn_ahead) {
-        (*fn_ahead)(t, t + 1 < n_tasks ? t + 1 : -1, 0);
-      } else {
-        (*fn)(t, 0);
-      }
-    }
+    for (int t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }
   struct Release {
@@ -172,8 +150,7 @@ void ThreadPool::run_job(int n_tasks, const std::function<void(int, int)>* fn,
     ~Release() { b.store(false, std::memory_order_release); }
   } release{s.busy};
   const uint64_t job = s.generation.load(std::memory_order_relaxed) + 1;
-  s.fn = fn;
-  s.fn_ahead = fn_ahead;
+  s.fn = &fn;
   s.n_tasks = n_tasks;
   s.error = nullptr;
   s.failed.store(false, std::memory_order_relaxed);
@@ -198,7 +175,6 @@ void ThreadPool::run_job(int n_tasks, const std::function<void(int, int)>* fn,
     }
   }
   s.fn = nullptr;
-  s.fn_ahead = nullptr;
   if (s.error) {
     std::exception_ptr e = s.error;
     s.error = nullptr;

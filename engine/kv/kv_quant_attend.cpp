@@ -185,7 +185,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     }
   }
 
-  pool.run_ahead(items * n_part, [&](int task, int next, int thread) {
+  pool.run(items * n_part, [&](int task, int thread) {
     const int s = task % n_part;
     const Part& pt = parts[s];
     const int sub = (task / n_part) % n_sub;
@@ -249,18 +249,16 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         const int32_t* ev = g.evict.data() + j0;  // eviction times, ascending
         if (ev[0] > c0 + i1 - 1) break;           // no query row of the item sees these rows
         // Memory requests, so that the K and V rows stream ahead of the kernels at an even rate:
-        // - the part's first kHeadRows K rows at its start (cached already when the previous task
-        //   of this thread requested them: `next` below);
+        // - the part's first kHeadRows K rows at its start;
         // - while the block's K rows are scored: its V rows, and K rows kHeadRows ahead of the
         //   scores (this block's rest, then the next block's first kHeadRows);
-        // - while its V rows are accumulated: the rest of the next block's K rows, or at the
-        //   part's end the first kHeadRows K rows of this thread's next task.
+        // - while its V rows are accumulated: the rest of the next block's K rows.
         // The kernels spread a span's requests over their rows (RowsAhead). More requests at once
         // than the core keeps in flight stall it: perf put a third of the table scores' samples
         // on requests and first loads when the part's whole first block was requested at its
-        // start and all next-block K rows during the scores. SmolLM2, akvq2, one sequence at
-        // depth 8192, Zen 4: decode steps 8-11% shorter with the AVX-512 kernels, 15-19% with
-        // the AVX2 ones (bench/RESULTS.md).
+        // start and all next-block K rows during the scores. SmolLM2, akvq2, Zen 4, against
+        // that (and the headers gathered): decode steps 5.4% shorter for one sequence at depth
+        // 8192 and for ten at 3840 (bench/RESULTS.md).
         const size_t kb = kc.row_bytes();
         RowsAhead ahead, acc_ahead;
         const auto k_span = [&](RowsAhead& a, int64_t r0, int64_t r1) {  // K rows [r0, r1) of the part
@@ -272,15 +270,6 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         k_span(ahead, j0 == pt.a ? j0 + head : j0 + nb, j0 + nb + head);
         k_span(acc_ahead, j0 + nb + head, j0 + 2 * static_cast<int64_t>(nb));
         ahead.p[1] = g.v[kvh].data() + j0 * vc.row_bytes(), ahead.n[1] = nb * vc.row_bytes();
-        if (j0 + nb >= pt.b && next >= 0) {  // the next task's first K rows
-          const Part& pn = parts[next % n_part];
-          if (pn.type == kSeg0 || pn.type == kSeg1) {
-            const int cn = pn.type == kSeg1 ? 1 : 0;
-            const size_t kbn = ck_[cn].row_bytes();
-            acc_ahead.p[1] = S.seg[cn].k[(next / n_part / n_sub) % n_head_kv].data() + pn.a * kbn;
-            acc_ahead.n[1] = std::min<int64_t>(kHeadRows, pn.b - pn.a) * kbn;
-          }
-        }
         for (int r0 = 0; r0 < nr; r0 += kMaxQueries) {  // the first pass requests them
           const int nq = std::min(kMaxQueries, nr - r0);
           LutQuery lq[kMaxQueries];

@@ -79,39 +79,3 @@ TEST(ThreadPool, NestedRunExecutesInline) {
   });
   for (auto& h : hits) EXPECT_EQ(h.load(), 1);
 }
-
-// run_ahead: every task once, and each task's `next` is the task that the same thread runs next
-// (-1 after its last), whatever the interleaving; exceptions propagate as with run().
-TEST(ThreadPool, RunAheadNamesEachThreadsNextTask) {
-  for (int n_threads : {1, 2, 4}) {
-    ThreadPool pool(n_threads);
-    for (int n_tasks : {0, 1, 2, 3, 17, 1000}) {
-      for (int rep = 0; rep < 20; ++rep) {
-        std::vector<std::atomic<int>> hits(n_tasks);
-        std::vector<std::vector<std::pair<int, int>>> seen(n_threads);  // per thread: (task, next) in order
-        std::atomic<int> bad{0};
-        pool.run_ahead(n_tasks, [&](int task, int next, int thread) {
-          if (thread < 0 || thread >= n_threads || next < -1 || next >= n_tasks || next == task) bad.fetch_add(1);
-          hits[task].fetch_add(1);
-          seen[thread].push_back({task, next});
-          if (task % 5 == 0) std::this_thread::yield();  // vary the interleaving
-        });
-        EXPECT_EQ(bad.load(), 0);
-        for (int i = 0; i < n_tasks; ++i) ASSERT_EQ(hits[i].load(), 1) << n_threads << " " << n_tasks << " " << i;
-        for (const auto& v : seen) {
-          for (size_t k = 0; k < v.size(); ++k) {
-            ASSERT_EQ(v[k].second, k + 1 < v.size() ? v[k + 1].first : -1) << n_threads << " " << n_tasks << " " << k;
-          }
-        }
-      }
-    }
-  }
-  ThreadPool pool(3);
-  EXPECT_THROW(pool.run_ahead(50, [](int task, int, int) {
-    if (task == 7) throw akvq::InvalidArgument("task 7");
-  }),
-               akvq::InvalidArgument);
-  std::atomic<int> n{0};
-  pool.run_ahead(100, [&](int, int, int) { n.fetch_add(1); });
-  EXPECT_EQ(n.load(), 100);
-}
