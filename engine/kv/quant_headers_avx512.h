@@ -42,16 +42,12 @@ inline Headers16 headers16_plan(size_t stride) {
     const int valid = std::min(16, std::max(0, n_dw - 16 * j));
     h.ld[j] = static_cast<__mmask16>(valid >= 16 ? 0xffff : (1u << valid) - 1);
   }
+  const __m512i row_dw = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                            _mm512_set1_epi32(s4));  // dword of row t's header
   for (int p = 0; p < h.n_pair; ++p) {
-    alignas(64) int32_t ix[16];
-    unsigned sel = 0;
-    for (int t = 0; t < 16; ++t) {
-      const int d = t * s4 - 32 * p;
-      ix[t] = d & 31;
-      if (d >= 0 && d < 32) sel |= 1u << t;
-    }
-    h.idx[p] = _mm512_load_si512(ix);
-    h.sel[p] = static_cast<__mmask16>(sel);
+    const __m512i d = _mm512_sub_epi32(row_dw, _mm512_set1_epi32(32 * p));
+    h.idx[p] = _mm512_and_si512(d, _mm512_set1_epi32(31));
+    h.sel[p] = _mm512_cmplt_epu32_mask(d, _mm512_set1_epi32(32));  // 0 <= d < 32 (d < 0 wraps above)
   }
   return h;
 }
