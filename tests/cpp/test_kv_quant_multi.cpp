@@ -160,6 +160,13 @@ TEST(KvQuantMulti, EachQueryIsBitIdenticalWhateverTheBatch) {
             codec.scores_multi(q.data(), n, qs.data(), codec.n_groups(), nq, rows.data(), rb, n_rows, sm.data(),
                                n_rows);
             codec.accumulate_multi(pm.data(), n_rows, nq, rows.data(), rb, n_rows, am.data(), n);
+            // requests of other spans while accumulating (RowsAhead) change no bit
+            std::vector<float> aa(kMaxQueries * n, 0.0f);
+            akvq::kv::RowsAhead ahead;
+            ahead.p[0] = rows.data() + 3, ahead.n[0] = rows.size() - 3;
+            ahead.p[1] = reinterpret_cast<const uint8_t*>(q.data()), ahead.n[1] = q.size() * sizeof(float);
+            codec.accumulate_multi(pm.data(), n_rows, nq, rows.data(), rb, n_rows, aa.data(), n, &ahead);
+            EXPECT_EQ(0, std::memcmp(aa.data(), am.data(), aa.size() * sizeof(float))) << "accumulate with requests";
             for (int j = 0; j < nq; ++j) {
               EXPECT_EQ(0, std::memcmp(sm.data() + j * n_rows, s1.data() + j * n_rows, visible * sizeof(float)))
                   << "scores, query " << j << " of " << nq;
