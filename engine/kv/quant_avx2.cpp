@@ -564,15 +564,18 @@ void accumulate_k(int group, const float* levels, const float* p, size_t pst, co
     for (int g = 0; g < ng; ++g) {
       float os[NQ];
       for (int j = 0; j < NQ; ++j) os[j] = osum[j][g];
-      for (int64_t t = t0; t < t1; ++t) {
-        if (g == 0 && (t - t0) % 16 == 0) request_ahead(ahead, t, std::min(t1, t + 16), n_rows);
-        const uint8_t* h = rows + t * stride + 4 * g;
-        const float sc = half_at(h), o = half_at(h + 2);
+      for (int64_t c0 = t0; c0 < t1; c0 += 16) {  // the requests spread per 16 rows
+        const int64_t c1 = std::min(t1, c0 + 16);
+        if (g == 0) request_ahead(ahead, c0, c1, n_rows);
+        for (int64_t t = c0; t < c1; ++t) {
+          const uint8_t* h = rows + t * stride + 4 * g;
+          const float sc = half_at(h), o = half_at(h + 2);
 #pragma GCC unroll 4
-        for (int j = 0; j < NQ; ++j) {
-          const float pj = p[j * pst + t];
-          pw[j * kRowBlock + (t - t0)] = pj * sc;
-          os[j] = std::fma(pj, o, os[j]);
+          for (int j = 0; j < NQ; ++j) {
+            const float pj = p[j * pst + t];
+            pw[j * kRowBlock + (t - t0)] = pj * sc;
+            os[j] = std::fma(pj, o, os[j]);
+          }
         }
       }
       for (int j = 0; j < NQ; ++j) osum[j][g] = os[j];

@@ -67,7 +67,7 @@ inline __m512 level_table16(const float* levels) {
 // out_j[t] for up to 16 rows t0..t0+m (mask k), NQ queries q_j = q + j·qst.
 template <int BITS, int NQ>
 inline void scores16(int group, int ng, const __m512 table, const float* q, size_t qst, const float* qsum, size_t qsst,
-                     const uint8_t* base, __m512i idx, __mmask16 k, float* out, size_t ost) {
+                     const uint8_t* base, const Headers16& plan, __m512i idx, __mmask16 k, float* out, size_t ost) {
   constexpr int kCpd = 32 / BITS;  // codes per dword
   const int wpg = group / kCpd;    // code dwords per group
   const uint8_t* codes = base + 4 * static_cast<size_t>(ng);
@@ -76,7 +76,7 @@ inline void scores16(int group, int ng, const __m512 table, const float* q, size
   for (int j = 0; j < NQ; ++j) r[j] = _mm512_setzero_ps(), off[j] = _mm512_setzero_ps();
   for (int g = 0; g < ng; ++g) {
     __m512 sc, of;
-    headers16(base + 4 * g, idx, k, sc, of);
+    headers16_rows(plan, base + 4 * g, idx, k, sc, of);
     __m512 a0[NQ], a1[NQ];
 #pragma GCC unroll 4
     for (int j = 0; j < NQ; ++j) a0[j] = _mm512_setzero_ps(), a1[j] = _mm512_setzero_ps();
@@ -109,13 +109,14 @@ template <int BITS, int NQ>
 void scores_k(int group, const float* levels, const float* q, size_t qst, const float* qsum, size_t qsst, int n,
               const uint8_t* rows, size_t stride, int64_t n_rows, float* out, size_t ost) {
   const int ng = n / group;
+  const Headers16 plan = headers16_plan(stride);
   const __m512 table = level_table16<BITS>(levels);
   const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                          _mm512_set1_epi32(static_cast<int>(stride)));  // byte offset of row t0 + lane
   for (int64_t t0 = 0; t0 < n_rows; t0 += 16) {
     const int m = static_cast<int>(std::min<int64_t>(16, n_rows - t0));
     const __mmask16 k = static_cast<__mmask16>((1u << m) - 1);
-    scores16<BITS, NQ>(group, ng, table, q, qst, qsum, qsst, rows + t0 * stride, idx, k, out + t0, ost);
+    scores16<BITS, NQ>(group, ng, table, q, qst, qsum, qsst, rows + t0 * stride, plan, idx, k, out + t0, ost);
   }
 }
 

@@ -15,10 +15,13 @@ AKVQ_AVX512_BEGIN
 
 // The scales and offsets of the rows at base + idx[t] (byte offsets; lanes outside k read nothing
 // and give 0) as floats.
-inline void headers16(const uint8_t* base, __m512i idx, __mmask16 k, __m512& sc, __m512& of) {
-  const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx, base, 1);  // scale | offset << 16
+// h: 16 header dwords (scale | offset << 16).
+inline void split_headers(__m512i h, __m512& sc, __m512& of) {
   sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
   of = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+}
+inline void headers16(const uint8_t* base, __m512i idx, __mmask16 k, __m512& sc, __m512& of) {
+  split_headers(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), k, idx, base, 1), sc, of);
 }
 
 // headers16 for 16 consecutive rows (row t at base + t·stride, all 16 present) without the
@@ -61,8 +64,7 @@ inline void headers16_rows(const Headers16& plan, const uint8_t* base, __m512i i
     const __m512i b = _mm512_maskz_loadu_epi32(plan.ld[2 * p + 1], base + 128 * p + 64);
     h = _mm512_mask_mov_epi32(h, plan.sel[p], _mm512_permutex2var_epi32(a, plan.idx[p], b));
   }
-  sc = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
-  of = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(h, 16)));
+  split_headers(h, sc, of);
 }
 
 AKVQ_AVX512_END

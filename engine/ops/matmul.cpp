@@ -249,7 +249,7 @@ void matmul_group(const TensorView* const* ws, float* const* ys, int n_w, const 
   int64_t total_rows = 0;
   for (int i = 0; i < n_w; ++i) total_rows += ws[i]->rows();
   // Row chunks: about 2 per thread over all the weights together, at least one tile high. Each
-  // task starts its stream of weights afresh (request_task_start); step-level A/B on a 2-core Zen 4
+  // task starts its stream of weights afresh (kTaskStartBytes); step-level A/B on a 2-core Zen 4
   // against 4 per thread (bench/RESULTS.md): SmolLM2 batch 8 +2.2%, batch 1 +1.7%, 1 per thread
   // -0.8% and 3 -1.0% against 2, 8 -2.5% against 4; 1.1B Q4_0 decode and prefill of 16-200 tokens
   // within 1.5%.
