@@ -46,12 +46,7 @@ inline int zigzag(int k, int n) {
   return (k & 1) ? n - 1 - k / 2 : k / 2;
 }
 
-enum PartType { kSeg0, kSeg1, kKivi, kF16 };
 constexpr int kSharedRowsMax = 16;  // heads per item that read the fp16 rows together (attend_tile.h)
-struct Part {
-  PartType type;
-  int64_t a, b;  // packed rows [a, b) of the segment, or kivi2 blocks [a, b); none for kF16
-};
 
 
 // Online softmax over a block of scores sr[nb] (masked entries -inf); on return sr[0:nb] holds the
@@ -97,7 +92,8 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   // start, then the fp16 tokens. Each part runs its own online softmax and the parts' partials
   // are merged in this order; a query's parts depend on its position alone (the stores only grow
   // at their ends), so decode and prefill give the same bits. Parts run in parallel (split-K).
-  std::vector<Part> parts;
+  std::vector<Part>& parts = parts_;
+  parts.clear();
   if (opt_.kivi) {
     const int64_t nblk = static_cast<int64_t>(S.kivi.size()), per = kPartRows / defaults::kKiviBlock;
     for (int64_t a = 0; a < nblk; a += per) parts.push_back({kKivi, a, std::min(nblk, a + per)});
@@ -111,12 +107,8 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
   const int n_part = static_cast<int>(parts.size());
   // fp16 tokens (pivots, window, snapshot) in position order: each query reads the ones it sees
   // in this order, in blocks of kBlock, so that decode and prefill sum them identically
-  struct F16Ref {
-    int32_t pos, e;         // visible to queries at positions pos <= p < e
-    const uint16_t *k, *v;  // [n_head_kv, head_dim]
-  };
-  std::vector<F16Ref> f16;
-  f16.reserve(S.ppos.size() + S.w_count + S.xpos.size());
+  std::vector<F16Ref>& f16 = f16_;
+  f16.clear();
   constexpr int32_t kNever = std::numeric_limits<int32_t>::max();
   for (size_t j = 0; j < S.ppos.size(); ++j) f16.push_back({S.ppos[j], kNever, &S.pk[j * row_], &S.pv[j * row_]});
   for (int j = 0; j < S.w_count; ++j) {
@@ -124,8 +116,10 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     f16.push_back({S.wpos[slot], kNever, &S.wk[slot * row_], &S.wv[slot * row_]});
   }
   for (size_t j = 0; j < S.xpos.size(); ++j) f16.push_back({S.xpos[j], S.xe[j], &S.xk[j * row_], &S.xv[j * row_]});
-  std::sort(f16.begin(), f16.end(), [](const F16Ref& x, const F16Ref& y) { return x.pos < y.pos; });
-  std::vector<int64_t> kivi_off(S.kivi.size() + 1, 0);  // first V row of each kivi block
+  const auto by_pos = [](const F16Ref& x, const F16Ref& y) { return x.pos < y.pos; };
+  if (!std::is_sorted(f16.begin(), f16.end(), by_pos)) std::sort(f16.begin(), f16.end(), by_pos);
+  std::vector<int64_t>& kivi_off = kivi_off_;  // first V row of each kivi block
+  kivi_off.assign(S.kivi.size() + 1, 0);
   for (size_t b = 0; b < S.kivi.size(); ++b) kivi_off[b + 1] = kivi_off[b] + S.kivi[b].n_valid;
 
   const int group = n_head / n_head_kv;
@@ -185,6 +179,12 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
     }
   }
 
+  // The last of an item's parts to finish merges the item's rows (merge order fixed: the parts
+  // in order), so the merges run on the threads while other items still run, not after the job.
+  if (n_part > 1) {
+    if (parts_left_cap_ < items) parts_left_.reset(new std::atomic<int>[items]), parts_left_cap_ = items;
+    for (int it = 0; it < items; ++it) parts_left_[it].store(n_part, std::memory_order_relaxed);
+  }
   pool.run(items * n_part, [&](int task, int thread) {
     const int s = task % n_part;
     const Part& pt = parts[s];
@@ -362,14 +362,15 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         std::copy(ar, ar + hd, pp + 2);
       }
     }
+    if (n_part == 1 || parts_left_[task / n_part].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    for (int i = i0; i < i1; ++i) {  // the item's last part: its rows (query i, heads h0 .. h0 + hpi)
+      const int64_t pair0 = static_cast<int64_t>(i) * n_head + h0;
+      tile::merge_split_partials(partial_.data() + pair0 * n_part * pstride, hpi, n_part, hd, out + pair0 * hd);
+      if (opt_.rotate) {
+        for (int h = 0; h < hpi; ++h) wht(out + (pair0 + h) * hd, hd);  // back from the rotated basis
+      }
+    }
   });
-  if (n_part == 1) return;
-
-  const int64_t pairs = static_cast<int64_t>(n_q) * n_head;
-  tile::merge_split_partials(partial_.data(), pairs, n_part, hd, out);
-  if (opt_.rotate) {
-    for (int64_t r = 0; r < pairs; ++r) wht(out + r * hd, hd);  // back from the rotated basis
-  }
 }
 
 }  // namespace akvq::kv

@@ -25,7 +25,9 @@
 // (not exact: Session re-evaluates instead, see Session::eval_prompt), except at a checkpoint
 // (checkpoint()), whose copy of the fp16 stores it restores.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kv/kv_cache.h"
@@ -140,6 +142,23 @@ class QuantKvCache final : public KvCache {
   std::vector<Layer> L_;
   std::vector<uint8_t> kinds_;  // [positions] TokenKind
   mutable std::vector<float> partial_;
+  // attend's lists, kept so that a decode step's calls (one per layer) reuse their storage:
+  // the split-K parts, the fp16 tokens in position order, the first V row of each kivi2 block,
+  // and per work item the count of its parts still running (the last one merges the item's rows)
+  enum PartType { kSeg0, kSeg1, kKivi, kF16 };
+  struct Part {
+    PartType type;
+    int64_t a, b;  // packed rows [a, b) of the segment, or kivi2 blocks [a, b); none for kF16
+  };
+  struct F16Ref {
+    int32_t pos, e;         // visible to queries at positions pos <= p < e
+    const uint16_t *k, *v;  // [n_head_kv, head_dim]
+  };
+  mutable std::vector<Part> parts_;
+  mutable std::vector<F16Ref> f16_;
+  mutable std::vector<int64_t> kivi_off_;
+  mutable std::unique_ptr<std::atomic<int>[]> parts_left_;
+  mutable int parts_left_cap_ = 0;
   // attend's queries prepared once per call when they are few (decode): per (query row, head) the
   // scaled, rotated query and its group sums, and per class its score tables (LutQuery)
   mutable std::vector<float> qprep_;

@@ -1,7 +1,8 @@
 // Benchmark of decode attention as a batched step runs it: `seqs` sequences, each with its own
 // cache of `ctx` tokens in `layers` layers (prefilled in one append), then steps that append one
 // token and attend one query row per sequence, side by side on 2 threads (one task per sequence
-// over a one-thread pool, as Llama::forward_batch does), layer by layer.
+// over a one-thread pool, as Llama::forward_batch does; one sequence attends with both threads),
+// layer by layer.
 // With the SmolLM2 shape (3 KV heads of 64, 9 heads, 30 layers) and 8 sequences of 300 tokens the
 // f16 caches hold 55 MB, more than the L3: the step reads them from memory. layers=2 keeps them in
 // cache (compute only). Prints the best step time and the K/V bytes it read per second.
@@ -70,6 +71,12 @@ int main(int argc, char** argv) {
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int l = 0; l < layers; ++l) {
+      if (seqs == 1) {  // one sequence attends with the whole pool (Llama::forward_batch)
+        caches[0]->observe(l, x1.data(), 1, 64);
+        caches[0]->append(l, k1.data(), v1.data(), 1);
+        caches[0]->attend(l, q.data(), 1, n_head, 0.125f, out[0].data(), pool);
+        continue;
+      }
       pool.run(seqs, [&](int s, int th) {
         caches[s]->observe(l, x1.data(), 1, 64);
         caches[s]->append(l, k1.data(), v1.data(), 1);
