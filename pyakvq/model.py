@@ -171,8 +171,9 @@ class Model:
         if self._session is None:
             return "this stream was ended because its Model was closed"
         return (
-            "this stream was ended by a later call on the same Model (a Model runs one generation at a "
-            "time: generate, chat, eval, logits or close end the stream in progress)"
+            "this generation was ended by a later call on the same Model (a Model runs one generation at a "
+            "time: generate, chat, eval, logits or close, from this thread or another, end the one in progress; "
+            "for concurrent requests use one Model per thread, a lock, or generate_batch / BatchEngine)"
         )
 
     # ---- facts ----
@@ -556,11 +557,14 @@ class Model:
             # concatenate strings); a bare image part reaches the template as given
             messages = _mm.join_text_parts(_v_messages(messages))
         info = self._model.info
+        # a template variable named bos_token / eos_token overrides the model's token (chat.render)
+        special = {k: self._piece(info[k[:3]]) if info[k[:3]] >= 0 else None for k in ("bos_token", "eos_token")}
+        bos, eos = (variables.pop(k) if k in variables else special[k] for k in ("bos_token", "eos_token"))
         return _chat.render(
             self._template_source(template),
             messages,
-            bos_token=self._piece(info["bos"]) if info["bos"] >= 0 else None,
-            eos_token=self._piece(info["eos"]) if info["eos"] >= 0 else None,
+            bos_token=bos,
+            eos_token=eos,
             add_generation_prompt=add_generation_prompt,
             tools=tools,
             documents=documents,
@@ -621,8 +625,8 @@ class Model:
         self._sess()
         if self._vision is None:
             raise ValueError(
-                "this model has no vision encoder; pass mmproj=... (the mmproj GGUF of llama.cpp's two-file "
-                "layout) to give it images"
+                "this model has no vision encoder; load it with its mmproj GGUF (llama.cpp's two-file layout: "
+                "Model(..., mmproj=...), or --mmproj of pyakvq serve / pyakvq chat / akvq-cli) to give it images"
             )
         return self._vision
 

@@ -118,13 +118,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".ti
 
 def check_part_types(messages: Any) -> None:
     """Raises ValueError naming the first content part whose type chat() cannot render (audio,
-    files, ...), instead of letting the template drop it (as the server answers 400)."""
+    files, ...), instead of letting the template drop it (as the server answers 400), or the first
+    message whose content is an empty list of parts (a text template would fail on it, a vision
+    one render nothing)."""
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
         return
     for i, msg in enumerate(messages):
         content = msg.get("content") if isinstance(msg, Mapping) else None
         if isinstance(content, (str, bytes)) or not isinstance(content, Sequence):
             continue
+        if len(content) == 0:
+            raise ValueError(f"messages[{i}].content is an empty list (give a string, or a list of at least one part)")
         for j, part in enumerate(content):
             kind = part.get("type") if isinstance(part, Mapping) else None
             if kind not in PART_TYPES:

@@ -39,7 +39,20 @@ CLIENT_CLOSED = 499
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """`obj` as compact UTF-8 JSON. A string that UTF-8 cannot encode (a lone surrogate that a
+    request put in a field name and an error message repeats) is written as a JSON escape."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+class _JSON(JSONResponse):
+    """The handlers' JSON responses, rendered by _dumps (Starlette's render fails on a lone
+    surrogate, and the client then got a 500 and a dropped connection)."""
+
+    def render(self, content: Any) -> bytes:
+        return _dumps(content)
 
 
 async def _send_json(send: Callable[[dict], Awaitable[None]], status: int, obj: Any, headers=()) -> None:
@@ -208,7 +221,7 @@ class _Completion(_Generation):
             return
         if work.exception() is not None:
             err = _engine_error(work.exception())
-            await _send_json(send, err.status, err.body())
+            await _send_json(send, err.status, err.body(), [(k.encode(), v.encode()) for k, v in err.headers.items()])
             return
         await _send_json(send, 200, work.result())
 
@@ -315,7 +328,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     n_ctx = model.n_ctx
     max_prompt = n_ctx if cfg.max_prompt_tokens is None else min(cfg.max_prompt_tokens, n_ctx)
 
-    app = FastAPI(title="pyakvq", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="pyakvq", docs_url=None, redoc_url=None, openapi_url=None, default_response_class=_JSON)
     app.state.model = model
     app.state.engine = engine
     app.state.config = cfg
@@ -323,7 +336,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, e: APIError) -> JSONResponse:
-        return JSONResponse(e.body(), status_code=e.status)
+        return _JSON(e.body(), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
@@ -333,7 +346,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             msg = f"method {request.method} is not allowed on {request.url.path}"
         else:
             msg = str(e.detail)
-        return JSONResponse(error_body(e.status_code, msg), status_code=e.status_code, headers=e.headers)
+        return _JSON(error_body(e.status_code, msg), status_code=e.status_code, headers=e.headers)
 
     @app.exception_handler(ClientDisconnect)
     async def _client_gone(request: Request, e: ClientDisconnect) -> Response:
@@ -341,7 +354,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, e: Exception) -> JSONResponse:
-        return JSONResponse(error_body(500, f"internal error: {type(e).__name__}: {e}"), status_code=500)
+        return _JSON(error_body(500, f"internal error: {type(e).__name__}: {e}"), status_code=500)
 
     async def read_json(request: Request) -> dict[str, Any]:
         chunks, n = [], 0
@@ -492,7 +505,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             raise APIError(404, f"the model {model_id!r} does not exist", param="model", code="model_not_found")
         return model_card()
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> dict[str, Any]:
         return {"status": "ok"}
 

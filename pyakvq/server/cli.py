@@ -275,6 +275,13 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         return 2
     try:
         opts = parse_kv_opts(a.kv_opt)
+        if a.model_name is not None and not a.model_name.strip():
+            raise ValueError("--model-name is empty: give a name, or leave it out for the file's name")
+        if a.max_prompt_tokens is not None and a.max_prompt_tokens > a.ctx:
+            raise ValueError(
+                f"--max-prompt-tokens {a.max_prompt_tokens} is larger than the context (-c {a.ctx}): "
+                "no prompt over the context fits"
+            )
         path = a.model if a.model is not None else demo_model_path()
         for what, f in (("-m/--model", path), ("--mmproj", a.mmproj)):
             if f is not None and not os.path.isfile(f):

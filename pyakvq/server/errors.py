@@ -30,6 +30,10 @@ def public_message(message: str) -> str:
     return _ENGINE_PREFIX.sub(r"\1", message)
 
 
+#: seconds a 503 (queue full) asks the client to wait before it retries
+RETRY_AFTER_S = 1
+
+
 class APIError(Exception):
     """An error answered with `status` and the OpenAI error JSON (the message without the engine's
     "[area] " prefixes)."""
@@ -41,6 +45,8 @@ class APIError(Exception):
         self.message = message
         self.param = param
         self.code = code
+        # a busy server says when to retry (the openai client honours Retry-After on its retries)
+        self.headers: dict[str, str] = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message, param=self.param, code=self.code)

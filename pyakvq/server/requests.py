@@ -230,6 +230,10 @@ def _messages(raw: Any, cfg: ServerConfig) -> tuple[list[dict[str, Any]], list[I
         if content is None:
             raise bad_request(f"{where}.content is required (a string or an array of parts)", "messages")
         elif isinstance(content, list):
+            if not content:
+                raise bad_request(
+                    f"{where}.content is an empty array (give a string, or an array of at least one part)", "messages"
+                )
             parts = []
             for j, part in enumerate(content):
                 pw = f"{where}.content[{j}]"
@@ -249,7 +253,7 @@ def _messages(raw: Any, cfg: ServerConfig) -> tuple[list[dict[str, Any]], list[I
                 elif kind == "image_url":
                     if role != "user":
                         raise bad_request(
-                            f"{pw}: images are allowed only in user messages (this is a {role} message)", "messages"
+                            f"{pw}: images are allowed only in user messages ({where} has role {role!r})", "messages"
                         )
                     iu = part.get("image_url")
                     if set(part) - {"type", "image_url"} or not isinstance(iu, (dict, str)):

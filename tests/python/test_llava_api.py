@@ -502,6 +502,8 @@ def test_chat_arguments_that_are_not_what_they_seem(model, tmp_path):
     # content parts chat() cannot render are refused, not dropped by the template
     with pytest.raises(ValueError, match=r"messages\[0\]\.content\[0\]: unsupported content part type 'audio'"):
         model.chat([{"role": "user", "content": [{"type": "audio", "audio": "x"}, {"type": "text", "text": "hi"}]}])
+    with pytest.raises(ValueError, match=r"^messages\[0\]\.content is an empty list"):
+        model.chat([{"role": "user", "content": []}])
     # a misspelt generation keyword is refused; a variable the template does not read warns
     for kw, right in (("max_token", "max_tokens"), ("temprature", "temperature"), ("top_pp", "top_p")):
         with pytest.raises(TypeError, match=rf"unexpected keyword argument '{kw}' \(did you mean '{right}'\?\)"):
@@ -548,7 +550,7 @@ def test_image_to_a_text_only_model(files):
             # a template that concatenates string content (SmolLM2's) is not reached
             lambda: m.chat("What is it?", images=[img], template=CONCAT_TEMPLATE),
         ):
-            with pytest.raises(ValueError, match=r"no vision encoder; pass mmproj="):
+            with pytest.raises(ValueError, match=r"no vision encoder; load it with its mmproj GGUF"):
                 call()
         assert isinstance(m.chat("hello", max_tokens=2, temperature=0), str)  # text chat unchanged
 
@@ -570,6 +572,13 @@ def test_text_parts_reach_a_text_models_template_as_one_string(files):
         with pytest.raises(ValueError, match=r"content\[1\]: unsupported content part type 'note'"):
             m.chat([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "note"}]}],
                    template=CONCAT_TEMPLATE)
+        # an empty list of parts: one clear error for a text model (its template failed on the list)
+        # as for a vision one (which rendered nothing)
+        empty = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": []}]
+        with pytest.raises(ValueError, match=r"^messages\[1\]\.content is an empty list"):
+            m.chat(empty, template=CONCAT_TEMPLATE, max_tokens=2)
+        with pytest.raises(ValueError, match=r"^messages\[1\]\.content is an empty list"):
+            m.create_chat_completion(empty, max_tokens=2)
 
 
 def test_echo_logprobs_leave_out_the_added_bos(files):

@@ -428,6 +428,21 @@ def _bad_cases(s) -> list[tuple[str, object, int, str, str | None]]:
         ("/v1/chat/completions", {"messages": _TEXT}, 400, "'model' is required", "model"),
         ("/v1/chat/completions", {"model": NAME, "messages": []}, 400, "non-empty", "messages"),
         ("/v1/chat/completions", {"model": NAME, "messages": [{"role": "robot", "content": "x"}]}, 400, "role", None),
+        # a field name that UTF-8 cannot encode (a lone surrogate): 400 naming it, as any other
+        (
+            "/v1/completions",
+            b'{"model": "demo", "prompt": "hi", "\\udfff": 1}',
+            400,
+            "unknown field '\\udfff'",
+            "\udfff",
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": NAME, "messages": [{"role": "user", "content": []}]},
+            400,
+            "messages[0].content is an empty array",
+            "messages",
+        ),
         ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "temperature": "hot"}, 400, "temperature", None),
         ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "n": 0}, 400, "n must be", "n"),
         ("/v1/chat/completions", {"model": NAME, "messages": _TEXT, "stream": "yes"}, 400, "stream", "stream"),
@@ -646,6 +661,30 @@ def test_bad_requests_are_400_with_a_message(served):
         served.client.chat.completions.create(model=NAME, messages=_TEXT, extra_body={"bogus": True})
 
 
+def test_an_error_keeps_the_connection(served):
+    """A request whose error message repeats a string UTF-8 cannot encode (a lone surrogate in a
+    field name) was a 500 and a dropped keep-alive connection: the next request on it failed."""
+    with httpx.Client(timeout=TIMEOUT, headers={"content-type": "application/json", **AUTH}) as c:
+        bad = b'{"model": "demo", "messages": [{"role": "user", "content": "hi"}], "\\ud800x": 1}'
+        r = c.post(served.base + "/v1/chat/completions", content=bad)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_field", r.text
+        ok = {"model": NAME, "messages": _TEXT, "max_tokens": 2, "temperature": 0}
+        assert c.post(served.base + "/v1/chat/completions", json=ok).status_code == 200
+        assert c.head(served.base + "/health").status_code == 200  # HEAD, as health checkers send
+
+
+def test_template_variables_override_the_special_tokens(served):
+    """chat_template_kwargs may set bos_token / eos_token (chat.render's contract); it was a 400
+    about a keyword given twice."""
+    tmpl = "{{ bos_token }}|{{ messages[0]['content'] }}|{{ eos_token }}"
+    m = served.model
+    assert m.render_chat(_TEXT, template=tmpl, bos_token="<B>", eos_token="<E>") == f"<B>|{_TEXT[0]['content']}|<E>"
+    default = m.render_chat(_TEXT, template=tmpl)
+    assert default.startswith(m.render_chat(_TEXT, template="{{ bos_token }}") + "|")
+    body = {"model": NAME, "messages": _TEXT, "max_tokens": 2, "chat_template_kwargs": {"bos_token": "x"}}
+    assert post(served.base, "/v1/chat/completions", body).status_code == 200
+
+
 def test_body_too_large_is_413(served):
     big = {"model": NAME, "messages": image_msgs(data_url(b"\0" * (1 << 20)), "hi")}
     r = post(served.base, "/v1/chat/completions", big)
@@ -753,6 +792,7 @@ def test_full_queue_is_503(counting):
     with pytest.raises(openai.InternalServerError) as e:  # 503
         counting.client.completions.create(**LONG)
     assert e.value.status_code == 503 and "busy" in str(e.value)
+    assert e.value.response.headers["retry-after"] == "1"  # when to come back
     assert "[batch]" not in str(e.value)  # the engine's prefix is not the client's business
     queued.close()  # a queued request whose client goes away leaves the queue
     running.close()
@@ -819,6 +859,13 @@ def test_serve_flags(capsys):
     assert opts["limit_concurrency"] >= 4096 and opts["timeout_keep_alive"] == 5
     assert main(["serve", "-m", "/nonexistent/model.gguf"]) == 2
     assert "no such file" in capsys.readouterr().err
+    for argv, text in (
+        (["--model-name", " "], "--model-name is empty"),
+        (["-c", "512", "--max-prompt-tokens", "600"], "--max-prompt-tokens 600 is larger than the context (-c 512)"),
+    ):
+        assert main(["serve", "--port", "0", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("pyakvq serve: error:") and text in err and "\n" not in err, err
     import socket
 
     with socket.socket() as taken:
