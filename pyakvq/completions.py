@@ -431,6 +431,18 @@ def _run(
     return builder.result(n_prompt, prefix)
 
 
+def _run_on(
+    llm: Any, engine: Any, builder: ResultBuilder, inp: Any, s: Sampling, stream: bool, prefix: str = ""
+) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    """Opens the choices' sources and runs them (_run). A call that returns its whole result from
+    the Model's own session holds the Model for all of it, as Model.generate does: a call from
+    another thread waits for it instead of ending its generation."""
+    if stream or engine is not None:
+        return _run(builder, open_sources(llm, engine, inp, s), len(inp), stream, prefix)
+    with llm._lock:  # re-entrant: the generations take it per step
+        return _run(builder, open_sources(llm, engine, inp, s), len(inp), stream, prefix)
+
+
 def _chunks(builder: ResultBuilder, sources: list[Source], n_prompt: int, prefix: str) -> Iterator[dict[str, Any]]:
     try:
         for i, src in enumerate(sources):
@@ -549,8 +561,7 @@ def create_completion(
     if echo and s.logprobs is not None:
         check_prompt_fits(len(inp), llm.n_ctx)
         builder.echo_logprobs(*echo_logprobs(llm, prompt, inp, s.logprobs))
-    sources = open_sources(llm, engine, inp, s)
-    return _run(builder, sources, len(inp), stream, prefix)
+    return _run_on(llm, engine, builder, inp, s, stream, prefix)
 
 
 def echo_logprobs(llm: Any, prompt: Any, inp: Any, k: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
@@ -672,8 +683,7 @@ def create_chat_completion(
     builder = ResultBuilder(
         "chat", model if model is not None else default_model_name(llm), s.n, _piece_fn(llm), s.logprobs, include_usage
     )
-    sources = open_sources(llm, engine, inp, s)
-    return _run(builder, sources, len(inp), stream)
+    return _run_on(llm, engine, builder, inp, s, stream)
 
 
 __all__ = [

@@ -76,7 +76,9 @@ def _from_pil(im, alpha: str) -> np.ndarray:
 
 def _from_array(arr: np.ndarray, alpha: str) -> np.ndarray:
     if arr.dtype != np.uint8:
-        raise TypeError(f"image arrays must be uint8 [H, W, 3] (RGB), got dtype {arr.dtype}")
+        raise TypeError(
+            f"image arrays must be uint8 ([H, W, 3] RGB, [H, W] gray or [H, W, 4] RGBA), got dtype {arr.dtype}"
+        )
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 2, 3, 4)):
         raise ValueError(
             f"image arrays must be [H, W, 3] (RGB), [H, W] (gray) or [H, W, 4] (RGBA), got shape {arr.shape}"

@@ -108,7 +108,7 @@ class Model:
         self.seed = _v.check_seed("seed", seed)
         kv = _v.check_text("kv", kv, allow_nul=False)
         opts = _v.kv_options(kv_options)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: create_completion holds it around its generations
         self._session = None
         self._vision = None
         mmproj = None if mmproj is None else _v.check_path("mmproj", mmproj)
@@ -159,6 +159,12 @@ class Model:
         if self._session is None:
             raise RuntimeError("this Model is closed")
         return self._session
+
+    def __reduce__(self):
+        raise TypeError(
+            "a Model cannot be pickled or copied: it holds a loaded native model and its KV cache "
+            "(load another Model from the same path and options)"
+        )
 
     def _claim(self) -> int:
         """Takes over the KV cache for a new call (the lock is held): ends the stream in progress,

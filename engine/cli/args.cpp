@@ -146,9 +146,11 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "-m" || a == "--model") {
       o.model = value();
     } else if (a == "-p" || a == "--prompt") {
+      if (has_prompt) throw InvalidArgument(a + ": a second prompt (one run takes one -p PROMPT or -f FILE)");
       o.prompt = value();
       has_prompt = true;  // -p "" is given (and refused later with its own message)
     } else if (a == "-f" || a == "--file") {
+      if (!o.prompt_file.empty()) throw InvalidArgument(a + ": a second prompt file (one run takes one -p PROMPT or -f FILE)");
       o.prompt_file = value();
       if (o.prompt_file.empty()) throw InvalidArgument(a + ": empty file name (use - for standard input)");
     } else if (a == "-n" || a == "--n-predict") {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -247,6 +248,11 @@ int run(const akvq::cli::Options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef SIGPIPE
+  // A reader that closes the pipe (`akvq-cli ... | head -c 5`): the write fails with EPIPE and the
+  // command ends with 1 as for any output it cannot write, instead of being killed by the signal.
+  std::signal(SIGPIPE, SIG_IGN);
+#endif
   akvq::cli::Options o;
   try {
     o = akvq::cli::parse_args(argc, argv);

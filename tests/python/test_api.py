@@ -172,6 +172,18 @@ def test_close_and_context_manager(smollm2_path):
             use()
 
 
+def test_a_model_is_not_pickled_or_copied(model):
+    """pickle / copy name what a Model is (the message was about a thread lock; copy.copy shared
+    the native model between two Python objects)."""
+    import copy
+    import pickle
+
+    for op in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError, match="a Model cannot be pickled or copied"):
+            op(model)
+    assert model.generate("Hi", max_tokens=1, temperature=0) is not None
+
+
 def test_two_models_in_two_threads(smollm2_path):
     prompts = ["The sun is", "Water boils at"]
     ref = []

@@ -187,6 +187,27 @@ def test_abandoned_stream_leaves_the_model_usable(demo):
     ] in ("stop", "length")
 
 
+def test_calls_from_several_threads_wait_for_each_other(demo):
+    """Non-streaming create_* calls on one Model from several threads run one after the other,
+    each with its own answer (they were ended by each other's calls, as a stream is)."""
+    import concurrent.futures
+
+    prompts = ["What color is the shape?", "What is in the picture?", "Describe the shape."]
+    want = [demo.create_chat_completion(_msgs(RED, p), max_tokens=6, temperature=0)["choices"][0]["message"]["content"]
+            for p in prompts]
+    want_text = demo.create_completion("USER: hi ASSISTANT:", max_tokens=6, temperature=0)["choices"][0]["text"]
+
+    def one(i: int) -> str:
+        if i % 4 == 3:
+            return demo.create_completion("USER: hi ASSISTANT:", max_tokens=6, temperature=0)["choices"][0]["text"]
+        r = demo.create_chat_completion(_msgs(RED, prompts[i % 4]), max_tokens=6, temperature=0)
+        return r["choices"][0]["message"]["content"]
+
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        got = list(ex.map(one, range(12), timeout=300))
+    assert got == [want_text if i % 4 == 3 else want[i % 4] for i in range(12)]
+
+
 @pytest.mark.parametrize(
     ("kw", "exc", "match"),
     [

@@ -299,6 +299,8 @@ def test_cli_reads_the_prompt_from_stdin(model, smollm2_path):
         (("-f", "{tmp}"), "is a directory"),
         (("-f", "{tmp}/missing.txt"), "No such file"),
         (("-f", "{tmp}/empty.txt"), "is empty"),
+        (("-p", "a", "-p", "b"), "-p: a second prompt"),
+        (("-f", "{tmp}/empty.txt", "--file", "{tmp}/empty.txt"), "--file: a second prompt file"),
     ],
 )
 def test_cli_prompt_errors_are_one_line(smollm2_path, tmp_path, args, needle):
@@ -316,3 +318,16 @@ def test_cli_write_error_fails(smollm2_path):
         r = run_cli("-m", smollm2_path, "-p", PROMPT, "-n", 4, "--temp", 0, "-t", 1, stdout=full)
     assert r.returncode == 1
     assert "cannot write" in r.stderr.decode() and "No space left" in r.stderr.decode()
+
+
+def test_cli_closed_pipe_fails_with_1(smollm2_path):
+    """`akvq-cli ... | head -c 5`: the reader goes away; status 1 as for any output that cannot be
+    written (SIGPIPE killed it: 141 in a shell)."""
+    r_fd, w_fd = os.pipe()
+    os.close(r_fd)  # nobody reads: the first write fails
+    try:
+        r = run_cli("-m", smollm2_path, "-p", PROMPT, "-n", 4, "--temp", 0, "-t", 1, stdout=w_fd)
+    finally:
+        os.close(w_fd)
+    assert r.returncode == 1, r.returncode
+    assert "cannot write the output to stdout: Broken pipe" in r.stderr.decode()

@@ -7,6 +7,7 @@ The demo model's own answers are checked at the end, once pyakvq/data/demo-vlm.g
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -258,6 +259,38 @@ def test_output_paths_are_checked_before_the_work(smollm2_path, tmp_path):
         r = run_py(*args)
         line = _one_error_line(r, "pyakvq: error:")
         assert line.startswith(f"pyakvq: error: {flag} "), line
+
+
+def test_an_output_is_never_one_of_the_inputs(smollm2_path, tmp_path):
+    """--json naming the model, the text or --write-tsa's file (through another path or a link
+    too) is refused before the work: it replaced a 98 MB model with its 12 KB report."""
+    text = tmp_path / "t.txt"
+    text.write_text("word " * 80)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(pathlib.Path(smollm2_path).read_bytes())
+    link = tmp_path / "link.gguf"
+    link.symlink_to(model)
+    size = model.stat().st_size
+    for args, needle in (
+        (("perplexity", "-m", model, "-f", text, "--json", model), "is the same file as -m/--model"),
+        (("perplexity", "-m", link, "-f", text, "--json", tmp_path / "." / "m.gguf"), "is the same file as -m/--model"),
+        (("perplexity", "-m", model, "-f", text, "--json", text), "is the same file as -f/--file"),
+        (("profile", "-m", model, "-p", "hi", "--json", link), "is the same file as -m/--model"),
+        (("profile", "-m", model, "-p", "hi", "--write-tsa", tmp_path / "o.gguf", "--json", tmp_path / "o.gguf"),
+         "is the same file as --write-tsa"),
+        (("profile", "-m", model, "-p", "hi", "--write-tsa", link), "is the same file as -m/--model"),
+    ):
+        r = run_py(*args)
+        line = _one_error_line(r, "pyakvq: error:")
+        assert needle in line, line
+    assert model.stat().st_size == size and text.read_text() == "word " * 80
+    assert not (tmp_path / "o.gguf").exists()
+    # the report itself is written whole (a temporary file renamed over the target)
+    out = tmp_path / "ppl.json"
+    r = run_py("perplexity", "-m", model, "-f", text, "-c", "64", "--chunks", "1", "-q", "--json", out)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["n_chunks"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.gguf", "m.gguf", "ppl.json", "t.txt"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
