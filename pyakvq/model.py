@@ -177,9 +177,9 @@ class Model:
         if self._session is None:
             return "this stream was ended because its Model was closed"
         return (
-            "this generation was ended by a later call on the same Model (a Model runs one generation at a "
-            "time: generate, chat, eval, logits or close, from this thread or another, end the one in progress; "
-            "for concurrent requests use one Model per thread, a lock, or generate_batch / BatchEngine)"
+            "this stream was ended by a later call on the same Model (a Model runs one call at a time: "
+            "generate, chat, eval, logits or close, from this thread or another, end the stream in progress; "
+            "for concurrent requests use one Model per thread or generate_batch / BatchEngine)"
         )
 
     # ---- facts ----
