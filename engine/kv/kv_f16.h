@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kv/kv_cache.h"
+#include "kv/part_countdown.h"
 
 namespace akvq::kv {
 
@@ -36,6 +37,7 @@ class F16KvCache final : public KvCache {
   std::vector<std::vector<uint16_t>> k_;     // [n_layer][cap, n_head_kv, head_dim]
   std::vector<std::vector<uint16_t>> v_;     // [n_layer][cap, n_head_kv, head_dim]
   mutable std::vector<float> partial_;       // split-K partials [n_q, n_head, n_split, 2 + head_dim]
+  mutable tile::PartCountdown parts_left_;   // per work item, its parts still running (attend)
   mutable std::vector<std::vector<float>> scratch_;  // [threads] attention tiles (see attend)
 };
 

@@ -93,6 +93,8 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
   const uint16_t* vbase = v_[layer].data();
   const int64_t stride = row_;
 
+  // The last of an item's parts to finish merges the item's rows (part_countdown.h).
+  if (n_split > 1) parts_left_.reset(items, n_split);
   pool.run(items * n_split, [&](int task, int thread) {
     const int s = task % n_split;
     const int sub = (task / n_split) % n_sub;
@@ -231,10 +233,12 @@ void F16KvCache::attend(int layer, const float* q, int n_q, int n_head, float sc
         std::copy(ar, ar + hd, pp + 2);
       }
     }
+    if (n_split == 1 || !parts_left_.last(task / n_split)) return;
+    for (int r = 0; r < nr; ++r) {  // the item's last part: its rows
+      const int64_t pair = static_cast<int64_t>(row_query(r)) * n_head + row_head(r);
+      tile::merge_split_partials(partial_.data() + pair * n_split * pstride, 1, n_split, hd, out + pair * hd);
+    }
   });
-  if (n_split == 1) return;
-
-  tile::merge_split_partials(partial_.data(), static_cast<int64_t>(n_q) * n_head, n_split, hd, out);
 }
 
 }  // namespace akvq::kv

@@ -181,10 +181,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
 
   // The last of an item's parts to finish merges the item's rows (merge order fixed: the parts
   // in order), so the merges run on the threads while other items still run, not after the job.
-  if (n_part > 1) {
-    if (parts_left_cap_ < items) parts_left_.reset(new std::atomic<int>[items]), parts_left_cap_ = items;
-    for (int it = 0; it < items; ++it) parts_left_[it].store(n_part, std::memory_order_relaxed);
-  }
+  if (n_part > 1) parts_left_.reset(items, n_part);
   pool.run(items * n_part, [&](int task, int thread) {
     const int s = task % n_part;
     const Part& pt = parts[s];
@@ -362,7 +359,7 @@ void QuantKvCache::attend(int layer, const float* q, int n_q, int n_head, float 
         std::copy(ar, ar + hd, pp + 2);
       }
     }
-    if (n_part == 1 || parts_left_[task / n_part].fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+    if (n_part == 1 || !parts_left_.last(task / n_part)) return;
     for (int i = i0; i < i1; ++i) {  // the item's last part: its rows (query i, heads h0 .. h0 + hpi)
       const int64_t pair0 = static_cast<int64_t>(i) * n_head + h0;
       tile::merge_split_partials(partial_.data() + pair0 * n_part * pstride, hpi, n_part, hd, out + pair0 * hd);

@@ -25,13 +25,12 @@
 // (not exact: Session re-evaluates instead, see Session::eval_prompt), except at a checkpoint
 // (checkpoint()), whose copy of the fp16 stores it restores.
 #pragma once
-#include <atomic>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "kv/kv_cache.h"
 #include "kv/kv_options.h"
+#include "kv/part_countdown.h"
 #include "kv/quant.h"
 
 namespace akvq::kv {
@@ -157,8 +156,7 @@ class QuantKvCache final : public KvCache {
   mutable std::vector<Part> parts_;
   mutable std::vector<F16Ref> f16_;
   mutable std::vector<int64_t> kivi_off_;
-  mutable std::unique_ptr<std::atomic<int>[]> parts_left_;
-  mutable int parts_left_cap_ = 0;
+  mutable tile::PartCountdown parts_left_;
   // attend's queries prepared once per call when they are few (decode): per (query row, head) the
   // scaled, rotated query and its group sums, and per class its score tables (LutQuery)
   mutable std::vector<float> qprep_;
