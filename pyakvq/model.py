@@ -564,8 +564,8 @@ class Model:
             messages = _mm.join_text_parts(_v_messages(messages))
         info = self._model.info
         # a template variable named bos_token / eos_token overrides the model's token (chat.render)
-        special = {k: self._piece(info[k[:3]]) if info[k[:3]] >= 0 else None for k in ("bos_token", "eos_token")}
-        bos, eos = (variables.pop(k) if k in variables else special[k] for k in ("bos_token", "eos_token"))
+        bos = variables.pop("bos_token", self._piece(info["bos"]) if info["bos"] >= 0 else None)
+        eos = variables.pop("eos_token", self._piece(info["eos"]) if info["eos"] >= 0 else None)
         return _chat.render(
             self._template_source(template),
             messages,
