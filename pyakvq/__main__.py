@@ -305,18 +305,24 @@ def _chat(a: argparse.Namespace) -> int:
             gen["top_k"] = a.top_k
         if a.top_p is not None:
             gen["top_p"] = a.top_p
+        interrupted = False
+        t_first = None
         try:
             t_chat = time.perf_counter()
             stream = m.chat(question, images=images, **gen) if images else m.chat(question, **gen)
             image_s += time.perf_counter() - t_chat  # rendering, preprocessing and encoding the images
             engine_gen = getattr(stream, "_gen", None)  # the engine's Generator: its timings
-            t_first = None
             t0 = time.perf_counter()
-            for tok in stream:
-                if t_first is None:
-                    t_first = time.perf_counter()
-                sys.stdout.write(tok.text)
-                sys.stdout.flush()
+            try:
+                for tok in stream:
+                    if t_first is None:
+                        t_first = time.perf_counter()
+                    sys.stdout.write(tok.text)
+                    sys.stdout.flush()
+            except KeyboardInterrupt:
+                if t_first is None:  # before the first token (the prompt): one line, as below
+                    raise
+                interrupted = True  # while tokens stream: the answer so far, then the timings (as akvq-cli)
             t_end = time.perf_counter()
             sys.stdout.write("\n")
             sys.stdout.flush()
@@ -342,10 +348,10 @@ def _chat(a: argparse.Namespace) -> int:
             f"prompt:     {_ms(prompt_s)} / {stream.n_prompt:5d} tokens ({_rate(stream.n_prompt, prompt_s)})", file=err
         )
         print(f"generation: {_ms(gen_s)} / {n_gen:5d} tokens ({_rate(n_gen, gen_s)})", file=err)
-        print(f"finish:     {stream.finish_reason}", file=err)
-        if stream.finish_reason == "context":
+        print(f"finish:     {'interrupted' if interrupted else stream.finish_reason}", file=err)
+        if not interrupted and stream.finish_reason == "context":
             print(f"pyakvq chat: the context is full (-c {a.ctx} tokens): generation stopped", file=err)
-    return 0
+    return 130 if interrupted else 0  # 130: the shell's status for Ctrl-C
 
 
 def _serve(a: argparse.Namespace) -> int:

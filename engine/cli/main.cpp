@@ -26,6 +26,29 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Ctrl-C: the first SIGINT asks the generation to stop between tokens (and a prompt's evaluation
+// between its chunks), so that the answer so far and the timings are printed and the command ends
+// with 130, as llama.cpp's CLI does; the handler is reset by then (SA_RESETHAND), so a second
+// Ctrl-C ends the process at once (a long load, a long image encoding).
+volatile std::sig_atomic_t g_interrupted = 0;
+
+extern "C" void on_sigint(int) {
+  g_interrupted = 1;
+}
+
+void catch_sigint() {
+  struct sigaction sa{};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+// Thrown by the session's interrupt hook when Ctrl-C came during a prompt's evaluation.
+struct Interrupted : std::exception {
+  const char* what() const noexcept override { return "interrupted"; }
+};
+
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
@@ -186,6 +209,9 @@ int run(const akvq::cli::Options& o) {
   sp.n_batch = o.n_batch;
   sp.kv = o.kv;
   sp.kv_options = o.kv_options;
+  sp.interrupt = [] {
+    if (g_interrupted) throw Interrupted();
+  };
   akvq::Session session(model, sp);
   const double load_ms = ms_since(t_load);
 
@@ -220,10 +246,12 @@ int run(const akvq::cli::Options& o) {
   gp.max_tokens = o.n_predict;
   gp.sampling = o.sampling;
   gp.stop = o.stop;
+  if (g_interrupted) throw Interrupted();  // Ctrl-C during the load or the images
   akvq::Generator gen(session, input, gp);
   akvq::GenerateStep step;
-  while (gen.next(step)) write_out(step.text);
+  while (!g_interrupted && gen.next(step)) write_out(step.text);
   write_out("\n");
+  const bool interrupted = g_interrupted != 0;
 
   const akvq::GenerateTimings& t = gen.timings();
   const int n_gen = gen.n_generated();
@@ -236,13 +264,13 @@ int run(const akvq::cli::Options& o) {
                gen.n_prompt() * 1000.0 / std::max(t.prompt_ms, 1e-9));
   std::fprintf(stderr, "generation: %8.1f ms / %5d tokens (%8.2f tokens/s)\n", t.gen_ms, n_gen,
                n_gen * 1000.0 / std::max(t.gen_ms, 1e-9));
-  std::fprintf(stderr, "finish:     %s\n", akvq::finish_reason_name(gen.finish_reason()));
-  if (gen.finish_reason() == akvq::FinishReason::Context) {
+  std::fprintf(stderr, "finish:     %s\n", interrupted ? "interrupted" : akvq::finish_reason_name(gen.finish_reason()));
+  if (!interrupted && gen.finish_reason() == akvq::FinishReason::Context) {
     std::fprintf(stderr, "akvq-cli: the context is full (-c %d tokens): generation stopped after %d tokens\n", o.n_ctx,
                  n_gen);
   }
   if (o.kv_stats) print_kv_stats(session.kv_summary());
-  return 0;
+  return interrupted ? 130 : 0;  // 130: the shell's status for Ctrl-C
 }
 
 }  // namespace
@@ -282,8 +310,13 @@ int main(int argc, char** argv) {
   // Exit status: 2 for bad input (options, prompt, a missing, unreadable or malformed file, what
   // this build or machine cannot do), as for a bad argument and as pyakvq's commands; 1 for the
   // rest (the output cannot be written, out of memory, an internal error).
+  catch_sigint();
   try {
     return run(o);
+  } catch (const Interrupted&) {  // Ctrl-C before the first token (the load, the prompt)
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nakvq-cli: interrupted\n");
+    return 130;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "akvq-cli: error: %s\n", e.what());

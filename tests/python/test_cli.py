@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from test_helpers import cli
+from test_helpers import cli, elapsed, interrupt_after
 
 import pyakvq
 
@@ -191,3 +191,34 @@ def test_mmproj_and_no_special_are_checked_without_images(smollm2_path, tmp_path
     assert r.returncode == 2 and "vision" in r.stderr, r.stderr
     r = run("-m", demo_model_path(), "--image", EXAMPLES / "red_circle.png", "--no-special", "-p", "hi", "-n", 2)
     assert r.returncode == 2 and "--no-special cannot go with --image" in r.stderr, r.stderr
+
+
+def test_ctrl_c_stops_the_generation_and_prints_the_timings(smollm2_path):
+    """Ctrl-C while tokens stream (as llama.cpp's CLI): the answer so far stays on stdout, the
+    timings and 'finish: interrupted' go to stderr, and the status is 130 (the shell's for SIGINT),
+    not a death by the signal."""
+    prompt = "the cat sat on the mat. " * 20  # greedy: repeats it for as long as asked
+    status, out, err, dt = interrupt_after(
+        [cli(), "-m", smollm2_path, "-p", prompt, "--temp", "0", "-n", "4000", "-t", "1"], lambda out: len(out) > 40
+    )
+    assert status == 130, err
+    assert len(out) > 40 and out.endswith(b"\n")
+    assert "finish:     interrupted" in err and "generation:" in err and "load:" in err, err
+    n_gen = int(err.split("generation:")[1].split("/")[1].split("tokens")[0])
+    assert 0 < n_gen < 4000
+    assert dt < 10  # stops at the next token, not at -n
+
+
+def test_ctrl_c_during_the_prompt_stops_between_its_chunks(smollm2_path):
+    """Ctrl-C while a long prompt is evaluated (or the model loads): the command ends before the
+    prompt's end with one line and status 130, printing no answer."""
+    prompt = "the cat sat on the mat. " * 1000  # ~7000 tokens in chunks of 8: seconds on one thread
+    status, out, err, dt = interrupt_after(
+        [cli(), "-m", smollm2_path, "-p", prompt, "-n", "4", "-t", "1", "-b", "8", "-c", "8192"],
+        elapsed(1.0),
+    )
+    assert status == 130, err
+    assert out == b""
+    assert err.strip().splitlines()[-1] == "akvq-cli: interrupted", err
+    assert dt < 10
+

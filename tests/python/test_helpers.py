@@ -3,6 +3,7 @@
 import os
 import pathlib
 import shutil
+import subprocess
 import threading
 
 import pytest
@@ -50,3 +51,36 @@ def cosine(a, b) -> float:
     a = np.asarray(a, np.float64).ravel()
     b = np.asarray(b, np.float64).ravel()
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def interrupt_after(cmd, ready, timeout=120, env=None):
+    """Runs the command cmd (a list), sends it SIGINT once ready(stdout bytes so far) holds (or after
+    30 s), and returns (status, stdout, stderr, seconds from the signal to the exit)."""
+    import select
+    import signal
+    import time
+
+    p = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = b""
+    t0 = time.monotonic()
+    try:
+        while not ready(out) and time.monotonic() - t0 < 30 and p.poll() is None:
+            if select.select([p.stdout], [], [], 0.1)[0]:
+                out += os.read(p.stdout.fileno(), 4096)
+        assert p.poll() is None, f"{cmd[0]} ended before the signal: {p.returncode}, {p.stderr.read().decode()}"
+        p.send_signal(signal.SIGINT)
+        t_sig = time.monotonic()
+        rest, err = p.communicate(timeout=timeout)
+        return p.returncode, out + rest, err.decode(), time.monotonic() - t_sig
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+
+
+def elapsed(seconds):
+    """A ready() for interrupt_after: true once `seconds` have passed since this call."""
+    import time
+
+    t0 = time.monotonic()
+    return lambda _out: time.monotonic() - t0 >= seconds

@@ -320,3 +320,23 @@ def test_closed_pipe_ends_quietly(smollm2_path, tmp_path):
     finally:
         os.close(w_fd)
     assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.strip() == "", r.stderr
+
+
+def test_ctrl_c_while_the_answer_streams_prints_the_timings(smollm2_path):
+    """Ctrl-C during `pyakvq chat`'s answer (as akvq-cli): the answer so far on stdout, the timings
+    and 'finish: interrupted' on stderr, status 130, no traceback. (Before the first token it is
+    one line: test_ctrl_c_while_the_model_loads_is_one_line.)"""
+    from test_helpers import interrupt_after
+
+    status, out, err, dt = interrupt_after(
+        [sys.executable, "-m", "pyakvq", "chat", "-m", smollm2_path, "-n", "4000", "--temp", "0", "-t", "1",
+         "Tell me a very long story about a cat who travels the world."],
+        lambda out: len(out) > 20,
+        env=_env(),
+    )
+    assert status == 130, err
+    assert len(out) > 20 and "Traceback" not in err, err
+    assert "finish:     interrupted" in err and "generation:" in err, err
+    n_gen = int(err.split("generation:")[1].split("/")[1].split("tokens")[0])
+    assert 0 < n_gen < 4000
+    assert dt < 10
