@@ -322,6 +322,8 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     cfg = config or ServerConfig()
     if cfg.api_key is not None and not cfg.api_key.strip():
         raise ValueError("api_key is empty: give a key, or None for no key")
+    if not 0 < cfg.body_timeout < float("inf"):
+        raise ValueError(f"body_timeout is {cfg.body_timeout}: expected a finite number of seconds > 0")
     metrics = Metrics()
     prep_lock = threading.Lock()  # prompts (templates, image decoding and encoding) one at a time
     created = int(time.time())
@@ -356,7 +358,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     async def _internal(request: Request, e: Exception) -> JSONResponse:
         return _JSON(error_body(500, f"internal error: {type(e).__name__}: {e}"), status_code=500)
 
-    async def read_json(request: Request) -> dict[str, Any]:
+    async def read_body(request: Request) -> bytes:
         chunks, n = [], 0
         async for c in request.stream():
             n += len(c)
@@ -367,7 +369,18 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
                     code="request_too_large",
                 )
             chunks.append(c)
-        return _rq.parse_json(b"".join(chunks))
+        return b"".join(chunks)
+
+    async def read_json(request: Request) -> dict[str, Any]:
+        try:
+            body = await asyncio.wait_for(read_body(request), cfg.body_timeout)
+        except asyncio.TimeoutError:
+            e = APIError(
+                408, f"the request body did not arrive within {cfg.body_timeout:g} s", code="request_timeout"
+            )
+            e.headers["Connection"] = "close"  # the rest of the body may still come: not a next request
+            raise e from None
+        return _rq.parse_json(body)
 
     def check_prompt(n_prompt: int, param: str) -> None:
         if n_prompt > max_prompt or n_prompt >= n_ctx:

@@ -68,6 +68,17 @@ def uvicorn_options(n_slots: int, max_queue: int) -> dict[str, Any]:
     }
 
 
+def _seconds_arg(v: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {v!r}") from None
+    if not (0 < x < float("inf")):
+        raise argparse.ArgumentTypeError(f"{v} is out of range (a finite number of seconds > 0)")
+    return x
+
+
 def _raise_open_files_limit(n: int) -> None:
     """Lets this process hold n more open files if the hard limit allows (each connection is one)."""
     try:
@@ -179,6 +190,13 @@ def add_arguments(
         default=32 << 20,
         metavar="BYTES",
         help="largest request body, images included (default 32M); larger: 413",
+    )
+    p.add_argument(
+        "--body-timeout",
+        type=_seconds_arg,
+        default=60.0,
+        metavar="S",
+        help="seconds a request body may take to arrive (default 60); slower: 408, connection closed",
     )
     p.add_argument(
         "--max-image-pixels",
@@ -307,6 +325,7 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         model_name=name,
         api_key=api_key,
         max_body_bytes=a.max_body,
+        body_timeout=a.body_timeout,
         max_image_pixels=a.max_image_pixels,
         max_images=a.max_images,
         max_prompt_tokens=a.max_prompt_tokens,

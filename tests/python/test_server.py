@@ -39,7 +39,13 @@ IMAGES = {
     "purple_circle_wide.png": "purple",
 }
 QUESTIONS = ("What color is the shape?", "What is in the picture?")
-LIMITS = {"max_body_bytes": 1 << 20, "max_image_pixels": 300 * 300, "max_images": 2, "max_prompt_tokens": 300}
+LIMITS = {
+    "max_body_bytes": 1 << 20,
+    "max_image_pixels": 300 * 300,
+    "max_images": 2,
+    "max_prompt_tokens": 300,
+    "body_timeout": 3.0,
+}
 
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
@@ -377,6 +383,44 @@ def test_client_gone_while_sending_the_body_is_499(served):
     after = metrics(served.base)
     assert after.get(err, 0) == before.get(err, 0)
     assert after["pyakvq_client_disconnects_total"] == before["pyakvq_client_disconnects_total"] + 1
+
+
+def test_slow_body_is_408_and_closed(served):
+    """A client trickling its body (a byte every 0.25 s, as a slowloris) gets 408 once the body
+    timeout passes, and the connection is closed: it cannot hold the connection for ever."""
+    import socket
+
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: 1000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(head.encode())
+        t0 = time.monotonic()
+        sock.settimeout(0.25)
+        got = b""
+        while time.monotonic() - t0 < 15:
+            try:
+                sock.sendall(b" ")
+            except OSError:  # closed by the server
+                break
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+        dt = time.monotonic() - t0
+    status_line, _, rest = got.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408"), got
+    assert b"connection: close" in rest.lower()
+    body = json.loads(rest.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["code"] == "request_timeout" and "within 3 s" in body["error"]["message"]
+    assert 2.5 < dt < 10, dt
+    assert chat(served, "red_circle.png", QUESTIONS[0]).choices[0].message.content  # still serving
 
 
 # ---- models, routes, keys ----
@@ -820,7 +864,8 @@ def test_serve_flags(capsys):
     from pyakvq.__main__ import build_parser, main
 
     a = build_parser().parse_args(["serve", "--kv-memory", "256M", "--parallel", "3", "--kv-opt", "window=64"])
-    assert (a.batch, a.act_bits) == (256, 16)
+    assert (a.batch, a.act_bits, a.body_timeout) == (256, 16, 60.0)
+    assert build_parser().parse_args(["serve", "--body-timeout", "2.5"]).body_timeout == 2.5
     assert (a.kv_memory, a.parallel, a.host, a.port, a.api_key, a.allow_remote_images) == (
         256 << 20,
         3,
@@ -835,6 +880,9 @@ def test_serve_flags(capsys):
         (["serve", "--parallel", "0"], "--parallel"),
         (["serve", "-b", "0"], "--batch-size"),
         (["serve", "--act-bits", "4"], "--act-bits"),
+        (["serve", "--body-timeout", "0"], "--body-timeout"),
+        (["serve", "--body-timeout", "inf"], "--body-timeout"),
+        (["serve", "--body-timeout", "soon"], "--body-timeout"),
     ):
         with pytest.raises(SystemExit) as e:
             main(argv)
@@ -854,6 +902,9 @@ def test_serve_flags(capsys):
     assert api_key_of(None, {"AKVQ_API_KEY": "k1"}) == "k1" and api_key_of("k2", {"AKVQ_API_KEY": "k1"}) == "k2"
     with pytest.raises(ValueError, match="api_key is empty"):
         create_app(None, None, ServerConfig(api_key=""))
+    for t in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="body_timeout"):
+            create_app(None, None, ServerConfig(body_timeout=t))
     # idle connections must not shut out the service: uvicorn's limit is far above the engine's
     opts = uvicorn_options(4, 64)
     assert opts["limit_concurrency"] >= 4096 and opts["timeout_keep_alive"] == 5
