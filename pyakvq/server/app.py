@@ -322,8 +322,8 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     cfg = config or ServerConfig()
     if cfg.api_key is not None and not cfg.api_key.strip():
         raise ValueError("api_key is empty: give a key, or None for no key")
-    if not 0 < cfg.body_timeout < float("inf"):
-        raise ValueError(f"body_timeout is {cfg.body_timeout}: expected a finite number of seconds > 0")
+    if not 0 < cfg.request_timeout < float("inf"):
+        raise ValueError(f"request_timeout is {cfg.request_timeout}: expected a finite number of seconds > 0")
     metrics = Metrics()
     prep_lock = threading.Lock()  # prompts (templates, image decoding and encoding) one at a time
     created = int(time.time())
@@ -373,9 +373,9 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
 
     async def read_json(request: Request) -> dict[str, Any]:
         try:
-            body = await asyncio.wait_for(read_body(request), cfg.body_timeout)
+            body = await asyncio.wait_for(read_body(request), cfg.request_timeout)
         except asyncio.TimeoutError:
-            e = APIError(408, f"the request body did not arrive within {cfg.body_timeout:g} s", code="request_timeout")
+            e = APIError(408, f"the request body did not arrive within {cfg.request_timeout:g} s", code="request_timeout")
             e.headers["Connection"] = "close"  # the rest of the body may still come: not a next request
             raise e from None
         return _rq.parse_json(body)

@@ -34,10 +34,14 @@ MAX_CONNECTIONS = 4096
 KEEP_ALIVE_S = 5
 
 
-def _http_protocol() -> type:
-    """uvicorn's HTTP protocol (httptools when installed, else h11, as uvicorn chooses) with the
-    keep-alive timer also started when a connection opens: one that sends no request is closed
-    after KEEP_ALIVE_S as an idle kept-alive one is (its first bytes stop the timer)."""
+def _http_protocol(request_timeout: float) -> type:
+    """uvicorn's HTTP protocol (httptools when installed, else h11, as uvicorn chooses) with two
+    timers more:
+    - the keep-alive timer also started when a connection opens: one that sends no request is
+      closed after KEEP_ALIVE_S as an idle kept-alive one is (its first bytes stop the timer);
+    - a request's head (request line and headers) must be complete within request_timeout seconds
+      of its first bytes, else the connection is closed: a client trickling header bytes cannot
+      hold it for ever (the body's own deadline is the app's: 408)."""
     try:
         import httptools  # noqa: F401, PLC0415
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base  # noqa: PLC0415
@@ -45,6 +49,9 @@ def _http_protocol() -> type:
         from uvicorn.protocols.http.h11_impl import H11Protocol as base  # noqa: PLC0415
 
     class Protocol(base):  # type: ignore[misc, valid-type]
+        _head_timer: Any = None
+        _head_cycle: Any = None
+
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             try:
@@ -54,14 +61,38 @@ def _http_protocol() -> type:
             except AttributeError:  # another uvicorn's internals: its own behaviour then
                 pass
 
+        def data_received(self, data: bytes) -> None:
+            # uvicorn makes a new request cycle when a head is complete; between requests (none
+            # yet, or the last one answered) these bytes start a head
+            cycle = getattr(self, "cycle", None)
+            if self._head_timer is None and (cycle is None or getattr(cycle, "response_complete", False)):
+                self._head_cycle = cycle
+                self._head_timer = self.loop.call_later(request_timeout, self._head_timeout)
+            super().data_received(data)
+            if self._head_timer is not None and getattr(self, "cycle", None) is not self._head_cycle:
+                self._head_timer.cancel()  # the head arrived
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if getattr(self, "cycle", None) is self._head_cycle and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+            super().connection_lost(exc)
+
     return Protocol
 
 
-def uvicorn_options(n_slots: int, max_queue: int) -> dict[str, Any]:
+def uvicorn_options(n_slots: int, max_queue: int, request_timeout: float = 60.0) -> dict[str, Any]:
     """The uvicorn.Config keywords of `pyakvq serve` for an engine of n_slots sequences and
-    max_queue waiting requests (the test harness serves with the same)."""
+    max_queue waiting requests, whose request heads must arrive within request_timeout seconds
+    (the test harness serves with the same)."""
     return {
-        "http": _http_protocol(),
+        "http": _http_protocol(request_timeout),
         "limit_concurrency": max(MAX_CONNECTIONS, 2 * (n_slots + max_queue)),
         "timeout_keep_alive": KEEP_ALIVE_S,
         "timeout_graceful_shutdown": 5,  # on Ctrl-C, streams still running get 5 s to end
@@ -192,11 +223,12 @@ def add_arguments(
         help="largest request body, images included (default 32M); larger: 413",
     )
     p.add_argument(
-        "--body-timeout",
+        "--request-timeout",
         type=_seconds_arg,
         default=60.0,
         metavar="S",
-        help="seconds a request body may take to arrive (default 60); slower: 408, connection closed",
+        help="seconds a request's head, then its body, may take to arrive (default 60); slower: "
+        "the connection is closed (a late body gets 408 first)",
     )
     p.add_argument(
         "--max-image-pixels",
@@ -325,7 +357,7 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         model_name=name,
         api_key=api_key,
         max_body_bytes=a.max_body,
-        body_timeout=a.body_timeout,
+        request_timeout=a.request_timeout,
         max_image_pixels=a.max_image_pixels,
         max_images=a.max_images,
         max_prompt_tokens=a.max_prompt_tokens,
@@ -354,7 +386,7 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
         file=err,
         flush=True,
     )
-    options = uvicorn_options(engine.n_slots, a.max_queue)
+    options = uvicorn_options(engine.n_slots, a.max_queue, a.request_timeout)
     _raise_open_files_limit(options["limit_concurrency"])
     config = uvicorn.Config(app, log_level=a.log_level, **options)
     try:

@@ -27,9 +27,10 @@ class ServerConfig:
     Limits: request body bytes (data URLs included), pixels per image (checked from the header,
     before decoding), images per request, prompt tokens (None: the context size). Images: data
     URLs always; local paths / file:// URLs only with allow_local_images; http(s) URLs only with
-    allow_remote_images (fetched with remote_timeout seconds, at most max_body_bytes). body_timeout:
-    seconds a request body may take to arrive, from its first read (slower: 408 and the connection
-    closed, so that a client trickling bytes cannot hold a connection for ever). max_queue: the
+    allow_remote_images (fetched with remote_timeout seconds, at most max_body_bytes). request_timeout:
+    seconds a request's head may take from its first bytes, and its body from its first read
+    (slower: the connection is closed, after a 408 for the body, so that a client trickling bytes
+    cannot hold a connection for ever; `pyakvq serve` passes it to uvicorn_options too). max_queue: the
     engine's max_queue (BatchEngine does not say it): a request asking for more choices (n) than the
     engine's slots plus max_queue can ever hold is refused with 400 (None: not checked, such a
     request gets 503 as when the queue is full)."""
@@ -43,5 +44,5 @@ class ServerConfig:
     allow_local_images: bool = False
     allow_remote_images: bool = False
     remote_timeout: float = 10.0
-    body_timeout: float = 60.0
+    request_timeout: float = 60.0
     max_queue: int | None = None

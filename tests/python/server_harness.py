@@ -27,7 +27,8 @@ class RunningServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         from pyakvq.server.cli import uvicorn_options  # noqa: PLC0415 - `pyakvq serve`'s settings
 
-        options = uvicorn_options(app.state.engine.n_slots, app.state.config.max_queue or 0)
+        cfg = app.state.config
+        options = uvicorn_options(app.state.engine.n_slots, cfg.max_queue or 0, cfg.request_timeout)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)

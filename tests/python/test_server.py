@@ -44,7 +44,7 @@ LIMITS = {
     "max_image_pixels": 300 * 300,
     "max_images": 2,
     "max_prompt_tokens": 300,
-    "body_timeout": 3.0,
+    "request_timeout": 3.0,
 }
 
 
@@ -421,6 +421,43 @@ def test_slow_body_is_408_and_closed(served):
     assert body["error"]["code"] == "request_timeout" and "within 3 s" in body["error"]["message"]
     assert 2.5 < dt < 10, dt
     assert chat(served, "red_circle.png", QUESTIONS[0]).choices[0].message.content  # still serving
+
+
+def test_slow_head_is_closed(served):
+    """A client trickling its request head (a header byte every 0.25 s) has its connection closed
+    once the request timeout passes; a head sent in pieces within it is served, and the same
+    connection serves a second request after the first (keep-alive)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        t0 = time.monotonic()
+        sock.settimeout(0.25)
+        closed = False
+        while time.monotonic() - t0 < 15 and not closed:
+            try:
+                sock.sendall(b"a")
+                closed = sock.recv(65536) == b""
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+        dt = time.monotonic() - t0
+    assert closed and 2.5 < dt < 10, dt
+    with socket.create_connection(("127.0.0.1", served.server.port), timeout=TIMEOUT) as sock:
+        for _ in range(2):  # a head in pieces, twice on one connection
+            for piece in (b"GET /health HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"):
+                sock.sendall(piece)
+                time.sleep(0.3)
+            got = b""
+            while b"\r\n\r\n" not in got or not got.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                assert chunk, got
+                got += chunk
+            assert got.startswith(b"HTTP/1.1 200"), got
+        time.sleep(2)  # idle less than keep-alive's 5 s after a response: still open for a third
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
 
 
 # ---- models, routes, keys ----
@@ -864,8 +901,8 @@ def test_serve_flags(capsys):
     from pyakvq.__main__ import build_parser, main
 
     a = build_parser().parse_args(["serve", "--kv-memory", "256M", "--parallel", "3", "--kv-opt", "window=64"])
-    assert (a.batch, a.act_bits, a.body_timeout) == (256, 16, 60.0)
-    assert build_parser().parse_args(["serve", "--body-timeout", "2.5"]).body_timeout == 2.5
+    assert (a.batch, a.act_bits, a.request_timeout) == (256, 16, 60.0)
+    assert build_parser().parse_args(["serve", "--request-timeout", "2.5"]).request_timeout == 2.5
     assert (a.kv_memory, a.parallel, a.host, a.port, a.api_key, a.allow_remote_images) == (
         256 << 20,
         3,
@@ -880,9 +917,9 @@ def test_serve_flags(capsys):
         (["serve", "--parallel", "0"], "--parallel"),
         (["serve", "-b", "0"], "--batch-size"),
         (["serve", "--act-bits", "4"], "--act-bits"),
-        (["serve", "--body-timeout", "0"], "--body-timeout"),
-        (["serve", "--body-timeout", "inf"], "--body-timeout"),
-        (["serve", "--body-timeout", "soon"], "--body-timeout"),
+        (["serve", "--request-timeout", "0"], "--request-timeout"),
+        (["serve", "--request-timeout", "inf"], "--request-timeout"),
+        (["serve", "--request-timeout", "soon"], "--request-timeout"),
     ):
         with pytest.raises(SystemExit) as e:
             main(argv)
@@ -903,8 +940,8 @@ def test_serve_flags(capsys):
     with pytest.raises(ValueError, match="api_key is empty"):
         create_app(None, None, ServerConfig(api_key=""))
     for t in (0.0, -1.0, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match="body_timeout"):
-            create_app(None, None, ServerConfig(body_timeout=t))
+        with pytest.raises(ValueError, match="request_timeout"):
+            create_app(None, None, ServerConfig(request_timeout=t))
     # idle connections must not shut out the service: uvicorn's limit is far above the engine's
     opts = uvicorn_options(4, 64)
     assert opts["limit_concurrency"] >= 4096 and opts["timeout_keep_alive"] == 5
