@@ -375,7 +375,9 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         try:
             body = await asyncio.wait_for(read_body(request), cfg.request_timeout)
         except asyncio.TimeoutError:
-            e = APIError(408, f"the request body did not arrive within {cfg.request_timeout:g} s", code="request_timeout")
+            e = APIError(
+                408, f"the request body did not arrive within {cfg.request_timeout:g} s", code="request_timeout"
+            )
             e.headers["Connection"] = "close"  # the rest of the body may still come: not a next request
             raise e from None
         return _rq.parse_json(body)
