@@ -17,18 +17,17 @@ with the package (pyakvq.demo_model_path()).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import json
 import os
 import pathlib
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
+from ._files import output_target, special_file_error, write_text
 from ._validate import MAX_BATCH, MAX_CTX, MAX_THREADS
 from .cli_parser import OneLineParser
 from .perplexity import perplexity as run_perplexity
@@ -97,7 +96,7 @@ def _perplexity(a: argparse.Namespace) -> int:
         line += f", KL vs {r['reference']} = {r['kl']:.6f}, top-1 agreement = {r['top1']:.4f}"
     print(line)
     if a.json:
-        _write_text(a.json, json.dumps(r, indent=2, default=str) + "\n")
+        write_text(a.json, json.dumps(r, indent=2, default=str) + "\n")
     return 0
 
 
@@ -109,7 +108,7 @@ def _profile(a: argparse.Namespace) -> int:
     if a.json and a.json != "-":
         _check_output_path("--json", a.json, [*inputs, ("--write-tsa", a.write_tsa)])
     if a.write_tsa:
-        _check_output_path("--write-tsa", a.write_tsa, inputs)
+        _check_output_path("--write-tsa", a.write_tsa, inputs, gguf=True)
     m = Model(a.model, n_ctx=a.ctx, n_threads=a.threads, mmproj=a.mmproj)
     try:
         if a.image:
@@ -141,7 +140,7 @@ def _profile(a: argparse.Namespace) -> int:
         if a.write_tsa:
             print(f"wrote {a.write_tsa} with akvq.tsa_layers = {r['tsa_layers']}")
         if a.json:
-            _write_text(a.json, json.dumps(r, indent=2) + "\n")
+            write_text(a.json, json.dumps(r, indent=2) + "\n")
     return 0
 
 
@@ -162,15 +161,18 @@ def _exit_status(prog: str, e: BaseException) -> int:
     return 1 if isinstance(e, RuntimeError) else 2
 
 
-def _check_output_path(flag: str, path: str, others: Sequence[tuple[str, Any]] = ()) -> None:
+def _check_output_path(flag: str, path: str, others: Sequence[tuple[str, Any]] = (), gguf: bool = False) -> None:
     """Refuses an output path that cannot be written before the work starts (ValueError naming
-    the flag): a directory, a missing or unwritable parent directory, an unwritable file, or the
-    same file as one of `others` ((flag, path) of the command's inputs and other outputs, None
-    where not given): the JSON report once replaced the model it was computed from."""
+    the flag): a directory, a missing or unwritable parent directory, an unwritable file, for a
+    GGUF output (gguf) a device, FIFO or socket (pyakvq._files), or the same file as one of
+    `others` ((flag, path) of the command's inputs and other outputs, None where not given): the
+    JSON report once replaced the model it was computed from."""
     p = pathlib.Path(path)
     parent = p.absolute().parent
     if p.is_dir():
         raise ValueError(f"{flag} {path!r}: is a directory")
+    if gguf and p.exists() and not output_target(p)[1]:
+        raise ValueError(f"{flag} {special_file_error(path)}")
     if not parent.is_dir():
         raise ValueError(f"{flag} {path!r}: directory {str(parent)!r} not found")
     if not os.access(p if p.exists() else parent, os.W_OK):
@@ -184,21 +186,6 @@ def _check_output_path(flag: str, path: str, others: Sequence[tuple[str, Any]] =
             same = os.path.samefile(p, q)
         if same:
             raise ValueError(f"{flag} {path!r} is the same file as {other_flag} {os.fspath(other)!r}")
-
-
-def _write_text(path: str, text: str) -> None:
-    """Writes `text` to `path` through a temporary file in the same directory, renamed over it:
-    an interrupted write leaves the old file, never half a report."""
-    target = pathlib.Path(path).resolve()  # through a symlink: the file it names is replaced
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class _ChatError(Exception):

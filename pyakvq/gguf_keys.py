@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from gguf import GGUFReader, GGUFValueType
 
+from ._files import output_target, replacing
+
 
 def _string(s: str) -> bytes:
     b = s.encode("utf-8")
@@ -32,8 +34,10 @@ def string_value(s: str) -> bytes:
 def copy_with_key(src: str | os.PathLike, dst: str | os.PathLike, key: str, value: bytes) -> None:
     """Copies the GGUF file src to dst with `key` set to `value` (int32_array_value(...) or
     string_value(...)); an existing value of the key is replaced. dst is written under a
-    temporary name and moved into place at the end. ValueError when dst is src."""
-    if os.path.abspath(src) == os.path.abspath(dst):
+    temporary name and moved into place at the end (pyakvq._files.replacing: through a symbolic
+    link, never over a device). ValueError when dst is src (a link to it too) or a device, FIFO or
+    socket."""
+    if output_target(src)[0] == output_target(dst)[0]:
         raise ValueError("dst must differ from src")
     r = GGUFReader(src, "r")
     raw = r.data
@@ -49,9 +53,7 @@ def copy_with_key(src: str | os.PathLike, dst: str | os.PathLike, key: str, valu
     align = int(r.alignment)
     head += b"\0" * (-len(head) % align)
     data_offset = int(r.data_offset)
-    tmp = str(dst) + ".tmp"
-    with open(src, "rb") as fi, open(tmp, "wb") as fo:
+    with replacing(dst) as tmp, open(src, "rb") as fi, open(tmp, "wb") as fo:
         fo.write(head)
         fi.seek(data_offset)
         shutil.copyfileobj(fi, fo, 16 << 20)
-    os.replace(tmp, dst)

@@ -71,10 +71,11 @@ def convert(
     name: general.name (default: the directory's name).
     """
     _deps()
+    from .._files import output_target, special_file_error, temporary_path
     from . import llama_text, llava  # noqa: F401  (register the converter modules)
     from .checkpoint import Checkpoint
     from .registry import converter_for
-    from .writer import temporary_path, write_file
+    from .writer import write_file
 
     if outtype not in OUTTYPES:
         raise ConvertError(f"unknown outtype {outtype!r} (supported: {', '.join(OUTTYPES)})")
@@ -88,11 +89,15 @@ def convert(
             continue
         if not p.parent.is_dir():
             raise MissingFileError(f"{p}: the output directory {p.parent} does not exist")
-        if p.is_dir():
-            raise ConvertError(f"{p}: is a directory; give the output file's path")
+        try:
+            _, regular = output_target(p)
+        except IsADirectoryError:
+            raise ConvertError(f"{p}: is a directory; give the output file's path") from None
+        if not regular:
+            raise ConvertError(special_file_error(p))
         if p.is_file() and src.is_dir() and p.resolve().parent == src.resolve() and p.suffix.lower() != ".gguf":
             raise ConvertError(f"{p}: is a file of the checkpoint {src}; write the GGUF file elsewhere")
-    if mm is not None and mm.resolve() == out.resolve():
+    if mm is not None and output_target(mm)[0] == output_target(out)[0]:
         raise ConvertError(f"{mm}: the mmproj output must differ from the text output")
     tsa = None
     if tsa_layers is not None:
@@ -104,15 +109,16 @@ def convert(
     conv = converter_for(ckpt.config)(ckpt, opts)
     files = conv.outputs()
     tmps: list[pathlib.Path] = []
+    finals = [output_target(f.path)[0] for f in files]  # through a symbolic link: the file it names
     try:
-        for f in files:
+        for f, final in zip(files, finals, strict=True):
             try:
-                tmps.append(temporary_path(pathlib.Path(f.path)))
+                tmps.append(temporary_path(final))
             except OSError as e:
                 raise ConvertError(f"{f.path}: cannot write there ({e.strerror or e})") from None
             write_file(f, tmps[-1], progress=progress)
-        for f, tmp in zip(files, tmps, strict=True):  # all outputs complete: then under their names
-            os.replace(tmp, f.path)
+        for final, tmp in zip(finals, tmps, strict=True):  # all outputs complete: then under their names
+            os.replace(tmp, final)
     except BaseException:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)

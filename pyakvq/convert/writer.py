@@ -6,9 +6,7 @@ under a temporary name of its own and appears under its final name only once eve
 from __future__ import annotations
 
 import math
-import os
 import pathlib
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,21 +114,8 @@ def _check(plan: TensorPlan, arr: np.ndarray, want: tuple[int, ...]) -> np.ndarr
     return quantize.encode(arr, plan.qtype)
 
 
-def temporary_path(final: pathlib.Path) -> pathlib.Path:
-    """A new empty file beside `final` for its data until it is complete: a name of its own (two
-    converters writing the same output never share one), made with the umask's permissions. Raises
-    OSError when the directory cannot take it."""
-    while True:
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-
-
 def write_file(out: GGUFFile, tmp: pathlib.Path, progress: bool = False) -> None:
-    """Writes `out` into `tmp` (from temporary_path); the caller moves it to out.path once every
+    """Writes `out` into `tmp` (from pyakvq._files.temporary_path); the caller moves it to out.path once every
     output of the conversion is complete. On failure `tmp` is removed."""
     from tqdm import tqdm
 

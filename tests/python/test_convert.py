@@ -15,6 +15,7 @@ Value tolerances (dequantized with gguf.quants.dequantize; Q/K rows un-permuted 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 import struct
@@ -689,6 +690,34 @@ def test_output_paths(tmp_path):
             convert(d, d / name)
         assert (d / name).read_bytes() == before
     assert convert(d, d / "model.gguf") == [d / "model.gguf"]  # a new GGUF file beside them is fine
+
+
+def test_output_through_links_and_never_over_special_files(tmp_path):
+    """-o names a FIFO (as a device such as /dev/null): refused with one line, the FIFO left as it
+    was (the rename would have swapped the node for a regular file). -o names a symbolic link: the
+    file it names gets the GGUF, the link stays a link."""
+    import stat
+
+    src = lc.FIXTURES / "bpe_full_crop"
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    for out, mm in ((fifo, None), (tmp_path / "t.gguf", fifo)):
+        with pytest.raises(ConvertError, match="is not a regular file"):
+            convert(src, out, mmproj_out=mm)
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and not (tmp_path / "t.gguf").exists()
+    r = run_cli(src, "-o", fifo)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "is not a regular file" in r.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    target = tmp_path / "target.gguf"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.gguf"
+    link.symlink_to(target)
+    assert convert(src, link) == [link]
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert gguf.GGUFReader(str(target)).tensors
+    with pytest.raises(ConvertError, match="must differ from the text output"):  # a link to the other output
+        convert(src, target, mmproj_out=link)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.gguf", "pipe.gguf", "target.gguf"]
 
 
 def test_concurrent_conversions_to_one_output(tmp_path):

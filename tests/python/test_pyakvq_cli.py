@@ -293,6 +293,29 @@ def test_an_output_is_never_one_of_the_inputs(smollm2_path, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.gguf", "m.gguf", "ppl.json", "t.txt"]
 
 
+def test_outputs_at_special_files(smollm2_path, tmp_path):
+    """A report (--json) at a FIFO (as /dev/stdout) is written through it; a GGUF output
+    (--write-tsa) there is refused before the work. Neither replaces the FIFO by a regular file
+    (renaming over /dev/null would have replaced the device node)."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    r = run_py("profile", "-m", smollm2_path, "-p", "hi", "--write-tsa", fifo)
+    assert "is not a regular file" in _one_error_line(r, "pyakvq: error: --write-tsa")
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    text = tmp_path / "t.txt"
+    text.write_text("word " * 80)
+    r = run_py("perplexity", "-m", smollm2_path, "-f", text, "-c", "64", "--chunks", "1", "-q", "--json", fifo)
+    reader.join(30)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(got[0])["n_chunks"] == 1
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["pipe", "t.txt"]
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_output_that_cannot_be_written_is_status_1(smollm2_path):
     """A full disk is not bad input: exit status 1, one line naming the output (as akvq-cli)."""

@@ -226,6 +226,18 @@ def test_write_tsa_round_trip(path, tmp_path):
         assert ta.tensor_type == tb.tensor_type and np.array_equal(ta.data, tb.data), ta.name
     with pytest.raises(ValueError, match="out of range"):
         write_tsa_layers(path, tmp_path / "bad.gguf", [99])
+    link = tmp_path / "link.gguf"
+    link.symlink_to(out)
+    size = out.stat().st_size
+    with pytest.raises(ValueError, match="dst must differ from src"):  # a link to the source
+        write_tsa_layers(out, link, [0])
+    link2 = tmp_path / "link2.gguf"
+    link2.symlink_to(tmp_path / "through.gguf")
+    write_tsa_layers(out, link2, [0])  # through a link: the file it names, the link stays
+    assert link2.is_symlink() and out.stat().st_size == size
+    with pyakvq.Model(tmp_path / "through.gguf", n_ctx=256, n_threads=2, kv="akvq2") as m:
+        assert m.kv_stats()["tsa_layers"] == [0]
+    assert not list(tmp_path.glob(".*.part")) and not list(tmp_path.glob("*.tmp"))
 
 
 def test_cli_profile(path, tmp_path):
