@@ -38,9 +38,11 @@ LlavaProjector::LlavaProjector(const gguf::File& f, int n_embd_vision) {
   n_mid_ = static_cast<int>(w1->ne[1]);
   n_out_ = static_cast<int>(w2->ne[1]);
   w1_ = bind_tensor(f, kTag, "mm.0.weight", {n_in_, n_mid_}, false);
-  b1_ = load_f32(f, kTag, "mm.0.bias", n_mid_);
   w2_ = bind_tensor(f, kTag, "mm.2.weight", {n_mid_, n_out_}, false);
-  b2_ = load_f32(f, kTag, "mm.2.bias", n_out_);
+  // The biases are optional, each (transformers' multimodal_projector_bias = false has none; llama.cpp's
+  // clip loader reads them as optional too): an absent one adds nothing.
+  if (f.find_tensor("mm.0.bias")) b1_ = load_f32(f, kTag, "mm.0.bias", n_mid_);
+  if (f.find_tensor("mm.2.bias")) b2_ = load_f32(f, kTag, "mm.2.bias", n_out_);
   for (TensorView* w : {&w1_, &w2_}) {  // always applied to all the image rows at once
     if (packed_.pack(*w, true)) f.release_pages(w->data, w->nbytes);
   }
@@ -51,10 +53,10 @@ void LlavaProjector::forward(const float* x, int64_t n, std::vector<float>& hidd
   if (static_cast<int64_t>(hidden.size()) < n * n_mid_) hidden.resize(static_cast<size_t>(n * n_mid_));
   float* h = hidden.data();         // [n, n_mid]
   ops::matmul(w1_, x, n, h, pool);  // linear_1
-  ops::add_bias(h, b1_.data(), n, n_mid_, pool);
+  if (!b1_.empty()) ops::add_bias(h, b1_.data(), n, n_mid_, pool);
   ops::activation(act_, h, n, n_mid_, pool);  // GELU (erf) for LLaVA
   ops::matmul(w2_, h, n, out, pool);          // linear_2: [n, n_out]
-  ops::add_bias(out, b2_.data(), n, n_out_, pool);
+  if (!b2_.empty()) ops::add_bias(out, b2_.data(), n, n_out_, pool);
 }
 
 Llava::Llava(const gguf::File& f) : clip_(f), proj_(f, clip_.hparams().n_embd_out()) {}

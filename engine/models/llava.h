@@ -39,9 +39,9 @@ class LlavaProjector {
   int n_in_ = 0, n_mid_ = 0, n_out_ = 0;
   ops::Activation act_ = ops::Activation::Gelu;  // akvq.vision.projector_hidden_act (default gelu, erf)
   TensorView w1_;                                // mm.0.weight ne {n_in, n_mid}
-  std::vector<float> b1_;                        // [n_mid]
+  std::vector<float> b1_;                        // [n_mid]; empty: no bias
   TensorView w2_;                                // mm.2.weight ne {n_mid, n_out}
-  std::vector<float> b2_;                        // [n_out]
+  std::vector<float> b2_;                        // [n_out]; empty: no bias
   ops::PackedWeights packed_;                    // w1_, w2_ in the layout of the batch kernels
 };
 

@@ -263,6 +263,54 @@ def test_changed_image_is_not_served_from_the_cache(files):
     assert a != b
 
 
+def test_projector_without_biases(tmp_path):
+    """A checkpoint whose projector has no biases (transformers' multimodal_projector_bias = false)
+    converts and runs: its logits equal, bit for bit, those of the same checkpoint with the biases
+    present and zero (an absent bias adds nothing). The converted file once failed to load."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    def variant(name: str, drop: bool) -> pathlib.Path:
+        d = tmp_path / name
+        shutil.copytree(lc.FIXTURES / "spm_default_pad", d)
+        index = json.loads((d / "model.safetensors.index.json").read_text())
+        biases = [k for k in index["weight_map"] if k.startswith("multi_modal_projector.") and k.endswith(".bias")]
+        assert len(biases) == 2
+        for shard in {index["weight_map"][k] for k in biases}:
+            t = load_file(d / shard)
+            for k in biases:
+                if k in t:
+                    if drop:
+                        del t[k]
+                    else:
+                        t[k] = np.zeros_like(t[k])
+            save_file(t, d / shard, metadata={"format": "pt"})
+        if drop:
+            for k in biases:
+                del index["weight_map"][k]
+            (d / "model.safetensors.index.json").write_text(json.dumps(index))
+            cfg = json.loads((d / "config.json").read_text())
+            cfg["multimodal_projector_bias"] = False
+            (d / "config.json").write_text(json.dumps(cfg))
+        from pyakvq.convert import convert
+
+        (out,) = convert(d, tmp_path / f"{name}.gguf")
+        return out
+
+    pm, images, _, _ = prompt_case("spm_default_pad", 0)
+    logits = []
+    for path in (variant("zero_bias", False), variant("no_bias", True)):
+        with pyakvq.Model(path, n_ctx=512, n_threads=2) as m:
+            logits.append(m.eval(pm["text"], images=images))
+    assert np.array_equal(logits[0], logits[1])
+    r = subprocess.run(
+        [cli(), "-m", tmp_path / "no_bias.gguf", "--image", images[0], "-p", "hi", "-n", "2", "-t", "2"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+
+
 def test_two_bit_cache_keeps_the_image_rows_for_another_question(files):
     """akvq2 with a window far shorter than the image: the prompt's checkpoint at the end of the
     image rows lets the next question about the same image keep them (n_reused = the image's end)
