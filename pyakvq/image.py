@@ -105,11 +105,13 @@ def to_rgb_array(x, *, alpha: str = "white") -> np.ndarray:
         path = os.fspath(x)
         if os.path.isdir(path):
             raise IsADirectoryError(f"{path!r} is a directory, not an image file")
+        # pillow reads from the file what the format needs (the header first), not the whole file
+        # up front: what is not an image (even an endless device such as /dev/zero) is refused
+        # after its first bytes
         with open(path, "rb") as f:
-            data = f.read()
-        if not data:
-            raise ValueError(f"{path!r}: empty file (0 bytes)")
-        return _from_pil(_open(io.BytesIO(data), repr(path)), alpha)
+            if not f.peek(1):
+                raise ValueError(f"{path!r}: empty file (0 bytes)")
+            return _from_pil(_open(f, repr(path)), alpha)
     if isinstance(x, (bytes, bytearray, memoryview)):
         if len(x) == 0:
             raise ValueError("empty image data (0 bytes)")

@@ -1,6 +1,7 @@
 // decode_image / load_image: format by magic bytes, the codec, then RGB conversion.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -114,15 +115,37 @@ Image load_image(const std::string& path, AlphaMode alpha) {
   if (S_ISDIR(st.st_mode)) throw IoError("[image] cannot read '" + path + "': it is a directory");
   std::FILE* fp = std::fopen(path.c_str(), "rb");
   if (!fp) throw IoError("[image] cannot open '" + path + "': " + std::strerror(errno));
+  // The first bytes name the format, so that what is no PNG or JPEG (a large file of something
+  // else, an endless device such as /dev/zero) is refused before the rest is read; the rest is
+  // read up to kMaxImageFileBytes.
   std::vector<uint8_t> bytes;
+  if (S_ISREG(st.st_mode) && st.st_size > 0) {
+    bytes.reserve(static_cast<size_t>(std::min<int64_t>(st.st_size, kMaxImageFileBytes) + 1));
+  }
   uint8_t buf[1 << 16];
   size_t got = 0;
-  while ((got = std::fread(buf, 1, sizeof(buf), fp)) > 0) bytes.insert(bytes.end(), buf, buf + got);
+  bool known = false, too_large = false;
+  while ((got = std::fread(buf, 1, known ? sizeof(buf) : 16 - bytes.size(), fp)) > 0) {
+    bytes.insert(bytes.end(), buf, buf + got);
+    if (!known && bytes.size() >= 16) {
+      const ImageFormat f = detect_image_format(bytes.data(), bytes.size());
+      if (f != ImageFormat::Png && f != ImageFormat::Jpeg) break;  // decode_image names the problem
+      known = true;
+    }
+    if (static_cast<int64_t>(bytes.size()) > kMaxImageFileBytes) {
+      too_large = true;
+      break;
+    }
+  }
   const bool failed = std::ferror(fp) != 0;
   const int err = errno;
   std::fclose(fp);
   if (failed) throw IoError("[image] cannot read '" + path + "': " + std::strerror(err));
   if (bytes.empty()) throw FormatError("[image] " + path + ": empty file (0 bytes)");
+  if (too_large) {
+    throw FormatError("[image] " + path + ": larger than the limit of " + std::to_string(kMaxImageFileBytes) +
+                      " bytes for an image file");
+  }
   return decode_image(bytes.data(), bytes.size(), alpha, path);
 }
 

@@ -337,5 +337,33 @@ def test_engine_decoder_errors(tmp_path):
         _akvq.decode_image(good, "black")
 
 
+@pytest.mark.skipif(not pathlib.Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_an_endless_file_is_refused_after_its_first_bytes(tmp_path):
+    """/dev/zero given as an image (as any large file of something else): both decoders refuse it
+    from its first bytes, in a process held to 4 GiB of address space. They used to read it whole
+    first, growing without bound."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))\n"
+        "from pyakvq import image\n"
+        "for fn in (image.load_image, image.to_rgb_array):\n"
+        "    try:\n"
+        "        fn('/dev/zero')\n"
+        "        print('no error')\n"
+        "    except Exception as e:\n"
+        "        print(type(e).__name__, e)\n"
+    )
+    cwd = pathlib.Path(image.__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd, env=os.environ)
+    assert r.returncode == 0, r.stderr
+    engine, pillow = r.stdout.strip().splitlines()
+    assert engine.startswith("ValueError") and "not a PNG or JPEG" in engine, engine
+    assert pillow.startswith("ValueError") and "not an image pillow can read" in pillow, pillow
+
+
 def test_codecs_reported():
     assert set(image.codecs()) == {"png", "jpeg"}

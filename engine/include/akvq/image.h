@@ -26,6 +26,9 @@ namespace akvq {
 // kMaxImagePixels is Pillow's decompression-bomb error threshold (2 x 89,478,485 pixels).
 constexpr int kMaxImageSide = 65535;
 constexpr int64_t kMaxImagePixels = 178956970;
+// Bytes of an image file load_image reads at most (2 GiB: more than a PNG or JPEG within
+// kMaxImagePixels needs, 16-bit RGBA stored uncompressed being ~1.4 GB).
+constexpr int64_t kMaxImageFileBytes = int64_t{1} << 31;
 
 // An owned 8-bit RGB image. data: [height, width, 3], rows top to bottom, channels R, G, B.
 struct Image {
