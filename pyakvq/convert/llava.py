@@ -218,8 +218,12 @@ class LlavaConverter:
         o = self.opts
         vocab = load_vocab(self.ckpt.dir, self.text.n_vocab, self.ckpt.config.sub("text_config"))
         image_token = vocab.tokens[self.image_token_id]
-        if image_token.startswith("[PAD"):
-            log.warning("the image token id %d has no token in the tokenizer", self.image_token_id)
+        if image_token.startswith("[PAD"):  # a padding row: no tokenizer file names the token
+            raise CheckpointError(
+                f"{self.ckpt.dir}: the image token id {self.image_token_id} (image_token_index) has no token in the "
+                "tokenizer (tokenizer.json added_tokens, tokenizer_config.json added_tokens_decoder, "
+                "added_tokens.json): the converted model could never take an image"
+            )
         text = GGUFFile(o.out, "llama")
         common_header(text, self.ckpt, o)
         self.text.write_keys(text)

@@ -570,6 +570,11 @@ def _eos_not_in_vocab(d: pathlib.Path):
     (d / "tokenizer_config.json").write_text(json.dumps(tc))
 
 
+def _no_image_token(d: pathlib.Path):
+    # tokenizer.model alone (this fixture keeps its added tokens only in tokenizer.json)
+    (d / "tokenizer.json").unlink()
+
+
 def _bad_template(d: pathlib.Path):
     (d / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }")
 
@@ -643,6 +648,7 @@ ERRORS = [
     ("rms-eps", _bad_eps, None, CheckpointError, "field 'text_config.rms_norm_eps' = -1: out of range (0 < eps < 1)"),
     ("rope-theta", _bad_theta, None, CheckpointError, "rope_theta = 0.0: out of range"),
     ("eos-not-in-vocab", None, _eos_not_in_vocab, CheckpointError, "eos_token '<nope>' of tokenizer_config.json"),
+    ("no-image-token", None, _no_image_token, CheckpointError, "image token id 1000 (image_token_index) has no token"),
     ("template-syntax", None, _bad_template, CheckpointError, "chat template: chat template syntax error"),
     ("negative-offset", None, _negative_offset, CheckpointError, "data_offsets [-16,"),
     ("nan-weight", None, _nan_weight, ConvertError, "1 of its values (in this chunk of"),
