@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from ._files import output_target, special_file_error, write_text
+from ._files import exit_on_sigterm, output_target, special_file_error, write_text
 from ._validate import MAX_BATCH, MAX_CTX, MAX_THREADS
 from .cli_parser import OneLineParser
 from .perplexity import perplexity as run_perplexity
@@ -593,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         a.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if a.command == "perplexity":
         _resolve_files(a)
+    if a.command in ("perplexity", "profile"):
+        exit_on_sigterm()  # their outputs' temporary files are removed on SIGTERM as on Ctrl-C
     try:
         return a.func(a)
     except (OSError, ValueError, TypeError, KeyboardInterrupt) as e:  # e.g. Ctrl-C while a model loads

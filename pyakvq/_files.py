@@ -80,3 +80,17 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         return
     with replacing(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def exit_on_sigterm() -> None:
+    """Makes SIGTERM (`kill`, a service manager stopping the command) raise SystemExit(143) in
+    the main thread, so that a command writing an output still runs its cleanup and leaves no
+    temporary file behind (Python's default for SIGTERM ends the process at once). A no-op
+    outside the main thread."""
+    import signal
+
+    def _exit(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise SystemExit(128 + signum)
+
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGTERM, _exit)

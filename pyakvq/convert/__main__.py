@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 
+from .._files import exit_on_sigterm
 from ..cli_parser import OneLineParser
 from . import OUTTYPES, ConvertError, convert
 
@@ -60,6 +61,7 @@ def build_parser(prog: str = "akvq-convert") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "akvq-convert") -> int:
     args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format=f"{prog}: %(levelname)s: %(message)s")
+    exit_on_sigterm()  # SIGTERM: the temporary files are removed as on Ctrl-C
     try:
         paths = convert(
             args.model_dir,
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None, prog: str = "akvq-convert") -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:
+        if e.code == 143:
+            print(f"{prog}: terminated", file=sys.stderr)
+        raise
     if not args.quiet:
         for p in paths:
             print(f"wrote {p}")

@@ -726,6 +726,45 @@ def test_output_through_links_and_never_over_special_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.gguf", "pipe.gguf", "target.gguf"]
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_killed_conversion_leaves_nothing(tmp_path, sig):
+    """SIGTERM (as Ctrl-C) while the GGUF is being written: the temporary file is removed, the
+    command says so in one line and ends with 143 (130); the old output stays as it was."""
+    import signal
+    import time
+
+    import pyakvq.convert
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "x.gguf").write_bytes(b"old")
+    slow = (  # the converter with each tensor's write slowed down, so that the signal lands inside it
+        "import sys, time\n"
+        "import pyakvq.convert.writer as w\n"
+        "orig = w._chunks\n"
+        "def slow(t):\n"
+        "    time.sleep(0.05)\n"
+        "    yield from orig(t)\n"
+        "w._chunks = slow\n"
+        "from pyakvq.convert.__main__ import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    cwd = pathlib.Path(pyakvq.convert.__file__).resolve().parents[2]
+    p = subprocess.Popen(
+        [sys.executable, "-c", slow, "-q", str(lc.FIXTURES / "spm_default_pad"), "-o", str(out_dir / "x.gguf")],
+        cwd=cwd, stderr=subprocess.PIPE, text=True,
+    )
+    t0 = time.monotonic()
+    while not list(out_dir.glob(".*.part")) and time.monotonic() - t0 < 60 and p.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.2)  # inside the tensor data
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == (143 if sig == "SIGTERM" else 130), err
+    assert err.strip().splitlines()[-1] == ("akvq-convert: terminated" if sig == "SIGTERM" else "akvq-convert: interrupted")
+    assert sorted(q.name for q in out_dir.iterdir()) == ["x.gguf"] and (out_dir / "x.gguf").read_bytes() == b"old"
+
+
 def test_concurrent_conversions_to_one_output(tmp_path):
     # each run writes its own temporary file: the output is one complete conversion, never a mix,
     # and a user's file named like the old temporary is left alone
