@@ -65,16 +65,17 @@ void BpeTokenizer::encode_piece(const std::string& bytes, std::vector<int32_t>& 
       return;
     }
   }
-  // symbols: one per byte (bytes without a token become unk, or are dropped without one)
+  // symbols: one per byte. A byte without a token (SmolLM2 has none for 0xF1 and 0xF2, the lead
+  // bytes of U+40000..U+BFFFF) stays a symbol that no merge takes, and is dropped from the output,
+  // as llama.cpp does with the same vocabulary (never the unknown token: in a byte-level vocabulary
+  // that is often a control token such as <|endoftext|>, which plain text must not produce).
+  constexpr int32_t kNoToken = -2;
   std::vector<int32_t> id;
   id.reserve(bytes.size());
-  for (unsigned char b : bytes) {
-    const int32_t t = byte_token_[b] >= 0 ? byte_token_[b] : unk_;
-    if (t >= 0) id.push_back(t);
-  }
+  for (unsigned char b : bytes) id.push_back(byte_token_[b] >= 0 ? byte_token_[b] : kNoToken);
   const int n = static_cast<int>(id.size());
   if (n <= 1) {
-    out.insert(out.end(), id.begin(), id.end());
+    if (n == 1 && id[0] >= 0) out.push_back(id[0]);
     return;
   }
   std::vector<int> prev(n), next(n);
@@ -110,7 +111,9 @@ void BpeTokenizer::encode_piece(const std::string& bytes, std::vector<int32_t>& 
     push(prev[c.left]);
     push(c.left);
   }
-  for (int i = 0; i >= 0; i = next[i]) out.push_back(id[i]);
+  for (int i = 0; i >= 0; i = next[i]) {
+    if (id[i] >= 0) out.push_back(id[i]);
+  }
 }
 
 std::vector<int32_t> BpeTokenizer::encode(const std::string& text, bool add_special, bool parse_special) const {

@@ -103,7 +103,7 @@ def write_gguf_with_pre(v: dict, dst: pathlib.Path, pre: str) -> None:
 
 @pytest.fixture(scope="module")
 def smollm2_tokenizers(smollm2_path, tmp_path_factory):
-    out = {"smollm": _akvq.Tokenizer.from_file(str(smollm2_path))}
+    out = {"smollm": _akvq.Tokenizer.from_file(str(smollm2_path)), "_path": str(smollm2_path)}
     d = tmp_path_factory.mktemp("tok")
     vocab = read_vocab(pathlib.Path(smollm2_path))
     for pre in ("default", "llama-bpe", "qwen2"):
@@ -160,6 +160,39 @@ def test_decode_replaces_invalid_utf8(smollm2_tokenizers):
     assert len(e2) == 1
     assert tok.decode(e2) == "\ufffd"
     assert tok.decode(e2 + tok.encode("x")) == "\ufffdx"
+
+
+def test_bytes_without_a_token_are_dropped_as_llama_cpp_does(smollm2_tokenizers):
+    """SmolLM2's vocabulary has no token for the bytes 0xF1 and 0xF2 (the lead bytes of
+    U+40000..U+BFFFF), nor for some control characters. Plain text never yields a control token from them (they once became the
+    unknown token, here <|endoftext|>): the byte is dropped and the bytes around it keep their
+    tokens, as llama.cpp tokenizes the same file ("a" + U+50000 + "b": a, 3 continuation bytes, b).
+    With llama-cpp-python at hand, random strings of such characters give its ids exactly."""
+    import random
+
+    tok = smollm2_tokenizers["smollm"]
+    missing = [b for b in range(256) if not any(tok.piece(i) == bytes([b]) for i in range(tok.n_vocab))]
+    assert {0xF1, 0xF2} <= set(missing) and 4 in missing  # and some control characters
+    ids = tok.encode("a\U00050000b", add_special=False, parse_special=False)
+    assert [tok.piece(i) for i in ids] == [b"a", b"\x90", b"\x80", b"\x80", b"b"]
+    rng = random.Random(0)
+    planes = [0x40000, 0x50000, 0x90000, 0xB0000, 0x1F600, 0x4E00, 0x41, 0x0]
+    texts = ["".join(chr(rng.choice(planes) + rng.randrange(64)) for _ in range(rng.randrange(1, 12))) for _ in range(400)]
+    for t in texts:
+        ids = tok.encode(t, add_special=False, parse_special=False)
+        assert all(tok.type(i) != 3 for i in ids), (t, ids)  # no control token
+    try:
+        import llama_cpp  # noqa: PLC0415 - optional reference
+    except ImportError:
+        return
+    ref = llama_cpp.Llama(str(tok_path(smollm2_tokenizers)), vocab_only=True, verbose=False)
+    for t in texts:
+        want = ref.tokenize(t.encode(), add_bos=False, special=False)
+        assert tok.encode(t, add_special=False, parse_special=False) == want, t
+
+
+def tok_path(toks) -> str:
+    return toks["_path"]
 
 
 def test_bad_ids(smollm2_tokenizers):
