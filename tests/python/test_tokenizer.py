@@ -164,10 +164,11 @@ def test_decode_replaces_invalid_utf8(smollm2_tokenizers):
 
 def test_bytes_without_a_token_are_dropped_as_llama_cpp_does(smollm2_tokenizers):
     """SmolLM2's vocabulary has no token for the bytes 0xF1 and 0xF2 (the lead bytes of
-    U+40000..U+BFFFF), nor for some control characters. Plain text never yields a control token from them (they once became the
-    unknown token, here <|endoftext|>): the byte is dropped and the bytes around it keep their
-    tokens, as llama.cpp tokenizes the same file ("a" + U+50000 + "b": a, 3 continuation bytes, b).
-    With llama-cpp-python at hand, random strings of such characters give its ids exactly."""
+    U+40000..U+BFFFF), nor for some control characters. Plain text never yields a control token
+    from them (they once became the unknown token, here <|endoftext|>): the byte is dropped and
+    the bytes around it keep their tokens, as llama.cpp tokenizes the same file ("a" + U+50000 +
+    "b": a, 3 continuation bytes, b). With llama-cpp-python at hand, random strings of such
+    characters give its ids exactly."""
     import random
 
     tok = smollm2_tokenizers["smollm"]
@@ -177,7 +178,9 @@ def test_bytes_without_a_token_are_dropped_as_llama_cpp_does(smollm2_tokenizers)
     assert [tok.piece(i) for i in ids] == [b"a", b"\x90", b"\x80", b"\x80", b"b"]
     rng = random.Random(0)
     planes = [0x40000, 0x50000, 0x90000, 0xB0000, 0x1F600, 0x4E00, 0x41, 0x0]
-    texts = ["".join(chr(rng.choice(planes) + rng.randrange(64)) for _ in range(rng.randrange(1, 12))) for _ in range(400)]
+    texts = [
+        "".join(chr(rng.choice(planes) + rng.randrange(64)) for _ in range(rng.randrange(1, 12))) for _ in range(400)
+    ]
     for t in texts:
         ids = tok.encode(t, add_special=False, parse_special=False)
         assert all(tok.type(i) != 3 for i in ids), (t, ids)  # no control token
