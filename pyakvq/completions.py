@@ -392,7 +392,8 @@ def open_sources(llm: Any, engine: Any, inp: Any, s: Sampling) -> list[Source]:
     """One Source per choice. With an engine every choice is submitted now (they decode together;
     QueueFull/ValueError/TypeError are raised here, after cancelling what was submitted); with a
     Model each generation starts when its Source is opened (a Model runs one generation at a time)."""
-    n_prompt, n_ctx = len(inp), llm.n_ctx
+    n_prompt = len(inp)
+    n_ctx = llm.n_ctx if engine is None else engine.n_ctx  # an engine's sequences have its own context
     check_prompt_fits(n_prompt, n_ctx)
     kws = [s.generate_kwargs(i, n_prompt, n_ctx, llm.seed) for i in range(s.n)]
     if engine is None:

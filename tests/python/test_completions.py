@@ -495,3 +495,26 @@ def test_echo_with_logprobs_scores_the_prompt(smollm2_path, n_batch):
         chunks = list(m.create_completion(ids, max_tokens=2, temperature=0, logprobs=1, echo=True, stream=True))
         first = chunks[0]["choices"][0]
         assert first["text"] == prompt and first["logprobs"]["tokens"] == lp["tokens"][:n]
+
+
+def test_engine_context_bounds_its_completions(demo):
+    """Over an engine whose sequences hold fewer tokens than the Model's context, a completion
+    ends at the engine's context (usage within it), and a prompt it cannot hold is refused: the
+    room was once reckoned from the Model's n_ctx (usage.total_tokens 65 over an engine of 64)."""
+    from pyakvq.batch import BatchEngine
+
+    prompt = "USER: Count from one to one hundred, in words. ASSISTANT:"
+    n_prompt = len(demo.tokenize(prompt))
+    eng = BatchEngine(demo, n_parallel=1, n_ctx=n_prompt + 3)
+    try:
+        r = demo.create_completion(prompt, engine=eng, max_tokens=None, temperature=0)
+        assert r["usage"]["prompt_tokens"] == n_prompt and r["usage"]["total_tokens"] <= eng.n_ctx, r["usage"]
+        assert r["choices"][0]["finish_reason"] == "length"
+    finally:
+        eng.close()
+    small = BatchEngine(demo, n_parallel=1, n_ctx=n_prompt)
+    try:
+        with pytest.raises(ValueError, match=f"n_ctx={n_prompt} tokens"):
+            demo.create_completion(prompt, engine=small, max_tokens=4)
+    finally:
+        small.close()
