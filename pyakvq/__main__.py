@@ -217,6 +217,11 @@ def _read_images(paths: list[str]) -> list[Any]:
     for path in paths:
         what = f"--image {path!r}"
         if not os.path.exists(path):
+            if os.path.lexists(path):  # the name is there: a link to nothing (or a loop of links)
+                try:
+                    os.stat(path)
+                except OSError as e:
+                    raise _ChatError(f"{what}: {e.strerror}") from None
             raise _ChatError(f"{what}: no such file")
         if os.path.isdir(path):
             raise _ChatError(f"{what}: is a directory, not an image file")

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import _validate as _v
 from ._ext import _akvq
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -121,6 +122,10 @@ def to_rgb_array(x, *, alpha: str = "white") -> np.ndarray:
     except ImportError:
         Image = None
     if Image is not None and isinstance(x, Image.Image):
+        try:
+            x.load()  # a lazily opened image reads its file here: corrupt data is a ValueError as for a path
+        except (OSError, SyntaxError) as e:
+            raise ValueError(f"corrupt or truncated image ({e})") from None
         return _from_pil(x, alpha)
     raise TypeError(
         "an image must be a path (str or os.PathLike), bytes, a PIL image or a uint8 numpy array [H, W, 3]; "
@@ -148,14 +153,17 @@ def preprocess(
     (height, width); default image_size), then x * rescale_factor and (x - mean) / std: Hugging
     Face's CLIPImageProcessor (PIL-based) bit for bit. mode "pad": pad to a square with the colour
     int(255 * mean) first (LLaVA-1.5)."""
+    side = 1 << 16  # beyond the engine's image limit (65535 per side): its own message names the limit
+    image_size = _v.check_int("image_size", image_size, 1, side)
     if crop_size is None:
         crop = image_size
     elif isinstance(crop_size, (int, np.integer)):
-        crop = int(crop_size)
+        crop = _v.check_int("crop_size", int(crop_size), 1, side)
     else:
         crop = tuple(int(v) for v in crop_size)
         if len(crop) != 2:
             raise ValueError(f"crop_size must be an int or (height, width), got {crop_size!r}")
+        crop = tuple(_v.check_int(n, v, 1, side) for n, v in zip(("crop_height", "crop_width"), crop, strict=True))
     if len(mean) != 3 or len(std) != 3:
         raise ValueError("mean and std need 3 values (R, G, B)")
     rgb = to_rgb_array(x, alpha=alpha)

@@ -475,6 +475,10 @@ class Model:
         """The prompt chat() generates from, with chat()'s arguments (no generation keywords): token
         ids, or a SessionInput holding the images' rows. _check_keywords: chat()'s keywords, which
         mix generation keywords and template variables, are checked against the template."""
+        if template is not None and not isinstance(template, str):
+            if images is None and _mm.looks_like_images(messages_or_prompt):
+                raise TypeError(f"chat(images, prompt): the prompt must be a str, got {type(template).__name__}")
+            raise TypeError(f"template must be a str (a Jinja chat template) or None, got {type(template).__name__}")
         if images is None and isinstance(template, str):
             if isinstance(messages_or_prompt, (list, tuple)) and not messages_or_prompt:
                 raise ValueError(

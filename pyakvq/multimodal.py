@@ -147,6 +147,12 @@ def check_prompt_and_template(prompt: str, template: str) -> None:
     template."""
     p = prompt.strip()
     if "\n" not in p and p.lower().endswith(IMAGE_SUFFIXES):
+        if "\0" in p:
+            raise ValueError(f"image path {p!r}: embedded null byte")
+        if os.path.isdir(p):
+            raise IsADirectoryError(f"{p!r} is a directory, not an image file")
+        if os.path.lexists(p):  # there, but not a readable file: a broken or looping link
+            raise FileNotFoundError(f"image file {p!r}: a symbolic link to nothing readable")
         raise FileNotFoundError(f"image file not found: {p!r}")
     if "{{" not in template and "{%" not in template:
         raise ValueError(

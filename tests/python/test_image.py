@@ -365,5 +365,21 @@ def test_an_endless_file_is_refused_after_its_first_bytes(tmp_path):
     assert pillow.startswith("ValueError") and "not an image pillow can read" in pillow, pillow
 
 
+def test_lazy_pil_image_and_sizes_out_of_range(tmp_path):
+    """A PIL image opened lazily from a truncated file is a ValueError as the same file given by
+    path (not pillow's OSError); image_size and crop_size out of range name themselves."""
+    good = _Z["png_photo_500x375"].tobytes()
+    (tmp_path / "t.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        image.to_rgb_array(Image.open(tmp_path / "t.png"))
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        image.to_rgb_array(tmp_path / "t.png")
+    img = noise(8, 8, 3)
+    for kw, name in (({"image_size": 2**31}, "image_size"), ({"image_size": 0}, "image_size"),
+                     ({"crop_size": -1}, "crop_size"), ({"crop_size": (4, 2**40)}, "crop_width")):
+        with pytest.raises(ValueError, match=f"^{name} must be in"):
+            image.preprocess(img, **kw)
+
+
 def test_codecs_reported():
     assert set(image.codecs()) == {"png", "jpeg"}

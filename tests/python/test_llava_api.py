@@ -547,6 +547,21 @@ def test_chat_arguments_that_are_not_what_they_seem(model, tmp_path):
         model.chat(str(IMAGES / "squar_64.png"), "What color is the shape?")
     with pytest.raises(ValueError, match="not an existing image file.*no Jinja markup"):
         model.chat(str(tmp_path / "photo"), "What color is the shape?")
+    # an image path that names something else says what (as the list form does)
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(IsADirectoryError, match="dir.png' is a directory, not an image file"):
+        model.chat(str(tmp_path / "dir.png"), "q")
+    with pytest.raises(ValueError, match="embedded null byte"):
+        model.chat(str(tmp_path / "a\0.png"), "q")
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    with pytest.raises(FileNotFoundError, match="a symbolic link to nothing readable"):
+        model.chat(str(tmp_path / "loop.png"), "q")
+    # a question that is not a string, after images
+    for q in (123, ["a"]):
+        with pytest.raises(TypeError, match=f"the prompt must be a str, got {type(q).__name__}"):
+            model.chat(img, q)
+    with pytest.raises(TypeError, match="template must be a str"):
+        model.chat([{"role": "user", "content": "hi"}], 7)
     # content parts chat() cannot render are refused, not dropped by the template
     with pytest.raises(ValueError, match=r"messages\[0\]\.content\[0\]: unsupported content part type 'audio'"):
         model.chat([{"role": "user", "content": [{"type": "audio", "audio": "x"}, {"type": "text", "text": "hi"}]}])

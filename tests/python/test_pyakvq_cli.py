@@ -293,6 +293,14 @@ def test_an_output_is_never_one_of_the_inputs(smollm2_path, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.gguf", "m.gguf", "ppl.json", "t.txt"]
 
 
+def test_image_that_is_a_loop_of_links(tmp_path):
+    """--image naming a symbolic link that loops: the system's reason, not 'no such file'."""
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    r = run_py("chat", "--image", loop, "hi")
+    assert "Too many levels of symbolic links" in _one_error_line(r, "pyakvq chat: error: --image")
+
+
 def test_outputs_at_special_files(smollm2_path, tmp_path):
     """A report (--json) at a FIFO (as /dev/stdout) is written through it; a GGUF output
     (--write-tsa) there is refused before the work. Neither replaces the FIFO by a regular file
