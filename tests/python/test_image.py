@@ -358,7 +358,9 @@ def test_an_endless_file_is_refused_after_its_first_bytes(tmp_path):
         "        print(type(e).__name__, e)\n"
     )
     cwd = pathlib.Path(image.__file__).resolve().parents[1]
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd, env=os.environ)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=cwd, env=os.environ
+    )
     assert r.returncode == 0, r.stderr
     engine, pillow = r.stdout.strip().splitlines()
     assert engine.startswith("ValueError") and "not a PNG or JPEG" in engine, engine
