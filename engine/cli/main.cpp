@@ -151,9 +151,9 @@ std::shared_ptr<akvq::VisionModel> load_vision(const akvq::cli::Options& o, cons
   }
   try {
     return akvq::VisionModel::from_model(model);
-  } catch (const akvq::Unavailable& e) {
-    throw akvq::InvalidArgument(std::string("--image: this model has no vision encoder (") + e.what() +
-                                "); give its mmproj file with --mmproj FILE");
+  } catch (const akvq::Unavailable& e) {  // no vision encoder in the file, or one this engine cannot run
+    throw akvq::InvalidArgument(std::string("--image: ") + e.what() +
+                                " (a text model takes its vision tower, llama.cpp's mmproj file, with --mmproj FILE)");
   }
 }
 

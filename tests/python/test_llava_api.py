@@ -460,6 +460,13 @@ def test_cli_two_file_and_errors(files, tmp_path):
 
     base = ["-m", files["spm_default_pad"], "-n", 2, "--temp", 0]
     assert "no vision encoder" in err("-m", files["text"], "-p", "x", "--image", img)
+    # a vision tower the engine cannot run is named as such, not as a missing one
+    from pyakvq.gguf_keys import copy_with_key, string_value
+
+    tanh = tmp_path / "tanh.gguf"
+    copy_with_key(files["spm_default_pad"], tanh, "akvq.vision.projector_hidden_act", string_value("tanh"))
+    line = err("-m", tanh, "-p", "x", "--image", img)
+    assert "projector activation 'tanh' is not supported" in line and "no vision encoder" not in line, line
     assert "n_embd" in err("-m", files["bpe_text"], "--mmproj", files["mmproj"], "-p", "x", "--image", img)
     assert "2 image markers but 1 image" in err(*base, "-p", "<image> <image>", "--image", img)
     corrupt = tmp_path / "bad.png"
