@@ -5,10 +5,10 @@ CLIPImageProcessor does (mode "crop"), or with LLaVA-1.5's pad-to-square first (
 Accepted images: a path (str or os.PathLike), encoded bytes (PNG, JPEG or anything else pillow
 reads), a PIL image, or a numpy uint8 array [H, W, 3] (RGB), [H, W] (gray) or [H, W, 4] (RGBA).
 Pillow decodes paths and bytes. Transparency (an alpha band or a transparency key) is composited
-onto white as transformers' convert_to_rgb does (alpha="white"), or ignored as PIL's
-convert("RGB") does (alpha="drop"). 16-bit gray images keep their high byte (v >> 8), as
-the engine's own PNG decoder does (PIL's convert("RGB"), used by transformers, clips
-them to white). EXIF orientation is not applied (transformers does not apply it either).
+onto white as transformers' convert_to_rgb does (alpha="white"; like it, an RGB image's
+transparency key is ignored), or ignored as PIL's convert("RGB") does (alpha="drop"). 16-bit
+gray images keep their high byte (v >> 8), as the engine's own PNG decoder does (PIL's
+convert("RGB"), used by transformers, clips them to white). EXIF orientation is not applied (transformers does not apply it either).
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def _from_pil(im, alpha: str) -> np.ndarray:
         if alpha == "white" and isinstance(key, int):
             return _from_array(np.stack([gray, np.where(v == key, 0, 255).astype(np.uint8)], axis=-1), alpha)
         return _from_array(gray, alpha)
-    if alpha == "white" and ("A" in im.getbands() or im.info.get("transparency") is not None):
-        # transformers' convert_to_rgb: RGBA, then over white (done by the engine, PIL's rounding)
+    if alpha == "white" and ("A" in im.getbands() or (im.info.get("transparency") is not None and mode != "RGB")):
+        # transformers' convert_to_rgb: RGBA, then over white (done by the engine, PIL's rounding);
+        # an image in mode "RGB" it returns as it is, a transparency key ignored
         arr = np.asarray(im if mode in ("RGBA", "LA") else im.convert("RGBA"))
     elif mode in ("RGB", "L", "RGBA", "LA"):
         arr = np.asarray(im)  # alpha (if any) dropped by the engine, as convert("RGB") does

@@ -62,7 +62,10 @@ int png_read_head(png_structp png, png_infop info, PngSource* src, PngHead* head
   const int depth = png_get_bit_depth(png, info);
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-  if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+  // A transparency key becomes alpha (composited later), except on RGB images: transformers'
+  // convert_to_rgb returns an image already in mode "RGB" (what Pillow opens an 8- or 16-bit RGB
+  // PNG as) unchanged, key ignored, as LLaVA's own convert("RGB") does.
+  if (png_get_valid(png, info, PNG_INFO_tRNS) && color != PNG_COLOR_TYPE_RGB) png_set_tRNS_to_alpha(png);
   if (depth == 16) png_set_strip_16(png);
   png_set_interlace_handling(png);
   png_read_update_info(png, info);

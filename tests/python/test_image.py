@@ -181,7 +181,47 @@ def _png_modes():
         "L+transparency": Image.fromarray(rgb[..., 1]),
     }
     ims["L+transparency"].info["transparency"] = int(rgb[3, 4, 1])
+    ims["RGB+transparency"] = Image.fromarray(rgb)
+    ims["RGB+transparency"].info["transparency"] = tuple(int(v) for v in rgb[3, 4])
     return ims
+
+
+def _png_rgb16(w: int, h: int, rgb16: np.ndarray, key: tuple[int, int, int]) -> bytes:
+    """A 16-bit RGB PNG with a tRNS key (Pillow writes none): signature, IHDR, tRNS, IDAT, IEND."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\0" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+        + chunk(b"tRNS", struct.pack(">HHH", *key))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@needs_png
+def test_rgb_transparency_key_is_ignored_as_transformers_does(tmp_path):
+    """An RGB PNG with a transparency key (8- and 16-bit): Pillow opens it in mode "RGB", which
+    transformers' convert_to_rgb returns as it is, key ignored; both decoders give those pixels
+    (they once painted the keyed pixels white; the 16-bit one only through libpng)."""
+    rgb = noise(7, 9, 3)
+    key = tuple(int(v) for v in rgb[2, 3])
+    p8 = tmp_path / "rgb8.png"
+    Image.fromarray(rgb).save(p8, transparency=key)
+    rgb16 = (rgb.astype(np.uint16) << 8) | 0x55
+    p16 = tmp_path / "rgb16.png"
+    p16.write_bytes(_png_rgb16(9, 7, rgb16, tuple(int(v) for v in rgb16[2, 3])))
+    for p in (p8, p16):
+        pil = Image.open(p)
+        assert pil.mode == "RGB" and pil.info.get("transparency") is not None
+        want = np.asarray(pil)  # what convert_to_rgb hands the processor
+        assert np.array_equal(image.to_rgb_array(p), want), p
+        assert np.array_equal(image.load_image(p), want), p
 
 
 @needs_png
