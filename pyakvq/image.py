@@ -8,7 +8,8 @@ Pillow decodes paths and bytes. Transparency (an alpha band or a transparency ke
 onto white as transformers' convert_to_rgb does (alpha="white"; like it, an RGB image's
 transparency key is ignored), or ignored as PIL's convert("RGB") does (alpha="drop"). 16-bit
 gray images keep their high byte (v >> 8), as the engine's own PNG decoder does (PIL's
-convert("RGB"), used by transformers, clips them to white). EXIF orientation is not applied (transformers does not apply it either).
+convert("RGB"), used by transformers, clips them to white). EXIF orientation is not applied
+(transformers does not apply it either).
 """
 
 from __future__ import annotations
