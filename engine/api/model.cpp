@@ -86,6 +86,7 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
   info.tokenizer_pre = f.get_str("tokenizer.ggml.pre", "");
   info.chat_template = f.get_str("tokenizer.chat_template", "");
   info.image_label = f.get_str("akvq.chat.image_label", "");
+  info.chat_image_turn = f.get_str("akvq.chat.image_turn", "");
   info.bos = tok.bos();
   info.eos = tok.eos();
   info.add_bos = tok.add_bos();

@@ -106,6 +106,18 @@ void print_kv_stats(const akvq::KvSummary& k) {
   }
 }
 
+std::string apply_format(const std::string& text, const std::string& what, const std::string& prompt, int n_images,
+                         const std::string& marker, const std::string& image_label);
+
+// Whether a formatted prompt starts with the model's BOS text: then its tokens get no second BOS,
+// as Model.chat tokenizes a rendered template.
+bool starts_with_bos(const akvq::Model& model, const std::string& prompt) {
+  const int32_t bos = model.info().bos;
+  if (bos < 0) return false;
+  const std::string piece = model.token_piece(bos, true);
+  return !piece.empty() && prompt.compare(0, piece.size(), piece) == 0;
+}
+
 // The prompt in the chat format --chat-template names (a built-in format or a FILE with {images}
 // and {prompt}); n_images markers go first, each labelled as the model's template does
 // (ModelInfo::image_label).
@@ -119,12 +131,18 @@ std::string format_prompt(const std::string& tmpl, const std::string& prompt, in
                                 "': neither a built-in format (vicuna, chatml, none) nor a readable file");
   }
   const std::string text = read_text_file(tmpl, "--chat-template file");
+  return apply_format(text, "--chat-template file '" + tmpl + "'", prompt, n_images, marker, image_label);
+}
+
+// `text` with {images} (image_lines) and {prompt} replaced; `what` names it in errors.
+std::string apply_format(const std::string& text, const std::string& what, const std::string& prompt, int n_images,
+                         const std::string& marker, const std::string& image_label) {
   if (text.find("{prompt}") == std::string::npos) {
-    throw akvq::InvalidArgument("--chat-template file '" + tmpl + "' has no {prompt} placeholder: the prompt would be dropped");
+    throw akvq::InvalidArgument(what + " has no {prompt} placeholder: the prompt would be dropped");
   }
   if (n_images > 0 && text.find("{images}") == std::string::npos) {
-    throw akvq::InvalidArgument("--chat-template file '" + tmpl + "' has no {images} placeholder for the " +
-                                std::to_string(n_images) + " image" + (n_images == 1 ? "" : "s"));
+    throw akvq::InvalidArgument(what + " has no {images} placeholder for the " + std::to_string(n_images) + " image" +
+                                (n_images == 1 ? "" : "s"));
   }
   const std::string images = akvq::image_lines(n_images, marker, image_label);
   std::string out;
@@ -222,11 +240,19 @@ int run(const akvq::cli::Options& o) {
     std::shared_ptr<akvq::VisionModel> vision = load_vision(o, model);
     const int32_t image_id = akvq::image_token_id(*model, *vision);  // kImageSlot: "<image>" text marks images
     const std::string marker = akvq::image_marker(*model, image_id);
+    bool add_special = true;
     if (prompt.find(marker) == std::string::npos) {  // a question: one chat turn, images first
-      prompt = format_prompt(o.chat_template.empty() ? "vicuna" : o.chat_template, prompt,
-                             static_cast<int>(o.images.size()), marker, model->info().image_label);
+      const int n = static_cast<int>(o.images.size());
+      const std::string& turn = model->info().chat_image_turn;  // the model's template, rendered at conversion
+      if (o.chat_template.empty() && !turn.empty()) {
+        prompt = apply_format(turn, "akvq.chat.image_turn of " + o.model, prompt, n, marker, model->info().image_label);
+      } else {
+        prompt = format_prompt(o.chat_template.empty() ? "vicuna" : o.chat_template, prompt, n, marker,
+                               model->info().image_label);
+      }
+      add_special = !starts_with_bos(*model, prompt);
     }
-    const std::vector<int32_t> ids = akvq::tokenize_image_prompt(*model, prompt, image_id, true);
+    const std::vector<int32_t> ids = akvq::tokenize_image_prompt(*model, prompt, image_id, add_special);
     const akvq::EncodedImages enc = akvq::encode_images(*vision, read_images(o, *vision), o.n_threads);
     input = akvq::image_prompt_input(ids, image_id, enc, o.n_ctx);
     image_ms = ms_since(t_img);

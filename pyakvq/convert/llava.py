@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from . import names
+from . import chat_turn, names
 from .checkpoint import Checkpoint, Fields, read_json
 from .clip_vision import ClipVision
 from .errors import CheckpointError, ConvertError, MissingFileError, UnknownArchitectureError
@@ -230,6 +230,13 @@ class LlavaConverter:
         if o.mmproj_out is None:
             self._vision_keys(text, image_token)
         vocab.write(text)
+        template = vocab.chat_templates.get("")
+        if template:  # the template's one-turn image chat for akvq-cli, which has no Jinja
+            bos = vocab.tokens[vocab.bos] if vocab.bos is not None else None
+            eos = vocab.tokens[vocab.eos] if vocab.eos is not None else None
+            turn = chat_turn.image_turn(template, image_token, bos, eos)
+            if turn is not None:
+                text.str(chat_turn.KEY, turn)
         write_tsa(text, o, self.text.n_layer)
         for p in self.text.plans(o.outtype):
             text.add(p)

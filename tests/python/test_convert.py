@@ -761,7 +761,8 @@ def test_killed_conversion_leaves_nothing(tmp_path, sig):
     p.send_signal(getattr(signal, sig))
     _, err = p.communicate(timeout=60)
     assert p.returncode == (143 if sig == "SIGTERM" else 130), err
-    assert err.strip().splitlines()[-1] == ("akvq-convert: terminated" if sig == "SIGTERM" else "akvq-convert: interrupted")
+    want = "akvq-convert: terminated" if sig == "SIGTERM" else "akvq-convert: interrupted"
+    assert err.strip().splitlines()[-1] == want
     assert sorted(q.name for q in out_dir.iterdir()) == ["x.gguf"] and (out_dir / "x.gguf").read_bytes() == b"old"
 
 
@@ -880,3 +881,31 @@ def test_values_beyond_float16_are_refused_for_f16(tmp_path):
         convert(d, tmp_path / "f16.gguf", outtype="f16")
     assert not (tmp_path / "f16.gguf").exists()
     convert(d, tmp_path / "bf16.gguf", outtype="bf16")
+
+
+def test_image_turn_for_akvq_cli():
+    """akvq.chat.image_turn: the template's one-turn image chat in akvq-cli's {images}/{prompt}
+    format, kept only when expanding it reproduces the template's own render for 1-3 images."""
+    from pyakvq.chat import render
+    from pyakvq.convert.chat_turn import image_turn
+
+    llava_hf = (
+        "{% for message in messages %}{{ message['role'].upper() + ': ' }}"
+        "{% for c in message['content'] %}{% if c['type'] == 'image' %}{{ '<image>\\n' }}{% endif %}{% endfor %}"
+        "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] + ' ' }}{% endif %}{% endfor %}"
+        "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+    )
+    fmt = image_turn(llava_hf, "<image>", "<s>", "</s>")
+    assert fmt == "USER: {images}{prompt} ASSISTANT:"
+    for n in (1, 4):
+        msgs = [{"role": "user", "content": [{"type": "image"}] * n + [{"type": "text", "text": "Why so?"}]}]
+        assert render(llava_hf, msgs) == fmt.replace("{images}", "<image>\n" * n).replace("{prompt}", "Why so?")
+    numbered = llava_hf.replace("{{ '<image>\\n' }}", "{{ '<image>\\nImage ' ~ loop.index ~ '.\\n' }}")
+    after = (
+        "{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}"
+        "{% endfor %}{% for c in m['content'] %}{% if c['type'] == 'image' %}{{ '<image>\\n' }}{% endif %}{% endfor %}"
+        "{% endfor %}"
+    )
+    no_newline = llava_hf.replace("{{ '<image>\\n' }}", "{{ '<image>' }}")
+    for t in (numbered, after, no_newline, "{{ raise_exception('no') }}", "{{ messages[0]['content'] }}"):
+        assert image_turn(t, "<image>", "<s>", "</s>") is None, t

@@ -384,8 +384,13 @@ def test_cli_same_answer_as_python(files, name):
             *sum((["--image", i] for i in images), []),
         )
         assert r.returncode == 0, r.stderr
+        # no --chat-template: the file's own template (as akvq-convert rendered it into
+        # akvq.chat.image_turn), so the answer is Model.chat's, whatever the template's format
+        assert r.stdout == m.chat(images, "Compare them.", max_tokens=8, temperature=0) + "\n"
+        r = run_cli(*sum((["--image", i] for i in images), []), "-m", files[name], "-p", "Compare them.",
+                    "-n", 8, "--temp", 0, "-c", 512, "--chat-template", "vicuna")
         vicuna = f"{LLAVA_SYSTEM} USER: <image>\n<image>\n<image>\nCompare them. ASSISTANT:"
-        assert r.stdout == m.generate(vicuna, images=images, max_tokens=8, temperature=0) + "\n"
+        assert r.returncode == 0 and r.stdout == m.generate(vicuna, images=images, max_tokens=8, temperature=0) + "\n"
         r = run_cli(
             "-m",
             files[name],

@@ -33,6 +33,10 @@ struct ModelInfo {
   // when a turn has several images ("{k}": the image's number from 1; e.g. "Image {k}.\n"), for
   // the built-in chat formats, which do not render the Jinja template; "" when absent
   std::string image_label;
+  // akvq.chat.image_turn: the chat template's one user turn with images first, as akvq-convert
+  // rendered it, with {images} (one marker line per image) and {prompt} placeholders; "" when
+  // absent (pyakvq/convert/chat_turn.py)
+  std::string chat_image_turn;
   int32_t bos = -1;
   int32_t eos = -1;
   bool add_bos = false;
