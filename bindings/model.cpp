@@ -8,6 +8,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/shared_ptr.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
@@ -253,6 +254,14 @@ void init_model(nb::module_& m) {
              const std::vector<int32_t>& history) {
             EngineCall r;
             return self.sample(logits.data(), static_cast<int32_t>(logits.shape(0)), history);
+          },
+          nb::arg("logits"), nb::arg("history"))
+      .def(
+          "distribution",  // [(id, probability)] that sample() draws from, most likely first
+          [](Sampler& self, nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu> logits,
+             const std::vector<int32_t>& history) {
+            EngineCall r;
+            return self.distribution(logits.data(), static_cast<int32_t>(logits.shape(0)), history);
           },
           nb::arg("logits"), nb::arg("history"));
 

@@ -141,27 +141,35 @@ size_t Sampler::truncate(double* weight_sum) {
     for (size_t i = 0; i < m; ++i) l_max = std::max(l_max, cand_[i].first);
   if (l_max == -std::numeric_limits<float>::infinity()) throw InvalidArgument("[sampler] every logit is NaN or -inf");
 
-  // 4. softmax with temperature: weight = exp((l - l_max) / T) in (0, 1], the max has weight 1
-  //    (also when l_max is +inf). z normalises the top-k set, before top-p/min-p.
-  const float inv_t = 1.0f / p_.temperature;
+  // 4. softmax at temperature 1: weight = exp(l - l_max) in (0, 1], the max has weight 1 (also
+  //    when l_max is +inf). z normalises the top-k set. The cuts below use these probabilities and
+  //    the temperature applies to what they keep (step 7), in llama.cpp's order (its default
+  //    sampler chain and llama-cpp-python's: penalties, top-k, top-p, min-p, temperature, draw;
+  //    transformers and vLLM divide by the temperature before their cuts).
   double z = 0.0;
   for (size_t i = 0; i < m; ++i) {
     const float l = cand_[i].first;
-    const float w = l == l_max ? 1.0f : std::exp((l - l_max) * inv_t);
+    const float w = l == l_max ? 1.0f : std::exp(l - l_max);
     cand_[i].first = w;
     z += w;
   }
 
   // 6. min-p (done first: it and top-p both keep a prefix of the descending order, so the result is
   //    the shorter prefix; this order shrinks the set top-p may have to sort). p/p_max = weight.
-  //    Zero weights are dropped here too. Order-preserving compaction keeps draws reproducible.
+  //    -inf logits (masked, NaN) are dropped here too: no temperature gives them weight. A weight
+  //    that underflows at temperature 1 stays (a high temperature can give it weight, as in
+  //    llama.cpp). Order-preserving compaction keeps draws reproducible.
   const float w_min = p_.min_p;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const auto keep_it = [&](const std::pair<float, int32_t>& c) {
+    return vals_[static_cast<size_t>(c.second)] != neg_inf && c.first >= w_min;
+  };
   if (sorted) {
-    while (m > 1 && !(cand_[m - 1].first > 0.0f && cand_[m - 1].first >= w_min)) --m;
+    while (m > 1 && !keep_it(cand_[m - 1])) --m;
   } else {
     size_t kept = 0;
     for (size_t i = 0; i < m; ++i)
-      if (cand_[i].first > 0.0f && cand_[i].first >= w_min) cand_[kept++] = cand_[i];
+      if (keep_it(cand_[i])) cand_[kept++] = cand_[i];
     m = kept;  // >= 1: the max has weight 1
   }
 
@@ -200,8 +208,15 @@ size_t Sampler::truncate(double* weight_sum) {
     m = keep;
   }
 
+  // 7. temperature over the kept tokens: weight = exp((l - l_max) / T), from the (penalised) logits
+  const float inv_t = 1.0f / p_.temperature;
   double sum = 0.0;
-  for (size_t i = 0; i < m; ++i) sum += cand_[i].first;
+  for (size_t i = 0; i < m; ++i) {
+    const float l = vals_[static_cast<size_t>(cand_[i].second)];
+    const float w = l == l_max ? 1.0f : std::exp((l - l_max) * inv_t);
+    cand_[i].first = w;
+    sum += w;
+  }
   *weight_sum = sum;
   return m;
 }

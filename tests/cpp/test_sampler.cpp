@@ -40,7 +40,8 @@ SamplingParams params(float t, int k, float top_p, float min_p, uint64_t seed = 
   return p;
 }
 
-// Reference: penalty -> top-k -> softmax(l/T) -> top-p -> min-p -> renormalise; map id -> prob.
+// Reference, llama.cpp's order: penalty -> top-k -> softmax(l) -> top-p -> min-p -> softmax(l / T)
+// over the kept ids; map id -> prob.
 std::map<int32_t, double> expected(const std::vector<float>& logits, const SamplingParams& p,
                                    const std::vector<int32_t>& history = {}) {
   std::vector<double> l(logits.begin(), logits.end());
@@ -60,7 +61,7 @@ std::map<int32_t, double> expected(const std::vector<float>& logits, const Sampl
   if (p.top_k > 0 && static_cast<size_t>(p.top_k) < order.size()) order.resize(p.top_k);
   std::vector<double> pr(order.size());
   double z = 0;
-  for (size_t i = 0; i < order.size(); ++i) z += pr[i] = std::exp((l[order[i]] - l[order[0]]) / p.temperature);
+  for (size_t i = 0; i < order.size(); ++i) z += pr[i] = std::exp(l[order[i]] - l[order[0]]);
   for (double& x : pr) x /= z;
   size_t keep = order.size();
   if (p.top_p < 1.0f) {
@@ -78,7 +79,7 @@ std::map<int32_t, double> expected(const std::vector<float>& logits, const Sampl
   keep = std::min(keep, keep_min);
   std::map<int32_t, double> out;
   double s = 0;
-  for (size_t i = 0; i < keep; ++i) s += pr[i];
+  for (size_t i = 0; i < keep; ++i) s += pr[i] = std::exp((l[order[i]] - l[order[0]]) / p.temperature);
   for (size_t i = 0; i < keep; ++i) out[order[i]] = pr[i] / s;
   return out;
 }

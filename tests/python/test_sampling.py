@@ -12,7 +12,8 @@ Sampler = _ext._akvq.Sampler
 
 
 def reference(logits, temperature, top_k, top_p, min_p, history=(), repeat_penalty=1.0, repeat_last_n=64):
-    """penalty -> top-k -> softmax(l / T) -> top-p -> min-p -> renormalise; returns {id: p}."""
+    """llama.cpp's order: penalty -> top-k -> softmax(l) -> top-p -> min-p -> softmax(l / T) over
+    the kept ids; returns {id: p}."""
     x = np.asarray(logits, dtype=np.float64).copy()
     window = list(history)[-repeat_last_n:] if repeat_last_n > 0 else []
     for t in set(window):
@@ -20,13 +21,14 @@ def reference(logits, temperature, top_k, top_p, min_p, history=(), repeat_penal
     order = np.lexsort((np.arange(len(x)), -x))  # descending logit, ties -> lower id
     if 0 < top_k < len(x):
         order = order[:top_k]
-    p = np.exp((x[order] - x[order[0]]) / temperature)
+    p = np.exp(x[order] - x[order[0]])
     p /= p.sum()
     keep = len(order)
     if top_p < 1:
         keep = int(np.searchsorted(np.cumsum(p), top_p) + 1)
     keep = min(keep, int((p >= min_p * p[0]).sum()))
-    q = p[:keep] / p[:keep].sum()
+    q = np.exp((x[order[:keep]] - x[order[0]]) / temperature)
+    q /= q.sum()
     return dict(zip(order[:keep].tolist(), q.tolist(), strict=True))
 
 
@@ -83,7 +85,8 @@ def test_bad_logits_raise():
 
 @pytest.mark.parametrize(
     "temperature,top_k,top_p,min_p",
-    [(0.7, 10, 0.95, 0.0), (1.0, 0, 0.8, 0.05), (1.4, 15, 1.0, 0.0), (1.0, 0, 1.0, 0.1)],
+    [(0.7, 10, 0.95, 0.0), (1.0, 0, 0.8, 0.05), (1.4, 15, 1.0, 0.0), (1.0, 0, 1.0, 0.1),
+     (2.0, 0, 1.0, 0.1), (0.5, 0, 0.9, 0.0)],  # the last two: the cuts at temperature 1, as llama.cpp
 )
 def test_seeded_draws_follow_the_truncated_distribution(temperature, top_k, top_p, min_p):
     # 30000 draws; Pearson chi-square under its 1e-6 upper quantile (Wilson-Hilferty); the draws
@@ -102,6 +105,33 @@ def test_seeded_draws_follow_the_truncated_distribution(temperature, top_k, top_
     a = 2 / (9 * df)
     bound = df * (1 - a + 4.753 * np.sqrt(a)) ** 3
     assert chi2 < bound, f"chi2 {chi2:.1f} >= {bound:.1f} (df {df})"
+
+
+def test_same_cuts_as_llama_cpp():
+    """With llama-cpp-python at hand: its sampler chain (penalties, top-k, top-p, min-p,
+    temperature, as its Llama builds it) keeps the same tokens with the same probabilities for the
+    same option values, at temperatures other than 1 too (where transformers' order differs)."""
+    import ctypes
+
+    lc = pytest.importorskip("llama_cpp")
+    x = np.random.default_rng(0).normal(0, 2.0, 500).astype(np.float32)
+    for t, k, p, m in [(0.8, 40, 0.95, 0.05), (0.2, 40, 0.95, 0.05), (2.0, 0, 1.0, 0.1), (2.0, 0, 0.9, 0.0),
+                       (0.5, 0, 1.0, 0.1), (1.5, 40, 0.95, 0.05)]:
+        ch = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        for smp in (lc.llama_sampler_init_top_k(k), lc.llama_sampler_init_top_p(p, 1),
+                    lc.llama_sampler_init_min_p(m, 1), lc.llama_sampler_init_temp(t)):
+            lc.llama_sampler_chain_add(ch, smp)
+        arr = (lc.llama_token_data * len(x))(*[lc.llama_token_data(i, float(v), 0.0) for i, v in enumerate(x)])
+        cur = lc.llama_token_data_array(arr, len(x), -1, False)
+        lc.llama_sampler_apply(ch, ctypes.byref(cur))
+        ids = np.array([cur.data[i].id for i in range(cur.size)])
+        lg = np.array([cur.data[i].logit for i in range(cur.size)], np.float64)
+        lc.llama_sampler_free(ch)
+        want = dict(zip(ids.tolist(), (np.exp(lg - lg.max()) / np.exp(lg - lg.max()).sum()).tolist(), strict=True))
+        got = dict(Sampler(temperature=t, top_k=k, top_p=p, min_p=m, seed=1).distribution(x, []))
+        assert set(got) == set(want), (t, k, p, m)
+        for i, q in want.items():
+            assert got[i] == pytest.approx(q, abs=1e-5), (t, k, p, m, i)
 
 
 def test_same_seed_same_draws():

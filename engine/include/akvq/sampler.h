@@ -6,12 +6,16 @@
 //      multiplied; applied once per distinct id whatever its count);
 //   2. temperature <= 0: greedy argmax of the penalised logits, ties -> lowest id; done.
 //   3. top-k: keep the k largest logits (ties -> lower id first);
-//   4. softmax of logits / temperature over what is left;
+//   4. softmax of the logits (temperature 1) over what is left;
 //   5. top-p: keep the smallest prefix (by descending probability) whose cumulative probability
 //      is >= top_p (at least one token);
 //   6. min-p: drop tokens with p < min_p * p_max (p from step 4);
-//   7. renormalise and draw with the seeded std::mt19937_64 (u = 53 high bits / 2^53, so draws are
-//      identical on every standard library for a given seed).
+//   7. softmax of logits / temperature over the kept tokens, and draw with the seeded
+//      std::mt19937_64 (u = 53 high bits / 2^53, so draws are identical on every standard library
+//      for a given seed).
+// The cuts before the temperature: llama.cpp's order (its default sampler chain, llama-cpp-python's
+// Llama); transformers and vLLM apply the temperature first, so a cut keeps other tokens there
+// when the temperature is not 1.
 // NaN logits count as -inf. History ids outside [0, n_vocab) are ignored by the penalty (callers
 // may mark non-text positions, e.g. image embeddings, with -1).
 #pragma once
@@ -40,7 +44,7 @@ class Sampler {
   const SamplingParams& params() const { return p_; }
   // logits[n_vocab] (not modified). history: tokens so far (prompt + generated) for the penalty.
   int32_t sample(const float* logits, int32_t n_vocab, const std::vector<int32_t>& history);
-  // The distribution sample() draws from (steps 1-6, renormalised), as (id, probability) pairs in
+  // The distribution sample() draws from (steps 1-7), as (id, probability) pairs in
   // descending probability (ties -> lower id). Greedy params give one pair with probability 1.
   // Does not touch the RNG.
   std::vector<std::pair<int32_t, float>> distribution(const float* logits, int32_t n_vocab,
