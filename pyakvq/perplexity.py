@@ -2,9 +2,12 @@
 divergence / top-1 agreement of its next-token distributions against a reference cache (f16).
 
 Protocol (as llama.cpp's `llama-perplexity`):
-- the whole text is tokenized once without special tokens;
+- the whole text is tokenized once as llama.cpp's common_tokenize(ctx, text, true) does: with
+  the BOS the model adds (if it adds one) and special-token text read as plain text
+  (protocol_tokens);
 - it is cut into non-overlapping chunks of n_ctx tokens (the tail that does not fill a chunk is
-  dropped); when the model adds a BOS token, the first token of EACH chunk is replaced by BOS;
+  dropped); when the model adds a BOS token, the first token of EACH chunk is replaced by BOS (so
+  chunk 0 is BOS and the text's first n_ctx - 1 tokens);
 - each chunk is evaluated from an empty cache; only the second half is scored: the logits at
   positions j = n_ctx/2 .. n_ctx-2 predict the token at j+1 (n_ctx/2 - 1 scored tokens per chunk);
 - ppl = exp(mean negative log-likelihood over all scored tokens).
@@ -71,6 +74,12 @@ def _kv_stats(m: Model) -> dict[str, Any] | None:
     return None
 
 
+def protocol_tokens(m: Model, text: str) -> list[int]:
+    """The text's tokens as llama-perplexity makes them: the model's BOS first when it adds one,
+    special-token text ("<|im_start|>") tokenized as plain text."""
+    return m.tokenize(text, add_special=True, parse_special=False)
+
+
 def chunk_tokens(ids: Sequence[int], n_ctx: int, bos: int | None, max_chunks: int | None = None) -> list[list[int]]:
     """The evaluation chunks of the protocol: non-overlapping windows of n_ctx tokens, the first
     token of each replaced by `bos` when it is not None."""
@@ -132,7 +141,7 @@ def perplexity_many(
             models.append(_open_model(model_path, n_ctx, kv, opts, n_threads, n_batch))
         m0 = models[0]
         info = m0._model.info
-        ids = m0.tokenize(text, add_special=False)
+        ids = protocol_tokens(m0, text)
         if len(ids) < n_ctx:
             raise ValueError(f"text has {len(ids)} tokens, fewer than n_ctx={n_ctx}: too short for one chunk")
         bos = info["bos"] if info.get("add_bos") and info.get("bos", -1) >= 0 else None

@@ -97,6 +97,28 @@ def test_chunk_tokens():
     assert ppl_mod.chunk_tokens(ids, 8, None, max_chunks=1) == [list(range(10, 18))]
 
 
+def test_protocol_tokens_as_llama_perplexity(smollm2_path, tmp_path):
+    """The text is tokenized as llama-perplexity's common_tokenize(ctx, text, true): the model's BOS
+    first when it adds one (chunk 0 = BOS + the text's first n_ctx - 1 tokens, not BOS in place of
+    the first), and special-token text as plain text (it was read as control tokens, which
+    scored a text quoting chat markup as another text: 39.3 against llama.cpp's 19.9)."""
+    import llava_convert as lc
+
+    text = "<|im_start|>user\nHello there<|im_end|> " * 3
+    with pyakvq.Model(smollm2_path, n_ctx=64, n_threads=2) as m:
+        ids = ppl_mod.protocol_tokens(m, text)
+        assert ids == m.tokenize(text, add_special=False, parse_special=False)  # SmolLM2 adds no BOS
+        assert m.info["bos"] not in ids and m.detokenize(ids) == text
+    (path,) = lc.convert_fixture("spm_default_pad", tmp_path)  # a Llama tokenizer that adds BOS
+    with pyakvq.Model(path, n_ctx=64, n_threads=1) as m:
+        assert m.info["add_bos"]
+        ids = ppl_mod.protocol_tokens(m, "One two three four five six seven eight nine ten. " * 3)
+        plain = m.tokenize("One two three four five six seven eight nine ten. " * 3, add_special=False)
+        assert ids == [m.info["bos"], *plain]
+        chunks = ppl_mod.chunk_tokens(ids, 8, m.info["bos"])
+        assert chunks[0] == [m.info["bos"], *plain[:7]] and chunks[1] == [m.info["bos"], *plain[8:15]]
+
+
 @pytest.mark.parametrize(
     "kw, exc, needle",
     [
