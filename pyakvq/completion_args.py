@@ -113,6 +113,10 @@ _NEUTRAL_KEYWORDS: dict[str, tuple[tuple[Any, ...], str, str]] = {
     "presence_penalty": ((0,), "0", "a presence penalty"),
     "frequency_penalty": ((0,), "0", "a frequency penalty"),
     "mirostat_mode": ((0,), "0", "mirostat sampling"),
+    "typical_p": ((1,), "1.0", "locally typical sampling"),
+    "tfs_z": ((1,), "1.0", "tail-free sampling"),
+    "stopping_criteria": ((None,), "None", "stopping criteria callbacks"),
+    "logits_processor": ((None,), "None", "logits processor callbacks"),
     "grammar": ((None,), "None", "grammar-constrained sampling"),
     "logit_bias": ((None, {}), "None or {}", "logit biases"),
     "tools": ((None, []), "None or []", "tool calling"),
@@ -141,16 +145,30 @@ def _is_neutral(value: Any, neutral: tuple[Any, ...]) -> bool:
     return False
 
 
-def check_neutral(**kw: Any) -> None:
+def check_neutral(*, mirostat_tau: Any = 5.0, mirostat_eta: Any = 0.1, **kw: Any) -> None:
     """llama-cpp-python's keywords of features pyakvq does not have (presence_penalty,
-    frequency_penalty, mirostat_mode, grammar, logit_bias, tools, functions, tool_choice,
-    function_call): ValueError naming the argument unless its value asks for nothing."""
+    frequency_penalty, mirostat_mode, typical_p, tfs_z, stopping_criteria, logits_processor,
+    grammar, logit_bias, tools, functions, tool_choice, function_call): ValueError naming the
+    argument unless its value asks for nothing. mirostat_tau and mirostat_eta ask for nothing
+    while mirostat_mode is 0 (the only mode accepted), as in llama-cpp-python: numbers, unread."""
+    for name, value in (("mirostat_tau", mirostat_tau), ("mirostat_eta", mirostat_eta)):
+        if not _is_number(value):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     for name, value in kw.items():
         neutral, shown, feature = _NEUTRAL_KEYWORDS[name]
         if not _is_neutral(value, neutral):
             r = repr(value)
             r = r if len(r) <= 60 else r[:57] + "..."
             raise ValueError(f"{name}={r} is not supported: pyakvq does not have {feature} (only {name}={shown})")
+
+
+def llama_cpp_temperature(temperature: Any, top_k: Any, top_p: Any, min_p: Any) -> tuple[Any, Any, Any, Any]:
+    """llama-cpp-python's reading of a negative temperature in create_completion /
+    create_chat_completion: a draw from the whole softmax at temperature 1, no top-k, top-p or
+    min-p. (temperature, top_k, top_p, min_p) as the sampler takes them; others unchanged."""
+    if _is_number(temperature) and not isinstance(temperature, bool) and temperature < 0:
+        return 1.0, 0, 1.0, 0.0
+    return temperature, top_k, top_p, min_p
 
 
 def chat_logprobs(logprobs: Any, top_logprobs: Any) -> int | None:

@@ -52,6 +52,7 @@ from .completion_args import (
     check_prompt_fits,
     check_response_format,
     check_sampling,
+    llama_cpp_temperature,
     max_tokens_of,
     template_kwargs,
 )
@@ -500,6 +501,12 @@ def create_completion(
     presence_penalty: float = 0.0,
     frequency_penalty: float = 0.0,
     mirostat_mode: int = 0,
+    mirostat_tau: float = 5.0,
+    mirostat_eta: float = 0.1,
+    typical_p: float = 1.0,
+    tfs_z: float = 1.0,
+    stopping_criteria: Any = None,
+    logits_processor: Any = None,
     grammar: Any = None,
     logit_bias: Mapping[int, float] | None = None,
 ) -> dict[str, Any] | Iterator[dict[str, Any]]:
@@ -519,13 +526,22 @@ def create_completion(
     stream_options={"include_usage": True} ends it with a usage chunk.
     temperature 0: greedy; top_k 0 or -1: no top-k; top_p 0: only the most likely token; min_p 0
     and repeat_penalty 1: off. seed None: the Model's seed (-1: random).
-    presence_penalty, frequency_penalty, mirostat_mode, grammar, logit_bias: llama-cpp-python's
-    keywords, accepted when they ask for nothing (0, None, {}); other values raise ValueError.
+    temperature < 0 (llama-cpp-python's reading): a draw from the whole softmax at temperature 1
+    (no top-k, top-p or min-p).
+    presence_penalty, frequency_penalty, mirostat_mode (with mirostat_tau, mirostat_eta), typical_p,
+    tfs_z, stopping_criteria, logits_processor, grammar, logit_bias: llama-cpp-python's keywords,
+    accepted when they ask for nothing (0, 1.0, None, {}); other values raise ValueError.
     Bad arguments raise TypeError/ValueError (before anything is generated)."""
     check_neutral(
         presence_penalty=presence_penalty,
         frequency_penalty=frequency_penalty,
         mirostat_mode=mirostat_mode,
+        mirostat_tau=mirostat_tau,
+        mirostat_eta=mirostat_eta,
+        typical_p=typical_p,
+        tfs_z=tfs_z,
+        stopping_criteria=stopping_criteria,
+        logits_processor=logits_processor,
         grammar=grammar,
         logit_bias=logit_bias,
     )
@@ -533,6 +549,7 @@ def create_completion(
     echo = _v.check_bool("echo", echo)
     if suffix is not None:
         raise ValueError("suffix is not supported (no fill-in-the-middle)")
+    temperature, top_k, top_p, min_p = llama_cpp_temperature(temperature, top_k, top_p, min_p)
     s = check_sampling(
         max_tokens=_unbounded_if_nonpositive(max_tokens),
         temperature=temperature,
@@ -628,6 +645,12 @@ def create_chat_completion(
     presence_penalty: float = 0.0,
     frequency_penalty: float = 0.0,
     mirostat_mode: int = 0,
+    mirostat_tau: float = 5.0,
+    mirostat_eta: float = 0.1,
+    typical_p: float = 1.0,
+    tfs_z: float = 1.0,
+    stopping_criteria: Any = None,
+    logits_processor: Any = None,
     grammar: Any = None,
     logit_bias: Mapping[int, float] | None = None,
     tools: Sequence[Mapping[str, Any]] | None = None,
@@ -654,6 +677,12 @@ def create_chat_completion(
         presence_penalty=presence_penalty,
         frequency_penalty=frequency_penalty,
         mirostat_mode=mirostat_mode,
+        mirostat_tau=mirostat_tau,
+        mirostat_eta=mirostat_eta,
+        typical_p=typical_p,
+        tfs_z=tfs_z,
+        stopping_criteria=stopping_criteria,
+        logits_processor=logits_processor,
         grammar=grammar,
         logit_bias=logit_bias,
         tools=tools,
@@ -663,6 +692,7 @@ def create_chat_completion(
     )
     stream = _v.check_bool("stream", stream)
     check_response_format(response_format)
+    temperature, top_k, top_p, min_p = llama_cpp_temperature(temperature, top_k, top_p, min_p)
     s = check_sampling(
         max_tokens=_unbounded_if_nonpositive(max_tokens_of(max_tokens, max_completion_tokens)),
         temperature=temperature,

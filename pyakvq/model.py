@@ -525,7 +525,9 @@ class Model:
         ...)`). Keywords: max_tokens=16, temperature=0.8, top_p=0.95, top_k=40, min_p=0.05,
         repeat_penalty=1.0, repeat_last_n=64, seed, stop, stream, n, logprobs, echo, suffix,
         stream_options, images, engine, model, and llama-cpp-python's presence_penalty,
-        frequency_penalty, mirostat_mode, grammar, logit_bias (only when they ask for nothing).
+        frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, typical_p, tfs_z,
+        stopping_criteria, logits_processor, grammar, logit_bias (only when they ask for nothing).
+        A negative temperature, as in llama-cpp-python: the whole softmax, no cuts.
         The signature and what each argument does: help(pyakvq.completions.create_completion)."""
         from .completions import create_completion  # noqa: PLC0415
 
@@ -540,7 +542,8 @@ class Model:
         max_tokens=None, max_completion_tokens, temperature=0.2, top_p=0.95, top_k=40, min_p=0.05,
         repeat_penalty=1.0, repeat_last_n=64, seed, stop, stream, n, logprobs, top_logprobs,
         response_format, stream_options, chat_template_kwargs, engine, model, and llama-cpp-python's
-        presence_penalty, frequency_penalty, mirostat_mode, grammar, logit_bias, tools, tool_choice,
+        presence_penalty, frequency_penalty, mirostat_mode, mirostat_tau, mirostat_eta, typical_p,
+        tfs_z, stopping_criteria, logits_processor, grammar, logit_bias, tools, tool_choice,
         functions, function_call (only when they ask for nothing). The signature and what each
         argument does: help(pyakvq.completions.create_chat_completion)."""
         from .completions import create_chat_completion  # noqa: PLC0415

@@ -213,7 +213,7 @@ def test_calls_from_several_threads_wait_for_each_other(demo):
     [
         ({"n": 0}, ValueError, "n must be"),
         ({"n": 1.5}, TypeError, "n must be an int"),
-        ({"temperature": -1}, ValueError, "temperature"),
+        ({"temperature": float("nan")}, ValueError, "temperature"),  # (< 0: llama-cpp-python's full softmax)
         ({"top_p": -0.5}, ValueError, "top_p"),
         ({"max_tokens": 1.5}, TypeError, "max_tokens"),
         ({"stop": 5}, TypeError, "stop"),
@@ -247,10 +247,25 @@ def test_llama_cpp_python_drop_in(demo):
         "presence_penalty": 0.0,
         "frequency_penalty": 0,
         "mirostat_mode": 0,
+        "mirostat_tau": 5.0,  # llama-cpp-python's defaults, unread without mirostat
+        "mirostat_eta": 0.1,
+        "typical_p": 1.0,
+        "tfs_z": 1.0,
+        "stopping_criteria": None,
+        "logits_processor": None,
         "grammar": None,
         "logit_bias": {},
     }
     assert demo("USER: hi ASSISTANT:", **kw, **neutral)["choices"][0]["text"] == ref
+    for name, value in (("typical_p", 0.9), ("tfs_z", 0.5), ("logits_processor", [print])):
+        with pytest.raises(ValueError, match=f"^{name}=.* is not supported"):
+            demo("USER: hi ASSISTANT:", **kw, **{name: value})
+    # a negative temperature: llama-cpp-python's full-softmax draw (temperature 1, no cuts)
+    full = {"max_tokens": 8, "seed": 11}
+    assert (
+        demo.create_completion("USER: hi ASSISTANT:", temperature=-1, **full)["choices"][0]["text"]
+        == demo.generate("USER: hi ASSISTANT:", temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, **full)
+    )
     assert demo.create_completion("USER: hi ASSISTANT:", logit_bias=None, **kw)["choices"][0]["text"] == ref
     msgs = [{"role": "user", "content": "hi"}]
     ref = demo.create_chat_completion(msgs, **kw)["choices"][0]["message"]
