@@ -209,6 +209,11 @@ class Model:
 
     # ---- tokens ----
     def tokenize(self, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        """Token ids of `text`: the BOS the model adds first when add_special; with parse_special
+        (the default, as transformers' tokenizers and as generate() reads a prompt) the text of a
+        special token ("<|im_end|>") is that token, so pass parse_special=False for text from
+        users (llama-cpp-python's tokenize(special=False) default). ValueError for a lone
+        surrogate."""
         text = _v.check_text("text", text)
         add_special = _v.check_bool("add_special", add_special)
         parse_special = _v.check_bool("parse_special", parse_special)
