@@ -37,6 +37,8 @@ extern "C" void on_sigint(int) {
 }
 
 void catch_sigint() {
+  struct sigaction old{};
+  if (sigaction(SIGINT, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) return;  // a background job's: kept
   struct sigaction sa{};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);

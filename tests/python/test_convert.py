@@ -753,6 +753,7 @@ def test_killed_conversion_leaves_nothing(tmp_path, sig):
     p = subprocess.Popen(
         [sys.executable, "-c", slow, "-q", str(lc.FIXTURES / "spm_default_pad"), "-o", str(out_dir / "x.gguf")],
         cwd=cwd, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored as in a background job
     )
     t0 = time.monotonic()
     while not list(out_dir.glob(".*.part")) and time.monotonic() - t0 < 60 and p.poll() is None:

@@ -60,7 +60,15 @@ def interrupt_after(cmd, ready, timeout=120, env=None):
     import signal
     import time
 
-    p = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # SIGINT as a terminal's foreground job has it: a run started in the background (nohup ... &)
+    # passes SIGINT ignored to its children, which then keep it ignored
+    p = subprocess.Popen(
+        list(map(str, cmd)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     out = b""
     t0 = time.monotonic()
     try:
