@@ -53,7 +53,7 @@ def cosine(a, b) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def interrupt_after(cmd, ready, timeout=120, env=None):
+def interrupt_after(cmd, ready, timeout=120, env=None, cwd=None):
     """Runs the command cmd (a list), sends it SIGINT once ready(stdout bytes so far) holds (or after
     30 s), and returns (status, stdout, stderr, seconds from the signal to the exit)."""
     import select
@@ -67,6 +67,7 @@ def interrupt_after(cmd, ready, timeout=120, env=None):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        cwd=cwd,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     out = b""

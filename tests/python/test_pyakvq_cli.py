@@ -364,6 +364,7 @@ def test_ctrl_c_while_the_answer_streams_prints_the_timings(smollm2_path):
          "Tell me a very long story about a cat who travels the world."],
         lambda out: len(out) > 20,
         env=_env(),
+        cwd=PKG_PARENT,  # the pyakvq this test imported (installed, or the source tree)
     )
     assert status == 130, err
     assert len(out) > 20 and "Traceback" not in err, err
