@@ -89,6 +89,9 @@ void init_multimodal(nb::module_& m) {
         return tokenize_image_prompt(text, prompt, image_token, add_special);
       },
       nb::arg("text"), nb::arg("prompt"), nb::arg("image_token"), nb::arg("add_special") = true);
+  m.def(
+      "starts_with_bos", [](const Model& text, const std::string& prompt) { return starts_with_bos(text, prompt); },
+      nb::arg("text"), nb::arg("prompt"));
   m.def("format_image_chat", &format_image_chat, nb::arg("format"), nb::arg("prompt"), nb::arg("n_images"),
         nb::arg("marker") = "<image>", nb::arg("image_label") = "");
 }

@@ -702,8 +702,8 @@ class Model:
         return self._model.piece(tid, True).decode("utf-8", errors="replace")
 
     def _starts_with_bos(self, text: str) -> bool:
-        bos = self._piece(self._model.info["bos"])
-        return bool(bos) and text.startswith(bos)
+        text = _v.check_text("text", text)  # a lone surrogate: the ValueError tokenize gives
+        return _akvq.starts_with_bos(self._model, text)  # the engine's rule, akvq-cli's too
 
     def _generate(
         self,

@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from ._ext import _akvq
-from ._files import output_target
 
 DEFAULT_FACTOR = 2.0
 TSA_KEY = "akvq.tsa_layers"
@@ -205,8 +204,6 @@ def write_tsa_layers(src: str | os.PathLike, dst: str | os.PathLike, layers: Seq
     layers = [int(x) for x in layers]
     if any(x < 0 for x in layers):
         raise ValueError(f"TSA layers must be >= 0, got {layers}")
-    if output_target(src)[0] == output_target(dst)[0]:  # a link to src too
-        raise ValueError("write_tsa_layers: dst must differ from src")
     n_layer = None
     for f in GGUFReader(src, "r").fields.values():
         if f.name.endswith(".block_count") and not f.name.startswith("clip."):

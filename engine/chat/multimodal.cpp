@@ -144,6 +144,13 @@ std::string image_lines(int n_images, const std::string& marker, const std::stri
   return images;
 }
 
+bool starts_with_bos(const Model& text, const std::string& prompt) {
+  const int32_t bos = text.info().bos;
+  if (bos < 0) return false;
+  const std::string piece = text.token_piece(bos, true);
+  return !piece.empty() && prompt.compare(0, piece.size(), piece) == 0;
+}
+
 std::string format_image_chat(const std::string& format, const std::string& prompt, int n_images,
                               const std::string& marker, const std::string& image_label) {
   const std::string images = image_lines(n_images, marker, image_label);

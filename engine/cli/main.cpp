@@ -111,15 +111,6 @@ void print_kv_stats(const akvq::KvSummary& k) {
 std::string apply_format(const std::string& text, const std::string& what, const std::string& prompt, int n_images,
                          const std::string& marker, const std::string& image_label);
 
-// Whether a formatted prompt starts with the model's BOS text: then its tokens get no second BOS,
-// as Model.chat tokenizes a rendered template.
-bool starts_with_bos(const akvq::Model& model, const std::string& prompt) {
-  const int32_t bos = model.info().bos;
-  if (bos < 0) return false;
-  const std::string piece = model.token_piece(bos, true);
-  return !piece.empty() && prompt.compare(0, piece.size(), piece) == 0;
-}
-
 // The prompt in the chat format --chat-template names (a built-in format or a FILE with {images}
 // and {prompt}); n_images markers go first, each labelled as the model's template does
 // (ModelInfo::image_label).
@@ -252,7 +243,7 @@ int run(const akvq::cli::Options& o) {
         prompt = format_prompt(o.chat_template.empty() ? "vicuna" : o.chat_template, prompt, n, marker,
                                model->info().image_label);
       }
-      add_special = !starts_with_bos(*model, prompt);
+      add_special = !akvq::starts_with_bos(*model, prompt);  // as Model.chat
     }
     const std::vector<int32_t> ids = akvq::tokenize_image_prompt(*model, prompt, image_id, add_special);
     const akvq::EncodedImages enc = akvq::encode_images(*vision, read_images(o, *vision), o.n_threads);

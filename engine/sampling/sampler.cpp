@@ -145,11 +145,14 @@ size_t Sampler::truncate(double* weight_sum) {
   //    when l_max is +inf). z normalises the top-k set. The cuts below use these probabilities and
   //    the temperature applies to what they keep (step 7), in llama.cpp's order (its default
   //    sampler chain and llama-cpp-python's: penalties, top-k, top-p, min-p, temperature, draw;
-  //    transformers and vLLM divide by the temperature before their cuts).
+  //    transformers and vLLM divide by the temperature before their cuts). Without a cut the
+  //    weights are made at the temperature here (scale), and step 7 has nothing to redo.
+  const float inv_t = 1.0f / p_.temperature;
+  const float scale = p_.top_p < 1.0f || p_.min_p > 0.0f ? 1.0f : inv_t;
   double z = 0.0;
   for (size_t i = 0; i < m; ++i) {
     const float l = cand_[i].first;
-    const float w = l == l_max ? 1.0f : std::exp(l - l_max);
+    const float w = l == l_max ? 1.0f : std::exp((l - l_max) * scale);
     cand_[i].first = w;
     z += w;
   }
@@ -209,13 +212,14 @@ size_t Sampler::truncate(double* weight_sum) {
   }
 
   // 7. temperature over the kept tokens: weight = exp((l - l_max) / T), from the (penalised) logits
-  const float inv_t = 1.0f / p_.temperature;
+  //    (already so when step 4 made them at the temperature)
   double sum = 0.0;
   for (size_t i = 0; i < m; ++i) {
-    const float l = vals_[static_cast<size_t>(cand_[i].second)];
-    const float w = l == l_max ? 1.0f : std::exp((l - l_max) * inv_t);
-    cand_[i].first = w;
-    sum += w;
+    if (scale != inv_t) {
+      const float l = vals_[static_cast<size_t>(cand_[i].second)];
+      cand_[i].first = l == l_max ? 1.0f : std::exp((l - l_max) * inv_t);
+    }
+    sum += cand_[i].first;
   }
   *weight_sum = sum;
   return m;

@@ -28,7 +28,6 @@ BpeTokenizer::BpeTokenizer(const TokenizerVocab& v) {
   bos_ = static_cast<int32_t>(v.bos);
   eos_ = static_cast<int32_t>(v.eos);
   eot_ = static_cast<int32_t>(v.eot);
-  unk_ = static_cast<int32_t>(v.unk);
   add_bos_ = v.add_bos.value_or(false);
   add_eos_ = v.add_eos.value_or(false);
 

@@ -48,7 +48,6 @@ class BpeTokenizer final : public Tokenizer {
  private:
   PreType pre_ = PreType::Gpt2;
   bool ignore_merges_ = false;  // llama-bpe: a piece that is a whole token is emitted directly
-  int32_t unk_ = -1;
   int32_t byte_token_[256];  // token of each byte's byte-level code point, -1 when absent
   std::unordered_map<std::string, int32_t> token_to_id_;
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges_;  // (l, r) -> (rank, merged)

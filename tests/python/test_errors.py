@@ -179,6 +179,7 @@ CALL_BAD_VALUE = [
     (lambda m: m.generate("ok \udcff", max_tokens=1), "prompt contains a lone surrogate U+DCFF at index 3"),
     (lambda m: m.eval("x\ud83d"), "prompt contains a lone surrogate"),
     (lambda m: m.tokenize("a\udfff"), "text contains a lone surrogate"),
+    (lambda m: m.chat("hi \ud800", max_tokens=1), "text contains a lone surrogate U+D800"),
     (lambda m: m.generate("hi", stop="\udc80"), "stop contains a lone surrogate"),
     (lambda m: m.generate("hi", stop=["a", "\udc80"]), "stop[1] contains a lone surrogate"),
     (lambda m: m.generate("hi", top_k=10**12), "top_k must be in [-1, 2147483647]"),

@@ -68,6 +68,9 @@ std::string format_image_chat(const std::string& format, const std::string& prom
 // image_label with "{k}" replaced by the image's number (from 1) when n_images > 1 (ModelInfo's
 // image_label: the model's template's convention).
 std::string image_lines(int n_images, const std::string& marker, const std::string& image_label = "");
+// Whether a formatted chat prompt starts with the model's BOS text: then it is tokenized without
+// a second BOS (Model.chat, akvq-cli's chat formats).
+bool starts_with_bos(const Model& text, const std::string& prompt);
 // LLaVA-1.5's system prompt (the "vicuna" format's).
 extern const char* const kLlavaSystemPrompt;
 
