@@ -262,6 +262,7 @@ class BatchEngine:
             max_queue=max_queue,
         )
         self.kv = kv
+        self.max_queue: int = max_queue
         self.n_slots: int = self._gen.n_slots
         self.kv_bytes_per_sequence: int = self._gen.kv_bytes_per_sequence
         # what the worker thread holds: not the engine itself, so that an engine nobody refers to

@@ -475,11 +475,14 @@ class Model:
         add_generation_prompt: bool = True,
         images=None,
         _check_keywords: bool = False,
+        _check=None,
         **kwargs,
     ):
         """The prompt chat() generates from, with chat()'s arguments (no generation keywords): token
         ids, or a SessionInput holding the images' rows. _check_keywords: chat()'s keywords, which
-        mix generation keywords and template variables, are checked against the template."""
+        mix generation keywords and template variables, are checked against the template. _check:
+        None, or called before each image's preprocessing and before the vision encoder (it raises
+        to stop: the server's request whose client went away)."""
         if template is not None and not isinstance(template, str):
             if images is None and _mm.looks_like_images(messages_or_prompt):
                 raise TypeError(f"chat(images, prompt): the prompt must be a str, got {type(template).__name__}")
@@ -520,7 +523,7 @@ class Model:
         )
         add_special = not self._starts_with_bos(text)
         if images is not None:
-            return self._image_input(text, images, add_special)
+            return self._image_input(text, images, add_special, _check)
         if self._vision is not None:  # image markers typed into the text: refused as in generate()
             return self._image_input(text, [], add_special)
         return self.tokenize(text, add_special=add_special)
@@ -653,8 +656,9 @@ class Model:
         prompts mark images with the text "<image>"."""
         return int(_akvq.image_token_id(self._model, self._vision_model()))
 
-    def _image_input(self, prompt, images, add_special: bool = True):
-        """The SessionInput of a prompt (text or ids) whose image markers become the images' rows."""
+    def _image_input(self, prompt, images, add_special: bool = True, check=None):
+        """The SessionInput of a prompt (text or ids) whose image markers become the images' rows.
+        check: None, or called before each image's preprocessing and before encoding (it raises to stop)."""
         vision = self._vision_model()
         image_id = self._image_token()
         if not isinstance(images, (list, tuple)):
@@ -677,11 +681,15 @@ class Model:
             return ids
         pixels = []
         for k, img in enumerate(images):
+            if check is not None:
+                check()
             try:
                 rgb = _image.to_rgb_array(img)
                 pixels.append(_akvq.vision_preprocess(vision, rgb))
             except (TypeError, ValueError, OSError) as e:
                 raise type(e)(f"image {k}: {e}") from None
+        if check is not None:
+            check()
         enc = _akvq.encode_images(vision, np.stack(pixels), self._sess().n_threads)
         return _akvq.image_prompt_input(ids, image_id, enc, self.n_ctx)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hmac
 import json
 import re
@@ -134,6 +135,16 @@ class _Guard:
                         )
                         return
             await self.app(scope, receive, send_counted)
+        except asyncio.CancelledError:
+            # the server stops (its grace period over): a request not yet answered gets a 503 in
+            # the error JSON, not uvicorn's plain-text 500 and a logged traceback
+            if status[0] is None:
+                err = APIError(503, "the server is shutting down; retry later", code="server_shutting_down")
+                hdrs = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+                try:
+                    await _send_json(send_counted, 503, err.body(), [*hdrs, (b"connection", b"close")])
+                except Exception:  # noqa: BLE001 - the connection is gone too
+                    status[0] = CLIENT_CLOSED
         except BaseException:
             if status[0] is None:
                 status[0] = 500
@@ -147,6 +158,26 @@ async def _wait_disconnect(receive: Any) -> None:
         msg = await receive()
         if msg["type"] == "http.disconnect":
             return
+
+
+#: seconds that generations still running when the server begins to stop get to end by themselves
+#: before they are ended with a 503 (uvicorn_options gives uvicorn a longer grace period, so that
+#: every answer is sent before it cancels what remains)
+STOP_GRACE_S = 3.0
+
+
+async def _until_done(task: asyncio.Future, watch: asyncio.Future, stopping: asyncio.Event) -> bool:
+    """Waits for `task` or the client's disconnect (`watch`); once the server begins to stop
+    (`stopping`), STOP_GRACE_S more at most. True when the stop ended the wait."""
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        done, _ = await asyncio.wait({task, watch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done or watch in done:
+            return False
+        done, _ = await asyncio.wait({task, watch}, timeout=STOP_GRACE_S, return_when=asyncio.FIRST_COMPLETED)
+        return not done
+    finally:
+        stop.cancel()
 
 
 def _image_index(msg: str) -> int | None:
@@ -185,20 +216,28 @@ def _engine_error(e: BaseException) -> APIError:
 class _Generation(Response):
     """A response that runs the generation of its choices (sources) and builds the result."""
 
-    def __init__(self, builder: _c.ResultBuilder, sources: list[_c.Source], n_prompt: int, prefix: str, metrics):
+    def __init__(
+        self,
+        builder: _c.ResultBuilder,
+        sources: list[_c.Source],
+        n_prompt: int,
+        prefix: str,
+        metrics: Metrics,
+        stopping: asyncio.Event,
+    ):
         super().__init__()
-        self.builder, self.sources, self.n_prompt, self.prefix, self.metrics = (
-            builder,
-            sources,
-            n_prompt,
-            prefix,
-            metrics,
-        )
+        self.builder, self.sources, self.n_prompt, self.prefix = builder, sources, n_prompt, prefix
+        self.metrics, self.stopping = metrics, stopping
+
+
+def _shutting_down(detail: str) -> APIError:
+    return APIError(503, f"the server is shutting down; {detail}", code="server_shutting_down")
 
 
 class _Completion(_Generation):
     """A non-streaming completion: generates while watching for the client to go away (then the
-    sequences are cancelled and nothing is sent)."""
+    sequences are cancelled and nothing is sent) and for the server to stop (then, after
+    STOP_GRACE_S, the sequences are cancelled and the answer is a 503)."""
 
     async def _work(self) -> dict[str, Any]:
         await asyncio.gather(*(_drive(self.builder, i, s, None) for i, s in enumerate(self.sources)))
@@ -207,8 +246,9 @@ class _Completion(_Generation):
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         work = asyncio.ensure_future(self._work())
         watch = asyncio.ensure_future(_wait_disconnect(receive))
+        stopped = False
         try:
-            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+            stopped = await _until_done(work, watch, self.stopping)
         finally:
             if not work.done():
                 work.cancel()
@@ -217,6 +257,10 @@ class _Completion(_Generation):
             _cancel_all(self.sources)  # a disconnect, or a choice that failed: the others stop too
             watch.cancel()
             await asyncio.gather(work, watch, return_exceptions=True)
+        if stopped:
+            err = _shutting_down("retry later")
+            await _send_json(send, 503, err.body(), [(b"retry-after", b"1"), (b"connection", b"close")])
+            return
         if work.cancelled():
             return
         if work.exception() is not None:
@@ -238,18 +282,38 @@ class _Gone(Response):
         self.metrics.disconnected()
 
 
+class _SlowClient(Exception):
+    """A streaming client that read nothing for the send deadline."""
+
+
 class _EventStream(_Generation):
     """A streaming completion as Server-Sent Events: `data: {chunk}` per chunk, `data: [DONE]`
-    last. When the client goes away the sequences are cancelled at once."""
+    last. When the client goes away the sequences are cancelled at once; so they are when the
+    client reads nothing for `send_timeout` seconds (its connection is then dropped), so that a
+    client that stops reading holds neither a slot nor a growing buffer of chunks. When the server
+    stops, a stream still running ends with an error event (503) and `data: [DONE]`."""
 
     media_type = "text/event-stream"
+
+    def __init__(self, *args, send_timeout: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.send_timeout = send_timeout
+        self.started = False
+
+    async def _event(self, send: Any, obj: Any) -> None:
+        data = b"data: " + (obj if isinstance(obj, bytes) else _dumps(obj)) + b"\n\n"
+        try:
+            await asyncio.wait_for(
+                send({"type": "http.response.body", "body": data, "more_body": True}), self.send_timeout
+            )
+        except asyncio.TimeoutError:
+            raise _SlowClient from None
 
     async def _pump(self, send: Any) -> None:
         b = self.builder
 
         async def event(obj: Any) -> None:
-            data = b"data: " + (obj if isinstance(obj, bytes) else _dumps(obj)) + b"\n\n"
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+            await self._event(send, obj)
 
         await send(
             {
@@ -262,6 +326,7 @@ class _EventStream(_Generation):
                 ],
             }
         )
+        self.started = True
         for i in range(len(self.sources)):
             first = b.start_chunk(i)
             if first is not None:
@@ -302,11 +367,35 @@ class _EventStream(_Generation):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _end(self, send: Any) -> None:
+        """The error event (503), `data: [DONE]` and the end of the response, each send given a
+        second at most (the client may have stopped reading)."""
+        err = _shutting_down("the generation was stopped")
+        with contextlib.suppress(Exception):  # the client is gone or not reading
+            for data in (_dumps(err.body()), b"[DONE]"):
+                msg = {"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True}
+                await asyncio.wait_for(send(msg), 1.0)
+            await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}), 1.0)
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         pump = asyncio.ensure_future(self._pump(send))
         watch = asyncio.ensure_future(_wait_disconnect(receive))
+        stopped = False
         try:
-            await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
+            stopped = await _until_done(pump, watch, self.stopping)
+        except asyncio.CancelledError:
+            # cancelled by the server (another ASGI server, or uvicorn past its grace period), which
+            # will not wait again: the end goes out before anything yields (a send returns at once
+            # unless the client stopped reading)
+            if not self.started:
+                raise  # nothing sent: the _Guard answers 503
+            pump.cancel()  # before it runs again: no chunk after the end
+            _cancel_all(self.sources)
+            err = _shutting_down("the generation was stopped")
+            with contextlib.suppress(Exception):  # the client is gone
+                for data in (_dumps(err.body()), b"[DONE]"):
+                    await send({"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             if not pump.done():
                 _cancel_all(self.sources)  # at once: the slots are free before the tasks unwind
@@ -315,6 +404,14 @@ class _EventStream(_Generation):
                     self.metrics.disconnected()
             watch.cancel()
             await asyncio.gather(pump, watch, return_exceptions=True)
+        if stopped:
+            if self.started:
+                await self._end(send)
+            else:  # stopped before its first bytes
+                err = _shutting_down("retry later")
+                await _send_json(send, 503, err.body(), [(b"retry-after", b"1"), (b"connection", b"close")])
+        elif not pump.cancelled() and isinstance(pump.exception(), _SlowClient):
+            self.metrics.disconnected()  # the response stays incomplete: the server drops the connection
 
 
 def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> FastAPI:
@@ -325,16 +422,30 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     if not 0 < cfg.request_timeout < float("inf"):
         raise ValueError(f"request_timeout is {cfg.request_timeout}: expected a finite number of seconds > 0")
     metrics = Metrics()
-    prep_lock = threading.Lock()  # prompts (templates, image decoding and encoding) one at a time
+    # set when the server begins to stop (cli.make_server's uvicorn.Server does): generations still
+    # running get STOP_GRACE_S to end, then are answered 503
+    stopping = asyncio.Event()
+    prep_lock = threading.Lock()  # the vision encoder: one prompt's images at a time
     created = int(time.time())
     n_ctx = model.n_ctx
     max_prompt = n_ctx if cfg.max_prompt_tokens is None else min(cfg.max_prompt_tokens, n_ctx)
+    max_queue = cfg.max_queue if cfg.max_queue is not None else getattr(engine, "max_queue", None)
 
-    app = FastAPI(title="pyakvq", docs_url=None, redoc_url=None, openapi_url=None, default_response_class=_JSON)
+    # redirect_slashes off: "/v1/completions/" is an unknown route (404 in the error JSON), not a
+    # bare 307 to an http:// URL
+    app = FastAPI(
+        title="pyakvq",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        default_response_class=_JSON,
+        redirect_slashes=False,
+    )
     app.state.model = model
     app.state.engine = engine
     app.state.config = cfg
     app.state.metrics = metrics
+    app.state.stopping = stopping
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, e: APIError) -> JSONResponse:
@@ -382,19 +493,41 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             raise e from None
         return _rq.parse_json(body)
 
-    def check_prompt(n_prompt: int, param: str) -> None:
+    def check_prompt(n_prompt: int, param: str, has: str = "has") -> None:
         if n_prompt > max_prompt or n_prompt >= n_ctx:
-            msg = f"the prompt has {n_prompt} tokens, more than this server's limit of {max_prompt} prompt tokens"
+            msg = f"the prompt {has} {n_prompt} tokens, more than this server's limit of {max_prompt} prompt tokens"
             if n_prompt >= n_ctx:
                 msg = (
-                    f"the prompt has {n_prompt} tokens: the context size of {n_ctx} tokens leaves no room for the reply"
+                    f"the prompt {has} {n_prompt} tokens: the context size of {n_ctx} tokens leaves no room for the "
+                    "reply"
                 )
             raise bad_request(msg, param, "context_length_exceeded")
 
-    def prepare_chat(req: _rq.ChatRequest) -> Any:
-        # fetched and decoded (within the limits) before the lock; the template and the vision
-        # encoder run one prompt at a time
-        decoded = {id(r): _images.decode(_images.fetch(r.url, cfg, r.where), cfg, r.where) for r in req.images}
+    # The longest token piece in bytes: a prompt of B bytes has at least B / longest tokens, so a
+    # prompt far past the limit is refused before it is tokenized.
+    longest_piece = max(1, max((len(model._model.piece(t, True)) for t in range(model.n_vocab)), default=1))
+
+    def check_prompt_bytes(n_bytes: int, param: str) -> None:
+        check_prompt(n_bytes // longest_piece, param, f"({n_bytes} bytes of text) has at least")
+
+    def text_bytes(messages: list[dict[str, Any]]) -> int:
+        n = 0
+        for m in messages:
+            c = m.get("content")
+            parts = c if isinstance(c, list) else [{"text": c}]
+            for p in parts:
+                t = p.get("text") if isinstance(p, dict) else None
+                n += len(t.encode("utf-8", "surrogatepass")) if isinstance(t, str) else 0
+        return n
+
+    def prepare_chat(req: _rq.ChatRequest, check: Callable[[], None]) -> Any:
+        check_prompt_bytes(text_bytes(req.messages), "messages")
+        # fetched and decoded (within the limits) before the lock; the vision encoder runs one
+        # prompt at a time
+        decoded = {}
+        for r in req.images:
+            check()
+            decoded[id(r)] = _images.decode(_images.fetch(r.url, cfg, r.where, check), cfg, r.where)
         messages = []
         for m in req.messages:
             m = dict(m)
@@ -404,9 +537,10 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
                     for p in m["content"]
                 ]
             messages.append(m)
-        with prep_lock:
+        with prep_lock if req.images else contextlib.nullcontext():
+            check()
             try:
-                inp = model._chat_input(messages, **req.template_kwargs)
+                inp = model._chat_input(messages, _check=check, **req.template_kwargs)
             except (TypeError, ValueError) as e:
                 msg = str(e)
                 if req.images and "image marker" in msg:  # the template left out an image part
@@ -422,7 +556,9 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         check_prompt(len(inp), "messages")
         return inp
 
-    def prepare_completion(req: _rq.CompletionRequest) -> tuple[Any, str]:
+    def prepare_completion(req: _rq.CompletionRequest, check: Callable[[], None]) -> tuple[Any, str]:
+        if isinstance(req.prompt, str):
+            check_prompt_bytes(len(req.prompt.encode("utf-8", "surrogatepass")), "prompt")
         try:
             inp = model._generate_input(req.prompt, None)
         except (TypeError, ValueError) as e:
@@ -430,12 +566,68 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         check_prompt(len(inp), "prompt")
         return inp, _c.prompt_text(model, req.prompt)
 
+    # Requests are prepared (images fetched, decoded and encoded; templates; tokens) on threads:
+    # those with images on their own pool, so that text requests never wait behind them. A request
+    # is admitted to preparation only while the engine's slots and queue can take its choices
+    # beside those already admitted (else 503 at once, before any work), and a client that goes
+    # away stops its preparation at the next image or piece of a transfer.
+    text_prep = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="pyakvq-prep")
+    image_prep = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="pyakvq-images")
+    preparing = 0  # choices of the requests admitted and not yet submitted
+
+    def admit(n: int) -> None:
+        """503 unless the engine can hold n more choices beside those running, queued and prepared."""
+        if max_queue is None:
+            return
+        st = engine.stats()
+        held = st["requests_running"] + st["requests_queued"] + preparing
+        if held + n > engine.n_slots + max_queue:
+            raise APIError(
+                503,
+                f"the server is busy: {held} requests hold its {engine.n_slots} slots and queue of "
+                f"{max_queue}; retry later",
+                code="queue_full",
+            )
+
+    class _Stop(Exception):
+        """The client of a request in preparation went away."""
+
+    async def prepare(request: Request, pool: Any, n: int, fn: Callable[..., Any], req: Any) -> Any:
+        nonlocal preparing
+        admit(n)
+        gone = threading.Event()
+
+        def check() -> None:
+            if gone.is_set():
+                raise _Stop
+
+        def done(f: asyncio.Future) -> None:
+            nonlocal preparing
+            preparing -= n  # when the thread is done with it, also after its client left
+            if not f.cancelled():
+                f.exception()  # retrieved: a preparation given up raised _Stop, or failed unseen
+
+        preparing += n
+        fut = asyncio.get_running_loop().run_in_executor(pool, fn, req, check)
+        fut.add_done_callback(done)
+        watch = asyncio.ensure_future(_wait_disconnect(request.receive))
+        try:
+            await asyncio.wait({fut, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not fut.done():
+                gone.set()
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        if not fut.done():
+            raise ClientDisconnect()
+        return fut.result()
+
     def check_n(s: _a.Sampling) -> None:
-        if cfg.max_queue is not None and s.n > engine.n_slots + cfg.max_queue:
+        if max_queue is not None and s.n > engine.n_slots + max_queue:
             # never schedulable: "retry later" would never succeed
             raise bad_request(
                 f"n = {s.n} is more choices than this server can hold at once: at most "
-                f"{engine.n_slots + cfg.max_queue} ({engine.n_slots} running + {cfg.max_queue} queued)",
+                f"{engine.n_slots + max_queue} ({engine.n_slots} running + {max_queue} queued)",
                 "n",
             )
 
@@ -447,7 +639,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
     async def score_prompt(req: _rq.CompletionRequest, inp: Any) -> Any:
         nonlocal scoring_waiting
         check_n(req.sampling)
-        if cfg.max_queue is not None and scoring_waiting >= engine.n_slots + cfg.max_queue:
+        if max_queue is not None and scoring_waiting >= engine.n_slots + max_queue:
             busy = "the server is busy scoring prompts (echo with logprobs); retry later"
             raise APIError(503, busy, code="queue_full")
         scoring_waiting += 1
@@ -469,6 +661,7 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         echo_lp: Any = None,
     ) -> Response:
         check_n(s)
+        admit(s.n)  # all the choices or none: nothing is submitted, or counted, for a busy server
         try:
             sources = _c.open_sources(model, engine, inp, s)
         except QueueFull as e:
@@ -486,19 +679,22 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
         )
         if echo_lp is not None:
             builder.echo_logprobs(*echo_lp)
-        cls = _EventStream if stream else _Completion
-        return cls(builder, sources, len(inp), prefix, metrics)
+        if stream:
+            return _EventStream(builder, sources, len(inp), prefix, metrics, stopping, send_timeout=cfg.request_timeout)
+        return _Completion(builder, sources, len(inp), prefix, metrics, stopping)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         req = _rq.parse_chat(await read_json(request), cfg)
-        inp = await asyncio.to_thread(prepare_chat, req)
+        check_n(req.sampling)
+        inp = await prepare(request, image_prep if req.images else text_prep, req.sampling.n, prepare_chat, req)
         return respond("chat", inp, req.sampling, req.stream, req.include_usage)
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         req = _rq.parse_completion(await read_json(request), cfg)
-        inp, text = await asyncio.to_thread(prepare_completion, req)
+        check_n(req.sampling)
+        inp, text = await prepare(request, text_prep, req.sampling.n, prepare_completion, req)
         echo_lp = None
         if req.echo and req.sampling.logprobs is not None:  # the prompt's own log probabilities
             echo_lp = await score_prompt(req, inp)

@@ -95,8 +95,27 @@ def uvicorn_options(n_slots: int, max_queue: int, request_timeout: float = 60.0)
         "http": _http_protocol(request_timeout),
         "limit_concurrency": max(MAX_CONNECTIONS, 2 * (n_slots + max_queue)),
         "timeout_keep_alive": KEEP_ALIVE_S,
-        "timeout_graceful_shutdown": 5,  # on Ctrl-C, streams still running get 5 s to end
+        # on Ctrl-C or SIGTERM, generations still running get STOP_GRACE_S (3 s) to end, then a 503
+        # or an error event; what remains after 5 s (nothing, normally) is cancelled
+        "timeout_graceful_shutdown": 5,
     }
+
+
+def make_server(config: Any) -> Any:
+    """The uvicorn.Server of `pyakvq serve` for `config`: when it begins to stop (Ctrl-C, SIGTERM)
+    it first sets the app's `state.stopping` (create_app), so that generations still running are
+    answered (a 503, or a stream's error event and `data: [DONE]`) within uvicorn's grace period,
+    before it cancels what remains and, on SIGTERM, ends the process at once."""
+    import uvicorn  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            stopping = getattr(getattr(self.config.app, "state", None), "stopping", None)
+            if stopping is not None:
+                stopping.set()
+            await super().shutdown(sockets)
+
+    return Server(config)
 
 
 def _seconds_arg(v: str) -> float:
@@ -390,7 +409,7 @@ def run(a: argparse.Namespace, parse_kv_opts: Callable[[list[str] | None], dict[
     _raise_open_files_limit(options["limit_concurrency"])
     config = uvicorn.Config(app, log_level=a.log_level, **options)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        make_server(config).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
         pass
     finally:

@@ -30,10 +30,12 @@ class ServerConfig:
     allow_remote_images (fetched with remote_timeout seconds, at most max_body_bytes). request_timeout:
     seconds a request's head may take from its first bytes, and its body from its first read
     (slower: the connection is closed, after a 408 for the body, so that a client trickling bytes
-    cannot hold a connection for ever; `pyakvq serve` passes it to uvicorn_options too). max_queue: the
-    engine's max_queue (BatchEngine does not say it): a request asking for more choices (n) than the
-    engine's slots plus max_queue can ever hold is refused with 400 (None: not checked, such a
-    request gets 503 as when the queue is full)."""
+    cannot hold a connection for ever; `pyakvq serve` passes it to uvicorn_options too; a streaming
+    client that reads nothing for as long is dropped and its sequences cancelled). max_queue: the
+    engine's max_queue (None: the engine's own `max_queue` attribute, as BatchEngine has): a request
+    asking for more choices (n) than the engine's slots plus max_queue can ever hold is refused with
+    400, and one arriving while the running, queued and in-preparation requests fill them gets 503
+    before its images or prompt are prepared."""
 
     model_name: str = "pyakvq"
     api_key: str | None = None

@@ -25,12 +25,12 @@ class RunningServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        from pyakvq.server.cli import uvicorn_options  # noqa: PLC0415 - `pyakvq serve`'s settings
+        from pyakvq.server.cli import make_server, uvicorn_options  # noqa: PLC0415 - `pyakvq serve`'s settings
 
         cfg = app.state.config
         options = uvicorn_options(app.state.engine.n_slots, cfg.max_queue or 0, cfg.request_timeout)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
-        self.server = uvicorn.Server(config)
+        self.server = make_server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def start(self, timeout: float = 30.0) -> RunningServer:
