@@ -1,7 +1,7 @@
 // PNG decoding with libpng (built when CMake finds libpng; codec_png_stub.cpp otherwise).
 //
 // Error handling: libpng reports errors through png_error_cb, which copies the message and
-// longjmps to the setjmp of png_read_head or png_read_rows. Those two functions and every
+// longjmps to the setjmp of png_read_header, png_read_layout or png_read_rows. Those functions and every
 // callback libpng runs are C-style: no object with a destructor lives in their frames, so the
 // longjmp skips nothing that needs unwinding. decode_png (C++) owns the buffers and the libpng
 // structures (a guard destroys them) and throws after a phase reports failure.
@@ -50,14 +50,24 @@ struct PngHead {
   size_t rowbytes;
 };
 
-// Phase 1: signature, header chunks, the transformations, the output row layout. 0 = ok.
-int png_read_head(png_structp png, png_infop info, PngSource* src, PngHead* head) {
+// Phase 1: signature and header chunks; the image's size in head. 0 = ok. Nothing sized by the
+// image is allocated yet: the caller checks the size first (png_read_update_info allocates and
+// clears rows of the declared width: a 65-byte file declaring 2^31 - 1 columns took 6 GB there).
+int png_read_header(png_structp png, png_infop info, PngSource* src, PngHead* head) {
   if (setjmp(png_jmpbuf(png))) return 1;
   png_set_read_fn(png, src, png_read_cb);
   // libpng's own limit is PNG's (2^31 - 1 per side), so a valid header of a too-large image reaches
-  // check_decoded_size's message instead of "Invalid IHDR data"; nothing is allocated before it
+  // check_decoded_size's message instead of "Invalid IHDR data"
   png_set_user_limits(png, 0x7fffffffU, 0x7fffffffU);
   png_read_info(png, info);
+  head->width = png_get_image_width(png, info);
+  head->height = png_get_image_height(png, info);
+  return 0;
+}
+
+// Phase 2: the transformations and the output row layout. 0 = ok.
+int png_read_layout(png_structp png, png_infop info, PngHead* head) {
+  if (setjmp(png_jmpbuf(png))) return 1;
   const int color = png_get_color_type(png, info);
   const int depth = png_get_bit_depth(png, info);
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
@@ -77,7 +87,7 @@ int png_read_head(png_structp png, png_infop info, PngSource* src, PngHead* head
   return 0;
 }
 
-// Phase 2: all rows (every interlace pass) into rows[height]. 0 = ok.
+// Phase 3: all rows (every interlace pass) into rows[height]. 0 = ok.
 int png_read_rows(png_structp png, png_bytepp rows) {
   if (setjmp(png_jmpbuf(png))) return 1;
   png_read_image(png, rows);
@@ -110,10 +120,13 @@ Decoded decode_png(const uint8_t* data, size_t size, const std::string& name) {
   g.info = png_create_info_struct(g.png);
   if (!g.info) throw Error("[image] " + label(name) + ": cannot create a libpng info structure");
   PngHead head{};
-  if (png_read_head(g.png, g.info, &src, &head) != 0) {
+  if (png_read_header(g.png, g.info, &src, &head) != 0) {
     throw FormatError("[image] " + label(name) + ": corrupt or truncated PNG (libpng: " + src.message + ")");
   }
   check_decoded_size("PNG", name, head.width, head.height);
+  if (png_read_layout(g.png, g.info, &head) != 0) {
+    throw FormatError("[image] " + label(name) + ": corrupt or truncated PNG (libpng: " + src.message + ")");
+  }
   if (head.bit_depth != 8 || head.channels < 1 || head.channels > 4 ||
       head.rowbytes != static_cast<size_t>(head.width) * head.channels) {
     throw FormatError("[image] " + label(name) + ": unsupported PNG layout (" + std::to_string(head.channels) +

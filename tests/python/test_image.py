@@ -407,6 +407,45 @@ def test_an_endless_file_is_refused_after_its_first_bytes(tmp_path):
     assert pillow.startswith("ValueError") and "not an image pillow can read" in pillow, pillow
 
 
+@pytest.mark.skipif(not CODECS["png"], reason="the engine was built without libpng")
+def test_a_png_header_declaring_a_huge_image_is_refused_before_any_row_is_allocated(tmp_path):
+    """65-byte PNGs whose IHDR declares 2^31 - 1 columns (RGB 8-bit, RGBA 16-bit): refused from the
+    header, in a process held to 1 GiB of address space. libpng's row buffers for the declared width
+    were allocated and cleared first (6 GB and 17 GB, 30 s and 105 s), then the size was refused."""
+    import os
+    import struct
+    import subprocess
+    import sys
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    for color, depth in ((2, 8), (6, 16)):
+        ihdr = struct.pack(">IIBBBBB", 2**31 - 1, 1, depth, color, 0, 0, 0)
+        data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+        (tmp_path / f"wide{depth}.png").write_bytes(data)
+    code = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "from pyakvq import image\n"
+        "for p in sys.argv[1:]:\n"
+        "    try:\n"
+        "        image.load_image(p)\n"
+        "        print('no error')\n"
+        "    except Exception as e:\n"
+        "        print(type(e).__name__, e)\n"
+    )
+    cwd = pathlib.Path(image.__file__).resolve().parents[1]
+    paths = [str(tmp_path / "wide8.png"), str(tmp_path / "wide16.png")]
+    r = subprocess.run(
+        [sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=60, cwd=cwd, env=os.environ
+    )
+    assert r.returncode == 0, r.stderr
+    for line in r.stdout.strip().splitlines():
+        assert line.startswith("ValueError") and "2147483647x1 pixels is larger than the limit" in line, line
+
+
 def test_lazy_pil_image_and_sizes_out_of_range(tmp_path):
     """A PIL image opened lazily from a truncated file is a ValueError as the same file given by
     path (not pillow's OSError); image_size and crop_size out of range name themselves."""
