@@ -51,9 +51,12 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
   im.tokenizer = Tokenizer::from_gguf(f);
   const models::LlamaHparams& hp = im.llama->hparams();
   const Tokenizer& tok = *im.tokenizer;
-  if (tok.n_vocab() > hp.n_vocab) {
-    throw FormatError("[model] " + path + ": tokenizer has " + std::to_string(tok.n_vocab()) +
-                      " tokens but token_embd.weight only " + std::to_string(hp.n_vocab) + " rows");
+  // one row per token, as llama.cpp requires: rows without a token would be sampled and have no
+  // text (converters pad the token list to the embedding's rows)
+  if (tok.n_vocab() != hp.n_vocab) {
+    throw FormatError("[model] " + path + ": the tokenizer has " + std::to_string(tok.n_vocab()) +
+                      " tokens but token_embd.weight has " + std::to_string(hp.n_vocab) +
+                      " rows (one per token expected)");
   }
 
   ModelInfo& info = im.info;

@@ -130,10 +130,12 @@ const std::string& Tokenizer::text(int32_t id) const {
 void SpecialMatcher::build(const std::vector<std::string>& tokens, const std::vector<TokenType>& types) {
   for (auto& v : by_first_) v.clear();
   for (size_t i = 0; i < tokens.size(); ++i) {
+    // control and unknown tokens (as llama.cpp: SentencePiece's "<unk>") only with parse_special,
+    // user-defined ones always
     const TokenType ty = types[i];
-    if ((ty != TokenType::Control && ty != TokenType::UserDefined) || tokens[i].empty()) continue;
-    by_first_[static_cast<unsigned char>(tokens[i][0])].push_back(
-        Entry{&tokens[i], static_cast<int32_t>(i), ty == TokenType::Control});
+    const bool control = ty == TokenType::Control || ty == TokenType::Unknown;
+    if ((!control && ty != TokenType::UserDefined) || tokens[i].empty()) continue;
+    by_first_[static_cast<unsigned char>(tokens[i][0])].push_back(Entry{&tokens[i], static_cast<int32_t>(i), control});
   }
   for (auto& v : by_first_)
     std::stable_sort(v.begin(), v.end(),

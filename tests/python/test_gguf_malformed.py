@@ -107,3 +107,42 @@ def test_asan_valid_files(asan_gguf_check, tmp_path, smollm2_path):
     assert "Sanitizer" not in r.stderr and "runtime error" not in r.stderr, r.stderr
     assert r.stdout.splitlines()[:2] == [f"OK {base}", f"OK {smollm2_path}"]
     assert re.match(rf"ERR {re.escape(str(tmp_path))}/missing.gguf: .*No such file", r.stdout.splitlines()[2])
+
+
+def test_fewer_tokens_than_embedding_rows_is_refused(tmp_path):
+    """The demo model with its token list cut to 480 of its 512 embedding rows: refused at load, as
+    llama.cpp refuses it ("wrong shape"). It used to load, and sampling a row past the tokens ended a
+    generation midway with "token id out of range"."""
+    import gguf
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+
+    import pyakvq
+
+    r = GGUFReader(str(pyakvq.demo_model_path()))
+    dst = tmp_path / "fewer-tokens.gguf"
+    w = GGUFWriter(str(dst), "llama")
+    for key, f in r.fields.items():
+        if key.startswith("GGUF.") or key == "general.architecture":
+            continue
+        v = f.contents()
+        if key in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
+            v = v[:480]
+        if key == "tokenizer.ggml.merges":  # the merges whose parts and result are left
+            keep = set(r.fields["tokenizer.ggml.tokens"].contents()[:480])
+            v = [m for m in v if m.replace(" ", "", 1) in keep and all(p in keep for p in m.split(" ", 1))]
+        if f.types[0] == GGUFValueType.ARRAY:
+            w.add_key_value(key, list(v), GGUFValueType.ARRAY, sub_type=f.types[-1])
+        else:
+            w.add_key_value(key, v, f.types[0])
+    for t in r.tensors:
+        data = np.array(t.data)
+        if t.tensor_type in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+            data = data.reshape([int(x) for x in reversed(t.shape.tolist())])
+        w.add_tensor(t.name, data, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    with pytest.raises(ValueError, match="the tokenizer has 480 tokens but token_embd.weight has 512 rows"):
+        pyakvq.Model(str(dst))

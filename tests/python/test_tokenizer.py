@@ -221,6 +221,27 @@ def test_spm_matches_sentencepiece(spm_tok, ref, kind):
     compare(spm_tok, texts, unpack(ref, f"spm_{kind}"))
 
 
+def test_spm_unknown_token_text_is_special_as_in_llama_cpp(spm_tok):
+    """The text "<unk>" is the unknown token (type 2) when special-token text is parsed, and plain
+    text otherwise, as llama.cpp treats unknown tokens like control ones. It was always plain text
+    ("<", "un", "k", ">"); llama-cpp-python 0.3.36 gives [261, 0, 269] and [261, 1016, 463, 987,
+    1008, 981] on this vocabulary (and, when installed, is asked again)."""
+    unk = [i for i in range(spm_tok.n_vocab) if spm_tok.type(i) == 2]
+    assert unk == [0]
+    special = spm_tok.encode("a<unk>b", add_special=False, parse_special=True)
+    plain = spm_tok.encode("a<unk>b", add_special=False, parse_special=False)
+    assert special == [261, 0, 269] and plain == [261, 1016, 463, 987, 1008, 981]
+    try:
+        import llama_cpp  # noqa: PLC0415 - optional reference
+    except ImportError:
+        return
+    ref = llama_cpp.Llama(str(FIX / "spm_bpe.gguf"), vocab_only=True, verbose=False)
+    for text in ("a<unk>b", "<unk>", " <unk> <unk>x", "<un<unk>k>"):
+        for sp in (True, False):
+            want = ref.tokenize(text.encode(), add_bos=False, special=sp)
+            assert spm_tok.encode(text, add_special=False, parse_special=sp) == want, (text, sp)
+
+
 def test_spm_bos_and_round_trip(spm_tok):
     assert (spm_tok.n_vocab, spm_tok.bos, spm_tok.eos, spm_tok.add_bos) == (1500, 1, 2, True)
     text = read_text()
