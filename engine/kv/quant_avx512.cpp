@@ -226,7 +226,14 @@ inline void acc_tile_bf16(const uint16_t* wb, const uint8_t* rows, size_t stride
         pair = _mm512_permutexvar_epi64(_mm512_set1_epi64(2 * (c / 4) + (c & 1)), (c & 2) ? hi : lo);
       } else {
         const __m512i src = (c & 1) ? hi : lo;
-        pair = _mm512_shuffle_i32x4(src, src, (c / 2) * 0x55);
+        // 128-bit lane c / 2 of src broadcast; an immediate in each case, so that builds that do
+        // not unroll the loop (Debug, -O1) compile too
+        switch (c / 2) {
+          case 0: pair = _mm512_shuffle_i32x4(src, src, 0x00); break;
+          case 1: pair = _mm512_shuffle_i32x4(src, src, 0x55); break;
+          case 2: pair = _mm512_shuffle_i32x4(src, src, 0xAA); break;
+          default: pair = _mm512_shuffle_i32x4(src, src, 0xFF); break;
+        }
       }
       const __m512bh f = (__m512bh)_mm512_permutexvar_epi16(_mm512_srlv_epi16(pair, sh), table);
 #pragma GCC unroll 4
