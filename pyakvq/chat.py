@@ -227,8 +227,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
     item = getattr(value, "item", None)
-    if callable(item) and type(value).__module__ == "numpy":
-        return _plain(item())  # numpy scalars
+    if callable(item) and type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return _plain(item())  # numpy scalars (not arrays: an image array is a placeholder as below)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if callable(getattr(value, "model_dump", None)):

@@ -138,6 +138,17 @@ def test_message_normalization():
     assert msgs[2] == {"role": "tool", "content": "42", "tool_call_id": "abc"}
     assert list(msgs[3]) == ["thinking", "role", "content", "reasoning", "reasoning_content"]
     assert msgs[3]["thinking"] == msgs[3]["reasoning_content"] == "because"
+    # numpy: arrays (an image given as pixels) are placeholders as in transformers, scalars values;
+    # an array once raised "can only convert an array of size 1" (or became a scalar if of size 1)
+    import numpy as np
+
+    pixels = {"type": "image", "image": np.zeros((8, 8, 3), np.uint8)}
+    one = {"type": "image", "image": np.zeros((1,), np.uint8)}
+    msgs = _chat.normalize_messages(
+        [{"role": "user", "content": [pixels, one], "n": np.int64(3), "x": np.float32(0.5)}]
+    )
+    assert msgs[0]["content"] == [{"type": "image", "image": "<ndarray>"}, {"type": "image", "image": "<ndarray>"}]
+    assert msgs[0]["n"] == 3 and type(msgs[0]["n"]) is int and msgs[0]["x"] == 0.5
     with pytest.raises(ValueError, match="role"):
         _chat.normalize_messages([{"role": "wizard", "content": "x"}])
     with pytest.raises(ValueError, match="content"):
