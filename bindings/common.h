@@ -17,6 +17,9 @@ namespace nb = nanobind;
 GenerateParams generate_params(int max_tokens, float temperature, int32_t top_k, float top_p, float min_p,
                                float repeat_penalty, int32_t repeat_last_n, std::optional<uint64_t> seed,
                                std::vector<std::string> stop, std::optional<int> logprobs);
+// s as a Python str, bytes that are not UTF-8 as U+FFFD: text from a file (GGUF metadata, messages
+// quoting it), where a UnicodeDecodeError would hide what it says.
+nb::str utf8_text(const std::string& s);
 // (id, text, finish_reason or None, logprob or None, top_logprobs [(id, logprob), ...] or None)
 nb::tuple step_tuple(const GenerateStep& st);
 void init_batch(nb::module_& m);

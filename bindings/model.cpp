@@ -65,9 +65,12 @@ F32Array make_array(std::vector<float>&& v, std::initializer_list<size_t> shape)
 
 nb::dict info_dict(const ModelInfo& i) {
   nb::dict d;
-  d["path"] = i.path;
-  d["arch"] = i.arch;
-  d["name"] = i.name;
+  // the path as Python's os functions decode file names (undecodable bytes as surrogates)
+  PyObject* path = PyUnicode_DecodeFSDefaultAndSize(i.path.data(), static_cast<Py_ssize_t>(i.path.size()));
+  if (!path) throw nb::python_error();
+  d["path"] = nb::steal<nb::str>(path);
+  d["arch"] = utf8_text(i.arch);
+  d["name"] = utf8_text(i.name);
   d["n_vocab"] = i.n_vocab;
   d["n_ctx_train"] = i.n_ctx_train;
   d["n_embd"] = i.n_embd;
@@ -78,9 +81,9 @@ nb::dict info_dict(const ModelInfo& i) {
   d["n_ff"] = i.n_ff;
   d["rope_theta"] = i.rope_theta;
   d["rms_eps"] = i.rms_eps;
-  d["tokenizer_model"] = i.tokenizer_model;
-  d["tokenizer_pre"] = i.tokenizer_pre;
-  d["chat_template"] = i.chat_template;
+  d["tokenizer_model"] = utf8_text(i.tokenizer_model);
+  d["tokenizer_pre"] = utf8_text(i.tokenizer_pre);
+  d["chat_template"] = utf8_text(i.chat_template);
   d["bos"] = i.bos;
   d["eos"] = i.eos;
   d["add_bos"] = i.add_bos;
@@ -88,9 +91,9 @@ nb::dict info_dict(const ModelInfo& i) {
   d["n_params"] = i.n_params;
   d["act_bits"] = i.act_bits;
   d["packed_bytes"] = i.packed_bytes;
-  d["device"] = i.device;
+  d["device"] = utf8_text(i.device);
   d["device_bytes"] = i.device_bytes;
-  d["device_note"] = i.device_note;
+  d["device_note"] = utf8_text(i.device_note);
   return d;
 }
 

@@ -146,3 +146,22 @@ def test_fewer_tokens_than_embedding_rows_is_refused(tmp_path):
     w.close()
     with pytest.raises(ValueError, match="the tokenizer has 480 tokens but token_embd.weight has 512 rows"):
         pyakvq.Model(str(dst))
+
+
+def test_metadata_strings_that_are_not_utf8(tmp_path):
+    """GGUF strings are UTF-8; a file whose strings are not still gets the engine's own answer: a
+    model name with U+FFFD for the bad byte, and the engine's message (quoting the bad value) for an
+    unsupported pre-tokenizer. Both gave a UnicodeDecodeError naming neither key nor file."""
+    import pyakvq
+
+    demo = pyakvq.demo_model_path().read_bytes()
+    name = bytearray(demo)
+    name[name.find(b"pyakvq demo VLM")] = 0xFF
+    (tmp_path / "name.gguf").write_bytes(name)
+    with pyakvq.Model(str(tmp_path / "name.gguf")) as m:
+        assert m.info["name"] == "\ufffdyakvq demo VLM (shapes)"
+    pre = bytearray(demo)
+    pre[pre.find(b"gpt-2")] = 0xFF
+    (tmp_path / "pre.gguf").write_bytes(pre)
+    with pytest.raises(ValueError, match="unsupported tokenizer.ggml.pre '\ufffdpt-2'"):
+        pyakvq.Model(str(tmp_path / "pre.gguf"))
