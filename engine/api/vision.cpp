@@ -101,7 +101,11 @@ VisionModel::~VisionModel() = default;
 std::shared_ptr<VisionModel> VisionModel::load(const std::string& path) {
   std::shared_ptr<VisionModel> m(new VisionModel());
   m->impl_->own_file = gguf::File::open(path);
-  m->impl_->bind(*m->impl_->own_file);
+  try {
+    m->impl_->bind(*m->impl_->own_file);
+  } catch (const Unavailable& e) {  // a file given as the vision tower that has none: a wrong file
+    throw FormatError(std::string(e.what()) + " (a vision tower file, llama.cpp's mmproj, is expected here)");
+  }
   return m;
 }
 

@@ -103,12 +103,12 @@ Clip::Clip(const gguf::File& f) {
   if (f.has("akvq.vision.hidden_act")) {  // transformers' name (our converter)
     const std::string name = f.get_str("akvq.vision.hidden_act");
     if (!ops::activation_from_name(name.c_str(), &hp.act)) {
-      throw Unavailable(kTag + " " + f.path() + ": vision activation 'akvq.vision.hidden_act' = '" + name +
+      throw FormatError(kTag + " " + f.path() + ": vision activation 'akvq.vision.hidden_act' = '" + name +
                         "' is not supported (gelu, gelu_pytorch_tanh, quick_gelu, silu, relu)");
     }
   }
   if (f.get_bool("clip.use_silu", false)) {
-    throw Unavailable(kTag + " " + f.path() + ": clip.use_silu (SiLU MLP) is not supported");
+    throw FormatError(kTag + " " + f.path() + ": clip.use_silu (SiLU MLP) is not supported");
   }
   // OpenAI CLIP's normalization when the file does not say (llama.cpp files always do).
   hp.image_mean = get_rgb(f, "clip.vision.image_mean", {0.48145466f, 0.4578275f, 0.40821073f}, false);

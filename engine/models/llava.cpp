@@ -17,11 +17,11 @@ const std::string kTag = "[llava]";
 LlavaProjector::LlavaProjector(const gguf::File& f, int n_embd_vision) {
   const std::string type = f.get_str("clip.projector_type", "mlp");
   if (type != "mlp") {
-    throw Unavailable(kTag + " " + f.path() + ": projector type '" + type + "' is not supported (supported: mlp)");
+    throw FormatError(kTag + " " + f.path() + ": projector type '" + type + "' is not supported (supported: mlp)");
   }
   const std::string act = f.get_str("akvq.vision.projector_hidden_act", "gelu");
   if (!ops::activation_from_name(act.c_str(), &act_)) {
-    throw Unavailable(kTag + " " + f.path() + ": projector activation '" + act +
+    throw FormatError(kTag + " " + f.path() + ": projector activation '" + act +
                       "' is not supported (gelu, gelu_pytorch_tanh, quick_gelu, silu, relu)");
   }
   const TensorView* w1 = f.find_tensor("mm.0.weight");

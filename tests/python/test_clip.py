@@ -386,7 +386,7 @@ def test_mismatched_mmproj_and_bad_inputs(files):
     vm = A.VisionModel.load(files["one"])
     with pytest.raises(ValueError, match=r"shape \[n, 3, 32, 32\]"):
         vm.encode(np.zeros((1, 3, 16, 16), np.float32))
-    with pytest.raises(RuntimeError, match="no vision encoder"):
+    with pytest.raises(ValueError, match=r"no vision encoder.*a vision tower file, llama.cpp's mmproj, is expected"):
         A.VisionModel.load(files["text"])
     bad = A.SessionInput()
     with pytest.raises(ValueError, match="width 32 after rows of width 64"):

@@ -472,6 +472,9 @@ def test_cli_two_file_and_errors(files, tmp_path):
     copy_with_key(files["spm_default_pad"], tanh, "akvq.vision.projector_hidden_act", string_value("tanh"))
     line = err("-m", tanh, "-p", "x", "--image", img)
     assert "projector activation 'tanh' is not supported" in line and "no vision encoder" not in line, line
+    assert "--mmproj" not in line, line  # the file has a vision tower: no hint to give it one
+    with pytest.raises(ValueError, match="projector activation 'tanh' is not supported"):  # a file it cannot run
+        pyakvq.Model(tanh)
     assert "n_embd" in err("-m", files["bpe_text"], "--mmproj", files["mmproj"], "-p", "x", "--image", img)
     assert "2 image markers but 1 image" in err(*base, "-p", "<image> <image>", "--image", img)
     corrupt = tmp_path / "bad.png"
@@ -610,6 +613,8 @@ def test_mmproj_that_does_not_match(files):
         pyakvq.Model(files["bpe_text"], mmproj=files["mmproj"])
     with pytest.raises(OSError, match="nope.gguf"):
         pyakvq.Model(files["text"], mmproj=files["text"].parent / "nope.gguf")
+    with pytest.raises(ValueError, match="no vision encoder.*a vision tower file, llama.cpp's mmproj, is expected"):
+        pyakvq.Model(files["text"], mmproj=files["text"])  # a text model given as the vision tower
 
 
 def test_image_to_a_text_only_model(files):
