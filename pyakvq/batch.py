@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,13 +146,20 @@ class BatchStream:
 class _Core:
     """The state the worker thread shares with the engine: the engine's BatchGenerator, the
     streams by request id, and the closed flag, under one condition variable (an RLock: a
-    stream's __del__ may run while it is held)."""
+    stream's __del__ may run while it is held). The streams are held weakly: a stream nobody
+    refers to any more is collected, and its request cancelled (by its __del__, or by the worker
+    when it finds the reference dead), so that it does not run to its end holding a slot (and the
+    engine it refers to can be collected too)."""
 
     def __init__(self, gen: Any):
         self.gen = gen
         self.cv = threading.Condition(threading.RLock())
-        self.streams: dict[int, BatchStream] = {}
+        self.streams: dict[int, weakref.ref[BatchStream]] = {}
         self.closed = False
+
+    def live_streams(self) -> list[BatchStream]:
+        """The streams still referred to (cv held)."""
+        return [s for s in (r() for r in self.streams.values()) if s is not None]
 
     def cancel(self, s: BatchStream) -> None:
         with self.cv:
@@ -164,7 +172,7 @@ class _Core:
             if self.closed:
                 return
             self.closed = True
-            streams = list(self.streams.values())
+            streams = self.live_streams()
             self.streams.clear()
             self.cv.notify_all()
         for s in streams:
@@ -193,15 +201,20 @@ def _step(core: _Core, gen: Any) -> None:
         events = gen.step()
     except Exception as e:  # noqa: BLE001 - the step failed as a whole: end every stream
         with core.cv:
-            streams = list(core.streams.values())
+            streams = core.live_streams()
         for s in streams:
             core.cancel(s)
             s._deliver(_End(None, f"batch step failed: {e}"))
         return
     with core.cv:
         for rid, step, done, finish, error, _n_prompt, n_reused, _n_gen in events:
-            s = core.streams.get(rid)
+            ref = core.streams.get(rid)
+            s = ref() if ref is not None else None
             if s is None:
+                if ref is not None:  # dropped by its owner before its __del__ could cancel it
+                    del core.streams[rid]
+                    if not done:
+                        gen.cancel(rid)
                 continue
             s.n_reused = n_reused
             if step is not None:
@@ -308,7 +321,7 @@ class BatchEngine:
                 raise RuntimeError("this BatchEngine is closed")
             rid, used_seed = self._gen.submit(inp, **a.engine_kwargs(m.seed))
             s = BatchStream(self, rid, len(inp), used_seed)
-            core.streams[rid] = s
+            core.streams[rid] = weakref.ref(s)
             core.cv.notify_all()
         return s
 

@@ -235,3 +235,30 @@ def test_an_engine_nobody_holds_stops_its_worker(demo, demo_inputs):
     gc.collect()
     worker.join(timeout=10)
     assert not worker.is_alive()
+
+
+def test_a_stream_nobody_holds_is_cancelled(smollm2_path):
+    """A stream dropped mid-generation (its owner went away without cancel()) gives its slot back
+    at once, and an engine dropped with a stream running stops. Both ran to the end: the worker
+    held every stream, so neither could be collected (the next request waited 14-19 s for the one
+    slot)."""
+    import gc
+
+    count = "1, 2, 3, 4, 5,"  # SmolLM2 counts on greedily for hundreds of tokens
+    with pyakvq.Model(str(smollm2_path), n_ctx=2048, n_threads=2) as m:
+        with BatchEngine(m, n_parallel=1, max_queue=1) as eng:
+            s = eng.submit(count, max_tokens=1500, temperature=0)
+            next(s)
+            del s
+            gc.collect()
+            got = eng.submit(count, max_tokens=6, temperature=0).text()  # the one slot, free again
+            assert got == m.generate(count, max_tokens=6, temperature=0)
+            assert eng.stats()["generated_tokens_total"] < 200, eng.stats()
+        eng = BatchEngine(m, n_parallel=1)
+        worker = eng._thread
+        s = eng.submit(count, max_tokens=1500, temperature=0)
+        next(s)
+        del eng, s
+        gc.collect()
+        worker.join(timeout=30)
+        assert not worker.is_alive()
