@@ -433,12 +433,25 @@ def _run(
     return builder.result(n_prompt, prefix)
 
 
+def _check_engine(llm: Any, engine: Any) -> None:
+    """TypeError unless `engine` is a BatchEngine, ValueError unless it runs `llm`'s weights (another
+    Model's engine would run these token ids through its own weights and vocabulary)."""
+    from .batch import BatchEngine  # noqa: PLC0415 - batch imports this module's neighbours
+
+    if not isinstance(engine, BatchEngine):
+        raise TypeError(f"engine must be a pyakvq.batch.BatchEngine or None, got {type(engine).__name__}")
+    if engine._model is not llm:
+        raise ValueError("engine was built on another Model: give the BatchEngine made over this Model")
+
+
 def _run_on(
     llm: Any, engine: Any, builder: ResultBuilder, inp: Any, s: Sampling, stream: bool, prefix: str = ""
 ) -> dict[str, Any] | Iterator[dict[str, Any]]:
     """Opens the choices' sources and runs them (_run). A call that returns its whole result from
     the Model's own session holds the Model for all of it, as Model.generate does: a call from
     another thread waits for it instead of ending its generation."""
+    if engine is not None:
+        _check_engine(llm, engine)
     if stream or engine is not None:
         return _run(builder, open_sources(llm, engine, inp, s), len(inp), stream, prefix)
     with llm._lock:  # re-entrant: the generations take it per step

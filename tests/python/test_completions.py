@@ -533,3 +533,20 @@ def test_engine_context_bounds_its_completions(demo):
             demo.create_completion(prompt, engine=small, max_tokens=4)
     finally:
         small.close()
+
+
+def test_an_engine_of_another_model_is_refused(demo, smollm2_path):
+    """engine= must be a BatchEngine over this Model: one over SmolLM2 ran the demo's token ids
+    through SmolLM2's weights and decoded them with the demo's vocabulary (an answer of garbage
+    labelled as the demo's); a string failed with an AttributeError."""
+    from pyakvq.batch import BatchEngine
+
+    msgs = [{"role": "user", "content": "What color is the shape?"}]
+    with pyakvq.Model(str(smollm2_path), n_ctx=256) as smol, BatchEngine(smol) as eng:
+        with pytest.raises(ValueError, match="engine was built on another Model"):
+            demo.create_chat_completion(msgs, max_tokens=8, temperature=0, engine=eng)
+        with pytest.raises(ValueError, match="engine was built on another Model"):
+            demo.create_completion("hi", max_tokens=2, engine=eng, stream=True)
+        assert smol.create_completion("hi", max_tokens=2, temperature=0, engine=eng)["choices"][0]["text"]
+    with pytest.raises(TypeError, match="engine must be a pyakvq.batch.BatchEngine or None, got str"):
+        demo.create_completion("hi", engine="oops")
