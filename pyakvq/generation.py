@@ -21,8 +21,10 @@ class Token:
     """One generated token.
 
     `text` is the text this token releases: whole characters only (a character split over
-    several tokens comes with the token that completes it, so `text` may be ""), never a stop
-    string or what follows it, and text that could start a stop string comes with a later token.
+    several tokens comes with the token that completes it, so `text` may be ""; bytes that are
+    not UTF-8, and a character the generation's end cuts, are one U+FFFD each, as Python's
+    decode(errors="replace") and transformers' decode give them), never a stop string or what
+    follows it, and text that could start a stop string comes with a later token.
     The concatenation of all `text` is the full output. `finish_reason` is None except on the
     last token of a generation: "stop", "length", "eos" or "context" (see FINISH_REASONS).
 
