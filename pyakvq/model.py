@@ -241,21 +241,30 @@ class Model:
         images: one image per image marker of the prompt (see generate())."""
         if images is not None:
             inp = self._image_input(prompt, images)
+            self._check_fits(len(inp), "prompt")
             with self._lock:
                 self._claim()
                 s = self._sess()
                 s.reset()
                 return s.eval_rows(inp)
         ids = self._text_input(prompt)
+        self._check_fits(len(ids), "prompt")
         with self._lock:
             self._claim()
             s = self._sess()
             s.reset()
             return s.eval(ids)
 
+    def _check_fits(self, n: int, name: str) -> None:
+        """ValueError for more than n_ctx tokens, before the cache or a running stream is touched."""
+        if n > self.n_ctx:
+            raise ValueError(f"{name} has {n} tokens, more than the context size n_ctx={self.n_ctx}")
+
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
-        """Logits [n_tokens, n_vocab] of every position of `token_ids`, from an empty cache."""
+        """Logits [n_tokens, n_vocab] of every position of `token_ids`, from an empty cache.
+        ValueError for more than n_ctx tokens (nothing else changes then)."""
         ids = self._ids(token_ids)
+        self._check_fits(len(ids), "token_ids")
         with self._lock:
             self._claim()
             s = self._sess()
@@ -270,6 +279,7 @@ class Model:
         unused). The log-sum-exp of each row is summed in float64."""
         ids = self._ids(token_ids)
         n = len(ids)
+        self._check_fits(n, "token_ids")
         lp = np.full(n, np.nan)
         top_ids = np.zeros((n, k), np.int64)
         top_lp = np.full((n, k), np.nan)
@@ -732,9 +742,7 @@ class Model:
         a = _v.sampling_args(
             max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, seed, stop, logprobs
         )
-        n_ctx = self.n_ctx
-        if len(ids) > n_ctx:
-            raise ValueError(f"prompt has {len(ids)} tokens, more than the context size n_ctx={n_ctx}")
+        self._check_fits(len(ids), "prompt")
         gen = _akvq.Generator(self._sess(), ids, **a.engine_kwargs(self.seed))
         ts = TokenStream(self, gen)
         self.__dict__.setdefault("_streams", weakref.WeakSet()).add(ts)

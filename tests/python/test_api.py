@@ -262,3 +262,23 @@ def test_kv_options(smollm2_path):
             assert m.kv_stats()["options"]["pv_bf16"] == want, opts
     with pytest.raises(ValueError, match="pv_bf16"):
         pyakvq.Model(smollm2_path, kv="akvq2", kv_options={"pv_bf16": "maybe"})
+
+
+def test_too_long_an_input_to_eval_or_logits_leaves_the_stream_and_cache(smollm2_path):
+    """eval()/logits() of more than n_ctx tokens: a ValueError naming the context size, as from
+    generate(), raised before anything changes. They used to end the stream in progress and empty
+    the cache first, then fail with the engine's "context overflow"."""
+    with pyakvq.Model(str(smollm2_path), n_ctx=32) as m:
+        want = m.generate("Once upon a time", max_tokens=6, temperature=0)
+        s = m.generate("Once upon a time", max_tokens=6, temperature=0, stream=True)
+        first = next(s)
+        cached = m.kv_stats()["n_tokens"]
+        for call in (
+            lambda: m.logits(list(range(1, 40))),
+            lambda: m.eval(list(range(1, 40))),
+            lambda: m.eval("x " * 60),
+        ):
+            with pytest.raises(ValueError, match=r"has \d+ tokens, more than the context size n_ctx=32"):
+                call()
+            assert m.kv_stats()["n_tokens"] == cached
+        assert first.text + "".join(t.text for t in s) == want  # the stream goes on
