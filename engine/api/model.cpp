@@ -73,7 +73,9 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
   info.n_ff = hp.n_ff;
   info.act_bits = params.act_bits;
   info.packed_bytes = static_cast<int64_t>(im.llama->packed_bytes());
-  if (params.device == "cuda" || (params.device == "auto" && cuda::is_available())) {
+  if (params.device == "auto" && !cuda::is_available()) {
+    info.device_note = cuda::status();  // the CPU, and why not the GPU
+  } else if (params.device == "cuda" || params.device == "auto") {
     try {
       im.gpu = std::make_unique<cuda::LlamaGpu>(*im.llama);  // Unavailable / OutOfMemory name the reason
       info.device = "cuda";

@@ -97,6 +97,8 @@ def test_model_device_option():
         pyakvq.Model(device="gpu")
     with pyakvq.Model(device="auto") as m:
         assert m.info["device"] == ("cuda" if pyakvq.cuda_available() else "cpu")
+        if not pyakvq.cuda_available():  # the CPU, and why not the GPU (it was empty without a device)
+            assert m.info["device_note"] == pyakvq.cuda_status() and m.info["device_note"]
     if not pyakvq.cuda_available():
         with pytest.raises(RuntimeError, match=r"\[cuda\]"):
             pyakvq.Model(device="cuda")
