@@ -222,9 +222,10 @@ void init_model(nb::module_& m) {
           [](Session& self, const std::vector<int32_t>& ids, const std::string& kind) {
             const TokenKind k = parse_kind(kind);
             const size_t n_vocab = static_cast<size_t>(self.model().info().n_vocab);
-            std::vector<float> out(ids.size() * n_vocab);
+            std::vector<float> out;
             {
               EngineCall r;
+              out.resize(ids.size() * n_vocab);  // hundreds of MB for long inputs: cleared without the GIL
               self.eval_all(ids, out.data(), k);
             }
             return make_array(std::move(out), {ids.size(), n_vocab});
