@@ -7,11 +7,21 @@ are "other". Whitespace is the Unicode White_Space property (PropList.txt), whic
 Oniguruma's \\s (used by Hugging Face tokenizers) and llama.cpp use; Python's str.isspace() differs
 (it also accepts U+001C..U+001F), so the list is spelled out here.
 
-Usage: python engine/tokenizer/gen_unicode_tables.py > engine/tokenizer/unicode_tables.cpp
+The Unicode version is llama.cpp's (15.1 in the llama.cpp of llama-cpp-python 0.3.36: its
+tokenization of every code point matched these tables then), from the `unicodedata2` package
+when it is installed (Python's own unicodedata follows the interpreter: 3.11 has Unicode 14.0,
+which gave CJK Extension H/I, Kawi, Nag Mundari, ... other classes than llama.cpp's).
+
+Usage: pip install unicodedata2==15.1.0
+       python engine/tokenizer/gen_unicode_tables.py > engine/tokenizer/unicode_tables.cpp
 """
 
 import sys
-import unicodedata
+
+try:
+    import unicodedata2 as unicodedata
+except ImportError:
+    import unicodedata
 
 WHITE_SPACE = [
     (0x0009, 0x000D),

@@ -194,6 +194,41 @@ def test_bytes_without_a_token_are_dropped_as_llama_cpp_does(smollm2_tokenizers)
         assert tok.encode(t, add_special=False, parse_special=False) == want, t
 
 
+def test_letters_and_digits_of_unicode_15_1_as_llama_cpp(smollm2_tokenizers):
+    """The pre-tokenizer's classes are Unicode 15.1's, as llama.cpp's: CJK Extension H (U+31350)
+    is a letter, so "'s" after it is one token (506), as llama.cpp and HF tokenizers give it; with
+    Unicode 14.0 it was "other" and took the apostrophe ([23, 99]). Kaktovik numerals (U+1D2C0)
+    are digits and Kawi letters (U+11F04) letters. With llama-cpp-python at hand, every code point
+    of the ranges Unicode 15.0 and 15.1 added gives its ids in three contexts."""
+    tok = smollm2_tokenizers["smollm"]
+    assert tok.encode("\U00031350's", add_special=False, parse_special=False)[-1] == 506
+    assert tok.piece(tok.encode("a\U0001d2c0", add_special=False, parse_special=False)[0]) == b"a"
+    kawi = tok.encode("x\U00011f04's", add_special=False, parse_special=False)
+    assert kawi[-1] == 506, kawi
+    try:
+        import llama_cpp  # noqa: PLC0415 - optional reference
+    except ImportError:
+        return
+    ref = llama_cpp.Llama(str(tok_path(smollm2_tokenizers)), vocab_only=True, verbose=False)
+    added = [
+        (0x11F00, 0x11F59),
+        (0x1D2C0, 0x1D2D3),
+        (0x1E030, 0x1E08F),
+        (0x1E4D0, 0x1E4F9),
+        (0x2EBF0, 0x2EE5D),
+        (0x31350, 0x323AF),
+        (0x13430, 0x1345F),
+        (0x11B00, 0x11B09),
+    ]
+    for a, b in added:
+        for cp in range(a, b + 1):
+            c = chr(cp)
+            text = "a" + c + "'s 1" + c + "2 " + c + "!"
+            assert tok.encode(text, add_special=False, parse_special=False) == ref.tokenize(
+                text.encode(), add_bos=False, special=False
+            ), hex(cp)
+
+
 def tok_path(toks) -> str:
     return toks["_path"]
 
