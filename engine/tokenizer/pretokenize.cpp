@@ -27,6 +27,17 @@ inline bool is_crlf(const Cp& c) {
 inline bool is_other(const Cp& c) {
   return !c.space && c.cls != unicode::kLetter && c.cls != unicode::kNumber;
 }
+inline bool is_ascii_digit(const Cp& c) {
+  return c.cp >= '0' && c.cp <= '9';
+}
+// [\p{P}\$\+<=>\^~\|] (llama.cpp's default pre-tokenizer's first regex)
+inline bool is_default_punct(const Cp& c) {
+  if (c.cls == unicode::kPunct) return true;
+  switch (c.cp) {
+    case '$': case '+': case '<': case '=': case '>': case '^': case '~': case '|': return true;
+    default: return false;
+  }
+}
 inline uint32_t ascii_lower(uint32_t cp) {
   return (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
 }
@@ -99,7 +110,9 @@ size_t match_llama3(const Cp* c, size_t i, size_t n, size_t max_digits) {
 }  // namespace
 
 bool pre_type_from_name(const std::string& name, PreType* out) {
-  if (name == "default" || name == "gpt-2" || name == "gpt2")
+  if (name == "default")
+    *out = PreType::Default;
+  else if (name == "gpt-2" || name == "gpt2")
     *out = PreType::Gpt2;
   else if (name == "llama-bpe" || name == "llama3" || name == "llama-v3")
     *out = PreType::Llama3;
@@ -125,6 +138,7 @@ std::vector<std::pair<size_t, size_t>> pre_split(PreType type, const std::string
     for (size_t i = a; i < b;) {
       size_t len = 0;
       switch (type) {
+        case PreType::Default:
         case PreType::Gpt2:
         case PreType::SmolLM: len = match_gpt2(c, i, b); break;
         case PreType::Llama3: len = match_llama3(c, i, b, 3); break;
@@ -135,6 +149,43 @@ std::vector<std::pair<size_t, size_t>> pre_split(PreType type, const std::string
       i += len;
     }
   };
+  if (type == PreType::Default) {
+    // [0-9][0-9][0-9] in c[a, b): each three ASCII digits a piece, what is between them too
+    const auto digits3 = [&](size_t a, size_t b) {
+      size_t start = a;
+      for (size_t i = a; i + 3 <= b;) {
+        if (is_ascii_digit(c[i]) && is_ascii_digit(c[i + 1]) && is_ascii_digit(c[i + 2])) {
+          if (i > start) emit(start, i);
+          emit(i, i + 3);
+          i += 3;
+          start = i;
+        } else {
+          ++i;
+        }
+      }
+      if (start < b) emit(start, b);
+    };
+    // \p{N}+ in c[a, b), then digits3 in each piece
+    const auto numbers = [&](size_t a, size_t b) {
+      for (size_t i = a; i < b;) {
+        const size_t e = is_n(c[i]) ? run_end(c, i, b, is_n) : run_end(c, i, b, [](const Cp& x) { return !is_n(x); });
+        digits3(i, e);
+        i = e;
+      }
+    };
+    // [\p{P}\$\+<=>\^~\|]+ over the text; GPT-2's regex in each piece, then numbers
+    for (size_t a = 0; a < n;) {
+      const size_t b = is_default_punct(c[a]) ? run_end(c, a, n, is_default_punct)
+                                             : run_end(c, a, n, [](const Cp& x) { return !is_default_punct(x); });
+      for (size_t i = a; i < b;) {
+        const size_t len = match_gpt2(c, i, b);
+        numbers(i, i + len);
+        i += len;
+      }
+      a = b;
+    }
+    return out;
+  }
   if (type != PreType::SmolLM) {
     split_range(0, n);
     return out;

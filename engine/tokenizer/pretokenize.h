@@ -10,6 +10,9 @@
 namespace akvq {
 
 enum class PreType {
+  Default,  // llama.cpp's for a BPE vocabulary without a known pre-tokenizer: four regexes, each
+            // splitting the pieces of the one before: [\p{P}\$\+<=>\^~\|]+, Gpt2's, \p{N}+,
+            // [0-9][0-9][0-9] (what a match leaves between matches stays a piece)
   Gpt2,    // 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
   Llama3,  // (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
            //   ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
@@ -18,7 +21,7 @@ enum class PreType {
 };
 
 // Maps a tokenizer.ggml.pre name; returns false when unsupported.
-//   default, gpt-2, gpt2 -> Gpt2; llama-bpe, llama3, llama-v3 -> Llama3; qwen2 -> Qwen2;
+//   default -> Default; gpt-2, gpt2 -> Gpt2; llama-bpe, llama3, llama-v3 -> Llama3; qwen2 -> Qwen2;
 //   smollm -> SmolLM
 bool pre_type_from_name(const std::string& name, PreType* out);
 

@@ -171,7 +171,9 @@ TEST(TokenizerPreSplit, InvalidUtf8IsCoveredByteForByte) {
 
 TEST(TokenizerPreSplit, Names) {
   PreType t;
-  EXPECT_TRUE(pre_type_from_name("default", &t));
+  EXPECT_TRUE(pre_type_from_name("default", &t));  // llama.cpp's default, not GPT-2's
+  EXPECT_EQ(t, PreType::Default);
+  EXPECT_TRUE(pre_type_from_name("gpt-2", &t));
   EXPECT_EQ(t, PreType::Gpt2);
   EXPECT_TRUE(pre_type_from_name("llama-bpe", &t));
   EXPECT_EQ(t, PreType::Llama3);

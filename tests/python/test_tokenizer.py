@@ -105,15 +105,16 @@ def write_gguf_with_pre(v: dict, dst: pathlib.Path, pre: str) -> None:
 def smollm2_tokenizers(smollm2_path, tmp_path_factory):
     out = {"smollm": _akvq.Tokenizer.from_file(str(smollm2_path)), "_path": str(smollm2_path)}
     d = tmp_path_factory.mktemp("tok")
+    out["_dir"] = d
     vocab = read_vocab(pathlib.Path(smollm2_path))
-    for pre in ("default", "llama-bpe", "qwen2"):
+    for pre in ("gpt-2", "default", "llama-bpe", "qwen2"):
         p = d / f"smollm2_{pre}.gguf"
         write_gguf_with_pre(vocab, p, pre)
         out[pre] = _akvq.Tokenizer.from_file(str(p))
     return out
 
 
-@pytest.mark.parametrize("pre", ["smollm", "default", "llama-bpe", "qwen2"])
+@pytest.mark.parametrize("pre", ["smollm", "gpt-2", "llama-bpe", "qwen2"])
 @pytest.mark.parametrize("kind", ["lines", "chunks"])
 def test_smollm2_matches_hf_tokenizers(smollm2_tokenizers, ref, pre, kind):
     tok = smollm2_tokenizers[pre]
@@ -122,7 +123,7 @@ def test_smollm2_matches_hf_tokenizers(smollm2_tokenizers, ref, pre, kind):
     compare(tok, texts, unpack(ref, f"{pre}_{kind}"))
 
 
-@pytest.mark.parametrize("pre", ["smollm", "default", "llama-bpe", "qwen2"])
+@pytest.mark.parametrize("pre", ["smollm", "gpt-2", "default", "llama-bpe", "qwen2"])
 def test_smollm2_round_trip(smollm2_tokenizers, pre):
     tok = smollm2_tokenizers[pre]
     text = read_text()
@@ -227,6 +228,55 @@ def test_letters_and_digits_of_unicode_15_1_as_llama_cpp(smollm2_tokenizers):
             assert tok.encode(text, add_special=False, parse_special=False) == ref.tokenize(
                 text.encode(), add_bos=False, special=False
             ), hex(cp)
+
+
+def test_default_pre_tokenizer_is_llama_cpps(smollm2_tokenizers):
+    """tokenizer.ggml.pre = "default" (or none: old files) is llama.cpp's default pre-tokenizer, not
+    GPT-2's: runs of punctuation and of $+<=>^~| are split off first, then the GPT-2 regex, then
+    digit runs, then groups of three ASCII digits. It was GPT-2's ("'s" one piece, " #" one piece).
+    The ids below are llama-cpp-python 0.3.36's on this vocabulary; with it installed, the lines of
+    the mixed test text are compared too."""
+    tok = smollm2_tokenizers["default"]
+    cases = {
+        "it's 12345 $100+<=>^~| ok": [
+            269,
+            23,
+            99,
+            216,
+            33,
+            34,
+            35,
+            36,
+            37,
+            216,
+            20,
+            33,
+            32,
+            32,
+            27,
+            44,
+            45,
+            46,
+            78,
+            110,
+            108,
+            10907,
+        ],
+        "a\u00a0's 1\u00a02": [81, 15442, 23, 99, 216, 33, 15442, 34],
+        "x=1234567; y = 3.14": [104, 45, 33, 34, 35, 36, 37, 38, 39, 43, 329, 216, 45, 216, 35, 30, 33, 36],
+    }
+    for text, want in cases.items():
+        assert tok.encode(text, add_special=False, parse_special=False) == want, text
+    gpt2 = smollm2_tokenizers["gpt-2"].encode("it's", add_special=False, parse_special=False)
+    assert [smollm2_tokenizers["gpt-2"].piece(i) for i in gpt2] == [b"it", b"'s"]  # gpt-2 keeps its own
+    try:
+        import llama_cpp  # noqa: PLC0415 - optional reference
+    except ImportError:
+        return
+    ref = llama_cpp.Llama(str(smollm2_tokenizers["_dir"] / "smollm2_default.gguf"), vocab_only=True, verbose=False)
+    for line in lines_of(read_text()):
+        want = ref.tokenize(line.encode(), add_bos=False, special=False)
+        assert tok.encode(line, add_special=False, parse_special=False) == want, line
 
 
 def tok_path(toks) -> str:
