@@ -55,3 +55,26 @@ class RunningServer:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._sock.close()
+
+
+def wait_for_port(proc: Any, pattern: str, timeout: float = 60.0) -> tuple[int | None, list[str]]:
+    """Reads the stderr lines of a `pyakvq serve` child (started with stderr=PIPE, text=True) until
+    one matches `pattern` (a regex whose group 1 is the port) or `timeout` seconds pass; returns the
+    port (None when none came) and the lines read. A reader thread keeps draining stderr after."""
+    import queue  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        seen.append(line)
+        m = re.search(pattern, line.strip())
+        if m:
+            return int(m.group(1)), seen
+    return None, seen

@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 from PIL import Image
-from server_harness import RunningServer
+from server_harness import RunningServer, wait_for_port
 
 import pyakvq
 from pyakvq.server import ServerConfig, create_app
@@ -968,11 +968,9 @@ def test_serve_flags(capsys):
 
 def test_pyakvq_serve_command():
     """`python -m pyakvq serve` end to end: starts on a free port, answers with the key, stops on SIGINT."""
-    import queue
     import signal
     import subprocess
     import sys
-    import threading
 
     cmd = [
         sys.executable,
@@ -995,19 +993,8 @@ def test_pyakvq_serve_command():
     proc = subprocess.Popen(
         cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env(), cwd=PKG_PARENT
     )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
     try:
-        seen, port = [], None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            seen.append(line)
-            m = re.search(r"as 'demo-vlm', .* http://127\.0\.0\.1:(\d+)/v1$", line.strip())
-            port = int(m.group(1)) if m else None
+        port, seen = wait_for_port(proc, r"as 'demo-vlm', .* http://127\.0\.0\.1:(\d+)/v1$")
         assert port, "".join(seen)
         # -c 2560 asks for more than the demo model's training context (2048): one warning (none when
         # -c is not given, though the default 4096 is larger too: test_serve_flags)

@@ -20,7 +20,7 @@ import time
 import httpx
 import openai
 import pytest
-from server_harness import RunningServer
+from server_harness import RunningServer, wait_for_port
 
 import pyakvq
 from pyakvq.server import ServerConfig, create_app
@@ -368,8 +368,6 @@ def test_sigterm_answers_the_requests_in_flight(smollm2_path):
     """`pyakvq serve` stopped by SIGTERM (a service manager) with a request generating: the client
     gets the 503 JSON, not a dropped connection (SIGTERM ends the process once uvicorn has stopped,
     without the clean-up that Ctrl-C's KeyboardInterrupt allows)."""
-    import queue
-    import re
     import signal
     import subprocess
     import sys
@@ -380,19 +378,8 @@ def test_sigterm_answers_the_requests_in_flight(smollm2_path):
     proc = subprocess.Popen(
         cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=_env(), cwd=PKG_PARENT
     )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in proc.stderr], daemon=True).start()
     try:
-        port, seen = None, []
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            try:
-                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            seen.append(line)
-            found = re.search(r"http://127\.0\.0\.1:(\d+)/v1$", line.strip())
-            port = int(found.group(1)) if found else None
+        port, seen = wait_for_port(proc, r"http://127\.0\.0\.1:(\d+)/v1$")
         assert port, "".join(seen)
         base = f"http://127.0.0.1:{port}"
         long = {"model": pathlib.Path(smollm2_path).stem, "prompt": COUNT, "max_tokens": 1900, "temperature": 0}
