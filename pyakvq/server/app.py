@@ -72,6 +72,14 @@ async def _send_json(send: Callable[[dict], Awaitable[None]], status: int, obj: 
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+async def _send_shutting_down(send: Callable[[dict], Awaitable[None]]) -> None:
+    """The 503 of a request that the server's stop leaves unanswered (error JSON, Retry-After,
+    the connection closed)."""
+    err = APIError(503, "the server is shutting down; retry later", code="server_shutting_down")
+    hdrs = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+    await _send_json(send, 503, err.body(), [*hdrs, (b"connection", b"close")])
+
+
 class _Guard:
     """ASGI middleware: counts responses by route and status (499 when the app ended without
     answering: the client went away; 500 when it raised before answering), checks the API key
@@ -139,10 +147,8 @@ class _Guard:
             # the server stops (its grace period over): a request not yet answered gets a 503 in
             # the error JSON, not uvicorn's plain-text 500 and a logged traceback
             if status[0] is None:
-                err = APIError(503, "the server is shutting down; retry later", code="server_shutting_down")
-                hdrs = [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
                 try:
-                    await _send_json(send_counted, 503, err.body(), [*hdrs, (b"connection", b"close")])
+                    await _send_shutting_down(send_counted)
                 except Exception:  # noqa: BLE001 - the connection is gone too
                     status[0] = CLIENT_CLOSED
         except BaseException:
@@ -230,10 +236,6 @@ class _Generation(Response):
         self.metrics, self.stopping = metrics, stopping
 
 
-def _shutting_down(detail: str) -> APIError:
-    return APIError(503, f"the server is shutting down; {detail}", code="server_shutting_down")
-
-
 class _Completion(_Generation):
     """A non-streaming completion: generates while watching for the client to go away (then the
     sequences are cancelled and nothing is sent) and for the server to stop (then, after
@@ -258,8 +260,7 @@ class _Completion(_Generation):
             watch.cancel()
             await asyncio.gather(work, watch, return_exceptions=True)
         if stopped:
-            err = _shutting_down("retry later")
-            await _send_json(send, 503, err.body(), [(b"retry-after", b"1"), (b"connection", b"close")])
+            await _send_shutting_down(send)
             return
         if work.cancelled():
             return
@@ -367,15 +368,15 @@ class _EventStream(_Generation):
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _end(self, send: Any) -> None:
-        """The error event (503), `data: [DONE]` and the end of the response, each send given a
-        second at most (the client may have stopped reading)."""
-        err = _shutting_down("the generation was stopped")
-        with contextlib.suppress(Exception):  # the client is gone or not reading
-            for data in (_dumps(err.body()), b"[DONE]"):
-                msg = {"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True}
-                await asyncio.wait_for(send(msg), 1.0)
-            await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}), 1.0)
+    @staticmethod
+    def _stopped_end() -> list[dict]:
+        """The messages that end a stream the server's stop cut: the error event (503), `data:
+        [DONE]` and the end of the response."""
+        err = APIError(503, "the server is shutting down; the generation was stopped", code="server_shutting_down")
+        events = [b"data: " + data + b"\n\n" for data in (_dumps(err.body()), b"[DONE]")]
+        return [{"type": "http.response.body", "body": e, "more_body": True} for e in events] + [
+            {"type": "http.response.body", "body": b"", "more_body": False}
+        ]
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         pump = asyncio.ensure_future(self._pump(send))
@@ -391,11 +392,9 @@ class _EventStream(_Generation):
                 raise  # nothing sent: the _Guard answers 503
             pump.cancel()  # before it runs again: no chunk after the end
             _cancel_all(self.sources)
-            err = _shutting_down("the generation was stopped")
             with contextlib.suppress(Exception):  # the client is gone
-                for data in (_dumps(err.body()), b"[DONE]"):
-                    await send({"type": "http.response.body", "body": b"data: " + data + b"\n\n", "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                for msg in self._stopped_end():
+                    await send(msg)
         finally:
             if not pump.done():
                 _cancel_all(self.sources)  # at once: the slots are free before the tasks unwind
@@ -405,11 +404,12 @@ class _EventStream(_Generation):
             watch.cancel()
             await asyncio.gather(pump, watch, return_exceptions=True)
         if stopped:
-            if self.started:
-                await self._end(send)
-            else:  # stopped before its first bytes
-                err = _shutting_down("retry later")
-                await _send_json(send, 503, err.body(), [(b"retry-after", b"1"), (b"connection", b"close")])
+            if not self.started:  # stopped before its first bytes
+                await _send_shutting_down(send)
+                return
+            with contextlib.suppress(Exception):  # the client is gone or not reading
+                for msg in self._stopped_end():
+                    await asyncio.wait_for(send(msg), 1.0)
         elif not pump.cancelled() and isinstance(pump.exception(), _SlowClient):
             self.metrics.disconnected()  # the response stays incomplete: the server drops the connection
 
