@@ -3,9 +3,12 @@
 Routes: POST /v1/chat/completions, POST /v1/completions (Server-Sent Events when "stream" is
 true, ending with `data: [DONE]`), GET /v1/models, GET /v1/models/{id}, GET /health, GET /metrics
 (Prometheus text). Every route but /health needs the API key when one is set. Errors are the
-OpenAI error JSON. A client that goes away (streaming or not, or while sending its request) has its
-sequences cancelled at once, which frees their engine slots; it is counted in /metrics as a client
-disconnect and, when no response had started, with status 499 (nginx's "client closed request")."""
+OpenAI error JSON. A client that goes away (streaming or not, while sending its request, or while
+its images and prompt are prepared) has its sequences cancelled, or its preparation stopped, at
+once, which frees their engine slots; it is counted in /metrics as a client disconnect and, when no
+response had started, with status 499 (nginx's "client closed request"). When the server stops
+(create_app's `state.stopping`, set by cli.make_server), generations get STOP_GRACE_S to end, then
+a 503 or a stream's error event."""
 
 from __future__ import annotations
 
