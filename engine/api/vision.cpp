@@ -140,6 +140,18 @@ void VisionModel::check_compatible(const Model& text) const {
                           " is outside the vocabulary of " + text.info().path +
                           " (" + std::to_string(n_vocab) + " tokens)");
   }
+  // A vocabulary with an "<image>" token marks images with it: an image token id naming another
+  // token would make prompts' markers and the images disagree (akvq-cli and Python read markers
+  // by the text and by the id).
+  if (tok >= 0) {
+    const std::vector<int32_t> ids = text.tokenize("<image>", false, true);
+    if (ids.size() == 1 && ids[0] != tok && text.impl().tokenizer->text(ids[0]) == "<image>") {
+      throw FormatError("[vision] the image token id " + std::to_string(tok) + " ('" +
+                        text.impl().tokenizer->text(tok) + "') of " + impl_->info.path +
+                        " is not the vocabulary's '<image>' token (id " + std::to_string(ids[0]) + ") of " +
+                        text.info().path);
+    }
+  }
 }
 
 std::vector<float> VisionModel::encode(const float* pixels, int n_images, int n_threads) const {

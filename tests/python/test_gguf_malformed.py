@@ -165,3 +165,30 @@ def test_metadata_strings_that_are_not_utf8(tmp_path):
     (tmp_path / "pre.gguf").write_bytes(pre)
     with pytest.raises(ValueError, match="unsupported tokenizer.ggml.pre '\ufffdpt-2'"):
         pyakvq.Model(str(tmp_path / "pre.gguf"))
+
+
+def test_an_image_token_id_naming_another_token_is_refused(tmp_path):
+    """akvq.vision.image_token_id = 0 ('</s>') in the demo model, whose vocabulary has an '<image>'
+    token: refused at load by Python and akvq-cli alike. akvq-cli answered (it finds markers by
+    their text) while Model.chat failed ("0 image markers but 1 image")."""
+    import struct
+    import subprocess
+
+    import pyakvq
+    from pyakvq.gguf_keys import copy_with_key
+
+    bad = tmp_path / "image-token-0.gguf"
+    copy_with_key(pyakvq.demo_model_path(), bad, "akvq.vision.image_token_id", struct.pack("<Ii", 5, 0))
+    want = r"the image token id 0 \('</s>'\) of .* is not the vocabulary's '<image>' token \(id \d+\)"
+    with pytest.raises(ValueError, match=want):
+        pyakvq.Model(str(bad))
+    from test_helpers import cli
+
+    image = pathlib.Path(__file__).resolve().parents[2] / "examples" / "red_circle.png"
+    r = subprocess.run(
+        [cli(), "-m", str(bad), "--image", str(image), "-p", "What color?", "-n", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and re.search(want, r.stderr), r.stderr
