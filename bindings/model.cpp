@@ -86,6 +86,8 @@ nb::dict info_dict(const ModelInfo& i) {
   d["chat_template"] = utf8_text(i.chat_template);
   d["bos"] = i.bos;
   d["eos"] = i.eos;
+  d["unk"] = i.unk;
+  d["pad"] = i.pad;
   d["add_bos"] = i.add_bos;
   d["file_type"] = i.file_type;
   d["n_params"] = i.n_params;

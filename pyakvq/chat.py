@@ -294,6 +294,8 @@ def render(
     *,
     bos_token: str | None = None,
     eos_token: str | None = None,
+    unk_token: str | None = None,
+    pad_token: str | None = None,
     add_generation_prompt: bool = True,
     tools: Sequence[Mapping[str, Any]] | None = None,
     documents: Sequence[Mapping[str, Any]] | None = None,
@@ -302,12 +304,12 @@ def render(
     """Renders `template` over `messages` (normalized with normalize_messages) as transformers'
     apply_chat_template(messages, tools=tools, documents=documents,
     add_generation_prompt=add_generation_prompt, tokenize=False, **variables) does for a tokenizer
-    whose special tokens are bos_token/eos_token (None: the tokenizer has no such token, the
-    template sees it undefined).
+    whose special tokens are bos_token/eos_token/unk_token/pad_token (None: the tokenizer has no
+    such token, the template sees it undefined).
 
     `tools` are JSON-schema dicts ({"type": "function", "function": {...}}), `documents` dicts
     (usually {"title", "text"}); any other keyword (enable_thinking, date_string, ...) becomes a
-    template variable and overrides bos_token/eos_token of the same name. A template that raises
+    template variable and overrides a special token of the same name. A template that raises
     (raise_exception, an undefined attribute, a type error) gives a ValueError with its message, as
     does one that renders more than MAX_TEMPLATE_CHARS characters or repeats a string or list
     beyond that length."""
@@ -328,7 +330,8 @@ def render(
                 raise TypeError("documents must be a list of dicts with 'title' and 'text' keys")
     msgs = normalize_messages(messages)
     # As a tokenizer's special_tokens_map: a token the model does not have is not defined at all.
-    context = {k: v for k, v in (("bos_token", bos_token), ("eos_token", eos_token)) if v is not None}
+    special = (("bos_token", bos_token), ("eos_token", eos_token), ("unk_token", unk_token), ("pad_token", pad_token))
+    context = {k: v for k, v in special if v is not None}
     context.update(_plain(variables))
     tmpl = _compile(template)
     try:

@@ -588,14 +588,16 @@ class Model:
             # concatenate strings); a bare image part reaches the template as given
             messages = _mm.join_text_parts(_v_messages(messages))
         info = self._model.info
-        # a template variable named bos_token / eos_token overrides the model's token (chat.render)
-        bos = variables.pop("bos_token", self._piece(info["bos"]) if info["bos"] >= 0 else None)
-        eos = variables.pop("eos_token", self._piece(info["eos"]) if info["eos"] >= 0 else None)
+        # the tokenizer's special tokens, as transformers hands its special_tokens_map to templates; a
+        # template variable of the same name overrides the model's token (chat.render)
+        special = {
+            f"{k}_token": variables.pop(f"{k}_token", self._piece(info[k]) if info[k] >= 0 else None)
+            for k in ("bos", "eos", "unk", "pad")
+        }
         return _chat.render(
             self._template_source(template),
             messages,
-            bos_token=bos,
-            eos_token=eos,
+            **special,
             add_generation_prompt=add_generation_prompt,
             tools=tools,
             documents=documents,

@@ -94,6 +94,12 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
   info.chat_image_turn = f.get_str("akvq.chat.image_turn", "");
   info.bos = tok.bos();
   info.eos = tok.eos();
+  const auto token_id = [&](const char* key) {  // a token of the vocabulary, else -1
+    const int64_t id = f.get_i64(key, -1);
+    return id >= 0 && id < tok.n_vocab() ? static_cast<int32_t>(id) : -1;
+  };
+  info.unk = token_id("tokenizer.ggml.unknown_token_id");
+  info.pad = token_id("tokenizer.ggml.padding_token_id");
   info.add_bos = tok.add_bos();
   info.file_type = dominant_type(f);
   for (const TensorView& t : f.tensors()) info.n_params += t.nelements();

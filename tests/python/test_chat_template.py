@@ -236,3 +236,17 @@ def test_chat_template_kwargs_are_variables_only(model):
             create_chat_completion(model, msgs, max_tokens=1, chat_template_kwargs={name: None})
     with pytest.raises(TypeError, match="must be an object"):
         create_chat_completion(model, msgs, max_tokens=1, chat_template_kwargs=[("x", 1)])
+
+
+def test_templates_see_every_special_token_of_the_tokenizer(smollm2_path):
+    """unk_token and pad_token reach the template beside bos_token and eos_token, as transformers
+    hands a template its special_tokens_map (SmolLM2: unknown_token_id 0, padding_token_id 2;
+    transformers renders this template "<|im_start|>|<|im_end|>|<|endoftext|>|<|im_end|>"). They
+    were undefined."""
+    import pyakvq
+
+    with pyakvq.Model(str(smollm2_path), n_ctx=64) as m:
+        assert (m.info["unk"], m.info["pad"]) == (0, 2)
+        tmpl = "{{ bos_token }}|{{ eos_token }}|{{ unk_token }}|{{ pad_token }}"
+        assert m.render_chat("x", template=tmpl) == "<|im_start|>|<|im_end|>|<|endoftext|>|<|im_end|>"
+        assert m.render_chat("x", template=tmpl, pad_token="P") == "<|im_start|>|<|im_end|>|<|endoftext|>|P"

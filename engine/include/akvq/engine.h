@@ -39,6 +39,8 @@ struct ModelInfo {
   std::string chat_image_turn;
   int32_t bos = -1;
   int32_t eos = -1;
+  int32_t unk = -1;  // tokenizer.ggml.unknown_token_id, -1 when none (or out of the vocabulary)
+  int32_t pad = -1;  // tokenizer.ggml.padding_token_id, likewise
   bool add_bos = false;
   std::string file_type;        // dominant weight type, e.g. "Q4_1"
   int64_t n_params = 0;
