@@ -33,7 +33,7 @@ from .. import completions as _c
 from ..batch import QueueFull
 from . import images as _images
 from . import requests as _rq
-from .config import ServerConfig
+from .config import STOP_GRACE_S, ServerConfig
 from .errors import APIError, bad_request, error_body
 from .metrics import CONTENT_TYPE, Metrics
 
@@ -167,12 +167,6 @@ async def _wait_disconnect(receive: Any) -> None:
         msg = await receive()
         if msg["type"] == "http.disconnect":
             return
-
-
-#: seconds that generations still running when the server begins to stop get to end by themselves
-#: before they are ended with a 503 (uvicorn_options gives uvicorn a longer grace period, so that
-#: every answer is sent before it cancels what remains)
-STOP_GRACE_S = 3.0
 
 
 async def _until_done(task: asyncio.Future, watch: asyncio.Future, stopping: asyncio.Event) -> bool:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .config import ServerConfig, parse_bytes
+from .config import STOP_GRACE_S, ServerConfig, parse_bytes
 
 DESCRIPTION = (
     "Serves a model over an OpenAI-compatible HTTP API: POST /v1/chat/completions (messages with "
@@ -95,9 +95,9 @@ def uvicorn_options(n_slots: int, max_queue: int, request_timeout: float = 60.0)
         "http": _http_protocol(request_timeout),
         "limit_concurrency": max(MAX_CONNECTIONS, 2 * (n_slots + max_queue)),
         "timeout_keep_alive": KEEP_ALIVE_S,
-        # on Ctrl-C or SIGTERM, generations still running get STOP_GRACE_S (3 s) to end, then a 503
-        # or an error event; what remains after 5 s (nothing, normally) is cancelled
-        "timeout_graceful_shutdown": 5,
+        # on Ctrl-C or SIGTERM, generations still running get STOP_GRACE_S to end, then a 503 or an
+        # error event; what remains 2 s later (nothing, normally) is cancelled
+        "timeout_graceful_shutdown": STOP_GRACE_S + 2,
     }
 
 

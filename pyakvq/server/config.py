@@ -5,6 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+#: seconds that generations still running when the server begins to stop get to end by themselves
+#: before they are ended with a 503 (cli.uvicorn_options gives uvicorn 2 s more, so that every
+#: answer is sent before it cancels what remains)
+STOP_GRACE_S = 3.0
+
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 

@@ -10,12 +10,27 @@ from typing import Any
 import httpx
 
 
+def read_metrics(base: str, headers: dict | None = None, timeout: float = 30.0) -> dict[str, float]:
+    """GET /metrics as {sample name with labels: value}, and {bare name: value} for the first sample
+    of each labelled metric (one model per server: its gauges)."""
+    r = httpx.get(base + "/metrics", headers=headers, timeout=timeout)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain"), r.text
+    out: dict[str, float] = {}
+    for line in r.text.splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, value = line.rsplit(" ", 1)
+        out[name] = float(value)
+        out.setdefault(name.split("{")[0], float(value))
+    return out
+
+
 class RunningServer:
     """uvicorn serving `app` (from pyakvq.server.create_app) on 127.0.0.1:<free port> in a daemon
     thread, with the settings of `pyakvq serve` (connection limit, keep-alive); `base_url` is
     http://127.0.0.1:PORT. start() waits (at most `timeout` seconds) until GET /health answers."""
 
-    def __init__(self, app: Any):
+    def __init__(self, app: Any, tell_app: bool = True):
         import uvicorn  # noqa: PLC0415
 
         self.app = app
@@ -30,7 +45,9 @@ class RunningServer:
         cfg = app.state.config
         options = uvicorn_options(app.state.engine.n_slots, cfg.max_queue or 0, cfg.request_timeout)
         config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
-        self.server = make_server(config)
+        # tell_app False: a plain uvicorn.Server, whose stop does not set app.state.stopping (as
+        # another ASGI server's): what runs at the end of the grace period is cancelled
+        self.server = make_server(config) if tell_app else uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     def start(self, timeout: float = 30.0) -> RunningServer:

@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 from PIL import Image
-from server_harness import RunningServer, wait_for_port
+from server_harness import RunningServer, read_metrics, wait_for_port
 
 import pyakvq
 from pyakvq.server import ServerConfig, create_app
@@ -101,16 +101,7 @@ def post(base: str, path: str, body, headers=None, timeout: float = TIMEOUT) -> 
 
 def metrics(base: str) -> dict[str, float]:
     """/metrics as {sample name with labels: value}; also {bare name: value} for labelled gauges."""
-    r = http().get(base + "/metrics", headers=AUTH)
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    out: dict[str, float] = {}
-    for line in r.text.splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, value = line.rsplit(" ", 1)
-        out[name] = float(value)
-        out.setdefault(name.split("{")[0], float(value))
-    return out
+    return read_metrics(base, AUTH, TIMEOUT)
 
 
 def wait_metric(base: str, name: str, pred, timeout: float = 10.0) -> float:
