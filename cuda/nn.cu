@@ -47,7 +47,7 @@ __global__ void layer_norm_kernel(const float* x, const float* w, const float* b
 }
 
 __global__ void rope_kernel(float* x, int64_t n_pairs, int n_head, int head_dim, int n_rot, const int32_t* pos,
-                            float theta, bool half_split) {
+                            float theta, float freq_scale, const float* freq_factors, bool half_split) {
   const int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= n_pairs) return;
   const int half = n_rot / 2;
@@ -55,7 +55,7 @@ __global__ void rope_kernel(float* x, int64_t n_pairs, int n_head, int head_dim,
   const int64_t th = k / half;  // token · n_head + head
   const int64_t t = th / n_head;
   float c, s;
-  rope_cos_sin(pos[t], i, n_rot, theta, c, s);
+  rope_cos_sin(pos[t], i, n_rot, theta, freq_scale, freq_factors ? freq_factors[i] : 1.0f, c, s);
   int i0, i1;
   rope_pair(half_split, i, n_rot, i0, i1);
   float* v = x + th * head_dim;
@@ -146,13 +146,14 @@ cudaError_t layer_norm(const float* x, const float* w, const float* b, int64_t n
 }
 
 cudaError_t rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos, float theta,
-                 bool half_split, cudaStream_t st) {
+                 float freq_scale, const float* freq_factors, bool half_split, cudaStream_t st) {
   if (n_tok < 0 || n_head < 1 || n_rot <= 0 || n_rot % 2 || n_rot > head_dim || !x || !pos)
     return cudaErrorInvalidValue;
   const int64_t pairs = n_tok * n_head * (n_rot / 2);
   if (!grid_ok(pairs, 256)) return cudaErrorInvalidValue;
   if (pairs == 0) return cudaSuccess;
-  rope_kernel<<<blocks_for(pairs, 256), 256, 0, st>>>(x, pairs, n_head, head_dim, n_rot, pos, theta, half_split);
+  rope_kernel<<<blocks_for(pairs, 256), 256, 0, st>>>(x, pairs, n_head, head_dim, n_rot, pos, theta, freq_scale, freq_factors,
+                                                       half_split);
   return cudaGetLastError();
 }
 

@@ -17,9 +17,10 @@ cudaError_t rms_norm(const float* x, const float* w, int64_t n_tok, int64_t n, f
 // y[n_tok, n] = (x − mean) / sqrt(var + eps) · w + b (biased variance; w, b may be null).
 cudaError_t layer_norm(const float* x, const float* w, const float* b, int64_t n_tok, int64_t n, float eps, float* y,
                        cudaStream_t stream);
-// In place on x[n_tok, n_head, head_dim]: the first n_rot dims of each head rotated by pos[t].
+// In place on x[n_tok, n_head, head_dim]: the first n_rot dims of each head rotated by pos[t];
+// freq_scale and freq_factors (device [n_rot/2], or null) as ops::RopeScaling.
 cudaError_t rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos, float theta,
-                 bool half_split, cudaStream_t stream);
+                 float freq_scale, const float* freq_factors, bool half_split, cudaStream_t stream);
 // out[n] = silu(gate) · up (in place allowed).
 cudaError_t swiglu(const float* gate, const float* up, float* out, int64_t n, cudaStream_t stream);
 // x[n] += y[n]

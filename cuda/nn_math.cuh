@@ -27,10 +27,11 @@ AKVQ_HD float swiglu_value(float g, float u) {
   return g / (1.0f + expf(-g)) * u;
 }
 
-// RoPE rotation of pair i (0 <= i < n_rot/2) at position pos: angle pos·theta^(−2i/n_rot) in
-// double, as the engine's reference.
-AKVQ_HD void rope_cos_sin(int32_t pos, int i, int n_rot, float theta, float& c, float& s) {
-  const double freq = pow(static_cast<double>(theta), -2.0 * i / n_rot);
+// RoPE rotation of pair i (0 <= i < n_rot/2) at position pos: angle
+// pos·freq_scale·theta^(−2i/n_rot)/factor in double, as the engine's reference (ops::RopeScaling).
+AKVQ_HD void rope_cos_sin(int32_t pos, int i, int n_rot, float theta, float freq_scale, float factor, float& c,
+                          float& s) {
+  const double freq = freq_scale * pow(static_cast<double>(theta), -2.0 * i / n_rot) / factor;
   const double a = static_cast<double>(pos) * freq;
   c = static_cast<float>(cos(a));
   s = static_cast<float>(sin(a));

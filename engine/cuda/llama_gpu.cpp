@@ -77,7 +77,7 @@ struct LlamaGpu::Impl {
   const models::Llama* cpu = nullptr;
   GpuWeight tok_embd, output_own;
   const GpuWeight* output = nullptr;  // &output_own, or &tok_embd when the file ties them
-  DeviceBuffer out_norm;
+  DeviceBuffer out_norm, rope_freqs;
   std::vector<GpuLayer> layers;
   int64_t bytes = 0;
   // workspace (grown on demand), shared by every caller: forward_batch holds `mu` throughout
@@ -100,6 +100,7 @@ LlamaGpu::LlamaGpu(const models::Llama& cpu) : impl_(std::make_unique<Impl>()) {
     m.output = &m.output_own;
   }
   m.out_norm = upload_f32(cpu.out_norm());
+  m.rope_freqs = upload_f32(cpu.rope_freqs());  // none: a null buffer, as() == nullptr
   m.bytes = static_cast<int64_t>(m.tok_embd.data.bytes() + m.output_own.data.bytes() + m.out_norm.bytes());
   for (const models::LlamaLayer& L : cpu.layers()) {
     GpuLayer g;
@@ -209,9 +210,10 @@ void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs, cpu::Thre
       AKVQ_CUDA_CHECK(akvq_cuda::add_bias(k, L.bk.as<float>(), n, KV, nullptr));
       AKVQ_CUDA_CHECK(akvq_cuda::add_bias(v, L.bv.as<float>(), n, KV, nullptr));
     }
-    AKVQ_CUDA_CHECK(akvq_cuda::rope(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_theta, half_split, nullptr));
-    AKVQ_CUDA_CHECK(
-        akvq_cuda::rope(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_theta, half_split, nullptr));
+    AKVQ_CUDA_CHECK(akvq_cuda::rope(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_freq_scale,
+                                    m.rope_freqs.as<float>(), half_split, nullptr));
+    AKVQ_CUDA_CHECK(akvq_cuda::rope(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_theta,
+                                    hp.rope_freq_scale, m.rope_freqs.as<float>(), half_split, nullptr));
     for (int s = 0, r0 = 0; s < n_seqs; r0 += seqs[s].n, ++s) {  // each sequence over its own cache
       caches[s]->append_device(il, k + r0 * KV, v + r0 * KV, seqs[s].n);
       caches[s]->attend_device(il, q + r0 * Q, seqs[s].n, hp.n_head, scale, attn + r0 * Q, pool);

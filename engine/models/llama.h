@@ -35,6 +35,7 @@ struct LlamaHparams {
   int n_ff = 0;
   int n_rot = 0;  // rope.dimension_count (default head_dim)
   float rope_theta = 10000.0f;
+  float rope_freq_scale = 1.0f;  // 1 / rope.scaling.factor (rope.scaling.type linear), else 1
   float rms_eps = 1e-5f;
   ops::RopeMode rope_mode = ops::RopeMode::AdjacentPairs;
   bool qkv_bias = false;  // blk.N.attn_{q,k,v}.bias present (qwen2)
@@ -109,6 +110,10 @@ class Llama {
   const TensorView& tok_embd() const { return tok_embd_; }
   const TensorView& out_norm() const { return out_norm_; }
   const TensorView& output() const { return output_; }
+  const TensorView& rope_freqs() const { return rope_freqs_; }  // [n_rot/2] F32, or data == nullptr
+  ops::RopeScaling rope_scaling() const {
+    return {hp_.rope_freq_scale, static_cast<const float*>(rope_freqs_.data)};
+  }
   const std::vector<LlamaLayer>& layers() const { return layers_; }
   kv::KvConfig kv_config(int n_ctx, const std::string& mode) const;
 
@@ -133,6 +138,7 @@ class Llama {
   LlamaHparams hp_;
   TensorView tok_embd_;  // ne {n_embd, n_vocab}
   TensorView out_norm_;  // [n_embd]
+  TensorView rope_freqs_;  // [n_rot/2] F32 divisors of the RoPE frequencies (Llama 3 files), optional
   TensorView output_;    // ne {n_embd, n_vocab} (tok_embd_ when tied)
   std::vector<LlamaLayer> layers_;
   ops::PackedWeights packed_;  // matmul weights repacked for the active kernels (ops/pack.h)

@@ -142,8 +142,8 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
     add_bias(q, L.bq, n, Q);  // qkv bias (qwen2)
     add_bias(k, L.bk, n, KV);
     add_bias(v, L.bv, n, KV);
-    ops::rope(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode);
-    ops::rope(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode);
+    ops::rope(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode, rope_scaling());
+    ops::rope(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode, rope_scaling());
     dump("q", il, q, n, Q);
     dump("k", il, k, n, KV);
     dump("v", il, v, n, KV);

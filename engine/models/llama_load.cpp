@@ -90,6 +90,21 @@ Llama::Llama(const gguf::File& f, int act_bits) {
   if (!(hp.rope_theta > 1.0f) || !std::isfinite(hp.rope_theta)) {
     fail("rope.freq_base = " + std::to_string(hp.rope_theta) + " is out of range (a finite number > 1)");
   }
+  // RoPE context extension, llama.cpp's keys: "linear" divides the positions by rope.scaling.factor
+  // (or the older rope.scale_linear); Llama 3 files carry per-pair divisors in rope_freqs.weight
+  // (below). YaRN and LongRoPE also change the attention scale: refused, not run as plain RoPE.
+  const std::string rope_type = f.has(a + "rope.scaling.type") ? f.get_str(a + "rope.scaling.type") : "none";
+  if (rope_type != "none" && rope_type != "linear") {
+    fail("rope.scaling.type '" + rope_type + "' is not supported (supported: none, linear)");
+  }
+  const std::string factor_key = f.has(a + "rope.scaling.factor") ? "rope.scaling.factor" : "rope.scale_linear";
+  const float factor = f.has(a + factor_key) ? f.get_f32(a + factor_key, 0.0f) : 0.0f;
+  if (factor != 0.0f) {  // 0: not set (llama.cpp)
+    if (!(factor > 0.0f) || !std::isfinite(factor)) {
+      fail(factor_key + " = " + std::to_string(factor) + " is out of range (a finite number > 0)");
+    }
+    hp.rope_freq_scale = 1.0f / factor;
+  }
   if (!(hp.rms_eps > 0.0f && hp.rms_eps < 1.0f)) {
     fail("attention.layer_norm_rms_epsilon = " + std::to_string(hp.rms_eps) + " is out of range (0 < eps < 1)");
   }
@@ -109,6 +124,16 @@ Llama::Llama(const gguf::File& f, int act_bits) {
                 F = hp.n_ff, V = hp.n_vocab;
   tok_embd_ = bind(f, "token_embd.weight", {E, V}, false);
   out_norm_ = bind(f, "output_norm.weight", {E}, true);
+  if (f.find_tensor("rope_freqs.weight")) {
+    rope_freqs_ = bind(f, "rope_freqs.weight", {hp.n_rot / 2}, true);
+    const float* r = static_cast<const float*>(rope_freqs_.data);
+    for (int i = 0; i < hp.n_rot / 2; ++i) {
+      if (!(r[i] > 0.0f) || !std::isfinite(r[i])) {
+        fail("tensor 'rope_freqs.weight' holds " + std::to_string(r[i]) + " at " + std::to_string(i) +
+             " (the divisors must be finite and > 0)");
+      }
+    }
+  }
   output_ = f.find_tensor("output.weight") ? bind(f, "output.weight", {E, V}, false) : tok_embd_;
   layers_.resize(hp.n_layer);
   for (int il = 0; il < hp.n_layer; ++il) {

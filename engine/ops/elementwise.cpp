@@ -46,7 +46,7 @@ void rms_norm(const float* x, const float* w, int64_t n_tok, int64_t n, float ep
 
 namespace {
 
-// cos/sin of pos * theta^(-2i/n_rot) for i < n_rot/2, computed in double: cs[2i] = cos, cs[2i+1] = sin.
+// cos/sin of pos * freq[i] for i < n_rot/2, computed in double: cs[2i] = cos, cs[2i+1] = sin.
 void rope_table(int32_t pos, const std::vector<double>& freq, float* cs) {
   for (size_t i = 0; i < freq.size(); ++i) {
     const double a = static_cast<double>(pos) * freq[i];
@@ -85,7 +85,7 @@ void rope_head(float* v, const float* cs, int half, RopeMode mode) {
 }  // namespace
 
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos,
-          float theta, RopeMode mode) {
+          float theta, RopeMode mode, const RopeScaling& scaling) {
   if (n_rot <= 0 || n_rot % 2 != 0 || n_rot > head_dim) {
     throw InvalidArgument("[ops] rope: n_rot " + std::to_string(n_rot) +
                           " must be even and in (0, head_dim=" + std::to_string(head_dim) + "]");
@@ -98,13 +98,28 @@ void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const in
   thread_local std::vector<double> freq;
   thread_local float freq_theta = 0.0f;
   thread_local int freq_rot = 0;
+  thread_local float freq_scale = 1.0f;
+  thread_local std::vector<float> freq_factors;  // [half] the factors the frequencies hold, or empty
   thread_local std::vector<int32_t> tab_pos;  // [n_tok] positions of the tables
   thread_local std::vector<float> tab;        // [n_tok, n_rot] (cos, sin) pairs
-  if (freq_theta != theta || freq_rot != n_rot) {
+  const bool same_factors = scaling.freq_factors
+                                ? freq_factors.size() == static_cast<size_t>(half) &&
+                                      std::equal(freq_factors.begin(), freq_factors.end(), scaling.freq_factors)
+                                : freq_factors.empty();
+  if (freq_theta != theta || freq_rot != n_rot || freq_scale != scaling.freq_scale || !same_factors) {
     freq.resize(static_cast<size_t>(half));
-    for (int i = 0; i < half; ++i) freq[i] = std::pow(static_cast<double>(theta), -2.0 * i / n_rot);
+    for (int i = 0; i < half; ++i) {
+      freq[i] = scaling.freq_scale * std::pow(static_cast<double>(theta), -2.0 * i / n_rot);
+      if (scaling.freq_factors) freq[i] /= scaling.freq_factors[i];
+    }
     freq_theta = theta;
     freq_rot = n_rot;
+    freq_scale = scaling.freq_scale;
+    if (scaling.freq_factors) {
+      freq_factors.assign(scaling.freq_factors, scaling.freq_factors + half);
+    } else {
+      freq_factors.clear();
+    }
     tab_pos.clear();
   }
   if (tab_pos.size() != static_cast<size_t>(n_tok) || !std::equal(tab_pos.begin(), tab_pos.end(), pos)) {

@@ -35,10 +35,17 @@ void rms_norm(const float* x, const float* w, int64_t n_tok, int64_t n, float ep
 
 enum class RopeMode { AdjacentPairs, HalfSplit };  // llama.cpp 'llama' files / NeoX & HF style
 
+// Context-extension scaling of the RoPE frequencies, llama.cpp's convention: pair i turns by
+// pos · freq_scale · theta^(-2i/n_rot) / freq_factors[i].
+struct RopeScaling {
+  float freq_scale = 1.0f;              // 1 / rope.scaling.factor (type linear; HF rope_type "linear")
+  const float* freq_factors = nullptr;  // [n_rot/2] tensor rope_freqs.weight (HF rope_type "llama3"), or none
+};
+
 // In place on x[n_tok, n_head, head_dim]: rotate the first n_rot dims of each head by position
-// pos[t] with frequencies theta^(-2i/n_rot).
+// pos[t] with frequencies theta^(-2i/n_rot), scaled as `scaling` says.
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos,
-          float theta, RopeMode mode);
+          float theta, RopeMode mode, const RopeScaling& scaling = {});
 
 // out[n] = silu(gate) * up ; in-place allowed (out == gate).
 void swiglu(const float* gate, const float* up, float* out, int64_t n);

@@ -21,7 +21,7 @@ void rms_norm(const float* x, const float* w, int64_t n_tok, int64_t n, float ep
 }
 
 void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos,
-          float theta, RopeMode mode) {
+          float theta, RopeMode mode, const RopeScaling& scaling) {
   if (n_rot <= 0 || n_rot % 2 != 0 || n_rot > head_dim) {
     throw InvalidArgument("[ops] rope: n_rot " + std::to_string(n_rot) +
                           " must be even and in (0, head_dim=" + std::to_string(head_dim) + "]");
@@ -31,7 +31,8 @@ void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const in
     for (int h = 0; h < n_head; ++h) {
       float* v = x + (t * n_head + h) * head_dim;
       for (int i = 0; i < half; ++i) {
-        const double freq = std::pow(static_cast<double>(theta), -2.0 * i / n_rot);
+        double freq = scaling.freq_scale * std::pow(static_cast<double>(theta), -2.0 * i / n_rot);
+        if (scaling.freq_factors) freq /= scaling.freq_factors[i];
         const double a = static_cast<double>(pos[t]) * freq;
         const float c = static_cast<float>(std::cos(a)), s = static_cast<float>(std::sin(a));
         const int i0 = mode == RopeMode::AdjacentPairs ? 2 * i : i;

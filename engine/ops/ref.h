@@ -41,8 +41,9 @@ void matmul_f32(const TensorView& w, const float* x, int64_t n_tok, float* y);
 
 void get_rows(const TensorView& w, const int32_t* ids, int64_t n, float* out);
 void rms_norm(const float* x, const float* w, int64_t n_tok, int64_t n, float eps, float* y);
-// Angles computed in double: pos * theta^(-2i/n_rot).
-void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos, float theta, RopeMode mode);
+// Angles computed in double: pos * freq_scale * theta^(-2i/n_rot) / freq_factors[i].
+void rope(float* x, int64_t n_tok, int n_head, int head_dim, int n_rot, const int32_t* pos, float theta, RopeMode mode,
+          const RopeScaling& scaling = {});
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void add_inplace(float* x, const float* y, int64_t n);
 void softmax(float* x, int64_t n);

@@ -95,12 +95,7 @@ class LlamaText:
         self.cfg = cfg
         self.tensors = tensors
         d = _Dims(cfg, LLAMA_DEFAULTS)
-        act = cfg.str("hidden_act", "silu")
-        if act != "silu":
-            raise ConvertError(f"{cfg.where}: '{cfg.name('hidden_act')}' = {act!r} is not supported (Llama uses silu)")
-        for flag in ("attention_bias", "mlp_bias"):
-            if cfg.get(flag):
-                raise ConvertError(f"{cfg.where}: '{cfg.name(flag)}' = true is not supported by the llama arch")
+        self.check_config(cfg)
         self.n_embd = d.int("hidden_size")
         self.n_ff = d.int("intermediate_size")
         self.n_layer = d.int("num_hidden_layers", hi=4096)
@@ -157,19 +152,34 @@ class LlamaText:
                 )
 
     @staticmethod
+    def check_config(cfg: Fields) -> None:
+        """Refuses the settings the llama arch cannot run, naming the setting; called before the
+        tensors are mapped, so that e.g. attention_bias is named rather than its bias tensors.
+
+        Raises ConvertError."""
+        act = cfg.str("hidden_act", "silu")
+        if act not in ("silu", "swish"):  # transformers' ACT2FN: "swish" is SiLU too
+            raise ConvertError(f"{cfg.where}: '{cfg.name('hidden_act')}' = {act!r} is not supported (Llama uses silu)")
+        for flag in ("attention_bias", "mlp_bias"):
+            if cfg.get(flag):
+                raise ConvertError(f"{cfg.where}: '{cfg.name(flag)}' = true is not supported by the llama arch")
+        # transformers 5 folds a legacy rope_scaling into rope_parameters (the scaling wins over a
+        # default rope_parameters), so either one with a non-default type changes the positions.
+        for key in ("rope_parameters", "rope_scaling"):
+            v = cfg.get(key)
+            if v is None:
+                continue
+            if not isinstance(v, dict):
+                raise ConvertError(f"{cfg.where}: '{cfg.name(key)}' = {v!r} is not supported (expected an object)")
+            rtype = v.get("rope_type", v.get("type", "default"))
+            if rtype != "default":
+                raise ConvertError(f"{cfg.where}: '{cfg.name(key)}' = {v} is not supported (rope type {rtype!r})")
+
+    @staticmethod
     def _rope_theta(cfg: Fields, d: _Dims) -> float:
         rp = cfg.get("rope_parameters")
-        scaling = cfg.get("rope_scaling")
-        if isinstance(rp, dict):
-            rtype = rp.get("rope_type", rp.get("type", "default"))
-            if rtype != "default":
-                raise ConvertError(
-                    f"{cfg.where}: rope type {rtype!r} ('{cfg.name('rope_parameters')}') is not supported"
-                )
-            if isinstance(rp.get("rope_theta"), (int, float)):
-                return float(rp["rope_theta"])
-        if isinstance(scaling, dict) and scaling.get("rope_type", scaling.get("type", "default")) != "default":
-            raise ConvertError(f"{cfg.where}: '{cfg.name('rope_scaling')}' = {scaling} is not supported")
+        if isinstance(rp, dict) and isinstance(rp.get("rope_theta"), (int, float)):
+            return float(rp["rope_theta"])
         return d.float("rope_theta")
 
     def _meta(self, gguf_name: str):
@@ -282,6 +292,7 @@ class LlamaConverter:
     def __init__(self, ckpt: Checkpoint, opts):
         self.ckpt = ckpt
         self.opts = opts
+        LlamaText.check_config(ckpt.config)
         parts = map_tensors(ckpt, names.LLAMA_PARTS)
         self.text = LlamaText(ckpt, ckpt.config, parts.get("text", {}))
 

@@ -128,6 +128,7 @@ class LlavaConverter:
             raise UnknownArchitectureError(
                 f"config.json: vision_config.model_type '{vmt}' is not supported (supported: clip_vision_model)"
             )
+        LlamaText.check_config(text_cfg)
         parts = map_tensors(ckpt, names.LLAVA_PARTS)
         for part in ("text", "vision", "projector"):
             if part not in parts:

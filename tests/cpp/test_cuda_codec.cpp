@@ -405,27 +405,32 @@ TEST(CudaNnMath, ActivationsAndSwigluMatchEngine) {
 TEST(CudaNnMath, RopeMatchesEngine) {  // the rope kernel's per-pair work, run serially
   const int n_tok = 5, n_head = 3, hd = 64;
   const std::vector<int32_t> pos = {0, 1, 17, 500, 4095};
+  std::vector<float> div(32);
+  for (int i = 0; i < 32; ++i) div[i] = 1.0f + 0.5f * i;
   for (bool half_split : {false, true}) {
     for (int n_rot : {64, 32}) {
-      std::vector<float> x = randn(n_tok * n_head * hd, 31 + n_rot), want = x;
-      ops::rope(want.data(), n_tok, n_head, hd, n_rot, pos.data(), 10000.0f,
-                half_split ? ops::RopeMode::HalfSplit : ops::RopeMode::AdjacentPairs);
-      for (int t = 0; t < n_tok; ++t) {
-        for (int h = 0; h < n_head; ++h) {
-          for (int i = 0; i < n_rot / 2; ++i) {
-            float c, s;
-            kc::rope_cos_sin(pos[t], i, n_rot, 10000.0f, c, s);
-            int i0, i1;
-            kc::rope_pair(half_split, i, n_rot, i0, i1);
-            float* v = x.data() + (t * n_head + h) * hd;
-            const float x0 = v[i0], x1 = v[i1];
-            v[i0] = x0 * c - x1 * s;
-            v[i1] = x0 * s + x1 * c;
+      for (const ops::RopeScaling sc : {ops::RopeScaling{}, ops::RopeScaling{0.25f, div.data()}}) {
+        std::vector<float> x = randn(n_tok * n_head * hd, 31 + n_rot), want = x;
+        ops::rope(want.data(), n_tok, n_head, hd, n_rot, pos.data(), 10000.0f,
+                  half_split ? ops::RopeMode::HalfSplit : ops::RopeMode::AdjacentPairs, sc);
+        for (int t = 0; t < n_tok; ++t) {
+          for (int h = 0; h < n_head; ++h) {
+            for (int i = 0; i < n_rot / 2; ++i) {
+              float c, s;
+              kc::rope_cos_sin(pos[t], i, n_rot, 10000.0f, sc.freq_scale, sc.freq_factors ? sc.freq_factors[i] : 1.0f,
+                               c, s);
+              int i0, i1;
+              kc::rope_pair(half_split, i, n_rot, i0, i1);
+              float* v = x.data() + (t * n_head + h) * hd;
+              const float x0 = v[i0], x1 = v[i1];
+              v[i0] = x0 * c - x1 * s;
+              v[i1] = x0 * s + x1 * c;
+            }
           }
         }
+        for (size_t i = 0; i < x.size(); ++i)
+          ASSERT_NEAR(x[i], want[i], 1e-5f) << "half_split=" << half_split << " i=" << i;
       }
-      for (size_t i = 0; i < x.size(); ++i)
-        ASSERT_NEAR(x[i], want[i], 1e-5f) << "half_split=" << half_split << " i=" << i;
     }
   }
 }

@@ -99,17 +99,29 @@ TEST(LlamaSynth, HparamsFromKeys) {
 }
 
 TEST(LlamaSynth, ForwardMatchesNaiveReference) {
-  for (bool tied : {true, false}) {
-    SCOPED_TRACE(tied ? "tied output" : "separate output");
-    SynthLlama m(3, tied);
-    auto l = load(m);
-    const auto ids = seq(23, 7);
-    const auto ref = m.reference(ids);
-    const auto got = run_chunks(*l.llama, ids, 64, 2);
-    double amax = 0;
-    for (float f : ref) amax = std::max(amax, double(std::fabs(f)));
-    EXPECT_GT(amax, 0.5);  // the model produces non-trivial logits
-    EXPECT_LE(max_abs_diff(got.data(), ref.data(), ref.size()), 1e-3) << "max abs logit " << amax;
+  for (int rope : {0, 1, 2}) {  // plain; linear scaling (factor 4); per-pair divisors and factor 2
+    for (bool tied : {true, false}) {
+      SCOPED_TRACE(std::string(tied ? "tied output" : "separate output") + ", rope scaling " + std::to_string(rope));
+      SynthLlama m(3, tied);
+      if (rope == 1) m.rope_type = "linear", m.rope_factor = 4.0f;
+      if (rope == 2) {
+        m.rope_factor = 2.0f;  // type absent: llama.cpp applies the factor too
+        std::vector<float> div(m.head_dim() / 2);
+        for (size_t i = 0; i < div.size(); ++i) div[i] = 1.0f + 3.0f * float(i) / float(div.size());
+        m.w["rope_freqs.weight"] = div;
+        m.ne["rope_freqs.weight"] = {int64_t(div.size())};
+      }
+      auto l = load(m);
+      EXPECT_FLOAT_EQ(l.llama->hparams().rope_freq_scale, rope == 0 ? 1.0f : rope == 1 ? 0.25f : 0.5f);
+      EXPECT_EQ(l.llama->rope_freqs().data != nullptr, rope == 2);
+      const auto ids = seq(23, 7);
+      const auto ref = m.reference(ids);
+      const auto got = run_chunks(*l.llama, ids, 64, 2);
+      double amax = 0;
+      for (float f : ref) amax = std::max(amax, double(std::fabs(f)));
+      EXPECT_GT(amax, 0.5);  // the model produces non-trivial logits
+      EXPECT_LE(max_abs_diff(got.data(), ref.data(), ref.size()), 1e-3) << "max abs logit " << amax;
+    }
   }
 }
 
@@ -219,6 +231,23 @@ TEST(LlamaSynth, LoadErrorsNameTheTensor) {
   bad4 = m;
   bad4.eps = -1.0f;
   expect_format_error(bad4.gguf(), "attention.layer_norm_rms_epsilon = -1.000000 is out of range");
+  // RoPE scaling the engine does not run, or cannot: refused naming the key or tensor
+  SynthLlama bad6 = m;
+  bad6.rope_type = "yarn";
+  bad6.rope_factor = 4.0f;
+  expect_format_error(bad6.gguf(), "rope.scaling.type 'yarn' is not supported (supported: none, linear)");
+  bad6 = m;
+  bad6.rope_type = "linear";
+  bad6.rope_factor = -2.0f;
+  expect_format_error(bad6.gguf(), "rope.scaling.factor = -2.000000 is out of range");
+  bad6 = m;
+  bad6.w["rope_freqs.weight"] = std::vector<float>(m.head_dim(), 1.0f);
+  bad6.ne["rope_freqs.weight"] = {int64_t(m.head_dim())};
+  expect_format_error(bad6.gguf(), "'rope_freqs.weight' has shape {16}, expected {8}");
+  bad6.w["rope_freqs.weight"] = std::vector<float>(m.head_dim() / 2, 1.0f);
+  bad6.w["rope_freqs.weight"][3] = 0.0f;
+  bad6.ne["rope_freqs.weight"] = {int64_t(m.head_dim() / 2)};
+  expect_format_error(bad6.gguf(), "tensor 'rope_freqs.weight' holds 0.000000 at 3");
   // a vocabulary size that the embedding does not have
   SynthLlama bad5 = m;
   bad5.extra_u32["llama.vocab_size"] = m.n_vocab + 88;

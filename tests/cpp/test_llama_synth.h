@@ -24,6 +24,9 @@ struct SynthLlama {
   bool tied = true;
   bool merges = true;                        // write tokenizer.ggml.merges (empty)
   std::map<std::string, uint32_t> extra_u32;  // more keys (e.g. llama.vocab_size)
+  std::string rope_type;                      // llama.rope.scaling.type when not empty
+  float rope_factor = 0.0f;                   // llama.rope.scaling.factor when not 0 (positions / factor)
+  // A tensor "rope_freqs.weight" in w: per-pair divisors of the RoPE frequencies (Llama 3 files).
   uint32_t wtype = 0;                           // 0 F32, 1 F16 or 8 Q8_0 for the 2-D weights
   std::map<std::string, std::vector<float>> w;  // name -> values (innermost dim last)
   std::map<std::string, std::vector<int64_t>> ne;
@@ -88,6 +91,8 @@ struct SynthLlama {
     wr.i32_array("tokenizer.ggml.token_type", types);
     if (merges) wr.str_array("tokenizer.ggml.merges", {});
     for (const auto& [k, v] : extra_u32) wr.u32(k, v);
+    if (!rope_type.empty()) wr.str(arch + ".rope.scaling.type", rope_type);
+    if (rope_factor != 0.0f) wr.f32(arch + ".rope.scaling.factor", rope_factor);
     wr.u32("tokenizer.ggml.bos_token_id", 256);
     wr.u32("tokenizer.ggml.eos_token_id", 258);
     wr.boolean("tokenizer.ggml.add_bos_token", false);
@@ -130,7 +135,9 @@ struct SynthLlama {
       for (int t = 0; t < n; ++t)
         for (int h = 0; h < heads; ++h)
           for (int i = 0; i < D / 2; ++i) {
-            const double ang = t * std::pow(double(theta), -2.0 * i / D);
+            double ang = t * std::pow(double(theta), -2.0 * i / D);
+            if (rope_factor != 0.0f) ang /= rope_factor;
+            if (w.count("rope_freqs.weight")) ang /= w.at("rope_freqs.weight")[i];
             float* p = &x[(size_t(t) * heads + h) * D + 2 * i];
             const double x0 = p[0], x1 = p[1];
             p[0] = float(x0 * std::cos(ang) - x1 * std::sin(ang));

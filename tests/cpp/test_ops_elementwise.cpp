@@ -45,23 +45,32 @@ TEST(OpsElementwise, RmsNorm) {
 
 // rope keeps the cos/sin tables of its last call's positions: a run of calls whose position lists
 // repeat, change in one entry, hold equal neighbours (the sequences of a batched step) or change
-// length, and a change of theta, must each give the reference's rotation, bit-exact tables or not.
+// length, and a change of theta or of the scaling (factor, per-pair divisors: another model's, or
+// the same array with other values) must each give the reference's rotation, bit-exact tables or not.
 TEST(OpsElementwise, RopeTablesFollowEachCallsPositions) {
   std::mt19937 rng(3);
   const int head_dim = 64, n_head = 2, n_rot = 64;
+  std::vector<float> div_a(n_rot / 2), div_b(n_rot / 2);
+  for (int i = 0; i < n_rot / 2; ++i) div_a[i] = 1.0f + 0.25f * i, div_b[i] = 8.0f / (1.0f + i);
   struct Call {
     std::vector<int32_t> pos;
     float theta;
+    ops::RopeScaling scaling;
   };
-  const std::vector<Call> calls = {{{7, 8, 9}, 1e4f},    {{7, 8, 9}, 1e4f},   {{7, 8, 10}, 1e4f},
-                                   {{5, 5, 5, 5}, 1e4f}, {{5, 6}, 1e4f},      {{5, 6}, 5e5f},
-                                   {{5, 6}, 1e4f},       {{100, 5, 5}, 1e4f}, {{0}, 1e4f}};
-  for (const Call& c : calls) {
+  const std::vector<Call> calls = {
+      {{7, 8, 9}, 1e4f, {}},    {{7, 8, 9}, 1e4f, {}},      {{7, 8, 10}, 1e4f, {}},       {{5, 5, 5, 5}, 1e4f, {}},
+      {{5, 6}, 1e4f, {}},       {{5, 6}, 5e5f, {}},         {{5, 6}, 1e4f, {}},           {{100, 5, 5}, 1e4f, {}},
+      {{0}, 1e4f, {}},          {{5, 6}, 1e4f, {0.25f}},    {{5, 6}, 1e4f, {0.5f}},       {{5, 6}, 1e4f, {1.0f, div_a.data()}},
+      {{5, 6}, 1e4f, {1.0f, div_b.data()}}, {{5, 6}, 1e4f, {0.25f, div_b.data()}}, {{5, 6}, 1e4f, {}}};
+  for (size_t ci = 0; ci < calls.size(); ++ci) {
+    const Call& c = calls[ci];
+    if (ci == 12) div_b[3] = 0.5f;  // the same array, another value: call 13 must see it
     const int n_tok = static_cast<int>(c.pos.size());
     auto x = test::random_floats(static_cast<size_t>(n_tok * n_head * head_dim), rng);
     auto xr = x;
-    ops::rope(x.data(), n_tok, n_head, head_dim, n_rot, c.pos.data(), c.theta, ops::RopeMode::HalfSplit);
-    ops::ref::rope(xr.data(), n_tok, n_head, head_dim, n_rot, c.pos.data(), c.theta, ops::RopeMode::HalfSplit);
+    ops::rope(x.data(), n_tok, n_head, head_dim, n_rot, c.pos.data(), c.theta, ops::RopeMode::HalfSplit, c.scaling);
+    ops::ref::rope(xr.data(), n_tok, n_head, head_dim, n_rot, c.pos.data(), c.theta, ops::RopeMode::HalfSplit,
+                   c.scaling);
     for (size_t i = 0; i < x.size(); ++i) {
       ASSERT_NEAR(x[i], xr[i], 1e-6 * (1 + std::fabs(xr[i]))) << "call with " << n_tok << " positions, value " << i;
     }
@@ -102,6 +111,16 @@ TEST(OpsElementwise, RopeKnownValues) {
   EXPECT_NEAR(half[2], std::sin(1.0), 1e-7);
   EXPECT_NEAR(half[1], std::cos(0.1), 1e-7);
   EXPECT_NEAR(half[3], std::sin(0.1), 1e-7);
+  // llama.cpp's scaling: angle = pos * freq_scale * freq / divisor; position 4, scale 1/4,
+  // divisors 2 and 0.5 -> angles 4 * 0.25 * 1 / 2 = 0.5 and 4 * 0.25 * 0.1 / 0.5 = 0.2.
+  const float div[2] = {2.0f, 0.5f};
+  const int32_t pos4 = 4;
+  float sc[4] = {1, 0, 1, 0};
+  ops::rope(sc, 1, 1, 4, 4, &pos4, 100.0f, ops::RopeMode::AdjacentPairs, {0.25f, div});
+  EXPECT_NEAR(sc[0], std::cos(0.5), 1e-7);
+  EXPECT_NEAR(sc[1], std::sin(0.5), 1e-7);
+  EXPECT_NEAR(sc[2], std::cos(0.2), 1e-7);
+  EXPECT_NEAR(sc[3], std::sin(0.2), 1e-7);
 }
 
 TEST(OpsElementwise, SwigluAddSoftmax) {

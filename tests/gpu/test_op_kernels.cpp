@@ -134,14 +134,21 @@ TEST(CudaOps, NormsRopeSwigluActivationsMatchEngine) {
   }
   for (bool half : {false, true}) {
     for (int n_rot : {64, 32}) {      // n_rot < head_dim: the rest of each head untouched
-      const int n_head = 9, hd = 64;  // n = 576
-      const std::vector<int32_t> pos = {0, 1, 2, 100, 2047, 4095};
-      std::vector<float> want = x;
-      ops::rope(want.data(), n_tok, n_head, hd, n_rot, pos.data(), 10000.0f,
-                half ? ops::RopeMode::HalfSplit : ops::RopeMode::AdjacentPairs);
-      cuda::DeviceBuffer dr = cuda::DeviceBuffer::from(x), dp = cuda::DeviceBuffer::from(pos);
-      AKVQ_CUDA_CHECK(kc::rope(dr.as<float>(), n_tok, n_head, hd, n_rot, dp.as<int32_t>(), 10000.0f, half, nullptr));
-      expect_close(want, dr.to_vector<float>(x.size()), 1e-5, half ? "rope half split" : "rope adjacent");
+      for (bool scaled : {false, true}) {  // scaled: linear factor 4 and per-pair divisors (Llama 3)
+        const int n_head = 9, hd = 64;     // n = 576
+        const std::vector<int32_t> pos = {0, 1, 2, 100, 2047, 4095};
+        std::vector<float> div(n_rot / 2);
+        for (int i = 0; i < n_rot / 2; ++i) div[i] = 1.0f + 0.5f * i;
+        const ops::RopeScaling sc = scaled ? ops::RopeScaling{0.25f, div.data()} : ops::RopeScaling{};
+        std::vector<float> want = x;
+        ops::rope(want.data(), n_tok, n_head, hd, n_rot, pos.data(), 10000.0f,
+                  half ? ops::RopeMode::HalfSplit : ops::RopeMode::AdjacentPairs, sc);
+        cuda::DeviceBuffer dr = cuda::DeviceBuffer::from(x), dp = cuda::DeviceBuffer::from(pos),
+                           dd = cuda::DeviceBuffer::from(div);
+        AKVQ_CUDA_CHECK(kc::rope(dr.as<float>(), n_tok, n_head, hd, n_rot, dp.as<int32_t>(), 10000.0f, sc.freq_scale,
+                                 scaled ? dd.as<float>() : nullptr, half, nullptr));
+        expect_close(want, dr.to_vector<float>(x.size()), 1e-5, half ? "rope half split" : "rope adjacent");
+      }
     }
   }
   {

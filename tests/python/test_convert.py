@@ -564,6 +564,28 @@ def _bad_theta(c):
     c["text_config"]["rope_parameters"]["rope_theta"] = 0
 
 
+def _rope_scaling_beside_parameters(c):
+    """transformers 5 saves a default rope_parameters; a legacy rope_scaling added beside it wins
+    there (linear positions / 4), so converting it as plain RoPE would give other logits."""
+    assert c["text_config"]["rope_parameters"].get("rope_type", "default") == "default"
+    c["text_config"]["rope_scaling"] = {"type": "linear", "factor": 4.0}
+
+
+def _attention_bias(c):
+    c["text_config"]["attention_bias"] = True
+
+
+def _k_bias_tensor(d: pathlib.Path):
+    """A k_proj bias in its own shard, listed in the index, as transformers saves attention_bias."""
+    from safetensors.numpy import save_file
+
+    name = "language_model.model.layers.0.self_attn.k_proj.bias"
+    save_file({name: np.zeros(16, np.float32)}, str(d / "bias.safetensors"))
+    idx = json.loads((d / "model.safetensors.index.json").read_text())
+    idx["weight_map"][name] = "bias.safetensors"
+    (d / "model.safetensors.index.json").write_text(json.dumps(idx))
+
+
 def _eos_not_in_vocab(d: pathlib.Path):
     tc = json.loads((d / "tokenizer_config.json").read_text())
     tc["eos_token"] = "<nope>"
@@ -647,6 +669,15 @@ ERRORS = [
     # values the engine would refuse at load: refused here, naming the field
     ("rms-eps", _bad_eps, None, CheckpointError, "field 'text_config.rms_norm_eps' = -1: out of range (0 < eps < 1)"),
     ("rope-theta", _bad_theta, None, CheckpointError, "rope_theta = 0.0: out of range"),
+    (
+        "rope-scaling-beside-parameters",
+        _rope_scaling_beside_parameters,
+        None,
+        ConvertError,
+        "'text_config.rope_scaling' = {'type': 'linear', 'factor': 4.0} is not supported (rope type 'linear')",
+    ),
+    # the setting named, not its first bias tensor
+    ("attention-bias", _attention_bias, _k_bias_tensor, ConvertError, "'text_config.attention_bias' = true is not"),
     ("eos-not-in-vocab", None, _eos_not_in_vocab, CheckpointError, "eos_token '<nope>' of tokenizer_config.json"),
     ("no-image-token", None, _no_image_token, CheckpointError, "image token id 1000 (image_token_index) has no token"),
     ("template-syntax", None, _bad_template, CheckpointError, "chat template: chat template syntax error"),
@@ -671,6 +702,18 @@ def test_errors(tmp_path, case):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0] == f"akvq-convert: error: {msg}"
     assert not out.exists() and not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part"))
+
+
+def test_swish_is_silu(tmp_path, converted):
+    """hidden_act "swish" is SiLU in transformers (ACT2FN): the same file as "silu"."""
+    d = edited_copy(tmp_path, lambda c: c["text_config"].__setitem__("hidden_act", "swish"))
+    out = tmp_path / "swish.gguf"
+    convert(d, out, outtype="f16", name="spm_default_pad")
+    want = converted("spm_default_pad", "f16")
+    got = {x.name: x for x in gguf.GGUFReader(out).tensors}
+    for x in gguf.GGUFReader(want).tensors:
+        assert np.array_equal(np.asarray(got[x.name].data), np.asarray(x.data)), x.name
+    assert fields(out) == fields(want)
 
 
 def test_output_paths(tmp_path):
