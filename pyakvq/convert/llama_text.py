@@ -87,6 +87,26 @@ class _Dims:
         )
 
 
+# The Hugging Face rope types the engine runs: "linear" as llama.cpp's rope.scaling.type linear,
+# "llama3" as its rope_freqs.weight divisors. dynamic (NTK), yarn and longrope are refused.
+ROPE_TYPES = ("default", "linear", "llama3")
+
+
+def llama3_rope_divisors(theta: float, dim: int, factor: float, low: float, high: float, old_ctx: int) -> np.ndarray:
+    """[dim/2] float32: transformers' rope_type "llama3" frequencies as divisors of the plain ones
+    (theta^(-2i/dim) / divisor), which is what llama.cpp stores in rope_freqs.weight. Wavelengths
+    2 pi / freq shorter than old_ctx / high keep their frequency, those longer than old_ctx / low are
+    divided by `factor`, and between them it blends: 1 / ((1 - s) / factor + s) with
+    s = (old_ctx / wavelength - low) / (high - low) (Meta's Llama 3.1 scaling)."""
+    freq = theta ** (-np.arange(0, dim, 2, dtype=np.float64) / dim)
+    wavelen = 2.0 * np.pi / freq
+    s = (old_ctx / wavelen - low) / (high - low)
+    div = 1.0 / ((1.0 - s) / factor + s)
+    div = np.where(wavelen < old_ctx / high, 1.0, div)
+    div = np.where(wavelen > old_ctx / low, factor, div)
+    return div.astype(np.float32)
+
+
 class LlamaText:
     """The text part of a checkpoint. `tensors` maps GGUF names to table entries (names.Mapped)."""
 
@@ -116,6 +136,7 @@ class LlamaText:
         self.rope_theta = self._rope_theta(cfg, d)
         if not (math.isfinite(self.rope_theta) and self.rope_theta > 1.0):
             raise CheckpointError(f"{cfg.where}: rope_theta = {self.rope_theta!r}: out of range (a finite number > 1)")
+        self.rope_type, self.rope_factor, self.rope_divisors = self._rope_scaling(cfg)
         self.tied = bool(cfg.get("tie_word_embeddings", tie_default))
 
         emb = self._meta("token_embd.weight")
@@ -164,7 +185,7 @@ class LlamaText:
             if cfg.get(flag):
                 raise ConvertError(f"{cfg.where}: '{cfg.name(flag)}' = true is not supported by the llama arch")
         # transformers 5 folds a legacy rope_scaling into rope_parameters (the scaling wins over a
-        # default rope_parameters), so either one with a non-default type changes the positions.
+        # default rope_parameters), so either one's type decides the positions.
         for key in ("rope_parameters", "rope_scaling"):
             v = cfg.get(key)
             if v is None:
@@ -172,8 +193,33 @@ class LlamaText:
             if not isinstance(v, dict):
                 raise ConvertError(f"{cfg.where}: '{cfg.name(key)}' = {v!r} is not supported (expected an object)")
             rtype = v.get("rope_type", v.get("type", "default"))
-            if rtype != "default":
-                raise ConvertError(f"{cfg.where}: '{cfg.name(key)}' = {v} is not supported (rope type {rtype!r})")
+            if rtype not in ROPE_TYPES:
+                raise ConvertError(
+                    f"{cfg.where}: '{cfg.name(key)}' = {v} is not supported (rope type {rtype!r}; "
+                    f"supported: {', '.join(ROPE_TYPES)})"
+                )
+
+    def _rope_scaling(self, cfg: Fields) -> tuple[str, float, np.ndarray | None]:
+        """(rope type, linear factor, llama3 divisors [head_dim/2] or None) from the section whose
+        type applies: a legacy rope_scaling with a type wins over rope_parameters, as in transformers 5."""
+        for key in ("rope_scaling", "rope_parameters"):
+            if cfg.get(key) is None:
+                continue
+            sec = cfg.sub(key)
+            rtype = sec.get("rope_type", sec.get("type", "default"))
+            if rtype == "default":
+                continue
+            factor = sec.float("factor")
+            if not (math.isfinite(factor) and factor > 0.0):
+                raise sec.bad("factor", "out of range (a finite number > 0)")
+            if rtype == "linear":
+                return rtype, factor, None
+            low, high = sec.float("low_freq_factor"), sec.float("high_freq_factor")
+            old_ctx = sec.int("original_max_position_embeddings", lo=1)
+            if not (0.0 < low < high and math.isfinite(high)):
+                raise sec.bad("high_freq_factor", f"out of range (0 < low_freq_factor = {low} < high_freq_factor)")
+            return rtype, factor, llama3_rope_divisors(self.rope_theta, self.head_dim, factor, low, high, old_ctx)
+        return "default", 1.0, None
 
     @staticmethod
     def _rope_theta(cfg: Fields, d: _Dims) -> float:
@@ -221,6 +267,9 @@ class LlamaText:
         out.u32(a + "feed_forward_length", self.n_ff)
         out.u32(a + "rope.dimension_count", self.head_dim)
         out.f32(a + "rope.freq_base", self.rope_theta)
+        if self.rope_type == "linear":  # llama.cpp's keys; "llama3" is the tensor rope_freqs.weight
+            out.str(a + "rope.scaling.type", "linear")
+            out.f32(a + "rope.scaling.factor", self.rope_factor)
         out.u32(a + "attention.head_count", self.n_head)
         out.u32(a + "attention.head_count_kv", self.n_head_kv)
         out.f32(a + "attention.layer_norm_rms_epsilon", self.rms_eps)
@@ -251,6 +300,13 @@ class LlamaText:
         if "output.weight" in self.tensors:
             order.append("output.weight")
         plans = []
+        if self.rope_divisors is not None:  # first, as llama.cpp's converter writes it
+            div = self.rope_divisors
+            plans.append(
+                TensorPlan(
+                    "rope_freqs.weight", div.shape, quantize.Q.F32, lambda rows: div, chunkable=False, source="rope"
+                )
+            )
         for gname in order:
             m = self.tensors[gname]
             shape = self.expected[gname]

@@ -566,9 +566,10 @@ def _bad_theta(c):
 
 def _rope_scaling_beside_parameters(c):
     """transformers 5 saves a default rope_parameters; a legacy rope_scaling added beside it wins
-    there (linear positions / 4), so converting it as plain RoPE would give other logits."""
+    there, so a type the engine cannot run must be refused, not converted as plain RoPE (linear
+    and llama3 are converted: test_rope_scaling.py)."""
     assert c["text_config"]["rope_parameters"].get("rope_type", "default") == "default"
-    c["text_config"]["rope_scaling"] = {"type": "linear", "factor": 4.0}
+    c["text_config"]["rope_scaling"] = {"type": "dynamic", "factor": 4.0}
 
 
 def _attention_bias(c):
@@ -674,7 +675,8 @@ ERRORS = [
         _rope_scaling_beside_parameters,
         None,
         ConvertError,
-        "'text_config.rope_scaling' = {'type': 'linear', 'factor': 4.0} is not supported (rope type 'linear')",
+        "'text_config.rope_scaling' = {'type': 'dynamic', 'factor': 4.0} is not supported (rope type 'dynamic'; "
+        "supported: default, linear, llama3)",
     ),
     # the setting named, not its first bias tensor
     ("attention-bias", _attention_bias, _k_bias_tensor, ConvertError, "'text_config.attention_bias' = true is not"),
@@ -795,7 +797,9 @@ def test_killed_conversion_leaves_nothing(tmp_path, sig):
     cwd = pathlib.Path(pyakvq.convert.__file__).resolve().parents[2]
     p = subprocess.Popen(
         [sys.executable, "-c", slow, "-q", str(lc.FIXTURES / "spm_default_pad"), "-o", str(out_dir / "x.gguf")],
-        cwd=cwd, stderr=subprocess.PIPE, text=True,
+        cwd=cwd,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # not ignored as in a background job
     )
     t0 = time.monotonic()

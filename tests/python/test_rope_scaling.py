@@ -1,0 +1,115 @@
+"""RoPE context-extension scaling against Hugging Face transformers: tiny random Llama checkpoints
+with rope_type "linear" (factor 4), "llama3" (factor 8, original context 64, so that its three
+wavelength bands are all used) and a legacy "rope_scaling" written beside transformers 5's default
+rope_parameters (transformers applies it), converted by akvq-convert and run by the engine over 96
+teacher-forced positions; transformers' logits in tests/fixtures/rope_scaling/reference.npz
+(tests/fixtures/make_rope_scaling.py).
+
+Tolerances. Measured (2 threads, f16 KV cache, logits up to ~6): max |Δlogit| 4.7e-3 (f32 file;
+the matmuls take 16-bit activation levels), 1.1e-2 (f16 file), top-1 equal at every position.
+Bounds: 3x those. Plain RoPE on the linear checkpoint's weights is 6.5 away (plain_logits), and
+converting without the scaling fails these bounds by far (checked by removing the scaling keys or
+the rope_freqs tensor from a converted file: max |Δlogit| >= 0.9 in each case).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import gguf
+import numpy as np
+import pytest
+
+DIR = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "rope_scaling"
+BOUND = {"f32": 1.5e-2, "f16": 3.5e-2}  # measured 4.7e-3 / 1.1e-2
+
+
+def _ref() -> dict[str, np.ndarray]:
+    with np.load(DIR / "reference.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+REF = _ref()
+
+
+def _convert(name: str, outtype: str, tmp: pathlib.Path) -> pathlib.Path:
+    from pyakvq.convert import convert
+
+    out = tmp / f"{name}.{outtype}.gguf"
+    if not out.exists():
+        convert(DIR / name, out, outtype=outtype)
+    return out
+
+
+def _logits(path: pathlib.Path) -> np.ndarray:
+    import pyakvq
+
+    with pyakvq.Model(path, n_ctx=128, n_threads=2) as m:
+        return m.logits(REF["ids"].tolist())
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory) -> pathlib.Path:
+    pytest.importorskip("pyakvq")
+    return tmp_path_factory.mktemp("rope_scaling")
+
+
+@pytest.mark.parametrize("outtype", ["f32", "f16"])
+@pytest.mark.parametrize("name", ["linear", "llama3", "linear_legacy"])
+def test_logits_match_transformers(tmp, name, outtype):
+    got = _logits(_convert(name, outtype, tmp))
+    want = REF[f"{name}_logits"]
+    assert got.shape == want.shape
+    err = np.abs(got - want).max()
+    assert err <= BOUND[outtype], f"max |dlogit| {err:.3g}"
+    assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def test_the_scaling_matters():
+    """The fixture can tell scaled from plain RoPE by far more than the bounds."""
+    assert np.abs(REF["plain_logits"] - REF["linear_logits"]).max() > 100 * BOUND["f32"]
+
+
+def test_files_use_llama_cpp_keys_and_tensor(tmp):
+    """linear: {arch}.rope.scaling.type / .factor (gguf's names); llama3: the tensor rope_freqs
+    [head_dim / 2] F32 and no scaling type, as llama.cpp's converter writes them."""
+    arch = "llama"
+    r = gguf.GGUFReader(_convert("linear", "f32", tmp))
+    fields = {k: f.contents() for k, f in r.fields.items()}
+    assert fields[gguf.Keys.Rope.SCALING_TYPE.format(arch=arch)] == gguf.RopeScalingType.LINEAR.value
+    assert fields[gguf.Keys.Rope.SCALING_FACTOR.format(arch=arch)] == pytest.approx(4.0)
+    assert all(t.name != "rope_freqs.weight" for t in r.tensors)
+    r = gguf.GGUFReader(_convert("llama3", "f32", tmp))
+    fields = {k: f.contents() for k, f in r.fields.items()}
+    assert gguf.Keys.Rope.SCALING_TYPE.format(arch=arch) not in fields
+    (t,) = [t for t in r.tensors if t.name == gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"]
+    assert t.tensor_type == gguf.GGMLQuantizationType.F32 and list(t.shape) == [8]
+    div = np.asarray(t.data)
+    # the three bands: kept (1), blended (between), divided by the factor (8)
+    assert div[0] == 1.0 and 1.0 < div[1] < div[2] < 8.0 and (div[3:] == 8.0).all()
+
+
+def test_without_the_scaling_the_bounds_fail(tmp):
+    """The same weights written without their scaling (keys or tensor dropped) are far off:
+    the comparison above would catch a converter or engine that ignored it."""
+    for name, drop in (("linear", "llama.rope.scaling"), ("llama3", "rope_freqs")):
+        src = gguf.GGUFReader(_convert(name, "f32", tmp))
+        out = tmp / f"{name}.dropped.gguf"
+        w = gguf.GGUFWriter(str(out), "llama")
+        for k, f in src.fields.items():
+            if k.startswith("GGUF.") or k == "general.architecture" or k.startswith(drop):
+                continue
+            vtype = f.types[0]
+            if vtype == gguf.GGUFValueType.ARRAY:
+                w.add_key_value(k, f.contents(), vtype, sub_type=f.types[-1])
+            else:
+                w.add_key_value(k, f.contents(), vtype)
+        for t in src.tensors:
+            if not t.name.startswith(drop):
+                w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        err = np.abs(_logits(out) - REF[f"{name}_logits"]).max()
+        assert err > 20 * BOUND["f32"], (name, err)
