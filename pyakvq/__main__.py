@@ -63,10 +63,16 @@ def parse_kv_opts(items: list[str] | None) -> dict[str, Any]:
 def _perplexity(a: argparse.Namespace) -> int:
     if a.json:
         _check_output_path("--json", a.json, (("-m/--model", a.model), ("-f/--file", a.file)))
+    if a.ctx % 2 or a.ctx < 16:  # the API's rule (perplexity()), with the flag's name
+        raise ValueError(f"-c/--ctx-size must be even and >= 16, got {a.ctx}")
     try:
         text = pathlib.Path(a.file).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"-f/--file {a.file!r}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except FileNotFoundError:
+        raise ValueError(f"-f/--file {a.file!r}: no such file") from None
+    except OSError as e:
+        raise ValueError(f"-f/--file {a.file!r}: {e.strerror or e}") from None
     opts = parse_kv_opts(a.kv_opt)
 
     def progress(ci: int, n: int, ppl: list[float]) -> None:
@@ -603,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return a.func(a)
     except (OSError, ValueError, TypeError, KeyboardInterrupt) as e:  # e.g. Ctrl-C while a model loads
-        return _exit_status("pyakvq", e)
+        return _exit_status(f"pyakvq {a.command}", e)
 
 
 if __name__ == "__main__":

@@ -29,17 +29,18 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _KV_SWITCHES = frozenset({"rotate", "checkpoint", "lut", "pv_bf16"})
 
 
-def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
-    """An int (or numpy integer, not bool) in [lo, hi]; returns it as a Python int."""
+def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None, hint: str = "") -> int:
+    """An int (or numpy integer, not bool) in [lo, hi]; returns it as a Python int. `hint` ends
+    the range error's message."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     v = operator.index(value)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         if hi is None:
-            raise ValueError(f"{name} must be >= {lo}, got {v}")
+            raise ValueError(f"{name} must be >= {lo}, got {v}{hint}")
         if lo is None:
-            raise ValueError(f"{name} must be <= {hi}, got {v}")
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}")
+            raise ValueError(f"{name} must be <= {hi}, got {v}{hint}")
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {v}{hint}")
     return v
 
 
@@ -261,9 +262,15 @@ def sampling_args(
     logprobs: Any = None,
 ) -> SamplingArgs:
     """Checks generate()'s arguments with the engine's ranges (SamplingParams::validate) and
-    returns them cleaned (Python ints and floats, stop as a list of the non-empty str)."""
+    returns them cleaned (Python ints and floats, stop as a list of the non-empty str).
+    max_tokens -1 or None: until the context is full, as `-n -1` and llama-cpp-python's
+    create_completion (the engine stops with "context")."""
+    if max_tokens is None or (
+        isinstance(max_tokens, (int, np.integer)) and not isinstance(max_tokens, (bool, np.bool_)) and max_tokens == -1
+    ):
+        max_tokens = INT32_MAX
     return SamplingArgs(
-        max_tokens=check_int("max_tokens", max_tokens, 0, INT32_MAX),
+        max_tokens=check_int("max_tokens", max_tokens, 0, INT32_MAX, hint=" (-1 or None: until the context is full)"),
         temperature=check_float("temperature", temperature, 0.0, hint=" (0 means greedy)"),
         top_k=check_int("top_k", top_k, -1, INT32_MAX),
         top_p=check_float("top_p", top_p, 0.0, 1.0, hint=" (1 disables it, 0 keeps only the most likely token)"),

@@ -290,7 +290,7 @@ class BatchEngine:
         prompt: Any,
         *,
         images: Sequence[Any] | None = None,
-        max_tokens: int = 128,
+        max_tokens: int | None = 128,
         temperature: float = 0.8,
         top_k: int = 40,
         top_p: float = 0.95,

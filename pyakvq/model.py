@@ -308,7 +308,7 @@ class Model:
     def generate(
         self,
         prompt: str | Sequence[int],
-        max_tokens: int = 128,
+        max_tokens: int | None = 128,
         temperature: float = 0.8,
         top_k: int = 40,
         top_p: float = 0.95,
@@ -329,7 +329,8 @@ class Model:
         embedding rows; the images of a call are encoded together. A later call with the same text
         and images reuses the KV cache; a different image is never served from it.
 
-        Stops after max_tokens ("length"), at an end-of-generation token ("eos", not included), at
+        Stops after max_tokens ("length"; -1 or None: no limit but the context), at an
+        end-of-generation token ("eos", not included), at
         a stop string ("stop", cut exactly: neither it nor anything after it is returned) or when
         the context is full ("context"). Returns the text, and sets `last_finish_reason`; with
         stream=True returns a TokenStream of Token(id, text, finish_reason), computed one token
@@ -406,7 +407,7 @@ class Model:
         self.last_finish_reason = streams[-1].finish_reason
         return texts
 
-    def generate_ids(self, prompt: str | Sequence[int], max_tokens: int = 128, **kw) -> list[int]:
+    def generate_ids(self, prompt: str | Sequence[int], max_tokens: int | None = 128, **kw) -> list[int]:
         """Like generate() but returns the generated token ids (stop strings are not applied)."""
         kw.pop("stream", None)
         if kw.get("stop"):

@@ -65,9 +65,9 @@ float to_float(const std::string& flag, const std::string& v) {
 const char* usage() {
   return "usage: akvq-cli [-m MODEL] (-p PROMPT | -f FILE) [--image IMG ...] [options]\n"
          "\n"
-         "Runs a GGUF language (or vision-language) model on the CPU and streams the completion\n"
-         "to stdout; timings go to stderr. Ctrl-C stops the generation: the text so far, the\n"
-         "timings, and exit status 130.\n"
+         "Runs a GGUF language (or vision-language) model on the CPU (or --device cuda) and streams\n"
+         "the completion to stdout; timings go to stderr. Ctrl-C stops the generation: the text so\n"
+         "far, the timings, and exit status 130.\n"
          "\n"
          "  -m, --model FILE        GGUF model file (default: the demo VLM of the pyakvq package\n"
          "                          installed with this binary, or $AKVQ_DEMO_MODEL)\n"
@@ -208,6 +208,8 @@ Options parse_args(int argc, char** argv) {
     } else if (a == "--chat-template") {
       o.chat_template = value();
       if (o.chat_template.empty()) throw InvalidArgument("--chat-template: expected vicuna, chatml, none or a FILE");
+    } else if (a.empty() || a[0] != '-' || a == "-") {  // a word, not an option (as `pyakvq chat` takes it)
+      throw InvalidArgument("unexpected argument '" + a + "': give the prompt with -p/--prompt (see --help)");
     } else {
       throw InvalidArgument("unknown option '" + a + "' (see --help)");
     }

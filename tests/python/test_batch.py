@@ -116,7 +116,7 @@ def test_queue_full_and_bad_requests(demo, demo_inputs):
             eng.submit(demo_inputs[0], max_tokens=4)
         first.cancel()
         with pytest.raises(ValueError, match="max_tokens"):
-            eng.submit(demo_inputs[0], max_tokens=-1)
+            eng.submit(demo_inputs[0], max_tokens=-2)
         with pytest.raises(ValueError, match="context"):
             eng.submit([5] * 2000)
     with pytest.raises(RuntimeError, match="closed"):

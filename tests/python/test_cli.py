@@ -32,6 +32,11 @@ def test_help():
         (("-m", "x.gguf", "-p", "hi", "-n", "abc"), "-n: expected an integer"),
         (("-m", "x.gguf", "-p", "hi", "--top-p", "7"), "top_p"),
         (("-m", "x.gguf", "-p", "hi", "--bogus"), "unknown option '--bogus'"),
+        # a positional prompt, as `pyakvq chat` takes it: not called an option
+        (
+            ("-m", "x.gguf", "The capital of France is"),
+            "unexpected argument 'The capital of France is': give the prompt with -p/--prompt",
+        ),
         (("-m", "x.gguf", "-p", "hi", "-t"), "-t: missing value"),
     ],
 )
@@ -221,4 +226,3 @@ def test_ctrl_c_during_the_prompt_stops_between_its_chunks(smollm2_path):
     assert out == b""
     assert err.strip().splitlines()[-1] == "akvq-cli: interrupted", err
     assert dt < 10
-

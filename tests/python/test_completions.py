@@ -120,6 +120,14 @@ def test_context_full_is_length(smollm2_path):
         for m in (0, -1):  # llama-cpp-python's reading of max_tokens <= 0: as None
             r2 = small.create_completion(prompt, max_tokens=m, temperature=0)
             assert r2["choices"][0]["text"] == r["choices"][0]["text"] and r2["usage"] == r["usage"]
+        full = small.generate(prompt, max_tokens=10**6, temperature=0)
+        assert small.last_finish_reason == "context"  # one token more than the completion (the last
+        assert full.startswith(r["choices"][0]["text"])  # one is sampled, never placed in the cache)
+        for m in (-1, None):  # generate() reads -1 and None as `-n -1` does: until the context is full
+            assert small.generate(prompt, max_tokens=m, temperature=0) == full
+            assert small.last_finish_reason == "context"
+            small.chat("Count: 1, 2, 3", max_tokens=m, temperature=0)
+            assert small.last_finish_reason == "context"
         r = small.create_chat_completion([{"role": "user", "content": "Count: 1, 2, 3"}], max_tokens=10**6)
         assert r["usage"]["total_tokens"] <= 48
         with pytest.raises(ValueError, match="context"):
@@ -193,8 +201,10 @@ def test_calls_from_several_threads_wait_for_each_other(demo):
     import concurrent.futures
 
     prompts = ["What color is the shape?", "What is in the picture?", "Describe the shape."]
-    want = [demo.create_chat_completion(_msgs(RED, p), max_tokens=6, temperature=0)["choices"][0]["message"]["content"]
-            for p in prompts]
+    want = [
+        demo.create_chat_completion(_msgs(RED, p), max_tokens=6, temperature=0)["choices"][0]["message"]["content"]
+        for p in prompts
+    ]
     want_text = demo.create_completion("USER: hi ASSISTANT:", max_tokens=6, temperature=0)["choices"][0]["text"]
 
     def one(i: int) -> str:
@@ -262,9 +272,8 @@ def test_llama_cpp_python_drop_in(demo):
             demo("USER: hi ASSISTANT:", **kw, **{name: value})
     # a negative temperature: llama-cpp-python's full-softmax draw (temperature 1, no cuts)
     full = {"max_tokens": 8, "seed": 11}
-    assert (
-        demo.create_completion("USER: hi ASSISTANT:", temperature=-1, **full)["choices"][0]["text"]
-        == demo.generate("USER: hi ASSISTANT:", temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, **full)
+    assert demo.create_completion("USER: hi ASSISTANT:", temperature=-1, **full)["choices"][0]["text"] == demo.generate(
+        "USER: hi ASSISTANT:", temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, **full
     )
     assert demo.create_completion("USER: hi ASSISTANT:", logit_bias=None, **kw)["choices"][0]["text"] == ref
     msgs = [{"role": "user", "content": "hi"}]

@@ -200,7 +200,14 @@ def test_cli_perplexity(smollm2_path, tmp_path):
 
 def test_cli_errors(smollm2_path):
     r = _cli("perplexity", "-m", smollm2_path, "-f", PROSE, "--ctx-size", 15)
-    assert r.returncode == 2 and "pyakvq: error: n_ctx must be even" in r.stderr
+    assert (
+        r.returncode == 2
+        and r.stderr.strip() == "pyakvq perplexity: error: -c/--ctx-size must be even and >= 16, got 15"
+    )
+    r = _cli("perplexity", "-m", smollm2_path, "-f", "no-such-file.txt")  # the flag named, not errno's text
+    assert (
+        r.returncode == 2 and r.stderr.strip() == "pyakvq perplexity: error: -f/--file 'no-such-file.txt': no such file"
+    )
     r = _cli("perplexity", "-m", smollm2_path, "-f", PROSE, "--kv-opt", "bits")
     assert r.returncode == 2 and "key=value" in r.stderr
     r = _cli("perplexity", "-m", smollm2_path, "-f", smollm2_path)  # a binary file: named, exit 2

@@ -243,7 +243,7 @@ def test_ctrl_c_while_the_model_loads_is_one_line(command, smollm2_path, monkeyp
 
     monkeypatch.setattr(pyakvq.Model, "__init__", interrupted)
     assert main([command[0], "-m", str(smollm2_path), *command[1:]]) == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "pyakvq: interrupted"
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"pyakvq {command[0]}: interrupted"
 
 
 def test_output_paths_are_checked_before_the_work(smollm2_path, tmp_path):
@@ -257,8 +257,8 @@ def test_output_paths_are_checked_before_the_work(smollm2_path, tmp_path):
         (("profile", "-m", smollm2_path, "-p", "hi", "--write-tsa", tmp_path), "--write-tsa"),
     ):
         r = run_py(*args)
-        line = _one_error_line(r, "pyakvq: error:")
-        assert line.startswith(f"pyakvq: error: {flag} "), line
+        line = _one_error_line(r, f"pyakvq {args[0]}: error:")
+        assert line.startswith(f"pyakvq {args[0]}: error: {flag} "), line
 
 
 def test_an_output_is_never_one_of_the_inputs(smollm2_path, tmp_path):
@@ -276,12 +276,14 @@ def test_an_output_is_never_one_of_the_inputs(smollm2_path, tmp_path):
         (("perplexity", "-m", link, "-f", text, "--json", tmp_path / "." / "m.gguf"), "is the same file as -m/--model"),
         (("perplexity", "-m", model, "-f", text, "--json", text), "is the same file as -f/--file"),
         (("profile", "-m", model, "-p", "hi", "--json", link), "is the same file as -m/--model"),
-        (("profile", "-m", model, "-p", "hi", "--write-tsa", tmp_path / "o.gguf", "--json", tmp_path / "o.gguf"),
-         "is the same file as --write-tsa"),
+        (
+            ("profile", "-m", model, "-p", "hi", "--write-tsa", tmp_path / "o.gguf", "--json", tmp_path / "o.gguf"),
+            "is the same file as --write-tsa",
+        ),
         (("profile", "-m", model, "-p", "hi", "--write-tsa", link), "is the same file as -m/--model"),
     ):
         r = run_py(*args)
-        line = _one_error_line(r, "pyakvq: error:")
+        line = _one_error_line(r, f"pyakvq {args[0]}: error:")
         assert needle in line, line
     assert model.stat().st_size == size and text.read_text() == "word " * 80
     assert not (tmp_path / "o.gguf").exists()
@@ -311,7 +313,7 @@ def test_outputs_at_special_files(smollm2_path, tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     r = run_py("profile", "-m", smollm2_path, "-p", "hi", "--write-tsa", fifo)
-    assert "is not a regular file" in _one_error_line(r, "pyakvq: error: --write-tsa")
+    assert "is not a regular file" in _one_error_line(r, "pyakvq profile: error: --write-tsa")
     got = []
     reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
     reader.start()
@@ -330,7 +332,12 @@ def test_output_that_cannot_be_written_is_status_1(smollm2_path):
     with open("/dev/full", "w") as full:
         r = subprocess.run(
             [sys.executable, "-m", "pyakvq", "chat", "-m", str(smollm2_path), "-c", "64", "-n", "4", "hi"],
-            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, cwd=PKG_PARENT, env=_env(),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=PKG_PARENT,
+            env=_env(),
         )
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("pyakvq chat: error: cannot write the output:"), r.stderr
@@ -344,9 +351,27 @@ def test_closed_pipe_ends_quietly(smollm2_path, tmp_path):
     os.close(r_fd)  # nobody reads: the first write fails with EPIPE
     try:
         r = subprocess.run(
-            [sys.executable, "-m", "pyakvq", "perplexity", "-m", str(smollm2_path), "-f", str(text), "-c", "64",
-             "--chunks", "1", "-q"],
-            stdout=w_fd, stderr=subprocess.PIPE, text=True, timeout=120, cwd=PKG_PARENT, env=_env(),
+            [
+                sys.executable,
+                "-m",
+                "pyakvq",
+                "perplexity",
+                "-m",
+                str(smollm2_path),
+                "-f",
+                str(text),
+                "-c",
+                "64",
+                "--chunks",
+                "1",
+                "-q",
+            ],
+            stdout=w_fd,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            cwd=PKG_PARENT,
+            env=_env(),
         )
     finally:
         os.close(w_fd)
@@ -360,8 +385,21 @@ def test_ctrl_c_while_the_answer_streams_prints_the_timings(smollm2_path):
     from test_helpers import interrupt_after
 
     status, out, err, dt = interrupt_after(
-        [sys.executable, "-m", "pyakvq", "chat", "-m", smollm2_path, "-n", "4000", "--temp", "0", "-t", "1",
-         "Tell me a very long story about a cat who travels the world."],
+        [
+            sys.executable,
+            "-m",
+            "pyakvq",
+            "chat",
+            "-m",
+            smollm2_path,
+            "-n",
+            "4000",
+            "--temp",
+            "0",
+            "-t",
+            "1",
+            "Tell me a very long story about a cat who travels the world.",
+        ],
         lambda out: len(out) > 20,
         env=_env(),
         cwd=PKG_PARENT,  # the pyakvq this test imported (installed, or the source tree)

@@ -257,4 +257,4 @@ def test_cli_profile(path, tmp_path):
     assert "suggested TSA layers" in r.stdout and "layer" in r.stdout
     bad = cmd[:6] + ["--image", str(tmp_path / "missing.png"), "-p", "x"]
     r = subprocess.run(bad, capture_output=True, text=True, timeout=300, cwd=cwd)
-    assert r.returncode == 2 and "pyakvq: error" in r.stderr
+    assert r.returncode == 2 and "pyakvq profile: error" in r.stderr
