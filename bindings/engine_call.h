@@ -16,6 +16,8 @@
 #pragma once
 #include <nanobind/nanobind.h>
 
+#include <pthread.h>
+
 #include <chrono>
 #include <mutex>
 #include <thread>
@@ -34,6 +36,22 @@ struct EngineCallState {
 inline EngineCallState& engine_call_state() {
   static EngineCallState* s = new EngineCallState();  // never destroyed: used until the process ends
   return *s;
+}
+
+// Fork (os.fork): only the forking thread is copied, and it holds the GIL, so it is in no engine
+// call; the counts of the others would make the child's exit hook wait for threads it does not
+// have (30 s, or for ever for one that was returning). The state's lock is taken around the fork
+// (no other thread holds it in the child) and the child starts with no calls in flight. What
+// the parent's other threads referenced (a BatchEngine's worker, a call in flight) is never freed
+// in the child, as at exit with threads alive: nanobind's leak report is off there.
+inline void engine_call_fork_handlers() {
+  pthread_atfork([] { engine_call_state().m.lock(); }, [] { engine_call_state().m.unlock(); },
+                 [] {
+                   EngineCallState& s = engine_call_state();
+                   s.computing = s.returning = s.parked = 0;
+                   s.m.unlock();
+                   nanobind::set_leak_warnings(false);
+                 });
 }
 
 [[noreturn]] inline void park_forever() {

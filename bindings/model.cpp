@@ -80,6 +80,8 @@ nb::dict info_dict(const ModelInfo& i) {
   d["head_dim"] = i.head_dim;
   d["n_ff"] = i.n_ff;
   d["rope_theta"] = i.rope_theta;
+  d["rope_freq_scale"] = i.rope_freq_scale;
+  d["rope_freqs"] = i.rope_freqs;
   d["rms_eps"] = i.rms_eps;
   d["tokenizer_model"] = utf8_text(i.tokenizer_model);
   d["tokenizer_pre"] = utf8_text(i.tokenizer_pre);
@@ -346,6 +348,7 @@ void init_model(nb::module_& m) {
     return s.shutdown;
   });
   nb::module_::import_("atexit").attr("register")(m.attr("_shutdown"));
+  engine_call_fork_handlers();
 }
 
 }  // namespace akvq::bind

@@ -12,6 +12,7 @@ its BatchStream, for threads (`for tok in stream`) and asyncio (`async for tok i
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 import weakref
@@ -156,6 +157,8 @@ class _Core:
         self.cv = threading.Condition(threading.RLock())
         self.streams: dict[int, weakref.ref[BatchStream]] = {}
         self.closed = False
+        self.close_reason = "this BatchEngine is closed"
+        _CORES.add(self)
 
     def live_streams(self) -> list[BatchStream]:
         """The streams still referred to (cv held)."""
@@ -178,6 +181,34 @@ class _Core:
         for s in streams:
             s._ended = True
             s._deliver(_End(None, "the BatchEngine was closed"))
+
+
+_CORES: weakref.WeakSet[_Core] = weakref.WeakSet()  # every engine's core, for the fork handler
+_FORKED = (
+    "this BatchEngine was made before the process forked: its worker thread is not in the child "
+    "process (make a new BatchEngine there)"
+)
+
+
+def _after_fork_in_child() -> None:
+    """os.register_at_fork: an engine made before the fork has no worker thread in the child (only
+    the forking thread is copied), and its locks may have been held by it. Each engine is closed
+    with fresh locks, and each stream still running ends with RuntimeError instead of waiting
+    forever for the tokens of a thread that is not there."""
+    for core in list(_CORES):
+        core.cv = threading.Condition(threading.RLock())
+        core.closed = True
+        core.close_reason = _FORKED
+        streams = core.live_streams()
+        core.streams.clear()
+        for s in streams:
+            s._ended = True
+            s._q = queue.SimpleQueue()
+            s._q.put(_End(None, _FORKED))
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _run(core: _Core) -> None:
@@ -318,7 +349,7 @@ class BatchEngine:
         core = self._core
         with core.cv:
             if core.closed:
-                raise RuntimeError("this BatchEngine is closed")
+                raise RuntimeError(core.close_reason)
             rid, used_seed = self._gen.submit(inp, **a.engine_kwargs(m.seed))
             s = BatchStream(self, rid, len(inp), used_seed)
             core.streams[rid] = weakref.ref(s)
@@ -332,14 +363,22 @@ class BatchEngine:
         """n_slots, requests_running, requests_queued, requests_total, prompt_tokens_total,
         generated_tokens_total, steps_total, kv_bytes and kv_tokens (held by the slots' caches
         after the last step), kv_bits_per_element (None while empty), kv_bytes_per_sequence."""
-        return dict(self._gen.stats)
+        gen = self._gen
+        return dict(gen.stats) if gen is not None else dict(self._final_stats)
 
     # ---- lifetime ----
     def close(self) -> None:
-        """Stops the worker after its current step; streams still running end with RuntimeError."""
+        """Stops the worker after its current step; streams still running end with RuntimeError.
+        The engine's slots, caches and its hold on the weights are freed (stats() keeps the last
+        figures), so that closing the Model too frees its memory at once."""
         self._core.close()
         if threading.current_thread() is not self._thread:
             self._thread.join()
+            gen = self._gen
+            if gen is not None:
+                self._final_stats = dict(gen.stats)
+                self._core.gen = None
+                self._gen = None
 
     def __del__(self):
         core = self.__dict__.get("_core")

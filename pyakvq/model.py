@@ -47,6 +47,32 @@ class _Closed:
 _CLOSED = _Closed()
 
 
+_MODELS: weakref.WeakSet[Model] = weakref.WeakSet()  # every open Model, for the fork handler
+_FORK_BUSY = (
+    "this Model was in use by another thread when the process forked: its KV cache is in an unknown "
+    "state in the child process (load the model again there)"
+)
+
+
+def _after_fork_in_child() -> None:
+    """os.register_at_fork: a Model whose lock another thread held at the fork would block every
+    call in the child for ever (that thread is not copied). It gets a fresh lock, and its KV cache,
+    left mid-call, is refused (RuntimeError) instead of used. The engine's thread pools run their
+    work on the calling thread in a child (engine/cpu/thread_pool.cpp)."""
+    for m in list(_MODELS):
+        lock = m.__dict__.get("_lock")
+        if lock is None or lock.acquire(blocking=False):
+            if lock is not None:
+                lock.release()
+            continue
+        m._lock = threading.RLock()
+        m._fork_busy = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Model:
     """A language model loaded from a GGUF file, with its own KV cache.
 
@@ -91,11 +117,11 @@ class Model:
         mmproj's projector width differs from the model's embedding width). act_bits: precision of
         the activations the quantized matmuls use, 16 (default) or 8 (faster prompt processing with
         Q4_0, Q4_1 and Q4_K weights on AVX2 and AVX-512 CPUs, slightly different logits;
-        bench/RESULTS.md states the agreement with transformers). device: where the decoder runs, "cpu" (default), "cuda" (GPU 0; RuntimeError
-        naming the reason when pyakvq.cuda_available() is False; every kv mode, see README "CUDA") or
-        "auto" (the GPU when available and the model fits it, else the CPU: info["device"] says
-        which, info["device_note"] why not the GPU); ValueError otherwise. The vision tower runs on
-        the CPU."""
+        bench/RESULTS.md states the agreement with transformers). device: where the decoder runs, "cpu"
+        (default), "cuda" (GPU 0; RuntimeError naming the reason when pyakvq.cuda_available() is False;
+        every kv mode, see README "CUDA") or "auto" (the GPU when available and the model fits it, else
+        the CPU: info["device"] says which, info["device_note"] why not the GPU); ValueError otherwise.
+        The vision tower runs on the CPU."""
         if path is None:
             from .demo import demo_model_path  # noqa: PLC0415
 
@@ -109,6 +135,7 @@ class Model:
         kv = _v.check_text("kv", kv, allow_nul=False)
         opts = _v.kv_options(kv_options)
         self._lock = threading.RLock()  # re-entrant: create_completion holds it around its generations
+        _MODELS.add(self)
         self._session = None
         self._vision = None
         mmproj = None if mmproj is None else _v.check_path("mmproj", mmproj)
@@ -158,6 +185,8 @@ class Model:
     def _sess(self):
         if self._session is None:
             raise RuntimeError("this Model is closed")
+        if self.__dict__.get("_fork_busy"):
+            raise RuntimeError(_FORK_BUSY)
         return self._session
 
     def __reduce__(self):

@@ -105,7 +105,9 @@ def join_text_parts(messages: Sequence[Mapping[str, Any]]) -> list[Any]:
             isinstance(content, Sequence)
             and not isinstance(content, (str, bytes))
             and content
-            and all(isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content)
+            and all(
+                isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in content
+            )
         ):
             msg = {**msg, "content": "\n".join(p["text"] for p in content)}
         out.append(msg)

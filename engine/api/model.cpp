@@ -86,6 +86,8 @@ std::shared_ptr<Model> Model::load(const std::string& path, const ModelParams& p
     }
   }
   info.rope_theta = hp.rope_theta;
+  info.rope_freq_scale = hp.rope_freq_scale;
+  info.rope_freqs = im.llama->rope_freqs().data != nullptr;
   info.rms_eps = hp.rms_eps;
   info.tokenizer_model = f.get_str("tokenizer.ggml.model", "");
   info.tokenizer_pre = f.get_str("tokenizer.ggml.pre", "");

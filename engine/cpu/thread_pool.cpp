@@ -4,6 +4,7 @@
 // thread takes tasks too. run() returns after every worker has left the job.
 #include "cpu/thread_pool.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <atomic>
@@ -35,10 +36,24 @@ namespace {
 // 22.7-23.3). Timed, since a pause lasts from a few cycles to ~140 depending on the CPU.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
 constexpr int kSpinCheckEvery = 64;  // pause iterations between clock reads
+
+// Fork: a child process has none of its parent's worker threads (only the forking thread is
+// copied), and their mutex / condition variable may be in any state. A pool made before the fork
+// must then neither wait for, wake nor join them: it runs its jobs on the calling thread, and its
+// destructor leaves the threads' bookkeeping alone (a bounded leak in the child; destroying it
+// blocked in pthread_cond_destroy or crashed in join). Counted by a pthread_atfork child handler.
+std::atomic<unsigned> g_forks{0};
+void note_fork() { g_forks.fetch_add(1, std::memory_order_relaxed); }
+unsigned forks_seen() {
+  static const bool registered = pthread_atfork(nullptr, nullptr, note_fork) == 0;
+  (void)registered;
+  return g_forks.load(std::memory_order_relaxed);
+}
 }  // namespace
 
 struct ThreadPool::Impl {
   int n_threads = 1;
+  unsigned forks = 0;  // forks_seen() when the workers started: another value means a forked child
   std::vector<std::thread> workers;
 
   // Current job; written by run() before the job is published, read by workers only after they
@@ -117,6 +132,7 @@ struct ThreadPool::Impl {
 ThreadPool::ThreadPool(int n_threads) : impl_(std::make_unique<Impl>()) {
   if (n_threads < 1) throw InvalidArgument("[threads] thread count must be >= 1, got " + std::to_string(n_threads));
   impl_->n_threads = n_threads;
+  impl_->forks = forks_seen();
   impl_->workers.reserve(n_threads - 1);
   for (int i = 1; i < n_threads; ++i) {
     impl_->workers.emplace_back([this, i] { impl_->worker_loop(i); });
@@ -124,6 +140,10 @@ ThreadPool::ThreadPool(int n_threads) : impl_(std::make_unique<Impl>()) {
 }
 
 ThreadPool::~ThreadPool() {
+  if (impl_->forks != forks_seen()) {  // a forked child: the workers are not here (see note_fork)
+    (void)impl_.release();
+    return;
+  }
   {
     std::lock_guard<std::mutex> lk(impl_->mu);
     impl_->stop.store(true, std::memory_order_release);
@@ -138,10 +158,11 @@ int ThreadPool::size() const { return impl_->n_threads; }
 void ThreadPool::run(int n_tasks, const std::function<void(int task, int thread)>& fn) {
   if (n_tasks <= 0) return;
   Impl& s = *impl_;
-  // Inline when there is nothing to share, and for a run() from inside a task or from a second
-  // thread while a job is in flight (thread index 0 is then shared; tasks must not rely on it
+  // Inline when there is nothing to share, in a forked child (no workers there), and for a run()
+  // from inside a task or from a second thread while a job is in flight (thread index 0 is then shared; tasks must not rely on it
   // being exclusive across such nested calls).
-  if (s.n_threads == 1 || n_tasks == 1 || s.busy.exchange(true, std::memory_order_acquire)) {
+  if (s.n_threads == 1 || n_tasks == 1 || s.forks != g_forks.load(std::memory_order_relaxed) ||
+      s.busy.exchange(true, std::memory_order_acquire)) {
     for (int t = 0; t < n_tasks; ++t) fn(t, 0);
     return;
   }

@@ -617,7 +617,10 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
             await asyncio.gather(watch, return_exceptions=True)
         if not fut.done():
             raise ClientDisconnect()
-        return fut.result()
+        try:
+            return fut.result()
+        except _Stop:  # the preparation saw `gone` after the watcher's end, before this check
+            raise ClientDisconnect() from None
 
     def check_n(s: _a.Sampling) -> None:
         if max_queue is not None and s.n > engine.n_slots + max_queue:

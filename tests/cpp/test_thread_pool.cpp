@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <akvq/error.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -78,4 +82,48 @@ TEST(ThreadPool, NestedRunExecutesInline) {
     pool.run(8, [&](int inner, int) { hits[outer * 8 + inner].fetch_add(1); });
   });
   for (auto& h : hits) EXPECT_EQ(h.load(), 1);
+}
+
+// A forked child has none of the pool's workers: a pool made before the fork runs its jobs on the
+// calling thread there and is destroyed without waiting for or joining them (it hung in
+// pthread_cond_destroy with 2-3 threads and crashed in join with 4-8). A pool made in the child
+// has workers of its own. The parent's pool is unaffected.
+TEST(ThreadPool, ForkedChildRunsInlineAndDestroysThePool) {
+  for (int n_threads : {2, 4, 8}) {
+    auto pool = std::make_unique<ThreadPool>(n_threads);
+    std::atomic<int> sum{0};
+    pool->run(64, [&](int task, int) { sum.fetch_add(task); });
+    ASSERT_EQ(sum.load(), 64 * 63 / 2);
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {  // child: no gtest assertions here, the exit status says it
+      std::atomic<int> s{0};
+      bool only_caller = true;
+      const std::thread::id me = std::this_thread::get_id();
+      pool->run(64, [&](int task, int) {
+        s.fetch_add(task);
+        if (std::this_thread::get_id() != me) only_caller = false;
+      });
+      pool.reset();
+      ThreadPool fresh(n_threads);
+      std::atomic<int> s2{0};
+      fresh.run(64, [&](int task, int) { s2.fetch_add(task); });
+      _exit(s.load() == 64 * 63 / 2 && only_caller && s2.load() == 64 * 63 / 2 ? 0 : 1);
+    }
+    int status = -1;
+    pid_t r = 0;
+    for (int i = 0; i < 2000 && r == 0; ++i) {  // at most 20 s
+      r = waitpid(pid, &status, WNOHANG);
+      if (r == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (r == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      FAIL() << "the child hung (" << n_threads << " threads)";
+    }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << n_threads << " threads, status " << status;
+    sum = 0;
+    pool->run(64, [&](int task, int) { sum.fetch_add(task); });
+    EXPECT_EQ(sum.load(), 64 * 63 / 2);
+  }
 }

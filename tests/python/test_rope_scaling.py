@@ -41,10 +41,19 @@ def _convert(name: str, outtype: str, tmp: pathlib.Path) -> pathlib.Path:
     return out
 
 
-def _logits(path: pathlib.Path) -> np.ndarray:
+INFO = {  # Model.info's view of each file's scaling: (rope_freq_scale, rope_freqs)
+    "linear": (0.25, False),
+    "llama3": (1.0, True),
+    "linear_legacy": (0.5, False),
+}
+
+
+def _logits(path: pathlib.Path, name: str | None = None) -> np.ndarray:
     import pyakvq
 
     with pyakvq.Model(path, n_ctx=128, n_threads=2) as m:
+        if name is not None:
+            assert (m.info["rope_freq_scale"], m.info["rope_freqs"]) == INFO[name]
         return m.logits(REF["ids"].tolist())
 
 
@@ -57,7 +66,7 @@ def tmp(tmp_path_factory) -> pathlib.Path:
 @pytest.mark.parametrize("outtype", ["f32", "f16"])
 @pytest.mark.parametrize("name", ["linear", "llama3", "linear_legacy"])
 def test_logits_match_transformers(tmp, name, outtype):
-    got = _logits(_convert(name, outtype, tmp))
+    got = _logits(_convert(name, outtype, tmp), name)
     want = REF[f"{name}_logits"]
     assert got.shape == want.shape
     err = np.abs(got - want).max()

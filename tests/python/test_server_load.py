@@ -14,6 +14,7 @@ import json
 import logging
 import pathlib
 import socket
+import sys
 import threading
 import time
 
@@ -198,6 +199,44 @@ def test_remote_image_has_a_deadline_for_the_whole_transfer(demo):
         srv.stop()
         engine.close()
         trickle.close()
+
+
+def test_a_client_gone_during_preparation_is_499_whenever_the_preparation_notices(counting, monkeypatch):
+    """The preparation sees the client gone (check() raises) in the moment between the disconnect
+    watcher's end and the request's own look at the preparation: still a 499, never the 500 and
+    traceback it was. A preparation that checks in a tight loop makes that moment the usual case."""
+    srv, _engine = counting
+    model = srv.app.state.model
+    started = threading.Event()
+
+    def spin(messages, _check, **kw):
+        started.set()
+        while True:
+            _check()
+
+    monkeypatch.setattr(model, "_chat_input", spin)
+    # the preparation thread takes the GIL as often as it can: it sees `gone` while the request's
+    # coroutine is still between its awaits (with the default 5 ms the moment was ~1 in 150)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        _abort_preparations(srv, 40, started)
+    finally:
+        sys.setswitchinterval(interval)
+    gone = 'pyakvq_http_requests_total{route="/v1/chat/completions",status="499"}'
+    assert wait_for(lambda: metric(srv.base_url, gone) == 40), read_metrics(srv.base_url, timeout=TIMEOUT)
+    failed = 'pyakvq_http_requests_total{route="/v1/chat/completions",status="500"}'
+    assert metric(srv.base_url, failed) == 0
+
+
+def _abort_preparations(srv, n: int, started: threading.Event) -> None:
+    """n chat requests, each closed by its client once its preparation has started."""
+    body = {"model": "smol", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    for _ in range(n):
+        started.clear()
+        s = raw_post(srv.port, "/v1/chat/completions", body)
+        assert started.wait(TIMEOUT)
+        s.close()
 
 
 @pytest.fixture()

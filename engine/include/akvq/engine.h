@@ -25,6 +25,8 @@ struct ModelInfo {
   int head_dim = 0;
   int n_ff = 0;
   float rope_theta = 0;
+  float rope_freq_scale = 1;   // 1 / rope.scaling.factor (linear RoPE scaling), else 1
+  bool rope_freqs = false;     // the file has per-pair RoPE frequency divisors (rope_freqs.weight, Llama 3)
   float rms_eps = 0;
   std::string tokenizer_model;  // "gpt2" | "llama"
   std::string tokenizer_pre;    // e.g. "smollm"
