@@ -54,7 +54,7 @@ DeviceBuffer upload_f32(const TensorView& t) {  // norms and biases (F32 in ever
 }
 
 struct GpuLayer {
-  DeviceBuffer attn_norm, ffn_norm, bq, bk, bv;
+  DeviceBuffer attn_norm, ffn_norm, bq, bk, bv, bo, b_gate, b_up, b_down;  // biases: null when absent
   GpuWeight wq, wk, wv, wo, w_gate, w_up, w_down;
 };
 
@@ -63,6 +63,11 @@ T* grow(DeviceBuffer& b, int64_t count) {
   const size_t bytes = static_cast<size_t>(count) * sizeof(T);
   if (b.bytes() < bytes) b = DeviceBuffer(bytes);
   return b.as<T>();
+}
+
+// x[n, cols] += b[cols] for every row; nothing when the file has no such bias.
+void bias(float* x, const DeviceBuffer& b, int64_t n, int64_t cols) {
+  if (b.ptr()) AKVQ_CUDA_CHECK(akvq_cuda::add_bias(x, b.as<float>(), n, cols, nullptr));
 }
 
 void mm(const GpuWeight& w, const float* x, int64_t n, float* y) {
@@ -105,11 +110,14 @@ LlamaGpu::LlamaGpu(const models::Llama& cpu) : impl_(std::make_unique<Impl>()) {
   for (const models::LlamaLayer& L : cpu.layers()) {
     GpuLayer g;
     g.attn_norm = upload_f32(L.attn_norm), g.ffn_norm = upload_f32(L.ffn_norm);
-    g.bq = upload_f32(L.bq), g.bk = upload_f32(L.bk), g.bv = upload_f32(L.bv);
+    g.bq = upload_f32(L.bq), g.bk = upload_f32(L.bk), g.bv = upload_f32(L.bv), g.bo = upload_f32(L.bo);
+    g.b_gate = upload_f32(L.b_gate), g.b_up = upload_f32(L.b_up), g.b_down = upload_f32(L.b_down);
     g.wq = upload_weight(L.wq), g.wk = upload_weight(L.wk), g.wv = upload_weight(L.wv), g.wo = upload_weight(L.wo);
     g.w_gate = upload_weight(L.w_gate), g.w_up = upload_weight(L.w_up), g.w_down = upload_weight(L.w_down);
     for (const GpuWeight* w : {&g.wq, &g.wk, &g.wv, &g.wo, &g.w_gate, &g.w_up, &g.w_down}) m.bytes += w->data.bytes();
-    m.bytes += g.attn_norm.bytes() + g.ffn_norm.bytes() + g.bq.bytes() + g.bk.bytes() + g.bv.bytes();
+    for (const DeviceBuffer* b : {&g.attn_norm, &g.ffn_norm, &g.bq, &g.bk, &g.bv, &g.bo, &g.b_gate, &g.b_up, &g.b_down}) {
+      m.bytes += b->bytes();
+    }
     m.layers.push_back(std::move(g));
   }
 }
@@ -205,11 +213,7 @@ void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs, cpu::Thre
     }
     AKVQ_CUDA_CHECK(akvq_cuda::rms_norm(x, L.attn_norm.as<float>(), n, E, hp.rms_eps, xn, nullptr));
     mm(L.wq, xn, n, q), mm(L.wk, xn, n, k), mm(L.wv, xn, n, v);
-    if (L.bq.ptr()) {
-      AKVQ_CUDA_CHECK(akvq_cuda::add_bias(q, L.bq.as<float>(), n, Q, nullptr));
-      AKVQ_CUDA_CHECK(akvq_cuda::add_bias(k, L.bk.as<float>(), n, KV, nullptr));
-      AKVQ_CUDA_CHECK(akvq_cuda::add_bias(v, L.bv.as<float>(), n, KV, nullptr));
-    }
+    bias(q, L.bq, n, Q), bias(k, L.bk, n, KV), bias(v, L.bv, n, KV);
     AKVQ_CUDA_CHECK(akvq_cuda::rope(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_freq_scale,
                                     m.rope_freqs.as<float>(), half_split, nullptr));
     AKVQ_CUDA_CHECK(akvq_cuda::rope(k, n, hp.n_head_kv, hp.head_dim, hp.n_rot, pos, hp.rope_theta,
@@ -219,12 +223,15 @@ void LlamaGpu::forward_batch(const models::LlamaSeq* seqs, int n_seqs, cpu::Thre
       caches[s]->attend_device(il, q + r0 * Q, seqs[s].n, hp.n_head, scale, attn + r0 * Q, pool);
     }
     mm(L.wo, attn, n, xn);
+    bias(xn, L.bo, n, E);
     AKVQ_CUDA_CHECK(akvq_cuda::add(x, xn, n * E, nullptr));
     // MLP block
     AKVQ_CUDA_CHECK(akvq_cuda::rms_norm(x, L.ffn_norm.as<float>(), n, E, hp.rms_eps, xn, nullptr));
     mm(L.w_gate, xn, n, gate), mm(L.w_up, xn, n, up);
+    bias(gate, L.b_gate, n, F), bias(up, L.b_up, n, F);
     AKVQ_CUDA_CHECK(akvq_cuda::swiglu(gate, up, gate, n * F, nullptr));
     mm(L.w_down, gate, n, xn);
+    bias(xn, L.b_down, n, E);
     AKVQ_CUDA_CHECK(akvq_cuda::add(x, xn, n * E, nullptr));
   }
 

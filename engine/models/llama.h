@@ -56,14 +56,20 @@ struct LlamaLayer {
   TensorView wq;         // ne {n_embd, n_head*head_dim}
   TensorView wk;         // ne {n_embd, n_head_kv*head_dim}
   TensorView wv;         // ne {n_embd, n_head_kv*head_dim}
-  TensorView bq;         // [n_head*head_dim] F32 (qkv_bias only, else data == nullptr)
-  TensorView bk;         // [n_head_kv*head_dim] F32 (qkv_bias only)
-  TensorView bv;         // [n_head_kv*head_dim] F32 (qkv_bias only)
+  // Biases, F32 (data == nullptr when the file has none): q/k/v always in qwen2 files; any of
+  // them in llama files (llama.cpp writes HF's attention_bias / mlp_bias as these tensors).
+  TensorView bq;         // [n_head*head_dim]
+  TensorView bk;         // [n_head_kv*head_dim]
+  TensorView bv;         // [n_head_kv*head_dim]
   TensorView wo;         // ne {n_head*head_dim, n_embd}
+  TensorView bo;         // [n_embd]
   TensorView ffn_norm;   // [n_embd]
   TensorView w_gate;     // ne {n_embd, n_ff}
   TensorView w_up;       // ne {n_embd, n_ff}
   TensorView w_down;     // ne {n_ff, n_embd}
+  TensorView b_gate;     // [n_ff]
+  TensorView b_up;       // [n_ff]
+  TensorView b_down;     // [n_embd]
 };
 
 // Scratch buffers for one forward chunk, grown on demand (no allocation in steady state).

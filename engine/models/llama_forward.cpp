@@ -139,7 +139,7 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
     ops::rms_norm(x, static_cast<const float*>(L.attn_norm.data), n, E, hp.rms_eps, xn);
     dump("attn_norm", il, xn, n, E);
     ops::matmul_group({{&L.wq, q}, {&L.wk, k}, {&L.wv, v}}, xn, n, pool);
-    add_bias(q, L.bq, n, Q);  // qkv bias (qwen2)
+    add_bias(q, L.bq, n, Q);  // qkv bias (qwen2; llama files with attention_bias)
     add_bias(k, L.bk, n, KV);
     add_bias(v, L.bv, n, KV);
     ops::rope(q, n, hp.n_head, hp.head_dim, hp.n_rot, pos, hp.rope_theta, hp.rope_mode, rope_scaling());
@@ -163,15 +163,19 @@ void Llama::forward_batch(const LlamaSeq* seqs, int n_seqs, LlamaWorkspace& ws, 
     }
     dump("attn", il, attn, n, Q);
     ops::matmul(L.wo, attn, n, xn, pool);  // xn: attention output [n, n_embd]
+    add_bias(xn, L.bo, n, E);
     dump("attn_out", il, xn, n, E);
     ops::add_inplace(x, xn, n * E);
     // MLP block
     ops::rms_norm(x, static_cast<const float*>(L.ffn_norm.data), n, E, hp.rms_eps, xn);
     dump("ffn_norm", il, xn, n, E);
     ops::matmul_group({{&L.w_gate, gate}, {&L.w_up, up}}, xn, n, pool);
+    add_bias(gate, L.b_gate, n, F);  // mlp_bias (llama files)
+    add_bias(up, L.b_up, n, F);
     ops::swiglu(gate, up, gate, n * F);
     dump("ffn_swiglu", il, gate, n, F);
     ops::matmul(L.w_down, gate, n, xn, pool);  // xn: MLP output [n, n_embd]
+    add_bias(xn, L.b_down, n, E);
     dump("ffn_out", il, xn, n, E);
     ops::add_inplace(x, xn, n * E);
     dump("l_out", il, x, n, E);

@@ -2,6 +2,7 @@
 // weight table.
 #include <cmath>
 #include <string>
+#include <unordered_set>
 
 #include "akvq/error.h"
 #include "gguf/gguf.h"
@@ -33,10 +34,6 @@ int get_dim(const gguf::File& f, const std::string& key, int64_t lo, int64_t hi)
          std::to_string(hi) + "]");
   }
   return static_cast<int>(v);
-}
-
-TensorView bind(const gguf::File& f, const std::string& name, std::initializer_list<int64_t> ne, bool norm) {
-  return bind_tensor(f, "[llama]", name, ne, norm);
 }
 
 }  // namespace
@@ -120,8 +117,22 @@ Llama::Llama(const gguf::File& f, int act_bits) {
          std::to_string(hp.n_vocab) + " rows");
   }
 
+  if (f.has(a + "expert_count") && f.get_u32(a + "expert_count") > 0) {  // llama.cpp writes Mixtral as llama
+    fail("expert_count = " + std::to_string(f.get_u32(a + "expert_count")) +
+         ": mixture-of-experts models are not supported");
+  }
   const int64_t E = hp.n_embd, Q = int64_t{hp.n_head} * hp.head_dim, KV = int64_t{hp.n_head_kv} * hp.head_dim,
                 F = hp.n_ff, V = hp.n_vocab;
+  // Every tensor of the file is either bound here or the vision tower's (v.*, mm.*; models/clip):
+  // a tensor left over is a part of the model this graph would not compute, so the file is refused.
+  std::unordered_set<std::string> used;
+  auto bind = [&](const gguf::File& file, const std::string& name, std::initializer_list<int64_t> ne, bool norm) {
+    used.insert(name);
+    return bind_tensor(file, "[llama]", name, ne, norm);
+  };
+  auto bias = [&](const std::string& name, int64_t n) {  // optional
+    return f.find_tensor(name) ? bind(f, name, {n}, true) : TensorView{};
+  };
   tok_embd_ = bind(f, "token_embd.weight", {E, V}, false);
   out_norm_ = bind(f, "output_norm.weight", {E}, true);
   if (f.find_tensor("rope_freqs.weight")) {
@@ -143,16 +154,26 @@ Llama::Llama(const gguf::File& f, int act_bits) {
     L.wq = bind(f, p + "attn_q.weight", {E, Q}, false);
     L.wk = bind(f, p + "attn_k.weight", {E, KV}, false);
     L.wv = bind(f, p + "attn_v.weight", {E, KV}, false);
-    if (hp.qkv_bias) {
+    if (hp.qkv_bias) {  // required
       L.bq = bind(f, p + "attn_q.bias", {Q}, true);
       L.bk = bind(f, p + "attn_k.bias", {KV}, true);
       L.bv = bind(f, p + "attn_v.bias", {KV}, true);
+    } else {
+      L.bq = bias(p + "attn_q.bias", Q), L.bk = bias(p + "attn_k.bias", KV), L.bv = bias(p + "attn_v.bias", KV);
     }
     L.wo = bind(f, p + "attn_output.weight", {Q, E}, false);
+    L.bo = bias(p + "attn_output.bias", E);
     L.ffn_norm = bind(f, p + "ffn_norm.weight", {E}, true);
     L.w_gate = bind(f, p + "ffn_gate.weight", {E, F}, false);
     L.w_up = bind(f, p + "ffn_up.weight", {E, F}, false);
     L.w_down = bind(f, p + "ffn_down.weight", {F, E}, false);
+    L.b_gate = bias(p + "ffn_gate.bias", F), L.b_up = bias(p + "ffn_up.bias", F);
+    L.b_down = bias(p + "ffn_down.bias", E);
+  }
+  for (const TensorView& t : f.tensors()) {
+    if (used.count(t.name) || t.name.rfind("v.", 0) == 0 || t.name.rfind("mm.", 0) == 0) continue;
+    fail("tensor '" + t.name + "' is not part of the " + hp.arch +
+         " graph this engine runs (a feature of the model it does not support)");
   }
   for (LlamaLayer& L : layers_) {
     for (TensorView* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {

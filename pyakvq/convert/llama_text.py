@@ -138,6 +138,10 @@ class LlamaText:
             raise CheckpointError(f"{cfg.where}: rope_theta = {self.rope_theta!r}: out of range (a finite number > 1)")
         self.rope_type, self.rope_factor, self.rope_divisors = self._rope_scaling(cfg)
         self.tied = bool(cfg.get("tie_word_embeddings", tie_default))
+        # biases on q, k, v, o (attention_bias) and gate, up, down (mlp_bias): transformers makes
+        # them from these flags alone (a bias tensor without its flag is dropped there)
+        self.attention_bias = bool(cfg.get("attention_bias", False))
+        self.mlp_bias = bool(cfg.get("mlp_bias", False))
 
         emb = self._meta("token_embd.weight")
         self.n_vocab = emb.shape[0]
@@ -165,6 +169,13 @@ class LlamaText:
         if "output.weight" not in tensors and not self.tied:
             raise CheckpointError(f"{ckpt.dir}: lm_head.weight is missing and tie_word_embeddings is false")
         self.expected = self._expected_shapes()
+        for gname in tensors:
+            if gname not in self.expected:  # e.g. a bias without its config flag
+                flag = "mlp_bias" if ".ffn_" in gname else "attention_bias"
+                raise CheckpointError(
+                    f"{cfg.where}: tensor '{tensors[gname].hf_name}' is in the checkpoint but "
+                    f"'{cfg.name(flag)}' is not true (transformers would not use it)"
+                )
         for gname, shape in self.expected.items():
             m = self._meta(gname)
             if tuple(m.shape) != shape:
@@ -182,8 +193,8 @@ class LlamaText:
         if act not in ("silu", "swish"):  # transformers' ACT2FN: "swish" is SiLU too
             raise ConvertError(f"{cfg.where}: '{cfg.name('hidden_act')}' = {act!r} is not supported (Llama uses silu)")
         for flag in ("attention_bias", "mlp_bias"):
-            if cfg.get(flag):
-                raise ConvertError(f"{cfg.where}: '{cfg.name(flag)}' = true is not supported by the llama arch")
+            if not isinstance(cfg.get(flag, False), bool):
+                raise cfg.bad(flag, "expected true or false")
         # transformers 5 folds a legacy rope_scaling into rope_parameters (the scaling wins over a
         # default rope_parameters), so either one's type decides the positions.
         for key in ("rope_parameters", "rope_scaling"):
@@ -255,6 +266,11 @@ class LlamaText:
                     p + "ffn_down.weight": (E, F),
                 }
             )
+            if self.attention_bias:
+                out.update({p + "attn_q.bias": (Q,), p + "attn_k.bias": (KV,), p + "attn_v.bias": (KV,)})
+                out[p + "attn_output.bias"] = (E,)
+            if self.mlp_bias:
+                out.update({p + "ffn_gate.bias": (F,), p + "ffn_up.bias": (F,), p + "ffn_down.bias": (E,)})
         return out
 
     # ---- output
@@ -287,14 +303,22 @@ class LlamaText:
                 for n in (
                     "attn_norm.weight",
                     "attn_q.weight",
+                    "attn_q.bias",
                     "attn_k.weight",
+                    "attn_k.bias",
                     "attn_v.weight",
+                    "attn_v.bias",
                     "attn_output.weight",
+                    "attn_output.bias",
                     "ffn_norm.weight",
                     "ffn_gate.weight",
+                    "ffn_gate.bias",
                     "ffn_up.weight",
+                    "ffn_up.bias",
                     "ffn_down.weight",
+                    "ffn_down.bias",
                 )
+                if f"blk.{i}.{n}" in self.expected
             ]
         order.append("output_norm.weight")
         if "output.weight" in self.tensors:
@@ -313,8 +337,8 @@ class LlamaText:
             qtype = quantize.tensor_type(
                 m.kind, outtype, shape, tied_output=self.tied and "output.weight" not in self.tensors
             )
-            if gname.endswith("attn_q.weight") or gname.endswith("attn_k.weight"):
-                n = self.n_head if gname.endswith("attn_q.weight") else self.n_head_kv
+            if gname.endswith(("attn_q.weight", "attn_k.weight", "attn_q.bias", "attn_k.bias")):
+                n = self.n_head if ".attn_q." in gname else self.n_head_kv  # biases permuted as the rows
                 read = _permuted_reader(self.ckpt, m.hf_name, n)
                 plans.append(TensorPlan(gname, shape, qtype, read, chunkable=False, source=m.hf_name))
             else:

@@ -29,6 +29,14 @@ LLAMA_TEXT = [
     ("model.layers.{bid}.mlp.gate_proj.weight", "blk.{bid}.ffn_gate.weight", "w"),
     ("model.layers.{bid}.mlp.up_proj.weight", "blk.{bid}.ffn_up.weight", "w"),
     ("model.layers.{bid}.mlp.down_proj.weight", "blk.{bid}.ffn_down.weight", "w"),
+    # attention_bias / mlp_bias checkpoints (as llama.cpp's converter names them)
+    ("model.layers.{bid}.self_attn.q_proj.bias", "blk.{bid}.attn_q.bias", "n"),
+    ("model.layers.{bid}.self_attn.k_proj.bias", "blk.{bid}.attn_k.bias", "n"),
+    ("model.layers.{bid}.self_attn.v_proj.bias", "blk.{bid}.attn_v.bias", "n"),
+    ("model.layers.{bid}.self_attn.o_proj.bias", "blk.{bid}.attn_output.bias", "n"),
+    ("model.layers.{bid}.mlp.gate_proj.bias", "blk.{bid}.ffn_gate.bias", "n"),
+    ("model.layers.{bid}.mlp.up_proj.bias", "blk.{bid}.ffn_up.bias", "n"),
+    ("model.layers.{bid}.mlp.down_proj.bias", "blk.{bid}.ffn_down.bias", "n"),
     ("model.layers.{bid}.self_attn.rotary_emb.inv_freq", None, "n"),  # a buffer in old checkpoints
 ]
 

@@ -248,6 +248,14 @@ TEST(LlamaSynth, LoadErrorsNameTheTensor) {
   bad6.w["rope_freqs.weight"][3] = 0.0f;
   bad6.ne["rope_freqs.weight"] = {int64_t(m.head_dim() / 2)};
   expect_format_error(bad6.gguf(), "tensor 'rope_freqs.weight' holds 0.000000 at 3");
+  // a part of the model the graph would not compute: refused, not left out
+  SynthLlama bad7 = m;
+  bad7.w["blk.0.ffn_gate_exps.weight"] = std::vector<float>(64 * 96, 0.0f);
+  bad7.ne["blk.0.ffn_gate_exps.weight"] = {64, 96};
+  expect_format_error(bad7.gguf(), "tensor 'blk.0.ffn_gate_exps.weight' is not part of the llama graph");
+  bad7 = m;
+  bad7.extra_u32["llama.expert_count"] = 8;  // llama.cpp writes Mixtral as arch llama
+  expect_format_error(bad7.gguf(), "expert_count = 8: mixture-of-experts models are not supported");
   // a vocabulary size that the embedding does not have
   SynthLlama bad5 = m;
   bad5.extra_u32["llama.vocab_size"] = m.n_vocab + 88;

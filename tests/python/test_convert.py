@@ -678,8 +678,16 @@ ERRORS = [
         "'text_config.rope_scaling' = {'type': 'dynamic', 'factor': 4.0} is not supported (rope type 'dynamic'; "
         "supported: default, linear, llama3)",
     ),
-    # the setting named, not its first bias tensor
-    ("attention-bias", _attention_bias, _k_bias_tensor, ConvertError, "'text_config.attention_bias' = true is not"),
+    # biases and their config flags disagree (transformers makes the biases from the flags alone)
+    (
+        "bias-without-flag",
+        None,
+        _k_bias_tensor,
+        CheckpointError,
+        "tensor 'language_model.model.layers.0.self_attn.k_proj.bias' is in the checkpoint but "
+        "'text_config.attention_bias' is not true",
+    ),
+    ("flag-without-bias", _attention_bias, None, CheckpointError, "has no tensor for 'blk.0.attn_q.bias'"),
     ("eos-not-in-vocab", None, _eos_not_in_vocab, CheckpointError, "eos_token '<nope>' of tokenizer_config.json"),
     ("no-image-token", None, _no_image_token, CheckpointError, "image token id 1000 (image_token_index) has no token"),
     ("template-syntax", None, _bad_template, CheckpointError, "chat template: chat template syntax error"),

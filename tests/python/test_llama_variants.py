@@ -1,0 +1,171 @@
+"""Llama settings beyond the plain fixtures, against Hugging Face transformers: tiny random Llama
+checkpoints with RoPE context-extension scaling (rope_type "linear" factor 4; "llama3" factor 8 with
+original context 64, so that its three wavelength bands are all used; a legacy "rope_scaling"
+written beside transformers 5's default rope_parameters, which transformers applies) and with
+biases (attention_bias: q, k, v, o; mlp_bias: gate, up, down), converted by akvq-convert and run by
+the engine over 96 teacher-forced positions; transformers' logits in
+tests/fixtures/llama_variants/reference.npz (tests/fixtures/make_llama_variants.py).
+
+Tolerances. Measured (2 threads, f16 KV cache, logits up to ~6): max |Δlogit| ≤ 5.1e-3 (f32 file;
+the matmuls take 16-bit activation levels), ≤ 1.2e-2 (f16 file); top-1 equal at every position but
+one near-tie (reference margin 1e-3, attention_bias f16). Bounds: 3x those. Plain RoPE on the linear
+checkpoint's weights is 6.5 away (plain_logits), and files without their scaling or biases fail
+these bounds by far (test_without_the_scaling_or_the_biases_the_bounds_fail).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import gguf
+import numpy as np
+import pytest
+
+DIR = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "llama_variants"
+VARIANTS = ["linear", "llama3", "linear_legacy", "attention_bias", "mlp_bias"]
+BOUND = {"f32": 1.5e-2, "f16": 3.5e-2}  # measured 4.7e-3 / 1.1e-2
+
+
+def _ref() -> dict[str, np.ndarray]:
+    with np.load(DIR / "reference.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+REF = _ref()
+
+
+def _convert(name: str, outtype: str, tmp: pathlib.Path) -> pathlib.Path:
+    from pyakvq.convert import convert
+
+    out = tmp / f"{name}.{outtype}.gguf"  # (llama.cpp's converter writes the same names and keys)
+    if not out.exists():
+        convert(DIR / name, out, outtype=outtype)
+    return out
+
+
+INFO = {  # Model.info's view of each file's scaling: (rope_freq_scale, rope_freqs)
+    "linear": (0.25, False),
+    "llama3": (1.0, True),
+    "linear_legacy": (0.5, False),
+    "attention_bias": (1.0, False),
+    "mlp_bias": (1.0, False),
+}
+
+
+def _logits(path: pathlib.Path, name: str | None = None) -> np.ndarray:
+    import pyakvq
+
+    with pyakvq.Model(path, n_ctx=128, n_threads=2) as m:
+        if name is not None:
+            assert (m.info["rope_freq_scale"], m.info["rope_freqs"]) == INFO[name]
+        return m.logits(REF["ids"].tolist())
+
+
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory) -> pathlib.Path:
+    pytest.importorskip("pyakvq")
+    return tmp_path_factory.mktemp("rope_scaling")
+
+
+@pytest.mark.parametrize("outtype", ["f32", "f16"])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_logits_match_transformers(tmp, name, outtype):
+    got = _logits(_convert(name, outtype, tmp), name)
+    want = REF[f"{name}_logits"]
+    assert got.shape == want.shape
+    err = np.abs(got - want).max()
+    assert err <= BOUND[outtype], f"max |dlogit| {err:.3g}"
+    assert (got.argmax(1) == want.argmax(1)).mean() >= 0.97  # near-ties aside (one, margin 1e-3)
+
+
+def test_the_scaling_matters():
+    """The fixture can tell scaled from plain RoPE by far more than the bounds."""
+    assert np.abs(REF["plain_logits"] - REF["linear_logits"]).max() > 100 * BOUND["f32"]
+
+
+def test_files_use_llama_cpp_keys_and_tensor(tmp):
+    """linear: {arch}.rope.scaling.type / .factor (gguf's names); llama3: the tensor rope_freqs
+    [head_dim / 2] F32 and no scaling type, as llama.cpp's converter writes them."""
+    arch = "llama"
+    r = gguf.GGUFReader(_convert("linear", "f32", tmp))
+    fields = {k: f.contents() for k, f in r.fields.items()}
+    assert fields[gguf.Keys.Rope.SCALING_TYPE.format(arch=arch)] == gguf.RopeScalingType.LINEAR.value
+    assert fields[gguf.Keys.Rope.SCALING_FACTOR.format(arch=arch)] == pytest.approx(4.0)
+    assert all(t.name != "rope_freqs.weight" for t in r.tensors)
+    r = gguf.GGUFReader(_convert("llama3", "f32", tmp))
+    fields = {k: f.contents() for k, f in r.fields.items()}
+    assert gguf.Keys.Rope.SCALING_TYPE.format(arch=arch) not in fields
+    (t,) = [t for t in r.tensors if t.name == gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"]
+    assert t.tensor_type == gguf.GGMLQuantizationType.F32 and list(t.shape) == [8]
+    div = np.asarray(t.data)
+    # the three bands: kept (1), blended (between), divided by the factor (8)
+    assert div[0] == 1.0 and 1.0 < div[1] < div[2] < 8.0 and (div[3:] == 8.0).all()
+
+
+def test_files_carry_the_biases_as_llama_cpp_names_them(tmp):
+    """attention_bias: blk.N.attn_{q,k,v,output}.bias; mlp_bias: blk.N.ffn_{gate,up,down}.bias, F32
+    (gguf's tensor names); q and k biases permuted as their rows."""
+    want = {
+        "attention_bias": [
+            gguf.MODEL_TENSOR.ATTN_Q,
+            gguf.MODEL_TENSOR.ATTN_K,
+            gguf.MODEL_TENSOR.ATTN_V,
+            gguf.MODEL_TENSOR.ATTN_OUT,
+        ],
+        "mlp_bias": [gguf.MODEL_TENSOR.FFN_GATE, gguf.MODEL_TENSOR.FFN_UP, gguf.MODEL_TENSOR.FFN_DOWN],
+    }
+    for name, kinds in want.items():
+        r = gguf.GGUFReader(_convert(name, "f16", tmp))
+        biases = {t.name: t for t in r.tensors if t.name.endswith(".bias")}
+        names = {gguf.TENSOR_NAMES[k].format(bid=b) + ".bias" for k in kinds for b in range(2)}
+        assert set(biases) == names, sorted(biases)
+        assert all(t.tensor_type == gguf.GGMLQuantizationType.F32 for t in biases.values())
+
+
+def _drop(name: str, tmp: pathlib.Path, dropped) -> pathlib.Path:
+    """The converted f32 file of `name` without the keys and tensors for which dropped(name) holds."""
+    src = gguf.GGUFReader(_convert(name, "f32", tmp))
+    out = tmp / f"{name}.dropped.gguf"
+    w = gguf.GGUFWriter(str(out), "llama")
+    for k, f in src.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture" or dropped(k):
+            continue
+        vtype = f.types[0]
+        if vtype == gguf.GGUFValueType.ARRAY:
+            w.add_key_value(k, f.contents(), vtype, sub_type=f.types[-1])
+        else:
+            w.add_key_value(k, f.contents(), vtype)
+    for t in src.tensors:
+        if not dropped(t.name):
+            w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out
+
+
+def test_without_the_scaling_or_the_biases_the_bounds_fail(tmp):
+    """The same weights written without their scaling (keys or tensor dropped) or their biases are
+    far off: the comparison above would catch a converter or engine that ignored them."""
+    cases = (
+        ("linear", lambda k: k.startswith("llama.rope.scaling")),
+        ("llama3", lambda k: k.startswith("rope_freqs")),
+        ("attention_bias", lambda k: k.endswith(".bias")),
+        ("mlp_bias", lambda k: k.endswith(".bias")),
+    )
+    for name, dropped in cases:
+        err = np.abs(_logits(_drop(name, tmp, dropped)) - REF[f"{name}_logits"]).max()
+        assert err > 20 * BOUND["f32"], (name, err)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_llama_cpp_reads_the_files_the_same_way(tmp, name):
+    """llama.cpp (llama-cpp-python, when importable) runs the converted files to transformers'
+    logits too: the keys and tensors mean there what they mean here. Measured ≤ 7.2e-3."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    llm = llama_cpp.Llama(str(_convert(name, "f32", tmp)), n_ctx=128, logits_all=True, verbose=False, n_threads=2)
+    ids = REF["ids"].tolist()
+    llm.eval(ids)
+    got = np.array(llm.scores[: len(ids)])
+    assert np.abs(got - REF[f"{name}_logits"]).max() <= 2e-2
