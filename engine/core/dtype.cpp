@@ -13,6 +13,10 @@ constexpr DTypeInfo kQ8_0{"Q8_0", 32, 34};
 constexpr DTypeInfo kQ4_K{"Q4_K", 256, 144};
 constexpr DTypeInfo kQ6_K{"Q6_K", 256, 210};
 constexpr DTypeInfo kBF16{"BF16", 1, 2};
+constexpr DTypeInfo kQ5_0{"Q5_0", 32, 22, true};
+constexpr DTypeInfo kQ5_1{"Q5_1", 32, 24, true};
+constexpr DTypeInfo kQ5_K{"Q5_K", 256, 176, true};
+constexpr DTypeInfo kIQ4_NL{"IQ4_NL", 32, 18, true};
 }  // namespace
 
 const DTypeInfo* dtype_info(uint32_t raw) {
@@ -25,6 +29,10 @@ const DTypeInfo* dtype_info(uint32_t raw) {
     case 12: return &kQ4_K;
     case 14: return &kQ6_K;
     case 30: return &kBF16;
+    case 6: return &kQ5_0;
+    case 7: return &kQ5_1;
+    case 13: return &kQ5_K;
+    case 20: return &kIQ4_NL;
     default: return nullptr;
   }
 }

@@ -14,12 +14,19 @@ enum class DType : uint32_t {
   Q4_K = 12,  // 256 values, 144 bytes
   Q6_K = 14,  // 256 values, 210 bytes
   BF16 = 30,
+  // Read only to be converted at load (no matmul kernels; models/weights.h requantize_q8_0): the
+  // types llama.cpp's Q4_K_M / Q4_K_S / Q5_K_M files use for some tensors.
+  Q5_0 = 6,     // 32 values: fp16 d, 4 bytes of 5th bits, 16 bytes; x = (q - 16) * d
+  Q5_1 = 7,     // 32 values: fp16 d, fp16 m, 4 + 16 bytes; x = q * d + m
+  Q5_K = 13,    // 256 values, 176 bytes
+  IQ4_NL = 20,  // 32 values: fp16 d, 16 bytes of indices into 16 non-linear levels
 };
 
 struct DTypeInfo {
   const char* name;
   int64_t block;       // values per block
   size_t block_bytes;  // bytes per block
+  bool load_only = false;  // converted at load (DType comment above), never computed with
 };
 
 // Returns nullptr when `raw` is not a type this engine supports.

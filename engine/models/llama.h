@@ -144,6 +144,7 @@ class Llama {
   LlamaHparams hp_;
   TensorView tok_embd_;  // ne {n_embd, n_vocab}
   TensorView out_norm_;  // [n_embd]
+  std::vector<std::vector<uint8_t>> converted_;  // load-only weight types requantized to Q8_0
   TensorView rope_freqs_;  // [n_rot/2] F32 divisors of the RoPE frequencies (Llama 3 files), optional
   TensorView output_;    // ne {n_embd, n_vocab} (tok_embd_ when tied)
   std::vector<LlamaLayer> layers_;

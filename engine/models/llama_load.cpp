@@ -128,7 +128,12 @@ Llama::Llama(const gguf::File& f, int act_bits) {
   std::unordered_set<std::string> used;
   auto bind = [&](const gguf::File& file, const std::string& name, std::initializer_list<int64_t> ne, bool norm) {
     used.insert(name);
-    return bind_tensor(file, "[llama]", name, ne, norm);
+    TensorView t = bind_tensor(file, "[llama]", name, ne, norm, /*load_only_ok=*/!norm);
+    if (dtype_info(t.type).load_only) {  // llama.cpp's Q4_K_M / Q4_K_S files hold some of these
+      converted_.emplace_back();
+      requantize_q8_0(t, converted_.back());
+    }
+    return t;
   };
   auto bias = [&](const std::string& name, int64_t n) {  // optional
     return f.find_tensor(name) ? bind(f, name, {n}, true) : TensorView{};

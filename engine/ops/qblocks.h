@@ -42,6 +42,38 @@ struct BlockQ6_K {
   int8_t scales[16];
   uint16_t d;
 };
+// Load-only types (core/dtype.h), dequantized at load. Q5_0 / Q5_1: value j (< 16) is the low
+// nibble of qs[j], value j + 16 the high nibble of qs[j]; bit j of qh (little-endian 32 bits) is
+// value j's fifth bit.
+struct BlockQ5_0 {  // x = (q - 16) * d
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+struct BlockQ5_1 {  // x = q * d + m
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[16];
+};
+// Q5_K: Q4_K's scales and mins (q4k_scale_min) with a fifth bit per value: for chunk k (values
+// 64k..64k+63) and l < 32, value 64k + l = d*sc[2k]*((qs[32k+l] & 15) + 16*((qh[l] >> 2k) & 1)) -
+// dmin*mn[2k], value 64k + 32 + l likewise with the high nibble, bit 2k + 1 and sub-block 2k + 1.
+struct BlockQ5_K {
+  uint16_t d, dmin;
+  uint8_t scales[12];
+  uint8_t qh[32];
+  uint8_t qs[128];
+};
+struct BlockIQ4_NL {  // x = d * kIQ4NLLevels[index], indices packed as Q4_0's nibbles
+  uint16_t d;
+  uint8_t qs[16];
+};
+// IQ4_NL's levels (ggml's kvalues_iq4nl).
+constexpr int8_t kIQ4NLLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 layout");
+static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 layout");
+static_assert(sizeof(BlockQ5_K) == 176, "Q5_K layout");
+static_assert(sizeof(BlockIQ4_NL) == 18, "IQ4_NL layout");
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 layout");
 static_assert(sizeof(BlockQ4_1) == 20, "Q4_1 layout");
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 layout");

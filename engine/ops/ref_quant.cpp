@@ -93,6 +93,61 @@ void dequant_q6_k(const BlockQ6_K* b, float* y, int64_t nb) {
   }
 }
 
+inline uint32_t q5_high_bits(const uint8_t qh[4]) {
+  return uint32_t{qh[0]} | (uint32_t{qh[1]} << 8) | (uint32_t{qh[2]} << 16) | (uint32_t{qh[3]} << 24);
+}
+
+void dequant_q5_0(const BlockQ5_0* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = fp16_to_f32(b[i].d);
+    const uint32_t h = q5_high_bits(b[i].qh);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = d * static_cast<float>(static_cast<int>((b[i].qs[j] & 15) | (((h >> j) & 1) << 4)) - 16);
+      y[j + 16] = d * static_cast<float>(static_cast<int>((b[i].qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) - 16);
+    }
+  }
+}
+
+void dequant_q5_1(const BlockQ5_1* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = fp16_to_f32(b[i].d), m = fp16_to_f32(b[i].m);
+    const uint32_t h = q5_high_bits(b[i].qh);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = d * static_cast<float>((b[i].qs[j] & 15) | (((h >> j) & 1) << 4)) + m;
+      y[j + 16] = d * static_cast<float>((b[i].qs[j] >> 4) | (((h >> (j + 16)) & 1) << 4)) + m;
+    }
+  }
+}
+
+void dequant_q5_k(const BlockQ5_K* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQKK) {
+    const float d = fp16_to_f32(b[i].d), dmin = fp16_to_f32(b[i].dmin);
+    for (int k = 0; k < 4; ++k) {
+      int sc0, mn0, sc1, mn1;
+      q4k_scale_min(b[i].scales, 2 * k, sc0, mn0);
+      q4k_scale_min(b[i].scales, 2 * k + 1, sc1, mn1);
+      const float d0 = d * static_cast<float>(sc0), m0 = dmin * static_cast<float>(mn0);
+      const float d1 = d * static_cast<float>(sc1), m1 = dmin * static_cast<float>(mn1);
+      const uint8_t* q = b[i].qs + 32 * k;
+      for (int l = 0; l < 32; ++l) {
+        const int h0 = (b[i].qh[l] >> (2 * k)) & 1, h1 = (b[i].qh[l] >> (2 * k + 1)) & 1;
+        y[64 * k + l] = d0 * static_cast<float>((q[l] & 15) + 16 * h0) - m0;
+        y[64 * k + 32 + l] = d1 * static_cast<float>((q[l] >> 4) + 16 * h1) - m1;
+      }
+    }
+  }
+}
+
+void dequant_iq4_nl(const BlockIQ4_NL* b, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = fp16_to_f32(b[i].d);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = d * static_cast<float>(kIQ4NLLevels[b[i].qs[j] & 15]);
+      y[j + 16] = d * static_cast<float>(kIQ4NLLevels[b[i].qs[j] >> 4]);
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_row(DType t, const void* src, float* out, int64_t n) {
@@ -114,6 +169,10 @@ void dequantize_row(DType t, const void* src, float* out, int64_t n) {
     case DType::Q8_0: dequant_q8_0(static_cast<const BlockQ8_0*>(src), out, n / kQK); return;
     case DType::Q4_K: dequant_q4_k(static_cast<const BlockQ4_K*>(src), out, n / kQKK); return;
     case DType::Q6_K: dequant_q6_k(static_cast<const BlockQ6_K*>(src), out, n / kQKK); return;
+    case DType::Q5_0: dequant_q5_0(static_cast<const BlockQ5_0*>(src), out, n / kQK); return;
+    case DType::Q5_1: dequant_q5_1(static_cast<const BlockQ5_1*>(src), out, n / kQK); return;
+    case DType::Q5_K: dequant_q5_k(static_cast<const BlockQ5_K*>(src), out, n / kQKK); return;
+    case DType::IQ4_NL: dequant_iq4_nl(static_cast<const BlockIQ4_NL*>(src), out, n / kQK); return;
   }
   throw InvalidArgument(std::string("[ops] dequantize_row: unsupported type ") + dtype_name(static_cast<uint32_t>(t)));
 }
@@ -256,6 +315,10 @@ float vec_dot(DType t, const void* w_row, const void* x_act, int64_t n) {
       }
       return acc;
     }
+    case DType::Q5_0:
+    case DType::Q5_1:
+    case DType::Q5_K:
+    case DType::IQ4_NL: break;  // load-only: converted at load (core/dtype.h), never computed with
   }
   throw InvalidArgument(std::string("[ops] vec_dot: unsupported type ") + dtype_name(static_cast<uint32_t>(t)));
 }

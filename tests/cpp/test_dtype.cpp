@@ -15,8 +15,14 @@ TEST(DType, BlockLayouts) {
   EXPECT_EQ(dtype_info(DType::Q4_K).block_bytes, 144u);
   EXPECT_EQ(dtype_info(DType::Q6_K).block_bytes, 210u);
   EXPECT_EQ(row_bytes(DType::Q4_1, 576), 18u * 20u);
-  EXPECT_EQ(dtype_info(7u), nullptr);
-  EXPECT_STREQ(dtype_name(7u), "type 7");
+  EXPECT_EQ(dtype_info(10u), nullptr);  // Q2_K
+  EXPECT_STREQ(dtype_name(10u), "type 10");
+  // load-only types (converted at load): llama.cpp's block sizes
+  EXPECT_EQ(dtype_info(DType::Q5_0).block_bytes, 22u);
+  EXPECT_EQ(dtype_info(DType::Q5_1).block_bytes, 24u);
+  EXPECT_EQ(dtype_info(DType::Q5_K).block_bytes, 176u);
+  EXPECT_EQ(dtype_info(DType::IQ4_NL).block_bytes, 18u);
+  EXPECT_TRUE(dtype_info(DType::Q5_K).load_only && !dtype_info(DType::Q4_K).load_only);
 }
 
 TEST(Fp16, RoundTripAllHalfs) {

@@ -428,7 +428,7 @@ TEST(GgufMalformed, TensorInfoErrors) {
                       {q, "dimension 1 = 18446744073709551613 is too large"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {1ull << 32, 1ull << 32}; }), {q, "element count overflows"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {32, 1ull << 58}; }), {q, "overflows"});
-  expect_format_error(mutate([](TensorSpec& t) { t.type = 13; }), {q, "unsupported tensor type Q5_K (13)"});
+  expect_format_error(mutate([](TensorSpec& t) { t.type = 11; }), {q, "unsupported tensor type Q3_K (11)"});
   expect_format_error(mutate([](TensorSpec& t) { t.type = 1000; }), {q, "unsupported tensor type type 1000"});
   expect_format_error(mutate([](TensorSpec& t) { t.ne = {16, 3}; }), {q, "first dimension 16", "Q8_0 block size 32"});
   expect_format_error(mutate([](TensorSpec& t) { t.offset += 4; }), {q, "offset 68", "alignment 32"});

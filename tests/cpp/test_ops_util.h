@@ -68,6 +68,16 @@ inline std::vector<uint8_t> random_weights(DType t, int64_t n_rows, int64_t n_in
         put16(b + 2, f32_to_fp16(std::fabs(u(rng)) * 0.02f));
         break;
       case DType::Q6_K: put16(b + 208, f32_to_fp16(u(rng) * 0.001f)); break;
+      case DType::Q5_0:
+      case DType::IQ4_NL: put16(b, f32_to_fp16(u(rng) * 0.02f)); break;
+      case DType::Q5_1:
+        put16(b, f32_to_fp16(std::fabs(u(rng)) * 0.2f));
+        put16(b + 2, f32_to_fp16(u(rng) * 2.0f));
+        break;
+      case DType::Q5_K:
+        put16(b, f32_to_fp16(std::fabs(u(rng)) * 0.01f));
+        put16(b + 2, f32_to_fp16(std::fabs(u(rng)) * 0.02f));
+        break;
     }
   }
   return raw;

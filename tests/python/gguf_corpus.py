@@ -241,7 +241,7 @@ def corpus() -> list[tuple[str, bytes, str]]:
     nb = ts["t.b"]["name_len"] + 8
     add(("duplicate_tensor", base[:nb] + b"t.a" + base[nb + 3 :], r"duplicate tensor 't.a'"))
     add(("tensor_name_not_utf8", base[:nb] + b"t\xc0\xae" + base[nb + 3 :], r"name is not valid UTF-8"))
-    add(("tensor_type_13", _patch(base, ts["t.b"]["type"], "I", 13), r"tensor 't.b'.*unsupported tensor type Q5_K"))
+    add(("tensor_type_11", _patch(base, ts["t.b"]["type"], "I", 11), r"tensor 't.b'.*unsupported tensor type Q3_K"))
     add(
         (
             "tensor_type_9999",

@@ -38,7 +38,7 @@ def test_corpus_covers_every_kind():
         "str_len_2p63",
         "arr_count_2p63",
         "value_type_13",
-        "tensor_type_13",
+        "tensor_type_11",
         "dim_0",
         "dim_negative",
         "dims_product_overflow",
