@@ -159,8 +159,8 @@ void ThreadPool::run(int n_tasks, const std::function<void(int task, int thread)
   if (n_tasks <= 0) return;
   Impl& s = *impl_;
   // Inline when there is nothing to share, in a forked child (no workers there), and for a run()
-  // from inside a task or from a second thread while a job is in flight (thread index 0 is then shared; tasks must not rely on it
-  // being exclusive across such nested calls).
+  // from inside a task or from a second thread while a job is in flight (thread index 0 is then
+  // shared; tasks must not rely on it being exclusive across such nested calls).
   if (s.n_threads == 1 || n_tasks == 1 || s.forks != g_forks.load(std::memory_order_relaxed) ||
       s.busy.exchange(true, std::memory_order_acquire)) {
     for (int t = 0; t < n_tasks; ++t) fn(t, 0);
