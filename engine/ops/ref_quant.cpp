@@ -58,7 +58,10 @@ void dequant_q8_0(const BlockQ8_0* b, float* y, int64_t nb) {
   }
 }
 
-void dequant_q4_k(const BlockQ4_K* b, float* y, int64_t nb) {
+// Q4_K and Q5_K (the same scales and mins; Q5_K adds a fifth bit per value from qh).
+template <class Block>
+void dequant_q4_q5_k(const Block* b, float* y, int64_t nb) {
+  constexpr bool kQ5 = sizeof(Block) == sizeof(BlockQ5_K);
   for (int64_t i = 0; i < nb; ++i, y += kQKK) {
     const float d = fp16_to_f32(b[i].d), dmin = fp16_to_f32(b[i].dmin);
     for (int k = 0; k < 4; ++k) {
@@ -69,8 +72,10 @@ void dequant_q4_k(const BlockQ4_K* b, float* y, int64_t nb) {
       const float d1 = d * static_cast<float>(sc1), m1 = dmin * static_cast<float>(mn1);
       const uint8_t* q = b[i].qs + 32 * k;
       for (int l = 0; l < 32; ++l) {
-        y[64 * k + l] = d0 * static_cast<float>(q[l] & 15) - m0;
-        y[64 * k + 32 + l] = d1 * static_cast<float>(q[l] >> 4) - m1;
+        int h0 = 0, h1 = 0;
+        if constexpr (kQ5) h0 = (b[i].qh[l] >> (2 * k)) & 1, h1 = (b[i].qh[l] >> (2 * k + 1)) & 1;
+        y[64 * k + l] = d0 * static_cast<float>((q[l] & 15) + 16 * h0) - m0;
+        y[64 * k + 32 + l] = d1 * static_cast<float>((q[l] >> 4) + 16 * h1) - m1;
       }
     }
   }
@@ -119,25 +124,6 @@ void dequant_q5_1(const BlockQ5_1* b, float* y, int64_t nb) {
   }
 }
 
-void dequant_q5_k(const BlockQ5_K* b, float* y, int64_t nb) {
-  for (int64_t i = 0; i < nb; ++i, y += kQKK) {
-    const float d = fp16_to_f32(b[i].d), dmin = fp16_to_f32(b[i].dmin);
-    for (int k = 0; k < 4; ++k) {
-      int sc0, mn0, sc1, mn1;
-      q4k_scale_min(b[i].scales, 2 * k, sc0, mn0);
-      q4k_scale_min(b[i].scales, 2 * k + 1, sc1, mn1);
-      const float d0 = d * static_cast<float>(sc0), m0 = dmin * static_cast<float>(mn0);
-      const float d1 = d * static_cast<float>(sc1), m1 = dmin * static_cast<float>(mn1);
-      const uint8_t* q = b[i].qs + 32 * k;
-      for (int l = 0; l < 32; ++l) {
-        const int h0 = (b[i].qh[l] >> (2 * k)) & 1, h1 = (b[i].qh[l] >> (2 * k + 1)) & 1;
-        y[64 * k + l] = d0 * static_cast<float>((q[l] & 15) + 16 * h0) - m0;
-        y[64 * k + 32 + l] = d1 * static_cast<float>((q[l] >> 4) + 16 * h1) - m1;
-      }
-    }
-  }
-}
-
 void dequant_iq4_nl(const BlockIQ4_NL* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, y += kQK) {
     const float d = fp16_to_f32(b[i].d);
@@ -167,11 +153,11 @@ void dequantize_row(DType t, const void* src, float* out, int64_t n) {
     case DType::Q4_0: dequant_q4_0(static_cast<const BlockQ4_0*>(src), out, n / kQK); return;
     case DType::Q4_1: dequant_q4_1(static_cast<const BlockQ4_1*>(src), out, n / kQK); return;
     case DType::Q8_0: dequant_q8_0(static_cast<const BlockQ8_0*>(src), out, n / kQK); return;
-    case DType::Q4_K: dequant_q4_k(static_cast<const BlockQ4_K*>(src), out, n / kQKK); return;
+    case DType::Q4_K: dequant_q4_q5_k(static_cast<const BlockQ4_K*>(src), out, n / kQKK); return;
     case DType::Q6_K: dequant_q6_k(static_cast<const BlockQ6_K*>(src), out, n / kQKK); return;
     case DType::Q5_0: dequant_q5_0(static_cast<const BlockQ5_0*>(src), out, n / kQK); return;
     case DType::Q5_1: dequant_q5_1(static_cast<const BlockQ5_1*>(src), out, n / kQK); return;
-    case DType::Q5_K: dequant_q5_k(static_cast<const BlockQ5_K*>(src), out, n / kQKK); return;
+    case DType::Q5_K: dequant_q4_q5_k(static_cast<const BlockQ5_K*>(src), out, n / kQKK); return;
     case DType::IQ4_NL: dequant_iq4_nl(static_cast<const BlockIQ4_NL*>(src), out, n / kQK); return;
   }
   throw InvalidArgument(std::string("[ops] dequantize_row: unsupported type ") + dtype_name(static_cast<uint32_t>(t)));

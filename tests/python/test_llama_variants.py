@@ -122,27 +122,32 @@ def test_files_carry_the_biases_as_llama_cpp_names_them(tmp):
         assert all(t.tensor_type == gguf.GGMLQuantizationType.F32 for t in biases.values())
 
 
-def _drop(name: str, tmp: pathlib.Path, dropped) -> pathlib.Path:
-    """The converted f32 file of `name` without the keys and tensors for which dropped(name) holds."""
-    src = gguf.GGUFReader(_convert(name, "f32", tmp))
-    out = tmp / f"{name}.dropped.gguf"
+def _write_like(src: gguf.GGUFReader, out: pathlib.Path, tensors, keep_key=lambda k: True) -> pathlib.Path:
+    """A GGUF at `out` with src's keys for which keep_key holds and `tensors`, a list of
+    (name, data, raw_dtype) (raw_dtype None: data's own)."""
     w = gguf.GGUFWriter(str(out), "llama")
     for k, f in src.fields.items():
-        if k.startswith("GGUF.") or k == "general.architecture" or dropped(k):
+        if k.startswith("GGUF.") or k == "general.architecture" or not keep_key(k):
             continue
         vtype = f.types[0]
         if vtype == gguf.GGUFValueType.ARRAY:
             w.add_key_value(k, f.contents(), vtype, sub_type=f.types[-1])
         else:
             w.add_key_value(k, f.contents(), vtype)
-    for t in src.tensors:
-        if not dropped(t.name):
-            w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    for name, data, raw_dtype in tensors:
+        w.add_tensor(name, data, raw_dtype=raw_dtype)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
     return out
+
+
+def _drop(name: str, tmp: pathlib.Path, dropped) -> pathlib.Path:
+    """The converted f32 file of `name` without the keys and tensors for which dropped(name) holds."""
+    src = gguf.GGUFReader(_convert(name, "f32", tmp))
+    kept = [(t.name, np.asarray(t.data), t.tensor_type) for t in src.tensors if not dropped(t.name)]
+    return _write_like(src, tmp / f"{name}.dropped.gguf", kept, keep_key=lambda k: not dropped(k))
 
 
 def test_without_the_scaling_or_the_biases_the_bounds_fail(tmp):
@@ -214,31 +219,17 @@ def _mixed_files(tmp: pathlib.Path) -> dict[str, pathlib.Path]:
         out[kind] = path
         if path.exists():
             continue
-        w = gguf.GGUFWriter(str(path), "llama")
-        for k, f in src.fields.items():
-            if k.startswith("GGUF.") or k == "general.architecture":
-                continue
-            vtype = f.types[0]
-            if vtype == gguf.GGUFValueType.ARRAY:
-                w.add_key_value(k, f.contents(), vtype, sub_type=f.types[-1])
-            else:
-                w.add_key_value(k, f.contents(), vtype)
+        tensors = []
         for t in src.tensors:
             if t.name not in raws:
-                w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+                tensors.append((t.name, np.asarray(t.data), t.tensor_type))
             elif kind == "mixed":
-                w.add_tensor(t.name, raws[t.name], raw_dtype=LOAD_ONLY[t.name])
+                tensors.append((t.name, raws[t.name], LOAD_ONLY[t.name]))
             else:
                 deq = quants.dequantize(raws[t.name], LOAD_ONLY[t.name]).astype(np.float32)
-                if kind == "deq":
-                    w.add_tensor(t.name, deq)
-                else:
-                    q8 = gguf.GGMLQuantizationType.Q8_0
-                    w.add_tensor(t.name, quants.quantize(deq, q8), raw_dtype=q8)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_tensors_to_file()
-        w.close()
+                q8 = gguf.GGMLQuantizationType.Q8_0
+                tensors.append((t.name, deq, None) if kind == "deq" else (t.name, quants.quantize(deq, q8), q8))
+        _write_like(src, path, tensors)
     return out
 
 
