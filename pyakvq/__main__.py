@@ -30,6 +30,7 @@ from . import __version__
 from ._files import exit_on_sigterm, output_target, special_file_error, write_text
 from ._validate import MAX_BATCH, MAX_CTX, MAX_THREADS
 from .cli_parser import OneLineParser
+from .perplexity import check_n_ctx
 from .perplexity import perplexity as run_perplexity
 
 
@@ -63,8 +64,7 @@ def parse_kv_opts(items: list[str] | None) -> dict[str, Any]:
 def _perplexity(a: argparse.Namespace) -> int:
     if a.json:
         _check_output_path("--json", a.json, (("-m/--model", a.model), ("-f/--file", a.file)))
-    if a.ctx % 2 or a.ctx < 16:  # the API's rule (perplexity()), with the flag's name
-        raise ValueError(f"-c/--ctx-size must be even and >= 16, got {a.ctx}")
+    check_n_ctx(a.ctx, "-c/--ctx-size")  # the API's rule, with the flag's name
     try:
         text = pathlib.Path(a.file).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

@@ -38,6 +38,13 @@ from .model import Model
 _PIECE_BYTES = 64 << 20
 
 
+def check_n_ctx(n_ctx: int, name: str = "n_ctx") -> int:
+    """The chunk size rule (halves are scored): even and >= 16; ValueError naming `name` else."""
+    if n_ctx < 16 or n_ctx % 2:
+        raise ValueError(f"{name} must be even and >= 16, got {n_ctx}")
+    return n_ctx
+
+
 def _check_int(name: str, value, lo: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -116,9 +123,7 @@ def perplexity_many(
     configurations is the reference mode (tests use it to check that two runs agree)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    n_ctx = _check_int("n_ctx", n_ctx)
-    if n_ctx < 16 or n_ctx % 2:
-        raise ValueError(f"n_ctx must be even and >= 16, got {n_ctx}")
+    n_ctx = check_n_ctx(_check_int("n_ctx", n_ctx))
     n_batch = _check_int("n_batch", n_batch, 1)
     if n_threads is not None:
         n_threads = _check_int("n_threads", n_threads, 1)

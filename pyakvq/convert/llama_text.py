@@ -108,14 +108,14 @@ def llama3_rope_divisors(theta: float, dim: int, factor: float, low: float, high
 
 
 class LlamaText:
-    """The text part of a checkpoint. `tensors` maps GGUF names to table entries (names.Mapped)."""
+    """The text part of a checkpoint. `tensors` maps GGUF names to table entries (names.Mapped).
+    Callers run check_config(cfg) first, before mapping the tensors (map_tensors)."""
 
     def __init__(self, ckpt: Checkpoint, cfg: Fields, tensors: dict[str, names.Mapped], tie_default: bool = False):
         self.ckpt = ckpt
         self.cfg = cfg
         self.tensors = tensors
         d = _Dims(cfg, LLAMA_DEFAULTS)
-        self.check_config(cfg)
         self.n_embd = d.int("hidden_size")
         self.n_ff = d.int("intermediate_size")
         self.n_layer = d.int("num_hidden_layers", hi=4096)

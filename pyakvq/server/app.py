@@ -615,12 +615,9 @@ def create_app(model: Any, engine: Any, config: ServerConfig | None = None) -> F
                 gone.set()
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
-        if not fut.done():
+        if gone.is_set():  # the client left first, whatever the preparation did after (_Stop or not)
             raise ClientDisconnect()
-        try:
-            return fut.result()
-        except _Stop:  # the preparation saw `gone` after the watcher's end, before this check
-            raise ClientDisconnect() from None
+        return fut.result()
 
     def check_n(s: _a.Sampling) -> None:
         if max_queue is not None and s.n > engine.n_slots + max_queue:
